@@ -1,0 +1,411 @@
+"""Device interfaces: one abstract class per device kind.
+
+Each public method does the shared work (deadline, state bookkeeping, error counting) and
+calls one protected hook (``_open``, ``_status``, ...) that a backend implements — the
+python-can ``BusABC`` pattern. Backends are chosen by name from configuration through
+``drivers.registry``.
+
+The value types here are the vocabulary the lane speaks; they carry no wire detail.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import enum
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .errors import DeviceError, DeviceTimeoutError, DeviceUnavailableError
+
+__all__ = [
+    "BoardColour",
+    "BoardDriver",
+    "BoardLine",
+    "CameraDriver",
+    "Device",
+    "Frame",
+    "GateDriver",
+    "GatePosition",
+    "GateStatus",
+    "IoDriver",
+    "LaneInputs",
+    "LightColour",
+    "RfidDriver",
+    "ScanResult",
+    "ScannerDriver",
+    "ScannerState",
+    "ScannerStatus",
+    "TagRead",
+    "WeighbridgeDriver",
+    "Weight",
+]
+
+T = TypeVar("T")
+
+#: Default deadline for one device transaction. A 9600 bit/s RS-485 round trip of a
+#: 20-byte frame is ~25 ms plus the controller's own turnaround (typically < 100 ms).
+DEFAULT_TIMEOUT_S = 0.5
+
+
+class Device(abc.ABC):
+    """Lifecycle and bookkeeping shared by every device kind.
+
+    ``connect()`` / ``close()`` are idempotent; use after ``close()`` raises.
+    Subclasses implement ``_connect`` / ``_close`` and the kind's hooks.
+    """
+
+    kind: str = "device"
+
+    def __init__(self, device_id: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.device_id = device_id
+        self.timeout = timeout
+        self.counters: dict[str, int] = {"ok": 0, "timeout": 0, "protocol": 0, "unavailable": 0, "fault": 0}
+        self.last_error: str | None = None
+        self._connected = False
+        self._closed = False
+
+    async def __aenter__(self: T) -> T:
+        await self.connect()  # type: ignore[attr-defined]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def connect(self) -> None:
+        if self._closed:
+            raise DeviceUnavailableError("device is closed", device=self.device_id)
+        if self._connected:
+            return
+        await self._call(self._connect())
+        self._connected = True
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._connected = False
+        await self._close()
+
+    async def disconnect(self) -> None:
+        """Drop the link but allow ``connect()`` again (used by supervisors)."""
+        if self._connected:
+            self._connected = False
+            await self._close()
+
+    async def _call(self, awaitable: Awaitable[T], *, timeout: float | None = None) -> T:
+        """Run one transaction with a deadline; count and translate its outcome."""
+        try:
+            async with asyncio.timeout(self.timeout if timeout is None else timeout):
+                result = await awaitable
+        except TimeoutError as exc:
+            self.counters["timeout"] += 1
+            self.last_error = "timeout"
+            if isinstance(exc, DeviceError):
+                raise
+            raise DeviceTimeoutError("no answer in time", device=self.device_id) from exc
+        except DeviceError as exc:
+            key = {
+                "DeviceUnavailableError": "unavailable",
+                "DeviceProtocolError": "protocol",
+                "DeviceFaultError": "fault",
+            }.get(type(exc).__name__, "protocol")
+            self.counters[key] = self.counters.get(key, 0) + 1
+            self.last_error = str(exc)
+            if not exc.device:
+                exc.device = self.device_id
+            raise
+        self.counters["ok"] += 1
+        return result
+
+    @abc.abstractmethod
+    async def _connect(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- barrier gate
+
+
+class GatePosition(enum.IntEnum):
+    """Z-Wave Barrier Operator values, extended with FAULT for port use."""
+
+    CLOSED = 0x00
+    CLOSING = 0xFC
+    STOPPED = 0xFD
+    OPENING = 0xFE
+    OPEN = 0xFF
+    FAULT = 0x01
+
+
+@dataclass(frozen=True, slots=True)
+class GateStatus:
+    position: GatePosition
+    limit_open: bool = False
+    limit_closed: bool = False
+    photocell_blocked: bool = False
+    loop_occupied: bool = False  # the safety loop under the arm
+    locked: bool = False
+    fault_code: int = 0
+    cycles: int = 0
+
+    @property
+    def something_under_arm(self) -> bool:
+        return self.photocell_blocked or self.loop_occupied
+
+
+class GateDriver(Device):
+    """A barrier gate controller. The controller itself refuses to close onto a vehicle;
+    the lane checks again before asking (defence in depth)."""
+
+    kind = "gate"
+
+    async def open(self) -> None:
+        await self._call(self._open())
+
+    async def close_arm(self) -> None:
+        await self._call(self._close_arm())
+
+    async def stop(self) -> None:
+        await self._call(self._stop())
+
+    async def lock(self, locked: bool) -> None:
+        await self._call(self._lock(locked))
+
+    async def status(self) -> GateStatus:
+        return await self._call(self._status())
+
+    @abc.abstractmethod
+    async def _open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _close_arm(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _stop(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _lock(self, locked: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def _status(self) -> GateStatus: ...
+
+
+# --------------------------------------------------------------------------- remote I/O
+
+
+class LightColour(enum.StrEnum):
+    RED = "red"
+    AMBER = "amber"
+    GREEN = "green"
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class LaneInputs:
+    entry_loop: bool = False  # vehicle at the stop line
+    in_position: bool = False  # vehicle fully in the identification zone (photocell pair)
+    exit_loop: bool = False  # vehicle past the barrier
+    light: LightColour = LightColour.OFF
+
+
+class IoDriver(Device):
+    """Remote I/O module: loops and photocells in, traffic light out."""
+
+    kind = "io"
+
+    async def read_inputs(self) -> LaneInputs:
+        return await self._call(self._read_inputs())
+
+    async def set_light(self, colour: LightColour) -> None:
+        await self._call(self._set_light(colour))
+
+    @abc.abstractmethod
+    async def _read_inputs(self) -> LaneInputs: ...
+
+    @abc.abstractmethod
+    async def _set_light(self, colour: LightColour) -> None: ...
+
+
+# --------------------------------------------------------------------------- LED board
+
+
+class BoardColour(enum.StrEnum):
+    RED = "red"
+    GREEN = "green"
+    AMBER = "amber"
+
+
+@dataclass(frozen=True, slots=True)
+class BoardLine:
+    text: str
+    colour: BoardColour = BoardColour.GREEN
+
+
+class BoardDriver(Device):
+    kind = "board"
+
+    async def show(self, lines: list[BoardLine]) -> None:
+        await self._call(self._show(lines))
+
+    @abc.abstractmethod
+    async def _show(self, lines: list[BoardLine]) -> None: ...
+
+
+# --------------------------------------------------------------------------- RFID
+
+
+@dataclass(frozen=True, slots=True)
+class TagRead:
+    tag_id: str
+    rssi: int = 0
+    ts: float = field(default_factory=time.time)
+
+
+class RfidDriver(Device):
+    """Readers push tag reads; ``next_read`` waits for the next one (or None at deadline)."""
+
+    kind = "rfid"
+
+    async def next_read(self, timeout: float) -> TagRead | None:
+        try:
+            return await self._call(self._next_read(), timeout=timeout)
+        except DeviceTimeoutError:
+            return None
+
+    @abc.abstractmethod
+    async def _next_read(self) -> TagRead: ...
+
+
+# --------------------------------------------------------------------------- weighbridge
+
+
+@dataclass(frozen=True, slots=True)
+class Weight:
+    kg: int
+    stable: bool
+
+
+class WeighbridgeDriver(Device):
+    kind = "weighbridge"
+
+    async def read_weight(self) -> Weight:
+        return await self._call(self._read_weight())
+
+    async def wait_stable(self, timeout: float) -> Weight:
+        """Wait for a stable reading. Raises DeviceTimeoutError if the scale never settles."""
+
+        async def _loop() -> Weight:
+            while True:
+                w = await self._read_weight()
+                if w.stable:
+                    return w
+
+        return await self._call(_loop(), timeout=timeout)
+
+    @abc.abstractmethod
+    async def _read_weight(self) -> Weight: ...
+
+
+# --------------------------------------------------------------------------- camera
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One snapshot, JPEG-encoded so that the lane never needs ``cv2``."""
+
+    camera: str
+    jpeg: bytes
+    ts: float
+    width: int = 0
+    height: int = 0
+
+
+class CameraDriver(Device):
+    kind = "camera"
+
+    async def snapshot(self) -> Frame:
+        return await self._call(self._snapshot())
+
+    @abc.abstractmethod
+    async def _snapshot(self) -> Frame: ...
+
+
+# --------------------------------------------------------------------------- X-ray scanner
+
+
+class ScannerState(enum.IntEnum):
+    IDLE = 0
+    READY = 1
+    WARMING = 2
+    SCANNING = 3
+    COMPLETE = 4
+    FAULT = 5
+    INTERLOCKED = 6
+
+
+class ScanResult(enum.IntEnum):
+    NONE = 0
+    GREEN = 1
+    YELLOW = 2
+    RED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ScannerStatus:
+    state: ScannerState
+    zone_clear: bool  # exclusion zone clear of people
+    estop: bool = False
+    radiation_on: bool = False
+    scan_id: int = 0
+    result: ScanResult = ScanResult.NONE
+    fault_code: int = 0
+    progress_pct: int = 0
+    image_ref: str = ""
+
+
+class ScannerDriver(Device):
+    """The scanner's PLC. ``start`` refuses to fire while the exclusion zone is open — the
+    PLC's own interlock is the first guard, this check is the second."""
+
+    kind = "scanner"
+
+    async def status(self) -> ScannerStatus:
+        return await self._call(self._status())
+
+    async def start(self, *, vehicle_ref: str, lane: int, seq: int) -> None:
+        st = await self.status()
+        if not st.zone_clear or st.estop:
+            from .errors import DeviceFaultError
+
+            raise DeviceFaultError("exclusion zone not clear: refusing to start scan", device=self.device_id)
+        await self._call(self._start(vehicle_ref=vehicle_ref, lane=lane, seq=seq))
+
+    async def abort(self) -> None:
+        await self._call(self._abort())
+
+    async def reset(self) -> None:
+        await self._call(self._reset())
+
+    @abc.abstractmethod
+    async def _status(self) -> ScannerStatus: ...
+
+    @abc.abstractmethod
+    async def _start(self, *, vehicle_ref: str, lane: int, seq: int) -> None: ...
+
+    @abc.abstractmethod
+    async def _abort(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _reset(self) -> None: ...
+
+
+Factory = Callable[..., Device]
+AnyDevice = Any

@@ -1,0 +1,55 @@
+"""Backend registry: (device kind, backend name) -> class, imported lazily.
+
+A backend with a missing optional dependency fails when it is chosen, with a clear error,
+never at import time of this module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .base import Device
+from .config import DeviceConfig
+from .errors import DeviceError
+
+__all__ = ["BACKENDS", "UnknownBackendError", "create"]
+
+BACKENDS: dict[tuple[str, str], str] = {
+    ("gate", "rs485"): "portlane.drivers.gate_rs485:Rs485Gate",
+    ("gate", "modbus_rtu"): "portlane.drivers.gate_modbus:ModbusGate",
+    ("gate", "modbus_tcp"): "portlane.drivers.gate_modbus:ModbusGate",
+    ("io", "modbus_tcp"): "portlane.drivers.io_modbus:ModbusIo",
+    ("io", "modbus_rtu"): "portlane.drivers.io_modbus:ModbusIo",
+    ("board", "serial"): "portlane.drivers.board_serial:SerialBoard",
+    ("rfid", "serial"): "portlane.drivers.rfid_serial:SerialRfid",
+    ("weighbridge", "serial"): "portlane.drivers.weighbridge_serial:SerialWeighbridge",
+    ("camera", "opencv"): "portlane.drivers.camera_opencv:OpenCvCamera",
+    ("scanner", "modbus_tcp"): "portlane.drivers.scanner_modbus:ModbusScanner",
+}
+
+
+class UnknownBackendError(DeviceError, LookupError):
+    pass
+
+
+def create(kind: str, device_id: str, config: DeviceConfig, **kwargs: Any) -> Device:
+    """Build the backend named by ``config.backend`` for a device of ``kind``."""
+    try:
+        target = BACKENDS[(kind, config.backend)]
+    except KeyError:
+        known = sorted(b for k, b in BACKENDS if k == kind)
+        raise UnknownBackendError(
+            f"no backend {config.backend!r} for a {kind}; known: {', '.join(known) or 'none'}",
+            device=device_id,
+        ) from None
+    module_name, _, cls_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UnknownBackendError(
+            f"backend {config.backend!r} for a {kind} cannot be loaded: {exc}", device=device_id
+        ) from exc
+    cls = getattr(module, cls_name)
+    device: Device = cls(device_id, config, **kwargs)
+    return device

@@ -1,0 +1,12 @@
+"""The lane application: domain, passage state machine, MQTT contract, durable outbox,
+daemons (lane, scanner, recognition worker), runtime and the maintenance CLI.
+
+Exception tree::
+
+    PortlaneError
+    ├── ConfigError              a configuration file is wrong (file, key path, reason)
+    ├── ContractError            a message does not match the MQTT contract
+    └── OutboxError              the durable outbox cannot accept an event
+"""
+
+__version__ = "0.1.0"

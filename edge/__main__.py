@@ -1,0 +1,5 @@
+import sys
+
+from portlane.edge.cli import main
+
+sys.exit(main())

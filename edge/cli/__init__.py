@@ -1,0 +1,70 @@
+"""``portlane`` command line: one module per command group.
+
+Each module ``portlane.edge.cli.<group>`` defines ``register(subparsers)`` — which only
+builds the parser and must not import heavy libraries — and sets ``func`` on its parsers to
+a ``run(args) -> int`` function. Parsing is separate from running.
+
+Exit codes (shared by every command):
+  0  success
+  1  the operation ran and failed (a check failed, a device did not answer, ...)
+  2  usage error or invalid input file
+  3  the daemon or broker could not be reached
+  130 interrupted
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+#: Command-group modules, in help order. A module that is not (yet) part of the install is skipped.
+GROUPS = (
+    "demo",
+    "config",
+    "status",
+    "sim",
+    "selftest",
+    "ocr",
+    "audit",
+    "ops",
+    "daemon",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="portlane", description="Edge software for port vehicle and cargo lanes.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in GROUPS:
+        modname = f"{__name__}.{name}"
+        if importlib.util.find_spec(modname) is None:
+            continue
+        importlib.import_module(modname).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        rc: int = func(args)
+    except KeyboardInterrupt:
+        return 130
+    return rc

@@ -1,0 +1,1 @@
+"""Lane daemon (placeholder until the lane module lands)."""
