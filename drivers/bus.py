@@ -1,0 +1,323 @@
+"""RS-485 bus scheduler: several slaves on one port, one transaction at a time.
+
+RS-485 is half-duplex and master/slave: the master (us) sends one request, the addressed
+slave answers, and nobody else may talk in between. ``Rs485Bus.transact`` therefore
+
+1. holds the bus lock (FIFO, so slaves are served round-robin when they all poll);
+2. respects the inter-frame gap: 3.5 character times at the line's baud rate (Modbus RTU's
+   t3.5, which most RS-485 controllers also need to see the end of a frame), never less
+   than ``MIN_GAP_S`` — the Modbus spec fixes 1.75 ms above 19200 bit/s;
+3. discards stale input (a late answer to an earlier, timed-out request), writes the request
+   and decodes the answer with the protocol's sans-I/O decoder, ignoring garbage and answers
+   from other addresses, until the transaction's deadline.
+
+Per-slave circuit breaker: after ``failures`` consecutive timeouts a slave is *isolated*:
+its transactions fail at once with ``SlaveIsolatedError`` (a ``DeviceUnavailableError``)
+without touching the wire, so a dead slave costs the others nothing. After ``cooldown_s``
+one probe transaction is let through (half-open); success closes the breaker, another
+timeout isolates the slave again with the cool-down doubled (capped). Protocol errors do not
+trip the breaker: something answered, the slave is not what slows the bus down.
+
+Buses are shared by name (``SerialLink.bus``; a port without a bus name is a bus of its
+own, keyed by its path): every driver on the bus calls ``bus_for(link)`` and
+``acquire``/``release``; the port is opened by the first and closed by the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .config import SerialLink
+from .errors import DeviceProtocolError, DeviceUnavailableError
+from .serial_link import DecodeStats, FrameError, SerialPort, char_time_s
+
+__all__ = [
+    "BREAKER_COOLDOWN_S",
+    "BREAKER_FAILURES",
+    "BreakerState",
+    "CircuitBreaker",
+    "Rs485Bus",
+    "SlaveIsolatedError",
+    "bus_for",
+]
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F")
+
+#: Consecutive timeouts that isolate a slave. Three: one lost frame on a noisy line is
+#: normal, three in a row at a 100 ms poll period means the slave is off or unreachable.
+BREAKER_FAILURES = 3
+#: First cool-down of an isolated slave. Each probe of a dead slave costs one full timeout
+#: (0.5 s by default) of bus time; probing every 5 s keeps that below 10 %.
+BREAKER_COOLDOWN_S = 5.0
+#: Cap of the doubling cool-down: a slave that returns is used again within a minute.
+BREAKER_COOLDOWN_MAX_S = 60.0
+#: Floor of the inter-frame gap (Modbus RTU: 1.75 ms fixed above 19200 bit/s).
+MIN_GAP_S = 0.00175
+#: After a bad frame, how long the line must stay quiet before the transaction is declared
+#: failed: an answer corrupted on the wire is over once the line is idle for ~20 characters
+#: (at 9600 bit/s ~21 ms); waiting the whole timeout would slow every other slave.
+BAD_FRAME_SETTLE_CHARS = 20
+MIN_BAD_FRAME_SETTLE_S = 0.02
+
+
+class SlaveIsolatedError(DeviceUnavailableError):
+    """The slave's circuit breaker is open: it was skipped without using the bus."""
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"  # healthy, every transaction goes out
+    OPEN = "open"  # isolated, transactions are skipped
+    HALF_OPEN = "half_open"  # one probe is on its way
+
+
+@dataclass
+class CircuitBreaker:
+    failures: int = BREAKER_FAILURES
+    cooldown_s: float = BREAKER_COOLDOWN_S
+    cooldown_max_s: float = BREAKER_COOLDOWN_MAX_S
+    state: BreakerState = BreakerState.CLOSED
+    consecutive_timeouts: int = 0
+    opened_at: float = 0.0
+    current_cooldown: float = 0.0
+    trips: int = 0
+
+    def allow(self, now: float) -> bool:
+        if self.state == BreakerState.OPEN:
+            if now - self.opened_at < self.current_cooldown:
+                return False
+            self.state = BreakerState.HALF_OPEN
+        return True
+
+    def success(self) -> None:
+        if self.state != BreakerState.CLOSED:
+            log.info("slave recovered; breaker closed")
+        self.state = BreakerState.CLOSED
+        self.consecutive_timeouts = 0
+        self.current_cooldown = 0.0
+
+    def timeout(self, now: float) -> None:
+        self.consecutive_timeouts += 1
+        if self.state == BreakerState.HALF_OPEN:
+            self.current_cooldown = min(self.cooldown_max_s, max(self.cooldown_s, self.current_cooldown * 2))
+            self._open(now)
+        elif self.consecutive_timeouts >= self.failures:
+            self.current_cooldown = self.cooldown_s
+            self._open(now)
+
+    def _open(self, now: float) -> None:
+        self.state = BreakerState.OPEN
+        self.opened_at = now
+        self.trips += 1
+
+
+@dataclass
+class SlaveStats:
+    outcomes: dict[str, int] = field(
+        default_factory=lambda: {"ok": 0, "timeout": 0, "protocol": 0, "skipped": 0, "unavailable": 0}
+    )
+
+
+class Rs485Bus:
+    """One physical RS-485 line (one serial port) shared by several slave addresses."""
+
+    def __init__(
+        self,
+        name: str,
+        link: SerialLink,
+        *,
+        gap_s: float | None = None,
+        breaker_failures: int = BREAKER_FAILURES,
+        breaker_cooldown_s: float = BREAKER_COOLDOWN_S,
+        log_size: int = 10_000,
+    ) -> None:
+        self.name = name
+        self.link = link
+        self.port = SerialPort(link, name=name)
+        self.char_s = char_time_s(link)
+        self.gap_s = max(MIN_GAP_S, 3.5 * self.char_s) if gap_s is None else gap_s
+        self.breaker_failures = breaker_failures
+        self.breaker_cooldown_s = breaker_cooldown_s
+        self.breakers: dict[int, CircuitBreaker] = {}
+        self.slaves: dict[int, SlaveStats] = collections.defaultdict(SlaveStats)
+        self.stats = DecodeStats()
+        self.counters = {"transactions": 0, "stale_bytes": 0, "foreign_frames": 0}
+        #: (address, outcome) of every transaction and skip, newest last.
+        self.log: collections.deque[tuple[int, str]] = collections.deque(maxlen=log_size)
+        self._lock = asyncio.Lock()
+        self._holders: set[str] = set()
+        self._quiet_at = 0.0  # loop time when the line is next free (end of last frame + gap)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def acquire(self, holder: str) -> None:
+        """Register a device on this bus and make sure the port is open."""
+        self._holders.add(holder)
+        try:
+            async with self._lock:
+                await self.port.open()
+        except BaseException:
+            self._holders.discard(holder)
+            self._maybe_forget()
+            raise
+
+    async def release(self, holder: str) -> None:
+        self._holders.discard(holder)
+        if not self._holders:
+            async with self._lock:
+                await self.port.close()
+            self._maybe_forget()
+
+    def _maybe_forget(self) -> None:
+        if not self._holders:
+            _forget(self)
+
+    def breaker(self, address: int) -> CircuitBreaker:
+        br = self.breakers.get(address)
+        if br is None:
+            br = self.breakers[address] = CircuitBreaker(self.breaker_failures, self.breaker_cooldown_s)
+        return br
+
+    # ------------------------------------------------------------------ transactions
+    def _record(self, address: int, outcome: str) -> None:
+        self.slaves[address].outcomes[outcome] += 1
+        self.log.append((address, outcome))
+
+    async def transact(
+        self,
+        address: int,
+        request: bytes,
+        decode: Callable[[bytes], tuple[F | None, int]],
+        *,
+        timeout: float,
+        match: Callable[[F], bool] | None = None,
+        expect_reply: bool = True,
+    ) -> F | None:
+        """Send ``request`` to ``address`` and return the first decoded answer that ``match``es.
+
+        Raises ``SlaveIsolatedError`` (breaker open), ``DeviceUnavailableError`` (port gone),
+        ``DeviceProtocolError`` (only bad frames came back), ``TimeoutError`` (silence).
+        """
+        loop = asyncio.get_running_loop()
+        br = self.breaker(address)
+        if not br.allow(loop.time()):
+            self._record(address, "skipped")
+            raise SlaveIsolatedError(
+                f"slave {address} on bus {self.name} isolated after {br.consecutive_timeouts} timeouts; "
+                f"next probe in {br.current_cooldown - (loop.time() - br.opened_at):.1f} s"
+            )
+        async with self._lock:
+            try:
+                result = await self._transact_locked(address, request, decode, timeout, match, expect_reply)
+            except TimeoutError:
+                br.timeout(loop.time())
+                self._record(address, "timeout")
+                if br.state == BreakerState.OPEN:
+                    log.warning("bus %s: slave %d isolated for %.1f s", self.name, address, br.current_cooldown)
+                raise
+            except DeviceUnavailableError:
+                self._record(address, "unavailable")
+                raise
+            except DeviceProtocolError:
+                self._record(address, "protocol")
+                raise
+            br.success()
+            self._record(address, "ok")
+            return result
+
+    async def _transact_locked(
+        self,
+        address: int,
+        request: bytes,
+        decode: Callable[[bytes], tuple[F | None, int]],
+        timeout: float,
+        match: Callable[[F], bool] | None,
+        expect_reply: bool,
+    ) -> F | None:
+        loop = asyncio.get_running_loop()
+        port = self.port
+        if not port.is_open:
+            await port.open()  # the adapter came back: reopen by path
+        wait = self._quiet_at - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)  # inter-frame gap: bounded by 3.5 char times + one frame
+        stale = port.discard_input()
+        if stale:
+            self.counters["stale_bytes"] += stale
+        port.write(request)
+        self.counters["transactions"] += 1
+        sent_at = loop.time()
+        self._quiet_at = sent_at + len(request) * self.char_s + self.gap_s
+        if not expect_reply:
+            return None
+        deadline = sent_at + timeout
+        bad: FrameError | None = None
+        try:
+            while True:
+                while port.rx:
+                    try:
+                        frame, consumed = decode(bytes(port.rx))
+                    except FrameError as exc:
+                        self.stats.count_error(exc)
+                        del port.rx[: exc.consumed]
+                        bad = exc
+                        settle = max(MIN_BAD_FRAME_SETTLE_S, BAD_FRAME_SETTLE_CHARS * self.char_s)
+                        deadline = min(deadline, loop.time() + settle)
+                        continue
+                    if frame is None:
+                        if not consumed:
+                            break  # incomplete: wait for more bytes
+                        self.stats.garbage_bytes += consumed
+                        del port.rx[:consumed]
+                        continue
+                    del port.rx[:consumed]
+                    self.stats.frames += 1
+                    if match is None or match(frame):
+                        return frame
+                    self.counters["foreign_frames"] += 1
+                async with asyncio.timeout_at(deadline):
+                    await port.wait_data()
+        except TimeoutError:
+            if bad is not None:
+                raise DeviceProtocolError(f"bad answer from slave {address}: {bad}") from bad
+            raise
+        finally:
+            self._quiet_at = max(self._quiet_at, port.last_rx + self.gap_s)
+
+
+# --------------------------------------------------------------------------- shared buses
+
+_BUSES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Rs485Bus]] = weakref.WeakKeyDictionary()
+
+
+def bus_for(link: SerialLink, **opts: Any) -> Rs485Bus:
+    """The bus ``link`` belongs to (created on first use in this event loop).
+
+    ``opts`` (gap_s, breaker_failures, breaker_cooldown_s) apply when the bus is created.
+    Two links that name the same bus must name the same port.
+    """
+    loop = asyncio.get_running_loop()
+    buses = _BUSES.setdefault(loop, {})
+    name = link.bus or link.url
+    bus = buses.get(name)
+    if bus is None:
+        bus = buses[name] = Rs485Bus(name, link, **opts)
+    elif bus.link.url != link.url or bus.link.baudrate != link.baudrate:
+        raise DeviceUnavailableError(
+            f"bus {name!r} is already open on {bus.link.url} at {bus.link.baudrate} bit/s; "
+            f"a device names it with {link.url} at {link.baudrate} bit/s"
+        )
+    return bus
+
+
+def _forget(bus: Rs485Bus) -> None:
+    for buses in _BUSES.values():
+        if buses.get(bus.name) is bus:
+            del buses[bus.name]

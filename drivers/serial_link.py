@@ -1,0 +1,249 @@
+"""Serial transport: the one place where pyserial meets asyncio, plus codec helpers.
+
+``SerialPort`` opens a port by stable path (``/dev/serial/by-id/…``, a pty path or
+symlink, or any pyserial URL) with pyserial-asyncio-fast, which bridges the blocking
+library once: the open runs in the default executor, reads and writes go through
+``add_reader``/``add_writer`` on the file descriptor. Every pyserial / OS exception is
+translated here, and only here, into the driver exception tree (``raise … from exc``):
+
+    ENOENT, EIO, ENXIO, ENODEV, "device disconnected" -> DeviceUnavailableError
+    bad parameters (ValueError)                       -> DeviceUnavailableError (the port cannot be used)
+
+An adapter that vanishes while open (USB unplugged) closes the transport; the next read
+or write raises ``DeviceUnavailableError`` and ``open()`` again reopens the path once it is
+back. Bytes are never interpreted here.
+
+Codec support shared by the serial protocols: ``FrameError`` (a ``DeviceProtocolError``
+saying how many bytes to skip to resynchronise), ``crc16_modbus`` and ``drain``, which
+runs a sans-I/O decoder over a buffer, counting garbage and bad frames instead of raising.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import serial
+import serial_asyncio_fast
+
+from .config import SerialLink
+from .errors import DeviceProtocolError, DeviceUnavailableError
+
+__all__ = ["DecodeStats", "FrameError", "SerialPort", "char_time_s", "crc16_modbus", "drain"]
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F")
+
+#: Opening a port: pyserial's open plus termios set-up run in an executor thread. A local
+#: UART or pty takes < 10 ms; a USB adapter that is still enumerating can take a second.
+OPEN_TIMEOUT_S = 2.0
+#: Closing flushes the transmit buffer: at 9600 bit/s a full 4 KiB buffer drains in ~4.3 s,
+#: but our frames are < 300 bytes (< 0.35 s); past this the port is abandoned.
+CLOSE_TIMEOUT_S = 1.0
+
+_GONE_ERRNOS = {errno.ENOENT, errno.EIO, errno.ENXIO, errno.ENODEV, errno.EBADF, errno.EACCES, errno.EBUSY}
+
+
+def char_time_s(link: SerialLink) -> float:
+    """Time on the wire of one character: start bit + data + parity + stop bits."""
+    bits = 1 + link.bytesize + (0 if link.parity == "N" else 1) + link.stopbits
+    return bits / link.baudrate
+
+
+# --------------------------------------------------------------------------- codec support
+
+
+class FrameError(DeviceProtocolError):
+    """A frame that cannot be accepted. ``consumed`` bytes must be skipped to resync."""
+
+    def __init__(self, message: str, *, consumed: int = 1, device: str = "") -> None:
+        super().__init__(message, device=device)
+        self.consumed = max(1, consumed)
+
+
+def crc16_modbus(data: bytes) -> int:
+    """CRC-16/MODBUS: poly 0xA001 (reflected 0x8005), init 0xFFFF; sent low byte first."""
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+@dataclass
+class DecodeStats:
+    """What a stream decoder has seen: good frames, skipped garbage bytes, bad frames."""
+
+    frames: int = 0
+    garbage_bytes: int = 0
+    bad_frames: int = 0
+    last_error: str | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def count_error(self, exc: FrameError) -> None:
+        self.bad_frames += 1
+        self.last_error = str(exc)
+        key = type(exc).__name__ if type(exc) is not FrameError else str(exc).split(":")[0][:40]
+        self.errors[key] = self.errors.get(key, 0) + 1
+
+
+Decoder = Callable[[bytes], tuple[F | None, int]]
+
+
+def drain(buf: bytearray, decode: Decoder[F], stats: DecodeStats) -> list[F]:
+    """Decode every complete frame at the head of ``buf`` (consumed bytes are removed).
+
+    Garbage before a start byte and frames that fail validation are counted in ``stats``
+    and skipped; an incomplete frame stays in ``buf`` for the next call. Never raises.
+    """
+    out: list[F] = []
+    while buf:
+        try:
+            frame, consumed = decode(bytes(buf))
+        except FrameError as exc:
+            stats.count_error(exc)
+            del buf[: exc.consumed]
+            continue
+        if frame is None:
+            if consumed:
+                stats.garbage_bytes += consumed
+                del buf[:consumed]
+                continue
+            break
+        stats.frames += 1
+        del buf[:consumed]
+        out.append(frame)
+    return out
+
+
+# --------------------------------------------------------------------------- transport
+
+
+class _Protocol(asyncio.Protocol, Generic[F]):
+    def __init__(self, port: SerialPort) -> None:
+        self.port = port
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        pass
+
+    def data_received(self, data: bytes) -> None:
+        self.port._received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.port._lost(exc)
+
+
+class SerialPort:
+    """One open serial port; bytes in, bytes out, no interpretation.
+
+    Received bytes accumulate in ``rx`` (a bytearray the owner consumes); ``wait_data``
+    wakes when new bytes arrive or the port is lost.
+    """
+
+    def __init__(self, link: SerialLink, *, name: str = "") -> None:
+        self.link = link
+        self.name = name or link.url
+        self.rx = bytearray()
+        self.counters = {"opens": 0, "lost": 0, "rx_bytes": 0, "tx_bytes": 0}
+        self._transport: asyncio.Transport | None = None
+        self._data = asyncio.Event()
+        self._lost_reason: str | None = None
+        self.last_rx = 0.0  # loop time of the last received byte (for inter-frame gaps)
+
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    async def open(self) -> None:
+        if self.is_open:
+            return
+        loop = asyncio.get_running_loop()
+        self.rx.clear()
+        self._lost_reason = None
+        kw: dict[str, Any] = {
+            "baudrate": self.link.baudrate,
+            "bytesize": self.link.bytesize,
+            "parity": self.link.parity,
+            "stopbits": self.link.stopbits,
+        }
+        try:
+            async with asyncio.timeout(OPEN_TIMEOUT_S):
+                transport, _ = await serial_asyncio_fast.create_serial_connection(
+                    loop, lambda: _Protocol(self), self.link.url, **kw
+                )
+        except TimeoutError as exc:
+            raise DeviceUnavailableError(f"opening {self.link.url} took longer than {OPEN_TIMEOUT_S} s") from exc
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise self._translate(exc, "cannot open") from exc
+        self._transport = transport
+        self.counters["opens"] += 1
+        log.debug("opened %s", self.link.url)
+
+    def _translate(self, exc: BaseException, what: str) -> DeviceUnavailableError:
+        err = getattr(exc, "errno", None)
+        if err in _GONE_ERRNOS:
+            reason = f"{errno.errorcode.get(err, err)}"
+        else:
+            reason = str(exc) or type(exc).__name__
+        return DeviceUnavailableError(f"{what} {self.link.url}: {reason}")
+
+    async def close(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is None:
+            return
+        transport.close()
+        # Let the transport's own close task run (it flushes and closes in the executor).
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                while getattr(transport, "_serial", None) is not None:
+                    await asyncio.sleep(0.005)
+        except TimeoutError:
+            log.debug("close of %s did not finish in %s s", self.link.url, CLOSE_TIMEOUT_S)
+
+    def _received(self, data: bytes) -> None:
+        self.rx += data
+        self.counters["rx_bytes"] += len(data)
+        self.last_rx = asyncio.get_running_loop().time()
+        self._data.set()
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            self.counters["lost"] += 1
+            self._lost_reason = str(exc) if exc else "closed"
+            log.debug("lost %s: %s", self.link.url, self._lost_reason)
+        self._transport = None
+        self._data.set()
+
+    def check(self) -> None:
+        """Raise ``DeviceUnavailableError`` if the port is not usable."""
+        if not self.is_open:
+            reason = self._lost_reason or "not open"
+            raise DeviceUnavailableError(f"port {self.link.url} is gone: {reason}")
+
+    def write(self, data: bytes) -> None:
+        self.check()
+        assert self._transport is not None
+        try:
+            self._transport.write(data)
+        except (serial.SerialException, OSError) as exc:
+            raise self._translate(exc, "write failed on") from exc
+        self.counters["tx_bytes"] += len(data)
+
+    def discard_input(self) -> int:
+        n = len(self.rx)
+        self.rx.clear()
+        return n
+
+    async def wait_data(self) -> None:
+        """Wait until *new* bytes arrive (or the port is lost, which then raises). No deadline of its
+        own: every caller wraps it in the deadline of its transaction or stream."""
+        self.check()
+        self._data.clear()
+        await self._data.wait()
+        self.check()
