@@ -1,0 +1,10 @@
+"""The MQTT contract, version 1: topics, the CloudEvents envelope and the payload models.
+
+The AsyncAPI document in ``docs/asyncapi.yaml`` is generated from these models
+(``python -m portlane.edge.contract.asyncapi``); a test fails when it is stale.
+"""
+
+from .envelope import Envelope, new_event_id, rfc3339
+from .topics import Topics
+
+__all__ = ["Envelope", "Topics", "new_event_id", "rfc3339"]

@@ -1,0 +1,210 @@
+"""Event payloads (the ``data`` of the envelope), one pydantic model per event type.
+
+``EVENTS`` maps the event type (the topic's last level) to its model; the AsyncAPI
+document is generated from it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "EVENTS",
+    "STAGES",
+    "CommandResponse",
+    "DeviceState",
+    "GateMoved",
+    "IdentityCorrected",
+    "InspectionRequested",
+    "LaneException",
+    "LaneStatus",
+    "OverrideApplied",
+    "PassageArrived",
+    "PassageCompleted",
+    "PassageDecided",
+    "PassageOutcome",
+    "PlateRead",
+    "ContainerRead",
+    "ScanEvent",
+    "CommandRejected",
+    "VehicleIdentified",
+]
+
+#: Stage timestamps every passage.completed carries (absent when the stage did not happen).
+STAGES = (
+    "arrived",
+    "identified",
+    "decided",
+    "scan_queued",
+    "scan_started",
+    "scan_ended",
+    "released",
+    "gate_opened",
+    "exited",
+)
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PlateRead(_Payload):
+    text: str
+    kind: Literal["cn", "cn_crossborder", "hk", "macau", "unknown"]
+    confidence: float = Field(ge=0, le=1)
+
+
+class ContainerRead(_Payload):
+    number: str
+    check_digit_ok: bool
+    iso_type: str | None = None
+    confidence: float = Field(ge=0, le=1)
+
+
+class PassageArrived(_Payload):
+    passage_id: str
+    lane_kind: Literal["cargo", "passenger"]
+
+
+class VehicleIdentified(_Payload):
+    """The lane's identification of a vehicle; the platform answers with per-agency decisions."""
+
+    passage_id: str
+    plates: tuple[PlateRead, ...] = ()
+    containers: tuple[ContainerRead, ...] = ()
+    tag_id: str | None = None
+    weight_kg: int | None = None
+    confidence: float = Field(ge=0, le=1)
+    exceptions: tuple[str, ...] = Field(
+        (), description="unreadable_plate, low_confidence, dual_plate_mismatch, check_digit_failed, ..."
+    )
+    corrected_by: str | None = Field(None, description="operator who corrected the identity, if any")
+
+
+class PassageDecided(_Payload):
+    passage_id: str
+    agency: str
+    decision: Literal["release", "inspect", "hold", "divert"]
+    phase: Literal["initial", "after_scan"]
+    command_nonce: str
+
+
+class InspectionRequested(_Payload):
+    passage_id: str
+    lane: str
+    method: Literal["xray"] = "xray"
+    priority: int = Field(0, ge=0, le=9, description="higher is served first; equal priorities are FIFO")
+    vehicle_ref: str = Field(description="container number or plate, written to the scanner PLC")
+
+
+class ScanEvent(_Payload):
+    """Published by the scanner daemon: scan.queued / scan.started / scan.completed / scan.failed."""
+
+    passage_id: str
+    lane: str
+    scanner: str
+    scan_id: int | None = None
+    result: Literal["GREEN", "YELLOW", "RED"] | None = None
+    image_ref: str | None = None
+    queue_position: int | None = None
+    reason: str | None = None
+
+
+class GateMoved(_Payload):
+    passage_id: str | None
+    action: Literal["open", "close", "stop"]
+    cause: Literal["release", "divert", "override", "exit", "fault", "lane_closed"]
+
+
+class PassageOutcome(_Payload):
+    passage_id: str
+    outcome: Literal["released", "diverted", "override", "abandoned"]
+
+
+class PassageCompleted(_Payload):
+    passage_id: str
+    outcome: Literal["released", "diverted", "override", "abandoned"]
+    inspected: bool
+    scan_id: int | None = None
+    scan_result: Literal["GREEN", "YELLOW", "RED"] | None = None
+    plates: tuple[str, ...] = ()
+    containers: tuple[str, ...] = ()
+    stages: dict[str, str] = Field(description="stage name -> RFC 3339 time, for the stages that happened")
+    stage_ms: dict[str, int] = Field(description="milliseconds from 'arrived' to each stage")
+
+
+class DeviceState(_Payload):
+    device: str
+    health: Literal["online", "degraded", "offline"]
+    reason: str | None = None
+
+
+class LaneException(_Payload):
+    passage_id: str | None
+    kind: str
+    detail: str = ""
+
+
+class CommandRejected(_Payload):
+    command: str
+    reason: str
+    nonce: str | None = None
+    key_id: str | None = None
+
+
+class IdentityCorrected(_Payload):
+    passage_id: str
+    operator: str
+    reason: str
+    plates: tuple[str, ...] = ()
+    containers: tuple[str, ...] = ()
+
+
+class OverrideApplied(_Payload):
+    passage_id: str | None
+    operator: str
+    reason: str
+    action: str
+
+
+class LaneStatus(_Payload):
+    """Retained on the status topic; the last will sets state to 'offline'."""
+
+    state: Literal["online", "offline"]
+    unit: str
+    kind: Literal["lane", "scanner"] = "lane"
+    version: str = ""
+    in_service: bool = True
+    stage: str | None = None
+    last_seq: int = 0
+    since: str = ""
+
+
+class CommandResponse(_Payload):
+    correlation_id: str | None
+    command: str
+    ok: bool
+    reason: str | None = None
+
+
+EVENTS: dict[str, type[_Payload]] = {
+    "passage.arrived": PassageArrived,
+    "vehicle.identified": VehicleIdentified,
+    "passage.decided": PassageDecided,
+    "inspection.requested": InspectionRequested,
+    "scan.queued": ScanEvent,
+    "scan.started": ScanEvent,
+    "scan.completed": ScanEvent,
+    "scan.failed": ScanEvent,
+    "passage.released": PassageOutcome,
+    "passage.diverted": PassageOutcome,
+    "gate.moved": GateMoved,
+    "passage.completed": PassageCompleted,
+    "device.state": DeviceState,
+    "lane.exception": LaneException,
+    "command.rejected": CommandRejected,
+    "identity.corrected": IdentityCorrected,
+    "override.applied": OverrideApplied,
+}
