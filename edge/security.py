@@ -547,7 +547,7 @@ class MemoryNonceStore:
             self._seen[nonce] = _ms(keep_until)
             return True
 
-    def __len__(self) -> int:
+    def count(self) -> int:
         return len(self._seen)
 
     def close(self) -> None:
@@ -597,7 +597,8 @@ class SqliteNonceStore:
                 raise
             return fresh
 
-    def __len__(self) -> int:
+    def count(self) -> int:
+        """Number of nonces held (not ``__len__``: an empty store must not be falsy)."""
         with self._lock:
             row = self._conn().execute("SELECT count(*) FROM nonces").fetchone()
             return int(row[0])
