@@ -48,6 +48,8 @@ __all__ = [
 #: How long a "dead" device keeps a request waiting: longer than any driver deadline, so
 #: the driver sees silence, yet finite so that a server shutdown is never stuck.
 DEAD_HOLD_S = 30.0
+#: How often a held request looks whether the "dead" fault was lifted.
+DEAD_POLL_S = 0.02
 
 FC_TABLE = {1: "coils", 5: "coils", 15: "coils", 2: "discrete_inputs", 3: "holding_registers",
             6: "holding_registers", 16: "holding_registers", 4: "input_registers"}
@@ -105,12 +107,21 @@ class SimFaults:
     exception: int = 0
 
 
+def _is_dead(faults: Any) -> bool:
+    return bool(getattr(faults, "dead", False) or getattr(faults, "unplugged", False))
+
+
 async def fault_hook(faults: Any) -> ExcCodes | None:
     """Apply the request-level faults; returns an exception code to answer with, or None."""
     if faults is None:
         return None
-    if getattr(faults, "dead", False) or getattr(faults, "unplugged", False):
-        await asyncio.sleep(DEAD_HOLD_S)
+    if _is_dead(faults):
+        # Hold the request while the fault lasts (bounded), then drop it quietly: a dead
+        # device answers nothing, and a late answer would only confuse the next request.
+        loop = asyncio.get_running_loop()
+        until = loop.time() + DEAD_HOLD_S
+        while _is_dead(faults) and loop.time() < until:
+            await asyncio.sleep(DEAD_POLL_S)
         return ExcCodes.DEVICE_BUSY
     delay = float(getattr(faults, "delay_s", 0.0) or 0.0)
     if delay > 0:
