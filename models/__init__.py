@@ -1,1 +1,10 @@
-"""Recognition: ONNX manifest, pre/post-processing, grammar-constrained decoding, ISO 6346 and plate validation."""
+"""Recognition: ONNX manifest, pre/post-processing, grammar-constrained decoding, ISO 6346 and plate validation.
+
+Layers (heavy imports only below the line):
+
+* ``grammar``, ``iso6346``, ``fusion``, ``results``, ``worker`` — pure Python, importable from the
+  lane's gate path without ``cv2`` or ``onnxruntime``.
+* ``manifest`` (sha256-verified model files), ``onnx_ocr`` (PP-OCRv4 det + rec sessions),
+  ``pipeline`` (find → rectify → recognise → decode → validate) — need numpy/cv2/onnxruntime and
+  are imported lazily by ``worker`` and the CLI.
+"""

@@ -1,0 +1,141 @@
+"""Plate grammars: what a plate of each kind may contain, position by position.
+
+Pure Python (no numpy): the lane and the CLI validate text with it without loading a model.
+
+A grammar is a list of *templates*; a template is a tuple of allowed-character strings, one per
+character position. The CTC decoder (``ctc.py``) searches the recogniser's probability matrix
+for the best path through each template, so the grammar decides between candidates that the
+network finds close (``0`` vs ``O`` in a serial, ``8`` vs ``B``), and a province Hanzi can only
+be one of the 31 province abbreviations.
+
+Kinds and formats (canonical text = what :func:`normalise` returns):
+
+=================  ======================================================  =================
+kind               format                                                   canonical example
+=================  ======================================================  =================
+``cn``             province + letter + 5 serial (blue/yellow/black)         ``粤B12345``
+                   province + letter + 6 (new-energy green: ``[DF]`` first   ``沪AD12345``
+                   or ``[DF]`` last)
+                   province + letter + 4 serial + 学/警/挂/领/使/试/超       ``京A1234学``
+``cn_crossborder`` 粤Z + 4 serial + 港/澳                                    ``粤ZA123港``
+``hk``             1–2 letters (no I, O, Q) + 1–4 digits, no leading zero   ``AB1234``
+``macau``          M + letter + 4 digits, written MX-12-34                  ``MX-12-34``
+=================  ======================================================  =================
+
+Mainland serial letters are never I or O (they would be confused with 1 and 0).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+
+__all__ = [
+    "CN_PROVINCES",
+    "GRAMMARS",
+    "PlateRead",
+    "Template",
+    "classify",
+    "normalise",
+    "plate_templates",
+    "render_canonical",
+]
+
+CN_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+LETTERS = string.ascii_uppercase
+DIGITS = string.digits
+CN_SERIAL = "".join(c for c in LETTERS + DIGITS if c not in "IO")
+CN_AUTHORITY = "".join(c for c in LETTERS if c != "I")
+CN_SUFFIX = "学警挂领使试超"
+HK_LETTERS = "".join(c for c in LETTERS if c not in "IOQ")
+MACAU_SECOND = LETTERS
+
+Template = tuple[str, ...]
+
+
+def _cn_templates() -> list[Template]:
+    p, a, s, d = CN_PROVINCES, CN_AUTHORITY, CN_SERIAL, DIGITS
+    serial_no_letter = "".join(c for c in CN_SERIAL if c not in DIGITS)
+    del serial_no_letter
+    return [
+        (p, a, s, s, s, s, s),
+        # new-energy small car: D/F (electric/hybrid), then letter-or-digit, then 4 digits
+        (p, a, "DF", s, d, d, d, d),
+        # new-energy large vehicle: 5 digits then D/F
+        (p, a, d, d, d, d, d, "DF"),
+        (p, a, s, s, s, s, CN_SUFFIX),
+    ]
+
+
+def _crossborder_templates() -> list[Template]:
+    return [("粤", "Z", CN_SERIAL, CN_SERIAL, CN_SERIAL, CN_SERIAL, "港澳")]
+
+
+def _hk_templates() -> list[Template]:
+    out: list[Template] = []
+    nz = "123456789"
+    for letters in (1, 2):
+        for digits in (1, 2, 3, 4):
+            out.append((HK_LETTERS,) * letters + (nz,) + (DIGITS,) * (digits - 1))
+    return out
+
+
+def _macau_templates() -> list[Template]:
+    return [("M", MACAU_SECOND, DIGITS, DIGITS, DIGITS, DIGITS)]
+
+
+GRAMMARS: dict[str, list[Template]] = {
+    "cn": _cn_templates(),
+    "cn_crossborder": _crossborder_templates(),
+    "hk": _hk_templates(),
+    "macau": _macau_templates(),
+}
+
+
+def plate_templates(kinds: tuple[str, ...] = ("cn", "cn_crossborder", "hk", "macau")) -> list[tuple[str, Template]]:
+    return [(k, t) for k in kinds for t in GRAMMARS[k]]
+
+
+_SEPARATORS = re.compile(r"[\s·•.\-_:]")
+
+
+def normalise(text: str) -> str:
+    """Upper-case, drop separators (spaces, dots, hyphens) and full-width forms."""
+    t = text.strip().upper()
+    t = t.translate({0xFF10 + i: ord("0") + i for i in range(10)})
+    t = t.translate({0xFF21 + i: ord("A") + i for i in range(26)})
+    return _SEPARATORS.sub("", t)
+
+
+def _matches(text: str, template: Template) -> bool:
+    return len(text) == len(template) and all(c in allowed for c, allowed in zip(text, template, strict=True))
+
+
+def classify(text: str) -> str | None:
+    """The plate kind whose grammar accepts ``text`` (any separators), or None.
+
+    ``粤Z…港`` is cross-boundary even though it would also fit the generic suffix template.
+    """
+    t = normalise(text)
+    for kind in ("cn_crossborder", "macau", "cn", "hk"):
+        if any(_matches(t, tpl) for tpl in GRAMMARS[kind]):
+            return kind
+    return None
+
+
+def render_canonical(text: str, kind: str) -> str:
+    """Canonical display form: Macau plates keep their MX-12-34 hyphens, others are compact."""
+    t = normalise(text)
+    if kind == "macau" and len(t) == 6:
+        return f"{t[:2]}-{t[2:4]}-{t[4:]}"
+    return t
+
+
+@dataclass(frozen=True, slots=True)
+class PlateRead:
+    text: str
+    kind: str
+    confidence: float
+    box: tuple[int, int, int, int] | None = None
+    char_confidences: tuple[float, ...] = ()

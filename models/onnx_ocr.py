@@ -1,0 +1,203 @@
+"""PP-OCRv4 text detection and recognition run directly on onnxruntime.
+
+Contract of the two networks (read from the RapidOCR/PaddleOCR pre- and post-processing and the
+ONNX graphs, re-implemented here):
+
+* **det** (DB, Differentiable Binarization): BGR image resized so that both sides are multiples
+  of 32, normalised to [-1, 1], NCHW. Output: a text-probability map at input resolution.
+  Boxes = contours of ``map > 0.3`` (2×2 dilation), scored by the mean probability inside the
+  minimum-area rectangle (kept if ≥ ``box_thresh``), then grown by ``area × 1.6 / perimeter``
+  (the DB "unclip", with pyclipper) because the network is trained on shrunk text kernels.
+* **rec** (SVTR-LCNet + CTC): BGR crop resized to height 48 keeping its aspect, normalised to
+  [-1, 1], right-padded with 0 to the batch's widest crop. Output ``[N, T, 6625]`` softmax
+  posteriors, one frame per 8 input columns: class 0 is the CTC blank, 1…6623 the dictionary
+  stored in the model's metadata (``character``), 6624 a space. We keep the whole matrix: the
+  grammar decoder (``grammar.py``) searches it, greedy decoding would throw information away.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pyclipper
+
+from . import manifest as _manifest
+
+__all__ = ["Detector", "OcrEngine", "Recogniser", "TextBox", "session_options"]
+
+REC_HEIGHT = 48
+#: Columns of input per output frame of the recogniser (its total horizontal stride).
+REC_STRIDE = 8
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    # 2-core box: intra-op threads = cores by default; 1 lets two lanes share the CPU (measured in bench).
+    so.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # The arena keeps the largest activation ever seen (a 1080p det pass) for good; without it peak
+    # RSS stays ~200 MB lower for a few ms per call (bench/ocr_bench.py, "arena").
+    so.enable_cpu_mem_arena = False
+    so.log_severity_level = 3
+    return so
+
+
+@dataclass(slots=True)
+class TextBox:
+    quad: np.ndarray  # 4×2 float32, clockwise from top-left, in source-image pixels
+    score: float
+
+    @property
+    def bbox(self) -> tuple[int, int, int, int]:
+        x1, y1 = self.quad.min(axis=0)
+        x2, y2 = self.quad.max(axis=0)
+        return int(x1), int(y1), int(math.ceil(x2)), int(math.ceil(y2))
+
+
+def _order_quad(pts: np.ndarray) -> np.ndarray:
+    xs = pts[np.argsort(pts[:, 0])]
+    left, right = xs[:2], xs[2:]
+    tl, bl = left[np.argsort(left[:, 1])]
+    tr, br = right[np.argsort(right[:, 1])]
+    return np.array([tl, tr, br, bl], dtype=np.float32)
+
+
+class Detector:
+    def __init__(self, path: Path, *, threads: int | None = None, box_thresh: float = 0.5,
+                 thresh: float = 0.3, unclip_ratio: float = 1.6) -> None:
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.box_thresh = box_thresh
+        self.thresh = thresh
+        self.unclip_ratio = unclip_ratio
+
+    def __call__(self, img: np.ndarray, *, limit: int = 960) -> list[TextBox]:
+        """Text boxes in ``img`` (BGR); the longer side is scaled to at most ``limit`` pixels."""
+        h, w = img.shape[:2]
+        ratio = min(1.0, limit / max(h, w))
+        rh, rw = max(32, round(h * ratio / 32) * 32), max(32, round(w * ratio / 32) * 32)
+        x = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
+        x = (x.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)[None]
+        prob = self.session.run(None, {self.input_name: x})[0][0, 0]
+        return self._boxes(prob, w / rw, h / rh, w, h)
+
+    def _boxes(self, prob: np.ndarray, sx: float, sy: float, w: int, h: int) -> list[TextBox]:
+        mask = cv2.dilate((prob > self.thresh).astype(np.uint8), np.ones((2, 2), np.uint8))
+        contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        out: list[TextBox] = []
+        for c in contours[:1000]:
+            rect = cv2.minAreaRect(c)
+            if min(rect[1]) < 3:
+                continue
+            pts = cv2.boxPoints(rect)
+            score = _mean_in_poly(prob, pts)
+            if score < self.box_thresh:
+                continue
+            area, peri = cv2.contourArea(pts), cv2.arcLength(pts, True)
+            if peri <= 0:
+                continue
+            off = pyclipper.PyclipperOffset()
+            off.AddPath([tuple(p) for p in pts.tolist()], pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+            grown = off.Execute(area * self.unclip_ratio / peri)
+            if not grown:
+                continue
+            rect = cv2.minAreaRect(np.array(grown[0], dtype=np.float32))
+            if min(rect[1]) < 5:
+                continue
+            quad = _order_quad(cv2.boxPoints(rect))
+            quad[:, 0] = np.clip(quad[:, 0] * sx, 0, w)
+            quad[:, 1] = np.clip(quad[:, 1] * sy, 0, h)
+            if np.linalg.norm(quad[0] - quad[1]) <= 3 or np.linalg.norm(quad[0] - quad[3]) <= 3:
+                continue
+            out.append(TextBox(quad, float(score)))
+        return out
+
+
+def _mean_in_poly(prob: np.ndarray, pts: np.ndarray) -> float:
+    h, w = prob.shape
+    x1, y1 = np.clip(np.floor(pts.min(0)).astype(int), 0, [w - 1, h - 1])
+    x2, y2 = np.clip(np.ceil(pts.max(0)).astype(int), 0, [w - 1, h - 1])
+    mask = np.zeros((y2 - y1 + 1, x2 - x1 + 1), np.uint8)
+    cv2.fillPoly(mask, [(pts - [x1, y1]).astype(np.int32)], 1)
+    return float(cv2.mean(prob[y1:y2 + 1, x1:x2 + 1], mask)[0])
+
+
+class Recogniser:
+    def __init__(self, path: Path, *, threads: int | None = None, batch: int = 8) -> None:
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        chars = self.session.get_modelmeta().custom_metadata_map["character"].splitlines()
+        #: class index -> character ("" for the CTC blank)
+        self.classes: list[str] = ["", *chars, " "]
+        self.index = {c: i for i, c in enumerate(self.classes) if c}
+        self.batch = batch
+
+    def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        """Per-frame class posteriors ``[T_i, 6625]`` for each BGR crop (padding frames removed)."""
+        out: list[np.ndarray | None] = [None] * len(crops)
+        order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / max(1, crops[i].shape[0]))
+        for b in range(0, len(order), self.batch):
+            idx = order[b:b + self.batch]
+            widths = [max(8, math.ceil(REC_HEIGHT * crops[i].shape[1] / max(1, crops[i].shape[0]))) for i in idx]
+            width = max(max(widths), 320 if len(idx) > 1 else 8)
+            x = np.zeros((len(idx), 3, REC_HEIGHT, width), np.float32)
+            for k, (i, rw) in enumerate(zip(idx, widths, strict=True)):
+                r = cv2.resize(crops[i], (rw, REC_HEIGHT))
+                x[k, :, :, :rw] = (r.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)
+            probs = self.session.run(None, {self.input_name: x})[0]
+            for k, (i, rw) in enumerate(zip(idx, widths, strict=True)):
+                out[i] = probs[k, : min(probs.shape[1], math.ceil(rw / REC_STRIDE) + 1)]
+        return [p for p in out if p is not None]
+
+    def greedy(self, probs: np.ndarray) -> tuple[str, float]:
+        """Plain best-path CTC decode (what upstream does): text and mean character probability."""
+        best = probs.argmax(1)
+        text, scores, prev = [], [], 0
+        for t, c in enumerate(best):
+            if c != prev and c != 0:
+                text.append(self.classes[c])
+                scores.append(probs[t, c])
+            prev = c
+        return "".join(text), float(np.mean(scores)) if scores else 0.0
+
+
+class OcrEngine:
+    """Both sessions, created once per process and reused (session creation costs ~0.3 s)."""
+
+    _lock = threading.Lock()
+    _shared: dict[tuple[int | None, str | None], OcrEngine] = {}
+
+    def __init__(self, *, threads: int | None = None, model_dir: Path | None = None) -> None:
+        self.det = Detector(_manifest.resolve("det", model_dir=model_dir), threads=threads)
+        self.rec = Recogniser(_manifest.resolve("rec", model_dir=model_dir), threads=threads)
+
+    @classmethod
+    def shared(cls, *, threads: int | None = None) -> OcrEngine:
+        key = (threads, None)
+        with cls._lock:
+            if key not in cls._shared:
+                cls._shared[key] = cls(threads=threads)
+            return cls._shared[key]
+
+
+def crop_quad(img: np.ndarray, quad: np.ndarray, *, pad: float = 0.0) -> np.ndarray:
+    """Perspective-rectified crop of a quadrilateral (tl, tr, br, bl), optionally padded."""
+    q = quad.astype(np.float32).copy()
+    if pad:
+        c = q.mean(0)
+        q = c + (q - c) * (1 + pad)
+    w = int(max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[3] - q[2])))
+    h = int(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))
+    w, h = max(w, 2), max(h, 2)
+    dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    m = cv2.getPerspectiveTransform(q, dst)
+    return cv2.warpPerspective(img, m, (w, h), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)

@@ -1,0 +1,445 @@
+"""The recognition pipeline: find → rectify → recognise → grammar decode → validate → confidence.
+
+Plates (``PlateReader``)
+    A small image with a plate's aspect is a *tight crop*: the recogniser alone reads it (13 ms;
+    running the detector on a 94×24 crop is what made upstream read 0 of 12). Otherwise the DB
+    detector runs on the frame (or on the camera's fixed region of interest) scaled to at most
+    ``det_limit`` pixels; each text box is rectified from the full-resolution frame, boxes split
+    by the plate's separator dot are re-joined, two-row plates (yellow rear plates) are stacked
+    into one line, and the recogniser's probability matrix is decoded against every plate
+    grammar. A box is a plate when a grammar path explains the matrix almost as well as the
+    unconstrained best path (``max_grammar_cost``) and every character is confident enough.
+
+Containers (``ContainerReader``)
+    Codes are painted horizontally (doors), vertically (fronts, one letter per row) and split
+    into boxes (``TRHU`` ``259946`` ``[9]`` with the check digit boxed). Text boxes become
+    *pieces* (vertical stacks are cut into glyph rows and re-tiled into a line); neighbouring
+    pieces in reading order are concatenated — their probability matrices joined with a blank
+    frame — and decoded against the ISO 6346 template. The check digit decides: a valid read is
+    accepted; an invalid one only if a substitution drawn from the recogniser's own
+    alternatives makes it valid (``corrected``); a read of owner + serial without the boxed
+    digit gets a computed one flagged ``check_digit_inferred``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from . import ctc, grammar, iso6346
+from .grammar import PlateRead
+from .iso6346 import ContainerRead
+from .onnx_ocr import OcrEngine, TextBox, crop_quad
+
+__all__ = ["ContainerReader", "PlateReader", "decode_image"]
+
+CONTAINER_11: grammar.Template = (*(grammar.LETTERS,) * 3, "UJZ", *(grammar.DIGITS,) * 7)
+CONTAINER_10: grammar.Template = CONTAINER_11[:10]
+SIZE_TYPE_TEMPLATE: grammar.Template = ("1234LMNP", "0123456789CDEF", "GVBSRHUPTAK", grammar.DIGITS)
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("not a decodable image")
+    return img
+
+
+def _unconstrained_logp(probs: np.ndarray) -> float:
+    lp, _ = ctc.compress(probs)
+    return float(lp.max(axis=1).sum())
+
+
+@dataclass
+class _Piece:
+    """A recognised text line: its box in the frame and its (separator-folded) CTC matrix."""
+
+    box: tuple[int, int, int, int]
+    probs: np.ndarray
+    text: str
+    vertical: bool = False
+
+
+@dataclass
+class PlateReader:
+    engine: OcrEngine
+    det_limit: int = 960
+    roi: tuple[int, int, int, int] | None = None  # x1, y1, x2, y2 of the fixed camera's plate zone
+    max_grammar_cost: float = 4.0
+    min_char_conf: float = 0.25
+    kinds: tuple[str, ...] = ("cn", "cn_crossborder", "hk", "macau")
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def read(self, img: np.ndarray) -> list[PlateRead]:
+        h, w = img.shape[:2]
+        if max(h, w) <= 400 and 1.5 <= w / h <= 6:
+            got = self._read_crops(img, [(0, 0, w, h)], [img])
+            if got:
+                return got
+        ox = oy = 0
+        view = img
+        if self.roi is not None:
+            x1, y1, x2, y2 = self.roi
+            view, ox, oy = img[y1:y2, x1:x2], x1, y1
+        t0 = time.perf_counter()
+        boxes = self.engine.det(view, limit=self.det_limit)
+        self.timings["det_ms"] = (time.perf_counter() - t0) * 1000
+        quads = _plate_candidates(boxes)
+        crops, bbs = [], []
+        for q in quads:
+            crops.append(_rectify(view, q))
+            x1, y1, x2, y2 = _bbox(q)
+            bbs.append((x1 + ox, y1 + oy, x2 + ox, y2 + oy))
+        return self._read_crops(img, bbs, crops)
+
+    def _read_crops(self, img: np.ndarray, bbs: list[tuple[int, int, int, int]],
+                    crops: list[np.ndarray]) -> list[PlateRead]:
+        if not crops:
+            return []
+        t0 = time.perf_counter()
+        mats = self.engine.rec(crops)
+        self.timings["rec_ms"] = (time.perf_counter() - t0) * 1000
+        reads: list[PlateRead] = []
+        for bb, probs in zip(bbs, mats, strict=True):
+            r = self.decode(probs)
+            if r is not None:
+                reads.append(PlateRead(r.text, r.kind, r.confidence, bb, r.char_confidences))
+        return _dedupe(reads)
+
+    def decode(self, probs: np.ndarray) -> PlateRead | None:
+        """Best grammar read of one line's probability matrix, or None if no plate grammar fits."""
+        index = self.engine.rec.index
+        folded = ctc.fold_separators(probs, index)
+        free = _unconstrained_logp(folded)
+        n_free = len(ctc.greedy(folded, self.engine.rec.classes)[0])
+        best: tuple[float, str, ctc.Decoded] | None = None
+        for kind, tpl in grammar.plate_templates(self.kinds):
+            if abs(len(tpl) - n_free) > 2:
+                continue
+            d = ctc.best_path(folded, tpl, index, folded=True)
+            if d is not None and (best is None or d.logp > best[0]):
+                best = (d.logp, kind, d)
+        if best is None:
+            return None
+        logp, kind, d = best
+        if free - logp > self.max_grammar_cost or d.confidence < self.min_char_conf:
+            return None
+        kind = grammar.classify(d.text) or kind
+        conf = d.confidence * math.exp(-(free - logp) / 4)
+        return PlateRead(grammar.render_canonical(d.text, kind), kind, round(conf, 4), None, d.char_conf)
+
+
+def _bbox(q: np.ndarray) -> tuple[int, int, int, int]:
+    return int(q[:, 0].min()), int(q[:, 1].min()), int(math.ceil(q[:, 0].max())), int(math.ceil(q[:, 1].max()))
+
+
+def _rectify(img: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    h = np.linalg.norm(quad[0] - quad[3])
+    # A little margin: PP-OCR rec is trained on crops with some background around the glyphs.
+    c = quad.mean(0)
+    grow = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float32) * np.float32(0.08 * h)
+    u = (quad[1] - quad[0]) / max(1e-6, np.linalg.norm(quad[1] - quad[0]))
+    v = np.array([-u[1], u[0]], np.float32)
+    q = quad + grow[:, :1] * u + grow[:, 1:] * v
+    del c
+    return crop_quad(img, q)
+
+
+def _plate_candidates(boxes: list[TextBox]) -> list[np.ndarray]:
+    """Text boxes that may be plates, plus joins of boxes split by the separator dot or in two rows."""
+    quads = [b.quad for b in boxes]
+    out: list[np.ndarray] = []
+    info = []
+    for q in quads:
+        w = float(np.linalg.norm(q[1] - q[0]))
+        h = float(np.linalg.norm(q[3] - q[0]))
+        info.append((q, w, h))
+        if h >= 8 and 1.2 <= w / h <= 12:
+            out.append(q)
+    # horizontal joins: same line, similar height, small gap
+    for i, (qa, wa, ha) in enumerate(info):
+        for j, (qb, wb, hb) in enumerate(info):
+            if i == j or ha < 8 or hb < 8:
+                continue
+            ax1, ay1, ax2, ay2 = _bbox(qa)
+            bx1, by1, bx2, by2 = _bbox(qb)
+            if not (bx1 > ax1 and 0.6 < hb / ha < 1.6):
+                continue
+            gap = bx1 - ax2
+            overlap = min(ay2, by2) - max(ay1, by1)
+            if -0.5 * ha < gap < 1.2 * ha and overlap > 0.6 * min(ay2 - ay1, by2 - by1):
+                x1, y1, x2, y2 = min(ax1, bx1), min(ay1, by1), max(ax2, bx2), max(ay2, by2)
+                if 2 <= (x2 - x1) / max(1, y2 - y1) <= 8:
+                    out.append(np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32))
+    return out
+
+
+def _two_row(img: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray | None:
+    del img, box
+    return None
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / ua if ua > 0 else 0.0
+
+
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return small > 0 and ix * iy > 0.5 * small
+
+
+def _dedupe(reads: list[PlateRead]) -> list[PlateRead]:
+    """One read per physical plate: among overlapping boxes keep the most confident."""
+    reads = sorted(reads, key=lambda r: -r.confidence)
+    kept: list[PlateRead] = []
+    for r in reads:
+        if r.box is not None and any(k.box is not None and _overlaps(r.box, k.box) for k in kept):
+            continue
+        if any(k.text == r.text for k in kept):
+            continue
+        kept.append(r)
+    # main plate first: the largest confident plate (the one the camera is aimed at)
+    kept.sort(key=lambda r: -(r.confidence >= 0.5) * ((r.box[2] - r.box[0]) if r.box else 1))
+    return kept
+
+
+def _blank_row(n: int, width: int) -> np.ndarray:
+    r = np.zeros((n, width), np.float32)
+    r[:, 0] = 1.0
+    return r
+
+
+def _tile_vertical(col: np.ndarray) -> np.ndarray | None:
+    """Cut a column of stacked glyphs into rows and lay them side by side as one text line.
+
+    The recogniser reads lines; a vertical code on a container front is a stack of upright
+    glyphs, so rotating the crop would lay every glyph on its side. Rows are separated where the
+    ink profile (Otsu, polarity from the border) drops to near zero.
+    """
+    g = cv2.cvtColor(col, cv2.COLOR_BGR2GRAY)
+    _, bw = cv2.threshold(g, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    border = np.concatenate([bw[:, :2].ravel(), bw[:, -2:].ravel()])
+    if border.mean() > 127:
+        bw = 255 - bw
+    w = col.shape[1]
+    prof = (bw > 0).sum(axis=1)
+    ink = prof > max(1, 0.08 * w)
+    segs: list[list[int]] = []
+    start = None
+    for y, on in enumerate(ink):
+        if on and start is None:
+            start = y
+        elif not on and start is not None:
+            segs.append([start, y])
+            start = None
+    if start is not None:
+        segs.append([start, len(ink)])
+    segs = [s for s in segs if s[1] - s[0] >= max(3, 0.25 * w)]
+    if len(segs) < 2:
+        return None
+    bg = np.median(np.concatenate([col[:, :2].reshape(-1, 3), col[:, -2:].reshape(-1, 3)]), axis=0)
+    gh = max(s[1] - s[0] for s in segs)
+    pad = max(2, int(0.15 * gh))
+    gap = max(3, int(0.35 * w))
+    canvas_w = sum(w for _ in segs) + gap * (len(segs) + 1)
+    canvas = np.empty((gh + 2 * pad, canvas_w, 3), np.uint8)
+    canvas[:] = bg.astype(np.uint8)
+    x = gap
+    for y1, y2 in segs:
+        glyph = col[y1:y2]
+        oy = pad + (gh - (y2 - y1)) // 2
+        canvas[oy:oy + (y2 - y1), x:x + w] = glyph
+        x += w + gap
+    return canvas
+
+
+@dataclass
+class ContainerReader:
+    engine: OcrEngine
+    det_limit: int = 1280
+    roi: tuple[int, int, int, int] | None = None
+    max_cost: float = 8.0
+    min_char_conf: float = 0.2
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def read(self, img: np.ndarray) -> list[ContainerRead]:
+        ox = oy = 0
+        view = img
+        if self.roi is not None:
+            x1, y1, x2, y2 = self.roi
+            view, ox, oy = img[y1:y2, x1:x2], x1, y1
+        h, w = view.shape[:2]
+        t0 = time.perf_counter()
+        if max(h, w) <= 700 and (w / h >= 3 or h / w >= 3):
+            boxes = [TextBox(np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32), 1.0)]
+        else:
+            boxes = self.engine.det(view, limit=self.det_limit)
+        self.timings["det_ms"] = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        pieces = self._pieces(view, boxes)
+        self.timings["rec_ms"] = (time.perf_counter() - t0) * 1000
+        reads = self._assemble(pieces)
+        out = []
+        for r in reads:
+            b = r.box
+            if b is not None:
+                b = (b[0] + ox, b[1] + oy, b[2] + ox, b[3] + oy)
+            out.append(ContainerRead(r.number, r.check_digit_ok, r.check_digit_inferred, r.corrected,
+                                     r.iso_type, r.confidence, b))
+        return out
+
+    # -- pieces -------------------------------------------------------------------------------
+    def _pieces(self, img: np.ndarray, boxes: list[TextBox]) -> list[_Piece]:
+        horiz: list[tuple[tuple[int, int, int, int], np.ndarray]] = []
+        cols: list[list[int]] = []
+        for b in boxes:
+            x1, y1, x2, y2 = _bbox(b.quad)
+            bw, bh = x2 - x1, y2 - y1
+            if bh >= 2.0 * bw and bh >= 30:
+                cols.append([x1, y1, x2, y2])
+            else:
+                horiz.append(((x1, y1, x2, y2), _rectify(img, b.quad)))
+        # merge column fragments that share an x-range and nearly touch vertically
+        cols.sort(key=lambda c: c[1])
+        merged: list[list[int]] = []
+        for c in cols:
+            for m in merged:
+                ov = min(m[2], c[2]) - max(m[0], c[0])
+                if ov > 0.5 * min(m[2] - m[0], c[2] - c[0]) and c[1] - m[3] < 2.5 * (m[2] - m[0]):
+                    m[0], m[1], m[2], m[3] = min(m[0], c[0]), min(m[1], c[1]), max(m[2], c[2]), max(m[3], c[3])
+                    break
+            else:
+                merged.append(list(c))
+        crops: list[np.ndarray] = []
+        meta: list[tuple[tuple[int, int, int, int], bool]] = []
+        for box, crop in horiz:
+            crops.append(crop)
+            meta.append((box, False))
+        H, W = img.shape[:2]
+        for x1, y1, x2, y2 in merged:
+            mx = int(0.12 * (x2 - x1))
+            col = img[max(0, y1):min(H, y2), max(0, x1 - mx):min(W, x2 + mx)]
+            tiled = _tile_vertical(col)
+            box = (x1, y1, x2, y2)
+            if tiled is not None:
+                crops.append(tiled)
+                meta.append((box, True))
+            crops.append(cv2.rotate(col, cv2.ROTATE_90_CLOCKWISE))
+            meta.append((box, True))
+        if not crops:
+            return []
+        mats = self.engine.rec(crops)
+        index = self.engine.rec.index
+        out = []
+        for (box, vertical), m in zip(meta, mats, strict=True):
+            f = ctc.fold_separators(m, index)
+            text = "".join(ch for ch in ctc.greedy(f, self.engine.rec.classes)[0] if ch.isascii() and ch.isalnum())
+            if text:
+                out.append(_Piece(box, f, text.upper(), vertical))
+        return out
+
+    # -- assembling numbers from pieces ------------------------------------------------------
+    def _groups(self, pieces: list[_Piece]) -> list[list[int]]:
+        n = len(pieces)
+
+        def follows(a: _Piece, b: _Piece) -> bool:
+            ax1, ay1, ax2, ay2 = a.box
+            bx1, by1, bx2, by2 = b.box
+            ha, hb = ay2 - ay1, by2 - by1
+            wa = ax2 - ax1
+            if a.vertical or b.vertical:
+                # column continues below (check digit box under a vertical code)
+                ov = min(ax2, bx2) - max(ax1, bx1)
+                return ov > 0.3 * min(wa, bx2 - bx1) and 0 <= by1 - ay2 + 0.2 * wa < 2.5 * wa + 0.5 * hb
+            vo = min(ay2, by2) - max(ay1, by1)
+            same_line = vo > 0.4 * min(ha, hb) and -0.3 * ha < bx1 - ax2 < 4 * ha
+            next_line = (0 <= by1 - ay2 < 1.5 * ha and min(ax2, bx2) - max(ax1, bx1) > -ha)
+            return same_line or next_line
+
+        groups: list[list[int]] = []
+        for i in range(n):
+            if len(pieces[i].text) > 14:
+                continue
+            groups.append([i])
+            for j in range(n):
+                if j != i and follows(pieces[i], pieces[j]) and len(pieces[i].text + pieces[j].text) <= 14:
+                    groups.append([i, j])
+                    for k in range(n):
+                        if k not in (i, j) and follows(pieces[j], pieces[k]) and \
+                                len(pieces[i].text + pieces[j].text + pieces[k].text) <= 14:
+                            groups.append([i, j, k])
+        return [g for g in groups if 9 <= sum(len(pieces[x].text) for x in g) <= 14]
+
+    def _assemble(self, pieces: list[_Piece]) -> list[ContainerRead]:
+        index = self.engine.rec.index
+        cands: list[tuple[tuple[int, float], ContainerRead]] = []
+        for g in self._groups(pieces):
+            parts = []
+            for x in g:
+                parts += [pieces[x].probs, _blank_row(2, pieces[x].probs.shape[1])]
+            mat = np.concatenate(parts[:-1])
+            free = _unconstrained_logp(mat)
+            box = (min(pieces[x].box[0] for x in g), min(pieces[x].box[1] for x in g),
+                   max(pieces[x].box[2] for x in g), max(pieces[x].box[3] for x in g))
+            d11 = ctc.best_path(mat, CONTAINER_11, index, folded=True)
+            d10 = ctc.best_path(mat, CONTAINER_10, index, folded=True)
+            read = None
+            if d11 is not None and free - d11.logp <= self.max_cost and d11.confidence >= self.min_char_conf:
+                cost = free - d11.logp
+                if iso6346.is_valid(d11.text):
+                    read = (0, cost, ContainerRead(d11.text, True, confidence=_conf(d11, cost), box=box))
+                else:
+                    fixed = iso6346.correct(d11.text, [(*a,) for a in d11.alternatives], max_changes=1)
+                    if fixed is not None:
+                        read = (1, cost, ContainerRead(fixed, True, corrected=True,
+                                                        confidence=_conf(d11, cost) * 0.8, box=box))
+            if read is None and d10 is not None and free - d10.logp <= self.max_cost \
+                    and d10.confidence >= self.min_char_conf:
+                cost = free - d10.logp
+                num = d10.text + str(iso6346.check_digit(d10.text))
+                read = (2, cost, ContainerRead(num, True, check_digit_inferred=True,
+                                               confidence=_conf(d10, cost) * 0.7, box=box))
+            if read is not None:
+                cands.append(((read[0], read[1]), read[2]))
+        cands.sort(key=lambda c: c[0])
+        out: list[ContainerRead] = []
+        for _, r in cands:
+            if any(o.number == r.number or (o.box and r.box and _overlaps(o.box, r.box)) for o in out):
+                continue
+            out.append(r)
+        iso = self._size_type(pieces, out[0].box if out else None)
+        if out and iso:
+            r = out[0]
+            out[0] = ContainerRead(r.number, r.check_digit_ok, r.check_digit_inferred, r.corrected, iso,
+                                   r.confidence, r.box)
+        return out
+
+    def _size_type(self, pieces: list[_Piece], near: tuple[int, int, int, int] | None) -> str | None:
+        if near is None:
+            return None
+        best: tuple[float, str] | None = None
+        cx, cy = (near[0] + near[2]) / 2, (near[1] + near[3]) / 2
+        for p in pieces:
+            if not 3 <= len(p.text) <= 6:
+                continue
+            d = ctc.best_path(p.probs, SIZE_TYPE_TEMPLATE, self.engine.rec.index, folded=True)
+            if d is None or _unconstrained_logp(p.probs) - d.logp > 2.0 or not iso6346.is_valid_size_type(d.text):
+                continue
+            dist = math.hypot((p.box[0] + p.box[2]) / 2 - cx, (p.box[1] + p.box[3]) / 2 - cy)
+            if best is None or dist < best[0]:
+                best = (dist, d.text)
+        return best[1] if best else None
+
+
+def _conf(d: ctc.Decoded, cost: float) -> float:
+    return round(d.confidence * math.exp(-cost / 4), 4)
