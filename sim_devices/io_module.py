@@ -16,10 +16,10 @@ from .modbus_gate import (
     FC_TABLE,
     READ_FCS,
     ModbusSimHandle,
-    SimFaults,
     bits_table,
     fault_hook,
     load_register_map,
+    make_faults,
     regs_table,
     serve_modbus,
     set_bit_block,
@@ -109,7 +109,7 @@ class IoSim:
 async def start_io(world: LaneWorld, *, faults: Any = None, transport: str = "tcp", unit: int = 1,
                    port: int | None = None, **_opts: Any) -> ModbusSimHandle:
     """Start a simulated remote I/O module on ``world`` (loopback TCP by default)."""
-    faults = SimFaults() if faults is None else faults
+    faults = make_faults(faults)
     sim = IoSim(world, faults=faults)
     handle = await serve_modbus([sim.device(unit)], transport=transport, faults=faults, unit=unit, port=port)
     handle.sim = sim  # type: ignore[attr-defined]

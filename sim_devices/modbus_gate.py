@@ -33,23 +33,19 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from .faults import FaultInjector
 from .world import ArmMotion, LaneWorld
 
 __all__ = [
     "GateSim",
     "ModbusSimHandle",
     "PtyPair",
-    "SimFaults",
     "free_tcp_port",
     "load_register_map",
+    "make_faults",
     "start_gate",
 ]
 
-#: How long a "dead" device keeps a request waiting: longer than any driver deadline, so
-#: the driver sees silence, yet finite so that a server shutdown is never stuck.
-DEAD_HOLD_S = 30.0
-#: How often a held request looks whether the "dead" fault was lifted.
-DEAD_POLL_S = 0.02
 
 FC_TABLE = {1: "coils", 5: "coils", 15: "coils", 2: "discrete_inputs", 3: "holding_registers",
             6: "holding_registers", 16: "holding_registers", 4: "input_registers"}
@@ -88,46 +84,45 @@ def table_size(regmap: dict[str, Any], table: str) -> int:
 
 
 # --------------------------------------------------------------------------- faults
+#
+# The shared ``FaultInjector`` (sim_devices.faults) is honoured at two points:
+#  * answer level, in pymodbus' server ``trace_packet`` hook on the outgoing frame:
+#    dead / dead_units / drop / unplugged suppress the answer, corrupt damages its last byte
+#    (the RTU CRC; on TCP the PDU's last data byte);
+#  * request level, in the datastore ``action`` hook: ``delay`` (a slow PLC) and
+#    ``exception`` (answer every request with that Modbus exception code).
 
 
-@dataclass
-class SimFaults:
-    """The fault switches our Modbus simulators honour.
-
-    Kept tiny on purpose: when ``sim_devices.faults`` (the shared, seeded injector) is
-    passed instead, ``fault_hook`` reads the same attribute names from it.
-
-    * ``dead`` — the device hears but never answers (driver sees a timeout);
-    * ``delay_s`` — every answer is late by this much;
-    * ``exception`` — every request is answered with this Modbus exception code.
-    """
-
-    dead: bool = False
-    delay_s: float = 0.0
-    exception: int = 0
-
-
-def _is_dead(faults: Any) -> bool:
-    return bool(getattr(faults, "dead", False) or getattr(faults, "unplugged", False))
+def make_faults(faults: Any, world: Any = None) -> FaultInjector:
+    inj = FaultInjector() if faults is None else faults
+    if world is not None and hasattr(inj, "attach_world"):
+        inj.attach_world(world)
+    return inj
 
 
 async def fault_hook(faults: Any) -> ExcCodes | None:
-    """Apply the request-level faults; returns an exception code to answer with, or None."""
+    """Request-level faults; returns an exception code to answer with, or None."""
     if faults is None:
         return None
-    if _is_dead(faults):
-        # Hold the request while the fault lasts (bounded), then drop it quietly: a dead
-        # device answers nothing, and a late answer would only confuse the next request.
-        loop = asyncio.get_running_loop()
-        until = loop.time() + DEAD_HOLD_S
-        while _is_dead(faults) and loop.time() < until:
-            await asyncio.sleep(DEAD_POLL_S)
-        return ExcCodes.DEVICE_BUSY
-    delay = float(getattr(faults, "delay_s", 0.0) or 0.0)
+    delay = float(getattr(faults, "delay", 0.0) or 0.0)
     if delay > 0:
         await asyncio.sleep(delay)
     code = int(getattr(faults, "exception", 0) or 0)
     return ExcCodes(code) if code else None
+
+
+def answer_filter(faults: Any, unit: int) -> Callable[[bool, bytes], bytes]:
+    """pymodbus ``trace_packet`` hook: returning b"" sends nothing."""
+
+    def trace(sending: bool, data: bytes) -> bytes:
+        if not sending or faults is None:
+            return data
+        if not faults.should_answer(unit):
+            return b""
+        out: bytes = faults.maybe_corrupt(data)
+        return out
+
+    return trace
 
 
 # --------------------------------------------------------------------------- bit packing
@@ -276,12 +271,17 @@ async def serve_modbus(
     devices: list[SimDevice], *, transport: str, faults: Any, unit: int, port: int | None = None,
     baudrate: int = 9600,
 ) -> ModbusSimHandle:
-    """Start a pymodbus server for ``devices`` on loopback TCP or on a fresh pty pair."""
+    """Start a pymodbus server for ``devices`` on loopback TCP or on a fresh pty pair.
+
+    ``faults.unplug()`` takes the device off the wire (server shut down) and ``replug()``
+    brings it back on the same port / path.
+    """
+    trace = answer_filter(faults, unit)
     if transport == "tcp":
         tcp_port = port or free_tcp_port()
 
         async def start() -> Any:
-            server = ModbusTcpServer(devices, address=("127.0.0.1", tcp_port))
+            server = ModbusTcpServer(devices, address=("127.0.0.1", tcp_port), trace_packet=trace)
             await server.serve_forever(background=True)
             return server
 
@@ -292,7 +292,8 @@ async def serve_modbus(
         pair.start()
 
         async def start() -> Any:
-            server = ModbusSerialServer(devices, framer=FramerType.RTU, port=pair.server_path, baudrate=baudrate)
+            server = ModbusSerialServer(devices, framer=FramerType.RTU, port=pair.server_path, baudrate=baudrate,
+                                        trace_packet=trace)
             await server.serve_forever(background=True)
             return server
 
@@ -300,6 +301,15 @@ async def serve_modbus(
                                  faults=faults, unit=unit, _start=start, _pty=pair)
     else:
         raise ValueError(f"transport must be 'tcp' or 'rtu', not {transport!r}")
+    if hasattr(faults, "on_plug"):
+
+        async def plug(plugged: bool) -> None:
+            if plugged:
+                await handle.start_serving()
+            else:
+                await handle.stop_serving()
+
+        faults.on_plug(plug)
     await handle.start_serving()
     return handle
 
@@ -455,7 +465,7 @@ async def start_gate(world: LaneWorld, *, faults: Any = None, transport: str = "
     an in-process pty pair; ``handle.link["url"]`` is the driver's end). Also starts the
     world's arm physics if nobody runs them yet (and stops them on close).
     """
-    faults = SimFaults() if faults is None else faults
+    faults = make_faults(faults, world)
     sim = GateSim(world, faults=faults)
     handle = await serve_modbus([sim.device(unit)], transport=transport, faults=faults, unit=unit,
                                 port=port, baudrate=baudrate)

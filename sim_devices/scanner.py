@@ -32,10 +32,10 @@ from .modbus_gate import (
     FC_TABLE,
     READ_FCS,
     ModbusSimHandle,
-    SimFaults,
     bits_table,
     fault_hook,
     load_register_map,
+    make_faults,
     regs_table,
     serve_modbus,
     set_bit_block,
@@ -339,7 +339,7 @@ async def start_scanner(world: Any = None, *, faults: Any = None, unit: int = 1,
         else:
             tf = time_factor if time_factor is not None else float(getattr(world, "time_factor", 1.0))
             scanner_world = ScannerWorld(time_factor=tf, seed=seed)
-    faults = SimFaults() if faults is None else faults
+    faults = make_faults(faults)
     sim = ScannerSim(scanner_world, faults=faults)
     handle = await serve_modbus([sim.device(unit)], transport="tcp", faults=faults, unit=unit, port=port)
     handle.sim = sim  # type: ignore[attr-defined]

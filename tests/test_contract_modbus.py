@@ -184,9 +184,9 @@ async def test_server_goes_away_and_comes_back(gate: Rig) -> None:
     async with asyncio.timeout(10), asyncio.TaskGroup() as tg:
         task = tg.create_task(sup.run(), name="supervisor")
         await sup.wait_health(DeviceHealth.ONLINE)
-        await gate.sim.stop_serving()
+        await gate.sim.faults.unplug()  # the shared injector takes the server off the wire
         await sup.wait_health(DeviceHealth.OFFLINE)
-        await gate.sim.start_serving()
+        await gate.sim.faults.replug()
         await sup.wait_health(DeviceHealth.ONLINE)
         await gate.device.open()  # the same driver object works again
         await gate.world.wait_until(lambda: gate.world.limit_open, timeout=WAIT_S)
