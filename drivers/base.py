@@ -267,6 +267,7 @@ class TagRead:
     tag_id: str
     rssi: int = 0
     ts: float = field(default_factory=time.time)
+    antenna: int = 0  # reader antenna port (1-based; 0 = not reported)
 
 
 class RfidDriver(Device):
