@@ -210,7 +210,9 @@ def _parse_line(line: bytes) -> AuditEntry:
     except CanonicalJSONError as exc:
         raise _LineError(AuditProblem.NOT_CANONICAL, str(exc)) from None
     if canonical != line:
-        raise _LineError(AuditProblem.NOT_CANONICAL, "line is not the canonical form of its entry (edited by hand?)")
+        raise _LineError(
+            AuditProblem.NOT_CANONICAL, "line is not the canonical form of its entry (edited by hand?)"
+        )
     if entry.compute_hash() != entry.hash:
         raise _LineError(AuditProblem.HASH_MISMATCH, "hash does not match the entry's contents")
     return entry
@@ -245,20 +247,44 @@ def verify_log(path: str | os.PathLike[str], *, expected_head: str | None = None
         except _LineError as exc:
             return VerifyReport(False, count, prev, i, exc.problem, exc.detail)
         if entry.n != i:
-            return VerifyReport(False, count, prev, i, AuditProblem.BAD_SEQUENCE,
-                                f"entry says n={entry.n} on line {i} (a line was deleted, inserted or moved)")
+            return VerifyReport(
+                False,
+                count,
+                prev,
+                i,
+                AuditProblem.BAD_SEQUENCE,
+                f"entry says n={entry.n} on line {i} (a line was deleted, inserted or moved)",
+            )
         if entry.prev != prev:
-            return VerifyReport(False, count, prev, i, AuditProblem.BROKEN_LINK,
-                                "prev does not match the hash of the line before")
+            return VerifyReport(
+                False,
+                count,
+                prev,
+                i,
+                AuditProblem.BROKEN_LINK,
+                "prev does not match the hash of the line before",
+            )
         prev, count = entry.hash, count + 1
     if tail:
         blank = tail.strip(b"\0") == b""
         what = "NUL bytes" if blank else "an incomplete entry"
-        return VerifyReport(False, count, prev, len(lines) + 1, AuditProblem.TORN_TAIL,
-                            f"last line has no newline: {len(tail)} bytes of {what} (interrupted write)")
+        return VerifyReport(
+            False,
+            count,
+            prev,
+            len(lines) + 1,
+            AuditProblem.TORN_TAIL,
+            f"last line has no newline: {len(tail)} bytes of {what} (interrupted write)",
+        )
     if expected_head is not None and expected_head != prev:
-        return VerifyReport(False, count, prev, len(lines) or None, AuditProblem.HEAD_MISMATCH,
-                            f"log ends with {prev}, expected {expected_head} (truncated or rewritten)")
+        return VerifyReport(
+            False,
+            count,
+            prev,
+            len(lines) or None,
+            AuditProblem.HEAD_MISMATCH,
+            f"log ends with {prev}, expected {expected_head} (truncated or rewritten)",
+        )
     return VerifyReport(True, count, prev)
 
 
@@ -295,7 +321,9 @@ class AuditLog:
         self._clock = clock or _utc_now
         self._lock = threading.Lock()
         existed = self.path.exists()
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._fd: int | None = os.open(
+            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+        )
         if not existed:
             _fsync_dir(self.path.parent)
         self._size = -1  # size of the file when _head was read; -1 = unknown
@@ -369,7 +397,9 @@ class AuditLog:
             raise AuditError(f"{self.path}: audit log is closed")
         return _Locked(self._lock, self._fd)
 
-    def _write(self, kind: str, actor: str, reason: str, lane: str | None, data: dict[str, Any]) -> AuditEntry:
+    def _write(
+        self, kind: str, actor: str, reason: str, lane: str | None, data: dict[str, Any]
+    ) -> AuditEntry:
         assert self._fd is not None
         body = {
             "n": self._n + 1,
@@ -444,8 +474,12 @@ class AuditLog:
             "portlane",
             "incomplete last line from an interrupted write moved aside",
             None,
-            {"offset": offset, "bytes": len(tail), "sha256": hashlib.sha256(tail).hexdigest(),
-             "saved_to": aside.name},
+            {
+                "offset": offset,
+                "bytes": len(tail),
+                "sha256": hashlib.sha256(tail).hexdigest(),
+                "saved_to": aside.name,
+            },
         )
 
 

@@ -342,8 +342,15 @@ class CommandName(enum.StrEnum):
 
 COMMAND_NAMES: tuple[str, ...] = tuple(c.value for c in CommandName)
 _CommandLiteral = Literal[
-    "decision", "release", "hold", "divert", "correct_identity", "board_message",
-    "expected_vehicles", "close_lane", "open_lane",
+    "decision",
+    "release",
+    "hold",
+    "divert",
+    "correct_identity",
+    "board_message",
+    "expected_vehicles",
+    "close_lane",
+    "open_lane",
 ]
 
 
@@ -564,7 +571,9 @@ class SqliteNonceStore:
     would otherwise make an already-pruned, expired command look valid again.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, margin_s: float = 3600.0, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, margin_s: float = 3600.0, synchronous: str = "FULL"
+    ) -> None:
         if synchronous not in ("FULL", "EXTRA", "NORMAL"):
             raise ValueError("synchronous must be FULL, EXTRA or NORMAL")
         self.path = Path(path)
@@ -588,7 +597,8 @@ class SqliteNonceStore:
             try:
                 db.execute("DELETE FROM nonces WHERE keep_until_ms < ?", (_ms(now) - self._margin_ms,))
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO nonces(nonce, keep_until_ms) VALUES (?, ?)", (nonce, _ms(keep_until))
+                    "INSERT OR IGNORE INTO nonces(nonce, keep_until_ms) VALUES (?, ?)",
+                    (nonce, _ms(keep_until)),
                 )
                 fresh = cur.rowcount == 1
                 db.execute("COMMIT")
@@ -700,7 +710,8 @@ class CommandVerifier:
         now = _now_checked(self._clock)
         if now < cmd.issued_at_dt - self._skew:
             raise CommandRejected(
-                RejectReason.NOT_YET_VALID, f"issued_at {cmd.issued_at} is in the future (now {format_rfc3339(now)})",
+                RejectReason.NOT_YET_VALID,
+                f"issued_at {cmd.issued_at} is in the future (now {format_rfc3339(now)})",
                 echo,
             )
         if now >= cmd.expires_at_dt + self._skew:
@@ -709,9 +720,13 @@ class CommandVerifier:
             )
 
         if cmd.site != self.site:
-            raise CommandRejected(RejectReason.WRONG_SITE, f"for site {cmd.site!r}, this is {self.site!r}", echo)
+            raise CommandRejected(
+                RejectReason.WRONG_SITE, f"for site {cmd.site!r}, this is {self.site!r}", echo
+            )
         if cmd.lane != self.lane:
-            raise CommandRejected(RejectReason.WRONG_LANE, f"for lane {cmd.lane!r}, this is {self.lane!r}", echo)
+            raise CommandRejected(
+                RejectReason.WRONG_LANE, f"for lane {cmd.lane!r}, this is {self.lane!r}", echo
+            )
 
         if not self._nonces.check_and_record(cmd.nonce, keep_until=cmd.expires_at_dt + self._skew, now=now):
             raise CommandRejected(RejectReason.REPLAYED, f"nonce {cmd.nonce} was already used", echo)

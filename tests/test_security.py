@@ -12,7 +12,6 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from portlane.edge.security import (
     CanonicalJSONError,
     CommandRejected,
@@ -60,7 +59,9 @@ def make_verifier(clock: FakeClock, store: Any = None, **kw: Any) -> CommandVeri
     opts: dict[str, Any] = {"site": SITE, "lane": LANE, "max_skew_s": 5.0}
     opts.update(kw)
     keys = opts.pop("keys", {DEMO["key_id"]: DEMO["public_key"]})
-    return CommandVerifier(keys, clock=clock, nonce_store=MemoryNonceStore() if store is None else store, **opts)
+    return CommandVerifier(
+        keys, clock=clock, nonce_store=MemoryNonceStore() if store is None else store, **opts
+    )
 
 
 def fields(**over: Any) -> dict[str, Any]:
@@ -87,7 +88,10 @@ def reject_reason(verifier: CommandVerifier, raw: Any) -> RejectReason:
 
 
 def test_canonical_form_is_sorted_compact_utf8() -> None:
-    assert canonical_json({"b": 1, "a": [True, None, "é\n"], "A": {}}) == '{"A":{},"a":[true,null,"é\\n"],"b":1}'.encode()
+    assert (
+        canonical_json({"b": 1, "a": [True, None, "é\n"], "A": {}})
+        == '{"A":{},"a":[true,null,"é\\n"],"b":1}'.encode()
+    )
 
 
 def test_canonical_key_order_is_utf16_code_units() -> None:
@@ -97,8 +101,16 @@ def test_canonical_key_order_is_utf16_code_units() -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(1e21, "1e+21"), (1e20, "100000000000000000000"), (1e-7, "1e-7"), (1e-6, "0.000001"),
-     (-0.0, "0"), (0.1, "0.1"), (100.0, "100"), (5e-324, "5e-324")],
+    [
+        (1e21, "1e+21"),
+        (1e20, "100000000000000000000"),
+        (1e-7, "1e-7"),
+        (1e-6, "0.000001"),
+        (-0.0, "0"),
+        (0.1, "0.1"),
+        (100.0, "100"),
+        (5e-324, "5e-324"),
+    ],
 )
 def test_canonical_floats_use_the_ecmascript_form(value: float, text: str) -> None:
     assert canonical_json(value) == text.encode()
@@ -190,8 +202,17 @@ def test_bad_trusted_key_fails_at_start_up(clock: FakeClock) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"not json", b"[1, 2]", b"\xff\xfe{}", b'{"v": 1, "v": 1, "sig": "x"}', b'{"v": 1.0, "sig": "x"}',
-     b'{"v": NaN, "sig": "x"}', b"[" * 100_000, b" " * 70_000 + b"{}"],
+    [
+        b"",
+        b"not json",
+        b"[1, 2]",
+        b"\xff\xfe{}",
+        b'{"v": 1, "v": 1, "sig": "x"}',
+        b'{"v": 1.0, "sig": "x"}',
+        b'{"v": NaN, "sig": "x"}',
+        b"[" * 100_000,
+        b" " * 70_000 + b"{}",
+    ],
     ids=["empty", "text", "array", "not-utf8", "dup-key", "float", "nan", "deep", "too-big"],
 )
 def test_malformed_bytes(raw: bytes, clock: FakeClock) -> None:
@@ -201,10 +222,19 @@ def test_malformed_bytes(raw: bytes, clock: FakeClock) -> None:
 @pytest.mark.parametrize(
     "change",
     [
-        {"v": 2}, {"v": True}, {"cmd": "self_destruct"}, {"lane": "C 01"}, {"args": {"w": 1.5}},
-        {"issued_at": "2026-11-23 18:00:00"}, {"expires_at": "2026-11-23T18:01:00+08:00"},
-        {"expires_at": "2026-11-23T17:59:00Z"}, {"nonce": "c2hvcnQ"}, {"nonce": "AAAAAAAAAAAAAAAAAAAAAA=="},
-        {"extra": 1}, {"sig": "AAAA"}, {"passage_id": 5},
+        {"v": 2},
+        {"v": True},
+        {"cmd": "self_destruct"},
+        {"lane": "C 01"},
+        {"args": {"w": 1.5}},
+        {"issued_at": "2026-11-23 18:00:00"},
+        {"expires_at": "2026-11-23T18:01:00+08:00"},
+        {"expires_at": "2026-11-23T17:59:00Z"},
+        {"nonce": "c2hvcnQ"},
+        {"nonce": "AAAAAAAAAAAAAAAAAAAAAA=="},
+        {"extra": 1},
+        {"sig": "AAAA"},
+        {"passage_id": 5},
     ],
     ids=lambda c: next(iter(c)) + "=" + repr(next(iter(c.values())))[:20],
 )
@@ -244,10 +274,19 @@ def test_forged_signature(clock: FakeClock) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("lane", "c01"), ("cmd", "hold"), ("passage_id", "p-999"), ("args", {"agency": "border"}),
-     ("expires_at", "2026-11-23T19:00:00.000Z"), ("nonce", "A" * 22), ("passage_id", None)],
+    [
+        ("lane", "c01"),
+        ("cmd", "hold"),
+        ("passage_id", "p-999"),
+        ("args", {"agency": "border"}),
+        ("expires_at", "2026-11-23T19:00:00.000Z"),
+        ("nonce", "A" * 22),
+        ("passage_id", None),
+    ],
 )
-def test_tampered_field_after_signing(field: str, value: Any, signer: CommandSigner, clock: FakeClock) -> None:
+def test_tampered_field_after_signing(
+    field: str, value: Any, signer: CommandSigner, clock: FakeClock
+) -> None:
     cmd = signer.sign(fields(lane="c02"))
     d = cmd.model_dump()
     assert d[field] != value
@@ -266,15 +305,22 @@ def test_expired(signer: CommandSigner, clock: FakeClock) -> None:
 
 def test_not_yet_valid(signer: CommandSigner, clock: FakeClock) -> None:
     verifier = make_verifier(clock)
-    early = signer.sign(fields(issued_at=T0 + timedelta(seconds=5.001), expires_at=T0 + timedelta(seconds=60)))
+    early = signer.sign(
+        fields(issued_at=T0 + timedelta(seconds=5.001), expires_at=T0 + timedelta(seconds=60))
+    )
     assert reject_reason(verifier, early.to_json_bytes()) is RejectReason.NOT_YET_VALID
-    within_skew = signer.sign(fields(issued_at=T0 + timedelta(seconds=5), expires_at=T0 + timedelta(seconds=60)))
+    within_skew = signer.sign(
+        fields(issued_at=T0 + timedelta(seconds=5), expires_at=T0 + timedelta(seconds=60))
+    )
     assert verifier.verify(within_skew.to_json_bytes()) == within_skew
 
 
 def test_wrong_site_and_wrong_lane(signer: CommandSigner, clock: FakeClock) -> None:
     verifier = make_verifier(clock)
-    assert reject_reason(verifier, signer.sign(fields(site="other-port")).to_json_bytes()) is RejectReason.WRONG_SITE
+    assert (
+        reject_reason(verifier, signer.sign(fields(site="other-port")).to_json_bytes())
+        is RejectReason.WRONG_SITE
+    )
     assert reject_reason(verifier, signer.sign(fields(lane="c02")).to_json_bytes()) is RejectReason.WRONG_LANE
 
 
@@ -369,7 +415,9 @@ printable_args = st.dictionaries(
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(args=printable_args, data=st.data())
-def test_any_single_byte_mutation_is_rejected(args: dict[str, Any], data: st.DataObject, clock: FakeClock) -> None:
+def test_any_single_byte_mutation_is_rejected(
+    args: dict[str, Any], data: st.DataObject, clock: FakeClock
+) -> None:
     signer = CommandSigner(DEMO["key_id"], DEMO["private_key"])
     raw = signer.sign(fields(args=args)).to_json_bytes()
     pos = data.draw(st.integers(0, len(raw) - 1), label="position")
