@@ -1,0 +1,271 @@
+"""A central-platform simulator: the risk engine and the agencies, answering lanes over MQTT.
+
+It speaks the MQTT contract from the platform's side, with its own code (it does not import
+``portlane.edge``): it subscribes to the lanes' events, publishes signed decision commands,
+shares the expected vehicles' registrations, corrects identities an officer would correct,
+and — for demos of the trust layer — injects forged, replayed, expired and misdirected
+commands that every lane must reject.
+
+Commands are Ed25519-signed over a canonical JSON form (sorted keys, no whitespace, UTF-8,
+integers and strings only), written here independently of the lane's verifier so that the
+two implementations check each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import logging
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+__all__ = ["CentralPlatform", "canonical", "sign_command"]
+
+log = logging.getLogger(__name__)
+
+#: How long commands stay valid. Short: a command that sat in a queue is stale.
+COMMAND_TTL_S = 60
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _ts(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def sign_command(key: Ed25519PrivateKey, key_id: str, *, cmd: str, site: str, lane: str,
+                 passage_id: str | None, args: dict[str, Any], now: dt.datetime,
+                 ttl_s: float = COMMAND_TTL_S, nonce: str | None = None) -> dict[str, Any]:
+    body = {
+        "v": 1, "cmd": cmd, "site": site, "lane": lane, "passage_id": passage_id, "args": args,
+        "issued_at": _ts(now), "expires_at": _ts(now + dt.timedelta(seconds=ttl_s)),
+        "nonce": nonce or base64.urlsafe_b64encode(secrets.token_bytes(18)).decode().rstrip("="),
+        "key_id": key_id,
+    }
+    body["sig"] = base64.b64encode(key.sign(canonical(body))).decode()
+    return body
+
+
+@dataclass
+class CentralStats:
+    identified: int = 0
+    commands_sent: int = 0
+    inspections_ordered: int = 0
+    forged_sent: int = 0
+    corrections: int = 0
+    diverts: int = 0
+    responses_ok: int = 0
+    responses_rejected: int = 0
+    inspected_passages: set[str] = field(default_factory=set)
+
+
+class CentralPlatform:
+    def __init__(
+        self,
+        url: str,
+        site: str,
+        *,
+        key_id: str,
+        private_key_b64: str,
+        lanes: dict[str, dict[str, Any]],  # lane id -> {"kind": cargo|passenger, "agencies": [...], "scanner": id|None}
+        inspect_ratio: float = 0.25,
+        forged: int = 0,
+        seed: int = 0,
+        think_s: float = 0.3,
+        protocol: str = "auto",
+        registrations: list[dict[str, Any]] | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.url = url
+        self.site = site
+        self.key_id = key_id
+        self._key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key_b64))
+        self._rogue = Ed25519PrivateKey.generate()
+        self.lanes = lanes
+        self.inspect_ratio = inspect_ratio
+        self.forged_left = forged
+        self.rng = random.Random(seed)
+        self.think_s = think_s
+        self.protocol = protocol
+        self.registrations = registrations or []
+        self.clock = clock
+        self.stats = CentralStats()
+        self._sent: list[tuple[str, dict[str, Any]]] = []  # (topic, command) for replays
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    async def run(self) -> None:
+        host, _, port = self.url.removeprefix("mqtt://").rstrip("/").partition(":")
+        # amqtt (the embedded broker) only speaks 3.1.1; anything else gets MQTT 5.
+        proto = aiomqtt.ProtocolVersion.V311 if self.protocol == "3.1.1" else aiomqtt.ProtocolVersion.V5
+        backoff = 0.1
+        while True:
+            try:
+                async with aiomqtt.Client(host, int(port or 1883), identifier=f"central-{self.site}",
+                                          protocol=proto) as client:
+                    self._client = client
+                    backoff = 0.1
+                    prefix = f"portlane/v1/{self.site}"
+                    await client.subscribe(f"{prefix}/+/event/vehicle.identified", qos=1)
+                    await client.subscribe(f"{prefix}/+/event/scan.completed", qos=1)
+                    await client.subscribe(f"{prefix}/+/response", qos=1)
+                    await client.publish(f"{prefix}/platform/expected",
+                                         json.dumps({"vehicles": self.registrations}).encode(), qos=1, retain=True)
+                    self._connected.set()
+                    async for msg in client.messages:
+                        self._on_message(str(msg.topic), bytes(msg.payload))  # type: ignore[arg-type]
+            except aiomqtt.MqttError as exc:
+                self._connected.clear()
+                self._client = None
+                log.debug("central: broker connection lost (%s)", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    # ------------------------------------------------------------------ decisions
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        parts = topic.split("/")
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            return
+        if parts[-1] == "response":
+            if body.get("ok"):
+                self.stats.responses_ok += 1
+            else:
+                self.stats.responses_rejected += 1
+            return
+        etype, unit, data = parts[-1], parts[3], body.get("data", {})
+        if etype == "vehicle.identified":
+            self._spawn(self._decide(unit, data))
+        elif etype == "scan.completed":
+            self._spawn(self._verdicts(data["lane"], data))
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.ensure_future(coro)
+        self._pending.add(t)
+        t.add_done_callback(self._pending.discard)
+
+    async def _send(self, lane: str, cmd: str, passage_id: str | None, args: dict[str, Any]) -> None:
+        body = sign_command(self._key, self.key_id, cmd=cmd, site=self.site, lane=lane,
+                            passage_id=passage_id, args=args, now=self.clock())
+        topic = f"portlane/v1/{self.site}/{lane}/cmd/{cmd}"
+        await self._publish(topic, body)
+        self.stats.commands_sent += 1
+        self._sent.append((topic, body))
+        await self._maybe_forge(lane)
+
+    async def _publish(self, topic: str, body: dict[str, Any]) -> None:
+        while True:
+            await self._connected.wait()
+            client = self._client
+            try:
+                assert client is not None
+                await client.publish(topic, json.dumps(body, ensure_ascii=False).encode(), qos=1)
+                return
+            except (aiomqtt.MqttError, AssertionError):
+                await asyncio.sleep(0.1)
+
+    async def _think(self) -> None:
+        await asyncio.sleep(self.think_s * (0.5 + self.rng.random()))
+
+    async def _decide(self, lane: str, data: dict[str, Any]) -> None:
+        info = self.lanes.get(lane)
+        if info is None:
+            return
+        pid = data["passage_id"]
+        if data.get("corrected_by") is None:
+            self.stats.identified += 1
+        await self._think()
+        exceptions = set(data.get("exceptions", []))
+        if exceptions & {"unreadable_plate", "dual_plate_mismatch", "low_confidence"} and data.get("corrected_by") is None:
+            # An officer looks at the pictures and corrects the identity (audited at the lane).
+            truth = self._registration(data.get("tag_id"))
+            self.stats.corrections += 1
+            await self._send(lane, "correct_identity", pid, {
+                "plates": truth or [p["text"] for p in data.get("plates", [])] or ["UNKNOWN"],
+                "containers": [c["number"] for c in data.get("containers", [])],
+                "operator": "officer-zh-017", "reason": "checked against camera images",
+            })
+            return  # the lane re-publishes vehicle.identified; decide on that one
+        agencies = list(info["agencies"])
+        inspect = bool(info.get("scanner")) and info["kind"] == "cargo" and self.rng.random() < self.inspect_ratio
+        if inspect:
+            self.stats.inspections_ordered += 1
+            self.stats.inspected_passages.add(pid)
+            agency = "customs" if "customs" in agencies else agencies[0]
+            await self._send(lane, "decision", pid, {"agency": agency, "verdict": "inspect"})
+            return
+        for agency in agencies:
+            await self._send(lane, "decision", pid, {"agency": agency, "verdict": "release"})
+
+    async def _verdicts(self, lane: str, data: dict[str, Any]) -> None:
+        info = self.lanes.get(lane)
+        if info is None:
+            return
+        await self._think()
+        pid = data["passage_id"]
+        if data.get("result") == "RED":
+            self.stats.diverts += 1
+            await self._send(lane, "decision", pid, {"agency": "customs", "verdict": "divert"})
+            return
+        for agency in info["agencies"]:
+            await self._send(lane, "decision", pid, {"agency": agency, "verdict": "release"})
+
+    def _registration(self, tag: str | None) -> list[str] | None:
+        for v in self.registrations:
+            if v.get("tag_id") == tag:
+                return list(v["plates"])
+        return None
+
+    # ------------------------------------------------------------------ forgeries
+    async def _maybe_forge(self, lane: str) -> None:
+        if self.forged_left <= 0 or self.rng.random() > 0.35:
+            return
+        self.forged_left -= 1
+        self.stats.forged_sent += 1
+        kind = self.rng.choice(["forged", "replayed", "expired", "other_lane", "unsigned"])
+        now = self.clock()
+        topic = f"portlane/v1/{self.site}/{lane}/cmd/decision"
+        if kind == "replayed" and self._sent:
+            topic, body = self._sent[-1]
+        elif kind == "expired":
+            body = sign_command(self._key, self.key_id, cmd="decision", site=self.site, lane=lane,
+                                passage_id="stale", args={"agency": "customs", "verdict": "release"},
+                                now=now - dt.timedelta(seconds=600))
+        elif kind == "other_lane":
+            other = next((x for x in self.lanes if x != lane), "zz")
+            body = sign_command(self._key, self.key_id, cmd="decision", site=self.site, lane=other,
+                                passage_id=None, args={"agency": "customs", "verdict": "release"}, now=now)
+        elif kind == "unsigned":
+            body = sign_command(self._key, self.key_id, cmd="decision", site=self.site, lane=lane,
+                                passage_id=None, args={"agency": "customs", "verdict": "release"}, now=now)
+            body.pop("sig")
+        else:  # forged: signed with a key the lane does not trust, under the trusted key id
+            body = sign_command(self._rogue, self.key_id, cmd="decision", site=self.site, lane=lane,
+                                passage_id=None, args={"agency": "customs", "verdict": "release"}, now=now)
+        await self._publish(topic, body)
+
+    async def flush_forgeries(self, lane: str) -> None:
+        """Send any forgeries not yet sent (so that a run injects exactly K)."""
+        while self.forged_left > 0:
+            self.rng.random()
+            self.forged_left -= 1
+            self.stats.forged_sent += 1
+            body = sign_command(self._rogue, self.key_id, cmd="decision", site=self.site, lane=lane,
+                                passage_id=None, args={"agency": "customs", "verdict": "release"},
+                                now=self.clock())
+            await self._publish(f"portlane/v1/{self.site}/{lane}/cmd/decision", body)
