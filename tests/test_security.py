@@ -59,9 +59,7 @@ def make_verifier(clock: FakeClock, store: Any = None, **kw: Any) -> CommandVeri
     opts: dict[str, Any] = {"site": SITE, "lane": LANE, "max_skew_s": 5.0}
     opts.update(kw)
     keys = opts.pop("keys", {DEMO["key_id"]: DEMO["public_key"]})
-    return CommandVerifier(
-        keys, clock=clock, nonce_store=MemoryNonceStore() if store is None else store, **opts
-    )
+    return CommandVerifier(keys, clock=clock, nonce_store=MemoryNonceStore() if store is None else store, **opts)
 
 
 def fields(**over: Any) -> dict[str, Any]:
@@ -89,8 +87,7 @@ def reject_reason(verifier: CommandVerifier, raw: Any) -> RejectReason:
 
 def test_canonical_form_is_sorted_compact_utf8() -> None:
     assert (
-        canonical_json({"b": 1, "a": [True, None, "é\n"], "A": {}})
-        == '{"A":{},"a":[true,null,"é\\n"],"b":1}'.encode()
+        canonical_json({"b": 1, "a": [True, None, "é\n"], "A": {}}) == '{"A":{},"a":[true,null,"é\\n"],"b":1}'.encode()
     )
 
 
@@ -284,9 +281,7 @@ def test_forged_signature(clock: FakeClock) -> None:
         ("passage_id", None),
     ],
 )
-def test_tampered_field_after_signing(
-    field: str, value: Any, signer: CommandSigner, clock: FakeClock
-) -> None:
+def test_tampered_field_after_signing(field: str, value: Any, signer: CommandSigner, clock: FakeClock) -> None:
     cmd = signer.sign(fields(lane="c02"))
     d = cmd.model_dump()
     assert d[field] != value
@@ -305,22 +300,15 @@ def test_expired(signer: CommandSigner, clock: FakeClock) -> None:
 
 def test_not_yet_valid(signer: CommandSigner, clock: FakeClock) -> None:
     verifier = make_verifier(clock)
-    early = signer.sign(
-        fields(issued_at=T0 + timedelta(seconds=5.001), expires_at=T0 + timedelta(seconds=60))
-    )
+    early = signer.sign(fields(issued_at=T0 + timedelta(seconds=5.001), expires_at=T0 + timedelta(seconds=60)))
     assert reject_reason(verifier, early.to_json_bytes()) is RejectReason.NOT_YET_VALID
-    within_skew = signer.sign(
-        fields(issued_at=T0 + timedelta(seconds=5), expires_at=T0 + timedelta(seconds=60))
-    )
+    within_skew = signer.sign(fields(issued_at=T0 + timedelta(seconds=5), expires_at=T0 + timedelta(seconds=60)))
     assert verifier.verify(within_skew.to_json_bytes()) == within_skew
 
 
 def test_wrong_site_and_wrong_lane(signer: CommandSigner, clock: FakeClock) -> None:
     verifier = make_verifier(clock)
-    assert (
-        reject_reason(verifier, signer.sign(fields(site="other-port")).to_json_bytes())
-        is RejectReason.WRONG_SITE
-    )
+    assert reject_reason(verifier, signer.sign(fields(site="other-port")).to_json_bytes()) is RejectReason.WRONG_SITE
     assert reject_reason(verifier, signer.sign(fields(lane="c02")).to_json_bytes()) is RejectReason.WRONG_LANE
 
 
@@ -415,9 +403,7 @@ printable_args = st.dictionaries(
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(args=printable_args, data=st.data())
-def test_any_single_byte_mutation_is_rejected(
-    args: dict[str, Any], data: st.DataObject, clock: FakeClock
-) -> None:
+def test_any_single_byte_mutation_is_rejected(args: dict[str, Any], data: st.DataObject, clock: FakeClock) -> None:
     signer = CommandSigner(DEMO["key_id"], DEMO["private_key"])
     raw = signer.sign(fields(args=args)).to_json_bytes()
     pos = data.draw(st.integers(0, len(raw) - 1), label="position")
@@ -427,3 +413,45 @@ def test_any_single_byte_mutation_is_rejected(
     with pytest.raises(CommandRejected):
         verifier.verify(mutated)
     assert verifier.verify(raw).to_json_bytes() == raw  # the original still verifies: nonce unburnt
+
+
+def test_every_single_character_change_of_the_signature_is_rejected(clock: FakeClock) -> None:
+    """Exhaustive over the sig (the random byte flips above rarely land on its padding bits)."""
+    cmd = CommandSigner(DEMO["key_id"], DEMO["private_key"]).sign(fields())
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+    verifier = make_verifier(clock)
+    base = cmd.model_dump()
+    for i, old in enumerate(cmd.sig):
+        for c in alphabet.replace(old, ""):
+            with pytest.raises(CommandRejected):
+                verifier.verify(base | {"sig": cmd.sig[:i] + c + cmd.sig[i + 1 :]})
+    assert verifier.verify(cmd.to_json_bytes()) == cmd
+
+
+def test_public_api_is_pinned() -> None:
+    import portlane.edge.audit as audit
+    import portlane.edge.security as security
+
+    for mod in (security, audit):
+        assert all(hasattr(mod, name) for name in mod.__all__)
+    assert [r.value for r in RejectReason] == [
+        "malformed",
+        "unsigned",
+        "unknown_key",
+        "bad_signature",
+        "not_yet_valid",
+        "expired",
+        "wrong_site",
+        "wrong_lane",
+        "replayed",
+    ]
+    assert {
+        "CommandSigner",
+        "CommandVerifier",
+        "CommandRejected",
+        "SignedCommand",
+        "SqliteNonceStore",
+        "canonical_json",
+        "generate_keypair",
+    } <= set(security.__all__)
+    assert {"AuditLog", "VerifyReport", "require_operator", "verify_log"} <= set(audit.__all__)
