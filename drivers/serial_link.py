@@ -7,7 +7,8 @@ library once: the open runs in the default executor, reads and writes go through
 translated here, and only here, into the driver exception tree (``raise … from exc``):
 
     ENOENT, EIO, ENXIO, ENODEV, "device disconnected" -> DeviceUnavailableError
-    bad parameters (ValueError)                       -> DeviceUnavailableError (the port cannot be used)
+    bad parameters (ValueError), termios.error        -> DeviceUnavailableError (the port cannot be used
+                                                         with these line settings)
 
 An adapter that vanishes while open (USB unplugged) closes the transport; the next read
 or write raises ``DeviceUnavailableError`` and ``open()`` again reopens the path once it is
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -33,7 +35,7 @@ import serial_asyncio_fast
 from .config import SerialLink
 from .errors import DeviceProtocolError, DeviceUnavailableError
 
-__all__ = ["DecodeStats", "FrameError", "SerialPort", "char_time_s", "crc16_modbus", "drain"]
+__all__ = ["DecodeStats", "FrameError", "SerialPort", "char_time_s", "crc16_modbus", "drain", "read_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +181,7 @@ class SerialPort:
                 )
         except TimeoutError as exc:
             raise DeviceUnavailableError(f"opening {self.link.url} took longer than {OPEN_TIMEOUT_S} s") from exc
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
             raise self._translate(exc, "cannot open") from exc
         self._transport = transport
         self.counters["opens"] += 1
@@ -187,6 +189,8 @@ class SerialPort:
 
     def _translate(self, exc: BaseException, what: str) -> DeviceUnavailableError:
         err = getattr(exc, "errno", None)
+        if isinstance(exc, termios.error) and exc.args:
+            err = exc.args[0]
         if err in _GONE_ERRNOS:
             reason = f"{errno.errorcode.get(err, err)}"
         else:
@@ -247,3 +251,43 @@ class SerialPort:
         self._data.clear()
         await self._data.wait()
         self.check()
+
+
+# --------------------------------------------------------------------------- push streams
+
+
+async def read_stream(
+    port: SerialPort,
+    decode: Decoder[F],
+    stats: DecodeStats,
+    on_frame: Callable[[F], None],
+    *,
+    frame_gap_s: float,
+    silence_s: float,
+    on_silence: Callable[[], None] | None = None,
+) -> None:
+    """Decode frames a device pushes, forever (until cancelled or the port is lost).
+
+    ``frame_gap_s``: a started frame whose rest does not arrive within this time is
+    abandoned (its start byte counted as garbage, the decoder resyncs after it) — without
+    it a sync byte in line noise followed by a plausible length could hold back the frames
+    behind it. ``silence_s``: the longest quiet spell the device's own output rate allows;
+    each one is reported through ``on_silence``. Raises ``DeviceUnavailableError`` when the
+    port goes away.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        for frame in drain(port.rx, decode, stats):
+            on_frame(frame)
+        deadline = loop.time() + (frame_gap_s if port.rx else silence_s)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await port.wait_data()
+        except TimeoutError:
+            if port.rx:
+                stats.bad_frames += 1
+                stats.last_error = "truncated frame (inter-byte timeout)"
+                stats.errors["truncated"] = stats.errors.get("truncated", 0) + 1
+                del port.rx[:1]
+            elif on_silence is not None:
+                on_silence()

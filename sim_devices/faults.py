@@ -7,6 +7,7 @@ A simulator asks its ``FaultInjector`` what to do with each answer it is about t
 * ``drop``: probability that one answer is lost (noise on the line, a collision);
 * ``delay``: seconds added before each answer (a slow controller or a busy PLC);
 * ``corrupt``: probability that one answer's checksum byte is damaged;
+* ``noise``: probability that line noise (1–8 random bytes) precedes an answer;
 * ``exception``: Modbus simulators answer every request with this exception code;
 * ``unplugged``: the USB-serial adapter is pulled out — hooks registered by the port
   (``on_plug``) make the path disappear and come back on ``replug()``;
@@ -40,6 +41,7 @@ class FaultInjector:
     drop: float = 0.0
     delay: float = 0.0
     corrupt: float = 0.0
+    noise: float = 0.0
     dead: bool = False
     dead_units: set[int] = field(default_factory=set)
     exception: int = 0  # Modbus simulators: answer every request with this exception code
@@ -53,7 +55,7 @@ class FaultInjector:
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("drop", "corrupt"):
+        for name in ("drop", "corrupt", "noise"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise FaultSpecError(f"{name} must be a probability in [0, 1], got {p}")
@@ -76,7 +78,7 @@ class FaultInjector:
             key, sep, value = item.partition("=")
             key = key.strip().lower()
             try:
-                if key in ("drop", "corrupt", "delay"):
+                if key in ("drop", "corrupt", "noise", "delay"):
                     if not sep:
                         raise FaultSpecError(f"{key} needs a value, e.g. {key}=0.1")
                     kw[key] = float(value)
@@ -90,7 +92,8 @@ class FaultInjector:
                     flags[key] = True
                 else:
                     raise FaultSpecError(
-                        f"unknown fault {key!r}; known: drop=P, delay=S, corrupt=P, exception=N, dead, dead=U+U, "
+                        f"unknown fault {key!r}; known: drop=P, delay=S, corrupt=P, noise=P, exception=N, "
+                        "dead, dead=U+U, "
                         "stuck, unplugged, seed=N"
                     )
             except ValueError as exc:
@@ -136,7 +139,11 @@ class FaultInjector:
         if self._unplugged:
             return None
         self.counters["sent"] += 1
-        return self.maybe_corrupt(frame)
+        frame = self.maybe_corrupt(frame)
+        if self.noise and self._rng.random() < self.noise:
+            self.counters["noise"] = self.counters.get("noise", 0) + 1
+            frame = self._rng.randbytes(1 + self._rng.randrange(8)) + frame
+        return frame
 
     @property
     def delay_s(self) -> float:

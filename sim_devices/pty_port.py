@@ -176,11 +176,13 @@ class SerialSimHandle:
         self.port = port
         self.faults = faults
         self.sim = sim
-        self.link: dict[str, object] = {"kind": "serial", "url": port.path, "baudrate": baudrate}
-        if bytesize != 8:
-            self.link["bytesize"] = bytesize
-        if parity != "N":
-            self.link["parity"] = parity
+        # A pty carries bytes, not bits: line settings are not emulated, and some kernels
+        # refuse 7-bit or parity termios on a pty. So the link always says 8N1 (overriding
+        # a site's 7E1 when a simulator stands in); the device's own settings are kept in
+        # ``line`` for display.
+        self.link: dict[str, object] = {"kind": "serial", "url": port.path, "baudrate": baudrate,
+                                        "bytesize": 8, "parity": "N", "stopbits": 1}
+        self.line = f"{baudrate} {bytesize}{parity}1"
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
