@@ -53,6 +53,10 @@ def _is_live(source: str) -> bool:
     return "://" in source and not source.startswith("file://")
 
 
+def _file_exists(path: str) -> bool:
+    return os.path.exists(path)  # a local stat: no need to leave the loop for it
+
+
 class _Worker(threading.Thread):
     """Owns the VideoCapture. Requests are ``concurrent.futures.Future``s to resolve with a Frame."""
 
@@ -147,9 +151,8 @@ class _Worker(threading.Thread):
                 self.loop.call_soon_threadsafe(self.finished.set)
 
     def _live_turn(self) -> None:
-        if self.cap is None:
-            if self.stopping.wait(REOPEN_DELAY_S) or not self._open():
-                return
+        if self.cap is None and (self.stopping.wait(REOPEN_DELAY_S) or not self._open()):
+            return
         batch = self._take_pending(block=False)
         ok = self.cap.grab()  # bounded by READ_TIMEOUT_MS
         ts = time.time()
@@ -205,7 +208,7 @@ class OpenCvCamera(CameraDriver):
         self._worker: _Worker | None = None
 
     async def _connect(self) -> None:
-        if not _is_live(self.source) and not os.path.exists(self.source.removeprefix("file://")):
+        if not _is_live(self.source) and not _file_exists(self.source.removeprefix("file://")):
             raise DeviceUnavailableError(f"no such file: {self.source}", device=self.device_id)
         try:
             import cv2  # noqa: F401  (fail here, clearly, when OpenCV is not installed)

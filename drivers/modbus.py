@@ -37,7 +37,15 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from .config import DeviceConfig, SerialLink, TcpLink
 from .errors import DeviceProtocolError, DeviceTimeoutError, DeviceUnavailableError
 
-__all__ = ["EXCEPTION_NAMES", "ModbusExceptionError", "ModbusLink", "RegisterMap", "ascii_from_registers", "ascii_to_registers", "u32"]
+__all__ = [
+    "EXCEPTION_NAMES",
+    "ModbusExceptionError",
+    "ModbusLink",
+    "RegisterMap",
+    "ascii_from_registers",
+    "ascii_to_registers",
+    "u32",
+]
 
 T = TypeVar("T")
 
@@ -226,9 +234,8 @@ class RegisterMap:
     def __init__(self, name: str) -> None:
         from pathlib import Path
 
-        import yaml
-
         import portlane.firmware_config as fc
+        import yaml
 
         # A namespace package under an editable install: take the first real directory.
         paths = [Path(p) / "devices" / f"{name}.yaml" for p in fc.__path__]

@@ -98,7 +98,7 @@ class ModbusScanner(ScannerDriver):
     async def _start(self, *, vehicle_ref: str, lane: int, seq: int) -> None:
         m = self.map
         ref_words = m.words("holding_registers", "vehicle_ref")
-        regs = ascii_to_registers(vehicle_ref, ref_words) + [lane & 0xFFFF, seq & 0xFFFF]
+        regs = [*ascii_to_registers(vehicle_ref, ref_words), lane & 0xFFFF, seq & 0xFFFF]
         # vehicle_ref, lane_id and truck_seq are contiguous (HR 1..8): one FC16.
         await self.link.write_registers(m.addr("holding_registers", "vehicle_ref"), regs)
         await self._command("start")

@@ -43,7 +43,7 @@ from .modbus_gate import (
     table_size,
 )
 
-__all__ = ["PlcState", "ScannerWorld", "ScannerSim", "start_scanner"]
+__all__ = ["PlcState", "ScannerSim", "ScannerWorld", "start_scanner"]
 
 #: Physics tick: progress is reported in whole percent, a 10 s scan at time_factor 0.01
 #: is 0.1 s, so 10 ms ticks still give ~10 progress steps.
@@ -106,7 +106,7 @@ class ScannerWorld:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait_until(self, predicate: Any, timeout: float | None = None) -> None:
+    async def wait_until(self, predicate: Any, timeout: float | None = None) -> None:  # noqa: ASYNC109 (same API as LaneWorld)
         async with asyncio.timeout(timeout):
             while not predicate():
                 await self._changed.wait()

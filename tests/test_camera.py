@@ -9,7 +9,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-
 from portlane.drivers.base import CameraDriver, Frame
 from portlane.drivers.config import DeviceConfig
 from portlane.drivers.errors import DeviceTimeoutError, DeviceUnavailableError

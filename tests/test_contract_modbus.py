@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
 from portlane.drivers.base import GateDriver, GatePosition, IoDriver, LightColour
 from portlane.drivers.config import DeviceConfig
 from portlane.drivers.errors import (

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
 from portlane.drivers.base import ScannerDriver, ScannerState, ScanResult
 from portlane.drivers.config import DeviceConfig
 from portlane.drivers.errors import DeviceFaultError

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from portlane.edge.cli import main
 
 SITE = Path(__file__).resolve().parents[1] / "firmware_config" / "sites" / "zhuhai-hzmb-cargo.yaml"

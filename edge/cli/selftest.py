@@ -232,9 +232,9 @@ def _lookup(site: Any, path: tuple[str | int, ...]) -> Any:
 # --------------------------------------------------------------------------- exercises
 
 
-async def _until(poll: Any, pred: Any, timeout: float, period: float) -> Any:
+async def _until(poll: Any, pred: Any, deadline_s: float, period: float) -> Any:
     """Poll a real device until ``pred(value)``; the device is the only source of truth here."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(deadline_s):
         while True:
             value = await poll()
             if pred(value):
