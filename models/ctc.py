@@ -108,7 +108,7 @@ def best_path(probs: np.ndarray, template: Sequence[str], index: dict[str, int],
     lp, frames = compress(p)
     n_pos = len(template)
     T = len(lp)
-    if T < n_pos:
+    if n_pos > T:
         return None
     K = max(len(s) for s in template)
     cls = np.zeros((n_pos, K), dtype=np.int64)
@@ -157,7 +157,7 @@ def best_path(probs: np.ndarray, template: Sequence[str], index: dict[str, int],
         enter_src[1:] = np.where(better, 2, 1)
         alt_k = np.where(cls[1:] == c1[:, None], tmp.argmax(1)[:, None], k1[:, None])
         enter_k[1:] = np.where(better, alt_k, 0)
-        stay = E >= enter
+        stay = enter <= E
         newE = np.where(stay, E, enter) + emit[t]
         bpE[t] = np.where(stay, 0, enter_src)
         bpEk[t] = np.where(stay, 0, enter_k)

@@ -22,6 +22,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -60,7 +61,7 @@ class TextBox:
     def bbox(self) -> tuple[int, int, int, int]:
         x1, y1 = self.quad.min(axis=0)
         x2, y2 = self.quad.max(axis=0)
-        return int(x1), int(y1), int(math.ceil(x2)), int(math.ceil(y2))
+        return int(x1), int(y1), math.ceil(x2), math.ceil(y2)
 
 
 def _order_quad(pts: np.ndarray) -> np.ndarray:
@@ -173,8 +174,8 @@ class Recogniser:
 class OcrEngine:
     """Both sessions, created once per process and reused (session creation costs ~0.3 s)."""
 
-    _lock = threading.Lock()
-    _shared: dict[tuple[int | None, str | None], OcrEngine] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _shared: ClassVar[dict[tuple[int | None, str | None], OcrEngine]] = {}
 
     def __init__(self, *, threads: int | None = None, model_dir: Path | None = None) -> None:
         self.det = Detector(_manifest.resolve("det", model_dir=model_dir), threads=threads)

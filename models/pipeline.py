@@ -134,7 +134,7 @@ class PlateReader:
 
 
 def _bbox(q: np.ndarray) -> tuple[int, int, int, int]:
-    return int(q[:, 0].min()), int(q[:, 1].min()), int(math.ceil(q[:, 0].max())), int(math.ceil(q[:, 1].max()))
+    return int(q[:, 0].min()), int(q[:, 1].min()), math.ceil(q[:, 0].max()), math.ceil(q[:, 1].max())
 
 
 def _rectify(img: np.ndarray, quad: np.ndarray) -> np.ndarray:
@@ -161,8 +161,8 @@ def _plate_candidates(boxes: list[TextBox]) -> list[np.ndarray]:
         if h >= 8 and 1.2 <= w / h <= 12:
             out.append(q)
     # horizontal joins: same line, similar height, small gap
-    for i, (qa, wa, ha) in enumerate(info):
-        for j, (qb, wb, hb) in enumerate(info):
+    for i, (qa, _wa, ha) in enumerate(info):
+        for j, (qb, _wb, hb) in enumerate(info):
             if i == j or ha < 8 or hb < 8:
                 continue
             ax1, ay1, ax2, ay2 = _bbox(qa)
@@ -302,13 +302,27 @@ class ContainerReader:
     def _pieces(self, img: np.ndarray, boxes: list[TextBox]) -> list[_Piece]:
         horiz: list[tuple[tuple[int, int, int, int], np.ndarray]] = []
         cols: list[list[int]] = []
+        lines: list[tuple[list[int], np.ndarray | None]] = []
         for b in boxes:
             x1, y1, x2, y2 = _bbox(b.quad)
             bw, bh = x2 - x1, y2 - y1
             if bh >= 2.0 * bw and bh >= 30:
                 cols.append([x1, y1, x2, y2])
+                continue
+            # the detector sometimes cuts one line into overlapping boxes (a glyph in both):
+            # reading their union avoids a doubled character in the joined number
+            for i, (m, _) in enumerate(lines):
+                vo = min(m[3], y2) - max(m[1], y1)
+                if vo > 0.6 * min(m[3] - m[1], bh) and min(m[2], x2) - max(m[0], x1) > 0:
+                    m[:] = [min(m[0], x1), min(m[1], y1), max(m[2], x2), max(m[3], y2)]
+                    lines[i] = (m, None)
+                    break
             else:
-                horiz.append(((x1, y1, x2, y2), _rectify(img, b.quad)))
+                lines.append(([x1, y1, x2, y2], b.quad))
+        for m, quad in lines:
+            if quad is None:
+                quad = np.array([[m[0], m[1]], [m[2], m[1]], [m[2], m[3]], [m[0], m[3]]], np.float32)
+            horiz.append(((m[0], m[1], m[2], m[3]), _rectify(img, quad)))
         # merge column fragments that share an x-range and nearly touch vertically
         cols.sort(key=lambda c: c[1])
         merged: list[list[int]] = []
