@@ -397,7 +397,8 @@ class GateSim:
         if table == "coils":
             if values is not None:
                 return self._write_coils(address, [bool(v) for v in values])
-            set_bit_block(regs, start, self._coils())
+            if fc == 1:  # not on the read-back that builds a write's echo: FC05/15 echo the request
+                set_bit_block(regs, start, self._coils())
         elif table == "discrete_inputs":
             set_bit_block(regs, start, self._inputs())
         elif table == "input_registers":
@@ -405,7 +406,8 @@ class GateSim:
         elif table == "holding_registers":
             if values is not None:
                 return self._write_holding(address, [int(v) for v in values])
-            set_reg_block(regs, start, [self.holding.get(a, 0) for a in range(table_size(self.map, table))])
+            if fc == 3:
+                set_reg_block(regs, start, [self.holding.get(a, 0) for a in range(table_size(self.map, table))])
         return None
 
     def _write_coils(self, address: int, bits: list[bool]) -> ExcCodes | None:

@@ -314,7 +314,8 @@ class ScannerSim:
         if table == "holding_registers":
             if values is not None:
                 return self._write_holding(address, [int(v) for v in values])
-            set_reg_block(regs, start, self.holding)  # cmd reads back 0: the PLC took it
+            if fc == 3:  # cmd reads back 0 (the PLC took it); a write's echo is the request
+                set_reg_block(regs, start, self.holding)
         elif table == "input_registers":
             set_reg_block(regs, start, self._input_regs())
         elif table == "discrete_inputs":
