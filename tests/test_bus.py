@@ -1,0 +1,198 @@
+"""RS-485 bus scheduling, dead-slave isolation, unplug/replug recovery, garbage on the line.
+
+Counts, not wall-clock: a "cycle" polls every slave once; the assertions are on how many
+transactions each slave got and what the bus log says happened between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from portlane.drivers.base import GatePosition
+from portlane.drivers.bus import BreakerState, SlaveIsolatedError
+from portlane.drivers.config import DeviceConfig
+from portlane.drivers.errors import DeviceError, DeviceTimeoutError, DeviceUnavailableError
+from portlane.drivers.gate_rs485 import Rs485Gate
+from portlane.drivers.supervisor import Backoff, DeviceHealth, Supervisor
+from portlane.drivers.weighbridge_serial import SerialWeighbridge
+from portlane.sim_devices.faults import FaultInjector
+from portlane.sim_devices.gate_rs485 import start_gate
+from portlane.sim_devices.pty_port import SerialSimHandle
+from portlane.sim_devices.weighbridge import start_weighbridge
+from portlane.sim_devices.world import LaneWorld
+
+GUARD_S = 10.0
+WIRE_TIMEOUT_S = 0.1  # short, so that the dead slave's timeouts keep the test fast
+CYCLES = 30
+
+
+@pytest.fixture
+async def three_gates() -> AsyncIterator[tuple[SerialSimHandle, list[Rs485Gate]]]:
+    worlds = {addr: LaneWorld(f"l{addr}", time_factor=0.1) for addr in (1, 2, 3)}
+    faults = FaultInjector(seed=3)
+    h = await start_gate(None, worlds=worlds, faults=faults)
+    link = {**h.link, "bus": "test-bus"}
+    gates = [
+        Rs485Gate(f"gate-{a}", DeviceConfig(backend="rs485", link=link, unit=a, timeout_s=WIRE_TIMEOUT_S),
+                  breaker_failures=3, breaker_cooldown_s=30.0)
+        for a in (1, 2, 3)
+    ]
+    for g in gates:
+        await g.connect()
+    try:
+        yield h, gates
+    finally:
+        for g in gates:
+            await g.close()
+        await h.close()
+
+
+async def _cycle(gates: list[Rs485Gate]) -> list[object]:
+    return await asyncio.gather(*(g.status() for g in gates), return_exceptions=True)
+
+
+async def test_dead_slave_is_isolated_and_does_not_slow_the_others(
+    three_gates: tuple[SerialSimHandle, list[Rs485Gate]],
+) -> None:
+    h, gates = three_gates
+    bus = gates[0].bus
+    assert all(g.bus is bus for g in gates)  # shared by name
+    h.faults.dead_units = {3}
+    async with asyncio.timeout(GUARD_S):
+        results = [await _cycle(gates) for _ in range(CYCLES)]
+
+    ok = {a: bus.slaves[a].outcomes for a in (1, 2, 3)}
+    assert ok[1]["ok"] == CYCLES and ok[2]["ok"] == CYCLES  # healthy slaves: every cycle
+    assert ok[3]["timeout"] == 3  # the breaker opened after three timeouts ...
+    assert ok[3]["skipped"] == CYCLES - 3  # ... and the dead slave cost no bus time after that
+    assert isinstance(results[-1][2], SlaveIsolatedError)
+    assert isinstance(results[0][2], DeviceTimeoutError)
+    assert bus.breaker(3).state == BreakerState.OPEN
+    # Between two polls of slave 1 the bus spent at most one timeout on the dead slave.
+    between = 0
+    for addr, outcome in bus.log:
+        if addr == 1:
+            assert between <= 1
+            between = 0
+        elif addr == 3 and outcome == "timeout":
+            between += 1
+
+    # The cool-down elapses while the slave is still dead: one probe, one timeout, isolated
+    # again with a doubled cool-down.
+    br = bus.breaker(3)
+    br.opened_at -= br.current_cooldown
+    async with asyncio.timeout(GUARD_S):
+        await _cycle(gates)
+    assert ok[3]["timeout"] == 4 and br.state == BreakerState.OPEN and br.current_cooldown == 60.0
+
+    # The slave comes back: the next probe finds it and it is polled every cycle again.
+    h.faults.dead_units.clear()
+    br.opened_at -= br.current_cooldown
+    async with asyncio.timeout(GUARD_S):
+        for _ in range(5):
+            res = await _cycle(gates)
+            assert all(not isinstance(r, BaseException) for r in res), res
+    assert br.state == BreakerState.CLOSED and ok[3]["ok"] == 5
+
+
+async def test_unplugged_adapter_comes_back_without_a_restart() -> None:
+    world = LaneWorld("c1", time_factor=0.1)
+    faults = FaultInjector(seed=5)
+    h = await start_gate(world, faults=faults)
+    gate = Rs485Gate("gate-c1", DeviceConfig(backend="rs485", link=h.link, unit=1, timeout_s=0.2))
+    sup = Supervisor(gate, lambda d: d.status(), period=0.01, failures_to_offline=2,  # type: ignore[attr-defined]
+                     backoff=Backoff(initial=0.01, cap=0.05))
+    task = asyncio.create_task(sup.run(), name="supervise-gate")
+    try:
+        async with asyncio.timeout(GUARD_S):
+            await sup.wait_health(DeviceHealth.ONLINE)
+            await faults.unplug()
+            await sup.wait_health(DeviceHealth.OFFLINE)
+            assert not h.port.plugged
+            with pytest.raises(DeviceError):
+                await gate.connect()  # the by-id path is gone
+            await faults.replug()
+            await sup.wait_health(DeviceHealth.ONLINE)
+            assert isinstance(sup.last_value, object)
+            await gate.open()
+            await world.wait_until(lambda: world.limit_open)
+            assert (await gate.status()).position == GatePosition.OPEN
+        assert h.port.counters["plugs"] == 2
+        assert gate.counters["unavailable"] > 0
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await gate.close()
+        await h.close()
+
+
+async def test_stream_device_unplugged_and_replugged() -> None:
+    world = LaneWorld("c1", time_factor=0.1)
+    faults = FaultInjector(seed=6)
+    h = await start_weighbridge(world, faults=faults, settle_s=1.0)
+    scale = SerialWeighbridge("scale-c1", DeviceConfig(backend="serial", link=h.link))
+    sup = Supervisor(scale, lambda d: d.read_weight(), period=0.01, failures_to_offline=1,  # type: ignore[attr-defined]
+                     backoff=Backoff(initial=0.01, cap=0.05))
+    task = asyncio.create_task(sup.run(), name="supervise-scale")
+    try:
+        async with asyncio.timeout(GUARD_S):
+            await sup.wait_health(DeviceHealth.ONLINE)
+            await faults.unplug()
+            await sup.wait_health(DeviceHealth.OFFLINE)
+            world.scale_kg = 1500.0
+            world.notify()
+            await faults.replug()
+            await sup.wait_health(DeviceHealth.ONLINE)
+            assert (await scale.wait_stable(GUARD_S)).kg == 1500
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await scale.close()
+        await h.close()
+
+
+async def test_garbage_on_the_line_is_counted_and_polling_goes_on() -> None:
+    world = LaneWorld("c1", time_factor=0.1)
+    faults = FaultInjector(seed=11, noise=0.5, corrupt=0.2)
+    h = await start_gate(world, faults=faults)
+    gate = Rs485Gate("gate-c1", DeviceConfig(backend="rs485", link=h.link, unit=1, timeout_s=0.1))
+    outcomes = {"ok": 0, "error": 0}
+    try:
+        async with gate:
+            async with asyncio.timeout(GUARD_S):
+                for _ in range(60):
+                    try:
+                        await gate.status()
+                        outcomes["ok"] += 1
+                    except DeviceError:
+                        outcomes["error"] += 1
+                # raw garbage straight onto the line between transactions
+                h.port.write(b"\x55\x01\x90\x09garbage\x00\xff\x55")
+                assert (await gate.status()).position == GatePosition.CLOSED
+            stats, bus_counters = gate.bus.stats, gate.bus.counters
+    finally:
+        await h.close()
+    assert faults.counters["noise"] > 0 and faults.counters["corrupted"] > 0
+    assert outcomes["ok"] >= 30  # noise before a good answer is skipped, the answer is used
+    assert outcomes["error"] == gate.counters["protocol"] + gate.counters["timeout"]
+    assert stats.garbage_bytes + stats.bad_frames > 0
+    assert bus_counters["transactions"] == 61
+
+
+async def test_two_buses_with_the_same_name_on_different_ports_are_refused() -> None:
+    w = LaneWorld("c1")
+    h1, h2 = await start_gate(w), await start_gate(LaneWorld("c2"))
+    try:
+        g1 = Rs485Gate("g1", DeviceConfig(backend="rs485", link={**h1.link, "bus": "b"}, unit=1))
+        g2 = Rs485Gate("g2", DeviceConfig(backend="rs485", link={**h2.link, "bus": "b"}, unit=2))
+        async with g1:
+            with pytest.raises(DeviceUnavailableError, match="already open"):
+                await g2.connect()
+    finally:
+        await h1.close()
+        await h2.close()
