@@ -304,3 +304,69 @@ def test_serial_sniff_decodes_gate_frames_on_a_pty() -> None:
     assert lines[1]["hex"] == frames[0].hex(" ") and lines[1]["decoded"]["cmd"] == "STATUS"
     assert lines[2]["decoded"] == {"address": 1, "cmd": "OPEN", "data": ""}
     assert all(x["ts"].endswith("+00:00") for x in lines)
+
+
+# ------------------------------------------------------------------------------ direct device access
+
+
+async def test_modbus_write_then_read_a_simulated_io_module(sockdir: Path, capsys) -> None:
+    pytest.importorskip("portlane.sim_devices.io_module")
+    from portlane.sim_devices.io_module import start_io
+    from portlane.sim_devices.world import LaneWorld
+
+    async with await start_io(LaneWorld("t1")) as sim:
+        target = ("--host", "127.0.0.1", "--port", str(sim.link["port"]), "--unit", "1")
+        # writing bypasses the daemon: operator and reason are required all the same
+        assert await cli("modbus", "write", *target, "--table", "coil", "--address", "0", "0", "0", "1",
+                         "--yes") == 2
+        assert await cli("modbus", "write", *target, "--table", "coil", "--address", "0", "0", "0", "1",
+                         "--yes", "--operator", "tech:li", "--reason", "lamp test, green") == 0
+        capsys.readouterr()
+        assert await cli("modbus", "read", *target, "--table", "coil", "--address", "0", "--count", "3",
+                         "--json") == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["values"] == [0, 0, 1] and out["table"] == "coil"
+        assert await cli("modbus", "read", *target, "--table", "hr", "--address", "90", "--json") == 1
+        assert "exception" in capsys.readouterr().err
+    assert await cli("modbus", "read", *target, "--table", "di", "--address", "0", "--timeout", "0.5") == 3
+
+
+def test_events_tail_filters_by_lane_and_stops_after_count(broker) -> None:
+    import subprocess
+    import sys
+
+    import paho.mqtt.client as mqtt
+
+    argv = [sys.executable, "-m", "portlane.edge", "events", "tail", "--broker", broker.url,
+            "--site", "zhuhai-hzmb-cargo", "--lane", "c1", "--count", "2", "--timeout", "15", "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PORTLANE_RUN_DIR": "/nonexistent"})
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    try:
+        assert proc.stderr is not None
+        while "listening on" not in (line := proc.stderr.readline()):  # subscribed: nothing is missed
+            assert line, "events tail exited before subscribing"
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        root = "portlane/v1/zhuhai-hzmb-cargo"
+        for lane, etype, seq in (("c2", "gate.opened", 1), ("c1", "vehicle.arrived", 7), ("c1", "gate.opened", 8)):
+            body = {"id": f"e{seq}", "type": f"portlane.{etype}", "seq": seq, "data": {"lane": lane}}
+            pub.publish(f"{root}/{lane}/event/{etype}", json.dumps(body), qos=1).wait_for_publish(10)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    events = [json.loads(x) for x in out.splitlines()]
+    assert [(e["lane"], e["type"], e["payload"]["seq"]) for e in events] == [
+        ("c1", "vehicle.arrived", 7), ("c1", "gate.opened", 8)]
+
+
+async def test_events_tail_unreachable_broker_is_exit_3(sockdir: Path) -> None:
+    from portlane.edge.broker import free_port
+
+    assert await cli("events", "tail", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--site", "s",
+                     "--count", "1") == 3

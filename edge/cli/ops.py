@@ -631,8 +631,17 @@ def run_events_tail(args: argparse.Namespace) -> int:
             done.set()
             return
         client.subscribe(topic, qos=1)
-        if con is not None:
-            con.print(f"[dim]listening on {broker} for {topic}[/dim]", soft_wrap=True)
+
+    def on_subscribe(_client: Any, _u: Any, _mid: Any, reasons: Any, _props: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            failure.append(f"broker {broker} refused the subscription to {topic}")
+            done.set()
+            return
+        # On stderr in every mode: once this line is out, no matching event is missed.
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(f"[dim]listening on {broker} for {topic}[/dim]",
+                                                   soft_wrap=True)
 
     def on_message(_client: Any, _u: Any, msg: Any) -> None:
         nonlocal seen
@@ -660,6 +669,7 @@ def run_events_tail(args: argparse.Namespace) -> int:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
     client.on_connect = on_connect
     client.on_message = on_message
+    client.on_subscribe = on_subscribe
     if args.username:
         client.username_pw_set(args.username, os.environ.get(args.password_env))
     if tls:
