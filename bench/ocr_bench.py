@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 
 import cv2
-
 from portlane.models.onnx_ocr import OcrEngine
 from portlane.models.pipeline import PlateReader
 from portlane.sim_devices.render import render_plate, render_vehicle_scene
@@ -42,7 +41,8 @@ def main() -> None:
     a = ap.parse_args()
     frame = render_vehicle_scene(["苏A36E80"], seed=4, size=(1920, 1080))
     crop = cv2.resize(render_plate("皖AU3942", "cn_blue", seed=1), (94, 24), interpolation=cv2.INTER_AREA)
-    crops = [render_plate(t, "cn_blue", seed=i) for i, t in enumerate(["粤B12345", "苏A36E80", "皖AU3942", "京A1234学"] * 2)]
+    texts = ["粤B12345", "苏A36E80", "皖AU3942", "京A1234学"] * 2
+    crops = [render_plate(t, "cn_blue", seed=i) for i, t in enumerate(texts)]
     rows: list[tuple[str, dict[str, float]]] = []
     for threads in (2, 1):
         eng = OcrEngine(threads=threads)
