@@ -255,7 +255,8 @@ class SerialBoard(BoardDriver):
         def match(f: BoardFrame) -> bool:
             return f.address == addr and f.cmd in "AN" and f.ref == cmd
 
-        reply = await self._bus.transact(addr, request, decode_frame, timeout=self.wire_timeout, match=match)
+        reply = await self._bus.transact(addr, request, decode_frame, reply_timeout_s=self.wire_timeout,
+                                              match=match)
         assert reply is not None
         if reply.cmd == "N":
             raise DeviceFaultError(f"board refused {cmd}: {NAK_REASONS[reply.reason]}", code=int(reply.reason))

@@ -196,7 +196,7 @@ class Rs485Bus:
         request: bytes,
         decode: Callable[[bytes], tuple[F | None, int]],
         *,
-        timeout: float,
+        reply_timeout_s: float,
         match: Callable[[F], bool] | None = None,
         expect_reply: bool = True,
     ) -> F | None:
@@ -215,7 +215,7 @@ class Rs485Bus:
             )
         async with self._lock:
             try:
-                result = await self._transact_locked(address, request, decode, timeout, match, expect_reply)
+                result = await self._transact_locked(address, request, decode, reply_timeout_s, match, expect_reply)
             except TimeoutError:
                 br.timeout(loop.time())
                 self._record(address, "timeout")
@@ -237,7 +237,7 @@ class Rs485Bus:
         address: int,
         request: bytes,
         decode: Callable[[bytes], tuple[F | None, int]],
-        timeout: float,
+        reply_timeout_s: float,
         match: Callable[[F], bool] | None,
         expect_reply: bool,
     ) -> F | None:
@@ -257,7 +257,7 @@ class Rs485Bus:
         self._quiet_at = sent_at + len(request) * self.char_s + self.gap_s
         if not expect_reply:
             return None
-        deadline = sent_at + timeout
+        deadline = sent_at + reply_timeout_s
         bad: FrameError | None = None
         try:
             while True:

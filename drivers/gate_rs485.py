@@ -246,7 +246,7 @@ class Rs485Gate(GateDriver):
             return f.cmd in (Cmd.ACK, Cmd.NAK) and f.data[0] == cmd
 
         frame = await self.bus.transact(addr, encode_frame(addr, cmd, data), decode_frame,
-                                        timeout=self.wire_timeout, match=match)
+                                        reply_timeout_s=self.wire_timeout, match=match)
         assert frame is not None
         return frame
 

@@ -156,6 +156,7 @@ class SerialPort:
         self._transport: asyncio.Transport | None = None
         self._data = asyncio.Event()
         self._lost_reason: str | None = None
+        self._gone = asyncio.Event()  # set when the transport has really closed
         self.last_rx = 0.0  # loop time of the last received byte (for inter-frame gaps)
 
     @property
@@ -168,6 +169,7 @@ class SerialPort:
         loop = asyncio.get_running_loop()
         self.rx.clear()
         self._lost_reason = None
+        self._gone = asyncio.Event()
         kw: dict[str, Any] = {
             "baudrate": self.link.baudrate,
             "bytesize": self.link.bytesize,
@@ -191,10 +193,7 @@ class SerialPort:
         err = getattr(exc, "errno", None)
         if isinstance(exc, termios.error) and exc.args:
             err = exc.args[0]
-        if err in _GONE_ERRNOS:
-            reason = f"{errno.errorcode.get(err, err)}"
-        else:
-            reason = str(exc) or type(exc).__name__
+        reason = errno.errorcode.get(err, str(err)) if err in _GONE_ERRNOS else (str(exc) or type(exc).__name__)
         return DeviceUnavailableError(f"{what} {self.link.url}: {reason}")
 
     async def close(self) -> None:
@@ -202,11 +201,10 @@ class SerialPort:
         if transport is None:
             return
         transport.close()
-        # Let the transport's own close task run (it flushes and closes in the executor).
+        # The transport flushes and closes the port in an executor, then calls connection_lost.
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                while getattr(transport, "_serial", None) is not None:
-                    await asyncio.sleep(0.005)
+                await self._gone.wait()
         except TimeoutError:
             log.debug("close of %s did not finish in %s s", self.link.url, CLOSE_TIMEOUT_S)
 
@@ -223,6 +221,7 @@ class SerialPort:
             log.debug("lost %s: %s", self.link.url, self._lost_reason)
         self._transport = None
         self._data.set()
+        self._gone.set()
 
     def check(self) -> None:
         """Raise ``DeviceUnavailableError`` if the port is not usable."""

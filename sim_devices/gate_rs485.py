@@ -173,7 +173,8 @@ class GateBusSim:
         for bit, on in enumerate((w.limit_open, w.limit_closed, w.photocell_blocked, w.safety_loop, w.locked)):
             flags |= int(on) << bit
         angle = max(0, min(90, round(w.arm_angle)))
-        return bytes((pos, flags, angle)) + (fault & 0xFFFF).to_bytes(2, "big") + (w.cycles & 0xFFFFFFFF).to_bytes(4, "big")
+        tail = (fault & 0xFFFF).to_bytes(2, "big") + (w.cycles & 0xFFFFFFFF).to_bytes(4, "big")
+        return bytes((pos, flags, angle)) + tail
 
 
 async def start_gate(

@@ -89,7 +89,7 @@ class RfidSim:
                         await asyncio.sleep(self.repeat_gap_s)
                     await self._send(self.tag_frame(vehicle.tag_id))
                 self.sent_tags.append(vehicle.tag_id)
-            await w.wait_until(lambda: not w.in_position or w.vehicle is not vehicle)
+            await w.wait_until(lambda v=vehicle: not w.in_position or w.vehicle is not v)
 
     async def heartbeat(self) -> None:
         while True:

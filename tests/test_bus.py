@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-
 from portlane.drivers.base import GatePosition
 from portlane.drivers.bus import BreakerState, SlaveIsolatedError
 from portlane.drivers.config import DeviceConfig

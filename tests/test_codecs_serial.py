@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from portlane.drivers import board_serial, gate_rs485, rfid_serial, weighbridge_serial
 from portlane.drivers.base import BoardColour, GatePosition, GateStatus
 from portlane.drivers.errors import DeviceProtocolError
