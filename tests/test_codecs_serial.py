@@ -229,3 +229,25 @@ def test_drain_recovers_valid_frames_from_noise(decode: object, noise: list[byte
     if noise:
         tail = bytearray(good * 3)
         assert len(drain(tail, decode, DecodeStats())) == 3
+
+
+def test_protocol_data_files_match_the_codecs() -> None:
+    import yaml
+
+    cfg = Path(__file__).resolve().parents[1] / "firmware_config" / "devices"
+    gate = yaml.safe_load((cfg / "gate_rs485.yaml").read_text(encoding="utf-8"))
+    assert gate["frame"]["sync"] == gate_rs485.SYNC and gate["frame"]["max_data"] == gate_rs485.MAX_DATA
+    for name, spec in {**gate["commands"], **gate["answers"]}.items():
+        cmd = gate_rs485.Cmd(spec["code"])
+        assert gate_rs485.DATA_LEN[cmd] == spec["len"], name
+    reasons = {r.value: r.name.lower() for r in gate_rs485.NakReason}
+    assert {int(k): v for k, v in gate["nak_reasons"].items()} == reasons
+    board = yaml.safe_load((cfg / "board_serial.yaml").read_text(encoding="utf-8"))
+    assert board["fields"]["text"]["max_bytes"] == board_serial.MAX_TEXT_BYTES
+    assert board["fields"]["line"]["max"] == board_serial.MAX_LINES
+    rfid = yaml.safe_load((cfg / "rfid_serial.yaml").read_text(encoding="utf-8"))
+    assert rfid["frame"]["head"] == rfid_serial.HEAD and rfid["pushed"]["tag"]["cmd"] == rfid_serial.CMD_TAG
+    assert rfid["frame"]["len"]["max"] == rfid_serial.MAX_LEN
+    scale = yaml.safe_load((cfg / "weighbridge_serial.yaml").read_text(encoding="utf-8"))
+    assert scale["frame"]["length"] == weighbridge_serial.FRAME_LEN
+    assert (scale["line"]["bytesize"], scale["line"]["parity"]) == (7, "E")
