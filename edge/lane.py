@@ -288,10 +288,7 @@ class LaneDaemon:
             gate: GateDriver = self._dev("gate")
             action = a.args["action"]
             if action == "open":
-                p = self.logic.passage
-                authorised = (a.args["cause"] == "override") or (
-                    p is not None and p.id == a.args["passage_id"] and p.gate_authority is not None)
-                if not authorised:
+                if not self.logic.authorises_open(a.args["passage_id"], a.args["cause"]):
                     self.counters.gate_opens_unauthorised_refused += 1
                     log.error("%s: refused to open the gate without authority (%s)", self.cfg.id, a.args)
                     return
@@ -299,7 +296,8 @@ class LaneDaemon:
                 self.counters.gate_opens += 1
             elif action == "close":
                 st = await gate.status()
-                if st.something_under_arm:
+                fresh = Sensors(photocell=st.photocell_blocked, safety_loop=st.loop_occupied)
+                if not self.logic.may_close(fresh):
                     self.counters.closes_refused_occupied += 1
                     self.logic.gate_commanded = "open"  # the logic retries when the arm is clear
                     return

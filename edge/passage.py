@@ -155,6 +155,18 @@ class LaneLogic:
         self._counter = itertools.count(1)
         self._id_prefix = id_prefix or lane
 
+    # ------------------------------------------------------------------ guards
+    def authorises_open(self, passage_id: str | None, cause: str) -> bool:
+        """Second guard, checked by the executor right before an open frame is sent."""
+        if cause == "override":
+            return True  # audited before the action was produced
+        p = self.passage
+        return p is not None and p.id == passage_id and p.gate_authority is not None
+
+    @staticmethod
+    def may_close(sensors: Sensors) -> bool:
+        return not sensors.under_arm
+
     # ------------------------------------------------------------------ helpers
     @property
     def stage(self) -> Stage:
@@ -179,7 +191,7 @@ class LaneLogic:
         ]
 
     def _close(self, cause: str) -> list[Action]:
-        if self.sensors.under_arm:
+        if not self.may_close(self.sensors):
             return []  # never close onto something; retried on the next sensor change
         self.gate_commanded = "close"
         p = self.passage

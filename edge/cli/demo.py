@@ -1,0 +1,99 @@
+"""``portlane demo``: run a simulated port end to end (see ``portlane.edge.demo``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import EXIT_FAILED, EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("demo", help="run a simulated port: lanes, devices, scanner, central platform, broker")
+    p.add_argument("--lanes", type=int, default=4, help="number of lanes (default 4; cargo and passenger mixed)")
+    p.add_argument("--vehicles", type=int, default=40, help="vehicles in the run (default 40)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--broker", metavar="URL", help="use this broker (mqtt://HOST:PORT) instead of the embedded one")
+    p.add_argument("--inspect-ratio", type=float, default=0.25, help="share of cargo vehicles sent to X-ray")
+    p.add_argument("--inject-forged", type=int, default=0, metavar="K",
+                   help="send K forged/replayed/expired/misdirected commands during the run")
+    p.add_argument("--time-factor", type=float, default=0.1,
+                   help="physical time scale: 1.0 = real time (a scan takes 10–40 s), default 0.1")
+    p.add_argument("--site", type=Path, default=None, help="site file (default: the HZMB Zhuhai cargo site)")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON summary object on stdout")
+    p.set_defaults(func=run)
+
+
+def _table(run: Any) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"portlane demo — {run.site.site.name}", expand=True)
+    for col in ("lane", "stage", "passage", "vehicle", "gate", "devices", "outbox", "events"):
+        t.add_column(col)
+    for lid, d in run.lanes.items():
+        st = d.status()
+        w = run.worlds[lid]
+        bad = [n for n, x in st["devices"].items() if x["health"] != "online"]
+        t.add_row(
+            lid, st["stage"], (st["passage_id"] or "")[-12:],
+            ",".join(w.vehicle.plates) if w.vehicle else "",
+            f"{w.arm_angle:3.0f}°",
+            "[green]all online[/]" if not bad else f"[red]{','.join(bad)}[/]",
+            str(st["outbox"]["depth"]), str(st["outbox"]["last_seq"]),
+        )
+    obs = run.observer
+    done = sum(1 for e in obs.events if e["type"] == "portlane.passage.completed") if obs else 0
+    sc = run.scanner
+    t.caption = (f"passages {done}/{run.plan.total} · events on broker {obs.received if obs else 0} · "
+                 f"scanner queue {len(sc.queue) if sc else 0}, scans {sc.scans if sc else 0}")
+    return t
+
+
+def run(args: argparse.Namespace) -> int:
+    from portlane.edge.demo import DEFAULT_SITE, DemoOptions, run_demo
+
+    opts = DemoOptions(lanes=args.lanes, vehicles=args.vehicles, seed=args.seed, broker=args.broker,
+                       time_factor=args.time_factor, inspect_ratio=args.inspect_ratio,
+                       inject_forged=args.inject_forged, site_file=args.site or DEFAULT_SITE)
+    live_view = not args.json and sys.stdout.isatty()
+    if live_view:
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console()
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            summary = asyncio.run(run_demo(opts, on_tick=lambda r: live.update(_table(r))))
+    else:
+        summary = asyncio.run(run_demo(opts))
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        _print_summary(summary)
+    ok = summary["events_lost"] == 0 and summary["invariant_violations"] == 0 and summary["passages"] == args.vehicles
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    c = Console()
+    t = Table(title="summary", show_header=False)
+    for k in ("passages", "released", "diverted", "inspected", "scans", "scanner_utilisation", "events_published",
+              "events_received", "events_lost", "duplicates", "rejected_commands", "identity_corrections",
+              "invariant_violations", "wall_s"):
+        t.add_row(k, str(s[k]))
+    c.print(t)
+    st = Table(title="stage times from arrival (ms, simulated time × time factor)")
+    st.add_column("stage")
+    st.add_column("p50")
+    st.add_column("p95")
+    for k, v in s["stage_ms"].items():
+        st.add_row(k, str(v["p50"]), str(v["p95"]))
+    c.print(st)
+    for v in s["violations"]:
+        c.print(f"[red]violation:[/] {v}")

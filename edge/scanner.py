@@ -1,0 +1,291 @@
+"""The shared X-ray scanner daemon: one queue for several lanes, one vehicle at a time.
+
+Lanes ask for a scan by publishing ``inspection.requested``; this daemon queues the request,
+takes the scanner's lease for one vehicle at a time, fires only when the PLC reports the
+exclusion zone clear (the PLC's interlock is the first guard, ``ScannerDriver.start`` the
+second, the check here the third), and publishes ``scan.queued`` / ``scan.started`` /
+``scan.completed`` / ``scan.failed`` under its own unit id. Every lane subscribes to the
+scanner's events; each event names the lane and passage it belongs to, and one
+``scan.completed`` is shared by every agency.
+
+Queue order: higher ``priority`` first; among equal priorities the lane served longest ago
+goes first (so a busy lane cannot starve the others); FIFO within a lane.
+
+Faults: when the PLC faults or a scan exceeds ``scan_timeout_s``, the vehicle being scanned
+gets ``scan.failed``; queued vehicles get the site's policy — ``divert`` (manual inspection,
+at once) or ``wait`` (kept in the queue until ``fault_wait_s`` after the fault, then
+``scan.failed``). An exclusion-zone breach during a scan (radiation cut by the PLC) re-queues
+that vehicle at the head, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from portlane.drivers import registry
+from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus, ScanResult
+from portlane.drivers.errors import DeviceError
+from portlane.drivers.supervisor import Supervisor
+
+from . import __version__
+from .config import ScannerConfig, Site
+from .contract.envelope import rfc3339
+from .contract.events import EVENTS
+from .contract.topics import Topics
+from .mqtt import Message, MqttLink
+from .outbox import Outbox
+from .publisher import OutboxSender
+
+__all__ = ["ScanQueue", "ScannerDaemon"]
+
+log = logging.getLogger(__name__)
+
+#: PLC status polling while a scan runs; a scan takes 10–40 s, progress is shown per %.
+POLL_S = 0.1
+
+
+@dataclass(order=True)
+class _Entry:
+    sort_key: tuple[int, float, int] = field(compare=True)
+    lane: str = field(compare=False)
+    passage_id: str = field(compare=False)
+    vehicle_ref: str = field(compare=False)
+    priority: int = field(compare=False)
+    queued_at: float = field(compare=False)
+    retries: int = field(default=0, compare=False)
+
+
+class ScanQueue:
+    """Priority + per-lane fairness + FIFO; pure, for tests."""
+
+    def __init__(self) -> None:
+        self._entries: list[_Entry] = []
+        self._served: dict[str, float] = {}
+        self._order = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def push(self, lane: str, passage_id: str, vehicle_ref: str, priority: int, now: float,
+             *, head: bool = False) -> None:
+        if any(e.passage_id == passage_id for e in self._entries):
+            return  # a re-delivered request: queue each passage once
+        n = -1 if head else next(self._order)
+        self._entries.append(_Entry((0, 0.0, n), lane, passage_id, vehicle_ref, priority, now))
+
+    def remove(self, passage_id: str) -> _Entry | None:
+        for e in self._entries:
+            if e.passage_id == passage_id:
+                self._entries.remove(e)
+                return e
+        return None
+
+    def pop(self, now: float) -> _Entry | None:
+        if not self._entries:
+            return None
+        for e in self._entries:
+            e.sort_key = (-e.priority, self._served.get(e.lane, 0.0), e.sort_key[2])
+        best = min(self._entries)
+        self._entries.remove(best)
+        self._served[best.lane] = now
+        return best
+
+    def entries(self) -> list[_Entry]:
+        return list(self._entries)
+
+
+class ScannerDaemon:
+    def __init__(self, site: Site, cfg: ScannerConfig, *, state_dir: Path, broker_url: str | None = None,
+                 broker_protocol: str | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.site = site
+        self.cfg = cfg
+        self.clock = clock
+        self.topics = Topics(site.site.id, cfg.id)
+        state_dir = Path(state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(state_dir / f"outbox-{cfg.id}.db", site=site.site.id, unit=cfg.id, clock=clock)
+        self.device: ScannerDriver = registry.create("scanner", cfg.id, cfg.device)  # type: ignore[assignment]
+        self.supervisor = Supervisor(self.device, self._probe, period=cfg.device.poll_s)
+        b = site.broker
+        self.link = MqttLink(
+            broker_url or b.url, client_id=f"portlane-{site.site.id}-{cfg.id}",
+            protocol=(broker_protocol or b.protocol),  # type: ignore[arg-type]
+            username=b.username, password=b.password.get_secret_value() if b.password else None,
+            will=(self.topics.status, json.dumps({"state": "offline", "unit": cfg.id, "kind": "scanner"}).encode()),
+            subscriptions=[f"portlane/v1/{site.site.id}/{lane}/event/{t}" for lane in cfg.lanes
+                           for t in ("inspection.requested", "passage.completed")],
+            on_message=self._on_message, on_connect=self._on_connect,
+        )
+        self.sender = OutboxSender(self.outbox, self.link)
+        self.queue = ScanQueue()
+        self.current: _Entry | None = None
+        self.status: ScannerStatus | None = None
+        self.busy_s = 0.0
+        self.started_at = clock()
+        self.scans = 0
+        self.fired_with_zone_open = 0  # must stay 0
+        self.queue_waits_ms: list[int] = []
+        self.heartbeat = 0
+        self._fault_since: float | None = None
+        self._wake = asyncio.Event()
+        self._lane_numbers = {lane: i + 1 for i, lane in enumerate(cfg.lanes)}
+
+    # ------------------------------------------------------------------ plumbing
+    async def _probe(self, dev: ScannerDriver) -> ScannerStatus:
+        self.status = await dev.status()
+        self._wake.set()
+        return self.status
+
+    async def _on_connect(self) -> None:
+        body = {"state": "online", "unit": self.cfg.id, "kind": "scanner", "version": __version__,
+                "last_seq": self.outbox.last_seq, "since": rfc3339(self.clock())}
+        await self.link.publish(self.topics.status, json.dumps(body).encode(), retain=True)
+
+    def _put(self, type_: str, **data: Any) -> None:
+        payload = EVENTS[type_].model_validate({"scanner": self.cfg.id, **data}).model_dump(mode="json")
+        self.outbox.put(type_, payload, topic=self.topics.event(type_), subject=data.get("passage_id"))
+
+    def _on_message(self, msg: Message) -> None:
+        try:
+            _site, lane, _kind, type_ = Topics.parse(msg.topic)
+            data = json.loads(msg.payload)["data"]
+        except (ValueError, KeyError, TypeError):
+            return
+        now = self.clock()
+        if type_ == "inspection.requested" and lane in self._lane_numbers:
+            if self.current and self.current.passage_id == data["passage_id"]:
+                return
+            self.queue.push(lane, data["passage_id"], data.get("vehicle_ref", ""), int(data.get("priority", 0)), now)
+            if any(e.passage_id == data["passage_id"] for e in self.queue.entries()):
+                self._put("scan.queued", passage_id=data["passage_id"], lane=lane, queue_position=len(self.queue))
+            self._wake.set()
+        elif type_ == "passage.completed":
+            # Completed elsewhere (override, divert): its place in the queue is freed.
+            self.queue.remove(data.get("passage_id", ""))
+
+    # ------------------------------------------------------------------ the scan loop
+    async def _wait_status(self, pred: Callable[[ScannerStatus], bool], timeout: float) -> ScannerStatus:
+        async with asyncio.timeout(timeout):
+            while True:
+                st = self.status
+                if st is not None and pred(st):
+                    return st
+                self._wake.clear()
+                await self._wake.wait()
+
+    def _fail(self, e: _Entry, reason: str) -> None:
+        self._put("scan.failed", passage_id=e.passage_id, lane=e.lane, reason=reason)
+
+    async def _scan_loop(self) -> None:
+        while True:
+            self.heartbeat += 1
+            st = self.status
+            now = self.clock()
+            if st is not None and st.state == ScannerState.FAULT:
+                await self._on_fault(now)
+                continue
+            self._fault_since = None
+            if not len(self.queue) or st is None or st.state not in (ScannerState.READY, ScannerState.COMPLETE):
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
+                continue
+            if not st.zone_clear or st.estop:
+                # Interlock: never fire while a person may be in the zone. Wait for it to clear.
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
+                continue
+            entry = self.queue.pop(now)
+            if entry is None:
+                continue
+            await self._scan(entry)
+
+    async def _on_fault(self, now: float) -> None:
+        if self._fault_since is None:
+            self._fault_since = now
+            log.warning("%s: scanner fault %s", self.cfg.id, self.status.fault_code if self.status else "?")
+        expired = self.cfg.fault_policy == "divert" or now - self._fault_since > self.cfg.fault_wait_s
+        if expired:
+            for e in self.queue.entries():
+                self.queue.remove(e.passage_id)
+                self._fail(e, "scanner_fault")
+        with contextlib.suppress(DeviceError):
+            await self.device.reset()  # try to recover: the PLC warms up again
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self._wake.wait()
+
+    async def _scan(self, e: _Entry) -> None:
+        self.current = e
+        t0 = self.clock()
+        self.queue_waits_ms.append(int((t0 - e.queued_at) * 1000))
+        try:
+            st = await self.device.status()
+            if not st.zone_clear or st.estop:
+                self.queue.push(e.lane, e.passage_id, e.vehicle_ref, e.priority, e.queued_at, head=True)
+                return
+            before = st.scan_id
+            await self.device.start(vehicle_ref=e.vehicle_ref[:12], lane=self._lane_numbers[e.lane],
+                                    seq=self.scans & 0xFFFF)
+            # A fresh read: the poller's last status may predate the start command.
+            self.status = await self.device.status()
+            if self.status.scan_id == before:
+                self._fail(e, f"scanner refused the scan (state {self.status.state.name})")
+                return
+            self.scans += 1
+            self._put("scan.started", passage_id=e.passage_id, lane=e.lane, scan_id=self.status.scan_id)
+            done = await self._wait_status(lambda s: s.state != ScannerState.SCANNING,
+                                           timeout=self.cfg.scan_timeout_s)
+            if done.state == ScannerState.COMPLETE and done.result != ScanResult.NONE:
+                self._put("scan.completed", passage_id=e.passage_id, lane=e.lane, scan_id=done.scan_id,
+                          result=done.result.name, image_ref=done.image_ref or None)
+            elif e.retries == 0 and not done.zone_clear:
+                log.warning("%s: zone breached during scan of %s: re-queued", self.cfg.id, e.passage_id)
+                e.retries += 1
+                self.queue.push(e.lane, e.passage_id, e.vehicle_ref, e.priority, e.queued_at, head=True)
+            else:
+                self._fail(e, f"scanner state {done.state.name} fault {done.fault_code}")
+        except TimeoutError:
+            with contextlib.suppress(DeviceError):
+                await self.device.abort()
+            self._fail(e, "scan_timeout")
+        except DeviceError as exc:
+            self._fail(e, f"scanner unavailable: {exc}")
+        finally:
+            self.busy_s += self.clock() - t0
+            self.current = None
+
+    def utilisation(self) -> float:
+        total = self.clock() - self.started_at
+        return round(self.busy_s / total, 3) if total > 0 else 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(self.link.run(), name=f"{self.cfg.id}:mqtt"),
+                tg.create_task(self.sender.run(), name=f"{self.cfg.id}:outbox"),
+                tg.create_task(self.supervisor.run(), name=f"{self.cfg.id}:device"),
+                tg.create_task(self._scan_loop(), name=f"{self.cfg.id}:scan"),
+            ]
+            await stop.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3.0):
+                    await self.sender.wait_drained()
+            await self.link.close()
+            for t in tasks:
+                t.cancel()
+        await self.device.close()
+        self.outbox.close()

@@ -1,0 +1,294 @@
+"""Safety invariants of the lane, proven over random interleavings (hypothesis stateful).
+
+The machine drives ``LaneLogic`` with device events, decisions (for the current passage and
+stale ones), scanner events, ticks, overrides and lane closures, and a physical model of the
+lane applies the gate commands that pass the executor's guard. After every step it checks,
+independently of the logic's own bookkeeping:
+
+1. the gate is commanded open only after every agency released the current passage in its
+   latest decision phase, or one diverted it, or an audited override came first;
+2. the gate is never commanded closed while the photocell or safety loop is occupied;
+3. a passage requests at most one scan, completes at most once, and every completed passage
+   has exactly one terminal outcome;
+4. the events a lane writes get strictly increasing ``seq`` (through the real outbox).
+
+``test_removing_a_guard_is_caught`` removes each guard in turn and shows that the machine
+then finds a violation — so each invariant test can fail.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+from portlane.edge.contract.topics import Topics
+from portlane.edge.outbox import Outbox
+from portlane.edge.passage import Action, Identity, LaneLogic, LaneTimeouts, Sensors
+
+AGENCIES = ("customs", "border", "quarantine")
+VERDICTS = ("release", "inspect", "hold", "divert")
+EXAMPLES = 300
+
+
+class LaneMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.logic = LaneLogic("c1", agencies=AGENCIES, has_scanner=True,
+                               timeouts=LaneTimeouts(identify_s=5, decision_s=30, exit_s=20))
+        self.now = 1000.0
+        self.s = Sensors()
+        self.vehicle: str | None = None  # where the vehicle is: entry, position, under, exit
+        self.arm_open = False
+        self.override_pending = 0
+        self.decided: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # pid -> (phase, agency, verdict)
+        self.scan_requests: dict[str, int] = defaultdict(int)
+        self.completions: dict[str, int] = defaultdict(int)
+        self.violations: list[str] = []
+        # fsync on tmpfs is cheap; the outbox's durability is tested against a broker elsewhere.
+        shm = "/dev/shm" if Path("/dev/shm").is_dir() else None
+        self._dir = tempfile.mkdtemp(prefix="safety-", dir=shm)
+        self.outbox = Outbox(Path(self._dir) / "o.db", site="s", unit="c1")
+        self.topics = Topics("s", "c1")
+        self.last_seq = 0
+
+    def teardown(self) -> None:
+        self.outbox.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    # ---------------------------------------------------------------- applying actions
+    def apply(self, actions: list[Action]) -> None:
+        for a in actions:
+            if a.kind == "audit" and a.args["kind"] == "override" and a.args["data"].get("action") == "gate_open":
+                self.override_pending += 1
+            elif a.kind == "publish":
+                t, d = a.args["type"], a.args["data"]
+                env = self.outbox.put(t, d, topic=self.topics.event(t))
+                if env.seq <= self.last_seq:
+                    self.violations.append(f"seq {env.seq} after {self.last_seq}")
+                self.last_seq = env.seq
+                if t == "passage.decided":
+                    self.decided[d["passage_id"]].append((d["phase"], d["agency"], d["decision"]))
+                elif t == "passage.completed":
+                    self.completions[d["passage_id"]] += 1
+                    if d["outcome"] not in ("released", "diverted", "override", "abandoned"):
+                        self.violations.append(f"bad outcome {d['outcome']}")
+            elif a.kind == "request_scan":
+                self.scan_requests[a.args["passage_id"]] += 1
+            elif a.kind == "gate":
+                self.gate(a)
+
+    def gate(self, a: Action) -> None:
+        action, cause, pid = a.args["action"], a.args["cause"], a.args["passage_id"]
+        if action == "open":
+            if not self.logic.authorises_open(pid, cause):
+                return  # the executor's guard refuses it; nothing moves
+            if cause == "override":
+                if self.override_pending <= 0:
+                    self.violations.append("override open without an audit entry first")
+                self.override_pending = max(0, self.override_pending - 1)
+            elif cause == "divert":
+                if not any(v == "divert" for _ph, _ag, v in self.decided[pid]) and not self._scan_failed(pid):
+                    self.violations.append(f"divert-open of {pid} without a divert")
+            else:
+                ds = self.decided[pid]
+                phase = ds[-1][0] if ds else None
+                latest = {ag: v for ph, ag, v in ds if ph == phase}
+                if not all(latest.get(ag) == "release" for ag in AGENCIES):
+                    self.violations.append(f"gate opened for {pid} without every agency's release: {latest}")
+            self.arm_open = True
+        elif action == "close":
+            if self.s.under_arm:
+                self.violations.append("gate commanded closed with something under the arm")
+            self.arm_open = False
+
+    def _scan_failed(self, pid: str) -> bool:
+        return pid in self.failed_scans
+
+    failed_scans: set[str] = set()
+
+    def sense(self, **changes: Any) -> None:
+        d = {f: getattr(self.s, f) for f in Sensors.__slots__}  # type: ignore[attr-defined]
+        d.update(changes)
+        d["gate_open"], d["gate_closed"] = self.arm_open, not self.arm_open
+        self.s = Sensors(**d)
+        self.apply(self.logic.on_sensors(self.s, self.now))
+
+    # ---------------------------------------------------------------- rules: physics
+    @precondition(lambda self: self.vehicle is None)
+    @rule()
+    def vehicle_arrives(self) -> None:
+        self.vehicle = "entry"
+        self.sense(entry_loop=True)
+
+    @precondition(lambda self: self.vehicle is None)
+    @rule()
+    def vehicle_arrives_and_is_identified(self) -> None:
+        """The common path in one step, so that deep interleavings are reached often."""
+        self.vehicle_arrives()
+        self.vehicle_in_position()
+        self.identified((("粤B12345", "cn", 0.95),))
+
+    @precondition(lambda self: self.vehicle == "entry")
+    @rule()
+    def vehicle_in_position(self) -> None:
+        self.vehicle = "position"
+        self.sense(in_position=True)
+
+    @precondition(lambda self: self.vehicle == "position" and self.arm_open)
+    @rule()
+    def vehicle_drives_under_arm(self) -> None:
+        self.vehicle = "under"
+        self.sense(entry_loop=False, in_position=False, photocell=True, safety_loop=True)
+
+    @precondition(lambda self: self.vehicle == "under")
+    @rule()
+    def vehicle_on_exit_loop(self) -> None:
+        self.vehicle = "exit"
+        self.sense(photocell=False, safety_loop=False, exit_loop=True)
+
+    @precondition(lambda self: self.vehicle == "exit")
+    @rule()
+    def vehicle_leaves(self) -> None:
+        self.vehicle = None
+        self.sense(exit_loop=False)
+
+    @precondition(lambda self: self.vehicle in ("entry", "position"))
+    @rule()
+    def vehicle_taken_away(self) -> None:
+        self.vehicle = None
+        self.sense(entry_loop=False, in_position=False)
+
+    @rule(blocked=st.booleans())
+    def pedestrian_under_arm(self, blocked: bool) -> None:
+        if self.vehicle != "under":
+            self.sense(photocell=blocked)
+
+    @rule(dt=st.floats(min_value=0.1, max_value=40))
+    def time_passes(self, dt: float) -> None:
+        self.now += dt
+        self.apply(self.logic.on_tick(self.now))
+
+    # ---------------------------------------------------------------- rules: identification, platform
+    @rule(plates=st.sampled_from([(), (("粤B12345", "cn", 0.95),), (("粤Z1234港", "cn_crossborder", 0.5),)]))
+    def identified(self, plates: tuple[Any, ...]) -> None:
+        p = self.logic.passage
+        if p is not None:
+            self.apply(self.logic.on_identified(p.id, Identity(plates=plates, confidence=0.9), self.now))
+
+    @rule(agency=st.sampled_from((*AGENCIES, "maritime")), verdict=st.sampled_from(VERDICTS),
+          stale=st.booleans())
+    def decision(self, agency: str, verdict: str, stale: bool) -> None:
+        p = self.logic.passage
+        pid = "stale-passage" if stale or p is None else p.id
+        _ok, _reason, actions = self.logic.on_decision(pid, agency, verdict, nonce="n", now=self.now)
+        self.apply(actions)
+
+    @rule()
+    def customs_orders_xray(self) -> None:
+        self.decision("customs", "inspect", stale=False)
+
+    @rule()
+    def every_agency_releases(self) -> None:
+        for agency in AGENCIES:
+            self.decision(agency, "release", stale=False)
+
+    @rule(kind=st.sampled_from(("started", "completed", "failed")), result=st.sampled_from(("GREEN", "RED")))
+    def scanner(self, kind: str, result: str) -> None:
+        p = self.logic.passage
+        if p is not None:
+            if kind == "failed" and p.stage.value in ("inspection_queued", "scanning"):
+                self.failed_scans.add(p.id)
+            self.apply(self.logic.on_scan(p.id, kind, self.now, scan_id=1, result=result))
+
+    @rule()
+    def override_open(self) -> None:
+        self.apply(self.logic.override_open(operator="tech-7", reason="truck stuck, cleared by hand", now=self.now))
+
+    @rule()
+    def override_close(self) -> None:
+        self.apply(self.logic.override_close(operator="tech-7", reason="closing after manual check"))
+
+    @rule(in_service=st.booleans())
+    def lane_service(self, in_service: bool) -> None:
+        self.apply(self.logic.set_in_service(in_service, operator="tech-7", reason="maintenance window"))
+
+    # ---------------------------------------------------------------- invariants
+    @invariant()
+    def no_violation(self) -> None:
+        assert not self.violations, self.violations
+
+    @invariant()
+    def one_scan_one_outcome(self) -> None:
+        assert all(n <= 1 for n in self.scan_requests.values()), dict(self.scan_requests)
+        assert all(n == 1 for n in self.completions.values()), dict(self.completions)
+
+
+def _run(examples: int = EXAMPLES) -> None:
+    LaneMachine.failed_scans = set()
+    run_state_machine_as_test(
+        LaneMachine,
+        settings=settings(max_examples=examples, stateful_step_count=60, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]),
+    )
+
+
+def test_lane_safety_invariants() -> None:
+    _run()
+
+
+def _release_on_any(self: LaneLogic, passage_id: Any, agency: str, decision: str, *, nonce: str,
+                    now: float) -> Any:
+    """Mutant: releases as soon as one agency releases (removes the joint-release guard)."""
+    p = self.passage
+    if p is None or p.id != passage_id or agency not in self.agencies:
+        return False, "stale_passage", []
+    if decision == "release" and p.stage.value in ("awaiting_decision", "awaiting_verdicts"):
+        return True, None, [self._publish("passage.decided", passage_id=p.id, agency=agency, decision=decision,
+                                          phase=p.phase, command_nonce=nonce), *self._release(now)]
+    return ORIGINAL_DECISION(self, passage_id, agency, decision, nonce=nonce, now=now)
+
+
+ORIGINAL_DECISION = LaneLogic.on_decision
+
+
+@pytest.mark.parametrize("guard", ["close_when_occupied", "joint_release", "single_scan", "open_authority"])
+def test_removing_a_guard_is_caught(guard: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if guard == "close_when_occupied":
+        monkeypatch.setattr(LaneLogic, "may_close", staticmethod(lambda sensors: True))
+    elif guard == "joint_release":
+        monkeypatch.setattr(LaneLogic, "on_decision", _release_on_any)
+    elif guard == "single_scan":
+        original = LaneLogic.on_decision
+
+        def rescan(self: LaneLogic, pid: Any, agency: str, decision: str, *, nonce: str, now: float) -> Any:
+            p = self.passage
+            if decision == "inspect" and p is not None and p.id == pid:
+                p.phase, p.scans = "initial", 0  # forgets that the vehicle was already scanned
+            return original(self, pid, agency, decision, nonce=nonce, now=now)
+
+        monkeypatch.setattr(LaneLogic, "on_decision", rescan)
+    elif guard == "open_authority":
+        monkeypatch.setattr(LaneLogic, "authorises_open", lambda self, pid, cause: True)
+        original_open = LaneLogic._open
+
+        def open_anytime(self: LaneLogic, cause: str) -> list[Action]:
+            return original_open(self, cause)
+
+        def on_identified(self: LaneLogic, pid: str, identity: Identity, now: float) -> list[Action]:
+            # Mutant: opens the gate as soon as the vehicle is identified.
+            return [*ORIGINAL_IDENTIFIED(self, pid, identity, now), *open_anytime(self, "release")]
+
+        monkeypatch.setattr(LaneLogic, "on_identified", on_identified)
+    with pytest.raises(AssertionError):
+        _run(examples=EXAMPLES)
+
+
+ORIGINAL_IDENTIFIED = LaneLogic.on_identified
