@@ -80,7 +80,7 @@ class EmbeddedBroker:
         from amqtt.broker import Broker as AmqttBroker
 
         for name in ("amqtt", "transitions"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         self._broker = AmqttBroker(_amqtt_config(self.port))
         await self._broker.start()
         await wait_port("127.0.0.1", self.port)

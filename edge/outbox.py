@@ -92,6 +92,7 @@ class Outbox:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         self._depth = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._last_seq = int(self._db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0])
         self._listeners: list[Callable[[], None]] = []
 
     def close(self) -> None:
@@ -147,6 +148,7 @@ class Outbox:
                 db.execute("ROLLBACK")
             raise
         self._depth += 1
+        self._last_seq = seq
         for cb in self._listeners:
             cb()
         return env
@@ -190,7 +192,8 @@ class Outbox:
 
     @property
     def last_seq(self) -> int:
-        return int(self._db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0])
+        """The last seq assigned (readable after ``close()``)."""
+        return self._last_seq
 
     def stats(self) -> OutboxStats:
         oldest = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()[0]

@@ -81,7 +81,7 @@ def make_plan(lanes: dict[str, str], vehicles: int, *, seed: int, swapped_ratio:
     for i in range(vehicles):
         lane = order[i % len(order)]
         kind = lanes[lane]
-        tag = f"E{rng.randrange(16**10):010X}"
+        tag = f"E280{rng.randrange(16**20):020X}"  # a 96-bit EPC, as the e-card reader reports it
         if kind == "cargo":
             if rng.random() < 0.2:
                 home = rng.choice(("hk", "macau"))
