@@ -21,6 +21,7 @@ import errno
 import os
 import pty
 import socket
+import termios
 import tty
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -209,6 +210,11 @@ class PtyPair:
             with contextlib.suppress(BlockingIOError):
                 os.write(dst, data)
 
+    def flush_server_side(self) -> None:
+        """Discard bytes queued for the slave while it was off the wire (a powered-off
+        device never sees them; replaying them would answer requests long timed out)."""
+        termios.tcflush(self._fds[1], termios.TCIOFLUSH)
+
     def close(self) -> None:
         if self._loop is not None:
             for fd in (self._fds[0], self._fds[2]):
@@ -240,11 +246,16 @@ class ModbusSimHandle:
     async def stop_serving(self) -> None:
         """Take the device off the network (power cut / cable pulled); ``start_serving`` brings it back."""
         server, self._server = self._server, None
+        if self._pty is not None:
+            self._pty.cut = True
         if server is not None:
             await server.shutdown()
 
     async def start_serving(self) -> None:
         if self._server is None:
+            if self._pty is not None:
+                self._pty.flush_server_side()
+                self._pty.cut = False
             self._server = await self._start()
 
     async def close(self) -> None:
