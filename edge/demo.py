@@ -64,7 +64,7 @@ class DemoOptions:
     inject_forged: int = 0
     site_file: Path = DEFAULT_SITE
     live: bool = True
-    timeout_s: float = 900.0
+    timeout_s: float = 600.0
     recognition: bool = False
 
 
@@ -231,14 +231,20 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
                        for lane, vs in plan.per_lane.items()]
             ticker = tg.create_task(_ticker(run, on_tick), name="live") if on_tick else None
             try:
-                async with asyncio.timeout(opts.timeout_s):
-                    await completed.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(opts.timeout_s):
+                        await completed.wait()
+                if not completed.is_set():
+                    log.error("demo: timed out after %.0f s; stages now: %s", opts.timeout_s,
+                              {lid: d.logic.stage.value for lid, d in run.lanes.items()})
+                else:
                     await asyncio.gather(*traffic)
                     if opts.inject_forged and run.central.forged_left:
                         await run.central.flush_forgeries(next(iter(run.lanes)))
                     # Let the rejections of the last forgeries reach the observer.
-                    await run.observer.wait_for(
-                        lambda: _count(run, "command.rejected") >= opts.inject_forged, timeout=30)
+                    with contextlib.suppress(TimeoutError):
+                        await run.observer.wait_for(
+                            lambda: _count(run, "command.rejected") >= opts.inject_forged, timeout=30)
             finally:
                 stop.set()
                 await asyncio.gather(*daemons, return_exceptions=True)

@@ -203,11 +203,13 @@ class LaneLogic:
 
     # ------------------------------------------------------------------ sensors
     def on_sensors(self, s: Sensors, now: float) -> list[Action]:
-        prev, self.sensors = self.sensors, s
+        self.sensors = s
         out: list[Action] = []
         p = self.passage
         if p is None:
-            if s.entry_loop and not prev.entry_loop and self.in_service:
+            # Level, not edge: the next vehicle may already be on the entry loop in the same
+            # sample in which the previous one cleared the exit loop.
+            if s.entry_loop and self.in_service and not s.under_arm:
                 p = self.passage = Passage(id=self._new_id(now), stage=Stage.ARRIVED, stamps={"arrived": now})
                 out.append(self._publish("passage.arrived", passage_id=p.id, lane_kind=self.kind))
                 out.append(Action("light", {"colour": "red"}))

@@ -1,0 +1,134 @@
+"""Generate the AsyncAPI 3.0 document of the MQTT contract from the payload models.
+
+    python -m portlane.edge.contract.asyncapi > docs/asyncapi.yaml
+
+``tests/test_contract.py`` fails when the checked-in document is stale.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from portlane.edge import __version__
+
+from .envelope import Envelope
+from .events import EVENTS, CommandResponse, LaneStatus
+
+__all__ = ["build", "render"]
+
+PARAMS = {
+    "site": {"description": "site id, e.g. zhuhai-hzmb-cargo"},
+    "unit": {"description": "lane id (e.g. c1) or scanner id (e.g. xray-1)"},
+}
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    s = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = s.pop("$defs", {})
+    return {"schema": s, "defs": defs}
+
+
+def build() -> dict[str, Any]:
+    from portlane.edge.security import COMMAND_NAMES, SignedCommand
+
+    schemas: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+
+    def add_schema(name: str, model: type[BaseModel]) -> str:
+        s = _schema(model)
+        schemas.update(s["defs"])
+        schemas[name] = s["schema"]
+        return f"#/components/schemas/{name}"
+
+    env = _schema(Envelope)
+    env_schema = env["schema"]
+    schemas["Envelope"] = env_schema
+    for type_, model in EVENTS.items():
+        cname = "".join(part.capitalize() for part in type_.replace(".", "_").split("_"))
+        ref = add_schema(model.__name__, model)
+        msg_name = f"{cname}Event"
+        messages[msg_name] = {
+            "name": type_,
+            "title": f"event {type_}",
+            "summary": (model.__doc__ or "").strip().split("\n")[0] or type_,
+            "contentType": "application/json",
+            "payload": {"allOf": [{"$ref": "#/components/schemas/Envelope"},
+                                  {"type": "object", "properties": {"type": {"const": f"portlane.{type_}"},
+                                                                    "data": {"$ref": ref}}}]},
+        }
+        ch = f"event.{type_}"
+        channels[ch] = {
+            "address": f"portlane/v1/{{site}}/{{unit}}/event/{type_}",
+            "parameters": PARAMS,
+            "messages": {msg_name: {"$ref": f"#/components/messages/{msg_name}"}},
+            "bindings": {"mqtt": {"qos": 1, "retain": False}},
+        }
+        operations[f"publish.{type_}"] = {"action": "send", "channel": {"$ref": f"#/channels/{ch}"},
+                                         "summary": f"a lane or scanner publishes {type_} (QoS 1, via the durable outbox)"}
+    status_ref = add_schema("LaneStatus", LaneStatus)
+    messages["Status"] = {"name": "status", "contentType": "application/json", "payload": {"$ref": status_ref},
+                          "summary": "retained status; the broker publishes the last will {state: offline}"}
+    channels["status"] = {"address": "portlane/v1/{site}/{unit}/status", "parameters": PARAMS,
+                          "messages": {"Status": {"$ref": "#/components/messages/Status"}},
+                          "bindings": {"mqtt": {"qos": 1, "retain": True}}}
+    operations["publish.status"] = {"action": "send", "channel": {"$ref": "#/channels/status"}}
+    cmd_ref = add_schema("SignedCommand", SignedCommand)
+    for name in COMMAND_NAMES:
+        mname = "Command" + "".join(p.capitalize() for p in name.split("_"))
+        messages[mname] = {"name": name, "contentType": "application/json", "payload": {"$ref": cmd_ref},
+                           "summary": f"signed command '{name}' (Ed25519 over the canonical JSON, expires_at, nonce)"}
+        channels[f"cmd.{name}"] = {"address": f"portlane/v1/{{site}}/{{unit}}/cmd/{name}", "parameters": PARAMS,
+                                   "messages": {mname: {"$ref": f"#/components/messages/{mname}"}},
+                                   "bindings": {"mqtt": {"qos": 1}}}
+        operations[f"receive.cmd.{name}"] = {"action": "receive", "channel": {"$ref": f"#/channels/cmd.{name}"},
+                                            "reply": {"channel": {"$ref": "#/channels/response"}}}
+    resp_ref = add_schema("CommandResponse", CommandResponse)
+    messages["Response"] = {"name": "response", "contentType": "application/json", "payload": {"$ref": resp_ref},
+                            "correlationId": {"location": "$message.payload#/correlation_id"}}
+    channels["response"] = {"address": "portlane/v1/{site}/{unit}/response", "parameters": PARAMS,
+                            "messages": {"Response": {"$ref": "#/components/messages/Response"}}}
+    operations["publish.response"] = {"action": "send", "channel": {"$ref": "#/channels/response"}}
+    channels["expected"] = {
+        "address": "portlane/v1/{site}/platform/expected", "parameters": {"site": PARAMS["site"]},
+        "messages": {"Expected": {"$ref": "#/components/messages/Expected"}},
+        "bindings": {"mqtt": {"qos": 1, "retain": True}},
+    }
+    messages["Expected"] = {"name": "expected", "contentType": "application/json",
+                            "summary": "vehicles the platform expects and their registered plates (retained)",
+                            "payload": {"type": "object", "properties": {"vehicles": {"type": "array", "items": {
+                                "type": "object", "required": ["tag_id", "plates"],
+                                "properties": {"tag_id": {"type": "string"},
+                                               "plates": {"type": "array", "items": {"type": "string"}}}}}}}}
+    operations["receive.expected"] = {"action": "receive", "channel": {"$ref": "#/channels/expected"}}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "portlane lane contract",
+            "version": f"1 (portlane {__version__})",
+            "description": (
+                "MQTT contract between portlane lane/scanner daemons and the central platform. "
+                "Events are CloudEvents 1.0 structured JSON with a per-unit monotonic seq and a stable id "
+                "('{site}/{unit}/{seq}') for de-duplication; QoS 1. MQTT 3.1.1 works; MQTT 5 is used when "
+                "the broker offers it. The platform may scale out with shared subscriptions "
+                "($share/platform/portlane/v1/+/+/event/#). Generated by portlane.edge.contract.asyncapi."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def render() -> str:
+    return yaml.safe_dump(build(), sort_keys=False, allow_unicode=True, width=110)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
