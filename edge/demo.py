@@ -79,6 +79,7 @@ class DemoRun:
     scanner: ScannerDaemon | None = None
     central: CentralPlatform | None = None
     observer: EventObserver | None = None
+    vehicles_passed: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -235,10 +236,12 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
                     async with asyncio.timeout(opts.timeout_s):
                         await completed.wait()
                 if not completed.is_set():
-                    log.error("demo: timed out after %.0f s; stages now: %s", opts.timeout_s,
-                              {lid: d.logic.stage.value for lid, d in run.lanes.items()})
+                    log.error("demo: timed out after %.0f s; lanes now: %s", opts.timeout_s,
+                              {lid: (d.logic.stage.value, d.logic.in_service, worlds[lid].position.value,
+                                     d.logic.sensors, d.devices["gate"].supervisor.health.value)
+                               for lid, d in run.lanes.items()})
                 else:
-                    await asyncio.gather(*traffic)
+                    run.vehicles_passed = sum(sum(r) for r in await asyncio.gather(*traffic))
                     if opts.inject_forged and run.central.forged_left:
                         await run.central.flush_forgeries(next(iter(run.lanes)))
                     # Let the rejections of the last forgeries reach the observer.
@@ -291,6 +294,8 @@ def summarise(run: DemoRun, expected: dict[str, int]) -> dict[str, Any]:
     scanner = run.scanner
     waits = [float(x) for x in (scanner.queue_waits_ms if scanner else [])]
     violations = check_invariants(obs.events, run.worlds, run.scanner_world)
+    if len(completed) < run.vehicles_passed:
+        violations.append(f"{run.vehicles_passed - len(completed)} vehicles passed the barrier without a passage")
     rejected_reasons: dict[str, int] = defaultdict(int)
     for e in obs.events:
         if e["type"] == "portlane.command.rejected":

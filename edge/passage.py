@@ -123,6 +123,7 @@ class Passage:
     outcome: str | None = None
     gate_authority: str | None = None  # release | divert | override
     exit_seen: bool = False
+    under_seen: bool = False
     decision_overdue: bool = False
     completions: int = 0
 
@@ -227,11 +228,18 @@ class LaneLogic:
         if p.stage in (Stage.RELEASED, Stage.DIVERTED) and (s.under_arm or s.exit_loop):
             p.stage = Stage.EXITING
         if p.stage == Stage.EXITING:
+            if s.under_arm:
+                p.under_seen = True
             if s.exit_loop:
                 p.exit_seen = True
+            if (p.under_seen or p.exit_seen) and not s.under_arm and self.gate_commanded == "open":
+                # Close as soon as the vehicle has cleared the arm, as barrier controllers do:
+                # the next vehicle must find it closed.
+                out += self._close("exit")
             if p.exit_seen and not s.exit_loop and not s.under_arm:
                 p.stamps["exited"] = now
-                out += self._close("exit")
+                if self.gate_commanded == "open":
+                    out += self._close("exit")
                 out += self._complete(now)
         return out
 

@@ -186,7 +186,8 @@ class LaneWorld:
         self.scale_kg = float(vehicle.weight_kg)
         self.notify()
         try:
-            await self.wait_until(lambda: self.limit_open, timeout=give_up_s)
+            # Drivers go on green with the arm up; a red light with an open arm is not an invitation.
+            await self.wait_until(lambda: self.limit_open and self.light == "green", timeout=give_up_s)
         except TimeoutError:
             self._leave()
             return False
