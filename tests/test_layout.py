@@ -44,6 +44,21 @@ def test_import_directions() -> None:
     assert not bad, "\n".join(bad)
 
 
+#: The composition roots that may start simulators: the CLI and the demo. Daemons, lane logic
+#: and the contract never import a simulator.
+SIM_COMPOSERS = ("edge/cli/", "edge/demo.py")
+
+
+def test_daemons_never_import_simulators() -> None:
+    bad = []
+    for path in (ROOT / "edge").rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith(SIM_COMPOSERS):
+            continue
+        bad += [f"{rel} imports {n}" for n in _imports(path) if n.startswith("portlane.sim_devices")]
+    assert not bad, "\n".join(bad)
+
+
 def test_every_package_is_listed_for_the_wheel() -> None:
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(cfg["packages"])

@@ -1,0 +1,49 @@
+"""`portlane demo` end to end: simulators on the wire, lanes, scanner, central platform, broker.
+
+These are the slow tests of the suite (tens of seconds each); they run in CI all the same.
+The counts come from the demo's independent subscriber on the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from portlane.edge.broker import BrokerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def _demo(*args: str) -> dict:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    res = subprocess.run([sys.executable, "-m", "portlane.edge", "demo", *args, "--json"],
+                         capture_output=True, text=True, timeout=600, env=env)
+    lines = [x for x in res.stdout.splitlines() if x.strip()]
+    assert len(lines) == 1, f"expected exactly one JSON line on stdout, got {res.stdout!r}\n{res.stderr[-3000:]}"
+    summary: dict = json.loads(lines[0])
+    assert res.returncode == 0, (summary, res.stderr[-3000:])
+    return summary
+
+
+def test_demo_on_the_embedded_broker() -> None:
+    s = _demo("--lanes", "3", "--vehicles", "9", "--seed", "3", "--inspect-ratio", "0.5", "--inject-forged", "3")
+    assert s["passages"] == 9
+    assert s["events_lost"] == 0 and s["out_of_order"] == 0
+    assert s["invariant_violations"] == 0, s["violations"]
+    assert s["events_received"] >= s["events_published"] > 9 * 8
+    assert s["rejected_commands"] == 3
+    assert s["scans"] == s["scans_ordered"] == s["inspected"]
+    assert set(s["stage_ms"]) >= {"arrived", "identified", "decided", "released", "gate_opened", "exited"}
+    assert s["stage_ms"]["exited"]["p50"] > s["stage_ms"]["identified"]["p50"] > 0
+
+
+async def test_demo_on_an_external_broker(broker: BrokerProcess) -> None:
+    import asyncio
+
+    s = await asyncio.to_thread(_demo, "--lanes", "2", "--vehicles", "6", "--seed", "5", "--broker", broker.url)
+    assert s["passages"] == 6 and s["events_lost"] == 0 and s["invariant_violations"] == 0
+    assert s["events_received"] >= s["events_published"]
