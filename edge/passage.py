@@ -154,6 +154,8 @@ class LaneLogic:
         self.sensors = Sensors()
         self.gate_commanded: str | None = None  # last gate command: open | close
         self._counter = itertools.count(1)
+        self._idle_under_seen = False
+        self._opened_idle_at = 0.0
         self._id_prefix = id_prefix or lane
 
     # ------------------------------------------------------------------ guards
@@ -195,6 +197,7 @@ class LaneLogic:
         if not self.may_close(self.sensors):
             return []  # never close onto something; retried on the next sensor change
         self.gate_commanded = "close"
+        self._idle_under_seen = False
         p = self.passage
         return [
             Action("gate", {"action": "close", "cause": cause, "passage_id": p.id if p else None}),
@@ -215,8 +218,14 @@ class LaneLogic:
                 out.append(self._publish("passage.arrived", passage_id=p.id, lane_kind=self.kind))
                 out.append(Action("light", {"colour": "red"}))
                 out.append(self._board(("请停车 STOP", "red"), ("识别中 IDENTIFYING", "amber")))
-            elif self.gate_commanded == "open" and not s.under_arm and not s.exit_loop:
-                out += self._close("exit")  # left open (override/abandon): close once clear
+            elif self.gate_commanded == "open":
+                # Left open without a passage (override, abandoned): close once something has
+                # passed under the arm and cleared it, or after exit_s with nothing coming.
+                if s.under_arm:
+                    self._idle_under_seen = True
+                elif not s.exit_loop and (self._idle_under_seen
+                                          or now - self._opened_idle_at > self.timeouts.exit_s):
+                    out += self._close("exit")
         if p is None:
             return out
         if p.stage == Stage.ARRIVED and s.in_position:
@@ -385,7 +394,7 @@ class LaneLogic:
     def on_tick(self, now: float) -> list[Action]:
         p = self.passage
         if p is None:
-            return []
+            return self.on_sensors(self.sensors, now) if self.gate_commanded == "open" else []
         t = self.timeouts
         if p.stage in DECIDING and not p.decision_overdue:
             since = p.stamps.get("scan_ended", p.stamps.get("identified", now))
@@ -422,6 +431,7 @@ class LaneLogic:
             p.gate_authority = "override"
             p.stamps.setdefault("released", now)
             out.append(Action("cancel_scan", {"passage_id": p.id}))
+        self._opened_idle_at = now
         out += self._open("override")
         return out
 

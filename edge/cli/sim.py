@@ -5,6 +5,9 @@ Examples::
     portlane sim gate-rs485 --address 1 --address 2        # two controllers on one pty
     portlane sim weighbridge --fault noise=0.1 --fault seed=3
     portlane sim board --json                              # {"device": ..., "link": {...}}
+    portlane sim site --site firmware_config/sites/zhuhai-hzmb-cargo.yaml --out /tmp/sim-site.yaml \
+        --broker mqtt://127.0.0.1:1883                     # every device of a site, and a site file
+                                                           # whose links point at the simulators
 
 The simulator runs until interrupted (Ctrl-C). Exit codes: 0 stopped by the user,
 1 the simulator failed to start, 2 usage error (unknown device, bad ``--fault``).
@@ -23,7 +26,7 @@ from typing import Any
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 #: Names known without importing the simulators (the parser must stay light).
-DEVICES = ("gate-rs485", "gate-modbus", "io", "board", "rfid", "weighbridge", "scanner", "camera")
+DEVICES = ("gate-rs485", "gate-modbus", "io", "board", "rfid", "weighbridge", "scanner", "camera", "site")
 
 
 def register(sub: Any) -> None:
@@ -37,6 +40,10 @@ def register(sub: Any) -> None:
                    help="scale physical times (0.1 = ten times faster than life)")
     p.add_argument("--lane", default="sim", help="lane id of the simulated world")
     p.add_argument("--json", action="store_true", help="print the link as JSON")
+    p.add_argument("--site", help="with 'site': the site file whose devices to simulate")
+    p.add_argument("--out", help="with 'site': write a copy of the site file with the simulators' links here")
+    p.add_argument("--broker", help="with 'site': broker URL to put into the written site file")
+    p.add_argument("--state-dir", help="with 'site': state directory to put into the written site file")
     p.set_defaults(func=run)
 
 
@@ -57,7 +64,59 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+async def _serve_site(args: argparse.Namespace) -> int:
+    """Simulate every device of a site; write a site file pointing at them; run until ^C."""
+    from pathlib import Path
+
+    import yaml
+
+    from portlane.sim_devices.catalog import start_site
+    from portlane.sim_devices.scanner import ScannerWorld
+    from portlane.sim_devices.world import LaneWorld
+
+    if not args.site or not args.out:
+        print("sim site needs --site FILE and --out FILE", file=sys.stderr)
+        return EXIT_USAGE
+    raw = yaml.safe_load(Path(args.site).read_text(encoding="utf-8"))
+    worlds = {lane["id"]: LaneWorld(lane["id"], time_factor=args.time_factor) for lane in raw["lanes"]}
+    scanners = {s["id"]: ScannerWorld(time_factor=args.time_factor) for s in raw.get("scanners", [])}
+    sims = await start_site(raw, worlds, scanner_worlds=scanners, time_factor=args.time_factor)
+    tasks = [asyncio.ensure_future(w.run()) for w in [*worlds.values(), *scanners.values()]]
+    try:
+        for lane in raw["lanes"]:
+            links = sims.links["lanes"].get(lane["id"], {})
+            for dev, cfg in lane["devices"].items():
+                if dev == "cameras":
+                    for cam_id, cam in cfg.items():
+                        cam["link"] = links.get("cameras", {}).get(cam_id, cam["link"])
+                elif dev in links:
+                    cfg["link"] = links[dev]
+        for s in raw.get("scanners", []):
+            s["device"]["link"] = sims.links["scanners"].get(s["id"], s["device"]["link"])
+        if args.broker:
+            raw.setdefault("broker", {})["url"] = args.broker
+            raw["broker"].pop("username", None)
+            raw["broker"].pop("password", None)
+        if args.state_dir:
+            raw["state_dir"] = args.state_dir
+        Path(args.out).write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        print(json.dumps({"site": args.out, "links": sims.links}) if args.json else
+              f"simulating {len(worlds)} lanes; site file with their links: {args.out} (Ctrl-C to stop)", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await sims.close()
+    return EXIT_OK
+
+
 async def _serve(args: argparse.Namespace, faults: Any) -> int:
+    if args.device == "site":
+        return await _serve_site(args)
     from portlane.sim_devices.catalog import SimulatorUnavailableError, load_simulator
     from portlane.sim_devices.world import LaneWorld
 
