@@ -114,6 +114,11 @@ class BrokerProcess:
             )
             if self.persistence_dir:
                 self.persistence_dir.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                # Started as root, mosquitto drops to user 'mosquitto', which cannot write our
+                # root-owned temporary persistence directory: sessions would silently not survive.
+                with conf.open("a") as f:
+                    f.write("user root\n")
             exe = shutil.which("mosquitto")
             assert exe is not None
             return [exe, "-c", str(conf)]

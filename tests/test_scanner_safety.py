@@ -24,7 +24,7 @@ from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus
 from portlane.drivers.errors import DeviceFaultError
 from portlane.edge.scanner import ScanQueue
 
-SETTINGS = settings(max_examples=200, stateful_step_count=40, deadline=None,
+SETTINGS = settings(max_examples=200, stateful_step_count=40, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
