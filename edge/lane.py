@@ -399,7 +399,9 @@ class LaneDaemon:
         if not plates and tag and tag in self.registrations:
             # No camera read: the e-card's registration names the plates (confidence of the tag).
             plates = [(t, _plate_kind(t), 0.9) for t in self.registrations[tag]]
-        conf = min([c for _t, _k, c in plates] + [c for _n, _ok, c in containers], default=0.0)
+        # The identity's confidence is its weakest plate read: containers are vouched for by
+        # their check digit (a failing one is an exception of its own, check_digit_failed).
+        conf = min([c for _t, _k, c in plates], default=0.0)
         ident = Identity(plates=tuple(plates), containers=tuple(containers), tag_id=tag, weight_kg=weight,
                          confidence=conf)
         ident = dataclasses.replace(ident, exceptions=identity_exceptions(

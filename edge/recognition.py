@@ -53,7 +53,12 @@ def fuse_reads(kind: str, per_image: list[list[dict[str, Any]]]) -> list[dict[st
             score[r[key]] += r["confidence"]
             if r[key] not in best or r["confidence"] > best[r[key]]["confidence"]:
                 best[r[key]] = r
-    total = sum(score.values()) or 1.0
+    # Agreement is measured among candidates for the same plate kind (a dual-plated car has two
+    # different, equally valid plates); container numbers that passed their check digit are
+    # distinct boxes, not rivals.
+    kind_total: dict[str, float] = defaultdict(float)
+    for k, v in score.items():
+        kind_total[best[k].get("kind", "container")] += v
     ranked = sorted(score, key=lambda k: -score[k])
     out = []
     seen_kinds: set[str] = set()
@@ -63,8 +68,8 @@ def fuse_reads(kind: str, per_image: list[list[dict[str, Any]]]) -> list[dict[st
             if r["kind"] in seen_kinds:
                 continue  # one plate per kind: a cross-boundary car has one 粤Z and one home plate
             seen_kinds.add(r["kind"])
-        # Agreement across frames raises confidence; disagreement lowers it.
-        r["confidence"] = round(min(1.0, best[k]["confidence"] * (0.5 + 0.5 * score[k] / total)), 3)
+            agreement = score[k] / (kind_total[r["kind"]] or 1.0)
+            r["confidence"] = round(best[k]["confidence"] * (0.5 + 0.5 * agreement), 3)
         out.append(r)
     return out[:2]
 

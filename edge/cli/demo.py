@@ -24,6 +24,8 @@ def register(sub: Any) -> None:
     p.add_argument("--time-factor", type=float, default=0.1,
                    help="physical time scale: 1.0 = real time (a scan takes 10–40 s), default 0.1")
     p.add_argument("--site", type=Path, default=None, help="site file (default: the HZMB Zhuhai cargo site)")
+    p.add_argument("--ocr", action="store_true",
+                   help="identify vehicles from the simulated cameras with the on-edge OCR (slower; CPU-bound)")
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON summary object on stdout")
     p.set_defaults(func=run)
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     opts = DemoOptions(lanes=args.lanes, vehicles=args.vehicles, seed=args.seed, broker=args.broker,
                        time_factor=args.time_factor, inspect_ratio=args.inspect_ratio,
                        inject_forged=args.inject_forged, site_file=args.site or DEFAULT_SITE,
-                       timeout_s=args.timeout)
+                       timeout_s=args.timeout, recognition=args.ocr)
     live_view = not args.json and sys.stdout.isatty()
     if live_view:
         from rich.console import Console
