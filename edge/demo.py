@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from portlane.sim_devices.central import CentralPlatform
 from portlane.sim_devices.scanner import ScannerWorld
 from portlane.sim_devices.traffic import TrafficPlan, make_plan, run_lane

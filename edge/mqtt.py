@@ -27,7 +27,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-
 from portlane.drivers.supervisor import Backoff
 
 __all__ = ["Message", "MqttLink", "NotConnectedError", "PublishRefusedError", "parse_url"]

@@ -10,7 +10,6 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-
 from portlane.edge.broker import BrokerProcess, MosquittoBroker
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from portlane.edge.config import load_site, parse_site
 from portlane.edge.errors import ConfigError
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from portlane.edge.contract.asyncapi import build, render
 from portlane.edge.contract.events import EVENTS
 from portlane.edge.contract.topics import Topics

@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-
 from portlane.edge.broker import BrokerProcess
 
 pytestmark = pytest.mark.slow

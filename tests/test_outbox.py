@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from portlane.edge.broker import BrokerProcess, MosquittoBroker
 from portlane.edge.contract.topics import Topics
 from portlane.edge.errors import OutboxError

@@ -28,7 +28,6 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
-
 from portlane.edge.contract.topics import Topics
 from portlane.edge.outbox import Outbox
 from portlane.edge.passage import Action, Identity, LaneLogic, LaneTimeouts, Sensors

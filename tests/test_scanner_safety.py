@@ -19,7 +19,6 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-
 from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus
 from portlane.drivers.errors import DeviceFaultError
 from portlane.edge.scanner import ScanQueue

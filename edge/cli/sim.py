@@ -69,7 +69,6 @@ async def _serve_site(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import yaml
-
     from portlane.sim_devices.catalog import start_site
     from portlane.sim_devices.scanner import ScannerWorld
     from portlane.sim_devices.world import LaneWorld

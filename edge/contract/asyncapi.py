@@ -11,9 +11,8 @@ import sys
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
-
 from portlane.edge import __version__
+from pydantic import BaseModel
 
 from .envelope import Envelope
 from .events import EVENTS, CommandResponse, LaneStatus
