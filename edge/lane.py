@@ -46,6 +46,7 @@ from portlane.drivers.base import (
 )
 from portlane.drivers.errors import DeviceError
 from portlane.drivers.supervisor import DeviceHealth, Supervisor
+from pydantic import ValidationError
 
 from . import __version__
 from .audit import AuditLog
@@ -248,7 +249,13 @@ class LaneDaemon:
 
     def _put_event(self, type_: str, data: dict[str, Any]) -> None:
         model = EVENTS[type_]
-        payload = model.model_validate(data).model_dump(mode="json")
+        try:
+            payload = model.model_validate(data).model_dump(mode="json")
+        except ValidationError as exc:
+            # A bug of ours must not lose the record that something happened: say what failed.
+            log.error("%s: %s does not match the contract: %s", self.cfg.id, type_, exc)
+            type_, payload = "lane.exception", {"passage_id": data.get("passage_id"), "kind": "invalid_event",
+                                                "detail": f"{type_}: {exc}"[:500]}
         try:
             self.outbox.put(type_, payload, topic=self.topics.event(type_), subject=data.get("passage_id"))
         except OutboxError as exc:
@@ -348,6 +355,18 @@ class LaneDaemon:
                 self._last_tag = read
 
     async def _identify(self, passage_id: str) -> None:
+        """Collect what identifies the vehicle; whatever fails, the passage moves on (an officer
+        then sees an identification exception instead of a lane stuck in IDENTIFYING)."""
+        try:
+            await self._collect_identity(passage_id)
+        except Exception as exc:
+            log.exception("%s: identification of %s failed", self.cfg.id, passage_id)
+            ident = Identity(exceptions=("identification_failed", "unreadable_plate"))
+            self._apply(self.logic.on_identified(passage_id, ident, self.clock()))
+            self._put_event("lane.exception", {"passage_id": passage_id, "kind": "identification_failed",
+                                               "detail": f"{type(exc).__name__}: {exc}"[:300]})
+
+    async def _collect_identity(self, passage_id: str) -> None:
         p = self.logic.passage
         arrived = p.stamps.get("arrived", 0.0) if p else 0.0
         tag: str | None = None

@@ -31,12 +31,17 @@ def serialise_reads(kind: str, per_image: Sequence[Sequence[Any]]) -> list[list[
     out = []
     for reads in per_image:
         if kind == "plate":
-            out.append([{"text": r.text, "kind": r.kind, "confidence": float(r.confidence)} for r in reads])
+            out.append([{"text": r.text, "kind": r.kind, "confidence": _unit(r.confidence)} for r in reads])
         else:
             out.append([{"number": r.number, "check_digit_ok": bool(r.check_digit_ok),
                          "check_digit_inferred": bool(getattr(r, "check_digit_inferred", False)),
-                         "iso_type": r.iso_type, "confidence": float(r.confidence)} for r in reads])
+                         "iso_type": r.iso_type, "confidence": _unit(r.confidence)} for r in reads])
     return out
+
+
+def _unit(x: float) -> float:
+    """Confidences are probabilities on the wire; the recogniser's scores can exceed 1."""
+    return max(0.0, min(1.0, float(x)))
 
 
 def fuse_reads(kind: str, per_image: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -129,7 +129,8 @@ class PlateReader:
         if free - logp > self.max_grammar_cost or d.confidence < self.min_char_conf:
             return None
         kind = grammar.classify(d.text) or kind
-        conf = d.confidence * math.exp(-(free - logp) / 4)
+        # The grammar path can score above the free path (logp > free): never above 1.
+        conf = min(1.0, d.confidence * math.exp(-(free - logp) / 4))
         return PlateRead(grammar.render_canonical(d.text, kind), kind, round(conf, 4), None, d.char_conf)
 
 
