@@ -171,8 +171,9 @@ async def run_lane_daemon(site_file: Path, lane_id: str, *, stop: asyncio.Event 
         from .recognition import SocketRecogniser
 
         recogniser = SocketRecogniser(rec_sock)
-    d = LaneDaemon(site, lane, state_dir=_state_dir(site), broker_url=broker_url, recogniser=recogniser)
     metrics = DaemonMetrics("lane", site=site.site.id, lane=lane.id)
+    d = LaneDaemon(site, lane, state_dir=_state_dir(site), broker_url=broker_url, recogniser=recogniser,
+                   metrics=metrics)
     port = int(os.environ.get("PORTLANE_METRICS_PORT", "0") or 0)
     server = metrics.serve(port) if port else None
     wd = Watchdog(notifier)

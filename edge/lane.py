@@ -128,6 +128,7 @@ class LaneDaemon:
         recogniser: Recogniser | None = None,
         clock: Callable[[], float] = time.time,
         timeouts: LaneTimeouts | None = None,
+        metrics: Any = None,
     ) -> None:
         self.site = site
         self.cfg = lane
@@ -136,6 +137,7 @@ class LaneDaemon:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.recogniser = recogniser
+        self.metrics = metrics  # edge.metrics.DaemonMetrics, when the daemon exports metrics
         self.logic = LaneLogic(lane.id, agencies=tuple(a.value for a in lane.agencies),
                                has_scanner=lane.scanner is not None, kind=lane.kind,
                                timeouts=timeouts or LaneTimeouts(decision_s=site.platform.decision_timeout_s))
@@ -256,6 +258,11 @@ class LaneDaemon:
             log.error("%s: %s does not match the contract: %s", self.cfg.id, type_, exc)
             type_, payload = "lane.exception", {"passage_id": data.get("passage_id"), "kind": "invalid_event",
                                                 "detail": f"{type_}: {exc}"[:500]}
+        if self.metrics is not None:
+            if type_ == "passage.completed":
+                self.metrics.passage_completed(payload["outcome"], payload["stage_ms"])
+            elif type_ == "command.rejected":
+                self.metrics.command_rejected(payload["reason"])
         try:
             self.outbox.put(type_, payload, topic=self.topics.event(type_), subject=data.get("passage_id"))
         except OutboxError as exc:

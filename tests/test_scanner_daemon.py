@@ -1,0 +1,120 @@
+"""The shared scanner daemon against its PLC simulator and a real broker.
+
+Lanes' ``inspection.requested`` events go in; ``scan.*`` events come out, one vehicle at a
+time, never fired with the exclusion zone open, and a PLC fault gives every queued vehicle a
+defined outcome (policy ``divert``: ``scan.failed`` at once, so each lane diverts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from portlane.edge.broker import BrokerProcess
+from portlane.edge.config import parse_site
+from portlane.edge.mqtt import MqttLink
+from portlane.edge.observer import EventObserver
+from portlane.edge.scanner import ScannerDaemon
+from portlane.sim_devices.scanner import PlcState, ScannerWorld, start_scanner
+
+SITE = "t-site"
+
+
+def _site(link: dict[str, Any], policy: str) -> Any:
+    dummy = {"backend": "modbus_tcp", "link": {"kind": "tcp", "host": "127.0.0.1", "port": 9}}
+    lanes = [{"id": lid, "kind": "cargo", "agencies": ["customs"], "scanner": "xray-1",
+              "devices": {"gate": dummy, "io": dummy}} for lid in ("c1", "c2", "c3")]
+    return parse_site({
+        "site": {"id": SITE, "name": "test"}, "agencies": ["customs"], "lanes": lanes,
+        "scanners": [{"id": "xray-1", "lanes": ["c1", "c2", "c3"], "fault_policy": policy, "scan_timeout_s": 20,
+                      "device": {"backend": "modbus_tcp", "link": link, "poll_s": 0.02}}],
+    })
+
+
+@pytest.fixture
+async def rig(broker: BrokerProcess, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
+    world = ScannerWorld(time_factor=0.01, warmup_s=0.0, scan_s=(20.0, 30.0), seed=1)
+    world.forced_result = 1
+    sim = await start_scanner(world)
+    site = _site(sim.link, getattr(request, "param", "divert"))
+    daemon = ScannerDaemon(site, site.scanners[0], state_dir=tmp_path, broker_url=broker.url)
+    obs = EventObserver(broker.url, SITE)
+    lane_link = MqttLink(broker.url, client_id="fake-lanes")
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(x) for x in (world.run(), daemon.run(stop), obs.link.run(), lane_link.run())]
+    await obs.link.wait_connected()
+    await lane_link.wait_connected()
+    await daemon.link.wait_connected()
+    seq = {"n": 0}
+
+    async def request_scan(lane: str, pid: str) -> None:
+        seq["n"] += 1
+        env = {"specversion": "1.0", "id": f"{SITE}/{lane}/{seq['n']}", "source": f"portlane://{SITE}/{lane}",
+               "type": "portlane.inspection.requested", "time": "2026-11-23T00:00:00.000Z", "seq": seq["n"],
+               "data": {"passage_id": pid, "lane": lane, "method": "xray", "priority": 0, "vehicle_ref": "CSQU3054383"}}
+        await lane_link.publish(f"portlane/v1/{SITE}/{lane}/event/inspection.requested", json.dumps(env).encode())
+
+    def scan_events(kind: str) -> list[dict[str, Any]]:
+        return [e["data"] for e in obs.events if e["type"] == f"portlane.scan.{kind}"]
+
+    yield {"world": world, "daemon": daemon, "request": request_scan, "events": scan_events, "obs": obs}
+    stop.set()
+    await asyncio.wait_for(tasks[1], 10)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await sim.close()
+
+
+async def test_scans_one_vehicle_at_a_time_and_shares_the_result(rig: dict[str, Any]) -> None:
+    for lane, pid in (("c1", "p1"), ("c2", "p2"), ("c3", "p3")):
+        await rig["request"](lane, pid)
+    obs = rig["obs"]
+    await obs.wait_for(lambda: len(rig["events"]("completed")) == 3, timeout=30)
+    order = [(e["type"].removeprefix("portlane.scan."), e["data"]["passage_id"]) for e in obs.events
+             if e["type"] in ("portlane.scan.started", "portlane.scan.completed")]
+    # started/completed strictly alternate: never two vehicles under the beam.
+    assert [k for k, _p in order] == ["started", "completed"] * 3
+    assert {e["lane"] for e in rig["events"]("completed")} == {"c1", "c2", "c3"}
+    assert all(e["result"] == "GREEN" and e["scan_id"] for e in rig["events"]("completed"))
+    assert rig["world"].scans_started == 3
+
+
+async def test_never_fires_while_the_zone_is_open(rig: dict[str, Any]) -> None:
+    world: ScannerWorld = rig["world"]
+    world.open_zone()  # a person walks into the exclusion zone
+    await rig["request"]("c1", "p1")
+    obs = rig["obs"]
+    await obs.wait_for(lambda: len(rig["events"]("queued")) == 1, timeout=10)
+    # The daemon polls the PLC (20 ms) many times while the zone is open: nothing fires.
+    d: ScannerDaemon = rig["daemon"]
+    start = d.supervisor.heartbeat
+    await asyncio.wait_for(_until(d, lambda: d.supervisor.heartbeat >= start + 10), 10)
+    assert world.scans_started == 0 and not rig["events"]("started")
+    world.clear_zone()
+    await obs.wait_for(lambda: len(rig["events"]("completed")) == 1, timeout=20)
+
+
+async def test_plc_fault_diverts_the_scanned_and_the_queued(rig: dict[str, Any]) -> None:
+    world: ScannerWorld = rig["world"]
+    for lane, pid in (("c1", "p1"), ("c2", "p2"), ("c3", "p3")):
+        await rig["request"](lane, pid)
+    obs = rig["obs"]
+    await obs.wait_for(lambda: len(rig["events"]("started")) == 1, timeout=10)
+    world.inject_fault()
+    await obs.wait_for(lambda: len(rig["events"]("failed")) == 3, timeout=20)
+    assert {e["passage_id"] for e in rig["events"]("failed")} == {"p1", "p2", "p3"}
+    assert world.state in (PlcState.FAULT, PlcState.WARMING, PlcState.READY)
+    assert not world.radiation_on
+
+
+async def _until(d: ScannerDaemon, pred: Any) -> None:
+    """Wait on the daemon's own PLC-status notifications (set after every poll)."""
+    while not pred():
+        d._wake.clear()
+        await d._wake.wait()
