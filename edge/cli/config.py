@@ -19,6 +19,16 @@ def register(sub: Any) -> None:
     check.set_defaults(func=run_check)
 
 
+def report_config_error(exc: Any, *, as_json: bool) -> int:
+    """Print a ConfigError the way every command does (file, key path, reason); return exit 2."""
+    if as_json:
+        print(json.dumps({"file": exc.file, "ok": False,
+                          "problems": [{"key": k, "reason": r} for k, r in exc.problems]}))
+    else:
+        print(str(exc), file=sys.stderr)
+    return EXIT_USAGE
+
+
 def run_check(args: argparse.Namespace) -> int:
     from portlane.edge.config import load_site
     from portlane.edge.errors import ConfigError
@@ -26,12 +36,7 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         site = load_site(args.file)
     except ConfigError as exc:
-        if args.json:
-            print(json.dumps({"file": exc.file, "ok": False,
-                              "problems": [{"key": k, "reason": r} for k, r in exc.problems]}))
-        else:
-            print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
+        return report_config_error(exc, as_json=args.json)
     if args.json:
         print(json.dumps({"file": args.file, "ok": True, "site": site.site.id, "lanes": len(site.lanes)}))
     else:

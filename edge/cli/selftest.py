@@ -94,12 +94,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         site = load_site(args.site)
     except ConfigError as exc:
-        if args.json:
-            print(json.dumps({"file": exc.file, "ok": False,
-                              "problems": [{"key": k, "reason": r} for k, r in exc.problems]}))
-        else:
-            print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
+        from .config import report_config_error
+
+        return report_config_error(exc, as_json=args.json)
     unknown = set(args.lane) - {lane.id for lane in site.lanes}
     if unknown:
         print(f"selftest: unknown lane(s): {', '.join(sorted(unknown))}", file=sys.stderr)
