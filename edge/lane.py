@@ -169,6 +169,8 @@ class LaneDaemon:
         self._inputs: Any = None
         self._last_tag: TagRead | None = None
         self.heartbeat = 0
+        self._retry_close = False  # a close frame failed: retry once the lane is idle
+        self._auto_closed = False  # the lane took itself out of service (gate offline)
         self.ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._build_devices()
@@ -235,7 +237,7 @@ class LaneDaemon:
             self._put_event("lane.exception", {"passage_id": None, "kind": "device_fault",
                                                "detail": f"gate offline: {reason}"})
             self._auto_closed = True
-        elif name == "gate" and health == DeviceHealth.ONLINE and getattr(self, "_auto_closed", False):
+        elif name == "gate" and health == DeviceHealth.ONLINE and self._auto_closed:
             self._auto_closed = False
             self._apply(self.logic.set_in_service(True, operator="portlane", reason="gate back online"))
 
@@ -566,7 +568,7 @@ class LaneDaemon:
         while not stop.is_set():
             self.heartbeat += 1
             self._apply(self.logic.on_tick(self.clock()))
-            if getattr(self, "_retry_close", False) and self.logic.passage is None:
+            if self._retry_close and self.logic.passage is None:
                 self._retry_close = False
                 self.logic.gate_commanded = "open"
                 self._feed_sensors()
