@@ -50,6 +50,20 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 0.5
 
 
+def reraise_lost_cancel() -> None:
+    """Re-raise a cancellation that a device library lost.
+
+    On Python 3.11 ``asyncio.wait_for`` (used inside pymodbus, among others) returns a result —
+    or raises the library's own error — when the task is cancelled in the same loop turn as the
+    answer arrives, and the cancellation is gone (fixed in 3.12). The task still counts the
+    request (``cancelling()``), so honour it: otherwise a supervisor cancelled at shutdown keeps
+    polling forever and its task group never finishes.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Device(abc.ABC):
     """Lifecycle and bookkeeping shared by every device kind.
 
@@ -103,7 +117,10 @@ class Device(abc.ABC):
         """Run one transaction with a deadline; count and translate its outcome."""
         try:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
-                result = await awaitable
+                try:
+                    result = await awaitable
+                finally:
+                    reraise_lost_cancel()
         except TimeoutError as exc:
             self.counters["timeout"] += 1
             self.last_error = "timeout"

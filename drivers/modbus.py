@@ -34,6 +34,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
+from .base import reraise_lost_cancel
 from .config import DeviceConfig, SerialLink, TcpLink
 from .errors import DeviceProtocolError, DeviceTimeoutError, DeviceUnavailableError
 
@@ -65,20 +66,6 @@ EXCEPTION_NAMES = {
 #: Deadline for opening the link: a TCP handshake on a lane LAN is < 10 ms; a serial
 #: port opens locally. Two seconds covers a switch port that is still negotiating.
 CONNECT_TIMEOUT_S = 2.0
-
-
-def _reraise_lost_cancel() -> None:
-    """Re-raise a cancellation that pymodbus lost.
-
-    pymodbus waits for the answer with ``asyncio.wait_for``; on Python 3.11, when the task is
-    cancelled in the same loop turn as the answer arrives, ``wait_for`` returns the answer and
-    the cancellation is gone (fixed in 3.12). The task still counts the request
-    (``cancelling()``), so honour it here — otherwise a supervisor cancelled at shutdown
-    keeps polling forever, and an outer deadline never fires.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class ModbusExceptionError(DeviceProtocolError):
@@ -162,7 +149,7 @@ class ModbusLink:
             # first (so its transaction state is clean); this catches anything it misses.
             async with asyncio.timeout(self.timeout * 1.5 + 0.05):
                 pdu = await call(client)
-            _reraise_lost_cancel()
+            reraise_lost_cancel()  # pymodbus' wait_for can lose a cancellation on 3.11
         except TimeoutError as exc:
             raise DeviceTimeoutError(f"{what}: no answer from unit {self.unit} in {self.timeout:g} s",
                                      device=self.device_id) from exc

@@ -112,6 +112,16 @@ async def fault_hook(faults: Any) -> ExcCodes | None:
     return ExcCodes(code) if code else None
 
 
+async def request_fault(sim: Any, fc: int, values: Any) -> ExcCodes | None:
+    """The common start of every simulator's pymodbus ``action`` hook: count the request and
+    apply request-level faults. A write runs the hook twice (with the values, then a read-back
+    with None); only the first pass is a request."""
+    if values is not None or fc in READ_FCS:
+        sim.requests += 1
+        return await fault_hook(sim.faults)
+    return None
+
+
 def answer_filter(faults: Any, unit: int) -> Callable[[bool, bytes], bytes]:
     """pymodbus ``trace_packet`` hook: returning b"" sends nothing."""
 
@@ -398,12 +408,8 @@ class GateSim:
     # -- pymodbus hook: called on every request, before the tables are read or written
     async def action(self, fc: int, start: int, address: int, count: int, regs: list[int],
                      values: list[int] | list[bool] | None) -> ExcCodes | None:
-        # A write runs this hook twice (with the values, then a read-back with None):
-        # faults apply to the request itself, i.e. to writes with values and to reads.
-        if values is not None or fc in READ_FCS:
-            self.requests += 1
-            if (exc := await fault_hook(self.faults)) is not None:
-                return exc
+        if (exc := await request_fault(self, fc, values)) is not None:
+            return exc
         table = FC_TABLE.get(fc)
         if table == "coils":
             if values is not None:

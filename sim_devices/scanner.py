@@ -30,13 +30,12 @@ from pymodbus.simulator import SimDevice
 
 from .modbus_gate import (
     FC_TABLE,
-    READ_FCS,
     ModbusSimHandle,
     bits_table,
-    fault_hook,
     load_register_map,
     make_faults,
     regs_table,
+    request_fault,
     serve_modbus,
     set_bit_block,
     set_reg_block,
@@ -306,10 +305,8 @@ class ScannerSim:
 
     async def action(self, fc: int, start: int, address: int, count: int, regs: list[int],
                      values: list[int] | list[bool] | None) -> ExcCodes | None:
-        if values is not None or fc in READ_FCS:
-            self.requests += 1
-            if (exc := await fault_hook(self.faults)) is not None:
-                return exc
+        if (exc := await request_fault(self, fc, values)) is not None:
+            return exc
         table = FC_TABLE.get(fc)
         if table == "holding_registers":
             if values is not None:
