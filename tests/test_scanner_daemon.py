@@ -105,7 +105,9 @@ async def test_plc_fault_diverts_the_scanned_and_the_queued(rig: dict[str, Any])
     for lane, pid in (("c1", "p1"), ("c2", "p2"), ("c3", "p3")):
         await rig["request"](lane, pid)
     obs = rig["obs"]
-    await obs.wait_for(lambda: len(rig["events"]("started")) == 1, timeout=10)
+    # All three requests must have reached the daemon (one scanning, two queued) before the fault.
+    await obs.wait_for(lambda: len(rig["events"]("started")) == 1 and len(rig["events"]("queued")) == 3,
+                       timeout=10)
     world.inject_fault()
     await obs.wait_for(lambda: len(rig["events"]("failed")) == 3, timeout=20)
     assert {e["passage_id"] for e in rig["events"]("failed")} == {"p1", "p2", "p3"}
