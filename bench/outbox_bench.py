@@ -19,12 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from portlane.edge.broker import BrokerProcess, MosquittoBroker
+from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
 from portlane.edge.contract.topics import Topics
-from portlane.edge.mqtt import MqttLink
-from portlane.edge.observer import EventObserver
-from portlane.edge.outbox import Outbox
-from portlane.edge.publisher import OutboxSender
+from portlane.edge.delivery.mqtt import MqttLink
+from portlane.edge.demo.observer import EventObserver
+from portlane.edge.delivery.outbox import Outbox
+from portlane.edge.delivery.sender import OutboxSender
 
 
 async def main(events: int, lanes: int, kind: str) -> dict[str, object]:

@@ -10,7 +10,7 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from portlane.edge.broker import BrokerProcess, MosquittoBroker
+from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import asyncio
 import sys
 
 from portlane.edge.contract.topics import Topics
-from portlane.edge.mqtt import MqttLink
-from portlane.edge.outbox import Outbox
-from portlane.edge.publisher import OutboxSender
+from portlane.edge.delivery.mqtt import MqttLink
+from portlane.edge.delivery.outbox import Outbox
+from portlane.edge.delivery.sender import OutboxSender
 
 
 async def main(url: str, db: str, unit: str, total: int) -> None:

@@ -9,7 +9,7 @@ import yaml
 from portlane.edge.contract.asyncapi import build, render
 from portlane.edge.contract.events import EVENTS
 from portlane.edge.contract.topics import Topics
-from portlane.edge.outbox import Outbox
+from portlane.edge.delivery.outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from portlane.edge.cli import main as cli_main
-from portlane.edge.control import (
+from portlane.edge.ops.control import (
     ControlError,
     ControlServer,
     DaemonUnreachableError,
@@ -366,7 +366,7 @@ def test_events_tail_filters_by_lane_and_stops_after_count(broker) -> None:
 
 
 async def test_events_tail_unreachable_broker_is_exit_3(sockdir: Path) -> None:
-    from portlane.edge.broker import free_port
+    from portlane.edge.demo.broker import free_port
 
     assert await cli("events", "tail", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--site", "s",
                      "--count", "1") == 3

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from portlane.edge.broker import BrokerProcess
+from portlane.edge.demo.broker import BrokerProcess
 
 pytestmark = pytest.mark.slow
 

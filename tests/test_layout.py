@@ -46,7 +46,7 @@ def test_import_directions() -> None:
 
 #: The composition roots that may start simulators: the CLI and the demo. Daemons, lane logic
 #: and the contract never import a simulator.
-SIM_COMPOSERS = ("edge/cli/", "edge/demo.py")
+SIM_COMPOSERS = ("edge/cli/", "edge/demo/")
 
 
 def test_daemons_never_import_simulators() -> None:
@@ -75,7 +75,7 @@ def test_gate_path_and_cli_start_without_heavy_imports() -> None:
 
     code = (
         "import sys\n"
-        "import portlane.edge.cli as cli, portlane.edge.lane\n"
+        "import portlane.edge.cli as cli, portlane.edge.lane.daemon\n"
         "cli.build_parser()\n"
         "heavy = [m for m in ('cv2', 'onnxruntime') if m in sys.modules]\n"
         "assert not heavy, heavy\n"

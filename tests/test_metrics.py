@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
-from portlane.edge.metrics import DaemonMetrics
+from portlane.edge.ops.metrics import DaemonMetrics
 from prometheus_client.parser import text_string_to_metric_families
 
 

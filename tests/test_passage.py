@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portlane.edge.passage import Identity, LaneLogic, LaneTimeouts, Sensors, Stage
+from portlane.edge.lane.logic import Identity, LaneLogic, LaneTimeouts, Sensors, Stage
 
 AG = ("customs", "border")
 ID = Identity(plates=(("粤B12345", "cn", 0.97),), confidence=0.97)

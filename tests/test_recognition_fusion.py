@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from portlane.edge.recognition import fuse_reads
+from portlane.edge.lane.recognition import fuse_reads
 
 
 def test_dual_plates_are_kept_as_a_pair_and_agreement_sets_confidence() -> None:
@@ -36,5 +36,5 @@ def test_lane_side_of_recognition_imports_no_heavy_libraries() -> None:
 
     # In a fresh process: other tests in this one may have loaded cv2 already.
 
-    subprocess.run([sys.executable, "-c", "import sys, portlane.edge.recognition, portlane.edge.daemon;"
+    subprocess.run([sys.executable, "-c", "import sys, portlane.edge.lane.recognition, portlane.edge.ops.daemons;"
                     "assert not {'cv2','onnxruntime'} & set(sys.modules)"], check=True)

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
-from portlane.edge import runtime
-from portlane.edge.runtime import (
+from portlane.edge.ops import runtime
+from portlane.edge.ops.runtime import (
     Heartbeat,
     JsonFormatter,
     KeyValueFormatter,
@@ -226,8 +226,8 @@ async def test_sigterm_sets_stop() -> None:
 
 
 def _record(msg: str, **extra: object) -> logging.LogRecord:
-    rec = logging.getLogger("portlane.edge.lane").makeRecord(
-        "portlane.edge.lane", logging.WARNING, __file__, 1, msg, (), None, extra=extra
+    rec = logging.getLogger("portlane.edge.lane.daemon").makeRecord(
+        "portlane.edge.lane.daemon", logging.WARNING, __file__, 1, msg, (), None, extra=extra
     )
     return rec
 
@@ -235,15 +235,15 @@ def _record(msg: str, **extra: object) -> logging.LogRecord:
 def test_key_value_formatter_fields_and_journal_priority() -> None:
     line = KeyValueFormatter().format(_record("gate did not open", lane="c1", device="gate", code=7))
     assert line.startswith("ts=")
-    expected = 'level=warning logger=portlane.edge.lane msg="gate did not open" lane=c1 device=gate code=7'
+    expected = 'level=warning logger=portlane.edge.lane.daemon msg="gate did not open" lane=c1 device=gate code=7'
     assert expected in line
     journal = KeyValueFormatter(journal=True).format(_record("x", lane="c1"))
-    assert journal == "<4>level=warning logger=portlane.edge.lane msg=x lane=c1"
+    assert journal == "<4>level=warning logger=portlane.edge.lane.daemon msg=x lane=c1"
 
 
 def test_json_formatter() -> None:
     obj = json.loads(JsonFormatter().format(_record("opened %s", lane="c1")))
-    assert obj["level"] == "warning" and obj["lane"] == "c1" and obj["logger"] == "portlane.edge.lane"
+    assert obj["level"] == "warning" and obj["lane"] == "c1" and obj["logger"] == "portlane.edge.lane.daemon"
     assert JsonFormatter(journal=True).format(_record("x")).startswith("<4>{")
 
 
@@ -268,7 +268,7 @@ CHILD = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from portlane.edge.runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
+    from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
 
     TRIGGER = Path(sys.argv[1])
 

@@ -29,8 +29,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from portlane.edge.contract.topics import Topics
-from portlane.edge.outbox import Outbox
-from portlane.edge.passage import Action, Identity, LaneLogic, LaneTimeouts, Sensors
+from portlane.edge.delivery.outbox import Outbox
+from portlane.edge.lane.logic import Action, Identity, LaneLogic, LaneTimeouts, Sensors
 
 AGENCIES = ("customs", "border", "quarantine")
 VERDICTS = ("release", "inspect", "hold", "divert")

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from portlane.edge.broker import BrokerProcess
+from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.config import parse_site
-from portlane.edge.mqtt import MqttLink
-from portlane.edge.observer import EventObserver
-from portlane.edge.scanner import ScannerDaemon
+from portlane.edge.delivery.mqtt import MqttLink
+from portlane.edge.demo.observer import EventObserver
+from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.sim_devices.scanner import PlcState, ScannerWorld, start_scanner
 
 SITE = "t-site"

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus
 from portlane.drivers.errors import DeviceFaultError
-from portlane.edge.scanner import ScanQueue
+from portlane.edge.scanner.daemon import ScanQueue
 
 SETTINGS = settings(max_examples=200, stateful_step_count=40, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from portlane.edge.security import (
+from portlane.edge.trust.security import (
     CanonicalJSONError,
     CommandRejected,
     CommandSigner,
@@ -429,8 +429,8 @@ def test_every_single_character_change_of_the_signature_is_rejected(clock: FakeC
 
 
 def test_public_api_is_pinned() -> None:
-    import portlane.edge.audit as audit
-    import portlane.edge.security as security
+    import portlane.edge.trust.audit as audit
+    import portlane.edge.trust.security as security
 
     for mod in (security, audit):
         assert all(hasattr(mod, name) for name in mod.__all__)

@@ -89,7 +89,7 @@ def _unreadable(path: Path, exc: OSError, as_json: bool) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from portlane.edge.audit import verify_log
+    from portlane.edge.trust.audit import verify_log
 
     path = _file(args)
     try:
@@ -111,7 +111,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from portlane.edge.audit import read_entries
+    from portlane.edge.trust.audit import read_entries
 
     path = _file(args)
     try:
@@ -158,7 +158,7 @@ def run_show(args: argparse.Namespace) -> int:
 def run_keys_generate(args: argparse.Namespace) -> int:
     import re
 
-    from portlane.edge.security import generate_keypair
+    from portlane.edge.trust.security import generate_keypair
 
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", args.id):
         print(f"key id {args.id!r}: lowercase letters, digits, '-' and '_', at most 32", file=sys.stderr)

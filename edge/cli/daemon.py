@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from portlane.edge.daemon import main_lane, main_recognition, main_scanner
+    from portlane.edge.ops.daemons import main_lane, main_recognition, main_scanner
     from portlane.edge.errors import ConfigError
 
     try:

@@ -1,4 +1,4 @@
-"""``portlane demo``: run a simulated port end to end (see ``portlane.edge.demo``)."""
+"""``portlane demo``: run a simulated port end to end (see ``portlane.edge.demo.run``)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def _table(run: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from portlane.edge.demo import DEFAULT_SITE, DemoOptions, run_demo
+    from portlane.edge.demo.run import DEFAULT_SITE, DemoOptions, run_demo
 
     opts = DemoOptions(lanes=args.lanes, vehicles=args.vehicles, seed=args.seed, broker=args.broker,
                        time_factor=args.time_factor, inspect_ratio=args.inspect_ratio,

@@ -272,7 +272,7 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
     """Map our exceptions to exit codes in one place."""
 
     def wrapper(args: argparse.Namespace) -> int:
-        from portlane.edge.control import ControlError, DaemonUnreachableError
+        from portlane.edge.ops.control import ControlError, DaemonUnreachableError
 
         try:
             return fn(args)
@@ -310,7 +310,7 @@ def _print_json(obj: Any) -> None:
 
 
 def _sockets(args: argparse.Namespace) -> list[str]:
-    from portlane.edge.control import discover
+    from portlane.edge.ops.control import discover
 
     if getattr(args, "socket", None):
         return [args.socket]
@@ -324,7 +324,7 @@ def _sockets(args: argparse.Namespace) -> list[str]:
 
 
 def _ask(path: str, op: str, args: argparse.Namespace | None = None, **fields: Any) -> dict[str, Any]:
-    from portlane.edge.control import REQUEST_TIMEOUT_S, request_sync
+    from portlane.edge.ops.control import REQUEST_TIMEOUT_S, request_sync
 
     timeout = getattr(args, "request_timeout", None) or REQUEST_TIMEOUT_S
     return request_sync(path, op, timeout_s=timeout, **fields)
@@ -334,7 +334,7 @@ def _ask_all(
     args: argparse.Namespace, op: str, **fields: Any
 ) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
     """Ask every daemon; return ``([(socket, answer)], [unreachable messages])``."""
-    from portlane.edge.control import DaemonUnreachableError
+    from portlane.edge.ops.control import DaemonUnreachableError
 
     answers, down = [], []
     for path in _sockets(args):
@@ -349,7 +349,7 @@ def _ask_all(
 
 def _route(args: argparse.Namespace, op: str, *, lane: str | None = None, what: str = "") -> str:
     """The one daemon that should receive ``op`` (for ``lane``, if given)."""
-    from portlane.edge.control import DaemonUnreachableError
+    from portlane.edge.ops.control import DaemonUnreachableError
 
     paths = _sockets(args)
     if len(paths) == 1:
@@ -383,7 +383,7 @@ def _operator(args: argparse.Namespace) -> tuple[str, str]:
     if not args.operator or not args.reason:
         raise UsageError("acting commands need --operator NAME and --reason TEXT (they go to the audit log)")
     try:
-        from portlane.edge.audit import OperatorError, require_operator
+        from portlane.edge.trust.audit import OperatorError, require_operator
     except ImportError:  # an install without the audit module: the daemon checks again anyway
         return args.operator.strip(), " ".join(args.reason.split())
     try:
@@ -583,7 +583,7 @@ def run_scanner_abort(args: argparse.Namespace) -> int:
 
 def _daemon_status_quiet(args: argparse.Namespace) -> dict[str, Any] | None:
     """The first daemon's status, or None — for defaults (broker, site), never fatal."""
-    from portlane.edge.control import ControlError, discover
+    from portlane.edge.ops.control import ControlError, discover
 
     paths = [args.socket] if getattr(args, "socket", None) else discover()
     for path in paths:
@@ -715,7 +715,7 @@ def _event_summary(payload: Any) -> str:
 
 def _held_serial_ports(args: argparse.Namespace) -> dict[str, str]:
     """Serial ports the running daemons use: real path → who (socket or pid)."""
-    from portlane.edge.control import ControlError, discover
+    from portlane.edge.ops.control import ControlError, discover
 
     held: dict[str, str] = {}
     paths = [args.socket] if getattr(args, "socket", None) else discover()
@@ -801,7 +801,7 @@ def _modbus_target(args: argparse.Namespace) -> str:
 
 
 def _daemons_running_note(args: argparse.Namespace) -> None:
-    from portlane.edge.control import discover
+    from portlane.edge.ops.control import discover
 
     running = discover()
     if running and not getattr(args, "json", False):
@@ -1101,7 +1101,7 @@ def run_diag_bundle(args: argparse.Namespace) -> int:
     import tarfile
     import time
 
-    from portlane.edge.control import ControlError, discover
+    from portlane.edge.ops.control import ControlError, discover
 
     stamp = time.strftime("%Y%m%dT%H%M%S")
     out = Path(args.output or f"portlane-diag-{stamp}.tar.gz")
@@ -1225,7 +1225,7 @@ def run_config_diff(args: argparse.Namespace) -> int:
 
 @_guard
 def run_config_apply(args: argparse.Namespace) -> int:
-    from portlane.edge.control import DaemonUnreachableError
+    from portlane.edge.ops.control import DaemonUnreachableError
 
     operator, reason = _operator(args)
     text = _load_checked(args.file)

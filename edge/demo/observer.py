@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contract.topics import Topics
-from .mqtt import Message, MqttLink
+from portlane.edge.contract.topics import Topics
+from portlane.edge.delivery.mqtt import Message, MqttLink
 
 __all__ = ["EventObserver", "UnitLedger"]
 

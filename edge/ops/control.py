@@ -46,7 +46,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import PortlaneError
+from portlane.edge.errors import PortlaneError
 
 __all__ = [
     "DEFAULT_PATH",

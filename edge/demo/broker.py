@@ -4,7 +4,7 @@
   ``protocol: auto`` falls back). No set-up; the default for ``portlane demo``.
 * ``MosquittoBroker`` — a ``mosquitto`` child process on a loopback port with a generated
   config (anonymous, persistence off), MQTT 5. Used when the binary exists.
-* ``python -m portlane.edge.broker --port N`` runs the embedded broker as its own process, so
+* ``python -m portlane.edge.demo.broker --port N`` runs the embedded broker as its own process, so
   a test can kill and restart it like a real broker.
 """
 
@@ -122,7 +122,7 @@ class BrokerProcess:
             exe = shutil.which("mosquitto")
             assert exe is not None
             return [exe, "-c", str(conf)]
-        return [sys.executable, "-m", "portlane.edge.broker", "--port", str(self.port)]
+        return [sys.executable, "-m", "portlane.edge.demo.broker", "--port", str(self.port)]
 
     async def start(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

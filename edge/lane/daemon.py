@@ -48,18 +48,18 @@ from portlane.drivers.errors import DeviceError
 from portlane.drivers.supervisor import DeviceHealth, Supervisor
 from pydantic import ValidationError
 
-from . import __version__
-from .audit import AuditLog
-from .config import LaneConfig, Site
-from .contract.envelope import rfc3339
-from .contract.events import EVENTS
-from .contract.topics import Topics
-from .errors import OutboxError
-from .mqtt import Message, MqttLink
-from .outbox import Outbox
-from .passage import Action, Identity, LaneLogic, LaneTimeouts, Sensors
-from .publisher import OutboxSender
-from .security import CommandRejected, CommandVerifier, SqliteNonceStore
+from portlane.edge import __version__
+from portlane.edge.trust.audit import AuditLog
+from portlane.edge.config import LaneConfig, Site
+from portlane.edge.contract.envelope import rfc3339
+from portlane.edge.contract.events import EVENTS
+from portlane.edge.contract.topics import Topics
+from portlane.edge.errors import OutboxError
+from portlane.edge.delivery.mqtt import Message, MqttLink
+from portlane.edge.delivery.outbox import Outbox
+from portlane.edge.lane.logic import Action, Identity, LaneLogic, LaneTimeouts, Sensors
+from portlane.edge.delivery.sender import OutboxSender
+from portlane.edge.trust.security import CommandRejected, CommandVerifier, SqliteNonceStore
 
 __all__ = ["LaneDaemon", "Recogniser", "identity_exceptions"]
 
@@ -536,7 +536,7 @@ class LaneDaemon:
 
     # ------------------------------------------------------------------ technician actions
     def override(self, action: str, *, operator: str, reason: str) -> dict[str, Any]:
-        from .audit import require_operator
+        from portlane.edge.trust.audit import require_operator
 
         operator, reason = require_operator(operator, reason)
         self.counters.overrides += 1

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .mqtt import MqttLink, NotConnectedError, PublishRefusedError
-from .outbox import Outbox
+from portlane.edge.delivery.mqtt import MqttLink, NotConnectedError, PublishRefusedError
+from portlane.edge.delivery.outbox import Outbox
 
 __all__ = ["OutboxSender"]
 

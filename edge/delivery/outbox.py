@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .contract.envelope import Envelope, rfc3339
-from .errors import OutboxError
+from portlane.edge.contract.envelope import Envelope, rfc3339
+from portlane.edge.errors import OutboxError
 
 __all__ = ["Outbox", "OutboxRow", "OutboxStats"]
 

@@ -468,8 +468,8 @@ class LaneLogic:
         self.history.append(p)
         del self.history[:-50]
         arrived = p.stamps.get("arrived", now)
-        from .contract.envelope import rfc3339
-        from .contract.events import STAGES
+        from portlane.edge.contract.envelope import rfc3339
+        from portlane.edge.contract.events import STAGES
 
         stamps = {k: rfc3339(v) for k, v in p.stamps.items() if k in STAGES}
         stage_ms = {k: int(round((v - arrived) * 1000)) for k, v in p.stamps.items() if k in STAGES}

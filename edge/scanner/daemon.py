@@ -36,14 +36,14 @@ from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus, Sc
 from portlane.drivers.errors import DeviceError
 from portlane.drivers.supervisor import Supervisor
 
-from . import __version__
-from .config import ScannerConfig, Site
-from .contract.envelope import rfc3339
-from .contract.events import EVENTS
-from .contract.topics import Topics
-from .mqtt import Message, MqttLink
-from .outbox import Outbox
-from .publisher import OutboxSender
+from portlane.edge import __version__
+from portlane.edge.config import ScannerConfig, Site
+from portlane.edge.contract.envelope import rfc3339
+from portlane.edge.contract.events import EVENTS
+from portlane.edge.contract.topics import Topics
+from portlane.edge.delivery.mqtt import Message, MqttLink
+from portlane.edge.delivery.outbox import Outbox
+from portlane.edge.delivery.sender import OutboxSender
 
 __all__ = ["ScanQueue", "ScannerDaemon"]
 

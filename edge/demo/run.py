@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import importlib.resources
 import logging
 import statistics
 import tempfile
@@ -33,19 +34,20 @@ from portlane.sim_devices.scanner import ScannerWorld
 from portlane.sim_devices.traffic import TrafficPlan, make_plan, run_lane
 from portlane.sim_devices.world import LaneWorld
 
-from .broker import EmbeddedBroker
-from .config import Site, parse_site
-from .contract.events import STAGES
-from .lane import LaneDaemon
-from .observer import EventObserver
-from .passage import LaneTimeouts
-from .scanner import ScannerDaemon
+from portlane.edge.demo.broker import EmbeddedBroker
+from portlane.edge.config import Site, parse_site
+from portlane.edge.contract.events import STAGES
+from portlane.edge.lane.daemon import LaneDaemon
+from portlane.edge.demo.observer import EventObserver
+from portlane.edge.lane.logic import LaneTimeouts
+from portlane.edge.scanner.daemon import ScannerDaemon
 
 __all__ = ["DemoOptions", "run_demo"]
 
 log = logging.getLogger(__name__)
 
-SITES_DIR = Path(__file__).resolve().parents[1] / "firmware_config" / "sites"
+#: Site files ship as package data of ``portlane.firmware_config`` (a regular package).
+SITES_DIR = Path(str(importlib.resources.files("portlane.firmware_config"))) / "sites"
 DEFAULT_SITE = SITES_DIR / "zhuhai-hzmb-cargo.yaml"
 KEYS_FILE = SITES_DIR.parent / "demo_keys.yaml"
 #: Lane order for --lanes N: small demos still mix cargo and passenger lanes.
@@ -197,7 +199,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
         run.observer = EventObserver(url, site.site.id, protocol=protocol or "auto")
         recogniser = None
         if opts.recognition:
-            from .recognition import LocalRecogniser
+            from portlane.edge.lane.recognition import LocalRecogniser
 
             recogniser = LocalRecogniser()  # one worker thread, one set of ONNX sessions for all lanes
         run.recogniser = recogniser

@@ -101,7 +101,7 @@ class SocketRecogniser:
         self.path = path
 
     async def recognise(self, frames: list[Frame], *, kind: str) -> list[dict[str, Any]]:
-        from .control import request
+        from portlane.edge.ops.control import request
 
         resp = await request(self.path, "recognise", timeout_s=RECOGNITION_TIMEOUT_S, kind=kind,
                              frames=[base64.b64encode(f.jpeg).decode() for f in frames])

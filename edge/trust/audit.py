@@ -1,7 +1,7 @@
 """The tamper-evident audit log: hash-chained JSON Lines, append-only, fsync'ed.
 
 One entry per line, each line the canonical JSON (RFC 8785, see
-:func:`portlane.edge.security.canonical_json`) of::
+:func:`portlane.edge.trust.security.canonical_json`) of::
 
     {"n": 1, "ts": "2026-11-23T18:00:00.000Z", "kind": "override", "actor": "tech:li.wei",
      "reason": "barrier jammed, vehicle waved through", "lane": "c01", "data": {...},
@@ -43,8 +43,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import PortlaneError
-from .security import CanonicalJSONError, Clock, canonical_json, format_rfc3339
+from portlane.edge.errors import PortlaneError
+from portlane.edge.trust.security import CanonicalJSONError, Clock, canonical_json, format_rfc3339
 
 __all__ = [
     "GENESIS",

@@ -354,7 +354,7 @@ def _kv_value(value: Any) -> str:
 
 
 class KeyValueFormatter(logging.Formatter):
-    """``level=info logger=portlane.edge.lane msg="gate opened" lane=c1 device=gate``.
+    """``level=info logger=portlane.edge.lane.daemon msg="gate opened" lane=c1 device=gate``.
 
     ``extra={...}`` fields of the call become ``key=value`` pairs. With ``journal=True`` the
     timestamp is left out (the journal stamps each line) and the line starts with the

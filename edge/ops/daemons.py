@@ -6,7 +6,7 @@ and broker link are started, a watchdog that pings only while the main loop and 
 supervisor keep beating, Prometheus metrics on a loopback port (``PORTLANE_METRICS_PORT``),
 and a control socket (``PORTLANE_CONTROL``) for the technician's CLI.
 
-Control operations (JSON Lines, see ``portlane.edge.control``): ``status``, ``devices``,
+Control operations (JSON Lines, see ``portlane.edge.ops.control``): ``status``, ``devices``,
 ``passage``, ``gate``, ``board``, ``lane_service``, ``outbox``, ``config``,
 ``config_apply``; the scanner daemon answers ``status`` and ``scanner_abort``. Acting
 operations need an operator and a reason and are written to the audit log.
@@ -21,15 +21,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .audit import OperatorError, require_operator
-from .config import Site, load_site, parse_site
-from .control import ControlServer, default_path
-from .errors import ConfigError
-from .lane import LaneDaemon
-from .metrics import DaemonMetrics
-from .passage import Action
-from .runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
-from .scanner import ScannerDaemon
+from portlane.edge.trust.audit import OperatorError, require_operator
+from portlane.edge.config import Site, load_site, parse_site
+from portlane.edge.ops.control import ControlServer, default_path
+from portlane.edge.errors import ConfigError
+from portlane.edge.lane.daemon import LaneDaemon
+from portlane.edge.ops.metrics import DaemonMetrics
+from portlane.edge.lane.logic import Action
+from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
+from portlane.edge.scanner.daemon import ScannerDaemon
 
 __all__ = ["lane_handlers", "run_lane_daemon", "run_scanner_daemon"]
 
@@ -132,7 +132,7 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
             return {"ok": False, "error": f"refused: {exc}"}
         # Trial: the new broker must answer before we switch (devices are checked by the
         # supervisors after the restart; a lane that cannot reach its gate closes itself).
-        from .mqtt import MqttLink
+        from portlane.edge.delivery.mqtt import MqttLink
 
         trial = MqttLink(new.broker.url, client_id=f"portlane-trial-{d.cfg.id}", protocol=new.broker.protocol)
         task = asyncio.create_task(trial.run())
@@ -168,7 +168,7 @@ async def run_lane_daemon(site_file: Path, lane_id: str, *, stop: asyncio.Event 
     recogniser: Any = None
     rec_sock = os.environ.get("PORTLANE_RECOGNITION", "/run/portlane/recognition.sock")
     if Path(rec_sock).exists():
-        from .recognition import SocketRecogniser
+        from portlane.edge.lane.recognition import SocketRecogniser
 
         recogniser = SocketRecogniser(rec_sock)
     metrics = DaemonMetrics("lane", site=site.site.id, lane=lane.id)
@@ -232,7 +232,7 @@ async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: st
 
     async def scanner_abort(req: dict[str, Any]) -> dict[str, Any]:
         op, why = require_operator(str(req.get("operator", "")), str(req.get("reason", "")))
-        from .audit import AuditLog
+        from portlane.edge.trust.audit import AuditLog
 
         AuditLog(_state_dir(site) / "audit.jsonl").append("override", actor=op, reason=why,
                                                           data={"action": "scanner_abort"})
@@ -257,7 +257,7 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
 
     from portlane.models.worker import RecognitionWorker
 
-    from .recognition import serialise_reads
+    from portlane.edge.lane.recognition import serialise_reads
 
     stop = asyncio.Event()
     install_signal_handlers(stop)
