@@ -19,12 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import MqttLink
-from portlane.edge.demo.observer import EventObserver
 from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.delivery.sender import OutboxSender
+from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
+from portlane.edge.demo.observer import EventObserver
 
 
 async def main(events: int, lanes: int, kind: str) -> dict[str, object]:
@@ -64,9 +64,13 @@ async def main(events: int, lanes: int, kind: str) -> dict[str, object]:
     await broker.close()
     total = per_lane * lanes
     return {
-        "events": total, "lanes": lanes, "broker": broker.kind,
-        "written_per_s": round(total / t_put), "acked_per_s": round(total / t_acked),
-        "received_per_s": round(total / t_seen), "lost": obs.lost({f"l{i}": per_lane for i in range(lanes)}),
+        "events": total,
+        "lanes": lanes,
+        "broker": broker.kind,
+        "written_per_s": round(total / t_put),
+        "acked_per_s": round(total / t_acked),
+        "received_per_s": round(total / t_seen),
+        "lost": obs.lost({f"l{i}": per_lane for i in range(lanes)}),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
     }
 

@@ -174,7 +174,7 @@ def decode_frame(buf: bytes) -> tuple[BoardFrame | None, int]:
     if len(body) < 4:
         raise FrameError("frame too short", consumed=total)
     if bytes(buf[end + 1 : total]) != _check(body):
-        raise FrameError(f"check error: got {bytes(buf[end + 1:total])!r}, expected {_check(body)!r}", consumed=total)
+        raise FrameError(f"check error: got {bytes(buf[end + 1 : total])!r}, expected {_check(body)!r}", consumed=total)
     if body[0] not in _HEX or body[1] not in _HEX:
         raise FrameError(f"bad address {body[:2]!r}", consumed=total)
     address = int(body[:2].decode("ascii"), 16)
@@ -255,8 +255,7 @@ class SerialBoard(BoardDriver):
         def match(f: BoardFrame) -> bool:
             return f.address == addr and f.cmd in "AN" and f.ref == cmd
 
-        reply = await self._bus.transact(addr, request, decode_frame, reply_timeout_s=self.wire_timeout,
-                                              match=match)
+        reply = await self._bus.transact(addr, request, decode_frame, reply_timeout_s=self.wire_timeout, match=match)
         assert reply is not None
         if reply.cmd == "N":
             raise DeviceFaultError(f"board refused {cmd}: {NAK_REASONS[reply.reason]}", code=int(reply.reason))

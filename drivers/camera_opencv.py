@@ -145,8 +145,9 @@ class _Worker(threading.Thread):
                     self._file_turn()
         finally:
             self._release()
-            self._resolve(self._take_pending(block=False),
-                          error=DeviceUnavailableError("camera closed", device=self.device_id))
+            self._resolve(
+                self._take_pending(block=False), error=DeviceUnavailableError("camera closed", device=self.device_id)
+            )
             with contextlib.suppress(RuntimeError):  # the loop may already be closed
                 self.loop.call_soon_threadsafe(self.finished.set)
 
@@ -185,8 +186,9 @@ class _Worker(threading.Thread):
         self._resolve(batch, frame=frame)
 
     @staticmethod
-    def _resolve(batch: list[concurrent.futures.Future[Frame]], *, frame: Frame | None = None,
-                 error: BaseException | None = None) -> None:
+    def _resolve(
+        batch: list[concurrent.futures.Future[Frame]], *, frame: Frame | None = None, error: BaseException | None = None
+    ) -> None:
         for fut in batch:
             if not fut.set_running_or_notify_cancel():
                 continue  # the caller's deadline passed meanwhile
@@ -201,8 +203,9 @@ class OpenCvCamera(CameraDriver):
     def __init__(self, device_id: str, config: DeviceConfig) -> None:
         super().__init__(device_id, timeout=config.timeout_s)
         if not isinstance(config.link, CameraLink):
-            raise DeviceUnavailableError(f"an OpenCV camera needs a camera link, not {config.link.kind}",
-                                         device=device_id)
+            raise DeviceUnavailableError(
+                f"an OpenCV camera needs a camera link, not {config.link.kind}", device=device_id
+            )
         self.config = config
         self.source = config.link.source
         self._worker: _Worker | None = None

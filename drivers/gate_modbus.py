@@ -54,8 +54,9 @@ class ModbusGate(GateDriver):
             if exc.code != REFUSED:
                 raise
             why, code = await self._refusal_reason()
-            raise DeviceFaultError(f"gate refused {name.removeprefix('cmd_')}: {why}",
-                                   device=self.device_id, code=code) from exc
+            raise DeviceFaultError(
+                f"gate refused {name.removeprefix('cmd_')}: {why}", device=self.device_id, code=code
+            ) from exc
 
     async def _refusal_reason(self) -> tuple[str, int]:
         st = await self._status()

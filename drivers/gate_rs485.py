@@ -208,8 +208,9 @@ class Rs485Gate(GateDriver):
         if not isinstance(config.link, SerialLink):
             raise DeviceUnavailableError("the rs485 gate backend needs a serial link", device=device_id)
         if not 1 <= config.unit <= MAX_ADDRESS:
-            raise DeviceUnavailableError(f"RS-485 address {config.unit} out of range 1..{MAX_ADDRESS}",
-                                         device=device_id)
+            raise DeviceUnavailableError(
+                f"RS-485 address {config.unit} out of range 1..{MAX_ADDRESS}", device=device_id
+            )
         self.wire_timeout = config.timeout_s if config.timeout_s else DEFAULT_TIMEOUT_S
         super().__init__(device_id, timeout=2 * self.wire_timeout + 0.05)
         self.config = config
@@ -245,8 +246,9 @@ class Rs485Gate(GateDriver):
                 return f.cmd == Cmd.STATUS_REPLY
             return f.cmd in (Cmd.ACK, Cmd.NAK) and f.data[0] == cmd
 
-        frame = await self.bus.transact(addr, encode_frame(addr, cmd, data), decode_frame,
-                                        reply_timeout_s=self.wire_timeout, match=match)
+        frame = await self.bus.transact(
+            addr, encode_frame(addr, cmd, data), decode_frame, reply_timeout_s=self.wire_timeout, match=match
+        )
         assert frame is not None
         return frame
 

@@ -92,19 +92,30 @@ class ModbusLink:
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         link = config.link
         if not isinstance(link, TcpLink | SerialLink):
-            raise DeviceUnavailableError(f"a Modbus device needs a tcp or serial link, not {link.kind}",
-                                         device=device_id)
+            raise DeviceUnavailableError(
+                f"a Modbus device needs a tcp or serial link, not {link.kind}", device=device_id
+            )
 
     # ------------------------------------------------------------------ lifecycle
     def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         link = self.config.link
         if isinstance(link, TcpLink):
-            return AsyncModbusTcpClient(link.host, port=link.port, timeout=self.timeout, retries=0,
-                                        reconnect_delay=0, name=self.device_id)
+            return AsyncModbusTcpClient(
+                link.host, port=link.port, timeout=self.timeout, retries=0, reconnect_delay=0, name=self.device_id
+            )
         assert isinstance(link, SerialLink)
-        return AsyncModbusSerialClient(link.url, framer=FramerType.RTU, baudrate=link.baudrate,
-                                       bytesize=link.bytesize, parity=link.parity, stopbits=link.stopbits,
-                                       timeout=self.timeout, retries=0, reconnect_delay=0, name=self.device_id)
+        return AsyncModbusSerialClient(
+            link.url,
+            framer=FramerType.RTU,
+            baudrate=link.baudrate,
+            bytesize=link.bytesize,
+            parity=link.parity,
+            stopbits=link.stopbits,
+            timeout=self.timeout,
+            retries=0,
+            reconnect_delay=0,
+            name=self.device_id,
+        )
 
     async def connect(self) -> None:
         await self.close()
@@ -151,17 +162,17 @@ class ModbusLink:
                 pdu = await call(client)
             reraise_lost_cancel()  # pymodbus' wait_for can lose a cancellation on 3.11
         except TimeoutError as exc:
-            raise DeviceTimeoutError(f"{what}: no answer from unit {self.unit} in {self.timeout:g} s",
-                                     device=self.device_id) from exc
+            raise DeviceTimeoutError(
+                f"{what}: no answer from unit {self.unit} in {self.timeout:g} s", device=self.device_id
+            ) from exc
         except ConnectionException as exc:
-            raise DeviceUnavailableError(f"{what}: link to {self._where()} lost: {exc}",
-                                         device=self.device_id) from exc
+            raise DeviceUnavailableError(f"{what}: link to {self._where()} lost: {exc}", device=self.device_id) from exc
         except ModbusIOException as exc:
             if not client.connected:
-                raise DeviceUnavailableError(f"{what}: link to {self._where()} lost",
-                                             device=self.device_id) from exc
-            raise DeviceTimeoutError(f"{what}: no answer from unit {self.unit} in {self.timeout:g} s",
-                                     device=self.device_id) from exc
+                raise DeviceUnavailableError(f"{what}: link to {self._where()} lost", device=self.device_id) from exc
+            raise DeviceTimeoutError(
+                f"{what}: no answer from unit {self.unit} in {self.timeout:g} s", device=self.device_id
+            ) from exc
         except ModbusException as exc:
             raise DeviceProtocolError(f"{what}: {exc}", device=self.device_id) from exc
         except OSError as exc:
@@ -169,46 +180,61 @@ class ModbusLink:
         if isinstance(pdu, ExceptionResponse) or pdu.isError():
             code = int(getattr(pdu, "exception_code", 0))
             name = EXCEPTION_NAMES.get(code, "unknown")
-            raise ModbusExceptionError(f"{what}: exception {code:02X} ({name}) from unit {self.unit}",
-                                       device=self.device_id, code=code,
-                                       function_code=int(getattr(pdu, "function_code", 0)))
+            raise ModbusExceptionError(
+                f"{what}: exception {code:02X} ({name}) from unit {self.unit}",
+                device=self.device_id,
+                code=code,
+                function_code=int(getattr(pdu, "function_code", 0)),
+            )
         return pdu
 
     async def read_coils(self, address: int, count: int = 1) -> list[bool]:
-        pdu = await self._do(f"read coils {address}+{count}",
-                             lambda c: c.read_coils(address, count=count, device_id=self.unit))
+        pdu = await self._do(
+            f"read coils {address}+{count}", lambda c: c.read_coils(address, count=count, device_id=self.unit)
+        )
         return list(pdu.bits[:count])
 
     async def read_discrete_inputs(self, address: int, count: int = 1) -> list[bool]:
-        pdu = await self._do(f"read discrete inputs {address}+{count}",
-                             lambda c: c.read_discrete_inputs(address, count=count, device_id=self.unit))
+        pdu = await self._do(
+            f"read discrete inputs {address}+{count}",
+            lambda c: c.read_discrete_inputs(address, count=count, device_id=self.unit),
+        )
         return list(pdu.bits[:count])
 
     async def read_holding_registers(self, address: int, count: int = 1) -> list[int]:
-        pdu = await self._do(f"read holding registers {address}+{count}",
-                             lambda c: c.read_holding_registers(address, count=count, device_id=self.unit))
+        pdu = await self._do(
+            f"read holding registers {address}+{count}",
+            lambda c: c.read_holding_registers(address, count=count, device_id=self.unit),
+        )
         return list(pdu.registers[:count])
 
     async def read_input_registers(self, address: int, count: int = 1) -> list[int]:
-        pdu = await self._do(f"read input registers {address}+{count}",
-                             lambda c: c.read_input_registers(address, count=count, device_id=self.unit))
+        pdu = await self._do(
+            f"read input registers {address}+{count}",
+            lambda c: c.read_input_registers(address, count=count, device_id=self.unit),
+        )
         return list(pdu.registers[:count])
 
     async def write_coil(self, address: int, value: bool) -> None:
-        await self._do(f"write coil {address}={int(value)}",
-                       lambda c: c.write_coil(address, value, device_id=self.unit))
+        await self._do(
+            f"write coil {address}={int(value)}", lambda c: c.write_coil(address, value, device_id=self.unit)
+        )
 
     async def write_coils(self, address: int, values: list[bool]) -> None:
-        await self._do(f"write coils {address}+{len(values)}",
-                       lambda c: c.write_coils(address, values, device_id=self.unit))
+        await self._do(
+            f"write coils {address}+{len(values)}", lambda c: c.write_coils(address, values, device_id=self.unit)
+        )
 
     async def write_register(self, address: int, value: int) -> None:
-        await self._do(f"write register {address}={value}",
-                       lambda c: c.write_register(address, value, device_id=self.unit))
+        await self._do(
+            f"write register {address}={value}", lambda c: c.write_register(address, value, device_id=self.unit)
+        )
 
     async def write_registers(self, address: int, values: list[int]) -> None:
-        await self._do(f"write registers {address}+{len(values)}",
-                       lambda c: c.write_registers(address, values, device_id=self.unit))
+        await self._do(
+            f"write registers {address}+{len(values)}",
+            lambda c: c.write_registers(address, values, device_id=self.unit),
+        )
 
 
 def u32(hi: int, lo: int) -> int:

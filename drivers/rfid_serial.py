@@ -145,8 +145,9 @@ def _tag(addr: int, data: bytes, total: int) -> RfidFrame:
     rssi = data[-1]
     if not RSSI_MIN <= rssi <= RSSI_MAX:
         raise FrameError(f"RSSI byte 0x{rssi:02X} out of range", consumed=total)
-    return RfidFrame(addr, CMD_TAG, data, tag_id=epc.hex().upper(), antenna=(data[0] & 0x03) + 1,
-                     rssi_dbm=rssi - RSSI_OFFSET)
+    return RfidFrame(
+        addr, CMD_TAG, data, tag_id=epc.hex().upper(), antenna=(data[0] & 0x03) + 1, rssi_dbm=rssi - RSSI_OFFSET
+    )
 
 
 class SerialRfid(RfidDriver):
@@ -200,8 +201,15 @@ class SerialRfid(RfidDriver):
 
     async def _read_loop(self) -> None:
         try:
-            await read_stream(self.port, decode_frame, self.stats, self._on_frame,
-                              frame_gap_s=FRAME_GAP_S, silence_s=SILENCE_S, on_silence=self._on_silence)
+            await read_stream(
+                self.port,
+                decode_frame,
+                self.stats,
+                self._on_frame,
+                frame_gap_s=FRAME_GAP_S,
+                silence_s=SILENCE_S,
+                on_silence=self._on_silence,
+            )
         except DeviceUnavailableError as exc:
             self._push(exc)
 

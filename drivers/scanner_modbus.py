@@ -92,7 +92,8 @@ class ModbusScanner(ScannerDriver):
             raise DeviceFaultError(
                 f"scanner refused {name} (state {st.state.name.lower()}, zone "
                 f"{'clear' if st.zone_clear else 'OPEN'}, e-stop {'PRESSED' if st.estop else 'released'})",
-                device=self.device_id, code=st.fault_code,
+                device=self.device_id,
+                code=st.fault_code,
             ) from exc
 
     async def _start(self, *, vehicle_ref: str, lane: int, seq: int) -> None:

@@ -83,8 +83,17 @@ def _digits(v: float, exp: int, what: str) -> bytes:
     return f"{raw:06d}".encode("ascii")
 
 
-def encode_frame(kg: float, *, motion: bool = False, tare_kg: float = 0.0, dp: int = 2, increment: int = 1,
-                 over_range: bool = False, checksum: bool = True, net: bool = False) -> bytes:
+def encode_frame(
+    kg: float,
+    *,
+    motion: bool = False,
+    tare_kg: float = 0.0,
+    dp: int = 2,
+    increment: int = 1,
+    over_range: bool = False,
+    checksum: bool = True,
+    net: bool = False,
+) -> bytes:
     """One frame in kg. ``dp`` is the decimal point code (2 = whole kg)."""
     exp = _DP_EXP[dp]
     inc = {v: k for k, v in _INCREMENTS.items()}[increment]
@@ -194,8 +203,15 @@ class SerialWeighbridge(WeighbridgeDriver):
 
     async def _read_loop(self) -> None:
         try:
-            await read_stream(self.port, self._decode, self.stats, self._on_frame,
-                              frame_gap_s=FRAME_GAP_S, silence_s=SILENCE_S, on_silence=self._on_silence)
+            await read_stream(
+                self.port,
+                self._decode,
+                self.stats,
+                self._on_frame,
+                frame_gap_s=FRAME_GAP_S,
+                silence_s=SILENCE_S,
+                on_silence=self._on_silence,
+            )
         except DeviceUnavailableError as exc:
             self._error = exc
             self._fresh.set()

@@ -33,8 +33,9 @@ def _bcc(body: bytes) -> bytes:
 
 
 class BoardSim:
-    def __init__(self, world: LaneWorld, faults: FaultInjector, *, address: int = 1, lines: int = 4,
-                 render_s: float = RENDER_S) -> None:
+    def __init__(
+        self, world: LaneWorld, faults: FaultInjector, *, address: int = 1, lines: int = 4, render_s: float = RENDER_S
+    ) -> None:
         self.world = world
         self.faults = faults
         self.address = address
@@ -126,9 +127,17 @@ class BoardSim:
                 self.port.write(out)
 
 
-async def start_board(world: LaneWorld, *, faults: FaultInjector | None = None, address: int = 1,
-                      baudrate: int = 9600, lines: int = 4, name: str = "ttyBOARD",
-                      directory: str | None = None, **_opts: Any) -> SerialSimHandle:
+async def start_board(
+    world: LaneWorld,
+    *,
+    faults: FaultInjector | None = None,
+    address: int = 1,
+    baudrate: int = 9600,
+    lines: int = 4,
+    name: str = "ttyBOARD",
+    directory: str | None = None,
+    **_opts: Any,
+) -> SerialSimHandle:
     """Serve an LED board at ``address`` on a fresh pty; what it shows goes to ``world.board``."""
     faults = faults if faults is not None else FaultInjector()
     sim = BoardSim(world, faults, address=address, lines=lines)

@@ -38,8 +38,17 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class CameraSim:
-    def __init__(self, world: LaneWorld | None, *, view: str = "plate_front", folder: str | None = None,
-                 width: int = 640, height: int = 360, faults: Any = None, quality: int = 85) -> None:
+    def __init__(
+        self,
+        world: LaneWorld | None,
+        *,
+        view: str = "plate_front",
+        folder: str | None = None,
+        width: int = 640,
+        height: int = 360,
+        faults: Any = None,
+        quality: int = 85,
+    ) -> None:
         self.world = world
         self.view = view
         self.width, self.height = width, height
@@ -88,9 +97,12 @@ class CameraSim:
                 container_view = self.view.startswith("container")
                 seed = zlib.crc32("|".join((*v.plates, *v.containers, self.view)).encode())
                 try:
-                    return fn(() if container_view else tuple(v.plates),
-                              tuple(v.containers) if container_view else (),
-                              seed=seed, size=(self.width, self.height))
+                    return fn(
+                        () if container_view else tuple(v.plates),
+                        tuple(v.containers) if container_view else (),
+                        seed=seed,
+                        size=(self.width, self.height),
+                    )
                 except TypeError:  # another signature: fall back to our own drawing
                     pass
         img = np.full((self.height, self.width, 3), 90, np.uint8)  # grey tarmac
@@ -142,18 +154,26 @@ class CameraSim:
                     if not await self._frame_period(fps):
                         return
                 body = self.jpeg()
-                writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\n"
-                             + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+                writer.write(
+                    b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\n"
+                    + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                    + body
+                )
                 async with asyncio.timeout(WRITE_TIMEOUT_S):
                     await writer.drain()
             elif path in ("/stream.mjpg", "/video", "/"):
-                writer.write(b"HTTP/1.0 200 OK\r\nCache-Control: no-cache\r\nConnection: close\r\n"
-                             + f"Content-Type: multipart/x-mixed-replace; boundary={BOUNDARY}\r\n\r\n".encode())
+                writer.write(
+                    b"HTTP/1.0 200 OK\r\nCache-Control: no-cache\r\nConnection: close\r\n"
+                    + f"Content-Type: multipart/x-mixed-replace; boundary={BOUNDARY}\r\n\r\n".encode()
+                )
                 while not self.closing.is_set():
                     if not self.stopped:
                         body = self.jpeg()
-                        writer.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}"
-                                     "\r\n\r\n".encode() + body + b"\r\n")
+                        writer.write(
+                            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                            + body
+                            + b"\r\n"
+                        )
                         async with asyncio.timeout(WRITE_TIMEOUT_S):
                             await writer.drain()
                         self.frames_sent += 1
@@ -203,9 +223,18 @@ class CameraHandle:
         await self.close()
 
 
-async def start_camera(world: LaneWorld | None, *, faults: Any = None, view: str = "plate_front",
-                       folder: str | None = None, fps: float = 10.0, port: int = 0, width: int = 640,
-                       height: int = 360, **_opts: Any) -> CameraHandle:
+async def start_camera(
+    world: LaneWorld | None,
+    *,
+    faults: Any = None,
+    view: str = "plate_front",
+    folder: str | None = None,
+    fps: float = 10.0,
+    port: int = 0,
+    width: int = 640,
+    height: int = 360,
+    **_opts: Any,
+) -> CameraHandle:
     """Start an MJPEG camera on loopback; ``handle.link`` is its site-config link."""
     faults = FaultInjector() if faults is None else faults
     sim = CameraSim(world, view=view, folder=folder, width=width, height=height, faults=faults)

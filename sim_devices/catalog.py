@@ -149,8 +149,14 @@ async def start_site(
                 if kind == "cameras":
                     for cam_id, cam in (dev or {}).items():
                         start = load_simulator(simulator_for("camera", cam["backend"]))
-                        h = await start(world, faults=injector(f"{lane_id}/cameras/{cam_id}"), view=cam_id,
-                                        camera_id=cam_id, lane_id=lane_id, time_factor=time_factor)
+                        h = await start(
+                            world,
+                            faults=injector(f"{lane_id}/cameras/{cam_id}"),
+                            view=cam_id,
+                            camera_id=cam_id,
+                            lane_id=lane_id,
+                            time_factor=time_factor,
+                        )
                         sims.handles.append(h)
                         links["cameras"][cam_id] = _merged(cam["link"], h.link)
                     continue
@@ -178,8 +184,9 @@ async def start_site(
             if len(served) != len(members):
                 raise ValueError(f"two gates share an RS-485 address on bus {members[0][1]['link']}")
             lanes = "+".join(lane_id for lane_id, _ in members)
-            h = await start(None, worlds=served, faults=injector(f"{lanes}/gate"),
-                            **_link_serial_opts(members[0][1]["link"]))
+            h = await start(
+                None, worlds=served, faults=injector(f"{lanes}/gate"), **_link_serial_opts(members[0][1]["link"])
+            )
             sims.handles.append(h)
             for lane_id, dev in members:
                 sims.faults[f"{lane_id}/gate"] = h.faults
@@ -188,8 +195,12 @@ async def start_site(
             sid = scanner["id"]
             start = load_simulator(simulator_for("scanner", scanner["device"]["backend"]))
             sworld = (scanner_worlds or {}).get(sid)
-            h = await start(sworld, faults=injector(f"scanners/{sid}"), unit=scanner["device"].get("unit", 1),
-                            time_factor=time_factor)
+            h = await start(
+                sworld,
+                faults=injector(f"scanners/{sid}"),
+                unit=scanner["device"].get("unit", 1),
+                time_factor=time_factor,
+            )
             sims.handles.append(h)
             sims.links["scanners"][sid] = _merged(scanner["device"]["link"], h.link)
     except BaseException:

@@ -43,12 +43,28 @@ def _ts(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
-def sign_command(key: Ed25519PrivateKey, key_id: str, *, cmd: str, site: str, lane: str,
-                 passage_id: str | None, args: dict[str, Any], now: dt.datetime,
-                 ttl_s: float = COMMAND_TTL_S, nonce: str | None = None) -> dict[str, Any]:
+def sign_command(
+    key: Ed25519PrivateKey,
+    key_id: str,
+    *,
+    cmd: str,
+    site: str,
+    lane: str,
+    passage_id: str | None,
+    args: dict[str, Any],
+    now: dt.datetime,
+    ttl_s: float = COMMAND_TTL_S,
+    nonce: str | None = None,
+) -> dict[str, Any]:
     body = {
-        "v": 1, "cmd": cmd, "site": site, "lane": lane, "passage_id": passage_id, "args": args,
-        "issued_at": _ts(now), "expires_at": _ts(now + dt.timedelta(seconds=ttl_s)),
+        "v": 1,
+        "cmd": cmd,
+        "site": site,
+        "lane": lane,
+        "passage_id": passage_id,
+        "args": args,
+        "issued_at": _ts(now),
+        "expires_at": _ts(now + dt.timedelta(seconds=ttl_s)),
         "nonce": nonce or base64.urlsafe_b64encode(secrets.token_bytes(18)).decode().rstrip("="),
         "key_id": key_id,
     }
@@ -115,16 +131,21 @@ class CentralPlatform:
         backoff = 0.1
         while True:
             try:
-                async with aiomqtt.Client(host, int(port or 1883), identifier=f"central-{self.site}",
-                                          protocol=proto) as client:
+                async with aiomqtt.Client(
+                    host, int(port or 1883), identifier=f"central-{self.site}", protocol=proto
+                ) as client:
                     self._client = client
                     backoff = 0.1
                     prefix = f"portlane/v1/{self.site}"
                     await client.subscribe(f"{prefix}/+/event/vehicle.identified", qos=1)
                     await client.subscribe(f"{prefix}/+/event/scan.completed", qos=1)
                     await client.subscribe(f"{prefix}/+/response", qos=1)
-                    await client.publish(f"{prefix}/platform/expected",
-                                         json.dumps({"vehicles": self.registrations}).encode(), qos=1, retain=True)
+                    await client.publish(
+                        f"{prefix}/platform/expected",
+                        json.dumps({"vehicles": self.registrations}).encode(),
+                        qos=1,
+                        retain=True,
+                    )
                     self._connected.set()
                     async for msg in client.messages:
                         self._on_message(str(msg.topic), bytes(msg.payload))  # type: ignore[arg-type]
@@ -160,8 +181,16 @@ class CentralPlatform:
         t.add_done_callback(self._pending.discard)
 
     async def _send(self, lane: str, cmd: str, passage_id: str | None, args: dict[str, Any]) -> None:
-        body = sign_command(self._key, self.key_id, cmd=cmd, site=self.site, lane=lane,
-                            passage_id=passage_id, args=args, now=self.clock())
+        body = sign_command(
+            self._key,
+            self.key_id,
+            cmd=cmd,
+            site=self.site,
+            lane=lane,
+            passage_id=passage_id,
+            args=args,
+            now=self.clock(),
+        )
         topic = f"portlane/v1/{self.site}/{lane}/cmd/{cmd}"
         await self._publish(topic, body)
         self.stats.commands_sent += 1
@@ -191,15 +220,24 @@ class CentralPlatform:
             self.stats.identified += 1
         await self._think()
         exceptions = set(data.get("exceptions", []))
-        if exceptions & {"unreadable_plate", "dual_plate_mismatch", "low_confidence"} and data.get("corrected_by") is None:
+        if (
+            exceptions & {"unreadable_plate", "dual_plate_mismatch", "low_confidence"}
+            and data.get("corrected_by") is None
+        ):
             # An officer looks at the pictures and corrects the identity (audited at the lane).
             truth = self._registration(data.get("tag_id"))
             self.stats.corrections += 1
-            await self._send(lane, "correct_identity", pid, {
-                "plates": truth or [p["text"] for p in data.get("plates", [])] or ["UNKNOWN"],
-                "containers": [c["number"] for c in data.get("containers", [])],
-                "operator": "officer-zh-017", "reason": "checked against camera images",
-            })
+            await self._send(
+                lane,
+                "correct_identity",
+                pid,
+                {
+                    "plates": truth or [p["text"] for p in data.get("plates", [])] or ["UNKNOWN"],
+                    "containers": [c["number"] for c in data.get("containers", [])],
+                    "operator": "officer-zh-017",
+                    "reason": "checked against camera images",
+                },
+            )
             return  # the lane re-publishes vehicle.identified; decide on that one
         agencies = list(info["agencies"])
         inspect = bool(info.get("scanner")) and info["kind"] == "cargo" and self.rng.random() < self.inspect_ratio
@@ -243,20 +281,51 @@ class CentralPlatform:
         if kind == "replayed" and self._sent:
             topic, body = self._sent[-1]
         elif kind == "expired":
-            body = sign_command(self._key, self.key_id, cmd="decision", site=self.site, lane=lane,
-                                passage_id="stale", args={"agency": "customs", "verdict": "release"},
-                                now=now - dt.timedelta(seconds=600))
+            body = sign_command(
+                self._key,
+                self.key_id,
+                cmd="decision",
+                site=self.site,
+                lane=lane,
+                passage_id="stale",
+                args={"agency": "customs", "verdict": "release"},
+                now=now - dt.timedelta(seconds=600),
+            )
         elif kind == "other_lane":
             other = next((x for x in self.lanes if x != lane), "zz")
-            body = sign_command(self._key, self.key_id, cmd="decision", site=self.site, lane=other,
-                                passage_id=None, args={"agency": "customs", "verdict": "release"}, now=now)
+            body = sign_command(
+                self._key,
+                self.key_id,
+                cmd="decision",
+                site=self.site,
+                lane=other,
+                passage_id=None,
+                args={"agency": "customs", "verdict": "release"},
+                now=now,
+            )
         elif kind == "unsigned":
-            body = sign_command(self._key, self.key_id, cmd="decision", site=self.site, lane=lane,
-                                passage_id=None, args={"agency": "customs", "verdict": "release"}, now=now)
+            body = sign_command(
+                self._key,
+                self.key_id,
+                cmd="decision",
+                site=self.site,
+                lane=lane,
+                passage_id=None,
+                args={"agency": "customs", "verdict": "release"},
+                now=now,
+            )
             body.pop("sig")
         else:  # forged: signed with a key the lane does not trust, under the trusted key id
-            body = sign_command(self._rogue, self.key_id, cmd="decision", site=self.site, lane=lane,
-                                passage_id=None, args={"agency": "customs", "verdict": "release"}, now=now)
+            body = sign_command(
+                self._rogue,
+                self.key_id,
+                cmd="decision",
+                site=self.site,
+                lane=lane,
+                passage_id=None,
+                args={"agency": "customs", "verdict": "release"},
+                now=now,
+            )
         await self._publish(topic, body)
 
     async def flush_forgeries(self, lane: str) -> None:
@@ -265,7 +334,14 @@ class CentralPlatform:
             self.rng.random()
             self.forged_left -= 1
             self.stats.forged_sent += 1
-            body = sign_command(self._rogue, self.key_id, cmd="decision", site=self.site, lane=lane,
-                                passage_id=None, args={"agency": "customs", "verdict": "release"},
-                                now=self.clock())
+            body = sign_command(
+                self._rogue,
+                self.key_id,
+                cmd="decision",
+                site=self.site,
+                lane=lane,
+                passage_id=None,
+                args={"agency": "customs", "verdict": "release"},
+                now=self.clock(),
+            )
             await self._publish(f"portlane/v1/{self.site}/{lane}/cmd/decision", body)

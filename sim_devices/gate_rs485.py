@@ -72,8 +72,9 @@ def frame(addr: int, cmd: int, payload: bytes = b"") -> bytes:
 class GateBusSim:
     """The controllers on one RS-485 line."""
 
-    def __init__(self, worlds: Mapping[int, LaneWorld], faults: FaultInjector, *,
-                 turnaround_s: float = TURNAROUND_S) -> None:
+    def __init__(
+        self, worlds: Mapping[int, LaneWorld], faults: FaultInjector, *, turnaround_s: float = TURNAROUND_S
+    ) -> None:
         self.worlds = dict(worlds)
         self.faults = faults
         self.turnaround_s = turnaround_s

@@ -38,8 +38,12 @@ class IoSim:
         self.faults = faults
         self.map = load_register_map("io_module")
         ix = self.map["index"]
-        self.c, self.d, self.i, self.h = (ix["coils"], ix["discrete_inputs"], ix["input_registers"],
-                                          ix["holding_registers"])
+        self.c, self.d, self.i, self.h = (
+            ix["coils"],
+            ix["discrete_inputs"],
+            ix["input_registers"],
+            ix["holding_registers"],
+        )
         self.outputs = [False] * table_size(self.map, "coils")
         self.outputs[self.c["light_red"]] = world.light == "red"
         self.outputs[self.c["light_amber"]] = world.light == "amber"
@@ -50,10 +54,16 @@ class IoSim:
 
     def device(self, unit: int) -> SimDevice:
         m = self.map
-        return SimDevice(id=unit, simdata=(bits_table(16), bits_table(16),
-                                           regs_table(table_size(m, "holding_registers")),
-                                           regs_table(table_size(m, "input_registers"))),
-                         action=self.action)
+        return SimDevice(
+            id=unit,
+            simdata=(
+                bits_table(16),
+                bits_table(16),
+                regs_table(table_size(m, "holding_registers")),
+                regs_table(table_size(m, "input_registers")),
+            ),
+            action=self.action,
+        )
 
     def _inputs(self) -> list[bool]:
         w = self.world
@@ -70,8 +80,9 @@ class IoSim:
         colour = lit[0] if lit else "off"
         self.world.set_light(colour)
 
-    async def action(self, fc: int, start: int, address: int, count: int, regs: list[int],
-                     values: list[int] | list[bool] | None) -> ExcCodes | None:
+    async def action(
+        self, fc: int, start: int, address: int, count: int, regs: list[int], values: list[int] | list[bool] | None
+    ) -> ExcCodes | None:
         if (exc := await request_fault(self, fc, values)) is not None:
             return exc
         table = FC_TABLE.get(fc)
@@ -90,8 +101,9 @@ class IoSim:
             set_reg_block(regs, start, [bitmap])
         elif table == "holding_registers":
             if values is not None:
-                ranges = {int(e["address"]): e.get("range", [0, 0xFFFF])
-                          for e in self.map["tables"]["holding_registers"]}
+                ranges = {
+                    int(e["address"]): e.get("range", [0, 0xFFFF]) for e in self.map["tables"]["holding_registers"]
+                }
                 for offset, v in enumerate(values):
                     lo, hi = ranges.get(address + offset, [0, 0xFFFF])
                     if not lo <= int(v) <= hi:
@@ -103,8 +115,15 @@ class IoSim:
         return None
 
 
-async def start_io(world: LaneWorld, *, faults: Any = None, transport: str = "tcp", unit: int = 1,
-                   port: int | None = None, **_opts: Any) -> ModbusSimHandle:
+async def start_io(
+    world: LaneWorld,
+    *,
+    faults: Any = None,
+    transport: str = "tcp",
+    unit: int = 1,
+    port: int | None = None,
+    **_opts: Any,
+) -> ModbusSimHandle:
     """Start a simulated remote I/O module on ``world`` (loopback TCP by default)."""
     faults = make_faults(faults)
     sim = IoSim(world, faults=faults)

@@ -48,8 +48,16 @@ __all__ = [
 ]
 
 
-FC_TABLE = {1: "coils", 5: "coils", 15: "coils", 2: "discrete_inputs", 3: "holding_registers",
-            6: "holding_registers", 16: "holding_registers", 4: "input_registers"}
+FC_TABLE = {
+    1: "coils",
+    5: "coils",
+    15: "coils",
+    2: "discrete_inputs",
+    3: "holding_registers",
+    6: "holding_registers",
+    16: "holding_registers",
+    4: "input_registers",
+}
 READ_FCS = (1, 2, 3, 4)
 
 
@@ -289,7 +297,12 @@ class ModbusSimHandle:
 
 
 async def serve_modbus(
-    devices: list[SimDevice], *, transport: str, faults: Any, unit: int, port: int | None = None,
+    devices: list[SimDevice],
+    *,
+    transport: str,
+    faults: Any,
+    unit: int,
+    port: int | None = None,
     baudrate: int = 9600,
 ) -> ModbusSimHandle:
     """Start a pymodbus server for ``devices`` on loopback TCP or on a fresh pty pair.
@@ -306,20 +319,27 @@ async def serve_modbus(
             await server.serve_forever(background=True)
             return server
 
-        handle = ModbusSimHandle(link={"kind": "tcp", "host": "127.0.0.1", "port": tcp_port},
-                                 faults=faults, unit=unit, _start=start)
+        handle = ModbusSimHandle(
+            link={"kind": "tcp", "host": "127.0.0.1", "port": tcp_port}, faults=faults, unit=unit, _start=start
+        )
     elif transport == "rtu":
         pair = PtyPair()
         pair.start()
 
         async def start() -> Any:
-            server = ModbusSerialServer(devices, framer=FramerType.RTU, port=pair.server_path, baudrate=baudrate,
-                                        trace_packet=trace)
+            server = ModbusSerialServer(
+                devices, framer=FramerType.RTU, port=pair.server_path, baudrate=baudrate, trace_packet=trace
+            )
             await server.serve_forever(background=True)
             return server
 
-        handle = ModbusSimHandle(link={"kind": "serial", "url": pair.client_path, "baudrate": baudrate},
-                                 faults=faults, unit=unit, _start=start, _pty=pair)
+        handle = ModbusSimHandle(
+            link={"kind": "serial", "url": pair.client_path, "baudrate": baudrate},
+            faults=faults,
+            unit=unit,
+            _start=start,
+            _pty=pair,
+        )
     else:
         raise ValueError(f"transport must be 'tcp' or 'rtu', not {transport!r}")
     if hasattr(faults, "on_plug"):
@@ -346,10 +366,15 @@ class GateSim:
         self.faults = faults
         self.map = load_register_map("gate_modbus")
         ix = self.map["index"]
-        self.c, self.d, self.i, self.h = (ix["coils"], ix["discrete_inputs"], ix["input_registers"],
-                                          ix["holding_registers"])
-        self.ranges = {int(e["address"]): tuple(e["range"])
-                       for e in self.map["tables"]["holding_registers"] if "range" in e}
+        self.c, self.d, self.i, self.h = (
+            ix["coils"],
+            ix["discrete_inputs"],
+            ix["input_registers"],
+            ix["holding_registers"],
+        )
+        self.ranges = {
+            int(e["address"]): tuple(e["range"]) for e in self.map["tables"]["holding_registers"] if "range" in e
+        }
         self.holding = {self.h["auto_close_s"]: 0, self.h["open_time_ms"]: int(world.arm_move_s * 1000)}
         self.requests = 0
         self._auto_close_wake = asyncio.Event()
@@ -358,10 +383,12 @@ class GateSim:
         m = self.map
         return SimDevice(
             id=unit,
-            simdata=(bits_table(max(16, table_size(m, "coils"))),
-                     bits_table(max(16, table_size(m, "discrete_inputs"))),
-                     regs_table(table_size(m, "holding_registers")),
-                     regs_table(table_size(m, "input_registers"))),
+            simdata=(
+                bits_table(max(16, table_size(m, "coils"))),
+                bits_table(max(16, table_size(m, "discrete_inputs"))),
+                regs_table(table_size(m, "holding_registers")),
+                regs_table(table_size(m, "input_registers")),
+            ),
             action=self.action,
         )
 
@@ -387,9 +414,15 @@ class GateSim:
 
     def _inputs(self) -> list[bool]:
         w = self.world
-        vals = {"limit_open": w.limit_open, "limit_closed": w.limit_closed, "loop_entry": w.entry_loop,
-                "loop_safety": w.safety_loop, "photocell_blocked": w.photocell_blocked,
-                "fault": bool(w.fault_code), "locked": w.locked}
+        vals = {
+            "limit_open": w.limit_open,
+            "limit_closed": w.limit_closed,
+            "loop_entry": w.entry_loop,
+            "loop_safety": w.safety_loop,
+            "photocell_blocked": w.photocell_blocked,
+            "fault": bool(w.fault_code),
+            "locked": w.locked,
+        }
         bits = [False] * (max(self.d.values()) + 1)
         for name, addr in self.d.items():
             bits[addr] = vals[name]
@@ -406,8 +439,9 @@ class GateSim:
         return regs
 
     # -- pymodbus hook: called on every request, before the tables are read or written
-    async def action(self, fc: int, start: int, address: int, count: int, regs: list[int],
-                     values: list[int] | list[bool] | None) -> ExcCodes | None:
+    async def action(
+        self, fc: int, start: int, address: int, count: int, regs: list[int], values: list[int] | list[bool] | None
+    ) -> ExcCodes | None:
         if (exc := await request_fault(self, fc, values)) is not None:
             return exc
         table = FC_TABLE.get(fc)
@@ -476,8 +510,16 @@ class GateSim:
             await w.wait_until(lambda: not w.limit_open)
 
 
-async def start_gate(world: LaneWorld, *, faults: Any = None, transport: str = "tcp", unit: int = 1,
-                     port: int | None = None, baudrate: int = 9600, **_opts: Any) -> ModbusSimHandle:
+async def start_gate(
+    world: LaneWorld,
+    *,
+    faults: Any = None,
+    transport: str = "tcp",
+    unit: int = 1,
+    port: int | None = None,
+    baudrate: int = 9600,
+    **_opts: Any,
+) -> ModbusSimHandle:
     """Start a simulated Modbus gate controller on ``world``.
 
     ``transport``: ``"tcp"`` (loopback, free port) or ``"rtu"`` (pymodbus serial server on
@@ -486,8 +528,9 @@ async def start_gate(world: LaneWorld, *, faults: Any = None, transport: str = "
     """
     faults = make_faults(faults, world)
     sim = GateSim(world, faults=faults)
-    handle = await serve_modbus([sim.device(unit)], transport=transport, faults=faults, unit=unit,
-                                port=port, baudrate=baudrate)
+    handle = await serve_modbus(
+        [sim.device(unit)], transport=transport, faults=faults, unit=unit, port=port, baudrate=baudrate
+    )
     handle.sim = sim  # type: ignore[attr-defined]
     handle._tasks.append(asyncio.create_task(sim.auto_close(), name=f"gate-sim-autoclose-{world.lane_id}"))
     if world._task is None or world._task.done():

@@ -171,8 +171,16 @@ class SerialSimHandle:
     when nobody runs them yet (``own_world_physics``) and stops them again on close.
     """
 
-    def __init__(self, port: PtyPort, faults: FaultInjector, *, baudrate: int = 9600,
-                 bytesize: int = 8, parity: str = "N", sim: object = None) -> None:
+    def __init__(
+        self,
+        port: PtyPort,
+        faults: FaultInjector,
+        *,
+        baudrate: int = 9600,
+        bytesize: int = 8,
+        parity: str = "N",
+        sim: object = None,
+    ) -> None:
         self.port = port
         self.faults = faults
         self.sim = sim
@@ -180,8 +188,14 @@ class SerialSimHandle:
         # refuse 7-bit or parity termios on a pty. So the link always says 8N1 (overriding
         # a site's 7E1 when a simulator stands in); the device's own settings are kept in
         # ``line`` for display.
-        self.link: dict[str, object] = {"kind": "serial", "url": port.path, "baudrate": baudrate,
-                                        "bytesize": 8, "parity": "N", "stopbits": 1}
+        self.link: dict[str, object] = {
+            "kind": "serial",
+            "url": port.path,
+            "baudrate": baudrate,
+            "bytesize": 8,
+            "parity": "N",
+            "stopbits": 1,
+        }
         self.line = f"{baudrate} {bytesize}{parity}1"
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False

@@ -46,9 +46,18 @@ def _sum_check(body: bytes) -> int:
 
 
 class RfidSim:
-    def __init__(self, world: LaneWorld, faults: FaultInjector, *, address: int = 1, antenna: int = 1,
-                 rssi_dbm: int = -58, repeats: int = 1, repeat_gap_s: float = 0.1,
-                 heartbeat_s: float = HEARTBEAT_S) -> None:
+    def __init__(
+        self,
+        world: LaneWorld,
+        faults: FaultInjector,
+        *,
+        address: int = 1,
+        antenna: int = 1,
+        rssi_dbm: int = -58,
+        repeats: int = 1,
+        repeat_gap_s: float = 0.1,
+        heartbeat_s: float = HEARTBEAT_S,
+    ) -> None:
         self.world = world
         self.faults = faults
         self.address = address
@@ -103,9 +112,18 @@ class RfidSim:
         self.sent_tags.append(tag_id)
 
 
-async def start_rfid(world: LaneWorld, *, faults: FaultInjector | None = None, address: int = 1,
-                     baudrate: int = 115200, heartbeat_s: float = HEARTBEAT_S, repeats: int = 1,
-                     name: str = "ttyRFID", directory: str | None = None, **_opts: Any) -> SerialSimHandle:
+async def start_rfid(
+    world: LaneWorld,
+    *,
+    faults: FaultInjector | None = None,
+    address: int = 1,
+    baudrate: int = 115200,
+    heartbeat_s: float = HEARTBEAT_S,
+    repeats: int = 1,
+    name: str = "ttyRFID",
+    directory: str | None = None,
+    **_opts: Any,
+) -> SerialSimHandle:
     """Serve an e-card reader on a fresh pty; it reports ``world.vehicle.tag_id`` on arrival."""
     faults = faults if faults is not None else FaultInjector()
     sim = RfidSim(world, faults, address=address, heartbeat_s=heartbeat_s, repeats=repeats)

@@ -250,17 +250,28 @@ class ScannerSim:
 
     def device(self, unit: int) -> SimDevice:
         m = self.map
-        return SimDevice(id=unit, simdata=(bits_table(16), bits_table(16),
-                                           regs_table(table_size(m, "holding_registers")),
-                                           regs_table(table_size(m, "input_registers"))),
-                         action=self.action)
+        return SimDevice(
+            id=unit,
+            simdata=(
+                bits_table(16),
+                bits_table(16),
+                regs_table(table_size(m, "holding_registers")),
+                regs_table(table_size(m, "input_registers")),
+            ),
+            action=self.action,
+        )
 
     def _input_regs(self) -> list[int]:
         w, i = self.world, self.i
         regs = [0] * table_size(self.map, "input_registers")
         regs[i["state"]] = int(w.state)
-        flags = {"estop": w.estop, "zone_clear": w.zone_clear, "doors_closed": w.doors_closed,
-                 "radiation_on": w.radiation_on, "lamps_ok": w.lamps_ok}
+        flags = {
+            "estop": w.estop,
+            "zone_clear": w.zone_clear,
+            "doors_closed": w.doors_closed,
+            "radiation_on": w.radiation_on,
+            "lamps_ok": w.lamps_ok,
+        }
         regs[i["interlocks"]] = sum(1 << int(self.bits[k]) for k, v in flags.items() if v)
         regs[i["scan_id"]], regs[i["scan_id"] + 1] = (w.scan_id >> 16) & 0xFFFF, w.scan_id & 0xFFFF
         regs[i["result"]] = w.result
@@ -303,8 +314,9 @@ class ScannerSim:
                 return ExcCodes.DEVICE_FAILURE
         return None
 
-    async def action(self, fc: int, start: int, address: int, count: int, regs: list[int],
-                     values: list[int] | list[bool] | None) -> ExcCodes | None:
+    async def action(
+        self, fc: int, start: int, address: int, count: int, regs: list[int], values: list[int] | list[bool] | None
+    ) -> ExcCodes | None:
         if (exc := await request_fault(self, fc, values)) is not None:
             return exc
         table = FC_TABLE.get(fc)
@@ -322,9 +334,17 @@ class ScannerSim:
         return None
 
 
-async def start_scanner(world: Any = None, *, faults: Any = None, unit: int = 1, port: int | None = None,
-                        scanner_world: ScannerWorld | None = None, time_factor: float | None = None,
-                        seed: int = 0, **_opts: Any) -> ModbusSimHandle:
+async def start_scanner(
+    world: Any = None,
+    *,
+    faults: Any = None,
+    unit: int = 1,
+    port: int | None = None,
+    scanner_world: ScannerWorld | None = None,
+    time_factor: float | None = None,
+    seed: int = 0,
+    **_opts: Any,
+) -> ModbusSimHandle:
     """Start the scanner PLC simulator on loopback Modbus TCP.
 
     ``world`` may be a ``ScannerWorld`` (used as is) or a lane world / None, in which case a
@@ -344,4 +364,3 @@ async def start_scanner(world: Any = None, *, faults: Any = None, unit: int = 1,
     handle.world = scanner_world  # type: ignore[attr-defined]
     handle._tasks.append(asyncio.create_task(scanner_world.run(), name="scanner-world"))
     return handle
-

@@ -89,8 +89,14 @@ def make_plan(lanes: dict[str, str], vehicles: int, *, seed: int, swapped_ratio:
             else:
                 plates = (_mainland(rng),)
             boxes = 1 if rng.random() < 0.6 else 2
-            v = Vehicle(plates=plates, tag_id=tag, containers=tuple(_container(rng) for _ in range(boxes)),
-                        weight_kg=rng.randint(15000, 40000), kind="truck", vid=f"v{i + 1}")
+            v = Vehicle(
+                plates=plates,
+                tag_id=tag,
+                containers=tuple(_container(rng) for _ in range(boxes)),
+                weight_kg=rng.randint(15000, 40000),
+                kind="truck",
+                vid=f"v{i + 1}",
+            )
         else:
             home = rng.choice(("hk", "hk", "macau"))
             plates = (_crossborder(rng, home), _hk(rng) if home == "hk" else _macau(rng))
@@ -104,8 +110,9 @@ def make_plan(lanes: dict[str, str], vehicles: int, *, seed: int, swapped_ratio:
     return plan
 
 
-async def run_lane(world: LaneWorld, vehicles: list[Vehicle], *, headway_s: float = 1.0,
-                   give_up_s: float | None = None) -> list[bool]:
+async def run_lane(
+    world: LaneWorld, vehicles: list[Vehicle], *, headway_s: float = 1.0, give_up_s: float | None = None
+) -> list[bool]:
     """Drive vehicles through one lane in order; returns per vehicle whether it passed."""
     results = []
     for v in vehicles:

@@ -28,9 +28,17 @@ CAPACITY_KG = 80_000
 
 
 class WeighbridgeSim:
-    def __init__(self, world: LaneWorld, faults: FaultInjector, *, rate_hz: float = RATE_HZ,
-                 settle_s: float = SETTLE_S, division_kg: int = DIVISION_KG,
-                 capacity_kg: int = CAPACITY_KG, checksum: bool = True) -> None:
+    def __init__(
+        self,
+        world: LaneWorld,
+        faults: FaultInjector,
+        *,
+        rate_hz: float = RATE_HZ,
+        settle_s: float = SETTLE_S,
+        division_kg: int = DIVISION_KG,
+        capacity_kg: int = CAPACITY_KG,
+        checksum: bool = True,
+    ) -> None:
         self.world = world
         self.faults = faults
         self.period = 1.0 / rate_hz
@@ -66,8 +74,17 @@ class WeighbridgeSim:
         shown = round(kg / self.division) * self.division
         over = abs(shown) > self.capacity
         digits = min(abs(int(shown)), 999_999)
-        swa = 0b0100000 | 0b010 | (0b10 << 3 if self.division in (2, 20, 200) else
-                                   0b11 << 3 if self.division in (5, 50, 500) else 0b01 << 3)
+        swa = (
+            0b0100000
+            | 0b010
+            | (
+                0b10 << 3
+                if self.division in (2, 20, 200)
+                else 0b11 << 3
+                if self.division in (5, 50, 500)
+                else 0b01 << 3
+            )
+        )
         swb = 0b0110000 | (0b10 if shown < 0 else 0) | (0b100 if over else 0) | (0b1000 if motion else 0)
         swc = 0b0100000
         out = b"\x02" + bytes((swa, swb, swc)) + b"%06d" % digits + b"000000" + b"\r"
@@ -86,14 +103,22 @@ class WeighbridgeSim:
             await asyncio.sleep(self.period)
 
 
-async def start_weighbridge(world: LaneWorld, *, faults: FaultInjector | None = None, baudrate: int = 9600,
-                            rate_hz: float = RATE_HZ, settle_s: float = SETTLE_S,
-                            division_kg: int = DIVISION_KG, checksum: bool = True, name: str = "ttySCALE",
-                            directory: str | None = None, **_opts: Any) -> SerialSimHandle:
+async def start_weighbridge(
+    world: LaneWorld,
+    *,
+    faults: FaultInjector | None = None,
+    baudrate: int = 9600,
+    rate_hz: float = RATE_HZ,
+    settle_s: float = SETTLE_S,
+    division_kg: int = DIVISION_KG,
+    checksum: bool = True,
+    name: str = "ttySCALE",
+    directory: str | None = None,
+    **_opts: Any,
+) -> SerialSimHandle:
     """Stream the world's scale on a fresh pty (7E1 like a Toledo indicator)."""
     faults = faults if faults is not None else FaultInjector()
-    sim = WeighbridgeSim(world, faults, rate_hz=rate_hz, settle_s=settle_s, division_kg=division_kg,
-                         checksum=checksum)
+    sim = WeighbridgeSim(world, faults, rate_hz=rate_hz, settle_s=settle_s, division_kg=division_kg, checksum=checksum)
     port = await PtyPort(lambda _data: None, name=name, directory=directory, faults=faults).start()
     sim.port = port
     handle = SerialSimHandle(port, faults, baudrate=baudrate, bytesize=7, parity="E", sim=sim)

@@ -174,8 +174,15 @@ class LaneWorld:
             last = now
 
     # ------------------------------------------------------------------ traffic
-    async def drive(self, vehicle: Vehicle, *, approach_s: float = 1.5, pass_s: float = 2.0,
-                    exit_s: float = 1.5, give_up_s: float | None = None) -> bool:
+    async def drive(
+        self,
+        vehicle: Vehicle,
+        *,
+        approach_s: float = 1.5,
+        pass_s: float = 2.0,
+        exit_s: float = 1.5,
+        give_up_s: float | None = None,
+    ) -> bool:
         """Drive one vehicle through the lane. Returns True when it passed the barrier,
         False when it gave up waiting (``give_up_s``) and was taken away (manual handling)."""
         self.vehicle = vehicle

@@ -79,9 +79,7 @@ def test_append_then_verify(tmp_path: Path) -> None:
 
 def test_entry_fields(tmp_path: Path) -> None:
     with AuditLog(tmp_path / "a.jsonl", clock=lambda: T0) as log:
-        e = log.append(
-            "override", actor="  tech:li.wei ", reason="photocell   faulty, manual release", lane="c01"
-        )
+        e = log.append("override", actor="  tech:li.wei ", reason="photocell   faulty, manual release", lane="c01")
     assert (e.n, e.ts, e.kind, e.actor, e.lane, e.data) == (
         1,
         "2026-11-23T18:00:00.000Z",
@@ -115,9 +113,7 @@ def test_two_writers_on_one_file_keep_one_chain(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     with AuditLog(path) as a, AuditLog(path) as b:
         for i in range(6):
-            (a if i % 2 else b).append(
-                "command_accepted", actor="platform:k1", reason="release", lane=f"c0{i}"
-            )
+            (a if i % 2 else b).append("command_accepted", actor="platform:k1", reason="release", lane=f"c0{i}")
     assert verify_log(path).entries == 6 and verify_log(path).ok
 
 
@@ -199,9 +195,7 @@ def test_rehashing_an_edited_entry_breaks_the_next_link(tmp_path: Path) -> None:
     entries = write_log(path, 4)
     forged = dict(entries[1], actor="tech:nobody")
     forged["hash"] = (
-        __import__("hashlib")
-        .sha256(canonical_json({k: v for k, v in forged.items() if k != "hash"}))
-        .hexdigest()
+        __import__("hashlib").sha256(canonical_json({k: v for k, v in forged.items() if k != "hash"})).hexdigest()
     )
     lines = lines_of(path)
     lines[1] = canonical_json(forged) + b"\n"
@@ -263,9 +257,7 @@ def test_truncation_needs_the_recorded_head(tmp_path: Path) -> None:
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_any_single_byte_change_is_caught(
-    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
-) -> None:
+def test_any_single_byte_change_is_caught(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
     path = tmp_path_factory.mktemp("mut") / "a.jsonl"
     write_log(path, 3)
     raw = path.read_bytes()

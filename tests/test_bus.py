@@ -35,8 +35,12 @@ async def three_gates() -> AsyncIterator[tuple[SerialSimHandle, list[Rs485Gate]]
     h = await start_gate(None, worlds=worlds, faults=faults)
     link = {**h.link, "bus": "test-bus"}
     gates = [
-        Rs485Gate(f"gate-{a}", DeviceConfig(backend="rs485", link=link, unit=a, timeout_s=WIRE_TIMEOUT_S),
-                  breaker_failures=3, breaker_cooldown_s=30.0)
+        Rs485Gate(
+            f"gate-{a}",
+            DeviceConfig(backend="rs485", link=link, unit=a, timeout_s=WIRE_TIMEOUT_S),
+            breaker_failures=3,
+            breaker_cooldown_s=30.0,
+        )
         for a in (1, 2, 3)
     ]
     for g in gates:
@@ -102,8 +106,13 @@ async def test_unplugged_adapter_comes_back_without_a_restart() -> None:
     faults = FaultInjector(seed=5)
     h = await start_gate(world, faults=faults)
     gate = Rs485Gate("gate-c1", DeviceConfig(backend="rs485", link=h.link, unit=1, timeout_s=0.2))
-    sup = Supervisor(gate, lambda d: d.status(), period=0.01, failures_to_offline=2,  # type: ignore[attr-defined]
-                     backoff=Backoff(initial=0.01, cap=0.05))
+    sup = Supervisor(
+        gate,
+        lambda d: d.status(),
+        period=0.01,
+        failures_to_offline=2,  # type: ignore[attr-defined]
+        backoff=Backoff(initial=0.01, cap=0.05),
+    )
     task = asyncio.create_task(sup.run(), name="supervise-gate")
     try:
         async with asyncio.timeout(GUARD_S):
@@ -134,8 +143,13 @@ async def test_stream_device_unplugged_and_replugged() -> None:
     faults = FaultInjector(seed=6)
     h = await start_weighbridge(world, faults=faults, settle_s=1.0)
     scale = SerialWeighbridge("scale-c1", DeviceConfig(backend="serial", link=h.link))
-    sup = Supervisor(scale, lambda d: d.read_weight(), period=0.01, failures_to_offline=1,  # type: ignore[attr-defined]
-                     backoff=Backoff(initial=0.01, cap=0.05))
+    sup = Supervisor(
+        scale,
+        lambda d: d.read_weight(),
+        period=0.01,
+        failures_to_offline=1,  # type: ignore[attr-defined]
+        backoff=Backoff(initial=0.01, cap=0.05),
+    )
     task = asyncio.create_task(sup.run(), name="supervise-scale")
     try:
         async with asyncio.timeout(GUARD_S):

@@ -21,8 +21,9 @@ SNAP_TIMEOUT_S = 2.0
 
 
 def _camera(source: str, timeout: float = SNAP_TIMEOUT_S) -> CameraDriver:
-    cfg = DeviceConfig.model_validate({"backend": "opencv", "link": {"kind": "camera", "source": source},
-                                       "timeout_s": timeout})
+    cfg = DeviceConfig.model_validate(
+        {"backend": "opencv", "link": {"kind": "camera", "source": source}, "timeout_s": timeout}
+    )
     dev = create("camera", "cam-t", cfg)
     assert isinstance(dev, CameraDriver)
     return dev

@@ -18,8 +18,12 @@ from portlane.drivers.errors import DeviceProtocolError
 from portlane.drivers.serial_link import DecodeStats, FrameError, crc16_modbus, drain
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "devices"
-DECODERS = [gate_rs485.decode_frame, board_serial.decode_frame, rfid_serial.decode_frame,
-            weighbridge_serial.decode_frame]
+DECODERS = [
+    gate_rs485.decode_frame,
+    board_serial.decode_frame,
+    rfid_serial.decode_frame,
+    weighbridge_serial.decode_frame,
+]
 
 
 def hx(b: bytes) -> str:
@@ -126,8 +130,10 @@ def test_weighbridge_resyncs_in_a_noisy_stream() -> None:
         ("gate-rs485.md", lambda: gate_rs485.encode_frame(2, gate_rs485.Cmd.ACK, b"\x01")),
         ("gate-rs485.md", lambda: gate_rs485.encode_frame(2, gate_rs485.Cmd.NAK, b"\x01\x01")),
         ("gate-rs485.md", lambda: gate_rs485.encode_frame(1, gate_rs485.Cmd.LOCK, b"\x01")),
-        ("gate-rs485.md", lambda: gate_rs485.encode_status(
-            1, GateStatus(GatePosition.OPEN, limit_open=True, cycles=1234), angle=90)),
+        (
+            "gate-rs485.md",
+            lambda: gate_rs485.encode_status(1, GateStatus(GatePosition.OPEN, limit_open=True, cycles=1234), angle=90),
+        ),
         ("led-board.md", lambda: board_serial.encode_clear(1)),
         ("led-board.md", lambda: board_serial.encode_line(1, 1, BoardColour.RED, "请停车 STOP")),
         ("led-board.md", lambda: board_serial.encode_line(1, 2, BoardColour.AMBER, "粤Z·AB12港")),
@@ -149,10 +155,22 @@ def test_hex_examples_in_the_docs_are_what_the_code_sends(name: str, example: ob
 
 gate_status = st.builds(
     lambda pos, lo, pc, loop, locked, fault, cycles: GateStatus(
-        pos, limit_open=lo and pos == GatePosition.OPEN, limit_closed=(not lo) and pos == GatePosition.CLOSED,
-        photocell_blocked=pc, loop_occupied=loop, locked=locked, fault_code=fault, cycles=cycles),
-    st.sampled_from(list(GatePosition)), st.booleans(), st.booleans(), st.booleans(), st.booleans(),
-    st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF),
+        pos,
+        limit_open=lo and pos == GatePosition.OPEN,
+        limit_closed=(not lo) and pos == GatePosition.CLOSED,
+        photocell_blocked=pc,
+        loop_occupied=loop,
+        locked=locked,
+        fault_code=fault,
+        cycles=cycles,
+    ),
+    st.sampled_from(list(GatePosition)),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFFFFFF),
 )
 
 
@@ -164,8 +182,12 @@ def test_gate_status_round_trip(addr: int, status: GateStatus, angle: int) -> No
     assert gate_rs485.status_from_frame(frame) == (status, angle)
 
 
-@given(addr=st.integers(0, 255), line=st.integers(1, 4), colour=st.sampled_from(list(BoardColour)),
-       text=st.text(st.characters(codec="utf-8", min_codepoint=0x20, exclude_characters="\x7f"), max_size=20))
+@given(
+    addr=st.integers(0, 255),
+    line=st.integers(1, 4),
+    colour=st.sampled_from(list(BoardColour)),
+    text=st.text(st.characters(codec="utf-8", min_codepoint=0x20, exclude_characters="\x7f"), max_size=20),
+)
 def test_board_line_round_trip(addr: int, line: int, colour: BoardColour, text: str) -> None:
     raw = board_serial.encode_line(addr, line, colour, text)
     frame, n = board_serial.decode_frame(raw)
@@ -174,8 +196,12 @@ def test_board_line_round_trip(addr: int, line: int, colour: BoardColour, text: 
     assert text.startswith(frame.text)  # equal unless truncated to 64 bytes
 
 
-@given(addr=st.integers(0, 255), epc=st.binary(min_size=1, max_size=26).map(lambda b: (b + b)[: 2 * len(b)]),
-       antenna=st.integers(1, 4), rssi=st.integers(-98, -2))
+@given(
+    addr=st.integers(0, 255),
+    epc=st.binary(min_size=1, max_size=26).map(lambda b: (b + b)[: 2 * len(b)]),
+    antenna=st.integers(1, 4),
+    rssi=st.integers(-98, -2),
+)
 def test_rfid_tag_round_trip(addr: int, epc: bytes, antenna: int, rssi: int) -> None:
     raw = rfid_serial.encode_tag(addr, epc.hex(), antenna=antenna, rssi_dbm=rssi)
     frame, n = rfid_serial.decode_frame(raw)

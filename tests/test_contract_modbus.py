@@ -47,8 +47,7 @@ class Rig:
 
 
 def _config(backend: str, link: dict[str, Any], **kw: Any) -> DeviceConfig:
-    return DeviceConfig.model_validate({"backend": backend, "link": link, "unit": 1,
-                                        "timeout_s": TX_TIMEOUT_S, **kw})
+    return DeviceConfig.model_validate({"backend": backend, "link": link, "unit": 1, "timeout_s": TX_TIMEOUT_S, **kw})
 
 
 @pytest.fixture(params=GATE_BACKENDS)
@@ -178,8 +177,9 @@ async def test_dead_slave_times_out(gate: Rig) -> None:
 
 
 async def test_server_goes_away_and_comes_back(gate: Rig) -> None:
-    sup = Supervisor(gate.device, lambda d: d.status(), period=0.01, failures_to_offline=1,
-                     backoff=Backoff(initial=0.01, cap=0.05))
+    sup = Supervisor(
+        gate.device, lambda d: d.status(), period=0.01, failures_to_offline=1, backoff=Backoff(initial=0.01, cap=0.05)
+    )
     async with asyncio.timeout(10), asyncio.TaskGroup() as tg:
         task = tg.create_task(sup.run(), name="supervisor")
         await sup.wait_health(DeviceHealth.ONLINE)
@@ -232,8 +232,9 @@ async def test_io_dead_module_times_out_and_recovers(io: Rig) -> None:
 
 @pytest.mark.parametrize("kind", ["gate", "io"])
 async def test_nobody_listening_is_unavailable(kind: str) -> None:
-    dev = create(kind, f"{kind}-x", _config("modbus_tcp", {"kind": "tcp", "host": "127.0.0.1",
-                                                           "port": free_tcp_port()}))
+    dev = create(
+        kind, f"{kind}-x", _config("modbus_tcp", {"kind": "tcp", "host": "127.0.0.1", "port": free_tcp_port()})
+    )
     with pytest.raises(DeviceUnavailableError):
         await dev.connect()
     assert dev.counters["unavailable"] == 1

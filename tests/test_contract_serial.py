@@ -141,8 +141,9 @@ async def test_board_write_is_shown_in_the_world(world: LaneWorld) -> None:
         assert isinstance(board, SerialBoard)
         async with board:
             async with asyncio.timeout(GUARD_S):
-                await board.show([BoardLine("请停车 STOP", BoardColour.RED),
-                                  BoardLine("粤Z·AB12港", BoardColour.AMBER)])
+                await board.show(
+                    [BoardLine("请停车 STOP", BoardColour.RED), BoardLine("粤Z·AB12港", BoardColour.AMBER)]
+                )
                 assert world.board == [("请停车 STOP", "red"), ("粤Z·AB12港", "amber")]
                 await board.show([BoardLine("Proceed to scanner 前往查验", BoardColour.GREEN)])
                 assert world.board == [("Proceed to scanner 前往查验", "green")]
@@ -206,13 +207,26 @@ def _serial_site() -> dict[str, object]:
         return {
             "id": lane_id,
             "devices": {
-                "gate": {"backend": "rs485", "unit": unit,
-                         "link": {"kind": "serial", "url": "/dev/serial/by-id/GATE", "bus": "shared-485"}},
+                "gate": {
+                    "backend": "rs485",
+                    "unit": unit,
+                    "link": {"kind": "serial", "url": "/dev/serial/by-id/GATE", "bus": "shared-485"},
+                },
                 "board": {"backend": "serial", "link": {"kind": "serial", "url": f"/dev/serial/by-id/B-{lane_id}"}},
-                "rfid": {"backend": "serial",
-                         "link": {"kind": "serial", "url": f"/dev/serial/by-id/R-{lane_id}", "baudrate": 115200}},
-                "weighbridge": {"backend": "serial", "link": {"kind": "serial", "url": f"/dev/serial/by-id/W-{lane_id}",
-                                                              "baudrate": 9600, "bytesize": 7, "parity": "E"}},
+                "rfid": {
+                    "backend": "serial",
+                    "link": {"kind": "serial", "url": f"/dev/serial/by-id/R-{lane_id}", "baudrate": 115200},
+                },
+                "weighbridge": {
+                    "backend": "serial",
+                    "link": {
+                        "kind": "serial",
+                        "url": f"/dev/serial/by-id/W-{lane_id}",
+                        "baudrate": 9600,
+                        "bytesize": 7,
+                        "parity": "E",
+                    },
+                },
             },
         }
 
@@ -230,8 +244,10 @@ async def test_start_site_serves_every_serial_device_and_shares_the_rs485_bus() 
         assert lanes["c1"]["gate"]["url"] == lanes["c2"]["gate"]["url"]  # one line, two addresses
         assert lanes["c1"]["gate"]["bus"] == "shared-485"
         assert lanes["c1"]["weighbridge"]["bytesize"] == 8  # ptys carry bytes, not line settings
-        gates = [Rs485Gate(f"gate-{lane_id}", DeviceConfig(backend="rs485", link=lanes[lane_id]["gate"], unit=unit))
-                 for lane_id, unit in (("c1", 1), ("c2", 2))]
+        gates = [
+            Rs485Gate(f"gate-{lane_id}", DeviceConfig(backend="rs485", link=lanes[lane_id]["gate"], unit=unit))
+            for lane_id, unit in (("c1", 1), ("c2", 2))
+        ]
         board = SerialBoard("board-c2", DeviceConfig(backend="serial", link=lanes["c2"]["board"]))
         async with gates[0], gates[1], board, asyncio.timeout(GUARD_S):
             assert gates[0].bus is gates[1].bus

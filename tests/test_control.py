@@ -40,9 +40,19 @@ def sockdir(monkeypatch: pytest.MonkeyPatch):
 
 def _status(lane: str, *, in_service: bool = True) -> dict[str, Any]:
     return {
-        "lane": lane, "in_service": in_service, "stage": "IDLE", "passage_id": None,
-        "devices": {"gate": {"health": "online", "backend": "rs485", "link": "/dev/ttyGATE",
-                             "last_error": None, "counters": {"tx": 10, "rx": 10}}},
+        "lane": lane,
+        "in_service": in_service,
+        "stage": "IDLE",
+        "passage_id": None,
+        "devices": {
+            "gate": {
+                "health": "online",
+                "backend": "rs485",
+                "link": "/dev/ttyGATE",
+                "last_error": None,
+                "counters": {"tx": 10, "rx": 10},
+            }
+        },
         "outbox": {"depth": 2, "oldest_age_s": 1.5, "dropped": 0},
     }
 
@@ -62,8 +72,11 @@ class FakeDaemon:
             return {}
 
         async def status(req: dict[str, Any]) -> dict[str, Any]:
-            return {"site": "zhuhai-hzmb-cargo", "broker": {"url": "mqtt://127.0.0.1:1", "connected": True},
-                    "lanes": [_status(lane) for lane in self.lanes]}
+            return {
+                "site": "zhuhai-hzmb-cargo",
+                "broker": {"url": "mqtt://127.0.0.1:1", "connected": True},
+                "lanes": [_status(lane) for lane in self.lanes],
+            }
 
         async def devices(req: dict[str, Any]) -> dict[str, Any]:
             return {"lanes": [{"lane": lane, "devices": _status(lane)["devices"]} for lane in self.lanes]}
@@ -77,8 +90,15 @@ class FakeDaemon:
                 return {"ok": False, "error": "broker unreachable with the new configuration; rolled back"}
             return {}
 
-        return {"status": status, "devices": devices, "gate": record, "board": record, "lane_service": record,
-                "config": config, "config_apply": config_apply}
+        return {
+            "status": status,
+            "devices": devices,
+            "gate": record,
+            "board": record,
+            "lane_service": record,
+            "config": config,
+            "config_apply": config_apply,
+        }
 
 
 async def cli(*argv: str) -> int:
@@ -117,7 +137,7 @@ async def test_round_trip_permissions_and_errors(sockdir: Path) -> None:
 
         # malformed lines get an error line each; the connection stays usable
         reader, writer = await asyncio.open_unix_connection(str(path))
-        writer.write(b"not json\n[1]\n{\"op\":\"echo\",\"x\":3}\n")
+        writer.write(b'not json\n[1]\n{"op":"echo","x":3}\n')
         answers = [json.loads(await reader.readline()) for _ in range(3)]
         writer.close()
         await writer.wait_closed()
@@ -180,15 +200,47 @@ async def test_gate_open_needs_operator_reason_and_confirmation(sockdir: Path, c
         assert await cli("gate", "open", "--lane", "c1", "--yes", "--operator", "tech:li", "--socket", path) == 2
         assert "--operator NAME and --reason TEXT" in capsys.readouterr().err
         # the audit module's rules apply here too: a reason of a few characters is not one
-        assert await cli("gate", "open", "--lane", "c1", "--yes", "--operator", "tech:li",
-                         "--reason", "x", "--socket", path) == 2
+        assert (
+            await cli(
+                "gate", "open", "--lane", "c1", "--yes", "--operator", "tech:li", "--reason", "x", "--socket", path
+            )
+            == 2
+        )
         # no --yes and no terminal to ask on (stdin is not a tty under pytest)
-        assert await cli("gate", "open", "--lane", "c1", "--operator", "tech:li",
-                         "--reason", "barrier stuck, truck waiting", "--socket", path) == 2
+        assert (
+            await cli(
+                "gate",
+                "open",
+                "--lane",
+                "c1",
+                "--operator",
+                "tech:li",
+                "--reason",
+                "barrier stuck, truck waiting",
+                "--socket",
+                path,
+            )
+            == 2
+        )
         assert daemon.calls == []
         capsys.readouterr()
-        assert await cli("gate", "open", "--lane", "c1", "--yes", "--operator", "tech:li",
-                         "--reason", "barrier stuck, truck waiting", "--socket", path, "--json") == 0
+        assert (
+            await cli(
+                "gate",
+                "open",
+                "--lane",
+                "c1",
+                "--yes",
+                "--operator",
+                "tech:li",
+                "--reason",
+                "barrier stuck, truck waiting",
+                "--socket",
+                path,
+                "--json",
+            )
+            == 0
+        )
     assert json.loads(capsys.readouterr().out) == {"ok": True}
     [call] = daemon.calls
     assert call["op"] == "gate" and call["lane"] == "c1" and call["action"] == "open"
@@ -198,8 +250,10 @@ async def test_gate_open_needs_operator_reason_and_confirmation(sockdir: Path, c
 
 async def test_acting_commands_route_to_the_daemon_of_the_lane(sockdir: Path) -> None:
     d1, d2 = FakeDaemon("c1"), FakeDaemon("c2")
-    async with ControlServer(sockdir / "lane-c1.sock", d1.handlers()), \
-            ControlServer(sockdir / "lane-c2.sock", d2.handlers()):
+    async with (
+        ControlServer(sockdir / "lane-c1.sock", d1.handlers()),
+        ControlServer(sockdir / "lane-c2.sock", d2.handlers()),
+    ):
         who = ("--operator", "tech:li", "--reason", "lane maintenance window", "--yes")
         assert await cli("lane", "close", "c2", *who) == 0
         assert await cli("board", "say", "--lane", "c1", "请稍候 / please wait", *who) == 0
@@ -209,8 +263,10 @@ async def test_acting_commands_route_to_the_daemon_of_the_lane(sockdir: Path) ->
 
 
 async def test_status_json_merges_daemons(sockdir: Path, capsys) -> None:
-    async with ControlServer(sockdir / "lane-c1.sock", FakeDaemon("c1").handlers()), \
-            ControlServer(sockdir / "lane-c2.sock", FakeDaemon("c2").handlers()):
+    async with (
+        ControlServer(sockdir / "lane-c1.sock", FakeDaemon("c1").handlers()),
+        ControlServer(sockdir / "lane-c2.sock", FakeDaemon("c2").handlers()),
+    ):
         assert await cli("status", "--json") == 0
         out = json.loads(capsys.readouterr().out)
         assert out["ok"] and out["site"] == "zhuhai-hzmb-cargo" and out["broker"]["connected"]
@@ -243,7 +299,7 @@ async def test_config_diff_and_apply(sockdir: Path, tmp_path: Path, capsys) -> N
         assert await cli("config", "diff", str(DEMO_SITE), "--socket", path) == 0
         assert await cli("config", "diff", str(changed), "--socket", path, "--json") == 1
         out = capsys.readouterr().out
-        diff = json.loads(out[out.index("{"):])["diff"]
+        diff = json.loads(out[out.index("{") :])["diff"]
         assert "-  decision_timeout_s: 120" in diff and "+  decision_timeout_s: 90" in diff
         assert "change-me" not in diff and "change-me" not in out  # secrets redacted
         assert await cli("config", "apply", str(broken), *who) == 2  # refused locally, never sent
@@ -280,8 +336,21 @@ def test_serial_sniff_decodes_gate_frames_on_a_pty() -> None:
     gate = pytest.importorskip("portlane.drivers.gate_rs485")
     master, slave = os.openpty()
     frames = [gate.encode_frame(1, 0x10), gate.encode_frame(1, 0x01)]
-    argv = [sys.executable, "-m", "portlane.edge", "serial", "sniff", os.ttyname(slave),
-            "--protocol", "gate-rs485", "--count", "3", "--timeout", "10", "--json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "portlane.edge",
+        "serial",
+        "sniff",
+        os.ttyname(slave),
+        "--protocol",
+        "gate-rs485",
+        "--count",
+        "3",
+        "--timeout",
+        "10",
+        "--json",
+    ]
     # This test process holds the port open, as a daemon would: refused without --force.
     refused = subprocess.run(argv, capture_output=True, text=True, timeout=20)
     assert refused.returncode == 2 and f"in use by pid {os.getpid()}" in refused.stderr
@@ -317,13 +386,29 @@ async def test_modbus_write_then_read_a_simulated_io_module(sockdir: Path, capsy
     async with await start_io(LaneWorld("t1")) as sim:
         target = ("--host", "127.0.0.1", "--port", str(sim.link["port"]), "--unit", "1")
         # writing bypasses the daemon: operator and reason are required all the same
-        assert await cli("modbus", "write", *target, "--table", "coil", "--address", "0", "0", "0", "1",
-                         "--yes") == 2
-        assert await cli("modbus", "write", *target, "--table", "coil", "--address", "0", "0", "0", "1",
-                         "--yes", "--operator", "tech:li", "--reason", "lamp test, green") == 0
+        assert await cli("modbus", "write", *target, "--table", "coil", "--address", "0", "0", "0", "1", "--yes") == 2
+        assert (
+            await cli(
+                "modbus",
+                "write",
+                *target,
+                "--table",
+                "coil",
+                "--address",
+                "0",
+                "0",
+                "0",
+                "1",
+                "--yes",
+                "--operator",
+                "tech:li",
+                "--reason",
+                "lamp test, green",
+            )
+            == 0
+        )
         capsys.readouterr()
-        assert await cli("modbus", "read", *target, "--table", "coil", "--address", "0", "--count", "3",
-                         "--json") == 0
+        assert await cli("modbus", "read", *target, "--table", "coil", "--address", "0", "--count", "3", "--json") == 0
         out = json.loads(capsys.readouterr().out)
         assert out["values"] == [0, 0, 1] and out["table"] == "coil"
         assert await cli("modbus", "read", *target, "--table", "hr", "--address", "90", "--json") == 1
@@ -337,10 +422,31 @@ def test_events_tail_filters_by_lane_and_stops_after_count(broker) -> None:
 
     import paho.mqtt.client as mqtt
 
-    argv = [sys.executable, "-m", "portlane.edge", "events", "tail", "--broker", broker.url,
-            "--site", "zhuhai-hzmb-cargo", "--lane", "c1", "--count", "2", "--timeout", "15", "--json"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PORTLANE_RUN_DIR": "/nonexistent"})
+    argv = [
+        sys.executable,
+        "-m",
+        "portlane.edge",
+        "events",
+        "tail",
+        "--broker",
+        broker.url,
+        "--site",
+        "zhuhai-hzmb-cargo",
+        "--lane",
+        "c1",
+        "--count",
+        "2",
+        "--timeout",
+        "15",
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PORTLANE_RUN_DIR": "/nonexistent"},
+    )
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     try:
         assert proc.stderr is not None
@@ -362,11 +468,14 @@ def test_events_tail_filters_by_lane_and_stops_after_count(broker) -> None:
     assert proc.returncode == 0, err
     events = [json.loads(x) for x in out.splitlines()]
     assert [(e["lane"], e["type"], e["payload"]["seq"]) for e in events] == [
-        ("c1", "vehicle.arrived", 7), ("c1", "gate.opened", 8)]
+        ("c1", "vehicle.arrived", 7),
+        ("c1", "gate.opened", 8),
+    ]
 
 
 async def test_events_tail_unreachable_broker_is_exit_3(sockdir: Path) -> None:
     from portlane.edge.demo.broker import free_port
 
-    assert await cli("events", "tail", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--site", "s",
-                     "--count", "1") == 3
+    assert (
+        await cli("events", "tail", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--site", "s", "--count", "1") == 3
+    )

@@ -19,8 +19,13 @@ pytestmark = pytest.mark.slow
 
 def _demo(*args: str) -> dict:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    res = subprocess.run([sys.executable, "-m", "portlane.edge", "demo", *args, "--json"],
-                         capture_output=True, text=True, timeout=600, env=env)
+    res = subprocess.run(
+        [sys.executable, "-m", "portlane.edge", "demo", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     lines = [x for x in res.stdout.splitlines() if x.strip()]
     assert len(lines) == 1, f"expected exactly one JSON line on stdout, got {res.stdout!r}\n{res.stderr[-3000:]}"
     summary: dict = json.loads(lines[0])

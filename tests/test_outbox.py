@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
 from portlane.edge.contract.topics import Topics
-from portlane.edge.errors import OutboxError
 from portlane.edge.delivery.mqtt import MqttLink
-from portlane.edge.demo.observer import EventObserver
 from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.delivery.sender import OutboxSender
+from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
+from portlane.edge.demo.observer import EventObserver
+from portlane.edge.errors import OutboxError
 
 PUMP = Path(__file__).with_name("pump.py")
 

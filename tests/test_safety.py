@@ -40,8 +40,9 @@ EXAMPLES = 300
 class LaneMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.logic = LaneLogic("c1", agencies=AGENCIES, has_scanner=True,
-                               timeouts=LaneTimeouts(identify_s=5, decision_s=30, exit_s=20))
+        self.logic = LaneLogic(
+            "c1", agencies=AGENCIES, has_scanner=True, timeouts=LaneTimeouts(identify_s=5, decision_s=30, exit_s=20)
+        )
         self.now = 1000.0
         self.s = Sensors()
         self.vehicle: str | None = None  # where the vehicle is: entry, position, under, exit
@@ -182,8 +183,7 @@ class LaneMachine(RuleBasedStateMachine):
         if p is not None:
             self.apply(self.logic.on_identified(p.id, Identity(plates=plates, confidence=0.9), self.now))
 
-    @rule(agency=st.sampled_from((*AGENCIES, "maritime")), verdict=st.sampled_from(VERDICTS),
-          stale=st.booleans())
+    @rule(agency=st.sampled_from((*AGENCIES, "maritime")), verdict=st.sampled_from(VERDICTS), stale=st.booleans())
     def decision(self, agency: str, verdict: str, stale: bool) -> None:
         p = self.logic.passage
         pid = "stale-passage" if stale or p is None else p.id
@@ -240,9 +240,14 @@ def _run(examples: int = EXAMPLES) -> None:
         LaneMachine,
         # derandomize: the same examples on every machine, so CI is reproducible and a mutant
         # that is caught here is caught everywhere (no dependence on a local example database).
-        settings=settings(max_examples=examples, stateful_step_count=60, deadline=None, derandomize=True,
-                          database=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]),
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=60,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
     )
 
 
@@ -250,15 +255,27 @@ def test_lane_safety_invariants() -> None:
     _run()
 
 
-def _release_on_any(self: LaneLogic, passage_id: Any, agency: str, decision: str, *, nonce: str,
-                    now: float) -> Any:
+def _release_on_any(self: LaneLogic, passage_id: Any, agency: str, decision: str, *, nonce: str, now: float) -> Any:
     """Mutant: releases as soon as one agency releases (removes the joint-release guard)."""
     p = self.passage
     if p is None or p.id != passage_id or agency not in self.agencies:
         return False, "stale_passage", []
     if decision == "release" and p.stage.value in ("awaiting_decision", "awaiting_verdicts"):
-        return True, None, [self._publish("passage.decided", passage_id=p.id, agency=agency, decision=decision,
-                                          phase=p.phase, command_nonce=nonce), *self._release(now)]
+        return (
+            True,
+            None,
+            [
+                self._publish(
+                    "passage.decided",
+                    passage_id=p.id,
+                    agency=agency,
+                    decision=decision,
+                    phase=p.phase,
+                    command_nonce=nonce,
+                ),
+                *self._release(now),
+            ],
+        )
     return ORIGINAL_DECISION(self, passage_id, agency, decision, nonce=nonce, now=now)
 
 

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.config import parse_site
 from portlane.edge.delivery.mqtt import MqttLink
+from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.demo.observer import EventObserver
 from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.sim_devices.scanner import PlcState, ScannerWorld, start_scanner
@@ -27,13 +26,32 @@ SITE = "t-site"
 
 def _site(link: dict[str, Any], policy: str) -> Any:
     dummy = {"backend": "modbus_tcp", "link": {"kind": "tcp", "host": "127.0.0.1", "port": 9}}
-    lanes = [{"id": lid, "kind": "cargo", "agencies": ["customs"], "scanner": "xray-1",
-              "devices": {"gate": dummy, "io": dummy}} for lid in ("c1", "c2", "c3")]
-    return parse_site({
-        "site": {"id": SITE, "name": "test"}, "agencies": ["customs"], "lanes": lanes,
-        "scanners": [{"id": "xray-1", "lanes": ["c1", "c2", "c3"], "fault_policy": policy, "scan_timeout_s": 20,
-                      "device": {"backend": "modbus_tcp", "link": link, "poll_s": 0.02}}],
-    })
+    lanes = [
+        {
+            "id": lid,
+            "kind": "cargo",
+            "agencies": ["customs"],
+            "scanner": "xray-1",
+            "devices": {"gate": dummy, "io": dummy},
+        }
+        for lid in ("c1", "c2", "c3")
+    ]
+    return parse_site(
+        {
+            "site": {"id": SITE, "name": "test"},
+            "agencies": ["customs"],
+            "lanes": lanes,
+            "scanners": [
+                {
+                    "id": "xray-1",
+                    "lanes": ["c1", "c2", "c3"],
+                    "fault_policy": policy,
+                    "scan_timeout_s": 20,
+                    "device": {"backend": "modbus_tcp", "link": link, "poll_s": 0.02},
+                }
+            ],
+        }
+    )
 
 
 @pytest.fixture
@@ -54,9 +72,15 @@ async def rig(broker: BrokerProcess, tmp_path: Path, request: pytest.FixtureRequ
 
     async def request_scan(lane: str, pid: str) -> None:
         seq["n"] += 1
-        env = {"specversion": "1.0", "id": f"{SITE}/{lane}/{seq['n']}", "source": f"portlane://{SITE}/{lane}",
-               "type": "portlane.inspection.requested", "time": "2026-11-23T00:00:00.000Z", "seq": seq["n"],
-               "data": {"passage_id": pid, "lane": lane, "method": "xray", "priority": 0, "vehicle_ref": "CSQU3054383"}}
+        env = {
+            "specversion": "1.0",
+            "id": f"{SITE}/{lane}/{seq['n']}",
+            "source": f"portlane://{SITE}/{lane}",
+            "type": "portlane.inspection.requested",
+            "time": "2026-11-23T00:00:00.000Z",
+            "seq": seq["n"],
+            "data": {"passage_id": pid, "lane": lane, "method": "xray", "priority": 0, "vehicle_ref": "CSQU3054383"},
+        }
         await lane_link.publish(f"portlane/v1/{SITE}/{lane}/event/inspection.requested", json.dumps(env).encode())
 
     def scan_events(kind: str) -> list[dict[str, Any]]:
@@ -76,8 +100,11 @@ async def test_scans_one_vehicle_at_a_time_and_shares_the_result(rig: dict[str, 
         await rig["request"](lane, pid)
     obs = rig["obs"]
     await obs.wait_for(lambda: len(rig["events"]("completed")) == 3, timeout=30)
-    order = [(e["type"].removeprefix("portlane.scan."), e["data"]["passage_id"]) for e in obs.events
-             if e["type"] in ("portlane.scan.started", "portlane.scan.completed")]
+    order = [
+        (e["type"].removeprefix("portlane.scan."), e["data"]["passage_id"])
+        for e in obs.events
+        if e["type"] in ("portlane.scan.started", "portlane.scan.completed")
+    ]
     # started/completed strictly alternate: never two vehicles under the beam.
     assert [k for k, _p in order] == ["started", "completed"] * 3
     assert {e["lane"] for e in rig["events"]("completed")} == {"c1", "c2", "c3"}
@@ -106,8 +133,7 @@ async def test_plc_fault_diverts_the_scanned_and_the_queued(rig: dict[str, Any])
         await rig["request"](lane, pid)
     obs = rig["obs"]
     # All three requests must have reached the daemon (one scanning, two queued) before the fault.
-    await obs.wait_for(lambda: len(rig["events"]("started")) == 1 and len(rig["events"]("queued")) == 3,
-                       timeout=10)
+    await obs.wait_for(lambda: len(rig["events"]("started")) == 1 and len(rig["events"]("queued")) == 3, timeout=10)
     world.inject_fault()
     await obs.wait_for(lambda: len(rig["events"]("failed")) == 3, timeout=20)
     assert {e["passage_id"] for e in rig["events"]("failed")} == {"p1", "p2", "p3"}

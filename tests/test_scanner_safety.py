@@ -23,8 +23,14 @@ from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus
 from portlane.drivers.errors import DeviceFaultError
 from portlane.edge.scanner.daemon import ScanQueue
 
-SETTINGS = settings(max_examples=200, stateful_step_count=40, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=200,
+    stateful_step_count=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 class InterlockFreePlc(ScannerDriver):

@@ -65,12 +65,25 @@ def test_service_hardening(name: str) -> None:
     u = parse_unit(SYSTEMD / name)
     s = "Service"
     expected = {
-        "User": "portlane", "Group": "portlane", "ProtectSystem": "strict", "StateDirectory": "portlane",
-        "RuntimeDirectory": "portlane", "RuntimeDirectoryPreserve": "yes", "NoNewPrivileges": "yes",
-        "CapabilityBoundingSet": "", "AmbientCapabilities": "", "PrivateTmp": "yes", "ProtectHome": "yes",
-        "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6", "ProtectKernelModules": "yes",
-        "ProtectKernelTunables": "yes", "ProtectControlGroups": "yes", "RestrictSUIDSGID": "yes",
-        "LockPersonality": "yes", "SystemCallArchitectures": "native", "RuntimeDirectoryMode": "0750",
+        "User": "portlane",
+        "Group": "portlane",
+        "ProtectSystem": "strict",
+        "StateDirectory": "portlane",
+        "RuntimeDirectory": "portlane",
+        "RuntimeDirectoryPreserve": "yes",
+        "NoNewPrivileges": "yes",
+        "CapabilityBoundingSet": "",
+        "AmbientCapabilities": "",
+        "PrivateTmp": "yes",
+        "ProtectHome": "yes",
+        "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+        "ProtectKernelModules": "yes",
+        "ProtectKernelTunables": "yes",
+        "ProtectControlGroups": "yes",
+        "RestrictSUIDSGID": "yes",
+        "LockPersonality": "yes",
+        "SystemCallArchitectures": "native",
+        "RuntimeDirectoryMode": "0750",
         "UMask": "0007",
     }
     for key, value in expected.items():
@@ -100,11 +113,17 @@ def test_lane_unit_runs_the_lane_named_by_the_instance() -> None:
 def test_target_sysusers_and_udev() -> None:
     t = parse_unit(SYSTEMD / "portlane.target")
     assert one(t, "Install", "WantedBy") == "multi-user.target"
-    sysusers = [line.split() for line in (SYSTEMD / "sysusers.d" / "portlane.conf").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    sysusers = [
+        line.split()
+        for line in (SYSTEMD / "sysusers.d" / "portlane.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert sysusers[0][:2] == ["u", "portlane"] and ["m", "portlane", "dialout"] in sysusers
-    rules = [line for line in (SYSTEMD / "99-portlane-serial.rules").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    rules = [
+        line
+        for line in (SYSTEMD / "99-portlane-serial.rules").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert rules and all("==" in r for r in rules)
     assert all('SYMLINK+="portlane/' in r for r in rules if 'SUBSYSTEM=="tty"' in r)
 
@@ -115,9 +134,14 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     for f in [*SERVICES, "portlane.target"]:
         text = (SYSTEMD / f).read_text(encoding="utf-8").replace(BINARY, "/bin/true")
         (tmp_path / f).write_text(text, encoding="utf-8")
-    units = [tmp_path / "portlane-lane@c1.service", tmp_path / "portlane-scanner@xray-1.service",
-             tmp_path / "portlane-recognition.service", tmp_path / "portlane.target"]
-    res = subprocess.run(["systemd-analyze", "verify", "--man=no", *map(str, units)],
-                         capture_output=True, text=True, timeout=60)
+    units = [
+        tmp_path / "portlane-lane@c1.service",
+        tmp_path / "portlane-scanner@xray-1.service",
+        tmp_path / "portlane-recognition.service",
+        tmp_path / "portlane.target",
+    ]
+    res = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *map(str, units)], capture_output=True, text=True, timeout=60
+    )
     # Unknown keys and bad values are only warnings (exit 0): any output at all is a failure.
     assert res.returncode == 0 and res.stderr.strip() == "" and res.stdout.strip() == "", res.stderr

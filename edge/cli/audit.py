@@ -58,9 +58,7 @@ def register_keys(sub: Any) -> None:
     p = sub.add_parser("keys", help="Ed25519 keys for signed commands")
     ksub = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     g = ksub.add_parser("generate", help="print a new key pair (base64) for a site configuration")
-    g.add_argument(
-        "--id", default="platform-key", help="key id to put in platform.keys (default platform-key)"
-    )
+    g.add_argument("--id", default="platform-key", help="key id to put in platform.keys (default platform-key)")
     g.add_argument("--json", action="store_true", help="machine-readable output")
     g.set_defaults(func=run_keys_generate)
 
@@ -122,8 +120,7 @@ def run_show(args: argparse.Namespace) -> int:
         rows = rows[-args.last :]
     if args.json:
         out = [
-            e.model_dump() if e else {"line": i, "unparseable": raw.decode("utf-8", "replace")}
-            for i, e, raw in rows
+            e.model_dump() if e else {"line": i, "unparseable": raw.decode("utf-8", "replace")} for i, e, raw in rows
         ]
         print(json.dumps(out, ensure_ascii=False))
         return EXIT_OK
@@ -138,9 +135,7 @@ def run_show(args: argparse.Namespace) -> int:
         table.add_column(col, overflow="fold")
     for i, e, raw in rows:
         if e is None:
-            table.add_row(
-                str(i), "", "[red]unparseable[/red]", "", "", raw.decode("utf-8", "replace")[:80], ""
-            )
+            table.add_row(str(i), "", "[red]unparseable[/red]", "", "", raw.decode("utf-8", "replace")[:80], "")
         else:
             table.add_row(
                 str(e.n),

@@ -22,8 +22,9 @@ def register(sub: Any) -> None:
 def report_config_error(exc: Any, *, as_json: bool) -> int:
     """Print a ConfigError the way every command does (file, key path, reason); return exit 2."""
     if as_json:
-        print(json.dumps({"file": exc.file, "ok": False,
-                          "problems": [{"key": k, "reason": r} for k, r in exc.problems]}))
+        print(
+            json.dumps({"file": exc.file, "ok": False, "problems": [{"key": k, "reason": r} for k, r in exc.problems]})
+        )
     else:
         print(str(exc), file=sys.stderr)
     return EXIT_USAGE

@@ -31,8 +31,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from portlane.edge.ops.daemons import main_lane, main_recognition, main_scanner
     from portlane.edge.errors import ConfigError
+    from portlane.edge.ops.daemons import main_lane, main_recognition, main_scanner
 
     try:
         if args.daemon_kind == "recognition":

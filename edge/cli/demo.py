@@ -19,13 +19,25 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--broker", metavar="URL", help="use this broker (mqtt://HOST:PORT) instead of the embedded one")
     p.add_argument("--inspect-ratio", type=float, default=0.25, help="share of cargo vehicles sent to X-ray")
-    p.add_argument("--inject-forged", type=int, default=0, metavar="K",
-                   help="send K forged/replayed/expired/misdirected commands during the run")
-    p.add_argument("--time-factor", type=float, default=0.1,
-                   help="physical time scale: 1.0 = real time (a scan takes 10–40 s), default 0.1")
+    p.add_argument(
+        "--inject-forged",
+        type=int,
+        default=0,
+        metavar="K",
+        help="send K forged/replayed/expired/misdirected commands during the run",
+    )
+    p.add_argument(
+        "--time-factor",
+        type=float,
+        default=0.1,
+        help="physical time scale: 1.0 = real time (a scan takes 10–40 s), default 0.1",
+    )
     p.add_argument("--site", type=Path, default=None, help="site file (default: the HZMB Zhuhai cargo site)")
-    p.add_argument("--ocr", action="store_true",
-                   help="identify vehicles from the simulated cameras with the on-edge OCR (slower; CPU-bound)")
+    p.add_argument(
+        "--ocr",
+        action="store_true",
+        help="identify vehicles from the simulated cameras with the on-edge OCR (slower; CPU-bound)",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON summary object on stdout")
     p.set_defaults(func=run)
@@ -42,27 +54,40 @@ def _table(run: Any) -> Any:
         w = run.worlds[lid]
         bad = [n for n, x in st["devices"].items() if x["health"] != "online"]
         t.add_row(
-            lid, st["stage"], (st["passage_id"] or "")[-12:],
+            lid,
+            st["stage"],
+            (st["passage_id"] or "")[-12:],
             ",".join(w.vehicle.plates) if w.vehicle else "",
             f"{w.arm_angle:3.0f}°",
             "[green]all online[/]" if not bad else f"[red]{','.join(bad)}[/]",
-            str(st["outbox"]["depth"]), str(st["outbox"]["last_seq"]),
+            str(st["outbox"]["depth"]),
+            str(st["outbox"]["last_seq"]),
         )
     obs = run.observer
     done = sum(1 for e in obs.events if e["type"] == "portlane.passage.completed") if obs else 0
     sc = run.scanner
-    t.caption = (f"passages {done}/{run.plan.total} · events on broker {obs.received if obs else 0} · "
-                 f"scanner queue {len(sc.queue) if sc else 0}, scans {sc.scans if sc else 0}")
+    t.caption = (
+        f"passages {done}/{run.plan.total} · events on broker {obs.received if obs else 0} · "
+        f"scanner queue {len(sc.queue) if sc else 0}, scans {sc.scans if sc else 0}"
+    )
     return t
 
 
 def run(args: argparse.Namespace) -> int:
     from portlane.edge.demo.run import DEFAULT_SITE, DemoOptions, run_demo
 
-    opts = DemoOptions(lanes=args.lanes, vehicles=args.vehicles, seed=args.seed, broker=args.broker,
-                       time_factor=args.time_factor, inspect_ratio=args.inspect_ratio,
-                       inject_forged=args.inject_forged, site_file=args.site or DEFAULT_SITE,
-                       timeout_s=args.timeout, recognition=args.ocr)
+    opts = DemoOptions(
+        lanes=args.lanes,
+        vehicles=args.vehicles,
+        seed=args.seed,
+        broker=args.broker,
+        time_factor=args.time_factor,
+        inspect_ratio=args.inspect_ratio,
+        inject_forged=args.inject_forged,
+        site_file=args.site or DEFAULT_SITE,
+        timeout_s=args.timeout,
+        recognition=args.ocr,
+    )
     live_view = not args.json and sys.stdout.isatty()
     if live_view:
         from rich.console import Console
@@ -87,9 +112,22 @@ def _print_summary(s: dict[str, Any]) -> None:
 
     c = Console()
     t = Table(title="summary", show_header=False)
-    for k in ("passages", "released", "diverted", "inspected", "scans", "scanner_utilisation", "events_published",
-              "events_received", "events_lost", "duplicates", "rejected_commands", "identity_corrections",
-              "invariant_violations", "wall_s"):
+    for k in (
+        "passages",
+        "released",
+        "diverted",
+        "inspected",
+        "scans",
+        "scanner_utilisation",
+        "events_published",
+        "events_received",
+        "events_lost",
+        "duplicates",
+        "rejected_commands",
+        "identity_corrections",
+        "invariant_violations",
+        "wall_s",
+    ):
         t.add_row(k, str(s[k]))
     c.print(t)
     st = Table(title="stage times from arrival (ms, simulated time × time factor)")

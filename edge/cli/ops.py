@@ -68,8 +68,20 @@ SNIFF_PROTOCOLS = {
     "modbus-rtu": None,  # decoded here: unit, function, CRC
 }
 KEY_PACKAGES = (
-    "portlane", "pydantic", "PyYAML", "pyserial", "pymodbus", "paho-mqtt", "aiomqtt", "amqtt",
-    "prometheus-client", "cryptography", "rich", "numpy", "onnxruntime", "opencv-python-headless",
+    "portlane",
+    "pydantic",
+    "PyYAML",
+    "pyserial",
+    "pymodbus",
+    "paho-mqtt",
+    "aiomqtt",
+    "amqtt",
+    "prometheus-client",
+    "cryptography",
+    "rich",
+    "numpy",
+    "onnxruntime",
+    "opencv-python-headless",
 )
 
 
@@ -108,13 +120,16 @@ def register(sub: Any) -> None:
         t = es.add_parser("tail", help="print events as they are published")
         t.add_argument("--lane", default="+", help="lane id (default: all)")
         t.add_argument("--type", default=None, help="event type, e.g. vehicle.identified (default: all)")
-        t.add_argument("--site", dest="site_id", default=None,
-                       help="site id (default: from the running daemon, else all)")
-        t.add_argument("--broker", default=None,
-                       help=f"mqtt://HOST:PORT (default: the daemon's, else {DEFAULT_BROKER})")
+        t.add_argument(
+            "--site", dest="site_id", default=None, help="site id (default: from the running daemon, else all)"
+        )
+        t.add_argument(
+            "--broker", default=None, help=f"mqtt://HOST:PORT (default: the daemon's, else {DEFAULT_BROKER})"
+        )
         t.add_argument("--username", default=None)
-        t.add_argument("--password-env", default="PORTLANE_MQTT_PASSWORD",
-                       help="environment variable holding the broker password")
+        t.add_argument(
+            "--password-env", default="PORTLANE_MQTT_PASSWORD", help="environment variable holding the broker password"
+        )
         t.add_argument("--count", type=int, default=None, help="stop after N events")
         t.add_argument("--timeout", type=float, default=None, help="give up (exit 1) after S seconds")
         _daemon_opts(t, json_flag=True)
@@ -205,8 +220,9 @@ def register(sub: Any) -> None:
         s.add_argument("--bytesize", type=int, choices=(7, 8), default=8)
         s.add_argument("--parity", choices=("N", "E", "O"), default="N")
         s.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
-        s.add_argument("--gap-ms", type=float, default=DEFAULT_GAP_MS,
-                       help="silence that ends a frame when there is no decoder")
+        s.add_argument(
+            "--gap-ms", type=float, default=DEFAULT_GAP_MS, help="silence that ends a frame when there is no decoder"
+        )
         s.add_argument("--count", type=int, default=None, help="stop after N frames")
         s.add_argument("--timeout", type=float, default=None, help="give up (exit 1) after S seconds")
         s.add_argument("--force", action="store_true", help="sniff even though a daemon holds the port")
@@ -220,8 +236,7 @@ def register(sub: Any) -> None:
         b.add_argument("--site", default=None, help="site file (default: the running daemon's)")
         b.add_argument("--log-dir", default=None, help="also take the newest files of this directory")
         b.add_argument("--since", default="-24h", help="journal window (journalctl --since)")
-        b.add_argument("-o", "--output", default=None,
-                       help="OUT.tar.gz (default: portlane-diag-<time>.tar.gz)")
+        b.add_argument("-o", "--output", default=None, help="OUT.tar.gz (default: portlane-diag-<time>.tar.gz)")
         b.add_argument("--no-journal", action="store_true", help="do not run journalctl")
         _daemon_opts(b, json_flag=True)
         b.set_defaults(func=run_diag_bundle)
@@ -250,8 +265,9 @@ def _register_config(sub: Any) -> None:
 
 
 def _daemon_opts(p: argparse.ArgumentParser, *, json_flag: bool) -> None:
-    p.add_argument("--socket", default=None,
-                   help="control socket of one daemon (default: every *.sock in /run/portlane)")
+    p.add_argument(
+        "--socket", default=None, help="control socket of one daemon (default: every *.sock in /run/portlane)"
+    )
     p.add_argument("--request-timeout", type=float, default=None, help=argparse.SUPPRESS)
     if json_flag:
         p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -330,9 +346,7 @@ def _ask(path: str, op: str, args: argparse.Namespace | None = None, **fields: A
     return request_sync(path, op, timeout_s=timeout, **fields)
 
 
-def _ask_all(
-    args: argparse.Namespace, op: str, **fields: Any
-) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+def _ask_all(args: argparse.Namespace, op: str, **fields: Any) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
     """Ask every daemon; return ``([(socket, answer)], [unreachable messages])``."""
     from portlane.edge.ops.control import DaemonUnreachableError
 
@@ -435,8 +449,14 @@ def run_status(args: argparse.Namespace) -> int:
     failed = [f"{p}: {a.get('error')}" for p, a in answers if not a.get("ok")]
     lanes = [lane for _p, a in ok for lane in a.get("lanes", [])]
     first = ok[0][1] if ok else {}
-    merged = {"ok": not failed and not down, "site": first.get("site"), "broker": first.get("broker"),
-              "lanes": lanes, "daemons": [p for p, _a in ok], "errors": failed + down}
+    merged = {
+        "ok": not failed and not down,
+        "site": first.get("site"),
+        "broker": first.get("broker"),
+        "lanes": lanes,
+        "daemons": [p for p, _a in ok],
+        "errors": failed + down,
+    }
     if args.json:
         _print_json(merged)
     else:
@@ -452,10 +472,16 @@ def run_status(args: argparse.Namespace) -> int:
             devs = " ".join(f"{n}:{_health(d.get('health'))}" for n, d in (lane.get("devices") or {}).items())
             svc = "[green]in service[/]" if lane.get("in_service") else "[red]CLOSED[/]"
             depth = ob.get("depth", 0)
-            t.add_row(str(lane.get("lane")), svc, str(lane.get("stage")), str(lane.get("passage_id") or "—"),
-                      devs,
-                      f"[yellow]{depth}[/]" if depth else "0", f"{ob.get('oldest_age_s', 0):.0f} s",
-                      str(ob.get("dropped", 0)))
+            t.add_row(
+                str(lane.get("lane")),
+                svc,
+                str(lane.get("stage")),
+                str(lane.get("passage_id") or "—"),
+                devs,
+                f"[yellow]{depth}[/]" if depth else "0",
+                f"{ob.get('oldest_age_s', 0):.0f} s",
+                str(ob.get("dropped", 0)),
+            )
         con.print(t)
         for e in merged["errors"]:
             _err(e)
@@ -486,8 +512,15 @@ def run_devices(args: argparse.Namespace) -> int:
         t = Table("lane", "device", "health", "backend", "link", "last error", "counters")
         for r in rows:
             counters = " ".join(f"{k}={v}" for k, v in (r.get("counters") or {}).items())
-            t.add_row(str(r["lane"]), r["device"], _health(r.get("health")), str(r.get("backend", "")),
-                      str(r.get("link", "")), str(r.get("last_error") or "—"), counters)
+            t.add_row(
+                str(r["lane"]),
+                r["device"],
+                _health(r.get("health")),
+                str(r.get("backend", "")),
+                str(r.get("link", "")),
+                str(r.get("last_error") or "—"),
+                counters,
+            )
         _console().print(t)
         for e in failed + down:
             _err(e)
@@ -533,8 +566,13 @@ def run_outbox(args: argparse.Namespace) -> int:
         else:
             answers, down = _ask_all(args, "outbox", action="show", count=None)
         if args.json:
-            _print_json({"ok": all(a.get("ok") for _p, a in answers) and not down,
-                         "daemons": [{"socket": p, **a} for p, a in answers], "errors": down})
+            _print_json(
+                {
+                    "ok": all(a.get("ok") for _p, a in answers) and not down,
+                    "daemons": [{"socket": p, **a} for p, a in answers],
+                    "errors": down,
+                }
+            )
         else:
             for p, a in answers:
                 _print_mapping(a, title=f"outbox ({Path(p).stem})")
@@ -554,14 +592,26 @@ def run_outbox(args: argparse.Namespace) -> int:
 
 @_guard
 def run_gate(args: argparse.Namespace) -> int:
-    return _act(args, "gate", f"{args.action} the barrier of lane {args.lane}?", route_lane=args.lane,
-                lane=args.lane, action=args.action)
+    return _act(
+        args,
+        "gate",
+        f"{args.action} the barrier of lane {args.lane}?",
+        route_lane=args.lane,
+        lane=args.lane,
+        action=args.action,
+    )
 
 
 @_guard
 def run_board_say(args: argparse.Namespace) -> int:
-    return _act(args, "board", f"show {args.text!r} on the board of lane {args.lane}?", route_lane=args.lane,
-                lane=args.lane, text=args.text)
+    return _act(
+        args,
+        "board",
+        f"show {args.text!r} on the board of lane {args.lane}?",
+        route_lane=args.lane,
+        lane=args.lane,
+        text=args.text,
+    )
 
 
 @_guard
@@ -574,8 +624,7 @@ def run_lane_service(args: argparse.Namespace) -> int:
 @_guard
 def run_scanner_abort(args: argparse.Namespace) -> int:
     name = args.scanner or "the scanner"
-    return _act(args, "scanner_abort", f"abort the running scan on {name}?", route_lane=None,
-                scanner=args.scanner)
+    return _act(args, "scanner_abort", f"abort the running scan on {name}?", route_lane=None, scanner=args.scanner)
 
 
 # =============================================================================== events
@@ -640,8 +689,7 @@ def run_events_tail(args: argparse.Namespace) -> int:
         # On stderr in every mode: once this line is out, no matching event is missed.
         from rich.console import Console
 
-        Console(stderr=True, highlight=False).print(f"[dim]listening on {broker} for {topic}[/dim]",
-                                                   soft_wrap=True)
+        Console(stderr=True, highlight=False).print(f"[dim]listening on {broker} for {topic}[/dim]", soft_wrap=True)
 
     def on_message(_client: Any, _u: Any, msg: Any) -> None:
         nonlocal seen
@@ -655,8 +703,10 @@ def run_events_tail(args: argparse.Namespace) -> int:
         lane = parts[3] if len(parts) > 3 else "?"
         etype = "/".join(parts[5:]) if len(parts) > 5 else "?"
         if con is None:
-            print(json.dumps({"topic": msg.topic, "lane": lane, "type": etype, "payload": payload},
-                             ensure_ascii=False), flush=True)
+            print(
+                json.dumps({"topic": msg.topic, "lane": lane, "type": etype, "payload": payload}, ensure_ascii=False),
+                flush=True,
+            )
         else:
             ts = payload.get("time") if isinstance(payload, dict) else None
             ts = ts or dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
@@ -779,8 +829,10 @@ def _check_port_free(args: argparse.Namespace, port: str) -> None:
     if args.force:
         _err(f"warning: {port} is in use by {who}; --force given, reading anyway (frames may be split)")
         return
-    raise UsageError(f"{port} is in use by {who}; stop it first or pass --force "
-                     "(to watch a live bus, prefer a second adapter on the same RS-485 pair)")
+    raise UsageError(
+        f"{port} is in use by {who}; stop it first or pass --force "
+        "(to watch a live bus, prefer a second adapter on the same RS-485 pair)"
+    )
 
 
 # =============================================================================== modbus
@@ -791,8 +843,7 @@ def _modbus_client(args: argparse.Namespace) -> Any:
 
     if args.url:
         _check_port_free(args, args.url)
-        return ModbusSerialClient(args.url, baudrate=args.baudrate, parity=args.parity, timeout=args.timeout,
-                                  retries=0)
+        return ModbusSerialClient(args.url, baudrate=args.baudrate, parity=args.parity, timeout=args.timeout, retries=0)
     return ModbusTcpClient(args.host, port=args.port, timeout=args.timeout, retries=0)
 
 
@@ -805,8 +856,10 @@ def _daemons_running_note(args: argparse.Namespace) -> None:
 
     running = discover()
     if running and not getattr(args, "json", False):
-        _err(f"note: {len(running)} daemon(s) running ({', '.join(Path(p).stem for p in running)}); "
-             "this command talks to the device directly, alongside them")
+        _err(
+            f"note: {len(running)} daemon(s) running ({', '.join(Path(p).stem for p in running)}); "
+            "this command talks to the device directly, alongside them"
+        )
 
 
 @_guard
@@ -818,8 +871,12 @@ def run_modbus_read(args: argparse.Namespace) -> int:
     try:
         if not client.connect():
             raise Unreachable(f"cannot connect to Modbus device at {_modbus_target(args)}")
-        fn = {"coil": client.read_coils, "di": client.read_discrete_inputs,
-              "hr": client.read_holding_registers, "ir": client.read_input_registers}[args.table]
+        fn = {
+            "coil": client.read_coils,
+            "di": client.read_discrete_inputs,
+            "hr": client.read_holding_registers,
+            "ir": client.read_input_registers,
+        }[args.table]
         try:
             rr = fn(args.address, count=args.count, device_id=args.unit)
         except Exception as exc:  # pymodbus raises ModbusException subclasses and OSErrors
@@ -832,8 +889,17 @@ def run_modbus_read(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     values = [int(b) for b in rr.bits[: args.count]] if args.table in ("coil", "di") else list(rr.registers)
     if args.json:
-        print(json.dumps({"target": _modbus_target(args), "unit": args.unit, "table": args.table,
-                          "address": args.address, "values": values}))
+        print(
+            json.dumps(
+                {
+                    "target": _modbus_target(args),
+                    "unit": args.unit,
+                    "table": args.table,
+                    "address": args.address,
+                    "values": values,
+                }
+            )
+        )
     else:
         from rich.table import Table
 
@@ -854,8 +920,11 @@ def run_modbus_write(args: argparse.Namespace) -> int:
         raise UsageError("register values are 0..65535")
     operator, reason = _operator(args)
     _daemons_running_note(args)
-    _confirm(args, f"write {args.values} to {args.table} {args.address} of unit {args.unit} at "
-                   f"{_modbus_target(args)} (directly, bypassing the daemon)?")
+    _confirm(
+        args,
+        f"write {args.values} to {args.table} {args.address} of unit {args.unit} at "
+        f"{_modbus_target(args)} (directly, bypassing the daemon)?",
+    )
     client = _modbus_client(args)
     try:
         if not client.connect():
@@ -877,8 +946,16 @@ def run_modbus_write(args: argparse.Namespace) -> int:
 
     # Direct writes bypass the daemon and its audit log; at least leave a trace in the journal.
     logging.getLogger("portlane.edge.cli.ops").warning(
-        "direct modbus write", extra={"operator": operator, "reason": reason, "target": _modbus_target(args),
-                                      "unit": args.unit, "table": args.table, "address": args.address})
+        "direct modbus write",
+        extra={
+            "operator": operator,
+            "reason": reason,
+            "target": _modbus_target(args),
+            "unit": args.unit,
+            "table": args.table,
+            "address": args.address,
+        },
+    )
     _console().print(f"[green]written[/green]: {args.table} {args.address}.. = {args.values}")
     return EXIT_OK
 
@@ -920,8 +997,7 @@ class _Framer:
             try:
                 mod = importlib.import_module(modname)
                 self.decode = getattr(mod, "decode_frame", None)
-                self.frame_error = getattr(importlib.import_module("portlane.drivers.serial_link"),
-                                           "FrameError", None)
+                self.frame_error = getattr(importlib.import_module("portlane.drivers.serial_link"), "FrameError", None)
             except ImportError:
                 self.decode = None
         self.buf = b""
@@ -945,8 +1021,11 @@ class _Framer:
             if frame is None and n == 0:
                 break
             raw, self.buf = self.buf[:n], self.buf[n:]
-            out.append({"raw": raw, "decoded": _describe(frame)} if frame is not None
-                       else {"raw": raw, "error": "garbage before sync"})
+            out.append(
+                {"raw": raw, "decoded": _describe(frame)}
+                if frame is not None
+                else {"raw": raw, "error": "garbage before sync"}
+            )
         return out
 
     def flush(self) -> list[dict[str, Any]]:
@@ -986,8 +1065,14 @@ def run_serial_sniff(args: argparse.Namespace) -> int:
     if args.protocol and SNIFF_PROTOCOLS.get(args.protocol) and framer.decode is None:
         _err(f"no decoder for {args.protocol} in this install yet; showing raw frames split by silence")
     try:
-        port = serial.serial_for_url(args.port, baudrate=args.baudrate, bytesize=args.bytesize,
-                                     parity=args.parity, stopbits=args.stopbits, timeout=args.gap_ms / 1000.0)
+        port = serial.serial_for_url(
+            args.port,
+            baudrate=args.baudrate,
+            bytesize=args.bytesize,
+            parity=args.parity,
+            stopbits=args.stopbits,
+            timeout=args.gap_ms / 1000.0,
+        )
     except (serial.SerialException, OSError, ValueError) as exc:
         raise Unreachable(f"cannot open {args.port}: {exc}") from exc
     con = None if args.json else _console()
@@ -996,7 +1081,9 @@ def run_serial_sniff(args: argparse.Namespace) -> int:
     # On stderr in every mode: the line says the port is open (tests and scripts wait for it).
     Console(stderr=True, highlight=False).print(
         f"[dim]sniffing {args.port} {args.baudrate} {args.bytesize}{args.parity}{args.stopbits}"
-        f" ({args.protocol or 'raw'}); ^C to stop[/dim]", soft_wrap=True)
+        f" ({args.protocol or 'raw'}); ^C to stop[/dim]",
+        soft_wrap=True,
+    )
     seen = 0
     t_end = time.monotonic() + args.timeout if args.timeout is not None else None
     last_rx = time.monotonic()
@@ -1026,9 +1113,14 @@ def _print_frame(con: Any, ts: float, fr: dict[str, Any]) -> None:
     stamp = dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
     raw: bytes = fr["raw"]
     if con is None:
-        print(json.dumps({"ts": stamp, "len": len(raw), "hex": raw.hex(" "),
-                          **{k: v for k, v in fr.items() if k != "raw"}}, ensure_ascii=False, default=str),
-              flush=True)
+        print(
+            json.dumps(
+                {"ts": stamp, "len": len(raw), "hex": raw.hex(" "), **{k: v for k, v in fr.items() if k != "raw"}},
+                ensure_ascii=False,
+                default=str,
+            ),
+            flush=True,
+        )
         return
     text = f"{stamp}  {len(raw):3d}  {raw.hex(' ')}"
     if "decoded" in fr:
@@ -1052,8 +1144,14 @@ def redact(obj: Any) -> Any:
     """A copy of parsed configuration with secret values replaced (keys named like a password,
     token, private key; credentials inside URLs; PEM private keys anywhere)."""
     if isinstance(obj, dict):
-        return {k: (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) and v is not None
-                    and not isinstance(v, (dict, list)) else redact(v)) for k, v in obj.items()}
+        return {
+            k: (
+                REDACTED
+                if isinstance(k, str) and _SECRET_KEY.search(k) and v is not None and not isinstance(v, (dict, list))
+                else redact(v)
+            )
+            for k, v in obj.items()
+        }
     if isinstance(obj, list):
         return [redact(v) for v in obj]
     if isinstance(obj, str):
@@ -1089,8 +1187,13 @@ def _versions() -> dict[str, Any]:
             pkgs[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             pkgs[name] = None
-    return {"python": sys.version, "implementation": platform.python_implementation(),
-            "platform": platform.platform(), "machine": platform.machine(), "packages": pkgs}
+    return {
+        "python": sys.version,
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "packages": pkgs,
+    }
 
 
 @_guard
@@ -1121,8 +1224,12 @@ def run_diag_bundle(args: argparse.Namespace) -> int:
         notes.append("no daemon running: no live status, device counters or outbox stats")
     for path in sockets:
         name = Path(path).stem
-        for op, fields in (("status", {}), ("devices", {}), ("outbox", {"action": "show", "count": None}),
-                           ("config", {})):
+        for op, fields in (
+            ("status", {}),
+            ("devices", {}),
+            ("outbox", {"action": "show", "count": None}),
+            ("config", {}),
+        ):
             try:
                 resp = _ask(path, op, args, **fields)
             except ControlError as exc:
@@ -1137,8 +1244,18 @@ def run_diag_bundle(args: argparse.Namespace) -> int:
             members[f"daemons/{name}/{op}.json"] = dump.encode()
 
     if not args.no_journal and shutil.which("journalctl"):
-        cmd = ["journalctl", "--no-pager", "-o", "short-iso-precise", "--since", args.since,
-               "-u", "portlane*", "-u", "portlane-*"]
+        cmd = [
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "short-iso-precise",
+            "--since",
+            args.since,
+            "-u",
+            "portlane*",
+            "-u",
+            "portlane-*",
+        ]
         try:
             res = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
             members["logs/journal.txt"] = redact_text(res.stdout.decode("utf-8", "replace")).encode()
@@ -1148,13 +1265,15 @@ def run_diag_bundle(args: argparse.Namespace) -> int:
         except (OSError, subprocess.TimeoutExpired) as exc:
             notes.append(f"journalctl failed: {exc}")
     if args.log_dir:
-        files = sorted((p for p in Path(args.log_dir).glob("*") if p.is_file()),
-                       key=lambda p: p.stat().st_mtime, reverse=True)[:20]
+        files = sorted(
+            (p for p in Path(args.log_dir).glob("*") if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True
+        )[:20]
         for p in files:
-            data = p.read_bytes()[-5 * 1024 * 1024:]  # the newest 5 MB of each
+            data = p.read_bytes()[-5 * 1024 * 1024 :]  # the newest 5 MB of each
             members[f"logs/{p.name}"] = redact_text(data.decode("utf-8", "replace")).encode()
-    members["MANIFEST.txt"] = ("\n".join(["portlane diagnostic bundle " + stamp, "", *sorted(members),
-                                          "", "notes:", *notes]) + "\n").encode()
+    members["MANIFEST.txt"] = (
+        "\n".join(["portlane diagnostic bundle " + stamp, "", *sorted(members), "", "notes:", *notes]) + "\n"
+    ).encode()
 
     tmp = out.with_name(out.name + ".part")
     with tarfile.open(tmp, "w:gz") as tar:
@@ -1207,9 +1326,14 @@ def run_config_diff(args: argparse.Namespace) -> int:
     if not resp.get("ok"):
         _err(f"daemon did not give its configuration: {resp.get('error')}")
         return EXIT_FAILED
-    diff = list(difflib.unified_diff(_normalised(resp["yaml"], secrets=args.show_secrets),
-                                     _normalised(new_text, secrets=args.show_secrets),
-                                     fromfile=f"running ({Path(path).stem})", tofile=args.file))
+    diff = list(
+        difflib.unified_diff(
+            _normalised(resp["yaml"], secrets=args.show_secrets),
+            _normalised(new_text, secrets=args.show_secrets),
+            fromfile=f"running ({Path(path).stem})",
+            tofile=args.file,
+        )
+    )
     if args.json:
         _print_json({"ok": True, "same": not diff, "diff": "".join(diff)})
     elif not diff:
@@ -1217,8 +1341,15 @@ def run_config_diff(args: argparse.Namespace) -> int:
     else:
         con = _console()
         for line in diff:
-            style = "green" if line.startswith("+") else "red" if line.startswith("-") else \
-                "cyan" if line.startswith("@@") else None
+            style = (
+                "green"
+                if line.startswith("+")
+                else "red"
+                if line.startswith("-")
+                else "cyan"
+                if line.startswith("@@")
+                else None
+            )
             con.print(line.rstrip("\n"), style=style, markup=False, soft_wrap=True)
     return EXIT_OK if not diff else EXIT_FAILED
 
@@ -1260,7 +1391,7 @@ def run_config_apply(args: argparse.Namespace) -> int:
                 con.print(f"[green]applied[/green] to {name}")
             else:
                 _err(f"{name} refused and kept its configuration: {r.get('error')}")
-        skipped = [Path(t).stem for t in targets[len(results):]]
+        skipped = [Path(t).stem for t in targets[len(results) :]]
         if skipped:
             _err(f"not sent to: {', '.join(skipped)} (they keep the old configuration)")
     return rc

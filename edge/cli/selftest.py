@@ -61,8 +61,11 @@ def register(sub: Any) -> None:
     p.add_argument("--sim", action="store_true", help="start simulators and test against them")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--lane", action="append", default=[], metavar="ID", help="only these lanes (repeatable)")
-    p.add_argument("--allow-radiation", action="store_true",
-                   help="on real devices, also start (and at once abort) a scan; never the default")
+    p.add_argument(
+        "--allow-radiation",
+        action="store_true",
+        help="on real devices, also start (and at once abort) a scan; never the default",
+    )
     p.set_defaults(func=run)
 
 
@@ -104,8 +107,12 @@ def run(args: argparse.Namespace) -> int:
     reports = asyncio.run(selftest(site, sim=args.sim, lanes=args.lane, allow_radiation=args.allow_radiation))
     ok = all(r.ok for r in reports)
     if args.json:
-        print(json.dumps({"site": site.site.id, "sim": args.sim, "ok": ok,
-                          "devices": [asdict(r) for r in reports]}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {"site": site.site.id, "sim": args.sim, "ok": ok, "devices": [asdict(r) for r in reports]},
+                ensure_ascii=False,
+            )
+        )
     else:
         _print_table(site.site.id, args.sim, reports)
     return EXIT_OK if ok else EXIT_FAILED
@@ -119,10 +126,15 @@ def _print_table(site_id: str, sim: bool, reports: list[DeviceReport]) -> None:
     for col in ("device", "kind", "backend", "result", "latency ms", "total ms", "detail / error"):
         table.add_column(col, justify="right" if "ms" in col else "left", no_wrap=col == "device")
     for r in reports:
-        table.add_row(r.device, r.kind, r.backend, "[green]ok[/]" if r.ok else "[red]FAIL[/]",
-                      f"{r.latency_ms:.1f}" if r.latency_ms is not None else "-",
-                      f"{r.duration_ms:.0f}" if r.duration_ms is not None else "-",
-                      r.error or r.detail or "")
+        table.add_row(
+            r.device,
+            r.kind,
+            r.backend,
+            "[green]ok[/]" if r.ok else "[red]FAIL[/]",
+            f"{r.latency_ms:.1f}" if r.latency_ms is not None else "-",
+            f"{r.duration_ms:.0f}" if r.duration_ms is not None else "-",
+            r.error or r.detail or "",
+        )
     Console().print(table)
 
 
@@ -140,8 +152,11 @@ def _targets(site: Any, lanes: list[str]) -> list[DeviceTarget]:
             if cfg is not None:
                 out.append(DeviceTarget(f"{lane.id}/{kind}", kind, lane.id, ("lanes", li, "devices", kind), cfg))
         for cam, cfg in devs.cameras.items():
-            out.append(DeviceTarget(f"{lane.id}/camera/{cam}", "camera", lane.id,
-                                    ("lanes", li, "devices", "cameras", cam), cfg))
+            out.append(
+                DeviceTarget(
+                    f"{lane.id}/camera/{cam}", "camera", lane.id, ("lanes", li, "devices", "cameras", cam), cfg
+                )
+            )
     wanted = {lane.scanner for lane in site.lanes if not lanes or lane.id in lanes}
     for si, sc in enumerate(site.scanners):
         if not lanes or sc.id in wanted:
@@ -157,8 +172,9 @@ def _resolve(target: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-async def _start_sims(site: Any, targets: list[DeviceTarget], stack: contextlib.AsyncExitStack
-                      ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+async def _start_sims(
+    site: Any, targets: list[DeviceTarget], stack: contextlib.AsyncExitStack
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Start one simulator per target; returns (links by target name, start errors by name)."""
     from portlane.sim_devices.world import LaneWorld, Vehicle
 
@@ -166,8 +182,14 @@ async def _start_sims(site: Any, targets: list[DeviceTarget], stack: contextlib.
     for t in targets:
         if t.lane is not None and t.lane not in worlds:
             w = LaneWorld(t.lane, time_factor=SIM_TIME_FACTOR)
-            w.vehicle = Vehicle(plates=("粤Z1234港", "AB1234"), tag_id=SIM_TAG, containers=("CSQU3054383",),
-                                weight_kg=32_500, kind="truck", vid=f"selftest-{t.lane}")
+            w.vehicle = Vehicle(
+                plates=("粤Z1234港", "AB1234"),
+                tag_id=SIM_TAG,
+                containers=("CSQU3054383",),
+                weight_kg=32_500,
+                kind="truck",
+                vid=f"selftest-{t.lane}",
+            )
             worlds[t.lane] = w
     links: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
@@ -299,8 +321,9 @@ async def _exercise(dev: Any, kind: str, cfg: Any, *, fire: bool) -> tuple[float
         mark()
         detail = f"state {st.state.name.lower()}"
         if fire:
-            st = await _until(dev.status, lambda s: s.state in (ScannerState.READY, ScannerState.COMPLETE),
-                              MOTION_TIMEOUT_S, period)
+            st = await _until(
+                dev.status, lambda s: s.state in (ScannerState.READY, ScannerState.COMPLETE), MOTION_TIMEOUT_S, period
+            )
             await dev.start(vehicle_ref="SELFTEST", lane=0, seq=0)
             await dev.abort()
             st = await dev.status()
@@ -337,8 +360,9 @@ async def _test_one(t: DeviceTarget, cfg: Any, *, fire: bool) -> DeviceReport:
     return report
 
 
-async def selftest(site: Any, *, sim: bool, lanes: list[str] | None = None,
-                   allow_radiation: bool = False) -> list[DeviceReport]:
+async def selftest(
+    site: Any, *, sim: bool, lanes: list[str] | None = None, allow_radiation: bool = False
+) -> list[DeviceReport]:
     targets = _targets(site, lanes or [])
     async with contextlib.AsyncExitStack() as stack:
         start_errors: dict[str, str] = {}
@@ -351,8 +375,9 @@ async def selftest(site: Any, *, sim: bool, lanes: list[str] | None = None,
                 if t.name in start_errors:
                     continue
                 cfg = _lookup(site, t.path)
-                tasks[t.name] = tg.create_task(_test_one(t, cfg, fire=sim or allow_radiation),
-                                               name=f"selftest-{t.name}")
+                tasks[t.name] = tg.create_task(
+                    _test_one(t, cfg, fire=sim or allow_radiation), name=f"selftest-{t.name}"
+                )
         reports = []
         for t in targets:
             if t.name in start_errors:

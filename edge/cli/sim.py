@@ -32,12 +32,23 @@ DEVICES = ("gate-rs485", "gate-modbus", "io", "board", "rfid", "weighbridge", "s
 def register(sub: Any) -> None:
     p = sub.add_parser("sim", help="run one device simulator and print the link to configure")
     p.add_argument("device", choices=DEVICES, help="which simulator")
-    p.add_argument("--address", type=int, action="append", default=None,
-                   help="RS-485 address / Modbus unit (repeat for several gates on one line)")
-    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                   help="fault injection, e.g. drop=0.1, delay=0.05, corrupt=0.2, noise=0.1, dead, stuck, seed=7")
-    p.add_argument("--time-factor", type=float, default=1.0,
-                   help="scale physical times (0.1 = ten times faster than life)")
+    p.add_argument(
+        "--address",
+        type=int,
+        action="append",
+        default=None,
+        help="RS-485 address / Modbus unit (repeat for several gates on one line)",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="fault injection, e.g. drop=0.1, delay=0.05, corrupt=0.2, noise=0.1, dead, stuck, seed=7",
+    )
+    p.add_argument(
+        "--time-factor", type=float, default=1.0, help="scale physical times (0.1 = ten times faster than life)"
+    )
     p.add_argument("--lane", default="sim", help="lane id of the simulated world")
     p.add_argument("--json", action="store_true", help="print the link as JSON")
     p.add_argument("--site", help="with 'site': the site file whose devices to simulate")
@@ -99,8 +110,12 @@ async def _serve_site(args: argparse.Namespace) -> int:
         if args.state_dir:
             raw["state_dir"] = args.state_dir
         Path(args.out).write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
-        print(json.dumps({"site": args.out, "links": sims.links}) if args.json else
-              f"simulating {len(worlds)} lanes; site file with their links: {args.out} (Ctrl-C to stop)", flush=True)
+        print(
+            json.dumps({"site": args.out, "links": sims.links})
+            if args.json
+            else f"simulating {len(worlds)} lanes; site file with their links: {args.out} (Ctrl-C to stop)",
+            flush=True,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -128,8 +143,10 @@ async def _serve(args: argparse.Namespace, faults: Any) -> int:
     world = LaneWorld(args.lane, time_factor=args.time_factor)
     opts: dict[str, Any] = {"time_factor": args.time_factor}
     if args.device == "gate-rs485":
-        worlds = {a: (world if i == 0 else LaneWorld(f"{args.lane}-{a}", time_factor=args.time_factor))
-                  for i, a in enumerate(addresses)}
+        worlds = {
+            a: (world if i == 0 else LaneWorld(f"{args.lane}-{a}", time_factor=args.time_factor))
+            for i, a in enumerate(addresses)
+        }
         handle_coro = start(None, worlds=worlds, faults=faults, **opts)
     elif args.device in ("gate-modbus", "io", "scanner"):
         handle_coro = start(None if args.device == "scanner" else world, faults=faults, unit=addresses[0], **opts)

@@ -57,9 +57,12 @@ def build() -> dict[str, Any]:
             "title": f"event {type_}",
             "summary": (model.__doc__ or "").strip().split("\n")[0] or type_,
             "contentType": "application/json",
-            "payload": {"allOf": [{"$ref": "#/components/schemas/Envelope"},
-                                  {"type": "object", "properties": {"type": {"const": f"portlane.{type_}"},
-                                                                    "data": {"$ref": ref}}}]},
+            "payload": {
+                "allOf": [
+                    {"$ref": "#/components/schemas/Envelope"},
+                    {"type": "object", "properties": {"type": {"const": f"portlane.{type_}"}, "data": {"$ref": ref}}},
+                ]
+            },
         }
         ch = f"event.{type_}"
         channels[ch] = {
@@ -68,42 +71,85 @@ def build() -> dict[str, Any]:
             "messages": {msg_name: {"$ref": f"#/components/messages/{msg_name}"}},
             "bindings": {"mqtt": {"qos": 1, "retain": False}},
         }
-        operations[f"publish.{type_}"] = {"action": "send", "channel": {"$ref": f"#/channels/{ch}"},
-                                         "summary": f"a lane or scanner publishes {type_} (QoS 1, via the durable outbox)"}
+        operations[f"publish.{type_}"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{ch}"},
+            "summary": f"a lane or scanner publishes {type_} (QoS 1, via the durable outbox)",
+        }
     status_ref = add_schema("LaneStatus", LaneStatus)
-    messages["Status"] = {"name": "status", "contentType": "application/json", "payload": {"$ref": status_ref},
-                          "summary": "retained status; the broker publishes the last will {state: offline}"}
-    channels["status"] = {"address": "portlane/v1/{site}/{unit}/status", "parameters": PARAMS,
-                          "messages": {"Status": {"$ref": "#/components/messages/Status"}},
-                          "bindings": {"mqtt": {"qos": 1, "retain": True}}}
+    messages["Status"] = {
+        "name": "status",
+        "contentType": "application/json",
+        "payload": {"$ref": status_ref},
+        "summary": "retained status; the broker publishes the last will {state: offline}",
+    }
+    channels["status"] = {
+        "address": "portlane/v1/{site}/{unit}/status",
+        "parameters": PARAMS,
+        "messages": {"Status": {"$ref": "#/components/messages/Status"}},
+        "bindings": {"mqtt": {"qos": 1, "retain": True}},
+    }
     operations["publish.status"] = {"action": "send", "channel": {"$ref": "#/channels/status"}}
     cmd_ref = add_schema("SignedCommand", SignedCommand)
     for name in COMMAND_NAMES:
         mname = "Command" + "".join(p.capitalize() for p in name.split("_"))
-        messages[mname] = {"name": name, "contentType": "application/json", "payload": {"$ref": cmd_ref},
-                           "summary": f"signed command '{name}' (Ed25519 over the canonical JSON, expires_at, nonce)"}
-        channels[f"cmd.{name}"] = {"address": f"portlane/v1/{{site}}/{{unit}}/cmd/{name}", "parameters": PARAMS,
-                                   "messages": {mname: {"$ref": f"#/components/messages/{mname}"}},
-                                   "bindings": {"mqtt": {"qos": 1}}}
-        operations[f"receive.cmd.{name}"] = {"action": "receive", "channel": {"$ref": f"#/channels/cmd.{name}"},
-                                            "reply": {"channel": {"$ref": "#/channels/response"}}}
+        messages[mname] = {
+            "name": name,
+            "contentType": "application/json",
+            "payload": {"$ref": cmd_ref},
+            "summary": f"signed command '{name}' (Ed25519 over the canonical JSON, expires_at, nonce)",
+        }
+        channels[f"cmd.{name}"] = {
+            "address": f"portlane/v1/{{site}}/{{unit}}/cmd/{name}",
+            "parameters": PARAMS,
+            "messages": {mname: {"$ref": f"#/components/messages/{mname}"}},
+            "bindings": {"mqtt": {"qos": 1}},
+        }
+        operations[f"receive.cmd.{name}"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/cmd.{name}"},
+            "reply": {"channel": {"$ref": "#/channels/response"}},
+        }
     resp_ref = add_schema("CommandResponse", CommandResponse)
-    messages["Response"] = {"name": "response", "contentType": "application/json", "payload": {"$ref": resp_ref},
-                            "correlationId": {"location": "$message.payload#/correlation_id"}}
-    channels["response"] = {"address": "portlane/v1/{site}/{unit}/response", "parameters": PARAMS,
-                            "messages": {"Response": {"$ref": "#/components/messages/Response"}}}
+    messages["Response"] = {
+        "name": "response",
+        "contentType": "application/json",
+        "payload": {"$ref": resp_ref},
+        "correlationId": {"location": "$message.payload#/correlation_id"},
+    }
+    channels["response"] = {
+        "address": "portlane/v1/{site}/{unit}/response",
+        "parameters": PARAMS,
+        "messages": {"Response": {"$ref": "#/components/messages/Response"}},
+    }
     operations["publish.response"] = {"action": "send", "channel": {"$ref": "#/channels/response"}}
     channels["expected"] = {
-        "address": "portlane/v1/{site}/platform/expected", "parameters": {"site": PARAMS["site"]},
+        "address": "portlane/v1/{site}/platform/expected",
+        "parameters": {"site": PARAMS["site"]},
         "messages": {"Expected": {"$ref": "#/components/messages/Expected"}},
         "bindings": {"mqtt": {"qos": 1, "retain": True}},
     }
-    messages["Expected"] = {"name": "expected", "contentType": "application/json",
-                            "summary": "vehicles the platform expects and their registered plates (retained)",
-                            "payload": {"type": "object", "properties": {"vehicles": {"type": "array", "items": {
-                                "type": "object", "required": ["tag_id", "plates"],
-                                "properties": {"tag_id": {"type": "string"},
-                                               "plates": {"type": "array", "items": {"type": "string"}}}}}}}}
+    messages["Expected"] = {
+        "name": "expected",
+        "contentType": "application/json",
+        "summary": "vehicles the platform expects and their registered plates (retained)",
+        "payload": {
+            "type": "object",
+            "properties": {
+                "vehicles": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["tag_id", "plates"],
+                        "properties": {
+                            "tag_id": {"type": "string"},
+                            "plates": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                }
+            },
+        },
+    }
     operations["receive.expected"] = {"action": "receive", "channel": {"$ref": "#/channels/expected"}}
     return {
         "asyncapi": "3.0.0",

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "EVENTS",
     "STAGES",
+    "CommandRejected",
     "CommandResponse",
+    "ContainerRead",
     "DeviceState",
     "GateMoved",
     "IdentityCorrected",
@@ -26,9 +28,7 @@ __all__ = [
     "PassageDecided",
     "PassageOutcome",
     "PlateRead",
-    "ContainerRead",
     "ScanEvent",
-    "CommandRejected",
     "VehicleIdentified",
 ]
 

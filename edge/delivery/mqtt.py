@@ -116,7 +116,12 @@ class MqttLink:
         await self._connected.wait()
 
     def publish_nowait(
-        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
         properties: Properties | None = None,
     ) -> asyncio.Future[None]:
         """Hand one message to the broker; the future resolves on PUBACK (QoS 1)."""
@@ -136,8 +141,9 @@ class MqttLink:
             self._pending[info.mid] = fut
         return fut
 
-    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-                      properties: Properties | None = None) -> None:
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, properties: Properties | None = None
+    ) -> None:
         await self.publish_nowait(topic, payload, qos=qos, retain=retain, properties=properties)
 
     def subscribe(self, topic: str) -> None:

@@ -65,8 +65,12 @@ class OutboxStats:
     last_seq: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"depth": self.depth, "oldest_age_s": round(self.oldest_age_s, 3),
-                "dropped": self.dropped, "last_seq": self.last_seq}
+        return {
+            "depth": self.depth,
+            "oldest_age_s": round(self.oldest_age_s, 3),
+            "dropped": self.dropped,
+            "last_seq": self.last_seq,
+        }
 
 
 class Outbox:
@@ -124,9 +128,7 @@ class Outbox:
                 db.execute("DELETE FROM outbox WHERE seq = (SELECT MIN(seq) FROM outbox)")
                 db.execute("UPDATE meta SET value = value + 1 WHERE key = 'dropped'")
                 self._depth -= 1
-            (seq,) = db.execute(
-                "UPDATE meta SET value = value + 1 WHERE key = 'last_seq' RETURNING value"
-            ).fetchone()
+            (seq,) = db.execute("UPDATE meta SET value = value + 1 WHERE key = 'last_seq' RETURNING value").fetchone()
             env = Envelope(
                 id=f"{self.site}/{self.unit}/{seq}",
                 source=f"portlane://{self.site}/{self.unit}",

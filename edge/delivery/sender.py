@@ -73,9 +73,7 @@ class OutboxSender:
                 continue
             wake_task = asyncio.ensure_future(self._wake.wait())
             try:
-                await asyncio.wait(
-                    [*inflight.values(), wake_task], return_when=asyncio.FIRST_COMPLETED
-                )
+                await asyncio.wait([*inflight.values(), wake_task], return_when=asyncio.FIRST_COMPLETED)
             finally:
                 wake_task.cancel()
             self._wake.clear()

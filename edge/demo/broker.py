@@ -109,8 +109,11 @@ class BrokerProcess:
             conf.write_text(
                 f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                 "max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
-                + (f"persistence true\npersistence_location {self.persistence_dir}/\n"
-                   if self.persistence_dir else "persistence false\n")
+                + (
+                    f"persistence true\npersistence_location {self.persistence_dir}/\n"
+                    if self.persistence_dir
+                    else "persistence false\n"
+                )
             )
             if self.persistence_dir:
                 self.persistence_dir.mkdir(parents=True, exist_ok=True)

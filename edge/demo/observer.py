@@ -42,8 +42,15 @@ class UnitLedger:
 
 
 class EventObserver:
-    def __init__(self, url: str, site: str, *, client_id: str = "portlane-observer",
-                 protocol: str = "auto", persistent_session: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        site: str,
+        *,
+        client_id: str = "portlane-observer",
+        protocol: str = "auto",
+        persistent_session: bool = False,
+    ) -> None:
         self.site = site
         self.units: dict[str, UnitLedger] = defaultdict(UnitLedger)
         self.events: list[dict[str, Any]] = []
@@ -51,9 +58,12 @@ class EventObserver:
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._changed = asyncio.Event()
         self.link = MqttLink(
-            url, client_id=client_id, protocol=protocol,  # type: ignore[arg-type]
+            url,
+            client_id=client_id,
+            protocol=protocol,  # type: ignore[arg-type]
             subscriptions=[Topics.all_events(site), f"portlane/v1/{site}/+/status"],
-            on_message=self._on_message, persistent_session=persistent_session,
+            on_message=self._on_message,
+            persistent_session=persistent_session,
         )
 
     def on_event(self, cb: Callable[[dict[str, Any]], None]) -> None:

@@ -20,7 +20,6 @@ import contextlib
 import copy
 import importlib.resources
 import logging
-import statistics
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -29,18 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from portlane.edge.config import Site, parse_site
+from portlane.edge.contract.events import STAGES
+from portlane.edge.demo.broker import EmbeddedBroker
+from portlane.edge.demo.observer import EventObserver
+from portlane.edge.lane.daemon import LaneDaemon
+from portlane.edge.lane.logic import LaneTimeouts
+from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.sim_devices.central import CentralPlatform
 from portlane.sim_devices.scanner import ScannerWorld
 from portlane.sim_devices.traffic import TrafficPlan, make_plan, run_lane
 from portlane.sim_devices.world import LaneWorld
-
-from portlane.edge.demo.broker import EmbeddedBroker
-from portlane.edge.config import Site, parse_site
-from portlane.edge.contract.events import STAGES
-from portlane.edge.lane.daemon import LaneDaemon
-from portlane.edge.demo.observer import EventObserver
-from portlane.edge.lane.logic import LaneTimeouts
-from portlane.edge.scanner.daemon import ScannerDaemon
 
 __all__ = ["DemoOptions", "run_demo"]
 
@@ -138,8 +136,9 @@ def _pct(values: list[float], q: float) -> float:
     return round(s[k], 1)
 
 
-def check_invariants(events: list[dict[str, Any]], worlds: dict[str, LaneWorld],
-                     scanner_world: ScannerWorld | None) -> list[str]:
+def check_invariants(
+    events: list[dict[str, Any]], worlds: dict[str, LaneWorld], scanner_world: ScannerWorld | None
+) -> list[str]:
     """Invariants over what the broker saw. Returns human-readable violations."""
     violations: list[str] = []
     authorised: set[str] = set()
@@ -191,8 +190,9 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
 
     stop = asyncio.Event()
     state_dir = Path(tempfile.mkdtemp(prefix="portlane-demo-"))
-    sims = await start_site(raw, worlds, scanner_worlds={sid: scanner_world for sid in scanner_ids},
-                            time_factor=opts.time_factor)
+    sims = await start_site(
+        raw, worlds, scanner_worlds={sid: scanner_world for sid in scanner_ids}, time_factor=opts.time_factor
+    )
     try:
         site = parse_site(_apply_links(raw, sims.links), file=str(opts.site_file))
         run = DemoRun(opts, site, plan, worlds, scanner_world)
@@ -206,17 +206,32 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
         # With recognition, a lane's frames queue behind other lanes' on one worker: allow for it.
         timeouts = LaneTimeouts(identify_s=30.0 if recogniser else 3.0, decision_s=60.0, exit_s=60.0)
         for lane_cfg in site.lanes:
-            run.lanes[lane_cfg.id] = LaneDaemon(site, lane_cfg, state_dir=state_dir, broker_url=url,
-                                                broker_protocol=protocol, timeouts=timeouts,
-                                                recogniser=recogniser)
+            run.lanes[lane_cfg.id] = LaneDaemon(
+                site,
+                lane_cfg,
+                state_dir=state_dir,
+                broker_url=url,
+                broker_protocol=protocol,
+                timeouts=timeouts,
+                recogniser=recogniser,
+            )
         for s in site.scanners:
             run.scanner = ScannerDaemon(site, s, state_dir=state_dir, broker_url=url, broker_protocol=protocol)
         run.central = CentralPlatform(
-            url, site.site.id, key_id=keys["key_id"], private_key_b64=keys["private_key"],
-            lanes={lc.id: {"kind": lc.kind, "agencies": [a.value for a in lc.agencies], "scanner": lc.scanner}
-                   for lc in site.lanes},
-            inspect_ratio=opts.inspect_ratio, forged=opts.inject_forged, seed=opts.seed,
-            think_s=2.0 * opts.time_factor, protocol=protocol or "auto", registrations=plan.registrations,
+            url,
+            site.site.id,
+            key_id=keys["key_id"],
+            private_key_b64=keys["private_key"],
+            lanes={
+                lc.id: {"kind": lc.kind, "agencies": [a.value for a in lc.agencies], "scanner": lc.scanner}
+                for lc in site.lanes
+            },
+            inspect_ratio=opts.inspect_ratio,
+            forged=opts.inject_forged,
+            seed=opts.seed,
+            think_s=2.0 * opts.time_factor,
+            protocol=protocol or "auto",
+            registrations=plan.registrations,
         )
         completed = asyncio.Event()
 
@@ -227,9 +242,11 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
 
         run.observer.on_event(on_event)
         async with asyncio.TaskGroup() as tg:
-            bg = [tg.create_task(run.observer.link.run(), name="observer"),
-                  tg.create_task(run.central.run(), name="central"),
-                  tg.create_task(scanner_world.run(), name="scanner-physics")]
+            bg = [
+                tg.create_task(run.observer.link.run(), name="observer"),
+                tg.create_task(run.central.run(), name="central"),
+                tg.create_task(scanner_world.run(), name="scanner-physics"),
+            ]
             bg += [tg.create_task(w.run(), name=f"{lane}-physics") for lane, w in worlds.items()]
             daemons = [tg.create_task(d.run(stop), name=f"lane-{lid}") for lid, d in run.lanes.items()]
             if run.scanner:
@@ -238,18 +255,30 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
             await asyncio.wait_for(run.central.wait_connected(), 30)
             for d in run.lanes.values():
                 await asyncio.wait_for(d.link.wait_connected(), 30)
-            traffic = [tg.create_task(run_lane(worlds[lane], vs, headway_s=1.0), name=f"traffic-{lane}")
-                       for lane, vs in plan.per_lane.items()]
+            traffic = [
+                tg.create_task(run_lane(worlds[lane], vs, headway_s=1.0), name=f"traffic-{lane}")
+                for lane, vs in plan.per_lane.items()
+            ]
             ticker = tg.create_task(_ticker(run, on_tick), name="live") if on_tick else None
             try:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(opts.timeout_s):
                         await completed.wait()
                 if not completed.is_set():
-                    log.error("demo: timed out after %.0f s; lanes now: %s", opts.timeout_s,
-                              {lid: (d.logic.stage.value, d.logic.in_service, worlds[lid].position.value,
-                                     d.logic.sensors, d.devices["gate"].supervisor.health.value)
-                               for lid, d in run.lanes.items()})
+                    log.error(
+                        "demo: timed out after %.0f s; lanes now: %s",
+                        opts.timeout_s,
+                        {
+                            lid: (
+                                d.logic.stage.value,
+                                d.logic.in_service,
+                                worlds[lid].position.value,
+                                d.logic.sensors,
+                                d.devices["gate"].supervisor.health.value,
+                            )
+                            for lid, d in run.lanes.items()
+                        },
+                    )
                 else:
                     run.vehicles_passed = sum(sum(r) for r in await asyncio.gather(*traffic))
                     if opts.inject_forged and run.central.forged_left:
@@ -257,7 +286,8 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
                     # Let the rejections of the last forgeries reach the observer.
                     with contextlib.suppress(TimeoutError):
                         await run.observer.wait_for(
-                            lambda: _count(run, "command.rejected") >= opts.inject_forged, timeout=30)
+                            lambda: _count(run, "command.rejected") >= opts.inject_forged, timeout=30
+                        )
             finally:
                 stop.set()
                 await asyncio.gather(*daemons, return_exceptions=True)
@@ -268,7 +298,8 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
                 with contextlib.suppress(TimeoutError):
                     await run.observer.wait_for(
                         lambda: all(run.observer.units[u].max_seq >= s for u, s in expected.items() if s),  # type: ignore[union-attr]
-                        timeout=10)
+                        timeout=10,
+                    )
                 if ticker:
                     ticker.cancel()
                 for t in [*bg, *traffic]:
@@ -297,8 +328,11 @@ def _recognition_summary(run: DemoRun, completed: list[dict[str, Any]]) -> dict[
         return None
     truth = {tuple(sorted(v.plates)) for vs in run.plan.per_lane.values() for v in vs}
     boxes = {c for vs in run.plan.per_lane.values() for v in vs for c in v.containers}
-    identified = [e["data"] for e in run.observer.events  # type: ignore[union-attr]
-                  if e["type"] == "portlane.vehicle.identified" and not e["data"].get("corrected_by")]
+    identified = [
+        e["data"]
+        for e in run.observer.events  # type: ignore[union-attr]
+        if e["type"] == "portlane.vehicle.identified" and not e["data"].get("corrected_by")
+    ]
     plates_ok = sum(1 for d in identified if tuple(sorted(p["text"] for p in d["plates"])) in truth)
     cont = [c["number"] for d in identified for c in d["containers"]]
     lat = sorted(run.recogniser.latencies)

@@ -46,20 +46,19 @@ from portlane.drivers.base import (
 )
 from portlane.drivers.errors import DeviceError
 from portlane.drivers.supervisor import DeviceHealth, Supervisor
-from pydantic import ValidationError
-
 from portlane.edge import __version__
-from portlane.edge.trust.audit import AuditLog
 from portlane.edge.config import LaneConfig, Site
 from portlane.edge.contract.envelope import rfc3339
 from portlane.edge.contract.events import EVENTS
 from portlane.edge.contract.topics import Topics
-from portlane.edge.errors import OutboxError
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.delivery.outbox import Outbox
-from portlane.edge.lane.logic import Action, Identity, LaneLogic, LaneTimeouts, Sensors
 from portlane.edge.delivery.sender import OutboxSender
+from portlane.edge.errors import OutboxError
+from portlane.edge.lane.logic import Action, Identity, LaneLogic, LaneTimeouts, Sensors
+from portlane.edge.trust.audit import AuditLog
 from portlane.edge.trust.security import CommandRejected, CommandVerifier, SqliteNonceStore
+from pydantic import ValidationError
 
 __all__ = ["LaneDaemon", "Recogniser", "identity_exceptions"]
 
@@ -78,8 +77,9 @@ class Recogniser(Protocol):
     async def recognise(self, frames: list[Frame], *, kind: str) -> list[dict[str, Any]]: ...
 
 
-def identity_exceptions(identity: Identity, *, lane_kind: str,
-                        registrations: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+def identity_exceptions(
+    identity: Identity, *, lane_kind: str, registrations: dict[str, tuple[str, ...]]
+) -> tuple[str, ...]:
     """Exceptions an officer must look at (ordinary operations, not errors)."""
     exc: list[str] = []
     if not identity.plates:
@@ -138,26 +138,35 @@ class LaneDaemon:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.recogniser = recogniser
         self.metrics = metrics  # edge.metrics.DaemonMetrics, when the daemon exports metrics
-        self.logic = LaneLogic(lane.id, agencies=tuple(a.value for a in lane.agencies),
-                               has_scanner=lane.scanner is not None, kind=lane.kind,
-                               timeouts=timeouts or LaneTimeouts(decision_s=site.platform.decision_timeout_s))
+        self.logic = LaneLogic(
+            lane.id,
+            agencies=tuple(a.value for a in lane.agencies),
+            has_scanner=lane.scanner is not None,
+            kind=lane.kind,
+            timeouts=timeouts or LaneTimeouts(decision_s=site.platform.decision_timeout_s),
+        )
         self.outbox = Outbox(self.state_dir / f"outbox-{lane.id}.db", site=site.site.id, unit=lane.id, clock=clock)
         self.audit = AuditLog(self.state_dir / "audit.jsonl")
         self.verifier = CommandVerifier.from_site(
-            site, lane.id, clock=lambda: dt.datetime.fromtimestamp(self.clock(), tz=dt.UTC),
+            site,
+            lane.id,
+            clock=lambda: dt.datetime.fromtimestamp(self.clock(), tz=dt.UTC),
             nonce_store=SqliteNonceStore(self.state_dir / f"nonces-{lane.id}.db"),
         )
         b = site.broker
         url = broker_url or b.url
         self.link = MqttLink(
-            url, client_id=f"portlane-{site.site.id}-{lane.id}",
+            url,
+            client_id=f"portlane-{site.site.id}-{lane.id}",
             protocol=(broker_protocol or b.protocol),  # type: ignore[arg-type]
-            username=b.username, password=b.password.get_secret_value() if b.password else None,
+            username=b.username,
+            password=b.password.get_secret_value() if b.password else None,
             keepalive=b.keepalive_s,
             will=(self.topics.status, self._status_payload("offline")),
             subscriptions=[self.topics.cmd_filter, Topics.expected(site.site.id)]
             + ([f"portlane/v1/{site.site.id}/{lane.scanner}/event/#"] if lane.scanner else []),
-            on_message=self._on_message, on_connect=self._on_connect,
+            on_message=self._on_message,
+            on_connect=self._on_connect,
         )
         self.sender = OutboxSender(self.outbox, self.link)
         self.counters = LaneCounters()
@@ -188,7 +197,8 @@ class LaneDaemon:
         for cam_id, cam in d.cameras.items():
             specs.append((f"camera:{cam_id}", "camera", cam))
         probes: dict[str, Callable[[Any], Awaitable[object]]] = {
-            "gate": self._probe_gate, "io": self._probe_io,
+            "gate": self._probe_gate,
+            "io": self._probe_io,
         }
         for name, kind, cfg in specs:
             dev = registry.create(kind, f"{self.cfg.id}/{name}", cfg)
@@ -216,9 +226,11 @@ class LaneDaemon:
     def _sensors(self) -> Sensors:
         g, i = self._gate_status, self._inputs
         return Sensors(
-            entry_loop=bool(i and i.entry_loop), in_position=bool(i and i.in_position),
+            entry_loop=bool(i and i.entry_loop),
+            in_position=bool(i and i.in_position),
             exit_loop=bool(i and i.exit_loop),
-            photocell=bool(g and g.photocell_blocked), safety_loop=bool(g and g.loop_occupied),
+            photocell=bool(g and g.photocell_blocked),
+            safety_loop=bool(g and g.loop_occupied),
             gate_open=bool(g and g.position == GatePosition.OPEN),
             gate_closed=bool(g is None or g.position == GatePosition.CLOSED),
         )
@@ -234,8 +246,9 @@ class LaneDaemon:
         if name == "gate" and health == DeviceHealth.OFFLINE and self.logic.in_service:
             # A lane whose barrier does not answer takes itself out of service and says so.
             self._apply(self.logic.set_in_service(False, operator="portlane", reason=f"gate offline: {reason}"))
-            self._put_event("lane.exception", {"passage_id": None, "kind": "device_fault",
-                                               "detail": f"gate offline: {reason}"})
+            self._put_event(
+                "lane.exception", {"passage_id": None, "kind": "device_fault", "detail": f"gate offline: {reason}"}
+            )
             self._auto_closed = True
         elif name == "gate" and health == DeviceHealth.ONLINE and self._auto_closed:
             self._auto_closed = False
@@ -243,13 +256,18 @@ class LaneDaemon:
 
     # ------------------------------------------------------------------ events
     def _status_payload(self, state: str) -> bytes:
-        return json.dumps({
-            "state": state, "unit": self.cfg.id, "kind": "lane", "version": __version__,
-            "in_service": self.logic.in_service if hasattr(self, "logic") else True,
-            "stage": self.logic.stage.value if hasattr(self, "logic") else None,
-            "last_seq": self.outbox.last_seq if hasattr(self, "outbox") else 0,
-            "since": rfc3339(self.clock()),
-        }).encode()
+        return json.dumps(
+            {
+                "state": state,
+                "unit": self.cfg.id,
+                "kind": "lane",
+                "version": __version__,
+                "in_service": self.logic.in_service if hasattr(self, "logic") else True,
+                "stage": self.logic.stage.value if hasattr(self, "logic") else None,
+                "last_seq": self.outbox.last_seq if hasattr(self, "outbox") else 0,
+                "since": rfc3339(self.clock()),
+            }
+        ).encode()
 
     def _put_event(self, type_: str, data: dict[str, Any]) -> None:
         model = EVENTS[type_]
@@ -258,8 +276,10 @@ class LaneDaemon:
         except ValidationError as exc:
             # A bug of ours must not lose the record that something happened: say what failed.
             log.error("%s: %s does not match the contract: %s", self.cfg.id, type_, exc)
-            type_, payload = "lane.exception", {"passage_id": data.get("passage_id"), "kind": "invalid_event",
-                                                "detail": f"{type_}: {exc}"[:500]}
+            type_, payload = (
+                "lane.exception",
+                {"passage_id": data.get("passage_id"), "kind": "invalid_event", "detail": f"{type_}: {exc}"[:500]},
+            )
         if self.metrics is not None:
             if type_ == "passage.completed":
                 self.metrics.passage_completed(payload["outcome"], payload["stage_ms"])
@@ -279,9 +299,13 @@ class LaneDaemon:
                 # Events are written to disk at once, in the order the logic produced them.
                 self._put_event(a.args["type"], a.args["data"])
             elif a.kind == "audit":
-                self.audit.append(a.args["kind"], actor=a.args["actor"], reason=a.args["reason"],
-                                  lane=self.cfg.id, data={"passage_id": a.args.get("passage_id"),
-                                                          **a.args.get("data", {})})
+                self.audit.append(
+                    a.args["kind"],
+                    actor=a.args["actor"],
+                    reason=a.args["reason"],
+                    lane=self.cfg.id,
+                    data={"passage_id": a.args.get("passage_id"), **a.args.get("data", {})},
+                )
             else:
                 self._actions.put_nowait(a)
 
@@ -333,10 +357,16 @@ class LaneDaemon:
             self._spawn(self._identify(a.args["passage_id"]), f"identify-{a.args['passage_id']}")
         elif a.kind == "request_scan":
             p = self.logic.passage
-            self._put_event("inspection.requested", {
-                "passage_id": a.args["passage_id"], "lane": self.cfg.id, "method": "xray",
-                "priority": 0, "vehicle_ref": a.args["vehicle_ref"] or (p.id if p else ""),
-            })
+            self._put_event(
+                "inspection.requested",
+                {
+                    "passage_id": a.args["passage_id"],
+                    "lane": self.cfg.id,
+                    "method": "xray",
+                    "priority": 0,
+                    "vehicle_ref": a.args["vehicle_ref"] or (p.id if p else ""),
+                },
+            )
         elif a.kind == "cancel_scan":
             pass  # the scanner daemon drops queue entries of completed passages
 
@@ -372,8 +402,14 @@ class LaneDaemon:
             log.exception("%s: identification of %s failed", self.cfg.id, passage_id)
             ident = Identity(exceptions=("identification_failed", "unreadable_plate"))
             self._apply(self.logic.on_identified(passage_id, ident, self.clock()))
-            self._put_event("lane.exception", {"passage_id": passage_id, "kind": "identification_failed",
-                                               "detail": f"{type(exc).__name__}: {exc}"[:300]})
+            self._put_event(
+                "lane.exception",
+                {
+                    "passage_id": passage_id,
+                    "kind": "identification_failed",
+                    "detail": f"{type(exc).__name__}: {exc}"[:300],
+                },
+            )
 
     async def _collect_identity(self, passage_id: str) -> None:
         p = self.logic.passage
@@ -430,10 +466,12 @@ class LaneDaemon:
         # The identity's confidence is its weakest plate read: containers are vouched for by
         # their check digit (a failing one is an exception of its own, check_digit_failed).
         conf = min([c for _t, _k, c in plates], default=0.0)
-        ident = Identity(plates=tuple(plates), containers=tuple(containers), tag_id=tag, weight_kg=weight,
-                         confidence=conf)
-        ident = dataclasses.replace(ident, exceptions=identity_exceptions(
-            ident, lane_kind=self.cfg.kind, registrations=self.registrations))
+        ident = Identity(
+            plates=tuple(plates), containers=tuple(containers), tag_id=tag, weight_kg=weight, confidence=conf
+        )
+        ident = dataclasses.replace(
+            ident, exceptions=identity_exceptions(ident, lane_kind=self.cfg.kind, registrations=self.registrations)
+        )
         self._apply(self.logic.on_identified(passage_id, ident, self.clock()))
 
     # ------------------------------------------------------------------ messages
@@ -468,11 +506,18 @@ class LaneDaemon:
         if data.get("lane") != self.cfg.id:
             return
         kind = type_.removeprefix("scan.")
-        self._apply(self.logic.on_scan(data["passage_id"], kind, self.clock(), scan_id=data.get("scan_id"),
-                                       result=data.get("result"), reason=data.get("reason")))
+        self._apply(
+            self.logic.on_scan(
+                data["passage_id"],
+                kind,
+                self.clock(),
+                scan_id=data.get("scan_id"),
+                result=data.get("result"),
+                reason=data.get("reason"),
+            )
+        )
 
-    async def _respond(self, msg: Message, name: str, correlation: str | None, ok: bool,
-                       reason: str | None) -> None:
+    async def _respond(self, msg: Message, name: str, correlation: str | None, ok: bool, reason: str | None) -> None:
         body = json.dumps({"correlation_id": correlation, "command": name, "ok": ok, "reason": reason}).encode()
         topic = msg.properties.get("ResponseTopic") or self.topics.response
         with contextlib.suppress(ConnectionError):
@@ -481,8 +526,13 @@ class LaneDaemon:
     def _reject(self, name: str, reason: str, nonce: str | None, key_id: str | None, detail: str) -> None:
         self.counters.commands_rejected += 1
         self.counters.rejected_by_reason[reason] = self.counters.rejected_by_reason.get(reason, 0) + 1
-        self.audit.append("command_rejected", actor=key_id or "unknown", reason=reason, lane=self.cfg.id,
-                          data={"command": name, "nonce": nonce, "detail": detail[:200]})
+        self.audit.append(
+            "command_rejected",
+            actor=key_id or "unknown",
+            reason=reason,
+            lane=self.cfg.id,
+            data={"command": name, "nonce": nonce, "detail": detail[:200]},
+        )
         self._put_event("command.rejected", {"command": name, "reason": reason, "nonce": nonce, "key_id": key_id})
 
     async def _on_command(self, msg: Message, name: str) -> None:
@@ -502,19 +552,27 @@ class LaneDaemon:
         ok, reason, actions = True, None, []
         if cmd.cmd in ("decision", "release", "hold", "divert"):
             verdict = {"release": "release", "hold": "hold", "divert": "divert"}.get(
-                cmd.cmd, str(args.get("verdict") or args.get("decision") or ""))
-            ok, reason, actions = self.logic.on_decision(cmd.passage_id, str(args.get("agency", "")), verdict,
-                                                         nonce=cmd.nonce, now=now)
+                cmd.cmd, str(args.get("verdict") or args.get("decision") or "")
+            )
+            ok, reason, actions = self.logic.on_decision(
+                cmd.passage_id, str(args.get("agency", "")), verdict, nonce=cmd.nonce, now=now
+            )
         elif cmd.cmd == "correct_identity":
             ident = Identity(
                 plates=tuple((str(t), _plate_kind(str(t)), 1.0) for t in args.get("plates", [])),
                 containers=tuple((str(n), True, 1.0) for n in args.get("containers", [])),
-                tag_id=args.get("tag_id"), confidence=1.0, corrected_by=str(args.get("operator", "")),
+                tag_id=args.get("tag_id"),
+                confidence=1.0,
+                corrected_by=str(args.get("operator", "")),
             )
             try:
                 ok, reason, actions = self.logic.correct_identity(
-                    str(cmd.passage_id), ident, operator=str(args.get("operator", "")),
-                    reason=str(args.get("reason", "")), now=now)
+                    str(cmd.passage_id),
+                    ident,
+                    operator=str(args.get("operator", "")),
+                    reason=str(args.get("reason", "")),
+                    now=now,
+                )
             except Exception as exc:  # audit refuses a correction without operator and reason
                 ok, reason, actions = False, f"malformed: {exc}", []
         elif cmd.cmd == "board_message":
@@ -523,12 +581,20 @@ class LaneDaemon:
         elif cmd.cmd == "expected_vehicles":
             self._on_expected(json.dumps(args).encode())
         elif cmd.cmd in ("close_lane", "open_lane"):
-            actions = self.logic.set_in_service(cmd.cmd == "open_lane", operator=f"platform:{cmd.key_id}",
-                                                reason=str(args.get("reason", "platform command")))
+            actions = self.logic.set_in_service(
+                cmd.cmd == "open_lane",
+                operator=f"platform:{cmd.key_id}",
+                reason=str(args.get("reason", "platform command")),
+            )
         if ok:
             self.counters.commands_accepted += 1
-            self.audit.append("command_accepted", actor=cmd.key_id, reason=cmd.cmd, lane=self.cfg.id,
-                              data={"nonce": cmd.nonce, "passage_id": cmd.passage_id})
+            self.audit.append(
+                "command_accepted",
+                actor=cmd.key_id,
+                reason=cmd.cmd,
+                lane=self.cfg.id,
+                data={"nonce": cmd.nonce, "passage_id": cmd.passage_id},
+            )
             self._apply(actions)
         else:
             self._reject(name, reason or "refused", cmd.nonce, cmd.key_id, reason or "")
@@ -552,11 +618,19 @@ class LaneDaemon:
     def status(self) -> dict[str, Any]:
         p = self.logic.passage
         return {
-            "lane": self.cfg.id, "kind": self.cfg.kind, "in_service": self.logic.in_service,
-            "stage": self.logic.stage.value, "passage_id": p.id if p else None,
+            "lane": self.cfg.id,
+            "kind": self.cfg.kind,
+            "in_service": self.logic.in_service,
+            "stage": self.logic.stage.value,
+            "passage_id": p.id if p else None,
             "devices": {
-                n: {"health": s.supervisor.health.value, "backend": s.backend, "link": s.link,
-                    "last_error": s.device.last_error, "counters": dict(s.device.counters)}
+                n: {
+                    "health": s.supervisor.health.value,
+                    "backend": s.backend,
+                    "link": s.link,
+                    "last_error": s.device.last_error,
+                    "counters": dict(s.device.counters),
+                }
                 for n, s in self.devices.items()
             },
             "outbox": self.outbox.stats().as_dict(),
@@ -619,4 +693,3 @@ def _plate_kind(text: str) -> str:
     if text[:1].isascii():
         return "hk"
     return "cn"
-

@@ -223,8 +223,7 @@ class LaneLogic:
                 # passed under the arm and cleared it, or after exit_s with nothing coming.
                 if s.under_arm:
                     self._idle_under_seen = True
-                elif not s.exit_loop and (self._idle_under_seen
-                                          or now - self._opened_idle_at > self.timeouts.exit_s):
+                elif not s.exit_loop and (self._idle_under_seen or now - self._opened_idle_at > self.timeouts.exit_s):
                     out += self._close("exit")
         if p is None:
             return out
@@ -283,8 +282,9 @@ class LaneLogic:
             "corrected_by": identity.corrected_by,
         }
 
-    def correct_identity(self, passage_id: str, identity: Identity, *, operator: str, reason: str,
-                         now: float) -> tuple[bool, str | None, list[Action]]:
+    def correct_identity(
+        self, passage_id: str, identity: Identity, *, operator: str, reason: str, now: float
+    ) -> tuple[bool, str | None, list[Action]]:
         p = self.passage
         if p is None or p.id != passage_id:
             return False, "stale_passage", []
@@ -295,18 +295,32 @@ class LaneLogic:
         p.stage = Stage.AWAITING_DECISION if p.phase == "initial" else Stage.AWAITING_VERDICTS
         p.stamps.setdefault("identified", now)
         out = [
-            Action("audit", {"kind": "correction", "actor": operator, "reason": reason, "passage_id": p.id,
-                             "data": {"before": old.vehicle_ref if old else None, "after": identity.vehicle_ref}}),
-            self._publish("identity.corrected", passage_id=p.id, operator=operator, reason=reason,
-                          plates=[t for t, _k, _c in identity.plates],
-                          containers=[n for n, _ok, _c in identity.containers]),
+            Action(
+                "audit",
+                {
+                    "kind": "correction",
+                    "actor": operator,
+                    "reason": reason,
+                    "passage_id": p.id,
+                    "data": {"before": old.vehicle_ref if old else None, "after": identity.vehicle_ref},
+                },
+            ),
+            self._publish(
+                "identity.corrected",
+                passage_id=p.id,
+                operator=operator,
+                reason=reason,
+                plates=[t for t, _k, _c in identity.plates],
+                containers=[n for n, _ok, _c in identity.containers],
+            ),
             self._publish("vehicle.identified", **self._identity_data(p.id, identity)),
         ]
         return True, None, out
 
     # ------------------------------------------------------------------ decisions
-    def on_decision(self, passage_id: str | None, agency: str, decision: str, *, nonce: str,
-                    now: float) -> tuple[bool, str | None, list[Action]]:
+    def on_decision(
+        self, passage_id: str | None, agency: str, decision: str, *, nonce: str, now: float
+    ) -> tuple[bool, str | None, list[Action]]:
         """Apply one agency's (already authenticated) decision. Returns (accepted, reason, actions)."""
         p = self.passage
         if p is None or p.id != passage_id:
@@ -322,8 +336,11 @@ class LaneLogic:
         if decision not in ("release", "inspect", "hold", "divert"):
             return False, "unknown_decision", []
         p.decisions[agency] = decision
-        out = [self._publish("passage.decided", passage_id=p.id, agency=agency, decision=decision,
-                             phase=p.phase, command_nonce=nonce)]
+        out = [
+            self._publish(
+                "passage.decided", passage_id=p.id, agency=agency, decision=decision, phase=p.phase, command_nonce=nonce
+            )
+        ]
         if decision == "divert":
             p.stamps.setdefault("decided", now)
             out += self._divert("agency")
@@ -332,8 +349,11 @@ class LaneLogic:
             p.stage = Stage.INSPECTION_QUEUED
             p.scans += 1
             p.stamps["scan_queued"] = now
-            out.append(Action("request_scan", {"passage_id": p.id,
-                                               "vehicle_ref": p.identity.vehicle_ref if p.identity else ""}))
+            out.append(
+                Action(
+                    "request_scan", {"passage_id": p.id, "vehicle_ref": p.identity.vehicle_ref if p.identity else ""}
+                )
+            )
             out.append(self._board(("前往查验 X-RAY", "amber"), ("请等待 PLEASE WAIT", "amber")))
         elif all(p.decisions.get(a) == "release" for a in self.agencies):
             p.stamps.setdefault("decided", now)
@@ -366,8 +386,16 @@ class LaneLogic:
         ]
 
     # ------------------------------------------------------------------ scanner
-    def on_scan(self, passage_id: str, kind: str, now: float, *, scan_id: int | None = None,
-                result: str | None = None, reason: str | None = None) -> list[Action]:
+    def on_scan(
+        self,
+        passage_id: str,
+        kind: str,
+        now: float,
+        *,
+        scan_id: int | None = None,
+        result: str | None = None,
+        reason: str | None = None,
+    ) -> list[Action]:
         p = self.passage
         if p is None or p.id != passage_id:
             return []
@@ -386,8 +414,10 @@ class LaneLogic:
             return [self._board(("查验完成 SCANNED", "green"), ("请等待 PLEASE WAIT", "amber"))]
         if kind == "failed" and p.stage in (Stage.INSPECTION_QUEUED, Stage.SCANNING):
             p.stamps["scan_ended"] = now
-            return [self._publish("lane.exception", passage_id=p.id, kind="scanner_fault", detail=reason or ""),
-                    *self._divert("scanner_fault")]
+            return [
+                self._publish("lane.exception", passage_id=p.id, kind="scanner_fault", detail=reason or ""),
+                *self._divert("scanner_fault"),
+            ]
         return []
 
     # ------------------------------------------------------------------ time
@@ -400,13 +430,23 @@ class LaneLogic:
             since = p.stamps.get("scan_ended", p.stamps.get("identified", now))
             if now - since > t.decision_s:
                 p.decision_overdue = True
-                return [self._publish("lane.exception", passage_id=p.id, kind="platform_unreachable",
-                                      detail=f"no decision for {t.decision_s:.0f} s; holding"),
-                        self._board(("请等待 PLEASE WAIT", "red"))]
+                return [
+                    self._publish(
+                        "lane.exception",
+                        passage_id=p.id,
+                        kind="platform_unreachable",
+                        detail=f"no decision for {t.decision_s:.0f} s; holding",
+                    ),
+                    self._board(("请等待 PLEASE WAIT", "red")),
+                ]
         if p.stage in (Stage.RELEASED, Stage.DIVERTED, Stage.EXITING):
             opened = p.stamps.get("released", p.stamps.get("gate_opened", now))
-            if (now - opened > t.exit_s and not p.exit_seen and not self.sensors.under_arm
-                    and not self.sensors.entry_loop):
+            if (
+                now - opened > t.exit_s
+                and not p.exit_seen
+                and not self.sensors.under_arm
+                and not self.sensors.entry_loop
+            ):
                 # Nobody drove through: the vehicle was taken away by hand.
                 out = self._close("exit")
                 if out:
@@ -421,10 +461,19 @@ class LaneLogic:
         validated operator and reason; this writes the audit entry first."""
         p = self.passage
         pid = p.id if p else None
-        out = [Action("audit", {"kind": "override", "actor": operator, "reason": reason, "passage_id": pid,
-                                "data": {"action": "gate_open"}}),
-               self._publish("override.applied", passage_id=pid, operator=operator, reason=reason,
-                             action="gate_open")]
+        out = [
+            Action(
+                "audit",
+                {
+                    "kind": "override",
+                    "actor": operator,
+                    "reason": reason,
+                    "passage_id": pid,
+                    "data": {"action": "gate_open"},
+                },
+            ),
+            self._publish("override.applied", passage_id=pid, operator=operator, reason=reason, action="gate_open"),
+        ]
         if p is not None and p.stage not in GATE_MAY_BE_OPEN:
             p.stage = Stage.RELEASED
             p.outcome = "override"
@@ -436,19 +485,48 @@ class LaneLogic:
         return out
 
     def override_close(self, *, operator: str, reason: str) -> list[Action]:
-        out = [Action("audit", {"kind": "override", "actor": operator, "reason": reason,
-                                "passage_id": self.passage.id if self.passage else None,
-                                "data": {"action": "gate_close"}})]
+        out = [
+            Action(
+                "audit",
+                {
+                    "kind": "override",
+                    "actor": operator,
+                    "reason": reason,
+                    "passage_id": self.passage.id if self.passage else None,
+                    "data": {"action": "gate_close"},
+                },
+            )
+        ]
         closing = self._close("override")
         if not closing:
-            out.append(Action("audit", {"kind": "override_refused", "actor": operator,
-                                        "reason": "something under the arm", "passage_id": None, "data": {}}))
+            out.append(
+                Action(
+                    "audit",
+                    {
+                        "kind": "override_refused",
+                        "actor": operator,
+                        "reason": "something under the arm",
+                        "passage_id": None,
+                        "data": {},
+                    },
+                )
+            )
         return out + closing
 
     def set_in_service(self, in_service: bool, *, operator: str, reason: str) -> list[Action]:
         self.in_service = in_service
-        out = [Action("audit", {"kind": "lane_opened" if in_service else "lane_closed", "actor": operator,
-                                "reason": reason, "passage_id": None, "data": {}})]
+        out = [
+            Action(
+                "audit",
+                {
+                    "kind": "lane_opened" if in_service else "lane_closed",
+                    "actor": operator,
+                    "reason": reason,
+                    "passage_id": None,
+                    "data": {},
+                },
+            )
+        ]
         if in_service:
             out.append(self._board(("欢迎 WELCOME", "green")))
         else:

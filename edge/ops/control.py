@@ -333,9 +333,7 @@ async def request(
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 raise DaemonUnreachableError(f"no daemon at {path}: {exc.strerror or exc}") from exc
             except PermissionError as exc:
-                raise DaemonUnreachableError(
-                    f"no permission to use {path}; is this user in group 'portlane'?"
-                ) from exc
+                raise DaemonUnreachableError(f"no permission to use {path}; is this user in group 'portlane'?") from exc
             except OSError as exc:
                 raise DaemonUnreachableError(f"cannot connect to {path}: {exc}") from exc
             try:

@@ -21,15 +21,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from portlane.edge.trust.audit import OperatorError, require_operator
 from portlane.edge.config import Site, load_site, parse_site
-from portlane.edge.ops.control import ControlServer, default_path
 from portlane.edge.errors import ConfigError
 from portlane.edge.lane.daemon import LaneDaemon
-from portlane.edge.ops.metrics import DaemonMetrics
 from portlane.edge.lane.logic import Action
+from portlane.edge.ops.control import ControlServer, default_path
+from portlane.edge.ops.metrics import DaemonMetrics
 from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
 from portlane.edge.scanner.daemon import ScannerDaemon
+from portlane.edge.trust.audit import OperatorError, require_operator
 
 __all__ = ["lane_handlers", "run_lane_daemon", "run_scanner_daemon"]
 
@@ -68,10 +68,19 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
         pid = req.get("id")
         for p in [*([d.logic.passage] if d.logic.passage else []), *reversed(d.logic.history)]:
             if pid in (None, p.id):
-                return {"passage": {"id": p.id, "stage": p.stage.value, "outcome": p.outcome,
-                                    "decisions": p.decisions, "phase": p.phase, "scans": p.scans,
-                                    "scan_result": p.scan_result, "stamps": p.stamps,
-                                    "identity": p.identity.vehicle_ref if p.identity else None}}
+                return {
+                    "passage": {
+                        "id": p.id,
+                        "stage": p.stage.value,
+                        "outcome": p.outcome,
+                        "decisions": p.decisions,
+                        "phase": p.phase,
+                        "scans": p.scans,
+                        "scan_result": p.scan_result,
+                        "stamps": p.stamps,
+                        "identity": p.identity.vehicle_ref if p.identity else None,
+                    }
+                }
         return {"ok": False, "error": f"no passage {pid} on lane {d.cfg.id} (the last 50 are kept)"}
 
     async def gate(req: dict[str, Any]) -> dict[str, Any]:
@@ -97,8 +106,10 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
     async def outbox(req: dict[str, Any]) -> dict[str, Any]:
         action = req.get("action", "show")
         if action == "show":
-            return {"outbox": d.outbox.stats().as_dict(),
-                    "head": [{"seq": r.seq, "topic": r.topic} for r in d.outbox.peek(limit=20)]}
+            return {
+                "outbox": d.outbox.stats().as_dict(),
+                "head": [{"seq": r.seq, "topic": r.topic} for r in d.outbox.peek(limit=20)],
+            }
         op, why = _who(req)
         if action == "replay":
             d.audit.append("outbox_replay", actor=op, reason=why, lane=d.cfg.id)
@@ -153,12 +164,22 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
         restart.set()
         return {"applied": True, "restarting": True}
 
-    return {"status": status, "devices": devices, "passage": passage, "gate": gate, "board": board,
-            "lane_service": lane_service, "outbox": outbox, "config": config, "config_apply": config_apply}
+    return {
+        "status": status,
+        "devices": devices,
+        "passage": passage,
+        "gate": gate,
+        "board": board,
+        "lane_service": lane_service,
+        "outbox": outbox,
+        "config": config,
+        "config_apply": config_apply,
+    }
 
 
-async def run_lane_daemon(site_file: Path, lane_id: str, *, stop: asyncio.Event | None = None,
-                          broker_url: str | None = None) -> int:
+async def run_lane_daemon(
+    site_file: Path, lane_id: str, *, stop: asyncio.Event | None = None, broker_url: str | None = None
+) -> int:
     site = load_site(site_file)
     lane = site.lane(lane_id)
     stop = stop or asyncio.Event()
@@ -172,8 +193,9 @@ async def run_lane_daemon(site_file: Path, lane_id: str, *, stop: asyncio.Event 
 
         recogniser = SocketRecogniser(rec_sock)
     metrics = DaemonMetrics("lane", site=site.site.id, lane=lane.id)
-    d = LaneDaemon(site, lane, state_dir=_state_dir(site), broker_url=broker_url, recogniser=recogniser,
-                   metrics=metrics)
+    d = LaneDaemon(
+        site, lane, state_dir=_state_dir(site), broker_url=broker_url, recogniser=recogniser, metrics=metrics
+    )
     port = int(os.environ.get("PORTLANE_METRICS_PORT", "0") or 0)
     server = metrics.serve(port) if port else None
     wd = Watchdog(notifier)
@@ -194,19 +216,21 @@ async def run_lane_daemon(site_file: Path, lane_id: str, *, stop: asyncio.Event 
         await restart.wait()
         stop.set()
 
-    async with ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(),
-                             lane_handlers(d, site_file, restart)):
-        async with asyncio.TaskGroup() as tg:
-            main = tg.create_task(d.run(stop), name="lane")
-            await d.ready.wait()
-            notifier.ready(f"lane {lane.id} running")
-            aux = [tg.create_task(wd.run(stop), name="watchdog"),
-                   tg.create_task(publish_metrics(), name="metrics"),
-                   tg.create_task(watch_restart(), name="restart")]
-            await main
-            notifier.stopping("flushing and going offline")
-            for t in aux:
-                t.cancel()
+    async with ControlServer(
+        os.environ.get("PORTLANE_CONTROL") or default_path(), lane_handlers(d, site_file, restart)
+    ), asyncio.TaskGroup() as tg:
+        main = tg.create_task(d.run(stop), name="lane")
+        await d.ready.wait()
+        notifier.ready(f"lane {lane.id} running")
+        aux = [
+            tg.create_task(wd.run(stop), name="watchdog"),
+            tg.create_task(publish_metrics(), name="metrics"),
+            tg.create_task(watch_restart(), name="restart"),
+        ]
+        await main
+        notifier.stopping("flushing and going offline")
+        for t in aux:
+            t.cancel()
     if server is not None:
         server.close()
     return EXIT_RESTART if restart.is_set() else 0
@@ -225,29 +249,37 @@ async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: st
 
     async def status(req: dict[str, Any]) -> dict[str, Any]:
         st = d.status
-        return {"site": site.site.id, "scanner": cfg.id, "lanes": [],
-                "state": st.state.name if st else None, "queue": len(d.queue),
-                "current": d.current.passage_id if d.current else None, "scans": d.scans,
-                "utilisation": d.utilisation(), "outbox": d.outbox.stats().as_dict()}
+        return {
+            "site": site.site.id,
+            "scanner": cfg.id,
+            "lanes": [],
+            "state": st.state.name if st else None,
+            "queue": len(d.queue),
+            "current": d.current.passage_id if d.current else None,
+            "scans": d.scans,
+            "utilisation": d.utilisation(),
+            "outbox": d.outbox.stats().as_dict(),
+        }
 
     async def scanner_abort(req: dict[str, Any]) -> dict[str, Any]:
         op, why = require_operator(str(req.get("operator", "")), str(req.get("reason", "")))
         from portlane.edge.trust.audit import AuditLog
 
-        AuditLog(_state_dir(site) / "audit.jsonl").append("override", actor=op, reason=why,
-                                                          data={"action": "scanner_abort"})
+        AuditLog(_state_dir(site) / "audit.jsonl").append(
+            "override", actor=op, reason=why, data={"action": "scanner_abort"}
+        )
         await d.device.abort()
         return {}
 
-    async with ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(),
-                             {"status": status, "scanner_abort": scanner_abort}):
-        async with asyncio.TaskGroup() as tg:
-            main = tg.create_task(d.run(stop), name="scanner")
-            notifier.ready(f"scanner {cfg.id} running")
-            w = tg.create_task(wd.run(stop), name="watchdog")
-            await main
-            notifier.stopping()
-            w.cancel()
+    async with ControlServer(
+        os.environ.get("PORTLANE_CONTROL") or default_path(), {"status": status, "scanner_abort": scanner_abort}
+    ), asyncio.TaskGroup() as tg:
+        main = tg.create_task(d.run(stop), name="scanner")
+        notifier.ready(f"scanner {cfg.id} running")
+        w = tg.create_task(wd.run(stop), name="watchdog")
+        await main
+        notifier.stopping()
+        w.cancel()
     return 0
 
 
@@ -255,9 +287,8 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
     """The site's shared recognition worker, serving ``recognise`` on its control socket."""
     import base64
 
-    from portlane.models.worker import RecognitionWorker
-
     from portlane.edge.lane.recognition import serialise_reads
+    from portlane.models.worker import RecognitionWorker
 
     stop = asyncio.Event()
     install_signal_handlers(stop)

@@ -102,36 +102,53 @@ class DaemonMetrics:
         self.lane = lane or ""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._info = Gauge("portlane_daemon_info", "constant 1; labels identify the daemon",
-                           ["daemon", "site", "version"], registry=r)
+        self._info = Gauge(
+            "portlane_daemon_info", "constant 1; labels identify the daemon", ["daemon", "site", "version"], registry=r
+        )
         self._info.labels(daemon, site, _version()).set(1)
-        self._passages = Counter("portlane_passages", "completed passages by outcome",
-                                 ["lane", "outcome"], registry=r)
-        self._stage = Histogram("portlane_stage_duration_seconds",
-                                "duration of each passage stage (arrived→identified, …)",
-                                ["lane", "stage"], buckets=STAGE_BUCKETS, registry=r)
-        self._device_state = Gauge("portlane_device_state", "1 for the device's current health state",
-                                   ["lane", "device", "state"], registry=r)
-        self._device_errors = Counter("portlane_device_errors", "device errors by kind (timeout, …)",
-                                      ["lane", "device", "kind"], registry=r)
-        self._bus = Gauge("portlane_bus_utilisation_ratio", "share of time an RS-485 bus is busy",
-                          ["bus"], registry=r)
-        self._outbox_depth = Gauge("portlane_outbox_depth", "events waiting in the durable outbox",
-                                   ["lane"], registry=r)
-        self._outbox_age = Gauge("portlane_outbox_oldest_age_seconds", "age of the oldest undelivered event",
-                                 ["lane"], registry=r)
-        self._outbox_dropped = Counter("portlane_outbox_dropped", "events dropped (full, purged)",
-                                       ["lane"], registry=r)
-        self._rejections = Counter("portlane_command_rejections", "platform commands rejected, by reason",
-                                   ["lane", "reason"], registry=r)
-        self._recog_latency = Histogram("portlane_recognition_latency_seconds",
-                                        "frames in → result out, per recognition kind",
-                                        ["kind"], buckets=RECOGNITION_BUCKETS, registry=r)
-        self._recog_conf = Histogram("portlane_recognition_confidence", "confidence of accepted reads",
-                                     ["kind"], buckets=CONFIDENCE_BUCKETS, registry=r)
+        self._passages = Counter("portlane_passages", "completed passages by outcome", ["lane", "outcome"], registry=r)
+        self._stage = Histogram(
+            "portlane_stage_duration_seconds",
+            "duration of each passage stage (arrived→identified, …)",
+            ["lane", "stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self._device_state = Gauge(
+            "portlane_device_state", "1 for the device's current health state", ["lane", "device", "state"], registry=r
+        )
+        self._device_errors = Counter(
+            "portlane_device_errors", "device errors by kind (timeout, …)", ["lane", "device", "kind"], registry=r
+        )
+        self._bus = Gauge("portlane_bus_utilisation_ratio", "share of time an RS-485 bus is busy", ["bus"], registry=r)
+        self._outbox_depth = Gauge(
+            "portlane_outbox_depth", "events waiting in the durable outbox", ["lane"], registry=r
+        )
+        self._outbox_age = Gauge(
+            "portlane_outbox_oldest_age_seconds", "age of the oldest undelivered event", ["lane"], registry=r
+        )
+        self._outbox_dropped = Counter("portlane_outbox_dropped", "events dropped (full, purged)", ["lane"], registry=r)
+        self._rejections = Counter(
+            "portlane_command_rejections", "platform commands rejected, by reason", ["lane", "reason"], registry=r
+        )
+        self._recog_latency = Histogram(
+            "portlane_recognition_latency_seconds",
+            "frames in → result out, per recognition kind",
+            ["kind"],
+            buckets=RECOGNITION_BUCKETS,
+            registry=r,
+        )
+        self._recog_conf = Histogram(
+            "portlane_recognition_confidence",
+            "confidence of accepted reads",
+            ["kind"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
         self._broker = Gauge("portlane_broker_connected", "1 while connected to the MQTT broker", registry=r)
-        self._stalled = Gauge("portlane_heartbeat_stalled", "1 while a liveness check is not advancing",
-                              ["check"], registry=r)
+        self._stalled = Gauge(
+            "portlane_heartbeat_stalled", "1 while a liveness check is not advancing", ["check"], registry=r
+        )
         self._dropped_seen: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -139,9 +156,7 @@ class DaemonMetrics:
         return self.lane if lane is None else lane
 
     # -- passages
-    def passage_completed(
-        self, outcome: str, stages_ms: Mapping[str, float], *, lane: str | None = None
-    ) -> None:
+    def passage_completed(self, outcome: str, stages_ms: Mapping[str, float], *, lane: str | None = None) -> None:
         """A passage ended (``released``, ``diverted``, ``aborted``, …) with its stage durations
         in milliseconds, keyed by stage name (``identify``, ``decide``, ``scan``, ``exit``, …)."""
         ln = self._lane(lane)

@@ -259,8 +259,11 @@ class Watchdog:
         stuck = self.check()
         if stuck != self.stalled:
             if stuck:
-                log.error("watchdog: %s not advancing; withholding WATCHDOG=1", ", ".join(stuck),
-                          extra={"stalled": ",".join(stuck)})
+                log.error(
+                    "watchdog: %s not advancing; withholding WATCHDOG=1",
+                    ", ".join(stuck),
+                    extra={"stalled": ",".join(stuck)},
+                )
                 self._notifier.status(f"hung: {', '.join(stuck)}")
             else:
                 log.info("watchdog: all liveness checks advancing again")
@@ -369,8 +372,7 @@ class KeyValueFormatter(logging.Formatter):
         parts = []
         if not self.journal:
             parts.append(f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')}.{int(record.msecs):03d}")
-        parts += [f"level={record.levelname.lower()}", f"logger={record.name}",
-                  f"msg={_kv_value(record.getMessage())}"]
+        parts += [f"level={record.levelname.lower()}", f"logger={record.name}", f"msg={_kv_value(record.getMessage())}"]
         parts += [f"{k}={_kv_value(v)}" for k, v in _fields(record).items()]
         if record.exc_info:
             parts.append(f"exc={_kv_value(self.formatException(record.exc_info))}")
@@ -387,8 +389,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         obj: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -401,7 +402,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(
-    *, level: int | str = logging.INFO, fmt: str = "kv", stream: TextIO | None = None,
+    *,
+    level: int | str = logging.INFO,
+    fmt: str = "kv",
+    stream: TextIO | None = None,
     journal: bool | None = None,
 ) -> logging.Handler:
     """Configure the root logger for a daemon: one handler on stderr, structured lines.

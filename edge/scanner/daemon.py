@@ -35,7 +35,6 @@ from portlane.drivers import registry
 from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus, ScanResult
 from portlane.drivers.errors import DeviceError
 from portlane.drivers.supervisor import Supervisor
-
 from portlane.edge import __version__
 from portlane.edge.config import ScannerConfig, Site
 from portlane.edge.contract.envelope import rfc3339
@@ -75,8 +74,9 @@ class ScanQueue:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def push(self, lane: str, passage_id: str, vehicle_ref: str, priority: int, now: float,
-             *, head: bool = False) -> None:
+    def push(
+        self, lane: str, passage_id: str, vehicle_ref: str, priority: int, now: float, *, head: bool = False
+    ) -> None:
         if any(e.passage_id == passage_id for e in self._entries):
             return  # a re-delivered request: queue each passage once
         n = -1 if head else next(self._order)
@@ -104,8 +104,16 @@ class ScanQueue:
 
 
 class ScannerDaemon:
-    def __init__(self, site: Site, cfg: ScannerConfig, *, state_dir: Path, broker_url: str | None = None,
-                 broker_protocol: str | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        site: Site,
+        cfg: ScannerConfig,
+        *,
+        state_dir: Path,
+        broker_url: str | None = None,
+        broker_protocol: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.site = site
         self.cfg = cfg
         self.clock = clock
@@ -117,13 +125,19 @@ class ScannerDaemon:
         self.supervisor = Supervisor(self.device, self._probe, period=cfg.device.poll_s)
         b = site.broker
         self.link = MqttLink(
-            broker_url or b.url, client_id=f"portlane-{site.site.id}-{cfg.id}",
+            broker_url or b.url,
+            client_id=f"portlane-{site.site.id}-{cfg.id}",
             protocol=(broker_protocol or b.protocol),  # type: ignore[arg-type]
-            username=b.username, password=b.password.get_secret_value() if b.password else None,
+            username=b.username,
+            password=b.password.get_secret_value() if b.password else None,
             will=(self.topics.status, json.dumps({"state": "offline", "unit": cfg.id, "kind": "scanner"}).encode()),
-            subscriptions=[f"portlane/v1/{site.site.id}/{lane}/event/{t}" for lane in cfg.lanes
-                           for t in ("inspection.requested", "passage.completed")],
-            on_message=self._on_message, on_connect=self._on_connect,
+            subscriptions=[
+                f"portlane/v1/{site.site.id}/{lane}/event/{t}"
+                for lane in cfg.lanes
+                for t in ("inspection.requested", "passage.completed")
+            ],
+            on_message=self._on_message,
+            on_connect=self._on_connect,
         )
         self.sender = OutboxSender(self.outbox, self.link)
         self.queue = ScanQueue()
@@ -146,8 +160,14 @@ class ScannerDaemon:
         return self.status
 
     async def _on_connect(self) -> None:
-        body = {"state": "online", "unit": self.cfg.id, "kind": "scanner", "version": __version__,
-                "last_seq": self.outbox.last_seq, "since": rfc3339(self.clock())}
+        body = {
+            "state": "online",
+            "unit": self.cfg.id,
+            "kind": "scanner",
+            "version": __version__,
+            "last_seq": self.outbox.last_seq,
+            "since": rfc3339(self.clock()),
+        }
         await self.link.publish(self.topics.status, json.dumps(body).encode(), retain=True)
 
     def _put(self, type_: str, **data: Any) -> None:
@@ -238,8 +258,9 @@ class ScannerDaemon:
                 self.queue.push(e.lane, e.passage_id, e.vehicle_ref, e.priority, e.queued_at, head=True)
                 return
             before = st.scan_id
-            await self.device.start(vehicle_ref=e.vehicle_ref[:12], lane=self._lane_numbers[e.lane],
-                                    seq=self.scans & 0xFFFF)
+            await self.device.start(
+                vehicle_ref=e.vehicle_ref[:12], lane=self._lane_numbers[e.lane], seq=self.scans & 0xFFFF
+            )
             # A fresh read: the poller's last status may predate the start command.
             self.status = await self.device.status()
             if self.status.scan_id == before:
@@ -247,11 +268,16 @@ class ScannerDaemon:
                 return
             self.scans += 1
             self._put("scan.started", passage_id=e.passage_id, lane=e.lane, scan_id=self.status.scan_id)
-            done = await self._wait_status(lambda s: s.state != ScannerState.SCANNING,
-                                           timeout=self.cfg.scan_timeout_s)
+            done = await self._wait_status(lambda s: s.state != ScannerState.SCANNING, timeout=self.cfg.scan_timeout_s)
             if done.state == ScannerState.COMPLETE and done.result != ScanResult.NONE:
-                self._put("scan.completed", passage_id=e.passage_id, lane=e.lane, scan_id=done.scan_id,
-                          result=done.result.name, image_ref=done.image_ref or None)
+                self._put(
+                    "scan.completed",
+                    passage_id=e.passage_id,
+                    lane=e.lane,
+                    scan_id=done.scan_id,
+                    result=done.result.name,
+                    image_ref=done.image_ref or None,
+                )
             elif e.retries == 0 and not done.zone_clear:
                 log.warning("%s: zone breached during scan of %s: re-queued", self.cfg.id, e.passage_id)
                 e.retries += 1

@@ -41,10 +41,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from portlane.edge.errors import PortlaneError
 from portlane.edge.trust.security import CanonicalJSONError, Clock, canonical_json, format_rfc3339
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
     "GENESIS",
@@ -210,9 +209,7 @@ def _parse_line(line: bytes) -> AuditEntry:
     except CanonicalJSONError as exc:
         raise _LineError(AuditProblem.NOT_CANONICAL, str(exc)) from None
     if canonical != line:
-        raise _LineError(
-            AuditProblem.NOT_CANONICAL, "line is not the canonical form of its entry (edited by hand?)"
-        )
+        raise _LineError(AuditProblem.NOT_CANONICAL, "line is not the canonical form of its entry (edited by hand?)")
     if entry.compute_hash() != entry.hash:
         raise _LineError(AuditProblem.HASH_MISMATCH, "hash does not match the entry's contents")
     return entry
@@ -321,9 +318,7 @@ class AuditLog:
         self._clock = clock or _utc_now
         self._lock = threading.Lock()
         existed = self.path.exists()
-        self._fd: int | None = os.open(
-            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
-        )
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         if not existed:
             _fsync_dir(self.path.parent)
         self._size = -1  # size of the file when _head was read; -1 = unknown
@@ -397,9 +392,7 @@ class AuditLog:
             raise AuditError(f"{self.path}: audit log is closed")
         return _Locked(self._lock, self._fd)
 
-    def _write(
-        self, kind: str, actor: str, reason: str, lane: str | None, data: dict[str, Any]
-    ) -> AuditEntry:
+    def _write(self, kind: str, actor: str, reason: str, lane: str | None, data: dict[str, Any]) -> AuditEntry:
         assert self._fd is not None
         body = {
             "n": self._n + 1,

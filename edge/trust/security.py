@@ -58,9 +58,8 @@ from typing import Any, Literal, Protocol, Self
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
 from portlane.edge.errors import PortlaneError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "COMMAND_NAMES",
@@ -273,9 +272,7 @@ def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
 def generate_keypair() -> tuple[str, str]:
     """A new Ed25519 key pair as ``(private_key_b64, public_key_b64)``."""
     key = Ed25519PrivateKey.generate()
-    seed = key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
+    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
     return base64.b64encode(seed).decode("ascii"), public_key_b64(key)
 
 
@@ -571,9 +568,7 @@ class SqliteNonceStore:
     would otherwise make an already-pruned, expired command look valid again.
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str], *, margin_s: float = 3600.0, synchronous: str = "FULL"
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, margin_s: float = 3600.0, synchronous: str = "FULL") -> None:
         if synchronous not in ("FULL", "EXTRA", "NORMAL"):
             raise ValueError("synchronous must be FULL, EXTRA or NORMAL")
         self.path = Path(path)
@@ -585,8 +580,7 @@ class SqliteNonceStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, keep_until_ms INTEGER NOT NULL)"
-            " WITHOUT ROWID"
+            "CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, keep_until_ms INTEGER NOT NULL) WITHOUT ROWID"
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS nonces_keep_until ON nonces(keep_until_ms)")
 
@@ -720,13 +714,9 @@ class CommandVerifier:
             )
 
         if cmd.site != self.site:
-            raise CommandRejected(
-                RejectReason.WRONG_SITE, f"for site {cmd.site!r}, this is {self.site!r}", echo
-            )
+            raise CommandRejected(RejectReason.WRONG_SITE, f"for site {cmd.site!r}, this is {self.site!r}", echo)
         if cmd.lane != self.lane:
-            raise CommandRejected(
-                RejectReason.WRONG_LANE, f"for lane {cmd.lane!r}, this is {self.lane!r}", echo
-            )
+            raise CommandRejected(RejectReason.WRONG_LANE, f"for lane {cmd.lane!r}, this is {self.lane!r}", echo)
 
         if not self._nonces.check_and_record(cmd.nonce, keep_until=cmd.expires_at_dt + self._skew, now=now):
             raise CommandRejected(RejectReason.REPLAYED, f"nonce {cmd.nonce} was already used", echo)
