@@ -20,7 +20,7 @@ import json
 import logging
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,9 +120,18 @@ class CentralPlatform:
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._pending: set[asyncio.Task[None]] = set()
+        self.registered: set[str] = set()  # lanes that accepted the registrations
+        self._registration = asyncio.Event()
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
+
+    async def wait_registered(self, lanes: Iterable[str]) -> None:
+        """Until every one of ``lanes`` has accepted the expected-vehicle registrations."""
+        want = set(lanes)
+        while not want <= self.registered:
+            self._registration.clear()
+            await self._registration.wait()
 
     async def run(self) -> None:
         host, _, port = self.url.removeprefix("mqtt://").rstrip("/").partition(":")
@@ -140,12 +149,9 @@ class CentralPlatform:
                     await client.subscribe(f"{prefix}/+/event/vehicle.identified", qos=1)
                     await client.subscribe(f"{prefix}/+/event/scan.completed", qos=1)
                     await client.subscribe(f"{prefix}/+/response", qos=1)
-                    await client.publish(
-                        f"{prefix}/platform/expected",
-                        json.dumps({"vehicles": self.registrations}).encode(),
-                        qos=1,
-                        retain=True,
-                    )
+                    # Registrations go to each lane as a signed command when the lane comes
+                    # online (its retained status says so): a lane trusts no unsigned list.
+                    await client.subscribe(f"{prefix}/+/status", qos=1)
                     self._connected.set()
                     async for msg in client.messages:
                         self._on_message(str(msg.topic), bytes(msg.payload))  # type: ignore[arg-type]
@@ -163,9 +169,17 @@ class CentralPlatform:
             body = json.loads(payload)
         except ValueError:
             return
+        if parts[-1] == "status":
+            lane = parts[3]
+            if isinstance(body, dict) and body.get("state") == "online" and lane in self.lanes:
+                self._spawn(self._send(lane, "expected_vehicles", None, {"vehicles": self.registrations}))
+            return
         if parts[-1] == "response":
             if body.get("ok"):
                 self.stats.responses_ok += 1
+                if body.get("command") == "expected_vehicles":
+                    self.registered.add(parts[3])
+                    self._registration.set()
             else:
                 self.stats.responses_rejected += 1
             return

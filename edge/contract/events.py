@@ -6,12 +6,16 @@ document is generated from it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "EVENTS",
+    "EventType",
+    "GateCause",
+    "Outcome",
+    "PlateKind",
     "STAGES",
     "CommandRejected",
     "CommandResponse",
@@ -50,9 +54,12 @@ class _Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+PlateKind = Literal["cn", "cn_crossborder", "hk", "macau", "unknown"]
+
+
 class PlateRead(_Payload):
     text: str
-    kind: Literal["cn", "cn_crossborder", "hk", "macau", "unknown"]
+    kind: PlateKind
     confidence: float = Field(ge=0, le=1)
 
 
@@ -112,20 +119,27 @@ class ScanEvent(_Payload):
     reason: str | None = None
 
 
+GateCause = Literal["release", "divert", "override", "exit", "fault", "lane_closed", "restart"]
+Outcome = Literal["released", "diverted", "override", "abandoned", "recovered"]
+
+
 class GateMoved(_Payload):
+    """Published when the controller reports the arm at its limit switch, not when the frame is sent."""
+
     passage_id: str | None
     action: Literal["open", "close", "stop"]
-    cause: Literal["release", "divert", "override", "exit", "fault", "lane_closed"]
+    cause: GateCause
 
 
 class PassageOutcome(_Payload):
     passage_id: str
-    outcome: Literal["released", "diverted", "override", "abandoned"]
+    outcome: Outcome
 
 
 class PassageCompleted(_Payload):
     passage_id: str
-    outcome: Literal["released", "diverted", "override", "abandoned"]
+    outcome: Outcome = Field(description="'recovered': closed out after a lane restart (see reason)")
+    reason: str | None = Field(None, description="why the passage ended so, when that is not obvious")
     inspected: bool
     scan_id: int | None = None
     scan_result: Literal["GREEN", "YELLOW", "RED"] | None = None
@@ -189,7 +203,27 @@ class CommandResponse(_Payload):
     reason: str | None = None
 
 
-EVENTS: dict[str, type[_Payload]] = {
+EventType = Literal[
+    "passage.arrived",
+    "vehicle.identified",
+    "passage.decided",
+    "inspection.requested",
+    "scan.queued",
+    "scan.started",
+    "scan.completed",
+    "scan.failed",
+    "passage.released",
+    "passage.diverted",
+    "gate.moved",
+    "passage.completed",
+    "device.state",
+    "lane.exception",
+    "command.rejected",
+    "identity.corrected",
+    "override.applied",
+]
+
+EVENTS: dict[EventType, type[_Payload]] = {
     "passage.arrived": PassageArrived,
     "vehicle.identified": VehicleIdentified,
     "passage.decided": PassageDecided,
@@ -208,3 +242,5 @@ EVENTS: dict[str, type[_Payload]] = {
     "identity.corrected": IdentityCorrected,
     "override.applied": OverrideApplied,
 }
+
+assert set(get_args(EventType)) == set(EVENTS), "EventType and EVENTS list the same event types"

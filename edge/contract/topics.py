@@ -8,7 +8,6 @@
                                                correlation id (MQTT 5: also the Correlation Data
                                                property; the response topic is also set as the
                                                Response Topic property of the command)
-    portlane/v1/{site}/platform/expected       vehicles the platform expects (registrations), retained
 
 The platform scales out with shared subscriptions, e.g.
 ``$share/platform/portlane/v1/+/+/event/#``; events carry stable ids for de-duplication.
@@ -53,10 +52,6 @@ class Topics:
     @staticmethod
     def all_events(site: str, unit: str = "+") -> str:
         return f"{PREFIX}/{site}/{unit}/event/#"
-
-    @staticmethod
-    def expected(site: str) -> str:
-        return f"{PREFIX}/{site}/platform/expected"
 
     @staticmethod
     def parse(topic: str) -> tuple[str, str, str, str]:

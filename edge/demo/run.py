@@ -255,6 +255,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
             await asyncio.wait_for(run.central.wait_connected(), 30)
             for d in run.lanes.values():
                 await asyncio.wait_for(d.link.wait_connected(), 30)
+            await asyncio.wait_for(run.central.wait_registered(run.lanes), 30)
             traffic = [
                 tg.create_task(run_lane(worlds[lane], vs, headway_s=1.0), name=f"traffic-{lane}")
                 for lane, vs in plan.per_lane.items()
@@ -274,7 +275,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
                                 d.logic.in_service,
                                 worlds[lid].position.value,
                                 d.logic.sensors,
-                                d.devices["gate"].supervisor.health.value,
+                                d.devices.slots["gate"].supervisor.health.value,
                             )
                             for lid, d in run.lanes.items()
                         },

@@ -24,7 +24,6 @@ from typing import Any
 from portlane.edge.config import Site, load_site, parse_site
 from portlane.edge.errors import ConfigError
 from portlane.edge.lane.daemon import LaneDaemon
-from portlane.edge.lane.logic import Action
 from portlane.edge.ops.control import ControlServer, default_path
 from portlane.edge.ops.metrics import DaemonMetrics
 from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
@@ -93,15 +92,13 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
     async def board(req: dict[str, Any]) -> dict[str, Any]:
         _lane_ok(req)
         op, why = _who(req)
-        d.audit.append("board_message", actor=op, reason=why, lane=d.cfg.id, data={"text": str(req.get("text"))})
-        d._actions.put_nowait(Action("board", {"lines": [(str(req.get("text", "")), "amber")]}))
+        d.show_board(str(req.get("text", "")), operator=op, reason=why)
         return {}
 
     async def lane_service(req: dict[str, Any]) -> dict[str, Any]:
         _lane_ok(req)
         op, why = _who(req)
-        d._apply(d.logic.set_in_service(bool(req.get("in_service")), operator=op, reason=why))
-        return {"in_service": d.logic.in_service}
+        return {"in_service": d.set_in_service(bool(req.get("in_service")), operator=op, reason=why)}
 
     async def outbox(req: dict[str, Any]) -> dict[str, Any]:
         action = req.get("action", "show")
@@ -113,7 +110,7 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
         op, why = _who(req)
         if action == "replay":
             d.audit.append("outbox_replay", actor=op, reason=why, lane=d.cfg.id)
-            d.sender._wake.set()
+            d.sender.wake()
             return {"outbox": d.outbox.stats().as_dict()}
         if action == "purge":
             count = req.get("count")
@@ -200,7 +197,7 @@ async def run_lane_daemon(
     server = metrics.serve(port) if port else None
     wd = Watchdog(notifier)
     wd.register("main", lambda: d.heartbeat)
-    for name, slot in d.devices.items():
+    for name, slot in d.devices.slots.items():
         wd.register(name, lambda s=slot: s.supervisor.heartbeat)  # type: ignore[misc]
 
     async def publish_metrics() -> None:
@@ -208,7 +205,7 @@ async def run_lane_daemon(
             st = d.outbox.stats()
             metrics.outbox(st.depth, st.oldest_age_s, st.dropped)
             metrics.broker_connected(d.link.connected)
-            for name, slot in d.devices.items():
+            for name, slot in d.devices.slots.items():
                 metrics.device_state(lane.id, name, slot.supervisor.health.value)
             await asyncio.sleep(5)
 

@@ -58,6 +58,7 @@ from typing import Any, Literal, Protocol, Self
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from portlane.edge.contract.times import format_rfc3339, parse_rfc3339
 from portlane.edge.errors import PortlaneError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -288,27 +289,6 @@ def trusted_keys_from_config(keys: Iterable[Any]) -> dict[str, str]:
     return out
 
 
-_RFC3339_UTC = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
-
-
-def parse_rfc3339(s: str) -> datetime:
-    """Parse an RFC 3339 UTC timestamp ending in ``Z`` (fractions beyond µs are truncated)."""
-    m = _RFC3339_UTC.fullmatch(s)
-    if not m:
-        raise ValueError(f"not an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SS[.f]Z): {s!r}")
-    y, mo, d, h, mi, sec, frac = m.groups()
-    us = int((frac or "0")[:6].ljust(6, "0"))
-    return datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), us, tzinfo=UTC)
-
-
-def format_rfc3339(dt: datetime) -> str:
-    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC. ``dt`` must be timezone-aware."""
-    if dt.tzinfo is None:
-        raise ValueError("naive datetime; pass an aware one (UTC)")
-    u = dt.astimezone(UTC)
-    return u.strftime("%Y-%m-%dT%H:%M:%S.") + f"{u.microsecond // 1000:03d}Z"
-
-
 def new_nonce() -> str:
     """16 random bytes, unpadded base64url (22 characters)."""
     return base64.urlsafe_b64encode(secrets.token_bytes(_NONCE_MIN_BYTES)).rstrip(b"=").decode("ascii")
@@ -335,6 +315,7 @@ class CommandName(enum.StrEnum):
     EXPECTED_VEHICLES = "expected_vehicles"
     CLOSE_LANE = "close_lane"
     OPEN_LANE = "open_lane"
+    REPLAY_EVENTS = "replay_events"  # re-send retained events: args {from_seq, to_seq}
 
 
 COMMAND_NAMES: tuple[str, ...] = tuple(c.value for c in CommandName)
@@ -348,6 +329,7 @@ _CommandLiteral = Literal[
     "expected_vehicles",
     "close_lane",
     "open_lane",
+    "replay_events",
 ]
 
 
