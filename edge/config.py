@@ -193,9 +193,16 @@ def load_site(path: str | Path) -> Site:
 # private key; credentials inside URLs; PEM private keys anywhere. Public keys are not secrets.
 
 REDACTED = "<redacted>"
-_SECRET_WORDS = r"pass(?:word|wd)?|secret|token|private[_-]?key|api[_-]?key|credential"
-_SECRET_KEY = re.compile(rf"(?i)({_SECRET_WORDS})")
-_SECRET_LINE = re.compile(rf"(?im)^(\s*[\w.-]*(?:{_SECRET_WORDS})[\w.-]*\s*[:=]\s*)(?!\s*$)(?!<redacted>).+$")
+#: A secret's name: the word ends there (``password_file``, ``client_secret``, ``accessToken``),
+#: so that ``passage_id`` or ``passenger`` are not taken for passwords.
+_SECRET_WORDS = r"(?:pass(?:word|wd|phrase)?|secrets?|tokens?|private[_-]?key|api[_-]?key|credentials?)(?![a-z0-9])"
+_SECRET_KEY = re.compile(rf"(?i){_SECRET_WORDS}")
+#: ``password: xxx`` at the start of a line: the rest of the line is the value.
+_SECRET_LINE = re.compile(rf"(?im)^(\s*[\w.-]*{_SECRET_WORDS}[\w.-]*\s*[:=]\s*)(?!\s*$)(?!<redacted>).+$")
+#: ``password=xxx`` / ``"token": "xxx"`` / ``{password: xxx}`` inside a line: one value.
+_SECRET_INLINE = re.compile(
+    rf"(?i)([\w.-]*{_SECRET_WORDS}[\w.-]*[\"']?\s*[:=]\s*)(?!<redacted>)(\"[^\"]*\"|'[^']*'|[^\s,;&}}\]]+)"
+)
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
 _URL_CRED = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
 
@@ -223,7 +230,8 @@ def redact_text(text: str) -> str:
     ``password: xxx`` / ``token=xxx`` style assignments."""
     text = _PEM.sub("-----BEGIN PRIVATE KEY-----" + REDACTED + "-----END PRIVATE KEY-----", text)
     text = _URL_CRED.sub(r"\1" + REDACTED + "@", text)
-    return _SECRET_LINE.sub(r"\1" + REDACTED, text)
+    text = _SECRET_LINE.sub(r"\1" + REDACTED, text)
+    return _SECRET_INLINE.sub(r"\1" + REDACTED, text)
 
 
 def redact_yaml(text: str) -> str:
