@@ -7,6 +7,7 @@ Unknown keys are rejected; cross-field rules are checked in one place
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from .errors import ConfigError
 
 __all__ = [
+    "REDACTED",
     "Agency",
     "BrokerConfig",
     "LaneConfig",
@@ -27,6 +29,9 @@ __all__ = [
     "TrustedKey",
     "load_site",
     "parse_site",
+    "redact",
+    "redact_text",
+    "redact_yaml",
 ]
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -180,3 +185,59 @@ def load_site(path: str | Path) -> Site:
     if not isinstance(data, dict):
         raise ConfigError(str(p), [("", "top level must be a mapping")])
     return parse_site(data, file=str(p))
+
+
+# --------------------------------------------------------------------------- secrets out of sight
+# The one home of secret redaction: configuration shown by `config diff`, packed by `diag
+# bundle`, and free text (logs) that may quote it. Keys named like a password, token or
+# private key; credentials inside URLs; PEM private keys anywhere. Public keys are not secrets.
+
+REDACTED = "<redacted>"
+#: A secret's name: the word ends there (``password_file``, ``client_secret``, ``accessToken``),
+#: so that ``passage_id`` or ``passenger`` are not taken for passwords.
+_SECRET_WORDS = r"(?:pass(?:word|wd|phrase)?|secrets?|tokens?|private[_-]?key|api[_-]?key|credentials?)(?![a-z0-9])"
+_SECRET_KEY = re.compile(rf"(?i){_SECRET_WORDS}")
+#: ``password: xxx`` at the start of a line: the rest of the line is the value.
+_SECRET_LINE = re.compile(rf"(?im)^(\s*[\w.-]*{_SECRET_WORDS}[\w.-]*\s*[:=]\s*)(?!\s*$)(?!<redacted>).+$")
+#: ``password=xxx`` / ``"token": "xxx"`` / ``{password: xxx}`` inside a line: one value.
+_SECRET_INLINE = re.compile(
+    rf"(?i)([\w.-]*{_SECRET_WORDS}[\w.-]*[\"']?\s*[:=]\s*)(?!<redacted>)(\"[^\"]*\"|'[^']*'|[^\s,;&}}\]]+)"
+)
+_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
+_URL_CRED = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
+
+
+def redact(obj: object) -> object:
+    """A copy of parsed configuration (or any JSON-like value) with secret values replaced."""
+    if isinstance(obj, dict):
+        return {
+            k: (
+                REDACTED
+                if isinstance(k, str) and _SECRET_KEY.search(k) and v is not None and not isinstance(v, (dict, list))
+                else redact(v)
+            )
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    if isinstance(obj, str):
+        return redact_text(obj)
+    return obj
+
+
+def redact_text(text: str) -> str:
+    """Redact free text (logs, unparseable YAML): PEM private keys, URL credentials, and
+    ``password: xxx`` / ``token=xxx`` style assignments."""
+    text = _PEM.sub("-----BEGIN PRIVATE KEY-----" + REDACTED + "-----END PRIVATE KEY-----", text)
+    text = _URL_CRED.sub(r"\1" + REDACTED + "@", text)
+    text = _SECRET_LINE.sub(r"\1" + REDACTED, text)
+    return _SECRET_INLINE.sub(r"\1" + REDACTED, text)
+
+
+def redact_yaml(text: str) -> str:
+    """YAML text with its secrets redacted, re-emitted in its key order (free text if unparseable)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return redact_text(text)
+    return yaml.safe_dump(redact(data), sort_keys=False, allow_unicode=True)

@@ -1,4 +1,4 @@
-"""edge/control.py over a real Unix socket, and the ops CLI against in-test daemons."""
+"""edge/ops/control.py over a real Unix socket, and the technician's CLI against in-test daemons."""
 
 from __future__ import annotations
 
