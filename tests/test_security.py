@@ -322,9 +322,9 @@ def test_replayed(signer: CommandSigner, clock: FakeClock) -> None:
 
 def test_replay_is_rejected_across_a_restart(signer: CommandSigner, clock: FakeClock, tmp_path: Path) -> None:
     raw = signer.sign(fields()).to_json_bytes()
-    with SqliteNonceStore(tmp_path / "nonces.db") as store:
+    with SqliteNonceStore(tmp_path / "nonces.db", clock=lambda: T0) as store:
         make_verifier(clock, store).verify(raw)
-    with SqliteNonceStore(tmp_path / "nonces.db") as store:  # the daemon restarted
+    with SqliteNonceStore(tmp_path / "nonces.db", clock=lambda: T0) as store:  # the daemon restarted
         assert reject_reason(make_verifier(clock, store), raw) is RejectReason.REPLAYED
 
 
@@ -353,7 +353,7 @@ def test_check_order_signature_before_time_before_target(clock: FakeClock) -> No
 
 
 def test_sqlite_store_prunes_only_what_can_never_be_accepted(tmp_path: Path) -> None:
-    with SqliteNonceStore(tmp_path / "n.db", margin_s=10) as store:
+    with SqliteNonceStore(tmp_path / "n.db", margin_s=10, clock=lambda: T0) as store:
         assert store.check_and_record("a" * 22, keep_until=T0 + timedelta(seconds=60), now=T0)
         assert store.check_and_record("b" * 22, keep_until=T0 + timedelta(seconds=600), now=T0)
         later = T0 + timedelta(seconds=75)  # past a's keep_until + margin, not b's
@@ -439,10 +439,13 @@ def test_public_api_is_pinned() -> None:
         "unsigned",
         "unknown_key",
         "bad_signature",
+        "validity_too_long",
         "not_yet_valid",
         "expired",
         "wrong_site",
         "wrong_lane",
+        "not_authorised",
+        "issued_before_store",
         "replayed",
     ]
     assert {
