@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "EVENTS",
     "STAGES",
+    "AuditCheckpoint",
     "CommandRejected",
     "CommandResponse",
     "ContainerRead",
@@ -189,6 +190,19 @@ class CommandResponse(_Payload):
     reason: str | None = None
 
 
+class AuditCheckpoint(_Payload):
+    """A signed anchor of the unit's audit log (``portlane.edge.trust.audit.Checkpoint``): the log
+    had ``entries`` entries ending in ``head``. Also retained on ``.../{unit}/checkpoint``."""
+
+    entries: int = Field(ge=0)
+    head: str = Field(pattern=r"^[0-9a-f]{64}$")
+    log: str
+    time: str
+    unit: str
+    sigkeyid: str = Field(description="the unit's key id (site file)")
+    sig: str = Field(description="Ed25519 over the RFC 8785 form of this object without sig, base64")
+
+
 EVENTS: dict[str, type[_Payload]] = {
     "passage.arrived": PassageArrived,
     "vehicle.identified": VehicleIdentified,
@@ -207,4 +221,5 @@ EVENTS: dict[str, type[_Payload]] = {
     "command.rejected": CommandRejected,
     "identity.corrected": IdentityCorrected,
     "override.applied": OverrideApplied,
+    "audit.checkpoint": AuditCheckpoint,
 }
