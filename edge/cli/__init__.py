@@ -37,6 +37,7 @@ GROUPS = (
     "selftest",
     "ocr",
     "audit",
+    "pki",
     "ops",
     "daemon",
 )

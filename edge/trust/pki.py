@@ -344,7 +344,7 @@ class IssuedUnit:
 
 
 def _key_id(unit: str, now: dt.datetime) -> str:
-    return f"{unit}-{now:%Y%m%d}"[:32]
+    return f"{unit}-{now:%Y%m%d-%H%M}"[:32]
 
 
 def issue_unit(ca: SiteCA, unit: PkiUnit, out: Path, *, now: dt.datetime | None = None) -> IssuedUnit:
