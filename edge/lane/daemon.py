@@ -57,6 +57,7 @@ from portlane.edge.delivery.sender import OutboxSender
 from portlane.edge.errors import OutboxError
 from portlane.edge.lane.logic import Action, Identity, LaneLogic, LaneTimeouts, Sensors
 from portlane.edge.trust.audit import AuditLog
+from portlane.edge.trust.keys import broker_credentials
 from portlane.edge.trust.security import CommandRejected, CommandVerifier, SqliteNonceStore
 from pydantic import ValidationError
 
@@ -159,8 +160,7 @@ class LaneDaemon:
             url,
             client_id=f"portlane-{site.site.id}-{lane.id}",
             protocol=(broker_protocol or b.protocol),  # type: ignore[arg-type]
-            username=b.username,
-            password=b.password.get_secret_value() if b.password else None,
+            **broker_credentials(b, unit=lane.id, url=url).link_kwargs(),  # TLS files, password file
             keepalive=b.keepalive_s,
             will=(self.topics.status, self._status_payload("offline")),
             subscriptions=[self.topics.cmd_filter, Topics.expected(site.site.id)]
