@@ -260,6 +260,9 @@ def _register_config(sub: Any) -> None:
     if "apply" not in csub.choices:
         a = csub.add_parser("apply", help="make FILE the running configuration (rolled back on failure)")
         a.add_argument("file")
+        a.add_argument(
+            "--allow-key-change", action="store_true", help="FILE adds or changes trusted keys, and that is intended"
+        )
         _act_opts(a)
         a.set_defaults(func=run_config_apply)
 
@@ -1376,7 +1379,15 @@ def run_config_apply(args: argparse.Namespace) -> int:
     results = []
     rc = EXIT_OK
     for path in targets:
-        resp = _ask(path, "config_apply", args, yaml=text, operator=operator, reason=reason)
+        resp = _ask(
+            path,
+            "config_apply",
+            args,
+            yaml=text,
+            operator=operator,
+            reason=reason,
+            allow_key_change=bool(getattr(args, "allow_key_change", False)),
+        )
         results.append({"socket": path, **resp})
         if not resp.get("ok"):
             rc = EXIT_FAILED

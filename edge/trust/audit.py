@@ -26,6 +26,11 @@ checkpoint.entries`` to exist with exactly the checkpoint's hash: deleting the n
 and entries appended after the checkpoint are fine. ``expected_head`` (the exact newest hash)
 remains for a log that must not have grown since.
 
+Who asked: while a control-socket request is handled, :func:`audit_context` holds the
+kernel-reported peer (uid, user name, pid); every entry appended meanwhile gets it as
+``data.peer``, next to the operator name the technician typed (``actor``) — whatever handler
+or lane code writes the entry.
+
 Writers: one ``write()`` per entry on an ``O_APPEND`` descriptor, ``fsync`` before
 :meth:`AuditLog.append` returns; a thread lock plus ``flock`` serialise writers, also across
 processes (every lane daemon of a site may share one file). A torn tail found by a writer is
@@ -44,6 +49,8 @@ import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, Self
@@ -65,6 +72,7 @@ __all__ = [
     "CheckpointError",
     "OperatorError",
     "VerifyReport",
+    "audit_context",
     "read_entries",
     "require_operator",
     "verify_against_checkpoint",
@@ -78,6 +86,21 @@ MAX_ENTRY_BYTES = 64 * 1024
 MIN_REASON_CHARS = 8
 _KIND_PATTERN = r"^[a-z][a-z0-9_.]{0,47}$"
 _FIELDS = ("actor", "data", "hash", "kind", "lane", "n", "prev", "reason", "ts")
+
+
+#: Fields added to every entry appended in this context (see :func:`audit_context`).
+_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("portlane_audit_context", default=None)
+
+
+@contextmanager
+def audit_context(**fields: Any) -> Iterator[None]:
+    """Within the block (this task or thread and what it awaits), every appended entry's
+    ``data`` also carries ``fields`` (e.g. ``peer={...}``) unless it sets them itself."""
+    token = _CONTEXT.set({**(_CONTEXT.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
 
 
 class AuditError(PortlaneError):
@@ -401,6 +424,8 @@ class AuditLog:
         elif not actor:
             raise ValueError("actor must not be empty")
         payload = dict(data or {})
+        for k, v in (_CONTEXT.get() or {}).items():
+            payload.setdefault(k, v)
         canonical_json(payload)  # fail before taking the lock
         with self._locked():
             self._sync_tail()
