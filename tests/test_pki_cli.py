@@ -14,7 +14,7 @@ from portlane.edge.config import load_site, parse_site
 from portlane.edge.trust.authority import Authority
 from portlane.edge.trust.events import verify_event
 from portlane.edge.trust.keys import load_unit_signer
-from portlane.edge.trust.pki import apply_unit_keys, init_pki
+from portlane.edge.trust.pki import apply_unit_keys, init_pki, provision_unit_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "firmware_config/sites/zhuhai-hzmb-cargo.yaml"
@@ -70,3 +70,14 @@ def test_keys_generate_for_a_unit(tmp_path: Path) -> None:
     assert r.returncode == 2 and "never overwritten" in r.stderr
     assert portlane("keys", "generate", "--unit", "c9").returncode == 2
     assert portlane("keys", "generate", "--unit", "Bad Unit", "--out", str(tmp_path / "x")).returncode == 2
+
+
+def test_provision_unit_keys_for_an_open_broker(tmp_path: Path) -> None:
+    raw = provision_unit_keys(yaml.safe_load(SITE.read_text()), tmp_path / "keys")
+    site = parse_site(raw)
+    authority = Authority.from_site(site)
+    assert all(lane.key is not None for lane in site.lanes)
+    assert {c.id for c in site.clients if c.key is not None} == {"console", "tech"}
+    signer = load_unit_signer(site.lanes[0].key, unit=site.lanes[0].id)  # type: ignore[arg-type]
+    ev = {"source": f"portlane://{site.site.id}/c1", "type": "portlane.passage.arrived", "data": {}}
+    assert verify_event(signer.sign(ev), authority).key_id == site.lanes[0].key.id  # type: ignore[union-attr]

@@ -55,6 +55,7 @@ __all__ = [
     "client_id",
     "init_pki",
     "issue_unit",
+    "provision_unit_keys",
     "render_acl",
     "render_mosquitto_conf",
     "shipped_mosquitto_conf",
@@ -430,3 +431,22 @@ def apply_unit_keys(raw: Mapping[str, Any], issued: Iterable[IssuedUnit], *, abs
             if k is not None:
                 entry["key"] = k
     return out
+
+
+def provision_unit_keys(raw: Mapping[str, Any], directory: Path, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Signing keys only (no certificates) for every lane, scanner and keyed client role of a raw
+    site mapping, private halves under ``directory/<unit>/signing.key``: a copy of ``raw`` with
+    the ``key`` entries filled in. For demos and tests on an open broker, where events must still
+    be signed."""
+    now = now or dt.datetime.now(dt.UTC)
+    issued: list[IssuedUnit] = []
+    for section, role in (("lanes", "lane"), ("scanners", "scanner"), ("clients", None)):
+        for entry in raw.get(section, []) or []:
+            r = role or str(entry.get("role"))
+            if r == "platform":
+                continue
+            unit = PkiUnit(str(entry["id"]), r, "")
+            d = directory / unit.id
+            _, public = generate_unit_key(d)
+            issued.append(IssuedUnit(unit, d, _key_id(unit.id, now), public))
+    return apply_unit_keys(raw, issued)
