@@ -363,3 +363,21 @@ def test_broker_credentials_resolve_files_only_for_mqtts(tmp_path: Path, monkeyp
     plain = broker_credentials(site.broker, unit="c1", url="mqtt://127.0.0.1:1883")
     assert "ca_file" not in plain.link_kwargs()
     assert os.environ["CREDENTIALS_DIRECTORY"] == str(tmp_path)
+
+
+def test_public_api_of_the_trust_modules_is_pinned() -> None:
+    import importlib
+
+    expected = {
+        "authority": {"Authority", "KeyGrant", "NotAuthorisedError", "Role", "TrustError", "UnknownKeyError"},
+        "events": {"EventSigner", "VerifiedEvent", "verify_event", "BadSignatureError", "UnsignedEventError"},
+        "keys": {"broker_credentials", "credential_path", "generate_unit_key", "load_unit_signer"},
+        "pki": {"init_pki", "issue_unit", "render_acl", "render_mosquitto_conf", "provision_unit_keys"},
+        "rejections": {"RejectionAggregator", "RejectionSummary"},
+        "config_audit": {"config_change", "trust_changes"},
+        "audit": {"Checkpoint", "audit_context", "verify_against_checkpoint"},
+    }
+    for name, names in expected.items():
+        mod = importlib.import_module(f"portlane.edge.trust.{name}")
+        assert names <= set(mod.__all__), name
+        assert all(hasattr(mod, n) for n in mod.__all__), name

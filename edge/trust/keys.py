@@ -42,6 +42,7 @@ __all__ = [
     "load_unit_signer",
     "public_key_b64",
     "write_private_key",
+    "write_secret",
 ]
 
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
