@@ -101,8 +101,10 @@ class CentralPlatform:
         protocol: str = "auto",
         registrations: list[dict[str, Any]] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        tls_files: tuple[str, str, str] | None = None,  # (CA, client cert, client key) for mqtts://
     ) -> None:
         self.url = url
+        self.tls_files = tls_files
         self.site = site
         self.key_id = key_id
         self._key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key_b64))
@@ -134,14 +136,23 @@ class CentralPlatform:
             await self._registration.wait()
 
     async def run(self) -> None:
-        host, _, port = self.url.removeprefix("mqtt://").rstrip("/").partition(":")
+        tls = self.url.startswith("mqtts://")
+        host, _, port = self.url.removeprefix("mqtts://").removeprefix("mqtt://").rstrip("/").partition(":")
+        tls_params = None
+        if self.tls_files is not None:
+            ca, cert, key = self.tls_files
+            tls_params = aiomqtt.TLSParameters(ca_certs=ca, certfile=cert, keyfile=key)
         # amqtt (the embedded broker) only speaks 3.1.1; anything else gets MQTT 5.
         proto = aiomqtt.ProtocolVersion.V311 if self.protocol == "3.1.1" else aiomqtt.ProtocolVersion.V5
         backoff = 0.1
         while True:
             try:
                 async with aiomqtt.Client(
-                    host, int(port or 1883), identifier=f"central-{self.site}", protocol=proto
+                    host,
+                    int(port or (8883 if tls else 1883)),
+                    identifier=f"central-{self.site}",
+                    protocol=proto,
+                    tls_params=tls_params,
                 ) as client:
                     self._client = client
                     backoff = 0.1

@@ -62,6 +62,7 @@ GROUPS = (
     "modbus",
     "serial",
     "diag",
+    "pki",
     "daemon",
 )
 

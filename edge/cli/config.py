@@ -60,6 +60,9 @@ def register(sub: Any) -> None:
     a = csub.add_parser("apply", help="make FILE the running configuration (rolled back on failure)")
     a.add_argument("file")
     # Options that change what the daemons accept go here and into _apply_fields.
+    a.add_argument(
+        "--allow-key-change", action="store_true", help="FILE adds or changes trusted keys, and that is intended"
+    )
     act_opts(a)
     a.set_defaults(func=run_apply)
 
@@ -156,7 +159,7 @@ def run_diff(args: argparse.Namespace) -> int:
 
 def _apply_fields(args: argparse.Namespace, text: str, who: str, why: str) -> dict[str, object]:
     """The ``config_apply`` request: the file, who and why (and any consent flags)."""
-    return {"yaml": text, "operator": who, "reason": why}
+    return {"yaml": text, "operator": who, "reason": why, "allow_key_change": bool(args.allow_key_change)}
 
 
 @guard

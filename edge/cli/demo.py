@@ -34,6 +34,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--site", type=Path, default=None, help="site file (default: the HZMB Zhuhai cargo site)")
     p.add_argument(
+        "--secure",
+        action="store_true",
+        help="run on a Mosquitto it starts with the shipped secure config: TLS, client certificates, ACL",
+    )
+    p.add_argument(
         "--ocr",
         action="store_true",
         help="identify vehicles from the simulated cameras with the on-edge OCR (slower; CPU-bound)",
@@ -87,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         site_file=args.site or DEFAULT_SITE,
         timeout_s=args.timeout,
         recognition=args.ocr,
+        secure=args.secure,
     )
     live_view = not args.json and sys.stdout.isatty()
     if live_view:

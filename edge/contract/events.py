@@ -17,6 +17,7 @@ __all__ = [
     "Outcome",
     "PlateKind",
     "STAGES",
+    "AuditCheckpoint",
     "CommandRejected",
     "CommandResponse",
     "ContainerRead",
@@ -203,6 +204,19 @@ class CommandResponse(_Payload):
     reason: str | None = None
 
 
+class AuditCheckpoint(_Payload):
+    """A signed anchor of the unit's audit log (``portlane.edge.trust.audit.Checkpoint``): the log
+    had ``entries`` entries ending in ``head``. Also retained on ``.../{unit}/checkpoint``."""
+
+    entries: int = Field(ge=0)
+    head: str = Field(pattern=r"^[0-9a-f]{64}$")
+    log: str
+    time: str
+    unit: str
+    sigkeyid: str = Field(description="the unit's key id (site file)")
+    sig: str = Field(description="Ed25519 over the RFC 8785 form of this object without sig, base64")
+
+
 EventType = Literal[
     "passage.arrived",
     "vehicle.identified",
@@ -221,6 +235,7 @@ EventType = Literal[
     "command.rejected",
     "identity.corrected",
     "override.applied",
+    "audit.checkpoint",
 ]
 
 EVENTS: dict[EventType, type[_Payload]] = {
@@ -241,6 +256,7 @@ EVENTS: dict[EventType, type[_Payload]] = {
     "command.rejected": CommandRejected,
     "identity.corrected": IdentityCorrected,
     "override.applied": OverrideApplied,
+    "audit.checkpoint": AuditCheckpoint,
 }
 
 assert set(get_args(EventType)) == set(EVENTS), "EventType and EVENTS list the same event types"

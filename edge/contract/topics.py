@@ -8,6 +8,7 @@
                                                correlation id (MQTT 5: also the Correlation Data
                                                property; the response topic is also set as the
                                                Response Topic property of the command)
+    portlane/v1/{site}/{unit}/checkpoint       the unit's latest signed audit checkpoint, retained
 
 The platform scales out with shared subscriptions, e.g.
 ``$share/platform/portlane/v1/+/+/event/#``; events carry stable ids for de-duplication.
@@ -48,6 +49,10 @@ class Topics:
     @property
     def response(self) -> str:
         return f"{self.base}/response"
+
+    @property
+    def checkpoint(self) -> str:
+        return f"{self.base}/checkpoint"
 
     @staticmethod
     def all_events(site: str, unit: str = "+") -> str:

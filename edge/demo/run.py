@@ -65,6 +65,7 @@ class DemoOptions:
     live: bool = True
     timeout_s: float = 600.0
     recognition: bool = False
+    secure: bool = False  # shipped Mosquitto config: TLS, client certificates, ACL (edge/demo/secure.py)
 
 
 @dataclass
@@ -181,7 +182,15 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
 
     broker: EmbeddedBroker | None = None
     protocol: str | None = None
-    if opts.broker:
+    secure = None
+    if opts.secure:
+        from portlane.edge.demo.secure import OBSERVER, secure_demo
+
+        secure = secure_demo(raw)
+        raw = secure.raw
+        await secure.broker.start()
+        url = secure.broker.url
+    elif opts.broker:
         url = opts.broker
     else:
         broker = EmbeddedBroker()
@@ -196,7 +205,9 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
     try:
         site = parse_site(_apply_links(raw, sims.links), file=str(opts.site_file))
         run = DemoRun(opts, site, plan, worlds, scanner_world)
-        run.observer = EventObserver(url, site.site.id, protocol=protocol or "auto")
+        run.observer = EventObserver(
+            url, site.site.id, protocol=protocol or "auto", tls=secure.link_tls(OBSERVER) if secure else None
+        )
         recogniser = None
         if opts.recognition:
             from portlane.edge.lane.recognition import LocalRecogniser
@@ -232,6 +243,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
             think_s=2.0 * opts.time_factor,
             protocol=protocol or "auto",
             registrations=plan.registrations,
+            tls_files=secure.tls_files("platform") if secure else None,
         )
         completed = asyncio.Event()
 
@@ -310,6 +322,8 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
         await sims.close()
         if broker is not None:
             await broker.stop()
+        if secure is not None:
+            await secure.close()
 
 
 def _count(run: DemoRun, type_: str) -> int:

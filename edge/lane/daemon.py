@@ -39,6 +39,7 @@ from portlane.edge.delivery.sender import OutboxSender
 from portlane.edge.errors import OutboxError
 from portlane.edge.trust.audit import AuditLog, require_operator
 from portlane.edge.trust.security import CommandVerifier, SqliteNonceStore
+from portlane.edge.trust.keys import broker_credentials
 from pydantic import ValidationError
 
 from .actions import Action, Publish, ShowBoard, StopGate
@@ -104,12 +105,12 @@ class LaneDaemon:
         subscriptions = [self.topics.cmd_filter]
         if lane.scanner:
             subscriptions.append(Topics.all_events(site.site.id, lane.scanner))
+        url = broker_url or b.url
         self.link = MqttLink(
-            broker_url or b.url,
+            url,
             client_id=f"portlane-{site.site.id}-{lane.id}",
             protocol=(broker_protocol or b.protocol),  # type: ignore[arg-type]
-            username=b.username,
-            password=b.password.get_secret_value() if b.password else None,
+            **broker_credentials(b, unit=lane.id, url=url).link_kwargs(),  # TLS files, password file
             keepalive=b.keepalive_s,
             will=(self.topics.status, self._status("offline")),
             subscriptions=subscriptions,

@@ -138,11 +138,29 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
             new.lane(d.cfg.id)
         except (ConfigError, KeyError, yaml.YAMLError) as exc:
             return {"ok": False, "error": f"refused: {exc}"}
-        # Trial: the new broker must answer before we switch (devices are checked by the
-        # supervisors after the restart; a lane that cannot reach its gate closes itself).
+        from portlane.edge.trust.config_audit import config_change
+        from portlane.edge.trust.keys import CredentialError, broker_credentials
+
+        change = config_change(site_file.read_text(encoding="utf-8"), text, d.site, new)
+        allow = req.get("allow_key_change") is True
+        if change.trust_changes and not allow:
+            d.audit.append("config_refused", actor=op, reason=why, lane=d.cfg.id, data=change.as_dict())
+            return {
+                "ok": False,
+                "error": f"refused: the new configuration {', '.join(change.trust_changes)}; a new trusted key "
+                "may open barriers — check it, then apply again with --allow-key-change",
+            }
+        # Trial: the new broker must answer, with the new credentials, before we switch (devices
+        # are checked by the supervisors after the restart; a lane that cannot reach its gate
+        # closes itself). With client certificates the trial has the lane's identity: the broker
+        # ends the lane's own session for the moment of the trial, and the lane reconnects.
         from portlane.edge.delivery.mqtt import MqttLink
 
-        trial = MqttLink(new.broker.url, client_id=f"portlane-trial-{d.cfg.id}", protocol=new.broker.protocol)
+        try:
+            creds = broker_credentials(new.broker, unit=d.cfg.id).link_kwargs()
+        except CredentialError as exc:
+            return {"ok": False, "error": f"refused: {exc}; configuration unchanged"}
+        trial = MqttLink(new.broker.url, client_id=f"portlane-trial-{d.cfg.id}", protocol=new.broker.protocol, **creds)
         task = asyncio.create_task(trial.run())
         try:
             async with asyncio.timeout(5.0):
@@ -157,7 +175,9 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
         backup = site_file.with_suffix(".yaml.previous")
         backup.write_text(site_file.read_text(encoding="utf-8"), encoding="utf-8")
         os.replace(tmp, site_file)  # atomic on one filesystem
-        d.audit.append("config_applied", actor=op, reason=why, lane=d.cfg.id)
+        d.audit.append(
+            "config_applied", actor=op, reason=why, lane=d.cfg.id, data={**change.as_dict(), "allow_key_change": allow}
+        )
         restart.set()
         return {"applied": True, "restarting": True}
 

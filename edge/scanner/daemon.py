@@ -42,6 +42,7 @@ from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.delivery.sender import OutboxSender
 from portlane.edge.scanner.queue import QueueEntry, ScanQueue
+from portlane.edge.trust.keys import broker_credentials
 
 __all__ = ["ScannerDaemon"]
 
@@ -76,8 +77,7 @@ class ScannerDaemon:
             broker_url or b.url,
             client_id=f"portlane-{site.site.id}-{cfg.id}",
             protocol=(broker_protocol or b.protocol),  # type: ignore[arg-type]
-            username=b.username,
-            password=b.password.get_secret_value() if b.password else None,
+            **broker_credentials(b, unit=cfg.id, url=broker_url).link_kwargs(),  # TLS files, password file
             will=(self.topics.status, json.dumps({"state": "offline", "unit": cfg.id, "kind": "scanner"}).encode()),
             subscriptions=[
                 f"portlane/v1/{site.site.id}/{lane}/event/{t}"
