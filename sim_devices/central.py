@@ -123,7 +123,7 @@ class CentralPlatform:
         self._connected = asyncio.Event()
         self._pending: set[asyncio.Task[None]] = set()
         self.registered: set[str] = set()  # lanes that accepted the registrations
-        self._registration = asyncio.Event()
+        self._registered_changed = asyncio.Event()
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
@@ -132,8 +132,8 @@ class CentralPlatform:
         """Until every one of ``lanes`` has accepted the expected-vehicle registrations."""
         want = set(lanes)
         while not want <= self.registered:
-            self._registration.clear()
-            await self._registration.wait()
+            self._registered_changed.clear()
+            await self._registered_changed.wait()
 
     async def run(self) -> None:
         tls = self.url.startswith("mqtts://")
@@ -190,7 +190,7 @@ class CentralPlatform:
                 self.stats.responses_ok += 1
                 if body.get("command") == "expected_vehicles":
                     self.registered.add(parts[3])
-                    self._registration.set()
+                    self._registered_changed.set()
             else:
                 self.stats.responses_rejected += 1
             return
@@ -203,7 +203,13 @@ class CentralPlatform:
     def _spawn(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
         self._pending.add(t)
-        t.add_done_callback(self._pending.discard)
+        t.add_done_callback(self._done)
+
+    def _done(self, t: asyncio.Task[None]) -> None:
+        self._pending.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            # A platform that silently stops deciding would look like a wedged lane.
+            log.error("central: a decision task failed", exc_info=t.exception())
 
     async def _send(self, lane: str, cmd: str, passage_id: str | None, args: dict[str, Any]) -> None:
         body = sign_command(

@@ -27,6 +27,7 @@ from portlane.edge.contract.events import CommandResponse, ContainerRead
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message
 from portlane.edge.trust.audit import AuditLog
+from portlane.edge.trust.rejections import RejectionAggregator
 from portlane.edge.trust.security import CommandRejected, CommandVerifier, SignedCommand
 from portlane.models.iso6346 import is_valid
 from pydantic import BaseModel, ValidationError
@@ -86,6 +87,7 @@ class CommandHandler:
         self.replay = replay
         self.clock = clock
         self.counters = CommandCounters()
+        self.rejections = RejectionAggregator(audit, lane=lane, clock=clock)
 
     async def handle(self, msg: Message, name: str) -> None:
         """One message on ``cmd/{name}``: never raises for anything the sender controls."""
@@ -93,27 +95,22 @@ class CommandHandler:
             cmd = self.verifier.verify(msg.payload)
         except CommandRejected as exc:
             f = exc.fields
-            nonce, key_id = f.get("nonce"), f.get("key_id")
-            self._reject(
-                name,
-                exc.reason.value,
-                nonce if isinstance(nonce, str) else None,
-                key_id if isinstance(key_id, str) else None,
-                exc.detail,
-            )
-            await self._answer(name, nonce if isinstance(nonce, str) else None, False, exc.reason.value)
+            nonce = f.get("nonce") if isinstance(f.get("nonce"), str) else None
+            key_id = f.get("key_id") if isinstance(f.get("key_id"), str) else None
+            if self._reject(name, exc.reason.value, nonce, key_id, exc.detail):
+                await self._answer(name, nonce, False, exc.reason.value)
             return
         if cmd.cmd != name:
-            self._reject(name, "malformed", cmd.nonce, cmd.key_id, f"topic says {name}, command says {cmd.cmd}")
-            await self._answer(name, cmd.nonce, False, "malformed")
+            if self._reject(name, "malformed", cmd.nonce, cmd.key_id, f"topic says {name}, command says {cmd.cmd}"):
+                await self._answer(name, cmd.nonce, False, "malformed")
             return
         try:
             # JSON mode: strict types as they arrive on the wire (arrays validate as tuples).
             args = ARGS[cmd.cmd].model_validate_json(json.dumps(cmd.args))
         except ValidationError as exc:
             detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
-            self._reject(name, "malformed", cmd.nonce, cmd.key_id, detail)
-            await self._answer(name, cmd.nonce, False, "malformed")
+            if self._reject(name, "malformed", cmd.nonce, cmd.key_id, detail):
+                await self._answer(name, cmd.nonce, False, "malformed")
             return
         outcome = self._act(cmd, args)
         if outcome.ok:
@@ -126,8 +123,8 @@ class CommandHandler:
                 data={"nonce": cmd.nonce, "passage_id": cmd.passage_id},
             )
             self.executor.apply(outcome.actions)
-        else:
-            self._reject(name, outcome.reason or "refused", cmd.nonce, cmd.key_id, outcome.reason or "")
+        elif not self._reject(name, outcome.reason or "refused", cmd.nonce, cmd.key_id, outcome.reason or ""):
+            return
         await self._answer(name, cmd.nonce, outcome.ok, outcome.reason)
 
     def _act(self, cmd: SignedCommand, args: BaseModel) -> Outcome:
@@ -169,19 +166,17 @@ class CommandHandler:
         ok, reason, actions = self.logic.on_decision(cmd.passage_id, agency, verdict, nonce=cmd.nonce, now=now)
         return Outcome(ok, reason, tuple(actions))
 
-    def _reject(self, name: str, reason: str, nonce: str | None, key_id: str | None, detail: str) -> None:
+    def _reject(self, name: str, reason: str, nonce: str | None, key_id: str | None, detail: str) -> bool:
+        """Count a rejection; audit, publish and answer it only while under the aggregator's
+        thresholds (a flood costs counters, not fsyncs). Returns whether to answer."""
         c = self.counters
         c.rejected += 1
         c.rejected_by_reason[reason] = c.rejected_by_reason.get(reason, 0) + 1
-        self.audit.append(
-            "command_rejected",
-            actor=key_id or "unknown",
-            reason=reason,
-            lane=self.lane,
-            data={"command": name[:64], "nonce": nonce, "detail": detail[:200]},
-        )
+        if not self.rejections.record(reason, key_id=key_id, command=name, nonce=nonce, detail=detail):
+            return False
         event = CommandRejectedEvent(command=name[:64], reason=reason, nonce=nonce, key_id=key_id)
         self.executor.apply([Publish("command.rejected", event)])
+        return True
 
     async def _answer(self, name: str, nonce: str | None, ok: bool, reason: str | None) -> None:
         body = CommandResponse(correlation_id=nonce, command=name[:64], ok=ok, reason=reason)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -34,7 +35,11 @@ LOW_CONFIDENCE = 0.80
 #: stopping. A tag read more than this before the arrival belongs to the previous vehicle.
 RFID_WAIT_S = 1.5
 WEIGH_WAIT_S = 4.0
-TAG_BEFORE_ARRIVAL_S = 1.0
+#: The reader sees a vehicle queueing behind the one in the lane: a tag read up to this long
+#: before the arrival may be the arriving vehicle's, unless an earlier passage already took it.
+TAG_BEFORE_ARRIVAL_S = 300.0
+#: Tag reads and assigned tags remembered (a few vehicles' worth).
+TAG_MEMORY = 16
 #: The e-card's registered plates stand in for a camera read with this confidence.
 REGISTERED_PLATE_CONFIDENCE = 0.9
 #: Between RFID polls when the reader is offline or failed.
@@ -85,7 +90,8 @@ class Identifier:
         self.clock = clock
         self.deadline_s = deadline_s
         self.registrations: dict[str, tuple[str, ...]] = {}  # tag id -> registered plates (sorted)
-        self.last_tag: TagRead | None = None
+        self.reads: deque[TagRead] = deque(maxlen=TAG_MEMORY)
+        self._assigned: deque[str] = deque(maxlen=TAG_MEMORY)
         self._tag_read = asyncio.Condition()
 
     def register(self, vehicles: Mapping[str, tuple[str, ...]]) -> None:
@@ -107,7 +113,7 @@ class Identifier:
                 continue
             if read is not None:
                 async with self._tag_read:
-                    self.last_tag = read
+                    self.reads.append(read)
                     self._tag_read.notify_all()
 
     async def identify(self, arrived: float) -> Identity:
@@ -116,16 +122,22 @@ class Identifier:
         plates: list[PlateRead] = []
         containers: list[ContainerRead] = []
 
-        def fresh_tag() -> bool:
-            t = self.last_tag
-            return t is not None and t.ts >= arrived - TAG_BEFORE_ARRIVAL_S
+        def unassigned() -> TagRead | None:
+            """The oldest recent read of a tag no earlier passage has taken: vehicles reach the
+            lane in the order the reader saw them."""
+            for r in self.reads:
+                if r.ts >= arrived - TAG_BEFORE_ARRIVAL_S and r.tag_id not in self._assigned:
+                    return r
+            return None
 
         async def get_tag() -> None:
             nonlocal tag
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(RFID_WAIT_S), self._tag_read:
-                    await self._tag_read.wait_for(fresh_tag)
-                    tag = self.last_tag.tag_id if self.last_tag else None
+                    read = await self._tag_read.wait_for(unassigned)
+                    tag = read.tag_id if read else None
+                    if tag is not None:
+                        self._assigned.append(tag)
 
         async def get_weight() -> None:
             nonlocal weight
