@@ -19,7 +19,7 @@ from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.trust.audit import AuditLog, AuditProblem, Checkpoint, CheckpointError, verify_against_checkpoint
 from portlane.edge.trust.authority import Authority
 from portlane.edge.trust.events import EventSigner
-from portlane.edge.trust.security import generate_keypair
+from portlane.edge.trust.keys import generate_keypair
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 23, 18, 0, 0, tzinfo=UTC)

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from portlane.edge.config import parse_site
 from portlane.edge.errors import ConfigError
 from portlane.edge.trust.authority import Authority, NotAuthorisedError, Role, TrustError, UnknownKeyError
+from portlane.edge.trust.commands import CommandRejected, CommandSigner, CommandVerifier, RejectReason
 from portlane.edge.trust.events import (
     BadSignatureError,
     EventSigner,
@@ -28,19 +29,13 @@ from portlane.edge.trust.keys import (
     CredentialError,
     broker_credentials,
     credential_path,
+    generate_keypair,
     generate_unit_key,
     load_private_key_file,
     load_unit_signer,
     public_key_b64,
 )
-from portlane.edge.trust.security import (
-    CommandRejected,
-    CommandSigner,
-    CommandVerifier,
-    MemoryNonceStore,
-    RejectReason,
-    generate_keypair,
-)
+from portlane.edge.trust.nonces import MemoryNonceStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE_FILE = ROOT / "firmware_config/sites/zhuhai-hzmb-cargo.yaml"

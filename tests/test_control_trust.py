@@ -21,8 +21,8 @@ from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
 from portlane.edge.ops.control import ControlServer, peer_of, request
 from portlane.edge.ops.daemons import lane_handlers
 from portlane.edge.trust.audit import AuditEntry, AuditLog, read_entries, verify_log
+from portlane.edge.trust.keys import generate_keypair
 from portlane.edge.trust.pki import init_pki
-from portlane.edge.trust.security import generate_keypair
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "firmware_config/sites/zhuhai-hzmb-cargo.yaml"

@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from portlane.edge.trust.audit import AuditLog, read_entries, verify_log
+from portlane.edge.trust.commands import CommandRejected, CommandVerifier
+from portlane.edge.trust.keys import generate_keypair
+from portlane.edge.trust.nonces import MemoryNonceStore
 from portlane.edge.trust.rejections import UNAUTHENTICATED, RejectionAggregator
-from portlane.edge.trust.security import CommandRejected, CommandVerifier, MemoryNonceStore, generate_keypair
 
 T0 = datetime(2026, 11, 23, 18, 0, 0, tzinfo=UTC).timestamp()
 

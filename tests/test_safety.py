@@ -28,9 +28,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from portlane.edge.contract.events import PassageDecided, PlateRead
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.outbox import Outbox
-from portlane.edge.contract.events import PassageDecided, PlateRead
 from portlane.edge.lane.actions import Action, Audit, CloseGate, OpenGate, Publish
 from portlane.edge.lane.logic import LaneLogic
 from portlane.edge.lane.passage import Identity, LaneTimeouts, Sensors

@@ -12,21 +12,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from portlane.edge.trust.security import (
-    CanonicalJSONError,
-    CommandRejected,
-    CommandSigner,
-    CommandVerifier,
-    MemoryNonceStore,
-    RejectReason,
-    SignedCommand,
-    SqliteNonceStore,
-    b64decode_strict,
-    canonical_json,
-    generate_keypair,
-    load_public_key,
-    trusted_keys_from_config,
-)
+from portlane.edge.contract.canonical import CanonicalJSONError, b64decode_strict, canonical_json
+from portlane.edge.contract.commands import SignedCommand
+from portlane.edge.trust.commands import CommandRejected, CommandSigner, CommandVerifier, RejectReason
+from portlane.edge.trust.keys import generate_keypair, load_public_key, trusted_keys_from_config
+from portlane.edge.trust.nonces import MemoryNonceStore, SqliteNonceStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = yaml.safe_load((ROOT / "firmware_config" / "demo_keys.yaml").read_text())
@@ -429,10 +419,14 @@ def test_every_single_character_change_of_the_signature_is_rejected(clock: FakeC
 
 
 def test_public_api_is_pinned() -> None:
+    import portlane.edge.contract.canonical as canonical
+    import portlane.edge.contract.commands as commands_contract
     import portlane.edge.trust.audit as audit
-    import portlane.edge.trust.security as security
+    import portlane.edge.trust.commands as commands
+    import portlane.edge.trust.keys as keys
+    import portlane.edge.trust.nonces as nonces
 
-    for mod in (security, audit):
+    for mod in (commands, nonces, keys, canonical, commands_contract, audit):
         assert all(hasattr(mod, name) for name in mod.__all__)
     assert [r.value for r in RejectReason] == [
         "malformed",
@@ -448,15 +442,11 @@ def test_public_api_is_pinned() -> None:
         "issued_before_store",
         "replayed",
     ]
-    assert {
-        "CommandSigner",
-        "CommandVerifier",
-        "CommandRejected",
-        "SignedCommand",
-        "SqliteNonceStore",
-        "canonical_json",
-        "generate_keypair",
-    } <= set(security.__all__)
+    assert {"CommandSigner", "CommandVerifier", "CommandRejected", "RejectReason"} <= set(commands.__all__)
+    assert {"SignedCommand", "CommandName", "COMMAND_NAMES"} <= set(commands_contract.__all__)
+    assert {"SqliteNonceStore", "MemoryNonceStore", "NonceStoreError"} <= set(nonces.__all__)
+    assert {"canonical_json", "strict_loads", "b64decode_strict"} <= set(canonical.__all__)
+    assert {"generate_keypair", "load_public_key"} <= set(keys.__all__)
     assert {"AuditLog", "VerifyReport", "require_operator", "verify_log"} <= set(audit.__all__)
 
 
@@ -505,7 +495,7 @@ def test_deleting_the_nonce_store_does_not_reopen_replays(
     "content", [b"garbage, not a database", b"SQLite format 3\x00" + b"\xff" * 200, b"\x00" * 4096]
 )
 def test_a_corrupt_nonce_store_fails_at_open_with_one_line(tmp_path: Path, content: bytes) -> None:
-    from portlane.edge.trust.security import NonceStoreError
+    from portlane.edge.trust.nonces import NonceStoreError
 
     db = tmp_path / "nonces-c1.db"
     db.write_bytes(content)

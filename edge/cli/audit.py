@@ -278,7 +278,7 @@ def run_show(args: argparse.Namespace) -> int:
 def run_keys_generate(args: argparse.Namespace) -> int:
     import re
 
-    from portlane.edge.trust.security import generate_keypair
+    from portlane.edge.trust.keys import generate_keypair
 
     if args.unit is not None or args.out is not None:
         return _generate_unit_key(args)

@@ -33,7 +33,7 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def build() -> dict[str, Any]:
-    from portlane.edge.trust.security import COMMAND_NAMES, SignedCommand
+    from portlane.edge.contract.commands import COMMAND_NAMES, SignedCommand
 
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}

@@ -21,14 +21,15 @@ from portlane.edge.contract.commands import (
     ExpectedVehiclesArgs,
     LaneServiceArgs,
     ReplayEventsArgs,
+    SignedCommand,
 )
 from portlane.edge.contract.events import CommandRejected as CommandRejectedEvent
 from portlane.edge.contract.events import CommandResponse, ContainerRead
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message
 from portlane.edge.trust.audit import AuditLog
+from portlane.edge.trust.commands import CommandRejected, CommandVerifier
 from portlane.edge.trust.rejections import RejectionAggregator
-from portlane.edge.trust.security import CommandRejected, CommandVerifier, SignedCommand
 from portlane.models.iso6346 import is_valid
 from pydantic import BaseModel, ValidationError
 

@@ -40,8 +40,9 @@ from portlane.edge.delivery.sender import OutboxSender
 from portlane.edge.errors import OutboxError
 from portlane.edge.journal import Journal
 from portlane.edge.trust.audit import AuditLog, require_operator
+from portlane.edge.trust.commands import CommandVerifier
 from portlane.edge.trust.keys import broker_credentials
-from portlane.edge.trust.security import CommandVerifier, SqliteNonceStore
+from portlane.edge.trust.nonces import SqliteNonceStore
 from pydantic import ValidationError
 
 from .actions import Action, Publish, ShowBoard, StopGate

@@ -1,7 +1,7 @@
 """The tamper-evident audit log: hash-chained JSON Lines, append-only, fsync'ed.
 
 One entry per line, each line the canonical JSON (RFC 8785, see
-:func:`portlane.edge.trust.security.canonical_json`) of::
+:func:`portlane.edge.contract.canonical.canonical_json`) of::
 
     {"n": 1, "ts": "2026-11-23T18:00:00.000Z", "kind": "override", "actor": "tech:li.wei",
      "reason": "barrier jammed, vehicle waved through", "lane": "c01", "data": {...},
@@ -55,8 +55,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, Self
 
+from portlane.edge.contract.canonical import CanonicalJSONError, canonical_json
+from portlane.edge.contract.times import format_rfc3339
 from portlane.edge.errors import PortlaneError
-from portlane.edge.trust.security import CanonicalJSONError, Clock, canonical_json, format_rfc3339
+from portlane.edge.trust.nonces import Clock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [

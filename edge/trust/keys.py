@@ -20,12 +20,14 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from portlane.edge.contract.canonical import b64decode_strict
 from portlane.edge.errors import PortlaneError
 
 if TYPE_CHECKING:
@@ -37,10 +39,14 @@ __all__ = [
     "CredentialError",
     "broker_credentials",
     "credential_path",
+    "generate_keypair",
     "generate_unit_key",
+    "load_private_key",
     "load_private_key_file",
+    "load_public_key",
     "load_unit_signer",
     "public_key_b64",
+    "trusted_keys_from_config",
     "write_private_key",
     "write_secret",
 ]
@@ -51,6 +57,47 @@ CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 class CredentialError(PortlaneError):
     """A credential file is missing, unreadable or not what it should be. The message names
     the file, what is wrong and what to do."""
+
+
+def load_public_key(b64: str) -> Ed25519PublicKey:
+    """An Ed25519 public key from its 32 raw bytes in standard base64 (the site-config form)."""
+    raw = b64decode_strict(b64.strip())
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def load_private_key(b64: str) -> Ed25519PrivateKey:
+    """An Ed25519 private key from its 32-byte seed in standard base64."""
+    raw = b64decode_strict(b64.strip())
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 private key (seed) is 32 bytes, got {len(raw)}")
+    return Ed25519PrivateKey.from_private_bytes(raw)
+
+
+def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode("ascii")
+
+
+def generate_keypair() -> tuple[str, str]:
+    """A new Ed25519 key pair as ``(private_key_b64, public_key_b64)``."""
+    key = Ed25519PrivateKey.generate()
+    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    return base64.b64encode(seed).decode("ascii"), public_key_b64(key)
+
+
+def trusted_keys_from_config(keys: Iterable[Any]) -> dict[str, str]:
+    """``platform.keys`` of a site config (``TrustedKey`` models or ``{id, public_key}``
+    mappings) as the ``{key_id: public_key_b64}`` mapping :class:`CommandVerifier` takes."""
+    out: dict[str, str] = {}
+    for k in keys:
+        kid, pub = (k["id"], k["public_key"]) if isinstance(k, Mapping) else (k.id, k.public_key)
+        if kid in out:
+            raise ValueError(f"trusted key id {kid!r} listed twice")
+        out[kid] = pub
+    return out
 
 
 def credential_path(name: str, *, unit: str) -> Path:
@@ -95,12 +142,6 @@ def load_private_key_file(path: Path) -> Ed25519PrivateKey:
     if len(seed) != 32:
         raise CredentialError(f"{path}: an Ed25519 seed is 32 bytes, this is {len(seed)}; regenerate it")
     return Ed25519PrivateKey.from_private_bytes(seed)
-
-
-def public_key_b64(key: Ed25519PrivateKey) -> str:
-    """The public half in the site-file form (32 raw bytes, standard base64)."""
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b64encode(raw).decode("ascii")
 
 
 def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from portlane.edge.trust.security import format_rfc3339
+from portlane.edge.contract.times import format_rfc3339
 
 __all__ = [
     "PRE_AUTH_REASONS",
