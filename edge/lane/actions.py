@@ -17,6 +17,7 @@ from pydantic import BaseModel
 __all__ = [
     "Action",
     "Audit",
+    "BoardColour",
     "BoardText",
     "CloseGate",
     "GateCause",

@@ -48,7 +48,7 @@ from pydantic import ValidationError
 from .actions import Action, Publish, ShowBoard, StopGate
 from .commands import CommandHandler
 from .devices import LaneDevices
-from .events import EventMetrics, EventWriter
+from portlane.edge.delivery.events import EventMetrics, EventWriter
 from .executor import Executor
 from .identification import Identifier, Recogniser
 from .logic import LaneLogic

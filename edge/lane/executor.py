@@ -23,7 +23,7 @@ from portlane.edge.trust.audit import AuditLog
 
 from .actions import Action, Audit, CloseGate, Identify, OpenGate, Publish, SetLight, ShowBoard, StopGate
 from .devices import LaneDevices
-from .events import EventWriter
+from portlane.edge.delivery.events import EventWriter
 from .logic import LaneLogic
 from .passage import Sensors
 
@@ -70,7 +70,7 @@ class Executor:
         for a in actions:
             match a:
                 case Publish():
-                    self.events.put(a)
+                    self.events.put(a.type, a.data, subject=a.subject)
                 case Audit():
                     self.audit.append(a.kind, actor=a.actor, reason=a.reason, lane=self.lane, data=a.fields())
                 case Identify(passage_id=pid):

@@ -47,7 +47,7 @@ from portlane.edge.contract.events import (
 )
 from portlane.edge.contract.times import rfc3339
 
-from .actions import Action, Audit, GateCause, Identify, Publish, SetLight, ShowBoard
+from .actions import Action, Audit, BoardColour, GateCause, Identify, Publish, SetLight, ShowBoard
 from .gate import GateTracker
 from .passage import (
     DECIDING,
@@ -67,8 +67,8 @@ VERDICTS = ("release", "inspect", "hold", "divert")
 
 WELCOME = ShowBoard.of(("欢迎 WELCOME", "green"))
 CLOSED = ShowBoard.of(("车道关闭 LANE CLOSED", "red"))
-WAIT = ("请等待 PLEASE WAIT", "amber")
-WAIT_RED = ("请等待 PLEASE WAIT", "red")
+WAIT: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "amber")
+WAIT_RED: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "red")
 
 
 class LaneLogic:
@@ -329,7 +329,7 @@ class LaneLogic:
         if decision == "inspect" and not self.has_scanner:
             return False, "no_scanner", []
         p.decisions[agency] = decision
-        decided = PassageDecided(passage_id=p.id, agency=agency, decision=decision, phase=p.phase, command_nonce=nonce)  # type: ignore[arg-type]
+        decided = PassageDecided(passage_id=p.id, agency=agency, decision=decision, phase=p.phase, command_nonce=nonce)
         out: list[Action] = [Publish("passage.decided", decided)]
         if decision == "divert":
             p.stamps.setdefault("decided", now)

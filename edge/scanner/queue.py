@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-__all__ = ["QueueEntry", "ScanQueue"]
+__all__ = ["QueueEntry", "ScanQueue", "entry_to_json"]
 
 
 @dataclass(order=True)
@@ -35,12 +35,25 @@ class ScanQueue:
         return len(self._entries)
 
     def push(
-        self, lane: str, passage_id: str, vehicle_ref: str, priority: int, now: float, *, head: bool = False
-    ) -> None:
-        if any(e.passage_id == passage_id for e in self._entries):
-            return  # a re-delivered request: queue each passage once
+        self,
+        lane: str,
+        passage_id: str,
+        vehicle_ref: str,
+        priority: int,
+        now: float,
+        *,
+        head: bool = False,
+        retries: int = 0,
+    ) -> bool:
+        """Queue a passage; False if it was already queued (a re-delivered request)."""
+        if passage_id in self:
+            return False
         n = -1 if head else next(self._order)
-        self._entries.append(QueueEntry((0, 0.0, n), lane, passage_id, vehicle_ref, priority, now))
+        self._entries.append(QueueEntry((0, 0.0, n), lane, passage_id, vehicle_ref, priority, now, retries))
+        return True
+
+    def __contains__(self, passage_id: object) -> bool:
+        return any(e.passage_id == passage_id for e in self._entries)
 
     def remove(self, passage_id: str) -> QueueEntry | None:
         for e in self._entries:
@@ -61,3 +74,22 @@ class ScanQueue:
 
     def entries(self) -> list[QueueEntry]:
         return list(self._entries)
+
+    def position(self, passage_id: str) -> int | None:
+        """1-based position in serving order now (None when not queued)."""
+        ranked = sorted(self._entries, key=lambda e: (-e.priority, self._served.get(e.lane, 0.0), e.sort_key[2]))
+        for i, e in enumerate(ranked, 1):
+            if e.passage_id == passage_id:
+                return i
+        return None
+
+
+def entry_to_json(e: QueueEntry) -> dict[str, object]:
+    return {
+        "lane": e.lane,
+        "passage_id": e.passage_id,
+        "vehicle_ref": e.vehicle_ref,
+        "priority": e.priority,
+        "queued_at": e.queued_at,
+        "retries": e.retries,
+    }

@@ -1,4 +1,5 @@
-"""Writes a unit's events to its durable outbox: one topic per type, metrics on the way.
+"""Writes a unit's events (contract models) to its durable outbox: one topic per type,
+metrics on the way. The lane and the scanner both write through it.
 
 When the outbox refuses an event (full under ``reject_new``), the record of the passage cannot
 be kept, so the writer reports it through ``on_refused`` and the lane takes itself out of
@@ -12,12 +13,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 from portlane.edge.contract.envelope import Envelope
-from portlane.edge.contract.events import PassageCompleted
+from portlane.edge.contract.events import EVENTS, EventType, PassageCompleted
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.errors import OutboxError
-
-from .actions import Publish
+from pydantic import BaseModel
 
 __all__ = ["EventMetrics", "EventWriter"]
 
@@ -45,16 +45,19 @@ class EventWriter:
         self.on_refused = on_refused
         self.refused = 0
 
-    def put(self, event: Publish) -> Envelope | None:
-        data = event.data
+    def put(self, type_: EventType, data: BaseModel, *, subject: str | None = None) -> Envelope | None:
+        """Write one event; None when the outbox refused it (``on_refused`` was told)."""
+        model = EVENTS[type_]
+        if not isinstance(data, model):
+            raise TypeError(f"{type_} carries {model.__name__}, not {type(data).__name__}")
         if self.metrics is not None:
             if isinstance(data, PassageCompleted):
                 self.metrics.passage_completed(data.outcome, data.stage_ms)
-            elif event.type == "command.rejected":
+            elif type_ == "command.rejected":
                 self.metrics.command_rejected(str(getattr(data, "reason", "")))
         payload = data.model_dump(mode="json")
         try:
-            return self.outbox.put(event.type, payload, topic=self.topics.event(event.type), subject=event.subject)
+            return self.outbox.put(type_, payload, topic=self.topics.event(type_), subject=subject)
         except OutboxError as exc:
             self.refused += 1
             log.error("%s: %s", self.topics.unit, exc)
