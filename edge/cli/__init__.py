@@ -39,6 +39,8 @@ GROUPS = (
     "audit",
     "ops",
     "daemon",
+    "console",
+    "report",
 )
 
 

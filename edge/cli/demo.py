@@ -40,6 +40,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON summary object on stdout")
+    p.add_argument(
+        "--console",
+        nargs="?",
+        const="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="serve the site console while the demo runs (default 127.0.0.1:8080; sign in as supervisor / demo)",
+    )
+    p.add_argument("--console-db", type=Path, metavar="PATH", help="keep the console's database (portlane report --db)")
     p.set_defaults(func=run)
 
 
@@ -76,6 +84,8 @@ def _table(run: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     from portlane.edge.demo.run import DEFAULT_SITE, DemoOptions, run_demo
 
+    from .console import _hostport
+
     opts = DemoOptions(
         lanes=args.lanes,
         vehicles=args.vehicles,
@@ -87,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         site_file=args.site or DEFAULT_SITE,
         timeout_s=args.timeout,
         recognition=args.ocr,
+        console=_hostport(args.console) if args.console else None,
+        console_db=args.console_db,
     )
     live_view = not args.json and sys.stdout.isatty()
     if live_view:
