@@ -17,7 +17,8 @@ Alarm rules (``kind``: when raised → when cleared):
 
 * ``device``     a device reports degraded/offline → it reports online
 * ``offline``    a unit's retained status says offline (last will) → online again
-* ``closed``     a lane out of service (status, or it closed itself: gate offline) → back
+* ``closed``     a lane out of service (status, an accepted close_lane, or it closed itself
+                 because its gate went offline) → back in service
 * ``stuck``      a passage stays in one stage longer than ``stuck_after_s`` → it moves on
 * ``identity``   an identification with exceptions or below ``low_confidence`` → corrected or
                  the passage completed (an item for an officer)
@@ -547,6 +548,16 @@ class SiteLive:
             if online and isinstance(in_service, bool) and in_service != target.in_service and not target.auto_closed:
                 out += self._service(target, in_service, "status: out of service", ms)
         return out
+
+    def on_response(self, unit: str, body: Mapping[str, Any], ms: int) -> list[Effect]:
+        """A unit's answer to a command. An accepted ``close_lane`` / ``open_lane`` is how the
+        console learns a lane's service state changed (lanes announce it nowhere else yet)."""
+        lane = self.lanes.get(unit)
+        cmd = body.get("command")
+        if lane is None or body.get("ok") is not True or cmd not in ("close_lane", "open_lane"):
+            return []
+        lane.auto_closed = False
+        return self._service(lane, cmd == "open_lane", "closed by a platform command (close_lane)", ms)
 
     def tick(self, now_ms: int) -> list[Effect]:
         """Stuck passages: raise once per passage and stage, cleared when it moves on."""

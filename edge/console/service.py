@@ -59,8 +59,8 @@ TICK_S = 1.0
 BATCH = 500
 #: How long ``__aexit__`` waits for the events each unit's status announced.
 DRAIN_TIMEOUT_S = 5.0
-#: Web server shutdown: open event streams are closed at once; requests get this long.
-HTTP_SHUTDOWN_S = 2.0
+#: The demo waits this long for the console's broker connection (the broker is local).
+DEMO_CONNECT_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -107,12 +107,14 @@ class ConsoleService:
         backfill: bool = True,
         cookie_secure: bool = False,
         client_id: str = "console",
+        connect_timeout_s: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.site = site
         self.site_id = site.site.id
         self.db_path = Path(db)
         self.http = http
+        self.connect_timeout_s = connect_timeout_s
         self.cookie_secure = cookie_secure
         self.clock = clock
         self.users: Mapping[str, User] = (
@@ -129,6 +131,7 @@ class ConsoleService:
         self._replays: dict[tuple[str, int], _Replay] = {}
         self._pending: dict[str, tuple[str, int]] = {}  # replay nonce -> stream
         self._dirty: set[tuple[str, int]] = set()
+        self._gap_alarms: set[str] = set()
         self._statuses: dict[str, dict[str, Any]] = {}
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._changed = asyncio.Event()
@@ -176,6 +179,10 @@ class ConsoleService:
                 from .web import start_web
 
                 self._runner, self.url = await start_web(self, *self.http)
+            if self.connect_timeout_s is not None:
+                # Subscribed before the caller goes on (the demo starts traffic next).
+                async with asyncio.timeout(self.connect_timeout_s):
+                    await self.link.wait_connected()
         except BaseException:
             await self._shutdown()
             raise
@@ -216,6 +223,7 @@ class ConsoleService:
     def _load(self) -> None:
         """Ledger, replay state and the live picture from the database (a restart)."""
         st = self._db()
+        self._gap_alarms = {k for k in st.active_alarm_keys() if k.startswith("gap:")}
         for s, since, tries, nxt, last in st.load_streams():
             self.ledger.load([s])
             self._replays[(s.unit, s.epoch)] = _Replay(since, tries, nxt, last)
@@ -292,7 +300,7 @@ class ConsoleService:
                 elif kind == "status":
                     self._status(st, msg, now)
                 elif kind == "response":
-                    self._response(unit, msg)
+                    self._response(st, unit, msg, now)
             self._flush_streams()
         self.stats.batches += 1
         self._notify()
@@ -423,13 +431,14 @@ class ConsoleService:
                 effects += self._ledger_effects(unit, epoch, Observation(gap=gap), "", now)
         self._apply(st, effects)
 
-    def _response(self, unit: str, msg: Message) -> None:
+    def _response(self, st: Store, unit: str, msg: Message, now: int) -> None:
         try:
             body = json.loads(msg.payload)
         except ValueError:
             return
         if not isinstance(body, dict):
             return
+        self._apply(st, self.live.on_response(unit, body, now))
         stream = self._pending.pop(str(body.get("correlation_id")), None)
         if stream is None:
             return
@@ -505,6 +514,8 @@ class ConsoleService:
                 if r.missing_since_ms is not None or r.tries:
                     r.missing_since_ms, r.tries, r.next_ms = None, 0, 0
                     self._dirty.add((unit, epoch))
+                if key in self._gap_alarms:
+                    self._gap_alarms.discard(key)
                     out.append(Clear(key, now))
                 continue
             if r.missing_since_ms is None:
@@ -531,6 +542,7 @@ class ConsoleService:
                 self._dirty.add((unit, epoch))
                 log.info("asked %s to replay seq %s–%s (try %s)", unit, lo, hi, r.tries)
             if why or r.tries >= 2:
+                self._gap_alarms.add(key)
                 out.append(
                     Raise(
                         key,
@@ -608,4 +620,5 @@ def demo_console(
         else None,
         stuck_after_s={k: max(v * time_factor, 5.0) for k, v in DEFAULT_STUCK_AFTER_S.items()},
         client_id=f"console-{os.getpid()}",
+        connect_timeout_s=DEMO_CONNECT_TIMEOUT_S,
     )

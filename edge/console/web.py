@@ -48,6 +48,8 @@ COOKIE = "portlane_console"
 #: this often so proxies (nginx ``proxy_read_timeout`` 60 s) keep the stream open.
 SSE_MIN_INTERVAL_S = 0.25
 SSE_KEEPALIVE_S = 15.0
+#: Web server shutdown: open event streams end at once (``closing``); requests get this long.
+HTTP_SHUTDOWN_S = 2.0
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -56,7 +58,6 @@ CSP = (
 SERVICE: web.AppKey[ConsoleService] = web.AppKey("service")
 SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
 THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("throttle")
-USER: str = "portlane.user"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -66,8 +67,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 def _user(request: web.Request) -> User:
-    u = request.get(USER)
-    if not isinstance(u, User):
+    u = request.app[SESSIONS].get(request.cookies.get(COOKIE))
+    if u is None:
         raise web.HTTPUnauthorized()
     return u
 
@@ -77,8 +78,6 @@ async def _security(request: web.Request, handler: Handler) -> web.StreamRespons
     path = request.path
     public = path in ("/login", "/api/login", "/api/health") or path.startswith("/static/")
     user = request.app[SESSIONS].get(request.cookies.get(COOKIE))
-    if user is not None:
-        request[USER] = user
     if request.method not in ("GET", "HEAD") and request.headers.get("X-Portlane") != "1":
         return _json({"error": "missing X-Portlane header"}, 403)
     if user is None and not public:
@@ -148,7 +147,12 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 async def me(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICE]
-    return _json({"user": _user(request).public(), "site": {"id": svc.site_id, "name": svc.live.site_name}})
+    return _json(
+        {
+            "user": _user(request).public(),
+            "site": {"id": svc.site_id, "name": svc.live.site_name, "timezone": str(svc.live.tz)},
+        }
+    )
 
 
 async def health(request: web.Request) -> web.StreamResponse:
@@ -376,11 +380,11 @@ def make_app(svc: ConsoleService) -> web.Application:
 
 async def start_web(svc: ConsoleService, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Serve on ``host:port`` (port 0: a free one); returns the runner and the base URL."""
-    runner = web.AppRunner(make_app(svc), access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(make_app(svc), access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-    real_port = sockets[0].getsockname()[1] if sockets else port
+    addrs = [a for a in runner.addresses if isinstance(a, tuple)]
+    real_port = int(addrs[0][1]) if addrs else port
     shown = f"[{host}]" if ":" in host else host
     return runner, f"http://{shown}:{real_port}"

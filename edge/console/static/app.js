@@ -181,7 +181,8 @@
   }
 
   /* ---------------------------------------------------------------- analytics */
-  function today() { return new Date(now()).toLocaleDateString("en-CA"); }
+  /* The site's day (days and hours are the site's local ones, whatever the browser's zone). */
+  function today() { return new Date(now()).toLocaleDateString("en-CA", { timeZone: state.snap.site.timezone }); }
 
   async function renderAnalytics() {
     const q = state.aq || (state.aq = { from: today(), to: today(), lane: "", kind: "", by: "lane" });

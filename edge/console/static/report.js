@@ -2,12 +2,16 @@
 (() => {
   const { esc, fmtMs } = window.PL;
   const params = new URLSearchParams(location.search);
-  const day = params.get("day") || new Date().toLocaleDateString("en-CA");
-  document.getElementById("day").value = day;
+  let day = params.get("day");
   document.getElementById("day").addEventListener("change", (ev) => { location.search = "?day=" + ev.target.value; });
   document.getElementById("print").addEventListener("click", () => window.print());
 
   async function load() {
+    if (!day) {
+      const me = await fetch("/api/me", { credentials: "same-origin" }).then((r) => r.json()).catch(() => ({}));
+      day = new Date().toLocaleDateString("en-CA", { timeZone: (me.site && me.site.timezone) || undefined });
+    }
+    document.getElementById("day").value = day;
     const r = await fetch(`/api/clearance?from=${day}&to=${day}`, { credentials: "same-origin" });
     if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search); return; }
     const rep = await r.json();
