@@ -56,7 +56,7 @@
       <div class="big"><span>${s.lanes.filter((l) => !l.in_service || l.online === false).length}</span><small>lanes closed/offline 关闭</small></div>
       ${sc}</div>
       <div class="lanes">${s.lanes.map(laneCard).join("")}</div>
-      <h3>Recently completed 最近通关</h3><div id="recent"></div>`;
+      <h3>Recently completed 最近通关</h3><div id="recent">${state.recentHtml || ""}</div>`;
     tickElapsed();
     loadRecent();
   }
@@ -65,10 +65,11 @@
   function loadRecent() {
     clearTimeout(recentTimer);
     recentTimer = setTimeout(async () => {
-      const el = $("#recent");
-      if (!el) return;
+      if (!$("#recent")) return;
       const j = await api("/api/passages?limit=12");
-      el.innerHTML = passageTable(j.passages);
+      state.recentHtml = passageTable(j.passages);
+      const box = $("#recent");
+      if (box) box.innerHTML = state.recentHtml;
     }, 300);
   }
 
