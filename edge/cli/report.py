@@ -89,7 +89,7 @@ def _print(rep: dict[str, Any], site_name: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    c = Console()
+    c = Console(width=None if sys.stdout.isatty() else 120)  # piped: wide enough for the tables
     all_ = rep["groups"]["all"]["all"]
     span = f"{rep['from'] or 'beginning'} → {rep['to'] or 'now'}"
     c.print(

@@ -18,8 +18,10 @@
   }
 
   const now = () => Date.now() + state.offset;
-  const time = (ms) => ms ? new Date(ms).toLocaleTimeString([], { hour12: false }) : "–";
-  const dateTime = (ms) => ms ? new Date(ms).toLocaleString([], { hour12: false }) : "–";
+  /* Times in the site's zone (a supervisor may sit in another one). */
+  const zone = () => (state.snap && state.snap.site.timezone) || undefined;
+  const time = (ms) => ms ? new Date(ms).toLocaleTimeString("en-GB", { hour12: false, timeZone: zone() }) : "–";
+  const dateTime = (ms) => ms ? new Date(ms).toLocaleString("sv-SE", { timeZone: zone() }) : "–";
   const stageName = (s) => (s || "idle").replace(/_/g, " ");
   const route = () => (location.hash || "#/overview").slice(2).split("/");
 
@@ -46,19 +48,45 @@
     </section>`;
   }
 
+  /* Live updates replace only what changed: a card being read (or clicked) stays put. */
+  const painted = new Map();
+  function paint(el, key, html) {
+    if (painted.get(key) === html && el.isConnected) return el;
+    painted.set(key, html);
+    const tmp = document.createElement("div");
+    tmp.innerHTML = html;
+    const fresh = tmp.firstElementChild;
+    el.replaceWith(fresh);
+    return fresh;
+  }
+
+  function summaryHtml(s) {
+    const sc = (s.scanners || []).map((x) => `<a class="card mini" href="#/scanner"><b>${esc(x.id)}</b> queue ${x.queue.length} ·
+      ${x.lease ? "scanning " + esc(x.lease.lane) : "idle"} · utilisation ${(x.utilisation * 100).toFixed(0)}%</a>`).join("");
+    return `<div class="summary" id="summary"><div class="big"><span id="completed-total">${s.completed}</span><small>passages completed 已通关</small></div>
+      <div class="big"><span>${s.lanes.filter((l) => l.passage).length}</span><small>vehicles in lanes 车道内</small></div>
+      <div class="big"><span>${s.lanes.filter((l) => !l.in_service || l.online === false).length}</span><small>lanes closed/offline 关闭</small></div>
+      ${sc}</div>`;
+  }
+
   function renderOverview() {
     const s = state.snap;
     if (!s) return;
-    const sc = (s.scanners || []).map((x) => `<a class="card mini" href="#/scanner"><b>${esc(x.id)}</b> queue ${x.queue.length} ·
-      ${x.lease ? "scanning " + esc(x.lease.lane) : "idle"} · utilisation ${(x.utilisation * 100).toFixed(0)}%</a>`).join("");
-    main.innerHTML = `<div class="summary"><div class="big"><span id="completed-total">${s.completed}</span><small>passages completed 已通关</small></div>
-      <div class="big"><span>${s.lanes.filter((l) => l.passage).length}</span><small>vehicles in lanes 车道内</small></div>
-      <div class="big"><span>${s.lanes.filter((l) => !l.in_service || l.online === false).length}</span><small>lanes closed/offline 关闭</small></div>
-      ${sc}</div>
-      <div class="lanes">${s.lanes.map(laneCard).join("")}</div>
-      <h3>Recently completed 最近通关</h3><div id="recent">${state.recentHtml || ""}</div>`;
+    if (!$("#lanes")) {
+      painted.clear();
+      main.innerHTML = `<div id="summary"></div><div class="lanes" id="lanes"></div>
+        <h3>Recently completed 最近通关</h3><div id="recent">${state.recentHtml || ""}</div>`;
+      state.recentFor = -1;
+    }
+    paint($("#summary"), "summary", summaryHtml(s));
+    const box = $("#lanes");
+    for (const l of s.lanes) {
+      let card = document.getElementById("lane-" + l.id);
+      if (!card) { card = document.createElement("section"); box.appendChild(card); }
+      paint(card, "lane-" + l.id, laneCard(l));
+    }
     tickElapsed();
-    loadRecent();
+    if (state.recentFor !== s.completed) { state.recentFor = s.completed; loadRecent(); }
   }
 
   let recentTimer = null;
@@ -82,7 +110,7 @@
 
   function tickElapsed() {
     document.querySelectorAll(".elapsed[data-since]").forEach((e) => { e.textContent = fmtMs(Math.max(0, now() - Number(e.dataset.since))); });
-    const c = $("#clock"); if (c) c.textContent = dateTime(now());
+    const c = $("#clock"); if (c) c.textContent = `${dateTime(now())} ${zone() || ""}`;
   }
   setInterval(tickElapsed, 1000);
 
@@ -112,13 +140,14 @@
   /* ---------------------------------------------------------------- alarms */
   async function loadAlarms() {
     const j = await api(`/api/alarms?state=${state.alarmFilter}`);
+    const same = JSON.stringify(j.alarms) === JSON.stringify(state.alarms) && $("#alarms-page");
     state.alarms = j.alarms;
-    if (route()[0] === "alarms") renderAlarms();
+    if (route()[0] === "alarms" && !same) renderAlarms();
   }
 
   function renderAlarms() {
     const officer = state.me && state.me.role === "officer";
-    main.innerHTML = `<div class="toolbar"><h2>Alarms and items waiting for an officer 待处理</h2>
+    main.innerHTML = `<div class="toolbar" id="alarms-page"><h2>Alarms and items waiting for an officer 待处理</h2>
       <label><input type="radio" name="af" value="open" ${state.alarmFilter === "open" ? "checked" : ""}> open</label>
       <label><input type="radio" name="af" value="all" ${state.alarmFilter === "all" ? "checked" : ""}> all</label>
       ${officer ? "" : `<span class="muted small">supervisor view: read-only</span>`}</div>
@@ -198,12 +227,21 @@
     for (const [id, key] of [["a-from", "from"], ["a-to", "to"], ["a-lane", "lane"], ["a-kind", "kind"], ["a-by", "by"]]) {
       $("#" + id).addEventListener("change", (ev) => { q[key] = ev.target.value; renderAnalytics(); });
     }
+    loadAnalytics();
+  }
+
+  /* The figures only: the form stays as the user left it; live updates refresh the numbers. */
+  async function loadAnalytics() {
+    const q = state.aq;
     const params = new URLSearchParams({ from: q.from, to: q.to, lane: q.lane, kind: q.kind });
     let rep;
     try { rep = await api(`/api/clearance?${params}`); } catch (e) { $("#a-body").innerHTML = `<p class="error">${esc(e.message)}</p>`; return; }
+    const body = $("#a-body");
+    if (!body || route()[0] !== "analytics") return;
     state.analytics = rep;
+    state.analyticsFor = state.snap ? state.snap.completed : null;
     const all = rep.groups.all.all;
-    $("#a-body").innerHTML = `<p id="a-count"><b>${all.passages}</b> passages · ${all.released} released · ${all.inspected} inspected · ${all.diverted} diverted</p>
+    body.innerHTML = `<p id="a-count"><b>${all.passages}</b> passages · ${all.released} released · ${all.inspected} inspected · ${all.diverted} diverted</p>
       <div id="stage-chart-box" class="chart-box"></div><div id="group-chart-box" class="chart-box"></div>${window.PL.stageTable(rep)}`;
     window.PL.bars($("#stage-chart-box"), window.PL.stageRows(rep), { id: "stage-chart", title: "Time from arrival to each stage 各环节耗时 (all selected passages)" });
     window.PL.bars($("#group-chart-box"), window.PL.groupRows(rep, q.by), { id: "group-chart", title: `Total time in lane (arrival → exit) by ${q.by}`, unitLabel: "arrival → exit" });
@@ -229,6 +267,7 @@
     if (page === "overview" || page === "") renderOverview();
     else if (page === "scanner") renderScanner();
     else if (page === "alarms") loadAlarms();
+    else if (page === "analytics" && state.aq && state.analyticsFor !== snap.completed) loadAnalytics();
   }
 
   function connect() {

@@ -18,7 +18,7 @@
     const all = rep.groups.all.all;
     const m = document.getElementById("report");
     m.innerHTML = `<h1>Daily clearance-time report 口岸通关时效日报</h1>
-      <p class="meta">${esc(rep.site_name)} (${esc(rep.site)}) · ${esc(day)} · time zone ${esc(rep.timezone)} · generated ${esc(new Date().toLocaleString([], { hour12: false }))}</p>
+      <p class="meta">${esc(rep.site_name)} (${esc(rep.site)}) · ${esc(day)} · time zone ${esc(rep.timezone)} · generated ${esc(new Date().toLocaleString("sv-SE", { timeZone: rep.timezone }))}</p>
       <div class="summary"><div class="big"><span>${all.passages}</span><small>passages</small></div>
         <div class="big"><span>${all.released}</span><small>released</small></div>
         <div class="big"><span>${all.inspected}</span><small>inspected (X-ray)</small></div>
