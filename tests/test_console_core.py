@@ -122,7 +122,7 @@ def test_event_signatures_are_checked_as_the_contract_says() -> None:
     assert reason({**signed, "data": {**signed["data"], "passage_id": "forged"}}) == "bad_signature"
     assert reason(sign_event(env, "lane-c1", other_priv)) == "bad_signature"
     assert reason(sign_event(env, "lane-c9", priv)) == "unknown_key"
-    assert reason(signed, unit="c2") == "key_not_authorised"
+    assert reason(signed, unit="c2") == "not_authorised"
     assert reason({**signed, "sig": 5}) == "malformed"
     assert reason(env, verifier=EventVerifier([], require_signed=True)) == "unsigned"
     with pytest.raises(ValueError, match="listed twice"):
@@ -344,3 +344,28 @@ def test_sessions_expire_and_failed_sign_ins_are_throttled() -> None:
     assert t.blocked("li")
     now[0] = 100
     assert not t.blocked("li")
+
+
+def test_site_keys_are_checked_through_the_trust_layer() -> None:
+    """With the trust layer's event signing installed, the console verifies every key of the
+    site file through ``trust.events.verify_event`` (authority included)."""
+    events = pytest.importorskip("portlane.edge.trust.events", reason="the trust layer's event signing is not merged")
+    import yaml
+    from console_helpers import SITE_FILE
+    from portlane.edge.config import parse_site
+
+    priv, pub = generate_keypair()
+    raw = yaml.safe_load(SITE_FILE.read_text(encoding="utf-8"))
+    raw["lanes"][0]["key"] = {"id": "lane-c1", "public_key": pub}
+    v = EventVerifier.for_site(parse_site(raw))
+    env = envelope("c1", 1, "passage.arrived", {"passage_id": "p", "lane_kind": "cargo"})
+    signed = events.EventSigner("lane-c1", priv).sign(env)
+    assert v.verify(signed, "c1") == "verified:lane-c1"
+    for forged, reason in (
+        ({**signed, "data": {**signed["data"], "passage_id": "x"}}, "bad_signature"),
+        (events.EventSigner("lane-c9", priv).sign(env), "unknown_key"),
+        (events.EventSigner("lane-c1", priv).sign({**env, "source": f"portlane://{SITE_ID}/c2"}), "not_authorised"),
+    ):
+        with pytest.raises(EventRejected) as exc:
+            v.verify(forged, "c1")
+        assert exc.value.reason == reason

@@ -17,7 +17,7 @@ from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handler
 from .config import load_console_config
 from .replay import ReplayRequester
 from .service import ConsoleService
-from .signatures import EventVerifier, keys_from_site
+from .signatures import EventVerifier
 
 __all__ = ["main_console", "run_console_daemon"]
 
@@ -42,9 +42,7 @@ async def run_console_daemon(
         replay = ReplayRequester(
             site=site.site.id, key_id=cfg.signing_key.id, private_key_b64=cfg.signing_key.private_key_b64(base)
         )
-    verifier = EventVerifier(
-        [*keys_from_site(site), *(k.key() for k in cfg.event_keys)], require_signed=cfg.require_signed_events
-    )
+    verifier = EventVerifier.for_site(site, [k.key() for k in cfg.event_keys], require_signed=cfg.require_signed_events)
     stop = stop or asyncio.Event()
     install_signal_handlers(stop)
     notifier = Notifier.from_env()

@@ -17,7 +17,7 @@ class UsersFileError(ConsoleError):
 
 class EventRejected(ConsoleError):
     """An event was not accepted. ``reason`` is a short machine word (``malformed``,
-    ``wrong_source``, ``unknown_key``, ``bad_signature``, ``key_not_authorised``, ``unsigned``,
+    ``wrong_source``, ``unknown_key``, ``bad_signature``, ``not_authorised``, ``unsigned``,
     ``invalid_payload``); ``detail`` is for people."""
 
     def __init__(self, reason: str, detail: str) -> None:

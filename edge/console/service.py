@@ -39,7 +39,7 @@ from .errors import EventRejected
 from .ingest import Observation, StreamLedger, check_payload, parse_event, parse_status
 from .live import Clear, Completed, Effect, Raise, SiteLive
 from .replay import ReplayRequester
-from .signatures import EventVerifier, keys_from_site
+from .signatures import EventVerifier
 from .store import Store
 
 __all__ = ["ConsoleService", "ConsoleStats"]
@@ -121,7 +121,7 @@ class ConsoleService:
             load_users(users) if isinstance(users, str | Path) else dict(users) if users is not None else {}
         )
         self.replay = replay
-        self.verifier = verifier or EventVerifier(keys_from_site(site))
+        self.verifier = verifier or EventVerifier.for_site(site)
         self.live = SiteLive(
             site, stuck_after_s=stuck_after_s, **({"low_confidence": low_confidence} if low_confidence else {})
         )
@@ -309,7 +309,7 @@ class ConsoleService:
         self.stats.rejected += 1
         self.stats.rejected_by_reason[exc.reason] = self.stats.rejected_by_reason.get(exc.reason, 0) + 1
         st.record_rejected(topic=msg.topic, reason=exc.reason, detail=exc.detail, payload=msg.payload, received_ms=now)
-        signature = exc.reason in ("unknown_key", "bad_signature", "key_not_authorised", "unsigned")
+        signature = exc.reason in ("unknown_key", "bad_signature", "not_authorised", "unsigned")
         self._apply(
             st,
             [

@@ -6,17 +6,22 @@ key id) and ``sig`` — the standard-base64 Ed25519 signature over the RFC 8785 
 
 :class:`EventVerifier` checks, in order: both attributes present and strings → else
 ``malformed``; the key id is known → ``unknown_key``; the key may sign for the event's unit
-→ ``key_not_authorised``; the signature verifies → ``bad_signature``. Unsigned events pass
+→ ``not_authorised``; the signature verifies → ``bad_signature``. Unsigned events pass
 as ``unsigned`` unless ``require_signed`` (then ``unsigned`` is a rejection).
 
-Adapter seam: the trust layer owns event signing (``portlane.edge.trust.events``:
-``EventSigner``, ``verify_event``). This module implements the same contract so the console
-can verify before that lands; :meth:`EventVerifier.verify` is the one place to switch.
+Adapter onto the trust layer, which owns event signing (``portlane.edge.trust.events``:
+``EventSigner``, ``verify_event`` against ``trust.authority.Authority.from_site``: the key,
+the signature, the key's own unit and what that key may sign). :meth:`EventVerifier.for_site`
+uses it when it is installed, for every key of the site file; keys listed only in the
+console's configuration (``event_keys``), and sites on an install without the trust
+modules, are checked here by the same contract. Reasons are the trust layer's
+(``unknown_key``, ``bad_signature``, ``not_authorised``, ``malformed``, ``unsigned``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import importlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,8 +60,35 @@ class _Key:
     units: tuple[str, ...]
 
 
+TrustCheck = Callable[[Mapping[str, Any]], str]
+
+
+def _trust_check(site: Site) -> TrustCheck | None:
+    """``trust.events.verify_event`` against the site's authority, or None where the trust
+    layer's event signing is not installed."""
+    try:
+        events = importlib.import_module("portlane.edge.trust.events")
+        authority = importlib.import_module("portlane.edge.trust.authority")
+    except ImportError:
+        return None
+    auth = authority.Authority.from_site(site)
+    trust_error: type[Exception] = authority.TrustError
+
+    def check(envelope: Mapping[str, Any]) -> str:
+        try:
+            verified = events.verify_event(envelope, auth)
+        except trust_error as exc:
+            raise EventRejected(str(getattr(exc, "reason", "rejected")), str(exc)) from None
+        return str(verified.key_id)
+
+    return check
+
+
 class EventVerifier:
-    def __init__(self, keys: Iterable[EventKey] = (), *, require_signed: bool = False) -> None:
+    def __init__(
+        self, keys: Iterable[EventKey] = (), *, require_signed: bool = False, trust: TrustCheck | None = None
+    ) -> None:
+        self._trust = trust
         self._keys: dict[str, _Key] = {}
         for k in keys:
             if k.id in self._keys:
@@ -66,6 +98,13 @@ class EventVerifier:
             except ValueError as exc:
                 raise ValueError(f"event key {k.id!r}: {exc}") from None
         self.require_signed = require_signed
+
+    @classmethod
+    def for_site(cls, site: Site, extra: Iterable[EventKey] = (), *, require_signed: bool = False) -> EventVerifier:
+        """The site's unit keys (through the trust layer when installed) plus ``extra``."""
+        trust = _trust_check(site)
+        keys = list(extra) if trust is not None else [*keys_from_site(site), *extra]
+        return cls(keys, require_signed=require_signed, trust=trust)
 
     @property
     def key_ids(self) -> Sequence[str]:
@@ -81,10 +120,12 @@ class EventVerifier:
         if not isinstance(kid, str) or not isinstance(sig, str):
             raise EventRejected("malformed", "sig and sigkeyid must both be strings")
         key = self._keys.get(kid)
+        if key is None and self._trust is not None:
+            return f"verified:{self._trust(envelope)}"
         if key is None:
             raise EventRejected("unknown_key", f"key id {kid!r} is not known")
         if key.units and unit not in key.units:
-            raise EventRejected("key_not_authorised", f"key {kid!r} does not sign for {unit}")
+            raise EventRejected("not_authorised", f"key {kid!r} does not sign for {unit}")
         import rfc8785  # the contract's canonical form; only needed once events are signed
 
         try:
