@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from portlane.edge.config import load_site
 from portlane.edge.console.analytics import clearance
 from portlane.edge.console.service import ConsoleService
-from portlane.edge.contract.envelope import rfc3339
+from portlane.edge.contract.times import rfc3339
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ContractError", "OutboxError", "PortlaneError"]
+__all__ = ["ConfigError", "ContractError", "OutboxError", "PortlaneError", "StateError"]
 
 
 class PortlaneError(Exception):
@@ -25,3 +25,15 @@ class ContractError(PortlaneError):
 
 class OutboxError(PortlaneError):
     pass
+
+
+class StateError(PortlaneError):
+    """A state file (outbox, journal, audit log, nonce store) cannot be used: corrupt,
+    truncated, read-only or on a full disk. The message says which file, what is wrong and
+    what to do, on one line."""
+
+    def __init__(self, file: str, problem: str, remedy: str) -> None:
+        self.file = file
+        self.problem = problem
+        self.remedy = remedy
+        super().__init__(f"{file}: {problem}; {remedy}")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from portlane.edge.config import Site, load_site
-from portlane.edge.contract.envelope import rfc3339
+from portlane.edge.contract.times import rfc3339
 
 SITE_FILE = Path(str(importlib.resources.files("portlane.firmware_config"))) / "sites" / "zhuhai-hzmb-cargo.yaml"
 SITE_ID = "zhuhai-hzmb-cargo"

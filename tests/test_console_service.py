@@ -97,7 +97,7 @@ async def test_duplicates_dropped_gap_replayed_and_signatures_checked(broker: Br
         broker_url=broker.url,
         http=None,
         connect_timeout_s=WAIT_S,
-        replay=ReplayRequester(site=SITE_ID, key_id="console-1", private_key_b64=console_priv),
+        replay=ReplayRequester(site=SITE_ID, key_id="console-1", private_key=console_priv),
         verifier=EventVerifier([EventKey("lane-c1", lane_pub, ("c1",))]),
         clock=clock,
     )
@@ -171,7 +171,7 @@ async def test_status_announces_missing_events_and_a_refused_replay_raises_an_al
         broker_url=broker.url,
         http=None,
         connect_timeout_s=WAIT_S,
-        replay=ReplayRequester(site=SITE_ID, key_id="console-1", private_key_b64=priv),
+        replay=ReplayRequester(site=SITE_ID, key_id="console-1", private_key=priv),
         clock=clock,
     )
     unit = FakeUnit(broker.url, "c1")

@@ -58,8 +58,7 @@ def register(sub: Any) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from portlane.edge.console.daemon import main_console
-    from portlane.edge.console.errors import ConsoleError
-    from portlane.edge.errors import ConfigError
+    from portlane.edge.errors import ConfigError, PortlaneError
 
     config = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     try:
@@ -69,7 +68,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
-    except (ConsoleError, OSError) as exc:
+    except (PortlaneError, OSError) as exc:  # users file, database, credentials
         print(f"portlane console: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

@@ -4,9 +4,10 @@ Everything about the site (lanes, agencies, broker, time zone) comes from the si
 this file holds what only the console needs::
 
     http: {host: 127.0.0.1, port: 8080}     # loopback: TLS and outside access via nginx
+    client_id: console                      # its clients[] entry in the site file (key, certificate)
     db: /var/lib/portlane/console.db
     users_file: /etc/portlane/console-users.yaml
-    signing_key: {id: console-1, private_key_file: /etc/portlane/console.key}
+    signing_key: {id: console-1, private_key_file: /etc/portlane/console.key}   # else the clients[] key
     event_keys: []                          # extra keys for event signatures (id, public_key, units)
     require_signed_events: false
     stuck_after_s: {awaiting_decision: 180} # per stage; defaults in live.DEFAULT_STUCK_AFTER_S
@@ -59,6 +60,7 @@ class EventKeyConfig(_Frozen):
 
 class ConsoleConfig(_Frozen):
     http: HttpConfig = HttpConfig()
+    client_id: str = Field("console", pattern=_ID, description="the console's clients[] entry in the site file")
     db: str = "/var/lib/portlane/console.db"
     users_file: str = "/etc/portlane/console-users.yaml"
     signing_key: SigningKeyConfig | None = None

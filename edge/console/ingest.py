@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portlane.edge.contract.events import EVENTS
+from portlane.edge.contract.times import parse_rfc3339
 from portlane.edge.contract.topics import Topics
-from portlane.edge.trust.security import parse_rfc3339
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import EventRejected
@@ -123,7 +123,7 @@ def parse_event(site: str, topic: str, payload: bytes) -> Event:
 def check_payload(ev: Event) -> str | None:
     """None if ``data`` matches the contract's model for the type, else why not. Types this
     console does not know (a newer producer) pass: they are stored and shown as they are."""
-    model = EVENTS.get(ev.type)
+    model = next((m for name, m in EVENTS.items() if name == ev.type), None)
     if model is None:
         return None
     try:

@@ -37,7 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from portlane.edge.config import Site
-from portlane.edge.trust.security import parse_rfc3339
+from portlane.edge.contract.times import parse_rfc3339
 
 from .ingest import Event
 from .store import PassageRow

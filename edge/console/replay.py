@@ -7,8 +7,9 @@ null}``, signed like every command (``portlane.edge.trust.security``), sent to
 re-sends the retained events of that range with their original ids, which the console then
 de-duplicates like any redelivery.
 
-The console signs with its own key (a ``clients`` entry of role ``console`` in the site file,
-or ``signing_key`` in the console configuration); the lanes must trust it for this command.
+The console signs with its own key: the ``key`` of its ``clients`` entry (role ``console``,
+``commands: [replay_events]``) in the site file, or ``signing_key`` in the console
+configuration (then the lanes must trust that key for this command too).
 """
 
 from __future__ import annotations
@@ -18,15 +19,11 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from portlane.edge.contract.times import format_rfc3339
 from portlane.edge.contract.topics import Topics
-from portlane.edge.trust.security import (
-    COMMAND_NAMES,
-    CommandSigner,
-    canonical_json,
-    format_rfc3339,
-    load_private_key,
-    new_nonce,
-)
+from portlane.edge.trust.security import CommandSigner, new_nonce
 
 __all__ = ["REPLAY_COMMAND", "ReplayRequest", "ReplayRequester"]
 
@@ -52,12 +49,17 @@ class ReplayRequester:
         *,
         site: str,
         key_id: str,
-        private_key_b64: str,
+        private_key: Ed25519PrivateKey | str,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
+        """``private_key``: the key, or its 32-byte seed in standard base64."""
+        if isinstance(private_key, Ed25519PrivateKey):
+            seed = private_key.private_bytes(
+                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            )
+            private_key = base64.b64encode(seed).decode("ascii")
         self.site = site
-        self._signer = CommandSigner(key_id, private_key_b64)  # checks the key id and the key
-        self._key = load_private_key(private_key_b64)
+        self._signer = CommandSigner(key_id, private_key)  # checks the key id and the key
         self._clock = clock
 
     @property
@@ -81,14 +83,7 @@ class ReplayRequester:
             "expires_at": format_rfc3339(now + dt.timedelta(seconds=REPLAY_VALIDITY_S)),
             "nonce": new_nonce(),
         }
-        if REPLAY_COMMAND in COMMAND_NAMES:
-            payload = self._signer.sign(fields).to_json_bytes()
-        else:
-            # The command set does not list replay_events yet: sign the same wire form by hand
-            # (canonical JSON of every field but sig, Ed25519, standard base64).
-            signed = {**fields, "key_id": self._signer.key_id}
-            sig = base64.b64encode(self._key.sign(canonical_json(signed, allow_floats=False))).decode("ascii")
-            payload = canonical_json({**signed, "sig": sig}, allow_floats=False)
+        payload = self._signer.sign(fields).to_json_bytes()
         return ReplayRequest(
             unit, Topics(self.site, unit).cmd(REPLAY_COMMAND), payload, str(fields["nonce"]), from_seq, to_seq
         )

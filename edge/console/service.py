@@ -33,6 +33,7 @@ from typing import Any, Literal, Self
 from portlane.edge.config import Site
 from portlane.edge.contract.topics import PREFIX, Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
+from portlane.edge.trust.keys import broker_credentials
 
 from .auth import User, load_users
 from .errors import EventRejected
@@ -138,12 +139,12 @@ class ConsoleService:
         self.version = 0
         self.closing = asyncio.Event()
         b = site.broker
+        url = broker_url or b.url
         self.link = MqttLink(
-            broker_url or b.url,
+            url,
             client_id=f"portlane-{self.site_id}-{client_id}",
             protocol=broker_protocol or b.protocol,
-            username=b.username,
-            password=b.password.get_secret_value() if b.password else None,
+            **broker_credentials(b, unit=client_id, url=url).link_kwargs(),  # TLS files, password file
             keepalive=b.keepalive_s,
             subscriptions=[
                 Topics.all_events(self.site_id),
@@ -615,7 +616,7 @@ def demo_console(
         broker_protocol="3.1.1" if broker_protocol == "3.1.1" else "5" if broker_protocol == "5" else "auto",
         http=http,
         users=users,
-        replay=ReplayRequester(site=site.site.id, key_id=signing_key[0], private_key_b64=signing_key[1])
+        replay=ReplayRequester(site=site.site.id, key_id=signing_key[0], private_key=signing_key[1])
         if signing_key
         else None,
         stuck_after_s={k: max(v * time_factor, 5.0) for k, v in DEFAULT_STUCK_AFTER_S.items()},

@@ -9,18 +9,17 @@ key id) and ``sig`` — the standard-base64 Ed25519 signature over the RFC 8785 
 → ``not_authorised``; the signature verifies → ``bad_signature``. Unsigned events pass
 as ``unsigned`` unless ``require_signed`` (then ``unsigned`` is a rejection).
 
-Adapter onto the trust layer, which owns event signing (``portlane.edge.trust.events``:
-``EventSigner``, ``verify_event`` against ``trust.authority.Authority.from_site``: the key,
-the signature, the key's own unit and what that key may sign). :meth:`EventVerifier.for_site`
-uses it when it is installed, for every key of the site file; keys listed only in the
-console's configuration (``event_keys``), and sites on an install without the trust
-modules, are checked here by the same contract. Reasons are the trust layer's
-(``unknown_key``, ``bad_signature``, ``not_authorised``, ``malformed``, ``unsigned``).
+The trust layer owns event signing (``portlane.edge.trust.events``: ``EventSigner``,
+``verify_event`` against ``trust.authority.Authority.from_site`` — the key, the signature,
+the key's own unit, and what that key may sign). :meth:`EventVerifier.for_site` checks every
+key of the site file through it; keys listed only in the console's configuration
+(``event_keys``: e.g. a neighbouring site's units) are checked here by the same contract.
+Reasons are the trust layer's (``unknown_key``, ``bad_signature``, ``not_authorised``,
+``malformed``, ``unsigned``).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,11 +27,13 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from portlane.edge.config import Site
+from portlane.edge.trust.authority import Authority, TrustError
+from portlane.edge.trust.events import verify_event
 from portlane.edge.trust.security import b64decode_strict, load_public_key
 
 from .errors import EventRejected
 
-__all__ = ["EventKey", "EventVerifier", "keys_from_site"]
+__all__ = ["EventKey", "EventVerifier"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,18 +41,6 @@ class EventKey:
     id: str
     public_key: str  # Ed25519, 32 bytes, standard base64
     units: tuple[str, ...] = ()  # units whose events it may sign; () = any unit of the site
-
-
-def keys_from_site(site: Site) -> list[EventKey]:
-    """The units' own signing keys from the site file (``lanes[].key``, ``scanners[].key``),
-    each authorised for its unit only. Site files without unit keys give none."""
-    out: list[EventKey] = []
-    units: list[Any] = [*site.lanes, *site.scanners]
-    for u in units:
-        key = getattr(u, "key", None)  # present once the trust layer's site keys are merged
-        if key is not None:
-            out.append(EventKey(str(key.id), str(key.public_key), (str(u.id),)))
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,23 +52,16 @@ class _Key:
 TrustCheck = Callable[[Mapping[str, Any]], str]
 
 
-def _trust_check(site: Site) -> TrustCheck | None:
-    """``trust.events.verify_event`` against the site's authority, or None where the trust
-    layer's event signing is not installed."""
-    try:
-        events = importlib.import_module("portlane.edge.trust.events")
-        authority = importlib.import_module("portlane.edge.trust.authority")
-    except ImportError:
-        return None
-    auth = authority.Authority.from_site(site)
-    trust_error: type[Exception] = authority.TrustError
+def _trust_check(site: Site) -> TrustCheck:
+    """``trust.events.verify_event`` against the site's authority (keys, units, what each may sign)."""
+    auth = Authority.from_site(site)
 
     def check(envelope: Mapping[str, Any]) -> str:
         try:
-            verified = events.verify_event(envelope, auth)
-        except trust_error as exc:
-            raise EventRejected(str(getattr(exc, "reason", "rejected")), str(exc)) from None
-        return str(verified.key_id)
+            verified = verify_event(envelope, auth)
+        except TrustError as exc:
+            raise EventRejected(exc.reason, str(exc)) from None
+        return verified.key_id
 
     return check
 
@@ -101,10 +83,8 @@ class EventVerifier:
 
     @classmethod
     def for_site(cls, site: Site, extra: Iterable[EventKey] = (), *, require_signed: bool = False) -> EventVerifier:
-        """The site's unit keys (through the trust layer when installed) plus ``extra``."""
-        trust = _trust_check(site)
-        keys = list(extra) if trust is not None else [*keys_from_site(site), *extra]
-        return cls(keys, require_signed=require_signed, trust=trust)
+        """Every key of the site file, checked by the trust layer, plus ``extra`` (checked here)."""
+        return cls(extra, require_signed=require_signed, trust=_trust_check(site))
 
     @property
     def key_ids(self) -> Sequence[str]:

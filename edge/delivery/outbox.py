@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from portlane.edge.contract.envelope import Envelope, rfc3339
+from portlane.edge.contract.envelope import Envelope
+from portlane.edge.contract.times import rfc3339
 from portlane.edge.errors import OutboxError
 
 __all__ = ["Outbox", "OutboxRow", "OutboxStats"]

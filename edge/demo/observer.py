@@ -50,6 +50,7 @@ class EventObserver:
         client_id: str = "portlane-observer",
         protocol: str = "auto",
         persistent_session: bool = False,
+        tls: dict[str, str] | None = None,
     ) -> None:
         self.site = site
         self.units: dict[str, UnitLedger] = defaultdict(UnitLedger)
@@ -64,6 +65,7 @@ class EventObserver:
             subscriptions=[Topics.all_events(site), f"portlane/v1/{site}/+/status"],
             on_message=self._on_message,
             persistent_session=persistent_session,
+            **(tls or {}),  # ca_file / cert_file / key_file for an mqtts:// broker
         )
 
     def on_event(self, cb: Callable[[dict[str, Any]], None]) -> None:

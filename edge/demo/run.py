@@ -65,6 +65,7 @@ class DemoOptions:
     live: bool = True
     timeout_s: float = 600.0
     recognition: bool = False
+    secure: bool = False  # shipped Mosquitto config: TLS, client certificates, ACL (edge/demo/secure.py)
     console: tuple[str, int] | None = None  # serve the site console here (edge/console)
     console_db: Path | None = None  # keep the console's database here
 
@@ -183,7 +184,15 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
 
     broker: EmbeddedBroker | None = None
     protocol: str | None = None
-    if opts.broker:
+    secure = None
+    if opts.secure:
+        from portlane.edge.demo.secure import OBSERVER, secure_demo
+
+        secure = secure_demo(raw)
+        raw = secure.raw
+        await secure.broker.start()
+        url = secure.broker.url
+    elif opts.broker:
         url = opts.broker
     else:
         broker = EmbeddedBroker()
@@ -199,7 +208,9 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
     try:
         site = parse_site(_apply_links(raw, sims.links), file=str(opts.site_file))
         run = DemoRun(opts, site, plan, worlds, scanner_world)
-        run.observer = EventObserver(url, site.site.id, protocol=protocol or "auto")
+        run.observer = EventObserver(
+            url, site.site.id, protocol=protocol or "auto", tls=secure.link_tls(OBSERVER) if secure else None
+        )
         if opts.console or opts.console_db:
             from portlane.edge.console.service import demo_console
 
@@ -249,6 +260,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
             think_s=2.0 * opts.time_factor,
             protocol=protocol or "auto",
             registrations=plan.registrations,
+            tls_files=secure.tls_files("platform") if secure else None,
         )
         completed = asyncio.Event()
 
@@ -272,6 +284,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
             await asyncio.wait_for(run.central.wait_connected(), 30)
             for d in run.lanes.values():
                 await asyncio.wait_for(d.link.wait_connected(), 30)
+            await asyncio.wait_for(run.central.wait_registered(run.lanes), 30)
             traffic = [
                 tg.create_task(run_lane(worlds[lane], vs, headway_s=1.0), name=f"traffic-{lane}")
                 for lane, vs in plan.per_lane.items()
@@ -291,7 +304,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
                                 d.logic.in_service,
                                 worlds[lid].position.value,
                                 d.logic.sensors,
-                                d.devices["gate"].supervisor.health.value,
+                                d.devices.slots["gate"].supervisor.health.value,
                             )
                             for lid, d in run.lanes.items()
                         },
@@ -327,6 +340,8 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
         await sims.close()
         if broker is not None:
             await broker.stop()
+        if secure is not None:
+            await secure.close()
 
 
 def _count(run: DemoRun, type_: str) -> int:

@@ -24,7 +24,6 @@ from typing import Any
 from portlane.edge.config import Site, load_site, parse_site
 from portlane.edge.errors import ConfigError
 from portlane.edge.lane.daemon import LaneDaemon
-from portlane.edge.lane.logic import Action
 from portlane.edge.ops.control import ControlServer, default_path
 from portlane.edge.ops.metrics import DaemonMetrics
 from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
@@ -93,15 +92,13 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
     async def board(req: dict[str, Any]) -> dict[str, Any]:
         _lane_ok(req)
         op, why = _who(req)
-        d.audit.append("board_message", actor=op, reason=why, lane=d.cfg.id, data={"text": str(req.get("text"))})
-        d._actions.put_nowait(Action("board", {"lines": [(str(req.get("text", "")), "amber")]}))
+        d.show_board(str(req.get("text", "")), operator=op, reason=why)
         return {}
 
     async def lane_service(req: dict[str, Any]) -> dict[str, Any]:
         _lane_ok(req)
         op, why = _who(req)
-        d._apply(d.logic.set_in_service(bool(req.get("in_service")), operator=op, reason=why))
-        return {"in_service": d.logic.in_service}
+        return {"in_service": d.set_in_service(bool(req.get("in_service")), operator=op, reason=why)}
 
     async def outbox(req: dict[str, Any]) -> dict[str, Any]:
         action = req.get("action", "show")
@@ -113,7 +110,7 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
         op, why = _who(req)
         if action == "replay":
             d.audit.append("outbox_replay", actor=op, reason=why, lane=d.cfg.id)
-            d.sender._wake.set()
+            d.sender.wake()
             return {"outbox": d.outbox.stats().as_dict()}
         if action == "purge":
             count = req.get("count")
@@ -141,11 +138,29 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
             new.lane(d.cfg.id)
         except (ConfigError, KeyError, yaml.YAMLError) as exc:
             return {"ok": False, "error": f"refused: {exc}"}
-        # Trial: the new broker must answer before we switch (devices are checked by the
-        # supervisors after the restart; a lane that cannot reach its gate closes itself).
+        from portlane.edge.trust.config_audit import config_change
+        from portlane.edge.trust.keys import CredentialError, broker_credentials
+
+        change = config_change(site_file.read_text(encoding="utf-8"), text, d.site, new)
+        allow = req.get("allow_key_change") is True
+        if change.trust_changes and not allow:
+            d.audit.append("config_refused", actor=op, reason=why, lane=d.cfg.id, data=change.as_dict())
+            return {
+                "ok": False,
+                "error": f"refused: the new configuration {', '.join(change.trust_changes)}; a new trusted key "
+                "may open barriers — check it, then apply again with --allow-key-change",
+            }
+        # Trial: the new broker must answer, with the new credentials, before we switch (devices
+        # are checked by the supervisors after the restart; a lane that cannot reach its gate
+        # closes itself). With client certificates the trial has the lane's identity: the broker
+        # ends the lane's own session for the moment of the trial, and the lane reconnects.
         from portlane.edge.delivery.mqtt import MqttLink
 
-        trial = MqttLink(new.broker.url, client_id=f"portlane-trial-{d.cfg.id}", protocol=new.broker.protocol)
+        try:
+            creds = broker_credentials(new.broker, unit=d.cfg.id).link_kwargs()
+        except CredentialError as exc:
+            return {"ok": False, "error": f"refused: {exc}; configuration unchanged"}
+        trial = MqttLink(new.broker.url, client_id=f"portlane-trial-{d.cfg.id}", protocol=new.broker.protocol, **creds)
         task = asyncio.create_task(trial.run())
         try:
             async with asyncio.timeout(5.0):
@@ -160,7 +175,9 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
         backup = site_file.with_suffix(".yaml.previous")
         backup.write_text(site_file.read_text(encoding="utf-8"), encoding="utf-8")
         os.replace(tmp, site_file)  # atomic on one filesystem
-        d.audit.append("config_applied", actor=op, reason=why, lane=d.cfg.id)
+        d.audit.append(
+            "config_applied", actor=op, reason=why, lane=d.cfg.id, data={**change.as_dict(), "allow_key_change": allow}
+        )
         restart.set()
         return {"applied": True, "restarting": True}
 
@@ -200,7 +217,7 @@ async def run_lane_daemon(
     server = metrics.serve(port) if port else None
     wd = Watchdog(notifier)
     wd.register("main", lambda: d.heartbeat)
-    for name, slot in d.devices.items():
+    for name, slot in d.devices.slots.items():
         wd.register(name, lambda s=slot: s.supervisor.heartbeat)  # type: ignore[misc]
 
     async def publish_metrics() -> None:
@@ -208,7 +225,7 @@ async def run_lane_daemon(
             st = d.outbox.stats()
             metrics.outbox(st.depth, st.oldest_age_s, st.dropped)
             metrics.broker_connected(d.link.connected)
-            for name, slot in d.devices.items():
+            for name, slot in d.devices.slots.items():
                 metrics.device_state(lane.id, name, slot.supervisor.health.value)
             await asyncio.sleep(5)
 

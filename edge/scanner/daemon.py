@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,70 +35,21 @@ from portlane.drivers.errors import DeviceError
 from portlane.drivers.supervisor import Supervisor
 from portlane.edge import __version__
 from portlane.edge.config import ScannerConfig, Site
-from portlane.edge.contract.envelope import rfc3339
 from portlane.edge.contract.events import EVENTS
+from portlane.edge.contract.times import rfc3339
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.delivery.sender import OutboxSender
+from portlane.edge.scanner.queue import QueueEntry, ScanQueue
+from portlane.edge.trust.keys import broker_credentials
 
-__all__ = ["ScanQueue", "ScannerDaemon"]
+__all__ = ["ScannerDaemon"]
 
 log = logging.getLogger(__name__)
 
 #: PLC status polling while a scan runs; a scan takes 10–40 s, progress is shown per %.
 POLL_S = 0.1
-
-
-@dataclass(order=True)
-class _Entry:
-    sort_key: tuple[int, float, int] = field(compare=True)
-    lane: str = field(compare=False)
-    passage_id: str = field(compare=False)
-    vehicle_ref: str = field(compare=False)
-    priority: int = field(compare=False)
-    queued_at: float = field(compare=False)
-    retries: int = field(default=0, compare=False)
-
-
-class ScanQueue:
-    """Priority + per-lane fairness + FIFO; pure, for tests."""
-
-    def __init__(self) -> None:
-        self._entries: list[_Entry] = []
-        self._served: dict[str, float] = {}
-        self._order = itertools.count()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def push(
-        self, lane: str, passage_id: str, vehicle_ref: str, priority: int, now: float, *, head: bool = False
-    ) -> None:
-        if any(e.passage_id == passage_id for e in self._entries):
-            return  # a re-delivered request: queue each passage once
-        n = -1 if head else next(self._order)
-        self._entries.append(_Entry((0, 0.0, n), lane, passage_id, vehicle_ref, priority, now))
-
-    def remove(self, passage_id: str) -> _Entry | None:
-        for e in self._entries:
-            if e.passage_id == passage_id:
-                self._entries.remove(e)
-                return e
-        return None
-
-    def pop(self, now: float) -> _Entry | None:
-        if not self._entries:
-            return None
-        for e in self._entries:
-            e.sort_key = (-e.priority, self._served.get(e.lane, 0.0), e.sort_key[2])
-        best = min(self._entries)
-        self._entries.remove(best)
-        self._served[best.lane] = now
-        return best
-
-    def entries(self) -> list[_Entry]:
-        return list(self._entries)
 
 
 class ScannerDaemon:
@@ -128,8 +77,7 @@ class ScannerDaemon:
             broker_url or b.url,
             client_id=f"portlane-{site.site.id}-{cfg.id}",
             protocol=(broker_protocol or b.protocol),  # type: ignore[arg-type]
-            username=b.username,
-            password=b.password.get_secret_value() if b.password else None,
+            **broker_credentials(b, unit=cfg.id, url=broker_url).link_kwargs(),  # TLS files, password file
             will=(self.topics.status, json.dumps({"state": "offline", "unit": cfg.id, "kind": "scanner"}).encode()),
             subscriptions=[
                 f"portlane/v1/{site.site.id}/{lane}/event/{t}"
@@ -141,7 +89,7 @@ class ScannerDaemon:
         )
         self.sender = OutboxSender(self.outbox, self.link)
         self.queue = ScanQueue()
-        self.current: _Entry | None = None
+        self.current: QueueEntry | None = None
         self.status: ScannerStatus | None = None
         self.busy_s = 0.0
         self.started_at = clock()
@@ -202,7 +150,7 @@ class ScannerDaemon:
                 self._wake.clear()
                 await self._wake.wait()
 
-    def _fail(self, e: _Entry, reason: str) -> None:
+    def _fail(self, e: QueueEntry, reason: str) -> None:
         self._put("scan.failed", passage_id=e.passage_id, lane=e.lane, reason=reason)
 
     async def _scan_loop(self) -> None:
@@ -248,7 +196,7 @@ class ScannerDaemon:
             async with asyncio.timeout(1.0):
                 await self._wake.wait()
 
-    async def _scan(self, e: _Entry) -> None:
+    async def _scan(self, e: QueueEntry) -> None:
         self.current = e
         t0 = self.clock()
         self.queue_waits_ms.append(int((t0 - e.queued_at) * 1000))

@@ -22,16 +22,22 @@ and lone surrogates are rejected.
    no ``sig`` → ``unsigned``; anything not matching :class:`SignedCommand` → ``malformed``
 2. **key** — ``key_id`` names a trusted key → else ``unknown_key``
 3. **signature** — Ed25519 over the canonical bytes → else ``bad_signature``
-4. **time** — ``issued_at - skew <= now`` → else ``not_yet_valid``;
+4. **time** — ``expires_at - issued_at <= max_validity`` → else ``validity_too_long``;
+   ``issued_at - skew <= now`` → else ``not_yet_valid``;
    ``now < expires_at + skew`` → else ``expired``
 5. **target** — ``site`` → else ``wrong_site``; ``lane`` → else ``wrong_lane``
-6. **nonce** — unseen → else ``replayed``. The nonce is recorded (durably) only here,
+6. **authority** — the key may sign this command, to this lane, for ``args.agency``
+   (:class:`~portlane.edge.trust.authority.Authority`) → else ``not_authorised``
+7. **store** — ``issued_at >= `` the nonce store's creation time → else ``issued_before_store``
+   (a deleted or recreated store cannot make captured commands valid again)
+8. **nonce** — unseen → else ``replayed``. The nonce is recorded (durably) only here,
    after every other check passed, so a rejected command never burns a nonce.
 
 Exception tree (all from :class:`portlane.edge.errors.PortlaneError`)::
 
     PortlaneError
-    └── CommandRejected       .reason is a RejectReason
+    ├── CommandRejected       .reason is a RejectReason
+    └── NonceStoreError       the nonce store file is unusable (found when it is opened)
     ValueError
     └── CanonicalJSONError    a value has no canonical JSON form
 """
@@ -58,7 +64,9 @@ from typing import Any, Literal, Protocol, Self
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from portlane.edge.contract.times import format_rfc3339, parse_rfc3339
 from portlane.edge.errors import PortlaneError
+from portlane.edge.trust.authority import Authority, TrustError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
@@ -72,6 +80,7 @@ __all__ = [
     "CommandVerifier",
     "MemoryNonceStore",
     "NonceStore",
+    "NonceStoreError",
     "RejectReason",
     "SignedCommand",
     "SqliteNonceStore",
@@ -288,27 +297,6 @@ def trusted_keys_from_config(keys: Iterable[Any]) -> dict[str, str]:
     return out
 
 
-_RFC3339_UTC = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
-
-
-def parse_rfc3339(s: str) -> datetime:
-    """Parse an RFC 3339 UTC timestamp ending in ``Z`` (fractions beyond µs are truncated)."""
-    m = _RFC3339_UTC.fullmatch(s)
-    if not m:
-        raise ValueError(f"not an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SS[.f]Z): {s!r}")
-    y, mo, d, h, mi, sec, frac = m.groups()
-    us = int((frac or "0")[:6].ljust(6, "0"))
-    return datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), us, tzinfo=UTC)
-
-
-def format_rfc3339(dt: datetime) -> str:
-    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC. ``dt`` must be timezone-aware."""
-    if dt.tzinfo is None:
-        raise ValueError("naive datetime; pass an aware one (UTC)")
-    u = dt.astimezone(UTC)
-    return u.strftime("%Y-%m-%dT%H:%M:%S.") + f"{u.microsecond // 1000:03d}Z"
-
-
 def new_nonce() -> str:
     """16 random bytes, unpadded base64url (22 characters)."""
     return base64.urlsafe_b64encode(secrets.token_bytes(_NONCE_MIN_BYTES)).rstrip(b"=").decode("ascii")
@@ -335,6 +323,7 @@ class CommandName(enum.StrEnum):
     EXPECTED_VEHICLES = "expected_vehicles"
     CLOSE_LANE = "close_lane"
     OPEN_LANE = "open_lane"
+    REPLAY_EVENTS = "replay_events"  # re-send retained events: args {from_seq, to_seq}
 
 
 COMMAND_NAMES: tuple[str, ...] = tuple(c.value for c in CommandName)
@@ -348,6 +337,7 @@ _CommandLiteral = Literal[
     "expected_vehicles",
     "close_lane",
     "open_lane",
+    "replay_events",
 ]
 
 
@@ -480,10 +470,13 @@ class RejectReason(enum.StrEnum):
     UNSIGNED = "unsigned"
     UNKNOWN_KEY = "unknown_key"
     BAD_SIGNATURE = "bad_signature"
+    VALIDITY_TOO_LONG = "validity_too_long"
     NOT_YET_VALID = "not_yet_valid"
     EXPIRED = "expired"
     WRONG_SITE = "wrong_site"
     WRONG_LANE = "wrong_lane"
+    NOT_AUTHORISED = "not_authorised"
+    ISSUED_BEFORE_STORE = "issued_before_store"
     REPLAYED = "replayed"
 
 
@@ -521,7 +514,16 @@ def _echo(obj: Mapping[str, Any]) -> dict[str, Any]:
 # Nonce stores
 
 
+class NonceStoreError(PortlaneError):
+    """The nonce store cannot be used (corrupt file, unreadable). Raised when it is opened."""
+
+
 class NonceStore(Protocol):
+    @property
+    def created_at(self) -> datetime | None:
+        """When the store was created (None: unknown, no ``issued_before_store`` check)."""
+        ...
+
     def check_and_record(self, nonce: str, *, keep_until: datetime, now: datetime) -> bool:
         """Record ``nonce`` atomically; False if it was already recorded. Forgets nonces whose
         ``keep_until`` has passed (they belong to commands that are expired anyway)."""
@@ -537,9 +539,14 @@ def _ms(dt: datetime) -> int:
 class MemoryNonceStore:
     """In-memory nonce store for tests and simulators. Forgets everything on restart."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, created_at: datetime | None = None) -> None:
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._created_at = created_at
+
+    @property
+    def created_at(self) -> datetime | None:
+        return self._created_at
 
     def check_and_record(self, nonce: str, *, keep_until: datetime, now: datetime) -> bool:
         with self._lock:
@@ -566,23 +573,72 @@ class SqliteNonceStore:
     Rows are pruned in the same transaction as each insert once ``keep_until + margin`` is
     past; the margin (default one hour) covers a wall clock stepped backwards by NTP, which
     would otherwise make an already-pruned, expired command look valid again.
+
+    The store records its creation time (``clock()``, default the wall clock) in a ``meta``
+    table: the verifier refuses commands issued before it, so deleting or recreating the file
+    does not reopen replays. A store from before that table existed gets "now" — the cautious
+    choice. A file that is not a nonce store raises :class:`NonceStoreError` here, at open.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, margin_s: float = 3600.0, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        margin_s: float = 3600.0,
+        synchronous: str = "FULL",
+        clock: Clock | None = None,
+    ) -> None:
         if synchronous not in ("FULL", "EXTRA", "NORMAL"):
             raise ValueError("synchronous must be FULL, EXTRA or NORMAL")
         self.path = Path(path)
         self._margin_ms = int(margin_s * 1000)
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=5.0
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, keep_until_ms INTEGER NOT NULL) WITHOUT ROWID"
-        )
-        self._db.execute("CREATE INDEX IF NOT EXISTS nonces_keep_until ON nonces(keep_until_ms)")
+        self._db: sqlite3.Connection | None = None
+        now = _now_checked(clock or (lambda: datetime.now(UTC)))
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+            self._created_at = self._open(self._db, synchronous, now)
+        except sqlite3.Error as exc:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            raise NonceStoreError(
+                f"{self.path}: not a usable nonce store ({exc}); stop the daemon, move the file aside "
+                "(keep it as evidence) and start again — a new store refuses commands issued before it"
+            ) from exc
+
+    @staticmethod
+    def _open(db: sqlite3.Connection, synchronous: str, now: datetime) -> datetime:
+        # Reading the schema fails at once on a file that is not SQLite ("file is not a database").
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        check = db.execute("PRAGMA quick_check").fetchone()
+        if check is None or check[0] != "ok":
+            raise sqlite3.DatabaseError(f"integrity check failed: {check[0] if check else 'no answer'}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, keep_until_ms INTEGER NOT NULL) "
+                "WITHOUT ROWID"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS nonces_keep_until ON nonces(keep_until_ms)")
+            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+            db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('created_at', ?)", (format_rfc3339(now),))
+            row = db.execute("SELECT value FROM meta WHERE key = 'created_at'").fetchone()
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        try:
+            return parse_rfc3339(str(row[0]))
+        except ValueError as exc:
+            raise sqlite3.DatabaseError(f"meta.created_at is not a timestamp: {row[0]!r}") from exc
+
+    @property
+    def created_at(self) -> datetime:
+        """When this store file was created; commands issued before it are refused."""
+        return self._created_at
 
     def check_and_record(self, nonce: str, *, keep_until: datetime, now: datetime) -> bool:
         with self._lock:
@@ -644,9 +700,13 @@ class CommandVerifier:
         clock: Clock,
         max_skew_s: float,
         nonce_store: NonceStore,
+        max_validity_s: float | None = None,
+        authority: Authority | None = None,
     ) -> None:
         if max_skew_s < 0:
             raise ValueError("max_skew_s must be >= 0")
+        if max_validity_s is not None and max_validity_s <= 0:
+            raise ValueError("max_validity_s must be > 0")
         keys: dict[str, Ed25519PublicKey] = {}
         for kid, pub in trusted_keys.items():
             try:
@@ -659,18 +719,32 @@ class CommandVerifier:
         self._clock = clock
         self._skew = timedelta(seconds=max_skew_s)
         self._nonces = nonce_store
+        self._max_validity = None if max_validity_s is None else timedelta(seconds=max_validity_s)
+        self._authority = authority
 
     @classmethod
     def from_site(cls, site: Any, lane: str, *, clock: Clock, nonce_store: NonceStore) -> CommandVerifier:
-        """Build from a parsed :class:`portlane.edge.config.Site` (``platform.keys`` and
-        ``platform.max_clock_skew_s``)."""
+        """Build from a parsed :class:`portlane.edge.config.Site`: every key that may sign a
+        command (``platform.keys``, ``clients[].key``) with its authority,
+        ``platform.max_clock_skew_s`` and ``platform.max_validity_s``."""
+        from portlane.edge.trust.authority import Authority
+
+        authority = Authority.from_site(site)
+        keys = {
+            kid: base64.b64encode(pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode(
+                "ascii"
+            )
+            for kid, pub in authority.command_keys().items()
+        }
         return cls(
-            trusted_keys_from_config(site.platform.keys),
+            keys,
             site=site.site.id,
             lane=lane,
             clock=clock,
             max_skew_s=site.platform.max_clock_skew_s,
             nonce_store=nonce_store,
+            max_validity_s=site.platform.max_validity_s,
+            authority=authority,
         )
 
     @property
@@ -701,6 +775,13 @@ class CommandVerifier:
         except InvalidSignature:
             raise CommandRejected(RejectReason.BAD_SIGNATURE, "signature does not verify", echo) from None
 
+        if self._max_validity is not None and cmd.expires_at_dt - cmd.issued_at_dt > self._max_validity:
+            raise CommandRejected(
+                RejectReason.VALIDITY_TOO_LONG,
+                f"valid from {cmd.issued_at} to {cmd.expires_at}; at most "
+                f"{self._max_validity.total_seconds():g} s is accepted",
+                echo,
+            )
         now = _now_checked(self._clock)
         if now < cmd.issued_at_dt - self._skew:
             raise CommandRejected(
@@ -717,6 +798,24 @@ class CommandVerifier:
             raise CommandRejected(RejectReason.WRONG_SITE, f"for site {cmd.site!r}, this is {self.site!r}", echo)
         if cmd.lane != self.lane:
             raise CommandRejected(RejectReason.WRONG_LANE, f"for lane {cmd.lane!r}, this is {self.lane!r}", echo)
+
+        if self._authority is not None:
+            agency = cmd.args.get("agency")
+            try:
+                self._authority.check(
+                    cmd.key_id, command=cmd.cmd, unit=cmd.lane, agency=agency if isinstance(agency, str) else None
+                )
+            except TrustError as exc:
+                raise CommandRejected(RejectReason.NOT_AUTHORISED, exc.detail, echo) from None
+
+        created = self._nonces.created_at
+        if created is not None and cmd.issued_at_dt < created:
+            raise CommandRejected(
+                RejectReason.ISSUED_BEFORE_STORE,
+                f"issued at {cmd.issued_at}, before this lane's nonce store was created "
+                f"({format_rfc3339(created)}); the platform must sign it again",
+                echo,
+            )
 
         if not self._nonces.check_and_record(cmd.nonce, keep_until=cmd.expires_at_dt + self._skew, now=now):
             raise CommandRejected(RejectReason.REPLAYED, f"nonce {cmd.nonce} was already used", echo)

@@ -1,0 +1,122 @@
+"""The one place the lane's actions touch the world.
+
+``apply`` takes the logic's actions in order: events and audit entries are written to disk at
+once (so the record of a decision is durable before the barrier moves), an identification is
+started, and device actions are queued for ``run``, which carries them out one at a time.
+
+The executor is the second safety guard. It opens the gate only when the logic's current
+passage holds a gate authority (release, divert or audited override), and it re-reads the
+controller's own photocell and safety loop right before a close frame; the controller's own
+refusal to close onto a vehicle is the third.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from portlane.drivers.base import BoardColour, BoardLine, LightColour
+from portlane.drivers.errors import DeviceError
+from portlane.edge.trust.audit import AuditLog
+
+from .actions import Action, Audit, CloseGate, Identify, OpenGate, Publish, SetLight, ShowBoard, StopGate
+from .devices import LaneDevices
+from .events import EventWriter
+from .logic import LaneLogic
+from .passage import Sensors
+
+__all__ = ["Executor", "ExecutorCounters"]
+
+log = logging.getLogger(__name__)
+
+DeviceAction = OpenGate | CloseGate | StopGate | SetLight | ShowBoard
+
+
+@dataclass
+class ExecutorCounters:
+    gate_opens: int = 0
+    gate_closes: int = 0
+    gate_opens_unauthorised_refused: int = 0
+    closes_refused_occupied: int = 0
+    device_failures: dict[str, int] = field(default_factory=dict)
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        lane: str,
+        logic: LaneLogic,
+        devices: LaneDevices,
+        events: EventWriter,
+        audit: AuditLog,
+        identify: Callable[[str], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.lane = lane
+        self.logic = logic
+        self.devices = devices
+        self.events = events
+        self.audit = audit
+        self.identify = identify
+        self.clock = clock
+        self.counters = ExecutorCounters()
+        self._queue: asyncio.Queue[DeviceAction] = asyncio.Queue()
+
+    # ------------------------------------------------------------------ synchronous side
+    def apply(self, actions: Iterable[Action]) -> None:
+        for a in actions:
+            match a:
+                case Publish():
+                    self.events.put(a)
+                case Audit():
+                    self.audit.append(a.kind, actor=a.actor, reason=a.reason, lane=self.lane, data=a.fields())
+                case Identify(passage_id=pid):
+                    self.identify(pid)
+                case OpenGate() | CloseGate() | StopGate() | SetLight() | ShowBoard():
+                    self._queue.put_nowait(a)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    # ------------------------------------------------------------------ device side
+    async def run(self) -> None:
+        while True:
+            a = await self._queue.get()
+            try:
+                await self.execute(a)
+            except DeviceError as exc:
+                # Not retried here: the logic re-sends a gate command the controller has not
+                # confirmed, and the board and light are re-written on the next change.
+                name = type(a).__name__
+                self.counters.device_failures[name] = self.counters.device_failures.get(name, 0) + 1
+                log.warning("%s: %s failed: %s", self.lane, a, exc)
+
+    async def execute(self, a: DeviceAction) -> None:
+        match a:
+            case OpenGate(passage_id=pid, cause=cause):
+                if not self.logic.authorises_open(pid, cause):
+                    self.counters.gate_opens_unauthorised_refused += 1
+                    log.error("%s: refused to open the gate without authority (%s)", self.lane, a)
+                    return
+                await self.devices.gate.open()
+                self.counters.gate_opens += 1
+            case CloseGate():
+                st = await self.devices.gate.status()
+                if not self.logic.may_close(Sensors(photocell=st.photocell_blocked, safety_loop=st.loop_occupied)):
+                    self.counters.closes_refused_occupied += 1
+                    self.apply(self.logic.on_close_refused(self.clock()))
+                    return
+                await self.devices.gate.close_arm()
+                self.counters.gate_closes += 1
+            case StopGate():
+                await self.devices.gate.stop()
+            case SetLight(colour=colour):
+                await self.devices.io.set_light(LightColour(colour))
+            case ShowBoard(lines=lines):
+                board = self.devices.board
+                if board is not None:
+                    await board.show([BoardLine(line.text, BoardColour(line.colour)) for line in lines])
