@@ -56,6 +56,20 @@ def test_console_unit_hardening() -> None:
     assert not any(v.startswith("+") for v in values(u, s, "ExecStart"))
 
 
+def test_console_unit_loads_the_credentials_of_its_clients_entry() -> None:
+    import re
+
+    from portlane.edge.config import load_site
+
+    site = load_site(SYSTEMD.parent / "firmware_config" / "sites" / "zhuhai-hzmb-cargo.yaml")
+    assert any(c.id == "console" and c.role == "console" for c in site.clients)
+    assert site.broker.tls is not None
+    creds = dict(re.findall(r"(?m)^LoadCredential=([^:\s]+):(\S+)$", UNIT.read_text()))
+    names = {site.broker.tls.ca_file, site.broker.tls.cert_file, site.broker.tls.key_file, "signing.key"}
+    assert set(creds) == names
+    assert all(path == f"/etc/portlane/pki/units/console/{name}" for name, path in creds.items())
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_console_unit_verifies(tmp_path: Path) -> None:
     for f in ("portlane-console.service", "portlane.target"):
