@@ -12,8 +12,9 @@ document.getElementById("login").addEventListener("submit", async (ev) => {
     headers: { "Content-Type": "application/json", "X-Portlane": "1" },
   });
   if (r.ok) {
-    const next = new URLSearchParams(location.search).get("next") || "/";
-    location.href = next.startsWith("/") && !next.startsWith("//") ? next : "/";
+    // Only ever back into the console: a "next" pointing elsewhere is ignored.
+    const next = new URL(new URLSearchParams(location.search).get("next") || "/", location.origin);
+    location.href = next.origin === location.origin ? next.pathname + next.search + next.hash : "/";
   } else {
     const j = await r.json().catch(() => ({}));
     err.textContent = j.error || `sign-in failed (${r.status})`;
