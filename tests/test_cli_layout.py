@@ -65,6 +65,14 @@ COMMANDS = [
     "daemon lane",
     "daemon scanner",
     "daemon recognition",
+    "console",
+    "console serve",
+    "console user",
+    "console user add",
+    "console user list",
+    "console user remove",
+    "report",
+    "report clearance",
 ]
 #: Commands that only read: each takes --json.
 READ_COMMANDS = [
@@ -81,6 +89,7 @@ READ_COMMANDS = [
     "audit verify",
     "audit show",
     "selftest",
+    "report clearance",
 ]
 #: No module of the CLI grows past this many lines (one module per command group).
 MAX_MODULE_LINES = 400

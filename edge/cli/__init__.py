@@ -64,6 +64,8 @@ GROUPS = (
     "diag",
     "pki",
     "daemon",
+    "console",
+    "report",
 )
 
 

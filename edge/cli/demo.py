@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_FAILED, EXIT_OK
+from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 def register(sub: Any) -> None:
@@ -45,6 +45,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON summary object on stdout")
+    p.add_argument(
+        "--console",
+        nargs="?",
+        const="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="serve the site console while the demo runs (default 127.0.0.1:8080; sign in as supervisor / demo)",
+    )
+    p.add_argument("--console-db", type=Path, metavar="PATH", help="keep the console's database (portlane report --db)")
     p.set_defaults(func=run)
 
 
@@ -81,6 +89,12 @@ def _table(run: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     from portlane.edge.demo.run import DEFAULT_SITE, DemoOptions, run_demo
 
+    from .console import _hostport
+
+    if (args.console or args.console_db) and args.secure:
+        # The secure broker takes a unit's client id from its certificate: the console needs its own.
+        print("portlane demo: --console does not run with --secure yet (no console certificate)", file=sys.stderr)
+        return EXIT_USAGE
     opts = DemoOptions(
         lanes=args.lanes,
         vehicles=args.vehicles,
@@ -93,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         recognition=args.ocr,
         secure=args.secure,
+        console=_hostport(args.console) if args.console else None,
+        console_db=args.console_db,
     )
     live_view = not args.json and sys.stdout.isatty()
     if live_view:

@@ -66,6 +66,8 @@ class DemoOptions:
     timeout_s: float = 600.0
     recognition: bool = False
     secure: bool = False  # shipped Mosquitto config: TLS, client certificates, ACL (edge/demo/secure.py)
+    console: tuple[str, int] | None = None  # serve the site console here (edge/console)
+    console_db: Path | None = None  # keep the console's database here
 
 
 @dataclass
@@ -198,6 +200,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
         url, protocol = broker.url, "3.1.1"
 
     stop = asyncio.Event()
+    exits = contextlib.AsyncExitStack()
     state_dir = Path(tempfile.mkdtemp(prefix="portlane-demo-"))
     sims = await start_site(
         raw, worlds, scanner_worlds={sid: scanner_world for sid in scanner_ids}, time_factor=opts.time_factor
@@ -208,6 +211,20 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
         run.observer = EventObserver(
             url, site.site.id, protocol=protocol or "auto", tls=secure.link_tls(OBSERVER) if secure else None
         )
+        if opts.console or opts.console_db:
+            from portlane.edge.console.service import demo_console
+
+            await exits.enter_async_context(
+                demo_console(
+                    site,
+                    broker_url=url,
+                    broker_protocol=protocol,
+                    http=opts.console,
+                    db=opts.console_db,
+                    time_factor=opts.time_factor,
+                    signing_key=(keys["key_id"], keys["private_key"]),
+                )
+            )
         recogniser = None
         if opts.recognition:
             from portlane.edge.lane.recognition import LocalRecogniser
@@ -319,6 +336,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
                     t.cancel()
         return summarise(run, expected)
     finally:
+        await exits.aclose()
         await sims.close()
         if broker is not None:
             await broker.stop()
