@@ -28,8 +28,9 @@ from portlane.edge.console.live import Clear, Completed, Raise, SiteLive
 from portlane.edge.console.replay import ReplayRequester
 from portlane.edge.console.signatures import EventKey, EventVerifier
 from portlane.edge.console.store import Store
+from portlane.edge.contract.canonical import canonical_json
 from portlane.edge.contract.topics import Topics
-from portlane.edge.trust.security import canonical_json, generate_keypair, load_public_key
+from portlane.edge.trust.keys import generate_keypair, load_public_key
 
 
 def _msg(env: dict) -> tuple[str, bytes]:

@@ -20,7 +20,7 @@ from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import MqttLink
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.demo.run import KEYS_FILE, DemoOptions, run_demo
-from portlane.edge.trust.security import CommandSigner
+from portlane.edge.trust.commands import CommandSigner
 
 pytestmark = pytest.mark.slow
 

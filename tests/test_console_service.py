@@ -18,10 +18,11 @@ from portlane.edge.console.auth import User, hash_password
 from portlane.edge.console.replay import ReplayRequester
 from portlane.edge.console.service import GAP_GRACE_MS, REPLAY_BACKOFF_MS, ConsoleService
 from portlane.edge.console.signatures import EventKey, EventVerifier
+from portlane.edge.contract.canonical import canonical_json
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import BrokerProcess
-from portlane.edge.trust.security import canonical_json, generate_keypair, load_public_key
+from portlane.edge.trust.keys import generate_keypair, load_public_key
 
 #: Deadline for anything crossing the local broker.
 WAIT_S = 10.0

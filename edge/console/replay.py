@@ -1,7 +1,7 @@
 """Signed ``replay_events`` requests: how the console asks a unit to re-send missing events.
 
 Contract (TEAM.md): command ``replay_events`` with args ``{"from_seq": int, "to_seq": int |
-null}``, signed like every command (``portlane.edge.trust.security``), sent to
+null}``, signed like every command (``portlane.edge.trust.commands``), sent to
 ``portlane/v1/{site}/{unit}/cmd/replay_events`` and answered on
 ``portlane/v1/{site}/{unit}/response`` with the command's nonce as correlation id. The unit
 re-sends the retained events of that range with their original ids, which the console then
@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from portlane.edge.contract.times import format_rfc3339
 from portlane.edge.contract.topics import Topics
-from portlane.edge.trust.security import CommandSigner, new_nonce
+from portlane.edge.trust.commands import CommandSigner, new_nonce
 
 __all__ = ["REPLAY_COMMAND", "ReplayRequest", "ReplayRequester"]
 

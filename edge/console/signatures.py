@@ -27,9 +27,10 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from portlane.edge.config import Site
+from portlane.edge.contract.canonical import b64decode_strict
 from portlane.edge.trust.authority import Authority, TrustError
 from portlane.edge.trust.events import verify_event
-from portlane.edge.trust.security import b64decode_strict, load_public_key
+from portlane.edge.trust.keys import load_public_key
 
 from .errors import EventRejected
 
