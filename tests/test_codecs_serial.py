@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from portlane.drivers import board_serial, gate_rs485, rfid_serial, weighbridge_serial
 from portlane.drivers.base import BoardColour, GatePosition, GateStatus
 from portlane.drivers.errors import DeviceProtocolError
-from portlane.drivers.serial_link import DecodeStats, FrameError, crc16_modbus, drain
+from portlane.drivers.crc import crc16_modbus
+from portlane.drivers.serial_link import DecodeStats, FrameError, drain
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "devices"
 DECODERS = [
@@ -265,7 +266,8 @@ def test_protocol_data_files_match_the_codecs() -> None:
     assert gate["frame"]["sync"] == gate_rs485.SYNC and gate["frame"]["max_data"] == gate_rs485.MAX_DATA
     for name, spec in {**gate["commands"], **gate["answers"]}.items():
         cmd = gate_rs485.Cmd(spec["code"])
-        assert gate_rs485.DATA_LEN[cmd] == spec["len"], name
+        lengths = spec["len"] if isinstance(spec["len"], list) else [spec["len"]]
+        assert gate_rs485.DATA_LEN[cmd] == tuple(lengths), name
     reasons = {r.value: r.name.lower() for r in gate_rs485.NakReason}
     assert {int(k): v for k, v in gate["nak_reasons"].items()} == reasons
     board = yaml.safe_load((cfg / "board_serial.yaml").read_text(encoding="utf-8"))
