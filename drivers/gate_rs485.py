@@ -271,27 +271,31 @@ class Rs485Gate(GateDriver):
             await bus.release(self.device_id)
 
     async def _request(self, cmd: Cmd, data: bytes = b"") -> GateFrame:
+        """One transaction; a NAK (to a command, or to a status request of a busy
+        controller) raises ``DeviceFaultError`` with the controller's reason as ``code``."""
         addr = self.address
 
         def match(f: GateFrame) -> bool:
             if f.address != addr:
                 return False
+            if f.cmd == Cmd.NAK:
+                return f.data[0] == cmd
             if cmd == Cmd.STATUS:
                 return f.cmd == Cmd.STATUS_REPLY
-            return f.cmd in (Cmd.ACK, Cmd.NAK) and f.data[0] == cmd
+            return f.cmd == Cmd.ACK and f.data[0] == cmd
 
         frame = await self.bus.transact(
             addr, encode_frame(addr, cmd, data), decode_frame, reply_timeout_s=self.wire_timeout, match=match
         )
         assert frame is not None
+        if frame.cmd == Cmd.NAK:
+            reason = frame.data[1]
+            name = NakReason(reason).name.lower() if reason in NakReason._value2member_map_ else f"0x{reason:02X}"
+            raise DeviceFaultError(f"{cmd.name} refused by the controller: {name}", code=reason)
         return frame
 
     async def _command(self, cmd: Cmd, data: bytes = b"") -> None:
-        reply = await self._request(cmd, data)
-        if reply.cmd == Cmd.NAK:
-            reason = reply.data[1]
-            name = NakReason(reason).name.lower() if reason in NakReason._value2member_map_ else f"0x{reason:02X}"
-            raise DeviceFaultError(f"{cmd.name} refused by the controller: {name}", code=reason)
+        await self._request(cmd, data)
 
     async def _open(self) -> None:
         await self._command(Cmd.OPEN)

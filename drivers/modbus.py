@@ -283,45 +283,60 @@ class ModbusLink:
             )
         return reply
 
+    def _bad(self, what: str, why: str) -> DeviceProtocolError:
+        return DeviceProtocolError(f"{what}: malformed answer from unit {self.unit}: {why}", device=self.device_id)
+
+    async def _read_bits(self, what: str, request: ModbusPDU, count: int) -> list[bool]:
+        pdu = await self.execute(what, request)
+        # Bits come packed 8 to a byte: a short answer decodes to fewer than ``count``.
+        if len(pdu.bits) < count:
+            raise self._bad(what, f"{len(pdu.bits)} bits for {count}")
+        return [bool(b) for b in pdu.bits[:count]]
+
+    async def _read_registers(self, what: str, request: ModbusPDU, count: int) -> list[int]:
+        pdu = await self.execute(what, request)
+        # pymodbus decodes whatever byte count the answer states; a well-framed answer with
+        # the wrong number of registers (a buggy or garbled device) is caught here.
+        if len(pdu.registers) != count:
+            raise self._bad(what, f"{len(pdu.registers)} registers for {count}")
+        return list(pdu.registers)
+
+    async def _write(self, what: str, request: ModbusPDU) -> None:
+        pdu = await self.execute(what, request)
+        if pdu.address != request.address:
+            raise self._bad(what, f"the echo names address {pdu.address}")
+
     async def read_coils(self, address: int, count: int = 1) -> list[bool]:
-        pdu = await self.execute(f"read coils {address}+{count}", ReadCoilsRequest(address=address, count=count))
-        return list(pdu.bits[:count])
+        what = f"read coils {address}+{count}"
+        return await self._read_bits(what, ReadCoilsRequest(address=address, count=count), count)
 
     async def read_discrete_inputs(self, address: int, count: int = 1) -> list[bool]:
-        pdu = await self.execute(
-            f"read discrete inputs {address}+{count}", ReadDiscreteInputsRequest(address=address, count=count)
-        )
-        return list(pdu.bits[:count])
+        what = f"read discrete inputs {address}+{count}"
+        return await self._read_bits(what, ReadDiscreteInputsRequest(address=address, count=count), count)
 
     async def read_holding_registers(self, address: int, count: int = 1) -> list[int]:
-        pdu = await self.execute(
-            f"read holding registers {address}+{count}", ReadHoldingRegistersRequest(address=address, count=count)
-        )
-        return list(pdu.registers[:count])
+        what = f"read holding registers {address}+{count}"
+        return await self._read_registers(what, ReadHoldingRegistersRequest(address=address, count=count), count)
 
     async def read_input_registers(self, address: int, count: int = 1) -> list[int]:
-        pdu = await self.execute(
-            f"read input registers {address}+{count}", ReadInputRegistersRequest(address=address, count=count)
-        )
-        return list(pdu.registers[:count])
+        what = f"read input registers {address}+{count}"
+        return await self._read_registers(what, ReadInputRegistersRequest(address=address, count=count), count)
 
     async def write_coil(self, address: int, value: bool) -> None:
-        await self.execute(f"write coil {address}={int(value)}", WriteSingleCoilRequest(address=address, bits=[value]))
+        what = f"write coil {address}={int(value)}"
+        await self._write(what, WriteSingleCoilRequest(address=address, bits=[value]))
 
     async def write_coils(self, address: int, values: list[bool]) -> None:
-        await self.execute(
-            f"write coils {address}+{len(values)}", WriteMultipleCoilsRequest(address=address, bits=values)
-        )
+        what = f"write coils {address}+{len(values)}"
+        await self._write(what, WriteMultipleCoilsRequest(address=address, bits=values))
 
     async def write_register(self, address: int, value: int) -> None:
-        await self.execute(
-            f"write register {address}={value}", WriteSingleRegisterRequest(address=address, registers=[value])
-        )
+        what = f"write register {address}={value}"
+        await self._write(what, WriteSingleRegisterRequest(address=address, registers=[value]))
 
     async def write_registers(self, address: int, values: list[int]) -> None:
-        await self.execute(
-            f"write registers {address}+{len(values)}", WriteMultipleRegistersRequest(address=address, registers=values)
-        )
+        what = f"write registers {address}+{len(values)}"
+        await self._write(what, WriteMultipleRegistersRequest(address=address, registers=values))
 
 
 def u32(hi: int, lo: int) -> int:

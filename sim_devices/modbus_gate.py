@@ -38,7 +38,10 @@ from .modbus_slave import (
 )
 from .world import ArmMotion, LaneWorld
 
-__all__ = ["GateSim", "ModbusSimHandle", "free_tcp_port", "load_register_map", "start_gate"]
+__all__ = ["STALL_FAULT", "GateSim", "ModbusSimHandle", "free_tcp_port", "load_register_map", "start_gate"]
+
+#: Fault code of a motor that does not move while commanded (as the RS-485 controllers report it).
+STALL_FAULT = 0x0021
 
 
 class GateSim:
@@ -65,9 +68,16 @@ class GateSim:
         self._auto_close_wake = asyncio.Event()
 
     # -- physical state as the controller's tables see it
+    def fault_code(self) -> int:
+        """The world's fault, or a motor stall while a movement is commanded and the arm is stuck."""
+        w = self.world
+        if not w.fault_code and w.stuck and w.motion != ArmMotion.STILL:
+            return STALL_FAULT
+        return w.fault_code
+
     def state_code(self) -> int:
         w = self.world
-        if w.fault_code:
+        if self.fault_code():
             return 0x01
         if w.motion == ArmMotion.OPENING:
             return 0xFE
@@ -92,7 +102,7 @@ class GateSim:
             "loop_entry": w.entry_loop,
             "loop_safety": w.safety_loop,
             "photocell_blocked": w.photocell_blocked,
-            "fault": bool(w.fault_code),
+            "fault": bool(self.fault_code()),
             "locked": w.locked,
         }
         bits = [0] * self.sizes["discrete_inputs"]
@@ -108,7 +118,7 @@ class GateSim:
         regs[i["boom_angle_deg"]] = round(w.arm_angle)
         cyc = i["cycle_counter"]
         regs[cyc], regs[cyc + 1] = (w.cycles >> 16) & 0xFFFF, w.cycles & 0xFFFF
-        regs[i["fault_code"]] = w.fault_code
+        regs[i["fault_code"]] = self.fault_code()
         regs[i["di_bitmap"]] = sum(b << n for n, b in enumerate(self._inputs()))
         regs[i["photocell_rising"]] = ev.rising["photocell"]
         regs[i["photocell_falling"]] = ev.falling["photocell"]
