@@ -12,10 +12,11 @@ import asyncio
 
 import pytest
 from portlane.drivers import registry
-from portlane.drivers.base import BoardColour, BoardLine, GatePosition, Weight
+from portlane.drivers.base import BoardColour, BoardLine, GatePosition, LightColour, Weight
 from portlane.drivers.board_serial import SerialBoard
 from portlane.drivers.config import DeviceConfig
 from portlane.drivers.gate_rs485 import Rs485Gate
+from portlane.drivers.io_modbus import ModbusIo
 from portlane.drivers.rfid_serial import SerialRfid
 from portlane.drivers.weighbridge_serial import SerialWeighbridge
 from portlane.sim_devices.board import start_board
@@ -132,10 +133,19 @@ def _serial_site() -> dict[str, object]:
             },
         }
 
-    return {"site": {"id": "t"}, "lanes": [lane("c1", 1), lane("c2", 2)]}
+    site = {"site": {"id": "t"}, "lanes": [lane("c1", 1), lane("c2", 2)]}
+    # lane c1's I/O module is a Modbus RTU slave on the gates' line
+    site["lanes"][0]["devices"]["io"] = {  # type: ignore[index]
+        "backend": "modbus_rtu",
+        "unit": 3,
+        "link": {"kind": "serial", "url": "/dev/serial/by-id/GATE", "bus": "shared-485"},
+    }
+    return site
 
 
 async def test_start_site_serves_every_serial_device_and_shares_the_rs485_bus() -> None:
+    """Two RS-485 gates and a Modbus RTU I/O module on one simulated line; boards, readers
+    and scales on their own ports."""
     from portlane.sim_devices.catalog import SimulatorUnavailableError, load_simulator, start_site
 
     worlds = {"c1": LaneWorld("c1", time_factor=0.1)}
@@ -151,8 +161,12 @@ async def test_start_site_serves_every_serial_device_and_shares_the_rs485_bus() 
             for lane_id, unit in (("c1", 1), ("c2", 2))
         ]
         board = SerialBoard("board-c2", DeviceConfig(backend="serial", link=lanes["c2"]["board"]))
-        async with gates[0], gates[1], board, asyncio.timeout(GUARD_S):
-            assert gates[0].bus is gates[1].bus
+        assert lanes["c1"]["io"]["url"] == lanes["c1"]["gate"]["url"]
+        io = ModbusIo("io-c1", DeviceConfig(backend="modbus_rtu", link=lanes["c1"]["io"], unit=3))
+        async with gates[0], gates[1], board, io, asyncio.timeout(GUARD_S):
+            assert gates[0].bus is gates[1].bus is io.bus
+            await io.set_light(LightColour.GREEN)
+            assert worlds["c1"].light == "green" and (await io.read_inputs()).light == LightColour.GREEN
             await gates[1].open()
             await worlds["c2"].wait_until(lambda: worlds["c2"].limit_open)
             assert worlds["c1"].limit_closed
@@ -163,3 +177,12 @@ async def test_start_site_serves_every_serial_device_and_shares_the_rs485_bus() 
         await sims.close()
     with pytest.raises(SimulatorUnavailableError, match="no simulator"):
         load_simulator("teleporter")
+
+
+async def test_two_devices_with_one_address_on_a_line_are_refused() -> None:
+    from portlane.sim_devices.catalog import start_site
+
+    site = _serial_site()
+    site["lanes"][0]["devices"]["io"]["unit"] = 2  # type: ignore[index]  # lane c2's gate is at 2
+    with pytest.raises(ValueError, match="share the RS-485 address 2 on bus 'shared-485'"):
+        await start_site(site, {}, time_factor=0.1)
