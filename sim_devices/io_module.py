@@ -10,6 +10,7 @@ Map: ``firmware_config/devices/io_module.yaml`` (data shared with the driver, co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .evidence import EdgeCounter
@@ -85,13 +86,13 @@ class IoSim:
         self.requests += 1
         if address + count > self.sizes.get(table, 0):
             return ILLEGAL_ADDRESS
-        values = {
+        tables: dict[str, Callable[[], list[int]]] = {
             "coils": lambda: list(self.outputs),
             "discrete_inputs": self._inputs,
             "input_registers": self._input_regs,
             "holding_registers": lambda: list(self.holding),
-        }[table]()
-        return values[address : address + count]
+        }
+        return tables[table]()[address : address + count]
 
     def write(self, table: str, address: int, values: list[int]) -> int:
         self.requests += 1

@@ -20,6 +20,7 @@ are answered with that Modbus exception.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from .evidence import GateEvidence
@@ -132,13 +133,13 @@ class GateSim:
         self.requests += 1
         if address + count > self.sizes.get(table, 0):
             return ILLEGAL_ADDRESS
-        values = {
+        tables: dict[str, Callable[[], list[int]]] = {
             "coils": self._coils,
             "discrete_inputs": self._inputs,
             "input_registers": self._input_regs,
             "holding_registers": lambda: [self.holding.get(a, 0) for a in range(self.sizes["holding_registers"])],
-        }[table]()
-        return values[address : address + count]
+        }
+        return tables[table]()[address : address + count]
 
     def write(self, table: str, address: int, values: list[int]) -> int:
         self.requests += 1

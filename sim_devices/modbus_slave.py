@@ -274,10 +274,10 @@ class ModbusTcpSim:
                 answer = serve_pdu(bank, pdu, self.faults)
                 if self.faults.should_garble():
                     answer = malformed(answer)
-                answer = await self.faults.outgoing(answer, unit=unit, serial=False)
-                if answer is None:
+                out = await self.faults.outgoing(answer, unit=unit, serial=False)
+                if out is None:
                     continue
-                writer.write(struct.pack(">HHHB", tid, 0, len(answer) + 1, unit) + answer)
+                writer.write(struct.pack(">HHHB", tid, 0, len(out) + 1, unit) + out)
                 async with asyncio.timeout(WRITE_TIMEOUT_S):
                     await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):

@@ -22,6 +22,7 @@ import asyncio
 import enum
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,12 +302,12 @@ class ScannerSim:
         self.requests += 1
         if address + count > self.sizes.get(table, 0):
             return ILLEGAL_ADDRESS  # the PLC exposes no coils at all
-        values = {
+        tables: dict[str, Callable[[], list[int]]] = {
             "discrete_inputs": self._inputs,
             "input_registers": self._input_regs,
             "holding_registers": lambda: list(self.holding),  # cmd reads back 0: the PLC took it
-        }[table]()
-        return values[address : address + count]
+        }
+        return tables[table]()[address : address + count]
 
     def write(self, table: str, address: int, values: list[int]) -> int:
         self.requests += 1
