@@ -202,6 +202,16 @@ async def test_exception_responses_become_typed_errors(mgate: tuple[LaneWorld, M
         assert (await dev.status()).position == GatePosition.CLOSED
 
 
+async def test_motion_time_is_a_controller_setting(mgate: tuple[LaneWorld, ModbusGate]) -> None:
+    w, dev = mgate
+    async with asyncio.timeout(GUARD_S):
+        await dev.set_open_time(3500)
+        assert w.arm_move_s == 3.5
+        with pytest.raises(ModbusExceptionError) as ei:
+            await dev.set_open_time(100)  # below the map's 200 ms
+    assert ei.value.code == 3 and w.arm_move_s == 3.5
+
+
 async def test_auto_close_by_the_controller(mgate: tuple[LaneWorld, ModbusGate]) -> None:
     w, dev = mgate
     async with asyncio.timeout(GUARD_S):
