@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from portlane.drivers import board_serial, gate_rs485, rfid_serial, weighbridge_serial
 from portlane.drivers.base import BoardColour, EdgeCounts, GatePosition, GateStatus
-from portlane.drivers.errors import DeviceProtocolError
 from portlane.drivers.crc import crc16_modbus, crc16_modbus_bytes
+from portlane.drivers.errors import DeviceProtocolError
 from portlane.drivers.serial_link import DecodeStats, FrameError, drain
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "devices"
