@@ -138,11 +138,15 @@ class Device(abc.ABC):
                 raise
             raise DeviceTimeoutError("no answer in time", device=self.device_id) from exc
         except DeviceError as exc:
-            key = {
-                "DeviceUnavailableError": "unavailable",
-                "DeviceProtocolError": "protocol",
-                "DeviceFaultError": "fault",
-            }.get(type(exc).__name__, "protocol")
+            # By class, not by name: a SlaveIsolatedError is unavailable, a FrameError or a
+            # ModbusExceptionError is a protocol error.
+            key = (
+                "unavailable"
+                if isinstance(exc, DeviceUnavailableError)
+                else "fault"
+                if isinstance(exc, DeviceFaultError)
+                else "protocol"
+            )
             self.counters[key] = self.counters.get(key, 0) + 1
             self.last_error = str(exc)
             if not exc.device:

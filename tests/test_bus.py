@@ -79,6 +79,8 @@ async def test_dead_slave_is_isolated_and_does_not_slow_the_others(
     assert ok[3]["timeout"] == 3  # the breaker opened after three timeouts ...
     assert ok[3]["skipped"] == CYCLES - 3  # ... and the dead slave cost no bus time after that
     assert isinstance(results[-1][2], SlaveIsolatedError)
+    # a skipped transaction is counted as the device being unavailable, not as a bad frame
+    assert gates[2].counters["unavailable"] == CYCLES - 3 and gates[2].counters["protocol"] == 0
     assert isinstance(results[0][2], DeviceTimeoutError)
     assert bus.breaker(3).state == BreakerState.OPEN
     # Between two polls of slave 1 the bus spent at most one timeout on the dead slave.
