@@ -26,6 +26,14 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("weighbridge", "serial"): "portlane.drivers.weighbridge_serial:SerialWeighbridge",
     ("camera", "opencv"): "portlane.drivers.camera_opencv:OpenCvCamera",
     ("scanner", "modbus_tcp"): "portlane.drivers.scanner_modbus:ModbusScanner",
+    # In-process fakes for unit tests (python-can's "virtual" interface): drivers.virtual.
+    ("gate", "virtual"): "portlane.drivers.virtual:VirtualGate",
+    ("io", "virtual"): "portlane.drivers.virtual:VirtualIo",
+    ("board", "virtual"): "portlane.drivers.virtual:VirtualBoard",
+    ("rfid", "virtual"): "portlane.drivers.virtual:VirtualRfid",
+    ("weighbridge", "virtual"): "portlane.drivers.virtual:VirtualWeighbridge",
+    ("camera", "virtual"): "portlane.drivers.virtual:VirtualCamera",
+    ("scanner", "virtual"): "portlane.drivers.virtual:VirtualScanner",
 }
 
 
