@@ -144,7 +144,7 @@ def check_port_free(args: argparse.Namespace, port: str) -> None:
 
 def decode_modbus_rtu(frame: bytes) -> str:
     """Unit, function (or exception) and CRC verdict of one Modbus RTU frame."""
-    from portlane.drivers.serial_link import crc16_modbus
+    from portlane.drivers.crc import crc16_modbus
 
     if len(frame) < 4:
         return "short frame"
