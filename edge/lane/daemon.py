@@ -33,6 +33,7 @@ from portlane.edge.config import LaneConfig, Site
 from portlane.edge.contract.events import DeviceState, LaneException, LaneStatus, ScanEvent
 from portlane.edge.contract.times import rfc3339
 from portlane.edge.contract.topics import Topics
+from portlane.edge.delivery.events import EventMetrics, EventWriter
 from portlane.edge.delivery.inbox import Inbox
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.delivery.outbox import Outbox
@@ -48,7 +49,6 @@ from pydantic import ValidationError
 from .actions import Action, Publish, ShowBoard, StopGate
 from .commands import CommandHandler
 from .devices import LaneDevices
-from portlane.edge.delivery.events import EventMetrics, EventWriter
 from .executor import Executor
 from .identification import Identifier, Recogniser
 from .logic import LaneLogic

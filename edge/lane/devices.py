@@ -149,6 +149,10 @@ class LaneDevices:
             safety_loop=bool(g and g.loop_occupied),
             gate_open=bool(g and g.position == GatePosition.OPEN),
             gate_closed=bool(g is None or g.position == GatePosition.CLOSED),
+            # Latched by the devices: evidence that survives a starved control loop.
+            arm_passes=g.vehicles_passed if g else None,
+            under_clears=g.photocell_edges.falling if g and g.photocell_edges else None,
+            exit_clears=i.exit_loop_edges.falling if i and i.exit_loop_edges else None,
         )
 
     def _sample(self) -> None:

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 from portlane.drivers.base import BoardColour, BoardLine, LightColour
 from portlane.drivers.errors import DeviceError
+from portlane.edge.delivery.events import EventWriter
 from portlane.edge.trust.audit import AuditLog
 
 from .actions import Action, Audit, CloseGate, Identify, OpenGate, Publish, SetLight, ShowBoard, StopGate
 from .devices import LaneDevices
-from portlane.edge.delivery.events import EventWriter
 from .logic import LaneLogic
 from .passage import Sensors
 

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from dataclasses import replace as dataclass_replace
 from typing import Any, Literal
 
+from portlane.drivers.base import counter_delta
 from portlane.edge.contract.events import ContainerRead, PlateRead, VehicleIdentified
 
 __all__ = [
-    "COUNTER_MODULUS",
     "DECIDING",
     "GATE_MAY_BE_OPEN",
     "Identity",
@@ -29,15 +29,11 @@ __all__ = [
     "counted_since",
 ]
 
-#: Device counters are 16-bit registers that wrap.
-COUNTER_MODULUS = 1 << 16
-
-
 def counted_since(now: int | None, base: int | None) -> int | None:
-    """Events counted since ``base`` (wrap-around safe), or None without a counter."""
+    """Events counted since ``base`` (16-bit wrap-around safe), or None without a counter."""
     if now is None or base is None:
         return None
-    return (now - base) % COUNTER_MODULUS
+    return counter_delta(now, base)
 
 
 class Stage(enum.StrEnum):
