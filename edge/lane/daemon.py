@@ -150,6 +150,7 @@ class LaneDaemon:
         self.inbox_failed = 0
         self.heartbeat = 0
         self.ready = asyncio.Event()
+        self._changed = asyncio.Event()
         self._inbox: Inbox[Message] = Inbox(INBOX_SIZE)
         self._tg: asyncio.TaskGroup | None = None
         self._identifications: set[asyncio.Task[None]] = set()
@@ -160,6 +161,14 @@ class LaneDaemon:
         self.executor.apply(actions)
         p = self.logic.passage
         self.journal.sync({p.id: p.to_json()} if p is not None else {})
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, checked after every input the logic handled (tests
+        and the demo wait on this instead of polling; wrap it in ``asyncio.timeout``)."""
+        while not predicate():
+            await self._changed.wait()
 
     def _put_event(self, event: Publish) -> None:
         self.apply([event])

@@ -29,6 +29,7 @@ __all__ = [
     "counted_since",
 ]
 
+
 def counted_since(now: int | None, base: int | None) -> int | None:
     """Events counted since ``base`` (16-bit wrap-around safe), or None without a counter."""
     if now is None or base is None:
