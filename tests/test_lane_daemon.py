@@ -12,7 +12,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from portlane.drivers.base import GatePosition
+from portlane.drivers.base import GatePosition, LightColour
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.journal import Journal
 from portlane.edge.lane.actions import CloseGate, OpenGate
@@ -147,3 +147,15 @@ async def test_a_lane_restarted_with_something_under_the_open_arm_holds(broker: 
         assert r2.logic.holding is None
     finally:
         await stop_lane(r2)
+
+
+async def test_a_lost_green_is_sent_again_until_the_module_shows_it(rig: LaneRig) -> None:
+    """Drivers go on green: a light command lost on the wire must not stall the lane."""
+    r = rig
+    pid = await arrive_and_identify(r)
+    await release(r, pid)
+    await r.until(lambda: r.world.light.value == "green")
+    assert r.daemon.executor.counters.resent.get("SetLight", 0) == 0
+    r.world.light = LightColour.RED  # the module restarted (or the command never arrived)
+    await r.until(lambda: r.world.light.value == "green", within_s=10)
+    assert r.daemon.executor.counters.resent["SetLight"] == 1

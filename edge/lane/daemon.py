@@ -176,6 +176,8 @@ class LaneDaemon:
     # ------------------------------------------------------------------ inputs
     def _on_sample(self, s: Sensors) -> None:
         now = self.clock()
+        inputs = self.devices.inputs
+        self.executor.reconcile(inputs.light.value if inputs is not None else None, now)
         if not self.logic.started:
             unfinished = []
             for record in self.journal.records().values():

@@ -4,6 +4,11 @@
 once (so the record of a decision is durable before the barrier moves), an identification is
 started, and device actions are queued for ``run``, which carries them out one at a time.
 
+The light and the board are kept as told: the I/O module reports the lamp it drives, so a
+light command lost on the wire (or a module restarted) is re-sent until the module reports
+the wanted colour; a board write that failed is re-sent too (the board cannot be read back).
+A driver waits for green, so a lost "green" would otherwise stall the lane for good.
+
 The executor is the second safety guard. It opens the gate only when the logic's current
 passage holds a gate authority (release, divert or audited override), and it re-reads the
 controller's own photocell and safety loop right before a close frame; the controller's own
@@ -33,6 +38,12 @@ log = logging.getLogger(__name__)
 
 DeviceAction = OpenGate | CloseGate | StopGate | SetLight | ShowBoard
 
+#: A lamp command reaches the module within one poll; it reports another colour after this
+#: long only if the command was lost (or the module restarted).
+LIGHT_SETTLE_S = 1.0
+#: Between re-sends of a board text that failed to reach the board.
+BOARD_RETRY_S = 2.0
+
 
 @dataclass
 class ExecutorCounters:
@@ -41,6 +52,7 @@ class ExecutorCounters:
     gate_opens_unauthorised_refused: int = 0
     closes_refused_occupied: int = 0
     device_failures: dict[str, int] = field(default_factory=dict)
+    resent: dict[str, int] = field(default_factory=dict)
 
 
 class Executor:
@@ -64,6 +76,10 @@ class Executor:
         self.clock = clock
         self.counters = ExecutorCounters()
         self._queue: asyncio.Queue[DeviceAction] = asyncio.Queue()
+        self.light_wanted: SetLight | None = None
+        self._light_sent_at = 0.0
+        self._board_unsent: ShowBoard | None = None
+        self._board_sent_at = 0.0
 
     # ------------------------------------------------------------------ synchronous side
     def apply(self, actions: Iterable[Action]) -> None:
@@ -75,8 +91,30 @@ class Executor:
                     self.audit.append(a.kind, actor=a.actor, reason=a.reason, lane=self.lane, data=a.fields())
                 case Identify(passage_id=pid):
                     self.identify(pid)
-                case OpenGate() | CloseGate() | StopGate() | SetLight() | ShowBoard():
+                case SetLight():
+                    self.light_wanted, self._light_sent_at = a, self.clock()
                     self._queue.put_nowait(a)
+                case ShowBoard():
+                    self._board_unsent = None  # superseded
+                    self._queue.put_nowait(a)
+                case OpenGate() | CloseGate() | StopGate():
+                    self._queue.put_nowait(a)
+
+    def reconcile(self, light_now: str | None, now: float) -> None:
+        """Re-send the light when the I/O module reports another colour than the one last told
+        (after ``LIGHT_SETTLE_S``), and a board write that failed (after ``BOARD_RETRY_S``)."""
+        want = self.light_wanted
+        if want is not None and light_now is not None and light_now != want.colour:
+            if now - self._light_sent_at > LIGHT_SETTLE_S:
+                self._light_sent_at = now
+                self.counters.resent["SetLight"] = self.counters.resent.get("SetLight", 0) + 1
+                self._queue.put_nowait(want)
+        board = self._board_unsent
+        if board is not None and now - self._board_sent_at > BOARD_RETRY_S:
+            self._board_unsent = None
+            self._board_sent_at = now
+            self.counters.resent["ShowBoard"] = self.counters.resent.get("ShowBoard", 0) + 1
+            self._queue.put_nowait(board)
 
     @property
     def pending(self) -> int:
@@ -94,6 +132,8 @@ class Executor:
                 name = type(a).__name__
                 self.counters.device_failures[name] = self.counters.device_failures.get(name, 0) + 1
                 log.warning("%s: %s failed: %s", self.lane, a, exc)
+                if isinstance(a, ShowBoard) and self._board_unsent is None:
+                    self._board_unsent, self._board_sent_at = a, self.clock()
 
     async def execute(self, a: DeviceAction) -> None:
         match a:
