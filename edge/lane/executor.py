@@ -104,11 +104,11 @@ class Executor:
         """Re-send the light when the I/O module reports another colour than the one last told
         (after ``LIGHT_SETTLE_S``), and a board write that failed (after ``BOARD_RETRY_S``)."""
         want = self.light_wanted
-        if want is not None and light_now is not None and light_now != want.colour:
-            if now - self._light_sent_at > LIGHT_SETTLE_S:
-                self._light_sent_at = now
-                self.counters.resent["SetLight"] = self.counters.resent.get("SetLight", 0) + 1
-                self._queue.put_nowait(want)
+        lost = want is not None and light_now is not None and light_now != want.colour
+        if want is not None and lost and now - self._light_sent_at > LIGHT_SETTLE_S:
+            self._light_sent_at = now
+            self.counters.resent["SetLight"] = self.counters.resent.get("SetLight", 0) + 1
+            self._queue.put_nowait(want)
         board = self._board_unsent
         if board is not None and now - self._board_sent_at > BOARD_RETRY_S:
             self._board_unsent = None
