@@ -37,6 +37,10 @@ BACKENDS: dict[tuple[str, str], str] = {
 }
 
 
+#: Optional libraries a backend needs, and the package extra that installs them.
+EXTRAS = {"cv2": "ocr", "numpy": "ocr"}
+
+
 class UnknownBackendError(DeviceError, LookupError):
     pass
 
@@ -55,8 +59,11 @@ def create(kind: str, device_id: str, config: DeviceConfig, **kwargs: Any) -> De
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        hint = EXTRAS.get(exc.name or "", "")
         raise UnknownBackendError(
-            f"backend {config.backend!r} for a {kind} cannot be loaded: {exc}", device=device_id
+            f"backend {config.backend!r} for a {kind} cannot be loaded: {exc}"
+            + (f" (install it with: pip install 'portlane[{hint}]')" if hint else ""),
+            device=device_id,
         ) from exc
     cls = getattr(module, cls_name)
     device: Device = cls(device_id, config, **kwargs)
