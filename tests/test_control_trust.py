@@ -19,7 +19,7 @@ import yaml
 from portlane.edge.config import parse_site
 from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
 from portlane.edge.ops.control import ControlServer, peer_of, request
-from portlane.edge.ops.daemons import lane_handlers
+from portlane.edge.ops.handlers import lane_handlers
 from portlane.edge.trust.audit import AuditEntry, AuditLog, read_entries, verify_log
 from portlane.edge.trust.keys import generate_keypair
 from portlane.edge.trust.pki import init_pki

@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from dataclasses import replace
-from typing import Literal
+from typing import Literal, get_args
 
 from portlane.edge.contract.events import (
     STAGES,
@@ -62,8 +62,8 @@ from .passage import (
 
 __all__ = ["LaneLogic", "Verdict"]
 
-Verdict = str  # release | inspect | hold | divert (anything else is refused: unknown_decision)
-VERDICTS = ("release", "inspect", "hold", "divert")
+Verdict = Literal["release", "inspect", "hold", "divert"]
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
 WELCOME = ShowBoard.of(("欢迎 WELCOME", "green"))
 CLOSED = ShowBoard.of(("车道关闭 LANE CLOSED", "red"))
@@ -312,7 +312,7 @@ class LaneLogic:
 
     # ------------------------------------------------------------------ decisions
     def on_decision(
-        self, passage_id: str | None, agency: str, decision: Verdict, *, nonce: str, now: float
+        self, passage_id: str | None, agency: str, decision: str, *, nonce: str, now: float
     ) -> tuple[bool, str | None, list[Action]]:
         """Apply one agency's (already authenticated) decision. Returns (accepted, reason, actions)."""
         p = self.passage
@@ -322,14 +322,15 @@ class LaneLogic:
             return False, "unknown_agency", []
         if p.stage not in DECIDING:
             return False, "wrong_stage", []
-        if decision not in VERDICTS:
+        verdict = next((v for v in VERDICTS if v == decision), None)
+        if verdict is None:
             return False, "unknown_decision", []
         if decision == "inspect" and (p.inspected or p.phase == "after_scan"):
             return False, "already_inspected", []
         if decision == "inspect" and not self.has_scanner:
             return False, "no_scanner", []
         p.decisions[agency] = decision
-        decided = PassageDecided(passage_id=p.id, agency=agency, decision=decision, phase=p.phase, command_nonce=nonce)
+        decided = PassageDecided(passage_id=p.id, agency=agency, decision=verdict, phase=p.phase, command_nonce=nonce)
         out: list[Action] = [Publish("passage.decided", decided)]
         if decision == "divert":
             p.stamps.setdefault("decided", now)

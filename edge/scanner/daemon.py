@@ -51,6 +51,7 @@ from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.delivery.sender import OutboxSender
 from portlane.edge.journal import Journal
 from portlane.edge.scanner.queue import QueueEntry, ScanQueue, entry_to_json
+from portlane.edge.trust.audit import AuditLog
 from portlane.edge.trust.keys import broker_credentials
 from pydantic import ValidationError
 
@@ -104,6 +105,7 @@ class ScannerDaemon:
         self.sender = OutboxSender(self.outbox, self.link)
         self.events = EventWriter(self.outbox, self.topics)
         self.journal = Journal(state_dir / f"journal-{cfg.id}.db")
+        self.audit = AuditLog(state_dir / "audit.jsonl")
         self.queue = ScanQueue()
         self.current: QueueEntry | None = None
         self.status: ScannerStatus | None = None
