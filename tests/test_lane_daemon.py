@@ -9,10 +9,12 @@ signed and go through the broker like the real ones.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 from portlane.drivers.base import GatePosition, LightColour
+from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.journal import Journal
 from portlane.edge.lane.actions import CloseGate, OpenGate
@@ -159,3 +161,30 @@ async def test_a_lost_green_is_sent_again_until_the_module_shows_it(rig: LaneRig
     r.world.light = LightColour.RED  # the module restarted (or the command never arrived)
     await r.until(lambda: r.world.light.value == "green", within_s=10)
     assert r.daemon.executor.counters.resent["SetLight"] == 1
+
+
+async def test_closing_the_lane_updates_its_retained_status(rig: LaneRig, broker: BrokerProcess) -> None:
+    r = rig
+    statuses: list[dict[str, object]] = []
+    got = asyncio.Event()
+
+    def on(msg: Message) -> None:
+        statuses.append(json.loads(msg.payload))
+        got.set()
+
+    watcher = MqttLink(broker.url, client_id="t-status", subscriptions=["portlane/v1/t-site/c1/status"], on_message=on)
+    task = asyncio.create_task(watcher.run())
+    try:
+        async with asyncio.timeout(10):
+            while not statuses or statuses[-1].get("in_service") is not True:
+                got.clear()
+                await got.wait()
+        await r.platform.send("c1", "close_lane", reason="maintenance of the barrier motor")
+        await r.until(lambda: not r.logic.in_service)
+        async with asyncio.timeout(10):
+            while statuses[-1].get("in_service") is not False:
+                got.clear()
+                await got.wait()
+    finally:
+        await watcher.close()
+        task.cancel()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from portlane.edge.contract.commands import (
@@ -34,7 +34,6 @@ from portlane.models.iso6346 import is_valid
 from pydantic import BaseModel, ValidationError
 
 from .actions import Action, Publish, ShowBoard
-from .executor import Executor
 from .identification import Identifier, plate_read
 from .logic import LaneLogic
 from .passage import Identity
@@ -70,7 +69,7 @@ class CommandHandler:
         topics: Topics,
         verifier: CommandVerifier,
         logic: LaneLogic,
-        executor: Executor,
+        apply: Callable[[Iterable[Action]], None],
         identifier: Identifier,
         audit: AuditLog,
         respond: Respond,
@@ -81,7 +80,7 @@ class CommandHandler:
         self.topics = topics
         self.verifier = verifier
         self.logic = logic
-        self.executor = executor
+        self.apply = apply  # the daemon's: executor, journal, status
         self.identifier = identifier
         self.audit = audit
         self.respond = respond
@@ -123,7 +122,7 @@ class CommandHandler:
                 lane=self.lane,
                 data={"nonce": cmd.nonce, "passage_id": cmd.passage_id},
             )
-            self.executor.apply(outcome.actions)
+            self.apply(outcome.actions)
         elif not self._reject(name, outcome.reason or "refused", cmd.nonce, cmd.key_id, outcome.reason or ""):
             return
         await self._answer(name, cmd.nonce, outcome.ok, outcome.reason)
@@ -176,7 +175,7 @@ class CommandHandler:
         if not self.rejections.record(reason, key_id=key_id, command=name, nonce=nonce, detail=detail):
             return False
         event = CommandRejectedEvent(command=name[:64], reason=reason, nonce=nonce, key_id=key_id)
-        self.executor.apply([Publish("command.rejected", event)])
+        self.apply([Publish("command.rejected", event)])
         return True
 
     async def _answer(self, name: str, nonce: str | None, ok: bool, reason: str | None) -> None:

@@ -66,6 +66,8 @@ TICK_S = 0.5
 INBOX_SIZE = 256
 #: On shutdown: how long to try to deliver what is queued (it stays on disk regardless).
 DRAIN_S = 3.0
+#: A status update not acknowledged by then is superseded by the next (or the last will).
+STATUS_PUBLISH_S = 5.0
 
 
 class LaneDaemon:
@@ -140,7 +142,7 @@ class LaneDaemon:
             topics=self.topics,
             verifier=self.verifier,
             logic=self.logic,
-            executor=self.executor,
+            apply=self.apply,
             identifier=self.identifier,
             audit=self.audit,
             respond=self._respond,
@@ -151,6 +153,7 @@ class LaneDaemon:
         self.heartbeat = 0
         self.ready = asyncio.Event()
         self._changed = asyncio.Event()
+        self._status_in_service = True  # what the retained status last said
         self._inbox: Inbox[Message] = Inbox(INBOX_SIZE)
         self._tg: asyncio.TaskGroup | None = None
         self._identifications: set[asyncio.Task[None]] = set()
@@ -161,6 +164,11 @@ class LaneDaemon:
         self.executor.apply(actions)
         p = self.logic.passage
         self.journal.sync({p.id: p.to_json()} if p is not None else {})
+        if self.logic.in_service != self._status_in_service and self._tg is not None:
+            self._status_in_service = self.logic.in_service
+            # The retained status says whether the lane takes vehicles: consumers (the console,
+            # the platform) see a closure at once, whoever closed it.
+            self._tg.create_task(self._publish_status(), name=f"{self.cfg.id}:status")
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -282,7 +290,15 @@ class LaneDaemon:
         )
 
     async def _respond(self, topic: str, body: bytes) -> None:
-        await self.link.publish(topic, body, qos=1)
+        """Hand a command response to the broker without waiting for its PUBACK: the dispatcher
+        must never stall on the broker (the response is best effort; the outcome is also in the
+        durable events)."""
+        try:
+            fut = self.link.publish_nowait(topic, body, qos=1)
+        except ConnectionError as exc:
+            log.info("%s: response not sent (%s)", self.cfg.id, exc)
+            return
+        fut.add_done_callback(_response_done)
 
     def _status(self, state: str) -> bytes:
         logic = getattr(self, "logic", None)
@@ -301,6 +317,11 @@ class LaneDaemon:
 
     async def _on_connect(self) -> None:
         await self.link.publish(self.topics.status, self._status("online"), retain=True)
+
+    async def _publish_status(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            async with asyncio.timeout(STATUS_PUBLISH_S):
+                await self.link.publish(self.topics.status, self._status("online"), retain=True)
 
     # ------------------------------------------------------------------ technician actions
     def override(self, action: str, *, operator: str, reason: str) -> dict[str, Any]:
@@ -390,3 +411,8 @@ class LaneDaemon:
             await self.devices.close()
             self.journal.close()
             self.outbox.close()
+
+
+def _response_done(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.info("response not acknowledged by the broker: %s", fut.exception())
