@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -118,7 +118,7 @@ class LaneMachine(RuleBasedStateMachine):
     def _scan_failed(self, pid: str) -> bool:
         return pid in self.failed_scans
 
-    failed_scans: set[str] = set()
+    failed_scans: ClassVar[set[str]] = set()
 
     def sense(self, **changes: Any) -> None:
         d = {f: getattr(self.s, f) for f in Sensors.__slots__}  # type: ignore[attr-defined]
