@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "CN_PROVINCES",
+    "CONFIRMED",
+    "LOW_CONFIDENCE",
     "GRAMMARS",
     "PlateRead",
     "Template",
@@ -132,6 +134,13 @@ def render_canonical(text: str, kind: str) -> str:
     return t
 
 
+#: A read the lane may act on: every character, and the province Hanzi in particular, above the
+#: thresholds calibrated on the development set (``pipeline.PlateReader``).
+CONFIRMED = "confirmed"
+#: A read an officer must look at: some character is doubtful.
+LOW_CONFIDENCE = "low_confidence"
+
+
 @dataclass(frozen=True, slots=True)
 class PlateRead:
     text: str
@@ -139,3 +148,8 @@ class PlateRead:
     confidence: float
     box: tuple[int, int, int, int] | None = None
     char_confidences: tuple[float, ...] = ()
+    status: str = CONFIRMED
+
+    def as_dict(self) -> dict[str, object]:
+        return {"text": self.text, "kind": self.kind, "confidence": self.confidence, "status": self.status,
+                "box": list(self.box) if self.box else None}

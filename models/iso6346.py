@@ -87,6 +87,13 @@ def is_valid_size_type(code: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ContainerRead:
+    """One container number read from one image.
+
+    ``status`` is ``confirmed`` only with support independent of the check digit (which alone is
+    a 1-in-10 guard): every character read above the calibrated threshold with the check digit
+    itself read, not computed or corrected. Everything else is ``low_confidence``: an officer looks.
+    """
+
     number: str
     check_digit_ok: bool
     check_digit_inferred: bool = False
@@ -94,6 +101,31 @@ class ContainerRead:
     iso_type: str | None = None
     confidence: float = 0.0
     box: tuple[int, int, int, int] | None = None
+    status: str = "low_confidence"
+    char_confidences: tuple[float, ...] = ()
+
+    @property
+    def owner(self) -> str:
+        return self.number[:3]
+
+    @property
+    def category(self) -> str:
+        return self.number[3:4]
+
+    @property
+    def serial(self) -> str:
+        return self.number[4:10]
+
+    @property
+    def check(self) -> str:
+        return self.number[10:11]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"number": self.number, "owner": self.owner, "category": self.category, "serial": self.serial,
+                "check_digit": self.check, "check_digit_ok": self.check_digit_ok,
+                "check_digit_inferred": self.check_digit_inferred, "corrected": self.corrected,
+                "iso_type": self.iso_type, "confidence": self.confidence, "status": self.status,
+                "box": list(self.box) if self.box else None}
 
 
 def correct(number: str, alternatives: Sequence[Iterable[str]] | None = None, *,

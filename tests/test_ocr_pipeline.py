@@ -15,7 +15,6 @@ from portlane.models.grammar import PlateRead
 from portlane.models.iso6346 import ContainerRead
 from portlane.sim_devices.render import render_container, render_plate, render_vehicle_scene
 
-pytest.importorskip("rapidocr_onnxruntime", reason="the wheel that ships the weights")
 
 
 @pytest.fixture(scope="module")
