@@ -34,8 +34,8 @@ from dataclasses import dataclass
 __all__ = [
     "CN_PROVINCES",
     "CONFIRMED",
-    "LOW_CONFIDENCE",
     "GRAMMARS",
+    "LOW_CONFIDENCE",
     "PlateRead",
     "Template",
     "classify",

@@ -31,9 +31,9 @@ import cv2
 import numpy as np
 
 from . import ctc, grammar, iso6346
-from .grammar import PlateRead
 from .iso6346 import ContainerRead
 from .onnx_ocr import OcrEngine, TextBox, crop_quad
+from .plates import PlateReader
 
 __all__ = ["ContainerReader", "PlateReader", "decode_image"]
 
@@ -64,76 +64,6 @@ class _Piece:
     vertical: bool = False
 
 
-@dataclass
-class PlateReader:
-    engine: OcrEngine
-    det_limit: int = 960
-    roi: tuple[int, int, int, int] | None = None  # x1, y1, x2, y2 of the fixed camera's plate zone
-    max_grammar_cost: float = 4.0
-    min_char_conf: float = 0.25
-    kinds: tuple[str, ...] = ("cn", "cn_crossborder", "hk", "macau")
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def read(self, img: np.ndarray) -> list[PlateRead]:
-        h, w = img.shape[:2]
-        if max(h, w) <= 400 and 1.5 <= w / h <= 6:
-            got = self._read_crops(img, [(0, 0, w, h)], [img])
-            if got:
-                return got
-        ox = oy = 0
-        view = img
-        if self.roi is not None:
-            x1, y1, x2, y2 = self.roi
-            view, ox, oy = img[y1:y2, x1:x2], x1, y1
-        t0 = time.perf_counter()
-        boxes = self.engine.det(view, limit=self.det_limit)
-        self.timings["det_ms"] = (time.perf_counter() - t0) * 1000
-        quads = _plate_candidates(boxes)
-        crops, bbs = [], []
-        for q in quads:
-            crops.append(_rectify(view, q))
-            x1, y1, x2, y2 = _bbox(q)
-            bbs.append((x1 + ox, y1 + oy, x2 + ox, y2 + oy))
-        return self._read_crops(img, bbs, crops)
-
-    def _read_crops(self, img: np.ndarray, bbs: list[tuple[int, int, int, int]],
-                    crops: list[np.ndarray]) -> list[PlateRead]:
-        if not crops:
-            return []
-        t0 = time.perf_counter()
-        mats = self.engine.rec(crops)
-        self.timings["rec_ms"] = (time.perf_counter() - t0) * 1000
-        reads: list[PlateRead] = []
-        for bb, probs in zip(bbs, mats, strict=True):
-            r = self.decode(probs)
-            if r is not None:
-                reads.append(PlateRead(r.text, r.kind, r.confidence, bb, r.char_confidences))
-        return _dedupe(reads)
-
-    def decode(self, probs: np.ndarray) -> PlateRead | None:
-        """Best grammar read of one line's probability matrix, or None if no plate grammar fits."""
-        index = self.engine.rec.index
-        folded = ctc.fold_separators(probs, index)
-        free = _unconstrained_logp(folded)
-        n_free = len(ctc.greedy(folded, self.engine.rec.classes)[0])
-        best: tuple[float, str, ctc.Decoded] | None = None
-        for kind, tpl in grammar.plate_templates(self.kinds):
-            if abs(len(tpl) - n_free) > 2:
-                continue
-            d = ctc.best_path(folded, tpl, index, folded=True)
-            if d is not None and (best is None or d.logp > best[0]):
-                best = (d.logp, kind, d)
-        if best is None:
-            return None
-        logp, kind, d = best
-        if free - logp > self.max_grammar_cost or d.confidence < self.min_char_conf:
-            return None
-        kind = grammar.classify(d.text) or kind
-        # The grammar path can score above the free path (logp > free): never above 1.
-        conf = min(1.0, d.confidence * math.exp(-(free - logp) / 4))
-        return PlateRead(grammar.render_canonical(d.text, kind), kind, round(conf, 4), None, d.char_conf)
-
-
 def _bbox(q: np.ndarray) -> tuple[int, int, int, int]:
     return int(q[:, 0].min()), int(q[:, 1].min()), math.ceil(q[:, 0].max()), math.ceil(q[:, 1].max())
 
@@ -150,40 +80,6 @@ def _rectify(img: np.ndarray, quad: np.ndarray) -> np.ndarray:
     return crop_quad(img, q)
 
 
-def _plate_candidates(boxes: list[TextBox]) -> list[np.ndarray]:
-    """Text boxes that may be plates, plus joins of boxes split by the separator dot or in two rows."""
-    quads = [b.quad for b in boxes]
-    out: list[np.ndarray] = []
-    info = []
-    for q in quads:
-        w = float(np.linalg.norm(q[1] - q[0]))
-        h = float(np.linalg.norm(q[3] - q[0]))
-        info.append((q, w, h))
-        if h >= 8 and 1.2 <= w / h <= 12:
-            out.append(q)
-    # horizontal joins: same line, similar height, small gap
-    for i, (qa, _wa, ha) in enumerate(info):
-        for j, (qb, _wb, hb) in enumerate(info):
-            if i == j or ha < 8 or hb < 8:
-                continue
-            ax1, ay1, ax2, ay2 = _bbox(qa)
-            bx1, by1, bx2, by2 = _bbox(qb)
-            if not (bx1 > ax1 and 0.6 < hb / ha < 1.6):
-                continue
-            gap = bx1 - ax2
-            overlap = min(ay2, by2) - max(ay1, by1)
-            if -0.5 * ha < gap < 1.2 * ha and overlap > 0.6 * min(ay2 - ay1, by2 - by1):
-                x1, y1, x2, y2 = min(ax1, bx1), min(ay1, by1), max(ax2, bx2), max(ay2, by2)
-                if 2 <= (x2 - x1) / max(1, y2 - y1) <= 8:
-                    out.append(np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32))
-    return out
-
-
-def _two_row(img: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray | None:
-    del img, box
-    return None
-
-
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -197,21 +93,6 @@ def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> boo
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
     return small > 0 and ix * iy > 0.5 * small
-
-
-def _dedupe(reads: list[PlateRead]) -> list[PlateRead]:
-    """One read per physical plate: among overlapping boxes keep the most confident."""
-    reads = sorted(reads, key=lambda r: -r.confidence)
-    kept: list[PlateRead] = []
-    for r in reads:
-        if r.box is not None and any(k.box is not None and _overlaps(r.box, k.box) for k in kept):
-            continue
-        if any(k.text == r.text for k in kept):
-            continue
-        kept.append(r)
-    # main plate first: the largest confident plate (the one the camera is aimed at)
-    kept.sort(key=lambda r: -(r.confidence >= 0.5) * ((r.box[2] - r.box[0]) if r.box else 1))
-    return kept
 
 
 def _blank_row(n: int, width: int) -> np.ndarray:
