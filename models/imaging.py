@@ -54,7 +54,8 @@ def crop_box(img: Image, b: BBox, *, mx: float = 0.0, my: float = 0.0) -> Image:
     x1, y1, x2, y2 = b
     w, h = x2 - x1, y2 - y1
     H, W = img.shape[:2]
-    out: Image = img[max(0, int(y1 - my * h)):min(H, int(y2 + my * h)), max(0, int(x1 - mx * w)):min(W, int(x2 + mx * w))]
+    ya, yb = max(0, int(y1 - my * h)), min(H, int(y2 + my * h))
+    out: Image = img[ya:yb, max(0, int(x1 - mx * w)):min(W, int(x2 + mx * w))]
     return out
 
 
