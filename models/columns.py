@@ -20,6 +20,7 @@ Pure numpy/OpenCV, ~10–20 ms on a 1080p frame at the working scale.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import cv2
@@ -97,7 +98,7 @@ def _fill(chain: list[BBox]) -> list[BBox]:
     one slot past each end (a first letter or a boxed check digit lost in glare). An empty slot
     only adds blank frames; the decoder's window search drops a slot that holds a stray mark."""
     cy = [(b[1] + b[3]) / 2 for b in chain]
-    steps = sorted(b - a for a, b in zip(cy, cy[1:], strict=False))
+    steps = sorted(b - a for a, b in itertools.pairwise(cy))
     pitch = steps[len(steps) // 2]
     gw = sorted(b[2] - b[0] for b in chain)[len(chain) // 2]
     gh = sorted(b[3] - b[1] for b in chain)[len(chain) // 2]

@@ -30,6 +30,7 @@ __all__ = [
     "is_valid",
     "is_valid_size_type",
     "letter_value",
+    "remainder",
 ]
 
 CATEGORIES = "UJZ"
@@ -62,6 +63,13 @@ def check_digit(first10: str) -> int:
         raise ValueError(f"not an ISO 6346 owner code + category + serial: {first10!r}")
     total = sum(letter_value(c) << i for i, c in enumerate(first10))
     return total % 11 % 10
+
+
+def remainder(first10: str) -> int:
+    """The weighted sum mod 11 before the mod-10 fold. 10 folds to check digit 0, so such a
+    number shares its check digit with the numbers of remainder 0; owners avoid issuing these
+    serials (ISO 6346 Annex A), which makes a read with remainder 10 improbable."""
+    return sum(letter_value(c) << i for i, c in enumerate(first10)) % 11
 
 
 def is_valid(number: str) -> bool:
@@ -129,7 +137,7 @@ class ContainerRead:
 
 
 def correct(number: str, alternatives: Sequence[Iterable[str]] | None = None, *,
-            max_changes: int = 2) -> str | None:
+            max_changes: int = 2, avoid_ten: bool = False) -> str | None:
     """The nearest number to ``number`` (11 characters) whose check digit validates, or None.
 
     ``alternatives[i]`` are the characters position ``i`` may take instead (best first); without
@@ -137,10 +145,17 @@ def correct(number: str, alternatives: Sequence[Iterable[str]] | None = None, *,
     Returns ``number`` itself if it is valid; None if no candidate within ``max_changes``
     validates or if two different candidates with the same number of changes both validate
     (ambiguous: the check digit does not *confirm* either).
+
+    ``avoid_ten``: numbers whose remainder is 10 (see :func:`remainder`) neither count as valid
+    nor as candidates.
     """
     if len(number) != 11:
         return None
-    if is_valid(number):
+
+    def ok(s: str) -> bool:
+        return is_valid(s) and not (avoid_ten and remainder(s[:10]) == 10)
+
+    if ok(number):
         return number
     alts: list[list[str]] = []
     for i, ch in enumerate(number):
@@ -155,7 +170,7 @@ def correct(number: str, alternatives: Sequence[Iterable[str]] | None = None, *,
                 for p, c in zip(positions, subs, strict=True):
                     cand[p] = c
                 s = "".join(cand)
-                if is_valid(s):
+                if ok(s):
                     found.add(s)
         if len(found) == 1:
             return found.pop()

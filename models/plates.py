@@ -81,7 +81,7 @@ class PlateReader:
     max_grammar_cost: float = 4.0
     min_char_conf: float = 0.25
     #: Calibrated on the development set (docs/recognition.md): below these a read is low_confidence.
-    confirm_char_conf: float = 0.6
+    confirm_char_conf: float = 0.7
     confirm_province_conf: float = 0.9
     confirm_max_cost: float = 2.0
     colour_proposals: int = 6
@@ -249,7 +249,7 @@ class PlateReader:
             bare.append(crop_box(view, b))
         mats = self.engine.rec(crops)
         bare_mats = self.engine.rec(bare, pad=False)
-        doubtful: set[str] = set()
+        province: dict[str, float] = {}
         out = list(reads)
         for k, r in enumerate(todo.values()):
             probs = [r.char_confidences[0]]
@@ -260,10 +260,12 @@ class PlateReader:
                 if got is not None and got[0].text != r.text:
                     out.append(PlateRead(got[0].text, got[0].kind, got[0].confidence, r.box,
                                          got[0].char_confidences, got[0].status))
-            if sum(probs) / len(probs) < self.confirm_province_conf:
-                doubtful.add(r.text)
-        return [PlateRead(r.text, r.kind, r.confidence, r.box, r.char_confidences, LOW_CONFIDENCE)
-                if r.text in doubtful else r for r in out]
+            province[r.text] = sum(probs) / len(probs)
+        # the read's confidence is capped by its province's mean over the framings
+        return [r if r.text not in province else PlateRead(
+            r.text, r.kind, round(min(r.confidence, province[r.text]), 4), r.box, r.char_confidences,
+            r.status if province[r.text] >= max(self.confirm_province_conf, self.confirm_char_conf)
+            else LOW_CONFIDENCE) for r in out]
 
     # -- tight crops ---------------------------------------------------------------------------
     def _read_tight(self, img: Image) -> list[PlateRead]:
@@ -392,7 +394,7 @@ def _vote(reads: list[PlateRead]) -> list[PlateRead]:
     reads = [r for r in reads if not any(
         len(o.text) > len(r.text) and o.text.endswith(r.text) and o.box is not None and r.box is not None
         and overlaps(r.box, o.box, 0.7) for o in reads)]
-    reads.sort(key=lambda r: (r.status != CONFIRMED, -len(r.text) * (r.confidence >= 0.5), -r.confidence))
+    reads.sort(key=lambda r: (r.status != CONFIRMED, -len(r.text), -r.confidence))
     clusters: list[list[PlateRead]] = []
     for r in reads:
         for cl in clusters:
