@@ -168,9 +168,9 @@ async def run_lane_daemon(site_file: Path, lane_id: str, *, stop: asyncio.Event 
     recogniser: Any = None
     rec_sock = os.environ.get("PORTLANE_RECOGNITION", "/run/portlane/recognition.sock")
     if Path(rec_sock).exists():
-        from .recognition import SocketRecogniser
+        from .recognition import SocketRecogniser, camera_rois
 
-        recogniser = SocketRecogniser(rec_sock)
+        recogniser = SocketRecogniser(rec_sock, rois=camera_rois(site))
     metrics = DaemonMetrics("lane", site=site.site.id, lane=lane.id)
     d = LaneDaemon(site, lane, state_dir=_state_dir(site), broker_url=broker_url, recogniser=recogniser,
                    metrics=metrics)
@@ -269,7 +269,7 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
         if kind not in ("plate", "container"):
             raise ValueError("kind must be plate or container")
         frames = [base64.b64decode(f) for f in req.get("frames", [])]
-        per_image = await worker.recognise(frames, kind=kind)
+        per_image = await worker.recognise(frames, kind=kind, rois=req.get("rois"))
         return {"reads": serialise_reads(kind, per_image)}
 
     async with RecognitionWorker(threads=threads) as worker:

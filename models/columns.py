@@ -34,7 +34,8 @@ __all__ = ["Column", "find_columns", "tile_column"]
 @dataclass(frozen=True, slots=True)
 class Column:
     box: BBox  # in frame pixels
-    glyphs: tuple[BBox, ...]  # top to bottom, in frame pixels
+    glyphs: tuple[BBox, ...]  # top to bottom, in frame pixels (with the filled-in slots)
+    found: int = 0  # glyphs actually seen (the rest are slots filled from the pitch)
 
 
 def _components(gray: np.ndarray, *, invert: bool, min_h: int, max_h: int) -> list[BBox]:
@@ -89,7 +90,7 @@ def _chains(comps: list[BBox], min_glyphs: int) -> list[list[BBox]]:
             chain.append(comps[j])
             j = nxt[j]
         if len(chain) >= min_glyphs:
-            out.append(_fill(chain))
+            out.append(chain)
     return out
 
 
@@ -128,10 +129,11 @@ def find_columns(img: Image, *, work_side: int = 1280, min_glyphs: int = 7, limi
     cols: list[Column] = []
     for invert in (False, True):
         for chain in _chains(_components(gray, invert=invert, min_h=min_h, max_h=max_h), min_glyphs):
-            glyphs = tuple((int(b[0] / s), int(b[1] / s), int(b[2] / s) + 1, int(b[3] / s) + 1) for b in chain)
+            filled = _fill(chain)
+            glyphs = tuple((int(b[0] / s), int(b[1] / s), int(b[2] / s) + 1, int(b[3] / s) + 1) for b in filled)
             box = (min(g[0] for g in glyphs), glyphs[0][1], max(g[2] for g in glyphs), glyphs[-1][3])
-            cols.append(Column(box, glyphs))
-    cols.sort(key=lambda c: -len(c.glyphs))
+            cols.append(Column(box, glyphs, len(chain)))
+    cols.sort(key=lambda c: -c.found)
     kept: list[Column] = []
     for c in cols:
         if any(_inside(c.box, k.box) for k in kept):

@@ -167,11 +167,12 @@ class ContainerReader:
         t0 = time.perf_counter()
         pieces = self._pieces(view, boxes)
         t1 = time.perf_counter()
-        columns = find_columns(view)
+        columns = find_columns(view, min_glyphs=4, limit=6)
         self.timings["columns_ms"] = (time.perf_counter() - t1) * 1000
-        column_cands = self._read_columns(view, columns)
+        column_cands = self._read_columns(view, [c for c in columns if c.found >= 7])
+        short = self._short_columns(view, [c for c in columns if c.found <= 6][:2])
         self.timings["rec_ms"] = (time.perf_counter() - t0) * 1000
-        reads = self._assemble(pieces, column_cands)
+        reads = self._assemble(pieces, column_cands, short)
         out = []
         for r in reads:
             b = r.box
@@ -181,6 +182,19 @@ class ContainerReader:
         return out
 
     # -- columns ------------------------------------------------------------------------------
+    def _short_columns(self, img: np.ndarray, columns: list[Column]) -> list[_Piece]:
+        """Short stacks (4–6 glyphs) beside a vertical number: the size/type code (22G1)."""
+        if not columns:
+            return []
+        mats = self.engine.rec([tile_column(img, c)[0] for c in columns])
+        out: list[_Piece] = []
+        for c, m in zip(columns, mats, strict=True):
+            f = ctc.fold_separators(m, self.engine.rec.index)
+            text = "".join(ch for ch in ctc.greedy(f, self.engine.rec.classes)[0] if ch.isascii() and ch.isalnum())
+            if 3 <= len(text) <= 6:
+                out.append(_Piece(c.box, f, text.upper(), True))
+        return out
+
     def _read_columns(self, img: np.ndarray, columns: list[Column]) -> list[_Cand]:
         """Decode windows of consecutive glyphs of each column against the 11-character template.
 
@@ -344,7 +358,7 @@ class ContainerReader:
                                                   char_confidences=d10.char_conf))
         return None
 
-    def _assemble(self, pieces: list[_Piece], extra: list[_Cand]) -> list[ContainerRead]:
+    def _assemble(self, pieces: list[_Piece], extra: list[_Cand], size_pieces: list[_Piece]) -> list[ContainerRead]:
         cands: list[_Cand] = list(extra)
         for g in self._groups(pieces):
             parts = []
@@ -368,7 +382,7 @@ class ContainerReader:
                 out = [replace(o, status=LOW_CONFIDENCE) if o in same else o for o in out]
                 continue
             out.append(r)
-        iso = self._size_type(pieces, out[0].box if out else None)
+        iso = self._size_type(pieces + size_pieces, out[0].box if out else None)
         if out and iso:
             out[0] = replace(out[0], iso_type=iso)
         return out

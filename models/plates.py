@@ -120,11 +120,13 @@ class PlateReader:
         line_boxes = [bbox_of(q) for q in lines]
         for g, b in enumerate(_colour_regions(view, self.colour_proposals)):
             bw, bh = b[2] - b[0], b[3] - b[1]
-            if bw / max(1, bh) < 2.8:  # two-row plate (440 × 220 mm): read as upper row + lower row
+            aspect = bw / max(1, bh)
+            if aspect < 2.8:  # two-row plate (440 × 220 mm): read as upper row + lower row
                 lo = crop_box(view, (b[0], b[1] + int(0.40 * bh), b[2], b[3]), mx=0.02, my=0.04)
                 for up in _upper_bands(b):
                     add(lo, b, "colour2", upper=crop_box(view, up), group=1000 + g)
-            elif not any(overlaps(b, lb, 0.6) for lb in line_boxes):
+            # a small or tilted single-row plate can look as square as a two-row one: read both ways
+            if aspect >= 1.6 and not any(overlaps(b, lb, 0.6) for lb in line_boxes):
                 add(crop_box(view, b, mx=0.03, my=0.08), b, "colour")
         mats = self.engine.rec(crops)
         # second pass: lines that read like the lower row of a two-row plate get their upper row,

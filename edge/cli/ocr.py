@@ -220,7 +220,8 @@ def _print_report(report: dict[str, Any]) -> None:
         return "error" if "error" in e else str(f(e))
 
     def fig(k: dict[str, Any]) -> str:
-        return f"{k['exact']}/{k['n']} ({k['accuracy']:.1%}) · {k['confirmed']} · {k['confident_wrong']} · {k['nothing']}"
+        return (f"{k['exact']}/{k['n']} ({k['accuracy']:.1%}) · {k['confirmed']} · {k['confident_wrong']}"
+                f" · {k['nothing']}")
 
     for k in kinds:
         t.add_row(k, *(cell(e, lambda e, k=k: fig(e["per_kind"][k]) if k in e["per_kind"] else "-")
