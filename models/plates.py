@@ -84,7 +84,7 @@ class PlateReader:
     confirm_char_conf: float = 0.7
     confirm_province_conf: float = 0.9
     confirm_max_cost: float = 2.0
-    colour_proposals: int = 6
+    colour_proposals: int = 4
     kinds: tuple[str, ...] = ("cn", "cn_crossborder", "hk", "macau")
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -104,33 +104,13 @@ class PlateReader:
         boxes = self.engine.det(view, limit=self.det_limit)
         self.timings["det_ms"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
-        crops: list[Image] = []
-        cands: list[_Cand] = []
-
-        def add(crop: Image, box: BBox, source: str, upper: Image | None = None, group: int = -1) -> None:
-            if upper is not None:
-                crops.append(upper)
-            crops.append(crop)
-            n = 2 if upper is not None else 1
-            cands.append(_Cand(box, tuple(range(len(crops) - n, len(crops))), source, group))
-
-        lines = _line_candidates(boxes)
-        for q in lines:
-            add(rectify(view, q), bbox_of(q), "det")
-        line_boxes = [bbox_of(q) for q in lines]
-        for g, b in enumerate(_colour_regions(view, self.colour_proposals)):
-            bw, bh = b[2] - b[0], b[3] - b[1]
-            aspect = bw / max(1, bh)
-            if aspect < 2.8:  # two-row plate (440 × 220 mm): read as upper row + lower row
-                lo = crop_box(view, (b[0], b[1] + int(0.40 * bh), b[2], b[3]), mx=0.02, my=0.04)
-                for up in _upper_bands(b):
-                    add(lo, b, "colour2", upper=crop_box(view, up), group=1000 + g)
-            # a small or tilted single-row plate can look as square as a two-row one: read both ways
-            if aspect >= 1.6 and not any(overlaps(b, lb, 0.6) for lb in line_boxes):
-                add(crop_box(view, b, mx=0.03, my=0.08), b, "colour")
+        # Cascade, cheapest evidence first (every crop is a recogniser pass, ~15 ms on 2 cores):
+        # 1. the detector's plate-shaped lines; 2. the upper row of lines that read like the lower
+        # row of a two-row plate; 3. only if nothing was confirmed, plate-coloured regions.
+        lines = _line_candidates(boxes, view.shape[0])
+        crops: list[Image] = [rectify(view, q) for q in lines]
+        cands = [_Cand(bbox_of(q), (i,), "det") for i, q in enumerate(lines)]
         mats = self.engine.rec(crops)
-        # second pass: lines that read like the lower row of a two-row plate get their upper row,
-        # in up to three framings (the upper row is small: a few pixels decide what it reads)
         extra: list[Image] = []
         pairs: list[tuple[int, int, BBox]] = []
         for i, q in enumerate(lines):
@@ -143,12 +123,29 @@ class PlateReader:
         if extra:
             base = len(mats)
             mats += self.engine.rec(extra)
-            for k, i, box in pairs:
-                cands.append(_Cand(box, (base + k, i), "double", group=i))
+            cands += [_Cand(box, (base + k, i), "double", group=i) for k, i, box in pairs]
         reads = self._decode_candidates(cands, mats, (ox, oy))
+        if not any(r.status == CONFIRMED for r in reads):
+            reads += self._read_colour_regions(view, [bbox_of(q) for q in lines], (ox, oy))
         reads = self._check_framings(view, reads, (ox, oy))
         self.timings["rec_ms"] = (time.perf_counter() - t0) * 1000
         return _vote(reads)
+
+    def _read_colour_regions(self, view: Image, line_boxes: list[BBox], off: tuple[int, int]) -> list[PlateRead]:
+        crops: list[Image] = []
+        cands: list[_Cand] = []
+        for g, b in enumerate(_colour_regions(view, self.colour_proposals)):
+            bw, bh = b[2] - b[0], b[3] - b[1]
+            aspect = bw / max(1, bh)
+            if aspect < 2.8:  # two-row plate (440 × 220 mm): read as upper row + lower row
+                crops += [crop_box(view, _upper_bands(b)[0]),
+                          crop_box(view, (b[0], b[1] + int(0.40 * bh), b[2], b[3]), mx=0.02, my=0.04)]
+                cands.append(_Cand(b, (len(crops) - 2, len(crops) - 1), "colour2", group=1000 + g))
+            # a small or tilted single-row plate can look as square as a two-row one: read both ways
+            if aspect >= 1.6 and not any(overlaps(b, lb, 0.6) for lb in line_boxes):
+                crops.append(crop_box(view, b, mx=0.03, my=0.08))
+                cands.append(_Cand(b, (len(crops) - 1,), "colour"))
+        return self._decode_candidates(cands, self.engine.rec(crops), off) if crops else []
 
     def decode(self, probs: Matrix, *, kinds: tuple[str, ...] | None = None) -> PlateRead | None:
         """Best grammar read of one line's probability matrix, or None if no plate grammar fits."""
@@ -227,8 +224,8 @@ class PlateReader:
                          CONFIRMED if ok else LOW_CONFIDENCE), cost
 
     def _check_framings(self, view: Image, reads: list[PlateRead], off: tuple[int, int]) -> list[PlateRead]:
-        """Re-read each confirmed single-line plate in two wider framings and once unpadded
-        (test-time augmentation: the same pixels presented three other ways).
+        """Re-read the (at most two) largest confirmed single-line plates in a wider framing and
+        once unpadded (test-time augmentation: the same pixels presented two other ways).
 
         A province Hanzi the recogniser reads the same way whatever the framing is kept; one that
         changes, or whose probability falls, is doubtful: the mean of its probability over the
@@ -237,8 +234,8 @@ class PlateReader:
         """
         todo: dict[str, PlateRead] = {}
         for r in sorted(reads, key=lambda r: -(r.box[2] - r.box[0]) if r.box else 0):
-            if r.status == CONFIRMED and r.box is not None and not r.text[0].isascii() and r.text not in todo \
-                    and (r.box[2] - r.box[0]) >= 1.8 * (r.box[3] - r.box[1]):
+            if r.status == CONFIRMED and r.box is not None and not r.text[0].isascii() and len(todo) < 2 \
+                    and r.text not in todo and (r.box[2] - r.box[0]) >= 1.8 * (r.box[3] - r.box[1]):
                 todo[r.text] = r
         if not todo:
             return reads
@@ -247,7 +244,7 @@ class PlateReader:
         for r in todo.values():
             assert r.box is not None
             b = (r.box[0] - off[0], r.box[1] - off[1], r.box[2] - off[0], r.box[3] - off[1])
-            crops += [crop_box(view, b, mx=0.04, my=0.12), crop_box(view, b, mx=0.09, my=0.22)]
+            crops.append(crop_box(view, b, mx=0.09, my=0.22))
             bare.append(crop_box(view, b))
         mats = self.engine.rec(crops)
         bare_mats = self.engine.rec(bare, pad=False)
@@ -255,7 +252,7 @@ class PlateReader:
         out = list(reads)
         for k, r in enumerate(todo.values()):
             probs = [r.char_confidences[0]]
-            for m in [*mats[2 * k: 2 * k + 2], bare_mats[k]]:
+            for m in (mats[k], bare_mats[k]):
                 got = self._decode(m)
                 same = got is not None and got[0].text[0] == r.text[0]
                 probs.append(got[0].char_confidences[0] if got is not None and same else 0.0)
@@ -323,24 +320,27 @@ def _upper_rows(lower: BBox, boxes: list[TextBox]) -> list[BBox]:
         a = best[1]
         out.append((a[0] - (a[2] - a[0]) // 10, a[1], a[2] + (a[2] - a[0]) // 10, min(a[3], y1 + int(0.12 * h))))
     out.append((x1 + w // 8, max(0, int(y1 - 0.7 * h)), x2 - w // 8, y1 + int(0.1 * h)))
-    out.append((x1, max(0, int(y1 - 0.8 * h)), x2, y1 + int(0.15 * h)))
+    if best is None:
+        out.append((x1, max(0, int(y1 - 0.8 * h)), x2, y1 + int(0.15 * h)))
     return out
 
 
-def _line_candidates(boxes: list[TextBox]) -> list[Quad]:
-    """Text boxes that may be plates, plus joins of boxes split by the separator dot."""
+def _line_candidates(boxes: list[TextBox], frame_h: int, limit: int = 8) -> list[Quad]:
+    """Text boxes that may be plates (a plate's aspect, not a banner), plus joins of two short
+    boxes split by the separator dot; at most ``limit``, the detector's surest first (every
+    candidate costs a recogniser pass)."""
     info: list[tuple[Quad, float, float]] = []
     out: list[Quad] = []
-    for tb in boxes:
+    for tb in sorted(boxes, key=lambda b: -b.score):
         q = tb.quad
         w = float(np.linalg.norm(q[1] - q[0]))
         h = float(np.linalg.norm(q[3] - q[0]))
         info.append((q, w, h))
-        if h >= 8 and 1.2 <= w / h <= 12:
+        if 8 <= h <= 0.3 * frame_h and 1.4 <= w / h <= 8:
             out.append(q)
-    for i, (qa, _wa, ha) in enumerate(info):
-        for j, (qb, _wb, hb) in enumerate(info):
-            if i == j or ha < 8 or hb < 8:
+    for i, (qa, wa, ha) in enumerate(info):
+        for j, (qb, wb, hb) in enumerate(info):
+            if i == j or ha < 8 or hb < 8 or wa > 4 * ha or wb > 4 * hb:
                 continue
             ax1, ay1, ax2, ay2 = bbox_of(qa)
             bx1, by1, bx2, by2 = bbox_of(qb)
@@ -352,7 +352,7 @@ def _line_candidates(boxes: list[TextBox]) -> list[Quad]:
                 b = (min(ax1, bx1), min(ay1, by1), max(ax2, bx2), max(ay2, by2))
                 if 2 <= (b[2] - b[0]) / max(1, b[3] - b[1]) <= 8:
                     out.append(quad_of(b))
-    return out
+    return out[:limit]
 
 
 def _colour_regions(img: Image, limit: int) -> list[BBox]:
