@@ -336,7 +336,7 @@ def _line_candidates(boxes: list[TextBox], frame_h: int, limit: int = 8) -> list
         w = float(np.linalg.norm(q[1] - q[0]))
         h = float(np.linalg.norm(q[3] - q[0]))
         info.append((q, w, h))
-        if 8 <= h <= 0.3 * frame_h and 1.4 <= w / h <= 8:
+        if 8 <= h <= 0.9 * frame_h and 1.4 <= w / h <= 8:
             out.append(q)
     for i, (qa, wa, ha) in enumerate(info):
         for j, (qb, wb, hb) in enumerate(info):
