@@ -11,7 +11,6 @@ from portlane.edge.cli import main
 from portlane.sim_devices.render import render_container, render_plate
 
 
-
 def test_plate_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "p.png"
     cv2.imwrite(str(f), render_plate("粤ZA123港", "cn_crossborder", seed=1))

@@ -111,8 +111,8 @@ async def test_worker_reads_only_the_camera_region_of_interest() -> None:
     frame[500:500 + plate.shape[0], 100:100 + plate.shape[1]] = plate
     jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
     async with RecognitionWorker(threads=1) as w:
-        inside, outside, clipped = await w.recognise([jpeg] * 3, kind="plate",
-                                                     rois=[(0, 400, 700, 720), (700, 0, 1280, 720), (-50, 0, 9999, 9999)])
+        rois = [(0, 400, 700, 720), (700, 0, 1280, 720), (-50, 0, 9999, 9999)]
+        inside, outside, clipped = await w.recognise([jpeg] * 3, kind="plate", rois=rois)
         with pytest.raises(ValueError, match="roi"):
             await w.recognise([jpeg], kind="plate", rois=[])
     assert [r.text for r in inside] == ["粤B12345"] and inside[0].box is not None and inside[0].box[0] >= 100

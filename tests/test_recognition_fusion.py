@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import pytest
 from portlane.edge.recognition import UNCONFIRMED_CAP, camera_rois, fuse_reads
@@ -84,16 +85,10 @@ def test_camera_rois_come_from_the_site_file() -> None:
     cam = DeviceConfig(backend="opencv", link=CameraLink(source="rtsp://x", roi=(0, 400, 1920, 1080)))
     plain = DeviceConfig(backend="opencv", link=CameraLink(source="rtsp://y"))
 
-    class Lane:
-        id = "lane1"
+    lane = SimpleNamespace(id="lane1", devices=SimpleNamespace(cameras={"plate_front": cam, "container_left": plain}))
+    site = SimpleNamespace(lanes=(lane,))  # shaped like the site model
 
-        class devices:  # noqa: N801 - shaped like the site model
-            cameras = {"plate_front": cam, "container_left": plain}
-
-    class Site:
-        lanes = (Lane,)
-
-    assert camera_rois(Site) == {"lane1/camera:plate_front": (0, 400, 1920, 1080)}
+    assert camera_rois(site) == {"lane1/camera:plate_front": (0, 400, 1920, 1080)}
     with pytest.raises(ValidationError, match="roi"):
         CameraLink(source="rtsp://x", roi=(100, 0, 50, 10))
 
