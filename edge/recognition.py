@@ -54,14 +54,22 @@ def serialise_reads(kind: str, per_image: Sequence[Sequence[Any]]) -> list[list[
 
 
 def _plate(d: dict[str, Any]) -> PlateRead:
-    return PlateRead(str(d["text"]), str(d["kind"]), float(d["confidence"]), None, (),
-                     str(d.get("status", "low_confidence")))
+    return PlateRead(
+        str(d["text"]), str(d["kind"]), float(d["confidence"]), None, (), str(d.get("status", "low_confidence"))
+    )
 
 
 def _container(d: dict[str, Any]) -> ContainerRead:
-    return ContainerRead(str(d["number"]), bool(d["check_digit_ok"]), bool(d.get("check_digit_inferred", False)),
-                         bool(d.get("corrected", False)), d.get("iso_type"), float(d["confidence"]), None,
-                         str(d.get("status", "low_confidence")))
+    return ContainerRead(
+        str(d["number"]),
+        bool(d["check_digit_ok"]),
+        bool(d.get("check_digit_inferred", False)),
+        bool(d.get("corrected", False)),
+        d.get("iso_type"),
+        float(d["confidence"]),
+        None,
+        str(d.get("status", "low_confidence")),
+    )
 
 
 def _unit(x: float, status: str) -> float:
@@ -74,12 +82,29 @@ def fuse_reads(kind: str, per_image: list[list[dict[str, Any]]]) -> list[dict[st
     container numbers (one per box). Each carries ``status`` and ``votes``."""
     if kind == "plate":
         ids = fuse_plates(_plate(r) for reads in per_image for r in reads)
-        return [{"text": i.text, "kind": i.kind, "confidence": _unit(i.confidence, i.status), "status": i.status,
-                 "votes": i.votes} for i in ids]
+        return [
+            {
+                "text": i.text,
+                "kind": i.kind,
+                "confidence": _unit(i.confidence, i.status),
+                "status": i.status,
+                "votes": i.votes,
+            }
+            for i in ids
+        ]
     boxes = fuse_containers(_container(r) for reads in per_image for r in reads)
-    return [{"number": i.number, "check_digit_ok": True, "check_digit_inferred": i.check_digit_inferred,
-             "iso_type": i.iso_type, "confidence": _unit(i.confidence, i.status), "status": i.status,
-             "votes": i.votes} for i in boxes][:2]
+    return [
+        {
+            "number": i.number,
+            "check_digit_ok": True,
+            "check_digit_inferred": i.check_digit_inferred,
+            "iso_type": i.iso_type,
+            "confidence": _unit(i.confidence, i.status),
+            "status": i.status,
+            "votes": i.votes,
+        }
+        for i in boxes
+    ][:2]
 
 
 class LocalRecogniser:
@@ -92,8 +117,11 @@ class LocalRecogniser:
 
     async def recognise(self, frames: list[Frame], *, kind: str) -> list[dict[str, Any]]:
         t0 = time.monotonic()
-        per_image = await self.worker.recognise([f.jpeg for f in frames], kind=kind,  # type: ignore[arg-type]
-                                                rois=[self.rois.get(f.camera) for f in frames])
+        per_image = await self.worker.recognise(
+            [f.jpeg for f in frames],
+            kind=kind,  # type: ignore[arg-type]
+            rois=[self.rois.get(f.camera) for f in frames],
+        )
         self.latencies.append(time.monotonic() - t0)
         return fuse_reads(kind, serialise_reads(kind, per_image))
 
@@ -109,9 +137,14 @@ class SocketRecogniser:
     async def recognise(self, frames: list[Frame], *, kind: str) -> list[dict[str, Any]]:
         from .control import request
 
-        resp = await request(self.path, "recognise", timeout_s=RECOGNITION_TIMEOUT_S, kind=kind,
-                             frames=[base64.b64encode(f.jpeg).decode() for f in frames],
-                             rois=[self.rois.get(f.camera) for f in frames])
+        resp = await request(
+            self.path,
+            "recognise",
+            timeout_s=RECOGNITION_TIMEOUT_S,
+            kind=kind,
+            frames=[base64.b64encode(f.jpeg).decode() for f in frames],
+            rois=[self.rois.get(f.camera) for f in frames],
+        )
         if not resp.get("ok"):
             return []
         return fuse_reads(kind, resp["reads"])

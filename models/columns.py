@@ -40,8 +40,14 @@ class Column:
 
 def _components(gray: np.ndarray, *, invert: bool, min_h: int, max_h: int) -> list[BBox]:
     block = max(15, (max_h * 2) | 1)
-    bw = cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C,
-                               cv2.THRESH_BINARY_INV if invert else cv2.THRESH_BINARY, block, -12 if not invert else 12)
+    bw = cv2.adaptiveThreshold(
+        gray,
+        255,
+        cv2.ADAPTIVE_THRESH_MEAN_C,
+        cv2.THRESH_BINARY_INV if invert else cv2.THRESH_BINARY,
+        block,
+        -12 if not invert else 12,
+    )
     n, _lab, stats, _ = cv2.connectedComponentsWithStats(bw, connectivity=8)
     out: list[BBox] = []
     for i in range(1, n):
@@ -165,7 +171,7 @@ def tile_column(img: Image, col: Column) -> tuple[Image, list[int]]:
     pad = max(2, int(0.2 * gh))
     gap = max(3, int(0.25 * gh))
     H, W = img.shape[:2]
-    strip = img[max(0, col.box[1]):min(H, col.box[3]), max(0, col.box[0] - gw):min(W, col.box[2] + gw)]
+    strip = img[max(0, col.box[1]) : min(H, col.box[3]), max(0, col.box[0] - gw) : min(W, col.box[2] + gw)]
     bg = np.median(strip.reshape(-1, 3), axis=0).astype(np.uint8) if strip.size else np.zeros(3, np.uint8)
     canvas = np.empty((ch + 2 * pad, gap + len(col.glyphs) * (cw + gap), 3), np.uint8)
     canvas[:] = bg
@@ -176,7 +182,7 @@ def tile_column(img: Image, col: Column) -> tuple[Image, list[int]]:
         x1, y1 = cx - cw // 2, cy - ch // 2
         sx1, sy1, sx2, sy2 = max(0, x1), max(0, y1), min(W, x1 + cw), min(H, y1 + ch)
         if sx2 > sx1 and sy2 > sy1:
-            canvas[pad + sy1 - y1: pad + sy2 - y1, x + sx1 - x1: x + sx2 - x1] = img[sy1:sy2, sx1:sx2]
+            canvas[pad + sy1 - y1 : pad + sy2 - y1, x + sx1 - x1 : x + sx2 - x1] = img[sy1:sy2, sx1:sx2]
         starts.append(x)
         x += cw + gap
     return canvas, starts

@@ -133,7 +133,7 @@ def _tile_vertical(col: np.ndarray) -> np.ndarray | None:
     for y1, y2 in segs:
         glyph = col[y1:y2]
         oy = pad + (gh - (y2 - y1)) // 2
-        canvas[oy:oy + (y2 - y1), x:x + w] = glyph
+        canvas[oy : oy + (y2 - y1), x : x + w] = glyph
         x += w + gap
     return canvas
 
@@ -185,7 +185,7 @@ class ContainerReader:
             # glyph size of a line = its box's shorter side (a vertical line's width)
             boxes.sort(key=lambda b: -min(b.bbox[3] - b.bbox[1], b.bbox[2] - b.bbox[0]))
             skip = tuple(c.box for c in long_cols)
-            first, rest = boxes[: self.first_lines], boxes[self.first_lines:]
+            first, rest = boxes[: self.first_lines], boxes[self.first_lines :]
             pieces = self._pieces(view, first, skip)
             reads = self._assemble(pieces, column_cands, short)
             if rest and not any(r.status == CONFIRMED for r in reads):
@@ -234,9 +234,13 @@ class ContainerReader:
             best: _Cand | None = None
             for a in range(min(4, n)):
                 for b in range(a + 10, min(n, a + 14) + 1):
-                    sub = f[max(0, frames[a] - 1): frames[b] if b < n else len(f)]
-                    box = (min(g[0] for g in col.glyphs[a:b]), col.glyphs[a][1],
-                           max(g[2] for g in col.glyphs[a:b]), col.glyphs[b - 1][3])
+                    sub = f[max(0, frames[a] - 1) : frames[b] if b < n else len(f)]
+                    box = (
+                        min(g[0] for g in col.glyphs[a:b]),
+                        col.glyphs[a][1],
+                        max(g[2] for g in col.glyphs[a:b]),
+                        col.glyphs[b - 1][3],
+                    )
                     c = self._decode_number(sub, box)
                     if c is not None and (best is None or c.rank < best.rank):
                         best = c
@@ -245,8 +249,9 @@ class ContainerReader:
         return out
 
     # -- pieces -------------------------------------------------------------------------------
-    def _pieces(self, img: np.ndarray, boxes: list[TextBox],
-                skip: tuple[tuple[int, int, int, int], ...] = ()) -> list[_Piece]:
+    def _pieces(
+        self, img: np.ndarray, boxes: list[TextBox], skip: tuple[tuple[int, int, int, int], ...] = ()
+    ) -> list[_Piece]:
         horiz: list[tuple[tuple[int, int, int, int], np.ndarray]] = []
         cols: list[list[int]] = []
         lines: list[tuple[list[int], np.ndarray | None]] = []
@@ -292,7 +297,7 @@ class ContainerReader:
             if any(_overlaps(box, c) for c in skip):
                 continue  # read from its glyphs already (columns.py), better than from this box
             mx = int(0.12 * (x2 - x1))
-            col = img[max(0, y1):min(H, y2), max(0, x1 - mx):min(W, x2 + mx)]
+            col = img[max(0, y1) : min(H, y2), max(0, x1 - mx) : min(W, x2 + mx)]
             tiled = _tile_vertical(col)
             # stacked upright glyphs are re-tiled; text written sideways is turned upright
             crops.append(tiled if tiled is not None else cv2.rotate(col, cv2.ROTATE_90_CLOCKWISE))
@@ -326,8 +331,9 @@ class ContainerReader:
             # detector boxes are grown (DB unclip), so neighbours overlap a little; a door seen at an
             # angle tilts its line, so a third of the height in common is enough
             same_line = vo > 0.3 * min(ha, hb) and -0.3 * ha < bx1 - ax2 < 4 * ha
-            next_line = (-0.3 * ha <= by1 - ay2 < 1.5 * ha and min(ax2, bx2) - max(ax1, bx1) > -ha
-                         and by1 > ay1 + 0.5 * ha)
+            next_line = (
+                -0.3 * ha <= by1 - ay2 < 1.5 * ha and min(ax2, bx2) - max(ax1, bx1) > -ha and by1 > ay1 + 0.5 * ha
+            )
             return same_line or next_line
 
         groups: list[list[int]] = []
@@ -339,8 +345,11 @@ class ContainerReader:
                 if j != i and follows(pieces[i], pieces[j]) and len(pieces[i].text + pieces[j].text) <= 14:
                     groups.append([i, j])
                     for k in range(n):
-                        if k not in (i, j) and follows(pieces[j], pieces[k]) and \
-                                len(pieces[i].text + pieces[j].text + pieces[k].text) <= 14:
+                        if (
+                            k not in (i, j)
+                            and follows(pieces[j], pieces[k])
+                            and len(pieces[i].text + pieces[j].text + pieces[k].text) <= 14
+                        ):
                             groups.append([i, j, k])
         return [g for g in groups if 9 <= sum(len(pieces[x].text) for x in g) <= 14]
 
@@ -357,25 +366,58 @@ class ContainerReader:
                 # valid only through the 10 -> 0 fold, which owners avoid: prefer a single
                 # substitution that validates without it; either way an officer looks
                 other = iso6346.correct(d11.text, alts, max_changes=1, avoid_ten=True)
-                return _Cand((1, cost), ContainerRead(other or d11.text, True, corrected=other is not None,
-                                                      confidence=round(conf * 0.8, 4), box=box,
-                                                      char_confidences=d11.char_conf))
+                return _Cand(
+                    (1, cost),
+                    ContainerRead(
+                        other or d11.text,
+                        True,
+                        corrected=other is not None,
+                        confidence=round(conf * 0.8, 4),
+                        box=box,
+                        char_confidences=d11.char_conf,
+                    ),
+                )
             if iso6346.is_valid(d11.text):
                 ok = conf >= self.confirm_char_conf and cost <= self.confirm_max_cost
-                return _Cand((0, cost), ContainerRead(d11.text, True, confidence=conf, box=box,
-                                                      status=CONFIRMED if ok else LOW_CONFIDENCE,
-                                                      char_confidences=d11.char_conf))
+                return _Cand(
+                    (0, cost),
+                    ContainerRead(
+                        d11.text,
+                        True,
+                        confidence=conf,
+                        box=box,
+                        status=CONFIRMED if ok else LOW_CONFIDENCE,
+                        char_confidences=d11.char_conf,
+                    ),
+                )
             fixed = iso6346.correct(d11.text, alts, max_changes=1)
             if fixed is not None:
-                return _Cand((1, cost), ContainerRead(fixed, True, corrected=True, confidence=round(conf * 0.8, 4),
-                                                      box=box, char_confidences=d11.char_conf))
+                return _Cand(
+                    (1, cost),
+                    ContainerRead(
+                        fixed,
+                        True,
+                        corrected=True,
+                        confidence=round(conf * 0.8, 4),
+                        box=box,
+                        char_confidences=d11.char_conf,
+                    ),
+                )
         d10 = ctc.best_path(mat, CONTAINER_10, index, folded=True)
         if d10 is not None and free - d10.logp <= self.max_cost and d10.confidence >= self.min_char_conf:
             cost = free - d10.logp
             num = d10.text + str(iso6346.check_digit(d10.text))
-            return _Cand((2, cost), ContainerRead(num, True, check_digit_inferred=True,
-                                                  confidence=round(_conf(d10, cost) * 0.7, 4), box=box,
-                                                  char_confidences=d10.char_conf))
+            return _Cand(
+                (2, cost),
+                ContainerRead(
+                    num,
+                    True,
+                    check_digit_inferred=True,
+                    confidence=round(_conf(d10, cost) * 0.7, 4),
+                    box=box,
+                    char_confidences=d10.char_conf,
+                ),
+            )
         return None
 
     def _assemble(self, pieces: list[_Piece], extra: list[_Cand], size_pieces: list[_Piece]) -> list[ContainerRead]:
@@ -385,8 +427,12 @@ class ContainerReader:
             for x in g:
                 parts += [pieces[x].probs, _blank_row(2, pieces[x].probs.shape[1])]
             mat = np.concatenate(parts[:-1])
-            box = (min(pieces[x].box[0] for x in g), min(pieces[x].box[1] for x in g),
-                   max(pieces[x].box[2] for x in g), max(pieces[x].box[3] for x in g))
+            box = (
+                min(pieces[x].box[0] for x in g),
+                min(pieces[x].box[1] for x in g),
+                max(pieces[x].box[2] for x in g),
+                max(pieces[x].box[3] for x in g),
+            )
             c = self._decode_number(mat, box)
             if c is not None:
                 cands.append(c)

@@ -30,8 +30,17 @@ from typing import TypedDict
 
 from .grammar import normalise
 
-__all__ = ["ImagePrediction", "KindScore", "LabelRow", "Prediction", "Score", "load_labels", "percentile",
-           "score", "write_contact_sheet"]
+__all__ = [
+    "ImagePrediction",
+    "KindScore",
+    "LabelRow",
+    "Prediction",
+    "Score",
+    "load_labels",
+    "percentile",
+    "score",
+    "write_contact_sheet",
+]
 
 
 class LabelRow(TypedDict):
@@ -47,9 +56,10 @@ class Prediction(TypedDict):
     box: list[int] | None
 
 
-class ImagePrediction(TypedDict):
+class ImagePrediction(TypedDict, total=False):
     file: str
     ms: float
+    cpu_ms: float  # process CPU time, all threads: less sensitive to other load than ``ms``
     reads: list[Prediction]
 
 
@@ -62,8 +72,14 @@ class KindScore:
     nothing: int = 0
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"n": self.n, "exact": self.exact, "accuracy": round(self.exact / self.n, 4) if self.n else 0.0,
-                "confirmed": self.confirmed, "confident_wrong": self.confident_wrong, "nothing": self.nothing}
+        return {
+            "n": self.n,
+            "exact": self.exact,
+            "accuracy": round(self.exact / self.n, 4) if self.n else 0.0,
+            "confirmed": self.confirmed,
+            "confident_wrong": self.confident_wrong,
+            "nothing": self.nothing,
+        }
 
 
 @dataclass
@@ -75,9 +91,13 @@ class Score:
     latency_ms: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
-        return {"overall": self.overall.as_dict(), "per_kind": {k: v.as_dict() for k, v in self.per_kind.items()},
-                "all_labels": {"correct": self.all_labels[0], "n": self.all_labels[1]},
-                "latency_ms": self.latency_ms, "misses": self.misses}
+        return {
+            "overall": self.overall.as_dict(),
+            "per_kind": {k: v.as_dict() for k, v in self.per_kind.items()},
+            "all_labels": {"correct": self.all_labels[0], "n": self.all_labels[1]},
+            "latency_ms": self.latency_ms,
+            "misses": self.misses,
+        }
 
 
 def load_labels(d: Path) -> list[LabelRow]:
@@ -112,14 +132,26 @@ def score(rows: Sequence[LabelRow], preds: Sequence[ImagePrediction]) -> Score:
         hit_all += sum(lb in texts for lb in labels)
         n_all += len(labels)
         if not exact or wrong:
-            s.misses.append({"file": row["file"], "kind": row["kind"], "label": labels[0],
-                             "reads": [f"{r['text']} ({r['status']}, {r['confidence']:.2f})" for r in p["reads"]],
-                             "confident_wrong": wrong,
-                             "box": next((r["box"] for r in p["reads"] if r["box"]), None)})
+            s.misses.append(
+                {
+                    "file": row["file"],
+                    "kind": row["kind"],
+                    "label": labels[0],
+                    "reads": [f"{r['text']} ({r['status']}, {r['confidence']:.2f})" for r in p["reads"]],
+                    "confident_wrong": wrong,
+                    "box": next((r["box"] for r in p["reads"] if r["box"]), None),
+                }
+            )
     s.all_labels = (hit_all, n_all)
     lat = [p["ms"] for p in preds]
-    s.latency_ms = {"p50": round(percentile(lat, 0.5), 1), "p95": round(percentile(lat, 0.95), 1),
-                    "max": round(max(lat), 1) if lat else 0.0}
+    s.latency_ms = {
+        "p50": round(percentile(lat, 0.5), 1),
+        "p95": round(percentile(lat, 0.95), 1),
+        "max": round(max(lat), 1) if lat else 0.0,
+    }
+    cpu = [p["cpu_ms"] for p in preds if "cpu_ms" in p]
+    if cpu:
+        s.latency_ms |= {"cpu_p50": round(percentile(cpu, 0.5), 1), "cpu_p95": round(percentile(cpu, 0.95), 1)}
     return s
 
 
@@ -137,7 +169,7 @@ def write_contact_sheet(path: Path, image_dir: Path, title: str, misses: Sequenc
         if isinstance(box, list) and len(box) == 4:
             x1, y1, x2, y2 = (int(v) for v in box)
             mx, my = (x2 - x1) // 2 + 8, (y2 - y1) + 8
-            img = img[max(0, y1 - my):y2 + my, max(0, x1 - mx):x2 + mx]
+            img = img[max(0, y1 - my) : y2 + my, max(0, x1 - mx) : x2 + mx]
         scale = min(1.0, 360 / max(img.shape[:2]))
         if scale < 1:
             img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -149,12 +181,18 @@ def write_contact_sheet(path: Path, image_dir: Path, title: str, misses: Sequenc
         read_txt = "<br>".join(html.escape(str(r)) for r in reads) if isinstance(reads, list) and reads else "nothing"
         wrong = m.get("confident_wrong")
         flag = ' class="wrong"' if wrong else ""
-        cells.append(f'<figure{flag}><img src="{src}"><figcaption><b>{html.escape(str(m["file"]))}</b> '
-                     f'({html.escape(str(m["kind"]))})<br>expected <code>{html.escape(str(m["label"]))}</code>'
-                     f"<br>read <code>{read_txt}</code></figcaption></figure>")
+        cells.append(
+            f'<figure{flag}><img src="{src}"><figcaption><b>{html.escape(str(m["file"]))}</b> '
+            f"({html.escape(str(m['kind']))})<br>expected <code>{html.escape(str(m['label']))}</code>"
+            f"<br>read <code>{read_txt}</code></figcaption></figure>"
+        )
     path.write_text(
         "<!doctype html><meta charset=utf-8><title>" + html.escape(title) + "</title><style>"
         "body{font-family:sans-serif}figure{display:inline-block;vertical-align:top;margin:6px;padding:6px;"
         "border:1px solid #ccc;max-width:380px}figure.wrong{border:3px solid #c00}img{max-width:360px}"
-        "</style><h1>" + html.escape(title) + f"</h1><p>{len(cells)} misses; red border = confidently wrong.</p>"
-        + "".join(cells), encoding="utf-8")
+        "</style><h1>"
+        + html.escape(title)
+        + f"</h1><p>{len(cells)} misses; red border = confidently wrong.</p>"
+        + "".join(cells),
+        encoding="utf-8",
+    )

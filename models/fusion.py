@@ -139,13 +139,15 @@ def fuse_containers(reads: Iterable[ContainerRead]) -> list[ContainerIdentity]:
             groups.append([r])
     out: list[ContainerIdentity] = []
     for g in groups:
-        t = _tally([(r.number, r.confidence, r.status == CONFIRMED,
-                     not (r.check_digit_inferred or r.corrected)) for r in g])
+        t = _tally(
+            [(r.number, r.confidence, r.status == CONFIRMED, not (r.check_digit_inferred or r.corrected)) for r in g]
+        )
         if t is None:
             continue
         mine = [r for r in g if r.number == t.key]
         iso = next((r.iso_type for r in mine if r.iso_type), None)
-        out.append(ContainerIdentity(t.key, t.confidence, t.votes, all(r.check_digit_inferred for r in mine),
-                                     t.status, iso))
+        out.append(
+            ContainerIdentity(t.key, t.confidence, t.votes, all(r.check_digit_inferred for r in mine), t.status, iso)
+        )
     out.sort(key=lambda i: (-i.votes, -i.confidence))
     return out

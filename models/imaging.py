@@ -11,8 +11,18 @@ import numpy.typing as npt
 from . import ctc
 from .onnx_ocr import crop_quad
 
-__all__ = ["BBox", "Image", "bbox_of", "blank_rows", "decode_image", "iou", "overlaps", "quad_of", "rectify",
-           "unconstrained_logp"]
+__all__ = [
+    "BBox",
+    "Image",
+    "bbox_of",
+    "blank_rows",
+    "decode_image",
+    "iou",
+    "overlaps",
+    "quad_of",
+    "rectify",
+    "unconstrained_logp",
+]
 
 Image = npt.NDArray[np.uint8]
 Matrix = npt.NDArray[np.float32]
@@ -55,7 +65,7 @@ def crop_box(img: Image, b: BBox, *, mx: float = 0.0, my: float = 0.0) -> Image:
     w, h = x2 - x1, y2 - y1
     H, W = img.shape[:2]
     ya, yb = max(0, int(y1 - my * h)), min(H, int(y2 + my * h))
-    out: Image = img[ya:yb, max(0, int(x1 - mx * w)):min(W, int(x2 + mx * w))]
+    out: Image = img[ya:yb, max(0, int(x1 - mx * w)) : min(W, int(x2 + mx * w))]
     return out
 
 

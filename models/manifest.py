@@ -59,9 +59,14 @@ def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, Any]:
 def spec(name: str, manifest: dict[str, Any] | None = None) -> ModelSpec:
     m = manifest or load_manifest()
     entry = m["models"][name]
-    return ModelSpec(name=name, file=entry["file"], sha256=entry["sha256"], licence=entry["licence"],
-                     source=f"{m['origin_package']}=={m['origin_package_version']}:{entry['origin_path']}",
-                     input=entry["input"])
+    return ModelSpec(
+        name=name,
+        file=entry["file"],
+        sha256=entry["sha256"],
+        licence=entry["licence"],
+        source=f"{m['origin_package']}=={m['origin_package_version']}:{entry['origin_path']}",
+        input=entry["input"],
+    )
 
 
 def package_model_dir(manifest: dict[str, Any] | None = None) -> Path:
@@ -76,7 +81,8 @@ def package_model_dir(manifest: dict[str, Any] | None = None) -> Path:
     if not path.is_dir():
         raise ModelMissingError(
             f"OCR weights folder {path} is not installed; reinstall portlane from a wheel or source tree "
-            "that includes models/weights")
+            "that includes models/weights"
+        )
     return path
 
 
@@ -102,5 +108,6 @@ def resolve(name: str, *, model_dir: Path | None = None, manifest: dict[str, Any
     if digest != s.sha256:
         raise ModelHashError(
             f"model {name!r}: {path} has sha256 {digest}, manifest says {s.sha256} ({s.source}); "
-            "refusing to load a file that is not the audited one")
+            "refusing to load a file that is not the audited one"
+        )
     return path

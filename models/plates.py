@@ -138,8 +138,10 @@ class PlateReader:
             bw, bh = b[2] - b[0], b[3] - b[1]
             aspect = bw / max(1, bh)
             if aspect < 2.8:  # two-row plate (440 × 220 mm): read as upper row + lower row
-                crops += [crop_box(view, _upper_bands(b)[0]),
-                          crop_box(view, (b[0], b[1] + int(0.40 * bh), b[2], b[3]), mx=0.02, my=0.04)]
+                crops += [
+                    crop_box(view, _upper_bands(b)[0]),
+                    crop_box(view, (b[0], b[1] + int(0.40 * bh), b[2], b[3]), mx=0.02, my=0.04),
+                ]
                 cands.append(_Cand(b, (len(crops) - 2, len(crops) - 1), "colour2", group=1000 + g))
             # a small or tilted single-row plate can look as square as a two-row one: read both ways
             if aspect >= 1.6 and not any(overlaps(b, lb, 0.6) for lb in line_boxes):
@@ -168,16 +170,18 @@ class PlateReader:
                 r, cost = got
                 x1, y1, x2, y2 = c.box
                 box = (x1 + off[0], y1 + off[1], x2 + off[0], y2 + off[1])
-                found.append((PlateRead(r.text, r.kind, r.confidence, box, r.char_confidences, r.status),
-                              cost, c.group))
+                found.append(
+                    (PlateRead(r.text, r.kind, r.confidence, box, r.char_confidences, r.status), cost, c.group)
+                )
         best: dict[int, float] = {}
         for _r, cost, g in found:
             if g >= 0:
                 best[g] = min(cost, best.get(g, math.inf))
         return [r for r, cost, g in found if g < 0 or cost == best[g]]
 
-    def _decode(self, probs: Matrix, *, kinds: tuple[str, ...] | None = None,
-                upper_frames: int | None = None) -> tuple[PlateRead, float] | None:
+    def _decode(
+        self, probs: Matrix, *, kinds: tuple[str, ...] | None = None, upper_frames: int | None = None
+    ) -> tuple[PlateRead, float] | None:
         """Best grammar read of a matrix and its grammar cost (nats below the free best path).
 
         ``upper_frames``: the matrix is a two-row plate, upper row first: a template is accepted
@@ -216,12 +220,21 @@ class PlateReader:
         kind = grammar.classify(d.text) or kind
         conf = min(1.0, d.confidence * math.exp(-cost / 4))
         hanzi = [c for ch, c in zip(d.text, d.char_conf, strict=True) if not ch.isascii()]
-        ok = (conf >= self.confirm_char_conf and cost <= self.confirm_max_cost
-              and all(c >= self.confirm_province_conf for c in hanzi))
+        ok = (
+            conf >= self.confirm_char_conf
+            and cost <= self.confirm_max_cost
+            and all(c >= self.confirm_province_conf for c in hanzi)
+        )
         if kind in ("hk", "macau") and "cn" in self.kinds and upper_frames is None and _mainland_lower_row(d.text):
             ok = False  # five marks that are also the lower row of a mainland two-row plate: ambiguous
-        return PlateRead(grammar.render_canonical(d.text, kind), kind, round(conf, 4), None, d.char_conf,
-                         CONFIRMED if ok else LOW_CONFIDENCE), cost
+        return PlateRead(
+            grammar.render_canonical(d.text, kind),
+            kind,
+            round(conf, 4),
+            None,
+            d.char_conf,
+            CONFIRMED if ok else LOW_CONFIDENCE,
+        ), cost
 
     def _check_framings(self, view: Image, reads: list[PlateRead], off: tuple[int, int]) -> list[PlateRead]:
         """Re-read the (at most two) largest confirmed single-line plates in a wider framing and
@@ -234,8 +247,14 @@ class PlateReader:
         """
         todo: dict[str, PlateRead] = {}
         for r in sorted(reads, key=lambda r: -(r.box[2] - r.box[0]) if r.box else 0):
-            if r.status == CONFIRMED and r.box is not None and not r.text[0].isascii() and len(todo) < 2 \
-                    and r.text not in todo and (r.box[2] - r.box[0]) >= 1.8 * (r.box[3] - r.box[1]):
+            if (
+                r.status == CONFIRMED
+                and r.box is not None
+                and not r.text[0].isascii()
+                and len(todo) < 2
+                and r.text not in todo
+                and (r.box[2] - r.box[0]) >= 1.8 * (r.box[3] - r.box[1])
+            ):
                 todo[r.text] = r
         if not todo:
             return reads
@@ -257,14 +276,28 @@ class PlateReader:
                 same = got is not None and got[0].text[0] == r.text[0]
                 probs.append(got[0].char_confidences[0] if got is not None and same else 0.0)
                 if got is not None and got[0].text != r.text:
-                    out.append(PlateRead(got[0].text, got[0].kind, got[0].confidence, r.box,
-                                         got[0].char_confidences, got[0].status))
+                    out.append(
+                        PlateRead(
+                            got[0].text, got[0].kind, got[0].confidence, r.box, got[0].char_confidences, got[0].status
+                        )
+                    )
             province[r.text] = sum(probs) / len(probs)
         # the read's confidence is capped by its province's mean over the framings
-        return [r if r.text not in province else PlateRead(
-            r.text, r.kind, round(min(r.confidence, province[r.text]), 4), r.box, r.char_confidences,
-            r.status if province[r.text] >= max(self.confirm_province_conf, self.confirm_char_conf)
-            else LOW_CONFIDENCE) for r in out]
+        return [
+            r
+            if r.text not in province
+            else PlateRead(
+                r.text,
+                r.kind,
+                round(min(r.confidence, province[r.text]), 4),
+                r.box,
+                r.char_confidences,
+                r.status
+                if province[r.text] >= max(self.confirm_province_conf, self.confirm_char_conf)
+                else LOW_CONFIDENCE,
+            )
+            for r in out
+        ]
 
     # -- tight crops ---------------------------------------------------------------------------
     def _read_tight(self, img: Image) -> list[PlateRead]:
@@ -274,8 +307,8 @@ class PlateReader:
         cands = [_Cand(box, (0,), "tight")]
         if w / h < 2.8:  # a two-row plate cropped tight: rows framed a little differently
             for up in _upper_bands(box):
-                for lo in (img[int(0.38 * h):], img[int(0.46 * h):]):
-                    crops += [img[up[1]:up[3], up[0]:up[2]], lo]
+                for lo in (img[int(0.38 * h) :], img[int(0.46 * h) :]):
+                    crops += [img[up[1] : up[3], up[0] : up[2]], lo]
                     cands.append(_Cand(box, (len(crops) - 2, len(crops) - 1), "tight2", group=0))
         mats = self.engine.rec(crops)
         return _vote(self._decode_candidates(cands, mats, (0, 0)))
@@ -361,8 +394,9 @@ def _colour_regions(img: Image, limit: int) -> list[BBox]:
         return []
     H, W = img.shape[:2]
     s = min(1.0, COLOUR_SIDE / max(H, W))
-    small = cv2.resize(img, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA) if s < 1 \
-        else img
+    small = (
+        cv2.resize(img, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA) if s < 1 else img
+    )
     hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
     sh, sw = small.shape[:2]
     k = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, sw // 160), max(3, sw // 320)))
@@ -393,15 +427,25 @@ def _vote(reads: list[PlateRead]) -> list[PlateRead]:
     with their confidence. A winner contradicted by another full-length read of the same region
     (another framing, another detector) is ``low_confidence``: disagreement lowers confidence.
     """
-    reads = [r for r in reads if not any(
-        len(o.text) > len(r.text) and o.text.endswith(r.text) and o.box is not None and r.box is not None
-        and overlaps(r.box, o.box, 0.7) for o in reads)]
+    reads = [
+        r
+        for r in reads
+        if not any(
+            len(o.text) > len(r.text)
+            and o.text.endswith(r.text)
+            and o.box is not None
+            and r.box is not None
+            and overlaps(r.box, o.box, 0.7)
+            for o in reads
+        )
+    ]
     reads.sort(key=lambda r: (r.status != CONFIRMED, -len(r.text), -r.confidence))
     clusters: list[list[PlateRead]] = []
     for r in reads:
         for cl in clusters:
-            if any(k.text == r.text or (k.box is not None and r.box is not None and overlaps(r.box, k.box))
-                   for k in cl):
+            if any(
+                k.text == r.text or (k.box is not None and r.box is not None and overlaps(r.box, k.box)) for k in cl
+            ):
                 cl.append(r)
                 break
         else:
@@ -412,8 +456,11 @@ def _vote(reads: list[PlateRead]) -> list[PlateRead]:
         for r in cl:
             score[r.text] = score.get(r.text, 0.0) + r.confidence
         win = cl[0]
-        rivals = [r for r in cl if r.text != win.text and len(r.text) == len(win.text)
-                  and score[r.text] >= 0.25 * score[win.text]]
+        rivals = [
+            r
+            for r in cl
+            if r.text != win.text and len(r.text) == len(win.text) and score[r.text] >= 0.25 * score[win.text]
+        ]
         if rivals and win.status == CONFIRMED:
             win = PlateRead(win.text, win.kind, win.confidence, win.box, win.char_confidences, LOW_CONFIDENCE)
         kept.append(win)

@@ -17,8 +17,14 @@ from portlane.sim_devices.render import render_container, render_plate, render_p
 
 _ROOT = Path(__file__).resolve().parents[1]
 #: ``shared/data`` beside the checkout (CI) or beside the worktree folder (developers)
-DEV = next((p for p in (_ROOT.parent / "shared" / "data", _ROOT.parent.parent / "shared" / "data")
-            if (p / "containers" / "labels.csv").exists()), _ROOT.parent / "shared" / "data")
+DEV = next(
+    (
+        p
+        for p in (_ROOT.parent / "shared" / "data", _ROOT.parent.parent / "shared" / "data")
+        if (p / "containers" / "labels.csv").exists()
+    ),
+    _ROOT.parent / "shared" / "data",
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +48,10 @@ def containers(engine):
     return ContainerReader(engine)
 
 
-@pytest.mark.parametrize(("text", "kind"), [("粤BEK599", "cn_yellow"), ("沪AN9241", "cn_yellow"),
-                                            ("京A1234挂", "cn_yellow"), ("NU807", "hk_rear")])
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [("粤BEK599", "cn_yellow"), ("沪AN9241", "cn_yellow"), ("京A1234挂", "cn_yellow"), ("NU807", "hk_rear")],
+)
 def test_two_row_plate_is_read_whole_and_in_order(plates, text: str, kind: str) -> None:
     img = render_plate_two_rows(text, kind, seed=3, noise=4, blur=0.7)
     assert [r.text for r in plates.read(img)][:1] == [text]
@@ -51,7 +59,7 @@ def test_two_row_plate_is_read_whole_and_in_order(plates, text: str, kind: str) 
     # also a valid Hong Kong mark for the mainland plates) must not be what comes back
     frame = np.full((720, 1280, 3), 110, np.uint8)
     small = cv2.resize(img, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
-    frame[400:400 + small.shape[0], 600:600 + small.shape[1]] = small
+    frame[400 : 400 + small.shape[0], 600 : 600 + small.shape[1]] = small
     got = [r.text for r in plates.read(frame)]
     assert got[:1] == [text]
 
@@ -59,7 +67,7 @@ def test_two_row_plate_is_read_whole_and_in_order(plates, text: str, kind: str) 
 def test_lower_row_alone_is_never_a_confirmed_hong_kong_mark(plates) -> None:
     img = render_plate_two_rows("粤BEK599", "cn_yellow", seed=5)
     h = img.shape[0]
-    lower = img[int(0.45 * h):]  # the upper row cut away: "EK599" fits the HK grammar
+    lower = img[int(0.45 * h) :]  # the upper row cut away: "EK599" fits the HK grammar
     reads = plates.read(lower)
     assert all(r.status == "low_confidence" for r in reads if r.kind == "hk")
 
@@ -81,15 +89,19 @@ def test_vertical_code_is_found_as_a_column_of_glyphs(containers) -> None:
     tile, starts = tile_column(img, cols[0])
     assert tile.shape[1] > tile.shape[0] * 5 and len(starts) == len(cols[0].glyphs)
     [read] = containers.read(img)[:1]
-    assert read.number == "MSCU5006271" and (read.owner, read.category, read.serial, read.check) == \
-        ("MSC", "U", "500627", "1")
+    assert read.number == "MSCU5006271" and (read.owner, read.category, read.serial, read.check) == (
+        "MSC",
+        "U",
+        "500627",
+        "1",
+    )
 
 
 def test_corrected_or_inferred_numbers_are_never_confirmed(containers) -> None:
     img = render_container("CSQU3054383", "horizontal", seed=5)
     w = img.shape[1]
     cut = img.copy()
-    cut[:, int(w * 0.78):] = cut[2, 2]  # the boxed check digit painted over
+    cut[:, int(w * 0.78) :] = cut[2, 2]  # the boxed check digit painted over
     [r] = containers.read(cut)[:1]
     assert r.check_digit_inferred and r.status == "low_confidence"
     wrong = render_container("CSQU3054384", "horizontal", seed=6)  # painted with a wrong check digit
@@ -108,7 +120,7 @@ async def test_worker_reads_only_the_camera_region_of_interest() -> None:
 
     frame = np.full((720, 1280, 3), 100, np.uint8)
     plate = render_plate("粤B12345", "cn_blue", seed=2, height=60)
-    frame[500:500 + plate.shape[0], 100:100 + plate.shape[1]] = plate
+    frame[500 : 500 + plate.shape[0], 100 : 100 + plate.shape[1]] = plate
     jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
     async with RecognitionWorker(threads=1) as w:
         rois = [(0, 400, 700, 720), (700, 0, 1280, 720), (-50, 0, 9999, 9999)]
@@ -122,18 +134,26 @@ async def test_worker_reads_only_the_camera_region_of_interest() -> None:
 
 
 def test_eval_counts_confidently_wrong_reads_apart() -> None:
-    rows = [LabelRow(file="a", text="粤B12345", kind="k"), LabelRow(file="b", text="粤B12345|AB123", kind="k"),
-            LabelRow(file="c", text="粤B12345", kind="k"), LabelRow(file="d", text="粤B12345", kind="j")]
+    rows = [
+        LabelRow(file="a", text="粤B12345", kind="k"),
+        LabelRow(file="b", text="粤B12345|AB123", kind="k"),
+        LabelRow(file="c", text="粤B12345", kind="k"),
+        LabelRow(file="d", text="粤B12345", kind="j"),
+    ]
 
     def p(f: str, *reads: tuple[str, str]) -> ImagePrediction:
-        return ImagePrediction(file=f, ms=10.0, reads=[{"text": t, "status": s, "confidence": 0.9, "box": None}
-                                                      for t, s in reads])
+        return ImagePrediction(
+            file=f, ms=10.0, reads=[{"text": t, "status": s, "confidence": 0.9, "box": None} for t, s in reads]
+        )
 
-    preds = [p("a", ("粤B12345", "confirmed")), p("b", ("粤B12345", "low_confidence"), ("AB123", "confirmed")),
-             p("c", ("粤B12346", "confirmed")), p("d", ("粤B12346", "low_confidence"))]
+    preds = [
+        p("a", ("粤B12345", "confirmed")),
+        p("b", ("粤B12345", "low_confidence"), ("AB123", "confirmed")),
+        p("c", ("粤B12346", "confirmed")),
+        p("d", ("粤B12346", "low_confidence")),
+    ]
     s = score(rows, preds).as_dict()
-    assert s["overall"] == {"n": 4, "exact": 2, "accuracy": 0.5, "confirmed": 1, "confident_wrong": 1,
-                            "nothing": 0}
+    assert s["overall"] == {"n": 4, "exact": 2, "accuracy": 0.5, "confirmed": 1, "confident_wrong": 1, "nothing": 0}
     assert s["per_kind"]["j"]["confident_wrong"] == 0
     assert [m["file"] for m in s["misses"]] == ["c", "d"]
 
@@ -150,9 +170,21 @@ def test_development_set_guard(plates, containers) -> None:
         preds = []
         for row in rows:
             reads = reader.read(cv2.imread(str(d / row["file"])))
-            preds.append(ImagePrediction(file=row["file"], ms=0.0, reads=[
-                {"text": getattr(r, "number", None) or r.text, "status": r.status, "confidence": r.confidence,
-                 "box": None} for r in reads]))
+            preds.append(
+                ImagePrediction(
+                    file=row["file"],
+                    ms=0.0,
+                    reads=[
+                        {
+                            "text": getattr(r, "number", None) or r.text,
+                            "status": r.status,
+                            "confidence": r.confidence,
+                            "box": None,
+                        }
+                        for r in reads
+                    ],
+                )
+            )
         out[kind] = score([LabelRow(file=r["file"], text=r["text"], kind=r["kind"]) for r in rows], preds).overall
     assert out["containers"].confident_wrong == 0 and out["containers"].exact >= 0.95 * out["containers"].n
     # plates: one known confidently wrong province (p0012, see docs/recognition.md "not met")

@@ -56,8 +56,12 @@ def test_containers_whose_check_digit_failed_never_vote() -> None:
 
 
 def test_two_boxes_on_one_truck_are_two_identities_and_misreads_are_rivals() -> None:
-    frames = [[_c("CSQU3054383", 0.9), _c("TRHU2599469", 0.9)], [_c("CSQU3054383", 0.85)],
-              [_c("TRHU2599469", 0.9)], [_c("TRHU2599496", 0.8)]]  # transposed digits: same box
+    frames = [
+        [_c("CSQU3054383", 0.9), _c("TRHU2599469", 0.9)],
+        [_c("CSQU3054383", 0.85)],
+        [_c("TRHU2599469", 0.9)],
+        [_c("TRHU2599496", 0.8)],
+    ]  # transposed digits: same box
     out = fuse_reads("container", frames)
     assert [r["number"] for r in out] == ["CSQU3054383", "TRHU2599469"]
     assert out[0]["status"] == C and out[1]["status"] == L
@@ -97,5 +101,12 @@ def test_lane_side_of_recognition_imports_no_heavy_libraries() -> None:
     import subprocess
 
     # In a fresh process: other tests in this one may have loaded cv2 already.
-    subprocess.run([sys.executable, "-c", "import sys, portlane.edge.recognition, portlane.edge.daemon;"
-                    "assert not {'cv2','onnxruntime','numpy'} & set(sys.modules)"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, portlane.edge.recognition, portlane.edge.daemon;"
+            "assert not {'cv2','onnxruntime','numpy'} & set(sys.modules)",
+        ],
+        check=True,
+    )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,8 +36,10 @@ from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 def register(sub: Any) -> None:
     p = sub.add_parser("ocr", help="recognise plates and container numbers in images")
     osub = p.add_subparsers(dest="ocr_command", metavar="ACTION", required=True)
-    for name, helptext in (("plate", "read licence plates (whole scenes or tight crops)"),
-                           ("container", "read ISO 6346 container numbers")):
+    for name, helptext in (
+        ("plate", "read licence plates (whole scenes or tight crops)"),
+        ("container", "read ISO 6346 container numbers"),
+    ):
         q = osub.add_parser(name, help=helptext)
         q.add_argument("images", nargs="+", metavar="IMAGE")
         q.add_argument("--json", action="store_true", help="one JSON object per line per image")
@@ -45,10 +48,18 @@ def register(sub: Any) -> None:
     e = osub.add_parser("eval", help="accuracy, confidently-wrong reads, latency and memory on DIR/labels.csv")
     e.add_argument("dir")
     e.add_argument("--json", action="store_true")
-    e.add_argument("--sheet", default=None, metavar="FILE",
-                   help="contact sheet of the misses (HTML; default ocr-misses-<DIR name>.html)")
-    e.add_argument("--split", choices=("all", "odd", "even"), default="all",
-                   help="only the odd or even rows of labels.csv (tune on one half, check on the other)")
+    e.add_argument(
+        "--sheet",
+        default=None,
+        metavar="FILE",
+        help="contact sheet of the misses (HTML; default ocr-misses-<DIR name>.html)",
+    )
+    e.add_argument(
+        "--split",
+        choices=("all", "odd", "even"),
+        default="all",
+        help="only the odd or even rows of labels.csv (tune on one half, check on the other)",
+    )
     e.add_argument("--upstream", action="store_true", help="also run the upstream RapidOCR pipeline (if installed)")
     e.add_argument("--threads", type=int, default=None)
     e.set_defaults(func=run_eval)
@@ -61,8 +72,10 @@ def _stack_error(exc: BaseException) -> str | None:
     if isinstance(exc, ModelError):
         return f"portlane ocr: {exc}"
     if isinstance(exc, ImportError):
-        return (f"portlane ocr: the recognition stack is not installed ({exc.name or exc}); "
-                "install it with: pip install 'portlane[ocr]'")
+        return (
+            f"portlane ocr: the recognition stack is not installed ({exc.name or exc}); "
+            "install it with: pip install 'portlane[ocr]'"
+        )
     return None
 
 
@@ -103,13 +116,19 @@ def run_read(args: argparse.Namespace) -> int:
 
 # --- eval -----------------------------------------------------------------------------------------
 
+
 def _eval_child(engine: str, d: str, rows: list[Any], threads: int | None, conn: Any) -> None:
     """Runs in a child process: predictions and timings for one engine, and its peak RSS."""
     import resource
 
     try:
-        conn.send(("ok", _eval_engine(engine, Path(d), rows, threads),
-                   resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+        conn.send(
+            (
+                "ok",
+                _eval_engine(engine, Path(d), rows, threads),
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            )
+        )
     except Exception as exc:  # reported to the parent, which prints it
         conn.send(("error", _stack_error(exc) or f"{type(exc).__name__}: {exc}", 0.0))
     finally:
@@ -130,12 +149,25 @@ def _eval_engine(engine: str, d: Path, rows: list[Any], threads: int | None) -> 
         reader.read(cv2.imread(str(d / rows[0]["file"])))  # warm-up
         for row in rows:
             img = cv2.imread(str(d / row["file"]))
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             reads = reader.read(img)
-            ms = (time.perf_counter() - t0) * 1000
-            out.append({"file": row["file"], "ms": ms, "reads": [
-                {"text": getattr(r, "number", None) or r.text, "status": r.status,
-                 "confidence": float(r.confidence), "box": list(r.box) if r.box else None} for r in reads]})
+            ms, cpu = (time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000
+            out.append(
+                {
+                    "file": row["file"],
+                    "ms": ms,
+                    "cpu_ms": cpu,
+                    "reads": [
+                        {
+                            "text": getattr(r, "number", None) or r.text,
+                            "status": r.status,
+                            "confidence": float(r.confidence),
+                            "box": list(r.box) if r.box else None,
+                        }
+                        for r in reads
+                    ],
+                }
+            )
         return out
     from portlane.models.grammar import normalise
     from rapidocr_onnxruntime import RapidOCR  # upstream pipeline, defaults as in its README
@@ -153,8 +185,15 @@ def _eval_engine(engine: str, d: Path, rows: list[Any], threads: int | None) -> 
         for i in range(len(lines)):
             for j in range(i + 2, min(len(lines), i + 4) + 1):
                 texts.add("".join(lines[i:j]))
-        out.append({"file": row["file"], "ms": ms, "reads": [
-            {"text": t, "status": "low_confidence", "confidence": 0.0, "box": None} for t in sorted(texts)]})
+        out.append(
+            {
+                "file": row["file"],
+                "ms": ms,
+                "reads": [
+                    {"text": t, "status": "low_confidence", "confidence": 0.0, "box": None} for t in sorted(texts)
+                ],
+            }
+        )
     return out
 
 
@@ -170,12 +209,18 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"{d}: cannot read labels.csv: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.split != "all":
-        rows = rows[(0 if args.split == "odd" else 1)::2]
+        rows = rows[(0 if args.split == "odd" else 1) :: 2]
     if not rows:
         print(f"{d}/labels.csv has no rows", file=sys.stderr)
         return EXIT_USAGE
     ctx = mp.get_context("spawn")
-    report: dict[str, Any] = {"dir": str(d), "images": len(rows), "split": args.split, "engines": {}}
+    report: dict[str, Any] = {
+        "dir": str(d),
+        "images": len(rows),
+        "split": args.split,
+        "engines": {},
+        "load_1min": os.getloadavg()[0],
+    }
     rc = EXIT_OK
     for engine in ("ours", "upstream") if args.upstream else ("ours",):
         parent, child = ctx.Pipe(duplex=False)
@@ -209,8 +254,10 @@ def _print_report(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     engines = report["engines"]
-    t = Table(title=f"{report['dir']} — {report['images']} images ({report['split']}); "
-                    "exact / confirmed / confidently wrong / nothing read")
+    t = Table(
+        title=f"{report['dir']} — {report['images']} images ({report['split']}); "
+        f"exact / confirmed / confidently wrong / nothing read; 1-min load {report['load_1min']:.1f}"
+    )
     t.add_column("")
     for name in engines:
         t.add_column(name, justify="right")
@@ -220,17 +267,30 @@ def _print_report(report: dict[str, Any]) -> None:
         return "error" if "error" in e else str(f(e))
 
     def fig(k: dict[str, Any]) -> str:
-        return (f"{k['exact']}/{k['n']} ({k['accuracy']:.1%}) · {k['confirmed']} · {k['confident_wrong']}"
-                f" · {k['nothing']}")
+        return (
+            f"{k['exact']}/{k['n']} ({k['accuracy']:.1%}) · {k['confirmed']} · {k['confident_wrong']} · {k['nothing']}"
+        )
 
     for k in kinds:
-        t.add_row(k, *(cell(e, lambda e, k=k: fig(e["per_kind"][k]) if k in e["per_kind"] else "-")
-                       for e in engines.values()))
+        t.add_row(
+            k, *(cell(e, lambda e, k=k: fig(e["per_kind"][k]) if k in e["per_kind"] else "-") for e in engines.values())
+        )
     t.add_row("overall", *(cell(e, lambda e: fig(e["overall"])) for e in engines.values()))
     t.add_row("CONFIDENTLY WRONG", *(cell(e, lambda e: e["overall"]["confident_wrong"]) for e in engines.values()))
     t.add_row("all labels", *(cell(e, lambda e: "{correct}/{n}".format(**e["all_labels"])) for e in engines.values()))
-    t.add_row("latency p50 / p95 ms", *(cell(e, lambda e: "{p50} / {p95}".format(**e["latency_ms"]))
-                                        for e in engines.values()))
+    t.add_row(
+        "latency p50 / p95 ms",
+        *(cell(e, lambda e: "{p50} / {p95}".format(**e["latency_ms"])) for e in engines.values()),
+    )
+    t.add_row(
+        "CPU time p50 / p95 ms (all threads)",
+        *(
+            cell(
+                e, lambda e: "{cpu_p50} / {cpu_p95}".format(**e["latency_ms"]) if "cpu_p50" in e["latency_ms"] else "-"
+            )
+            for e in engines.values()
+        ),
+    )
     t.add_row("peak RSS MB", *(cell(e, lambda e: e["peak_rss_mb"]) for e in engines.values()))
     Console().print(t)
     for name, e in engines.items():
