@@ -19,6 +19,9 @@ kind               format                                                   cano
                    province + letter + 4 serial + 学/警/挂/领/使/试/超       ``京A1234学``
 ``cn_crossborder`` 粤Z + 4 serial + 港/澳                                    ``粤ZA123港``
 ``hk``             1–2 letters (no I, O, Q) + 1–4 digits, no leading zero   ``AB1234``
+``hk_personal``    Hong Kong personalised mark: 1–8 letters and digits       ``SPEED1``
+                   (no I, O, Q), at least one letter; a fallback only —
+                   almost any word fits, so never confirmed from one read
 ``macau``          M + letter + 4 digits, written MX-12-34                  ``MX-12-34``
 =================  ======================================================  =================
 
@@ -83,6 +86,11 @@ def _hk_templates() -> list[Template]:
     return out
 
 
+def _hk_personal_templates() -> list[Template]:
+    a = HK_LETTERS + DIGITS
+    return [(a,) * n for n in range(2, 9)]
+
+
 def _macau_templates() -> list[Template]:
     return [("M", MACAU_SECOND, DIGITS, DIGITS, DIGITS, DIGITS)]
 
@@ -91,6 +99,7 @@ GRAMMARS: dict[str, list[Template]] = {
     "cn": _cn_templates(),
     "cn_crossborder": _crossborder_templates(),
     "hk": _hk_templates(),
+    "hk_personal": _hk_personal_templates(),
     "macau": _macau_templates(),
 }
 
@@ -123,6 +132,8 @@ def classify(text: str) -> str | None:
     for kind in ("cn_crossborder", "macau", "cn", "hk"):
         if any(_matches(t, tpl) for tpl in GRAMMARS[kind]):
             return kind
+    if any(c in HK_LETTERS for c in t) and any(_matches(t, tpl) for tpl in GRAMMARS["hk_personal"]):
+        return "hk_personal"
     return None
 
 
@@ -151,5 +162,10 @@ class PlateRead:
     status: str = CONFIRMED
 
     def as_dict(self) -> dict[str, object]:
-        return {"text": self.text, "kind": self.kind, "confidence": self.confidence, "status": self.status,
-                "box": list(self.box) if self.box else None}
+        return {
+            "text": self.text,
+            "kind": self.kind,
+            "confidence": self.confidence,
+            "status": self.status,
+            "box": list(self.box) if self.box else None,
+        }

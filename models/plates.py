@@ -155,7 +155,9 @@ class PlateReader:
         return got[0] if got else None
 
     # -- decoding ----------------------------------------------------------------------------------
-    def _decode_candidates(self, cands: list[_Cand], mats: list[Matrix], off: tuple[int, int]) -> list[PlateRead]:
+    def _decode_candidates(
+        self, cands: list[_Cand], mats: list[Matrix], off: tuple[int, int], *, personal: bool = False
+    ) -> list[PlateRead]:
         found: list[tuple[PlateRead, float, int]] = []
         for c in cands:
             split = None
@@ -165,7 +167,7 @@ class PlateReader:
                 split = len(up) + 1
             else:
                 m = mats[c.parts[0]]
-            got = self._decode(m, upper_frames=split)
+            got = self._decode(m, upper_frames=split, personal=personal and split is None)
             if got is not None:
                 r, cost = got
                 x1, y1, x2, y2 = c.box
@@ -180,7 +182,12 @@ class PlateReader:
         return [r for r, cost, g in found if g < 0 or cost == best[g]]
 
     def _decode(
-        self, probs: Matrix, *, kinds: tuple[str, ...] | None = None, upper_frames: int | None = None
+        self,
+        probs: Matrix,
+        *,
+        kinds: tuple[str, ...] | None = None,
+        upper_frames: int | None = None,
+        personal: bool = False,
     ) -> tuple[PlateRead, float] | None:
         """Best grammar read of a matrix and its grammar cost (nats below the free best path).
 
@@ -207,6 +214,17 @@ class PlateReader:
                 if n_up != lead or kind == "cn_crossborder":
                     continue
             best = (d.logp, kind, d)
+        if (best is None or free - best[0] > self.max_grammar_cost) and personal and "hk" in self.kinds:
+            # a Hong Kong personalised mark: only in a crop known to be a plate (almost any word
+            # fits the grammar, so in a scene it would turn every sign into a plate), and only
+            # when no other plate grammar fits
+            best = None
+            for kind, tpl in grammar.plate_templates(("hk_personal",)):
+                if len(tpl) != n_free:
+                    continue
+                d = ctc.best_path(folded, tpl, index, folded=True)
+                if d is not None and grammar.classify(d.text) == "hk_personal" and (best is None or d.logp > best[0]):
+                    best = (d.logp, kind, d)
         if best is None:
             return None
         logp, kind, d = best
@@ -227,6 +245,8 @@ class PlateReader:
         )
         if kind in ("hk", "macau") and "cn" in self.kinds and upper_frames is None and _mainland_lower_row(d.text):
             ok = False  # five marks that are also the lower row of a mainland two-row plate: ambiguous
+        if kind == "hk_personal":
+            ok = False  # almost any word fits: an officer (or a second camera) must agree
         return PlateRead(
             grammar.render_canonical(d.text, kind),
             kind,
@@ -311,7 +331,7 @@ class PlateReader:
                     crops += [img[up[1] : up[3], up[0] : up[2]], lo]
                     cands.append(_Cand(box, (len(crops) - 2, len(crops) - 1), "tight2", group=0))
         mats = self.engine.rec(crops)
-        return _vote(self._decode_candidates(cands, mats, (0, 0)))
+        return _vote(self._decode_candidates(cands, mats, (0, 0), personal=True))
 
 
 def _mainland_lower_row(text: str) -> bool:

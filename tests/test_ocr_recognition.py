@@ -5,14 +5,13 @@ guard on the development set when it is present."""
 from __future__ import annotations
 
 import asyncio
-import csv
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from portlane.models import iso6346
-from portlane.models.evaluation import ImagePrediction, LabelRow, score
+from portlane.models.evaluation import ImagePrediction, LabelRow, load_labels, score
 from portlane.sim_devices.render import render_container, render_plate, render_plate_two_rows
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +165,7 @@ def test_development_set_guard(plates, containers) -> None:
     out = {}
     for kind, reader in (("containers", containers), ("plates", plates)):
         d = DEV / kind
-        rows = list(csv.DictReader((d / "labels.csv").open(encoding="utf-8")))
+        rows = load_labels(d)
         preds = []
         for row in rows:
             reads = reader.read(cv2.imread(str(d / row["file"])))
@@ -185,7 +184,17 @@ def test_development_set_guard(plates, containers) -> None:
                     ],
                 )
             )
-        out[kind] = score([LabelRow(file=r["file"], text=r["text"], kind=r["kind"]) for r in rows], preds).overall
+        out[kind] = score(rows, preds).overall
     assert out["containers"].confident_wrong == 0 and out["containers"].exact >= 0.95 * out["containers"].n
     # plates: one known confidently wrong province (p0012, see docs/recognition.md "not met")
     assert out["plates"].confident_wrong <= 1 and out["plates"].exact >= 0.9 * out["plates"].n
+
+
+def test_personalised_hong_kong_mark_is_read_from_a_plate_crop_but_never_confirmed(plates) -> None:
+    from portlane.models import grammar
+
+    assert grammar.classify("SPEED1") == "hk_personal" and grammar.classify("SPEEDO1") is None  # no O
+    crop = cv2.resize(render_plate("SPEED1", "hk", seed=3), (200, 58), interpolation=cv2.INTER_AREA)
+    assert [(r.text, r.kind, r.status) for r in plates.read(crop)] == [("SPEED1", "hk_personal", "low_confidence")]
+    # in a scene any word would fit: signs are not read as personalised marks
+    assert plates.read(render_container("CSQU3054383", "horizontal", seed=2)) == []

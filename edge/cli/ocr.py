@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -238,7 +239,9 @@ def run_eval(args: argparse.Namespace) -> int:
         e = scored.as_dict()
         e["peak_rss_mb"] = round(rss, 1)
         if engine == "ours" and scored.misses:
-            sheet = Path(args.sheet or f"ocr-misses-{d.resolve().name}.html")
+            # by default outside the working tree: the sheet holds crops of the evaluated images,
+            # which may not be redistributable (never commit the development set)
+            sheet = Path(args.sheet or Path(tempfile.gettempdir()) / f"portlane-ocr-misses-{d.resolve().name}.html")
             write_contact_sheet(sheet, d, f"portlane ocr eval {d} ({args.split}): misses", scored.misses)
             e["contact_sheet"] = str(sheet)
         report["engines"][engine] = e
