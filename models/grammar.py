@@ -123,16 +123,18 @@ def _matches(text: str, template: Template) -> bool:
     return len(text) == len(template) and all(c in allowed for c, allowed in zip(text, template, strict=True))
 
 
-def classify(text: str) -> str | None:
+def classify(text: str, *, personal: bool = False) -> str | None:
     """The plate kind whose grammar accepts ``text`` (any separators), or None.
 
     ``粤Z…港`` is cross-boundary even though it would also fit the generic suffix template.
+    ``personal``: also accept a Hong Kong personalised mark (``hk_personal``) when no ordinary
+    grammar does — off by default, since almost any short word fits it.
     """
     t = normalise(text)
     for kind in ("cn_crossborder", "macau", "cn", "hk"):
         if any(_matches(t, tpl) for tpl in GRAMMARS[kind]):
             return kind
-    if any(c in HK_LETTERS for c in t) and any(_matches(t, tpl) for tpl in GRAMMARS["hk_personal"]):
+    if personal and any(c in HK_LETTERS for c in t) and any(_matches(t, tpl) for tpl in GRAMMARS["hk_personal"]):
         return "hk_personal"
     return None
 

@@ -223,7 +223,11 @@ class PlateReader:
                 if len(tpl) != n_free:
                     continue
                 d = ctc.best_path(folded, tpl, index, folded=True)
-                if d is not None and grammar.classify(d.text) == "hk_personal" and (best is None or d.logp > best[0]):
+                if (
+                    d is not None
+                    and grammar.classify(d.text, personal=True) == "hk_personal"
+                    and (best is None or d.logp > best[0])
+                ):
                     best = (d.logp, kind, d)
         if best is None:
             return None

@@ -193,7 +193,8 @@ def test_development_set_guard(plates, containers) -> None:
 def test_personalised_hong_kong_mark_is_read_from_a_plate_crop_but_never_confirmed(plates) -> None:
     from portlane.models import grammar
 
-    assert grammar.classify("SPEED1") == "hk_personal" and grammar.classify("SPEEDO1") is None  # no O
+    assert grammar.classify("SPEED1", personal=True) == "hk_personal" and grammar.classify("SPEED1") is None
+    assert grammar.classify("SPEEDO1", personal=True) is None  # never I, O or Q
     crop = cv2.resize(render_plate("SPEED1", "hk", seed=3), (200, 58), interpolation=cv2.INTER_AREA)
     assert [(r.text, r.kind, r.status) for r in plates.read(crop)] == [("SPEED1", "hk_personal", "low_confidence")]
     # in a scene any word would fit: signs are not read as personalised marks
