@@ -75,18 +75,26 @@ def _order_quad(pts: np.ndarray) -> np.ndarray:
 
 
 class Detector:
-    def __init__(self, path: Path, *, threads: int | None = None, box_thresh: float = 0.5,
-                 thresh: float = 0.3, unclip_ratio: float = 1.6) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        threads: int | None = None,
+        box_thresh: float = 0.5,
+        thresh: float = 0.3,
+        unclip_ratio: float = 1.6,
+    ) -> None:
         self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.box_thresh = box_thresh
         self.thresh = thresh
         self.unclip_ratio = unclip_ratio
 
-    def __call__(self, img: np.ndarray, *, limit: int = 960) -> list[TextBox]:
-        """Text boxes in ``img`` (BGR); the longer side is scaled to at most ``limit`` pixels."""
+    def __call__(self, img: np.ndarray, *, limit: int = 960, max_area: int | None = None) -> list[TextBox]:
+        """Text boxes in ``img`` (BGR); the longer side is scaled to at most ``limit`` pixels and,
+        with ``max_area``, the input to at most that many pixels (memory and time grow with it)."""
         h, w = img.shape[:2]
-        ratio = min(1.0, limit / max(h, w))
+        ratio = min(1.0, limit / max(h, w), math.sqrt(max_area / (h * w)) if max_area else 1.0)
         rh, rw = max(32, round(h * ratio / 32) * 32), max(32, round(w * ratio / 32) * 32)
         x = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
         x = (x.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)[None]
@@ -131,7 +139,7 @@ def _mean_in_poly(prob: np.ndarray, pts: np.ndarray) -> float:
     x2, y2 = np.clip(np.ceil(pts.max(0)).astype(int), 0, [w - 1, h - 1])
     mask = np.zeros((y2 - y1 + 1, x2 - x1 + 1), np.uint8)
     cv2.fillPoly(mask, [(pts - [x1, y1]).astype(np.int32)], 1)
-    return float(cv2.mean(prob[y1:y2 + 1, x1:x2 + 1], mask)[0])
+    return float(cv2.mean(prob[y1 : y2 + 1, x1 : x2 + 1], mask)[0])
 
 
 class Recogniser:
@@ -160,8 +168,12 @@ class Recogniser:
         order = sorted(range(len(crops)), key=lambda i: widths[i])
         batches: list[list[int]] = []
         for i in order:
-            if pad and batches and len(batches[-1]) < self.batch and \
-                    max(min_w, widths[i]) <= 1.12 * max(min_w, widths[batches[-1][0]]):
+            if (
+                pad
+                and batches
+                and len(batches[-1]) < self.batch
+                and max(min_w, widths[i]) <= 1.12 * max(min_w, widths[batches[-1][0]])
+            ):
                 batches[-1].append(i)
             else:
                 batches.append([i])
