@@ -48,7 +48,7 @@ def _real(d: Path, kind: str) -> list[Image]:
     out = []
     for f in sorted((d / kind).glob("*.jpg")):
         img = cv2.imread(str(f))
-        if img is not None and img.shape[:2] == (1080, 1920):
+        if img is not None and img.shape[1] == 1920 and 1070 <= img.shape[0] <= 1080:
             out.append(img)
     return out
 

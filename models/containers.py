@@ -149,6 +149,8 @@ class ContainerReader:
     #: if every character clears this and the grammar explains the matrix this well.
     confirm_char_conf: float = 0.8
     confirm_max_cost: float = 2.0
+    #: The detector runs in overlapping strips this wide (peak memory ~40 % lower at 1280).
+    det_tile: int | None = 800
     #: Detector lines read before the rest (tallest first): enough for a door's number.
     first_lines: int = 6
     timings: dict[str, float] = field(default_factory=dict)
@@ -180,7 +182,9 @@ class ContainerReader:
                 boxes = [TextBox(np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32), 1.0)]
             else:
                 # a 4:3 or portrait photo costs no more than a 16:9 frame: peak memory follows the area
-                boxes = self.engine.det(view, limit=self.det_limit, max_area=self.det_limit**2 * 9 // 16)
+                boxes = self.engine.det(
+                    view, limit=self.det_limit, max_area=self.det_limit**2 * 9 // 16, tile=self.det_tile
+                )
             self.timings["det_ms"] = (time.perf_counter() - t0) * 1000
             t0 = time.perf_counter()
             # glyph size of a line = its box's shorter side (a vertical line's width)

@@ -36,6 +36,8 @@ __all__ = ["Detector", "OcrEngine", "Recogniser", "TextBox", "session_options"]
 REC_HEIGHT = 48
 #: Columns of input per output frame of the recogniser (its total horizontal stride).
 REC_STRIDE = 8
+#: Columns two detector strips share (the network's receptive field near a strip's edge is cut).
+TILE_OVERLAP = 192
 #: Crops narrower than this are right-padded to it (PP-OCR's training width).
 REC_MIN_WIDTH = 320
 
@@ -83,14 +85,19 @@ class Detector:
         box_thresh: float = 0.5,
         thresh: float = 0.3,
         unclip_ratio: float = 1.6,
+        tile: int | None = None,
     ) -> None:
         self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.box_thresh = box_thresh
         self.thresh = thresh
         self.unclip_ratio = unclip_ratio
+        #: inputs wider than this are run in overlapping strips (peak memory; see _run_tiled)
+        self.tile = tile
 
-    def __call__(self, img: np.ndarray, *, limit: int = 960, max_area: int | None = None) -> list[TextBox]:
+    def __call__(
+        self, img: np.ndarray, *, limit: int = 960, max_area: int | None = None, tile: int | None = None
+    ) -> list[TextBox]:
         """Text boxes in ``img`` (BGR); the longer side is scaled to at most ``limit`` pixels and,
         with ``max_area``, the input to at most that many pixels (memory and time grow with it)."""
         h, w = img.shape[:2]
@@ -98,8 +105,31 @@ class Detector:
         rh, rw = max(32, round(h * ratio / 32) * 32), max(32, round(w * ratio / 32) * 32)
         x = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
         x = (x.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)[None]
-        prob = self.session.run(None, {self.input_name: x})[0][0, 0]
+        prob = (
+            self._run_tiled(x)
+            if self.tile and rw > self.tile
+            else self.session.run(None, {self.input_name: x})[0][0, 0]
+        )
         return self._boxes(prob, w / rw, h / rh, w, h)
+
+    def _run_tiled(self, x: np.ndarray, tile: int) -> np.ndarray:
+        """The probability map of a wide input computed in vertical strips of at most ``tile``
+        columns that overlap by ``TILE_OVERLAP``, stitched by taking the larger probability.
+
+        The network is fully convolutional, so a strip's map equals the whole map away from the
+        strip's edges; peak memory (the activations of one pass) falls with the strip's width
+        while the work stays about the same (+ the overlaps).
+        """
+        rw = x.shape[3]
+        n = math.ceil((rw - TILE_OVERLAP) / (tile - TILE_OVERLAP))
+        step = math.ceil((rw - TILE_OVERLAP) / n / 32) * 32
+        prob = np.zeros(x.shape[2:], np.float32)
+        for i in range(n):
+            x0 = i * step
+            x1 = rw if i == n - 1 else min(rw, x0 + step + TILE_OVERLAP)
+            part = self.session.run(None, {self.input_name: np.ascontiguousarray(x[:, :, :, x0:x1])})[0][0, 0]
+            np.maximum(prob[:, x0:x1], part, out=prob[:, x0:x1])
+        return prob
 
     def _boxes(self, prob: np.ndarray, sx: float, sy: float, w: int, h: int) -> list[TextBox]:
         mask = cv2.dilate((prob > self.thresh).astype(np.uint8), np.ones((2, 2), np.uint8))
