@@ -95,13 +95,26 @@ def main() -> None:
         ),
     ]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    held = sum(f.nbytes for f in plate_frames + container_frames) / 2**20  # the bench's own frames
     load = os.getloadavg()[0]
     if a.json:
-        print(json.dumps({"settings": dict(rows), "peak_rss_mb": round(rss, 1), "load_1min": load}))
+        print(
+            json.dumps(
+                {
+                    "settings": dict(rows),
+                    "peak_rss_mb": round(rss, 1),
+                    "frames_held_mb": round(held, 1),
+                    "load_1min": load,
+                }
+            )
+        )
     else:
         for k, v in rows:
             print(f"{v['p50']:8.1f} {v['p95']:8.1f}  {k}")
-        print(f"peak RSS {rss:.0f} MB; 1-min load average at the end {load:.2f}")
+        print(
+            f"peak RSS {rss:.0f} MB, of which {held:.0f} MB are the bench's decoded frames; "
+            f"1-min load average at the end {load:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -149,6 +149,8 @@ class ContainerReader:
     #: if every character clears this and the grammar explains the matrix this well.
     confirm_char_conf: float = 0.8
     confirm_max_cost: float = 2.0
+    #: Side of the image the glyph-column finder works at (its cost grows with the area).
+    column_side: int = 1280
     #: The detector runs in overlapping strips this wide (peak memory ~40 % lower at 1280).
     det_tile: int | None = 800
     #: Detector lines read before the rest (tallest first): enough for a door's number.
@@ -168,7 +170,7 @@ class ContainerReader:
         # 2. the detector's tallest lines (the number is the largest marking on a door);
         # 3. only if still nothing is confirmed, every other line.
         t0 = time.perf_counter()
-        columns = find_columns(view, min_glyphs=4, limit=6)
+        columns = find_columns(view, work_side=self.column_side, min_glyphs=4, limit=6)
         long_cols = [c for c in columns if c.found >= 7]
         column_cands = self._read_columns(view, long_cols)
         short = self._short_columns(view, [c for c in columns if c.found <= 6][:2])
