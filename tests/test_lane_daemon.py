@@ -117,7 +117,9 @@ async def test_a_lane_restarted_with_the_arm_up_closes_it_and_closes_out_the_pas
     await asyncio.gather(r.tasks[0], return_exceptions=True)
     await r.platform.link.close()
     r.tasks[1].cancel()
-    assert pid in Journal(tmp_path / "journal-c1.db").records()
+    on_disk = Journal(tmp_path / "journal-c1.db")
+    assert pid in on_disk.records()
+    on_disk.close()
     # The vehicle backed off meanwhile; the arm is still up.
     r.world.set_inputs(entry_loop=False, in_position=False)
     assert r.world.gate.position == GatePosition.OPEN

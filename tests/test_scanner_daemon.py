@@ -167,7 +167,9 @@ async def test_a_scanner_daemon_killed_mid_scan_settles_it_after_restart(rig: di
     crashed = next(t for t in asyncio.all_tasks() if t.get_coro().__qualname__.startswith("ScannerDaemon.run"))  # type: ignore[union-attr]
     crashed.cancel()  # like kill -9 for what is on disk: the journal and the outbox are written synchronously
     await asyncio.gather(crashed, return_exceptions=True)
-    assert Journal(old.journal.path).records().keys() >= {"current", "queued:p2"}
+    on_disk = Journal(old.journal.path)
+    assert on_disk.records().keys() >= {"current", "queued:p2"}
+    on_disk.close()
     new = ScannerDaemon(old.site, old.cfg, state_dir=tmp_path, broker_url=rig["broker_url"])
     stop = asyncio.Event()
     task = asyncio.create_task(new.run(stop))

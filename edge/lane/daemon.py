@@ -101,11 +101,12 @@ class LaneDaemon:
         self.outbox = Outbox(self.state_dir / f"outbox-{lane.id}.db", site=site.site.id, unit=lane.id, clock=clock)
         self.audit = AuditLog(self.state_dir / "audit.jsonl")
         self.journal = Journal(self.state_dir / f"journal-{lane.id}.db")
+        self.nonces = SqliteNonceStore(self.state_dir / f"nonces-{lane.id}.db")
         self.verifier = CommandVerifier.from_site(
             site,
             lane.id,
             clock=lambda: dt.datetime.fromtimestamp(self.clock(), tz=dt.UTC),
-            nonce_store=SqliteNonceStore(self.state_dir / f"nonces-{lane.id}.db"),
+            nonce_store=self.nonces,
         )
         b = site.broker
         subscriptions = [self.topics.cmd_filter]
@@ -411,6 +412,8 @@ class LaneDaemon:
             self._tg = None
             await self.devices.close()
             self.journal.close()
+            self.audit.close()
+            self.nonces.close()
             self.outbox.close()
 
 

@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 POLL_S = 0.1
 #: Inbound messages waiting for the dispatcher (oldest dropped beyond; see delivery/inbox.py).
 INBOX_SIZE = 256
+#: On shutdown: how long to try to deliver what is queued (it stays on disk regardless).
+DRAIN_S = 3.0
 #: At start, how long to wait for the PLC's first status before resolving the journal.
 RECOVER_STATUS_S = 30.0
 
@@ -375,21 +377,24 @@ class ScannerDaemon:
         return round(self.busy_s / total, 3) if total > 0 else 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tasks = [
-                tg.create_task(self.link.run(), name=f"{self.cfg.id}:mqtt"),
-                tg.create_task(self.sender.run(), name=f"{self.cfg.id}:outbox"),
-                tg.create_task(self.supervisor.run(), name=f"{self.cfg.id}:device"),
-                tg.create_task(self._scan_loop(), name=f"{self.cfg.id}:scan"),
-                tg.create_task(self._dispatcher(), name=f"{self.cfg.id}:dispatcher"),
-            ]
-            await stop.wait()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(3.0):
-                    await self.sender.wait_drained()
-            await self.link.close()
-            for t in tasks:
-                t.cancel()
-        await self.device.close()
-        self.journal.close()
-        self.outbox.close()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self.link.run(), name=f"{self.cfg.id}:mqtt"),
+                    tg.create_task(self.sender.run(), name=f"{self.cfg.id}:outbox"),
+                    tg.create_task(self.supervisor.run(), name=f"{self.cfg.id}:device"),
+                    tg.create_task(self._scan_loop(), name=f"{self.cfg.id}:scan"),
+                    tg.create_task(self._dispatcher(), name=f"{self.cfg.id}:dispatcher"),
+                ]
+                await stop.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DRAIN_S):
+                        await self.sender.wait_drained()
+                await self.link.close()
+                for t in tasks:
+                    t.cancel()
+        finally:
+            await self.device.close()
+            self.journal.close()
+            self.audit.close()
+            self.outbox.close()
