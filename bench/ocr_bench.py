@@ -49,18 +49,31 @@ def main() -> None:
         for limit in (640, 960, 1280):
             r = PlateReader(eng, det_limit=limit)
             ok = [p.text for p in r.read(frame)] == ["苏A36E80"]
-            rows.append((f"threads={threads} full 1080p frame, det limit {limit} (read ok: {ok})",
-                         _time(lambda r=r: r.read(frame), a.runs)))
+            rows.append(
+                (
+                    f"threads={threads} full 1080p frame, det limit {limit} (read ok: {ok})",
+                    _time(lambda r=r: r.read(frame), a.runs),
+                )
+            )
         roi = PlateReader(eng, det_limit=960, roi=(480, 700, 1440, 1080))
-        rows.append((f"threads={threads} ROI 960x380 (plate zone) of the 1080p frame",
-                     _time(lambda roi=roi: roi.read(frame), a.runs)))
+        rows.append(
+            (
+                f"threads={threads} ROI 960x380 (plate zone) of the 1080p frame",
+                _time(lambda roi=roi: roi.read(frame), a.runs),
+            )
+        )
         tight = PlateReader(eng)
         rows.append((f"threads={threads} 94x24 tight crop (rec only)", _time(lambda t=tight: t.read(crop), a.runs)))
-        rows.append((f"threads={threads} rec 8 crops one by one",
-                     _time(lambda e=eng: [e.rec([c]) for c in crops], a.runs)))
+        rows.append(
+            (f"threads={threads} rec 8 crops one by one", _time(lambda e=eng: [e.rec([c]) for c in crops], a.runs))
+        )
         rows.append((f"threads={threads} rec 8 crops in one batch", _time(lambda e=eng: e.rec(crops), a.runs)))
-    rows.append(("new sessions per frame (no reuse) + 960 det",
-                 _time(lambda: PlateReader(OcrEngine(threads=2)).read(frame), max(3, a.runs // 3))))
+    rows.append(
+        (
+            "new sessions per frame (no reuse) + 960 det",
+            _time(lambda: PlateReader(OcrEngine(threads=2)).read(frame), max(3, a.runs // 3)),
+        )
+    )
     if a.json:
         print(json.dumps({k: v for k, v in rows}))
     else:

@@ -30,7 +30,7 @@ def test_seq_is_monotonic_across_reopen_and_deletion(tmp_path: Path) -> None:
     ob.close()
     ob = Outbox(tmp_path / "o.db", site="s", unit="l1")
     assert ob.put("x.y", {}, topic=t.event("x.y")).seq == 6
-    assert ob.put("x.y", {}, topic=t.event("x.y")).id == "s/l1/7"
+    assert ob.put("x.y", {}, topic=t.event("x.y")).id == f"s/l1/{ob.epoch}/7"
 
 
 def test_overflow_policies(tmp_path: Path) -> None:

@@ -9,8 +9,11 @@ and nowhere else.
 * ``publish`` resolves on PUBACK. With MQTT 5 a failing PUBACK reason code (e.g. 0x87 not
   authorised) raises ``PublishRefused`` — mosquitto acknowledges ACL-denied publishes
   silently on 3.1.1, which is one reason to prefer MQTT 5.
-* Every paho callback runs in paho's thread and only schedules work on the event loop
-  (``call_soon_threadsafe``); all bookkeeping happens on the loop thread, so no locks.
+* Every paho callback runs in paho's thread and only hands work to the event loop; all
+  bookkeeping happens on the loop thread. PUBACKs and incoming messages are handed over in
+  batches: paho's thread appends to a list and wakes the loop once per batch (one
+  ``call_soon_threadsafe`` rather than one per message — at thousands of events a second the
+  per-message wake-up of the loop was a large part of the cost).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -106,6 +110,10 @@ class MqttLink:
         self._disconnected: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        # Hand-over from paho's thread: (kind, item) appended there, drained on the loop.
+        self._handover: list[tuple[str, Any]] = []
+        self._handover_lock = threading.Lock()
+        self._handover_scheduled = False
 
     # ------------------------------------------------------------------ public
     @property
@@ -210,7 +218,7 @@ class MqttLink:
 
         def on_publish(_c: Any, _u: Any, mid: int, rc: Any, _props: Any) -> None:
             failed = bool(getattr(rc, "is_failure", False))
-            loop.call_soon_threadsafe(self._on_puback, mid, str(rc) if failed else None)
+            self._hand_over(loop, "puback", (mid, str(rc) if failed else None))
 
         def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
             props: dict[str, Any] = {}
@@ -219,7 +227,7 @@ class MqttLink:
                     if hasattr(msg.properties, name):
                         props[name] = getattr(msg.properties, name)
             m = Message(msg.topic, bytes(msg.payload), bool(msg.retain), props)
-            loop.call_soon_threadsafe(self._deliver, m)
+            self._hand_over(loop, "message", m)
 
         client.on_connect = on_connect
         client.on_connect_fail = on_connect_fail
@@ -235,7 +243,7 @@ class MqttLink:
         self._disconnected = loop.create_future()
         props = None
         if proto == "5":
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
             props.SessionExpiryInterval = SESSION_EXPIRY_S
         try:
             kw: dict[str, Any] = {"keepalive": self.keepalive, "properties": props}
@@ -275,6 +283,27 @@ class MqttLink:
             with contextlib.suppress(Exception):
                 client.disconnect()
             await asyncio.to_thread(client.loop_stop)
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, kind: str, item: Any) -> None:
+        """(paho's thread) Queue ``item`` for the loop; wake the loop once per batch."""
+        with self._handover_lock:
+            self._handover.append((kind, item))
+            if self._handover_scheduled:
+                return
+            self._handover_scheduled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(self._drain_handover)
+
+    def _drain_handover(self) -> None:
+        """(loop) Process everything paho's thread handed over, in arrival order."""
+        with self._handover_lock:
+            batch, self._handover = self._handover, []
+            self._handover_scheduled = False
+        for kind, item in batch:
+            if kind == "puback":
+                self._on_puback(*item)
+            else:
+                self._deliver(item)
 
     def _on_connack(self, rc: int) -> None:
         if not self._connack.done():
