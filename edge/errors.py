@@ -69,9 +69,9 @@ class StateError(PortlaneError):
 
     def __init__(self, file: str, problem: str, remedy: str) -> None:
         self.file = file
-        self.problem = problem
-        self.remedy = remedy
-        super().__init__(f"{file}: {problem}; {remedy}")
+        self.problem = " ".join(problem.split())  # one line, whatever the library said
+        self.remedy = " ".join(remedy.split())
+        super().__init__(f"{file}: {self.problem}; {self.remedy}")
 
 
 class OutboxStateError(StateError, OutboxError):
