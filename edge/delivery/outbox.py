@@ -816,7 +816,9 @@ class Outbox:
         return self._refused
 
     def stats(self) -> OutboxStats:
-        """Counters; after ``close()`` the values at close (never raises for a closed store)."""
+        """Counters; after ``close()`` the values at close (never raises for a closed store).
+        ``depth`` and ``retained`` change at the PUBACK; ``retained_bytes`` when the ack is
+        written (with the next group commit, milliseconds later)."""
         if self._closed:
             return self._final or self._stats_memory()
         try:
@@ -832,7 +834,7 @@ class Outbox:
             last_seq=self._last_seq,
             refused=self._refused,
             epoch=self._epoch,
-            retained=self._retained,
+            retained=self._retained + (len(self._acking) if self._keep() else 0),
             retained_bytes=self._retained_bytes,
             first_retained_seq=first,
         )
