@@ -5,9 +5,10 @@
     python bench/run.py outbox …      # the same, and writes bench/results/outbox.json
 
 Both sides publish the same events (same topics, same envelope size) to the same broker with
-the same in-flight window (100) over MQTT 5, and one independent subscriber counts what
-arrives. Rounds alternate raw / outbox so that both see the same machine load; the figures
-are the medians over rounds, and ``ratio`` is outbox ÷ raw.
+the same in-flight window (100) over MQTT 5, and one independent subscriber — in a process of
+its own, as the platform's would be (``bench/subscriber.py``) — counts what arrives. Rounds
+alternate raw / outbox so that both see the same machine load; the figures are the medians
+over rounds, and ``ratio`` is outbox ÷ raw.
 
 * raw — per lane one paho client (network thread, ``loop_start``), ``publish(qos=1)`` of
   pre-built payloads as fast as paho takes them; done at the last PUBACK.
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -41,7 +43,6 @@ from portlane.edge.delivery.mqtt import MqttLink
 from portlane.edge.delivery.outbox import Outbox, OutboxEvent
 from portlane.edge.delivery.sender import OutboxSender
 from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
-from portlane.edge.demo.observer import EventObserver
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import machine
@@ -65,7 +66,49 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-async def _raw_round(url: str, port: int, obs: EventObserver, lanes: int, per_lane: int, rnd: int) -> dict[str, Any]:
+class Subscriber:
+    """``bench/subscriber.py`` in a child process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, url: str, protocol: str) -> Subscriber:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).with_name("subscriber.py")),
+            url,
+            SITE,
+            protocol,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"subscriber did not start: {line!r}")
+        return cls(proc)
+
+    async def wait(self, units: list[str], last_seq: int) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"wait {','.join(units)} {last_seq}\n".encode())
+        await self.proc.stdin.drain()
+        reply: dict[str, Any] = json.loads(await asyncio.wait_for(self.proc.stdout.readline(), ROUND_TIMEOUT_S + 10))
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply
+
+    async def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def _raw_round(url: str, port: int, obs: Subscriber, lanes: int, per_lane: int, rnd: int) -> dict[str, Any]:
     """paho-mqtt alone: no disk, no bookkeeping — the broker's and the client's limit."""
     units = [f"raw{rnd}x{i}" for i in range(lanes)]
     payloads: list[list[tuple[str, bytes]]] = []
@@ -119,7 +162,7 @@ async def _raw_round(url: str, port: int, obs: EventObserver, lanes: int, per_la
         c.loop_start()
         await asyncio.to_thread(connected.wait, 10)
         clients.append(c)
-    t0 = time.perf_counter()
+    t0, w0, c0 = time.perf_counter(), time.time(), _cpu()
     for n in range(per_lane):
         for c, msgs in zip(clients, payloads, strict=True):
             topic, body = msgs[n]
@@ -128,22 +171,23 @@ async def _raw_round(url: str, port: int, obs: EventObserver, lanes: int, per_la
             await asyncio.sleep(0)
     async with asyncio.timeout(ROUND_TIMEOUT_S):
         await all_acked.wait()
-    t_acked = time.perf_counter() - t0
-    await obs.wait_for(lambda: all(obs.units[u].max_seq >= per_lane for u in units), timeout=ROUND_TIMEOUT_S)
-    t_seen = time.perf_counter() - t0
+    t_acked, cpu = time.perf_counter() - t0, _cpu() - c0
+    seen = await obs.wait(units, per_lane)
+    t_seen = seen["done_at"] - w0
     for c in clients:
         c.disconnect()
         await asyncio.to_thread(c.loop_stop)
     return {
         "side": "raw",
         "acked_per_s": round(total / t_acked),
+        "cpu_us_per_event": round(cpu / total * 1e6),
         "received_per_s": round(total / t_seen),
-        "lost": obs.lost({u: per_lane for u in units}),
+        "lost": seen["lost"],
     }
 
 
 async def _outbox_round(
-    url: str, obs: EventObserver, lanes: int, per_lane: int, rnd: int, mode: str, burst: int, folder: Path
+    url: str, obs: Subscriber, lanes: int, per_lane: int, rnd: int, mode: str, burst: int, folder: Path
 ) -> dict[str, Any]:
     units = [f"ob{rnd}x{i}" for i in range(lanes)]
     tasks: list[asyncio.Task[None]] = []
@@ -172,14 +216,16 @@ async def _outbox_round(
                 await asyncio.sleep(0)
             n += k
 
-    t0 = time.perf_counter()
+    t0, w0, c0 = time.perf_counter(), time.time(), _cpu()
     await asyncio.gather(*(produce(ob, t) for _u, ob, _s, t in parts))
     t_put = time.perf_counter() - t0
     async with asyncio.timeout(ROUND_TIMEOUT_S):
         await asyncio.gather(*(s.wait_drained() for _u, _ob, s, _t in parts))
-    t_acked = time.perf_counter() - t0
-    await obs.wait_for(lambda: all(obs.units[u].max_seq >= per_lane for u in units), timeout=ROUND_TIMEOUT_S)
-    t_seen = time.perf_counter() - t0
+    t_acked, cpu = time.perf_counter() - t0, _cpu() - c0
+    seen = await obs.wait(units, per_lane)
+    t_seen = seen["done_at"] - w0
+    commits = sum(ob.commits for _u, ob, _s, _t in parts)
+    commit_s = sum(ob.commit_seconds for _u, ob, _s, _t in parts)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -190,9 +236,19 @@ async def _outbox_round(
         "side": "outbox",
         "written_per_s": round(total / t_put),
         "acked_per_s": round(total / t_acked),
+        "cpu_us_per_event": round(cpu / total * 1e6),
         "received_per_s": round(total / t_seen),
-        "lost": obs.lost({u: per_lane for u in units}),
+        "lost": seen["lost"],
+        "commits": commits,
+        "events_per_commit": round(total / max(1, commits), 1),
+        "commit_ms": round(commit_s / max(1, commits) * 1000, 1),
     }
+
+
+def _cpu() -> float:
+    """CPU seconds of this process, all threads (paho's, the outboxes' writers)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 async def main(
@@ -208,12 +264,11 @@ async def main(
     b = MosquittoBroker() if broker == "mosquitto" and MosquittoBroker.available() else BrokerProcess("embedded")
     await b.start()
     folder = Path(tempfile.mkdtemp(prefix="outbox-bench-"))
-    obs = EventObserver(b.url, SITE, client_id="bench-observer", protocol="5" if b.kind == "mosquitto" else "3.1.1")
-    obs_task = asyncio.create_task(obs.link.run(), name="observer")
     per_lane = events // lanes
     rows: list[dict[str, Any]] = []
+    obs: Subscriber | None = None
     try:
-        await asyncio.wait_for(obs.link.wait_connected(), 10)
+        obs = await Subscriber.start(b.url, "5" if b.kind == "mosquitto" else "3.1.1")
         for rnd in range(rounds):
             if "raw" in sides:
                 rows.append({"round": rnd + 1, **await _raw_round(b.url, b.port, obs, lanes, per_lane, rnd)})
@@ -222,8 +277,8 @@ async def main(
                     {"round": rnd + 1, **await _outbox_round(b.url, obs, lanes, per_lane, rnd, mode, burst, folder)}
                 )
     finally:
-        obs_task.cancel()
-        await asyncio.gather(obs_task, return_exceptions=True)
+        if obs is not None:
+            await obs.close()
         await b.close()
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -236,6 +291,9 @@ async def main(
         "outbox_written_per_s": med("outbox", "written_per_s"),
         "outbox_acked_per_s": med("outbox", "acked_per_s"),
         "outbox_received_per_s": med("outbox", "received_per_s"),
+        "raw_cpu_us_per_event": med("raw", "cpu_us_per_event"),
+        "outbox_cpu_us_per_event": med("outbox", "cpu_us_per_event"),
+        "outbox_commit_ms": med("outbox", "commit_ms"),
     }
     summary["ratio_acked"] = round(summary["outbox_acked_per_s"] / max(1, summary["raw_acked_per_s"]), 2)
     summary["ratio_received"] = round(summary["outbox_received_per_s"] / max(1, summary["raw_received_per_s"]), 2)

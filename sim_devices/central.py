@@ -121,6 +121,10 @@ class CentralPlatform:
         self._connected = asyncio.Event()
         self._pending: set[asyncio.Task[None]] = set()
 
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
     async def wait_connected(self) -> None:
         await self._connected.wait()
 

@@ -211,6 +211,11 @@ class Outbox:
         self._final: OutboxStats | None = None
         self._rewinds = 0
         self._next_evict_check = 0.0
+        #: Durable transactions (one fsync each), the events they wrote, and the seconds they
+        #: took, fsync included: events/commits is the group-commit batch size.
+        self.commits = 0
+        self.committed = 0
+        self.commit_seconds = 0.0
         self._db = self._open()
         self._tail_from = self._last_seq + 1
         # Reads (peek, stats) on their own connection: in WAL mode they never wait for a writer.
@@ -473,6 +478,7 @@ class Outbox:
         done: list[tuple[int, int]] = []
         evicted = (0, 0)
         seq = self._last_seq
+        started = time.perf_counter()
         try:
             db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
             db.execute("BEGIN IMMEDIATE")
@@ -518,6 +524,10 @@ class Outbox:
                 raise _state_error(self.path, exc, doing="write an event" if durable else "record a delivery") from exc
             raise
         with self._count_lock:
+            if durable:
+                self.commits += 1
+                self.committed += len(rows)
+                self.commit_seconds += time.perf_counter() - started
             self._last_seq = seq
             self._depth += len(rows) - drop - len(done)
             self._requeued -= requeued_dropped + sum(1 for _n, r in done if r)
