@@ -346,3 +346,21 @@ def test_signer_hook_signs_the_envelope_before_it_is_written(tmp_path: Path) -> 
     assert (env.sigkeyid, env.sig) == ("lane-c1", f"signed:{env.id}")
     wire = Outbox.decode(ob.peek()[0].payload)
     assert wire["sig"] == env.sig and wire["sigkeyid"] == "lane-c1" and wire["data"] == {"a": 1}
+
+
+def test_replay_command_checks_its_arguments_and_says_what_is_gone(tmp_path: Path) -> None:
+    from portlane.edge.delivery.replay import ReplayArgsError, replay_command
+
+    ob = Outbox(tmp_path / "rc.db", site="s", unit="l1", retention=OutboxRetention(max_mb=600 / (1024 * 1024)))
+    for i in range(10):
+        ob.put("x", {"pad": "p" * 100, "i": i}, topic="t")
+    ob.ack(list(range(1, 11)))  # the byte bound keeps only the newest few
+    first = ob.stats().first_retained_seq
+    assert first is not None and first > 1
+    out = replay_command(ob, {"from_seq": 1, "to_seq": None})
+    assert out["replayed"] == 10 - first + 1 and out["not_retained"] == [1, first - 1]
+    assert out["epoch"] == ob.epoch and out["last_seq"] == 10
+    assert [r.seq for r in ob.peek()] == list(range(first, 11))
+    for bad in ({"from_seq": 0}, {"from_seq": "1"}, {"from_seq": 5, "to_seq": 4}, {"from_seq": 11}, {"from": 1}):
+        with pytest.raises(ReplayArgsError):
+            replay_command(ob, bad)
