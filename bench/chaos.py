@@ -244,12 +244,13 @@ class Port:
             self.daemons[unit] = Daemon("lane", unit, self.site_file, self.root, wrap=(wrap or {}).get(unit))
         for unit in self.scanner_ids:
             self.daemons[unit] = Daemon("scanner", unit, self.site_file, self.root, wrap=(wrap or {}).get(unit))
+        # Both subscribers are subscribed before the first daemon publishes anything.
+        async with asyncio.timeout(DAEMON_START_S):
+            await self.live.link.wait_subscribed()
+            await self.platform.link.wait_subscribed()
+            await self.central.wait_connected()
         for d in self.daemons.values():
             d.start()
-        async with asyncio.timeout(DAEMON_START_S):
-            await self.live.link.wait_connected()
-            await self.platform.link.wait_connected()
-            await self.central.wait_connected()
         await self.wait_online([u for u in self.daemons if u not in skip], DAEMON_START_S)
 
     async def wait_online(self, units: list[str], within: float) -> None:

@@ -63,7 +63,7 @@ def test_oldest_age_uses_injected_clock(tmp_path: Path) -> None:
 async def _observe(url: str, **kw: object) -> tuple[EventObserver, asyncio.Task[None]]:
     obs = EventObserver(url, "test-site", **kw)  # type: ignore[arg-type]
     task = asyncio.create_task(obs.link.run())
-    await asyncio.wait_for(obs.link.wait_connected(), 10)
+    await asyncio.wait_for(obs.link.wait_subscribed(), 10)  # nothing published from here on is missed
     return obs, task
 
 

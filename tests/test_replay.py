@@ -32,7 +32,7 @@ async def _platform(url: str) -> tuple[EventObserver, asyncio.Task[None]]:
     """The platform's durable subscriber: persistent session, QoS 1."""
     obs = EventObserver(url, SITE, client_id="platform-durable", protocol="5", persistent_session=True)
     task = asyncio.create_task(obs.link.run(), name="platform")
-    await asyncio.wait_for(obs.link.wait_connected(), 10)
+    await asyncio.wait_for(obs.link.wait_subscribed(), 10)  # nothing published from here on is missed
     return obs, task
 
 

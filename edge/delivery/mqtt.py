@@ -110,6 +110,8 @@ class MqttLink:
         self._client: mqtt.Client | None = None
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._connected = asyncio.Event()
+        self._subscribed = asyncio.Event()  # every subscription of this connection acknowledged
+        self._sub_mids: set[int] = set()
         self._disconnected: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
@@ -119,6 +121,15 @@ class MqttLink:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    async def wait_subscribed(self) -> None:
+        """Wait until connected AND the broker acknowledged every subscription (SUBACK): from
+        then on, nothing published on those topics is missed."""
+        while True:
+            await self._connected.wait()
+            await self._subscribed.wait()
+            if self._connected.is_set():
+                return
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
@@ -159,7 +170,7 @@ class MqttLink:
         if topic not in self.subscriptions:
             self.subscriptions.append(topic)
             if self._client is not None and self.connected:
-                self._client.subscribe(topic, qos=1)
+                self._track_subscription(self._client.subscribe(topic, qos=1))
 
     async def close(self) -> None:
         """Disconnect cleanly: the broker does not publish the will on a clean DISCONNECT."""
@@ -257,6 +268,11 @@ class MqttLink:
         client.on_disconnect = on_disconnect
         client.on_publish = on_publish
         client.on_message = on_message
+
+        def on_subscribe(_c: Any, _u: Any, mid: int, _rcs: Any, _props: Any) -> None:
+            self._call_in_loop(self._on_suback, mid)
+
+        client.on_subscribe = on_subscribe
         client.on_socket_open = on_socket_open
         client.on_socket_close = on_socket_close
         client.on_socket_register_write = on_socket_register_write
@@ -365,14 +381,29 @@ class MqttLink:
         self.negotiated = "5" if proto == "5" else "3.1.1"
         self.connects += 1
         self.backoff.reset()
+        self._sub_mids.clear()
+        self._subscribed.clear()
         for topic in self.subscriptions:
-            client.subscribe(topic, qos=1)
+            self._track_subscription(client.subscribe(topic, qos=1))
+        if not self._sub_mids:
+            self._subscribed.set()
         self._connected.set()
         log.info("%s: connected (MQTT %s)", self.url, self.negotiated)
         if self.on_connect is not None:
             await self.on_connect()
         await asyncio.shield(self._disconnected)
         return "retry"
+
+    def _track_subscription(self, result: tuple[MQTTErrorCode, int | None]) -> None:
+        rc, mid = result
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+            self._sub_mids.add(mid)
+            self._subscribed.clear()
+
+    def _on_suback(self, mid: int) -> None:
+        self._sub_mids.discard(mid)
+        if not self._sub_mids:
+            self._subscribed.set()
 
     def _on_connack(self, rc: int) -> None:
         if not self._connack.done():
@@ -382,6 +413,7 @@ class MqttLink:
         if self._connected.is_set() and not self._closing:
             log.warning("%s: disconnected (%s)", self.url, reason)
         self._connected.clear()
+        self._subscribed.clear()
         if self._disconnected is not None and not self._disconnected.done():
             self._disconnected.set_result(None)
         if not self._connack.done():

@@ -238,6 +238,16 @@ async def _probe_broker(url: str, wait_s: float) -> None:
         ) from None
 
 
+async def _subscribed(observer: EventObserver, url: str, external: bool) -> None:
+    try:
+        async with asyncio.timeout(CONNECT_WAIT_S):
+            await observer.link.wait_subscribed()
+    except TimeoutError:
+        where = f"--broker {url}" if external else f"the embedded broker ({url})"
+        error = BrokerUnreachableError if external else DemoError
+        raise error(f"{where}: the observer got no MQTT session within {CONNECT_WAIT_S:.0f} s") from None
+
+
 async def _all_connected(run: DemoRun, url: str, external: bool) -> None:
     """Every client has its MQTT session, or ``BrokerUnreachableError`` naming who has not."""
     assert run.observer is not None and run.central is not None
@@ -346,6 +356,9 @@ async def _drive(
             tg.create_task(scanner_world.run(), name="scanner-physics"),
         ]
         bg += [tg.create_task(w.run(), name=f"{lane}-physics") for lane, w in worlds.items()]
+        # The observer counts what reached the broker: it must be subscribed before any
+        # daemon publishes its first event.
+        await _subscribed(observer, url, external=opts.broker is not None)
         daemons = [tg.create_task(d.run(stop), name=f"lane-{lid}") for lid, d in run.lanes.items()]
         if run.scanner:
             daemons.append(tg.create_task(run.scanner.run(stop), name="scanner"))
