@@ -154,7 +154,7 @@ class CentralPlatform:
                     )
                     self._connected.set()
                     async for msg in client.messages:
-                        self._on_message(str(msg.topic), bytes(msg.payload))  # type: ignore[arg-type]
+                        self._on_message(str(msg.topic), bytes(msg.payload))
             except aiomqtt.MqttError as exc:
                 self._connected.clear()
                 self._client = None
