@@ -14,18 +14,20 @@ import abc
 import asyncio
 import enum
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Self, TypeVar
 
-from .errors import DeviceError, DeviceTimeoutError, DeviceUnavailableError
+from .errors import DeviceError, DeviceFaultError, DeviceTimeoutError, DeviceUnavailableError
 
 __all__ = [
+    "COUNTER_MODULO",
     "BoardColour",
     "BoardDriver",
     "BoardLine",
     "CameraDriver",
     "Device",
+    "EdgeCounts",
     "Frame",
     "GateDriver",
     "GatePosition",
@@ -41,6 +43,8 @@ __all__ = [
     "TagRead",
     "WeighbridgeDriver",
     "Weight",
+    "counter_delta",
+    "reraise_lost_cancel",
 ]
 
 T = TypeVar("T")
@@ -81,8 +85,8 @@ class Device(abc.ABC):
         self._connected = False
         self._closed = False
 
-    async def __aenter__(self: T) -> T:
-        await self.connect()  # type: ignore[attr-defined]
+    async def __aenter__(self) -> Self:
+        await self.connect()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -113,8 +117,14 @@ class Device(abc.ABC):
             self._connected = False
             await self._close()
 
-    async def _call(self, awaitable: Awaitable[T], *, timeout: float | None = None) -> T:
-        """Run one transaction with a deadline; count and translate its outcome."""
+    async def _call(self, awaitable: Awaitable[T], *, timeout: float | None = None) -> T:  # noqa: ASYNC109
+        """Run one transaction with a deadline; count and translate its outcome.
+
+        ``timeout`` (default: the device's own ``timeout``) is the deadline of this one call,
+        set by the public method that knows how long the device may physically take (a tag
+        read window, a scale settling); it is applied here, in the one place that counts and
+        translates the outcome, with ``asyncio.timeout``.
+        """
         try:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 try:
@@ -128,11 +138,15 @@ class Device(abc.ABC):
                 raise
             raise DeviceTimeoutError("no answer in time", device=self.device_id) from exc
         except DeviceError as exc:
-            key = {
-                "DeviceUnavailableError": "unavailable",
-                "DeviceProtocolError": "protocol",
-                "DeviceFaultError": "fault",
-            }.get(type(exc).__name__, "protocol")
+            # By class, not by name: a SlaveIsolatedError is unavailable, a FrameError or a
+            # ModbusExceptionError is a protocol error.
+            key = (
+                "unavailable"
+                if isinstance(exc, DeviceUnavailableError)
+                else "fault"
+                if isinstance(exc, DeviceFaultError)
+                else "protocol"
+            )
             self.counters[key] = self.counters.get(key, 0) + 1
             self.last_error = str(exc)
             if not exc.device:
@@ -146,6 +160,35 @@ class Device(abc.ABC):
 
     @abc.abstractmethod
     async def _close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- latched evidence
+
+#: Edge and event counters are 16-bit and wrap, as on the I/O modules and controllers that
+#: keep them (ADAM-6050 / ioLogik counter mode): compare them with ``EdgeCounts.since``.
+COUNTER_MODULO = 0x10000
+
+
+def counter_delta(now: int, before: int) -> int:
+    """Events between two readings of a wrapping 16-bit counter (at most 65535 between reads)."""
+    return (now - before) % COUNTER_MODULO
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeCounts:
+    """Transitions of one binary input counted by the device itself, since it powered up.
+
+    A sample of the input's level can miss a pulse that started and ended between two polls;
+    these counts cannot: the device latches every edge, however slowly the lane reads them.
+    Both wrap at 65536 — compare two readings with ``since``, never the absolute values.
+    """
+
+    rising: int = 0  # inactive -> active (vehicle arrives, beam interrupted)
+    falling: int = 0  # active -> inactive (vehicle leaves, beam restored)
+
+    def since(self, earlier: EdgeCounts) -> EdgeCounts:
+        """Edges between ``earlier`` and this reading (modulo the counter width)."""
+        return EdgeCounts(counter_delta(self.rising, earlier.rising), counter_delta(self.falling, earlier.falling))
 
 
 # --------------------------------------------------------------------------- barrier gate
@@ -164,6 +207,21 @@ class GatePosition(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class GateStatus:
+    """One status reading of a barrier controller.
+
+    The levels (``photocell_blocked``, ``loop_occupied``) are what the controller sees *now*;
+    the counters are what it has seen *since it powered up*, latched by the controller so
+    that a reader that polls seconds apart still learns that a vehicle passed:
+
+    * ``photocell_edges`` / ``loop_edges``: edges of the photocell beam and the safety loop;
+    * ``vehicles_passed``: the controller's own count of vehicles that went under the arm —
+      incremented when the photocell was blocked and then cleared while the arm was off its
+      closed limit (at both edges). 16-bit, wrapping: use ``counter_delta``.
+
+    The counters are ``None`` when the controller does not report them (RS-485 status record
+    version 1, older firmware).
+    """
+
     position: GatePosition
     limit_open: bool = False
     limit_closed: bool = False
@@ -172,6 +230,9 @@ class GateStatus:
     locked: bool = False
     fault_code: int = 0
     cycles: int = 0
+    photocell_edges: EdgeCounts | None = None
+    loop_edges: EdgeCounts | None = None
+    vehicles_passed: int | None = None
 
     @property
     def something_under_arm(self) -> bool:
@@ -227,10 +288,21 @@ class LightColour(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class LaneInputs:
+    """One reading of the lane's remote I/O module.
+
+    The booleans are the input levels now; ``*_edges`` are the module's own edge counters
+    of the same inputs (16-bit, wrapping; ``None`` when the backend has none), which the
+    lane compares between readings so that a vehicle that came and went between two polls
+    is not missed: ``now.exit_loop_edges.since(before.exit_loop_edges).falling``.
+    """
+
     entry_loop: bool = False  # vehicle at the stop line
     in_position: bool = False  # vehicle fully in the identification zone (photocell pair)
     exit_loop: bool = False  # vehicle past the barrier
     light: LightColour = LightColour.OFF
+    entry_loop_edges: EdgeCounts | None = None
+    in_position_edges: EdgeCounts | None = None
+    exit_loop_edges: EdgeCounts | None = None
 
 
 class IoDriver(Device):
@@ -292,7 +364,13 @@ class RfidDriver(Device):
 
     kind = "rfid"
 
-    async def next_read(self, timeout: float) -> TagRead | None:
+    async def next_read(self, timeout: float) -> TagRead | None:  # noqa: ASYNC109
+        """The next tag read, or None when no tag was read within ``timeout`` seconds.
+
+        ``timeout`` is a listening window, not a transport deadline: an empty window is a
+        normal outcome (no card in the field), so it returns None instead of raising — which
+        a caller's ``asyncio.timeout`` could not express.
+        """
         try:
             return await self._call(self._next_read(), timeout=timeout)
         except DeviceTimeoutError:
@@ -317,8 +395,12 @@ class WeighbridgeDriver(Device):
     async def read_weight(self) -> Weight:
         return await self._call(self._read_weight())
 
-    async def wait_stable(self, timeout: float) -> Weight:
-        """Wait for a stable reading. Raises DeviceTimeoutError if the scale never settles."""
+    async def wait_stable(self, timeout: float) -> Weight:  # noqa: ASYNC109
+        """Wait for a stable reading. Raises DeviceTimeoutError if the scale never settles.
+
+        ``timeout`` is the physical settling allowance of a loaded platform (seconds), kept
+        as an argument so that the failure is a counted ``DeviceTimeoutError`` of this device.
+        """
 
         async def _loop() -> Weight:
             while True:
@@ -401,8 +483,6 @@ class ScannerDriver(Device):
     async def start(self, *, vehicle_ref: str, lane: int, seq: int) -> None:
         st = await self.status()
         if not st.zone_clear or st.estop:
-            from .errors import DeviceFaultError
-
             raise DeviceFaultError("exclusion zone not clear: refusing to start scan", device=self.device_id)
         await self._call(self._start(vehicle_ref=vehicle_ref, lane=lane, seq=seq))
 
@@ -423,7 +503,3 @@ class ScannerDriver(Device):
 
     @abc.abstractmethod
     async def _reset(self) -> None: ...
-
-
-Factory = Callable[..., Device]
-AnyDevice = Any

@@ -1,5 +1,9 @@
 """RS-485 bus scheduler: several slaves on one port, one transaction at a time.
 
+Every protocol on the port goes through it — the framed gate protocol, the LED boards'
+text frames and Modbus RTU (``drivers.modbus``) alike — so that devices of different
+protocols on one cable never talk over each other.
+
 RS-485 is half-duplex and master/slave: the master (us) sends one request, the addressed
 slave answers, and nobody else may talk in between. ``Rs485Bus.transact`` therefore
 
@@ -20,7 +24,8 @@ trip the breaker: something answered, the slave is not what slows the bus down.
 
 Buses are shared by name (``SerialLink.bus``; a port without a bus name is a bus of its
 own, keyed by its path): every driver on the bus calls ``bus_for(link)`` and
-``acquire``/``release``; the port is opened by the first and closed by the last.
+``acquire``/``release``; the port is opened by the first and closed by the last. Slave
+addresses must be unique on a bus across protocols: the breaker is kept per address.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Typed, frozen device configuration shared by drivers and the site configuration.
 
 Links say *how* a device is reached; ``backend`` says *which protocol* speaks over it.
+``backend: virtual`` with a ``virtual`` link selects the in-process fakes of
+``drivers.virtual`` (unit tests of the lane, no wire).
 Serial ports are named by stable path (``/dev/serial/by-id/...``) in production; tests and
 simulators put a pty path or a pyserial URL there.
 """
@@ -11,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CameraLink", "DeviceConfig", "Link", "SerialLink", "TcpLink"]
+__all__ = ["CameraLink", "DeviceConfig", "Link", "SerialLink", "TcpLink", "VirtualLink"]
 
 
 class _Frozen(BaseModel):
@@ -39,7 +41,19 @@ class CameraLink(_Frozen):
     source: str = Field(description="anything OpenCV opens: rtsp://, http:// MJPEG, file path, /dev/videoN")
 
 
-Link = Annotated[SerialLink | TcpLink | CameraLink, Field(discriminator="kind")]
+class VirtualLink(_Frozen):
+    """An in-process virtual device (``backend: virtual``, see ``drivers.virtual``)."""
+
+    kind: Literal["virtual"] = "virtual"
+    world: str = Field("default", description="the virtual world the device belongs to (one per lane, by name)")
+
+    @property
+    def url(self) -> str:
+        """Where the device is, for status displays (as a serial link's ``url``)."""
+        return f"virtual://{self.world}"
+
+
+Link = Annotated[SerialLink | TcpLink | CameraLink | VirtualLink, Field(discriminator="kind")]
 
 
 class DeviceConfig(_Frozen):

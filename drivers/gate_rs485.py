@@ -27,13 +27,22 @@ Answers (controller → host):
     15 NAK       len 2  cmd reason               refused; reason 01 locked, 02 fault,
                                                  03 obstacle under the arm, 04 unknown
                                                  command, 05 bad data, 06 busy
-    90 STATUS    len 9  pos flags angle fault_hi fault_lo cyc3 cyc2 cyc1 cyc0
+    90 STATUS    len 19 (version 2; len 9 = version 1, the first 9 bytes only)
+                 pos flags angle fault_hi fault_lo cyc3 cyc2 cyc1 cyc0
+                 pc_rise(2) pc_fall(2) loop_rise(2) loop_fall(2) passed(2)
 
 Status record: ``pos`` is the Z-Wave Barrier Operator value (00 closed, FC closing,
 FD stopped, FE opening, FF open) plus 01 = fault; ``flags`` bit0 open limit switch,
 bit1 closed limit switch, bit2 photocell blocked, bit3 safety loop occupied, bit4 locked,
 bits 5–7 must be 0; ``angle`` 0–90 degrees; ``fault`` uint16 big-endian (0 = none);
 ``cyc`` uint32 big-endian count of completed open movements.
+
+Version 2 appends the evidence the controller latches between two polls, five uint16
+big-endian counters that wrap at 65536: photocell beam interruptions (``pc_rise``) and
+restorations (``pc_fall``), safety-loop arrivals and departures, and ``passed``, the
+vehicles that went under the raised arm (the photocell cleared after being blocked, the
+arm off its closed limit at both edges). A version-1 record (older firmware) decodes with
+the counters ``None``.
 
 Example (computed, see docs/devices/gate-rs485.md): status request to address 1 is
 ``55 01 10 00 4D E8``.
@@ -50,13 +59,16 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from .base import DEFAULT_TIMEOUT_S, GateDriver, GatePosition, GateStatus
+from .base import DEFAULT_TIMEOUT_S, EdgeCounts, GateDriver, GatePosition, GateStatus
 from .bus import Rs485Bus, bus_for
 from .config import DeviceConfig, SerialLink
+from .crc import crc16_modbus
 from .errors import DeviceFaultError, DeviceProtocolError, DeviceUnavailableError
-from .serial_link import FrameError, crc16_modbus
+from .serial_link import FrameError
 
 __all__ = [
+    "STATUS_V1_LEN",
+    "STATUS_V2_LEN",
     "SYNC",
     "Cmd",
     "GateFrame",
@@ -94,16 +106,20 @@ class NakReason(enum.IntEnum):
     BUSY = 0x06
 
 
-#: Data length each command must carry.
-DATA_LEN = {
-    Cmd.OPEN: 0,
-    Cmd.CLOSE: 0,
-    Cmd.STOP: 0,
-    Cmd.LOCK: 1,
-    Cmd.STATUS: 0,
-    Cmd.ACK: 1,
-    Cmd.NAK: 2,
-    Cmd.STATUS_REPLY: 9,
+#: Status record lengths: version 1 (no counters) and version 2 (with the latched counters).
+STATUS_V1_LEN = 9
+STATUS_V2_LEN = 19
+
+#: Data lengths each command may carry.
+DATA_LEN: dict[Cmd, tuple[int, ...]] = {
+    Cmd.OPEN: (0,),
+    Cmd.CLOSE: (0,),
+    Cmd.STOP: (0,),
+    Cmd.LOCK: (1,),
+    Cmd.STATUS: (0,),
+    Cmd.ACK: (1,),
+    Cmd.NAK: (2,),
+    Cmd.STATUS_REPLY: (STATUS_V2_LEN, STATUS_V1_LEN),
 }
 
 _POSITIONS = {p.value for p in GatePosition}
@@ -143,8 +159,9 @@ def decode_frame(buf: bytes) -> tuple[GateFrame | None, int]:
     if cmd not in Cmd._value2member_map_:
         raise FrameError(f"unknown command 0x{cmd:02X}")
     command = Cmd(cmd)
-    if n != DATA_LEN[command]:
-        raise FrameError(f"bad length {n} for {command.name} (expected {DATA_LEN[command]})")
+    if n not in DATA_LEN[command]:
+        expected = " or ".join(map(str, DATA_LEN[command]))
+        raise FrameError(f"bad length {n} for {command.name} (expected {expected})")
     total = 4 + n + 2
     if len(buf) < total:
         return None, 0
@@ -158,6 +175,7 @@ def decode_frame(buf: bytes) -> tuple[GateFrame | None, int]:
 
 
 def encode_status(address: int, st: GateStatus, *, angle: int = 0) -> bytes:
+    """A STATUS answer: version 2 when ``st`` carries the counters, else version 1."""
     flags = (
         (1 if st.limit_open else 0)
         | (2 if st.limit_closed else 0)
@@ -166,14 +184,21 @@ def encode_status(address: int, st: GateStatus, *, angle: int = 0) -> bytes:
         | (16 if st.locked else 0)
     )
     data = bytes([int(st.position), flags, angle]) + st.fault_code.to_bytes(2, "big") + st.cycles.to_bytes(4, "big")
+    if st.photocell_edges is not None and st.loop_edges is not None and st.vehicles_passed is not None:
+        counters = (*_pair(st.photocell_edges), *_pair(st.loop_edges), st.vehicles_passed)
+        data += b"".join((c & 0xFFFF).to_bytes(2, "big") for c in counters)
     return encode_frame(address, Cmd.STATUS_REPLY, data)
+
+
+def _pair(e: EdgeCounts) -> tuple[int, int]:
+    return e.rising, e.falling
 
 
 def status_from_frame(frame: GateFrame) -> tuple[GateStatus, int]:
     """The status record of a STATUS answer and the arm angle. Out-of-range values raise
     ``DeviceProtocolError``: a controller that says "both limit switches" is not trusted."""
     d = frame.data
-    if frame.cmd != Cmd.STATUS_REPLY or len(d) != 9:
+    if frame.cmd != Cmd.STATUS_REPLY or len(d) not in DATA_LEN[Cmd.STATUS_REPLY]:
         raise DeviceProtocolError(f"not a status record: {frame.cmd.name} with {len(d)} bytes")
     pos, flags, angle = d[0], d[1], d[2]
     if pos not in _POSITIONS:
@@ -184,6 +209,12 @@ def status_from_frame(frame: GateFrame) -> tuple[GateStatus, int]:
         raise DeviceProtocolError(f"arm angle {angle} > 90 degrees")
     if flags & 1 and flags & 2:
         raise DeviceProtocolError("both limit switches reported active")
+    photocell: EdgeCounts | None = None
+    loop: EdgeCounts | None = None
+    passed: int | None = None
+    if len(d) == STATUS_V2_LEN:
+        c = [int.from_bytes(d[i : i + 2], "big") for i in range(STATUS_V1_LEN, STATUS_V2_LEN, 2)]
+        photocell, loop, passed = EdgeCounts(c[0], c[1]), EdgeCounts(c[2], c[3]), c[4]
     st = GateStatus(
         position=GatePosition(pos),
         limit_open=bool(flags & 1),
@@ -193,6 +224,9 @@ def status_from_frame(frame: GateFrame) -> tuple[GateStatus, int]:
         locked=bool(flags & 16),
         fault_code=int.from_bytes(d[3:5], "big"),
         cycles=int.from_bytes(d[5:9], "big"),
+        photocell_edges=photocell,
+        loop_edges=loop,
+        vehicles_passed=passed,
     )
     return st, angle
 
@@ -237,27 +271,31 @@ class Rs485Gate(GateDriver):
             await bus.release(self.device_id)
 
     async def _request(self, cmd: Cmd, data: bytes = b"") -> GateFrame:
+        """One transaction; a NAK (to a command, or to a status request of a busy
+        controller) raises ``DeviceFaultError`` with the controller's reason as ``code``."""
         addr = self.address
 
         def match(f: GateFrame) -> bool:
             if f.address != addr:
                 return False
+            if f.cmd == Cmd.NAK:
+                return f.data[0] == cmd
             if cmd == Cmd.STATUS:
                 return f.cmd == Cmd.STATUS_REPLY
-            return f.cmd in (Cmd.ACK, Cmd.NAK) and f.data[0] == cmd
+            return f.cmd == Cmd.ACK and f.data[0] == cmd
 
         frame = await self.bus.transact(
             addr, encode_frame(addr, cmd, data), decode_frame, reply_timeout_s=self.wire_timeout, match=match
         )
         assert frame is not None
+        if frame.cmd == Cmd.NAK:
+            reason = frame.data[1]
+            name = NakReason(reason).name.lower() if reason in NakReason._value2member_map_ else f"0x{reason:02X}"
+            raise DeviceFaultError(f"{cmd.name} refused by the controller: {name}", code=reason)
         return frame
 
     async def _command(self, cmd: Cmd, data: bytes = b"") -> None:
-        reply = await self._request(cmd, data)
-        if reply.cmd == Cmd.NAK:
-            reason = reply.data[1]
-            name = NakReason(reason).name.lower() if reason in NakReason._value2member_map_ else f"0x{reason:02X}"
-            raise DeviceFaultError(f"{cmd.name} refused by the controller: {name}", code=reason)
+        await self._request(cmd, data)
 
     async def _open(self) -> None:
         await self._command(Cmd.OPEN)

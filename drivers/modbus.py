@@ -1,22 +1,32 @@
-"""The one place pymodbus is wrapped: a Modbus link (TCP or RTU) with typed errors.
+"""The one place Modbus is spoken: a link to one slave, over TCP or over a shared RS-485 line.
 
 Wire format, for a reader of captures:
 
 * **Modbus TCP** (port 502): MBAP header ``<tid:2> <proto=0000:2> <len:2> <unit:1>`` then
   the PDU ``<fc:1> <data>``. No CRC; TCP guarantees integrity.
 * **Modbus RTU** (RS-485): ``<unit:1> <fc:1> <data> <crc16 lo> <crc16 hi>``, frames
-  separated by 3.5 character times of silence; CRC-16/MODBUS (poly 0xA001, init 0xFFFF).
+  separated by 3.5 character times of silence (``drivers.modbus_rtu``).
 * An exception answer sets the top bit of the function code and carries one byte of
   exception code: ``01 83 02 C0 F1`` = unit 1, exception to FC03, code 02 (illegal
   data address).
 
+Both transports take the same request PDUs (pymodbus' classes build and parse them):
+
+* **TCP**: pymodbus' ``AsyncModbusTcpClient`` (one socket per slave; nothing is shared).
+* **RTU**: the request is framed here (``modbus_rtu``) and goes through the RS-485 bus
+  scheduler (``drivers.bus``) that every protocol on that serial port shares: one lock per
+  physical port, the 3.5-character inter-frame gap before every request, stale input
+  discarded, a circuit breaker per slave address. A Modbus I/O module and a framed-protocol
+  gate controller on one line therefore never talk over each other. pymodbus' own serial
+  client is not used: it owns its port and knows nothing of the other protocols on it.
+
 Error translation (all of it here, always ``raise ... from exc``)::
 
     DeviceError
-     ├── DeviceUnavailableError   connect refused / port missing / link dropped
-     ├── DeviceTimeoutError       no answer within the per-call deadline
-     └── DeviceProtocolError      garbled answer
-          └── ModbusExceptionError  the slave answered with exception ``code``
+     ├── DeviceUnavailableError   connect refused / port missing / link dropped / slave isolated
+     ├── DeviceTimeoutError       no answer within the per-request deadline
+     └── DeviceProtocolError      garbled answer (bad CRC, undecodable)
+          └── ModbusExceptionError  the slave answered with exception ``code`` (``name``)
 
 pymodbus' own retry and auto-reconnect are switched off (``retries=0``,
 ``reconnect_delay=0``): the per-device supervisor owns retrying and reconnecting, so there
@@ -26,17 +36,37 @@ is exactly one retry policy in the system. ``asyncio.CancelledError`` is never c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import importlib.resources
+from typing import Any, Protocol
 
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+import yaml
+from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.framer import FramerType
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.pdu.bit_message import (
+    ReadCoilsRequest,
+    ReadDiscreteInputsRequest,
+    WriteMultipleCoilsRequest,
+    WriteSingleCoilRequest,
+)
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersRequest,
+    ReadInputRegistersRequest,
+    WriteMultipleRegistersRequest,
+    WriteSingleRegisterRequest,
+)
 
 from .base import reraise_lost_cancel
+from .bus import Rs485Bus, bus_for
 from .config import DeviceConfig, SerialLink, TcpLink
-from .errors import DeviceProtocolError, DeviceTimeoutError, DeviceUnavailableError
+from .errors import (
+    MODBUS_EXCEPTION_NAMES,
+    DeviceProtocolError,
+    DeviceTimeoutError,
+    DeviceUnavailableError,
+    ModbusExceptionError,
+)
+from .modbus_rtu import encode_request, reply_decoder
 
 __all__ = [
     "EXCEPTION_NAMES",
@@ -48,90 +78,65 @@ __all__ = [
     "u32",
 ]
 
-T = TypeVar("T")
-
-#: Standard Modbus exception codes (Modbus Application Protocol v1.1b3, §7).
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge",
-    6: "server device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target failed to respond",
-}
+#: Kept for readers of older code: the names now live with the exception in ``drivers.errors``.
+EXCEPTION_NAMES = MODBUS_EXCEPTION_NAMES
 
 #: Deadline for opening the link: a TCP handshake on a lane LAN is < 10 ms; a serial
 #: port opens locally. Two seconds covers a switch port that is still negotiating.
 CONNECT_TIMEOUT_S = 2.0
 
 
-class ModbusExceptionError(DeviceProtocolError):
-    """The slave answered with a Modbus exception response; ``code`` is its exception code."""
+class _Transport(Protocol):
+    @property
+    def connected(self) -> bool: ...
 
-    def __init__(self, message: str, *, device: str = "", code: int = 0, function_code: int = 0) -> None:
-        super().__init__(message, device=device)
-        self.code = code
-        self.function_code = function_code
+    def where(self) -> str: ...
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def transact(self, what: str, request: ModbusPDU) -> ModbusPDU: ...
 
 
-class ModbusLink:
-    """One Modbus connection (TCP socket or RTU serial port) addressing one unit id.
+class _TcpTransport:
+    """pymodbus' TCP client; its exceptions are translated here."""
 
-    ``timeout`` is the per-request deadline handed to pymodbus *and* enforced around each
-    call here, so that a late RTU answer cannot be mistaken for the next request's.
-    """
-
-    def __init__(self, device_id: str, config: DeviceConfig, *, timeout: float | None = None) -> None:
+    def __init__(self, device_id: str, link: TcpLink, timeout: float) -> None:
         self.device_id = device_id
-        self.config = config
-        self.unit = config.unit
-        self.timeout = config.timeout_s if timeout is None else timeout
-        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
-        link = config.link
-        if not isinstance(link, TcpLink | SerialLink):
-            raise DeviceUnavailableError(
-                f"a Modbus device needs a tcp or serial link, not {link.kind}", device=device_id
-            )
+        self.link = link
+        self.timeout = timeout
+        self._client: AsyncModbusTcpClient | None = None
 
-    # ------------------------------------------------------------------ lifecycle
-    def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-        link = self.config.link
-        if isinstance(link, TcpLink):
-            return AsyncModbusTcpClient(
-                link.host, port=link.port, timeout=self.timeout, retries=0, reconnect_delay=0, name=self.device_id
-            )
-        assert isinstance(link, SerialLink)
-        return AsyncModbusSerialClient(
-            link.url,
-            framer=FramerType.RTU,
-            baudrate=link.baudrate,
-            bytesize=link.bytesize,
-            parity=link.parity,
-            stopbits=link.stopbits,
+    def where(self) -> str:
+        return f"{self.link.host}:{self.link.port}"
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    async def connect(self) -> None:
+        await self.close()
+        client = AsyncModbusTcpClient(
+            self.link.host,
+            port=self.link.port,
             timeout=self.timeout,
             retries=0,
             reconnect_delay=0,
             name=self.device_id,
         )
-
-    async def connect(self) -> None:
-        await self.close()
-        client = self._make_client()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 ok = await client.connect()
         except TimeoutError as exc:
             client.close()
-            raise DeviceUnavailableError(f"connect to {self._where()} timed out", device=self.device_id) from exc
+            raise DeviceUnavailableError(f"connect to {self.where()} timed out", device=self.device_id) from exc
         except (OSError, ModbusException) as exc:
             client.close()
-            raise DeviceUnavailableError(f"cannot open {self._where()}: {exc}", device=self.device_id) from exc
+            raise DeviceUnavailableError(f"cannot open {self.where()}: {exc}", device=self.device_id) from exc
         if not ok:
             client.close()
-            raise DeviceUnavailableError(f"cannot connect to {self._where()}", device=self.device_id)
+            raise DeviceUnavailableError(f"cannot connect to {self.where()}", device=self.device_id)
         self._client = client
 
     async def close(self) -> None:
@@ -139,102 +144,199 @@ class ModbusLink:
         if client is not None:
             client.close()
 
-    @property
-    def connected(self) -> bool:
-        return self._client is not None and self._client.connected
-
-    def _where(self) -> str:
-        link = self.config.link
-        if isinstance(link, TcpLink):
-            return f"{link.host}:{link.port}"
-        assert isinstance(link, SerialLink)
-        return link.url
-
-    # ------------------------------------------------------------------ transactions
-    async def _do(self, what: str, call: Callable[[Any], Awaitable[ModbusPDU]]) -> ModbusPDU:
+    async def transact(self, what: str, request: ModbusPDU) -> ModbusPDU:
         client = self._client
         if client is None or not client.connected:
-            raise DeviceUnavailableError(f"{self._where()} is not connected", device=self.device_id)
+            raise DeviceUnavailableError(f"{self.where()} is not connected", device=self.device_id)
         try:
             # Outer guard slightly beyond pymodbus' own deadline: pymodbus should answer
             # first (so its transaction state is clean); this catches anything it misses.
             async with asyncio.timeout(self.timeout * 1.5 + 0.05):
-                pdu = await call(client)
+                reply: ModbusPDU = await client.execute(False, request)
             reraise_lost_cancel()  # pymodbus' wait_for can lose a cancellation on 3.11
         except TimeoutError as exc:
             raise DeviceTimeoutError(
-                f"{what}: no answer from unit {self.unit} in {self.timeout:g} s", device=self.device_id
+                f"{what}: no answer from unit {request.dev_id} in {self.timeout:g} s", device=self.device_id
             ) from exc
         except ConnectionException as exc:
-            raise DeviceUnavailableError(f"{what}: link to {self._where()} lost: {exc}", device=self.device_id) from exc
+            raise DeviceUnavailableError(f"{what}: link to {self.where()} lost: {exc}", device=self.device_id) from exc
         except ModbusIOException as exc:
             if not client.connected:
-                raise DeviceUnavailableError(f"{what}: link to {self._where()} lost", device=self.device_id) from exc
+                raise DeviceUnavailableError(f"{what}: link to {self.where()} lost", device=self.device_id) from exc
             raise DeviceTimeoutError(
-                f"{what}: no answer from unit {self.unit} in {self.timeout:g} s", device=self.device_id
+                f"{what}: no answer from unit {request.dev_id} in {self.timeout:g} s", device=self.device_id
             ) from exc
         except ModbusException as exc:
             raise DeviceProtocolError(f"{what}: {exc}", device=self.device_id) from exc
         except OSError as exc:
             raise DeviceUnavailableError(f"{what}: {exc}", device=self.device_id) from exc
-        if isinstance(pdu, ExceptionResponse) or pdu.isError():
-            code = int(getattr(pdu, "exception_code", 0))
-            name = EXCEPTION_NAMES.get(code, "unknown")
+        return reply
+
+
+class _RtuTransport:
+    """Modbus RTU frames through the RS-485 bus scheduler shared with every other protocol
+    on the same serial port (see the module docstring)."""
+
+    def __init__(self, device_id: str, link: SerialLink, timeout: float, bus_opts: dict[str, Any]) -> None:
+        self.device_id = device_id
+        self.link = link
+        self.timeout = timeout
+        self._bus_opts = bus_opts
+        self.bus: Rs485Bus | None = None
+
+    def where(self) -> str:
+        return self.link.url
+
+    @property
+    def connected(self) -> bool:
+        return self.bus is not None
+
+    async def connect(self) -> None:
+        if self.bus is not None:
+            return
+        bus = bus_for(self.link, **self._bus_opts)
+        await bus.acquire(self.device_id)
+        self.bus = bus
+
+    async def close(self) -> None:
+        bus, self.bus = self.bus, None
+        if bus is not None:
+            await bus.release(self.device_id)
+
+    async def transact(self, what: str, request: ModbusPDU) -> ModbusPDU:
+        bus = self.bus
+        if bus is None:
+            raise DeviceUnavailableError(f"{self.where()} is not connected", device=self.device_id)
+        unit = request.dev_id
+        try:
+            reply = await bus.transact(
+                unit, encode_request(unit, request), reply_decoder(unit, request), reply_timeout_s=self.timeout
+            )
+        except TimeoutError as exc:
+            if isinstance(exc, DeviceTimeoutError):
+                raise
+            raise DeviceTimeoutError(
+                f"{what}: no answer from unit {unit} on {bus.name} in {self.timeout:g} s", device=self.device_id
+            ) from exc
+        assert reply is not None
+        return reply.pdu
+
+
+class ModbusLink:
+    """One Modbus slave (``config.unit``) over TCP or RTU, chosen by the link kind.
+
+    ``timeout`` is the deadline of one request/answer on the wire. Over RTU it starts when
+    the request is sent, after the wait for the shared line, which the owning device's
+    deadline covers (``call_deadline``).
+    """
+
+    def __init__(self, device_id: str, config: DeviceConfig, *, timeout: float | None = None, **bus_opts: Any) -> None:
+        self.device_id = device_id
+        self.config = config
+        self.unit = config.unit
+        self.timeout = config.timeout_s if timeout is None else timeout
+        link = config.link
+        self.transport: _Transport
+        if isinstance(link, TcpLink):
+            self.transport = _TcpTransport(device_id, link, self.timeout)
+        elif isinstance(link, SerialLink):
+            self.transport = _RtuTransport(device_id, link, self.timeout, bus_opts)
+        else:
+            raise DeviceUnavailableError(
+                f"a Modbus device needs a tcp or serial link, not {link.kind}", device=device_id
+            )
+
+    def call_deadline(self, transactions: int) -> float:
+        """Deadline of a device call made of ``transactions`` requests: each may also wait
+        behind one other slave's timeout on a shared line."""
+        return (transactions + 1) * self.timeout + 0.05
+
+    # ------------------------------------------------------------------ lifecycle
+    async def connect(self) -> None:
+        await self.transport.connect()
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    @property
+    def connected(self) -> bool:
+        return self.transport.connected
+
+    @property
+    def bus(self) -> Rs485Bus | None:
+        """The shared RS-485 bus of an RTU link (None over TCP or before ``connect``)."""
+        return self.transport.bus if isinstance(self.transport, _RtuTransport) else None
+
+    # ------------------------------------------------------------------ transactions
+    async def execute(self, what: str, request: ModbusPDU) -> ModbusPDU:
+        """Send ``request`` to this link's unit; an exception answer raises ``ModbusExceptionError``."""
+        request.dev_id = self.unit
+        reply = await self.transport.transact(what, request)
+        if isinstance(reply, ExceptionResponse) or reply.isError():
+            code = int(reply.exception_code)
+            name = MODBUS_EXCEPTION_NAMES.get(code, "unknown")
             raise ModbusExceptionError(
                 f"{what}: exception {code:02X} ({name}) from unit {self.unit}",
                 device=self.device_id,
                 code=code,
-                function_code=int(getattr(pdu, "function_code", 0)),
+                function_code=request.function_code,
             )
-        return pdu
+        return reply
+
+    def _bad(self, what: str, why: str) -> DeviceProtocolError:
+        return DeviceProtocolError(f"{what}: malformed answer from unit {self.unit}: {why}", device=self.device_id)
+
+    async def _read_bits(self, what: str, request: ModbusPDU, count: int) -> list[bool]:
+        pdu = await self.execute(what, request)
+        # Bits come packed 8 to a byte: a short answer decodes to fewer than ``count``.
+        if len(pdu.bits) < count:
+            raise self._bad(what, f"{len(pdu.bits)} bits for {count}")
+        return [bool(b) for b in pdu.bits[:count]]
+
+    async def _read_registers(self, what: str, request: ModbusPDU, count: int) -> list[int]:
+        pdu = await self.execute(what, request)
+        # pymodbus decodes whatever byte count the answer states; a well-framed answer with
+        # the wrong number of registers (a buggy or garbled device) is caught here.
+        if len(pdu.registers) != count:
+            raise self._bad(what, f"{len(pdu.registers)} registers for {count}")
+        return list(pdu.registers)
+
+    async def _write(self, what: str, request: ModbusPDU) -> None:
+        pdu = await self.execute(what, request)
+        if pdu.address != request.address:
+            raise self._bad(what, f"the echo names address {pdu.address}")
 
     async def read_coils(self, address: int, count: int = 1) -> list[bool]:
-        pdu = await self._do(
-            f"read coils {address}+{count}", lambda c: c.read_coils(address, count=count, device_id=self.unit)
-        )
-        return list(pdu.bits[:count])
+        what = f"read coils {address}+{count}"
+        return await self._read_bits(what, ReadCoilsRequest(address=address, count=count), count)
 
     async def read_discrete_inputs(self, address: int, count: int = 1) -> list[bool]:
-        pdu = await self._do(
-            f"read discrete inputs {address}+{count}",
-            lambda c: c.read_discrete_inputs(address, count=count, device_id=self.unit),
-        )
-        return list(pdu.bits[:count])
+        what = f"read discrete inputs {address}+{count}"
+        return await self._read_bits(what, ReadDiscreteInputsRequest(address=address, count=count), count)
 
     async def read_holding_registers(self, address: int, count: int = 1) -> list[int]:
-        pdu = await self._do(
-            f"read holding registers {address}+{count}",
-            lambda c: c.read_holding_registers(address, count=count, device_id=self.unit),
-        )
-        return list(pdu.registers[:count])
+        what = f"read holding registers {address}+{count}"
+        return await self._read_registers(what, ReadHoldingRegistersRequest(address=address, count=count), count)
 
     async def read_input_registers(self, address: int, count: int = 1) -> list[int]:
-        pdu = await self._do(
-            f"read input registers {address}+{count}",
-            lambda c: c.read_input_registers(address, count=count, device_id=self.unit),
-        )
-        return list(pdu.registers[:count])
+        what = f"read input registers {address}+{count}"
+        return await self._read_registers(what, ReadInputRegistersRequest(address=address, count=count), count)
 
     async def write_coil(self, address: int, value: bool) -> None:
-        await self._do(
-            f"write coil {address}={int(value)}", lambda c: c.write_coil(address, value, device_id=self.unit)
-        )
+        what = f"write coil {address}={int(value)}"
+        await self._write(what, WriteSingleCoilRequest(address=address, bits=[value]))
 
     async def write_coils(self, address: int, values: list[bool]) -> None:
-        await self._do(
-            f"write coils {address}+{len(values)}", lambda c: c.write_coils(address, values, device_id=self.unit)
-        )
+        what = f"write coils {address}+{len(values)}"
+        await self._write(what, WriteMultipleCoilsRequest(address=address, bits=values))
 
     async def write_register(self, address: int, value: int) -> None:
-        await self._do(
-            f"write register {address}={value}", lambda c: c.write_register(address, value, device_id=self.unit)
-        )
+        what = f"write register {address}={value}"
+        await self._write(what, WriteSingleRegisterRequest(address=address, registers=[value]))
 
     async def write_registers(self, address: int, values: list[int]) -> None:
-        await self._do(
-            f"write registers {address}+{len(values)}",
-            lambda c: c.write_registers(address, values, device_id=self.unit),
-        )
+        what = f"write registers {address}+{len(values)}"
+        await self._write(what, WriteMultipleRegistersRequest(address=address, registers=values))
 
 
 def u32(hi: int, lo: int) -> int:
@@ -260,15 +362,8 @@ class RegisterMap:
     """
 
     def __init__(self, name: str) -> None:
-        from pathlib import Path
-
-        import portlane.firmware_config as fc
-        import yaml
-
-        # A namespace package under an editable install: take the first real directory.
-        paths = [Path(p) / "devices" / f"{name}.yaml" for p in fc.__path__]
-        path = next((p for p in paths if p.is_file()), None)
-        if path is None:
+        path = importlib.resources.files("portlane.firmware_config") / "devices" / f"{name}.yaml"
+        if not path.is_file():
             raise FileNotFoundError(f"firmware_config/devices/{name}.yaml")
         self.data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
         self.name = name

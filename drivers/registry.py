@@ -26,7 +26,19 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("weighbridge", "serial"): "portlane.drivers.weighbridge_serial:SerialWeighbridge",
     ("camera", "opencv"): "portlane.drivers.camera_opencv:OpenCvCamera",
     ("scanner", "modbus_tcp"): "portlane.drivers.scanner_modbus:ModbusScanner",
+    # In-process fakes for unit tests (python-can's "virtual" interface): drivers.virtual.
+    ("gate", "virtual"): "portlane.drivers.virtual:VirtualGate",
+    ("io", "virtual"): "portlane.drivers.virtual:VirtualIo",
+    ("board", "virtual"): "portlane.drivers.virtual:VirtualBoard",
+    ("rfid", "virtual"): "portlane.drivers.virtual:VirtualRfid",
+    ("weighbridge", "virtual"): "portlane.drivers.virtual:VirtualWeighbridge",
+    ("camera", "virtual"): "portlane.drivers.virtual:VirtualCamera",
+    ("scanner", "virtual"): "portlane.drivers.virtual:VirtualScanner",
 }
+
+
+#: Optional libraries a backend needs, and the package extra that installs them.
+EXTRAS = {"cv2": "ocr", "numpy": "ocr"}
 
 
 class UnknownBackendError(DeviceError, LookupError):
@@ -47,8 +59,11 @@ def create(kind: str, device_id: str, config: DeviceConfig, **kwargs: Any) -> De
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        hint = EXTRAS.get(exc.name or "", "")
         raise UnknownBackendError(
-            f"backend {config.backend!r} for a {kind} cannot be loaded: {exc}", device=device_id
+            f"backend {config.backend!r} for a {kind} cannot be loaded: {exc}"
+            + (f" (install it with: pip install 'portlane[{hint}]')" if hint else ""),
+            device=device_id,
         ) from exc
     cls = getattr(module, cls_name)
     device: Device = cls(device_id, config, **kwargs)

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 from .base import ScannerDriver, ScannerState, ScannerStatus, ScanResult
 from .config import DeviceConfig
-from .errors import DeviceFaultError
-from .modbus import ModbusExceptionError, ModbusLink, RegisterMap, ascii_from_registers, ascii_to_registers, u32
+from .errors import DeviceFaultError, ModbusExceptionError
+from .modbus import ModbusLink, RegisterMap, ascii_from_registers, ascii_to_registers, u32
 
 __all__ = ["ModbusScanner"]
 
 #: Modbus exception the PLC answers when it refuses a command.
 REFUSED = 4
+#: Most requests one driver call makes: the start handshake (FC16, FC06) and, when the PLC
+#: refuses, the status read saying why.
+MAX_REQUESTS_PER_CALL = 3
 
 _MAP: RegisterMap | None = None
 
@@ -36,10 +39,10 @@ def _map() -> RegisterMap:
 
 class ModbusScanner(ScannerDriver):
     def __init__(self, device_id: str, config: DeviceConfig) -> None:
-        super().__init__(device_id, timeout=config.timeout_s)
         self.config = config
         self.map = _map()
         self.link = ModbusLink(device_id, config)
+        super().__init__(device_id, timeout=self.link.call_deadline(MAX_REQUESTS_PER_CALL))
         self._bits = {k: int(v) for k, v in self.map.data["interlock_bits"].items()}
         self._cmds = {k: int(v) for k, v in self.map.data["commands"].items()}
 

@@ -15,8 +15,9 @@ or write raises ``DeviceUnavailableError`` and ``open()`` again reopens the path
 back. Bytes are never interpreted here.
 
 Codec support shared by the serial protocols: ``FrameError`` (a ``DeviceProtocolError``
-saying how many bytes to skip to resynchronise), ``crc16_modbus`` and ``drain``, which
-runs a sans-I/O decoder over a buffer, counting garbage and bad frames instead of raising.
+saying how many bytes to skip to resynchronise) and ``drain``, which runs a sans-I/O
+decoder over a buffer, counting garbage and bad frames instead of raising. (The CRC lives
+in ``drivers.crc``.)
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import serial_asyncio_fast
 from .config import SerialLink
 from .errors import DeviceProtocolError, DeviceUnavailableError
 
-__all__ = ["DecodeStats", "FrameError", "SerialPort", "char_time_s", "crc16_modbus", "drain", "read_stream"]
+__all__ = ["DecodeStats", "Decoder", "FrameError", "SerialPort", "char_time_s", "drain", "read_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,6 @@ class FrameError(DeviceProtocolError):
     def __init__(self, message: str, *, consumed: int = 1, device: str = "") -> None:
         super().__init__(message, device=device)
         self.consumed = max(1, consumed)
-
-
-def crc16_modbus(data: bytes) -> int:
-    """CRC-16/MODBUS: poly 0xA001 (reflected 0x8005), init 0xFFFF; sent low byte first."""
-    crc = 0xFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 @dataclass

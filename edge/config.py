@@ -7,18 +7,22 @@ Unknown keys are rejected; cross-field rules are checked in one place
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from portlane.drivers.config import DeviceConfig
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
 __all__ = [
+    "REDACTED",
     "Agency",
     "BrokerConfig",
+    "BrokerTLS",
+    "ClientConfig",
     "LaneConfig",
     "LaneDevices",
     "OutboxConfig",
@@ -27,11 +31,19 @@ __all__ = [
     "ScannerConfig",
     "Site",
     "TrustedKey",
+    "UnitKey",
     "load_site",
     "parse_site",
+    "redact",
+    "redact_text",
+    "redact_yaml",
 ]
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+#: Command names in key authorities (checked against the command set by the verifier).
+COMMAND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+#: Unit id reserved for the platform's topics (portlane/v1/{site}/platform/expected).
+PLATFORM_UNIT = "platform"
 
 
 class _Frozen(BaseModel):
@@ -46,17 +58,120 @@ class Agency(enum.StrEnum):
     TRANSPORT = "transport"
 
 
+_CREDENTIAL_HELP = (
+    "a file: an absolute path, or a name looked up in $CREDENTIALS_DIRECTORY (systemd LoadCredential=); "
+    "'{unit}' is replaced by the unit id of the daemon (lane, scanner or client id)"
+)
+
+
+class BrokerTLS(_Frozen):
+    """Files for ``mqtts://``. Client certificate and key go together; without them the
+    broker authenticates only itself (then ``password_file`` names the client)."""
+
+    ca_file: str | None = Field(None, description="CA that signed the broker's certificate; " + _CREDENTIAL_HELP)
+    cert_file: str | None = Field(None, description="this unit's client certificate (PEM); " + _CREDENTIAL_HELP)
+    key_file: str | None = Field(None, description="this unit's client private key (PEM); " + _CREDENTIAL_HELP)
+
+    @model_validator(mode="after")
+    def _pair(self) -> BrokerTLS:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
 class BrokerConfig(_Frozen):
     url: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")
     protocol: Literal["auto", "3.1.1", "5"] = "auto"
     username: str | None = None
-    password: SecretStr | None = None
+    password: SecretStr | None = Field(
+        None, description="deprecated: a password in clear in the site file; use password_file"
+    )
+    password_file: str | None = Field(None, description="file holding the broker password; " + _CREDENTIAL_HELP)
+    tls: BrokerTLS | None = None
     keepalive_s: int = Field(15, ge=5, le=600)
+    max_packet_size: int = Field(
+        1024 * 1024,
+        ge=4096,
+        le=256 * 1024 * 1024,
+        description="largest MQTT packet this unit accepts (and the shipped broker config allows), bytes",
+    )
+
+    @model_validator(mode="after")
+    def _credentials(self) -> BrokerConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password_file or password, not both (password_file: the password is not in YAML)")
+        if self.tls is not None and not self.url.startswith("mqtts://"):
+            raise ValueError("tls needs an mqtts:// url")
+        return self
+
+
+def _check_public_key(v: str) -> str:
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(v.strip().encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise ValueError("public_key must be standard base64") from None
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key is 32 bytes, this one is {len(raw)}")
+    return v
 
 
 class TrustedKey(_Frozen):
+    """A key the platform signs commands with, and what it may sign. Omitted ``agencies``,
+    ``lanes`` or ``commands`` mean *any* (what a key could do before authorities existed):
+    list them, so one leaked key cannot speak for every agency."""
+
     id: str = Field(pattern=ID_PATTERN)
     public_key: str = Field(description="Ed25519 public key, 32 bytes, base64")
+    agencies: tuple[Agency, ...] | None = Field(
+        None, description="agencies whose verdicts (decision/release/hold/divert) this key may sign; omitted = any"
+    )
+    lanes: tuple[str, ...] | None = Field(
+        None, description="lane/scanner ids this key may command; omitted = every unit of the site"
+    )
+    commands: tuple[str, ...] | None = Field(None, description="commands this key may sign; omitted = any")
+
+    @field_validator("public_key")
+    @classmethod
+    def _public_key(cls, v: str) -> str:
+        return _check_public_key(v)
+
+    @field_validator("commands")
+    @classmethod
+    def _command_names(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for name in v or ():
+            if not re.fullmatch(COMMAND_PATTERN, name):
+                raise ValueError(f"{name!r} is not a command name")
+        return v
+
+
+class UnitKey(_Frozen):
+    """A unit's own signing key: the public half here, the private half in a file."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    public_key: str = Field(description="Ed25519 public key, 32 bytes, base64")
+    private_key_file: str = Field(
+        "signing.key", description="the unit's private key (read by that unit only); " + _CREDENTIAL_HELP
+    )
+
+    @field_validator("public_key")
+    @classmethod
+    def _public_key(cls, v: str) -> str:
+        return _check_public_key(v)
+
+
+class ClientConfig(_Frozen):
+    """A broker client that is neither a lane nor a scanner: the platform's connection, the
+    console, a technician's tool. Gets a client certificate and its ACL; with ``key``, may sign
+    the ``commands`` listed (to the ``lanes`` listed, default every unit)."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    role: Literal["platform", "console", "technician"]
+    key: UnitKey | None = None
+    commands: tuple[str, ...] = ()
+    lanes: tuple[str, ...] | None = None
 
 
 class PlatformConfig(_Frozen):
@@ -66,6 +181,9 @@ class PlatformConfig(_Frozen):
     )
     decision_timeout_s: float = Field(120.0, gt=0)
     max_clock_skew_s: float = Field(5.0, ge=0)
+    max_validity_s: float = Field(
+        300.0, gt=0, le=86400, description="longest expires_at - issued_at a command may have (skew comes on top)"
+    )
 
 
 class LaneDevices(_Frozen):
@@ -83,6 +201,7 @@ class LaneConfig(_Frozen):
     agencies: tuple[Agency, ...] = Field(min_length=1)
     scanner: str | None = None
     devices: LaneDevices
+    key: UnitKey | None = Field(None, description="the lane's signing key (events, inspection requests)")
 
 
 class ScannerConfig(_Frozen):
@@ -92,6 +211,7 @@ class ScannerConfig(_Frozen):
     scan_timeout_s: float = Field(90.0, gt=0, description="longest a scan may take before it is a fault")
     fault_policy: Literal["wait", "divert"] = "divert"
     fault_wait_s: float = Field(300.0, gt=0, description="deadline for 'wait' before diverting")
+    key: UnitKey | None = Field(None, description="the scanner's signing key (scan events)")
 
 
 class OutboxRetention(_Frozen):
@@ -132,6 +252,7 @@ class Site(_Frozen):
     agencies: tuple[Agency, ...] = Field(min_length=1)
     lanes: tuple[LaneConfig, ...] = Field(min_length=1)
     scanners: tuple[ScannerConfig, ...] = ()
+    clients: tuple[ClientConfig, ...] = ()
     state_dir: str = "/var/lib/portlane"
     outbox: OutboxConfig = OutboxConfig()
 
@@ -155,7 +276,48 @@ class Site(_Frozen):
             unknown = set(s.lanes) - set(lane_ids)
             if unknown:
                 raise ValueError(f"scanner {s.id}: unknown lanes {sorted(unknown)}")
+        self._trust_checks()
         return self
+
+    def _trust_checks(self) -> None:
+        units = [lane.id for lane in self.lanes] + [s.id for s in self.scanners]
+        everyone = units + [c.id for c in self.clients]
+        dup = {x for x in everyone if everyone.count(x) > 1}
+        if dup:
+            raise ValueError(f"lanes, scanners and clients share ids: {', '.join(sorted(dup))}")
+        if PLATFORM_UNIT in units:
+            raise ValueError(f"{PLATFORM_UNIT!r} is reserved for the platform's topics; not a lane or scanner id")
+        key_ids = [k.id for k in self.platform.keys] + [k.id for _, k in self.unit_keys()]
+        dup = {x for x in key_ids if key_ids.count(x) > 1}
+        if dup:
+            raise ValueError(f"key ids listed twice: {', '.join(sorted(dup))}")
+        for i, k in enumerate(self.platform.keys):
+            extra = set(k.agencies or ()) - set(self.agencies)
+            if extra:
+                raise ValueError(f"platform.keys[{i}] ({k.id}): agencies {sorted(extra)} are not agencies of the site")
+            unknown = set(k.lanes or ()) - set(units)
+            if unknown:
+                raise ValueError(f"platform.keys[{i}] ({k.id}): unknown lanes/scanners {sorted(unknown)}")
+        for c in self.clients:
+            unknown = set(c.lanes or ()) - set(units)
+            if unknown:
+                raise ValueError(f"client {c.id}: unknown lanes/scanners {sorted(unknown)}")
+            if c.commands and c.key is None:
+                raise ValueError(f"client {c.id}: lists commands but has no key to sign them with")
+
+    def unit_keys(self) -> list[tuple[str, UnitKey]]:
+        """``(unit id, key)`` of every lane, scanner and client that has a signing key."""
+        out: list[tuple[str, UnitKey]] = []
+        for lane in self.lanes:
+            if lane.key is not None:
+                out.append((lane.id, lane.key))
+        for s in self.scanners:
+            if s.key is not None:
+                out.append((s.id, s.key))
+        for c in self.clients:
+            if c.key is not None:
+                out.append((c.id, c.key))
+        return out
 
     def lane(self, lane_id: str) -> LaneConfig:
         for lane in self.lanes:
@@ -208,3 +370,59 @@ def load_site(path: str | Path) -> Site:
     if not isinstance(data, dict):
         raise ConfigError(str(p), [("", "top level must be a mapping")])
     return parse_site(data, file=str(p))
+
+
+# --------------------------------------------------------------------------- secrets out of sight
+# The one home of secret redaction: configuration shown by `config diff`, packed by `diag
+# bundle`, and free text (logs) that may quote it. Keys named like a password, token or
+# private key; credentials inside URLs; PEM private keys anywhere. Public keys are not secrets.
+
+REDACTED = "<redacted>"
+#: A secret's name: the word ends there (``password_file``, ``client_secret``, ``accessToken``),
+#: so that ``passage_id`` or ``passenger`` are not taken for passwords.
+_SECRET_WORDS = r"(?:pass(?:word|wd|phrase)?|secrets?|tokens?|private[_-]?key|api[_-]?key|credentials?)(?![a-z0-9])"
+_SECRET_KEY = re.compile(rf"(?i){_SECRET_WORDS}")
+#: ``password: xxx`` at the start of a line: the rest of the line is the value.
+_SECRET_LINE = re.compile(rf"(?im)^(\s*[\w.-]*{_SECRET_WORDS}[\w.-]*\s*[:=]\s*)(?!\s*$)(?!<redacted>).+$")
+#: ``password=xxx`` / ``"token": "xxx"`` / ``{password: xxx}`` inside a line: one value.
+_SECRET_INLINE = re.compile(
+    rf"(?i)([\w.-]*{_SECRET_WORDS}[\w.-]*[\"']?\s*[:=]\s*)(?!<redacted>)(\"[^\"]*\"|'[^']*'|[^\s,;&}}\]]+)"
+)
+_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
+_URL_CRED = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
+
+
+def redact(obj: object) -> object:
+    """A copy of parsed configuration (or any JSON-like value) with secret values replaced."""
+    if isinstance(obj, dict):
+        return {
+            k: (
+                REDACTED
+                if isinstance(k, str) and _SECRET_KEY.search(k) and v is not None and not isinstance(v, (dict, list))
+                else redact(v)
+            )
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    if isinstance(obj, str):
+        return redact_text(obj)
+    return obj
+
+
+def redact_text(text: str) -> str:
+    """Redact free text (logs, unparseable YAML): PEM private keys, URL credentials, and
+    ``password: xxx`` / ``token=xxx`` style assignments."""
+    text = _PEM.sub("-----BEGIN PRIVATE KEY-----" + REDACTED + "-----END PRIVATE KEY-----", text)
+    text = _URL_CRED.sub(r"\1" + REDACTED + "@", text)
+    text = _SECRET_LINE.sub(r"\1" + REDACTED, text)
+    return _SECRET_INLINE.sub(r"\1" + REDACTED, text)
+
+
+def redact_yaml(text: str) -> str:
+    """YAML text with its secrets redacted, re-emitted in its key order (free text if unparseable)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return redact_text(text)
+    return yaml.safe_dump(redact(data), sort_keys=False, allow_unicode=True)

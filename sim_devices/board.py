@@ -1,19 +1,22 @@
-"""Simulated LED guidance board on a pty: STX/ETX text frames, shown in ``LaneWorld.board``.
+"""Simulated LED guidance board on a serial line: STX/ETX text frames, shown in ``LaneWorld.board``.
 
 Protocol: ``firmware_config/devices/board_serial.yaml`` / ``docs/devices/led-board.md``
 (``02 addr(2 hex) cmd payload 03 bcc(2 hex)``). The simulator has its own parser; it keeps an
 off-screen buffer of lines and copies it to ``world.set_board([(text, colour), ...])`` on a
 ``D`` command, like a double-buffered controller card. The board's font is GB2312; frames
 with encoding 'U' are decoded as UTF-8 (a font with wider coverage, configurable).
+
+The board is a slave on a ``SerialLine`` (a fresh pty, or an RS-485 line it shares with
+other devices); its answer goes out after the card's render time (``render_s``).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from .faults import FaultInjector
-from .pty_port import PtyPort, SerialSimHandle
+from .line import SerialLine
+from .pty_port import SerialSimHandle
 from .world import LaneWorld
 
 __all__ = ["BoardSim", "start_board"]
@@ -33,19 +36,20 @@ def _bcc(body: bytes) -> bytes:
 
 
 class BoardSim:
-    def __init__(
-        self, world: LaneWorld, faults: FaultInjector, *, address: int = 1, lines: int = 4, render_s: float = RENDER_S
-    ) -> None:
+    """The board's controller card (a ``LineSlave``)."""
+
+    def __init__(self, world: LaneWorld, line: SerialLine, *, address: int = 1, lines: int = 4) -> None:
         self.world = world
-        self.faults = faults
+        self.line = line
+        self.faults = line.faults
         self.address = address
         self.max_lines = lines
-        self.render_s = render_s
         self.buffer: dict[int, tuple[str, str]] = {}
-        self.port: PtyPort | None = None
         self._rx = bytearray()
-        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
         self.counters = {"frames": 0, "bad_frames": 0, "shown": 0}
+
+    def reset(self) -> None:
+        self._rx.clear()
 
     def feed(self, data: bytes) -> None:
         rx = self._rx
@@ -77,7 +81,7 @@ class BoardSim:
                 self.counters["bad_frames"] += 1
                 continue
             self.counters["frames"] += 1
-            self._queue.put_nowait((addr, body[2:-1]))
+            self._heard(addr, body[2:-1])
 
     def _answer(self, cmd: bytes, reason: str | None) -> bytes:
         body = b"%02X" % self.address + (b"A" + cmd if reason is None else b"N" + cmd + reason.encode()) + b"\x03"
@@ -113,18 +117,17 @@ class BoardSim:
             return (cmd or b"?"), "4"
         return cmd, None
 
-    async def serve(self) -> None:
-        while True:
-            addr, msg = await self._queue.get()
-            if addr != self.address or self.faults.unplugged or self.faults.is_dead(addr):
-                continue
+    def _heard(self, addr: int, msg: bytes) -> None:
+        if addr != self.address:
+            return
+
+        def execute() -> bytes | None:
             cmd, reason = self._execute(msg)
             if cmd not in (b"C", b"L", b"D"):
-                continue  # a board cannot name an unknown command in its answer; stay silent
-            await asyncio.sleep(self.render_s)
-            out = await self.faults.outgoing(self._answer(cmd, reason), unit=addr)
-            if out is not None and self.port is not None:
-                self.port.write(out)
+                return None  # a board cannot name an unknown command in its answer; stay silent
+            return self._answer(cmd, reason)
+
+        self.line.submit(addr, execute)
 
 
 async def start_board(
@@ -136,13 +139,18 @@ async def start_board(
     lines: int = 4,
     name: str = "ttyBOARD",
     directory: str | None = None,
+    render_s: float = RENDER_S,
+    line: SerialLine | None = None,
     **_opts: Any,
 ) -> SerialSimHandle:
-    """Serve an LED board at ``address`` on a fresh pty; what it shows goes to ``world.board``."""
-    faults = faults if faults is not None else FaultInjector()
-    sim = BoardSim(world, faults, address=address, lines=lines)
-    port = await PtyPort(sim.feed, name=name, directory=directory, faults=faults).start()
-    sim.port = port
-    handle = SerialSimHandle(port, faults, baudrate=baudrate, sim=sim)
-    handle.add_task(sim.serve(), name=f"board-sim-{port.path}")
-    return handle
+    """Serve an LED board at ``address`` on a fresh pty (or on ``line``, shared with other
+    devices); what it shows goes to ``world.board``."""
+    if line is None:
+        faults = faults if faults is not None else FaultInjector()
+        line = SerialLine(faults, baudrate=baudrate, turnaround_s=render_s, name=name, directory=directory)
+        await line.start()
+    elif faults is not None and faults is not line.faults:
+        raise ValueError("a simulator on a shared line uses the line's fault injector")
+    sim = BoardSim(world, line, address=address, lines=lines)
+    line.attach(sim)
+    return SerialSimHandle(line.port, line.faults, baudrate=line.baudrate, sim=sim, line=line, slaves=(sim,))

@@ -7,9 +7,10 @@ and returns a handle with ``.link`` (a site-config link dict), ``.faults`` and
 fails with ``SimulatorUnavailableError`` naming it, when (and only when) it is asked for.
 
 ``start_site`` reads the raw site dict (the YAML as loaded — simulators never import the
-edge's configuration models) and starts one simulator per configured device. RS-485 gates
-that share a bus (``link.bus``) are served by one simulator, one address per lane world,
-as on the real line.
+edge's configuration models) and starts one simulator per configured device. Devices on one
+serial bus (the same ``link.bus``, or the same port when no bus is named) — RS-485 gates,
+Modbus RTU gates and I/O modules, LED boards — share one simulated line (``SerialLine``),
+one address each, as on the real cable, with one fault injector for the line.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .faults import FaultInjector
+from .line import SerialLine
 from .world import LaneWorld
 
 __all__ = ["SIMULATORS", "SimulatorUnavailableError", "SiteSims", "load_simulator", "start_site"]
@@ -114,6 +116,18 @@ def _link_serial_opts(link: dict[str, Any]) -> dict[str, Any]:
     return {"baudrate": link["baudrate"]} if link.get("kind") == "serial" and "baudrate" in link else {}
 
 
+def _on_a_bus(kind: str, dev: dict[str, Any]) -> bool:
+    """Devices the drivers reach through the RS-485 bus scheduler (addressed, polled)."""
+    if dev["link"].get("kind") != "serial":
+        return False
+    return (kind, dev["backend"]) in {
+        ("gate", "rs485"),
+        ("gate", "modbus_rtu"),
+        ("io", "modbus_rtu"),
+        ("board", "serial"),
+    }
+
+
 async def start_site(
     site: dict[str, Any],
     worlds: dict[str, LaneWorld],
@@ -138,8 +152,8 @@ async def start_site(
         return inj
 
     try:
-        # RS-485 gates: group by bus (or by port when no bus is named).
-        rs485_buses: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        # Devices on a serial bus: grouped by bus (or by port when no bus is named).
+        buses: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
         for lane in site.get("lanes", []):
             lane_id = lane["id"]
             world = worlds.setdefault(lane_id, LaneWorld(lane_id, time_factor=time_factor))
@@ -162,9 +176,9 @@ async def start_site(
                     continue
                 if dev is None:
                     continue
-                if kind == "gate" and dev["backend"] == "rs485":
+                if _on_a_bus(kind, dev):
                     key = dev["link"].get("bus") or dev["link"]["url"]
-                    rs485_buses.setdefault(key, []).append((lane_id, dev))
+                    buses.setdefault(key, []).append((lane_id, kind, dev))
                     continue
                 name = simulator_for(kind, dev["backend"])
                 start = load_simulator(name)
@@ -172,25 +186,12 @@ async def start_site(
                 if kind in ("gate", "io"):
                     opts["transport"] = "rtu" if dev["backend"].endswith("_rtu") else "tcp"
                     opts["unit"] = dev.get("unit", 1)
-                elif kind == "board":
-                    opts["address"] = dev.get("unit", 1)
                 opts.update(_link_serial_opts(dev["link"]))
                 h = await start(world, faults=injector(f"{lane_id}/{kind}"), **opts)
                 sims.handles.append(h)
                 links[kind] = _merged(dev["link"], h.link)
-        for members in rs485_buses.values():
-            start = load_simulator("gate-rs485")
-            served = {int(dev.get("unit", 1)): worlds[lane_id] for lane_id, dev in members}
-            if len(served) != len(members):
-                raise ValueError(f"two gates share an RS-485 address on bus {members[0][1]['link']}")
-            lanes = "+".join(lane_id for lane_id, _ in members)
-            h = await start(
-                None, worlds=served, faults=injector(f"{lanes}/gate"), **_link_serial_opts(members[0][1]["link"])
-            )
-            sims.handles.append(h)
-            for lane_id, dev in members:
-                sims.faults[f"{lane_id}/gate"] = h.faults
-                sims.links["lanes"][lane_id]["gate"] = _merged(dev["link"], h.link)
+        for key, members in buses.items():
+            await _start_bus(sims, key, members, worlds, injector(f"bus:{key}"))
         for scanner in site.get("scanners", []):
             sid = scanner["id"]
             start = load_simulator(simulator_for("scanner", scanner["device"]["backend"]))
@@ -207,3 +208,44 @@ async def start_site(
         await sims.close()
         raise
     return sims
+
+
+async def _start_bus(
+    sims: SiteSims,
+    key: str,
+    members: list[tuple[str, str, dict[str, Any]]],
+    worlds: dict[str, LaneWorld],
+    faults: FaultInjector,
+) -> None:
+    """One simulated line for every device configured on bus ``key``."""
+    units = [int(dev.get("unit", 1)) for _, _, dev in members]
+    dup = sorted({u for u in units if units.count(u) > 1})
+    if dup:
+        raise ValueError(f"two devices share the RS-485 address {dup[0]} on bus {key!r}")
+    line = SerialLine(faults, **_link_serial_opts(members[0][2]["link"]), name=f"ttyBUS{len(sims.handles)}")
+    await line.start()
+    sims.handles.append(_LineCloser(line))  # closes the line if no device got onto it
+    rs485 = [(lane_id, dev) for lane_id, kind, dev in members if dev["backend"] == "rs485"]
+    if rs485:
+        start = load_simulator("gate-rs485")
+        served = {int(dev.get("unit", 1)): worlds[lane_id] for lane_id, dev in rs485}
+        sims.handles.append(await start(None, worlds=served, line=line))
+    for lane_id, kind, dev in members:
+        if dev["backend"] != "rs485":
+            start = load_simulator(simulator_for(kind, dev["backend"]))
+            unit = int(dev.get("unit", 1))
+            sims.handles.append(await start(worlds[lane_id], transport="rtu", unit=unit, address=unit, line=line))
+        sims.faults[f"{lane_id}/{kind}"] = faults
+        sim_link = {"kind": "serial", "url": line.path, "baudrate": line.baudrate, "bytesize": 8, "parity": "N"}
+        sims.links["lanes"][lane_id][kind] = _merged(dev["link"], sim_link | {"stopbits": 1})
+
+
+@dataclass
+class _LineCloser:
+    """Closes a shared line at site shutdown unless its devices' handles already did."""
+
+    line: SerialLine
+
+    async def close(self) -> None:
+        if self.line.users <= 0:
+            await self.line.close()

@@ -21,7 +21,7 @@ import json
 import logging
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,8 +102,10 @@ class CentralPlatform:
         protocol: str = "auto",
         registrations: list[dict[str, Any]] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        tls_files: tuple[str, str, str] | None = None,  # (CA, client cert, client key) for mqtts://
     ) -> None:
         self.url = url
+        self.tls_files = tls_files
         self.site = site
         self.key_id = key_id
         self._key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key_b64))
@@ -122,6 +124,8 @@ class CentralPlatform:
         self._connected = asyncio.Event()
         self._pending: set[asyncio.Task[None]] = set()
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}  # command nonce -> response
+        self.registered: set[str] = set()  # lanes that accepted the registrations
+        self._registered_changed = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -130,15 +134,31 @@ class CentralPlatform:
     async def wait_connected(self) -> None:
         await self._connected.wait()
 
+    async def wait_registered(self, lanes: Iterable[str]) -> None:
+        """Until every one of ``lanes`` has accepted the expected-vehicle registrations."""
+        want = set(lanes)
+        while not want <= self.registered:
+            self._registered_changed.clear()
+            await self._registered_changed.wait()
+
     async def run(self) -> None:
-        host, _, port = self.url.removeprefix("mqtt://").rstrip("/").partition(":")
+        tls = self.url.startswith("mqtts://")
+        host, _, port = self.url.removeprefix("mqtts://").removeprefix("mqtt://").rstrip("/").partition(":")
+        tls_params = None
+        if self.tls_files is not None:
+            ca, cert, key = self.tls_files
+            tls_params = aiomqtt.TLSParameters(ca_certs=ca, certfile=cert, keyfile=key)
         # amqtt (the embedded broker) only speaks 3.1.1; anything else gets MQTT 5.
         proto = aiomqtt.ProtocolVersion.V311 if self.protocol == "3.1.1" else aiomqtt.ProtocolVersion.V5
         backoff = 0.1
         while True:
             try:
                 async with aiomqtt.Client(
-                    host, int(port or 1883), identifier=f"central-{self.site}", protocol=proto
+                    host,
+                    int(port or (8883 if tls else 1883)),
+                    identifier=f"central-{self.site}",
+                    protocol=proto,
+                    tls_params=tls_params,
                 ) as client:
                     self._client = client
                     backoff = 0.1
@@ -146,12 +166,9 @@ class CentralPlatform:
                     await client.subscribe(f"{prefix}/+/event/vehicle.identified", qos=1)
                     await client.subscribe(f"{prefix}/+/event/scan.completed", qos=1)
                     await client.subscribe(f"{prefix}/+/response", qos=1)
-                    await client.publish(
-                        f"{prefix}/platform/expected",
-                        json.dumps({"vehicles": self.registrations}).encode(),
-                        qos=1,
-                        retain=True,
-                    )
+                    # Registrations go to each lane as a signed command when the lane comes
+                    # online (its retained status says so): a lane trusts no unsigned list.
+                    await client.subscribe(f"{prefix}/+/status", qos=1)
                     self._connected.set()
                     async for msg in client.messages:
                         self._on_message(str(msg.topic), bytes(msg.payload))
@@ -169,9 +186,17 @@ class CentralPlatform:
             body = json.loads(payload)
         except ValueError:
             return
+        if parts[-1] == "status":
+            lane = parts[3]
+            if isinstance(body, dict) and body.get("state") == "online" and lane in self.lanes:
+                self._spawn(self._send(lane, "expected_vehicles", None, {"vehicles": self.registrations}))
+            return
         if parts[-1] == "response":
             if body.get("ok"):
                 self.stats.responses_ok += 1
+                if body.get("command") == "expected_vehicles":
+                    self.registered.add(parts[3])
+                    self._registered_changed.set()
             else:
                 self.stats.responses_rejected += 1
             waiter = self._answers.pop(str(body.get("correlation_id")), None)
@@ -187,7 +212,13 @@ class CentralPlatform:
     def _spawn(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
         self._pending.add(t)
-        t.add_done_callback(self._pending.discard)
+        t.add_done_callback(self._done)
+
+    def _done(self, t: asyncio.Task[None]) -> None:
+        self._pending.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            # A platform that silently stops deciding would look like a wedged lane.
+            log.error("central: a decision task failed", exc_info=t.exception())
 
     async def _send(self, lane: str, cmd: str, passage_id: str | None, args: dict[str, Any]) -> None:
         body = sign_command(

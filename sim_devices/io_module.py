@@ -1,38 +1,34 @@
-"""Wire-level simulator of the lane's remote I/O module (Modbus TCP, or RTU on a pty).
+"""Wire-level simulator of the lane's remote I/O module (Modbus TCP, or RTU on an RS-485 line).
 
 Inputs (entry loop, in-position photocell pair, exit loop, lamp current) are read from the
 shared ``LaneWorld`` on every request; the traffic-light coils drive ``world.set_light``.
+Map version 2 adds the module's own evidence in input registers: the relay states as a
+bitmap (IR 1) and rising/falling edge counters per input (IR 2–9, 16-bit, wrapping — the
+counter mode of ADAM-6050 / ioLogik class modules), counted on every change of the world.
 Map: ``firmware_config/devices/io_module.yaml`` (data shared with the driver, code not).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from pymodbus.constants import ExcCodes
-from pymodbus.simulator import SimDevice
-
-from .modbus_gate import (
-    FC_TABLE,
-    ModbusSimHandle,
-    bits_table,
-    load_register_map,
-    make_faults,
-    regs_table,
-    request_fault,
-    serve_modbus,
-    set_bit_block,
-    set_reg_block,
-    table_size,
-)
+from .evidence import EdgeCounter
+from .faults import FaultInjector
+from .line import SerialLine
+from .modbus_slave import ILLEGAL_ADDRESS, ILLEGAL_VALUE, SimHandle, load_register_map, start_modbus, table_size
 from .world import LaneWorld
 
-__all__ = ["IoSim", "start_io"]
+__all__ = ["INPUTS", "IoSim", "start_io"]
 
 LAMPS = ("red", "amber", "green")
+#: Discrete inputs, in map order, with edge counters.
+INPUTS = ("entry_loop", "in_position", "exit_loop", "lamp_ok")
 
 
 class IoSim:
+    """The module's tables over a ``LaneWorld`` (a ``RegisterBank``)."""
+
     def __init__(self, world: LaneWorld, *, faults: Any = None) -> None:
         self.world = world
         self.faults = faults
@@ -44,89 +40,103 @@ class IoSim:
             ix["input_registers"],
             ix["holding_registers"],
         )
-        self.outputs = [False] * table_size(self.map, "coils")
-        self.outputs[self.c["light_red"]] = world.light == "red"
-        self.outputs[self.c["light_amber"]] = world.light == "amber"
-        self.outputs[self.c["light_green"]] = world.light == "green"
-        self.holding = [0] * table_size(self.map, "holding_registers")
+        self.sizes = {t: table_size(self.map, t) for t in self.map["tables"]}
+        self.outputs = [0] * self.sizes["coils"]
+        for name in LAMPS:
+            self.outputs[self.c[f"light_{name}"]] = int(world.light == name)
+        self.holding = [0] * self.sizes["holding_registers"]
+        self.ranges = {int(e["address"]): e.get("range", [0, 0xFFFF]) for e in self.map["tables"]["holding_registers"]}
         self.lamp_broken = False  # fault: the lit lamp draws no current
+        self.evidence = EdgeCounter(
+            world,
+            {
+                "entry_loop": lambda: world.entry_loop,
+                "in_position": lambda: world.in_position,
+                "exit_loop": lambda: world.exit_loop,
+                "lamp_ok": lambda: not self.lamp_broken,
+            },
+        )
         self.requests = 0
 
-    def device(self, unit: int) -> SimDevice:
-        m = self.map
-        return SimDevice(
-            id=unit,
-            simdata=(
-                bits_table(16),
-                bits_table(16),
-                regs_table(table_size(m, "holding_registers")),
-                regs_table(table_size(m, "input_registers")),
-            ),
-            action=self.action,
-        )
-
-    def _inputs(self) -> list[bool]:
-        w = self.world
-        bits = [False] * table_size(self.map, "discrete_inputs")
-        bits[self.d["entry_loop"]] = w.entry_loop
-        bits[self.d["in_position"]] = w.in_position
-        bits[self.d["exit_loop"]] = w.exit_loop
-        bits[self.d["lamp_ok"]] = not self.lamp_broken
+    def _inputs(self) -> list[int]:
+        levels = {name: read() for name, read in self.evidence.signals.items()}
+        bits = [0] * self.sizes["discrete_inputs"]
+        for name in INPUTS:
+            bits[self.d[name]] = int(levels[name])
         return bits
+
+    def _input_regs(self) -> list[int]:
+        ev, i = self.evidence, self.i
+        ev.sample()  # the counters are current in every answer
+        regs = [0] * self.sizes["input_registers"]
+        regs[i["di_bitmap"]] = sum(b << n for n, b in enumerate(self._inputs()))
+        regs[i["do_bitmap"]] = sum(b << n for n, b in enumerate(self.outputs))
+        for name in INPUTS:
+            regs[i[f"{name}_rising"]] = ev.rising[name]
+            regs[i[f"{name}_falling"]] = ev.falling[name]
+        return regs
 
     def _apply_light(self) -> None:
         lit = [name for name in LAMPS if self.outputs[self.c[f"light_{name}"]]]
         # Several lamps at once is a wiring/driver error; the world shows the most restrictive.
-        colour = lit[0] if lit else "off"
-        self.world.set_light(colour)
+        self.world.set_light(lit[0] if lit else "off")
 
-    async def action(
-        self, fc: int, start: int, address: int, count: int, regs: list[int], values: list[int] | list[bool] | None
-    ) -> ExcCodes | None:
-        if (exc := await request_fault(self, fc, values)) is not None:
-            return exc
-        table = FC_TABLE.get(fc)
+    # -- RegisterBank
+    def read(self, table: str, address: int, count: int) -> list[int] | int:
+        self.requests += 1
+        if address + count > self.sizes.get(table, 0):
+            return ILLEGAL_ADDRESS
+        tables: dict[str, Callable[[], list[int]]] = {
+            "coils": lambda: list(self.outputs),
+            "discrete_inputs": self._inputs,
+            "input_registers": self._input_regs,
+            "holding_registers": lambda: list(self.holding),
+        }
+        return tables[table]()[address : address + count]
+
+    def write(self, table: str, address: int, values: list[int]) -> int:
+        self.requests += 1
+        if address + len(values) > self.sizes.get(table, 0):
+            return ILLEGAL_ADDRESS
         if table == "coils":
-            if values is not None:
-                for offset, v in enumerate(values):
-                    if address + offset < len(self.outputs):
-                        self.outputs[address + offset] = bool(v)
-                self._apply_light()
-                return None
-            set_bit_block(regs, start, self.outputs)
-        elif table == "discrete_inputs":
-            set_bit_block(regs, start, self._inputs())
-        elif table == "input_registers":
-            bitmap = sum(1 << n for n, b in enumerate(self._inputs()) if b)
-            set_reg_block(regs, start, [bitmap])
-        elif table == "holding_registers":
-            if values is not None:
-                ranges = {
-                    int(e["address"]): e.get("range", [0, 0xFFFF]) for e in self.map["tables"]["holding_registers"]
-                }
-                for offset, v in enumerate(values):
-                    lo, hi = ranges.get(address + offset, [0, 0xFFFF])
-                    if not lo <= int(v) <= hi:
-                        return ExcCodes.ILLEGAL_VALUE
-                for offset, v in enumerate(values):
-                    self.holding[address + offset] = int(v)
-                return None
-            set_reg_block(regs, start, self.holding)
-        return None
+            for offset, v in enumerate(values):
+                self.outputs[address + offset] = int(bool(v))
+            self._apply_light()
+            return 0
+        for offset, v in enumerate(values):
+            lo, hi = self.ranges.get(address + offset, [0, 0xFFFF])
+            if not lo <= v <= hi:
+                return ILLEGAL_VALUE
+        for offset, v in enumerate(values):
+            self.holding[address + offset] = v
+        return 0
 
 
 async def start_io(
     world: LaneWorld,
     *,
-    faults: Any = None,
+    faults: FaultInjector | None = None,
     transport: str = "tcp",
     unit: int = 1,
     port: int | None = None,
+    baudrate: int = 9600,
+    line: SerialLine | None = None,
     **_opts: Any,
-) -> ModbusSimHandle:
-    """Start a simulated remote I/O module on ``world`` (loopback TCP by default)."""
-    faults = make_faults(faults)
+) -> SimHandle:
+    """Start a simulated remote I/O module on ``world`` (loopback TCP by default; ``"rtu"`` on
+    a fresh pty line or on ``line``, shared with other simulators)."""
+    if line is not None:
+        faults = line.faults
+    faults = faults if faults is not None else FaultInjector()
     sim = IoSim(world, faults=faults)
-    handle = await serve_modbus([sim.device(unit)], transport=transport, faults=faults, unit=unit, port=port)
-    handle.sim = sim  # type: ignore[attr-defined]
-    return handle
+    return await start_modbus(
+        sim,
+        transport=transport,
+        faults=faults,
+        unit=unit,
+        port=port,
+        baudrate=baudrate,
+        line=line,
+        name="ttyIO",
+        tasks=[(sim.evidence.run, f"io-sim-evidence-{world.lane_id}")],
+    )

@@ -167,8 +167,10 @@ class PtyPort:
 class SerialSimHandle:
     """A running serial simulator: ``link`` (a site-config link dict), ``faults``, ``close()``.
 
-    Owns its pty and its tasks; ``close()`` is idempotent. Starts the lane world's physics
-    when nobody runs them yet (``own_world_physics``) and stops them again on close.
+    Owns its tasks; owns its pty unless it is one of several devices on a shared RS-485
+    line (``line``): then closing it detaches its slaves, and the last handle on the line
+    closes the line. ``close()`` is idempotent. Starts the lane world's physics when nobody
+    runs them yet (``own_world_physics``) and stops them again on close.
     """
 
     def __init__(
@@ -180,14 +182,20 @@ class SerialSimHandle:
         bytesize: int = 8,
         parity: str = "N",
         sim: object = None,
+        line: Any = None,
+        slaves: tuple[Any, ...] = (),
     ) -> None:
         self.port = port
         self.faults = faults
         self.sim = sim
+        self.line = line
+        self._slaves = slaves
+        if line is not None:
+            line.users += 1
         # A pty carries bytes, not bits: line settings are not emulated, and some kernels
         # refuse 7-bit or parity termios on a pty. So the link always says 8N1 (overriding
         # a site's 7E1 when a simulator stands in); the device's own settings are kept in
-        # ``line`` for display.
+        # ``line_settings`` for display.
         self.link: dict[str, object] = {
             "kind": "serial",
             "url": port.path,
@@ -196,7 +204,7 @@ class SerialSimHandle:
             "parity": "N",
             "stopbits": 1,
         }
-        self.line = f"{baudrate} {bytesize}{parity}1"
+        self.line_settings = f"{baudrate} {bytesize}{parity}1"
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -220,9 +228,21 @@ class SerialSimHandle:
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await t
-        await self.port.close()
+            except asyncio.CancelledError:
+                if (current := asyncio.current_task()) is not None and current.cancelling():
+                    raise
+        if self.line is None:
+            await self.port.close()
+            return
+        for slave in self._slaves:
+            self.line.detach(slave)
+            if callable(stop := getattr(slave, "close", None)):
+                stop()
+        self.line.users -= 1
+        if self.line.users <= 0:
+            await self.line.close()
 
     async def __aenter__(self) -> SerialSimHandle:
         return self

@@ -22,23 +22,18 @@ import asyncio
 import enum
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymodbus.constants import ExcCodes
-from pymodbus.simulator import SimDevice
-
-from .modbus_gate import (
-    FC_TABLE,
+from .faults import FaultInjector
+from .modbus_slave import (
+    DEVICE_FAILURE,
+    ILLEGAL_ADDRESS,
+    ILLEGAL_VALUE,
     ModbusSimHandle,
-    bits_table,
     load_register_map,
-    make_faults,
-    regs_table,
-    request_fault,
-    serve_modbus,
-    set_bit_block,
-    set_reg_block,
+    start_modbus,
     table_size,
 )
 
@@ -234,7 +229,7 @@ def _regs_ascii(regs: list[int]) -> str:
 
 
 class ScannerSim:
-    """The scanner PLC's Modbus face over a ``ScannerWorld``."""
+    """The scanner PLC's Modbus face over a ``ScannerWorld`` (a ``RegisterBank``)."""
 
     def __init__(self, world: ScannerWorld, *, faults: Any = None) -> None:
         self.world = world
@@ -243,27 +238,15 @@ class ScannerSim:
         ix = self.map["index"]
         self.d, self.i, self.h = ix["discrete_inputs"], ix["input_registers"], ix["holding_registers"]
         self.words = {e["name"]: int(e.get("words", 1)) for t in self.map["tables"].values() for e in t}
+        self.sizes = {t: table_size(self.map, t) for t in self.map["tables"]}
         self.cmds = self.map["commands"]
         self.bits = self.map["interlock_bits"]
-        self.holding = [0] * table_size(self.map, "holding_registers")
+        self.holding = [0] * self.sizes["holding_registers"]
         self.requests = 0
-
-    def device(self, unit: int) -> SimDevice:
-        m = self.map
-        return SimDevice(
-            id=unit,
-            simdata=(
-                bits_table(16),
-                bits_table(16),
-                regs_table(table_size(m, "holding_registers")),
-                regs_table(table_size(m, "input_registers")),
-            ),
-            action=self.action,
-        )
 
     def _input_regs(self) -> list[int]:
         w, i = self.world, self.i
-        regs = [0] * table_size(self.map, "input_registers")
+        regs = [0] * self.sizes["input_registers"]
         regs[i["state"]] = int(w.state)
         flags = {
             "estop": w.estop,
@@ -283,19 +266,19 @@ class ScannerSim:
         regs[a : a + self.words["image_ref"]] = _ascii_regs(w.image_ref, self.words["image_ref"])
         return regs
 
-    def _inputs(self) -> list[bool]:
+    def _inputs(self) -> list[int]:
         w = self.world
-        bits = [False] * table_size(self.map, "discrete_inputs")
-        bits[self.d["radiation_on"]] = w.radiation_on
-        bits[self.d["ready"]] = w.state == PlcState.READY
-        bits[self.d["zone_clear"]] = w.zone_clear
+        bits = [0] * self.sizes["discrete_inputs"]
+        bits[self.d["radiation_on"]] = int(w.radiation_on)
+        bits[self.d["ready"]] = int(w.state == PlcState.READY)
+        bits[self.d["zone_clear"]] = int(w.zone_clear)
         return bits
 
-    def _write_holding(self, address: int, values: list[int]) -> ExcCodes | None:
+    def _write_holding(self, address: int, values: list[int]) -> int:
         cmd_addr = self.h["cmd"]
         for offset, v in enumerate(values):
             if address + offset == cmd_addr and v not in (0, *self.cmds.values()):
-                return ExcCodes.ILLEGAL_VALUE
+                return ILLEGAL_VALUE
         for offset, v in enumerate(values):
             if address + offset != cmd_addr:
                 self.holding[address + offset] = v
@@ -311,33 +294,32 @@ class ScannerSim:
             elif cmd == self.cmds["reset"]:
                 ok = w.reset()
             if not ok:
-                return ExcCodes.DEVICE_FAILURE
-        return None
+                return DEVICE_FAILURE
+        return 0
 
-    async def action(
-        self, fc: int, start: int, address: int, count: int, regs: list[int], values: list[int] | list[bool] | None
-    ) -> ExcCodes | None:
-        if (exc := await request_fault(self, fc, values)) is not None:
-            return exc
-        table = FC_TABLE.get(fc)
-        if table == "holding_registers":
-            if values is not None:
-                return self._write_holding(address, [int(v) for v in values])
-            if fc == 3:  # cmd reads back 0 (the PLC took it); a write's echo is the request
-                set_reg_block(regs, start, self.holding)
-        elif table == "input_registers":
-            set_reg_block(regs, start, self._input_regs())
-        elif table == "discrete_inputs":
-            set_bit_block(regs, start, self._inputs())
-        elif table == "coils":
-            return ExcCodes.ILLEGAL_ADDRESS  # the PLC exposes no coils
-        return None
+    # -- RegisterBank
+    def read(self, table: str, address: int, count: int) -> list[int] | int:
+        self.requests += 1
+        if address + count > self.sizes.get(table, 0):
+            return ILLEGAL_ADDRESS  # the PLC exposes no coils at all
+        tables: dict[str, Callable[[], list[int]]] = {
+            "discrete_inputs": self._inputs,
+            "input_registers": self._input_regs,
+            "holding_registers": lambda: list(self.holding),  # cmd reads back 0: the PLC took it
+        }
+        return tables[table]()[address : address + count]
+
+    def write(self, table: str, address: int, values: list[int]) -> int:
+        self.requests += 1
+        if table != "holding_registers" or address + len(values) > self.sizes["holding_registers"]:
+            return ILLEGAL_ADDRESS
+        return self._write_holding(address, values)
 
 
 async def start_scanner(
     world: Any = None,
     *,
-    faults: Any = None,
+    faults: FaultInjector | None = None,
     unit: int = 1,
     port: int | None = None,
     scanner_world: ScannerWorld | None = None,
@@ -357,10 +339,10 @@ async def start_scanner(
         else:
             tf = time_factor if time_factor is not None else float(getattr(world, "time_factor", 1.0))
             scanner_world = ScannerWorld(time_factor=tf, seed=seed)
-    faults = make_faults(faults)
     sim = ScannerSim(scanner_world, faults=faults)
-    handle = await serve_modbus([sim.device(unit)], transport="tcp", faults=faults, unit=unit, port=port)
-    handle.sim = sim  # type: ignore[attr-defined]
+    handle = await start_modbus(
+        sim, transport="tcp", faults=faults, unit=unit, port=port, tasks=[(scanner_world.run, "scanner-world")]
+    )
+    assert isinstance(handle, ModbusSimHandle)
     handle.world = scanner_world  # type: ignore[attr-defined]
-    handle._tasks.append(asyncio.create_task(scanner_world.run(), name="scanner-world"))
     return handle

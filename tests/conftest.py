@@ -1,7 +1,8 @@
 """Shared fixtures: a real MQTT broker on a free loopback port.
 
 Mosquitto when the binary is installed (CI installs it), otherwise the embedded amqtt
-broker in a child process (``PORTLANE_TEST_BROKER=embedded`` forces the latter). Either can be killed and restarted mid-test.
+broker in a child process (``PORTLANE_TEST_BROKER=embedded`` forces the latter). Either can be
+killed and restarted mid-test.
 """
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ def _altered(value: Any) -> Any:
 @pytest.mark.parametrize("line_no", [1, 3, 5])
 @pytest.mark.parametrize("field", FIELDS)
 def test_editing_any_field_of_any_line_is_caught(tmp_path: Path, field: str, line_no: int) -> None:
-    from portlane.edge.trust.security import canonical_json
+    from portlane.edge.contract.canonical import canonical_json
 
     path = tmp_path / "a.jsonl"
     entries = write_log(path, 5)
@@ -189,7 +189,7 @@ def test_editing_any_field_of_any_line_is_caught(tmp_path: Path, field: str, lin
 
 
 def test_rehashing_an_edited_entry_breaks_the_next_link(tmp_path: Path) -> None:
-    from portlane.edge.trust.security import canonical_json
+    from portlane.edge.contract.canonical import canonical_json
 
     path = tmp_path / "a.jsonl"
     entries = write_log(path, 4)
@@ -403,7 +403,7 @@ def test_cli_show(tmp_path: Path) -> None:
 
 
 def test_cli_keys_generate_makes_a_working_pair() -> None:
-    from portlane.edge.trust.security import CommandSigner
+    from portlane.edge.trust.commands import CommandSigner
 
     r = portlane("keys", "generate", "--id", "site-2027", "--json")
     assert r.returncode == 0

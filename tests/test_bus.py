@@ -1,4 +1,5 @@
-"""RS-485 bus scheduling, dead-slave isolation, unplug/replug recovery, garbage on the line.
+"""RS-485 bus scheduling, dead-slave isolation, unplug/replug recovery, garbage on the line,
+and two protocols (the framed gate protocol and Modbus RTU) sharing one line.
 
 Counts, not wall-clock: a "cycle" polls every slave once; the assertions are on how many
 transactions each slave got and what the bus log says happened between them.
@@ -10,15 +11,21 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from portlane.drivers.base import GatePosition
+from portlane.drivers.base import GatePosition, LightColour
 from portlane.drivers.bus import BreakerState, SlaveIsolatedError
 from portlane.drivers.config import DeviceConfig
+from portlane.drivers.crc import crc16_modbus
 from portlane.drivers.errors import DeviceError, DeviceTimeoutError, DeviceUnavailableError
+from portlane.drivers.gate_modbus import ModbusGate
 from portlane.drivers.gate_rs485 import Rs485Gate
+from portlane.drivers.io_modbus import ModbusIo
 from portlane.drivers.supervisor import Backoff, DeviceHealth, Supervisor
 from portlane.drivers.weighbridge_serial import SerialWeighbridge
+from portlane.sim_devices import modbus_gate
 from portlane.sim_devices.faults import FaultInjector
 from portlane.sim_devices.gate_rs485 import start_gate
+from portlane.sim_devices.io_module import start_io
+from portlane.sim_devices.line import LineEvent
 from portlane.sim_devices.pty_port import SerialSimHandle
 from portlane.sim_devices.weighbridge import start_weighbridge
 from portlane.sim_devices.world import LaneWorld
@@ -72,6 +79,8 @@ async def test_dead_slave_is_isolated_and_does_not_slow_the_others(
     assert ok[3]["timeout"] == 3  # the breaker opened after three timeouts ...
     assert ok[3]["skipped"] == CYCLES - 3  # ... and the dead slave cost no bus time after that
     assert isinstance(results[-1][2], SlaveIsolatedError)
+    # a skipped transaction is counted as the device being unavailable, not as a bad frame
+    assert gates[2].counters["unavailable"] == CYCLES - 3 and gates[2].counters["protocol"] == 0
     assert isinstance(results[0][2], DeviceTimeoutError)
     assert bus.breaker(3).state == BreakerState.OPEN
     # Between two polls of slave 1 the bus spent at most one timeout on the dead slave.
@@ -209,3 +218,108 @@ async def test_two_buses_with_the_same_name_on_different_ports_are_refused() -> 
     finally:
         await h1.close()
         await h2.close()
+
+
+# --------------------------------------------------------------------------- two protocols, one line
+
+
+def _one_frame(raw: bytes) -> str | None:
+    """Which protocol ``raw`` is exactly one frame of: "gate" (framed, 55 … CRC), "rtu"
+    (Modbus RTU, CRC over everything before it), or None (two frames, a torn one, noise)."""
+    if len(raw) < 4 or crc16_modbus(raw[:-2]).to_bytes(2, "little") != raw[-2:]:
+        return None
+    if raw[0] == 0x55 and len(raw) == 6 + raw[3]:
+        return "gate"
+    return "rtu"
+
+
+def _exchanges(log: list[LineEvent], gap_s: float) -> tuple[list[tuple[str | None, bytes, bytes]], list[str]]:
+    """Pair every answer on the line with the request before it; list every violation of
+    half-duplex master/slave discipline: more than one frame (or a torn one) before an
+    answer, or a request sent sooner than ``gap_s`` after the previous answer."""
+    pairs: list[tuple[str | None, bytes, bytes]] = []
+    problems: list[str] = []
+    request, request_t, answered_t = bytearray(), 0.0, None
+    for ev in log:
+        if ev.direction == "rx":
+            if not request:
+                request_t = ev.t
+            request += ev.data
+            continue
+        kind = _one_frame(bytes(request))
+        if kind is None:
+            problems.append(f"not one frame before an answer: {request.hex(' ')}")
+        if answered_t is not None and request_t - answered_t < gap_s:
+            problems.append(f"request {1000 * (request_t - answered_t):.2f} ms after the previous answer")
+        pairs.append((kind, bytes(request), ev.data))
+        request.clear()
+        answered_t = ev.t
+    return pairs, problems
+
+
+async def _mixed_line() -> tuple[list[SerialSimHandle], str]:
+    """An RS-485 gate (framed protocol, address 1), a Modbus RTU I/O module (unit 2) and a
+    Modbus RTU gate (unit 3) on one simulated line."""
+    g = await start_gate(LaneWorld("g", time_factor=0.1), address=1)
+    io = await start_io(LaneWorld("i"), transport="rtu", unit=2, line=g.line)
+    mg = await modbus_gate.start_gate(LaneWorld("m", time_factor=0.1), transport="rtu", unit=3, line=g.line)
+    assert isinstance(io, SerialSimHandle) and isinstance(mg, SerialSimHandle)
+    return [mg, io, g], g.path
+
+
+async def _hammer(devices: tuple[Rs485Gate, ModbusIo, ModbusGate], rounds: int) -> list[object]:
+    gate, io, mgate = devices
+    results: list[object] = []
+    for i in range(rounds):
+        colour = (LightColour.RED, LightColour.GREEN)[i % 2]
+        results += await asyncio.gather(
+            gate.status(), io.read_inputs(), mgate.status(), io.set_light(colour), return_exceptions=True
+        )
+    return results
+
+
+async def test_two_protocols_on_one_line_never_interleave_and_keep_the_gap() -> None:
+    handles, path = await _mixed_line()
+    link = {"kind": "serial", "url": path, "bus": "mixed"}
+    gate = Rs485Gate("gate", DeviceConfig(backend="rs485", link=link, unit=1, timeout_s=0.3))
+    io = ModbusIo("io", DeviceConfig(backend="modbus_rtu", link=link, unit=2, timeout_s=0.3))
+    mgate = ModbusGate("mgate", DeviceConfig(backend="modbus_rtu", link=link, unit=3, timeout_s=0.3))
+    line = handles[-1].line
+    try:
+        async with gate, io, mgate, asyncio.timeout(GUARD_S):
+            assert gate.bus is io.bus is mgate.bus  # one scheduler for the port, whatever the protocol
+            results = await _hammer((gate, io, mgate), rounds=20)
+            bus = gate.bus
+    finally:
+        for h in handles:
+            await h.close()
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert line is not None
+    pairs, problems = _exchanges(line.log, line.gap_s)
+    assert problems == []
+    assert len(pairs) == bus.counters["transactions"] == 80
+    assert {kind for kind, _, _ in pairs} == {"gate", "rtu"}
+    assert all(req[1] == ans[1] for kind, req, ans in pairs if kind == "gate")  # the addressed slave answered
+    assert all(req[0] == ans[0] for kind, req, ans in pairs if kind == "rtu")
+    assert {a: bus.slaves[a].outcomes["ok"] for a in (1, 2, 3)} == {1: 20, 2: 40, 3: 20}
+
+
+async def test_the_check_catches_two_schedulers_on_one_port() -> None:
+    """The same workload with one scheduler per protocol (two bus names, one port — what a
+    pymodbus serial client beside our bus amounted to): frames run into each other."""
+    handles, path = await _mixed_line()
+    gate = Rs485Gate("gate", DeviceConfig(backend="rs485", link={"kind": "serial", "url": path, "bus": "a"}, unit=1))
+    modbus_link = {"kind": "serial", "url": path, "bus": "b"}
+    io = ModbusIo("io", DeviceConfig(backend="modbus_rtu", link=modbus_link, unit=2, timeout_s=0.1))
+    mgate = ModbusGate("mgate", DeviceConfig(backend="modbus_rtu", link=modbus_link, unit=3, timeout_s=0.1))
+    line = handles[-1].line
+    try:
+        async with gate, io, mgate, asyncio.timeout(GUARD_S):
+            assert gate.bus is not io.bus
+            await _hammer((gate, io, mgate), rounds=5)
+    finally:
+        for h in handles:
+            await h.close()
+    assert line is not None
+    _, problems = _exchanges(line.log, line.gap_s)
+    assert any("not one frame" in p for p in problems)

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from portlane.drivers import board_serial, gate_rs485, rfid_serial, weighbridge_serial
-from portlane.drivers.base import BoardColour, GatePosition, GateStatus
+from portlane.drivers.base import BoardColour, EdgeCounts, GatePosition, GateStatus
+from portlane.drivers.crc import crc16_modbus, crc16_modbus_bytes
 from portlane.drivers.errors import DeviceProtocolError
-from portlane.drivers.serial_link import DecodeStats, FrameError, crc16_modbus, drain
+from portlane.drivers.serial_link import DecodeStats, FrameError, drain
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "devices"
 DECODERS = [
@@ -31,6 +32,12 @@ def hx(b: bytes) -> str:
 
 
 # --------------------------------------------------------------------------- vectors
+
+
+def test_crc16_modbus_check_value() -> None:
+    # CRC RevEng catalogue, CRC-16/MODBUS: check = CRC of b"123456789"
+    assert crc16_modbus(b"123456789") == 0x4B37
+    assert crc16_modbus_bytes(b"123456789") == b"\x37\x4b"  # low byte first on the wire
 
 
 def test_crc16_modbus_matches_published_dooya_vectors() -> None:
@@ -52,6 +59,38 @@ def test_gate_vectors() -> None:
     decoded, n = gate_rs485.decode_frame(raw)
     assert n == len(raw) and decoded is not None
     assert gate_rs485.status_from_frame(decoded) == (st_, 45)
+
+
+#: The status example of docs/devices/gate-rs485.md, version 2 and version 1.
+STATUS_V2 = GateStatus(
+    GatePosition.OPEN,
+    limit_open=True,
+    cycles=1234,
+    photocell_edges=EdgeCounts(7, 7),
+    loop_edges=EdgeCounts(7, 7),
+    vehicles_passed=7,
+)
+STATUS_V1 = GateStatus(GatePosition.OPEN, limit_open=True, cycles=1234)
+
+
+def test_gate_status_record_versions() -> None:
+    v2 = gate_rs485.encode_status(1, STATUS_V2, angle=90)
+    assert hx(v2) == "55 01 90 13 FF 01 5A 00 00 00 00 04 D2 00 07 00 07 00 07 00 07 00 07 BF 56"
+    v1 = gate_rs485.encode_status(1, STATUS_V1, angle=90)
+    assert hx(v1) == "55 01 90 09 FF 01 5A 00 00 00 00 04 D2 E3 F0"
+    for raw, expected in ((v2, STATUS_V2), (v1, STATUS_V1)):
+        frame, _ = gate_rs485.decode_frame(raw)
+        assert frame is not None and gate_rs485.status_from_frame(frame) == (expected, 90)
+    # the counters of a v1 controller are unknown, not zero
+    frame, _ = gate_rs485.decode_frame(v1)
+    assert frame is not None and gate_rs485.status_from_frame(frame)[0].vehicles_passed is None
+    with pytest.raises(FrameError, match="expected 19 or 9"):
+        gate_rs485.decode_frame(bytes.fromhex("55 01 90 0A"))
+
+
+def test_edge_counts_compare_across_the_wrap() -> None:
+    assert EdgeCounts(2, 1).since(EdgeCounts(0xFFFF, 0xFFFE)) == EdgeCounts(3, 3)
+    assert EdgeCounts(5, 5).since(EdgeCounts(5, 5)) == EdgeCounts(0, 0)
 
 
 def test_gate_decoder_rejects_bad_frames_with_typed_errors() -> None:
@@ -130,10 +169,9 @@ def test_weighbridge_resyncs_in_a_noisy_stream() -> None:
         ("gate-rs485.md", lambda: gate_rs485.encode_frame(2, gate_rs485.Cmd.ACK, b"\x01")),
         ("gate-rs485.md", lambda: gate_rs485.encode_frame(2, gate_rs485.Cmd.NAK, b"\x01\x01")),
         ("gate-rs485.md", lambda: gate_rs485.encode_frame(1, gate_rs485.Cmd.LOCK, b"\x01")),
-        (
-            "gate-rs485.md",
-            lambda: gate_rs485.encode_status(1, GateStatus(GatePosition.OPEN, limit_open=True, cycles=1234), angle=90),
-        ),
+        ("gate-rs485.md", lambda: gate_rs485.encode_status(1, STATUS_V2, angle=90)),
+        ("gate-rs485.md", lambda: gate_rs485.encode_status(1, STATUS_V1, angle=90)),
+        ("gate-rs485.md", lambda: gate_rs485.encode_frame(2, gate_rs485.Cmd.NAK, b"\x01\x06")),
         ("led-board.md", lambda: board_serial.encode_clear(1)),
         ("led-board.md", lambda: board_serial.encode_line(1, 1, BoardColour.RED, "请停车 STOP")),
         ("led-board.md", lambda: board_serial.encode_line(1, 2, BoardColour.AMBER, "粤Z·AB12港")),
@@ -153,8 +191,10 @@ def test_hex_examples_in_the_docs_are_what_the_code_sends(name: str, example: ob
 
 # --------------------------------------------------------------------------- round trips
 
+u16 = st.integers(0, 0xFFFF)
+counters = st.one_of(st.none(), st.tuples(st.builds(EdgeCounts, u16, u16), st.builds(EdgeCounts, u16, u16), u16))
 gate_status = st.builds(
-    lambda pos, lo, pc, loop, locked, fault, cycles: GateStatus(
+    lambda pos, lo, pc, loop, locked, fault, cycles, latched: GateStatus(
         pos,
         limit_open=lo and pos == GatePosition.OPEN,
         limit_closed=(not lo) and pos == GatePosition.CLOSED,
@@ -163,14 +203,18 @@ gate_status = st.builds(
         locked=locked,
         fault_code=fault,
         cycles=cycles,
+        photocell_edges=latched and latched[0],
+        loop_edges=latched and latched[1],
+        vehicles_passed=latched and latched[2],
     ),
     st.sampled_from(list(GatePosition)),
     st.booleans(),
     st.booleans(),
     st.booleans(),
     st.booleans(),
-    st.integers(0, 0xFFFF),
+    u16,
     st.integers(0, 0xFFFFFFFF),
+    counters,
 )
 
 
@@ -265,7 +309,8 @@ def test_protocol_data_files_match_the_codecs() -> None:
     assert gate["frame"]["sync"] == gate_rs485.SYNC and gate["frame"]["max_data"] == gate_rs485.MAX_DATA
     for name, spec in {**gate["commands"], **gate["answers"]}.items():
         cmd = gate_rs485.Cmd(spec["code"])
-        assert gate_rs485.DATA_LEN[cmd] == spec["len"], name
+        lengths = spec["len"] if isinstance(spec["len"], list) else [spec["len"]]
+        assert gate_rs485.DATA_LEN[cmd] == tuple(lengths), name
     reasons = {r.value: r.name.lower() for r in gate_rs485.NakReason}
     assert {int(k): v for k, v in gate["nak_reasons"].items()} == reasons
     board = yaml.safe_load((cfg / "board_serial.yaml").read_text(encoding="utf-8"))

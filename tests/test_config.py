@@ -59,3 +59,24 @@ def test_cli_config_check_exit_codes(tmp_path: Path) -> None:
     broken.write_text("site: [unclosed\n")
     res = subprocess.run([*exe, "config", "check", str(broken)], capture_output=True, text=True)
     assert res.returncode == 2 and "not valid YAML" in res.stderr and str(broken) in res.stderr
+
+
+def test_redaction_hides_secrets_and_keeps_public_keys() -> None:
+    from portlane.edge.config import REDACTED, redact, redact_text, redact_yaml
+
+    pem = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----"
+    text = f"url mqtt://lane:hunter2@10.0.0.1:1883\npassword = hunter2\napi_key: abc\n{pem}\nplain: ok\n"
+    out = redact_text(text)
+    assert "hunter2" not in out and "abc" not in out and "MHcCAQEE" not in out
+    assert "mqtt://lane:<redacted>@10.0.0.1:1883" in out and "plain: ok" in out
+    data = {"broker": {"password": "s3cret", "username": "lane"}, "keys": [{"public_key": "DCpm"}], "token": None}
+    assert redact(data) == {
+        "broker": {"password": REDACTED, "username": "lane"},
+        "keys": [{"public_key": "DCpm"}],
+        "token": None,
+    }
+    assert yaml.safe_load(redact_yaml(yaml.safe_dump(data))) == redact(data)
+    assert "s3cret" not in redact_yaml("broker: {password: s3cret")  # not YAML: redacted as text
+    log = 'connect token=abc123&x=1 {"api_key": "k-9", "passage_id": "p-1"} passenger: 3'
+    assert redact_text(log) == 'connect token=<redacted>&x=1 {"api_key": <redacted>, "passage_id": "p-1"} passenger: 3'
+    assert redact({"passage_id": "p-1", "password_file": "/etc/pw"}) == {"passage_id": "p-1", "password_file": REDACTED}

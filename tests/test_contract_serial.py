@@ -1,5 +1,7 @@
 """Contract tests of the serial backends, run over real ptys against the simulators.
 
+(The gate's contract, RS-485 included, is in ``test_contract_gate.py``.)
+
 No mocks on the wire: each driver opens the simulator's pty path like a real port. Waits
 are on world conditions and driver results, bounded by generous ``asyncio.timeout`` guards.
 """
@@ -7,21 +9,17 @@ are on world conditions and driver results, bounded by generous ``asyncio.timeou
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from portlane.drivers import registry
-from portlane.drivers.base import BoardColour, BoardLine, GatePosition, GateStatus, Weight
+from portlane.drivers.base import BoardColour, BoardLine, GatePosition, LightColour, Weight
 from portlane.drivers.board_serial import SerialBoard
 from portlane.drivers.config import DeviceConfig
-from portlane.drivers.errors import DeviceFaultError, DeviceProtocolError
 from portlane.drivers.gate_rs485 import Rs485Gate
+from portlane.drivers.io_modbus import ModbusIo
 from portlane.drivers.rfid_serial import SerialRfid
 from portlane.drivers.weighbridge_serial import SerialWeighbridge
 from portlane.sim_devices.board import start_board
-from portlane.sim_devices.faults import FaultInjector
-from portlane.sim_devices.gate_rs485 import STALL_FAULT, start_gate
-from portlane.sim_devices.pty_port import SerialSimHandle
 from portlane.sim_devices.rfid import start_rfid
 from portlane.sim_devices.weighbridge import start_weighbridge
 from portlane.sim_devices.world import LaneWorld, Vehicle, VehiclePosition
@@ -33,101 +31,6 @@ GUARD_S = 10.0  # generous: a loaded CI machine, never reached when things work
 def world() -> LaneWorld:
     # arm moves 0..90 in 0.2 s: fast, yet slow enough to see OPENING on a 10 ms poll
     return LaneWorld("c1", time_factor=0.1)
-
-
-@pytest.fixture
-async def gate_sim(world: LaneWorld) -> AsyncIterator[SerialSimHandle]:
-    h = await start_gate(world, faults=FaultInjector(seed=1))
-    yield h
-    await h.close()
-
-
-@pytest.fixture
-async def gate(gate_sim: SerialSimHandle) -> AsyncIterator[Rs485Gate]:
-    cfg = DeviceConfig(backend="rs485", link=gate_sim.link, unit=1, timeout_s=0.3)
-    dev = registry.create("gate", "gate-c1", cfg)
-    assert isinstance(dev, Rs485Gate)
-    async with dev:
-        yield dev
-
-
-async def _poll_until(gate: Rs485Gate, pred: object) -> list[GateStatus]:
-    """Poll status until ``pred(status)``; returns every status seen (the arm's journey)."""
-    assert callable(pred)
-    seen: list[GateStatus] = []
-    while True:
-        st = await gate.status()
-        seen.append(st)
-        if pred(st):
-            return seen
-
-
-# --------------------------------------------------------------------------- gate
-
-
-async def test_gate_open_close_status_cycle_with_a_moving_arm(gate: Rs485Gate, world: LaneWorld) -> None:
-    async with asyncio.timeout(GUARD_S):
-        st = await gate.status()
-        assert st.position == GatePosition.CLOSED and st.limit_closed and st.cycles == 0
-
-        await gate.open()
-        seen = await _poll_until(gate, lambda s: s.position == GatePosition.OPEN)
-        assert GatePosition.OPENING in {s.position for s in seen}
-        assert seen[-1].limit_open and not seen[-1].limit_closed and seen[-1].cycles == 1
-        assert world.limit_open
-
-        await gate.close_arm()
-        seen = await _poll_until(gate, lambda s: s.position == GatePosition.CLOSED)
-        assert GatePosition.CLOSING in {s.position for s in seen}
-        assert seen[-1].limit_closed and world.limit_closed
-
-        await gate.open()
-        await _poll_until(gate, lambda s: s.position == GatePosition.OPENING)
-        await gate.stop()
-        st = await gate.status()
-        assert st.position == GatePosition.STOPPED and not st.limit_open and not st.limit_closed
-    assert gate.counters["ok"] > 0 and gate.counters["protocol"] == 0
-
-
-async def test_gate_lock_refuses_open_and_vehicle_blocks_close(gate: Rs485Gate, world: LaneWorld) -> None:
-    async with asyncio.timeout(GUARD_S):
-        await gate.lock(True)
-        assert world.locked and (await gate.status()).locked
-        with pytest.raises(DeviceFaultError, match="locked") as exc:
-            await gate.open()
-        assert exc.value.code == 0x01 and world.limit_closed
-        await gate.lock(False)
-        await gate.open()
-        await world.wait_until(lambda: world.limit_open)
-        world.vehicle = Vehicle(plates=("粤Z·AB12港",))
-        world.position = VehiclePosition.UNDER_ARM
-        world.notify()
-        st = await gate.status()
-        assert st.photocell_blocked and st.loop_occupied and st.something_under_arm
-        with pytest.raises(DeviceFaultError, match="obstacle"):
-            await gate.close_arm()
-        assert world.limit_open and world.arm_strikes == 0
-
-
-async def test_stuck_motor_is_reported_as_fault(gate: Rs485Gate, gate_sim: SerialSimHandle, world: LaneWorld) -> None:
-    gate_sim.faults.stuck = True
-    assert world.stuck
-    async with asyncio.timeout(GUARD_S):
-        await gate.open()
-        st = await gate.status()
-        assert st.position == GatePosition.FAULT and st.fault_code == STALL_FAULT
-        assert world.arm_angle == 0.0
-
-
-async def test_corrupted_answers_are_counted_protocol_errors(gate: Rs485Gate, gate_sim: SerialSimHandle) -> None:
-    gate_sim.faults.corrupt = 1.0
-    async with asyncio.timeout(GUARD_S):
-        for _ in range(3):
-            with pytest.raises(DeviceProtocolError):
-                await gate.status()
-        gate_sim.faults.corrupt = 0.0
-        assert (await gate.status()).position == GatePosition.CLOSED
-    assert gate.counters["protocol"] == 3 and gate.bus.stats.bad_frames >= 3
 
 
 # --------------------------------------------------------------------------- board
@@ -230,10 +133,19 @@ def _serial_site() -> dict[str, object]:
             },
         }
 
-    return {"site": {"id": "t"}, "lanes": [lane("c1", 1), lane("c2", 2)]}
+    site = {"site": {"id": "t"}, "lanes": [lane("c1", 1), lane("c2", 2)]}
+    # lane c1's I/O module is a Modbus RTU slave on the gates' line
+    site["lanes"][0]["devices"]["io"] = {  # type: ignore[index]
+        "backend": "modbus_rtu",
+        "unit": 3,
+        "link": {"kind": "serial", "url": "/dev/serial/by-id/GATE", "bus": "shared-485"},
+    }
+    return site
 
 
 async def test_start_site_serves_every_serial_device_and_shares_the_rs485_bus() -> None:
+    """Two RS-485 gates and a Modbus RTU I/O module on one simulated line; boards, readers
+    and scales on their own ports."""
     from portlane.sim_devices.catalog import SimulatorUnavailableError, load_simulator, start_site
 
     worlds = {"c1": LaneWorld("c1", time_factor=0.1)}
@@ -249,8 +161,12 @@ async def test_start_site_serves_every_serial_device_and_shares_the_rs485_bus() 
             for lane_id, unit in (("c1", 1), ("c2", 2))
         ]
         board = SerialBoard("board-c2", DeviceConfig(backend="serial", link=lanes["c2"]["board"]))
-        async with gates[0], gates[1], board, asyncio.timeout(GUARD_S):
-            assert gates[0].bus is gates[1].bus
+        assert lanes["c1"]["io"]["url"] == lanes["c1"]["gate"]["url"]
+        io = ModbusIo("io-c1", DeviceConfig(backend="modbus_rtu", link=lanes["c1"]["io"], unit=3))
+        async with gates[0], gates[1], board, io, asyncio.timeout(GUARD_S):
+            assert gates[0].bus is gates[1].bus is io.bus
+            await io.set_light(LightColour.GREEN)
+            assert worlds["c1"].light == "green" and (await io.read_inputs()).light == LightColour.GREEN
             await gates[1].open()
             await worlds["c2"].wait_until(lambda: worlds["c2"].limit_open)
             assert worlds["c1"].limit_closed
@@ -261,3 +177,12 @@ async def test_start_site_serves_every_serial_device_and_shares_the_rs485_bus() 
         await sims.close()
     with pytest.raises(SimulatorUnavailableError, match="no simulator"):
         load_simulator("teleporter")
+
+
+async def test_two_devices_with_one_address_on_a_line_are_refused() -> None:
+    from portlane.sim_devices.catalog import start_site
+
+    site = _serial_site()
+    site["lanes"][0]["devices"]["io"]["unit"] = 2  # type: ignore[index]  # lane c2's gate is at 2
+    with pytest.raises(ValueError, match="share the RS-485 address 2 on bus 'shared-485'"):
+        await start_site(site, {}, time_factor=0.1)

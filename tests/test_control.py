@@ -1,4 +1,4 @@
-"""edge/control.py over a real Unix socket, and the ops CLI against in-test daemons."""
+"""edge/ops/control.py over a real Unix socket, and the technician's CLI against in-test daemons."""
 
 from __future__ import annotations
 
@@ -312,7 +312,12 @@ async def test_config_diff_and_apply(sockdir: Path, tmp_path: Path, capsys) -> N
 
 
 async def test_diag_bundle_redacts_secrets(sockdir: Path, tmp_path: Path, capsys) -> None:
-    daemon = FakeDaemon("c1", site_yaml=DEMO_SITE.read_text(encoding="utf-8"))
+    # The shipped site has no secret any more (TLS client certificates): add a legacy password.
+    site_yaml = DEMO_SITE.read_text(encoding="utf-8").replace(
+        "  max_packet_size: 1048576\n", "  max_packet_size: 1048576\n  username: lane\n  password: change-me\n"
+    )
+    assert "change-me" in site_yaml
+    daemon = FakeDaemon("c1", site_yaml=site_yaml)
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "lane.log").write_text("connect mqtt://lane:hunter2@10.0.0.1:1883\npassword = hunter2\nok\n")

@@ -46,10 +46,8 @@ def test_scrape_reports_what_the_daemon_recorded(metrics) -> None:
     m.passage_completed("diverted", {"identify": 300.0, "scan": 42_000.0})
     m.device_state("c1", "gate", "online")
     m.device_state("c1", "gate", "offline")
-    m.device_error("c1", "gate", "timeout")
-    m.device_error("c1", "gate", "timeout", 2)
-    m.bus_utilisation("c1-rs485", 0.37)
-    m.bus_utilisation("c2-rs485", 7.0)  # clamped
+    m.device_errors("c1", "gate", {"ok": 40, "timeout": 1})
+    m.device_errors("c1", "gate", {"ok": 90, "timeout": 3, "protocol": 1})  # running totals
     m.outbox(12, 4.5, 1)
     m.outbox(10, 2.0, 3)  # running total 3 → counter 3
     m.command_rejected("expired")
@@ -73,8 +71,8 @@ def test_scrape_reports_what_the_daemon_recorded(metrics) -> None:
     assert _get(s, "portlane_device_state", lane="c1", device="gate", state="online") == 0
     assert _get(s, "portlane_device_state", lane="c1", device="gate", state="degraded") == 0
     assert _get(s, "portlane_device_errors_total", lane="c1", device="gate", kind="timeout") == 3
-    assert _get(s, "portlane_bus_utilisation_ratio", bus="c1-rs485") == pytest.approx(0.37)
-    assert _get(s, "portlane_bus_utilisation_ratio", bus="c2-rs485") == 1.0
+    assert _get(s, "portlane_device_errors_total", lane="c1", device="gate", kind="protocol") == 1
+    assert not [k for k in s if k[0] == "portlane_device_errors_total" and ("kind", "ok") in k[1]]
     assert _get(s, "portlane_outbox_depth", lane="c1") == 10
     assert _get(s, "portlane_outbox_oldest_age_seconds", lane="c1") == 2.0
     assert _get(s, "portlane_outbox_dropped_total", lane="c1") == 3

@@ -22,15 +22,18 @@ import shutil
 import tempfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from portlane.edge.contract.events import PassageDecided, PlateRead
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.outbox import Outbox
-from portlane.edge.lane.logic import Action, Identity, LaneLogic, LaneTimeouts, Sensors
+from portlane.edge.lane.actions import Action, Audit, CloseGate, OpenGate, Publish
+from portlane.edge.lane.logic import LaneLogic
+from portlane.edge.lane.passage import Identity, LaneTimeouts, Sensors
 
 AGENCIES = ("customs", "border", "quarantine")
 VERDICTS = ("release", "inspect", "hold", "divert")
@@ -58,6 +61,7 @@ class LaneMachine(RuleBasedStateMachine):
         self.outbox = Outbox(Path(self._dir) / "o.db", site="s", unit="c1")
         self.topics = Topics("s", "c1")
         self.last_seq = 0
+        self.apply(self.logic.start(self.s, [], self.now))
 
     def teardown(self) -> None:
         self.outbox.close()
@@ -66,10 +70,10 @@ class LaneMachine(RuleBasedStateMachine):
     # ---------------------------------------------------------------- applying actions
     def apply(self, actions: list[Action]) -> None:
         for a in actions:
-            if a.kind == "audit" and a.args["kind"] == "override" and a.args["data"].get("action") == "gate_open":
+            if isinstance(a, Audit) and a.kind == "override" and a.fields().get("action") == "gate_open":
                 self.override_pending += 1
-            elif a.kind == "publish":
-                t, d = a.args["type"], a.args["data"]
+            elif isinstance(a, Publish):
+                t, d = a.type, a.data.model_dump(mode="json")
                 env = self.outbox.put(t, d, topic=self.topics.event(t))
                 if env.seq <= self.last_seq:
                     self.violations.append(f"seq {env.seq} after {self.last_seq}")
@@ -80,20 +84,21 @@ class LaneMachine(RuleBasedStateMachine):
                     self.completions[d["passage_id"]] += 1
                     if d["outcome"] not in ("released", "diverted", "override", "abandoned"):
                         self.violations.append(f"bad outcome {d['outcome']}")
-            elif a.kind == "request_scan":
-                self.scan_requests[a.args["passage_id"]] += 1
-            elif a.kind == "gate":
+                elif t == "inspection.requested":
+                    self.scan_requests[d["passage_id"]] += 1
+            elif isinstance(a, OpenGate | CloseGate):
                 self.gate(a)
 
-    def gate(self, a: Action) -> None:
-        action, cause, pid = a.args["action"], a.args["cause"], a.args["passage_id"]
-        if action == "open":
+    def gate(self, a: OpenGate | CloseGate) -> None:
+        cause, pid = a.cause, a.passage_id
+        if isinstance(a, OpenGate):
             if not self.logic.authorises_open(pid, cause):
                 return  # the executor's guard refuses it; nothing moves
             if cause == "override":
+                # An audited override authorises opening (and re-sending an unconfirmed open)
+                # until the arm is commanded down again.
                 if self.override_pending <= 0:
                     self.violations.append("override open without an audit entry first")
-                self.override_pending = max(0, self.override_pending - 1)
             elif cause == "divert":
                 if not any(v == "divert" for _ph, _ag, v in self.decided[pid]) and not self._scan_failed(pid):
                     self.violations.append(f"divert-open of {pid} without a divert")
@@ -104,7 +109,8 @@ class LaneMachine(RuleBasedStateMachine):
                 if not all(latest.get(ag) == "release" for ag in AGENCIES):
                     self.violations.append(f"gate opened for {pid} without every agency's release: {latest}")
             self.arm_open = True
-        elif action == "close":
+        else:
+            self.override_pending = 0
             if self.s.under_arm:
                 self.violations.append("gate commanded closed with something under the arm")
             self.arm_open = False
@@ -112,7 +118,7 @@ class LaneMachine(RuleBasedStateMachine):
     def _scan_failed(self, pid: str) -> bool:
         return pid in self.failed_scans
 
-    failed_scans: set[str] = set()
+    failed_scans: ClassVar[set[str]] = set()
 
     def sense(self, **changes: Any) -> None:
         d = {f: getattr(self.s, f) for f in Sensors.__slots__}  # type: ignore[attr-defined]
@@ -134,7 +140,7 @@ class LaneMachine(RuleBasedStateMachine):
         """The common path in one step, so that deep interleavings are reached often."""
         self.vehicle_arrives()
         self.vehicle_in_position()
-        self.identified((("粤B12345", "cn", 0.95),))
+        self.identified((PlateRead(text="粤B12345", kind="cn", confidence=0.95),))
 
     @precondition(lambda self: self.vehicle == "entry")
     @rule()
@@ -171,13 +177,26 @@ class LaneMachine(RuleBasedStateMachine):
         if self.vehicle != "under":
             self.sense(photocell=blocked)
 
+    @rule()
+    def sample(self) -> None:
+        """The control loop reads the inputs again (a starved loop skips this for a while)."""
+        self.sense()
+
     @rule(dt=st.floats(min_value=0.1, max_value=40))
     def time_passes(self, dt: float) -> None:
         self.now += dt
         self.apply(self.logic.on_tick(self.now))
 
     # ---------------------------------------------------------------- rules: identification, platform
-    @rule(plates=st.sampled_from([(), (("粤B12345", "cn", 0.95),), (("粤Z1234港", "cn_crossborder", 0.5),)]))
+    @rule(
+        plates=st.sampled_from(
+            [
+                (),
+                (PlateRead(text="粤B12345", kind="cn", confidence=0.95),),
+                (PlateRead(text="粤Z1234港", kind="cn_crossborder", confidence=0.5),),
+            ]
+        )
+    )
     def identified(self, plates: tuple[Any, ...]) -> None:
         p = self.logic.passage
         if p is not None:
@@ -217,7 +236,7 @@ class LaneMachine(RuleBasedStateMachine):
 
     @rule()
     def override_close(self) -> None:
-        self.apply(self.logic.override_close(operator="tech-7", reason="closing after manual check"))
+        self.apply(self.logic.override_close(operator="tech-7", reason="closing after manual check", now=self.now))
 
     @rule(in_service=st.booleans())
     def lane_service(self, in_service: bool) -> None:
@@ -265,13 +284,11 @@ def _release_on_any(self: LaneLogic, passage_id: Any, agency: str, decision: str
             True,
             None,
             [
-                self._publish(
+                Publish(
                     "passage.decided",
-                    passage_id=p.id,
-                    agency=agency,
-                    decision=decision,
-                    phase=p.phase,
-                    command_nonce=nonce,
+                    PassageDecided(
+                        passage_id=p.id, agency=agency, decision="release", phase=p.phase, command_nonce=nonce
+                    ),
                 ),
                 *self._release(now),
             ],
@@ -300,14 +317,10 @@ def test_removing_a_guard_is_caught(guard: str, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setattr(LaneLogic, "on_decision", rescan)
     elif guard == "open_authority":
         monkeypatch.setattr(LaneLogic, "authorises_open", lambda self, pid, cause: True)
-        original_open = LaneLogic._open
-
-        def open_anytime(self: LaneLogic, cause: str) -> list[Action]:
-            return original_open(self, cause)
 
         def on_identified(self: LaneLogic, pid: str, identity: Identity, now: float) -> list[Action]:
             # Mutant: opens the gate as soon as the vehicle is identified.
-            return [*ORIGINAL_IDENTIFIED(self, pid, identity, now), *open_anytime(self, "release")]
+            return [*ORIGINAL_IDENTIFIED(self, pid, identity, now), *self._open(self.passage, "release", now)]
 
         monkeypatch.setattr(LaneLogic, "on_identified", on_identified)
     with pytest.raises(AssertionError):

@@ -18,6 +18,7 @@ from portlane.edge.config import parse_site
 from portlane.edge.delivery.mqtt import MqttLink
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.demo.observer import EventObserver
+from portlane.edge.journal import Journal
 from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.sim_devices.scanner import PlcState, ScannerWorld, start_scanner
 
@@ -86,9 +87,16 @@ async def rig(broker: BrokerProcess, tmp_path: Path, request: pytest.FixtureRequ
     def scan_events(kind: str) -> list[dict[str, Any]]:
         return [e["data"] for e in obs.events if e["type"] == f"portlane.scan.{kind}"]
 
-    yield {"world": world, "daemon": daemon, "request": request_scan, "events": scan_events, "obs": obs}
+    yield {
+        "world": world,
+        "daemon": daemon,
+        "request": request_scan,
+        "events": scan_events,
+        "obs": obs,
+        "broker_url": broker.url,
+    }
     stop.set()
-    await asyncio.wait_for(tasks[1], 10)
+    await asyncio.gather(asyncio.wait_for(tasks[1], 10), return_exceptions=True)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -146,3 +154,26 @@ async def _until(d: ScannerDaemon, pred: Any) -> None:
     while not pred():
         d._wake.clear()
         await d._wake.wait()
+
+
+async def test_a_scanner_daemon_killed_mid_scan_settles_it_after_restart(rig: dict[str, Any], tmp_path: Path) -> None:
+    """The daemon dies (no clean shutdown) while p1 is under the beam and p2 queued: the next
+    process publishes p1's result from the PLC and scans p2 — nothing waits forever."""
+    obs = rig["obs"]
+    await rig["request"]("c1", "p1")
+    await rig["request"]("c2", "p2")
+    await obs.wait_for(lambda: len(rig["events"]("started")) == 1 and len(rig["events"]("queued")) == 2, timeout=10)
+    old: ScannerDaemon = rig["daemon"]
+    crashed = next(t for t in asyncio.all_tasks() if t.get_coro().__qualname__.startswith("ScannerDaemon.run"))  # type: ignore[union-attr]
+    crashed.cancel()  # like kill -9 for what is on disk: the journal and the outbox are written synchronously
+    await asyncio.gather(crashed, return_exceptions=True)
+    assert Journal(old.journal.path).records().keys() >= {"current", "queued:p2"}
+    new = ScannerDaemon(old.site, old.cfg, state_dir=tmp_path, broker_url=rig["broker_url"])
+    stop = asyncio.Event()
+    task = asyncio.create_task(new.run(stop))
+    try:
+        await obs.wait_for(lambda: {e["passage_id"] for e in rig["events"]("completed")} == {"p1", "p2"}, timeout=30)
+        assert rig["world"].scans_started == 2  # p1 was not fired a second time
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)

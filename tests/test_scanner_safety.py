@@ -13,6 +13,7 @@ Each property has a mutant test showing it fails when its guard is removed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus
 from portlane.drivers.errors import DeviceFaultError
-from portlane.edge.scanner.daemon import ScanQueue
+from portlane.edge.scanner.queue import ScanQueue
 
 SETTINGS = settings(
     max_examples=200,
@@ -87,10 +88,8 @@ class ScannerMachine(RuleBasedStateMachine):
 
     @rule()
     def start_requested(self) -> None:
-        try:
+        with contextlib.suppress(DeviceFaultError):
             self.loop.run_until_complete(self.plc.start(vehicle_ref="CSQU3054383", lane=1, seq=1))
-        except DeviceFaultError:
-            pass
 
     @rule()
     def scan_ends(self) -> None:

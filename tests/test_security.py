@@ -12,21 +12,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from portlane.edge.trust.security import (
-    CanonicalJSONError,
-    CommandRejected,
-    CommandSigner,
-    CommandVerifier,
-    MemoryNonceStore,
-    RejectReason,
-    SignedCommand,
-    SqliteNonceStore,
-    b64decode_strict,
-    canonical_json,
-    generate_keypair,
-    load_public_key,
-    trusted_keys_from_config,
-)
+from portlane.edge.contract.canonical import CanonicalJSONError, b64decode_strict, canonical_json
+from portlane.edge.contract.commands import SignedCommand
+from portlane.edge.trust.commands import CommandRejected, CommandSigner, CommandVerifier, RejectReason
+from portlane.edge.trust.keys import generate_keypair, load_public_key, trusted_keys_from_config
+from portlane.edge.trust.nonces import MemoryNonceStore, SqliteNonceStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = yaml.safe_load((ROOT / "firmware_config" / "demo_keys.yaml").read_text())
@@ -322,9 +312,9 @@ def test_replayed(signer: CommandSigner, clock: FakeClock) -> None:
 
 def test_replay_is_rejected_across_a_restart(signer: CommandSigner, clock: FakeClock, tmp_path: Path) -> None:
     raw = signer.sign(fields()).to_json_bytes()
-    with SqliteNonceStore(tmp_path / "nonces.db") as store:
+    with SqliteNonceStore(tmp_path / "nonces.db", clock=lambda: T0) as store:
         make_verifier(clock, store).verify(raw)
-    with SqliteNonceStore(tmp_path / "nonces.db") as store:  # the daemon restarted
+    with SqliteNonceStore(tmp_path / "nonces.db", clock=lambda: T0) as store:  # the daemon restarted
         assert reject_reason(make_verifier(clock, store), raw) is RejectReason.REPLAYED
 
 
@@ -353,7 +343,7 @@ def test_check_order_signature_before_time_before_target(clock: FakeClock) -> No
 
 
 def test_sqlite_store_prunes_only_what_can_never_be_accepted(tmp_path: Path) -> None:
-    with SqliteNonceStore(tmp_path / "n.db", margin_s=10) as store:
+    with SqliteNonceStore(tmp_path / "n.db", margin_s=10, clock=lambda: T0) as store:
         assert store.check_and_record("a" * 22, keep_until=T0 + timedelta(seconds=60), now=T0)
         assert store.check_and_record("b" * 22, keep_until=T0 + timedelta(seconds=600), now=T0)
         later = T0 + timedelta(seconds=75)  # past a's keep_until + margin, not b's
@@ -429,29 +419,88 @@ def test_every_single_character_change_of_the_signature_is_rejected(clock: FakeC
 
 
 def test_public_api_is_pinned() -> None:
+    import portlane.edge.contract.canonical as canonical
+    import portlane.edge.contract.commands as commands_contract
     import portlane.edge.trust.audit as audit
-    import portlane.edge.trust.security as security
+    import portlane.edge.trust.commands as commands
+    import portlane.edge.trust.keys as keys
+    import portlane.edge.trust.nonces as nonces
 
-    for mod in (security, audit):
+    for mod in (commands, nonces, keys, canonical, commands_contract, audit):
         assert all(hasattr(mod, name) for name in mod.__all__)
     assert [r.value for r in RejectReason] == [
         "malformed",
         "unsigned",
         "unknown_key",
         "bad_signature",
+        "validity_too_long",
         "not_yet_valid",
         "expired",
         "wrong_site",
         "wrong_lane",
+        "not_authorised",
+        "issued_before_store",
         "replayed",
     ]
-    assert {
-        "CommandSigner",
-        "CommandVerifier",
-        "CommandRejected",
-        "SignedCommand",
-        "SqliteNonceStore",
-        "canonical_json",
-        "generate_keypair",
-    } <= set(security.__all__)
+    assert {"CommandSigner", "CommandVerifier", "CommandRejected", "RejectReason"} <= set(commands.__all__)
+    assert {"SignedCommand", "CommandName", "COMMAND_NAMES"} <= set(commands_contract.__all__)
+    assert {"SqliteNonceStore", "MemoryNonceStore", "NonceStoreError"} <= set(nonces.__all__)
+    assert {"canonical_json", "strict_loads", "b64decode_strict"} <= set(canonical.__all__)
+    assert {"generate_keypair", "load_public_key"} <= set(keys.__all__)
     assert {"AuditLog", "VerifyReport", "require_operator", "verify_log"} <= set(audit.__all__)
+
+
+# -- validity cap, store birth, corrupt stores ---------------------------------------------------
+
+
+def test_a_command_valid_until_2099_is_refused(signer: CommandSigner, clock: FakeClock) -> None:
+    verifier = make_verifier(clock, max_validity_s=300)
+    far = signer.sign(fields(expires_at=datetime(2099, 1, 1, tzinfo=UTC)))
+    assert reject_reason(verifier, far.to_json_bytes()) is RejectReason.VALIDITY_TOO_LONG
+    just = signer.sign(fields(expires_at=T0 + timedelta(seconds=300)))
+    assert verifier.verify(just.to_json_bytes()) == just
+    over = signer.sign(fields(expires_at=T0 + timedelta(seconds=300.001)))
+    assert reject_reason(verifier, over.to_json_bytes()) is RejectReason.VALIDITY_TOO_LONG
+
+
+def test_the_site_caps_validity_by_default(signer: CommandSigner) -> None:
+    from portlane.edge.config import load_site
+
+    site = load_site(ROOT / "firmware_config/sites/zhuhai-hzmb-cargo.yaml")
+    verifier = CommandVerifier.from_site(site, "c1", clock=lambda: T0, nonce_store=MemoryNonceStore())
+    far = signer.sign(fields(site=site.site.id, lane="c1", expires_at=datetime(2099, 1, 1, tzinfo=UTC)))
+    assert reject_reason(verifier, far.to_json_bytes()) is RejectReason.VALIDITY_TOO_LONG
+
+
+def test_deleting_the_nonce_store_does_not_reopen_replays(
+    signer: CommandSigner, clock: FakeClock, tmp_path: Path
+) -> None:
+    db = tmp_path / "nonces.db"
+    with SqliteNonceStore(db, clock=lambda: T0 - timedelta(days=1)) as store:
+        raw = signer.sign(fields()).to_json_bytes()
+        make_verifier(clock, store).verify(raw)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)  # an attacker (or a disk swap) loses the store
+    clock.advance(10)
+    with SqliteNonceStore(db, clock=clock) as store:  # recreated at T0 + 10 s
+        assert store.created_at == T0 + timedelta(seconds=10)
+        assert reject_reason(make_verifier(clock, store), raw) is RejectReason.ISSUED_BEFORE_STORE
+        fresh = signer.sign(fields(issued_at=clock.now, expires_at=clock.now + timedelta(seconds=60)))
+        assert make_verifier(clock, store).verify(fresh.to_json_bytes()) == fresh
+    with SqliteNonceStore(db, clock=lambda: T0 + timedelta(days=3)) as store:  # reopening keeps the birth
+        assert store.created_at == T0 + timedelta(seconds=10)
+
+
+@pytest.mark.parametrize(
+    "content", [b"garbage, not a database", b"SQLite format 3\x00" + b"\xff" * 200, b"\x00" * 4096]
+)
+def test_a_corrupt_nonce_store_fails_at_open_with_one_line(tmp_path: Path, content: bytes) -> None:
+    from portlane.edge.trust.nonces import NonceStoreError
+
+    db = tmp_path / "nonces-c1.db"
+    db.write_bytes(content)
+    with pytest.raises(NonceStoreError) as ei:
+        SqliteNonceStore(db, clock=lambda: T0)
+    msg = str(ei.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{db}: not a usable nonce store (") and "move the file aside" in msg

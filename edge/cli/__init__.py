@@ -1,8 +1,28 @@
 """``portlane`` command line: one module per command group.
 
-Each module ``portlane.edge.cli.<group>`` defines ``register(subparsers)`` — which only
-builds the parser and must not import heavy libraries — and sets ``func`` on its parsers to
-a ``run(args) -> int`` function. Parsing is separate from running.
+Each module ``portlane.edge.cli.<module>`` defines ``register(subparsers)`` — which only
+builds the parsers and must not import heavy libraries — and sets ``func`` on each parser to
+a ``run_*(args) -> int`` function. Parsing is separate from running. Helpers the technician's
+commands share (daemon routing, operator and reason, confirmation, output) are in ``_common``.
+
+==========  ==================================================================
+module      commands
+==========  ==================================================================
+demo        demo
+config      config check | diff | apply
+sim         sim
+selftest    selftest
+ocr         ocr plate | container | eval
+audit       audit verify | show, keys generate
+status      status, devices, passage show
+events      events tail
+outbox      outbox show | replay | purge
+lane        gate, board say, lane close | open, scanner abort
+modbus      modbus read | write
+serial      serial sniff
+diag        diag bundle
+daemon      daemon lane | scanner | recognition
+==========  ==================================================================
 
 Exit codes (shared by every command):
   0  success
@@ -16,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -28,17 +47,25 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
-#: Command-group modules, in help order. A module that is not (yet) part of the install is skipped.
+#: Command-group modules, in help order (tests/test_cli_layout.py pins the commands they add).
 GROUPS = (
     "demo",
     "config",
-    "status",
     "sim",
     "selftest",
     "ocr",
     "audit",
-    "ops",
+    "status",
+    "events",
+    "outbox",
+    "lane",
+    "modbus",
+    "serial",
+    "diag",
+    "pki",
     "daemon",
+    "console",
+    "report",
 )
 
 
@@ -47,10 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in GROUPS:
-        modname = f"{__name__}.{name}"
-        if importlib.util.find_spec(modname) is None:
-            continue
-        importlib.import_module(modname).register(sub)
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
 

@@ -1,13 +1,21 @@
 """``portlane audit verify|show`` and ``portlane keys generate``.
 
-``audit verify [FILE] [--expect-head HASH] [--json]``
-    exit 0 when the chain is intact, 1 when it was tampered with or its last line is torn
-    (the line and the reason are printed), 2 when FILE is missing or unreadable.
+``audit verify [FILE] [--expect-head HASH | --checkpoint CP | --broker URL --unit U] [--site SITE] [--json]``
+    exit 0 when the chain is intact, 1 when it was tampered with, truncated, replaced or its last
+    line is torn (the line and the reason are printed), 2 when FILE or CP is missing, unreadable
+    or not a checkpoint, 3 when the broker gives no checkpoint. ``--checkpoint`` reads a signed
+    checkpoint from a file (the JSON object, or an ``audit.checkpoint`` event); ``--broker`` takes
+    the unit's retained one from ``portlane/v1/{site}/{unit}/checkpoint``. With ``--site`` the
+    checkpoint's signature is checked against the unit's key in the site file (without, it is not:
+    say so in any report).
 ``audit show [FILE] [--last N] [--json]``
     entries as a table (or a JSON array); no chain checks.
 ``keys generate [--id KEY_ID] [--json]``
     a new Ed25519 key pair in base64: the public half for ``platform.keys`` of a site
     configuration, the private half for the central platform only.
+``keys generate --unit UNIT --out DIR [--id KEY_ID] [--json]``
+    a unit's key pair: the private half to ``DIR/signing.key`` (mode 0600, never overwritten),
+    the public half printed as the ``key:`` entry for that lane/scanner/client in the site file.
 
 FILE defaults to ``$PORTLANE_STATE_DIR/audit.jsonl`` (state dir ``/var/lib/portlane``).
 """
@@ -21,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from . import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 
 DEFAULT_STATE_DIR = "/var/lib/portlane"
 AUDIT_FILE_NAME = "audit.jsonl"
@@ -43,7 +51,16 @@ def register_audit(sub: Any) -> None:
 
     v = asub.add_parser("verify", help="check the hash chain; exit 1 naming the first bad line")
     v.add_argument("file", nargs="?", help=f"audit log (default $PORTLANE_STATE_DIR/{AUDIT_FILE_NAME})")
-    v.add_argument("--expect-head", metavar="HASH", help="the newest entry's hash as recorded elsewhere")
+    anchor = v.add_mutually_exclusive_group()
+    anchor.add_argument("--expect-head", metavar="HASH", help="the newest entry's hash as recorded elsewhere")
+    anchor.add_argument("--checkpoint", metavar="FILE", help="a signed checkpoint (JSON) the log must still contain")
+    anchor.add_argument("--broker", metavar="URL", help="take the unit's retained checkpoint from this broker")
+    v.add_argument("--site", metavar="FILE", help="site file: check the checkpoint's signature (and site id)")
+    v.add_argument("--unit", help="with --broker: the lane or scanner whose checkpoint to take")
+    v.add_argument("--ca-file", help="with an mqtts:// --broker: CA of the broker")
+    v.add_argument("--cert-file", help="with an mqtts:// --broker: client certificate")
+    v.add_argument("--key-file", help="with an mqtts:// --broker: client key")
+    v.add_argument("--timeout", type=float, default=5.0, help="with --broker: seconds to wait (default 5)")
     v.add_argument("--json", action="store_true", help="machine-readable result")
     v.set_defaults(func=run_verify)
 
@@ -58,7 +75,9 @@ def register_keys(sub: Any) -> None:
     p = sub.add_parser("keys", help="Ed25519 keys for signed commands")
     ksub = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     g = ksub.add_parser("generate", help="print a new key pair (base64) for a site configuration")
-    g.add_argument("--id", default="platform-key", help="key id to put in platform.keys (default platform-key)")
+    g.add_argument("--id", default=None, help="key id (default platform-key, or <unit>-key with --unit)")
+    g.add_argument("--unit", help="a unit's key (lane, scanner or client id): needs --out")
+    g.add_argument("--out", metavar="DIR", help="write the private half to DIR/signing.key (0600)")
     g.add_argument("--json", action="store_true", help="machine-readable output")
     g.set_defaults(func=run_keys_generate)
 
@@ -86,18 +105,124 @@ def _unreadable(path: Path, exc: OSError, as_json: bool) -> int:
     return EXIT_USAGE
 
 
+def _fail(message: str, as_json: bool, rc: int) -> int:
+    if as_json:
+        print(json.dumps({"ok": False, "error": message}))
+    else:
+        print(message, file=sys.stderr)
+    return rc
+
+
+def _checkpoint(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
+    """(checkpoint or None, authority or None, error line or None) from --checkpoint/--broker/--site."""
+    from portlane.edge.trust.audit import Checkpoint, CheckpointError
+
+    authority = None
+    site_id = None
+    if args.site:
+        from portlane.edge.config import load_site
+        from portlane.edge.errors import ConfigError
+        from portlane.edge.trust.authority import Authority
+
+        try:
+            site = load_site(args.site)
+        except ConfigError as exc:
+            return None, None, str(exc)
+        authority, site_id = Authority.from_site(site), site.site.id
+    if args.checkpoint:
+        try:
+            raw = Path(args.checkpoint).read_bytes()
+        except OSError as exc:
+            return None, None, f"{args.checkpoint}: cannot read: {exc.strerror or exc}"
+        try:
+            return Checkpoint.parse(raw), authority, None
+        except CheckpointError as exc:
+            return None, None, f"{args.checkpoint}: {exc}"
+    if args.broker:
+        if not (args.unit and site_id):
+            return None, None, "--broker needs --site FILE and --unit UNIT (whose checkpoint to take)"
+        raw_cp = _fetch_retained(args, f"portlane/v1/{site_id}/{args.unit}/checkpoint")
+        if raw_cp is None:
+            return None, None, f"{args.broker}: no retained checkpoint of {args.unit} within {args.timeout:g} s"
+        try:
+            return Checkpoint.parse(raw_cp), authority, None
+        except CheckpointError as exc:
+            return None, None, f"{args.broker}: checkpoint of {args.unit}: {exc}"
+    return None, authority, None
+
+
+def _fetch_retained(args: argparse.Namespace, topic: str) -> bytes | None:
+    import asyncio
+    import contextlib
+
+    from portlane.edge.delivery.mqtt import Message, MqttLink
+
+    async def fetch() -> bytes | None:
+        got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def on_message(msg: Message) -> None:
+            if msg.topic == topic and not got.done():
+                got.set_result(msg.payload)
+
+        link = MqttLink(
+            args.broker,
+            client_id=f"portlane-audit-verify-{os.getpid()}",
+            subscriptions=[topic],
+            on_message=on_message,
+            ca_file=args.ca_file,
+            cert_file=args.cert_file,
+            key_file=args.key_file,
+        )
+        task = asyncio.create_task(link.run(), name="audit-verify-link")
+        try:
+            async with asyncio.timeout(args.timeout):
+                return await got
+        except TimeoutError:
+            return None
+        finally:
+            await link.close()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return asyncio.run(fetch())
+
+
 def run_verify(args: argparse.Namespace) -> int:
-    from portlane.edge.trust.audit import verify_log
+    from portlane.edge.trust.audit import CheckpointError, verify_log
 
     path = _file(args)
+    checkpoint, authority, error = _checkpoint(args)
+    if error is not None:
+        return _fail(error, args.json, EXIT_UNREACHABLE if args.broker and "no retained" in error else EXIT_USAGE)
+    signature = "none"
+    if checkpoint is not None:
+        if authority is not None:
+            try:
+                checkpoint.verify(authority)
+            except CheckpointError as exc:
+                return _fail(f"{args.checkpoint or args.broker}: {exc}", args.json, EXIT_FAILED)
+            signature = f"verified ({checkpoint.sigkeyid})"
+        else:
+            signature = "NOT checked (give --site)"
     try:
-        report = verify_log(path, expected_head=args.expect_head)
+        report = verify_log(path, expected_head=args.expect_head, checkpoint=checkpoint)
     except OSError as exc:
         return _unreadable(path, exc, args.json)
+    anchor = (
+        {"checkpoint": {"entries": checkpoint.entries, "head": checkpoint.head, "signature": signature}}
+        if checkpoint is not None
+        else {}
+    )
     if args.json:
-        print(json.dumps({"file": str(path), **report.as_dict()}))
+        print(json.dumps({"file": str(path), **report.as_dict(), **anchor}))
     elif report.ok:
-        print(f"{path}: ok — {report.entries} entries, head {report.head}")
+        extra = ""
+        if checkpoint is not None:
+            extra = (
+                f"; contains the checkpoint of {checkpoint.time} (entry {checkpoint.entries}, signature {signature})"
+            )
+        print(f"{path}: ok — {report.entries} entries, head {report.head}{extra}")
     else:
         what = "torn" if report.torn else "TAMPERED"
         print(
@@ -153,8 +278,11 @@ def run_show(args: argparse.Namespace) -> int:
 def run_keys_generate(args: argparse.Namespace) -> int:
     import re
 
-    from portlane.edge.trust.security import generate_keypair
+    from portlane.edge.trust.keys import generate_keypair
 
+    if args.unit is not None or args.out is not None:
+        return _generate_unit_key(args)
+    args.id = args.id or "platform-key"
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", args.id):
         print(f"key id {args.id!r}: lowercase letters, digits, '-' and '_', at most 32", file=sys.stderr)
         return EXIT_USAGE
@@ -170,4 +298,35 @@ def run_keys_generate(args: argparse.Namespace) -> int:
     print()
     print("# central platform only (private half) — keep it secret, never in a site config:")
     print(f'private_key: "{private}"')
+    return EXIT_OK
+
+
+def _generate_unit_key(args: argparse.Namespace) -> int:
+    import re
+
+    from portlane.edge.trust.keys import generate_unit_key
+
+    if not (args.unit and args.out):
+        return _fail("keys generate: --unit and --out go together (a unit's private key goes to a file)", False, 2)
+    key_id = args.id or f"{args.unit}-key"
+    for what, value in (("unit", args.unit), ("key id", key_id)):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", value):
+            return _fail(f"{what} {value!r}: lowercase letters, digits, '-' and '_', at most 32", args.json, EXIT_USAGE)
+    out = Path(args.out)
+    try:
+        path, public = generate_unit_key(out)
+    except FileExistsError:
+        return _fail(
+            f"{out / 'signing.key'}: exists; a key is never overwritten — move it aside to rotate",
+            args.json,
+            EXIT_USAGE,
+        )
+    except OSError as exc:
+        return _fail(f"{out}: cannot write the key: {exc.strerror or exc}", args.json, EXIT_USAGE)
+    if args.json:
+        print(json.dumps({"unit": args.unit, "key_id": key_id, "public_key": public, "private_key_file": str(path)}))
+        return EXIT_OK
+    print(f"# private key written to {path} (mode 0600); install it as the unit's 'signing.key' credential")
+    print(f"# site configuration, under the lane/scanner/client {args.unit}:")
+    print(f'key: {{id: {key_id}, public_key: "{public}"}}')
     return EXIT_OK

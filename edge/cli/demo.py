@@ -56,12 +56,25 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--site", type=Path, default=None, help="site file (default: the HZMB Zhuhai cargo site)")
     p.add_argument(
+        "--secure",
+        action="store_true",
+        help="run on a Mosquitto it starts with the shipped secure config: TLS, client certificates, ACL",
+    )
+    p.add_argument(
         "--ocr",
         action="store_true",
         help="identify vehicles from the simulated cameras with the on-edge OCR (slower; CPU-bound)",
     )
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON summary object on stdout")
+    p.add_argument(
+        "--console",
+        nargs="?",
+        const="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="serve the site console while the demo runs (default 127.0.0.1:8080; sign in as supervisor / demo)",
+    )
+    p.add_argument("--console-db", type=Path, metavar="PATH", help="keep the console's database (portlane report --db)")
     p.set_defaults(func=run)
 
 
@@ -97,8 +110,14 @@ def _table(run: Any) -> Any:
 
 def options_from_args(args: argparse.Namespace) -> DemoOptions:
     """The command line as ``DemoOptions`` (checked by ``DemoOptions.validated``)."""
-    from portlane.edge.demo.options import DEFAULT_SITE, DemoOptions
+    from portlane.edge.demo.options import DEFAULT_SITE, DemoOptions, DemoUsageError
 
+    from .console import _hostport
+
+    try:
+        console = _hostport(args.console) if args.console else None
+    except argparse.ArgumentTypeError as exc:
+        raise DemoUsageError(f"--console {exc}") from None
     return DemoOptions(
         lanes=args.lanes,
         vehicles=args.vehicles,
@@ -110,6 +129,9 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         site_file=args.site or DEFAULT_SITE,
         timeout_s=args.timeout,
         recognition=args.ocr,
+        secure=args.secure,
+        console=console,
+        console_db=args.console_db,
     ).validated()
 
 

@@ -5,9 +5,8 @@ tag read, weight read, scanner status (plus start and abort under ``--sim`` or w
 ``--allow-radiation``), camera snapshot. Reported per device: ok, latency of the first
 round trip in ms, duration of the whole exercise, error.
 
-With ``--sim`` a simulator is started for every device (``sim_devices.catalog.start_site``
-when it exists, otherwise the simulators' start functions by backend) and the drivers are
-pointed at them; without it the configured links (real devices) are used.
+With ``--sim`` a simulator is started for every device (``SIMULATORS``, by kind and backend)
+and the drivers are pointed at them; without it the configured links (real devices) are used.
 
 Exit codes: 0 every device ok, 1 at least one failed, 2 bad site file or usage.
 """
@@ -21,10 +20,18 @@ import importlib
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from portlane.drivers.config import DeviceConfig
+    from portlane.edge.config import Site
+    from portlane.sim_devices.world import LaneWorld
+
+T = TypeVar("T")
 
 #: Deadline for one device's whole exercise: a real barrier takes up to ~6 s to open and
 #: close again, a weighbridge up to ~3 s to settle, an RTSP camera ~2 s to deliver a frame.
@@ -39,9 +46,10 @@ SIM_TIME_FACTOR = 0.05
 SIM_SCANNER_TIME_FACTOR = 0.01
 #: The test vehicle put into each simulated lane so that readers and scales have something.
 SIM_TAG = "E28011606000020ABCDE0001"
+SIM_WEIGHT_KG = 32_500
 
-# Simulator start functions by (kind, backend), used when the catalog is not available.
-FALLBACK_SIMS: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
+#: Simulator start functions by (kind, backend).
+SIMULATORS: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("gate", "modbus_tcp"): ("portlane.sim_devices.modbus_gate:start_gate", {"transport": "tcp"}),
     ("gate", "modbus_rtu"): ("portlane.sim_devices.modbus_gate:start_gate", {"transport": "rtu"}),
     ("gate", "rs485"): ("portlane.sim_devices.gate_rs485:start_gate", {}),
@@ -75,7 +83,7 @@ class DeviceTarget:
     kind: str
     lane: str | None
     path: tuple[str | int, ...]  # where the DeviceConfig sits in the site dict
-    config: Any
+    config: DeviceConfig
 
 
 @dataclass
@@ -141,7 +149,7 @@ def _print_table(site_id: str, sim: bool, reports: list[DeviceReport]) -> None:
 # --------------------------------------------------------------------------- targets
 
 
-def _targets(site: Any, lanes: list[str]) -> list[DeviceTarget]:
+def _targets(site: Site, lanes: list[str]) -> list[DeviceTarget]:
     out: list[DeviceTarget] = []
     for li, lane in enumerate(site.lanes):
         if lanes and lane.id not in lanes:
@@ -173,12 +181,12 @@ def _resolve(target: str) -> Any:
 
 
 async def _start_sims(
-    site: Any, targets: list[DeviceTarget], stack: contextlib.AsyncExitStack
+    site: Site, targets: list[DeviceTarget], stack: contextlib.AsyncExitStack
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Start one simulator per target; returns (links by target name, start errors by name)."""
     from portlane.sim_devices.world import LaneWorld, Vehicle
 
-    worlds: dict[str, Any] = {}
+    worlds: dict[str, LaneWorld] = {}
     for t in targets:
         if t.lane is not None and t.lane not in worlds:
             w = LaneWorld(t.lane, time_factor=SIM_TIME_FACTOR)
@@ -186,7 +194,7 @@ async def _start_sims(
                 plates=("粤Z1234港", "AB1234"),
                 tag_id=SIM_TAG,
                 containers=("CSQU3054383",),
-                weight_kg=32_500,
+                weight_kg=SIM_WEIGHT_KG,
                 kind="truck",
                 vid=f"selftest-{t.lane}",
             )
@@ -194,7 +202,7 @@ async def _start_sims(
     links: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
     for t in targets:
-        entry = FALLBACK_SIMS.get((t.kind, t.config.backend))
+        entry = SIMULATORS.get((t.kind, t.config.backend))
         if entry is None:
             errors[t.name] = f"no simulator for a {t.kind} with backend {t.config.backend!r}"
             continue
@@ -221,12 +229,12 @@ async def _start_sims(
 
     for w in worlds.values():
         w.position = VehiclePosition.IN_POSITION
-        w.scale_kg = float(w.vehicle.weight_kg)
+        w.scale_kg = float(SIM_WEIGHT_KG)
         w.notify()
     return links, errors
 
 
-def _with_links(site: Any, targets: list[DeviceTarget], links: dict[str, dict[str, Any]]) -> Any:
+def _with_links(site: Site, targets: list[DeviceTarget], links: dict[str, dict[str, Any]]) -> Site:
     """The same site with every simulated device's link replaced, re-validated as a whole."""
     from portlane.edge.config import parse_site
 
@@ -241,17 +249,18 @@ def _with_links(site: Any, targets: list[DeviceTarget], links: dict[str, dict[st
     return parse_site(data, file="<selftest --sim>")
 
 
-def _lookup(site: Any, path: tuple[str | int, ...]) -> Any:
-    node = site
+def _lookup(site: Site, path: tuple[str | int, ...]) -> DeviceConfig:
+    node: Any = site
     for key in path:
         node = node[key] if isinstance(key, int) or isinstance(node, dict) else getattr(node, key)
-    return node
+    cfg: DeviceConfig = node
+    return cfg
 
 
 # --------------------------------------------------------------------------- exercises
 
 
-async def _until(poll: Any, pred: Any, deadline_s: float, period: float) -> Any:
+async def _until(poll: Callable[[], Awaitable[T]], pred: Callable[[T], bool], deadline_s: float, period: float) -> T:
     """Poll a real device until ``pred(value)``; the device is the only source of truth here."""
     async with asyncio.timeout(deadline_s):
         while True:
@@ -261,7 +270,7 @@ async def _until(poll: Any, pred: Any, deadline_s: float, period: float) -> Any:
             await asyncio.sleep(period)
 
 
-async def _exercise(dev: Any, kind: str, cfg: Any, *, fire: bool) -> tuple[float, str]:
+async def _exercise(dev: Any, kind: str, cfg: DeviceConfig, *, fire: bool) -> tuple[float, str]:
     """Run the device's check; returns (first round trip in ms, detail)."""
     from portlane.drivers.base import BoardLine, LightColour, ScannerState
 
@@ -335,7 +344,7 @@ async def _exercise(dev: Any, kind: str, cfg: Any, *, fire: bool) -> tuple[float
     return first[0] if first else (time.perf_counter() - t0) * 1000, detail
 
 
-async def _test_one(t: DeviceTarget, cfg: Any, *, fire: bool) -> DeviceReport:
+async def _test_one(t: DeviceTarget, cfg: DeviceConfig, *, fire: bool) -> DeviceReport:
     from portlane.drivers.registry import create
 
     report = DeviceReport(t.name, t.kind, cfg.backend, ok=False)
@@ -361,7 +370,7 @@ async def _test_one(t: DeviceTarget, cfg: Any, *, fire: bool) -> DeviceReport:
 
 
 async def selftest(
-    site: Any, *, sim: bool, lanes: list[str] | None = None, allow_radiation: bool = False
+    site: Site, *, sim: bool, lanes: list[str] | None = None, allow_radiation: bool = False
 ) -> list[DeviceReport]:
     targets = _targets(site, lanes or [])
     async with contextlib.AsyncExitStack() as stack:

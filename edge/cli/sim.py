@@ -75,6 +75,16 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+async def _until_stopped() -> None:
+    """Until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 async def _serve_site(args: argparse.Namespace) -> int:
     """Simulate every device of a site; write a site file pointing at them; run until ^C."""
     from pathlib import Path
@@ -87,43 +97,42 @@ async def _serve_site(args: argparse.Namespace) -> int:
     if not args.site or not args.out:
         print("sim site needs --site FILE and --out FILE", file=sys.stderr)
         return EXIT_USAGE
-    raw = yaml.safe_load(Path(args.site).read_text(encoding="utf-8"))
+    raw = yaml.safe_load(await asyncio.to_thread(Path(args.site).read_text, encoding="utf-8"))
     worlds = {lane["id"]: LaneWorld(lane["id"], time_factor=args.time_factor) for lane in raw["lanes"]}
     scanners = {s["id"]: ScannerWorld(time_factor=args.time_factor) for s in raw.get("scanners", [])}
     sims = await start_site(raw, worlds, scanner_worlds=scanners, time_factor=args.time_factor)
-    tasks = [asyncio.ensure_future(w.run()) for w in [*worlds.values(), *scanners.values()]]
     try:
-        for lane in raw["lanes"]:
-            links = sims.links["lanes"].get(lane["id"], {})
-            for dev, cfg in lane["devices"].items():
-                if dev == "cameras":
-                    for cam_id, cam in cfg.items():
-                        cam["link"] = links.get("cameras", {}).get(cam_id, cam["link"])
-                elif dev in links:
-                    cfg["link"] = links[dev]
-        for s in raw.get("scanners", []):
-            s["device"]["link"] = sims.links["scanners"].get(s["id"], s["device"]["link"])
-        if args.broker:
-            raw.setdefault("broker", {})["url"] = args.broker
-            raw["broker"].pop("username", None)
-            raw["broker"].pop("password", None)
-        if args.state_dir:
-            raw["state_dir"] = args.state_dir
-        Path(args.out).write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
-        print(
-            json.dumps({"site": args.out, "links": sims.links})
-            if args.json
-            else f"simulating {len(worlds)} lanes; site file with their links: {args.out} (Ctrl-C to stop)",
-            flush=True,
-        )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        async with asyncio.TaskGroup() as tg:
+            running = [tg.create_task(w.run(), name=f"sim-lane-{k}") for k, w in worlds.items()]
+            running += [tg.create_task(w.run(), name=f"sim-scanner-{k}") for k, w in scanners.items()]
+            for lane in raw["lanes"]:
+                links = sims.links["lanes"].get(lane["id"], {})
+                for dev, cfg in lane["devices"].items():
+                    if dev == "cameras":
+                        for cam_id, cam in cfg.items():
+                            cam["link"] = links.get("cameras", {}).get(cam_id, cam["link"])
+                    elif dev in links:
+                        cfg["link"] = links[dev]
+            for s in raw.get("scanners", []):
+                s["device"]["link"] = sims.links["scanners"].get(s["id"], s["device"]["link"])
+            if args.broker:
+                raw.setdefault("broker", {})["url"] = args.broker
+                raw["broker"].pop("username", None)
+                raw["broker"].pop("password", None)
+            if args.state_dir:
+                raw["state_dir"] = args.state_dir
+            text = yaml.safe_dump(raw, allow_unicode=True, sort_keys=False)
+            await asyncio.to_thread(Path(args.out).write_text, text, encoding="utf-8")
+            print(
+                json.dumps({"site": args.out, "links": sims.links})
+                if args.json
+                else f"simulating {len(worlds)} lanes; site file with their links: {args.out} (Ctrl-C to stop)",
+                flush=True,
+            )
+            await _until_stopped()
+            for task in running:
+                task.cancel()
     finally:
-        for t in tasks:
-            t.cancel()
         await sims.close()
     return EXIT_OK
 
@@ -168,12 +177,7 @@ async def _serve(args: argparse.Namespace, faults: Any) -> int:
             if "url" in handle.link:
                 print(f"  open: {handle.link['url']}")
             print(flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await _until_stopped()
     finally:
         await handle.close()
     return EXIT_OK

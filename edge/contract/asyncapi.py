@@ -14,6 +14,7 @@ import yaml
 from portlane.edge import __version__
 from pydantic import BaseModel
 
+from .commands import ARGS
 from .envelope import Envelope
 from .events import EVENTS, CommandResponse, LaneStatus
 
@@ -32,7 +33,7 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def build() -> dict[str, Any]:
-    from portlane.edge.trust.security import COMMAND_NAMES, SignedCommand
+    from portlane.edge.contract.commands import COMMAND_NAMES, SignedCommand
 
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -93,10 +94,17 @@ def build() -> dict[str, Any]:
     cmd_ref = add_schema("SignedCommand", SignedCommand)
     for name in COMMAND_NAMES:
         mname = "Command" + "".join(p.capitalize() for p in name.split("_"))
+        args_model = ARGS[name]
+        args_ref = add_schema(args_model.__name__, args_model)
         messages[mname] = {
             "name": name,
             "contentType": "application/json",
-            "payload": {"$ref": cmd_ref},
+            "payload": {
+                "allOf": [
+                    {"$ref": cmd_ref},
+                    {"type": "object", "properties": {"cmd": {"const": name}, "args": {"$ref": args_ref}}},
+                ]
+            },
             "summary": f"signed command '{name}' (Ed25519 over the canonical JSON, expires_at, nonce)",
         }
         channels[f"cmd.{name}"] = {
@@ -123,34 +131,6 @@ def build() -> dict[str, Any]:
         "messages": {"Response": {"$ref": "#/components/messages/Response"}},
     }
     operations["publish.response"] = {"action": "send", "channel": {"$ref": "#/channels/response"}}
-    channels["expected"] = {
-        "address": "portlane/v1/{site}/platform/expected",
-        "parameters": {"site": PARAMS["site"]},
-        "messages": {"Expected": {"$ref": "#/components/messages/Expected"}},
-        "bindings": {"mqtt": {"qos": 1, "retain": True}},
-    }
-    messages["Expected"] = {
-        "name": "expected",
-        "contentType": "application/json",
-        "summary": "vehicles the platform expects and their registered plates (retained)",
-        "payload": {
-            "type": "object",
-            "properties": {
-                "vehicles": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["tag_id", "plates"],
-                        "properties": {
-                            "tag_id": {"type": "string"},
-                            "plates": {"type": "array", "items": {"type": "string"}},
-                        },
-                    },
-                }
-            },
-        },
-    }
-    operations["receive.expected"] = {"action": "receive", "channel": {"$ref": "#/channels/expected"}}
     return {
         "asyncapi": "3.0.0",
         "info": {

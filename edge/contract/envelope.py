@@ -18,21 +18,11 @@ without ``sig`` (``sigkeyid`` included).
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Envelope", "new_event_id", "rfc3339"]
-
-
-def rfc3339(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def new_event_id() -> str:
-    return uuid.uuid4().hex
+__all__ = ["Envelope"]
 
 
 class Envelope(BaseModel):

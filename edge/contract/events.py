@@ -6,27 +6,32 @@ document is generated from it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "EVENTS",
     "STAGES",
+    "AuditCheckpoint",
     "CommandRejected",
     "CommandResponse",
     "ContainerRead",
     "DeviceState",
+    "EventType",
+    "GateCause",
     "GateMoved",
     "IdentityCorrected",
     "InspectionRequested",
     "LaneException",
     "LaneStatus",
+    "Outcome",
     "OverrideApplied",
     "PassageArrived",
     "PassageCompleted",
     "PassageDecided",
     "PassageOutcome",
+    "PlateKind",
     "PlateRead",
     "ScanEvent",
     "VehicleIdentified",
@@ -50,9 +55,12 @@ class _Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+PlateKind = Literal["cn", "cn_crossborder", "hk", "macau", "unknown"]
+
+
 class PlateRead(_Payload):
     text: str
-    kind: Literal["cn", "cn_crossborder", "hk", "macau", "unknown"]
+    kind: PlateKind
     confidence: float = Field(ge=0, le=1)
 
 
@@ -112,20 +120,27 @@ class ScanEvent(_Payload):
     reason: str | None = None
 
 
+GateCause = Literal["release", "divert", "override", "exit", "fault", "lane_closed", "restart"]
+Outcome = Literal["released", "diverted", "override", "abandoned", "recovered"]
+
+
 class GateMoved(_Payload):
+    """Published when the controller reports the arm at its limit switch, not when the frame is sent."""
+
     passage_id: str | None
     action: Literal["open", "close", "stop"]
-    cause: Literal["release", "divert", "override", "exit", "fault", "lane_closed"]
+    cause: GateCause
 
 
 class PassageOutcome(_Payload):
     passage_id: str
-    outcome: Literal["released", "diverted", "override", "abandoned"]
+    outcome: Outcome
 
 
 class PassageCompleted(_Payload):
     passage_id: str
-    outcome: Literal["released", "diverted", "override", "abandoned"]
+    outcome: Outcome = Field(description="'recovered': closed out after a lane restart (see reason)")
+    reason: str | None = Field(None, description="why the passage ended so, when that is not obvious")
     inspected: bool
     scan_id: int | None = None
     scan_result: Literal["GREEN", "YELLOW", "RED"] | None = None
@@ -190,7 +205,41 @@ class CommandResponse(_Payload):
     reason: str | None = None
 
 
-EVENTS: dict[str, type[_Payload]] = {
+class AuditCheckpoint(_Payload):
+    """A signed anchor of the unit's audit log (``portlane.edge.trust.audit.Checkpoint``): the log
+    had ``entries`` entries ending in ``head``. Also retained on ``.../{unit}/checkpoint``."""
+
+    entries: int = Field(ge=0)
+    head: str = Field(pattern=r"^[0-9a-f]{64}$")
+    log: str
+    time: str
+    unit: str
+    sigkeyid: str = Field(description="the unit's key id (site file)")
+    sig: str = Field(description="Ed25519 over the RFC 8785 form of this object without sig, base64")
+
+
+EventType = Literal[
+    "passage.arrived",
+    "vehicle.identified",
+    "passage.decided",
+    "inspection.requested",
+    "scan.queued",
+    "scan.started",
+    "scan.completed",
+    "scan.failed",
+    "passage.released",
+    "passage.diverted",
+    "gate.moved",
+    "passage.completed",
+    "device.state",
+    "lane.exception",
+    "command.rejected",
+    "identity.corrected",
+    "override.applied",
+    "audit.checkpoint",
+]
+
+EVENTS: dict[EventType, type[_Payload]] = {
     "passage.arrived": PassageArrived,
     "vehicle.identified": VehicleIdentified,
     "passage.decided": PassageDecided,
@@ -208,4 +257,7 @@ EVENTS: dict[str, type[_Payload]] = {
     "command.rejected": CommandRejected,
     "identity.corrected": IdentityCorrected,
     "override.applied": OverrideApplied,
+    "audit.checkpoint": AuditCheckpoint,
 }
+
+assert set(get_args(EventType)) == set(EVENTS), "EventType and EVENTS list the same event types"

@@ -8,7 +8,7 @@
                                                correlation id (MQTT 5: also the Correlation Data
                                                property; the response topic is also set as the
                                                Response Topic property of the command)
-    portlane/v1/{site}/platform/expected       vehicles the platform expects (registrations), retained
+    portlane/v1/{site}/{unit}/checkpoint       the unit's latest signed audit checkpoint, retained
 
 The platform scales out with shared subscriptions, e.g.
 ``$share/platform/portlane/v1/+/+/event/#``; events carry stable ids for de-duplication.
@@ -50,13 +50,13 @@ class Topics:
     def response(self) -> str:
         return f"{self.base}/response"
 
+    @property
+    def checkpoint(self) -> str:
+        return f"{self.base}/checkpoint"
+
     @staticmethod
     def all_events(site: str, unit: str = "+") -> str:
         return f"{PREFIX}/{site}/{unit}/event/#"
-
-    @staticmethod
-    def expected(site: str) -> str:
-        return f"{PREFIX}/{site}/platform/expected"
 
     @staticmethod
     def parse(topic: str) -> tuple[str, str, str, str]:

@@ -90,7 +90,17 @@ class MqttLink:
         max_inflight: int = 100,
         backoff: Backoff | None = None,
         persistent_session: bool = False,
+        password_file: str | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        max_packet_size: int | None = None,
     ) -> None:
+        """TLS (``mqtts://``): ``ca_file`` verifies the broker (default: the system's CAs);
+        ``cert_file``/``key_file`` are this unit's client certificate. ``password_file`` is read
+        at every connect (a rotated password is picked up; trailing newline stripped).
+        ``max_packet_size`` is announced to an MQTT 5 broker (it sends nothing larger) and
+        larger incoming messages are dropped on 3.1.1."""
         self.host, self.port, self.tls = parse_url(url)
         self.url = url
         self.client_id = client_id
@@ -104,6 +114,12 @@ class MqttLink:
         self.on_connect = on_connect
         self.max_inflight = max_inflight
         self.persistent_session = persistent_session
+        self.password_file = password_file
+        self.ca_file = ca_file
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.max_packet_size = max_packet_size
+        self.dropped_oversize = 0
         self.backoff = backoff or Backoff(initial=0.1, cap=5.0)
         self.negotiated: Literal["3.1.1", "5"] | None = None
         self.connects = 0
@@ -223,10 +239,14 @@ class MqttLink:
         client.max_inflight_messages_set(self.max_inflight)
         client.max_queued_messages_set(0)
         client.connect_timeout = CONNECT_TIMEOUT_S
+        password = self.password
+        if self.password_file is not None:
+            with open(self.password_file, encoding="utf-8") as f:
+                password = f.read().rstrip("\r\n")
         if self.username:
-            client.username_pw_set(self.username, self.password)
+            client.username_pw_set(self.username, password)
         if self.tls:
-            client.tls_set()
+            client.tls_set(ca_certs=self.ca_file, certfile=self.cert_file, keyfile=self.key_file)
         if self.will is not None:
             client.will_set(self.will[0], self.will[1], qos=1, retain=True)
 
@@ -242,6 +262,9 @@ class MqttLink:
             self._call_in_loop(self._on_puback, mid, str(rc) if failed else None)
 
         def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+            if self.max_packet_size is not None and len(msg.payload) > self.max_packet_size:
+                self._call_in_loop(self._count_oversize)
+                return
             props: dict[str, Any] = {}
             if msg.properties is not None:
                 for name in ("ResponseTopic", "CorrelationData"):
@@ -332,6 +355,8 @@ class MqttLink:
         if proto == "5":
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
             props.SessionExpiryInterval = SESSION_EXPIRY_S
+            if self.max_packet_size is not None:
+                props.MaximumPacketSize = self.max_packet_size
         kw: dict[str, Any] = {"keepalive": self.keepalive, "properties": props}
         if proto == "5":
             kw["clean_start"] = not self.persistent_session
@@ -427,6 +452,9 @@ class MqttLink:
             fut.set_exception(PublishRefusedError(failure))
         else:
             fut.set_result(None)
+
+    def _count_oversize(self) -> None:
+        self.dropped_oversize += 1
 
     def _deliver(self, msg: Message) -> None:
         if self.on_message is not None:

@@ -54,7 +54,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from portlane.edge.config import OutboxConfig, OutboxRetention
-from portlane.edge.contract.envelope import Envelope, rfc3339
+from portlane.edge.contract.envelope import Envelope
+from portlane.edge.contract.times import rfc3339
 from portlane.edge.delivery.state import corrupt_error, sqlite_state_error
 from portlane.edge.errors import OutboxError, OutboxFullError, OutboxStateError
 

@@ -36,6 +36,10 @@ class OutboxSender:
         self._drained = asyncio.Event()
         outbox.on_put(self._wake.set)
 
+    def wake(self) -> None:
+        """Look at the outbox again now (after a replay or a purge)."""
+        self._wake.set()
+
     async def wait_drained(self) -> None:
         """Wait until the outbox is empty (everything acknowledged)."""
         while self.outbox.depth:

@@ -4,6 +4,10 @@
   ``protocol: auto`` falls back). No set-up; the default for ``portlane demo``.
 * ``MosquittoBroker`` — a ``mosquitto`` child process on a loopback port with a generated
   config (anonymous, persistence off), MQTT 5. Used when the binary exists.
+  ``MosquittoBroker(secure=PKI_DIR/broker)`` runs the *shipped* secure configuration instead
+  (``firmware_config/broker/mosquitto.conf``: TLS, client certificates, the site's ACL,
+  maximum packet size), pointed at a directory laid out by ``portlane pki init``;
+  its URL is ``mqtts://localhost:PORT``.
 * ``python -m portlane.edge.demo.broker --port N`` runs the embedded broker as its own process, so
   a test can kill and restart it like a real broker.
 """
@@ -100,15 +104,35 @@ class BrokerProcess:
     """A broker in a child process (Mosquitto, or the embedded one) that can be killed and
     restarted on the same port."""
 
-    def __init__(self, kind: str, port: int | None = None, *, persistence_dir: Path | None = None) -> None:
+    def __init__(
+        self, kind: str, port: int | None = None, *, persistence_dir: Path | None = None, secure: Path | None = None
+    ) -> None:
         self.kind = kind
         self.persistence_dir = persistence_dir
+        self.secure = secure
         self.port = port or free_port()
-        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.url = f"mqtts://localhost:{self.port}" if secure else f"mqtt://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="portlane-broker-"))
 
     def _argv(self) -> list[str]:
+        if self.kind == "mosquitto" and self.secure is not None:
+            from portlane.edge.trust.pki import render_mosquitto_conf
+
+            conf = self._dir / "mosquitto.conf"
+            conf.write_text(
+                render_mosquitto_conf(
+                    directory=self.secure,
+                    port=self.port,
+                    bind="127.0.0.1",
+                    run_as_root=os.geteuid() == 0,
+                    persistence_dir=self.persistence_dir,
+                    log_dest=f"file {self._dir / 'mosquitto.log'}",
+                )
+            )
+            exe = shutil.which("mosquitto")
+            assert exe is not None
+            return [exe, "-c", str(conf)]
         if self.kind == "mosquitto":
             conf = self._dir / "mosquitto.conf"
             conf.write_text(
@@ -163,8 +187,16 @@ class BrokerProcess:
 
 
 class MosquittoBroker(BrokerProcess):
-    def __init__(self, port: int | None = None, *, persistence_dir: Path | None = None) -> None:
-        super().__init__("mosquitto", port, persistence_dir=persistence_dir)
+    def __init__(
+        self, port: int | None = None, *, persistence_dir: Path | None = None, secure: Path | None = None
+    ) -> None:
+        super().__init__("mosquitto", port, persistence_dir=persistence_dir, secure=secure)
+
+    @property
+    def log(self) -> str:
+        """The secure broker's log (connections, refusals), for test diagnostics."""
+        p = self._dir / "mosquitto.log"
+        return p.read_text(errors="replace") if p.exists() else ""
 
     @staticmethod
     def available() -> bool:

@@ -66,6 +66,7 @@ class EventObserver:
         client_id: str = "portlane-observer",
         protocol: str = "auto",
         persistent_session: bool = False,
+        tls: dict[str, str] | None = None,
     ) -> None:
         self.site = site
         self.units: dict[str, UnitLedger] = defaultdict(UnitLedger)
@@ -82,6 +83,10 @@ class EventObserver:
             subscriptions=[Topics.all_events(site), f"portlane/v1/{site}/+/status"],
             on_message=self._on_message,
             persistent_session=persistent_session,
+            # ca_file / cert_file / key_file for an mqtts:// broker
+            ca_file=(tls or {}).get("ca_file"),
+            cert_file=(tls or {}).get("cert_file"),
+            key_file=(tls or {}).get("key_file"),
         )
 
     def on_event(self, cb: Callable[[dict[str, Any]], None]) -> None:

@@ -78,6 +78,9 @@ class DemoOptions:
     #: read their frames, and rendering and decoding 10 frames/s for 50+ cameras would take
     #: the CPU the lanes need; the lanes identify vehicles by their e-cards.
     cameras: bool | None = None
+    secure: bool = False  # shipped Mosquitto config: TLS, client certificates, ACL (edge/demo/secure.py)
+    console: tuple[str, int] | None = None  # serve the site console here (edge/console)
+    console_db: Path | None = None  # keep the console's database here
 
     @property
     def with_cameras(self) -> bool:
@@ -99,6 +102,11 @@ class DemoOptions:
             raise DemoUsageError(f"--timeout {self.timeout_s}: must be > 0 seconds")
         if self.broker is not None:
             check_broker_url(self.broker)
+        if self.secure and self.broker is not None:
+            raise DemoUsageError("--secure starts its own Mosquitto: leave out --broker")
+        if self.secure and (self.console is not None or self.console_db is not None):
+            # The secure broker takes a unit's client id from its certificate: the console needs its own.
+            raise DemoUsageError("--console does not run with --secure yet (no console certificate)")
         return self
 
     def replace(self, **changes: Any) -> DemoOptions:

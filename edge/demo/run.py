@@ -30,7 +30,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from portlane.edge.config import Site, parse_site
@@ -51,7 +51,7 @@ from portlane.edge.demo.options import (
 from portlane.edge.demo.sitegen import LANE_ORDER, demo_site
 from portlane.edge.errors import StateError
 from portlane.edge.lane.daemon import LaneDaemon
-from portlane.edge.lane.logic import LaneTimeouts
+from portlane.edge.lane.passage import LaneTimeouts
 from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.sim_devices.central import CentralPlatform
 from portlane.sim_devices.scanner import ScannerWorld
@@ -67,6 +67,9 @@ __all__ = [
     "DemoUsageError",
     "run_demo",
 ]
+
+if TYPE_CHECKING:  # the PKI stack loads only with --secure
+    from portlane.edge.demo.secure import SecureDemo
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +187,19 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
 
     tmp = tempfile.TemporaryDirectory(prefix="portlane-demo-")  # removed below, whatever happens
     broker: EmbeddedBroker | None = None
+    secure: SecureDemo | None = None
     try:
         state_dir = Path(tmp.name) / "state"
         check_state_dir(state_dir, min_free_mb=1.0)
         protocol: str | None = None
-        if opts.broker:
+        if opts.secure:
+            from portlane.edge.demo.secure import secure_demo
+
+            secure = secure_demo(raw)
+            raw = secure.raw
+            await secure.broker.start()
+            url = secure.broker.url
+        elif opts.broker:
             url = opts.broker
             await _probe_broker(url, BROKER_WAIT_S)
         else:
@@ -203,13 +214,15 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
             raise DemoUsageError(f"{opts.site_file}: the demo cannot simulate this site: {exc}") from exc
         try:
             return await _run(
-                opts, raw, sims.links, keys, plan, worlds, scanner_world, state_dir, url, protocol, on_tick
+                opts, raw, sims.links, keys, plan, worlds, scanner_world, state_dir, url, protocol, secure, on_tick
             )
         finally:
             await sims.close()
     finally:
         if broker is not None:
             await broker.stop()
+        if secure is not None:
+            await secure.close()
         tmp.cleanup()
 
 
@@ -257,8 +270,15 @@ async def _all_connected(run: DemoRun, url: str, external: bool) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(wait_s):
             await asyncio.gather(*(c.wait_connected() for c in clients.values()))
+            # Each lane accepted the platform's signed registrations (expected vehicles).
+            await run.central.wait_registered(run.lanes)
             return
     late = [name for name, c in clients.items() if not c.connected]
+    if not late:
+        unregistered = [lid for lid in run.lanes if lid not in run.central.registered]
+        raise DemoError(
+            f"lanes {', '.join(unregistered)} did not accept the platform's registrations within {wait_s:.0f} s"
+        )
     if external:
         raise BrokerUnreachableError(
             f"--broker {url}: {', '.join(late)} got no MQTT session within {wait_s:.0f} s (the port answers: "
@@ -281,11 +301,17 @@ async def _run(
     state_dir: Path,
     url: str,
     protocol: str | None,
+    secure: SecureDemo | None,
     on_tick: Callable[[DemoRun], None] | None,
 ) -> dict[str, Any]:
     site = parse_site(_apply_links(raw, links), file=str(opts.site_file))
     run = DemoRun(opts, site, plan, worlds, scanner_world)
-    observer = run.observer = EventObserver(url, site.site.id, protocol=protocol or "auto")
+    tls: dict[str, str] | None = None
+    if secure is not None:
+        from portlane.edge.demo.secure import OBSERVER
+
+        tls = secure.link_tls(OBSERVER)
+    observer = run.observer = EventObserver(url, site.site.id, protocol=protocol or "auto", tls=tls)
     recogniser = None
     if opts.recognition:
         from portlane.edge.lane.recognition import LocalRecogniser
@@ -321,11 +347,28 @@ async def _run(
         think_s=2.0 * opts.time_factor,
         protocol=protocol or "auto",
         registrations=plan.registrations,
+        tls_files=secure.tls_files("platform") if secure else None,
     )
-    try:
-        return await _drive(run, observer, central, plan, worlds, scanner_world, url, protocol, on_tick)
-    except* (DemoError, StateError) as eg:
-        raise eg.exceptions[0] from None  # one line for the CLI, not a group
+    async with contextlib.AsyncExitStack() as exits:
+        if opts.console or opts.console_db:
+            from portlane.edge.console.service import demo_console
+
+            await exits.enter_async_context(
+                demo_console(
+                    site,
+                    broker_url=url,
+                    broker_protocol=protocol,
+                    http=opts.console,
+                    db=opts.console_db,
+                    time_factor=opts.time_factor,
+                    signing_key=(keys["key_id"], keys["private_key"]),
+                )
+            )
+        try:
+            return await _drive(run, observer, central, plan, worlds, scanner_world, url, protocol, on_tick)
+        except* (DemoError, StateError) as eg:
+            raise eg.exceptions[0] from None  # one line for the CLI, not a group
+    raise AssertionError("unreachable: the block returns or raises")
 
 
 async def _drive(
@@ -420,7 +463,7 @@ def _stuck_lanes(run: DemoRun) -> dict[str, dict[str, Any]]:
         if done[lid] >= len(run.plan.per_lane.get(lid, [])) and not w.vehicle and stage == "idle":
             continue
         sensors = d.logic.sensors
-        gate = d.devices.get("gate")
+        gate = d.devices.slots.get("gate")
         out[lid] = {
             "stage": stage,
             "in_service": d.logic.in_service,

@@ -5,9 +5,10 @@
                                                       └─ INSPECTION_QUEUED → SCANNING → AWAITING_VERDICTS ─┘
 
 ``LaneLogic`` takes inputs (sensor snapshots, identification results, verified commands,
-scanner events, clock ticks, technician actions) and returns ``Action``s for the daemon to
-carry out (publish an event, move the gate, set the light, write the board, start an
-identification, request a scan, write an audit entry). Because it does no I/O it can be
+scanner events, clock ticks, technician actions) and returns typed actions
+(``portlane.edge.lane.actions``: open or close the gate, set the light, show the board, start
+an identification, publish an event model, write an audit entry) for the executor to carry
+out. Its state changes only through its own methods. Because it does no I/O it can be
 driven by hypothesis through random interleavings, and the safety invariants are checked on
 its outputs:
 
@@ -28,108 +29,46 @@ Without a decision the lane waits — it never releases on its own (policy ``hol
 
 from __future__ import annotations
 
-import enum
 import itertools
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections import deque
+from dataclasses import replace
+from typing import Literal, get_args
 
-__all__ = [
-    "Action",
-    "Identity",
-    "LaneLogic",
-    "LaneTimeouts",
-    "Passage",
-    "Sensors",
-    "Stage",
-]
+from portlane.edge.contract.events import (
+    STAGES,
+    IdentityCorrected,
+    InspectionRequested,
+    LaneException,
+    OverrideApplied,
+    PassageArrived,
+    PassageCompleted,
+    PassageDecided,
+    PassageOutcome,
+)
+from portlane.edge.contract.times import rfc3339
 
+from .actions import Action, Audit, BoardColour, GateCause, Identify, Publish, SetLight, ShowBoard
+from .gate import GateTracker
+from .passage import (
+    DECIDING,
+    GATE_MAY_BE_OPEN,
+    Identity,
+    LaneTimeouts,
+    Passage,
+    Sensors,
+    Stage,
+    counted_since,
+)
 
-class Stage(enum.StrEnum):
-    IDLE = "idle"
-    ARRIVED = "arrived"
-    IDENTIFYING = "identifying"
-    AWAITING_DECISION = "awaiting_decision"
-    INSPECTION_QUEUED = "inspection_queued"
-    SCANNING = "scanning"
-    AWAITING_VERDICTS = "awaiting_verdicts"
-    RELEASED = "released"
-    DIVERTED = "diverted"
-    EXITING = "exiting"
-    COMPLETED = "completed"
+__all__ = ["LaneLogic", "Verdict"]
 
+Verdict = Literal["release", "inspect", "hold", "divert"]
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
-DECIDING = (Stage.AWAITING_DECISION, Stage.AWAITING_VERDICTS)
-GATE_MAY_BE_OPEN = (Stage.RELEASED, Stage.DIVERTED, Stage.EXITING)
-
-
-@dataclass(frozen=True, slots=True)
-class Sensors:
-    entry_loop: bool = False
-    in_position: bool = False
-    exit_loop: bool = False
-    photocell: bool = False
-    safety_loop: bool = False
-    gate_open: bool = False  # open limit switch
-    gate_closed: bool = True  # closed limit switch
-
-    @property
-    def under_arm(self) -> bool:
-        return self.photocell or self.safety_loop
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    plates: tuple[tuple[str, str, float], ...] = ()  # (text, kind, confidence)
-    containers: tuple[tuple[str, bool, float], ...] = ()  # (number, check_digit_ok, confidence)
-    tag_id: str | None = None
-    weight_kg: int | None = None
-    confidence: float = 0.0
-    exceptions: tuple[str, ...] = ()
-    corrected_by: str | None = None
-
-    @property
-    def vehicle_ref(self) -> str:
-        if self.containers:
-            return self.containers[0][0]
-        if self.plates:
-            return self.plates[0][0]
-        return self.tag_id or "UNKNOWN"
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    kind: Literal["publish", "gate", "light", "board", "identify", "request_scan", "audit", "cancel_scan"]
-    args: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class LaneTimeouts:
-    identify_s: float = 5.0  # longest wait for tag/plates/weight before deciding on what we have
-    decision_s: float = 120.0  # no decision for this long: say so (board "wait") and keep holding
-    exit_s: float = 60.0  # gate open and nobody drove through: close when clear, mark abandoned
-
-
-@dataclass
-class Passage:
-    id: str
-    stage: Stage
-    stamps: dict[str, float] = field(default_factory=dict)
-    identity: Identity | None = None
-    phase: Literal["initial", "after_scan"] = "initial"
-    decisions: dict[str, str] = field(default_factory=dict)
-    scans: int = 0
-    scan_id: int | None = None
-    scan_result: str | None = None
-    outcome: str | None = None
-    gate_authority: str | None = None  # release | divert | override
-    exit_seen: bool = False
-    under_seen: bool = False
-    decision_overdue: bool = False
-    completions: int = 0
-
-    @property
-    def inspected(self) -> bool:
-        return self.scans > 0
+WELCOME = ShowBoard.of(("欢迎 WELCOME", "green"))
+CLOSED = ShowBoard.of(("车道关闭 LANE CLOSED", "red"))
+WAIT: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "amber")
+WAIT_RED: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "red")
 
 
 class LaneLogic:
@@ -146,20 +85,22 @@ class LaneLogic:
         self.lane = lane
         self.agencies = tuple(agencies)
         self.has_scanner = has_scanner
-        self.kind = kind
+        self.kind: str = kind
         self.timeouts = timeouts or LaneTimeouts()
         self.passage: Passage | None = None
-        self.history: list[Passage] = []  # completed passages (bounded by the daemon)
+        self.history: deque[Passage] = deque(maxlen=50)  # completed passages, newest last
         self.in_service = True
         self.sensors = Sensors()
-        self.gate_commanded: str | None = None  # last gate command: open | close
+        self.gate = GateTracker(self.timeouts)
+        self.started = False  # start-up reconciliation done: only then is a vehicle taken
+        self.holding: str | None = None  # why no vehicle is taken although in service
         self._counter = itertools.count(1)
-        self._idle_under_seen = False
-        self._opened_idle_at = 0.0
         self._id_prefix = id_prefix or lane
+        # the arm left open without a passage (override, abandoned): evidence since it opened
+        self._idle_open: Passage | None = None
 
     # ------------------------------------------------------------------ guards
-    def authorises_open(self, passage_id: str | None, cause: str) -> bool:
+    def authorises_open(self, passage_id: str | None, cause: GateCause) -> bool:
         """Second guard, checked by the executor right before an open frame is sent."""
         if cause == "override":
             return True  # audited before the action was produced
@@ -178,78 +119,154 @@ class LaneLogic:
     def _new_id(self, now: float) -> str:
         return f"{self._id_prefix}-{int(now * 1000):x}-{next(self._counter)}"
 
-    def _publish(self, type_: str, **data: Any) -> Action:
-        return Action("publish", {"type": type_, "data": data})
+    def _exception(self, p: Passage | None, kind: str, detail: str) -> Publish:
+        return Publish("lane.exception", LaneException(passage_id=p.id if p else None, kind=kind, detail=detail))
 
-    def _board(self, *lines: tuple[str, str]) -> Action:
-        return Action("board", {"lines": list(lines)})
+    def _alert_once(self, p: Passage, kind: str, detail: str) -> list[Action]:
+        if kind in p.alerted:
+            return []
+        p.alerted.add(kind)
+        return [self._exception(p, kind, detail)]
 
-    def _open(self, cause: str) -> list[Action]:
-        p = self.passage
-        self.gate_commanded = "open"
-        return [
-            Action("gate", {"action": "open", "cause": cause, "passage_id": p.id if p else None}),
-            Action("light", {"colour": "green"}),
-            self._publish("gate.moved", passage_id=p.id if p else None, action="open", cause=cause),
-        ]
+    def _open(self, p: Passage | None, cause: GateCause, now: float) -> list[Action]:
+        """Command the arm open and note the latched counters, so that the way out is judged on
+        what happened after this moment."""
+        track = p if p is not None else self._idle_open
+        if track is not None:
+            s = self.sensors
+            track.base_arm_passes = s.arm_passes
+            track.base_under_clears = s.under_clears
+            track.base_exit_clears = s.exit_clears
+            track.exit_busy_at_open = s.exit_loop
+            track.under_seen = track.exit_seen = track.passed_arm = False
+        return self.gate.open(cause, p.id if p else None, now)
 
-    def _close(self, cause: str) -> list[Action]:
+    def _close(self, cause: GateCause, now: float) -> list[Action]:
         if not self.may_close(self.sensors):
             return []  # never close onto something; retried on the next sensor change
-        self.gate_commanded = "close"
-        self._idle_under_seen = False
+        if self.gate.commanded == "close":
+            return []
+        self._idle_open = None
         p = self.passage
-        return [
-            Action("gate", {"action": "close", "cause": cause, "passage_id": p.id if p else None}),
-            Action("light", {"colour": "red"}),
-            self._publish("gate.moved", passage_id=p.id if p else None, action="close", cause=cause),
-        ]
+        return self.gate.close(cause, p.id if p else None, now)
+
+    def _track_exit(self, t: Passage, s: Sensors, now: float) -> None:
+        """Update the evidence that the vehicle passed the arm and left the exit loop."""
+        if s.under_arm:
+            t.under_seen = True
+        passes = counted_since(s.arm_passes, t.base_arm_passes)
+        clears = counted_since(s.under_clears, t.base_under_clears)
+        passed = bool(passes) or bool(clears) or (t.under_seen and not s.under_arm)
+        if self._exited(t, s):
+            passed = True  # on the exit loop after the arm opened: it went under the arm
+        if passed and not t.passed_arm:
+            t.passed_arm = True
+            t.stamps.setdefault("arm_passed", now)
+        if s.exit_loop and not t.exit_busy_at_open:
+            t.exit_seen = True
+        if not s.exit_loop:
+            t.exit_busy_at_open = False  # whatever was there when the arm opened has gone
+
+    @staticmethod
+    def _exited(t: Passage, s: Sensors) -> bool:
+        clears = counted_since(s.exit_clears, t.base_exit_clears)
+        if clears is not None:
+            # A vehicle still on the exit loop when the arm opened clears it once more first.
+            return clears >= (2 if t.base_exit_clears is not None and t.exit_busy_at_open else 1) and not s.exit_loop
+        return t.exit_seen and not s.exit_loop
+
+    # ------------------------------------------------------------------ start-up
+    def start(self, s: Sensors, unfinished: list[Passage], now: float) -> list[Action]:
+        """Start-up reconciliation, on the first complete sample of the lane's inputs.
+
+        Passages an earlier run left unfinished are closed out (``recovered`` if the gate had
+        been authorised for them, else ``abandoned``) before the next vehicle is taken. The arm
+        is brought down if nothing is under it; otherwise the lane raises
+        ``gate_open_at_start`` and takes no vehicle until it could close it.
+        """
+        self.sensors = s
+        self.started = True
+        out: list[Action] = []
+        for p in unfinished:
+            p.outcome = "recovered" if p.gate_authority else "abandoned"
+            p.reason = f"lane restarted during {p.stage.value}"
+            out += self._completion(p, now)
+        out.append(SetLight("red"))
+        if s.gate_closed and not s.gate_open:
+            self.gate.assume("close", cause="restart", now=now)
+            out.append(WELCOME if self.in_service else CLOSED)
+        elif not s.under_arm:
+            out += self.gate.close("restart", None, now)
+            out.append(WELCOME if self.in_service else CLOSED)
+        else:
+            self.gate.assume("open", cause="restart", now=now)
+            self.holding = "gate_open_at_start"
+            out.append(self._exception(None, "gate_open_at_start", "arm found open with something under it; holding"))
+            out.append(ShowBoard.of(("请停车 STOP", "red")))
+        return out
 
     # ------------------------------------------------------------------ sensors
     def on_sensors(self, s: Sensors, now: float) -> list[Action]:
         self.sensors = s
-        out: list[Action] = []
+        if not self.started:
+            return []
+        out, moved = self.gate.on_sensors(s)
         p = self.passage
+        if moved == "opened" and p is not None and p.stage in GATE_MAY_BE_OPEN:
+            p.stamps.setdefault("gate_opened", now)
+            if p.stage == Stage.RELEASED:
+                out.append(ShowBoard.of(("放行 PROCEED", "green")))
+        if moved == "closed" and self.holding == "gate_open_at_start":
+            self.holding = None
+            out.append(WELCOME if self.in_service else CLOSED)
         if p is None:
-            # Level, not edge: the next vehicle may already be on the entry loop in the same
-            # sample in which the previous one cleared the exit loop.
-            if s.entry_loop and self.in_service and not s.under_arm:
-                p = self.passage = Passage(id=self._new_id(now), stage=Stage.ARRIVED, stamps={"arrived": now})
-                out.append(self._publish("passage.arrived", passage_id=p.id, lane_kind=self.kind))
-                out.append(Action("light", {"colour": "red"}))
-                out.append(self._board(("请停车 STOP", "red"), ("识别中 IDENTIFYING", "amber")))
-            elif self.gate_commanded == "open":
-                # Left open without a passage (override, abandoned): close once something has
-                # passed under the arm and cleared it, or after exit_s with nothing coming.
-                if s.under_arm:
-                    self._idle_under_seen = True
-                elif not s.exit_loop and (self._idle_under_seen or now - self._opened_idle_at > self.timeouts.exit_s):
-                    out += self._close("exit")
-        if p is None:
+            out += self._idle(s, now)
             return out
         if p.stage == Stage.ARRIVED and s.in_position:
             p.stage = Stage.IDENTIFYING
             p.stamps["identifying"] = now
-            out.append(Action("identify", {"passage_id": p.id}))
-        if p.stage in GATE_MAY_BE_OPEN and s.gate_open and "gate_opened" not in p.stamps:
-            p.stamps["gate_opened"] = now
-        if p.stage in (Stage.RELEASED, Stage.DIVERTED) and (s.under_arm or s.exit_loop):
-            p.stage = Stage.EXITING
+            out.append(Identify(p.id))
+        if p.stage in GATE_MAY_BE_OPEN:
+            self._track_exit(p, s, now)
+            if p.stage in (Stage.RELEASED, Stage.DIVERTED) and (p.passed_arm or p.under_seen or p.exit_seen):
+                p.stage = Stage.EXITING
         if p.stage == Stage.EXITING:
-            if s.under_arm:
-                p.under_seen = True
-            if s.exit_loop:
-                p.exit_seen = True
-            if (p.under_seen or p.exit_seen) and not s.under_arm and self.gate_commanded == "open":
+            if p.passed_arm and not s.under_arm and self.gate.commanded == "open":
                 # Close as soon as the vehicle has cleared the arm, as barrier controllers do:
                 # the next vehicle must find it closed.
-                out += self._close("exit")
-            if p.exit_seen and not s.exit_loop and not s.under_arm:
+                out += self._close("exit", now)
+            if p.passed_arm and self._exited(p, s) and not s.under_arm:
                 p.stamps["exited"] = now
-                if self.gate_commanded == "open":
-                    out += self._close("exit")
+                out += self._close("exit", now)
                 out += self._complete(now)
         return out
+
+    def _idle(self, s: Sensors, now: float) -> list[Action]:
+        out: list[Action] = []
+        t = self._idle_open
+        if self.gate.commanded == "open" and t is not None:
+            # Left open without a passage (override, abandoned): close once something has
+            # passed under the arm and cleared it, or after exit_s with nothing under it.
+            self._track_exit(t, s, now)
+            opened = t.stamps.get("opened", now)
+            if not s.under_arm and (t.passed_arm or now - opened > self.timeouts.exit_s):
+                out += self._close("exit", now)
+            return out
+        if self.gate.commanded == "open":
+            # Open with no record of why (found so at start, a refused close): down once clear.
+            return [] if s.under_arm else self._close("restart" if self.holding else "exit", now)
+        # Level, not edge: the next vehicle may already be on the entry loop in the same
+        # sample in which the previous one cleared the exit loop. Only with the arm down.
+        if s.entry_loop and self.in_service and self.holding is None and not s.under_arm and self.gate.is_closed:
+            p = self.passage = Passage(id=self._new_id(now), stage=Stage.ARRIVED, stamps={"arrived": now})
+            out.append(Publish("passage.arrived", PassageArrived(passage_id=p.id, lane_kind=self._lane_kind)))
+            out.append(SetLight("red"))
+            out.append(ShowBoard.of(("请停车 STOP", "red"), ("识别中 IDENTIFYING", "amber")))
+        return out
+
+    @property
+    def _lane_kind(self) -> Literal["cargo", "passenger"]:
+        return "passenger" if self.kind == "passenger" else "cargo"
 
     # ------------------------------------------------------------------ identification
     def on_identified(self, passage_id: str, identity: Identity, now: float) -> list[Action]:
@@ -261,26 +278,8 @@ class LaneLogic:
         p.stamps["identified"] = now
         p.phase = "initial"
         p.decisions = {}
-        plate = identity.plates[0][0] if identity.plates else "????"
-        return [
-            self._publish("vehicle.identified", **self._identity_data(p.id, identity)),
-            self._board((plate, "green"), ("请等待 PLEASE WAIT", "amber")),
-        ]
-
-    @staticmethod
-    def _identity_data(pid: str, identity: Identity) -> dict[str, Any]:
-        return {
-            "passage_id": pid,
-            "plates": [{"text": t, "kind": k, "confidence": round(c, 3)} for t, k, c in identity.plates],
-            "containers": [
-                {"number": n, "check_digit_ok": ok, "confidence": round(c, 3)} for n, ok, c in identity.containers
-            ],
-            "tag_id": identity.tag_id,
-            "weight_kg": identity.weight_kg,
-            "confidence": round(identity.confidence, 3),
-            "exceptions": list(identity.exceptions),
-            "corrected_by": identity.corrected_by,
-        }
+        plate = identity.plates[0].text if identity.plates else "????"
+        return [Publish("vehicle.identified", identity.event(p.id)), ShowBoard.of((plate, "green"), WAIT)]
 
     def correct_identity(
         self, passage_id: str, identity: Identity, *, operator: str, reason: str, now: float
@@ -290,30 +289,24 @@ class LaneLogic:
             return False, "stale_passage", []
         if p.stage not in (Stage.IDENTIFYING, *DECIDING):
             return False, "wrong_stage", []
+        if not operator.strip() or len(reason.strip()) < 8:
+            return False, "malformed: a correction needs an operator and a reason of at least 8 characters", []
         old = p.identity
         p.identity = identity
         p.stage = Stage.AWAITING_DECISION if p.phase == "initial" else Stage.AWAITING_VERDICTS
         p.stamps.setdefault("identified", now)
-        out = [
-            Action(
-                "audit",
-                {
-                    "kind": "correction",
-                    "actor": operator,
-                    "reason": reason,
-                    "passage_id": p.id,
-                    "data": {"before": old.vehicle_ref if old else None, "after": identity.vehicle_ref},
-                },
-            ),
-            self._publish(
-                "identity.corrected",
-                passage_id=p.id,
-                operator=operator,
-                reason=reason,
-                plates=[t for t, _k, _c in identity.plates],
-                containers=[n for n, _ok, _c in identity.containers],
-            ),
-            self._publish("vehicle.identified", **self._identity_data(p.id, identity)),
+        corrected = IdentityCorrected(
+            passage_id=p.id,
+            operator=operator,
+            reason=reason,
+            plates=tuple(r.text for r in identity.plates),
+            containers=tuple(c.number for c in identity.containers),
+        )
+        before = old.vehicle_ref if old else None
+        out: list[Action] = [
+            Audit("correction", operator, reason, p.id, (("before", before), ("after", identity.vehicle_ref))),
+            Publish("identity.corrected", corrected),
+            Publish("vehicle.identified", identity.event(p.id)),
         ]
         return True, None, out
 
@@ -329,32 +322,28 @@ class LaneLogic:
             return False, "unknown_agency", []
         if p.stage not in DECIDING:
             return False, "wrong_stage", []
+        verdict = next((v for v in VERDICTS if v == decision), None)
+        if verdict is None:
+            return False, "unknown_decision", []
         if decision == "inspect" and (p.inspected or p.phase == "after_scan"):
             return False, "already_inspected", []
         if decision == "inspect" and not self.has_scanner:
             return False, "no_scanner", []
-        if decision not in ("release", "inspect", "hold", "divert"):
-            return False, "unknown_decision", []
         p.decisions[agency] = decision
-        out = [
-            self._publish(
-                "passage.decided", passage_id=p.id, agency=agency, decision=decision, phase=p.phase, command_nonce=nonce
-            )
-        ]
+        decided = PassageDecided(passage_id=p.id, agency=agency, decision=verdict, phase=p.phase, command_nonce=nonce)
+        out: list[Action] = [Publish("passage.decided", decided)]
         if decision == "divert":
             p.stamps.setdefault("decided", now)
-            out += self._divert("agency")
+            out += self._divert(now)
         elif decision == "inspect":
             p.stamps.setdefault("decided", now)
             p.stage = Stage.INSPECTION_QUEUED
             p.scans += 1
             p.stamps["scan_queued"] = now
-            out.append(
-                Action(
-                    "request_scan", {"passage_id": p.id, "vehicle_ref": p.identity.vehicle_ref if p.identity else ""}
-                )
-            )
-            out.append(self._board(("前往查验 X-RAY", "amber"), ("请等待 PLEASE WAIT", "amber")))
+            ref = p.identity.vehicle_ref if p.identity else p.id
+            request = InspectionRequested(passage_id=p.id, lane=self.lane, method="xray", priority=0, vehicle_ref=ref)
+            out.append(Publish("inspection.requested", request))
+            out.append(ShowBoard.of(("前往查验 X-RAY", "amber"), WAIT))
         elif all(p.decisions.get(a) == "release" for a in self.agencies):
             p.stamps.setdefault("decided", now)
             out += self._release(now)
@@ -368,21 +357,21 @@ class LaneLogic:
         p.gate_authority = "release"
         p.stamps["released"] = now
         return [
-            self._publish("passage.released", passage_id=p.id, outcome="released"),
-            self._board(("放行 PROCEED", "green")),
-            *self._open("release"),
+            Publish("passage.released", PassageOutcome(passage_id=p.id, outcome="released")),
+            *self._open(p, "release", now),
         ]
 
-    def _divert(self, cause: str) -> list[Action]:
+    def _divert(self, now: float) -> list[Action]:
         p = self.passage
         assert p is not None
         p.stage = Stage.DIVERTED
         p.outcome = "diverted"
         p.gate_authority = "divert"
+        p.stamps.setdefault("released", now)
         return [
-            self._publish("passage.diverted", passage_id=p.id, outcome="diverted"),
-            self._board(("人工查验 INSPECTION BAY", "amber")),
-            *self._open("divert"),
+            Publish("passage.diverted", PassageOutcome(passage_id=p.id, outcome="diverted")),
+            ShowBoard.of(("人工查验 INSPECTION BAY", "amber")),
+            *self._open(p, "divert", now),
         ]
 
     # ------------------------------------------------------------------ scanner
@@ -393,7 +382,7 @@ class LaneLogic:
         now: float,
         *,
         scan_id: int | None = None,
-        result: str | None = None,
+        result: Literal["GREEN", "YELLOW", "RED"] | None = None,
         reason: str | None = None,
     ) -> list[Action]:
         p = self.passage
@@ -411,159 +400,148 @@ class LaneLogic:
             p.scan_result = result
             p.phase = "after_scan"
             p.decisions = {}
-            return [self._board(("查验完成 SCANNED", "green"), ("请等待 PLEASE WAIT", "amber"))]
+            return [ShowBoard.of(("查验完成 SCANNED", "green"), WAIT)]
         if kind == "failed" and p.stage in (Stage.INSPECTION_QUEUED, Stage.SCANNING):
             p.stamps["scan_ended"] = now
-            return [
-                self._publish("lane.exception", passage_id=p.id, kind="scanner_fault", detail=reason or ""),
-                *self._divert("scanner_fault"),
-            ]
+            return [self._exception(p, "scanner_fault", reason or ""), *self._divert(now)]
         return []
 
     # ------------------------------------------------------------------ time
     def on_tick(self, now: float) -> list[Action]:
+        out = self.gate.on_tick(now)
         p = self.passage
+        if not self.started:
+            return out
         if p is None:
-            return self.on_sensors(self.sensors, now) if self.gate_commanded == "open" else []
-        t = self.timeouts
-        if p.stage in DECIDING and not p.decision_overdue:
-            since = p.stamps.get("scan_ended", p.stamps.get("identified", now))
-            if now - since > t.decision_s:
-                p.decision_overdue = True
-                return [
-                    self._publish(
-                        "lane.exception",
-                        passage_id=p.id,
-                        kind="platform_unreachable",
-                        detail=f"no decision for {t.decision_s:.0f} s; holding",
-                    ),
-                    self._board(("请等待 PLEASE WAIT", "red")),
-                ]
-        if p.stage in (Stage.RELEASED, Stage.DIVERTED, Stage.EXITING):
-            opened = p.stamps.get("released", p.stamps.get("gate_opened", now))
-            if (
-                now - opened > t.exit_s
-                and not p.exit_seen
-                and not self.sensors.under_arm
-                and not self.sensors.entry_loop
-            ):
-                # Nobody drove through: the vehicle was taken away by hand.
-                out = self._close("exit")
-                if out:
-                    p.outcome = "abandoned" if p.outcome is None else p.outcome
-                    out += self._complete(now)
-                return out
+            return out + (self._idle(self.sensors, now) if self.gate.commanded == "open" else [])
+        t, s = self.timeouts, self.sensors
+        since = now - p.stamps.get("arrived", now)
+        if p.stage == Stage.ARRIVED and since > t.arrive_s:
+            if not s.entry_loop and not s.in_position:
+                p.outcome, p.reason = "abandoned", "left before reaching the stop position"
+                return out + self._complete(now)
+            out += self._alert_once(p, "vehicle_not_in_position", f"on the entry loop for {since:.0f} s")
+        elif p.stage == Stage.IDENTIFYING and now - p.stamps.get("identifying", now) > 3 * t.identify_s:
+            # The identification task never reported: decide on nothing rather than wait forever.
+            ident = Identity(exceptions=("identification_timeout", "unreadable_plate"))
+            out += [self._exception(p, "identification_timeout", f"no identification after {3 * t.identify_s:.0f} s")]
+            out += self.on_identified(p.id, ident, now)
+        elif p.stage in DECIDING:
+            start = p.stamps.get("scan_ended", p.stamps.get("identified", now))
+            if now - start > t.decision_s:
+                detail = f"no decision for {t.decision_s:.0f} s; holding"
+                alert = self._alert_once(p, f"platform_unreachable:{p.phase}", detail)
+                if alert:
+                    out += [
+                        self._exception(p, "platform_unreachable", detail),
+                        ShowBoard.of(("请等待 PLEASE WAIT", "red")),
+                    ]
+        elif p.stage in (Stage.INSPECTION_QUEUED, Stage.SCANNING):
+            if now - p.stamps.get("scan_queued", now) > t.scan_s:
+                out += self._alert_once(p, "scan_overdue", f"no scan result {t.scan_s:.0f} s after the request")
+        elif p.stage in GATE_MAY_BE_OPEN:
+            out += self._exit_deadline(p, now)
+        return out
+
+    def _exit_deadline(self, p: Passage, now: float) -> list[Action]:
+        t, s = self.timeouts, self.sensors
+        opened = p.stamps.get("gate_opened", p.stamps.get("released", now))
+        if not p.passed_arm and now - opened > t.exit_s:
+            if s.under_arm or s.entry_loop or s.in_position:
+                return self._alert_once(p, "vehicle_not_moving", f"arm open {now - opened:.0f} s, vehicle still there")
+            # Nobody drove through: the vehicle was taken away by hand.
+            out = self._close("exit", now)
+            if out:
+                p.reason = "did not drive through the open gate"
+                p.outcome = "abandoned" if p.outcome is None else p.outcome
+                out += self._complete(now)
+            return out
+        passed = p.stamps.get("arm_passed")
+        if passed is not None and now - passed > t.exit_s and not s.under_arm and not s.exit_loop:
+            # Past the arm, but the exit loop never reported it: do not hold the next vehicle.
+            out = [self._exception(p, "exit_not_seen", f"passed the arm {now - passed:.0f} s ago, exit loop silent")]
+            if self.gate.commanded == "open":
+                out += self._close("exit", now)
+            p.reason = "exit loop did not report the vehicle"
+            return out + self._complete(now)
+        return []
+
+    # ------------------------------------------------------------------ executor feedback
+    def on_close_refused(self, now: float) -> list[Action]:
+        """The executor's fresh read found something under the arm: the arm stays up, and the
+        logic closes it once a later sample shows it clear."""
+        self.sensors = replace(self.sensors, photocell=True)
+        self.gate.assume("open", cause="exit", now=now)
         return []
 
     # ------------------------------------------------------------------ technician
     def override_open(self, *, operator: str, reason: str, now: float) -> list[Action]:
         """Manual override: opens the gate for whatever is in the lane. The caller has already
-        validated operator and reason; this writes the audit entry first."""
+        validated operator and reason; the audit entry comes first."""
         p = self.passage
         pid = p.id if p else None
-        out = [
-            Action(
-                "audit",
-                {
-                    "kind": "override",
-                    "actor": operator,
-                    "reason": reason,
-                    "passage_id": pid,
-                    "data": {"action": "gate_open"},
-                },
+        out: list[Action] = [
+            Audit("override", operator, reason, pid, (("action", "gate_open"),)),
+            Publish(
+                "override.applied",
+                OverrideApplied(passage_id=pid, operator=operator, reason=reason, action="gate_open"),
             ),
-            self._publish("override.applied", passage_id=pid, operator=operator, reason=reason, action="gate_open"),
         ]
         if p is not None and p.stage not in GATE_MAY_BE_OPEN:
             p.stage = Stage.RELEASED
             p.outcome = "override"
             p.gate_authority = "override"
             p.stamps.setdefault("released", now)
-            out.append(Action("cancel_scan", {"passage_id": p.id}))
-        self._opened_idle_at = now
-        out += self._open("override")
-        return out
+        if p is None:
+            self._idle_open = Passage(id="idle-open", stage=Stage.RELEASED, stamps={"opened": now})
+        self.holding = None
+        return out + self._open(p, "override", now)
 
-    def override_close(self, *, operator: str, reason: str) -> list[Action]:
-        out = [
-            Action(
-                "audit",
-                {
-                    "kind": "override",
-                    "actor": operator,
-                    "reason": reason,
-                    "passage_id": self.passage.id if self.passage else None,
-                    "data": {"action": "gate_close"},
-                },
-            )
-        ]
-        closing = self._close("override")
-        if not closing:
-            out.append(
-                Action(
-                    "audit",
-                    {
-                        "kind": "override_refused",
-                        "actor": operator,
-                        "reason": "something under the arm",
-                        "passage_id": None,
-                        "data": {},
-                    },
-                )
-            )
-        return out + closing
+    def override_close(self, *, operator: str, reason: str, now: float) -> list[Action]:
+        pid = self.passage.id if self.passage else None
+        out: list[Action] = [Audit("override", operator, reason, pid, (("action", "gate_close"),))]
+        if not self.may_close(self.sensors):
+            return [*out, Audit("override_refused", operator, "something under the arm", pid)]
+        self._idle_open = None
+        return out + self.gate.close("override", pid, now)
 
     def set_in_service(self, in_service: bool, *, operator: str, reason: str) -> list[Action]:
+        if in_service == self.in_service:
+            return []
         self.in_service = in_service
-        out = [
-            Action(
-                "audit",
-                {
-                    "kind": "lane_opened" if in_service else "lane_closed",
-                    "actor": operator,
-                    "reason": reason,
-                    "passage_id": None,
-                    "data": {},
-                },
-            )
-        ]
+        out: list[Action] = [Audit("lane_opened" if in_service else "lane_closed", operator, reason)]
         if in_service:
-            out.append(self._board(("欢迎 WELCOME", "green")))
+            out.append(WELCOME)
         else:
-            out.append(self._board(("车道关闭 LANE CLOSED", "red")))
-            out.append(Action("light", {"colour": "red"}))
+            out += [CLOSED, SetLight("red")]
         return out
 
     # ------------------------------------------------------------------ completion
     def _complete(self, now: float) -> list[Action]:
         p = self.passage
         assert p is not None
-        p.completions += 1
-        p.stage = Stage.COMPLETED
         if p.outcome is None:
             p.outcome = "abandoned"
         self.passage = None
-        self.history.append(p)
-        del self.history[:-50]
-        arrived = p.stamps.get("arrived", now)
-        from portlane.edge.contract.envelope import rfc3339
-        from portlane.edge.contract.events import STAGES
+        return [*self._completion(p, now), WELCOME if self.in_service else CLOSED]
 
+    def _completion(self, p: Passage, now: float) -> list[Action]:
+        p.stage = Stage.COMPLETED
+        self.history.append(p)
+        arrived = p.stamps.get("arrived", now)
         stamps = {k: rfc3339(v) for k, v in p.stamps.items() if k in STAGES}
-        stage_ms = {k: int(round((v - arrived) * 1000)) for k, v in p.stamps.items() if k in STAGES}
+        stage_ms = {k: round((v - arrived) * 1000) for k, v in p.stamps.items() if k in STAGES}
         ident = p.identity or Identity()
-        return [
-            self._publish(
-                "passage.completed",
-                passage_id=p.id,
-                outcome=p.outcome,
-                inspected=p.inspected,
-                scan_id=p.scan_id,
-                scan_result=p.scan_result,
-                plates=[t for t, _k, _c in ident.plates],
-                containers=[n for n, _ok, _c in ident.containers],
-                stages=stamps,
-                stage_ms=stage_ms,
-            ),
-            self._board(("欢迎 WELCOME", "green")) if self.in_service else self._board(("车道关闭 LANE CLOSED", "red")),
-        ]
+        done = PassageCompleted(
+            passage_id=p.id,
+            outcome=p.outcome or "abandoned",
+            reason=p.reason,
+            inspected=p.inspected,
+            scan_id=p.scan_id,
+            scan_result=p.scan_result,
+            plates=tuple(r.text for r in ident.plates),
+            containers=tuple(c.number for c in ident.containers),
+            stages=stamps,
+            stage_ms=stage_ms,
+        )
+        return [Publish("passage.completed", done)]

@@ -33,9 +33,18 @@ def serialise_reads(kind: str, per_image: Sequence[Sequence[Any]]) -> list[list[
         if kind == "plate":
             out.append([{"text": r.text, "kind": r.kind, "confidence": _unit(r.confidence)} for r in reads])
         else:
-            out.append([{"number": r.number, "check_digit_ok": bool(r.check_digit_ok),
-                         "check_digit_inferred": bool(getattr(r, "check_digit_inferred", False)),
-                         "iso_type": r.iso_type, "confidence": _unit(r.confidence)} for r in reads])
+            out.append(
+                [
+                    {
+                        "number": r.number,
+                        "check_digit_ok": bool(r.check_digit_ok),
+                        "check_digit_inferred": bool(getattr(r, "check_digit_inferred", False)),
+                        "iso_type": r.iso_type,
+                        "confidence": _unit(r.confidence),
+                    }
+                    for r in reads
+                ]
+            )
     return out
 
 
@@ -103,8 +112,13 @@ class SocketRecogniser:
     async def recognise(self, frames: list[Frame], *, kind: str) -> list[dict[str, Any]]:
         from portlane.edge.ops.control import request
 
-        resp = await request(self.path, "recognise", timeout_s=RECOGNITION_TIMEOUT_S, kind=kind,
-                             frames=[base64.b64encode(f.jpeg).decode() for f in frames])
+        resp = await request(
+            self.path,
+            "recognise",
+            timeout_s=RECOGNITION_TIMEOUT_S,
+            kind=kind,
+            frames=[base64.b64encode(f.jpeg).decode() for f in frames],
+        )
         if not resp.get("ok"):
             return []
         return fuse_reads(kind, resp["reads"])

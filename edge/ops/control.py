@@ -8,8 +8,10 @@ may carry ``"id"``; the response echoes it.
 Access control is the file system's: the socket is created with mode 0660 (owner and the
 service group), inside ``/run/portlane`` (``RuntimeDirectory=``, mode 0750). A technician
 in group ``portlane`` can use it; nobody else can connect. The kernel-reported peer
-(pid, uid, gid) is added to each request as ``"peer"`` so that the audit log records who
-really asked, next to the operator name they typed.
+(``SO_PEERCRED``: pid, uid, gid, and the user name of the uid) replaces whatever ``"peer"`` the
+request carried, and while the handler runs every audit entry it causes carries it as
+``data.peer`` (:func:`portlane.edge.trust.audit.audit_context`): the audit log records who
+really asked, next to the operator name they typed. Handlers read it with :func:`peer_of`.
 
 Start-up safety: an existing socket file nobody listens on (left by a crash) is replaced;
 one somebody *does* listen on is left alone and start-up fails — two daemons must never
@@ -39,14 +41,17 @@ import grp
 import json
 import logging
 import os
+import pwd
 import socket
 import stat
 import struct
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from portlane.edge.errors import PortlaneError
+from portlane.edge.trust.audit import audit_context
 
 __all__ = [
     "DEFAULT_PATH",
@@ -54,8 +59,10 @@ __all__ = [
     "ControlError",
     "ControlServer",
     "DaemonUnreachableError",
+    "Peer",
     "default_path",
     "discover",
+    "peer_of",
     "request",
     "request_sync",
 ]
@@ -90,6 +97,30 @@ class ControlError(PortlaneError):
 
 class DaemonUnreachableError(ControlError):
     """No daemon answers at the socket path (not running, or no permission)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The process at the other end of a control connection, as the kernel reports it."""
+
+    pid: int
+    uid: int
+    gid: int
+    user: str  # the uid's login name, or the uid as text when it has none
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def peer_of(req: Mapping[str, Any]) -> Peer | None:
+    """The kernel-reported peer of a request a handler received (None off Linux)."""
+    p = req.get("peer")
+    if not isinstance(p, Mapping):
+        return None
+    try:
+        return Peer(int(p["pid"]), int(p["uid"]), int(p["gid"]), str(p["user"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def default_path() -> str:
@@ -262,7 +293,7 @@ class ControlServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _answer(self, line: bytes, peer: dict[str, int] | None) -> Response:
+    async def _answer(self, line: bytes, peer: Peer | None) -> Response:
         try:
             req = json.loads(line)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -278,11 +309,13 @@ class ControlServer:
         if handler is None:
             known = ", ".join(sorted(self.handlers))
             return _error(f"unknown op {op!r}; this daemon knows: {known}", **extra)
+        req.pop("peer", None)  # only the kernel says who is asking
         if peer is not None:
-            req["peer"] = peer
+            req["peer"] = peer.as_dict()
         try:
-            async with asyncio.timeout(self.handler_timeout_s):
-                resp = await handler(req)
+            with audit_context(**({"peer": peer.as_dict()} if peer is not None else {})):
+                async with asyncio.timeout(self.handler_timeout_s):
+                    resp = await handler(req)
         except TimeoutError:
             log.error("control op timed out", extra={"op": op})
             return _error(f"{op}: no answer within {self.handler_timeout_s:g} s", **extra)
@@ -303,7 +336,7 @@ def _encode(obj: Response) -> bytes:
     return (json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":")) + "\n").encode()
 
 
-def _peer_credentials(writer: asyncio.StreamWriter) -> dict[str, int] | None:
+def _peer_credentials(writer: asyncio.StreamWriter) -> Peer | None:
     sock = writer.get_extra_info("socket")
     if sock is None or not hasattr(socket, "SO_PEERCRED"):
         return None
@@ -312,7 +345,11 @@ def _peer_credentials(writer: asyncio.StreamWriter) -> dict[str, int] | None:
     except OSError:
         return None
     pid, uid, gid = struct.unpack("3i", raw)
-    return {"pid": pid, "uid": uid, "gid": gid}
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    return Peer(pid, uid, gid, user)
 
 
 # --------------------------------------------------------------------------- client

@@ -6,10 +6,10 @@ and broker link are started, a watchdog that pings only while the main loop and 
 supervisor keep beating, Prometheus metrics on a loopback port (``PORTLANE_METRICS_PORT``),
 and a control socket (``PORTLANE_CONTROL``) for the technician's CLI.
 
-Control operations (JSON Lines, see ``portlane.edge.ops.control``): ``status``, ``devices``,
-``passage``, ``gate``, ``board``, ``lane_service``, ``outbox``, ``config``,
-``config_apply``; the scanner daemon answers ``status`` and ``scanner_abort``. Acting
-operations need an operator and a reason and are written to the audit log.
+Control operations: ``portlane.edge.ops.handlers``. A daemon that cannot start — a broken
+site file, a corrupt or read-only state file, a missing credential — says so in one line
+(file, what is wrong, what to do) and exits with ``EXIT_CONFIG`` (78, EX_CONFIG), which the
+unit files list in ``RestartPreventExitStatus=``: restarting cannot fix it, a technician can.
 """
 
 from __future__ import annotations
@@ -18,163 +18,44 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from portlane.edge.config import Site, load_site, parse_site
-from portlane.edge.errors import ConfigError
+from portlane.edge.config import Site, load_site
+from portlane.edge.errors import PortlaneError
 from portlane.edge.lane.daemon import LaneDaemon
-from portlane.edge.lane.logic import Action
 from portlane.edge.ops.control import ControlServer, default_path
+from portlane.edge.ops.handlers import lane_handlers, scanner_handlers
 from portlane.edge.ops.metrics import DaemonMetrics
 from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
 from portlane.edge.scanner.daemon import ScannerDaemon
-from portlane.edge.trust.audit import OperatorError, require_operator
 
-__all__ = ["lane_handlers", "run_lane_daemon", "run_scanner_daemon"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_RESTART",
+    "main_lane",
+    "main_recognition",
+    "main_scanner",
+    "run_lane_daemon",
+    "run_scanner_daemon",
+]
 
 log = logging.getLogger(__name__)
 
 #: Exit status asking systemd to restart us with a newly applied configuration
 #: (EX_TEMPFAIL; Restart=on-failure restarts on it).
 EXIT_RESTART = 75
+#: A site file, state file or credential that restarting cannot fix (EX_CONFIG).
+EXIT_CONFIG = 78
+#: Metrics are sampled this often (Prometheus scrapes every 15 s by default).
+METRICS_PERIOD_S = 5.0
 
 
 def _state_dir(site: Site) -> Path:
     return Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or site.state_dir)
-
-
-def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event) -> dict[str, Any]:
-    """Control-socket handlers of a lane daemon."""
-
-    def _who(req: dict[str, Any]) -> tuple[str, str]:
-        try:
-            return require_operator(str(req.get("operator", "")), str(req.get("reason", "")))
-        except OperatorError as exc:
-            raise ValueError(str(exc)) from None
-
-    def _lane_ok(req: dict[str, Any]) -> None:
-        if req.get("lane") not in (None, d.cfg.id):
-            raise ValueError(f"this daemon drives lane {d.cfg.id}, not {req.get('lane')}")
-
-    async def status(req: dict[str, Any]) -> dict[str, Any]:
-        st = d.status()
-        return {"site": d.site.site.id, "broker": st.pop("broker"), "lanes": [st]}
-
-    async def devices(req: dict[str, Any]) -> dict[str, Any]:
-        return {"lanes": [{"lane": d.cfg.id, "devices": d.status()["devices"]}]}
-
-    async def passage(req: dict[str, Any]) -> dict[str, Any]:
-        pid = req.get("id")
-        for p in [*([d.logic.passage] if d.logic.passage else []), *reversed(d.logic.history)]:
-            if pid in (None, p.id):
-                return {
-                    "passage": {
-                        "id": p.id,
-                        "stage": p.stage.value,
-                        "outcome": p.outcome,
-                        "decisions": p.decisions,
-                        "phase": p.phase,
-                        "scans": p.scans,
-                        "scan_result": p.scan_result,
-                        "stamps": p.stamps,
-                        "identity": p.identity.vehicle_ref if p.identity else None,
-                    }
-                }
-        return {"ok": False, "error": f"no passage {pid} on lane {d.cfg.id} (the last 50 are kept)"}
-
-    async def gate(req: dict[str, Any]) -> dict[str, Any]:
-        _lane_ok(req)
-        op, why = _who(req)
-        if req.get("action") not in ("open", "close", "stop"):
-            raise ValueError("action must be open, close or stop")
-        return d.override(str(req["action"]), operator=op, reason=why)
-
-    async def board(req: dict[str, Any]) -> dict[str, Any]:
-        _lane_ok(req)
-        op, why = _who(req)
-        d.audit.append("board_message", actor=op, reason=why, lane=d.cfg.id, data={"text": str(req.get("text"))})
-        d._actions.put_nowait(Action("board", {"lines": [(str(req.get("text", "")), "amber")]}))
-        return {}
-
-    async def lane_service(req: dict[str, Any]) -> dict[str, Any]:
-        _lane_ok(req)
-        op, why = _who(req)
-        d._apply(d.logic.set_in_service(bool(req.get("in_service")), operator=op, reason=why))
-        return {"in_service": d.logic.in_service}
-
-    async def outbox(req: dict[str, Any]) -> dict[str, Any]:
-        action = req.get("action", "show")
-        if action == "show":
-            return {
-                "outbox": d.outbox.stats().as_dict(),
-                "head": [{"seq": r.seq, "topic": r.topic} for r in d.outbox.peek(limit=20)],
-            }
-        op, why = _who(req)
-        if action == "replay":
-            d.audit.append("outbox_replay", actor=op, reason=why, lane=d.cfg.id)
-            d.sender._wake.set()
-            return {"outbox": d.outbox.stats().as_dict()}
-        if action == "purge":
-            count = req.get("count")
-            if not isinstance(count, int) or count <= 0:
-                raise ValueError("purge needs an explicit positive count")
-            n = d.outbox.purge(count)
-            d.audit.append("outbox_purge", actor=op, reason=why, lane=d.cfg.id, data={"purged": n})
-            return {"purged": n, "outbox": d.outbox.stats().as_dict()}
-        raise ValueError("action must be show, replay or purge")
-
-    async def config(req: dict[str, Any]) -> dict[str, Any]:
-        if site_file is None:
-            return {"ok": False, "error": "daemon was started without a site file"}
-        return {"yaml": site_file.read_text(encoding="utf-8")}
-
-    async def config_apply(req: dict[str, Any]) -> dict[str, Any]:
-        op, why = _who(req)
-        if site_file is None:
-            return {"ok": False, "error": "daemon was started without a site file"}
-        text = str(req.get("yaml", ""))
-        import yaml
-
-        try:
-            new = parse_site(yaml.safe_load(text), file="<config_apply>")
-            new.lane(d.cfg.id)
-        except (ConfigError, KeyError, yaml.YAMLError) as exc:
-            return {"ok": False, "error": f"refused: {exc}"}
-        # Trial: the new broker must answer before we switch (devices are checked by the
-        # supervisors after the restart; a lane that cannot reach its gate closes itself).
-        from portlane.edge.delivery.mqtt import MqttLink
-
-        trial = MqttLink(new.broker.url, client_id=f"portlane-trial-{d.cfg.id}", protocol=new.broker.protocol)
-        task = asyncio.create_task(trial.run())
-        try:
-            async with asyncio.timeout(5.0):
-                await trial.wait_connected()
-        except TimeoutError:
-            return {"ok": False, "error": f"refused: broker {new.broker.url} unreachable; configuration unchanged"}
-        finally:
-            await trial.close()
-            task.cancel()
-        tmp = site_file.with_suffix(".yaml.new")
-        tmp.write_text(text, encoding="utf-8")
-        backup = site_file.with_suffix(".yaml.previous")
-        backup.write_text(site_file.read_text(encoding="utf-8"), encoding="utf-8")
-        os.replace(tmp, site_file)  # atomic on one filesystem
-        d.audit.append("config_applied", actor=op, reason=why, lane=d.cfg.id)
-        restart.set()
-        return {"applied": True, "restarting": True}
-
-    return {
-        "status": status,
-        "devices": devices,
-        "passage": passage,
-        "gate": gate,
-        "board": board,
-        "lane_service": lane_service,
-        "outbox": outbox,
-        "config": config,
-        "config_apply": config_apply,
-    }
 
 
 async def run_lane_daemon(
@@ -188,7 +69,7 @@ async def run_lane_daemon(
     notifier = Notifier.from_env()
     recogniser: Any = None
     rec_sock = os.environ.get("PORTLANE_RECOGNITION", "/run/portlane/recognition.sock")
-    if Path(rec_sock).exists():
+    if await asyncio.to_thread(Path(rec_sock).exists):
         from portlane.edge.lane.recognition import SocketRecogniser
 
         recogniser = SocketRecogniser(rec_sock)
@@ -200,25 +81,30 @@ async def run_lane_daemon(
     server = metrics.serve(port) if port else None
     wd = Watchdog(notifier)
     wd.register("main", lambda: d.heartbeat)
-    for name, slot in d.devices.items():
+    for name, slot in d.devices.slots.items():
         wd.register(name, lambda s=slot: s.supervisor.heartbeat)  # type: ignore[misc]
 
     async def publish_metrics() -> None:
-        while True:
+        while not stop.is_set():
             st = d.outbox.stats()
             metrics.outbox(st.depth, st.oldest_age_s, st.dropped)
             metrics.broker_connected(d.link.connected)
-            for name, slot in d.devices.items():
+            metrics.heartbeats_stalled(wd.names, wd.stalled)
+            for name, slot in d.devices.slots.items():
                 metrics.device_state(lane.id, name, slot.supervisor.health.value)
-            await asyncio.sleep(5)
+                metrics.device_errors(lane.id, name, slot.device.counters)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(METRICS_PERIOD_S):
+                    await stop.wait()
 
     async def watch_restart() -> None:
         await restart.wait()
         stop.set()
 
-    async with ControlServer(
-        os.environ.get("PORTLANE_CONTROL") or default_path(), lane_handlers(d, site_file, restart)
-    ), asyncio.TaskGroup() as tg:
+    async with (
+        ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), lane_handlers(d, site_file, restart)),
+        asyncio.TaskGroup() as tg,
+    ):
         main = tg.create_task(d.run(stop), name="lane")
         await d.ready.wait()
         notifier.ready(f"lane {lane.id} running")
@@ -247,33 +133,10 @@ async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: st
     wd.register("scan-loop", lambda: d.heartbeat)
     wd.register("plc", lambda: d.supervisor.heartbeat)
 
-    async def status(req: dict[str, Any]) -> dict[str, Any]:
-        st = d.status
-        return {
-            "site": site.site.id,
-            "scanner": cfg.id,
-            "lanes": [],
-            "state": st.state.name if st else None,
-            "queue": len(d.queue),
-            "current": d.current.passage_id if d.current else None,
-            "scans": d.scans,
-            "utilisation": d.utilisation(),
-            "outbox": d.outbox.stats().as_dict(),
-        }
-
-    async def scanner_abort(req: dict[str, Any]) -> dict[str, Any]:
-        op, why = require_operator(str(req.get("operator", "")), str(req.get("reason", "")))
-        from portlane.edge.trust.audit import AuditLog
-
-        AuditLog(_state_dir(site) / "audit.jsonl").append(
-            "override", actor=op, reason=why, data={"action": "scanner_abort"}
-        )
-        await d.device.abort()
-        return {}
-
-    async with ControlServer(
-        os.environ.get("PORTLANE_CONTROL") or default_path(), {"status": status, "scanner_abort": scanner_abort}
-    ), asyncio.TaskGroup() as tg:
+    async with (
+        ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), scanner_handlers(d)),
+        asyncio.TaskGroup() as tg,
+    ):
         main = tg.create_task(d.run(stop), name="scanner")
         notifier.ready(f"scanner {cfg.id} running")
         w = tg.create_task(wd.run(stop), name="watchdog")
@@ -293,26 +156,32 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
     stop = asyncio.Event()
     install_signal_handlers(stop)
     notifier = Notifier.from_env()
-    beats = {"n": 0}
+    metrics = DaemonMetrics("recognition", site=os.environ.get("PORTLANE_SITE", ""))
+    port = int(os.environ.get("PORTLANE_METRICS_PORT", "0") or 0)
+    server = metrics.serve(port) if port else None
 
     async def recognise(req: dict[str, Any]) -> dict[str, Any]:
         kind = req.get("kind")
         if kind not in ("plate", "container"):
             raise ValueError("kind must be plate or container")
         frames = [base64.b64decode(f) for f in req.get("frames", [])]
+        t0 = time.monotonic()
         per_image = await worker.recognise(frames, kind=kind)
-        return {"reads": serialise_reads(kind, per_image)}
+        reads = serialise_reads(kind, per_image)
+        best = max((r["confidence"] for image in reads for r in image), default=None)
+        metrics.recognition(kind, time.monotonic() - t0, best)
+        return {"reads": reads}
 
     async with RecognitionWorker(threads=threads) as worker:
         await worker.warm_up()
         async with ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), {"recognise": recognise}):
             wd = Watchdog(notifier)
-            wd.register("main", lambda: beats["n"])
+            main_beat = wd.heartbeat("main")
             notifier.ready("recognition worker ready")
 
             async def beat() -> None:
                 while not stop.is_set():
-                    beats["n"] += 1
+                    main_beat.beat()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(1.0):
                             await stop.wait()
@@ -321,25 +190,31 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
                 tg.create_task(wd.run(stop), name="watchdog")
                 tg.create_task(beat(), name="main")
             notifier.stopping()
+    if server is not None:
+        server.close()
     return 0
+
+
+def _main(run: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    setup_logging()
+    try:
+        return asyncio.run(run())
+    except KeyboardInterrupt:
+        return 0
+    except PortlaneError as exc:
+        # ConfigError, StateError, NonceStoreError, CredentialError …: one line, no traceback.
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"portlane: {line}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def main_recognition(threads: int | None) -> int:
-    setup_logging()
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run_recognition_daemon(threads=threads))
-    return 0
+    return _main(lambda: run_recognition_daemon(threads=threads))
 
 
 def main_lane(site_file: Path, lane: str, broker: str | None) -> int:
-    setup_logging()
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run_lane_daemon(site_file, lane, broker_url=broker))
-    return 0
+    return _main(lambda: run_lane_daemon(site_file, lane, broker_url=broker))
 
 
 def main_scanner(site_file: Path, scanner: str, broker: str | None) -> int:
-    setup_logging()
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run_scanner_daemon(site_file, scanner, broker_url=broker))
-    return 0
+    return _main(lambda: run_scanner_daemon(site_file, scanner, broker_url=broker))

@@ -17,7 +17,6 @@ portlane_passages_total                       counter    lane, outcome
 portlane_stage_duration_seconds               histogram  lane, stage                  s
 portlane_device_state                         gauge 0/1  lane, device, state
 portlane_device_errors_total                  counter    lane, device, kind
-portlane_bus_utilisation_ratio                gauge      bus                          0..1
 portlane_outbox_depth                         gauge      lane                         events
 portlane_outbox_oldest_age_seconds            gauge      lane                         s
 portlane_outbox_dropped_total                 counter    lane                         events
@@ -120,7 +119,6 @@ class DaemonMetrics:
         self._device_errors = Counter(
             "portlane_device_errors", "device errors by kind (timeout, …)", ["lane", "device", "kind"], registry=r
         )
-        self._bus = Gauge("portlane_bus_utilisation_ratio", "share of time an RS-485 bus is busy", ["bus"], registry=r)
         self._outbox_depth = Gauge(
             "portlane_outbox_depth", "events waiting in the durable outbox", ["lane"], registry=r
         )
@@ -150,6 +148,7 @@ class DaemonMetrics:
             "portlane_heartbeat_stalled", "1 while a liveness check is not advancing", ["check"], registry=r
         )
         self._dropped_seen: dict[str, float] = {}
+        self._errors_seen: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def _lane(self, lane: str | None) -> str:
@@ -165,9 +164,6 @@ class DaemonMetrics:
             if ms is not None and ms >= 0:
                 self._stage.labels(ln, stage).observe(ms / 1000.0)
 
-    def stage_duration(self, stage: str, seconds: float, *, lane: str | None = None) -> None:
-        self._stage.labels(self._lane(lane), stage).observe(seconds)
-
     # -- devices
     def device_state(self, lane: str | None, device: str, state: str) -> None:
         """Current health of a device: ``online``, ``degraded`` or ``offline``."""
@@ -177,13 +173,21 @@ class DaemonMetrics:
         for s in DEVICE_STATES:
             self._device_state.labels(ln, device, s).set(1 if s == state else 0)
 
-    def device_error(self, lane: str | None, device: str, kind: str, n: int = 1) -> None:
-        """Count an error: ``timeout``, ``protocol``, ``fault``, ``unavailable`` (the driver
-        exception kinds) or anything more specific."""
-        self._device_errors.labels(self._lane(lane), device, kind).inc(n)
-
-    def bus_utilisation(self, bus: str, ratio: float) -> None:
-        self._bus.labels(bus).set(max(0.0, min(1.0, ratio)))
+    def device_errors(self, lane: str | None, device: str, totals: Mapping[str, int]) -> None:
+        """A device's running error totals by kind (``timeout``, ``protocol``, ``fault``,
+        ``unavailable`` — the driver's own counters; ``ok`` is not an error): the increase
+        since the last call is exported."""
+        ln = self._lane(lane)
+        with self._lock:
+            for kind, total in totals.items():
+                if kind == "ok":
+                    continue
+                key = f"{ln}/{device}/{kind}"
+                seen = self._errors_seen.get(key, 0)
+                delta = total - seen if total >= seen else total
+                self._errors_seen[key] = total
+                if delta > 0:
+                    self._device_errors.labels(ln, device, kind).inc(delta)
 
     # -- outbox and commands
     def outbox(self, depth: int, oldest_age_s: float, dropped: int, *, lane: str | None = None) -> None:

@@ -228,6 +228,10 @@ class Watchdog:
         self._checks[name] = check
         self._last[name] = check()
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._checks)
+
     def unregister(self, name: str) -> None:
         """Remove a check (a device taken out of the configuration, a finished task)."""
         self._checks.pop(name, None)

@@ -16,91 +16,55 @@ gets ``scan.failed``; queued vehicles get the site's policy — ``divert`` (manu
 at once) or ``wait`` (kept in the queue until ``fault_wait_s`` after the fault, then
 ``scan.failed``). An exclusion-zone breach during a scan (radiation cut by the PLC) re-queues
 that vehicle at the head, once.
+
+Restarts: the queue and the scan in progress are journalled. A starting daemon restores the
+queue and resolves the scan it was running from the PLC's own state — still scanning: wait for
+its end; a newer scan id with a result: publish it; nothing happened: back to the head of the
+queue — before it fires again. Inbound messages go through a bounded inbox and are validated
+against the contract models; none can end the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from portlane.drivers import registry
-from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus, ScanResult
+from portlane.drivers.base import Device, ScannerDriver, ScannerState, ScannerStatus, ScanResult
 from portlane.drivers.errors import DeviceError
 from portlane.drivers.supervisor import Supervisor
 from portlane.edge import __version__
 from portlane.edge.config import ScannerConfig, Site
-from portlane.edge.contract.envelope import rfc3339
-from portlane.edge.contract.events import EVENTS
+from portlane.edge.contract.events import EventType, InspectionRequested, PassageCompleted, ScanEvent
+from portlane.edge.contract.times import rfc3339
 from portlane.edge.contract.topics import Topics
+from portlane.edge.delivery.events import EventWriter
+from portlane.edge.delivery.inbox import Inbox
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.delivery.sender import OutboxSender
+from portlane.edge.journal import Journal
+from portlane.edge.scanner.queue import QueueEntry, ScanQueue, entry_to_json
+from portlane.edge.trust.audit import AuditLog
+from portlane.edge.trust.keys import broker_credentials
+from pydantic import ValidationError
 
-__all__ = ["ScanQueue", "ScannerDaemon"]
+__all__ = ["ScannerDaemon"]
 
 log = logging.getLogger(__name__)
 
 #: PLC status polling while a scan runs; a scan takes 10–40 s, progress is shown per %.
 POLL_S = 0.1
-
-
-@dataclass(order=True)
-class _Entry:
-    sort_key: tuple[int, float, int] = field(compare=True)
-    lane: str = field(compare=False)
-    passage_id: str = field(compare=False)
-    vehicle_ref: str = field(compare=False)
-    priority: int = field(compare=False)
-    queued_at: float = field(compare=False)
-    retries: int = field(default=0, compare=False)
-
-
-class ScanQueue:
-    """Priority + per-lane fairness + FIFO; pure, for tests."""
-
-    def __init__(self) -> None:
-        self._entries: list[_Entry] = []
-        self._served: dict[str, float] = {}
-        self._order = itertools.count()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def push(
-        self, lane: str, passage_id: str, vehicle_ref: str, priority: int, now: float, *, head: bool = False
-    ) -> None:
-        if any(e.passage_id == passage_id for e in self._entries):
-            return  # a re-delivered request: queue each passage once
-        n = -1 if head else next(self._order)
-        self._entries.append(_Entry((0, 0.0, n), lane, passage_id, vehicle_ref, priority, now))
-
-    def remove(self, passage_id: str) -> _Entry | None:
-        for e in self._entries:
-            if e.passage_id == passage_id:
-                self._entries.remove(e)
-                return e
-        return None
-
-    def pop(self, now: float) -> _Entry | None:
-        if not self._entries:
-            return None
-        for e in self._entries:
-            e.sort_key = (-e.priority, self._served.get(e.lane, 0.0), e.sort_key[2])
-        best = min(self._entries)
-        self._entries.remove(best)
-        self._served[best.lane] = now
-        return best
-
-    def entries(self) -> list[_Entry]:
-        return list(self._entries)
+#: Inbound messages waiting for the dispatcher (oldest dropped beyond; see delivery/inbox.py).
+INBOX_SIZE = 256
+#: At start, how long to wait for the PLC's first status before resolving the journal.
+RECOVER_STATUS_S = 30.0
 
 
 class ScannerDaemon:
@@ -120,7 +84,9 @@ class ScannerDaemon:
         self.topics = Topics(site.site.id, cfg.id)
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(state_dir / f"outbox-{cfg.id}.db", site=site.site.id, unit=cfg.id, clock=clock)
+        self.outbox = Outbox(
+            state_dir / f"outbox-{cfg.id}.db", site=site.site.id, unit=cfg.id, clock=clock, config=site.outbox
+        )
         self.device: ScannerDriver = registry.create("scanner", cfg.id, cfg.device)  # type: ignore[assignment]
         self.supervisor = Supervisor(self.device, self._probe, period=cfg.device.poll_s)
         b = site.broker
@@ -128,8 +94,7 @@ class ScannerDaemon:
             broker_url or b.url,
             client_id=f"portlane-{site.site.id}-{cfg.id}",
             protocol=(broker_protocol or b.protocol),  # type: ignore[arg-type]
-            username=b.username,
-            password=b.password.get_secret_value() if b.password else None,
+            **broker_credentials(b, unit=cfg.id, url=broker_url).link_kwargs(),  # TLS files, password file
             will=(self.topics.status, json.dumps({"state": "offline", "unit": cfg.id, "kind": "scanner"}).encode()),
             subscriptions=[
                 f"portlane/v1/{site.site.id}/{lane}/event/{t}"
@@ -140,8 +105,11 @@ class ScannerDaemon:
             on_connect=self._on_connect,
         )
         self.sender = OutboxSender(self.outbox, self.link)
+        self.events = EventWriter(self.outbox, self.topics)
+        self.journal = Journal(state_dir / f"journal-{cfg.id}.db")
+        self.audit = AuditLog(state_dir / "audit.jsonl")
         self.queue = ScanQueue()
-        self.current: _Entry | None = None
+        self.current: QueueEntry | None = None
         self.status: ScannerStatus | None = None
         self.busy_s = 0.0
         self.started_at = clock()
@@ -150,11 +118,16 @@ class ScannerDaemon:
         self.queue_waits_ms: list[int] = []
         self.heartbeat = 0
         self._fault_since: float | None = None
+        self._scan_id_before: int | None = None
+        self.inbox_failed = 0
+        self.inbox_invalid = 0
+        self._inbox: Inbox[Message] = Inbox(INBOX_SIZE)
         self._wake = asyncio.Event()
         self._lane_numbers = {lane: i + 1 for i, lane in enumerate(cfg.lanes)}
 
     # ------------------------------------------------------------------ plumbing
-    async def _probe(self, dev: ScannerDriver) -> ScannerStatus:
+    async def _probe(self, dev: Device) -> object:
+        assert isinstance(dev, ScannerDriver)
         self.status = await dev.status()
         self._wake.set()
         return self.status
@@ -166,35 +139,71 @@ class ScannerDaemon:
             "kind": "scanner",
             "version": __version__,
             "last_seq": self.outbox.last_seq,
+            "epoch": self.outbox.epoch,  # last_seq counts within this stream epoch
             "since": rfc3339(self.clock()),
         }
         await self.link.publish(self.topics.status, json.dumps(body).encode(), retain=True)
 
-    def _put(self, type_: str, **data: Any) -> None:
-        payload = EVENTS[type_].model_validate({"scanner": self.cfg.id, **data}).model_dump(mode="json")
-        self.outbox.put(type_, payload, topic=self.topics.event(type_), subject=data.get("passage_id"))
+    def _put(self, type_: EventType, **data: Any) -> None:
+        event = ScanEvent(scanner=self.cfg.id, **data)
+        self.events.put(type_, event, subject=event.passage_id)
+        self._save()
 
+    def _save(self) -> None:
+        """Journal the queue and the scan in progress (written only when they changed)."""
+        records: dict[str, dict[str, Any]] = {f"queued:{e.passage_id}": entry_to_json(e) for e in self.queue.entries()}
+        if self.current is not None:
+            records["current"] = {**entry_to_json(self.current), "scan_id_before": self._scan_id_before}
+        self.journal.sync(records)
+
+    # ------------------------------------------------------------------ inbound
     def _on_message(self, msg: Message) -> None:
+        if not self._inbox.put(msg) and self._inbox.dropped in (1, 10, 100, 1000):
+            log.warning("%s: inbox full, %d oldest messages dropped so far", self.cfg.id, self._inbox.dropped)
+
+    async def _dispatcher(self) -> None:
+        while True:
+            msg = await self._inbox.get()
+            try:
+                self._handle(msg)
+            except Exception:
+                # No input ends the daemon: counted, logged at a bounded rate, next message.
+                self.inbox_failed += 1
+                if self.inbox_failed in (1, 10, 100) or self.inbox_failed % 1000 == 0:
+                    log.exception("%s: a message on %s could not be handled", self.cfg.id, msg.topic[:200])
+
+    def _handle(self, msg: Message) -> None:
         try:
-            _site, lane, _kind, type_ = Topics.parse(msg.topic)
-            data = json.loads(msg.payload)["data"]
-        except (ValueError, KeyError, TypeError):
+            _site, lane, kind, type_ = Topics.parse(msg.topic)
+            envelope = json.loads(msg.payload)
+        except (ValueError, UnicodeDecodeError):
             return
-        now = self.clock()
-        if type_ == "inspection.requested" and lane in self._lane_numbers:
-            if self.current and self.current.passage_id == data["passage_id"]:
-                return
-            self.queue.push(lane, data["passage_id"], data.get("vehicle_ref", ""), int(data.get("priority", 0)), now)
-            if any(e.passage_id == data["passage_id"] for e in self.queue.entries()):
-                self._put("scan.queued", passage_id=data["passage_id"], lane=lane, queue_position=len(self.queue))
+        if kind != "event" or lane not in self._lane_numbers or not isinstance(envelope, dict):
+            return
+        try:
+            if type_ == "inspection.requested":
+                request = InspectionRequested.model_validate(envelope.get("data"))
+                if request.lane == lane:
+                    self._request(request)
+            elif type_ == "passage.completed":
+                # Completed elsewhere (override, divert): its place in the queue is freed.
+                done = PassageCompleted.model_validate(envelope.get("data"))
+                if self.queue.remove(done.passage_id) is not None:
+                    self._save()
+        except ValidationError:
+            self.inbox_invalid += 1
+
+    def _request(self, r: InspectionRequested) -> None:
+        if self.current and self.current.passage_id == r.passage_id:
+            return  # a re-delivered request for the vehicle being scanned
+        if self.queue.push(r.lane, r.passage_id, r.vehicle_ref, r.priority, self.clock()):
+            position = self.queue.position(r.passage_id)
+            self._put("scan.queued", passage_id=r.passage_id, lane=r.lane, queue_position=position)
             self._wake.set()
-        elif type_ == "passage.completed":
-            # Completed elsewhere (override, divert): its place in the queue is freed.
-            self.queue.remove(data.get("passage_id", ""))
 
     # ------------------------------------------------------------------ the scan loop
-    async def _wait_status(self, pred: Callable[[ScannerStatus], bool], timeout: float) -> ScannerStatus:
-        async with asyncio.timeout(timeout):
+    async def _wait_status(self, pred: Callable[[ScannerStatus], bool], within_s: float) -> ScannerStatus:
+        async with asyncio.timeout(within_s):
             while True:
                 st = self.status
                 if st is not None and pred(st):
@@ -202,10 +211,11 @@ class ScannerDaemon:
                 self._wake.clear()
                 await self._wake.wait()
 
-    def _fail(self, e: _Entry, reason: str) -> None:
+    def _fail(self, e: QueueEntry, reason: str) -> None:
         self._put("scan.failed", passage_id=e.passage_id, lane=e.lane, reason=reason)
 
     async def _scan_loop(self) -> None:
+        await self._recover()
         while True:
             self.heartbeat += 1
             st = self.status
@@ -248,16 +258,18 @@ class ScannerDaemon:
             async with asyncio.timeout(1.0):
                 await self._wake.wait()
 
-    async def _scan(self, e: _Entry) -> None:
+    async def _scan(self, e: QueueEntry) -> None:
         self.current = e
+        cancelled = False
         t0 = self.clock()
         self.queue_waits_ms.append(int((t0 - e.queued_at) * 1000))
         try:
             st = await self.device.status()
             if not st.zone_clear or st.estop:
-                self.queue.push(e.lane, e.passage_id, e.vehicle_ref, e.priority, e.queued_at, head=True)
+                self._requeue(e, retries=e.retries)
                 return
-            before = st.scan_id
+            before = self._scan_id_before = st.scan_id
+            self._save()  # journalled before the PLC is told to fire
             await self.device.start(
                 vehicle_ref=e.vehicle_ref[:12], lane=self._lane_numbers[e.lane], seq=self.scans & 0xFFFF
             )
@@ -268,20 +280,12 @@ class ScannerDaemon:
                 return
             self.scans += 1
             self._put("scan.started", passage_id=e.passage_id, lane=e.lane, scan_id=self.status.scan_id)
-            done = await self._wait_status(lambda s: s.state != ScannerState.SCANNING, timeout=self.cfg.scan_timeout_s)
+            done = await self._wait_status(lambda s: s.state != ScannerState.SCANNING, within_s=self.cfg.scan_timeout_s)
             if done.state == ScannerState.COMPLETE and done.result != ScanResult.NONE:
-                self._put(
-                    "scan.completed",
-                    passage_id=e.passage_id,
-                    lane=e.lane,
-                    scan_id=done.scan_id,
-                    result=done.result.name,
-                    image_ref=done.image_ref or None,
-                )
+                self._completed(e, done)
             elif e.retries == 0 and not done.zone_clear:
                 log.warning("%s: zone breached during scan of %s: re-queued", self.cfg.id, e.passage_id)
-                e.retries += 1
-                self.queue.push(e.lane, e.passage_id, e.vehicle_ref, e.priority, e.queued_at, head=True)
+                self._requeue(e, retries=e.retries + 1)
             else:
                 self._fail(e, f"scanner state {done.state.name} fault {done.fault_code}")
         except TimeoutError:
@@ -290,9 +294,84 @@ class ScannerDaemon:
             self._fail(e, "scan_timeout")
         except DeviceError as exc:
             self._fail(e, f"scanner unavailable: {exc}")
+        except asyncio.CancelledError:
+            # Shutdown in the middle of a scan: the journal keeps it as in progress, and the next
+            # start settles it from the PLC's state.
+            cancelled = True
+            raise
         finally:
             self.busy_s += self.clock() - t0
             self.current = None
+            if not cancelled:
+                self._save()
+
+    def _completed(self, e: QueueEntry, done: ScannerStatus) -> None:
+        self._put(
+            "scan.completed",
+            passage_id=e.passage_id,
+            lane=e.lane,
+            scan_id=done.scan_id,
+            result=done.result.name,
+            image_ref=done.image_ref or None,
+        )
+
+    def _requeue(self, e: QueueEntry, *, retries: int) -> None:
+        self.queue.push(e.lane, e.passage_id, e.vehicle_ref, e.priority, e.queued_at, head=True, retries=retries)
+
+    async def _recover(self) -> None:
+        """Resolve what the journal says an earlier run left: restore the queue; settle the scan
+        it was running from the PLC's state (see the module docstring)."""
+        records = self.journal.records()
+        for key, r in records.items():
+            if key.startswith("queued:"):
+                with contextlib.suppress(KeyError, TypeError, ValueError):
+                    self.queue.push(
+                        r["lane"],
+                        r["passage_id"],
+                        r["vehicle_ref"],
+                        int(r["priority"]),
+                        float(r["queued_at"]),
+                        retries=int(r.get("retries", 0)),
+                    )
+        cur = records.get("current")
+        if cur is None:
+            return
+        try:
+            e = QueueEntry(
+                (0, 0.0, -1),
+                cur["lane"],
+                cur["passage_id"],
+                cur["vehicle_ref"],
+                int(cur["priority"]),
+                float(cur["queued_at"]),
+                int(cur.get("retries", 0)),
+            )
+        except (KeyError, TypeError, ValueError):
+            return
+        before = cur.get("scan_id_before")
+        st = await self._wait_status(lambda s: True, within_s=RECOVER_STATUS_S)
+        if st.state == ScannerState.SCANNING:
+            log.warning("%s: restarted during the scan of %s; waiting for its end", self.cfg.id, e.passage_id)
+            self.current = e
+            try:
+                done = await self._wait_status(
+                    lambda s: s.state != ScannerState.SCANNING, within_s=self.cfg.scan_timeout_s
+                )
+            except TimeoutError:
+                with contextlib.suppress(DeviceError):
+                    await self.device.abort()
+                self._fail(e, "scan_timeout")
+                return
+            finally:
+                self.current = None
+            st = done
+        if st.scan_id != before and st.state == ScannerState.COMPLETE and st.result != ScanResult.NONE:
+            self._completed(e, st)
+        elif st.scan_id != before:
+            self._fail(e, f"scanner state {st.state.name} fault {st.fault_code} after a restart")
+        else:
+            self._requeue(e, retries=e.retries)  # never fired: it goes first
+        self._save()
 
     def utilisation(self) -> float:
         total = self.clock() - self.started_at
@@ -305,6 +384,7 @@ class ScannerDaemon:
                 tg.create_task(self.sender.run(), name=f"{self.cfg.id}:outbox"),
                 tg.create_task(self.supervisor.run(), name=f"{self.cfg.id}:device"),
                 tg.create_task(self._scan_loop(), name=f"{self.cfg.id}:scan"),
+                tg.create_task(self._dispatcher(), name=f"{self.cfg.id}:dispatcher"),
             ]
             await stop.wait()
             with contextlib.suppress(TimeoutError):
@@ -314,4 +394,5 @@ class ScannerDaemon:
             for t in tasks:
                 t.cancel()
         await self.device.close()
+        self.journal.close()
         self.outbox.close()

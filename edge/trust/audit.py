@@ -1,7 +1,7 @@
 """The tamper-evident audit log: hash-chained JSON Lines, append-only, fsync'ed.
 
 One entry per line, each line the canonical JSON (RFC 8785, see
-:func:`portlane.edge.trust.security.canonical_json`) of::
+:func:`portlane.edge.contract.canonical.canonical_json`) of::
 
     {"n": 1, "ts": "2026-11-23T18:00:00.000Z", "kind": "override", "actor": "tech:li.wei",
      "reason": "barrier jammed, vehicle waved through", "lane": "c01", "data": {...},
@@ -16,8 +16,20 @@ reorderings), ``prev`` is the previous ``hash`` (``broken_link``). A last line w
 newline is ``torn_tail``: a write cut short by a power cut, reported apart from tampering.
 
 What the chain cannot show on its own: truncation of the newest entries, or an attacker who
-rewrites an entry *and every later one*. Record the head (``VerifyReport.head``) somewhere the
-attacker cannot reach and pass it back as ``expected_head`` to catch both.
+rewrites an entry *and every later one*. **Checkpoints** anchor it: :meth:`AuditLog.checkpoint`
+returns a :class:`Checkpoint` — entry count, head hash, time, signed with the unit's Ed25519 key
+— which the daemon publishes (``audit.checkpoint`` event, and retained on
+``portlane/v1/{site}/{unit}/checkpoint``) periodically and at shutdown, out of reach of anyone
+who later edits the file. :func:`verify_against_checkpoint` then requires entry ``n =
+checkpoint.entries`` to exist with exactly the checkpoint's hash: deleting the newest entries
+(``truncated``) or replacing the file with a fresh chain (``checkpoint_mismatch``) is caught,
+and entries appended after the checkpoint are fine. ``expected_head`` (the exact newest hash)
+remains for a log that must not have grown since.
+
+Who asked: while a control-socket request is handled, :func:`audit_context` holds the
+kernel-reported peer (uid, user name, pid); every entry appended meanwhile gets it as
+``data.peer``, next to the operator name the technician typed (``actor``) — whatever handler
+or lane code writes the entry.
 
 Writers: one ``write()`` per entry on an ``O_APPEND`` descriptor, ``fsync`` before
 :meth:`AuditLog.append` returns; a thread lock plus ``flock`` serialise writers, also across
@@ -37,12 +49,16 @@ import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
+from portlane.edge.contract.canonical import CanonicalJSONError, canonical_json
+from portlane.edge.contract.times import format_rfc3339
 from portlane.edge.errors import PortlaneError
-from portlane.edge.trust.security import CanonicalJSONError, Clock, canonical_json, format_rfc3339
+from portlane.edge.trust.nonces import Clock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
@@ -54,10 +70,14 @@ __all__ = [
     "AuditKind",
     "AuditLog",
     "AuditProblem",
+    "Checkpoint",
+    "CheckpointError",
     "OperatorError",
     "VerifyReport",
+    "audit_context",
     "read_entries",
     "require_operator",
+    "verify_against_checkpoint",
     "verify_log",
 ]
 
@@ -68,6 +88,21 @@ MAX_ENTRY_BYTES = 64 * 1024
 MIN_REASON_CHARS = 8
 _KIND_PATTERN = r"^[a-z][a-z0-9_.]{0,47}$"
 _FIELDS = ("actor", "data", "hash", "kind", "lane", "n", "prev", "reason", "ts")
+
+
+#: Fields added to every entry appended in this context (see :func:`audit_context`).
+_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("portlane_audit_context", default=None)
+
+
+@contextmanager
+def audit_context(**fields: Any) -> Iterator[None]:
+    """Within the block (this task or thread and what it awaits), every appended entry's
+    ``data`` also carries ``fields`` (e.g. ``peer={...}``) unless it sets them itself."""
+    token = _CONTEXT.set({**(_CONTEXT.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
 
 
 class AuditError(PortlaneError):
@@ -155,6 +190,8 @@ class AuditProblem(enum.StrEnum):
     BROKEN_LINK = "broken_link"
     TORN_TAIL = "torn_tail"
     HEAD_MISMATCH = "head_mismatch"
+    TRUNCATED = "truncated"
+    CHECKPOINT_MISMATCH = "checkpoint_mismatch"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -228,16 +265,21 @@ def _split(data: bytes) -> tuple[list[bytes], bytes]:
     return lines, tail
 
 
-def verify_log(path: str | os.PathLike[str], *, expected_head: str | None = None) -> VerifyReport:
+def verify_log(
+    path: str | os.PathLike[str], *, expected_head: str | None = None, checkpoint: Checkpoint | None = None
+) -> VerifyReport:
     """Check the whole chain of the log at ``path`` (see the module docstring).
 
     ``expected_head``: the ``hash`` of the newest entry as recorded elsewhere; if given, the
     log must end with exactly that entry (catches truncation and wholesale rewrites).
+    ``checkpoint``: entry ``checkpoint.entries`` must have hash ``checkpoint.head`` (later
+    entries are fine). Check the checkpoint's signature first (:meth:`Checkpoint.verify`).
     Raises ``OSError`` if the file cannot be read.
     """
     data = Path(path).read_bytes()
     lines, tail = _split(data)
     prev, count = GENESIS, 0
+    anchored = checkpoint is None or checkpoint.entries == 0
     for i, line in enumerate(lines, start=1):
         try:
             entry = _parse_line(line)
@@ -262,6 +304,28 @@ def verify_log(path: str | os.PathLike[str], *, expected_head: str | None = None
                 "prev does not match the hash of the line before",
             )
         prev, count = entry.hash, count + 1
+        if checkpoint is not None and i == checkpoint.entries:
+            if entry.hash != checkpoint.head:
+                return VerifyReport(
+                    False,
+                    count,
+                    prev,
+                    i,
+                    AuditProblem.CHECKPOINT_MISMATCH,
+                    f"entry {i} has hash {entry.hash}, the checkpoint of {checkpoint.time} says {checkpoint.head} "
+                    "(the log was replaced or rewritten)",
+                )
+            anchored = True
+    if checkpoint is not None and not anchored:
+        return VerifyReport(
+            False,
+            count,
+            prev,
+            (len(lines) or None),
+            AuditProblem.TRUNCATED,
+            f"the log has {count} complete entries, the checkpoint of {checkpoint.time} counted "
+            f"{checkpoint.entries} (the newest {checkpoint.entries - count} were removed)",
+        )
     if tail:
         blank = tail.strip(b"\0") == b""
         what = "NUL bytes" if blank else "an incomplete entry"
@@ -362,6 +426,8 @@ class AuditLog:
         elif not actor:
             raise ValueError("actor must not be empty")
         payload = dict(data or {})
+        for k, v in (_CONTEXT.get() or {}).items():
+            payload.setdefault(k, v)
         canonical_json(payload)  # fail before taking the lock
         with self._locked():
             self._sync_tail()
@@ -371,6 +437,24 @@ class AuditLog:
     def verify(path: str | os.PathLike[str], *, expected_head: str | None = None) -> VerifyReport:
         """Same as :func:`verify_log`."""
         return verify_log(path, expected_head=expected_head)
+
+    def checkpoint(self, *, unit: str, signer: _Signer) -> Checkpoint:
+        """A signed checkpoint of the log as it is now (entries and head, re-read from the file
+        under the lock, so appends by other writers are included). ``signer`` is the unit's
+        :class:`~portlane.edge.trust.events.EventSigner`. Publish it where the lane's own user
+        cannot rewrite it: as an ``audit.checkpoint`` event and on the retained checkpoint topic."""
+        with self._locked():
+            self._sync_tail()
+            n, head = self._n, self._head
+        body = {
+            "entries": n,
+            "head": head,
+            "log": self.path.name,
+            "time": format_rfc3339(self._clock()),
+            "unit": unit,
+        }
+        signed = signer.sign(body)
+        return Checkpoint.model_validate(signed)
 
     def close(self) -> None:
         """Idempotent."""
@@ -474,6 +558,88 @@ class AuditLog:
                 "saved_to": aside.name,
             },
         )
+
+
+class _Signer(Protocol):
+    key_id: str
+
+    def sign(self, envelope: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+class CheckpointError(PortlaneError):
+    """A checkpoint does not parse, or its signature or signer is not trusted."""
+
+
+class Checkpoint(BaseModel):
+    """A signed statement "log ``log`` of ``unit`` had ``entries`` entries ending in ``head``
+    at ``time``". The signature (``sigkeyid``/``sig``) is the event-signature scheme of
+    :mod:`portlane.edge.trust.events` applied to this object, so the same object is the
+    ``data`` of an ``audit.checkpoint`` event and a file a technician can keep."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    entries: int = Field(ge=0)
+    head: str = Field(pattern=r"^[0-9a-f]{64}$")
+    log: str = Field(min_length=1, max_length=255)
+    time: str
+    unit: str = Field(min_length=1, max_length=64)
+    sigkeyid: str = Field(min_length=1, max_length=64)
+    sig: str = Field(min_length=1, max_length=128)
+
+    @classmethod
+    def parse(cls, raw: bytes | str | Mapping[str, Any]) -> Checkpoint:
+        """From JSON bytes/text or a mapping (an event envelope's ``data`` or a whole envelope
+        of type ``portlane.audit.checkpoint``). Raises :class:`CheckpointError`."""
+        try:
+            obj: Any = json.loads(raw) if isinstance(raw, bytes | str) else raw
+        except (ValueError, RecursionError) as exc:
+            raise CheckpointError(f"not JSON: {exc}") from None
+        if isinstance(obj, Mapping) and obj.get("type") == "portlane.audit.checkpoint":
+            obj = obj.get("data")
+        if not isinstance(obj, Mapping):
+            raise CheckpointError("a checkpoint is a JSON object")
+        try:
+            return cls.model_validate(dict(obj))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "<root>"
+            raise CheckpointError(f"not a checkpoint: {where}: {err['msg']}") from None
+
+    def verify(self, authority: Any) -> None:
+        """Check the signature against the site's keys (an
+        :class:`~portlane.edge.trust.authority.Authority`) and that the key is ``unit``'s own.
+        Raises :class:`CheckpointError`."""
+        import base64
+        import binascii
+
+        from cryptography.exceptions import InvalidSignature
+        from portlane.edge.trust.authority import TrustError
+        from portlane.edge.trust.events import canonical_envelope
+
+        try:
+            grant = authority.grant(self.sigkeyid)
+        except TrustError as exc:
+            raise CheckpointError(f"signed by {self.sigkeyid!r}: {exc.detail}") from None
+        if grant.unit != self.unit:
+            raise CheckpointError(f"key {self.sigkeyid} belongs to {grant.unit}, not to {self.unit}")
+        try:
+            sig = base64.b64decode(self.sig.encode("ascii"), validate=True)
+            grant.public_key.verify(sig, canonical_envelope(self.model_dump()))
+        except (binascii.Error, InvalidSignature, ValueError):
+            raise CheckpointError(f"signature of key {self.sigkeyid} does not verify") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+def verify_against_checkpoint(
+    path: str | os.PathLike[str], checkpoint: Checkpoint, *, authority: Any | None = None
+) -> VerifyReport:
+    """:func:`verify_log` anchored at ``checkpoint``; with ``authority`` the checkpoint's
+    signature is checked first (:class:`CheckpointError` if it fails)."""
+    if authority is not None:
+        checkpoint.verify(authority)
+    return verify_log(path, checkpoint=checkpoint)
 
 
 class _Locked:

@@ -1,0 +1,137 @@
+"""What the lanes are doing now, from the running daemons (read only, all take ``--json``)::
+
+    status                 site, broker, lanes: service, stage, passage, devices, outbox
+    devices [--lane L]     per device: health, backend, link, last error, counters
+    passage show ID        stages, identifiers, decisions of one passage
+
+Every daemon is asked and the answers merged. Exit codes: 0 ok · 1 a daemon answered with an
+error, or no daemon knows the passage · 3 a daemon (or all of them) could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from . import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
+from ._common import ask_all, console, daemon_opts, err, guard, health, print_json, print_mapping
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("status", help="site, lanes, devices, outbox and broker at a glance")
+    daemon_opts(p)
+    p.set_defaults(func=run_status)
+
+    p = sub.add_parser("devices", help="per device: health, link, last error, counters")
+    daemon_opts(p)
+    p.add_argument("--lane", help="only this lane")
+    p.set_defaults(func=run_devices)
+
+    p = sub.add_parser("passage", help="one passage, from the daemon that handled it")
+    ps = p.add_subparsers(dest="passage_command", metavar="ACTION", required=True)
+    s = ps.add_parser("show", help="stages, identifiers, decisions of passage ID")
+    s.add_argument("id")
+    daemon_opts(s)
+    s.set_defaults(func=run_passage_show)
+
+
+def _exit(failed: list[str], down: list[str]) -> int:
+    if down:
+        return EXIT_UNREACHABLE
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+@guard
+def run_status(args: argparse.Namespace) -> int:
+    answers, down = ask_all(args, "status")
+    ok = [(p, a) for p, a in answers if a.get("ok")]
+    failed = [f"{p}: {a.get('error')}" for p, a in answers if not a.get("ok")]
+    lanes: list[dict[str, Any]] = [lane for _p, a in ok for lane in a.get("lanes", [])]
+    first = ok[0][1] if ok else {}
+    merged = {
+        "ok": not failed and not down,
+        "site": first.get("site"),
+        "broker": first.get("broker"),
+        "lanes": lanes,
+        "daemons": [p for p, _a in ok],
+        "errors": failed + down,
+    }
+    if args.json:
+        print_json(merged)
+        return _exit(failed, down)
+    from rich.table import Table
+
+    con = console()
+    broker = first.get("broker") or {}
+    conn = "[green]connected[/]" if broker.get("connected") else "[red]disconnected[/]"
+    con.print(f"site [bold]{merged['site']}[/]  broker {broker.get('url', '?')} {conn}")
+    t = Table("lane", "service", "stage", "passage", "devices", "outbox", "oldest", "dropped")
+    for lane in lanes:
+        ob = lane.get("outbox") or {}
+        devs = " ".join(f"{n}:{health(d.get('health'))}" for n, d in (lane.get("devices") or {}).items())
+        depth = ob.get("depth", 0)
+        t.add_row(
+            str(lane.get("lane")),
+            "[green]in service[/]" if lane.get("in_service") else "[red]CLOSED[/]",
+            str(lane.get("stage")),
+            str(lane.get("passage_id") or "—"),
+            devs,
+            f"[yellow]{depth}[/]" if depth else "0",
+            f"{ob.get('oldest_age_s', 0):.0f} s",
+            str(ob.get("dropped", 0)),
+        )
+    con.print(t)
+    for e in failed + down:
+        err(e)
+    return _exit(failed, down)
+
+
+@guard
+def run_devices(args: argparse.Namespace) -> int:
+    answers, down = ask_all(args, "devices")
+    rows: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for path, a in answers:
+        if not a.get("ok"):
+            failed.append(f"{path}: {a.get('error')}")
+            continue
+        for lane in a.get("lanes", []):
+            if args.lane and lane.get("lane") != args.lane:
+                continue
+            for name, d in (lane.get("devices") or {}).items():
+                rows.append({"lane": lane.get("lane"), "device": name, **d})
+    if args.json:
+        print_json({"ok": not failed and not down, "devices": rows, "errors": failed + down})
+        return _exit(failed, down)
+    from rich.table import Table
+
+    t = Table("lane", "device", "health", "backend", "link", "last error", "counters")
+    for r in rows:
+        t.add_row(
+            str(r["lane"]),
+            r["device"],
+            health(r.get("health")),
+            str(r.get("backend", "")),
+            str(r.get("link", "")),
+            str(r.get("last_error") or "—"),
+            " ".join(f"{k}={v}" for k, v in (r.get("counters") or {}).items()),
+        )
+    console().print(t)
+    for e in failed + down:
+        err(e)
+    return _exit(failed, down)
+
+
+@guard
+def run_passage_show(args: argparse.Namespace) -> int:
+    answers, down = ask_all(args, "passage", id=args.id)
+    for _path, a in answers:
+        if a.get("ok"):
+            if args.json:
+                print_json(a)
+            else:
+                print_mapping(a, title=f"passage {args.id}")
+            return EXIT_OK
+    errors = [str(a.get("error")) for _p, a in answers] + down
+    err(f"passage {args.id} not found: {'; '.join(errors)}")
+    return EXIT_UNREACHABLE if down and not answers else EXIT_FAILED

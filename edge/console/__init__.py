@@ -1,0 +1,34 @@
+"""The site console: the reference consumer of the MQTT contract, and what people look at.
+
+``portlane console serve`` subscribes to a site's events and retained status (through
+:class:`portlane.edge.delivery.mqtt.MqttLink`), de-duplicates them by id, detects ``seq``
+gaps per ``(unit, epoch)`` and asks the unit to replay them (signed ``replay_events``),
+verifies event signatures when events carry them, stores everything in SQLite, and serves
+a web page: the lanes live, the shared scanner, alarms with acknowledgement, passage
+detail, and clearance-time analytics (通关时效) — the same figures as
+``portlane report clearance``.
+
+Layers inside the package, each module one job::
+
+    ingest.py     envelope parsing and the stream ledger (dedupe, gaps, epochs) — pure
+    live.py       the site's live picture and the alarm rules, fed by events — pure
+    store.py      SQLite (WAL): events, passages, streams, gaps, alarms, acknowledgements
+    analytics.py  clearance-time percentiles, one function for the page and the CLI
+    signatures.py event-signature verification (adapter onto the trust layer)
+    replay.py     signed replay_events requests
+    auth.py       users file (scrypt), sessions, roles
+    web.py        aiohttp application: pages, JSON API, server-sent events
+    service.py    ConsoleService: everything above, as one async context manager
+
+Exception tree::
+
+    PortlaneError
+    └── ConsoleError
+        ├── UsersFileError      the users file is unreadable or invalid
+        ├── EventRejected       an event failed parsing or verification (.reason)
+        └── StoreError          the database cannot be opened or written
+
+``aiohttp`` (the ``console`` extra) is imported only by ``web.py`` and ``service.py``.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,649 @@
+"""The site's live picture and the alarm rules, fed by accepted events. Pure: no I/O, no clock.
+
+:class:`SiteLive` turns events (in any order across units, as a broker delivers them) into
+
+* each lane's state: online, in or out of service, the current passage with its stage and
+  when it entered it, device health, passages completed, the last one;
+* the shared scanner: queue with the time each vehicle joined it, the lease (the vehicle
+  being scanned), utilisation over the last hour, recent faults;
+* effects for the caller to persist: :class:`Raise` / :class:`Clear` of an alarm (``key`` names
+  the condition, so raising twice is one alarm) and :class:`Completed` passages.
+
+A passage's stage only moves forward (``STAGE_RANK``): an event replayed after a gap, or a
+scanner event overtaking the lane's, cannot move the picture backwards. The lanes publish no
+"in position" event, so a passage is ``arrived`` until it is identified.
+
+Alarm rules (``kind``: when raised → when cleared):
+
+* ``device``     a device reports degraded/offline → it reports online
+* ``offline``    a unit's retained status says offline (last will) → online again
+* ``closed``     a lane out of service (status, an accepted close_lane, or it closed itself
+                 because its gate went offline) → back in service
+* ``stuck``      a passage stays in one stage longer than ``stuck_after_s`` → it moves on
+* ``identity``   an identification with exceptions or below ``low_confidence`` → corrected or
+                 the passage completed (an item for an officer)
+* ``exception``  ``lane.exception`` (platform unreachable, scanner fault, ...) — notice
+* ``scan_failed``, ``rejected_command``, ``override`` — notices (raised already cleared:
+  they wait only for acknowledgement)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from portlane.edge.config import Site
+from portlane.edge.contract.times import parse_rfc3339
+
+from .ingest import Event
+from .store import PassageRow
+
+__all__ = ["STAGE_RANK", "Clear", "Completed", "Effect", "Raise", "SiteLive", "vehicle_kind"]
+
+STAGE_RANK = {
+    "arrived": 0,
+    "awaiting_decision": 1,
+    "inspection_queued": 2,
+    "scanning": 3,
+    "awaiting_verdicts": 4,
+    "released": 5,
+    "diverted": 5,
+}
+
+#: Longest a passage may stay in one stage before it is "stuck", in real seconds. A decision
+#: normally takes seconds, a scan 10–40 s plus the queue, a released truck clears the gate in
+#: well under a minute; anything beyond these needs a person.
+DEFAULT_STUCK_AFTER_S: dict[str, float] = {
+    "arrived": 60.0,
+    "awaiting_decision": 180.0,
+    "inspection_queued": 900.0,
+    "scanning": 180.0,
+    "awaiting_verdicts": 300.0,
+    "released": 120.0,
+    "diverted": 120.0,
+}
+
+#: Identifications below this confidence wait for an officer even without an exception.
+DEFAULT_LOW_CONFIDENCE = 0.8
+#: The scanner's utilisation is the busy share of this window.
+UTILISATION_WINDOW_MS = 3_600_000
+#: Completed passage ids remembered to ignore late events of finished passages.
+_COMPLETED_MEMORY = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Raise:
+    key: str
+    kind: str
+    severity: str  # critical | warning | info
+    unit: str | None
+    passage_id: str | None
+    agencies: tuple[str, ...]  # who sees and acknowledges it; () = site alarm (supervisors)
+    title: str
+    detail: str
+    event_id: str | None
+    ms: int
+    notice: bool = False  # a one-off: stored already cleared, waits only for acknowledgement
+
+
+@dataclass(frozen=True, slots=True)
+class Clear:
+    key: str
+    ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    row: PassageRow
+
+
+Effect = Raise | Clear | Completed
+
+
+@dataclass
+class PassageLive:
+    id: str
+    arrived_ms: int
+    stage: str = "arrived"
+    stage_since_ms: int = 0
+    plates: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
+    confidence: float | None = None
+    exceptions: list[str] = field(default_factory=list)
+    decisions: dict[str, str] = field(default_factory=dict)
+    scan_result: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "arrived_ms": self.arrived_ms,
+            "stage": self.stage,
+            "stage_since_ms": self.stage_since_ms,
+            "plates": self.plates,
+            "containers": self.containers,
+            "confidence": self.confidence,
+            "exceptions": self.exceptions,
+            "decisions": self.decisions,
+            "scan_result": self.scan_result,
+        }
+
+
+@dataclass
+class LaneLive:
+    id: str
+    kind: str
+    agencies: tuple[str, ...]
+    scanner: str | None
+    online: bool | None = None  # None: no status seen yet
+    in_service: bool = True
+    closed_reason: str | None = None
+    auto_closed: bool = False
+    passage: PassageLive | None = None
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    completed: int = 0
+    last: dict[str, Any] | None = None
+    status_ms: int = 0
+
+
+@dataclass
+class ScannerLive:
+    id: str
+    lanes: tuple[str, ...]
+    online: bool | None = None
+    queue: dict[str, dict[str, Any]] = field(default_factory=dict)  # passage id -> {lane, queued_ms}
+    lease: dict[str, Any] | None = None
+    busy: deque[tuple[int, int]] = field(default_factory=deque)
+    scans: int = 0
+    last_result: dict[str, Any] | None = None
+    faults: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10))
+    first_ms: int | None = None
+
+
+def vehicle_kind(lane_kind: str, containers: Sequence[str]) -> str:
+    """``car`` on a passenger lane; on a cargo lane ``container_truck`` with boxes, else ``truck``."""
+    if lane_kind == "passenger":
+        return "car"
+    return "container_truck" if containers else "truck"
+
+
+def _ms(rfc3339: str) -> int:
+    return int(parse_rfc3339(rfc3339).timestamp() * 1000)
+
+
+class SiteLive:
+    def __init__(
+        self,
+        site: Site,
+        *,
+        stuck_after_s: Mapping[str, float] | None = None,
+        low_confidence: float = DEFAULT_LOW_CONFIDENCE,
+    ) -> None:
+        self.site_id = site.site.id
+        self.site_name = site.site.name
+        self.tz = ZoneInfo(site.site.timezone)
+        self.stuck_after_ms = {
+            k: int(v * 1000) for k, v in {**DEFAULT_STUCK_AFTER_S, **dict(stuck_after_s or {})}.items()
+        }
+        self.low_confidence = low_confidence
+        self.lanes: dict[str, LaneLive] = {
+            lc.id: LaneLive(lc.id, lc.kind, tuple(a.value for a in lc.agencies), lc.scanner) for lc in site.lanes
+        }
+        self.scanners: dict[str, ScannerLive] = {s.id: ScannerLive(s.id, s.lanes) for s in site.scanners}
+        self.agencies = tuple(a.value for a in site.agencies)
+        self._completed_ids: deque[str] = deque(maxlen=_COMPLETED_MEMORY)
+        self._completed_set: set[str] = set()
+        self._stuck: dict[str, str] = {}  # lane -> alarm key currently raised
+
+    # ------------------------------------------------------------------ helpers
+    def agencies_for(self, unit: str | None, audience: Sequence[str] = ()) -> tuple[str, ...]:
+        lane = self.lanes.get(unit or "")
+        if lane is not None:
+            base = lane.agencies
+        elif unit in self.scanners:
+            base = self.agencies
+        else:
+            base = self.agencies
+        return tuple(a for a in base if not audience or a in audience)
+
+    def _local(self, ms: int) -> dt.datetime:
+        return dt.datetime.fromtimestamp(ms / 1000, tz=self.tz)
+
+    def _advance(self, p: PassageLive, stage: str, ms: int) -> bool:
+        if STAGE_RANK.get(stage, -1) <= STAGE_RANK.get(p.stage, -1) and not (
+            stage == "awaiting_decision" and p.stage == "arrived"
+        ):
+            return False
+        p.stage = stage
+        p.stage_since_ms = max(ms, p.stage_since_ms)
+        return True
+
+    def _passage(self, lane: LaneLive, pid: str | None) -> PassageLive | None:
+        p = lane.passage
+        return p if p is not None and pid is not None and p.id == pid else None
+
+    def _forget_completed(self, pid: str) -> None:
+        if len(self._completed_ids) == self._completed_ids.maxlen:
+            self._completed_set.discard(self._completed_ids[0])
+        self._completed_ids.append(pid)
+        self._completed_set.add(pid)
+
+    # ------------------------------------------------------------------ events
+    def apply(self, ev: Event) -> list[Effect]:
+        if ev.unit in self.scanners:
+            return self._scanner_event(self.scanners[ev.unit], ev)
+        lane = self.lanes.get(ev.unit)
+        if lane is None:
+            return []
+        d = ev.data
+        t = ev.type
+        pid = d.get("passage_id") if isinstance(d.get("passage_id"), str) else None
+        out: list[Effect] = []
+        agencies = self.agencies_for(lane.id, ev.audience)
+        if t == "passage.arrived" and pid and pid not in self._completed_set:
+            if lane.passage is None or lane.passage.arrived_ms <= ev.time_ms:
+                if lane.passage is not None and lane.passage.id != pid:
+                    out += self._clear_stuck(lane, ev.time_ms)
+                lane.passage = PassageLive(pid, ev.time_ms, "arrived", ev.time_ms)
+        elif t == "vehicle.identified" and pid:
+            p = self._passage(lane, pid)
+            plates = [str(x.get("text", "")) for x in d.get("plates", []) if isinstance(x, dict)]
+            containers = [str(x.get("number", "")) for x in d.get("containers", []) if isinstance(x, dict)]
+            conf = float(d.get("confidence", 0.0))
+            exceptions = [str(x) for x in d.get("exceptions", [])]
+            if p is not None:
+                p.plates, p.containers, p.confidence, p.exceptions = plates, containers, conf, exceptions
+                if self._advance(p, "awaiting_decision", ev.time_ms):
+                    out += self._clear_stuck(lane, ev.time_ms)
+            if (exceptions or conf < self.low_confidence) and not d.get("corrected_by"):
+                what = ", ".join(exceptions) or f"confidence {conf:.2f}"
+                out.append(
+                    Raise(
+                        f"identity:{pid}",
+                        "identity",
+                        "warning",
+                        lane.id,
+                        pid,
+                        agencies,
+                        f"{lane.id}: identity needs checking",
+                        f"{' / '.join(plates + containers) or 'nothing read'} — {what}",
+                        ev.id,
+                        ev.time_ms,
+                    )
+                )
+        elif t == "identity.corrected" and pid:
+            out.append(Clear(f"identity:{pid}", ev.time_ms))
+        elif t == "passage.decided" and pid:
+            p = self._passage(lane, pid)
+            if p is not None:
+                p.decisions[str(d.get("agency"))] = str(d.get("decision"))
+                if d.get("decision") == "inspect" and self._advance(p, "inspection_queued", ev.time_ms):
+                    out += self._clear_stuck(lane, ev.time_ms)
+        elif t == "inspection.requested" and pid:
+            p = self._passage(lane, pid)
+            if p is not None and self._advance(p, "inspection_queued", ev.time_ms):
+                out += self._clear_stuck(lane, ev.time_ms)
+        elif t in ("passage.released", "passage.diverted") and pid:
+            p = self._passage(lane, pid)
+            if p is not None and self._advance(p, t.removeprefix("passage."), ev.time_ms):
+                out += self._clear_stuck(lane, ev.time_ms)
+        elif t == "passage.completed" and pid:
+            out += self._completed(lane, ev, pid)
+        elif t == "device.state":
+            out += self._device(lane, ev)
+        elif t == "lane.exception":
+            out += self._exception(lane, ev, pid, agencies)
+        elif t == "command.rejected":
+            out.append(
+                Raise(
+                    f"rejected:{ev.id}",
+                    "rejected_command",
+                    "warning",
+                    lane.id,
+                    None,
+                    agencies,
+                    f"{lane.id}: command {d.get('command')} rejected ({d.get('reason')})",
+                    f"key {d.get('key_id') or '?'}, nonce {d.get('nonce') or '?'}",
+                    ev.id,
+                    ev.time_ms,
+                    notice=True,
+                )
+            )
+        elif t == "override.applied":
+            out.append(
+                Raise(
+                    f"override:{ev.id}",
+                    "override",
+                    "info",
+                    lane.id,
+                    pid,
+                    agencies,
+                    f"{lane.id}: manual override {d.get('action')} by {d.get('operator')}",
+                    str(d.get("reason", "")),
+                    ev.id,
+                    ev.time_ms,
+                    notice=True,
+                )
+            )
+        return out
+
+    def _completed(self, lane: LaneLive, ev: Event, pid: str) -> list[Effect]:
+        d = ev.data
+        out: list[Effect] = [Clear(f"identity:{pid}", ev.time_ms)]
+        stages = d.get("stages") or {}
+        stage_ms = {str(k): int(v) for k, v in (d.get("stage_ms") or {}).items()}
+        try:
+            arrived_ms = _ms(stages["arrived"]) if "arrived" in stages else ev.time_ms - stage_ms.get("exited", 0)
+        except ValueError:
+            arrived_ms = ev.time_ms
+        local = self._local(arrived_ms)
+        containers = tuple(str(c) for c in d.get("containers", []))
+        row = PassageRow(
+            passage_id=pid,
+            lane=lane.id,
+            lane_kind=lane.kind,
+            vehicle_kind=vehicle_kind(lane.kind, containers),
+            outcome=str(d.get("outcome", "")),
+            inspected=bool(d.get("inspected")),
+            scan_result=d.get("scan_result"),
+            arrived_ms=arrived_ms,
+            completed_ms=ev.time_ms,
+            local_day=local.date().isoformat(),
+            local_hour=local.hour,
+            plates=tuple(str(x) for x in d.get("plates", [])),
+            containers=containers,
+            stage_ms=stage_ms,
+            event_id=ev.id,
+        )
+        out.append(Completed(row))
+        if pid in self._completed_set:
+            return out
+        self._forget_completed(pid)
+        lane.completed += 1
+        if lane.last is None or lane.last["completed_ms"] <= ev.time_ms:
+            lane.last = {
+                "passage_id": pid,
+                "outcome": row.outcome,
+                "completed_ms": ev.time_ms,
+                "total_ms": stage_ms.get("exited", max(stage_ms.values(), default=0)),
+                "plates": list(row.plates),
+                "containers": list(row.containers),
+            }
+        if lane.passage is not None and lane.passage.id == pid:
+            lane.passage = None
+            out += self._clear_stuck(lane, ev.time_ms)
+        for s in self.scanners.values():
+            s.queue.pop(pid, None)
+        return out
+
+    def _device(self, lane: LaneLive, ev: Event) -> list[Effect]:
+        d = ev.data
+        name = str(d.get("device", "?"))
+        health = str(d.get("health", "offline"))
+        reason = d.get("reason")
+        prev = lane.devices.get(name)
+        if prev is not None and prev["since_ms"] > ev.time_ms:
+            return []  # an older report, replayed late
+        lane.devices[name] = {"health": health, "reason": reason, "since_ms": ev.time_ms}
+        key = f"device:{lane.id}:{name}"
+        out: list[Effect] = []
+        if health == "online":
+            out.append(Clear(key, ev.time_ms))
+            if name == "gate" and lane.auto_closed:
+                lane.auto_closed = False
+                out += self._service(lane, True, None, ev.time_ms)
+        else:
+            out.append(
+                Raise(
+                    key,
+                    "device",
+                    "critical" if health == "offline" else "warning",
+                    lane.id,
+                    None,
+                    lane.agencies,
+                    f"{lane.id}: {name} {health}",
+                    str(reason or ""),
+                    ev.id,
+                    ev.time_ms,
+                )
+            )
+        return out
+
+    def _exception(self, lane: LaneLive, ev: Event, pid: str | None, agencies: tuple[str, ...]) -> list[Effect]:
+        d = ev.data
+        kind = str(d.get("kind", ""))
+        detail = str(d.get("detail", ""))
+        out: list[Effect] = []
+        if kind in ("lane_closed", "lane_opened"):
+            return self._service(lane, kind == "lane_opened", detail or None, ev.time_ms)
+        if kind == "device_fault" and detail.startswith("gate offline"):
+            # The lane took itself out of service: its barrier does not answer.
+            lane.auto_closed = True
+            out += self._service(lane, False, detail, ev.time_ms)
+        title = {
+            "platform_unreachable": "no decision from the platform: lane holding",
+            "scanner_fault": "scanner fault: vehicle diverted",
+            "device_fault": "device fault",
+        }.get(kind, kind.replace("_", " ") or "exception")
+        out.append(
+            Raise(
+                f"exception:{ev.id}",
+                "stuck" if kind == "platform_unreachable" else "exception",
+                "warning",
+                lane.id,
+                pid,
+                agencies,
+                f"{lane.id}: {title}",
+                detail,
+                ev.id,
+                ev.time_ms,
+                notice=True,
+            )
+        )
+        return out
+
+    def _service(self, lane: LaneLive, in_service: bool, reason: str | None, ms: int) -> list[Effect]:
+        lane.in_service = in_service
+        lane.closed_reason = None if in_service else (reason or "closed")
+        key = f"closed:{lane.id}"
+        if in_service:
+            return [Clear(key, ms)]
+        return [
+            Raise(
+                key,
+                "closed",
+                "critical",
+                lane.id,
+                None,
+                lane.agencies,
+                f"{lane.id}: lane out of service",
+                lane.closed_reason or "",
+                None,
+                ms,
+            )
+        ]
+
+    def _scanner_event(self, s: ScannerLive, ev: Event) -> list[Effect]:
+        d = ev.data
+        pid = str(d.get("passage_id", ""))
+        lane = self.lanes.get(str(d.get("lane", "")))
+        s.first_ms = ev.time_ms if s.first_ms is None else min(s.first_ms, ev.time_ms)
+        out: list[Effect] = []
+        p = self._passage(lane, pid) if lane else None
+        stage = None
+        if ev.type == "scan.queued":
+            if pid not in self._completed_set and (s.lease is None or s.lease["passage_id"] != pid):
+                s.queue[pid] = {"lane": d.get("lane"), "queued_ms": ev.time_ms, "position": d.get("queue_position")}
+            stage = "inspection_queued"
+        elif ev.type == "scan.started":
+            s.queue.pop(pid, None)
+            s.lease = {"passage_id": pid, "lane": d.get("lane"), "since_ms": ev.time_ms, "scan_id": d.get("scan_id")}
+            s.scans += 1
+            stage = "scanning"
+        elif ev.type in ("scan.completed", "scan.failed"):
+            s.queue.pop(pid, None)
+            if s.lease is not None and s.lease["passage_id"] == pid:
+                s.busy.append((s.lease["since_ms"], ev.time_ms))
+                s.lease = None
+            if ev.type == "scan.completed":
+                s.last_result = {"passage_id": pid, "lane": d.get("lane"), "result": d.get("result"), "ms": ev.time_ms}
+                if p is not None:
+                    p.scan_result = d.get("result")
+                stage = "awaiting_verdicts"
+            else:
+                s.faults.appendleft(
+                    {"passage_id": pid, "lane": d.get("lane"), "reason": d.get("reason"), "ms": ev.time_ms}
+                )
+                out.append(
+                    Raise(
+                        f"scan_failed:{ev.id}",
+                        "scan_failed",
+                        "warning",
+                        s.id,
+                        pid or None,
+                        self.agencies_for(lane.id if lane else None, ev.audience),
+                        f"{s.id}: scan failed for {d.get('lane')}",
+                        str(d.get("reason", "")),
+                        ev.id,
+                        ev.time_ms,
+                        notice=True,
+                    )
+                )
+        if p is not None and lane is not None and stage and self._advance(p, stage, ev.time_ms):
+            out += self._clear_stuck(lane, ev.time_ms)
+        return out
+
+    # ------------------------------------------------------------------ status and time
+    def on_status(self, unit: str, body: Mapping[str, Any], ms: int) -> list[Effect]:
+        online = body.get("state") == "online"
+        out: list[Effect] = []
+        target: LaneLive | ScannerLive | None = self.lanes.get(unit) or self.scanners.get(unit)
+        if target is None:
+            return out
+        target.online = online
+        key = f"offline:{unit}"
+        if online:
+            out.append(Clear(key, ms))
+        else:
+            out.append(
+                Raise(
+                    key,
+                    "offline",
+                    "critical",
+                    unit,
+                    None,
+                    self.agencies_for(unit),
+                    f"{unit}: offline",
+                    f"since {body.get('since') or '?'} (the broker published its last will, or it stopped)",
+                    None,
+                    ms,
+                )
+            )
+        if isinstance(target, LaneLive):
+            target.status_ms = ms
+            in_service = body.get("in_service")
+            if online and isinstance(in_service, bool) and in_service != target.in_service and not target.auto_closed:
+                out += self._service(target, in_service, "status: out of service", ms)
+        return out
+
+    def on_response(self, unit: str, body: Mapping[str, Any], ms: int) -> list[Effect]:
+        """A unit's answer to a command. An accepted ``close_lane`` / ``open_lane`` is how the
+        console learns a lane's service state changed (lanes announce it nowhere else yet)."""
+        lane = self.lanes.get(unit)
+        cmd = body.get("command")
+        if lane is None or body.get("ok") is not True or cmd not in ("close_lane", "open_lane"):
+            return []
+        lane.auto_closed = False
+        return self._service(lane, cmd == "open_lane", "closed by a platform command (close_lane)", ms)
+
+    def tick(self, now_ms: int) -> list[Effect]:
+        """Stuck passages: raise once per passage and stage, cleared when it moves on."""
+        out: list[Effect] = []
+        for lane in self.lanes.values():
+            p = lane.passage
+            if p is None:
+                continue
+            limit = self.stuck_after_ms.get(p.stage)
+            if limit is None or now_ms - p.stage_since_ms <= limit:
+                continue
+            key = f"stuck:{lane.id}:{p.id}:{p.stage}"
+            if self._stuck.get(lane.id) == key:
+                continue
+            out += self._clear_stuck(lane, now_ms)
+            self._stuck[lane.id] = key
+            out.append(
+                Raise(
+                    key,
+                    "stuck",
+                    "critical",
+                    lane.id,
+                    p.id,
+                    lane.agencies,
+                    f"{lane.id}: passage stuck in {p.stage.replace('_', ' ')}",
+                    f"{' / '.join(p.plates + p.containers) or p.id}: more than {limit // 1000} s in this stage",
+                    None,
+                    now_ms,
+                )
+            )
+        return out
+
+    def _clear_stuck(self, lane: LaneLive, ms: int) -> list[Effect]:
+        key = self._stuck.pop(lane.id, None)
+        return [Clear(key, ms)] if key else []
+
+    # ------------------------------------------------------------------ views
+    def utilisation(self, s: ScannerLive, now_ms: int) -> float:
+        start = now_ms - UTILISATION_WINDOW_MS
+        while s.busy and s.busy[0][1] < start:
+            s.busy.popleft()
+        busy = sum(min(b, now_ms) - max(a, start) for a, b in s.busy if b > start)
+        if s.lease is not None:
+            busy += now_ms - max(s.lease["since_ms"], start)
+        window = min(UTILISATION_WINDOW_MS, now_ms - (s.first_ms or now_ms))
+        return round(busy / window, 3) if window > 0 else 0.0
+
+    def snapshot(self, now_ms: int, alarm_counts: Mapping[str, int] | None = None) -> dict[str, Any]:
+        counts = alarm_counts or {}
+        return {
+            "site": {"id": self.site_id, "name": self.site_name, "timezone": str(self.tz)},
+            "now_ms": now_ms,
+            "completed": sum(lane.completed for lane in self.lanes.values()),
+            "lanes": [
+                {
+                    "id": lane.id,
+                    "kind": lane.kind,
+                    "agencies": list(lane.agencies),
+                    "scanner": lane.scanner,
+                    "online": lane.online,
+                    "in_service": lane.in_service,
+                    "closed_reason": lane.closed_reason,
+                    "stage": lane.passage.stage if lane.passage else "idle",
+                    "passage": lane.passage.as_dict() if lane.passage else None,
+                    "devices": lane.devices,
+                    "completed": lane.completed,
+                    "last": lane.last,
+                    "alarms": counts.get(lane.id, 0),
+                }
+                for lane in self.lanes.values()
+            ],
+            "scanners": [
+                {
+                    "id": s.id,
+                    "lanes": list(s.lanes),
+                    "online": s.online,
+                    "queue": sorted(
+                        ({"passage_id": k, **v} for k, v in s.queue.items()), key=lambda e: int(e["queued_ms"])
+                    ),
+                    "lease": s.lease,
+                    "utilisation": self.utilisation(s, now_ms),
+                    "scans": s.scans,
+                    "last_result": s.last_result,
+                    "faults": list(s.faults),
+                    "alarms": counts.get(s.id, 0),
+                }
+                for s in self.scanners.values()
+            ],
+        }

@@ -1,0 +1,236 @@
+"""The ``args`` of each signed command, one model per command (the wire schema).
+
+Wire format of a command (one JSON object, UTF-8)::
+
+    {"v": 1, "cmd": "release", "site": "zhuhai-hzmb", "lane": "c01", "passage_id": "p-123",
+     "args": {"agency": "customs"}, "issued_at": "2026-11-23T18:00:00.000Z",
+     "expires_at": "2026-11-23T18:01:00.000Z", "nonce": "<>=16 random bytes, base64url, unpadded>",
+     "key_id": "platform-2026", "sig": "<Ed25519 signature, standard base64>"}
+
+The signature is Ed25519 over the RFC 8785 form of the command without ``sig``
+(``contract/canonical.py``); verification is ``portlane.edge.trust.commands``. A command whose
+args do not match its model is refused as ``malformed`` before anything acts on it; unknown
+keys are refused too, so a signer cannot smuggle fields a later version might read.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .canonical import b64decode_strict, b64url_decode_strict, canonical_json
+from .times import parse_rfc3339
+
+__all__ = [
+    "ARGS",
+    "COMMAND_NAMES",
+    "ID_PATTERN",
+    "NONCE_MIN_BYTES",
+    "AgencyArgs",
+    "BoardArgs",
+    "BoardLineArg",
+    "CommandName",
+    "CorrectIdentityArgs",
+    "DecisionArgs",
+    "ExpectedVehicle",
+    "ExpectedVehiclesArgs",
+    "LaneServiceArgs",
+    "ReplayEventsArgs",
+    "SignedCommand",
+]
+
+#: Ids of sites, units and keys.
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+#: A nonce carries at least this many random bytes.
+NONCE_MIN_BYTES = 16
+
+Text = Annotated[str, Field(max_length=200)]
+Ident = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class AgencyArgs(_Args):
+    """``release`` / ``hold`` / ``divert``: the agency the verdict is given for."""
+
+    agency: Ident
+
+
+class DecisionArgs(_Args):
+    """``decision``: one agency's verdict on the current passage."""
+
+    agency: Ident
+    verdict: Literal["release", "inspect", "hold", "divert"]
+
+
+class CorrectIdentityArgs(_Args):
+    """``correct_identity``: an officer's correction of the lane's identification (audited)."""
+
+    plates: tuple[Text, ...] = Field((), max_length=4)
+    containers: tuple[Text, ...] = Field((), max_length=4)
+    tag_id: Text | None = None
+    operator: Annotated[str, Field(min_length=1, max_length=64)]
+    reason: Annotated[str, Field(min_length=8, max_length=500)]
+
+
+class BoardLineArg(_Args):
+    text: Text
+    colour: Literal["red", "green", "amber"] = "green"
+
+
+class BoardArgs(_Args):
+    """``board_message``: lines for the LED guidance board."""
+
+    lines: tuple[BoardLineArg, ...] = Field(min_length=1, max_length=4)
+
+
+class ExpectedVehicle(_Args):
+    tag_id: Ident
+    plates: tuple[Text, ...] = Field(min_length=1, max_length=4)
+
+
+class ExpectedVehiclesArgs(_Args):
+    """``expected_vehicles``: the vehicles the platform expects and their registered plates."""
+
+    vehicles: tuple[ExpectedVehicle, ...] = Field(max_length=100_000)
+
+
+class LaneServiceArgs(_Args):
+    """``close_lane`` / ``open_lane``."""
+
+    reason: Text = "platform command"
+
+
+class ReplayEventsArgs(_Args):
+    """``replay_events``: re-send retained events from ``from_seq`` (to ``to_seq``) of the
+    unit's current stream, with their original ids."""
+
+    from_seq: Annotated[int, Field(ge=1)]
+    to_seq: Annotated[int, Field(ge=1)] | None = None
+
+
+ARGS: dict[str, type[_Args]] = {
+    "decision": DecisionArgs,
+    "release": AgencyArgs,
+    "hold": AgencyArgs,
+    "divert": AgencyArgs,
+    "correct_identity": CorrectIdentityArgs,
+    "board_message": BoardArgs,
+    "expected_vehicles": ExpectedVehiclesArgs,
+    "close_lane": LaneServiceArgs,
+    "open_lane": LaneServiceArgs,
+    "replay_events": ReplayEventsArgs,
+}
+
+
+class CommandName(enum.StrEnum):
+    DECISION = "decision"  # an agency's verdict: args {agency, verdict: release|inspect|hold, ...}
+    RELEASE = "release"
+    HOLD = "hold"
+    DIVERT = "divert"
+    CORRECT_IDENTITY = "correct_identity"
+    BOARD_MESSAGE = "board_message"
+    EXPECTED_VEHICLES = "expected_vehicles"
+    CLOSE_LANE = "close_lane"
+    OPEN_LANE = "open_lane"
+    REPLAY_EVENTS = "replay_events"  # re-send retained events: args {from_seq, to_seq}
+
+
+COMMAND_NAMES: tuple[str, ...] = tuple(c.value for c in CommandName)
+CommandLiteral = Literal[
+    "decision",
+    "release",
+    "hold",
+    "divert",
+    "correct_identity",
+    "board_message",
+    "expected_vehicles",
+    "close_lane",
+    "open_lane",
+    "replay_events",
+]
+
+
+class SignedCommand(BaseModel):
+    """A command as signed by the central platform. Every field is required (``passage_id``
+    may be null), types are strict and unknown fields are rejected, so the model and the
+    received JSON object are the same thing and :meth:`signed_bytes` is what was signed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    v: Literal[1]
+    cmd: CommandLiteral
+    site: str = Field(pattern=ID_PATTERN)
+    lane: str = Field(pattern=ID_PATTERN)
+    passage_id: str | None = Field(min_length=1, max_length=128)
+    args: dict[str, Any]
+    issued_at: str
+    expires_at: str
+    nonce: str = Field(min_length=22, max_length=128)
+    key_id: str = Field(pattern=ID_PATTERN)
+    sig: str = Field(min_length=1, max_length=128)
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _v_is_int(cls, v: Any) -> Any:
+        if type(v) is not int:  # pydantic's Literal[1] lets True through
+            raise ValueError("v must be the integer 1")
+        return v
+
+    @field_validator("args")
+    @classmethod
+    def _args_canonical(cls, v: dict[str, Any]) -> dict[str, Any]:
+        canonical_json(v, allow_floats=False)
+        return v
+
+    @field_validator("issued_at", "expires_at")
+    @classmethod
+    def _timestamp(cls, v: str) -> str:
+        parse_rfc3339(v)
+        return v
+
+    @field_validator("nonce")
+    @classmethod
+    def _nonce(cls, v: str) -> str:
+        if len(b64url_decode_strict(v)) < NONCE_MIN_BYTES:
+            raise ValueError(f"nonce must carry at least {NONCE_MIN_BYTES} random bytes")
+        return v
+
+    @field_validator("sig")
+    @classmethod
+    def _sig(cls, v: str) -> str:
+        if len(b64decode_strict(v)) != 64:
+            raise ValueError("an Ed25519 signature is 64 bytes")
+        return v
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        if parse_rfc3339(self.expires_at) <= parse_rfc3339(self.issued_at):
+            raise ValueError("expires_at must be after issued_at")
+        return self
+
+    @property
+    def issued_at_dt(self) -> datetime:
+        return parse_rfc3339(self.issued_at)
+
+    @property
+    def expires_at_dt(self) -> datetime:
+        return parse_rfc3339(self.expires_at)
+
+    def signed_bytes(self) -> bytes:
+        """The canonical bytes the signature covers: every field except ``sig``."""
+        return canonical_json(self.model_dump(exclude={"sig"}), allow_floats=False)
+
+    def to_json_bytes(self) -> bytes:
+        """The wire form: the canonical JSON of the whole command, ``sig`` included."""
+        return canonical_json(self.model_dump(), allow_floats=False)
+
+    def digest(self) -> str:
+        """sha256 (hex) of the wire form, for audit entries."""
+        return hashlib.sha256(self.to_json_bytes()).hexdigest()

@@ -1,0 +1,68 @@
+"""A daemon's memory of unfinished work, on disk, so that a restart can resolve it.
+
+The lane journals the passage it is working on; the scanner journals its queue and the scan
+in progress. After ``kill -9`` or a power cut the new process reads them back and closes them
+out (``LaneLogic.start``, ``ScannerDaemon`` start-up) before taking new work. One small
+SQLite database per daemon, WAL, ``synchronous=FULL``: a record is written when it changes
+and deleted when the work is done.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from portlane.edge.errors import StateError
+
+__all__ = ["Journal"]
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS record (key TEXT PRIMARY KEY, body TEXT NOT NULL)"
+
+
+class Journal:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(SCHEMA)
+            rows = self._db.execute("SELECT key, body FROM record ORDER BY rowid").fetchall()
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(
+                str(self.path),
+                f"cannot open the journal ({exc})",
+                "move the file aside; the daemon then starts without memory of unfinished work",
+            ) from exc
+        self._saved: dict[str, str] = {}
+        self._loaded: dict[str, dict[str, Any]] = {}
+        for key, body in rows:
+            self._saved[key] = body
+            try:
+                value = json.loads(body)
+            except ValueError:
+                continue  # an unreadable record cannot be resolved; the others can
+            if isinstance(value, dict):
+                self._loaded[key] = value
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """What the journal held when it was opened."""
+        return dict(self._loaded)
+
+    def sync(self, records: dict[str, dict[str, Any]]) -> None:
+        """Make the journal hold exactly ``records`` (rows are written only when they changed)."""
+        with self._db:  # one transaction, one fsync
+            for key in [k for k in self._saved if k not in records]:
+                self._db.execute("DELETE FROM record WHERE key = ?", (key,))
+                del self._saved[key]
+            for key, value in records.items():
+                body = json.dumps(value, sort_keys=True, ensure_ascii=False)
+                if self._saved.get(key) != body:
+                    self._db.execute("INSERT OR REPLACE INTO record(key, body) VALUES (?, ?)", (key, body))
+                    self._saved[key] = body
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,112 @@
+"""The typed seam between the lane's pure logic and its I/O.
+
+``LaneLogic`` returns a list of these small frozen values; the ``Executor`` carries them out
+in order, matching on their type (h11-style events and effects, no dicts read back with
+string keys). Events and audit entries are written to disk at once, in the order the logic
+produced them; device actions run on the executor's task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from portlane.edge.contract.events import EVENTS, EventType, GateCause
+from pydantic import BaseModel
+
+__all__ = [
+    "Action",
+    "Audit",
+    "BoardColour",
+    "BoardText",
+    "CloseGate",
+    "GateCause",
+    "Identify",
+    "OpenGate",
+    "Publish",
+    "SetLight",
+    "ShowBoard",
+    "StopGate",
+]
+
+LightColour = Literal["red", "green", "amber", "off"]
+BoardColour = Literal["red", "green", "amber"]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenGate:
+    passage_id: str | None
+    cause: GateCause
+
+
+@dataclass(frozen=True, slots=True)
+class CloseGate:
+    passage_id: str | None
+    cause: GateCause
+
+
+@dataclass(frozen=True, slots=True)
+class StopGate:
+    cause: GateCause
+
+
+@dataclass(frozen=True, slots=True)
+class SetLight:
+    colour: LightColour
+
+
+@dataclass(frozen=True, slots=True)
+class BoardText:
+    text: str
+    colour: BoardColour = "green"
+
+
+@dataclass(frozen=True, slots=True)
+class ShowBoard:
+    lines: tuple[BoardText, ...]
+
+    @classmethod
+    def of(cls, *lines: tuple[str, BoardColour]) -> ShowBoard:
+        return cls(tuple(BoardText(t, c) for t, c in lines))
+
+
+@dataclass(frozen=True, slots=True)
+class Identify:
+    """Start collecting the vehicle's identity (tag, weight, camera reads) for this passage."""
+
+    passage_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Write one event (a contract model) to the durable outbox."""
+
+    type: EventType
+    data: BaseModel
+
+    def __post_init__(self) -> None:
+        model = EVENTS[self.type]
+        if not isinstance(self.data, model):
+            raise TypeError(f"{self.type} carries {model.__name__}, not {type(self.data).__name__}")
+
+    @property
+    def subject(self) -> str | None:
+        pid = getattr(self.data, "passage_id", None)
+        return pid if isinstance(pid, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """An entry in the append-only audit log, written before the action it justifies."""
+
+    kind: str
+    actor: str
+    reason: str
+    passage_id: str | None = None
+    data: tuple[tuple[str, Any], ...] = ()
+
+    def fields(self) -> dict[str, Any]:
+        return {"passage_id": self.passage_id, **dict(self.data)}
+
+
+Action = OpenGate | CloseGate | StopGate | SetLight | ShowBoard | Identify | Publish | Audit

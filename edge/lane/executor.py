@@ -1,0 +1,162 @@
+"""The one place the lane's actions touch the world.
+
+``apply`` takes the logic's actions in order: events and audit entries are written to disk at
+once (so the record of a decision is durable before the barrier moves), an identification is
+started, and device actions are queued for ``run``, which carries them out one at a time.
+
+The light and the board are kept as told: the I/O module reports the lamp it drives, so a
+light command lost on the wire (or a module restarted) is re-sent until the module reports
+the wanted colour; a board write that failed is re-sent too (the board cannot be read back).
+A driver waits for green, so a lost "green" would otherwise stall the lane for good.
+
+The executor is the second safety guard. It opens the gate only when the logic's current
+passage holds a gate authority (release, divert or audited override), and it re-reads the
+controller's own photocell and safety loop right before a close frame; the controller's own
+refusal to close onto a vehicle is the third.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from portlane.drivers.base import BoardColour, BoardLine, LightColour
+from portlane.drivers.errors import DeviceError
+from portlane.edge.delivery.events import EventWriter
+from portlane.edge.trust.audit import AuditLog
+
+from .actions import Action, Audit, CloseGate, Identify, OpenGate, Publish, SetLight, ShowBoard, StopGate
+from .devices import LaneDevices
+from .logic import LaneLogic
+from .passage import Sensors
+
+__all__ = ["Executor", "ExecutorCounters"]
+
+log = logging.getLogger(__name__)
+
+DeviceAction = OpenGate | CloseGate | StopGate | SetLight | ShowBoard
+
+#: A lamp command reaches the module within one poll; it reports another colour after this
+#: long only if the command was lost (or the module restarted).
+LIGHT_SETTLE_S = 1.0
+#: Between re-sends of a board text that failed to reach the board.
+BOARD_RETRY_S = 2.0
+
+
+@dataclass
+class ExecutorCounters:
+    gate_opens: int = 0
+    gate_closes: int = 0
+    gate_opens_unauthorised_refused: int = 0
+    closes_refused_occupied: int = 0
+    device_failures: dict[str, int] = field(default_factory=dict)
+    resent: dict[str, int] = field(default_factory=dict)
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        lane: str,
+        logic: LaneLogic,
+        devices: LaneDevices,
+        events: EventWriter,
+        audit: AuditLog,
+        identify: Callable[[str], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.lane = lane
+        self.logic = logic
+        self.devices = devices
+        self.events = events
+        self.audit = audit
+        self.identify = identify
+        self.clock = clock
+        self.counters = ExecutorCounters()
+        self._queue: asyncio.Queue[DeviceAction] = asyncio.Queue()
+        self.light_wanted: SetLight | None = None
+        self._light_sent_at = 0.0
+        self._board_unsent: ShowBoard | None = None
+        self._board_sent_at = 0.0
+
+    # ------------------------------------------------------------------ synchronous side
+    def apply(self, actions: Iterable[Action]) -> None:
+        for a in actions:
+            match a:
+                case Publish():
+                    self.events.put(a.type, a.data, subject=a.subject)
+                case Audit():
+                    self.audit.append(a.kind, actor=a.actor, reason=a.reason, lane=self.lane, data=a.fields())
+                case Identify(passage_id=pid):
+                    self.identify(pid)
+                case SetLight():
+                    self.light_wanted, self._light_sent_at = a, self.clock()
+                    self._queue.put_nowait(a)
+                case ShowBoard():
+                    self._board_unsent = None  # superseded
+                    self._queue.put_nowait(a)
+                case OpenGate() | CloseGate() | StopGate():
+                    self._queue.put_nowait(a)
+
+    def reconcile(self, light_now: str | None, now: float) -> None:
+        """Re-send the light when the I/O module reports another colour than the one last told
+        (after ``LIGHT_SETTLE_S``), and a board write that failed (after ``BOARD_RETRY_S``)."""
+        want = self.light_wanted
+        lost = want is not None and light_now is not None and light_now != want.colour
+        if want is not None and lost and now - self._light_sent_at > LIGHT_SETTLE_S:
+            self._light_sent_at = now
+            self.counters.resent["SetLight"] = self.counters.resent.get("SetLight", 0) + 1
+            self._queue.put_nowait(want)
+        board = self._board_unsent
+        if board is not None and now - self._board_sent_at > BOARD_RETRY_S:
+            self._board_unsent = None
+            self._board_sent_at = now
+            self.counters.resent["ShowBoard"] = self.counters.resent.get("ShowBoard", 0) + 1
+            self._queue.put_nowait(board)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    # ------------------------------------------------------------------ device side
+    async def run(self) -> None:
+        while True:
+            a = await self._queue.get()
+            try:
+                await self.execute(a)
+            except DeviceError as exc:
+                # Not retried here: the logic re-sends a gate command the controller has not
+                # confirmed, and the board and light are re-written on the next change.
+                name = type(a).__name__
+                self.counters.device_failures[name] = self.counters.device_failures.get(name, 0) + 1
+                log.warning("%s: %s failed: %s", self.lane, a, exc)
+                if isinstance(a, ShowBoard) and self._board_unsent is None:
+                    self._board_unsent, self._board_sent_at = a, self.clock()
+
+    async def execute(self, a: DeviceAction) -> None:
+        match a:
+            case OpenGate(passage_id=pid, cause=cause):
+                if not self.logic.authorises_open(pid, cause):
+                    self.counters.gate_opens_unauthorised_refused += 1
+                    log.error("%s: refused to open the gate without authority (%s)", self.lane, a)
+                    return
+                await self.devices.gate.open()
+                self.counters.gate_opens += 1
+            case CloseGate():
+                st = await self.devices.gate.status()
+                if not self.logic.may_close(Sensors(photocell=st.photocell_blocked, safety_loop=st.loop_occupied)):
+                    self.counters.closes_refused_occupied += 1
+                    self.apply(self.logic.on_close_refused(self.clock()))
+                    return
+                await self.devices.gate.close_arm()
+                self.counters.gate_closes += 1
+            case StopGate():
+                await self.devices.gate.stop()
+            case SetLight(colour=colour):
+                await self.devices.io.set_light(LightColour(colour))
+            case ShowBoard(lines=lines):
+                board = self.devices.board
+                if board is not None:
+                    await board.show([BoardLine(line.text, BoardColour(line.colour)) for line in lines])

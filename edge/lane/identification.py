@@ -1,0 +1,190 @@
+"""Identifying the vehicle of a passage: RFID e-card, weighbridge, camera reads.
+
+Each source has its own physical deadline; whatever does not answer in time is left out and
+the identity goes to the platform with what was read (an officer sees an identification
+exception rather than a lane stuck in IDENTIFYING). The plates registered with the vehicle's
+e-card (the signed ``expected_vehicles`` command) stand in for a camera read when there is none, flagged by a
+lower confidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from portlane.drivers.base import Frame, TagRead
+from portlane.drivers.errors import DeviceError
+from portlane.edge.contract.events import ContainerRead, PlateKind, PlateRead
+from portlane.models.grammar import classify
+
+from .devices import LaneDevices
+from .passage import Identity
+
+__all__ = ["LOW_CONFIDENCE", "Identifier", "Recogniser", "identity_exceptions", "plate_read"]
+
+log = logging.getLogger(__name__)
+
+#: Below this confidence an identity is flagged for an officer (low_confidence).
+LOW_CONFIDENCE = 0.80
+#: An RFID read at 7–10 m takes < 0.5 s; a loaded weighbridge settles within 2–3 s of the truck
+#: stopping. A tag read more than this before the arrival belongs to the previous vehicle.
+RFID_WAIT_S = 1.5
+WEIGH_WAIT_S = 4.0
+#: The reader sees a vehicle queueing behind the one in the lane: a tag read up to this long
+#: before the arrival may be the arriving vehicle's, unless an earlier passage already took it.
+TAG_BEFORE_ARRIVAL_S = 300.0
+#: Tag reads and assigned tags remembered (a few vehicles' worth).
+TAG_MEMORY = 16
+#: The e-card's registered plates stand in for a camera read with this confidence.
+REGISTERED_PLATE_CONFIDENCE = 0.9
+#: Between RFID polls when the reader is offline or failed.
+RFID_RETRY_S = 0.2
+RFID_READ_TIMEOUT_S = 5.0
+
+
+class Recogniser(Protocol):
+    async def recognise(self, frames: list[Frame], *, kind: str) -> list[dict[str, Any]]: ...
+
+
+def plate_read(text: str, confidence: float) -> PlateRead:
+    """A plate text the lane did not read itself (registration, officer's correction)."""
+    kind: PlateKind = classify(text) or "unknown"  # type: ignore[assignment]
+    return PlateRead(text=text, kind=kind, confidence=confidence)
+
+
+def identity_exceptions(identity: Identity, *, registrations: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """Exceptions an officer must look at (ordinary operations, not errors)."""
+    exc: list[str] = [e for e in identity.exceptions]
+    if not identity.plates:
+        exc.append("unreadable_plate")
+    elif identity.confidence < LOW_CONFIDENCE:
+        exc.append("low_confidence")
+    kinds = {r.kind for r in identity.plates}
+    if "cn_crossborder" in kinds and kinds & {"hk", "macau"}:
+        plates = tuple(sorted(r.text for r in identity.plates))
+        if registrations and plates not in registrations.values():
+            exc.append("dual_plate_mismatch")
+    if any(not c.check_digit_ok for c in identity.containers):
+        exc.append("check_digit_failed")
+    return tuple(dict.fromkeys(exc))
+
+
+class Identifier:
+    def __init__(
+        self,
+        lane: str,
+        devices: LaneDevices,
+        *,
+        recogniser: Recogniser | None,
+        clock: Callable[[], float],
+        deadline_s: float,
+    ) -> None:
+        self.lane = lane
+        self.devices = devices
+        self.recogniser = recogniser
+        self.clock = clock
+        self.deadline_s = deadline_s
+        self.registrations: dict[str, tuple[str, ...]] = {}  # tag id -> registered plates (sorted)
+        self.reads: deque[TagRead] = deque(maxlen=TAG_MEMORY)
+        self._assigned: deque[str] = deque(maxlen=TAG_MEMORY)
+        self._tag_read = asyncio.Condition()
+
+    def register(self, vehicles: Mapping[str, tuple[str, ...]]) -> None:
+        self.registrations = {tag: tuple(sorted(plates)) for tag, plates in vehicles.items()}
+
+    async def rfid_reader(self) -> None:
+        """Keep the last tag read (the reader pushes reads as vehicles approach)."""
+        rfid = self.devices.rfid
+        if rfid is None:
+            return
+        while True:
+            if not rfid.connected:
+                await asyncio.sleep(RFID_RETRY_S)
+                continue
+            try:
+                read = await rfid.next_read(timeout=RFID_READ_TIMEOUT_S)
+            except DeviceError:
+                await asyncio.sleep(RFID_RETRY_S)
+                continue
+            if read is not None:
+                async with self._tag_read:
+                    self.reads.append(read)
+                    self._tag_read.notify_all()
+
+    async def identify(self, arrived: float) -> Identity:
+        tag: str | None = None
+        weight: int | None = None
+        plates: list[PlateRead] = []
+        containers: list[ContainerRead] = []
+
+        def unassigned() -> TagRead | None:
+            """The oldest recent read of a tag no earlier passage has taken: vehicles reach the
+            lane in the order the reader saw them."""
+            for r in self.reads:
+                if r.ts >= arrived - TAG_BEFORE_ARRIVAL_S and r.tag_id not in self._assigned:
+                    return r
+            return None
+
+        async def get_tag() -> None:
+            nonlocal tag
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RFID_WAIT_S), self._tag_read:
+                    read = await self._tag_read.wait_for(unassigned)
+                    tag = read.tag_id if read else None
+                    if tag is not None:
+                        self._assigned.append(tag)
+
+        async def get_weight() -> None:
+            nonlocal weight
+            wb = self.devices.weighbridge
+            if wb is None or not wb.connected:
+                return
+            with contextlib.suppress(DeviceError):
+                weight = (await wb.wait_stable(WEIGH_WAIT_S)).kg
+
+        async def get_reads() -> None:
+            if self.recogniser is None:
+                return
+            frames: dict[str, list[Frame]] = {"plate": [], "container": []}
+            for name, cam in self.devices.cameras():
+                if cam.connected:
+                    with contextlib.suppress(DeviceError):
+                        frames["container" if "container" in name else "plate"].append(await cam.snapshot())
+            for kind, fl in frames.items():
+                if not fl:
+                    continue
+                for r in await self.recogniser.recognise(fl, kind=kind):
+                    if kind == "plate":
+                        plates.append(PlateRead(text=r["text"], kind=r["kind"], confidence=float(r["confidence"])))
+                    else:
+                        containers.append(
+                            ContainerRead(
+                                number=r["number"],
+                                check_digit_ok=bool(r["check_digit_ok"]),
+                                iso_type=r.get("iso_type"),
+                                confidence=float(r["confidence"]),
+                            )
+                        )
+
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(get_tag(), name=f"{self.lane}:identify-tag")
+                    tg.create_task(get_weight(), name=f"{self.lane}:identify-weight")
+                    tg.create_task(get_reads(), name=f"{self.lane}:identify-reads")
+        except TimeoutError:
+            log.warning("%s: identification timed out; deciding on what was read", self.lane)
+        if not plates and tag and tag in self.registrations:
+            plates = [plate_read(t, REGISTERED_PLATE_CONFIDENCE) for t in self.registrations[tag]]
+        # The identity's confidence is its weakest plate read: containers are vouched for by
+        # their check digit (a failing one is an exception of its own, check_digit_failed).
+        conf = min((r.confidence for r in plates), default=0.0)
+        ident = Identity(
+            plates=tuple(plates), containers=tuple(containers), tag_id=tag, weight_kg=weight, confidence=conf
+        )
+        return dataclasses.replace(ident, exceptions=identity_exceptions(ident, registrations=self.registrations))

@@ -1,0 +1,226 @@
+"""What the daemons answer on their control socket (the technician's CLI, ``portlane.edge.cli``).
+
+Lane: ``status``, ``devices``, ``passage``, ``gate``, ``board``, ``lane_service``,
+``outbox`` (show, replay from a seq, purge), ``config``, ``config_apply``. Scanner:
+``status``, ``scanner_abort``. Acting operations need an operator and a reason and are
+written to the audit log (the control server adds the peer's uid, user and pid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from portlane.edge.config import parse_site
+from portlane.edge.errors import ConfigError
+from portlane.edge.lane.daemon import LaneDaemon
+from portlane.edge.scanner.daemon import ScannerDaemon
+from portlane.edge.trust.audit import OperatorError, require_operator
+
+__all__ = ["TRIAL_CONNECT_S", "lane_handlers", "scanner_handlers"]
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+#: ``config_apply`` tries the new broker before switching; a broker on the LAN answers a
+#: CONNECT within milliseconds, a TLS handshake with client certificates within a second.
+TRIAL_CONNECT_S = 5.0
+
+
+def _replace_file(site_file: Path, text: str, old_text: str) -> None:
+    """Keep the previous file beside it and switch atomically (one filesystem)."""
+    tmp = site_file.with_suffix(".yaml.new")
+    tmp.write_text(text, encoding="utf-8")
+    site_file.with_suffix(".yaml.previous").write_text(old_text, encoding="utf-8")
+    os.replace(tmp, site_file)
+
+
+def _operator(req: dict[str, Any]) -> tuple[str, str]:
+    try:
+        return require_operator(str(req.get("operator", "")), str(req.get("reason", "")))
+    except OperatorError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event) -> dict[str, Handler]:
+    """Control-socket handlers of a lane daemon. ``restart`` is set after a configuration was
+    applied (the daemon then exits with EXIT_RESTART and systemd starts it on the new file)."""
+    _who = _operator
+
+    def _lane_ok(req: dict[str, Any]) -> None:
+        if req.get("lane") not in (None, d.cfg.id):
+            raise ValueError(f"this daemon drives lane {d.cfg.id}, not {req.get('lane')}")
+
+    async def status(req: dict[str, Any]) -> dict[str, Any]:
+        st = d.status()
+        return {"site": d.site.site.id, "broker": st.pop("broker"), "lanes": [st]}
+
+    async def devices(req: dict[str, Any]) -> dict[str, Any]:
+        return {"lanes": [{"lane": d.cfg.id, "devices": d.status()["devices"]}]}
+
+    async def passage(req: dict[str, Any]) -> dict[str, Any]:
+        pid = req.get("id")
+        for p in [*([d.logic.passage] if d.logic.passage else []), *reversed(d.logic.history)]:
+            if pid in (None, p.id):
+                return {
+                    "passage": {
+                        "id": p.id,
+                        "stage": p.stage.value,
+                        "outcome": p.outcome,
+                        "decisions": p.decisions,
+                        "phase": p.phase,
+                        "scans": p.scans,
+                        "scan_result": p.scan_result,
+                        "stamps": p.stamps,
+                        "identity": p.identity.vehicle_ref if p.identity else None,
+                    }
+                }
+        return {"ok": False, "error": f"no passage {pid} on lane {d.cfg.id} (the last 50 are kept)"}
+
+    async def gate(req: dict[str, Any]) -> dict[str, Any]:
+        _lane_ok(req)
+        op, why = _who(req)
+        if req.get("action") not in ("open", "close", "stop"):
+            raise ValueError("action must be open, close or stop")
+        return d.override(str(req["action"]), operator=op, reason=why)
+
+    async def board(req: dict[str, Any]) -> dict[str, Any]:
+        _lane_ok(req)
+        op, why = _who(req)
+        d.show_board(str(req.get("text", "")), operator=op, reason=why)
+        return {}
+
+    async def lane_service(req: dict[str, Any]) -> dict[str, Any]:
+        _lane_ok(req)
+        op, why = _who(req)
+        return {"in_service": d.set_in_service(bool(req.get("in_service")), operator=op, reason=why)}
+
+    async def outbox(req: dict[str, Any]) -> dict[str, Any]:
+        action = req.get("action", "show")
+        if action == "show":
+            return {
+                "outbox": d.outbox.stats().as_dict(),
+                "head": [{"seq": r.seq, "topic": r.topic} for r in d.outbox.peek(limit=20)],
+            }
+        op, why = _who(req)
+        if action == "replay":
+            start, end = req.get("from_seq", 1), req.get("to_seq")
+            if not isinstance(start, int) or start < 1 or not (end is None or isinstance(end, int)):
+                raise ValueError("replay needs from_seq (>= 1) and optionally to_seq")
+            n = d.replay(start, end)
+            d.audit.append(
+                "outbox_replay",
+                actor=op,
+                reason=why,
+                lane=d.cfg.id,
+                data={"from_seq": start, "to_seq": end, "queued": n},
+            )
+            return {"replayed": n, "outbox": d.outbox.stats().as_dict()}
+        if action == "purge":
+            count = req.get("count")
+            if not isinstance(count, int) or count <= 0:
+                raise ValueError("purge needs an explicit positive count")
+            n = d.outbox.purge(count)
+            d.audit.append("outbox_purge", actor=op, reason=why, lane=d.cfg.id, data={"purged": n})
+            return {"purged": n, "outbox": d.outbox.stats().as_dict()}
+        raise ValueError("action must be show, replay or purge")
+
+    async def config(req: dict[str, Any]) -> dict[str, Any]:
+        if site_file is None:
+            return {"ok": False, "error": "daemon was started without a site file"}
+        return {"yaml": await asyncio.to_thread(site_file.read_text, encoding="utf-8")}
+
+    async def config_apply(req: dict[str, Any]) -> dict[str, Any]:
+        op, why = _who(req)
+        if site_file is None:
+            return {"ok": False, "error": "daemon was started without a site file"}
+        text = str(req.get("yaml", ""))
+        import yaml
+
+        try:
+            new = parse_site(yaml.safe_load(text), file="<config_apply>")
+            new.lane(d.cfg.id)
+        except (ConfigError, KeyError, yaml.YAMLError) as exc:
+            return {"ok": False, "error": f"refused: {exc}"}
+        from portlane.edge.trust.config_audit import config_change
+        from portlane.edge.trust.keys import CredentialError, broker_credentials
+
+        old_text = await asyncio.to_thread(site_file.read_text, encoding="utf-8")
+        change = config_change(old_text, text, d.site, new)
+        allow = req.get("allow_key_change") is True
+        if change.trust_changes and not allow:
+            d.audit.append("config_refused", actor=op, reason=why, lane=d.cfg.id, data=change.as_dict())
+            return {
+                "ok": False,
+                "error": f"refused: the new configuration {', '.join(change.trust_changes)}; a new trusted key "
+                "may open barriers — check it, then apply again with --allow-key-change",
+            }
+        # Trial: the new broker must answer, with the new credentials, before we switch (devices
+        # are checked by the supervisors after the restart; a lane that cannot reach its gate
+        # closes itself). With client certificates the trial has the lane's identity: the broker
+        # ends the lane's own session for the moment of the trial, and the lane reconnects.
+        from portlane.edge.delivery.mqtt import MqttLink
+
+        try:
+            creds = broker_credentials(new.broker, unit=d.cfg.id).link_kwargs()
+        except CredentialError as exc:
+            return {"ok": False, "error": f"refused: {exc}; configuration unchanged"}
+        trial = MqttLink(new.broker.url, client_id=f"portlane-trial-{d.cfg.id}", protocol=new.broker.protocol, **creds)
+        reached = False
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(trial.run(), name=f"{d.cfg.id}:config-trial")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TRIAL_CONNECT_S):
+                    await trial.wait_connected()
+                    reached = True
+            await trial.close()
+            task.cancel()
+        if not reached:
+            return {"ok": False, "error": f"refused: broker {new.broker.url} unreachable; configuration unchanged"}
+        await asyncio.to_thread(_replace_file, site_file, text, old_text)
+        d.audit.append(
+            "config_applied", actor=op, reason=why, lane=d.cfg.id, data={**change.as_dict(), "allow_key_change": allow}
+        )
+        restart.set()
+        return {"applied": True, "restarting": True}
+
+    return {
+        "status": status,
+        "devices": devices,
+        "passage": passage,
+        "gate": gate,
+        "board": board,
+        "lane_service": lane_service,
+        "outbox": outbox,
+        "config": config,
+        "config_apply": config_apply,
+    }
+
+
+def scanner_handlers(d: ScannerDaemon) -> dict[str, Handler]:
+    """Control-socket handlers of the scanner daemon."""
+
+    async def status(req: dict[str, Any]) -> dict[str, Any]:
+        st = d.status
+        return {
+            "site": d.site.site.id,
+            "scanner": d.cfg.id,
+            "lanes": [],
+            "state": st.state.name if st else None,
+            "queue": len(d.queue),
+            "current": d.current.passage_id if d.current else None,
+            "scans": d.scans,
+            "utilisation": d.utilisation(),
+            "outbox": d.outbox.stats().as_dict(),
+        }
+
+    async def scanner_abort(req: dict[str, Any]) -> dict[str, Any]:
+        op, why = _operator(req)
+        d.audit.append("override", actor=op, reason=why, data={"action": "scanner_abort"})
+        await d.device.abort()
+        return {}
+
+    return {"status": status, "scanner_abort": scanner_abort}

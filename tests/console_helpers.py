@@ -1,0 +1,76 @@
+"""Shared helpers of the console tests: the demo site, contract-exact envelopes, signing."""
+
+from __future__ import annotations
+
+import base64
+import importlib.resources
+from pathlib import Path
+from typing import Any
+
+from portlane.edge.config import Site, load_site
+from portlane.edge.contract.times import rfc3339
+
+SITE_FILE = Path(str(importlib.resources.files("portlane.firmware_config"))) / "sites" / "zhuhai-hzmb-cargo.yaml"
+SITE_ID = "zhuhai-hzmb-cargo"
+
+
+def site() -> Site:
+    return load_site(SITE_FILE)
+
+
+def envelope(
+    unit: str,
+    seq: int,
+    type_: str,
+    data: dict[str, Any],
+    *,
+    epoch: int | None = 1,
+    t: float = 1_700_000_000.0,
+    site_id: str = SITE_ID,
+    audience: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """An envelope as the outbox writes it (with the stream-epoch attribute unless epoch=None)."""
+    env: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": f"{site_id}/{unit}/{epoch}/{seq}" if epoch is not None else f"{site_id}/{unit}/{seq}",
+        "source": f"portlane://{site_id}/{unit}",
+        "type": f"portlane.{type_}",
+        "time": rfc3339(t),
+        "subject": data.get("passage_id"),
+        "datacontenttype": "application/json",
+        "dataschema": None,
+        "seq": seq,
+        "audience": list(audience),
+        "data": data,
+    }
+    if epoch is not None:
+        env["epoch"] = epoch
+    return env
+
+
+def sign_event(env: dict[str, Any], key_id: str, private_key_b64: str) -> dict[str, Any]:
+    """Sign exactly as the contract says: Ed25519 over RFC 8785 JSON of the envelope without
+    ``sig`` (``sigkeyid`` included), standard base64. Independent of the console's code."""
+    import rfc8785
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    out = {k: v for k, v in env.items() if k != "sig"}
+    out["sigkeyid"] = key_id
+    key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key_b64))
+    out["sig"] = base64.b64encode(key.sign(rfc8785.dumps(out))).decode("ascii")
+    return out
+
+
+def completed(pid: str, stage_ms: dict[str, int], *, t0: float, outcome: str = "released", **kw: Any) -> dict[str, Any]:
+    stages = {k: rfc3339(t0 + v / 1000) for k, v in stage_ms.items()}
+    return {
+        "passage_id": pid,
+        "outcome": outcome,
+        "inspected": "scan_started" in stage_ms,
+        "scan_id": None,
+        "scan_result": None,
+        "plates": kw.get("plates", ["粤Z1234港"]),
+        "containers": kw.get("containers", []),
+        "stages": stages,
+        "stage_ms": stage_ms,
+    }
