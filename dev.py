@@ -24,10 +24,9 @@ STAMP = VENV / ".portlane-installed"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 
-#: Packages installed without their declared dependencies. rapidocr-onnxruntime ships the
-#: PP-OCR ONNX weights we run, but declares the Qt build of OpenCV (`opencv-python`), which
-#: would overwrite the headless `cv2` we depend on; its real needs are in pyproject.toml.
-NO_DEPS = ("rapidocr-onnxruntime==1.4.4",)
+#: Packages installed without their declared dependencies (none: the OCR weights ship inside
+#: portlane itself, so nothing that declares the Qt build of OpenCV is installed any more).
+NO_DEPS: tuple[str, ...] = ()
 
 
 def _fingerprint() -> str:

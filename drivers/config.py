@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["CameraLink", "DeviceConfig", "Link", "SerialLink", "TcpLink", "VirtualLink"]
 
@@ -39,6 +39,16 @@ class TcpLink(_Frozen):
 class CameraLink(_Frozen):
     kind: Literal["camera"] = "camera"
     source: str = Field(description="anything OpenCV opens: rtsp://, http:// MJPEG, file path, /dev/videoN")
+    roi: tuple[int, int, int, int] | None = Field(
+        None, description="x1, y1, x2, y2 (frame pixels) where plates or numbers appear; recognition reads only this")
+
+    @model_validator(mode="after")
+    def _roi_is_a_box(self) -> CameraLink:
+        if self.roi is not None:
+            x1, y1, x2, y2 = self.roi
+            if min(self.roi) < 0 or x2 <= x1 or y2 <= y1:
+                raise ValueError(f"roi must be x1, y1, x2, y2 with x2 > x1 >= 0 and y2 > y1 >= 0, not {self.roi}")
+        return self
 
 
 class VirtualLink(_Frozen):

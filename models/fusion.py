@@ -1,27 +1,41 @@
-"""Fusion of one passage's reads (several frames, several cameras) into one identity.
+"""Fusion of one passage's reads (several frames, two to four cameras) into identities.
 
-Each read votes for its text with its confidence; the identity is the text with the largest
-summed confidence, and its confidence is that sum's share of all votes times the best single
-read's confidence (many weak reads of a text do not make it certain; one strong read contradicted
-by another is not certain either).
+The one home of fusion: the lane (``edge/recognition.py``) and the CLI use these functions.
 
-Dual plates: cross-boundary vehicles carry a Hong Kong or Macau plate *and* a 粤Z plate. When a
-passage's reads contain both a ``hk``/``macau`` winner and a ``cn_crossborder`` winner, both are
-returned as a pair (``PlateIdentity.paired``).
+Each read votes for its text with its confidence. A text's fused confidence is its share of
+the votes of its rivals times its best single read (many weak reads of a text do not make it
+certain; one strong read contradicted by another is not certain either).
+
+Status (what the lane may act on without an officer):
+
+* ``confirmed`` — independent support: two or more frames/cameras agree on the text, or one
+  read is itself confirmed (characters above the calibrated threshold); and no rival read is
+  confirmed or carries a quarter of the winner's votes. **Agreement raises confidence,
+  disagreement lowers it.**
+* ``low_confidence`` — anything else.
+
+Rivals: plates of the same group (a cross-boundary car carries a HK/Macau plate *and* a 粤Z
+plate: those are partners, not rivals — ``PlateIdentity.paired``); container numbers that
+differ in at most three characters (one box misread, not two boxes — a truck may carry two 20'
+boxes, each gets its identity). A container read whose check digit failed never votes; one
+with an inferred check digit or a correction needs another read to agree before it counts as
+support.
 
 Pure Python: importable from the lane without numpy, cv2 or onnxruntime.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .grammar import PlateRead
+from .grammar import CONFIRMED, LOW_CONFIDENCE, PlateRead
 from .iso6346 import ContainerRead
 
-__all__ = ["ContainerIdentity", "PlateIdentity", "fuse", "fuse_containers"]
+__all__ = ["ContainerIdentity", "PlateIdentity", "fuse", "fuse_containers", "fuse_plates"]
+
+#: A rival with at least this share of the winner's votes makes the winner doubtful.
+RIVAL_SHARE = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +44,7 @@ class PlateIdentity:
     kind: str
     confidence: float
     votes: int
+    status: str = LOW_CONFIDENCE
     paired: PlateIdentity | None = None
 
 
@@ -39,54 +54,100 @@ class ContainerIdentity:
     confidence: float
     votes: int
     check_digit_inferred: bool
+    status: str = LOW_CONFIDENCE
+    iso_type: str | None = None
 
 
-def _vote(items: Iterable[tuple[str, float]]) -> tuple[str, float, int] | None:
-    score: dict[str, float] = defaultdict(float)
-    best: dict[str, float] = defaultdict(float)
-    count: dict[str, int] = defaultdict(int)
-    for key, conf in items:
+@dataclass(frozen=True, slots=True)
+class _Tally:
+    key: str
+    confidence: float
+    votes: int
+    status: str
+
+
+def _tally(items: Sequence[tuple[str, float, bool, bool]]) -> _Tally | None:
+    """``items``: (text, confidence, read confirmed, read counts as support) of one rival group."""
+    score: dict[str, float] = {}
+    best: dict[str, float] = {}
+    count: dict[str, int] = {}
+    confirmed: dict[str, bool] = {}
+    support: dict[str, int] = {}
+    for key, conf, ok, sup in items:
         c = max(0.0, min(1.0, conf))
-        score[key] += c
-        best[key] = max(best[key], c)
-        count[key] += 1
+        score[key] = score.get(key, 0.0) + c
+        best[key] = max(best.get(key, 0.0), c)
+        count[key] = count.get(key, 0) + 1
+        confirmed[key] = confirmed.get(key, False) or ok
+        support[key] = support.get(key, 0) + sup
     total = sum(score.values())
     if not score or total <= 0:
         return None
     win = max(score, key=lambda k: (score[k], count[k]))
-    return win, round(score[win] / total * best[win], 4), count[win]
+    rivals = [k for k in score if k != win and (confirmed[k] or score[k] >= RIVAL_SHARE * score[win])]
+    agreed = support[win] >= 2
+    status = CONFIRMED if (confirmed[win] or agreed) and not rivals else LOW_CONFIDENCE
+    conf = score[win] / total * best[win]
+    if agreed and not rivals:
+        # independent reads agreeing: the chance both are wrong the same way is the product
+        others = sorted((c for k, c, _ok, _s in items if k == win), reverse=True)
+        conf = 1.0 - (1.0 - others[0]) * (1.0 - others[1])
+    return _Tally(win, round(conf, 4), count[win], status)
+
+
+def fuse_plates(reads: Iterable[PlateRead]) -> list[PlateIdentity]:
+    """One identity per plate group: the home plate (mainland, HK or Macau) and, for a
+    cross-boundary car, its 粤Z plate. Main plate first."""
+    reads = list(reads)
+    kind_of = {r.text: r.kind for r in reads}
+    out: list[PlateIdentity] = []
+    home = [r for r in reads if r.kind != "cn_crossborder"]
+    cross = [r for r in reads if r.kind == "cn_crossborder"]
+    for rs in (home, cross):
+        t = _tally([(r.text, r.confidence, r.status == CONFIRMED, True) for r in rs])
+        if t is not None:
+            out.append(PlateIdentity(t.key, kind_of[t.key], t.confidence, t.votes, t.status))
+    return out
 
 
 def fuse(reads: Iterable[PlateRead]) -> PlateIdentity | None:
     """One identity for a passage's plate reads; a HK/Macau + 粤Z dual plate comes back paired."""
-    reads = list(reads)
-    if not reads:
+    ids = fuse_plates(reads)
+    if not ids:
         return None
-    kind_of = {r.text: r.kind for r in reads}
-    groups = {
-        "cross": [r for r in reads if r.kind == "cn_crossborder"],
-        "sar": [r for r in reads if r.kind in ("hk", "macau")],
-        "other": [r for r in reads if r.kind not in ("cn_crossborder", "hk", "macau")],
-    }
-    ids: dict[str, PlateIdentity] = {}
-    for name, rs in groups.items():
-        v = _vote((r.text, r.confidence) for r in rs)
-        if v is not None:
-            ids[name] = PlateIdentity(v[0], kind_of[v[0]], v[1], v[2])
-    if "cross" in ids and "sar" in ids:
-        sar, cross = ids["sar"], ids["cross"]
-        return PlateIdentity(sar.text, sar.kind, sar.confidence, sar.votes, paired=cross)
-    v = _vote((r.text, r.confidence) for r in reads)
-    if v is None:
-        return None
-    return PlateIdentity(v[0], kind_of[v[0]], v[1], v[2])
+    sar = next((i for i in ids if i.kind in ("hk", "macau")), None)
+    cross = next((i for i in ids if i.kind == "cn_crossborder"), None)
+    if sar is not None and cross is not None:
+        return PlateIdentity(sar.text, sar.kind, sar.confidence, sar.votes, sar.status, paired=cross)
+    return ids[0]
 
 
-def fuse_containers(reads: Iterable[ContainerRead]) -> ContainerIdentity | None:
-    """One container number for a passage; reads whose check digit failed do not vote."""
+def _near(a: str, b: str) -> bool:
+    return len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) <= 3
+
+
+def fuse_containers(reads: Iterable[ContainerRead]) -> list[ContainerIdentity]:
+    """One identity per physical box, most voted first; reads whose check digit failed do not vote."""
     good = [r for r in reads if r.check_digit_ok]
-    v = _vote((r.number, r.confidence) for r in good)
-    if v is None:
-        return None
-    inferred = all(r.check_digit_inferred for r in good if r.number == v[0])
-    return ContainerIdentity(v[0], v[1], v[2], inferred)
+    groups: list[list[ContainerRead]] = []
+    for r in sorted(good, key=lambda r: -r.confidence):
+        for g in groups:
+            if any(_near(r.number, o.number) for o in g):
+                g.append(r)
+                break
+        else:
+            groups.append([r])
+    out: list[ContainerIdentity] = []
+    for g in groups:
+        t = _tally(
+            [(r.number, r.confidence, r.status == CONFIRMED, not (r.check_digit_inferred or r.corrected)) for r in g]
+        )
+        if t is None:
+            continue
+        mine = [r for r in g if r.number == t.key]
+        iso = next((r.iso_type for r in mine if r.iso_type), None)
+        out.append(
+            ContainerIdentity(t.key, t.confidence, t.votes, all(r.check_digit_inferred for r in mine), t.status, iso)
+        )
+    out.sort(key=lambda i: (-i.votes, -i.confidence))
+    return out

@@ -19,6 +19,9 @@ kind               format                                                   cano
                    province + letter + 4 serial + 学/警/挂/领/使/试/超       ``京A1234学``
 ``cn_crossborder`` 粤Z + 4 serial + 港/澳                                    ``粤ZA123港``
 ``hk``             1–2 letters (no I, O, Q) + 1–4 digits, no leading zero   ``AB1234``
+``hk_personal``    Hong Kong personalised mark: 1–8 letters and digits       ``SPEED1``
+                   (no I, O, Q), at least one letter; a fallback only —
+                   almost any word fits, so never confirmed from one read
 ``macau``          M + letter + 4 digits, written MX-12-34                  ``MX-12-34``
 =================  ======================================================  =================
 
@@ -33,7 +36,9 @@ from dataclasses import dataclass
 
 __all__ = [
     "CN_PROVINCES",
+    "CONFIRMED",
     "GRAMMARS",
+    "LOW_CONFIDENCE",
     "PlateRead",
     "Template",
     "classify",
@@ -81,6 +86,11 @@ def _hk_templates() -> list[Template]:
     return out
 
 
+def _hk_personal_templates() -> list[Template]:
+    a = HK_LETTERS + DIGITS
+    return [(a,) * n for n in range(2, 9)]
+
+
 def _macau_templates() -> list[Template]:
     return [("M", MACAU_SECOND, DIGITS, DIGITS, DIGITS, DIGITS)]
 
@@ -89,6 +99,7 @@ GRAMMARS: dict[str, list[Template]] = {
     "cn": _cn_templates(),
     "cn_crossborder": _crossborder_templates(),
     "hk": _hk_templates(),
+    "hk_personal": _hk_personal_templates(),
     "macau": _macau_templates(),
 }
 
@@ -112,15 +123,19 @@ def _matches(text: str, template: Template) -> bool:
     return len(text) == len(template) and all(c in allowed for c, allowed in zip(text, template, strict=True))
 
 
-def classify(text: str) -> str | None:
+def classify(text: str, *, personal: bool = False) -> str | None:
     """The plate kind whose grammar accepts ``text`` (any separators), or None.
 
     ``粤Z…港`` is cross-boundary even though it would also fit the generic suffix template.
+    ``personal``: also accept a Hong Kong personalised mark (``hk_personal``) when no ordinary
+    grammar does — off by default, since almost any short word fits it.
     """
     t = normalise(text)
     for kind in ("cn_crossborder", "macau", "cn", "hk"):
         if any(_matches(t, tpl) for tpl in GRAMMARS[kind]):
             return kind
+    if personal and any(c in HK_LETTERS for c in t) and any(_matches(t, tpl) for tpl in GRAMMARS["hk_personal"]):
+        return "hk_personal"
     return None
 
 
@@ -132,6 +147,13 @@ def render_canonical(text: str, kind: str) -> str:
     return t
 
 
+#: A read the lane may act on: every character, and the province Hanzi in particular, above the
+#: thresholds calibrated on the development set (``pipeline.PlateReader``).
+CONFIRMED = "confirmed"
+#: A read an officer must look at: some character is doubtful.
+LOW_CONFIDENCE = "low_confidence"
+
+
 @dataclass(frozen=True, slots=True)
 class PlateRead:
     text: str
@@ -139,3 +161,13 @@ class PlateRead:
     confidence: float
     box: tuple[int, int, int, int] | None = None
     char_confidences: tuple[float, ...] = ()
+    status: str = CONFIRMED
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "kind": self.kind,
+            "confidence": self.confidence,
+            "status": self.status,
+            "box": list(self.box) if self.box else None,
+        }

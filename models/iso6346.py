@@ -30,6 +30,7 @@ __all__ = [
     "is_valid",
     "is_valid_size_type",
     "letter_value",
+    "remainder",
 ]
 
 CATEGORIES = "UJZ"
@@ -64,6 +65,13 @@ def check_digit(first10: str) -> int:
     return total % 11 % 10
 
 
+def remainder(first10: str) -> int:
+    """The weighted sum mod 11 before the mod-10 fold. 10 folds to check digit 0, so such a
+    number shares its check digit with the numbers of remainder 0; owners avoid issuing these
+    serials (ISO 6346 Annex A), which makes a read with remainder 10 improbable."""
+    return sum(letter_value(c) << i for i, c in enumerate(first10)) % 11
+
+
 def is_valid(number: str) -> bool:
     return bool(_FORMAT.match(number)) and check_digit(number[:10]) == int(number[10])
 
@@ -87,6 +95,13 @@ def is_valid_size_type(code: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ContainerRead:
+    """One container number read from one image.
+
+    ``status`` is ``confirmed`` only with support independent of the check digit (which alone is
+    a 1-in-10 guard): every character read above the calibrated threshold with the check digit
+    itself read, not computed or corrected. Everything else is ``low_confidence``: an officer looks.
+    """
+
     number: str
     check_digit_ok: bool
     check_digit_inferred: bool = False
@@ -94,10 +109,35 @@ class ContainerRead:
     iso_type: str | None = None
     confidence: float = 0.0
     box: tuple[int, int, int, int] | None = None
+    status: str = "low_confidence"
+    char_confidences: tuple[float, ...] = ()
+
+    @property
+    def owner(self) -> str:
+        return self.number[:3]
+
+    @property
+    def category(self) -> str:
+        return self.number[3:4]
+
+    @property
+    def serial(self) -> str:
+        return self.number[4:10]
+
+    @property
+    def check(self) -> str:
+        return self.number[10:11]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"number": self.number, "owner": self.owner, "category": self.category, "serial": self.serial,
+                "check_digit": self.check, "check_digit_ok": self.check_digit_ok,
+                "check_digit_inferred": self.check_digit_inferred, "corrected": self.corrected,
+                "iso_type": self.iso_type, "confidence": self.confidence, "status": self.status,
+                "box": list(self.box) if self.box else None}
 
 
 def correct(number: str, alternatives: Sequence[Iterable[str]] | None = None, *,
-            max_changes: int = 2) -> str | None:
+            max_changes: int = 2, avoid_ten: bool = False) -> str | None:
     """The nearest number to ``number`` (11 characters) whose check digit validates, or None.
 
     ``alternatives[i]`` are the characters position ``i`` may take instead (best first); without
@@ -105,10 +145,17 @@ def correct(number: str, alternatives: Sequence[Iterable[str]] | None = None, *,
     Returns ``number`` itself if it is valid; None if no candidate within ``max_changes``
     validates or if two different candidates with the same number of changes both validate
     (ambiguous: the check digit does not *confirm* either).
+
+    ``avoid_ten``: numbers whose remainder is 10 (see :func:`remainder`) neither count as valid
+    nor as candidates.
     """
     if len(number) != 11:
         return None
-    if is_valid(number):
+
+    def ok(s: str) -> bool:
+        return is_valid(s) and not (avoid_ten and remainder(s[:10]) == 10)
+
+    if ok(number):
         return number
     alts: list[list[str]] = []
     for i, ch in enumerate(number):
@@ -123,7 +170,7 @@ def correct(number: str, alternatives: Sequence[Iterable[str]] | None = None, *,
                 for p, c in zip(positions, subs, strict=True):
                     cand[p] = c
                 s = "".join(cand)
-                if is_valid(s):
+                if ok(s):
                     found.add(s)
         if len(found) == 1:
             return found.pop()

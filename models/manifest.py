@@ -1,8 +1,12 @@
 """The model manifest: where each ONNX file comes from, and a loader that refuses tampered files.
 
-The weights are the PP-OCRv4 files shipped inside the ``rapidocr-onnxruntime`` wheel (Apache-2.0);
-they are found through the installed package's location (``importlib.util.find_spec`` does not
-execute the package), never downloaded and never copied into this repository.
+The weights are the PP-OCRv4 det/rec ONNX files (Apache-2.0, PaddleOCR; ONNX conversion by
+RapidOCR, taken byte for byte from ``rapidocr-onnxruntime==1.4.4``). They ship *inside this
+package*, in ``models/weights/`` with their licence and NOTICE, and are found with
+``importlib.resources``: a plain ``pip install`` of the wheel has working OCR, nothing is ever
+downloaded, and no second package (whose dependencies would pull the GUI build of OpenCV) is
+needed. The sha256 of each file is pinned in ``manifest.json`` and checked before a session is
+created.
 
 Exceptions::
 
@@ -14,7 +18,7 @@ Exceptions::
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import importlib.resources
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +34,7 @@ class ModelError(RuntimeError):
 
 
 class ModelMissingError(ModelError, FileNotFoundError):
-    """The package that ships the model, or the file itself, is not installed."""
+    """The model file is not installed (a source tree or wheel built without ``models/weights``)."""
 
 
 class ModelHashError(ModelError):
@@ -55,19 +59,31 @@ def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, Any]:
 def spec(name: str, manifest: dict[str, Any] | None = None) -> ModelSpec:
     m = manifest or load_manifest()
     entry = m["models"][name]
-    return ModelSpec(name=name, file=entry["file"], sha256=entry["sha256"], licence=entry["licence"],
-                     source=f"{m['package']}=={m['package_version']}:{entry['path_in_wheel']}",
-                     input=entry["input"])
+    return ModelSpec(
+        name=name,
+        file=entry["file"],
+        sha256=entry["sha256"],
+        licence=entry["licence"],
+        source=f"{m['origin_package']}=={m['origin_package_version']}:{entry['origin_path']}",
+        input=entry["input"],
+    )
 
 
 def package_model_dir(manifest: dict[str, Any] | None = None) -> Path:
+    """The ``weights`` folder inside the installed ``portlane.models`` package.
+
+    Wheels and editable installs are plain directories, so the traversable is a real path that
+    onnxruntime can open; a zipped install is not supported (onnxruntime needs a file).
+    """
     m = manifest or load_manifest()
-    found = importlib.util.find_spec(m["import_name"])
-    if found is None or not found.submodule_search_locations:
+    root = importlib.resources.files(__package__ or "portlane.models") / m["weights_dir"]
+    path = Path(str(root))
+    if not path.is_dir():
         raise ModelMissingError(
-            f"package {m['package']}=={m['package_version']} is not installed; it ships the OCR weights "
-            f"(install it with: pip install --no-deps {m['package']}=={m['package_version']})")
-    return Path(next(iter(found.submodule_search_locations))) / "models"
+            f"OCR weights folder {path} is not installed; reinstall portlane from a wheel or source tree "
+            "that includes models/weights"
+        )
+    return path
 
 
 def sha256_file(path: Path) -> str:
@@ -92,5 +108,6 @@ def resolve(name: str, *, model_dir: Path | None = None, manifest: dict[str, Any
     if digest != s.sha256:
         raise ModelHashError(
             f"model {name!r}: {path} has sha256 {digest}, manifest says {s.sha256} ({s.source}); "
-            "refusing to load a file that is not the audited one")
+            "refusing to load a file that is not the audited one"
+        )
     return path

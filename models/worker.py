@@ -28,6 +28,14 @@ from .iso6346 import ContainerRead
 __all__ = ["ContainerRead", "PlateRead", "RecognitionWorker", "WorkerClosedError"]
 
 Kind = Literal["plate", "container"]
+Roi = tuple[int, int, int, int]
+
+
+def _clip(roi: Sequence[int], w: int, h: int) -> Roi | None:
+    """The ROI inside a w × h frame; None (whole frame) if nothing of it is left."""
+    x1, y1, x2, y2 = (int(v) for v in roi)
+    x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+    return (x1, y1, x2, y2) if x2 - x1 >= 16 and y2 - y1 >= 16 else None
 
 
 class WorkerClosedError(RuntimeError):
@@ -57,13 +65,20 @@ class RecognitionWorker:
         """Load the models now (sha256 check + session creation, ~0.5 s) instead of on first use."""
         await self._run(lambda: None)
 
-    async def recognise(self, jpeg_bytes_list: Sequence[bytes], *,
-                        kind: Kind) -> list[list[PlateRead] | list[ContainerRead]]:
-        """Reads per image, in input order. An undecodable image gives an empty list."""
+    async def recognise(self, jpeg_bytes_list: Sequence[bytes], *, kind: Kind,
+                        rois: Sequence[Roi | None] | None = None) -> list[list[PlateRead] | list[ContainerRead]]:
+        """Reads per image, in input order. An undecodable image gives an empty list.
+
+        ``rois``: per image, the camera's region of interest (x1, y1, x2, y2) or None for the
+        worker's default; only that region is searched (the lane's site file sets it per camera).
+        """
         if kind not in ("plate", "container"):
             raise ValueError(f"kind must be 'plate' or 'container', not {kind!r}")
         data = list(jpeg_bytes_list)
-        return await self._run(lambda: [self._read_one(kind, b) for b in data])
+        per = list(rois) if rois is not None else [None] * len(data)
+        if len(per) != len(data):
+            raise ValueError("one roi (or None) per image")
+        return await self._run(lambda: [self._read_one(kind, b, r) for b, r in zip(data, per, strict=True)])
 
     async def _run(self, fn: Any) -> Any:
         if self._closed or self._pool is None:
@@ -85,7 +100,7 @@ class RecognitionWorker:
                 self._readers[kind] = ContainerReader(engine, roi=self._container_roi)
         return self._readers[kind]
 
-    def _read_one(self, kind: str, data: bytes) -> list[Any]:
+    def _read_one(self, kind: str, data: bytes, roi: Roi | None = None) -> list[Any]:
         from .pipeline import decode_image
 
         reader = self._reader(kind)
@@ -93,6 +108,8 @@ class RecognitionWorker:
             img = decode_image(data)
         except ValueError:
             return []
+        default = self._plate_roi if kind == "plate" else self._container_roi
+        reader.roi = _clip(roi, img.shape[1], img.shape[0]) if roi is not None else default
         return list(reader.read(img))
 
     async def aclose(self) -> None:

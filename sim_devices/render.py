@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["PLATE_KINDS", "render_container", "render_plate", "render_vehicle_scene"]
+__all__ = ["PLATE_KINDS", "render_container", "render_plate", "render_plate_two_rows", "render_vehicle_scene"]
 
 GLYPH_H = 64
 
@@ -162,6 +162,39 @@ def render_plate(text: str, kind: str, *, height: int = 110, seed: int | None = 
     out[:] = surround
     out[m:m + height, m:m + w] = plate
     return _degrade(out, rng, noise=noise, blur=blur, perspective=perspective)
+
+
+def render_plate_two_rows(text: str, kind: str = "cn_yellow", *, height: int = 160, seed: int | None = 0,
+                          noise: float = 0.0, blur: float = 0.0, margin: float = 0.1) -> np.ndarray:
+    """A two-row plate (yellow truck/trailer rear plates, motorcycles; GA 36 440 × 220 mm) as a
+    BGR tight crop: mainland province + letter small and centred above the serial; a Hong Kong
+    two-row mark puts its letters above its digits."""
+    bg, fg = PLATE_KINDS[kind]
+    rng = np.random.default_rng(seed)
+    t = text.replace(" ", "").replace("-", "").replace("·", "")
+    if t and "\u4e00" <= t[0] <= "\u9fff":
+        upper, lower = f"{t[:1]}·{t[1:2]}", t[2:]
+    else:
+        i = len(t) - len(t.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+        upper, lower = t[:i], t[i:]
+    w = 2 * height
+    plate = np.empty((height, w, 3), np.uint8)
+    plate[:] = bg
+    cv2.rectangle(plate, (3, 3), (w - 4, height - 4), fg, max(1, height // 60))
+    uh, lh = int(height * 0.27), int(height * 0.5)
+    gap = max(2, int(height * 0.04))
+    uw = _line_width(upper, uh, gap, 0)
+    _draw_line(plate, upper, (w - uw) // 2, int(height * 0.08), uh, fg, gap=gap, space=0)
+    lw = _line_width(lower, lh, gap * 2, 0)
+    if lw > 0.9 * w:  # a long serial (or a Hanzi suffix) is drawn narrower, as on the real plate
+        lh = int(lh * 0.9 * w / lw)
+        lw = _line_width(lower, lh, gap * 2, 0)
+    _draw_line(plate, lower, (w - lw) // 2, int(height * 0.42), lh, fg, gap=gap * 2, space=0)
+    m = int(margin * height)
+    out = np.empty((height + 2 * m, w + 2 * m, 3), np.uint8)
+    out[:] = rng.integers(60, 200, 3).tolist()
+    out[m:m + height, m:m + w] = plate
+    return _degrade(out, rng, noise=noise, blur=blur, perspective=0.0)
 
 
 def render_container(number: str, layout: str = "horizontal", *, size_type: str | None = None,

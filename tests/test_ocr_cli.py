@@ -10,8 +10,6 @@ import pytest
 from portlane.edge.cli import main
 from portlane.sim_devices.render import render_container, render_plate
 
-pytest.importorskip("rapidocr_onnxruntime")
-
 
 def test_plate_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "p.png"
@@ -45,14 +43,35 @@ def test_eval_reports_accuracy_latency_memory(tmp_path: Path, capsys: pytest.Cap
     rows.append(("d.png", "京A9999学", "cn_yellow"))  # wrong on purpose: must count as a miss
     (tmp_path / "labels.csv").write_text("file,text,kind\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows),
                                          encoding="utf-8")
-    assert main(["ocr", "eval", str(tmp_path), "--json", "--no-upstream"]) == 0
+    sheet = tmp_path / "sheet.html"
+    assert main(["ocr", "eval", str(tmp_path), "--json", "--sheet", str(sheet)]) == 0
     rep = json.loads(capsys.readouterr().out)
     ours = rep["engines"]["ours"]
-    assert ours["overall"] == {"correct": 3, "n": 4, "accuracy": 0.75}
-    assert ours["per_kind"]["cn_yellow"]["correct"] == 0
+    assert (ours["overall"]["exact"], ours["overall"]["n"], ours["overall"]["accuracy"]) == (3, 4, 0.75)
+    assert ours["per_kind"]["cn_yellow"]["exact"] == 0
+    # the wrong label is read as what is painted: if that read is confirmed it counts as confidently
+    # wrong against this (deliberately wrong) label, otherwise it is just a miss
+    assert ours["overall"]["confident_wrong"] == ours["per_kind"]["cn_yellow"]["confident_wrong"]
+    assert [m["file"] for m in ours["misses"]] == ["d.png"]
+    sheet = Path(ours["contact_sheet"])
+    assert sheet.is_file() and "京A9999学" in sheet.read_text(encoding="utf-8")
     assert ours["latency_ms"]["p95"] >= ours["latency_ms"]["p50"] > 0
     assert 50 < ours["peak_rss_mb"] < 2000
 
 
 def test_eval_without_labels_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["ocr", "eval", str(tmp_path)]) == 2
+
+
+def test_missing_weights_is_one_line_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from portlane.models import manifest
+
+    real = manifest.load_manifest()
+    monkeypatch.setattr(manifest, "load_manifest", lambda *a, **k: {**real, "weights_dir": "no-such-folder"})
+    f = tmp_path / "p.png"
+    cv2.imwrite(str(f), render_plate("粤B12345", "cn_blue", seed=1))
+    assert main(["ocr", "plate", str(f)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "weights" in err

@@ -84,3 +84,34 @@ def test_a_daemon_runs_under_systemd_without_the_extras(kind: str, broker: Broke
             proc.kill()
             proc.wait()
         notify.close()
+
+
+def test_a_daemon_with_a_broken_site_file_says_so_in_one_line(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text("site: {id: x, name: y}\nlanes: [\n")  # truncated YAML
+    res = subprocess.run(
+        [sys.executable, "-m", "portlane.edge", "daemon", "lane", "--site", str(site), "--lane", "c1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode in (2, 78)  # usage error (the CLI) or EX_CONFIG (the daemon)
+    assert "Traceback" not in res.stderr and str(site) in res.stderr
+    assert len([line for line in res.stderr.splitlines() if line.strip()]) <= 3
+
+
+def test_a_daemon_with_a_corrupt_state_file_says_so_in_one_line_and_exits_78(tmp_path: Path) -> None:
+    raw = site_dict(("c1",), url="mqtt://127.0.0.1:1")
+    raw["state_dir"] = str(tmp_path / "state")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "nonces-c1.db").write_bytes(b"this is not a database" * 100)
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    res = subprocess.run(
+        [sys.executable, "-m", "portlane.edge", "daemon", "lane", "--site", str(site), "--lane", "c1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 78, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and "nonces-c1.db" in res.stderr

@@ -1,40 +1,149 @@
-"""The lane's fusion of recognition reads across frames (edge/recognition.py)."""
+"""Fusion of a passage's reads across frames and cameras (models/fusion.py) and the one
+conversion to the contract's reads (edge/lane/recognition.py)."""
 
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
-from portlane.edge.lane.recognition import fuse_reads
+import pytest
+from portlane.edge.lane.recognition import UNCONFIRMED_CAP, camera_rois, containers_of, plates_of
+from portlane.edge.ops.recognition import deserialise_reads, serialise_reads
+from portlane.models import fusion
+from portlane.models.grammar import PlateRead
+from portlane.models.iso6346 import ContainerRead
+
+C, L = "confirmed", "low_confidence"
 
 
-def test_dual_plates_are_kept_as_a_pair_and_agreement_sets_confidence() -> None:
+def _p(text: str, kind: str, conf: float, status: str = C) -> PlateRead:
+    return PlateRead(text, kind, conf, None, (), status)
+
+
+def _c(number: str, conf: float, status: str = C, ok: bool = True, **kw: bool) -> ContainerRead:
+    return ContainerRead(number, ok, confidence=conf, status=status, **kw)  # type: ignore[arg-type]
+
+
+def fuse_reads(kind: str, frames: list[list[PlateRead]] | list[list[ContainerRead]]) -> list[dict[str, object]]:
+    """What fusion decides, per identity (status and votes are fusion's, not the wire's)."""
+    reads = [r for frame in frames for r in frame]
+    ids = fusion.fuse_plates(reads) if kind == "plate" else fusion.fuse_containers(reads)  # type: ignore[arg-type]
+    return [
+        {
+            "text" if kind == "plate" else "number": getattr(i, "text", getattr(i, "number", None)),
+            "status": i.status,
+            "votes": i.votes,
+            "confidence": i.confidence if i.status == C else min(i.confidence, UNCONFIRMED_CAP),
+        }
+        for i in ids
+    ]
+
+
+def test_dual_plates_are_kept_as_a_pair_and_agreement_confirms() -> None:
     frames = [
-        [{"text": "粤ZAB12港", "kind": "cn_crossborder", "confidence": 0.95},
-         {"text": "AB1234", "kind": "hk", "confidence": 0.9}],
-        [{"text": "粤ZAB12港", "kind": "cn_crossborder", "confidence": 0.93},
-         {"text": "AB1284", "kind": "hk", "confidence": 0.6}],
+        [_p("粤ZAB12港", "cn_crossborder", 0.95, L), _p("AB1234", "hk", 0.9)],
+        [_p("粤ZAB12港", "cn_crossborder", 0.93, L), _p("AB1284", "hk", 0.6, L)],
     ]
     out = fuse_reads("plate", frames)
-    assert [r["text"] for r in out] == ["粤ZAB12港", "AB1234"]
-    assert out[0]["confidence"] == 0.95  # both frames agree
-    assert 0.6 < out[1]["confidence"] < 0.9  # one frame disagreed
+    assert [r["text"] for r in out] == ["AB1234", "粤ZAB12港"]
+    home, cross = out
+    # two doubtful frames that agree are independent support: confirmed, and more sure than either
+    assert cross["status"] == C and cross["votes"] == 2 and cross["confidence"] > 0.95
+    # a rival read with 2/3 of the votes: the home plate goes to an officer
+    assert home["status"] == L and home["confidence"] <= UNCONFIRMED_CAP
+
+
+def test_one_confirmed_read_stands_and_a_confirmed_rival_undoes_it() -> None:
+    assert fuse_reads("plate", [[_p("粤B12345", "cn", 0.9)]])[0]["status"] == C
+    rivals = [[_p("粤B12345", "cn", 0.9)], [_p("粤B12346", "cn", 0.2)]]
+    [only] = fuse_reads("plate", rivals)
+    assert only["text"] == "粤B12345" and only["status"] == L  # a quarter of the votes is a rival
+    weak = [[_p("粤B12345", "cn", 0.9)], [_p("粤B12346", "cn", 0.1, L)]]
+    assert fuse_reads("plate", weak)[0]["status"] == C
+
+
+def test_reads_without_a_status_on_the_socket_are_not_trusted() -> None:
+    [[r]] = deserialise_reads("plate", [[{"text": "粤B12345", "kind": "cn", "confidence": 1.0}]])
+    assert r.status == L
+    [plate] = plates_of(fusion.fuse_plates([r]))
+    assert plate.confidence <= UNCONFIRMED_CAP
+
+
+def test_the_socket_wire_round_trips_the_reads() -> None:
+    plates = [[_p("粤B12345", "cn", 0.9)], []]
+    boxes = [[_c("CSQU3054383", 0.8, L, check_digit_inferred=True)]]
+    assert deserialise_reads("plate", serialise_reads(plates))[0][0].text == "粤B12345"
+    [[box]] = deserialise_reads("container", serialise_reads(boxes))
+    assert (box.number, box.status, box.check_digit_inferred) == ("CSQU3054383", L, True)
+
+
+def test_contract_reads_carry_the_doubt_in_their_confidence() -> None:
+    """A low_confidence identity reaches the platform below the lane's officer threshold."""
+    confirmed, doubtful = fusion.fuse_plates([_p("粤B12345", "cn", 0.95), _p("粤Z1234港", "cn_crossborder", 0.9, L)])
+    out = plates_of([confirmed, doubtful])
+    assert [(r.text, r.kind) for r in out] == [("粤B12345", "cn"), ("粤Z1234港", "cn_crossborder")]
+    assert out[0].confidence == pytest.approx(confirmed.confidence) and out[1].confidence <= UNCONFIRMED_CAP
+    three = fusion.fuse_containers([_c("CSQU3054383", 0.9), _c("TRHU2599469", 0.9), _c("MSKU0539301", 0.9)])
+    assert len(containers_of(three)) == 2 and all(c.check_digit_ok for c in containers_of(three))
 
 
 def test_containers_whose_check_digit_failed_never_vote() -> None:
-    frames = [[{"number": "CSQU3054383", "check_digit_ok": True, "confidence": 0.8},
-               {"number": "CSQU3054384", "check_digit_ok": False, "confidence": 0.99}]]
-    assert [r["number"] for r in fuse_reads("container", frames)] == ["CSQU3054383"]
+    frames = [[_c("CSQU3054383", 0.9), _c("CSQU3054384", 0.99, ok=False)]]
+    assert [(r["number"], r["status"]) for r in fuse_reads("container", frames)] == [("CSQU3054383", C)]
 
 
-def test_confidences_stay_probabilities() -> None:
-    frames = [[{"text": "粤B12345", "kind": "cn", "confidence": 1.0}]]
-    assert fuse_reads("plate", frames)[0]["confidence"] <= 1.0
+def test_two_boxes_on_one_truck_are_two_identities_and_misreads_are_rivals() -> None:
+    frames = [
+        [_c("CSQU3054383", 0.9), _c("TRHU2599469", 0.9)],
+        [_c("CSQU3054383", 0.85)],
+        [_c("TRHU2599469", 0.9)],
+        [_c("TRHU2599496", 0.8)],
+    ]  # transposed digits: same box
+    out = fuse_reads("container", frames)
+    assert [r["number"] for r in out] == ["CSQU3054383", "TRHU2599469"]
+    assert out[0]["status"] == C and out[1]["status"] == L
+
+
+def test_inferred_check_digits_need_another_read_to_agree() -> None:
+    one = [[_c("CSQU3054383", 0.6, L, check_digit_inferred=True)]]
+    assert fuse_reads("container", one)[0]["status"] == L
+    two = [*one, [_c("CSQU3054383", 0.9, L)], [_c("CSQU3054383", 0.9, L)]]
+    assert fuse_reads("container", two)[0]["status"] == C
+
+
+def test_fuse_pairs_sar_and_crossborder_plates() -> None:
+    ident = fusion.fuse([PlateRead("AB1234", "hk", 0.9), PlateRead("粤ZAB12港", "cn_crossborder", 0.8)])
+    assert ident is not None and ident.text == "AB1234" and ident.paired is not None
+    assert ident.paired.text == "粤ZAB12港"
+    assert fusion.fuse([]) is None
+    assert fusion.fuse_containers([ContainerRead("CSQU3054383", False, confidence=0.9)]) == []
+
+
+def test_camera_rois_come_from_the_site_file() -> None:
+    from portlane.drivers.config import CameraLink, DeviceConfig
+    from pydantic import ValidationError
+
+    cam = DeviceConfig(backend="opencv", link=CameraLink(source="rtsp://x", roi=(0, 400, 1920, 1080)))
+    plain = DeviceConfig(backend="opencv", link=CameraLink(source="rtsp://y"))
+
+    lane = SimpleNamespace(id="lane1", devices=SimpleNamespace(cameras={"plate_front": cam, "container_left": plain}))
+    site = SimpleNamespace(lanes=(lane,))  # shaped like the site model
+
+    assert camera_rois(site) == {"lane1/camera:plate_front": (0, 400, 1920, 1080)}
+    with pytest.raises(ValidationError, match="roi"):
+        CameraLink(source="rtsp://x", roi=(100, 0, 50, 10))
 
 
 def test_lane_side_of_recognition_imports_no_heavy_libraries() -> None:
     import subprocess
 
     # In a fresh process: other tests in this one may have loaded cv2 already.
-
-    subprocess.run([sys.executable, "-c", "import sys, portlane.edge.lane.recognition, portlane.edge.ops.daemons;"
-                    "assert not {'cv2','onnxruntime'} & set(sys.modules)"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, portlane.edge.lane.recognition, portlane.edge.ops.daemons;"
+            "assert not {'cv2','onnxruntime','numpy'} & set(sys.modules)",
+        ],
+        check=True,
+    )

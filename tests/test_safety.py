@@ -1,16 +1,22 @@
 """Safety invariants of the lane, proven over random interleavings (hypothesis stateful).
 
 The machine drives ``LaneLogic`` with device events, decisions (for the current passage and
-stale ones), scanner events, ticks, overrides and lane closures, and a physical model of the
-lane applies the gate commands that pass the executor's guard. After every step it checks,
-independently of the logic's own bookkeeping:
+stale ones), scanner events, ticks, overrides and lane closures. Its actions go through the
+real ``Executor`` to virtual devices (drivers/virtual.py): the gate the executor commands is
+the gate the vehicle drives under, and the counters the logic reads are the ones the virtual
+gate controller and I/O module latch. The control loop is starved at will: a vehicle can move
+several times between two samples (``sample`` is a rule of its own, so hypothesis skips it),
+and ticks can be minutes apart. After every step the machine checks, independently of the
+logic's own bookkeeping:
 
 1. the gate is commanded open only after every agency released the current passage in its
    latest decision phase, or one diverted it, or an audited override came first;
 2. the gate is never commanded closed while the photocell or safety loop is occupied;
 3. a passage requests at most one scan, completes at most once, and every completed passage
    has exactly one terminal outcome;
-4. the events a lane writes get strictly increasing ``seq`` (through the real outbox).
+4. the events a lane writes get strictly increasing ``seq`` (through the real outbox);
+5. no wedge: once the vehicle has left, a fresh sample and a tick past the exit deadline
+   leave no passage that was let through the gate unfinished.
 
 ``test_removing_a_guard_is_caught`` removes each guard in turn and shows that the machine
 then finds a violation — so each invariant test can fail.
@@ -18,6 +24,7 @@ then finds a violation — so each invariant test can fail.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from collections import defaultdict
@@ -28,12 +35,21 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from portlane.drivers.base import GatePosition
+from portlane.drivers.virtual import virtual_world
+from portlane.edge.config import parse_site
 from portlane.edge.contract.events import PassageDecided, PlateRead
 from portlane.edge.contract.topics import Topics
+from portlane.edge.delivery.events import EventWriter
 from portlane.edge.delivery.outbox import Outbox
-from portlane.edge.lane.actions import Action, Audit, CloseGate, OpenGate, Publish
+from portlane.edge.lane.actions import Action, Audit, CloseGate, Publish
+from portlane.edge.lane.devices import LaneDevices
+from portlane.edge.lane.executor import Executor
 from portlane.edge.lane.logic import LaneLogic
-from portlane.edge.lane.passage import Identity, LaneTimeouts, Sensors
+from portlane.edge.lane.passage import Identity, LaneTimeouts
+from portlane.edge.trust.audit import AuditLog
+
+from tests.virtual_lane import site_dict
 
 AGENCIES = ("customs", "border", "quarantine")
 VERDICTS = ("release", "inspect", "hold", "divert")
@@ -47,13 +63,12 @@ class LaneMachine(RuleBasedStateMachine):
             "c1", agencies=AGENCIES, has_scanner=True, timeouts=LaneTimeouts(identify_s=5, decision_s=30, exit_s=20)
         )
         self.now = 1000.0
-        self.s = Sensors()
         self.vehicle: str | None = None  # where the vehicle is: entry, position, under, exit
-        self.arm_open = False
         self.override_pending = 0
         self.decided: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # pid -> (phase, agency, verdict)
         self.scan_requests: dict[str, int] = defaultdict(int)
         self.completions: dict[str, int] = defaultdict(int)
+        self.let_through: set[str] = set()  # passages whose vehicle drove under the arm
         self.violations: list[str] = []
         # fsync on tmpfs is cheap; the outbox's durability is tested against a broker elsewhere.
         shm = "/dev/shm" if Path("/dev/shm").is_dir() else None
@@ -61,70 +76,113 @@ class LaneMachine(RuleBasedStateMachine):
         self.outbox = Outbox(Path(self._dir) / "o.db", site="s", unit="c1")
         self.topics = Topics("s", "c1")
         self.last_seq = 0
+        self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self._start())
         self.apply(self.logic.start(self.s, [], self.now))
 
+    async def _start(self) -> None:
+        site = parse_site(site_dict(("c1",), url="mqtt://127.0.0.1:1"))
+        self.world = virtual_world("c1")
+        self.devices = LaneDevices(site.lane("c1"), on_sample=lambda s: None, on_health=lambda *a: None)
+        for slot in self.devices.slots.values():
+            await slot.device.connect()
+        gate = self.devices.gate
+        close_arm = gate.close_arm
+
+        async def watched_close() -> None:
+            # The controller would refuse, but the lane must never ask (second line of defence).
+            if self.world.inputs["photocell"] or self.world.inputs["safety_loop"]:
+                self.violations.append("close frame sent with something under the arm")
+            await close_arm()
+
+        gate.close_arm = watched_close  # type: ignore[method-assign]
+        self.audit = AuditLog(Path(self._dir) / "audit.jsonl")
+        self.executor = Executor(
+            lane="c1",
+            logic=self.logic,
+            devices=self.devices,
+            events=EventWriter(self.outbox, self.topics),
+            audit=self.audit,
+            identify=lambda pid: None,
+            clock=lambda: self.now,
+        )
+        self.s = await self.devices.sample()
+
+    @property
+    def arm_open(self) -> bool:
+        return self.world.gate.position == GatePosition.OPEN
+
     def teardown(self) -> None:
+        self.loop.run_until_complete(self.devices.close())
+        self.loop.close()
         self.outbox.close()
+        self.audit.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     # ---------------------------------------------------------------- applying actions
     def apply(self, actions: list[Action]) -> None:
+        """Each action through the real executor, in order; every open the gate controller
+        receives is checked against what was decided at that moment."""
         for a in actions:
             if isinstance(a, Audit) and a.kind == "override" and a.fields().get("action") == "gate_open":
                 self.override_pending += 1
             elif isinstance(a, Publish):
                 t, d = a.type, a.data.model_dump(mode="json")
-                env = self.outbox.put(t, d, topic=self.topics.event(t))
-                if env.seq <= self.last_seq:
-                    self.violations.append(f"seq {env.seq} after {self.last_seq}")
-                self.last_seq = env.seq
                 if t == "passage.decided":
                     self.decided[d["passage_id"]].append((d["phase"], d["agency"], d["decision"]))
                 elif t == "passage.completed":
                     self.completions[d["passage_id"]] += 1
-                    if d["outcome"] not in ("released", "diverted", "override", "abandoned"):
+                    if d["outcome"] not in ("released", "diverted", "override", "abandoned", "recovered"):
                         self.violations.append(f"bad outcome {d['outcome']}")
                 elif t == "inspection.requested":
                     self.scan_requests[d["passage_id"]] += 1
-            elif isinstance(a, OpenGate | CloseGate):
-                self.gate(a)
+            opens_before = self._gate_commands("open")
+            self.executor.apply([a])
+            self.loop.run_until_complete(self.executor.drain())
+            if self._gate_commands("open") > opens_before:
+                self._check_open()
+            if isinstance(a, CloseGate):
+                self.override_pending = 0  # an override authorises the arm until it is told to close
+        for env in self._written_since():
+            if env.seq <= self.last_seq:
+                self.violations.append(f"seq {env.seq} after {self.last_seq}")
+            self.last_seq = env.seq
 
-    def gate(self, a: OpenGate | CloseGate) -> None:
-        cause, pid = a.cause, a.passage_id
-        if isinstance(a, OpenGate):
-            if not self.logic.authorises_open(pid, cause):
-                return  # the executor's guard refuses it; nothing moves
-            if cause == "override":
-                # An audited override authorises opening (and re-sending an unconfirmed open)
-                # until the arm is commanded down again.
-                if self.override_pending <= 0:
-                    self.violations.append("override open without an audit entry first")
-            elif cause == "divert":
-                if not any(v == "divert" for _ph, _ag, v in self.decided[pid]) and not self._scan_failed(pid):
-                    self.violations.append(f"divert-open of {pid} without a divert")
-            else:
-                ds = self.decided[pid]
-                phase = ds[-1][0] if ds else None
-                latest = {ag: v for ph, ag, v in ds if ph == phase}
-                if not all(latest.get(ag) == "release" for ag in AGENCIES):
-                    self.violations.append(f"gate opened for {pid} without every agency's release: {latest}")
-            self.arm_open = True
-        else:
-            self.override_pending = 0
-            if self.s.under_arm:
-                self.violations.append("gate commanded closed with something under the arm")
-            self.arm_open = False
+    def _written_since(self) -> list[Any]:
+        return [r for r in self.outbox.peek(after=self.last_seq, limit=1000)]
+
+    def _gate_commands(self, action: str) -> int:
+        return sum(1 for c in self.world.commands if c.device == "gate" and c.action == action)
+
+    def _check_open(self) -> None:
+        """The gate controller was told to open: was it authorised at that moment?"""
+        if self.override_pending > 0:
+            return  # an audited override came first
+        p = self.logic.passage
+        if p is None:
+            self.violations.append("gate opened with no passage and no override")
+            return
+        if p.gate_authority == "divert":
+            if not any(v == "divert" for _ph, _ag, v in self.decided[p.id]) and not self._scan_failed(p.id):
+                self.violations.append(f"divert-open of {p.id} without a divert")
+            return
+        ds = self.decided[p.id]
+        phase = ds[-1][0] if ds else None
+        latest = {ag: v for ph, ag, v in ds if ph == phase}
+        if not all(latest.get(ag) == "release" for ag in AGENCIES):
+            self.violations.append(f"gate opened for {p.id} without every agency's release: {latest}")
 
     def _scan_failed(self, pid: str) -> bool:
         return pid in self.failed_scans
 
     failed_scans: ClassVar[set[str]] = set()
 
-    def sense(self, **changes: Any) -> None:
-        d = {f: getattr(self.s, f) for f in Sensors.__slots__}  # type: ignore[attr-defined]
-        d.update(changes)
-        d["gate_open"], d["gate_closed"] = self.arm_open, not self.arm_open
-        self.s = Sensors(**d)
+    def move(self, **inputs: bool) -> None:
+        """The physical lane changes; the lane's logic sees it only at its next sample."""
+        self.world.set_inputs(**inputs)
+
+    def sense(self) -> None:
+        self.s = self.loop.run_until_complete(self.devices.sample())
         self.apply(self.logic.on_sensors(self.s, self.now))
 
     # ---------------------------------------------------------------- rules: physics
@@ -132,50 +190,67 @@ class LaneMachine(RuleBasedStateMachine):
     @rule()
     def vehicle_arrives(self) -> None:
         self.vehicle = "entry"
-        self.sense(entry_loop=True)
+        self.move(entry_loop=True)
 
     @precondition(lambda self: self.vehicle is None)
     @rule()
     def vehicle_arrives_and_is_identified(self) -> None:
         """The common path in one step, so that deep interleavings are reached often."""
         self.vehicle_arrives()
+        self.sense()
         self.vehicle_in_position()
+        self.sense()
         self.identified((PlateRead(text="粤B12345", kind="cn", confidence=0.95),))
 
     @precondition(lambda self: self.vehicle == "entry")
     @rule()
     def vehicle_in_position(self) -> None:
         self.vehicle = "position"
-        self.sense(in_position=True)
+        self.move(in_position=True)
 
     @precondition(lambda self: self.vehicle == "position" and self.arm_open)
     @rule()
     def vehicle_drives_under_arm(self) -> None:
         self.vehicle = "under"
-        self.sense(entry_loop=False, in_position=False, photocell=True, safety_loop=True)
+        p = self.logic.passage
+        if p is not None:
+            self.let_through.add(p.id)
+        self.move(entry_loop=False, in_position=False, photocell=True, safety_loop=True)
 
     @precondition(lambda self: self.vehicle == "under")
     @rule()
     def vehicle_on_exit_loop(self) -> None:
         self.vehicle = "exit"
-        self.sense(photocell=False, safety_loop=False, exit_loop=True)
+        self.move(photocell=False, safety_loop=False, exit_loop=True)
 
     @precondition(lambda self: self.vehicle == "exit")
     @rule()
     def vehicle_leaves(self) -> None:
         self.vehicle = None
-        self.sense(exit_loop=False)
+        self.move(exit_loop=False)
 
     @precondition(lambda self: self.vehicle in ("entry", "position"))
     @rule()
     def vehicle_taken_away(self) -> None:
         self.vehicle = None
-        self.sense(entry_loop=False, in_position=False)
+        self.move(entry_loop=False, in_position=False)
+
+    @precondition(lambda self: self.vehicle is None)
+    @rule()
+    def the_lane_settles(self) -> None:
+        """Nobody in the lane; the loop catches up: nothing let through may stay unfinished."""
+        self.sense()
+        self.now += self.logic.timeouts.exit_s + 1
+        self.apply(self.logic.on_tick(self.now))
+        self.sense()
+        p = self.logic.passage
+        if p is not None and p.id in self.let_through:
+            self.violations.append(f"{p.id} wedged in {p.stage.value} after its vehicle left")
 
     @rule(blocked=st.booleans())
     def pedestrian_under_arm(self, blocked: bool) -> None:
         if self.vehicle != "under":
-            self.sense(photocell=blocked)
+            self.move(photocell=blocked)
 
     @rule()
     def sample(self) -> None:
@@ -217,6 +292,12 @@ class LaneMachine(RuleBasedStateMachine):
     def every_agency_releases(self) -> None:
         for agency in AGENCIES:
             self.decision(agency, "release", stale=False)
+
+    @rule()
+    def inspected_and_scanned(self) -> None:
+        """The inspection path in one step, so that what follows a scan is reached often."""
+        self.customs_orders_xray()
+        self.scan_completes()
 
     @rule()
     def scan_completes(self) -> None:
@@ -299,7 +380,9 @@ def _release_on_any(self: LaneLogic, passage_id: Any, agency: str, decision: str
 ORIGINAL_DECISION = LaneLogic.on_decision
 
 
-@pytest.mark.parametrize("guard", ["close_when_occupied", "joint_release", "single_scan", "open_authority"])
+@pytest.mark.parametrize(
+    "guard", ["close_when_occupied", "joint_release", "single_scan", "open_authority", "exit_evidence"]
+)
 def test_removing_a_guard_is_caught(guard: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if guard == "close_when_occupied":
         monkeypatch.setattr(LaneLogic, "may_close", staticmethod(lambda sensors: True))
@@ -323,6 +406,11 @@ def test_removing_a_guard_is_caught(guard: str, monkeypatch: pytest.MonkeyPatch)
             return [*ORIGINAL_IDENTIFIED(self, pid, identity, now), *self._open(self.passage, "release", now)]
 
         monkeypatch.setattr(LaneLogic, "on_identified", on_identified)
+    elif guard == "exit_evidence":
+        # Mutant: the lane's way out judged on sampled levels only (the latched counters
+        # ignored) and no exit deadline: a starved loop that misses the exit loop wedges.
+        monkeypatch.setattr(LaneLogic, "_exited", staticmethod(lambda t, s: t.exit_seen and not s.exit_loop))
+        monkeypatch.setattr(LaneLogic, "_exit_deadline", lambda self, p, now: [])
     with pytest.raises(AssertionError):
         _run(examples=EXAMPLES)
 

@@ -50,6 +50,8 @@ def test_service_notify_watchdog_restart(name: str) -> None:
     assert one(u, s, "NotifyAccess") == "main"
     assert 5 <= int(one(u, s, "WatchdogSec")) <= 60
     assert one(u, s, "Restart") == "on-failure"
+    # EX_CONFIG (78): a broken file is reported in one line and not restarted in a loop.
+    assert one(u, s, "RestartPreventExitStatus") == "78"
     assert int(one(u, "Unit", "StartLimitBurst")) >= 3
     assert int(one(u, "Unit", "StartLimitIntervalSec")) >= 60
     assert int(one(u, s, "TimeoutStopSec")) >= 10

@@ -314,9 +314,10 @@ async def _run(
     observer = run.observer = EventObserver(url, site.site.id, protocol=protocol or "auto", tls=tls)
     recogniser = None
     if opts.recognition:
-        from portlane.edge.lane.recognition import LocalRecogniser
+        from portlane.edge.lane.recognition import LocalRecogniser, camera_rois
 
-        recogniser = LocalRecogniser()  # one worker thread, one set of ONNX sessions for all lanes
+        # one worker thread, one set of ONNX sessions for all lanes
+        recogniser = LocalRecogniser(rois=camera_rois(site))
     run.recogniser = recogniser
     # With recognition, a lane's frames queue behind other lanes' on one worker: allow for it.
     timeouts = LaneTimeouts(identify_s=30.0 if recogniser else 3.0, decision_s=60.0, exit_s=60.0)

@@ -50,9 +50,10 @@ from .actions import Action, Publish, ShowBoard, StopGate
 from .commands import CommandHandler
 from .devices import LaneDevices
 from .executor import Executor
-from .identification import Identifier, Recogniser
+from .identification import Identifier
 from .logic import LaneLogic
 from .passage import Identity, LaneTimeouts, Passage, Sensors
+from .recognition import Recogniser
 
 __all__ = ["LaneDaemon"]
 

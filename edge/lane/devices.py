@@ -159,6 +159,12 @@ class LaneDevices:
         if self.complete:
             self.on_sample(self.sensors())
 
+    async def sample(self) -> Sensors:
+        """Read the gate and the I/O module now (outside their polls) and return the sample."""
+        self.gate_status = await self.gate.status()
+        self.inputs = await self.io.read_inputs()
+        return self.sensors()
+
     # ------------------------------------------------------------------ lifecycle
     async def close(self) -> None:
         for slot in self.slots.values():

@@ -135,6 +135,15 @@ class Executor:
                 if isinstance(a, ShowBoard) and self._board_unsent is None:
                     self._board_unsent, self._board_sent_at = a, self.clock()
 
+    async def drain(self) -> None:
+        """Carry out every device action queued now, in order (tests; the daemon uses ``run``)."""
+        while not self._queue.empty():
+            a = self._queue.get_nowait()
+            try:
+                await self.execute(a)
+            except DeviceError as exc:
+                log.warning("%s: %s failed: %s", self.lane, a, exc)
+
     async def execute(self, a: DeviceAction) -> None:
         match a:
             case OpenGate(passage_id=pid, cause=cause):

@@ -15,7 +15,6 @@ import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
 
 from portlane.drivers.base import Frame, TagRead
 from portlane.drivers.errors import DeviceError
@@ -24,8 +23,9 @@ from portlane.models.grammar import classify
 
 from .devices import LaneDevices
 from .passage import Identity
+from .recognition import Recogniser
 
-__all__ = ["LOW_CONFIDENCE", "Identifier", "Recogniser", "identity_exceptions", "plate_read"]
+__all__ = ["LOW_CONFIDENCE", "Identifier", "identity_exceptions", "plate_read"]
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,6 @@ REGISTERED_PLATE_CONFIDENCE = 0.9
 #: Between RFID polls when the reader is offline or failed.
 RFID_RETRY_S = 0.2
 RFID_READ_TIMEOUT_S = 5.0
-
-
-class Recogniser(Protocol):
-    async def recognise(self, frames: list[Frame], *, kind: str) -> list[dict[str, Any]]: ...
 
 
 def plate_read(text: str, confidence: float) -> PlateRead:
@@ -148,6 +144,7 @@ class Identifier:
                 weight = (await wb.wait_stable(WEIGH_WAIT_S)).kg
 
         async def get_reads() -> None:
+            nonlocal plates, containers
             if self.recogniser is None:
                 return
             frames: dict[str, list[Frame]] = {"plate": [], "container": []}
@@ -155,21 +152,10 @@ class Identifier:
                 if cam.connected:
                     with contextlib.suppress(DeviceError):
                         frames["container" if "container" in name else "plate"].append(await cam.snapshot())
-            for kind, fl in frames.items():
-                if not fl:
-                    continue
-                for r in await self.recogniser.recognise(fl, kind=kind):
-                    if kind == "plate":
-                        plates.append(PlateRead(text=r["text"], kind=r["kind"], confidence=float(r["confidence"])))
-                    else:
-                        containers.append(
-                            ContainerRead(
-                                number=r["number"],
-                                check_digit_ok=bool(r["check_digit_ok"]),
-                                iso_type=r.get("iso_type"),
-                                confidence=float(r["confidence"]),
-                            )
-                        )
+            if frames["plate"]:
+                plates = list(await self.recogniser.read_plates(frames["plate"]))
+            if frames["container"]:
+                containers = list(await self.recogniser.read_containers(frames["container"]))
 
         try:
             async with asyncio.timeout(self.deadline_s):

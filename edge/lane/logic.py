@@ -122,10 +122,11 @@ class LaneLogic:
     def _exception(self, p: Passage | None, kind: str, detail: str) -> Publish:
         return Publish("lane.exception", LaneException(passage_id=p.id if p else None, kind=kind, detail=detail))
 
-    def _alert_once(self, p: Passage, kind: str, detail: str) -> list[Action]:
-        if kind in p.alerted:
+    def _alert_once(self, p: Passage, kind: str, detail: str, *, key: str | None = None) -> list[Action]:
+        """A named exception, raised once per passage (per ``key``, default the kind)."""
+        if (key or kind) in p.alerted:
             return []
-        p.alerted.add(kind)
+        p.alerted.add(key or kind)
         return [self._exception(p, kind, detail)]
 
     def _open(self, p: Passage | None, cause: GateCause, now: float) -> list[Action]:
@@ -235,7 +236,9 @@ class LaneLogic:
                 # Close as soon as the vehicle has cleared the arm, as barrier controllers do:
                 # the next vehicle must find it closed.
                 out += self._close("exit", now)
-            if p.passed_arm and self._exited(p, s) and not s.under_arm:
+            if p.passed_arm and self._exited(p, s):
+                # The vehicle is past the exit loop: its passage is over even if something else
+                # is under the arm now; the arm comes down once that has cleared (_idle).
                 p.stamps["exited"] = now
                 out += self._close("exit", now)
                 out += self._complete(now)
@@ -408,12 +411,15 @@ class LaneLogic:
 
     # ------------------------------------------------------------------ time
     def on_tick(self, now: float) -> list[Action]:
-        out = self.gate.on_tick(now)
+        # The passage's deadlines first: a close decided now supersedes re-sending an open.
+        out = self._deadlines(now) if self.started else []
+        return out + self.gate.on_tick(now)
+
+    def _deadlines(self, now: float) -> list[Action]:
+        out: list[Action] = []
         p = self.passage
-        if not self.started:
-            return out
         if p is None:
-            return out + (self._idle(self.sensors, now) if self.gate.commanded == "open" else [])
+            return self._idle(self.sensors, now) if self.gate.commanded == "open" else []
         t, s = self.timeouts, self.sensors
         since = now - p.stamps.get("arrived", now)
         if p.stage == Stage.ARRIVED and since > t.arrive_s:
@@ -430,12 +436,9 @@ class LaneLogic:
             start = p.stamps.get("scan_ended", p.stamps.get("identified", now))
             if now - start > t.decision_s:
                 detail = f"no decision for {t.decision_s:.0f} s; holding"
-                alert = self._alert_once(p, f"platform_unreachable:{p.phase}", detail)
+                alert = self._alert_once(p, "platform_unreachable", detail, key=f"platform_unreachable:{p.phase}")
                 if alert:
-                    out += [
-                        self._exception(p, "platform_unreachable", detail),
-                        ShowBoard.of(("请等待 PLEASE WAIT", "red")),
-                    ]
+                    out += [*alert, ShowBoard.of(WAIT_RED)]
         elif p.stage in (Stage.INSPECTION_QUEUED, Stage.SCANNING):
             if now - p.stamps.get("scan_queued", now) > t.scan_s:
                 out += self._alert_once(p, "scan_overdue", f"no scan result {t.scan_s:.0f} s after the request")
@@ -457,7 +460,7 @@ class LaneLogic:
                 out += self._complete(now)
             return out
         passed = p.stamps.get("arm_passed")
-        if passed is not None and now - passed > t.exit_s and not s.under_arm and not s.exit_loop:
+        if passed is not None and now - passed > t.exit_s and not s.exit_loop:
             # Past the arm, but the exit loop never reported it: do not hold the next vehicle.
             out = [self._exception(p, "exit_not_seen", f"passed the arm {now - passed:.0f} s ago, exit loop silent")]
             if self.gate.commanded == "open":

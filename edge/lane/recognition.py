@@ -1,124 +1,147 @@
-"""The lane's side of recognition: frames in, fused plate and container reads out.
+"""The lane's side of recognition: camera frames in, contract reads out — fused, typed, once.
 
-Two ways to reach the recogniser (``portlane.models.worker.RecognitionWorker``), both off the
-lane's control loop:
+``Recogniser`` is what the identification asks of recognition: the plates and the container
+numbers a passage's frames show, as the contract's ``PlateRead`` / ``ContainerRead``. The
+recogniser fuses the per-frame reads of ``portlane.models`` (``models/fusion.py``: agreement
+between frames and cameras raises confidence, disagreement lowers it) and converts the
+identities to the contract here, in one place. A ``low_confidence`` identity never carries
+more than ``UNCONFIRMED_CAP`` on the wire, so any consumer's threshold (the lane flags an
+identity below 0.8) sends it to an officer.
+
+Two recognisers, both off the lane's control loop:
 
 * ``LocalRecogniser`` — the worker's own thread inside this process (the demo; a small site);
-* ``SocketRecogniser`` — the site's recognition daemon (``portlane daemon recognition``,
-  ``portlane-recognition.service``) over its Unix socket, so that 16 lanes share one set of
-  ONNX sessions instead of loading 16.
+* ``portlane.edge.ops.recognition.SocketRecogniser`` — the site's recognition daemon over its
+  Unix socket, so that 16 lanes share one set of ONNX sessions instead of loading 16.
 
-This module imports neither ``cv2`` nor ``onnxruntime``; the worker loads them on its thread.
+Per-camera regions of interest (``roi`` of a camera's link in the site file) travel with each
+frame: the worker reads only that region. This module imports neither ``cv2`` nor
+``onnxruntime``; the worker loads them on its thread.
 """
 
 from __future__ import annotations
 
-import base64
+import abc
 import time
-from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, Protocol
 
 from portlane.drivers.base import Frame
+from portlane.edge.config import Site
+from portlane.edge.contract.events import ContainerRead, PlateKind, PlateRead
+from portlane.models.fusion import ContainerIdentity, PlateIdentity, fuse_containers, fuse_plates
+from portlane.models.grammar import CONFIRMED
+from portlane.models.grammar import PlateRead as ModelPlateRead
+from portlane.models.iso6346 import ContainerRead as ModelContainerRead
 
-__all__ = ["LocalRecogniser", "SocketRecogniser", "fuse_reads", "serialise_reads"]
+__all__ = [
+    "UNCONFIRMED_CAP",
+    "FusingRecogniser",
+    "LocalRecogniser",
+    "Recogniser",
+    "Roi",
+    "camera_rois",
+    "containers_of",
+    "plates_of",
+]
 
-#: A 1080p frame takes 100–300 ms on 2 cores; six frames of a container truck well under this.
-RECOGNITION_TIMEOUT_S = 20.0
+#: A low_confidence identity never carries more than this confidence on the wire.
+UNCONFIRMED_CAP = 0.5
+#: Boxes a truck carries: one 40' or two 20'.
+MAX_CONTAINERS = 2
+
+Roi = tuple[int, int, int, int]
+Kind = Literal["plate", "container"]
+PerImage = list[list[ModelPlateRead] | list[ModelContainerRead]]
+_KINDS: frozenset[str] = frozenset({"cn", "cn_crossborder", "hk", "macau", "unknown"})
 
 
-def serialise_reads(kind: str, per_image: Sequence[Sequence[Any]]) -> list[list[dict[str, Any]]]:
-    out = []
-    for reads in per_image:
-        if kind == "plate":
-            out.append([{"text": r.text, "kind": r.kind, "confidence": _unit(r.confidence)} for r in reads])
-        else:
-            out.append(
-                [
-                    {
-                        "number": r.number,
-                        "check_digit_ok": bool(r.check_digit_ok),
-                        "check_digit_inferred": bool(getattr(r, "check_digit_inferred", False)),
-                        "iso_type": r.iso_type,
-                        "confidence": _unit(r.confidence),
-                    }
-                    for r in reads
-                ]
-            )
+class Recogniser(Protocol):
+    async def read_plates(self, frames: Sequence[Frame]) -> tuple[PlateRead, ...]: ...
+
+    async def read_containers(self, frames: Sequence[Frame]) -> tuple[ContainerRead, ...]: ...
+
+
+def camera_rois(site: Site) -> dict[str, Roi]:
+    """``Frame.camera`` (``lane/camera:name``) → region of interest, from the site's camera links."""
+    out: dict[str, Roi] = {}
+    for lane in site.lanes:
+        for name, cam in lane.devices.cameras.items():
+            roi = getattr(cam.link, "roi", None)
+            if roi is not None:
+                x1, y1, x2, y2 = roi
+                out[f"{lane.id}/camera:{name}"] = (int(x1), int(y1), int(x2), int(y2))
     return out
 
 
-def _unit(x: float) -> float:
-    """Confidences are probabilities on the wire; the recogniser's scores can exceed 1."""
-    return max(0.0, min(1.0, float(x)))
+def _wire_confidence(x: float, status: str) -> float:
+    x = max(0.0, min(1.0, float(x)))
+    return x if status == CONFIRMED else min(x, UNCONFIRMED_CAP)
 
 
-def fuse_reads(kind: str, per_image: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Confidence-weighted vote across a passage's frames: one entry per distinct plate
-    (a dual-plated vehicle keeps both) or container number (a truck may carry two boxes).
-    Container reads whose check digit failed never vote."""
-    key = "text" if kind == "plate" else "number"
-    score: dict[str, float] = defaultdict(float)
-    best: dict[str, dict[str, Any]] = {}
-    for reads in per_image:
-        for r in reads:
-            if kind == "container" and not r["check_digit_ok"]:
-                continue
-            score[r[key]] += r["confidence"]
-            if r[key] not in best or r["confidence"] > best[r[key]]["confidence"]:
-                best[r[key]] = r
-    # Agreement is measured among candidates for the same plate kind (a dual-plated car has two
-    # different, equally valid plates); container numbers that passed their check digit are
-    # distinct boxes, not rivals.
-    kind_total: dict[str, float] = defaultdict(float)
-    for k, v in score.items():
-        kind_total[best[k].get("kind", "container")] += v
-    ranked = sorted(score, key=lambda k: -score[k])
+def plates_of(identities: Iterable[PlateIdentity]) -> tuple[PlateRead, ...]:
+    """Fused plate identities as the contract carries them (home plate first, a 粤Z partner second)."""
     out = []
-    seen_kinds: set[str] = set()
-    for k in ranked:
-        r = dict(best[k])
-        if kind == "plate":
-            if r["kind"] in seen_kinds:
-                continue  # one plate per kind: a cross-boundary car has one 粤Z and one home plate
-            seen_kinds.add(r["kind"])
-            agreement = score[k] / (kind_total[r["kind"]] or 1.0)
-            r["confidence"] = round(best[k]["confidence"] * (0.5 + 0.5 * agreement), 3)
-        out.append(r)
-    return out[:2]
+    for i in identities:
+        kind: PlateKind = i.kind if i.kind in _KINDS else "unknown"  # type: ignore[assignment]
+        out.append(PlateRead(text=i.text, kind=kind, confidence=_wire_confidence(i.confidence, i.status)))
+    return tuple(out)
 
 
-class LocalRecogniser:
-    def __init__(self, *, threads: int | None = None) -> None:
+def containers_of(identities: Iterable[ContainerIdentity]) -> tuple[ContainerRead, ...]:
+    """Fused container identities as the contract carries them (one per box, most voted first)."""
+    return tuple(
+        ContainerRead(
+            number=i.number,
+            check_digit_ok=True,  # fusion votes only with reads whose check digit holds
+            iso_type=i.iso_type,
+            confidence=_wire_confidence(i.confidence, i.status),
+        )
+        for i in list(identities)[:MAX_CONTAINERS]
+    )
+
+
+class FusingRecogniser(abc.ABC):
+    """Reads each frame (``_per_image``), fuses the reads of all frames and converts them."""
+
+    def __init__(self, *, rois: Mapping[str, Roi] | None = None) -> None:
+        self.rois = dict(rois or {})
+        self.latencies: list[float] = []
+
+    def _rois(self, frames: Sequence[Frame]) -> list[Roi | None]:
+        return [self.rois.get(f.camera) for f in frames]
+
+    @abc.abstractmethod
+    async def _per_image(self, frames: Sequence[Frame], kind: Kind) -> PerImage: ...
+
+    async def _read(self, frames: Sequence[Frame], kind: Kind) -> PerImage:
+        t0 = time.monotonic()
+        try:
+            return await self._per_image(frames, kind)
+        finally:
+            self.latencies.append(time.monotonic() - t0)
+
+    async def read_plates(self, frames: Sequence[Frame]) -> tuple[PlateRead, ...]:
+        per_image = await self._read(frames, "plate")
+        return plates_of(fuse_plates(r for reads in per_image for r in reads if isinstance(r, ModelPlateRead)))
+
+    async def read_containers(self, frames: Sequence[Frame]) -> tuple[ContainerRead, ...]:
+        per_image = await self._read(frames, "container")
+        reads = (r for image in per_image for r in image if isinstance(r, ModelContainerRead))
+        return containers_of(fuse_containers(reads))
+
+
+class LocalRecogniser(FusingRecogniser):
+    """The recognition worker's thread in this process (one set of ONNX sessions)."""
+
+    def __init__(self, *, threads: int | None = None, rois: Mapping[str, Roi] | None = None) -> None:
+        super().__init__(rois=rois)
         from portlane.models.worker import RecognitionWorker
 
         self.worker = RecognitionWorker(threads=threads)
-        self.latencies: list[float] = []
 
-    async def recognise(self, frames: list[Frame], *, kind: str) -> list[dict[str, Any]]:
-        t0 = time.monotonic()
-        per_image = await self.worker.recognise([f.jpeg for f in frames], kind=kind)  # type: ignore[arg-type]
-        self.latencies.append(time.monotonic() - t0)
-        return fuse_reads(kind, serialise_reads(kind, per_image))
+    async def _per_image(self, frames: Sequence[Frame], kind: Kind) -> PerImage:
+        return await self.worker.recognise([f.jpeg for f in frames], kind=kind, rois=self._rois(frames))
 
     async def close(self) -> None:
         await self.worker.__aexit__(None, None, None)
-
-
-class SocketRecogniser:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    async def recognise(self, frames: list[Frame], *, kind: str) -> list[dict[str, Any]]:
-        from portlane.edge.ops.control import request
-
-        resp = await request(
-            self.path,
-            "recognise",
-            timeout_s=RECOGNITION_TIMEOUT_S,
-            kind=kind,
-            frames=[base64.b64encode(f.jpeg).decode() for f in frames],
-        )
-        if not resp.get("ok"):
-            return []
-        return fuse_reads(kind, resp["reads"])

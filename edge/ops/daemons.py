@@ -27,9 +27,11 @@ from typing import Any
 from portlane.edge.config import Site, load_site
 from portlane.edge.errors import PortlaneError
 from portlane.edge.lane.daemon import LaneDaemon
+from portlane.edge.lane.recognition import Recogniser, camera_rois
 from portlane.edge.ops.control import ControlServer, default_path
 from portlane.edge.ops.handlers import lane_handlers, scanner_handlers
 from portlane.edge.ops.metrics import DaemonMetrics
+from portlane.edge.ops.recognition import SocketRecogniser, serialise_reads
 from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
 from portlane.edge.scanner.daemon import ScannerDaemon
 
@@ -67,12 +69,10 @@ async def run_lane_daemon(
     restart = asyncio.Event()
     install_signal_handlers(stop)
     notifier = Notifier.from_env()
-    recogniser: Any = None
+    recogniser: Recogniser | None = None
     rec_sock = os.environ.get("PORTLANE_RECOGNITION", "/run/portlane/recognition.sock")
     if await asyncio.to_thread(Path(rec_sock).exists):
-        from portlane.edge.lane.recognition import SocketRecogniser
-
-        recogniser = SocketRecogniser(rec_sock)
+        recogniser = SocketRecogniser(rec_sock, rois=camera_rois(site))
     metrics = DaemonMetrics("lane", site=site.site.id, lane=lane.id)
     d = LaneDaemon(
         site, lane, state_dir=_state_dir(site), broker_url=broker_url, recogniser=recogniser, metrics=metrics
@@ -150,7 +150,6 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
     """The site's shared recognition worker, serving ``recognise`` on its control socket."""
     import base64
 
-    from portlane.edge.lane.recognition import serialise_reads
     from portlane.models.worker import RecognitionWorker
 
     stop = asyncio.Event()
@@ -166,8 +165,9 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
             raise ValueError("kind must be plate or container")
         frames = [base64.b64decode(f) for f in req.get("frames", [])]
         t0 = time.monotonic()
-        per_image = await worker.recognise(frames, kind=kind)
-        reads = serialise_reads(kind, per_image)
+        rois = req.get("rois")
+        per_image = await worker.recognise(frames, kind=kind, rois=rois if isinstance(rois, list) else None)
+        reads = serialise_reads(per_image)
         best = max((r["confidence"] for image in reads for r in image), default=None)
         metrics.recognition(kind, time.monotonic() - t0, best)
         return {"reads": reads}

@@ -1,0 +1,98 @@
+"""Image and box helpers shared by the plate and container readers (numpy + OpenCV)."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from . import ctc
+from .onnx_ocr import crop_quad
+
+__all__ = [
+    "BBox",
+    "Image",
+    "bbox_of",
+    "blank_rows",
+    "decode_image",
+    "iou",
+    "overlaps",
+    "quad_of",
+    "rectify",
+    "unconstrained_logp",
+]
+
+Image = npt.NDArray[np.uint8]
+Matrix = npt.NDArray[np.float32]
+Quad = npt.NDArray[np.float32]
+BBox = tuple[int, int, int, int]
+
+
+def decode_image(data: bytes) -> Image:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("not a decodable image")
+    out: Image = img
+    return out
+
+
+def bbox_of(q: Quad) -> BBox:
+    return int(q[:, 0].min()), int(q[:, 1].min()), math.ceil(float(q[:, 0].max())), math.ceil(float(q[:, 1].max()))
+
+
+def quad_of(b: BBox) -> Quad:
+    x1, y1, x2, y2 = b
+    return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32)
+
+
+def rectify(img: Image, quad: Quad, *, margin: float = 0.08) -> Image:
+    """Perspective-rectified crop of a text quad, grown by ``margin`` × its height on every side:
+    PP-OCR rec is trained on crops with some background around the glyphs."""
+    h = float(np.linalg.norm(quad[0] - quad[3]))
+    grow = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float32) * np.float32(margin * h)
+    u = (quad[1] - quad[0]) / max(1e-6, float(np.linalg.norm(quad[1] - quad[0])))
+    v = np.array([-u[1], u[0]], np.float32)
+    q = quad + grow[:, :1] * u + grow[:, 1:] * v
+    out: Image = crop_quad(img, q)
+    return out
+
+
+def crop_box(img: Image, b: BBox, *, mx: float = 0.0, my: float = 0.0) -> Image:
+    """Axis-aligned crop grown by ``mx`` × width and ``my`` × height, clipped to the image."""
+    x1, y1, x2, y2 = b
+    w, h = x2 - x1, y2 - y1
+    H, W = img.shape[:2]
+    ya, yb = max(0, int(y1 - my * h)), min(H, int(y2 + my * h))
+    out: Image = img[ya:yb, max(0, int(x1 - mx * w)) : min(W, int(x2 + mx * w))]
+    return out
+
+
+def iou(a: BBox, b: BBox) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / ua if ua > 0 else 0.0
+
+
+def overlaps(a: BBox, b: BBox, frac: float = 0.5) -> bool:
+    """True if more than ``frac`` of the smaller box lies inside the other."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return small > 0 and ix * iy > frac * small
+
+
+def blank_rows(n: int, width: int) -> Matrix:
+    """``n`` frames of certain CTC blank: the seam between two matrices read as one line."""
+    r = np.zeros((n, width), np.float32)
+    r[:, 0] = 1.0
+    return r
+
+
+def unconstrained_logp(probs: Matrix) -> float:
+    """Log-probability of the best unconstrained CTC path (the yardstick for a grammar's cost)."""
+    lp, _ = ctc.compress(probs)
+    return float(lp.max(axis=1).sum())

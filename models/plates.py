@@ -1,0 +1,498 @@
+"""Licence plates: find candidate plate regions, read them, decode against the plate grammars.
+
+Candidates come from three independent sources, so that one failing does not lose the plate:
+
+* **text boxes** of the DB detector on the frame (or the camera's region of interest) scaled to
+  at most ``det_limit`` pixels; boxes split by the separator dot are re-joined;
+* **plate colour**: blue, yellow and new-energy green plates are saturated rectangles of a plate's
+  aspect. A colour mask at low resolution proposes them even when they are too small in a
+  1080p frame for the detector at ``det_limit`` (trucks seen from a gantry);
+* **two-row plates** (yellow truck and trailer rear plates, motorcycles: ``沪·A`` above
+  ``N9241``): the upper row is small and often missed or read alone. Every line that reads like
+  the lower row of such a plate (4–6 letters and digits, no Hanzi) is paired with the text box
+  just above it, or with the band where the upper row must be, and the two rows' probability
+  matrices are joined (upper first, a blank frame between) and decoded as one plate. A
+  colour region with a two-row aspect is split into its rows the same way.
+
+Each candidate's matrix is decoded against every plate template (``ctc.best_path``); a
+candidate is a plate when a grammar path explains it almost as well as the unconstrained best
+path. Its status is ``confirmed`` only if every character, and the province Hanzi in particular,
+is above the thresholds calibrated on the development set (``docs/recognition.md``); otherwise
+``low_confidence``: a doubtful province lowers confidence instead of being guessed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from . import ctc, grammar
+from .grammar import CONFIRMED, LETTERS, LOW_CONFIDENCE, PlateRead
+from .imaging import (
+    BBox,
+    Image,
+    Matrix,
+    Quad,
+    bbox_of,
+    blank_rows,
+    crop_box,
+    overlaps,
+    quad_of,
+    rectify,
+    unconstrained_logp,
+)
+from .onnx_ocr import OcrEngine, TextBox
+
+__all__ = ["PlateReader"]
+
+#: HSV ranges (OpenCV: H 0–179) of plate backgrounds: blue (ordinary cars), yellow (large
+#: vehicles, learner cars), green (new-energy: a gradient from pale to mid green).
+PLATE_COLOURS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
+    "blue": ((100, 110, 50), (124, 255, 255)),
+    "yellow": ((15, 110, 90), (34, 255, 255)),
+    "green": ((36, 60, 90), (85, 255, 255)),
+}
+#: Side of the image the colour mask is computed at (cheap: ~3 ms on a 1080p frame).
+COLOUR_SIDE = 800
+
+
+@dataclass(slots=True)
+class _Cand:
+    box: BBox
+    parts: tuple[int, ...]  # indices into the crop list: one line, or (upper row, lower row)
+    source: str
+    group: int = -1  # framings of one two-row plate: only the best-explained one is kept
+
+
+def _is_lower_row(text: str) -> bool:
+    t = "".join(c for c in text if c.isascii() and c.isalnum())
+    return 4 <= len(t) <= 6 and len(t) >= len(text.replace("·", "").replace(" ", "")) - 1
+
+
+@dataclass
+class PlateReader:
+    engine: OcrEngine
+    det_limit: int = 960
+    roi: tuple[int, int, int, int] | None = None  # x1, y1, x2, y2 of the fixed camera's plate zone
+    max_grammar_cost: float = 4.0
+    min_char_conf: float = 0.25
+    #: Calibrated on the development set (docs/recognition.md): below these a read is low_confidence.
+    confirm_char_conf: float = 0.7
+    confirm_province_conf: float = 0.9
+    confirm_max_cost: float = 2.0
+    colour_proposals: int = 4
+    kinds: tuple[str, ...] = ("cn", "cn_crossborder", "hk", "macau")
+    timings: dict[str, float] = field(default_factory=dict)
+
+    # -- public -----------------------------------------------------------------------------------
+    def read(self, img: Image) -> list[PlateRead]:
+        h, w = img.shape[:2]
+        if max(h, w) <= 400 and 1.2 <= w / h <= 6:
+            got = self._read_tight(img)
+            if got:
+                return got
+        ox = oy = 0
+        view = img
+        if self.roi is not None:
+            x1, y1, x2, y2 = self.roi
+            view, ox, oy = img[y1:y2, x1:x2], x1, y1
+        t0 = time.perf_counter()
+        limit = self.det_limit
+        if self.roi is not None:
+            # a plate zone is read at two thirds of its size (more detail than the whole frame at
+            # det_limit, for a fraction of the detector's time: it grows with the input's area)
+            limit = min(limit, max(640, 2 * max(view.shape[:2]) // 3))
+        boxes = self.engine.det(view, limit=limit)
+        self.timings["det_ms"] = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        # Cascade, cheapest evidence first (every crop is a recogniser pass, ~15 ms on 2 cores):
+        # 1. the detector's plate-shaped lines; 2. the upper row of lines that read like the lower
+        # row of a two-row plate; 3. only if nothing was confirmed, plate-coloured regions.
+        lines = _line_candidates(boxes, view.shape[0])
+        crops: list[Image] = [rectify(view, q) for q in lines]
+        cands = [_Cand(bbox_of(q), (i,), "det") for i, q in enumerate(lines)]
+        mats = self.engine.rec(crops)
+        extra: list[Image] = []
+        pairs: list[tuple[int, int, BBox]] = []
+        for i, q in enumerate(lines):
+            if not _is_lower_row(ctc.greedy(mats[i], self.engine.rec.classes)[0]):
+                continue
+            b = bbox_of(q)
+            for upper in _upper_rows(b, boxes):
+                extra.append(crop_box(view, upper))
+                pairs.append((len(extra) - 1, i, _union(b, upper)))
+        if extra:
+            base = len(mats)
+            mats += self.engine.rec(extra)
+            cands += [_Cand(box, (base + k, i), "double", group=i) for k, i, box in pairs]
+        reads = self._decode_candidates(cands, mats, (ox, oy))
+        if not any(r.status == CONFIRMED for r in reads):
+            reads += self._read_colour_regions(view, [bbox_of(q) for q in lines], (ox, oy))
+        reads = self._check_framings(view, reads, (ox, oy))
+        self.timings["rec_ms"] = (time.perf_counter() - t0) * 1000
+        return _vote(reads)
+
+    def _read_colour_regions(self, view: Image, line_boxes: list[BBox], off: tuple[int, int]) -> list[PlateRead]:
+        crops: list[Image] = []
+        cands: list[_Cand] = []
+        for g, b in enumerate(_colour_regions(view, self.colour_proposals)):
+            bw, bh = b[2] - b[0], b[3] - b[1]
+            aspect = bw / max(1, bh)
+            if aspect < 2.8:  # two-row plate (440 × 220 mm): read as upper row + lower row
+                crops += [
+                    crop_box(view, _upper_bands(b)[0]),
+                    crop_box(view, (b[0], b[1] + int(0.40 * bh), b[2], b[3]), mx=0.02, my=0.04),
+                ]
+                cands.append(_Cand(b, (len(crops) - 2, len(crops) - 1), "colour2", group=1000 + g))
+            # a small or tilted single-row plate can look as square as a two-row one: read both ways
+            if aspect >= 1.6 and not any(overlaps(b, lb, 0.6) for lb in line_boxes):
+                crops.append(crop_box(view, b, mx=0.03, my=0.08))
+                cands.append(_Cand(b, (len(crops) - 1,), "colour"))
+        return self._decode_candidates(cands, self.engine.rec(crops), off) if crops else []
+
+    def decode(self, probs: Matrix, *, kinds: tuple[str, ...] | None = None) -> PlateRead | None:
+        """Best grammar read of one line's probability matrix, or None if no plate grammar fits."""
+        got = self._decode(probs, kinds=kinds)
+        return got[0] if got else None
+
+    # -- decoding ----------------------------------------------------------------------------------
+    def _decode_candidates(
+        self, cands: list[_Cand], mats: list[Matrix], off: tuple[int, int], *, personal: bool = False
+    ) -> list[PlateRead]:
+        found: list[tuple[PlateRead, float, int]] = []
+        for c in cands:
+            split = None
+            if len(c.parts) == 2:
+                up, lo = mats[c.parts[0]], mats[c.parts[1]]
+                m = np.concatenate([up, blank_rows(2, up.shape[1]), lo])
+                split = len(up) + 1
+            else:
+                m = mats[c.parts[0]]
+            got = self._decode(m, upper_frames=split, personal=personal and split is None)
+            if got is not None:
+                r, cost = got
+                x1, y1, x2, y2 = c.box
+                box = (x1 + off[0], y1 + off[1], x2 + off[0], y2 + off[1])
+                found.append(
+                    (PlateRead(r.text, r.kind, r.confidence, box, r.char_confidences, r.status), cost, c.group)
+                )
+        best: dict[int, float] = {}
+        for _r, cost, g in found:
+            if g >= 0:
+                best[g] = min(cost, best.get(g, math.inf))
+        return [r for r, cost, g in found if g < 0 or cost == best[g]]
+
+    def _decode(
+        self,
+        probs: Matrix,
+        *,
+        kinds: tuple[str, ...] | None = None,
+        upper_frames: int | None = None,
+        personal: bool = False,
+    ) -> tuple[PlateRead, float] | None:
+        """Best grammar read of a matrix and its grammar cost (nats below the free best path).
+
+        ``upper_frames``: the matrix is a two-row plate, upper row first: a template is accepted
+        only if the upper row holds exactly its leading part (mainland: province + letter; Hong
+        Kong: the letters) — otherwise the lower row alone would pass as a short Hong Kong mark.
+        The upper row is small and its Hanzi often unreadable: the read is still returned
+        (low_confidence) when the rest is clear, so an officer sees the serial, never a guess.
+        """
+        index = self.engine.rec.index
+        folded = ctc.fold_separators(probs, index)
+        free = unconstrained_logp(folded)
+        n_free = len(ctc.greedy(folded, self.engine.rec.classes)[0])
+        best: tuple[float, str, ctc.Decoded] | None = None
+        for kind, tpl in grammar.plate_templates(tuple(k for k in (kinds or self.kinds) if k in self.kinds)):
+            if upper_frames is None and abs(len(tpl) - n_free) > 2:
+                continue
+            d = ctc.best_path(folded, tpl, index, folded=True)
+            if d is None or (best is not None and d.logp <= best[0]):
+                continue
+            if upper_frames is not None:
+                n_up = sum(1 for a, _b in d.spans if a < upper_frames)
+                lead = 2 if kind in ("cn", "cn_crossborder", "macau") else len(d.text) - len(d.text.lstrip(LETTERS))
+                if n_up != lead or kind == "cn_crossborder":
+                    continue
+            best = (d.logp, kind, d)
+        if (best is None or free - best[0] > self.max_grammar_cost) and personal and "hk" in self.kinds:
+            # a Hong Kong personalised mark: only in a crop known to be a plate (almost any word
+            # fits the grammar, so in a scene it would turn every sign into a plate), and only
+            # when no other plate grammar fits
+            best = None
+            for kind, tpl in grammar.plate_templates(("hk_personal",)):
+                if len(tpl) != n_free:
+                    continue
+                d = ctc.best_path(folded, tpl, index, folded=True)
+                if (
+                    d is not None
+                    and grammar.classify(d.text, personal=True) == "hk_personal"
+                    and (best is None or d.logp > best[0])
+                ):
+                    best = (d.logp, kind, d)
+        if best is None:
+            return None
+        logp, kind, d = best
+        cost = max(0.0, free - logp)
+        if upper_frames is not None:
+            rest = min(c for ch, c in zip(d.text, d.char_conf, strict=True) if ch.isascii())
+            if cost > 2 * self.max_grammar_cost or rest < self.min_char_conf:
+                return None
+        elif cost > self.max_grammar_cost or d.confidence < self.min_char_conf:
+            return None
+        kind = grammar.classify(d.text) or kind
+        conf = min(1.0, d.confidence * math.exp(-cost / 4))
+        hanzi = [c for ch, c in zip(d.text, d.char_conf, strict=True) if not ch.isascii()]
+        ok = (
+            conf >= self.confirm_char_conf
+            and cost <= self.confirm_max_cost
+            and all(c >= self.confirm_province_conf for c in hanzi)
+        )
+        if kind in ("hk", "macau") and "cn" in self.kinds and upper_frames is None and _mainland_lower_row(d.text):
+            ok = False  # five marks that are also the lower row of a mainland two-row plate: ambiguous
+        if kind == "hk_personal":
+            ok = False  # almost any word fits: an officer (or a second camera) must agree
+        return PlateRead(
+            grammar.render_canonical(d.text, kind),
+            kind,
+            round(conf, 4),
+            None,
+            d.char_conf,
+            CONFIRMED if ok else LOW_CONFIDENCE,
+        ), cost
+
+    def _check_framings(self, view: Image, reads: list[PlateRead], off: tuple[int, int]) -> list[PlateRead]:
+        """Re-read the (at most two) largest confirmed single-line plates in a wider framing and
+        once unpadded (test-time augmentation: the same pixels presented two other ways).
+
+        A province Hanzi the recogniser reads the same way whatever the framing is kept; one that
+        changes, or whose probability falls, is doubtful: the mean of its probability over the
+        framings must clear ``confirm_province_conf``. Other texts from the framings join the
+        vote, where a disagreement lowers the status of the winner.
+        """
+        todo: dict[str, PlateRead] = {}
+        for r in sorted(reads, key=lambda r: -(r.box[2] - r.box[0]) if r.box else 0):
+            if (
+                r.status == CONFIRMED
+                and r.box is not None
+                and not r.text[0].isascii()
+                and len(todo) < 2
+                and r.text not in todo
+                and (r.box[2] - r.box[0]) >= 1.8 * (r.box[3] - r.box[1])
+            ):
+                todo[r.text] = r
+        if not todo:
+            return reads
+        crops: list[Image] = []
+        bare: list[Image] = []
+        for r in todo.values():
+            assert r.box is not None
+            b = (r.box[0] - off[0], r.box[1] - off[1], r.box[2] - off[0], r.box[3] - off[1])
+            crops.append(crop_box(view, b, mx=0.09, my=0.22))
+            bare.append(crop_box(view, b))
+        mats = self.engine.rec(crops)
+        bare_mats = self.engine.rec(bare, pad=False)
+        province: dict[str, float] = {}
+        out = list(reads)
+        for k, r in enumerate(todo.values()):
+            probs = [r.char_confidences[0]]
+            for m in (mats[k], bare_mats[k]):
+                got = self._decode(m)
+                same = got is not None and got[0].text[0] == r.text[0]
+                probs.append(got[0].char_confidences[0] if got is not None and same else 0.0)
+                if got is not None and got[0].text != r.text:
+                    out.append(
+                        PlateRead(
+                            got[0].text, got[0].kind, got[0].confidence, r.box, got[0].char_confidences, got[0].status
+                        )
+                    )
+            province[r.text] = sum(probs) / len(probs)
+        # the read's confidence is capped by its province's mean over the framings
+        return [
+            r
+            if r.text not in province
+            else PlateRead(
+                r.text,
+                r.kind,
+                round(min(r.confidence, province[r.text]), 4),
+                r.box,
+                r.char_confidences,
+                r.status
+                if province[r.text] >= max(self.confirm_province_conf, self.confirm_char_conf)
+                else LOW_CONFIDENCE,
+            )
+            for r in out
+        ]
+
+    # -- tight crops ---------------------------------------------------------------------------
+    def _read_tight(self, img: Image) -> list[PlateRead]:
+        h, w = img.shape[:2]
+        box = (0, 0, w, h)
+        crops: list[Image] = [img]
+        cands = [_Cand(box, (0,), "tight")]
+        if w / h < 2.8:  # a two-row plate cropped tight: rows framed a little differently
+            for up in _upper_bands(box):
+                for lo in (img[int(0.38 * h) :], img[int(0.46 * h) :]):
+                    crops += [img[up[1] : up[3], up[0] : up[2]], lo]
+                    cands.append(_Cand(box, (len(crops) - 2, len(crops) - 1), "tight2", group=0))
+        mats = self.engine.rec(crops)
+        return _vote(self._decode_candidates(cands, mats, (0, 0), personal=True))
+
+
+def _mainland_lower_row(text: str) -> bool:
+    return len(text) == 5 and all(c in grammar.CN_SERIAL for c in text)
+
+
+def _upper_bands(plate: BBox) -> list[BBox]:
+    """The upper row of a two-row plate box: centred (mainland: province + letter, GA 36) and
+    full width (Hong Kong: the letters)."""
+    x1, y1, x2, y2 = plate
+    w, h = x2 - x1, y2 - y1
+    return [(x1 + w // 6, y1, x2 - w // 6, y1 + int(0.42 * h)), (x1, y1, x2, y1 + int(0.45 * h))]
+
+
+def _union(a: BBox, b: BBox) -> BBox:
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def _upper_rows(lower: BBox, boxes: list[TextBox]) -> list[BBox]:
+    """Framings of the upper row of a two-row plate whose lower row is ``lower``: the detected
+    text box just above it (clipped at the lower row), and the bands where the standard layout
+    puts it (GA 36: upper characters 60 mm high over lower ones of 110 mm, 15 mm apart, centred)."""
+    x1, y1, x2, y2 = lower
+    w, h = x2 - x1, y2 - y1
+    out: list[BBox] = []
+    best: tuple[float, BBox] | None = None
+    for tb in boxes:
+        a = tb.bbox
+        ah = a[3] - a[1]
+        cx = (a[0] + a[2]) / 2
+        if not (0.3 * h <= ah <= 0.95 * h and x1 <= cx <= x2 and a[2] - a[0] <= 1.1 * w):
+            continue
+        gap = y1 - a[3]
+        if -0.45 * h <= gap <= 0.6 * h:
+            d = abs(gap) + abs(cx - (x1 + x2) / 2) / 4
+            if best is None or d < best[0]:
+                best = (d, a)
+    if best is not None:
+        a = best[1]
+        out.append((a[0] - (a[2] - a[0]) // 10, a[1], a[2] + (a[2] - a[0]) // 10, min(a[3], y1 + int(0.12 * h))))
+    out.append((x1 + w // 8, max(0, int(y1 - 0.7 * h)), x2 - w // 8, y1 + int(0.1 * h)))
+    if best is None:
+        out.append((x1, max(0, int(y1 - 0.8 * h)), x2, y1 + int(0.15 * h)))
+    return out
+
+
+def _line_candidates(boxes: list[TextBox], frame_h: int, limit: int = 8) -> list[Quad]:
+    """Text boxes that may be plates (a plate's aspect, not a banner), plus joins of two short
+    boxes split by the separator dot; at most ``limit``, the detector's surest first (every
+    candidate costs a recogniser pass)."""
+    info: list[tuple[Quad, float, float]] = []
+    out: list[Quad] = []
+    for tb in sorted(boxes, key=lambda b: -b.score):
+        q = tb.quad
+        w = float(np.linalg.norm(q[1] - q[0]))
+        h = float(np.linalg.norm(q[3] - q[0]))
+        info.append((q, w, h))
+        if 8 <= h <= 0.9 * frame_h and 1.4 <= w / h <= 8:
+            out.append(q)
+    for i, (qa, wa, ha) in enumerate(info):
+        for j, (qb, wb, hb) in enumerate(info):
+            if i == j or ha < 8 or hb < 8 or wa > 4 * ha or wb > 4 * hb:
+                continue
+            ax1, ay1, ax2, ay2 = bbox_of(qa)
+            bx1, by1, bx2, by2 = bbox_of(qb)
+            if not (bx1 > ax1 and 0.6 < hb / ha < 1.6):
+                continue
+            gap = bx1 - ax2
+            ov = min(ay2, by2) - max(ay1, by1)
+            if -0.5 * ha < gap < 1.2 * ha and ov > 0.6 * min(ay2 - ay1, by2 - by1):
+                b = (min(ax1, bx1), min(ay1, by1), max(ax2, bx2), max(ay2, by2))
+                if 2 <= (b[2] - b[0]) / max(1, b[3] - b[1]) <= 8:
+                    out.append(quad_of(b))
+    return out[:limit]
+
+
+def _colour_regions(img: Image, limit: int) -> list[BBox]:
+    """Up to ``limit`` plate-coloured rectangles of a plate's aspect, largest first."""
+    if limit <= 0:
+        return []
+    H, W = img.shape[:2]
+    s = min(1.0, COLOUR_SIDE / max(H, W))
+    small = (
+        cv2.resize(img, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA) if s < 1 else img
+    )
+    hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
+    sh, sw = small.shape[:2]
+    k = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, sw // 160), max(3, sw // 320)))
+    found: list[tuple[float, BBox]] = []
+    for lo, hi in PLATE_COLOURS.values():
+        mask = cv2.inRange(hsv, np.array(lo, np.uint8), np.array(hi, np.uint8))
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, k)
+        n, _lab, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        for i in range(1, n):
+            x, y, w, h, area = (int(v) for v in stats[i])
+            if h < 7 or w < 16 or w * h > 0.04 * sw * sh:
+                continue
+            aspect = w / h
+            fill = area / (w * h)
+            if not (1.5 <= aspect <= 5.5) or fill < 0.45:
+                continue
+            b = (int(x / s), int(y / s), math.ceil((x + w) / s), math.ceil((y + h) / s))
+            found.append((fill * w * h, b))
+    found.sort(key=lambda f: -f[0])
+    return [b for _, b in found[:limit]]
+
+
+def _vote(reads: list[PlateRead]) -> list[PlateRead]:
+    """One read per physical plate, main plate first.
+
+    Reads of one region (overlapping boxes) are candidates for one plate: a read that is the tail
+    of a longer read of the region is that plate's lower row alone and drops out; the others vote
+    with their confidence. A winner contradicted by another full-length read of the same region
+    (another framing, another detector) is ``low_confidence``: disagreement lowers confidence.
+    """
+    reads = [
+        r
+        for r in reads
+        if not any(
+            len(o.text) > len(r.text)
+            and o.text.endswith(r.text)
+            and o.box is not None
+            and r.box is not None
+            and overlaps(r.box, o.box, 0.7)
+            for o in reads
+        )
+    ]
+    reads.sort(key=lambda r: (r.status != CONFIRMED, -len(r.text), -r.confidence))
+    clusters: list[list[PlateRead]] = []
+    for r in reads:
+        for cl in clusters:
+            if any(
+                k.text == r.text or (k.box is not None and r.box is not None and overlaps(r.box, k.box)) for k in cl
+            ):
+                cl.append(r)
+                break
+        else:
+            clusters.append([r])
+    kept: list[PlateRead] = []
+    for cl in clusters:
+        score: dict[str, float] = {}
+        for r in cl:
+            score[r.text] = score.get(r.text, 0.0) + r.confidence
+        win = cl[0]
+        rivals = [
+            r
+            for r in cl
+            if r.text != win.text and len(r.text) == len(win.text) and score[r.text] >= 0.25 * score[win.text]
+        ]
+        if rivals and win.status == CONFIRMED:
+            win = PlateRead(win.text, win.kind, win.confidence, win.box, win.char_confidences, LOW_CONFIDENCE)
+        kept.append(win)
+    # main plate first: the largest confirmed plate (the one the camera is aimed at)
+    kept.sort(key=lambda r: (r.status != CONFIRMED, -((r.box[2] - r.box[0]) if r.box else 1)))
+    return kept
