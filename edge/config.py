@@ -25,6 +25,8 @@ __all__ = [
     "ClientConfig",
     "LaneConfig",
     "LaneDevices",
+    "OutboxConfig",
+    "OutboxRetention",
     "PlatformConfig",
     "ScannerConfig",
     "Site",
@@ -212,6 +214,31 @@ class ScannerConfig(_Frozen):
     key: UnitKey | None = Field(None, description="the scanner's signing key (scan events)")
 
 
+class OutboxRetention(_Frozen):
+    """How long delivered events stay in a unit's outbox so that they can be replayed (a broker
+    that crashed may lose events it had acknowledged). Bounded by age and by size; the bound
+    evicts the oldest delivered events first and never an undelivered one."""
+
+    max_age_s: float = Field(72 * 3600.0, ge=0, description="delivered events older than this are evicted")
+    max_mb: float = Field(256.0, ge=0, description="payload bytes of delivered events kept, in MiB")
+
+
+class OutboxConfig(_Frozen):
+    """The durable outbox of every unit (lane or scanner) of the site: ``outbox:`` in the site file."""
+
+    capacity: int = Field(
+        1_000_000, ge=1, description="undelivered events kept; 75,000 is a busy lane's day (5,000 vehicles x 15)"
+    )
+    overflow: Literal["reject_new", "drop_oldest"] = Field(
+        "reject_new",
+        description="when full: refuse the new event (the lane takes itself out of service) or drop the oldest",
+    )
+    retention: OutboxRetention = OutboxRetention()
+    commit_batch_max: int = Field(
+        1000, ge=1, le=100_000, description="most events committed in one transaction (group commit)"
+    )
+
+
 class SiteInfo(_Frozen):
     id: str = Field(pattern=ID_PATTERN)
     name: str
@@ -227,6 +254,7 @@ class Site(_Frozen):
     scanners: tuple[ScannerConfig, ...] = ()
     clients: tuple[ClientConfig, ...] = ()
     state_dir: str = "/var/lib/portlane"
+    outbox: OutboxConfig = OutboxConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Site:

@@ -3,8 +3,9 @@
 It speaks the MQTT contract from the platform's side, with its own code (it does not import
 ``portlane.edge``): it subscribes to the lanes' events, publishes signed decision commands,
 shares the expected vehicles' registrations, corrects identities an officer would correct,
-and — for demos of the trust layer — injects forged, replayed, expired and misdirected
-commands that every lane must reject.
+asks a unit to replay the events it is missing (``request_replay``: the signed
+``replay_events`` command), and — for demos of the trust layer — injects forged, replayed,
+expired and misdirected commands that every lane must reject.
 
 Commands are Ed25519-signed over a canonical JSON form (sorted keys, no whitespace, UTF-8,
 integers and strings only), written here independently of the lane's verifier so that the
@@ -122,8 +123,13 @@ class CentralPlatform:
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._pending: set[asyncio.Task[None]] = set()
+        self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}  # command nonce -> response
         self.registered: set[str] = set()  # lanes that accepted the registrations
         self._registered_changed = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
@@ -165,7 +171,7 @@ class CentralPlatform:
                     await client.subscribe(f"{prefix}/+/status", qos=1)
                     self._connected.set()
                     async for msg in client.messages:
-                        self._on_message(str(msg.topic), bytes(msg.payload))  # type: ignore[arg-type]
+                        self._on_message(str(msg.topic), bytes(msg.payload))
             except aiomqtt.MqttError as exc:
                 self._connected.clear()
                 self._client = None
@@ -193,6 +199,9 @@ class CentralPlatform:
                     self._registered_changed.set()
             else:
                 self.stats.responses_rejected += 1
+            waiter = self._answers.pop(str(body.get("correlation_id")), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(body)
             return
         etype, unit, data = parts[-1], parts[3], body.get("data", {})
         if etype == "vehicle.identified":
@@ -293,6 +302,34 @@ class CentralPlatform:
             return
         for agency in info["agencies"]:
             await self._send(lane, "decision", pid, {"agency": agency, "verdict": "release"})
+
+    async def request_replay(
+        self, unit: str, from_seq: int, to_seq: int | None = None, *, timeout_s: float = 10.0
+    ) -> dict[str, Any]:
+        """Ask ``unit`` (lane or scanner) to send its events ``from_seq..to_seq`` again (signed
+        ``replay_events``). Returns the unit's response, or ``{"ok": False, "reason":
+        "no response"}`` when none came within ``timeout_s``."""
+        body = sign_command(
+            self._key,
+            self.key_id,
+            cmd="replay_events",
+            site=self.site,
+            lane=unit,
+            passage_id=None,
+            args={"from_seq": from_seq, "to_seq": to_seq},
+            now=self.clock(),
+        )
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._answers[body["nonce"]] = answer
+        await self._publish(f"portlane/v1/{self.site}/{unit}/cmd/replay_events", body)
+        self.stats.commands_sent += 1
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await answer
+        except TimeoutError:
+            return {"ok": False, "reason": "no response"}
+        finally:
+            self._answers.pop(body["nonce"], None)
 
     def _registration(self, tag: str | None) -> list[str] | None:
         for v in self.registrations:

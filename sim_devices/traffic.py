@@ -82,6 +82,7 @@ def make_plan(lanes: dict[str, str], vehicles: int, *, seed: int, swapped_ratio:
         lane = order[i % len(order)]
         kind = lanes[lane]
         tag = f"E280{rng.randrange(16**20):020X}"  # a 96-bit EPC, as the e-card reader reports it
+        plates: tuple[str, ...]
         if kind == "cargo":
             if rng.random() < 0.2:
                 home = rng.choice(("hk", "macau"))

@@ -104,8 +104,9 @@ class LaneWorld:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait_until(self, predicate: object, timeout: float | None = None) -> None:
-        """Wait until ``predicate()`` is true (checked on every change)."""
+    async def wait_until(self, predicate: object, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until ``predicate()`` is true (checked on every change); TimeoutError after
+        ``timeout`` s (the traffic generator's drivers give up after a while)."""
         assert callable(predicate)
         async with asyncio.timeout(timeout):
             while not predicate():

@@ -1,20 +1,42 @@
-"""``portlane demo``: run a simulated port end to end (see ``portlane.edge.demo.run``)."""
+"""``portlane demo``: run a simulated port end to end (see ``portlane.edge.demo.run``).
+
+Exit codes: 0 every vehicle passed, nothing lost, no violation; 1 the run finished otherwise
+(or gave up: ``timed_out`` in the summary); 2 a bad option or site file; 3 the ``--broker``
+does not answer; 4 the temporary state directory cannot be written (``EXIT_STATE``); 130
+interrupted (Ctrl-C or SIGTERM, after cleaning up). Errors
+are one line on stderr — with ``--json``, also one ``{"error": …, "exit_code": …}`` object on
+stdout, so that stdout always holds exactly one JSON object.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
+#: As for Ctrl-C (``portlane`` returns 130 on KeyboardInterrupt).
+EXIT_INTERRUPTED = 130
+
+if TYPE_CHECKING:
+    from portlane.edge.demo.options import DemoOptions
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="run a simulated port: lanes, devices, scanner, central platform, broker")
-    p.add_argument("--lanes", type=int, default=4, help="number of lanes (default 4; cargo and passenger mixed)")
+    p.add_argument(
+        "--lanes",
+        type=int,
+        default=4,
+        help="number of lanes, 1 to 200 (default 4; cargo and passenger mixed); beyond 6 lanes the cameras "
+        "are simulated only with --ocr (the lanes identify vehicles by their e-cards)",
+    )
     p.add_argument("--vehicles", type=int, default=40, help="vehicles in the run (default 40)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--broker", metavar="URL", help="use this broker (mqtt://HOST:PORT) instead of the embedded one")
@@ -86,16 +108,17 @@ def _table(run: Any) -> Any:
     return t
 
 
-def run(args: argparse.Namespace) -> int:
-    from portlane.edge.demo.run import DEFAULT_SITE, DemoOptions, run_demo
+def options_from_args(args: argparse.Namespace) -> DemoOptions:
+    """The command line as ``DemoOptions`` (checked by ``DemoOptions.validated``)."""
+    from portlane.edge.demo.options import DEFAULT_SITE, DemoOptions, DemoUsageError
 
     from .console import _hostport
 
-    if (args.console or args.console_db) and args.secure:
-        # The secure broker takes a unit's client id from its certificate: the console needs its own.
-        print("portlane demo: --console does not run with --secure yet (no console certificate)", file=sys.stderr)
-        return EXIT_USAGE
-    opts = DemoOptions(
+    try:
+        console = _hostport(args.console) if args.console else None
+    except argparse.ArgumentTypeError as exc:
+        raise DemoUsageError(f"--console {exc}") from None
+    return DemoOptions(
         lanes=args.lanes,
         vehicles=args.vehicles,
         seed=args.seed,
@@ -107,25 +130,66 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         recognition=args.ocr,
         secure=args.secure,
-        console=_hostport(args.console) if args.console else None,
+        console=console,
         console_db=args.console_db,
-    )
-    live_view = not args.json and sys.stdout.isatty()
-    if live_view:
-        from rich.console import Console
-        from rich.live import Live
+    ).validated()
 
-        console = Console()
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
-            summary = asyncio.run(run_demo(opts, on_tick=lambda r: live.update(_table(r))))
-    else:
-        summary = asyncio.run(run_demo(opts))
+
+def run(args: argparse.Namespace) -> int:
+    from portlane.edge.demo.options import DemoError
+    from portlane.edge.demo.run import run_demo
+    from portlane.edge.errors import ConfigError, StateError
+
+    try:
+        opts = options_from_args(args)
+        live_view = not args.json and sys.stdout.isatty()
+        if live_view:
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console()
+            with Live(console=console, refresh_per_second=4, transient=False) as live:
+                summary = asyncio.run(_until_signal(run_demo(opts, on_tick=lambda r: live.update(_table(r)))))
+        else:
+            summary = asyncio.run(_until_signal(run_demo(opts)))
+    except asyncio.CancelledError:
+        return _fail(args, "stopped by SIGTERM (cleaned up)", EXIT_INTERRUPTED)
+    except (DemoError, StateError) as exc:
+        return _fail(args, str(exc), exc.exit_code)
+    except ConfigError as exc:
+        return _fail(args, "; ".join(str(exc).splitlines()), EXIT_USAGE)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
         _print_summary(summary)
-    ok = summary["events_lost"] == 0 and summary["invariant_violations"] == 0 and summary["passages"] == args.vehicles
+    ok = (
+        summary["events_lost"] == 0
+        and summary["invariant_violations"] == 0
+        and summary["passages"] == opts.vehicles
+        and not summary["timed_out"]
+    )
     return EXIT_OK if ok else EXIT_FAILED
+
+
+async def _until_signal(demo: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """SIGTERM (systemd, a CI timeout, ``kill``) stops the demo as Ctrl-C does: the run is
+    cancelled and cleans up (simulators, broker, the temporary state directory)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await demo
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    """One line on stderr (and, with --json, the one JSON object on stdout)."""
+    print(f"portlane demo: {message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"error": message, "exit_code": code}, ensure_ascii=False))
+    return code
 
 
 def _print_summary(s: dict[str, Any]) -> None:
@@ -161,3 +225,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     c.print(st)
     for v in s["violations"]:
         c.print(f"[red]violation:[/] {v}")
+    if s.get("timed_out"):
+        c.print(f"[red]gave up after --timeout:[/] {len(s['stuck_lanes'])} lanes had not finished")
+        for lane, st in s["stuck_lanes"].items():
+            c.print(f"  {lane}: {st}")

@@ -194,6 +194,7 @@ class LaneStatus(_Payload):
     in_service: bool = True
     stage: str | None = None
     last_seq: int = 0
+    epoch: int = 0  # the outbox's stream epoch: last_seq counts within it
     since: str = ""
 
 

@@ -1,5 +1,5 @@
-"""One MQTT connection for a daemon: paho-mqtt's network thread bridged to asyncio here,
-and nowhere else.
+"""One MQTT connection for a daemon: paho-mqtt driven by the asyncio event loop here, and
+nowhere else.
 
 * Connection state machine with capped, jittered exponential backoff and no retry cap. Each
   connection attempt uses a fresh paho client, so paho never re-sends behind our back: what
@@ -9,8 +9,12 @@ and nowhere else.
 * ``publish`` resolves on PUBACK. With MQTT 5 a failing PUBACK reason code (e.g. 0x87 not
   authorised) raises ``PublishRefused`` — mosquitto acknowledges ACL-denied publishes
   silently on 3.1.1, which is one reason to prefer MQTT 5.
-* Every paho callback runs in paho's thread and only schedules work on the event loop
-  (``call_soon_threadsafe``); all bookkeeping happens on the loop thread, so no locks.
+* paho runs in its "external event loop" mode: its socket is watched by the loop's selector
+  (epoll) and read/written by ``loop_read``/``loop_write`` on the loop thread, its timers by a
+  task calling ``loop_misc``. No paho thread: no select() (which cannot watch a descriptor
+  above 1023 — a process with 32 lanes and their devices has more open files than that), no
+  hand-off between threads per PUBACK, and all bookkeeping on the loop thread. Only the
+  blocking TCP connect runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -38,6 +43,8 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 3.0
 #: Seconds the broker keeps our session after a disconnect (MQTT 5).
 SESSION_EXPIRY_S = 300
+#: How often paho's timers run (keepalive PINGREQ, PINGRESP deadline): well within keepalive.
+MISC_PERIOD_S = 1.0
 #: Unsupported protocol version: 0x84 (MQTT 5 reason code) / 1 (MQTT 3.1.1 return code).
 _UNSUPPORTED = {132, 1}
 
@@ -119,14 +126,26 @@ class MqttLink:
         self._client: mqtt.Client | None = None
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._connected = asyncio.Event()
+        self._subscribed = asyncio.Event()  # every subscription of this connection acknowledged
+        self._sub_mids: set[int] = set()
         self._disconnected: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self._loop_thread = 0  # the event loop's thread id (paho's callbacks check it)
 
     # ------------------------------------------------------------------ public
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    async def wait_subscribed(self) -> None:
+        """Wait until connected AND the broker acknowledged every subscription (SUBACK): from
+        then on, nothing published on those topics is missed."""
+        while True:
+            await self._connected.wait()
+            await self._subscribed.wait()
+            if self._connected.is_set():
+                return
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
@@ -167,7 +186,7 @@ class MqttLink:
         if topic not in self.subscriptions:
             self.subscriptions.append(topic)
             if self._client is not None and self.connected:
-                self._client.subscribe(topic, qos=1)
+                self._track_subscription(self._client.subscribe(topic, qos=1))
 
     async def close(self) -> None:
         """Disconnect cleanly: the broker does not publish the will on a clean DISCONNECT."""
@@ -183,6 +202,7 @@ class MqttLink:
     async def run(self) -> None:
         """Keep connected until cancelled (or ``close()``)."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         proto = "5" if self.protocol in ("auto", "5") else "3.1.1"
         try:
             while not self._closing:
@@ -198,6 +218,18 @@ class MqttLink:
             self._connected.clear()
 
     # ------------------------------------------------------------------ internals
+    def _call_in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn`` on the event loop: now when on its thread, else scheduled thread-safely
+        (paho calls the socket callbacks from the worker thread that runs ``connect``)."""
+        loop = self._loop
+        if loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+                loop.call_soon_threadsafe(fn, *args)
+
     def _make_client(self, proto: str) -> mqtt.Client:
         version = MQTTProtocolVersion.MQTTv5 if proto == "5" else MQTTProtocolVersion.MQTTv311
         kwargs: dict[str, Any] = {"client_id": self.client_id, "protocol": version}
@@ -206,6 +238,7 @@ class MqttLink:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, **kwargs)
         client.max_inflight_messages_set(self.max_inflight)
         client.max_queued_messages_set(0)
+        client.connect_timeout = CONNECT_TIMEOUT_S
         password = self.password
         if self.password_file is not None:
             with open(self.password_file, encoding="utf-8") as f:
@@ -216,40 +249,102 @@ class MqttLink:
             client.tls_set(ca_certs=self.ca_file, certfile=self.cert_file, keyfile=self.key_file)
         if self.will is not None:
             client.will_set(self.will[0], self.will[1], qos=1, retain=True)
-        loop = self._loop
-        assert loop is not None
 
+        # Protocol callbacks come from loop_read/loop_write/loop_misc, which run on the loop.
         def on_connect(_c: Any, _u: Any, _flags: Any, rc: Any, _props: Any) -> None:
-            loop.call_soon_threadsafe(self._on_connack, int(rc.value) if hasattr(rc, "value") else int(rc))
-
-        def on_connect_fail(_c: Any, _u: Any) -> None:
-            loop.call_soon_threadsafe(self._on_connack, -1)
+            self._call_in_loop(self._on_connack, int(rc.value) if hasattr(rc, "value") else int(rc))
 
         def on_disconnect(_c: Any, _u: Any, _flags: Any, rc: Any, _props: Any) -> None:
-            loop.call_soon_threadsafe(self._on_disconnect, str(rc))
+            self._call_in_loop(self._on_disconnect, str(rc))
 
         def on_publish(_c: Any, _u: Any, mid: int, rc: Any, _props: Any) -> None:
             failed = bool(getattr(rc, "is_failure", False))
-            loop.call_soon_threadsafe(self._on_puback, mid, str(rc) if failed else None)
+            self._call_in_loop(self._on_puback, mid, str(rc) if failed else None)
 
         def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
             if self.max_packet_size is not None and len(msg.payload) > self.max_packet_size:
-                loop.call_soon_threadsafe(self._count_oversize)
+                self._call_in_loop(self._count_oversize)
                 return
             props: dict[str, Any] = {}
             if msg.properties is not None:
                 for name in ("ResponseTopic", "CorrelationData"):
                     if hasattr(msg.properties, name):
                         props[name] = getattr(msg.properties, name)
-            m = Message(msg.topic, bytes(msg.payload), bool(msg.retain), props)
-            loop.call_soon_threadsafe(self._deliver, m)
+            self._call_in_loop(self._deliver, Message(msg.topic, bytes(msg.payload), bool(msg.retain), props))
+
+        # Socket callbacks: paho's socket is watched by the event loop's selector (epoll), not
+        # by a paho thread doing select() — which cannot watch a descriptor above 1023, and a
+        # process with dozens of lanes and their devices has more open files than that.
+        def on_socket_open(c: mqtt.Client, _u: Any, sock: Any) -> None:
+            self._call_in_loop(self._watch_reads, c, sock)
+
+        def on_socket_close(_c: mqtt.Client, _u: Any, sock: Any) -> None:
+            self._call_in_loop(self._unwatch, sock)
+
+        def on_socket_register_write(c: mqtt.Client, _u: Any, sock: Any) -> None:
+            self._call_in_loop(self._watch_writes, c, sock)
+
+        def on_socket_unregister_write(_c: mqtt.Client, _u: Any, sock: Any) -> None:
+            self._call_in_loop(self._unwatch_writes, sock)
 
         client.on_connect = on_connect
-        client.on_connect_fail = on_connect_fail
         client.on_disconnect = on_disconnect
         client.on_publish = on_publish
         client.on_message = on_message
+
+        def on_subscribe(_c: Any, _u: Any, mid: int, _rcs: Any, _props: Any) -> None:
+            self._call_in_loop(self._on_suback, mid)
+
+        client.on_subscribe = on_subscribe
+        client.on_socket_open = on_socket_open
+        client.on_socket_close = on_socket_close
+        client.on_socket_register_write = on_socket_register_write
+        client.on_socket_unregister_write = on_socket_unregister_write
         return client
+
+    def _watch_reads(self, client: mqtt.Client, sock: Any) -> None:
+        assert self._loop is not None
+        if sock.fileno() < 0:  # closed again before we got here
+            return
+        self._loop.add_reader(sock, self._readable, client)
+
+    def _watch_writes(self, client: mqtt.Client, sock: Any) -> None:
+        assert self._loop is not None
+        if sock.fileno() < 0:
+            return
+        self._loop.add_writer(sock, self._writable, client)
+
+    def _unwatch_writes(self, sock: Any) -> None:
+        assert self._loop is not None
+        if sock.fileno() >= 0:
+            self._loop.remove_writer(sock)
+
+    def _unwatch(self, sock: Any) -> None:
+        assert self._loop is not None
+        if sock.fileno() >= 0:
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
+
+    def _readable(self, client: mqtt.Client) -> None:
+        try:
+            client.loop_read()
+        except Exception as exc:  # a broken connection surfaces here (e.g. BrokenPipe)
+            log.debug("%s: read failed (%s)", self.url, exc)
+            self._on_disconnect(f"read failed: {exc}")
+
+    def _writable(self, client: mqtt.Client) -> None:
+        try:
+            client.loop_write()
+        except Exception as exc:
+            log.debug("%s: write failed (%s)", self.url, exc)
+            self._on_disconnect(f"write failed: {exc}")
+
+    async def _timers(self, client: mqtt.Client) -> None:
+        """paho's timers: keepalive PINGREQ and the PINGRESP deadline."""
+        while True:
+            if client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return  # no connection any more: the session is ending
+            await asyncio.sleep(MISC_PERIOD_S)
 
     async def _session(self, proto: str) -> str:
         loop = asyncio.get_running_loop()
@@ -258,38 +353,27 @@ class MqttLink:
         self._disconnected = loop.create_future()
         props = None
         if proto == "5":
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
             props.SessionExpiryInterval = SESSION_EXPIRY_S
             if self.max_packet_size is not None:
                 props.MaximumPacketSize = self.max_packet_size
+        kw: dict[str, Any] = {"keepalive": self.keepalive, "properties": props}
+        if proto == "5":
+            kw["clean_start"] = not self.persistent_session
         try:
-            kw: dict[str, Any] = {"keepalive": self.keepalive, "properties": props}
-            if proto == "5":
-                kw["clean_start"] = not self.persistent_session
-            client.connect_async(self.host, self.port, **kw)
-            client.loop_start()
             try:
-                async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    rc = await self._connack
-            except TimeoutError:
-                return "fallback" if (self.protocol == "auto" and proto == "5") else "retry"
-            if rc != 0:
-                if rc in _UNSUPPORTED and self.protocol == "auto" and proto == "5":
-                    return "fallback"
-                log.debug("%s: connect failed (%s)", self.url, rc)
+                # connect() resolves the name and opens the TCP connection, blocking up to
+                # CONNECT_TIMEOUT_S: in a worker thread, never on the loop.
+                await asyncio.to_thread(client.connect, self.host, self.port, **kw)
+            except (OSError, ValueError) as exc:
+                log.debug("%s: cannot connect (%s)", self.url, exc)
                 return "retry"
-            self._client = client
-            self.negotiated = "5" if proto == "5" else "3.1.1"
-            self.connects += 1
-            self.backoff.reset()
-            for topic in self.subscriptions:
-                client.subscribe(topic, qos=1)
-            self._connected.set()
-            log.info("%s: connected (MQTT %s)", self.url, self.negotiated)
-            if self.on_connect is not None:
-                await self.on_connect()
-            await asyncio.shield(self._disconnected)
-            return "retry"
+            async with asyncio.TaskGroup() as tg:
+                timers = tg.create_task(self._timers(client), name=f"{self.client_id}:mqtt-timers")
+                try:
+                    return await self._connected_session(client, proto)
+                finally:
+                    timers.cancel()
         finally:
             self._connected.clear()
             self._client = None
@@ -299,7 +383,52 @@ class MqttLink:
                     fut.set_exception(NotConnectedError("connection lost before PUBACK"))
             with contextlib.suppress(Exception):
                 client.disconnect()
-            await asyncio.to_thread(client.loop_stop)
+                client.loop_write()  # the DISCONNECT, if the socket takes it now
+            sock = client.socket()
+            if sock is not None:
+                self._unwatch(sock)
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    async def _connected_session(self, client: mqtt.Client, proto: str) -> str:
+        assert self._disconnected is not None
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                rc = await self._connack
+        except TimeoutError:
+            return "fallback" if (self.protocol == "auto" and proto == "5") else "retry"
+        if rc != 0:
+            if rc in _UNSUPPORTED and self.protocol == "auto" and proto == "5":
+                return "fallback"
+            log.debug("%s: connect failed (%s)", self.url, rc)
+            return "retry"
+        self._client = client
+        self.negotiated = "5" if proto == "5" else "3.1.1"
+        self.connects += 1
+        self.backoff.reset()
+        self._sub_mids.clear()
+        self._subscribed.clear()
+        for topic in self.subscriptions:
+            self._track_subscription(client.subscribe(topic, qos=1))
+        if not self._sub_mids:
+            self._subscribed.set()
+        self._connected.set()
+        log.info("%s: connected (MQTT %s)", self.url, self.negotiated)
+        if self.on_connect is not None:
+            await self.on_connect()
+        await asyncio.shield(self._disconnected)
+        return "retry"
+
+    def _track_subscription(self, result: tuple[MQTTErrorCode, int | None]) -> None:
+        rc, mid = result
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+            self._sub_mids.add(mid)
+            self._subscribed.clear()
+
+    def _on_suback(self, mid: int) -> None:
+        self._sub_mids.discard(mid)
+        if not self._sub_mids:
+            self._subscribed.set()
 
     def _on_connack(self, rc: int) -> None:
         if not self._connack.done():
@@ -309,6 +438,7 @@ class MqttLink:
         if self._connected.is_set() and not self._closing:
             log.warning("%s: disconnected (%s)", self.url, reason)
         self._connected.clear()
+        self._subscribed.clear()
         if self._disconnected is not None and not self._disconnected.done():
             self._disconnected.set_result(None)
         if not self._connack.done():

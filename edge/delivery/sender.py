@@ -1,10 +1,15 @@
-"""Drains a durable outbox into an MQTT link, in seq order, deleting only what the broker
-acknowledged.
+"""Drains a durable outbox into an MQTT link, in seq order, marking delivered only what the
+broker acknowledged.
 
 A window of up to ``window`` events is in flight at once (QoS 1 pipelining keeps the wire
 order); when the connection drops, everything not acknowledged stays on disk and is re-sent
 from the oldest on the next connection. A subscriber may therefore see an event twice
-(same ``id``) but never out of order and never with a gap.
+(same ``id``) but never out of order and never with a gap. Acknowledgements are recorded in
+batches: every PUBACK that arrived in one event-loop turn, in one transaction.
+
+After ``Outbox.replay`` re-queued delivered events, the sender finishes what is in flight and
+starts again from the lowest queued seq: replayed events arrive after newer ones, with their
+original ids (the subscriber that asked for them fills its gap by seq).
 """
 
 from __future__ import annotations
@@ -56,49 +61,53 @@ class OutboxSender:
                 continue
 
     async def _drain_connected(self) -> None:
-        inflight: dict[int, asyncio.Future[None]] = {}
-        acked: set[int] = set()
-        last = 0
+        inflight: dict[int, asyncio.Future[None]] = {}  # seq -> PUBACK, in send (= seq) order
+        failed: list[BaseException] = []
+        last = 0  # highest seq handed to the link on this connection
+        rewinds = self.outbox.rewinds
+
+        def on_done(fut: asyncio.Future[None]) -> None:
+            exc = None if fut.cancelled() else fut.exception()
+            if exc is not None:
+                failed.append(exc)
+            self._wake.set()
+
         while True:
-            room = self.window - len(inflight)
-            rows = self.outbox.peek(after=last, limit=room) if room > 0 else []
-            for row in rows:
-                inflight[row.seq] = self.link.publish_nowait(row.topic, row.payload, qos=1)
-                last = row.seq
-            if not inflight:
-                self._drained.set()
-                self._wake.clear()
-                # Re-check after clearing: a put may have raced the clear.
-                if self.outbox.depth and self.outbox.peek(after=last, limit=1):
-                    continue
-                await self._wake.wait()
-                if not self.link.connected:
-                    raise NotConnectedError("disconnected")
-                continue
-            wake_task = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait([*inflight.values(), wake_task], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                wake_task.cancel()
-            self._wake.clear()
-            error: BaseException | None = None
-            for seq, fut in list(inflight.items()):
-                if fut.done():
-                    del inflight[seq]
-                    exc = fut.exception()
-                    if exc is None:
-                        acked.add(seq)
-                    elif error is None:
-                        error = exc
-            if error is not None:
-                for fut in inflight.values():
-                    fut.cancel()
-                raise error
-            # Delete only a contiguous prefix: an event acknowledged after an earlier one
+            if self.outbox.rewinds != rewinds and not inflight:
+                # A replay re-queued delivered events below ``last``: start again from the lowest
+                # (only once nothing is in flight, so that nothing goes out twice from here).
+                rewinds, last = self.outbox.rewinds, 0
+            room = self.window - len(inflight) if self.outbox.rewinds == rewinds else 0
+            if room > 0 and not failed:
+                for row in self.outbox.peek(after=last, limit=room):
+                    fut = self.link.publish_nowait(row.topic, row.payload, qos=1)
+                    fut.add_done_callback(on_done)
+                    inflight[row.seq] = fut
+                    last = row.seq
+            # Acknowledge (in one transaction) the longest prefix of in-flight events that the
+            # broker acknowledged. Only a prefix: an event acknowledged after an earlier one
             # failed would otherwise be overtaken by the earlier one's re-send.
-            floor = min(inflight) if inflight else last + 1
-            ready = sorted(s for s in acked if s < floor)
+            ready: list[int] = []
+            for seq, fut in inflight.items():
+                if not fut.done() or fut.cancelled() or fut.exception() is not None:
+                    break
+                ready.append(seq)
             if ready:
                 self.outbox.ack(ready)
                 self.sent += len(ready)
-                acked.difference_update(ready)
+                for seq in ready:
+                    del inflight[seq]
+            if failed:
+                for fut in inflight.values():
+                    fut.cancel()
+                raise failed[0]
+            if not inflight:
+                self._drained.set()
+            self._wake.clear()
+            # Re-check after clearing: a put or a replay may have raced the clear.
+            if not inflight and (self.outbox.rewinds != rewinds or self.outbox.peek(after=last, limit=1)):
+                continue
+            # Woken by a put, a replay, or a PUBACK (or a failure) of an in-flight event.
+            await self._wake.wait()
+            if not inflight and not self.link.connected:
+                raise NotConnectedError("disconnected")

@@ -40,8 +40,9 @@ def free_port() -> int:
         return port
 
 
-async def wait_port(host: str, port: int, *, timeout: float = 10.0) -> None:
-    """Wait until something accepts TCP connections on host:port."""
+async def wait_port(host: str, port: int, *, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    """Wait until something accepts TCP connections on host:port (TimeoutError after
+    ``timeout`` s: a broker that has not started by then will not)."""
     async with asyncio.timeout(timeout):
         while True:
             try:
@@ -90,9 +91,13 @@ class EmbeddedBroker:
         await wait_port("127.0.0.1", self.port)
 
     async def stop(self) -> None:
-        if self._broker is not None:
-            await self._broker.shutdown()
-            self._broker = None
+        broker, self._broker = self._broker, None
+        if broker is None:
+            return
+        try:
+            await broker.shutdown()
+        except Exception as exc:  # stopped while it was still starting (amqtt refuses): it is gone with us
+            log.debug("embedded broker: shutdown while %s (%s)", getattr(broker, "state", "?"), exc)
 
 
 class BrokerProcess:
@@ -154,7 +159,11 @@ class BrokerProcess:
     async def start(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             return
-        self._proc = subprocess.Popen(self._argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # A plain Popen (it returns at once): the handle must outlive any one event loop, since
+        # tests and the chaos suite kill and restart the broker from wherever they are.
+        self._proc = subprocess.Popen(  # noqa: ASYNC220
+            self._argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             await wait_port("127.0.0.1", self.port)
         except TimeoutError:

@@ -1,10 +1,15 @@
 """An independent subscriber that checks delivery: what arrived on the broker, per unit.
 
 Used by ``portlane demo`` (its received / lost / duplicate counts come from here, not from
-the lanes' own counters) and by the delivery tests. It records, per unit (lane or scanner),
-every ``seq`` seen, duplicates (same ``id`` again), and order violations (a new ``seq`` lower
-than one already seen). ``lost`` is computed against the last seq each unit says it
-published (its retained status carries ``last_seq``).
+the lanes' own counters) and by the delivery tests. It records, per unit (lane or scanner)
+and stream epoch, every ``seq`` seen, duplicates (same ``id`` again), and order violations (a
+new ``seq`` lower than one already seen). ``lost`` is computed against the last seq each unit
+says it published (its retained status carries ``last_seq`` and ``epoch``).
+
+A unit whose events arrive with a new ``epoch`` restarted its stream (its outbox store was
+recreated): that is counted in ``restarts``, not as a gap; ``units[unit]`` is the ledger of
+the unit's newest epoch, ``streams[(unit, epoch)]`` every ledger. ``gaps(unit)`` gives the
+missing seq ranges a platform would ask the unit to replay.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class UnitLedger:
+    epoch: int = 0
     seqs: set[int] = field(default_factory=set)
     ids: dict[int, str] = field(default_factory=dict)
     max_seq: int = 0
@@ -39,6 +45,16 @@ class UnitLedger:
     def missing(self, upto: int | None = None) -> list[int]:
         top = self.max_seq if upto is None else upto
         return [s for s in range(1, top + 1) if s not in self.seqs]
+
+    def gaps(self, upto: int | None = None) -> list[tuple[int, int]]:
+        """Missing seqs as inclusive ranges, e.g. [(12, 190)]."""
+        out: list[tuple[int, int]] = []
+        for s in self.missing(upto):
+            if out and out[-1][1] == s - 1:
+                out[-1] = (out[-1][0], s)
+            else:
+                out.append((s, s))
+        return out
 
 
 class EventObserver:
@@ -54,6 +70,8 @@ class EventObserver:
     ) -> None:
         self.site = site
         self.units: dict[str, UnitLedger] = defaultdict(UnitLedger)
+        self.streams: dict[tuple[str, int], UnitLedger] = {}
+        self.restarts = 0  # a unit came back with a new stream epoch
         self.events: list[dict[str, Any]] = []
         self.malformed = 0
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -65,7 +83,10 @@ class EventObserver:
             subscriptions=[Topics.all_events(site), f"portlane/v1/{site}/+/status"],
             on_message=self._on_message,
             persistent_session=persistent_session,
-            **(tls or {}),  # ca_file / cert_file / key_file for an mqtts:// broker
+            # ca_file / cert_file / key_file for an mqtts:// broker
+            ca_file=(tls or {}).get("ca_file"),
+            cert_file=(tls or {}).get("cert_file"),
+            key_file=(tls or {}).get("key_file"),
         )
 
     def on_event(self, cb: Callable[[dict[str, Any]], None]) -> None:
@@ -73,17 +94,27 @@ class EventObserver:
 
     @property
     def received(self) -> int:
-        return sum(u.received for u in self.units.values())
+        return sum(u.received for u in self.streams.values())
 
     @property
     def duplicates(self) -> int:
-        return sum(u.duplicates for u in self.units.values())
+        return sum(u.duplicates for u in self.streams.values())
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Wait until ``predicate()`` holds (checked on every message); TimeoutError after
+        ``timeout`` seconds (the deadline is part of every call: a test must never hang)."""
         async with asyncio.timeout(timeout):
             while not predicate():
                 self._changed.clear()
                 await self._changed.wait()
+
+    def gaps(self, unit: str) -> list[tuple[int, int]]:
+        """Seq ranges of ``unit``'s current epoch not received, up to the last seq it says it
+        published (retained status) or the highest seen."""
+        led = self.units[unit]
+        st = led.last_status
+        top = int(st.get("last_seq", 0)) if int(st.get("epoch", led.epoch) or 0) == led.epoch else 0
+        return led.gaps(max(top, led.max_seq))
 
     def lost(self, expected_last_seq: dict[str, int] | None = None) -> int:
         total = 0
@@ -102,11 +133,11 @@ class EventObserver:
         except (ValueError, json.JSONDecodeError):
             self.malformed += 1
             return
-        led = self.units[unit]
         if kind == "status":
-            led.last_status = body
+            self.units[unit].last_status = body
         elif kind == "event":
             seq = int(body.get("seq", 0))
+            led = self._ledger(unit, int(body.get("epoch", 0) or 0))
             led.received += 1
             if seq in led.seqs:
                 led.duplicates += 1
@@ -122,3 +153,21 @@ class EventObserver:
                 for cb in self._listeners:
                     cb(body)
         self._changed.set()
+
+    def _ledger(self, unit: str, epoch: int) -> UnitLedger:
+        """The ledger of (unit, epoch); a newer epoch becomes the unit's current ledger."""
+        known = self.streams.get((unit, epoch))
+        if known is not None:
+            return known
+        current = self.units.get(unit)
+        led = UnitLedger(epoch=epoch)
+        self.streams[(unit, epoch)] = led
+        if current is None or (current.epoch == 0 and not current.received):
+            if current is not None:
+                led.last_status = current.last_status
+            self.units[unit] = led
+        elif epoch > current.epoch:
+            self.restarts += 1
+            led.last_status = current.last_status
+            self.units[unit] = led
+        return led

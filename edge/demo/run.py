@@ -11,6 +11,10 @@ Invariants checked at the end, from the broker's side and the simulated physics:
   * no barrier arm came down on a vehicle (the simulated controller counts strikes);
   * exactly one ``passage.completed`` per passage, at most one scan per passage;
   * ``seq`` strictly increasing per unit, no gaps (``events_lost``), duplicates counted.
+
+When it gives up (``--timeout``) the summary still comes out, with ``timed_out`` and what
+each unfinished lane was doing (``stuck_lanes``). Whatever happens, it leaves nothing behind:
+the temporary state directory is removed and every simulator, daemon and broker stopped.
 """
 
 from __future__ import annotations
@@ -18,56 +22,70 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import importlib.resources
+import dataclasses
 import logging
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from portlane.edge.config import Site, parse_site
 from portlane.edge.contract.events import STAGES
+from portlane.edge.delivery.state import check_state_dir
 from portlane.edge.demo.broker import EmbeddedBroker
 from portlane.edge.demo.observer import EventObserver
+from portlane.edge.demo.options import (
+    DEFAULT_SITE,
+    SITES_DIR,
+    BrokerUnreachableError,
+    DemoError,
+    DemoOptions,
+    DemoUsageError,
+    check_broker_url,
+    load_demo_site,
+)
+from portlane.edge.demo.sitegen import LANE_ORDER, demo_site
+from portlane.edge.errors import StateError
 from portlane.edge.lane.daemon import LaneDaemon
-from portlane.edge.lane.logic import LaneTimeouts
+from portlane.edge.lane.passage import LaneTimeouts
 from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.sim_devices.central import CentralPlatform
 from portlane.sim_devices.scanner import ScannerWorld
 from portlane.sim_devices.traffic import TrafficPlan, make_plan, run_lane
 from portlane.sim_devices.world import LaneWorld
 
-__all__ = ["DemoOptions", "run_demo"]
+__all__ = [
+    "DEFAULT_SITE",
+    "LANE_ORDER",
+    "BrokerUnreachableError",
+    "DemoError",
+    "DemoOptions",
+    "DemoUsageError",
+    "run_demo",
+]
+
+if TYPE_CHECKING:  # the PKI stack loads only with --secure
+    from portlane.edge.demo.secure import SecureDemo
 
 log = logging.getLogger(__name__)
 
-#: Site files ship as package data of ``portlane.firmware_config`` (a regular package).
-SITES_DIR = Path(str(importlib.resources.files("portlane.firmware_config"))) / "sites"
-DEFAULT_SITE = SITES_DIR / "zhuhai-hzmb-cargo.yaml"
 KEYS_FILE = SITES_DIR.parent / "demo_keys.yaml"
-#: Lane order for --lanes N: small demos still mix cargo and passenger lanes.
-LANE_ORDER = ("c1", "c2", "p1", "c3", "p2", "c4")
-
-
-@dataclass
-class DemoOptions:
-    lanes: int = 4
-    vehicles: int = 40
-    seed: int = 7
-    broker: str | None = None
-    time_factor: float = 0.1
-    inspect_ratio: float = 0.25
-    inject_forged: int = 0
-    site_file: Path = DEFAULT_SITE
-    live: bool = True
-    timeout_s: float = 600.0
-    recognition: bool = False
-    secure: bool = False  # shipped Mosquitto config: TLS, client certificates, ACL (edge/demo/secure.py)
-    console: tuple[str, int] | None = None  # serve the site console here (edge/console)
-    console_db: Path | None = None  # keep the console's database here
+#: How long the demo waits for an external broker (--broker) to accept a TCP connection before
+#: it says the broker is unreachable. A broker on the local network answers in milliseconds;
+#: this covers one that is still starting.
+BROKER_WAIT_S = 5.0
+#: Then every client (observer, platform, each lane) must have its MQTT session within this
+#: long, plus CONNECT_PER_LANE_S per lane: dozens of lanes start at once on a busy machine.
+CONNECT_WAIT_S = 30.0
+CONNECT_PER_LANE_S = 1.0
+#: At the end: how long the daemons' last events may take to reach the observer.
+DRAIN_WAIT_S = 10.0
+#: How often the live view is redrawn.
+TICK_S = 0.25
 
 
 @dataclass
@@ -84,34 +102,13 @@ class DemoRun:
     vehicles_passed: int = 0
     recogniser: Any = None
     started: float = field(default_factory=time.monotonic)
+    timed_out: bool = False
+    stuck: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _select_lanes(raw: dict[str, Any], n: int) -> dict[str, Any]:
-    """Take ``n`` lanes of the site (cloning cargo lanes beyond the configured ones)."""
-    by_id = {lane["id"]: lane for lane in raw["lanes"]}
-    order = [x for x in LANE_ORDER if x in by_id] + [x for x in by_id if x not in LANE_ORDER]
-    chosen = [copy.deepcopy(by_id[x]) for x in order[:n]]
-    template = next(lane for lane in raw["lanes"] if lane["kind"] == "cargo")
-    i = len([x for x in by_id if x.startswith("c")])
-    while len(chosen) < n:
-        i += 1
-        clone = copy.deepcopy(template)
-        clone["id"] = f"c{i}"
-        chosen.append(clone)
-    raw = copy.deepcopy(raw)
-    raw["lanes"] = chosen
-    ids = {lane["id"] for lane in chosen}
-    for s in raw.get("scanners", []):
-        s["lanes"] = [lane["id"] for lane in chosen if lane.get("scanner") == s["id"]]
-        for lane in chosen:
-            if lane.get("scanner") == s["id"] and lane["id"] not in s["lanes"]:
-                s["lanes"].append(lane["id"])
-    raw["scanners"] = [s for s in raw.get("scanners", []) if s["lanes"]]
-    for lane in chosen:
-        if lane.get("scanner") and lane["scanner"] not in {s["id"] for s in raw["scanners"]}:
-            lane["scanner"] = None
-    assert ids
-    return raw
+    """Kept for callers of the old name: ``sitegen.demo_site``."""
+    return demo_site(raw, n)
 
 
 def _apply_links(raw: dict[str, Any], links: dict[str, Any]) -> dict[str, Any]:
@@ -168,11 +165,17 @@ def check_invariants(
     return violations
 
 
-async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
-    from portlane.sim_devices.catalog import start_site
+async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | None = None) -> dict[str, Any]:
+    """Run the simulated port; return the summary (also when it gives up: ``timed_out``).
 
-    raw_all = yaml.safe_load(opts.site_file.read_text(encoding="utf-8"))
-    raw = _select_lanes(raw_all, opts.lanes)
+    Raises ``DemoUsageError`` (bad option, a site the demo cannot simulate), ``ConfigError``
+    (the site file), ``BrokerUnreachableError`` (--broker does not answer) or ``StateError``
+    (the temporary state directory cannot be written). Leaves nothing behind: the state
+    directory is removed, every task, simulator and broker stopped."""
+    from portlane.sim_devices.catalog import SimulatorUnavailableError, start_site
+
+    opts = opts.validated()
+    raw = demo_site(load_demo_site(opts.site_file), opts.lanes, cameras=opts.with_cameras)
     keys = yaml.safe_load(KEYS_FILE.read_text(encoding="utf-8"))
     lanes_kind = {lane["id"]: lane["kind"] for lane in raw["lanes"]}
     plan = make_plan(lanes_kind, opts.vehicles, seed=opts.seed, swapped_ratio=0.05)
@@ -182,35 +185,172 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
     scanner_world = ScannerWorld(time_factor=opts.time_factor, seed=opts.seed)
     scanner_ids = [s["id"] for s in raw.get("scanners", [])]
 
+    tmp = tempfile.TemporaryDirectory(prefix="portlane-demo-")  # removed below, whatever happens
     broker: EmbeddedBroker | None = None
-    protocol: str | None = None
-    secure = None
-    if opts.secure:
-        from portlane.edge.demo.secure import OBSERVER, secure_demo
-
-        secure = secure_demo(raw)
-        raw = secure.raw
-        await secure.broker.start()
-        url = secure.broker.url
-    elif opts.broker:
-        url = opts.broker
-    else:
-        broker = EmbeddedBroker()
-        await broker.start()
-        url, protocol = broker.url, "3.1.1"
-
-    stop = asyncio.Event()
-    exits = contextlib.AsyncExitStack()
-    state_dir = Path(tempfile.mkdtemp(prefix="portlane-demo-"))
-    sims = await start_site(
-        raw, worlds, scanner_worlds={sid: scanner_world for sid in scanner_ids}, time_factor=opts.time_factor
-    )
+    secure: SecureDemo | None = None
     try:
-        site = parse_site(_apply_links(raw, sims.links), file=str(opts.site_file))
-        run = DemoRun(opts, site, plan, worlds, scanner_world)
-        run.observer = EventObserver(
-            url, site.site.id, protocol=protocol or "auto", tls=secure.link_tls(OBSERVER) if secure else None
+        state_dir = Path(tmp.name) / "state"
+        check_state_dir(state_dir, min_free_mb=1.0)
+        protocol: str | None = None
+        if opts.secure:
+            from portlane.edge.demo.secure import secure_demo
+
+            secure = secure_demo(raw)
+            raw = secure.raw
+            await secure.broker.start()
+            url = secure.broker.url
+        elif opts.broker:
+            url = opts.broker
+            await _probe_broker(url, BROKER_WAIT_S)
+        else:
+            broker = EmbeddedBroker()
+            await broker.start()
+            url, protocol = broker.url, "3.1.1"
+        try:
+            sims = await start_site(
+                raw, worlds, scanner_worlds={sid: scanner_world for sid in scanner_ids}, time_factor=opts.time_factor
+            )
+        except SimulatorUnavailableError as exc:
+            raise DemoUsageError(f"{opts.site_file}: the demo cannot simulate this site: {exc}") from exc
+        try:
+            return await _run(
+                opts, raw, sims.links, keys, plan, worlds, scanner_world, state_dir, url, protocol, secure, on_tick
+            )
+        finally:
+            await sims.close()
+    finally:
+        if broker is not None:
+            await broker.stop()
+        if secure is not None:
+            await secure.close()
+        tmp.cleanup()
+
+
+async def _probe_broker(url: str, wait_s: float) -> None:
+    """Fail fast, naming the URL, when nothing accepts TCP connections there within ``wait_s``."""
+    host, port = check_broker_url(url)
+    last: OSError | None = None
+    try:
+        async with asyncio.timeout(wait_s):
+            while True:
+                try:
+                    _r, w = await asyncio.open_connection(host, port)
+                except OSError as exc:
+                    last = exc
+                    await asyncio.sleep(0.2)
+                    continue
+                w.close()
+                with contextlib.suppress(OSError):
+                    await w.wait_closed()
+                return
+    except TimeoutError:
+        why = f"{last.strerror or last}" if last is not None else "no answer"
+        raise BrokerUnreachableError(
+            f"--broker {url}: no MQTT broker reachable within {wait_s:.0f} s ({why}); "
+            "start the broker, or leave out --broker to use the embedded one"
+        ) from None
+
+
+async def _subscribed(observer: EventObserver, url: str, external: bool) -> None:
+    try:
+        async with asyncio.timeout(CONNECT_WAIT_S):
+            await observer.link.wait_subscribed()
+    except TimeoutError:
+        where = f"--broker {url}" if external else f"the embedded broker ({url})"
+        error = BrokerUnreachableError if external else DemoError
+        raise error(f"{where}: the observer got no MQTT session within {CONNECT_WAIT_S:.0f} s") from None
+
+
+async def _all_connected(run: DemoRun, url: str, external: bool) -> None:
+    """Every client has its MQTT session, or ``BrokerUnreachableError`` naming who has not."""
+    assert run.observer is not None and run.central is not None
+    clients: dict[str, Any] = {"the observer": run.observer.link, "the central platform": run.central}
+    clients.update({f"lane {lid}": d.link for lid, d in run.lanes.items()})
+    wait_s = CONNECT_WAIT_S + CONNECT_PER_LANE_S * len(run.lanes)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(wait_s):
+            await asyncio.gather(*(c.wait_connected() for c in clients.values()))
+            # Each lane accepted the platform's signed registrations (expected vehicles).
+            await run.central.wait_registered(run.lanes)
+            return
+    late = [name for name, c in clients.items() if not c.connected]
+    if not late:
+        unregistered = [lid for lid in run.lanes if lid not in run.central.registered]
+        raise DemoError(
+            f"lanes {', '.join(unregistered)} did not accept the platform's registrations within {wait_s:.0f} s"
         )
+    if external:
+        raise BrokerUnreachableError(
+            f"--broker {url}: {', '.join(late)} got no MQTT session within {wait_s:.0f} s (the port answers: "
+            "is it an MQTT broker, and does it allow anonymous clients?)"
+        )
+    raise DemoError(
+        f"the embedded broker ({url}) gave {', '.join(late)} no MQTT session within {wait_s:.0f} s: the machine "
+        "is too busy for this many lanes; try fewer, or --broker with Mosquitto"
+    )
+
+
+async def _run(
+    opts: DemoOptions,
+    raw: dict[str, Any],
+    links: dict[str, Any],
+    keys: dict[str, Any],
+    plan: TrafficPlan,
+    worlds: dict[str, LaneWorld],
+    scanner_world: ScannerWorld,
+    state_dir: Path,
+    url: str,
+    protocol: str | None,
+    secure: SecureDemo | None,
+    on_tick: Callable[[DemoRun], None] | None,
+) -> dict[str, Any]:
+    site = parse_site(_apply_links(raw, links), file=str(opts.site_file))
+    run = DemoRun(opts, site, plan, worlds, scanner_world)
+    tls: dict[str, str] | None = None
+    if secure is not None:
+        from portlane.edge.demo.secure import OBSERVER
+
+        tls = secure.link_tls(OBSERVER)
+    observer = run.observer = EventObserver(url, site.site.id, protocol=protocol or "auto", tls=tls)
+    recogniser = None
+    if opts.recognition:
+        from portlane.edge.lane.recognition import LocalRecogniser, camera_rois
+
+        # one worker thread, one set of ONNX sessions for all lanes
+        recogniser = LocalRecogniser(rois=camera_rois(site))
+    run.recogniser = recogniser
+    # With recognition, a lane's frames queue behind other lanes' on one worker: allow for it.
+    timeouts = LaneTimeouts(identify_s=30.0 if recogniser else 3.0, decision_s=60.0, exit_s=60.0)
+    for lane_cfg in site.lanes:
+        run.lanes[lane_cfg.id] = LaneDaemon(
+            site,
+            lane_cfg,
+            state_dir=state_dir,
+            broker_url=url,
+            broker_protocol=protocol,
+            timeouts=timeouts,
+            recogniser=recogniser,
+        )
+    for s in site.scanners:
+        run.scanner = ScannerDaemon(site, s, state_dir=state_dir, broker_url=url, broker_protocol=protocol)
+    central = run.central = CentralPlatform(
+        url,
+        site.site.id,
+        key_id=keys["key_id"],
+        private_key_b64=keys["private_key"],
+        lanes={
+            lc.id: {"kind": lc.kind, "agencies": [a.value for a in lc.agencies], "scanner": lc.scanner}
+            for lc in site.lanes
+        },
+        inspect_ratio=opts.inspect_ratio,
+        forged=opts.inject_forged,
+        seed=opts.seed,
+        think_s=2.0 * opts.time_factor,
+        protocol=protocol or "auto",
+        registrations=plan.registrations,
+        tls_files=secure.tls_files("platform") if secure else None,
+    )
+    async with contextlib.AsyncExitStack() as exits:
         if opts.console or opts.console_db:
             from portlane.edge.console.service import demo_console
 
@@ -225,124 +365,122 @@ async def run_demo(opts: DemoOptions, *, on_tick: Any = None) -> dict[str, Any]:
                     signing_key=(keys["key_id"], keys["private_key"]),
                 )
             )
-        recogniser = None
-        if opts.recognition:
-            from portlane.edge.lane.recognition import LocalRecogniser, camera_rois
+        try:
+            return await _drive(run, observer, central, plan, worlds, scanner_world, url, protocol, on_tick)
+        except* (DemoError, StateError) as eg:
+            raise eg.exceptions[0] from None  # one line for the CLI, not a group
+    raise AssertionError("unreachable: the block returns or raises")
 
-            # one worker thread, one set of ONNX sessions for all lanes
-            recogniser = LocalRecogniser(rois=camera_rois(site))
-        run.recogniser = recogniser
-        # With recognition, a lane's frames queue behind other lanes' on one worker: allow for it.
-        timeouts = LaneTimeouts(identify_s=30.0 if recogniser else 3.0, decision_s=60.0, exit_s=60.0)
-        for lane_cfg in site.lanes:
-            run.lanes[lane_cfg.id] = LaneDaemon(
-                site,
-                lane_cfg,
-                state_dir=state_dir,
-                broker_url=url,
-                broker_protocol=protocol,
-                timeouts=timeouts,
-                recogniser=recogniser,
-            )
-        for s in site.scanners:
-            run.scanner = ScannerDaemon(site, s, state_dir=state_dir, broker_url=url, broker_protocol=protocol)
-        run.central = CentralPlatform(
-            url,
-            site.site.id,
-            key_id=keys["key_id"],
-            private_key_b64=keys["private_key"],
-            lanes={
-                lc.id: {"kind": lc.kind, "agencies": [a.value for a in lc.agencies], "scanner": lc.scanner}
-                for lc in site.lanes
-            },
-            inspect_ratio=opts.inspect_ratio,
-            forged=opts.inject_forged,
-            seed=opts.seed,
-            think_s=2.0 * opts.time_factor,
-            protocol=protocol or "auto",
-            registrations=plan.registrations,
-            tls_files=secure.tls_files("platform") if secure else None,
-        )
-        completed = asyncio.Event()
 
-        def on_event(ev: dict[str, Any]) -> None:
-            done = sum(1 for e in run.observer.events if e["type"] == "portlane.passage.completed")  # type: ignore[union-attr]
-            if done >= plan.total:
-                completed.set()
+async def _drive(
+    run: DemoRun,
+    observer: EventObserver,
+    central: CentralPlatform,
+    plan: TrafficPlan,
+    worlds: dict[str, LaneWorld],
+    scanner_world: ScannerWorld,
+    url: str,
+    protocol: str | None,
+    on_tick: Callable[[DemoRun], None] | None,
+) -> dict[str, Any]:
+    opts = run.opts
+    completed = asyncio.Event()
 
-        run.observer.on_event(on_event)
-        async with asyncio.TaskGroup() as tg:
-            bg = [
-                tg.create_task(run.observer.link.run(), name="observer"),
-                tg.create_task(run.central.run(), name="central"),
-                tg.create_task(scanner_world.run(), name="scanner-physics"),
-            ]
-            bg += [tg.create_task(w.run(), name=f"{lane}-physics") for lane, w in worlds.items()]
-            daemons = [tg.create_task(d.run(stop), name=f"lane-{lid}") for lid, d in run.lanes.items()]
-            if run.scanner:
-                daemons.append(tg.create_task(run.scanner.run(stop), name="scanner"))
-            await asyncio.wait_for(run.observer.link.wait_connected(), 30)
-            await asyncio.wait_for(run.central.wait_connected(), 30)
-            for d in run.lanes.values():
-                await asyncio.wait_for(d.link.wait_connected(), 30)
-            await asyncio.wait_for(run.central.wait_registered(run.lanes), 30)
+    def on_event(_ev: dict[str, Any]) -> None:
+        if _count(run, "passage.completed") >= plan.total:
+            completed.set()
+
+    observer.on_event(on_event)
+    stop = asyncio.Event()
+    expected: dict[str, int] = {}
+    async with asyncio.TaskGroup() as tg:
+        bg = [
+            tg.create_task(observer.link.run(), name="observer"),
+            tg.create_task(central.run(), name="central"),
+            tg.create_task(scanner_world.run(), name="scanner-physics"),
+        ]
+        bg += [tg.create_task(w.run(), name=f"{lane}-physics") for lane, w in worlds.items()]
+        # The observer counts what reached the broker: it must be subscribed before any
+        # daemon publishes its first event.
+        await _subscribed(observer, url, external=opts.broker is not None)
+        daemons = [tg.create_task(d.run(stop), name=f"lane-{lid}") for lid, d in run.lanes.items()]
+        if run.scanner:
+            daemons.append(tg.create_task(run.scanner.run(stop), name="scanner"))
+        traffic: list[asyncio.Task[list[bool]]] = []
+        ticker: asyncio.Task[None] | None = None
+        try:
+            await _all_connected(run, url, external=opts.broker is not None)
             traffic = [
                 tg.create_task(run_lane(worlds[lane], vs, headway_s=1.0), name=f"traffic-{lane}")
                 for lane, vs in plan.per_lane.items()
             ]
             ticker = tg.create_task(_ticker(run, on_tick), name="live") if on_tick else None
-            try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(opts.timeout_s):
+                    await completed.wait()
+            if not completed.is_set():
+                run.timed_out = True
+                run.stuck = _stuck_lanes(run)
+                log.error("demo: timed out after %.0f s; stuck lanes: %s", opts.timeout_s, run.stuck)
+            else:
+                run.vehicles_passed = sum(sum(r) for r in await asyncio.gather(*traffic))
+                if opts.inject_forged and central.forged_left:
+                    await central.flush_forgeries(next(iter(run.lanes)))
+                # Let the rejections of the last forgeries reach the observer.
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(opts.timeout_s):
-                        await completed.wait()
-                if not completed.is_set():
-                    log.error(
-                        "demo: timed out after %.0f s; lanes now: %s",
-                        opts.timeout_s,
-                        {
-                            lid: (
-                                d.logic.stage.value,
-                                d.logic.in_service,
-                                worlds[lid].position.value,
-                                d.logic.sensors,
-                                d.devices.slots["gate"].supervisor.health.value,
-                            )
-                            for lid, d in run.lanes.items()
-                        },
-                    )
-                else:
-                    run.vehicles_passed = sum(sum(r) for r in await asyncio.gather(*traffic))
-                    if opts.inject_forged and run.central.forged_left:
-                        await run.central.flush_forgeries(next(iter(run.lanes)))
-                    # Let the rejections of the last forgeries reach the observer.
-                    with contextlib.suppress(TimeoutError):
-                        await run.observer.wait_for(
-                            lambda: _count(run, "command.rejected") >= opts.inject_forged, timeout=30
-                        )
-            finally:
-                stop.set()
-                await asyncio.gather(*daemons, return_exceptions=True)
-                # Everything the daemons published before they stopped is on the broker.
-                expected = {lid: d.outbox.last_seq for lid, d in run.lanes.items()}
-                if run.scanner:
-                    expected[run.scanner.cfg.id] = run.scanner.outbox.last_seq
-                with contextlib.suppress(TimeoutError):
-                    await run.observer.wait_for(
-                        lambda: all(run.observer.units[u].max_seq >= s for u, s in expected.items() if s),  # type: ignore[union-attr]
-                        timeout=10,
-                    )
-                if ticker:
-                    ticker.cancel()
-                for t in [*bg, *traffic]:
-                    t.cancel()
-        return summarise(run, expected)
-    finally:
-        await exits.aclose()
-        await sims.close()
-        if broker is not None:
-            await broker.stop()
-        if secure is not None:
-            await secure.close()
+                    await observer.wait_for(lambda: _count(run, "command.rejected") >= opts.inject_forged, timeout=30)
+        finally:
+            # The live view goes first: it reads the lanes' status, which must not outlive them.
+            if ticker is not None:
+                ticker.cancel()
+                await asyncio.gather(ticker, return_exceptions=True)
+            stop.set()
+            await asyncio.gather(*daemons, return_exceptions=True)
+            # Everything the daemons published before they stopped is on the broker.
+            expected = {lid: d.outbox.last_seq for lid, d in run.lanes.items()}
+            if run.scanner:
+                expected[run.scanner.cfg.id] = run.scanner.outbox.last_seq
+            with contextlib.suppress(TimeoutError):
+                await observer.wait_for(
+                    lambda: all(observer.units[u].max_seq >= s for u, s in expected.items() if s),
+                    timeout=DRAIN_WAIT_S,
+                )
+            for t in [*bg, *traffic]:
+                t.cancel()
+    return summarise(run, expected)
+
+
+def _stuck_lanes(run: DemoRun) -> dict[str, dict[str, Any]]:
+    """What each lane that has not finished is doing: what a technician would look at."""
+    out: dict[str, dict[str, Any]] = {}
+    done: Counter[str] = Counter()
+    assert run.observer is not None
+    for e in run.observer.events:
+        if e["type"] == "portlane.passage.completed":
+            done[e["source"].rsplit("/", 1)[-1]] += 1
+    for lid, d in run.lanes.items():
+        w = run.worlds[lid]
+        stage = d.logic.stage.value
+        if done[lid] >= len(run.plan.per_lane.get(lid, [])) and not w.vehicle and stage == "idle":
+            continue
+        sensors = d.logic.sensors
+        gate = d.devices.slots.get("gate")
+        out[lid] = {
+            "stage": stage,
+            "in_service": d.logic.in_service,
+            "passage_id": d.logic.passage.id if d.logic.passage else None,
+            "vehicle": w.vehicle.vid if w.vehicle else None,
+            "vehicle_position": w.position.value,
+            "sensors": dataclasses.asdict(sensors) if dataclasses.is_dataclass(sensors) else str(sensors),
+            "gate": {
+                "health": gate.supervisor.health.value if gate else None,
+                "arm_angle": round(w.arm_angle, 1),
+                "motion": w.motion.value,
+            },
+            "light": w.light,
+            "passages": f"{done[lid]}/{len(run.plan.per_lane.get(lid, []))}",
+        }
+    return out
 
 
 def _count(run: DemoRun, type_: str) -> int:
@@ -350,10 +488,10 @@ def _count(run: DemoRun, type_: str) -> int:
     return sum(1 for e in run.observer.events if e["type"] == f"portlane.{type_}")
 
 
-async def _ticker(run: DemoRun, on_tick: Any) -> None:
+async def _ticker(run: DemoRun, on_tick: Callable[[DemoRun], None]) -> None:
     while True:
         on_tick(run)
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(TICK_S)
 
 
 def _recognition_summary(run: DemoRun, completed: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -421,6 +559,9 @@ def summarise(run: DemoRun, expected: dict[str, int]) -> dict[str, Any]:
         "identity_corrections": _count(run, "identity.corrected"),
         "stage_ms": stage_ms,
         "recognition": _recognition_summary(run, completed),
+        "timed_out": run.timed_out,
+        "stuck_lanes": run.stuck,
+        "stream_restarts": obs.restarts,
         "time_factor": run.opts.time_factor,
         "wall_s": round(time.monotonic() - run.started, 1),
     }

@@ -98,7 +98,9 @@ class LaneDaemon:
             kind=lane.kind,
             timeouts=timeouts or LaneTimeouts(decision_s=site.platform.decision_timeout_s),
         )
-        self.outbox = Outbox(self.state_dir / f"outbox-{lane.id}.db", site=site.site.id, unit=lane.id, clock=clock)
+        self.outbox = Outbox(
+            self.state_dir / f"outbox-{lane.id}.db", site=site.site.id, unit=lane.id, clock=clock, config=site.outbox
+        )
         self.audit = AuditLog(self.state_dir / "audit.jsonl")
         self.journal = Journal(self.state_dir / f"journal-{lane.id}.db")
         self.nonces = SqliteNonceStore(self.state_dir / f"nonces-{lane.id}.db")
@@ -313,6 +315,7 @@ class LaneDaemon:
             in_service=logic.in_service if logic else True,
             stage=logic.stage.value if logic else None,
             last_seq=outbox.last_seq if outbox else 0,
+            epoch=outbox.epoch if outbox else 0,  # last_seq counts within this stream epoch
             since=rfc3339(self.clock()),
         )
         return status.model_dump_json().encode()

@@ -86,7 +86,9 @@ class ScannerDaemon:
         self.topics = Topics(site.site.id, cfg.id)
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(state_dir / f"outbox-{cfg.id}.db", site=site.site.id, unit=cfg.id, clock=clock)
+        self.outbox = Outbox(
+            state_dir / f"outbox-{cfg.id}.db", site=site.site.id, unit=cfg.id, clock=clock, config=site.outbox
+        )
         self.device: ScannerDriver = registry.create("scanner", cfg.id, cfg.device)  # type: ignore[assignment]
         self.supervisor = Supervisor(self.device, self._probe, period=cfg.device.poll_s)
         b = site.broker
@@ -139,6 +141,7 @@ class ScannerDaemon:
             "kind": "scanner",
             "version": __version__,
             "last_seq": self.outbox.last_seq,
+            "epoch": self.outbox.epoch,  # last_seq counts within this stream epoch
             "since": rfc3339(self.clock()),
         }
         await self.link.publish(self.topics.status, json.dumps(body).encode(), retain=True)

@@ -1,0 +1,95 @@
+"""A demo site with any number of lanes, generated from a real site file.
+
+``demo_site(raw, n)`` takes ``n`` lanes of the site in a fixed order (small demos still mix
+cargo and passenger lanes) and, beyond the configured ones, clones them the way a port adds
+lanes: two cargo lanes for one passenger lane, each clone with its own RS-485 bus (its own
+serial adapter), its own serial device paths and its own controller subnet
+``10.20.<n>.0/24`` — so no two gates share an RS-485 address and no two devices share a
+port. The simulators replace every link with their own (a pty or a loopback port) and keep
+the bus grouping, which is what must be unique.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+__all__ = ["LANE_ORDER", "demo_site"]
+
+#: Lane order for --lanes N: small demos still mix cargo and passenger lanes.
+LANE_ORDER = ("c1", "c2", "p1", "c3", "p2", "c4")
+
+
+def demo_site(raw: dict[str, Any], n: int, *, cameras: bool = True) -> dict[str, Any]:
+    """The site dict with exactly ``n`` lanes (the scanners list only lanes that exist);
+    without ``cameras`` the lanes have none (they identify vehicles by their e-cards)."""
+    if n < 1:
+        raise ValueError(f"a demo site has at least one lane, not {n}")
+    lanes = raw.get("lanes") or []
+    by_id = {lane["id"]: lane for lane in lanes}
+    order = [x for x in LANE_ORDER if x in by_id] + [x for x in by_id if x not in LANE_ORDER]
+    chosen = [copy.deepcopy(by_id[x]) for x in order[:n]]
+    templates = {kind: next((la for la in lanes if la["kind"] == kind), None) for kind in ("cargo", "passenger")}
+    taken = {lane["id"] for lane in lanes}
+    subnets = {_subnet(lane) for lane in lanes} - {None}
+    k = 0
+    while len(chosen) < n:
+        kind = "passenger" if k % 3 == 2 else "cargo"
+        k += 1
+        template = templates[kind] or templates["cargo"] or templates["passenger"] or lanes[0]
+        prefix = "c" if template["kind"] == "cargo" else "p"
+        i = 1
+        while f"{prefix}{i}" in taken:
+            i += 1
+        new_id = f"{prefix}{i}"
+        taken.add(new_id)
+        net = 1
+        while net in subnets:
+            net += 1
+        subnets.add(net)
+        chosen.append(_clone(template, new_id, net))
+    if not cameras:
+        for lane in chosen:
+            (lane.get("devices") or {}).pop("cameras", None)
+    out = copy.deepcopy(raw)
+    out["lanes"] = chosen
+    for s in out.get("scanners", []) or []:
+        s["lanes"] = [lane["id"] for lane in chosen if lane.get("scanner") == s["id"]]
+    out["scanners"] = [s for s in out.get("scanners", []) or [] if s["lanes"]]
+    kept = {s["id"] for s in out["scanners"]}
+    for lane in chosen:
+        if lane.get("scanner") and lane["scanner"] not in kept:
+            lane["scanner"] = None
+    return out
+
+
+def _subnet(lane: dict[str, Any]) -> int | None:
+    """The lane's controller subnet: the third octet of its I/O module's address."""
+    host = ((lane.get("devices") or {}).get("io") or {}).get("link", {}).get("host", "")
+    m = re.fullmatch(r"10\.20\.(\d+)\.\d+", str(host))
+    return int(m.group(1)) if m else None
+
+
+def _clone(template: dict[str, Any], new_id: str, net: int) -> dict[str, Any]:
+    """``template`` as lane ``new_id``: own bus, own serial paths, own subnet 10.20.<net>.0/24."""
+    if net > 254:
+        raise ValueError("no controller subnet left for another lane (10.20.1-254.0/24)")
+    old_id = template["id"]
+    lane = copy.deepcopy(template)
+    lane["id"] = new_id
+    devices: dict[str, Any] = lane.get("devices") or {}
+    links = [d["link"] for k, d in devices.items() if k != "cameras" and d] + [
+        c["link"] for c in (devices.get("cameras") or {}).values()
+    ]
+    for link in links:
+        if "bus" in link:
+            link["bus"] = f"{new_id}-rs485"
+        if link.get("kind") == "serial" and "url" in link:
+            url = re.sub(rf"(?i)-{re.escape(old_id)}-", f"-{new_id.upper()}-", str(link["url"]))
+            link["url"] = url if url != link["url"] else f"{link['url']}-{new_id}"
+        if link.get("kind") == "tcp" and "host" in link:
+            link["host"] = re.sub(r"^10\.20\.\d+\.", f"10.20.{net}.", str(link["host"]))
+        if link.get("kind") == "camera" and "source" in link:
+            link["source"] = re.sub(r"10\.20\.\d+\.", f"10.20.{net}.", str(link["source"]))
+    return lane

@@ -1,0 +1,42 @@
+"""The chaos suite's harness, in CI: the port as a site runs it (lane and scanner daemons as
+processes, Mosquitto with persistence), without a fault and with the broker killed while the
+platform was offline (its gaps come back through signed ``replay_events``).
+
+The other scenarios (`python bench/chaos.py`, docs/reliability.md) take minutes each while
+they fail; they join CI as the lane-side fixes of issue 11 land.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from portlane.edge.demo.broker import MosquittoBroker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import chaos  # bench/ is not a package: on sys.path above
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not MosquittoBroker.available(), reason="needs mosquitto"),
+    pytest.mark.timeout(300),
+]
+
+
+async def test_the_port_runs_clean_without_a_fault() -> None:
+    r = await chaos.run_scenario("baseline", lanes=3, vehicles=9, seed=3)
+    assert r.error is None, r.error
+    assert (r.passages, r.planned) == (9, 9)
+    assert r.lost_after_replay == 0 and not r.stuck and r.ok
+
+
+async def test_events_lost_by_a_broker_crash_are_replayed() -> None:
+    r = await chaos.run_scenario("broker_kill", lanes=3, vehicles=9, seed=3)
+    assert r.error is None, r.error
+    assert r.passages >= r.planned and r.vehicles == r.planned
+    lanes = {u: n for u, n in r.lost_by_unit.items() if u != "xray-1"}
+    assert lanes == {}, r.notes  # every lane replayed its gap
+    if r.lost_by_unit.get("xray-1"):
+        pytest.xfail("the scanner daemon does not answer replay_events yet (issue 11, lead)")
+    assert any(n.startswith("gaps before replay:") for n in r.notes), "the crash lost nothing: the test shows nothing"
