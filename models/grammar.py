@@ -162,6 +162,10 @@ class PlateRead:
     box: tuple[int, int, int, int] | None = None
     char_confidences: tuple[float, ...] = ()
     status: str = CONFIRMED
+    #: why a read is low_confidence when that is its only doubt: ``"province"`` = every character
+    #: clears its threshold but the province Hanzi is too small to vouch for alone (a second
+    #: camera or frame that agrees confirms it, ``fusion.py``); ``""`` otherwise.
+    doubt: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -169,5 +173,6 @@ class PlateRead:
             "kind": self.kind,
             "confidence": self.confidence,
             "status": self.status,
+            "doubt": self.doubt,
             "box": list(self.box) if self.box else None,
         }

@@ -23,9 +23,10 @@ is above the thresholds calibrated on the development set (``docs/recognition.md
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -45,7 +46,7 @@ from .imaging import (
     rectify,
     unconstrained_logp,
 )
-from .onnx_ocr import OcrEngine, TextBox
+from .onnx_ocr import REC_HEIGHT, REC_STRIDE, OcrEngine, TextBox
 
 __all__ = ["PlateReader"]
 
@@ -58,6 +59,10 @@ PLATE_COLOURS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
 }
 #: Side of the image the colour mask is computed at (cheap: ~3 ms on a 1080p frame).
 COLOUR_SIDE = 800
+#: Glyph height over glyph pitch on a mainland plate (GA 36: 90 mm tall, 57 mm apart).
+GLYPH_PER_PITCH = 1.6
+#: Glyph height over the height of the band cut for a two-row plate's upper row.
+UPPER_ROW_GLYPH = 0.65
 
 
 @dataclass(slots=True)
@@ -83,6 +88,10 @@ class PlateReader:
     #: Calibrated on the development set (docs/recognition.md): below these a read is low_confidence.
     confirm_char_conf: float = 0.7
     confirm_province_conf: float = 0.9
+    #: Height (source pixels) the province Hanzi must have for the recogniser's read of it to
+    #: confirm a plate on its own; below it a second camera or frame must agree (fusion). Not
+    #: fitted to the development set: docs/recognition.md, "province Hanzi".
+    province_alone_px: float = 40.0
     confirm_max_cost: float = 2.0
     colour_proposals: int = 4
     kinds: tuple[str, ...] = ("cn", "cn_crossborder", "hk", "macau")
@@ -116,6 +125,7 @@ class PlateReader:
         crops: list[Image] = [rectify(view, q) for q in lines]
         cands = [_Cand(bbox_of(q), (i,), "det") for i, q in enumerate(lines)]
         mats = self.engine.rec(crops)
+        heights = [c.shape[0] for c in crops]
         extra: list[Image] = []
         pairs: list[tuple[int, int, BBox]] = []
         for i, q in enumerate(lines):
@@ -128,9 +138,10 @@ class PlateReader:
         if extra:
             base = len(mats)
             mats += self.engine.rec(extra)
+            heights += [c.shape[0] for c in extra]
             cands += [_Cand(box, (base + k, i), "double", group=i) for k, i, box in pairs]
-        reads = self._decode_candidates(cands, mats, (ox, oy))
-        if not any(r.status == CONFIRMED for r in reads):
+        reads = self._decode_candidates(cands, mats, heights, (ox, oy))
+        if not any(_good(r) for r in reads):
             reads += self._read_colour_regions(view, [bbox_of(q) for q in lines], (ox, oy))
         reads = self._check_framings(view, reads, (ox, oy))
         self.timings["rec_ms"] = (time.perf_counter() - t0) * 1000
@@ -152,7 +163,9 @@ class PlateReader:
             if aspect >= 1.6 and not any(overlaps(b, lb, 0.6) for lb in line_boxes):
                 crops.append(crop_box(view, b, mx=0.03, my=0.08))
                 cands.append(_Cand(b, (len(crops) - 1,), "colour"))
-        return self._decode_candidates(cands, self.engine.rec(crops), off) if crops else []
+        if not crops:
+            return []
+        return self._decode_candidates(cands, self.engine.rec(crops), [c.shape[0] for c in crops], off)
 
     def decode(self, probs: Matrix, *, kinds: tuple[str, ...] | None = None) -> PlateRead | None:
         """Best grammar read of one line's probability matrix, or None if no plate grammar fits."""
@@ -161,8 +174,15 @@ class PlateReader:
 
     # -- decoding ----------------------------------------------------------------------------------
     def _decode_candidates(
-        self, cands: list[_Cand], mats: list[Matrix], off: tuple[int, int], *, personal: bool = False
+        self,
+        cands: list[_Cand],
+        mats: list[Matrix],
+        heights: list[int],
+        off: tuple[int, int],
+        *,
+        personal: bool = False,
     ) -> list[PlateRead]:
+        """``heights``: the source height of each matrix's crop (how large the glyphs were)."""
         found: list[tuple[PlateRead, float, int]] = []
         for c in cands:
             split = None
@@ -170,16 +190,20 @@ class PlateReader:
                 up, lo = mats[c.parts[0]], mats[c.parts[1]]
                 m = np.concatenate([up, blank_rows(2, up.shape[1]), lo])
                 split = len(up) + 1
+                # the upper row's glyphs (60 mm) fill about two thirds of its band (GA 36)
+                scale: float | None = UPPER_ROW_GLYPH * heights[c.parts[0]]
             else:
                 m = mats[c.parts[0]]
-            got = self._decode(m, upper_frames=split, personal=personal and split is None)
+                scale = None
+            frame_px = REC_STRIDE * heights[c.parts[0]] / REC_HEIGHT
+            got = self._decode(
+                m, upper_frames=split, personal=personal and split is None, frame_px=frame_px, upper_glyph_px=scale
+            )
             if got is not None:
                 r, cost = got
                 x1, y1, x2, y2 = c.box
                 box = (x1 + off[0], y1 + off[1], x2 + off[0], y2 + off[1])
-                found.append(
-                    (PlateRead(r.text, r.kind, r.confidence, box, r.char_confidences, r.status), cost, c.group)
-                )
+                found.append((replace(r, box=box), cost, c.group))
         best: dict[int, float] = {}
         for _r, cost, g in found:
             if g >= 0:
@@ -193,6 +217,8 @@ class PlateReader:
         kinds: tuple[str, ...] | None = None,
         upper_frames: int | None = None,
         personal: bool = False,
+        frame_px: float | None = None,
+        upper_glyph_px: float | None = None,
     ) -> tuple[PlateRead, float] | None:
         """Best grammar read of a matrix and its grammar cost (nats below the free best path).
 
@@ -201,6 +227,10 @@ class PlateReader:
         Kong: the letters) — otherwise the lower row alone would pass as a short Hong Kong mark.
         The upper row is small and its Hanzi often unreadable: the read is still returned
         (low_confidence) when the rest is clear, so an officer sees the serial, never a guess.
+
+        ``frame_px``: source pixels per matrix frame (how large the plate was); ``upper_glyph_px``:
+        the upper row's glyph height of a two-row plate. A province Hanzi smaller than
+        ``province_alone_px`` never confirms a plate alone (``doubt="province"``).
         """
         index = self.engine.rec.index
         folded = ctc.fold_separators(probs, index)
@@ -256,6 +286,11 @@ class PlateReader:
             ok = False  # five marks that are also the lower row of a mainland two-row plate: ambiguous
         if kind == "hk_personal":
             ok = False  # almost any word fits: an officer (or a second camera) must agree
+        doubt = ""
+        if ok and kind == "cn" and not d.text[0].isascii():
+            glyph = upper_glyph_px if upper_frames is not None else _province_px(d, frame_px)
+            if glyph is None or glyph < self.province_alone_px:
+                ok, doubt = False, "province"
         return PlateRead(
             grammar.render_canonical(d.text, kind),
             kind,
@@ -263,6 +298,7 @@ class PlateReader:
             None,
             d.char_conf,
             CONFIRMED if ok else LOW_CONFIDENCE,
+            doubt,
         ), cost
 
     def _check_framings(self, view: Image, reads: list[PlateRead], off: tuple[int, int]) -> list[PlateRead]:
@@ -277,7 +313,7 @@ class PlateReader:
         todo: dict[str, PlateRead] = {}
         for r in sorted(reads, key=lambda r: -(r.box[2] - r.box[0]) if r.box else 0):
             if (
-                r.status == CONFIRMED
+                _good(r)
                 and r.box is not None
                 and not r.text[0].isascii()
                 and len(todo) < 2
@@ -305,26 +341,15 @@ class PlateReader:
                 same = got is not None and got[0].text[0] == r.text[0]
                 probs.append(got[0].char_confidences[0] if got is not None and same else 0.0)
                 if got is not None and got[0].text != r.text:
-                    out.append(
-                        PlateRead(
-                            got[0].text, got[0].kind, got[0].confidence, r.box, got[0].char_confidences, got[0].status
-                        )
-                    )
+                    out.append(replace(got[0], box=r.box, status=LOW_CONFIDENCE, doubt=""))
             province[r.text] = sum(probs) / len(probs)
         # the read's confidence is capped by its province's mean over the framings
         return [
             r
             if r.text not in province
-            else PlateRead(
-                r.text,
-                r.kind,
-                round(min(r.confidence, province[r.text]), 4),
-                r.box,
-                r.char_confidences,
-                r.status
-                if province[r.text] >= max(self.confirm_province_conf, self.confirm_char_conf)
-                else LOW_CONFIDENCE,
-            )
+            else replace(r, confidence=round(min(r.confidence, province[r.text]), 4))
+            if province[r.text] >= max(self.confirm_province_conf, self.confirm_char_conf)
+            else replace(r, confidence=round(min(r.confidence, province[r.text]), 4), status=LOW_CONFIDENCE, doubt="")
             for r in out
         ]
 
@@ -340,7 +365,26 @@ class PlateReader:
                     crops += [img[up[1] : up[3], up[0] : up[2]], lo]
                     cands.append(_Cand(box, (len(crops) - 2, len(crops) - 1), "tight2", group=0))
         mats = self.engine.rec(crops)
-        return _vote(self._decode_candidates(cands, mats, (0, 0), personal=True))
+        return _vote(self._decode_candidates(cands, mats, [c.shape[0] for c in crops], (0, 0), personal=True))
+
+
+def _good(r: PlateRead) -> bool:
+    """Confirmed, or doubtful only because its province is too small to vouch for alone."""
+    return r.status == CONFIRMED or r.doubt == "province"
+
+
+def _province_px(d: ctc.Decoded, frame_px: float | None) -> float | None:
+    """Height in source pixels of a single-row plate's glyphs, from the pitch of its serial.
+
+    The CTC alignment puts each character near its glyph's centre; the median distance between
+    consecutive serial characters is the glyph pitch (GA 36: 45 mm glyphs every 57 mm, 90 mm
+    tall, so the height is about 1.6 pitches).
+    """
+    if frame_px is None or len(d.spans) < 5:
+        return None
+    centres = [(a + b) / 2 for a, b in d.spans[2:]]
+    steps = sorted(b - a for a, b in itertools.pairwise(centres))
+    return GLYPH_PER_PITCH * steps[len(steps) // 2] * frame_px
 
 
 def _mainland_lower_row(text: str) -> bool:
@@ -468,7 +512,7 @@ def _vote(reads: list[PlateRead]) -> list[PlateRead]:
             for o in reads
         )
     ]
-    reads.sort(key=lambda r: (r.status != CONFIRMED, -len(r.text), -r.confidence))
+    reads.sort(key=lambda r: (r.status != CONFIRMED, not _good(r), -len(r.text), -r.confidence))
     clusters: list[list[PlateRead]] = []
     for r in reads:
         for cl in clusters:
@@ -484,15 +528,17 @@ def _vote(reads: list[PlateRead]) -> list[PlateRead]:
         score: dict[str, float] = {}
         for r in cl:
             score[r.text] = score.get(r.text, 0.0) + r.confidence
-        win = cl[0]
+        # the most voted text of the longest reading (framings of one plate vote with their confidence)
+        top = max((r.text for r in cl if len(r.text) == len(cl[0].text)), key=lambda t: score[t])
+        win = next(r for r in cl if r.text == top)
         rivals = [
             r
             for r in cl
             if r.text != win.text and len(r.text) == len(win.text) and score[r.text] >= 0.25 * score[win.text]
         ]
-        if rivals and win.status == CONFIRMED:
-            win = PlateRead(win.text, win.kind, win.confidence, win.box, win.char_confidences, LOW_CONFIDENCE)
+        if rivals and _good(win):
+            win = replace(win, status=LOW_CONFIDENCE, doubt="")
         kept.append(win)
     # main plate first: the largest confirmed plate (the one the camera is aimed at)
-    kept.sort(key=lambda r: (r.status != CONFIRMED, -((r.box[2] - r.box[0]) if r.box else 1)))
+    kept.sort(key=lambda r: (not _good(r), -((r.box[2] - r.box[0]) if r.box else 1)))
     return kept
