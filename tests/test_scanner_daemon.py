@@ -20,12 +20,17 @@ from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.demo.observer import EventObserver
 from portlane.edge.journal import Journal
 from portlane.edge.scanner.daemon import ScannerDaemon
+from portlane.edge.trust.authority import Authority
+from portlane.edge.trust.events import verify_event
+from portlane.edge.trust.keys import load_unit_signer
+from portlane.edge.trust.pki import provision_unit_keys
 from portlane.sim_devices.scanner import PlcState, ScannerWorld, start_scanner
 
 SITE = "t-site"
 
 
-def _site(link: dict[str, Any], policy: str) -> Any:
+def _site(link: dict[str, Any], policy: str, keys: Path) -> Any:
+    """Three lanes and their scanner, each with a signing key (private halves under ``keys``)."""
     dummy = {"backend": "modbus_tcp", "link": {"kind": "tcp", "host": "127.0.0.1", "port": 9}}
     lanes = [
         {
@@ -37,22 +42,21 @@ def _site(link: dict[str, Any], policy: str) -> Any:
         }
         for lid in ("c1", "c2", "c3")
     ]
-    return parse_site(
-        {
-            "site": {"id": SITE, "name": "test"},
-            "agencies": ["customs"],
-            "lanes": lanes,
-            "scanners": [
-                {
-                    "id": "xray-1",
-                    "lanes": ["c1", "c2", "c3"],
-                    "fault_policy": policy,
-                    "scan_timeout_s": 20,
-                    "device": {"backend": "modbus_tcp", "link": link, "poll_s": 0.02},
-                }
-            ],
-        }
-    )
+    raw = {
+        "site": {"id": SITE, "name": "test"},
+        "agencies": ["customs"],
+        "lanes": lanes,
+        "scanners": [
+            {
+                "id": "xray-1",
+                "lanes": ["c1", "c2", "c3"],
+                "fault_policy": policy,
+                "scan_timeout_s": 20,
+                "device": {"backend": "modbus_tcp", "link": link, "poll_s": 0.02},
+            }
+        ],
+    }
+    return parse_site(provision_unit_keys(raw, keys))
 
 
 @pytest.fixture
@@ -60,7 +64,8 @@ async def rig(broker: BrokerProcess, tmp_path: Path, request: pytest.FixtureRequ
     world = ScannerWorld(time_factor=0.01, warmup_s=0.0, scan_s=(20.0, 30.0), seed=1)
     world.forced_result = 1
     sim = await start_scanner(world)
-    site = _site(sim.link, getattr(request, "param", "divert"))
+    site = _site(sim.link, getattr(request, "param", "divert"), tmp_path / "keys")
+    lane_keys = {lane.id: load_unit_signer(lane.key, unit=lane.id) for lane in site.lanes if lane.key is not None}
     daemon = ScannerDaemon(site, site.scanners[0], state_dir=tmp_path, broker_url=broker.url)
     obs = EventObserver(broker.url, SITE)
     lane_link = MqttLink(broker.url, client_id="fake-lanes")
@@ -71,7 +76,9 @@ async def rig(broker: BrokerProcess, tmp_path: Path, request: pytest.FixtureRequ
     await daemon.link.wait_connected()
     seq = {"n": 0}
 
-    async def request_scan(lane: str, pid: str) -> None:
+    async def request_scan(lane: str, pid: str, *, signed_by: str | None = None) -> None:
+        """Publish ``lane``'s inspection request, signed with ``signed_by``'s key (default: the
+        lane's own; ``""``: unsigned)."""
         seq["n"] += 1
         env = {
             "specversion": "1.0",
@@ -82,6 +89,9 @@ async def rig(broker: BrokerProcess, tmp_path: Path, request: pytest.FixtureRequ
             "seq": seq["n"],
             "data": {"passage_id": pid, "lane": lane, "method": "xray", "priority": 0, "vehicle_ref": "CSQU3054383"},
         }
+        signer = lane if signed_by is None else signed_by
+        if signer:
+            env = lane_keys[signer].sign(env)
         await lane_link.publish(f"portlane/v1/{SITE}/{lane}/event/inspection.requested", json.dumps(env).encode())
 
     def scan_events(kind: str) -> list[dict[str, Any]]:
@@ -101,6 +111,20 @@ async def rig(broker: BrokerProcess, tmp_path: Path, request: pytest.FixtureRequ
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await sim.close()
+
+
+async def test_fires_only_for_requests_the_lanes_key_signed_and_signs_what_it_publishes(rig: dict[str, Any]) -> None:
+    daemon = rig["daemon"]
+    await rig["request"]("c1", "forged-1", signed_by="")  # unsigned, priority like any
+    await rig["request"]("c1", "forged-2", signed_by="c2")  # another lane's key, c1's topic
+    await rig["request"]("c1", "p1")  # genuine: handled after both forgeries (one inbox, in order)
+    obs = rig["obs"]
+    await obs.wait_for(lambda: len(rig["events"]("completed")) == 1, timeout=30)
+    assert [e["passage_id"] for e in rig["events"]("queued")] == ["p1"]
+    assert daemon.peers.refused == {"unsigned": 1, "not_authorised": 1}
+    authority = Authority.from_site(daemon.site)
+    scans = [e for e in obs.events if str(e.get("type", "")).startswith("portlane.scan.")]
+    assert scans and all(verify_event(e, authority).unit == "xray-1" for e in scans)
 
 
 async def test_scans_one_vehicle_at_a_time_and_shares_the_result(rig: dict[str, Any]) -> None:

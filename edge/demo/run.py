@@ -53,6 +53,7 @@ from portlane.edge.errors import StateError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.passage import LaneTimeouts
 from portlane.edge.scanner.daemon import ScannerDaemon
+from portlane.edge.trust.pki import provision_unit_keys
 from portlane.sim_devices.central import CentralPlatform
 from portlane.sim_devices.scanner import ScannerWorld
 from portlane.sim_devices.traffic import TrafficPlan, make_plan, run_lane
@@ -192,6 +193,10 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
         state_dir = Path(tmp.name) / "state"
         check_state_dir(state_dir, min_free_mb=1.0)
         protocol: str | None = None
+        if not opts.secure:
+            # Every lane and scanner signs its events, as on a real site: the lanes act only on
+            # scan results the scanner's key signed, the scanner only on requests a lane signed.
+            raw = provision_unit_keys(raw, Path(tmp.name) / "keys")
         if opts.secure:
             from portlane.edge.demo.secure import secure_demo
 

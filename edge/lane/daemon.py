@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -40,10 +39,14 @@ from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.delivery.sender import OutboxSender
 from portlane.edge.errors import OutboxError
 from portlane.edge.journal import Journal
+from portlane.edge.trust.anchor import AuditAnchor
 from portlane.edge.trust.audit import AuditLog, require_operator
+from portlane.edge.trust.authority import Authority
 from portlane.edge.trust.commands import CommandVerifier
-from portlane.edge.trust.keys import broker_credentials
+from portlane.edge.trust.events import PeerEvents
+from portlane.edge.trust.keys import broker_credentials, load_unit_signer
 from portlane.edge.trust.nonces import SqliteNonceStore
+from portlane.edge.trust.rejections import RejectionAggregator
 from pydantic import ValidationError
 
 from .actions import Action, Publish, ShowBoard, StopGate
@@ -98,10 +101,33 @@ class LaneDaemon:
             kind=lane.kind,
             timeouts=timeouts or LaneTimeouts(decision_s=site.platform.decision_timeout_s),
         )
+        # Every event the lane publishes is signed with its own key (when the site file gives it
+        # one): the platform and the scanner can tell the lane's events from anyone's on the broker.
+        self.signer = load_unit_signer(lane.key, unit=lane.id) if lane.key is not None else None
         self.outbox = Outbox(
-            self.state_dir / f"outbox-{lane.id}.db", site=site.site.id, unit=lane.id, clock=clock, config=site.outbox
+            self.state_dir / f"outbox-{lane.id}.db",
+            site=site.site.id,
+            unit=lane.id,
+            clock=clock,
+            config=site.outbox,
+            signer=self.signer,
         )
         self.audit = AuditLog(self.state_dir / "audit.jsonl")
+        # The scanner's verdicts move the barrier: only those its key signed are acted on.
+        self.peers = PeerEvents(
+            Authority.from_site(site),
+            RejectionAggregator(self.audit, lane=lane.id, kind="event_rejected", clock=clock),
+            unit=lane.id,
+        )
+        if lane.key is None:
+            log.warning("%s: no signing key in the site file: its events are unsigned (portlane pki init)", lane.id)
+        for unit in self.peers.unkeyed([lane.scanner] if lane.scanner else []):
+            log.warning(
+                "%s: scanner %s has no signing key in the site file: its scan results will be refused "
+                "and inspections end by the scanner's fault policy (portlane pki init)",
+                lane.id,
+                unit,
+            )
         self.journal = Journal(self.state_dir / f"journal-{lane.id}.db")
         self.nonces = SqliteNonceStore(self.state_dir / f"nonces-{lane.id}.db")
         self.verifier = CommandVerifier.from_site(
@@ -129,6 +155,11 @@ class LaneDaemon:
         self.sender = OutboxSender(self.outbox, self.link)
         self.devices = LaneDevices(lane, on_sample=self._on_sample, on_health=self._on_health)
         self.events = EventWriter(self.outbox, self.topics, metrics=metrics, on_refused=self._on_outbox_refused)
+        self.anchor = (
+            AuditAnchor(self.audit, self.signer, self.events, self.link, unit=lane.id, clock=clock)
+            if self.signer is not None
+            else None
+        )
         self.executor = Executor(
             lane=lane.id,
             logic=self.logic,
@@ -277,14 +308,16 @@ class LaneDaemon:
             self._on_scanner_event(rest, msg.payload)
 
     def _on_scanner_event(self, type_: str, payload: bytes) -> None:
-        if type_ not in ("scan.started", "scan.completed", "scan.failed"):
+        if type_ not in ("scan.started", "scan.completed", "scan.failed") or self.cfg.scanner is None:
+            return
+        verified = self.peers.accept(payload, unit=self.cfg.scanner, event_type=type_)
+        if verified is None:
             return
         try:
-            envelope = json.loads(payload)
-            data = ScanEvent.model_validate(envelope["data"]) if isinstance(envelope, dict) else None
-        except (ValueError, KeyError, TypeError, ValidationError):
+            data = ScanEvent.model_validate(verified.data)
+        except ValidationError:
             return
-        if data is None or data.lane != self.cfg.id:
+        if data.lane != self.cfg.id:
             return
         kind = type_.removeprefix("scan.")
         self.apply(
@@ -378,6 +411,9 @@ class LaneDaemon:
             self.heartbeat += 1
             self.apply(self.logic.on_tick(self.clock()))
             self.commands.rejections.flush()
+            self.peers.rejections.flush()
+            if self.anchor is not None:
+                self.anchor.tick()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_S):
                     await stop.wait()
@@ -401,13 +437,16 @@ class LaneDaemon:
                 )
                 self.ready.set()
                 await self._ticker(stop)
+                self.commands.rejections.flush(force=True)
+                self.peers.rejections.flush(force=True)
+                if self.anchor is not None:
+                    self.anchor.tick(force=True)  # before the drain: delivered with the last events
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(DRAIN_S):
                         await self.sender.wait_drained()
                 with contextlib.suppress(ConnectionError, TimeoutError):
                     async with asyncio.timeout(2.0):
                         await self.link.publish(self.topics.status, self._status("offline"), retain=True)
-                self.commands.rejections.flush(force=True)
                 await self.link.close()
                 for t in [*tasks, *self._identifications]:
                     t.cancel()

@@ -51,8 +51,12 @@ from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.delivery.sender import OutboxSender
 from portlane.edge.journal import Journal
 from portlane.edge.scanner.queue import QueueEntry, ScanQueue, entry_to_json
+from portlane.edge.trust.anchor import AuditAnchor
 from portlane.edge.trust.audit import AuditLog
-from portlane.edge.trust.keys import broker_credentials
+from portlane.edge.trust.authority import Authority
+from portlane.edge.trust.events import PeerEvents
+from portlane.edge.trust.keys import broker_credentials, load_unit_signer
+from portlane.edge.trust.rejections import RejectionAggregator
 from pydantic import ValidationError
 
 __all__ = ["ScannerDaemon"]
@@ -63,6 +67,8 @@ log = logging.getLogger(__name__)
 POLL_S = 0.1
 #: Inbound messages waiting for the dispatcher (oldest dropped beyond; see delivery/inbox.py).
 INBOX_SIZE = 256
+#: Housekeeping period: aggregated rejections, audit checkpoints.
+TICK_S = 1.0
 #: On shutdown: how long to try to deliver what is queued (it stays on disk regardless).
 DRAIN_S = 3.0
 #: At start, how long to wait for the PLC's first status before resolving the journal.
@@ -86,8 +92,15 @@ class ScannerDaemon:
         self.topics = Topics(site.site.id, cfg.id)
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
+        # Scan results release or divert trucks: each is signed with the scanner's own key.
+        self.signer = load_unit_signer(cfg.key, unit=cfg.id) if cfg.key is not None else None
         self.outbox = Outbox(
-            state_dir / f"outbox-{cfg.id}.db", site=site.site.id, unit=cfg.id, clock=clock, config=site.outbox
+            state_dir / f"outbox-{cfg.id}.db",
+            site=site.site.id,
+            unit=cfg.id,
+            clock=clock,
+            config=site.outbox,
+            signer=self.signer,
         )
         self.device: ScannerDriver = registry.create("scanner", cfg.id, cfg.device)  # type: ignore[assignment]
         self.supervisor = Supervisor(self.device, self._probe, period=cfg.device.poll_s)
@@ -110,6 +123,26 @@ class ScannerDaemon:
         self.events = EventWriter(self.outbox, self.topics)
         self.journal = Journal(state_dir / f"journal-{cfg.id}.db")
         self.audit = AuditLog(state_dir / "audit.jsonl")
+        # The X-ray fires only for requests its lanes' keys signed.
+        self.peers = PeerEvents(
+            Authority.from_site(site),
+            RejectionAggregator(self.audit, lane=None, kind="event_rejected", clock=clock),
+            unit=cfg.id,
+        )
+        self.anchor = (
+            AuditAnchor(self.audit, self.signer, self.events, self.link, unit=cfg.id, clock=clock)
+            if self.signer is not None
+            else None
+        )
+        if cfg.key is None:
+            log.warning("%s: no signing key in the site file: its scan results go unsigned (pki init)", cfg.id)
+        for unit in self.peers.unkeyed(list(cfg.lanes)):
+            log.warning(
+                "%s: lane %s has no signing key in the site file: its inspection requests will be refused "
+                "(portlane pki init)",
+                cfg.id,
+                unit,
+            )
         self.queue = ScanQueue()
         self.current: QueueEntry | None = None
         self.status: ScannerStatus | None = None
@@ -177,19 +210,23 @@ class ScannerDaemon:
     def _handle(self, msg: Message) -> None:
         try:
             _site, lane, kind, type_ = Topics.parse(msg.topic)
-            envelope = json.loads(msg.payload)
-        except (ValueError, UnicodeDecodeError):
+        except ValueError:
             return
-        if kind != "event" or lane not in self._lane_numbers or not isinstance(envelope, dict):
+        if kind != "event" or lane not in self._lane_numbers:
+            return
+        if type_ not in ("inspection.requested", "passage.completed"):
+            return
+        verified = self.peers.accept(msg.payload, unit=lane, event_type=type_)
+        if verified is None:
             return
         try:
             if type_ == "inspection.requested":
-                request = InspectionRequested.model_validate(envelope.get("data"))
+                request = InspectionRequested.model_validate(verified.data)
                 if request.lane == lane:
                     self._request(request)
-            elif type_ == "passage.completed":
+            else:
                 # Completed elsewhere (override, divert): its place in the queue is freed.
-                done = PassageCompleted.model_validate(envelope.get("data"))
+                done = PassageCompleted.model_validate(verified.data)
                 if self.queue.remove(done.passage_id) is not None:
                     self._save()
         except ValidationError:
@@ -389,7 +426,16 @@ class ScannerDaemon:
                     tg.create_task(self._scan_loop(), name=f"{self.cfg.id}:scan"),
                     tg.create_task(self._dispatcher(), name=f"{self.cfg.id}:dispatcher"),
                 ]
-                await stop.wait()
+                while not stop.is_set():
+                    self.peers.rejections.flush()
+                    if self.anchor is not None:
+                        self.anchor.tick()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(TICK_S):
+                            await stop.wait()
+                self.peers.rejections.flush(force=True)
+                if self.anchor is not None:
+                    self.anchor.tick(force=True)  # before the drain: delivered with the last events
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(DRAIN_S):
                         await self.sender.wait_drained()

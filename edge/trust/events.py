@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,17 +40,21 @@ from portlane.edge.trust.authority import (
     Role,
     TrustError,
 )
+from portlane.edge.trust.rejections import RejectionAggregator
 
 __all__ = [
     "MAX_EVENT_DEPTH",
     "BadSignatureError",
     "EventSigner",
     "MalformedEventError",
+    "PeerEvents",
     "UnsignedEventError",
     "VerifiedEvent",
     "canonical_envelope",
     "verify_event",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Deeper envelopes are refused before canonicalisation (rfc8785 recurses).
 MAX_EVENT_DEPTH = 32
@@ -187,3 +193,58 @@ def verify_event(envelope: Any, keys: Authority, *, site: str | None = None) -> 
     event_type = etype.removeprefix(_TYPE_PREFIX)
     keys.check_event(kid, unit=unit, event_type=event_type, data=data)
     return VerifiedEvent(kid, grant.role, src_site, unit, event_type, envelope)
+
+
+class PeerEvents:
+    """What one unit accepts from another unit's event stream: only envelopes that verify
+    against the site's :class:`Authority` — the lane acts on a scanner's ``scan.*`` only when
+    that scanner's key signed them; the scanner queues ``inspection.requested`` only when the
+    requesting lane's key signed it. The broker is not a trust boundary: anyone who can publish
+    on it can write any topic.
+
+    A refused event is counted by reason (:attr:`refused`) and audited through ``rejections``
+    (an aggregator of kind ``event_rejected``: a flood costs counters, not fsyncs).
+    """
+
+    def __init__(self, authority: Authority, rejections: RejectionAggregator, *, unit: str) -> None:
+        self.authority = authority
+        self.rejections = rejections
+        self.unit = unit
+        self.accepted = 0
+        self.refused: dict[str, int] = {}
+
+    def unkeyed(self, units: list[str]) -> list[str]:
+        """Those of ``units`` the site file gives no signing key: nothing they publish can be
+        accepted. The daemon says so once at start (a config that cannot work is not silent)."""
+        return [u for u in units if not self.authority.unit_key_ids(u)]
+
+    def accept(self, payload: bytes, *, unit: str, event_type: str) -> VerifiedEvent | None:
+        """The verified envelope of ``payload`` received on ``unit``'s topic for ``event_type``,
+        or None (refused, counted, audited while under the aggregator's thresholds)."""
+        try:
+            envelope = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            self._refuse("malformed", None, event_type, "not JSON")
+            return None
+        try:
+            verified = verify_event(envelope, self.authority)
+        except TrustError as exc:
+            self._refuse(exc.reason, exc.key_id, event_type, exc.detail)
+            return None
+        if verified.unit != unit or verified.type != event_type:
+            # A genuine event of one unit or type re-published on another unit's topic.
+            self._refuse(
+                "topic_mismatch",
+                verified.key_id,
+                event_type,
+                f"{verified.unit}/{verified.type} published on {unit}/{event_type}",
+            )
+            return None
+        self.accepted += 1
+        return verified
+
+    def _refuse(self, reason: str, key_id: str | None, event_type: str, detail: str) -> None:
+        n = self.refused[reason] = self.refused.get(reason, 0) + 1
+        if n in (1, 10, 100) or n % 1000 == 0:
+            log.warning("%s: refused %s event (%s, %d so far): %s", self.unit, event_type[:64], reason, n, detail[:200])
+        self.rejections.record(reason, key_id=key_id, command=event_type, detail=detail)
