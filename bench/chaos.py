@@ -53,6 +53,7 @@ from portlane.edge.demo.broker import MosquittoBroker
 from portlane.edge.demo.observer import EventObserver
 from portlane.edge.demo.options import DEFAULT_SITE, SITES_DIR, load_demo_site
 from portlane.edge.demo.sitegen import demo_site
+from portlane.edge.trust.pki import provision_unit_keys
 from portlane.sim_devices.catalog import SiteSims, start_site
 from portlane.sim_devices.central import CentralPlatform
 from portlane.sim_devices.scanner import PlcState, ScannerWorld
@@ -222,6 +223,7 @@ class Port:
             s["device"]["link"] = self.sims.links["scanners"][s["id"]]
         site["broker"] = {"url": self.broker.url, "protocol": "5"}
         site["state_dir"] = str(self.root / "state")
+        site = provision_unit_keys(site, self.root / "keys")  # units sign their events, as on a site
         self.site_file.write_text(yaml.safe_dump(site, allow_unicode=True, sort_keys=False), encoding="utf-8")
         self.tasks += [asyncio.create_task(w.run(), name=f"{lid}-physics") for lid, w in self.worlds.items()]
         self.tasks.append(asyncio.create_task(self.scanner_world.run(), name="scanner-physics"))

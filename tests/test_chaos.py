@@ -35,8 +35,5 @@ async def test_events_lost_by_a_broker_crash_are_replayed() -> None:
     r = await chaos.run_scenario("broker_kill", lanes=3, vehicles=9, seed=3)
     assert r.error is None, r.error
     assert r.passages >= r.planned and r.vehicles == r.planned
-    lanes = {u: n for u, n in r.lost_by_unit.items() if u != "xray-1"}
-    assert lanes == {}, r.notes  # every lane replayed its gap
-    if r.lost_by_unit.get("xray-1"):
-        pytest.xfail("the scanner daemon does not answer replay_events yet (issue 11, lead)")
+    assert r.lost_by_unit == {}, r.notes  # every lane and the scanner replayed its gap
     assert any(n.startswith("gaps before replay:") for n in r.notes), "the crash lost nothing: the test shows nothing"

@@ -176,6 +176,15 @@ class MqttLink:
             self._pending[info.mid] = fut
         return fut
 
+    def publish_best_effort(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Hand a message to the broker without waiting for its PUBACK and without raising: for
+        what is also kept elsewhere (command responses, the retained copy of a durable event).
+        A message not sent or not acknowledged is logged at INFO."""
+        if not self.connected or self._loop is None:
+            log.info("%s: not connected; %s not sent", self.url, topic[:200])
+            return
+        self.publish_nowait(topic, payload, qos=1, retain=retain).add_done_callback(_log_unacknowledged)
+
     async def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, properties: Properties | None = None
     ) -> None:
@@ -462,3 +471,8 @@ class MqttLink:
                 self.on_message(msg)
             except Exception:
                 log.exception("message handler failed for %s", msg.topic)
+
+
+def _log_unacknowledged(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.info("publish not acknowledged by the broker: %s", fut.exception())

@@ -330,12 +330,7 @@ class LaneDaemon:
         """Hand a command response to the broker without waiting for its PUBACK: the dispatcher
         must never stall on the broker (the response is best effort; the outcome is also in the
         durable events)."""
-        try:
-            fut = self.link.publish_nowait(topic, body, qos=1)
-        except ConnectionError as exc:
-            log.info("%s: response not sent (%s)", self.cfg.id, exc)
-            return
-        fut.add_done_callback(_response_done)
+        self.link.publish_best_effort(topic, body)
 
     def _status(self, state: str) -> bytes:
         logic = getattr(self, "logic", None)
@@ -386,8 +381,7 @@ class LaneDaemon:
 
     def replay(self, from_seq: int, to_seq: int | None = None) -> int:
         """Re-send retained events from ``from_seq``; returns how many were queued again."""
-        replay = getattr(self.outbox, "replay", None)
-        n = int(replay(from_seq, to_seq)) if replay is not None else 0
+        n = self.outbox.replay(from_seq, to_seq)
         self.sender.wake()
         return n
 
@@ -402,6 +396,7 @@ class LaneDaemon:
             "holding": self.logic.holding,
             "devices": {n: s.status() for n, s in self.devices.slots.items()},
             "outbox": self.outbox.stats().as_dict(),
+            "events_refused": dict(self.peers.refused),  # scanner events that did not verify, by reason
             "broker": {"url": self.link.url, "connected": self.link.connected, "protocol": self.link.negotiated},
         }
 
@@ -458,7 +453,3 @@ class LaneDaemon:
             self.nonces.close()
             self.outbox.close()
 
-
-def _response_done(fut: asyncio.Future[None]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        log.info("response not acknowledged by the broker: %s", fut.exception())

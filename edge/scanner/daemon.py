@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import time
@@ -41,7 +42,8 @@ from portlane.drivers.errors import DeviceError
 from portlane.drivers.supervisor import Supervisor
 from portlane.edge import __version__
 from portlane.edge.config import ScannerConfig, Site
-from portlane.edge.contract.events import EventType, InspectionRequested, PassageCompleted, ScanEvent
+from portlane.edge.contract.commands import ReplayEventsArgs
+from portlane.edge.contract.events import CommandResponse, EventType, InspectionRequested, PassageCompleted, ScanEvent
 from portlane.edge.contract.times import rfc3339
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.events import EventWriter
@@ -54,8 +56,10 @@ from portlane.edge.scanner.queue import QueueEntry, ScanQueue, entry_to_json
 from portlane.edge.trust.anchor import AuditAnchor
 from portlane.edge.trust.audit import AuditLog
 from portlane.edge.trust.authority import Authority
+from portlane.edge.trust.commands import CommandRejected, CommandVerifier, RejectReason
 from portlane.edge.trust.events import PeerEvents
 from portlane.edge.trust.keys import broker_credentials, load_unit_signer
+from portlane.edge.trust.nonces import SqliteNonceStore
 from portlane.edge.trust.rejections import RejectionAggregator
 from pydantic import ValidationError
 
@@ -112,9 +116,12 @@ class ScannerDaemon:
             **broker_credentials(b, unit=cfg.id, url=broker_url).link_kwargs(),  # TLS files, password file
             will=(self.topics.status, json.dumps({"state": "offline", "unit": cfg.id, "kind": "scanner"}).encode()),
             subscriptions=[
-                f"portlane/v1/{site.site.id}/{lane}/event/{t}"
-                for lane in cfg.lanes
-                for t in ("inspection.requested", "passage.completed")
+                self.topics.cmd_filter,  # replay_events only (a platform that saw a gap asks for it)
+                *(
+                    f"portlane/v1/{site.site.id}/{lane}/event/{t}"
+                    for lane in cfg.lanes
+                    for t in ("inspection.requested", "passage.completed")
+                ),
             ],
             on_message=self._on_message,
             on_connect=self._on_connect,
@@ -123,6 +130,11 @@ class ScannerDaemon:
         self.events = EventWriter(self.outbox, self.topics)
         self.journal = Journal(state_dir / f"journal-{cfg.id}.db")
         self.audit = AuditLog(state_dir / "audit.jsonl")
+        self.nonces = SqliteNonceStore(state_dir / f"nonces-{cfg.id}.db")
+        self.verifier = CommandVerifier.from_site(
+            site, cfg.id, clock=lambda: dt.datetime.fromtimestamp(self.clock(), tz=dt.UTC), nonce_store=self.nonces
+        )
+        self.command_rejections = RejectionAggregator(self.audit, lane=None, clock=clock)
         # The X-ray fires only for requests its lanes' keys signed.
         self.peers = PeerEvents(
             Authority.from_site(site),
@@ -212,6 +224,9 @@ class ScannerDaemon:
             _site, lane, kind, type_ = Topics.parse(msg.topic)
         except ValueError:
             return
+        if kind == "cmd" and lane == self.cfg.id:
+            self._command(type_, msg.payload)
+            return
         if kind != "event" or lane not in self._lane_numbers:
             return
         if type_ not in ("inspection.requested", "passage.completed"):
@@ -231,6 +246,45 @@ class ScannerDaemon:
                     self._save()
         except ValidationError:
             self.inbox_invalid += 1
+
+    def _command(self, name: str, payload: bytes) -> None:
+        """The scanner takes one command, ``replay_events`` (signed like every command): its
+        retained events in the range are sent again with their original ids."""
+        nonce: str | None = None
+        key_id: str | None = None
+        try:
+            cmd = self.verifier.verify(payload)
+            nonce, key_id = cmd.nonce, cmd.key_id
+            if cmd.cmd != name or name != "replay_events":
+                detail = f"the scanner takes replay_events only, not {name[:64]!r}"
+                raise CommandRejected(RejectReason.MALFORMED, detail)
+            args = ReplayEventsArgs.model_validate_json(json.dumps(cmd.args))
+        except CommandRejected as exc:
+            f = exc.fields
+            nonce = f.get("nonce") if isinstance(f.get("nonce"), str) else nonce
+            key_id = f.get("key_id") if isinstance(f.get("key_id"), str) else key_id
+            if self.command_rejections.record(exc.reason.value, key_id=key_id, command=name, nonce=nonce):
+                self._respond(name, nonce, False, exc.reason.value)
+            return
+        except ValidationError as exc:
+            if self.command_rejections.record("malformed", key_id=key_id, command=name, nonce=nonce, detail=str(exc)):
+                self._respond(name, nonce, False, "malformed")
+            return
+        n = self.outbox.replay(args.from_seq, args.to_seq)
+        self.sender.wake()
+        self.audit.append(
+            "command_accepted",
+            actor=cmd.key_id,
+            reason=cmd.cmd,
+            data={"nonce": cmd.nonce, "from_seq": args.from_seq, "to_seq": args.to_seq, "replayed": n},
+        )
+        log.info("%s: replaying %d events from seq %d for %s", self.cfg.id, n, args.from_seq, cmd.key_id)
+        self._respond(name, nonce, True, None)
+
+    def _respond(self, name: str, nonce: str | None, ok: bool, reason: str | None) -> None:
+        """Best effort, without waiting for the PUBACK (the outcome is also in the audit log)."""
+        body = CommandResponse(correlation_id=nonce, command=name[:64], ok=ok, reason=reason)
+        self.link.publish_best_effort(self.topics.response, body.model_dump_json().encode())
 
     def _request(self, r: InspectionRequested) -> None:
         if self.current and self.current.passage_id == r.passage_id:
@@ -428,12 +482,14 @@ class ScannerDaemon:
                 ]
                 while not stop.is_set():
                     self.peers.rejections.flush()
+                    self.command_rejections.flush()
                     if self.anchor is not None:
                         self.anchor.tick()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(TICK_S):
                             await stop.wait()
                 self.peers.rejections.flush(force=True)
+                self.command_rejections.flush(force=True)
                 if self.anchor is not None:
                     self.anchor.tick(force=True)  # before the drain: delivered with the last events
                 with contextlib.suppress(TimeoutError):
@@ -446,4 +502,5 @@ class ScannerDaemon:
             await self.device.close()
             self.journal.close()
             self.audit.close()
+            self.nonces.close()
             self.outbox.close()

@@ -11,7 +11,6 @@ published checkpoint are protected only by the chain; the period bounds that win
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
@@ -68,13 +67,7 @@ class AuditAnchor:
         self.last = cp
         self.events.put("audit.checkpoint", AuditCheckpoint(**cp.as_dict()))
         # The event is in the outbox whatever happens; the retained copy is best effort (it is
-        # refreshed by the next checkpoint, and at every reconnect by the event's replay).
-        if self.link.connected:
-            fut = self.link.publish_nowait(self.events.topics.checkpoint, cp.model_dump_json().encode(), retain=True)
-            fut.add_done_callback(_done)
+        # refreshed by the next checkpoint).
+        self.link.publish_best_effort(self.events.topics.checkpoint, cp.model_dump_json().encode(), retain=True)
         return cp
 
-
-def _done(fut: asyncio.Future[None]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        log.info("retained checkpoint not acknowledged: %s", fut.exception())
