@@ -190,3 +190,33 @@ async def test_closing_the_lane_updates_its_retained_status(rig: LaneRig, broker
     finally:
         await watcher.close()
         task.cancel()
+
+
+async def test_a_lane_the_outbox_closed_takes_vehicles_again_once_it_accepts_events(
+    broker: BrokerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk-full chaos scenario: a lane that could not record events took itself out of
+    service and stayed out after space came back. Here the outbox is full (capacity 4, the
+    broker gone); once the broker is back and the queue drains, the lane re-opens by itself."""
+    from portlane.edge.lane import daemon as lane_daemon
+
+    monkeypatch.setattr(lane_daemon, "OUTBOX_RETRY_S", 0.0)  # try on every tick
+    r = await start_lane(broker.url, tmp_path, outbox={"capacity": 4, "overflow": "reject_new"})
+    try:
+        await r.until(lambda: r.daemon.outbox.stats().depth == 0)
+        await broker.stop()
+        await r.until(lambda: not r.daemon.link.connected)
+        for _ in range(3):  # vehicles arrive and back off: events the outbox must hold
+            r.world.set_inputs(entry_loop=True)
+            await r.until(lambda: r.logic.passage is not None or not r.logic.in_service)
+            r.world.set_inputs(entry_loop=False)
+            if not r.logic.in_service:
+                break
+            await r.until(lambda: r.logic.passage is None)
+        await r.until(lambda: not r.logic.in_service)
+        assert r.daemon.outbox.stats().refused >= 1
+        await broker.start()
+        await r.until(lambda: r.logic.in_service)
+        assert r.daemon.outbox.stats().depth <= 4
+    finally:
+        await stop_lane(r)

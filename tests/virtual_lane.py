@@ -138,9 +138,18 @@ class LaneRig:
 
 
 async def start_lane(
-    url: str, state_dir: Path, *, lane: str = "c1", timeouts: LaneTimeouts | None = None, key_dir: Path | None = None
+    url: str,
+    state_dir: Path,
+    *,
+    lane: str = "c1",
+    timeouts: LaneTimeouts | None = None,
+    key_dir: Path | None = None,
+    outbox: dict[str, Any] | None = None,
 ) -> LaneRig:
-    site = parse_site(site_dict((lane,), url=url, key_dir=key_dir))
+    raw = site_dict((lane,), url=url, key_dir=key_dir)
+    if outbox is not None:
+        raw["outbox"] = outbox
+    site = parse_site(raw)
     world = virtual_world(lane)
     daemon = LaneDaemon(site, site.lane(lane), state_dir=state_dir, timeouts=timeouts)
     platform = Platform(url)

@@ -68,6 +68,8 @@ TICK_S = 0.5
 #: delivery/inbox.py). 256 forged signatures cost ~0.2 s to check on the 2-core reference box,
 #: which bounds how long a valid release can wait behind a flood.
 INBOX_SIZE = 256
+#: A lane the outbox closed tries this often whether it accepts events again.
+OUTBOX_RETRY_S = 5.0
 #: On shutdown: how long to try to deliver what is queued (it stays on disk regardless).
 DRAIN_S = 3.0
 #: A status update not acknowledged by then is superseded by the next (or the last will).
@@ -192,7 +194,10 @@ class LaneDaemon:
         self._inbox: Inbox[Message] = Inbox(INBOX_SIZE)
         self._tg: asyncio.TaskGroup | None = None
         self._identifications: set[asyncio.Task[None]] = set()
-        self._auto_closed = False  # the lane took itself out of service (gate offline)
+        # Why the lane took itself out of service ("gate": offline; "outbox": refused an event);
+        # it comes back by itself when the last cause is gone.
+        self._auto_closed: set[str] = set()
+        self._outbox_tried_at = 0.0
 
     # ------------------------------------------------------------------ applying the logic's actions
     def apply(self, actions: Iterable[Action]) -> None:
@@ -237,22 +242,44 @@ class LaneDaemon:
         self._put_event(Publish("device.state", DeviceState(device=name, health=health.value, reason=reason)))
         if name != "gate":
             return
-        if health == DeviceHealth.OFFLINE and self.logic.in_service:
+        if health == DeviceHealth.OFFLINE and (self.logic.in_service or self._auto_closed):
             # A lane whose barrier does not answer takes itself out of service and says so.
-            self.apply(self.logic.set_in_service(False, operator="portlane", reason=f"gate offline: {reason}"))
+            self._close_for("gate", f"gate offline: {reason}")
             detail = f"gate offline: {reason}"
             self._put_event(
                 Publish("lane.exception", LaneException(passage_id=None, kind="device_fault", detail=detail))
             )
-            self._auto_closed = True
-        elif health == DeviceHealth.ONLINE and self._auto_closed:
-            self._auto_closed = False
-            self.apply(self.logic.set_in_service(True, operator="portlane", reason="gate back online"))
+        elif health == DeviceHealth.ONLINE:
+            self._reopen_for("gate", "gate back online")
+
+    def _close_for(self, cause: str, reason: str) -> None:
+        self._auto_closed.add(cause)
+        if self.logic.in_service:
+            self.apply(self.logic.set_in_service(False, operator="portlane", reason=reason[:200]))
+
+    def _reopen_for(self, cause: str, reason: str) -> None:
+        if cause not in self._auto_closed:
+            return
+        self._auto_closed.discard(cause)
+        if not self._auto_closed:
+            self.apply(self.logic.set_in_service(True, operator="portlane", reason=reason))
 
     def _on_outbox_refused(self, exc: OutboxError) -> None:
-        if self.logic.in_service:
-            reason = f"outbox refused an event: {exc}"[:200]
-            self.apply(self.logic.set_in_service(False, operator="portlane", reason=reason))
+        # A lane that cannot record what it does takes no vehicles (nothing lost, nothing unseen).
+        if self.logic.in_service or self._auto_closed:
+            self._close_for("outbox", f"outbox refused an event: {exc}")
+
+    def _retry_outbox(self) -> None:
+        """On the tick, for a lane the outbox closed: every ``OUTBOX_RETRY_S`` try to record that
+        the outbox works again; once it is accepted (space freed, filesystem remounted, events
+        delivered), the lane takes vehicles again."""
+        now = self.clock()
+        if "outbox" not in self._auto_closed or now - self._outbox_tried_at < OUTBOX_RETRY_S:
+            return
+        self._outbox_tried_at = now
+        state = DeviceState(device="outbox", health="online", reason="the outbox accepts events again")
+        if self.events.put("device.state", state) is not None:
+            self._reopen_for("outbox", "the outbox accepts events again")
 
     def _start_identification(self, passage_id: str) -> None:
         assert self._tg is not None, "identification starts only while the daemon runs"
@@ -405,6 +432,7 @@ class LaneDaemon:
         while not stop.is_set():
             self.heartbeat += 1
             self.apply(self.logic.on_tick(self.clock()))
+            self._retry_outbox()
             self.commands.rejections.flush()
             self.peers.rejections.flush()
             if self.anchor is not None:
