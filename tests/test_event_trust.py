@@ -134,8 +134,11 @@ def test_the_anchor_publishes_only_when_the_log_grew_and_the_period_is_over(tmp_
     outbox = Outbox(tmp_path / "o.db", site=SITE_ID, unit="c1", clock=lambda: now[0])
     audit = AuditLog(tmp_path / "audit.jsonl", clock=lambda: dt.datetime.fromtimestamp(now[0], tz=dt.UTC))
 
-    class NoLink:
+    class NoLink:  # the broker is away: the retained copy is not published
         connected = False
+
+        def publish_best_effort(self, *a: Any, **k: Any) -> None:
+            assert not self.connected
 
     anchor = AuditAnchor(
         audit,

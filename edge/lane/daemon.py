@@ -148,6 +148,9 @@ class LaneDaemon:
             client_id=f"portlane-{site.site.id}-{lane.id}",
             protocol=(broker_protocol or b.protocol),  # type: ignore[arg-type]
             **broker_credentials(b, unit=lane.id, url=url).link_kwargs(),  # TLS files, password file
+            # The broker keeps what is published for us while we restart (a lane's inspection
+            # request, a scanner's verdict, a command): nothing waits forever for a lost message.
+            persistent_session=True,
             keepalive=b.keepalive_s,
             will=(self.topics.status, self._status("offline")),
             subscriptions=subscriptions,

@@ -114,6 +114,9 @@ class ScannerDaemon:
             client_id=f"portlane-{site.site.id}-{cfg.id}",
             protocol=(broker_protocol or b.protocol),  # type: ignore[arg-type]
             **broker_credentials(b, unit=cfg.id, url=broker_url).link_kwargs(),  # TLS files, password file
+            # The broker keeps what is published for us while we restart (a lane's inspection
+            # request, a scanner's verdict, a command): nothing waits forever for a lost message.
+            persistent_session=True,
             will=(self.topics.status, json.dumps({"state": "offline", "unit": cfg.id, "kind": "scanner"}).encode()),
             subscriptions=[
                 self.topics.cmd_filter,  # replay_events only (a platform that saw a gap asks for it)
