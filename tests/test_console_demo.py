@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_helpers import SITE_ID, site
+from console_helpers import SITE_FILE, SITE_ID
 from portlane.edge.console.auth import User, hash_password
 from portlane.edge.console.service import ConsoleService
 from portlane.edge.contract.topics import Topics
@@ -141,10 +141,19 @@ async def _lane_command(broker_url: str, lane: str, cmd: str) -> None:
     reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
 )
 async def test_console_in_a_browser_on_a_running_simulated_port(broker: BrokerProcess, tmp_path: Path) -> None:
+    import yaml
+    from portlane.edge.config import load_site
+    from portlane.edge.trust.pki import provision_unit_keys
+
+    # The lanes and the scanner sign their events: the console must know their keys, as it
+    # would from the site file on a real site. The demo runs on the same file.
+    site_file = tmp_path / "site.yaml"
+    raw = provision_unit_keys(yaml.safe_load(SITE_FILE.read_text(encoding="utf-8")), tmp_path / "keys")
+    site_file.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     users = {"li": User(name="li", role="supervisor", password=hash_password("pw-for-tests"))}
     db = tmp_path / "console.db"
     svc = ConsoleService(
-        site=site(),
+        site=load_site(site_file),
         db=db,
         broker_url=broker.url,
         http=("127.0.0.1", 0),
@@ -155,13 +164,15 @@ async def test_console_in_a_browser_on_a_running_simulated_port(broker: BrokerPr
     async with svc:
         driver = await asyncio.to_thread(_driver, tmp_path / "chromium-profile")
         try:
-            summary = await _browse(svc, driver, broker.url, tmp_path)
+            summary = await _browse(svc, driver, broker.url, tmp_path, site_file)
         finally:
             await asyncio.to_thread(driver.quit)
     assert summary["passages"] == 9
 
 
-async def _browse(svc: ConsoleService, driver: Any, broker_url: str, tmp_path: Path) -> dict[str, Any]:
+async def _browse(
+    svc: ConsoleService, driver: Any, broker_url: str, tmp_path: Path, site_file: Path
+) -> dict[str, Any]:
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -188,7 +199,11 @@ async def _browse(svc: ConsoleService, driver: Any, broker_url: str, tmp_path: P
 
     await asyncio.to_thread(login)
     demo = asyncio.create_task(
-        run_demo(DemoOptions(lanes=3, vehicles=9, seed=3, inspect_ratio=1.0, broker=broker_url, timeout_s=180)),
+        run_demo(
+            DemoOptions(
+                site_file=site_file, lanes=3, vehicles=9, seed=3, inspect_ratio=1.0, broker=broker_url, timeout_s=180
+            )
+        ),
         name="demo",
     )
     try:

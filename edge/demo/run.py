@@ -196,7 +196,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
         if not opts.secure:
             # Every lane and scanner signs its events, as on a real site: the lanes act only on
             # scan results the scanner's key signed, the scanner only on requests a lane signed.
-            raw = provision_unit_keys(raw, Path(tmp.name) / "keys")
+            raw = provision_unit_keys(raw, Path(tmp.name) / "keys", keep_existing=True)
         if opts.secure:
             from portlane.edge.demo.secure import secure_demo
 

@@ -433,17 +433,20 @@ def apply_unit_keys(raw: Mapping[str, Any], issued: Iterable[IssuedUnit], *, abs
     return out
 
 
-def provision_unit_keys(raw: Mapping[str, Any], directory: Path, *, now: dt.datetime | None = None) -> dict[str, Any]:
+def provision_unit_keys(
+    raw: Mapping[str, Any], directory: Path, *, now: dt.datetime | None = None, keep_existing: bool = False
+) -> dict[str, Any]:
     """Signing keys only (no certificates) for every lane, scanner and keyed client role of a raw
     site mapping, private halves under ``directory/<unit>/signing.key``: a copy of ``raw`` with
     the ``key`` entries filled in. For demos and tests on an open broker, where events must still
-    be signed."""
+    be signed. With ``keep_existing`` a unit that already has a ``key`` keeps it (a demo on a
+    site file that carries its own keys)."""
     now = now or dt.datetime.now(dt.UTC)
     issued: list[IssuedUnit] = []
     for section, role in (("lanes", "lane"), ("scanners", "scanner"), ("clients", None)):
         for entry in raw.get(section, []) or []:
             r = role or str(entry.get("role"))
-            if r == "platform":
+            if r == "platform" or (keep_existing and entry.get("key")):
                 continue
             unit = PkiUnit(str(entry["id"]), r, "")
             d = directory / unit.id
