@@ -220,3 +220,35 @@ async def test_a_lane_the_outbox_closed_takes_vehicles_again_once_it_accepts_eve
         assert r.daemon.outbox.stats().depth <= 4
     finally:
         await stop_lane(r)
+
+
+async def test_a_lane_stopped_after_completing_a_passage_but_before_clearing_its_journal_completes_it_once(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """kill -9 between writing passage.completed and clearing the journal (the chaos lane_kill
+    scenario showed 25 completions for 24 vehicles): the restarted lane must not recover it."""
+    r = await start_lane(broker.url, tmp_path, timeouts=LaneTimeouts(identify_s=1.0, gate_confirm_s=0.3))
+    await register(r, TAG, [PLATE])
+    pid = await arrive_and_identify(r)
+    await release(r, pid)
+    r.world.set_inputs(entry_loop=False, in_position=False, photocell=True, safety_loop=True)
+    r.world.set_inputs(photocell=False, safety_loop=False, exit_loop=True)
+    assert r.logic.passage is not None
+    record = r.logic.passage.to_json()  # what the journal held just before the completion
+    r.world.set_inputs(exit_loop=False)
+    await r.until(lambda: r.logic.passage is None and r.world.gate.position == GatePosition.CLOSED)
+    await stop_lane(r)
+    journal = Journal(tmp_path / "journal-c1.db")
+    journal.sync({pid: record})  # as if the process had died before the journal was cleared
+    journal.close()
+    r2 = await start_lane(broker.url, tmp_path, timeouts=LaneTimeouts(identify_s=1.0, gate_confirm_s=0.3))
+    try:
+        await r2.until(lambda: r2.logic.started)
+        assert r2.logic.passage is None and r2.logic.in_service
+        assert r2.events("passage.completed") == []
+        # The next vehicle gets a passage of its own.
+        r2.world.set_inputs(entry_loop=True)
+        await r2.until(lambda: r2.logic.passage is not None)
+        assert r2.logic.passage is not None and r2.logic.passage.id != pid
+    finally:
+        await stop_lane(r2)

@@ -637,6 +637,17 @@ class Outbox:
         ).fetchall()
         return [OutboxRow(*r) for r in rows if r[0] not in acking]
 
+    def newest(self, topic: str, *, limit: int = 100) -> list[OutboxRow]:
+        """The newest ``limit`` events stored for ``topic`` (delivered and retained, or not yet
+        delivered), newest first: what a restarting unit reads to learn what it had already said
+        before it stopped."""
+        self._check_open()
+        rows = self._rdb.execute(
+            "SELECT seq, id, topic, payload, created FROM outbox WHERE topic = ? ORDER BY seq DESC LIMIT ?",
+            (topic, limit),
+        ).fetchall()
+        return [OutboxRow(*r) for r in rows]
+
     def ack(self, seqs: Sequence[int]) -> None:
         """The broker acknowledged ``seqs``: they are delivered (``depth`` drops at once) and kept
         for replay within the retention bounds. On an event loop the ack is written by the

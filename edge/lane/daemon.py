@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -68,6 +69,9 @@ TICK_S = 0.5
 #: delivery/inbox.py). 256 forged signatures cost ~0.2 s to check on the 2-core reference box,
 #: which bounds how long a valid release can wait behind a flood.
 INBOX_SIZE = 256
+#: At start, how many of the newest passage.completed events are checked against the journal
+#: (a lane has at most one passage under way; a few cover any stop).
+COMPLETED_LOOKBACK = 8
 #: A lane the outbox closed tries this often whether it accepts events again.
 OUTBOX_RETRY_S = 5.0
 #: On shutdown: how long to try to deliver what is queued (it stays on disk regardless).
@@ -231,14 +235,34 @@ class LaneDaemon:
         self.executor.reconcile(inputs.light.value if inputs is not None else None, now)
         if not self.logic.started:
             unfinished = []
+            said = self._completed_before_stop()
             for record in self.journal.records().values():
                 try:
-                    unfinished.append(Passage.from_json(record))
+                    p = Passage.from_json(record)
                 except (ValueError, TypeError, KeyError):
                     log.warning("%s: an unreadable passage record in %s is dropped", self.cfg.id, self.journal.path)
+                    continue
+                if p.id in said:
+                    # Stopped between writing its passage.completed and clearing the journal:
+                    # it is finished; recovering it would complete it a second time.
+                    log.info("%s: passage %s was completed before the stop", self.cfg.id, p.id)
+                    continue
+                unfinished.append(p)
             self.apply(self.logic.start(s, unfinished, now))
             return
         self.apply(self.logic.on_sensors(s, now))
+
+    def _completed_before_stop(self) -> set[str]:
+        """Passages whose ``passage.completed`` the outbox already holds (the newest few)."""
+        out: set[str] = set()
+        for row in self.outbox.newest(self.topics.event("passage.completed"), limit=COMPLETED_LOOKBACK):
+            try:
+                subject = json.loads(row.payload).get("subject")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(subject, str):
+                out.add(subject)
+        return out
 
     async def _on_health(self, device_id: str, health: DeviceHealth, reason: str | None) -> None:
         name = device_id.split("/", 1)[1]
