@@ -7,11 +7,16 @@ killed and restarted mid-test.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
+
+#: How long a thread that is ending (a stopped paho loop, an executor worker) may take.
+THREAD_EXIT_S = 5.0
 
 
 @pytest.fixture
@@ -35,3 +40,67 @@ async def embedded_broker() -> AsyncIterator[BrokerProcess]:
         yield b
     finally:
         await b.close()
+
+
+# --------------------------------------------------------------------------- leaks
+def _fds() -> set[str]:
+    try:
+        return set(os.listdir("/proc/self/fd"))
+    except FileNotFoundError:  # not Linux: nothing to compare
+        return set()
+
+
+def _describe(fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _process_wide_helpers() -> None:
+    """Helpers a process starts once and keeps (multiprocessing's resource tracker, which the
+    spawn context of ``portlane ocr eval`` starts): started before any test, so that the first
+    test to need them is not blamed for their descriptors."""
+    import multiprocessing.resource_tracker
+
+    multiprocessing.resource_tracker.ensure_running()
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads_or_descriptors() -> Iterator[None]:
+    """A test must not leave threads running or file descriptors open (a leaked paho thread,
+    an unclosed outbox or socket). Threads that are finishing get a moment to end."""
+    threads = {t.ident for t in threading.enumerate()}
+    fds = _fds()
+    yield
+    # asyncio_N are the idle workers of the test's event loop's default executor (to_thread);
+    # the loop shuts them down when pytest-asyncio closes it, after this fixture.
+    leaked_threads = [
+        t
+        for t in threading.enumerate()
+        if t.ident not in threads and t.is_alive() and not t.name.startswith("asyncio_")
+    ]
+    for t in leaked_threads:
+        t.join(timeout=THREAD_EXIT_S)  # event-based: returns as soon as the thread ends
+    leaked_threads = [t for t in leaked_threads if t.is_alive()]
+    leaked_fds = sorted(_fds() - fds)
+    # onnxruntime keeps a process-wide telemetry database open once loaded: not ours to close.
+    leaked_fds = [f for f in leaked_fds if os.path.exists(f"/proc/self/fd/{f}") and ".onnxruntime" not in _describe(f)]
+    problems = [f"thread {t.name!r} still running" for t in leaked_threads]
+    problems += [f"fd {f} still open: {_describe(f)}" for f in leaked_fds]
+    assert not problems, "the test leaked: " + "; ".join(problems)
+
+
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """An async test must not leave tasks running on its loop (every task belongs to a task
+    group or is awaited; cancellation is never swallowed)."""
+    before = asyncio.all_tasks()
+    yield
+    me = asyncio.current_task()
+    leaked = [t for t in asyncio.all_tasks() if t not in before and t is not me and not t.done()]
+    for t in leaked:  # cancelled ones get one turn of the loop to finish
+        await asyncio.sleep(0)
+    leaked = [t for t in leaked if not t.done()]
+    assert not leaked, "the test leaked tasks: " + ", ".join(t.get_name() for t in leaked)

@@ -48,6 +48,7 @@ def test_envelope_is_cloudevents_with_seq(tmp_path: Path) -> None:
     assert env.type == "portlane.passage.arrived" and env.time == "2023-11-14T22:13:20.000Z"
     # id = {site}/{unit}/{epoch}/{seq}; the epoch is the store's creation time in ms.
     assert (env.seq, env.epoch, env.id, env.subject) == (1, 1_700_000_000_000, "s1/c1/1700000000000/1", "p1")
+    ob.close()
 
 
 def test_payloads_reject_unknown_fields() -> None:

@@ -6,7 +6,9 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,6 +22,23 @@ from portlane.edge.demo.observer import EventObserver
 from portlane.edge.errors import OutboxError, OutboxFullError
 
 PUMP = Path(__file__).with_name("pump.py")
+
+
+@pytest.fixture(autouse=True)
+def _close_outboxes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every outbox a test here opens is closed when the test ends (many tests stop with the
+    store mid-state on purpose); its writer thread and SQLite files must not outlive the test."""
+    opened: list[Outbox] = []
+    init = Outbox.__init__
+
+    def tracking_init(self: Outbox, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(Outbox, "__init__", tracking_init)
+    yield
+    for ob in opened:
+        ob.close()
 SITE = Path(__file__).resolve().parents[1] / "firmware_config" / "sites" / "zhuhai-hzmb-cargo.yaml"
 
 

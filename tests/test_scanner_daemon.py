@@ -149,7 +149,7 @@ async def test_never_fires_while_the_zone_is_open(rig: dict[str, Any]) -> None:
     world.open_zone()  # a person walks into the exclusion zone
     await rig["request"]("c1", "p1")
     obs = rig["obs"]
-    await obs.wait_for(lambda: len(rig["events"]("queued")) == 1, timeout=10)
+    await obs.wait_for(lambda: len(rig["events"]("queued")) == 1, timeout=30)
     # The daemon polls the PLC (20 ms) many times while the zone is open: nothing fires.
     d: ScannerDaemon = rig["daemon"]
     start = d.supervisor.heartbeat
@@ -165,7 +165,7 @@ async def test_plc_fault_diverts_the_scanned_and_the_queued(rig: dict[str, Any])
         await rig["request"](lane, pid)
     obs = rig["obs"]
     # All three requests must have reached the daemon (one scanning, two queued) before the fault.
-    await obs.wait_for(lambda: len(rig["events"]("started")) == 1 and len(rig["events"]("queued")) == 3, timeout=10)
+    await obs.wait_for(lambda: len(rig["events"]("started")) == 1 and len(rig["events"]("queued")) == 3, timeout=30)
     world.inject_fault()
     await obs.wait_for(lambda: len(rig["events"]("failed")) == 3, timeout=20)
     assert {e["passage_id"] for e in rig["events"]("failed")} == {"p1", "p2", "p3"}
@@ -186,7 +186,7 @@ async def test_a_scanner_daemon_killed_mid_scan_settles_it_after_restart(rig: di
     obs = rig["obs"]
     await rig["request"]("c1", "p1")
     await rig["request"]("c2", "p2")
-    await obs.wait_for(lambda: len(rig["events"]("started")) == 1 and len(rig["events"]("queued")) == 2, timeout=10)
+    await obs.wait_for(lambda: len(rig["events"]("started")) == 1 and len(rig["events"]("queued")) == 2, timeout=30)
     old: ScannerDaemon = rig["daemon"]
     crashed = next(t for t in asyncio.all_tasks() if t.get_coro().__qualname__.startswith("ScannerDaemon.run"))  # type: ignore[union-attr]
     crashed.cancel()  # like kill -9 for what is on disk: the journal and the outbox are written synchronously

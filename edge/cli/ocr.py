@@ -228,7 +228,8 @@ def run_eval(args: argparse.Namespace) -> int:
         proc = ctx.Process(target=_eval_child, args=(engine, str(d), rows, args.threads, child))
         proc.start()
         child.close()
-        status, payload, rss = parent.recv()
+        with parent:
+            status, payload, rss = parent.recv()
         proc.join()
         if status != "ok":
             report["engines"][engine] = {"error": payload}
