@@ -316,8 +316,8 @@ class ContainerReader:
         mats = self.engine.rec(crops)
         index = self.engine.rec.index
         out = []
-        for (box, vertical), m in zip(meta, mats, strict=True):
-            f = ctc.fold_separators(m, index)
+        for (box, vertical), probs in zip(meta, mats, strict=True):
+            f = ctc.fold_separators(probs, index)
             text = "".join(ch for ch in ctc.greedy(f, self.engine.rec.classes)[0] if ch.isascii() and ch.isalnum())
             if text:
                 out.append(_Piece(box, f, text.upper(), vertical))
