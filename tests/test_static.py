@@ -116,3 +116,12 @@ def test_import_contracts() -> None:
     assert rc == 0, report
     contracts = PYPROJECT["tool"]["importlinter"]["contracts"]
     assert f"Contracts: {len(contracts)} kept, 0 broken." in report, report
+
+
+def test_every_edge_package_is_in_a_layer() -> None:
+    """import-linter checks only the packages a contract names: a package added to edge/ and left
+    out of the layers would import anything unchecked."""
+    [layers] = [c for c in PYPROJECT["tool"]["importlinter"]["contracts"] if c["type"] == "layers"]
+    named = {m.strip() for layer in layers["layers"] for m in layer.replace(":", "|").split("|")}
+    found = {f"portlane.edge.{init.parent.name}" for init in (ROOT / "edge").glob("*/__init__.py")}
+    assert found <= named, f"edge packages in no layer of [tool.importlinter] (pyproject.toml): {sorted(found - named)}"
