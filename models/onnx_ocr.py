@@ -107,11 +107,7 @@ class Detector:
         x = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
         x = (x.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)[None]
         tile = self.tile if tile is None else tile
-        prob = (
-            self._run_tiled(x, tile)
-            if tile and rw > tile
-            else self.session.run(None, {self.input_name: x})[0][0, 0]
-        )
+        prob = self._run_tiled(x, tile) if tile and rw > tile else self.session.run(None, {self.input_name: x})[0][0, 0]
         return self._boxes(prob, w / rw, h / rh, w, h)
 
     def _run_tiled(self, x: np.ndarray, tile: int) -> np.ndarray:
