@@ -95,6 +95,7 @@ def test_mypy_strict(import_root: Path) -> None:
     env = {**os.environ, "MYPYPATH": str(import_root)}
     rc, report = _run(
         "mypy",
+        f"--config-file={ROOT / 'pyproject.toml'}",
         "--strict",
         "--follow-imports=silent",
         f"--cache-dir={MYPY_CACHE}",
