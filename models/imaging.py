@@ -34,8 +34,7 @@ def decode_image(data: bytes) -> Image:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError("not a decodable image")
-    out: Image = img
-    return out
+    return np.asarray(img, np.uint8)  # IMREAD_COLOR decodes to 8 bits: a view, not a copy
 
 
 def bbox_of(q: Quad) -> BBox:

@@ -99,17 +99,15 @@ class Detector:
         self, img: np.ndarray, *, limit: int = 960, max_area: int | None = None, tile: int | None = None
     ) -> list[TextBox]:
         """Text boxes in ``img`` (BGR); the longer side is scaled to at most ``limit`` pixels and,
-        with ``max_area``, the input to at most that many pixels (memory and time grow with it)."""
+        with ``max_area``, the input to at most that many pixels (memory and time grow with it);
+        an input wider than ``tile`` (default: the detector's) is run in strips (``_run_tiled``)."""
         h, w = img.shape[:2]
         ratio = min(1.0, limit / max(h, w), math.sqrt(max_area / (h * w)) if max_area else 1.0)
         rh, rw = max(32, round(h * ratio / 32) * 32), max(32, round(w * ratio / 32) * 32)
         x = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
         x = (x.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)[None]
-        prob = (
-            self._run_tiled(x)
-            if self.tile and rw > self.tile
-            else self.session.run(None, {self.input_name: x})[0][0, 0]
-        )
+        tile = self.tile if tile is None else tile
+        prob = self._run_tiled(x, tile) if tile and rw > tile else self.session.run(None, {self.input_name: x})[0][0, 0]
         return self._boxes(prob, w / rw, h / rh, w, h)
 
     def _run_tiled(self, x: np.ndarray, tile: int) -> np.ndarray:

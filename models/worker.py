@@ -19,16 +19,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from .grammar import PlateRead
 from .iso6346 import ContainerRead
+
+if TYPE_CHECKING:  # heavy (cv2, onnxruntime): imported at run time in the worker thread only
+    from .pipeline import ContainerReader, PlateReader
 
 __all__ = ["ContainerRead", "PlateRead", "RecognitionWorker", "WorkerClosedError"]
 
 Kind = Literal["plate", "container"]
 Roi = tuple[int, int, int, int]
+T = TypeVar("T")
 
 
 def _clip(roi: Sequence[int], w: int, h: int) -> Roi | None:
@@ -51,7 +55,7 @@ class RecognitionWorker:
         self._det_limit = det_limit
         self._pool: concurrent.futures.ThreadPoolExecutor | None = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="portlane-ocr")
-        self._readers: dict[str, Any] = {}
+        self._readers: dict[Kind, PlateReader | ContainerReader] = {}
         self._closed = False
         self.worker_thread_ids: set[int] = set()
 
@@ -80,13 +84,13 @@ class RecognitionWorker:
             raise ValueError("one roi (or None) per image")
         return await self._run(lambda: [self._read_one(kind, b, r) for b, r in zip(data, per, strict=True)])
 
-    async def _run(self, fn: Any) -> Any:
+    async def _run(self, fn: Callable[[], T]) -> T:
         if self._closed or self._pool is None:
             raise WorkerClosedError("RecognitionWorker is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, fn)
 
-    def _reader(self, kind: str) -> Any:
+    def _reader(self, kind: Kind) -> PlateReader | ContainerReader:
         self.worker_thread_ids.add(threading.get_ident())
         if kind not in self._readers:
             from .onnx_ocr import OcrEngine  # heavy: cv2 + onnxruntime, worker thread only
@@ -95,12 +99,12 @@ class RecognitionWorker:
             engine = OcrEngine.shared(threads=self._threads)
             if kind == "plate":
                 self._readers[kind] = PlateReader(engine, roi=self._plate_roi,
-                                                  **({"det_limit": self._det_limit} if self._det_limit else {}))
+                                                  det_limit=self._det_limit or PlateReader.det_limit)
             else:
                 self._readers[kind] = ContainerReader(engine, roi=self._container_roi)
         return self._readers[kind]
 
-    def _read_one(self, kind: str, data: bytes, roi: Roi | None = None) -> list[Any]:
+    def _read_one(self, kind: Kind, data: bytes, roi: Roi | None = None) -> list[PlateRead] | list[ContainerRead]:
         from .pipeline import decode_image
 
         reader = self._reader(kind)
@@ -110,7 +114,7 @@ class RecognitionWorker:
             return []
         default = self._plate_roi if kind == "plate" else self._container_roi
         reader.roi = _clip(roi, img.shape[1], img.shape[0]) if roi is not None else default
-        return list(reader.read(img))
+        return reader.read(img)
 
     async def aclose(self) -> None:
         """Idempotent. Waits for a running inference to finish (it cannot be interrupted)."""

@@ -1,4 +1,9 @@
-"""The architecture's import directions and the package listing, enforced."""
+"""The package listing, and what the gate path and the CLI load at run time.
+
+The import directions (edge's layers; drivers, models and simulators kept apart; simulators
+started only by the CLI and the demo) are the contracts of ``[tool.importlinter]`` in
+pyproject.toml, checked by tests/test_static.py::test_import_contracts.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# folder -> import roots it must not use
-FORBIDDEN = {
-    "drivers": ("portlane.edge", "portlane.sim_devices", "portlane.models"),
-    "models": ("portlane.edge", "portlane.sim_devices", "portlane.drivers"),
-    "sim_devices": ("portlane.edge", "portlane.drivers", "portlane.models"),
-}
-
 
 def _imports(path: Path) -> list[str]:
+    """Modules ``path`` imports, relative imports resolved (test_console_unit checks which
+    modules import aiohttp with it: an external package, outside the import contracts' graph)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names: list[str] = []
     pkg = "portlane." + ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
@@ -32,31 +32,6 @@ def _imports(path: Path) -> list[str]:
             elif node.module:
                 names.append(node.module)
     return names
-
-
-def test_import_directions() -> None:
-    bad = []
-    for folder, forbidden in FORBIDDEN.items():
-        for path in (ROOT / folder).rglob("*.py"):
-            for name in _imports(path):
-                if name.startswith(forbidden):
-                    bad.append(f"{path.relative_to(ROOT)} imports {name}")
-    assert not bad, "\n".join(bad)
-
-
-#: The composition roots that may start simulators: the CLI and the demo. Daemons, lane logic
-#: and the contract never import a simulator.
-SIM_COMPOSERS = ("edge/cli/", "edge/demo/")
-
-
-def test_daemons_never_import_simulators() -> None:
-    bad = []
-    for path in (ROOT / "edge").rglob("*.py"):
-        rel = path.relative_to(ROOT).as_posix()
-        if rel.startswith(SIM_COMPOSERS):
-            continue
-        bad += [f"{rel} imports {n}" for n in _imports(path) if n.startswith("portlane.sim_devices")]
-    assert not bad, "\n".join(bad)
 
 
 def test_every_package_is_listed_for_the_wheel() -> None:

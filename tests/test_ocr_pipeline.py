@@ -16,7 +16,6 @@ from portlane.models.iso6346 import ContainerRead
 from portlane.sim_devices.render import render_container, render_plate, render_vehicle_scene
 
 
-
 @pytest.fixture(scope="module")
 def engine():
     from portlane.models.onnx_ocr import OcrEngine
