@@ -40,7 +40,8 @@ class CameraLink(_Frozen):
     kind: Literal["camera"] = "camera"
     source: str = Field(description="anything OpenCV opens: rtsp://, http:// MJPEG, file path, /dev/videoN")
     roi: tuple[int, int, int, int] | None = Field(
-        None, description="x1, y1, x2, y2 (frame pixels) where plates or numbers appear; recognition reads only this")
+        None, description="x1, y1, x2, y2 (frame pixels) where plates or numbers appear; recognition reads only this"
+    )
 
     @model_validator(mode="after")
     def _roi_is_a_box(self) -> CameraLink:

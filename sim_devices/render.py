@@ -87,8 +87,18 @@ def _line_width(text: str, height: int, gap: int, space: int) -> int:
     return sum(space if c == " " else _glyph(c, height).shape[1] + gap for c in text) - gap
 
 
-def _draw_line(canvas: np.ndarray, text: str, x: int, y: int, height: int, color: Sequence[int], *,
-               gap: int, space: int, char_w: int | None = None) -> int:
+def _draw_line(
+    canvas: np.ndarray,
+    text: str,
+    x: int,
+    y: int,
+    height: int,
+    color: Sequence[int],
+    *,
+    gap: int,
+    space: int,
+    char_w: int | None = None,
+) -> int:
     for c in text:
         if c == " ":
             x += space
@@ -119,8 +129,7 @@ def _resolve_kind(text: str, kind: str) -> str:
     return kind
 
 
-def _degrade(img: np.ndarray, rng: np.random.Generator, *, noise: float, blur: float,
-             perspective: float) -> np.ndarray:
+def _degrade(img: np.ndarray, rng: np.random.Generator, *, noise: float, blur: float, perspective: float) -> np.ndarray:
     h, w = img.shape[:2]
     if perspective > 0:
         src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
@@ -135,8 +144,17 @@ def _degrade(img: np.ndarray, rng: np.random.Generator, *, noise: float, blur: f
     return img
 
 
-def render_plate(text: str, kind: str, *, height: int = 110, seed: int | None = 0, noise: float = 0.0,
-                 blur: float = 0.0, perspective: float = 0.0, margin: float = 0.15) -> np.ndarray:
+def render_plate(
+    text: str,
+    kind: str,
+    *,
+    height: int = 110,
+    seed: int | None = 0,
+    noise: float = 0.0,
+    blur: float = 0.0,
+    perspective: float = 0.0,
+    margin: float = 0.15,
+) -> np.ndarray:
     """A plate as a BGR tight crop (plate plus ``margin`` × height of surround).
 
     ``text`` is the plate's characters (separators optional); ``kind`` picks colours and layout.
@@ -160,12 +178,20 @@ def render_plate(text: str, kind: str, *, height: int = 110, seed: int | None = 
     surround = rng.integers(60, 200, 3).tolist()
     out = np.empty((height + 2 * m, w + 2 * m, 3), np.uint8)
     out[:] = surround
-    out[m:m + height, m:m + w] = plate
+    out[m : m + height, m : m + w] = plate
     return _degrade(out, rng, noise=noise, blur=blur, perspective=perspective)
 
 
-def render_plate_two_rows(text: str, kind: str = "cn_yellow", *, height: int = 160, seed: int | None = 0,
-                          noise: float = 0.0, blur: float = 0.0, margin: float = 0.1) -> np.ndarray:
+def render_plate_two_rows(
+    text: str,
+    kind: str = "cn_yellow",
+    *,
+    height: int = 160,
+    seed: int | None = 0,
+    noise: float = 0.0,
+    blur: float = 0.0,
+    margin: float = 0.1,
+) -> np.ndarray:
     """A two-row plate (yellow truck/trailer rear plates, motorcycles; GA 36 440 × 220 mm) as a
     BGR tight crop: mainland province + letter small and centred above the serial; a Hong Kong
     two-row mark puts its letters above its digits."""
@@ -193,13 +219,22 @@ def render_plate_two_rows(text: str, kind: str = "cn_yellow", *, height: int = 1
     m = int(margin * height)
     out = np.empty((height + 2 * m, w + 2 * m, 3), np.uint8)
     out[:] = rng.integers(60, 200, 3).tolist()
-    out[m:m + height, m:m + w] = plate
+    out[m : m + height, m : m + w] = plate
     return _degrade(out, rng, noise=noise, blur=blur, perspective=0.0)
 
 
-def render_container(number: str, layout: str = "horizontal", *, size_type: str | None = None,
-                     height: int = 70, seed: int | None = 0, noise: float = 0.0, blur: float = 0.0,
-                     perspective: float = 0.0, boxed_check: bool = True) -> np.ndarray:
+def render_container(
+    number: str,
+    layout: str = "horizontal",
+    *,
+    size_type: str | None = None,
+    height: int = 70,
+    seed: int | None = 0,
+    noise: float = 0.0,
+    blur: float = 0.0,
+    perspective: float = 0.0,
+    boxed_check: bool = True,
+) -> np.ndarray:
     """A patch of container wall with an ISO 6346 marking, BGR.
 
     ``layout``: ``horizontal`` (``CSQU 305438 [3]`` on one line), ``split`` (owner code on one
@@ -268,9 +303,15 @@ def _plate_kind_for(text: str) -> str:
     return "hk"
 
 
-def render_vehicle_scene(plates: Sequence[str], containers: Sequence[str] = (), *, seed: int,
-                         size: tuple[int, int] = (1280, 720), plate_kinds: Sequence[str] | None = None,
-                         noise: float = 4.0) -> np.ndarray:
+def render_vehicle_scene(
+    plates: Sequence[str],
+    containers: Sequence[str] = (),
+    *,
+    seed: int,
+    size: tuple[int, int] = (1280, 720),
+    plate_kinds: Sequence[str] | None = None,
+    noise: float = 4.0,
+) -> np.ndarray:
     """A lane camera frame (BGR, ``size`` = (width, height), 1280×720 or 1920×1080).
 
     A truck front with its plate(s) at the bottom — two plates (HK/Macau + 粤Z) are mounted one
@@ -290,16 +331,22 @@ def render_vehicle_scene(plates: Sequence[str], containers: Sequence[str] = (), 
     bx1, bx2 = cx - int(300 * s), cx + int(300 * s)
     by1, by2 = int(250 * s), int(690 * s)
     cv2.rectangle(img, (bx1, by1), (bx2, by2), body, -1)
-    cv2.rectangle(img, (bx1 + int(40 * s), by1 + int(30 * s)), (bx2 - int(40 * s), by1 + int(170 * s)),
-                  (90, 80, 70), -1)  # windscreen
+    cv2.rectangle(
+        img, (bx1 + int(40 * s), by1 + int(30 * s)), (bx2 - int(40 * s), by1 + int(170 * s)), (90, 80, 70), -1
+    )  # windscreen
     for i, number in enumerate(containers):
         patch = render_container(number, "horizontal", height=int(44 * s), seed=seed + 100 + i)
         ph, pw = patch.shape[:2]
         cy1 = int(20 * s) + i * (ph + int(10 * s))
         cx1 = max(0, min(W - pw, cx - pw // 2))
-        cv2.rectangle(img, (cx1 - int(20 * s), cy1 - int(10 * s)), (cx1 + pw + int(20 * s), cy1 + ph + int(10 * s)),
-                      tuple(int(v) for v in patch[2, 2]), -1)
-        img[cy1:cy1 + ph, cx1:cx1 + pw] = patch
+        cv2.rectangle(
+            img,
+            (cx1 - int(20 * s), cy1 - int(10 * s)),
+            (cx1 + pw + int(20 * s), cy1 + ph + int(10 * s)),
+            tuple(int(v) for v in patch[2, 2]),
+            -1,
+        )
+        img[cy1 : cy1 + ph, cx1 : cx1 + pw] = patch
     kinds = list(plate_kinds) if plate_kinds is not None else [_plate_kind_for(p) for p in plates]
     y = by2 - int(30 * s)
     for text, kind in zip(reversed(list(plates)), reversed(kinds), strict=True):
@@ -307,7 +354,7 @@ def render_vehicle_scene(plates: Sequence[str], containers: Sequence[str] = (), 
         ph, pw = p.shape[:2]
         y -= ph + int(8 * s)
         x = max(0, min(W - pw, cx - pw // 2))
-        img[y:y + ph, x:x + pw] = p
+        img[y : y + ph, x : x + pw] = p
     return _degrade(img, rng, noise=noise, blur=0.0, perspective=0.0)
 
 
@@ -325,7 +372,7 @@ def build_glyph_table(cjk_font: str, latin_font: str) -> tuple[str, tuple[int, .
         a = np.array(img) > 127
         ys, xs = np.nonzero(a)
         y1, y2 = (8, 8 + GLYPH_H) if ch in "-·" else (ys.min(), ys.max() + 1)
-        g = a[y1:y2, xs.min():xs.max() + 1]
+        g = a[y1:y2, xs.min() : xs.max() + 1]
         w = g.shape[1] if ch in "-·" else max(4, round(g.shape[1] * GLYPH_H / g.shape[0]))
         g = np.array(Image.fromarray((g * 255).astype(np.uint8)).resize((w, GLYPH_H))) > 127
         widths.append(w)
@@ -335,14 +382,88 @@ def build_glyph_table(cjk_font: str, latin_font: str) -> tuple[str, tuple[int, .
 
 # --- embedded glyph table (generated by build_glyph_table; see module docstring for licences) ---
 _GLYPH_CHARS = (
-    '京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼学警挂领使试超港澳'
-    'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-·'
+    "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼学警挂领使试超港澳"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-·"
 )
 _GLYPH_WIDTHS = (
-    64, 65, 63, 65, 64, 64, 67, 66, 65, 62, 64, 64, 64, 63, 64, 63, 64, 65, 64, 64, 63, 61, 65, 56, 63,
-    64, 63, 63, 59, 62, 65, 64, 63, 64, 66, 64, 64, 65, 64, 64, 61, 48, 48, 55, 42, 41, 54, 52, 15, 21,
-    57, 42, 65, 52, 58, 48, 50, 52, 44, 54, 49, 59, 83, 57, 58, 51, 46, 41, 42, 42, 48, 43, 45, 43, 44,
-    44, 21, 12
+    64,
+    65,
+    63,
+    65,
+    64,
+    64,
+    67,
+    66,
+    65,
+    62,
+    64,
+    64,
+    64,
+    63,
+    64,
+    63,
+    64,
+    65,
+    64,
+    64,
+    63,
+    61,
+    65,
+    56,
+    63,
+    64,
+    63,
+    63,
+    59,
+    62,
+    65,
+    64,
+    63,
+    64,
+    66,
+    64,
+    64,
+    65,
+    64,
+    64,
+    61,
+    48,
+    48,
+    55,
+    42,
+    41,
+    54,
+    52,
+    15,
+    21,
+    57,
+    42,
+    65,
+    52,
+    58,
+    48,
+    50,
+    52,
+    44,
+    54,
+    49,
+    59,
+    83,
+    57,
+    58,
+    51,
+    46,
+    41,
+    42,
+    42,
+    48,
+    43,
+    45,
+    43,
+    44,
+    44,
+    21,
+    12,
 )
 _GLYPH_DATA = (
     "eNrtfb1y3ca2JuB2GQ5cbocOVOrzCJ5Mt4pF+FF8o0l9axIF+26AxUCh3uDqNSY6AocBs8M3uAJLAUM1i4GaZQg96/vWamxsihQp"

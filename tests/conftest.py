@@ -100,7 +100,7 @@ async def no_leaked_tasks(request: pytest.FixtureRequest) -> AsyncIterator[None]
     yield
     me = asyncio.current_task()
     leaked = [t for t in asyncio.all_tasks() if t not in before and t is not me and not t.done()]
-    for t in leaked:  # cancelled ones get one turn of the loop to finish
+    for _ in leaked:  # cancelled ones get one turn of the loop to finish
         await asyncio.sleep(0)
     leaked = [t for t in leaked if not t.done()]
     assert not leaked, "the test leaked tasks: " + ", ".join(t.get_name() for t in leaked)

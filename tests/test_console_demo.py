@@ -170,9 +170,7 @@ async def test_console_in_a_browser_on_a_running_simulated_port(broker: BrokerPr
     assert summary["passages"] == 9
 
 
-async def _browse(
-    svc: ConsoleService, driver: Any, broker_url: str, tmp_path: Path, site_file: Path
-) -> dict[str, Any]:
+async def _browse(svc: ConsoleService, driver: Any, broker_url: str, tmp_path: Path, site_file: Path) -> dict[str, Any]:
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -10,26 +10,42 @@ from hypothesis import strategies as st
 from portlane.models import grammar, iso6346
 
 
-@pytest.mark.parametrize(("text", "kind"), [
-    ("粤B12345", "cn"), ("苏A·36E80", "cn"), ("沪AD12345", "cn"), ("沪A12345D", "cn"), ("京A1234学", "cn"),
-    ("京A1234警", "cn"), ("粤A1234挂", "cn"), ("粤ZA123港", "cn_crossborder"), ("粤Z1B23澳", "cn_crossborder"),
-    ("AB 1234", "hk"), ("X8", "hk"), ("MX-12-34", "macau"), ("MA1234", "macau"),
-])
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("粤B12345", "cn"),
+        ("苏A·36E80", "cn"),
+        ("沪AD12345", "cn"),
+        ("沪A12345D", "cn"),
+        ("京A1234学", "cn"),
+        ("京A1234警", "cn"),
+        ("粤A1234挂", "cn"),
+        ("粤ZA123港", "cn_crossborder"),
+        ("粤Z1B23澳", "cn_crossborder"),
+        ("AB 1234", "hk"),
+        ("X8", "hk"),
+        ("MX-12-34", "macau"),
+        ("MA1234", "macau"),
+    ],
+)
 def test_valid_plates_are_classified(text: str, kind: str) -> None:
     assert grammar.classify(text) == kind
 
 
-@pytest.mark.parametrize("text", [
-    "粤B1234O",   # mainland serials never contain O
-    "粤BI2345",   # ... nor I
-    "粤ZA123",    # cross-boundary needs 港/澳
-    "OQ1234",     # HK letters never I/O/Q
-    "AB12345",    # HK: at most 4 digits
-    "AB0123",     # HK: no leading zero
-    "MX-12-345",  # Macau: 4 digits (and too many for HK)
-    "XY1234港",
-    "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "粤B1234O",  # mainland serials never contain O
+        "粤BI2345",  # ... nor I
+        "粤ZA123",  # cross-boundary needs 港/澳
+        "OQ1234",  # HK letters never I/O/Q
+        "AB12345",  # HK: at most 4 digits
+        "AB0123",  # HK: no leading zero
+        "MX-12-345",  # Macau: 4 digits (and too many for HK)
+        "XY1234港",
+        "",
+    ],
+)
 def test_invalid_plates_are_rejected(text: str) -> None:
     assert grammar.classify(text) is None
 
@@ -39,8 +55,9 @@ def test_macau_canonical_form_keeps_hyphens() -> None:
     assert grammar.render_canonical("粤 B·12345", "cn") == "粤B12345"
 
 
-@pytest.mark.parametrize("number", ["CSQU3054383", "TRHU2599469", "MSKU0539301", "GLDU9687692",
-                                    "DFSU4119250", "TGHU2703360", "FCIU4601838"])
+@pytest.mark.parametrize(
+    "number", ["CSQU3054383", "TRHU2599469", "MSKU0539301", "GLDU9687692", "DFSU4119250", "TGHU2703360", "FCIU4601838"]
+)
 def test_check_digit_vectors(number: str) -> None:
     assert iso6346.check_digit(number[:10]) == int(number[10])
     assert iso6346.is_valid(number)
@@ -97,14 +114,17 @@ def test_computed_check_digit_always_validates(o: str, cat: str, s: str) -> None
 def test_single_digit_error_is_always_detected(o: str, cat: str, s: str, pos: int, d: str) -> None:
     number = o + cat + s
     number += str(iso6346.check_digit(number))
-    changed = number[:pos] + d + number[pos + 1:]
+    changed = number[:pos] + d + number[pos + 1 :]
     # mod 11 with weights 2**i detects every single substitution, except through the 10 -> 0 fold
     if changed != number and iso6346.check_digit(number[:10]) != 0:
         assert not iso6346.is_valid(changed)
 
 
-@given(st.sampled_from(grammar.CN_PROVINCES), st.sampled_from(grammar.CN_AUTHORITY),
-       st.text(alphabet=grammar.CN_SERIAL, min_size=5, max_size=5))
+@given(
+    st.sampled_from(grammar.CN_PROVINCES),
+    st.sampled_from(grammar.CN_AUTHORITY),
+    st.text(alphabet=grammar.CN_SERIAL, min_size=5, max_size=5),
+)
 def test_every_mainland_plate_of_the_grammar_classifies(p: str, a: str, s: str) -> None:
     assert grammar.classify(p + a + s) == "cn"
     assert grammar.classify(p + a + s.replace(s[0], "O")) in (None, "cn") if s[0].isdigit() else True

@@ -41,8 +41,9 @@ def test_eval_reports_accuracy_latency_memory(tmp_path: Path, capsys: pytest.Cap
         cv2.imwrite(str(tmp_path / name), render_plate(text, styles[kind], seed=3))
     cv2.imwrite(str(tmp_path / "d.png"), render_plate("京A1234学", "cn_yellow", seed=4))
     rows.append(("d.png", "京A9999学", "cn_yellow"))  # wrong on purpose: must count as a miss
-    (tmp_path / "labels.csv").write_text("file,text,kind\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows),
-                                         encoding="utf-8")
+    (tmp_path / "labels.csv").write_text(
+        "file,text,kind\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows), encoding="utf-8"
+    )
     sheet = tmp_path / "sheet.html"
     assert main(["ocr", "eval", str(tmp_path), "--json", "--sheet", str(sheet)]) == 0
     rep = json.loads(capsys.readouterr().out)
@@ -63,8 +64,9 @@ def test_eval_without_labels_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["ocr", "eval", str(tmp_path)]) == 2
 
 
-def test_missing_weights_is_one_line_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_weights_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from portlane.models import manifest
 
     real = manifest.load_manifest()

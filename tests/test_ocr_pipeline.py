@@ -86,8 +86,9 @@ def test_1080p_scene(plates) -> None:
     assert [r.text for r in plates.read(img)] == ["苏A36E80"]
 
 
-@pytest.mark.parametrize(("number", "layout"), [("CSQU3054383", "horizontal"), ("TRHU2599469", "split"),
-                                                ("MSCU5006271", "vertical")])
+@pytest.mark.parametrize(
+    ("number", "layout"), [("CSQU3054383", "horizontal"), ("TRHU2599469", "split"), ("MSCU5006271", "vertical")]
+)
 def test_container_layouts(containers, number, layout) -> None:
     img = render_container(number, layout, size_type="22G1", seed=3, noise=4, blur=0.7)
     reads = containers.read(img)
@@ -101,7 +102,7 @@ def test_unread_check_digit_is_inferred_and_flagged(containers) -> None:
     _h, w = img.shape[:2]
     # paint over the boxed check digit (right end of the line)
     cut = img.copy()
-    cut[:, int(w * 0.78):] = cut[2, 2]
+    cut[:, int(w * 0.78) :] = cut[2, 2]
     reads = containers.read(cut)
     assert reads and reads[0].number == "CSQU3054383"
     assert reads[0].check_digit_inferred
@@ -145,24 +146,31 @@ def test_manifest_matches_installed_files() -> None:
 
 
 def test_fusion_weighted_vote() -> None:
-    reads = [PlateRead("粤B12345", "cn", 0.9), PlateRead("粤B12346", "cn", 0.6), PlateRead("粤B12345", "cn", 0.8),
-             PlateRead("粤B12346", "cn", 0.3)]
+    reads = [
+        PlateRead("粤B12345", "cn", 0.9),
+        PlateRead("粤B12346", "cn", 0.6),
+        PlateRead("粤B12345", "cn", 0.8),
+        PlateRead("粤B12346", "cn", 0.3),
+    ]
     ident = fusion.fuse(reads)
     assert ident is not None and ident.text == "粤B12345" and ident.votes == 2
     assert 0 < ident.confidence < 0.9  # disagreement lowers confidence below the best read
     lone = fusion.fuse([PlateRead("粤B12345", "cn", 0.9)])
     assert lone is not None and lone.confidence == pytest.approx(0.9)
     assert fusion.fuse([]) is None
-    [c] = fusion.fuse_containers([ContainerRead("CSQU3054383", True, confidence=0.7),
-                                  ContainerRead("CSQU3054384", False, confidence=0.99)])
+    [c] = fusion.fuse_containers(
+        [ContainerRead("CSQU3054383", True, confidence=0.7), ContainerRead("CSQU3054384", False, confidence=0.99)]
+    )
     assert c.number == "CSQU3054383"
 
 
 def test_worker_module_is_light() -> None:
     import subprocess
 
-    code = ("import sys, portlane.models.worker, portlane.models.fusion\n"
-            "assert not {'cv2', 'onnxruntime', 'numpy'} & set(sys.modules), sys.modules.keys()\n")
+    code = (
+        "import sys, portlane.models.worker, portlane.models.fusion\n"
+        "assert not {'cv2', 'onnxruntime', 'numpy'} & set(sys.modules), sys.modules.keys()\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -39,6 +39,8 @@ def _close_outboxes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for ob in opened:
         ob.close()
+
+
 SITE = Path(__file__).resolve().parents[1] / "firmware_config" / "sites" / "zhuhai-hzmb-cargo.yaml"
 
 

@@ -507,4 +507,3 @@ class LaneDaemon:
             self.audit.close()
             self.nonces.close()
             self.outbox.close()
-

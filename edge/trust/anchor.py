@@ -70,4 +70,3 @@ class AuditAnchor:
         # refreshed by the next checkpoint).
         self.link.publish_best_effort(self.events.topics.checkpoint, cp.model_dump_json().encode(), retain=True)
         return cp
-
