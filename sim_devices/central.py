@@ -151,33 +151,38 @@ class CentralPlatform:
         # amqtt (the embedded broker) only speaks 3.1.1; anything else gets MQTT 5.
         proto = aiomqtt.ProtocolVersion.V311 if self.protocol == "3.1.1" else aiomqtt.ProtocolVersion.V5
         backoff = 0.1
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    host,
-                    int(port or (8883 if tls else 1883)),
-                    identifier=f"central-{self.site}",
-                    protocol=proto,
-                    tls_params=tls_params,
-                ) as client:
-                    self._client = client
-                    backoff = 0.1
-                    prefix = f"portlane/v1/{self.site}"
-                    await client.subscribe(f"{prefix}/+/event/vehicle.identified", qos=1)
-                    await client.subscribe(f"{prefix}/+/event/scan.completed", qos=1)
-                    await client.subscribe(f"{prefix}/+/response", qos=1)
-                    # Registrations go to each lane as a signed command when the lane comes
-                    # online (its retained status says so): a lane trusts no unsigned list.
-                    await client.subscribe(f"{prefix}/+/status", qos=1)
-                    self._connected.set()
-                    async for msg in client.messages:
-                        self._on_message(str(msg.topic), bytes(msg.payload))
-            except aiomqtt.MqttError as exc:
-                self._connected.clear()
-                self._client = None
-                log.debug("central: broker connection lost (%s)", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+        try:
+            while True:
+                try:
+                    async with aiomqtt.Client(
+                        host,
+                        int(port or (8883 if tls else 1883)),
+                        identifier=f"central-{self.site}",
+                        protocol=proto,
+                        tls_params=tls_params,
+                    ) as client:
+                        self._client = client
+                        backoff = 0.1
+                        prefix = f"portlane/v1/{self.site}"
+                        await client.subscribe(f"{prefix}/+/event/vehicle.identified", qos=1)
+                        await client.subscribe(f"{prefix}/+/event/scan.completed", qos=1)
+                        await client.subscribe(f"{prefix}/+/response", qos=1)
+                        # Registrations go to each lane as a signed command when the lane comes
+                        # online (its retained status says so): a lane trusts no unsigned list.
+                        await client.subscribe(f"{prefix}/+/status", qos=1)
+                        self._connected.set()
+                        async for msg in client.messages:
+                            self._on_message(str(msg.topic), bytes(msg.payload))
+                except aiomqtt.MqttError as exc:
+                    self._connected.clear()
+                    self._client = None
+                    log.debug("central: broker connection lost (%s)", exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+        finally:
+            # Decisions under way end with the platform (they are re-made on the next run).
+            for t in list(self._pending):
+                t.cancel()
 
     # ------------------------------------------------------------------ decisions
     def _on_message(self, topic: str, payload: bytes) -> None:
@@ -210,7 +215,7 @@ class CentralPlatform:
             self._spawn(self._verdicts(data["lane"], data))
 
     def _spawn(self, coro: Any) -> None:
-        t = asyncio.ensure_future(coro)
+        t = asyncio.get_running_loop().create_task(coro, name="central-decision")
         self._pending.add(t)
         t.add_done_callback(self._done)
 
