@@ -46,6 +46,10 @@ COMMAND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 PLATFORM_UNIT = "platform"
 
 
+#: MQTT protocol versions a unit may speak: "auto" tries 5 and falls back to 3.1.1.
+MqttProtocol = Literal["auto", "3.1.1", "5"]
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -81,7 +85,7 @@ class BrokerTLS(_Frozen):
 
 class BrokerConfig(_Frozen):
     url: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")
-    protocol: Literal["auto", "3.1.1", "5"] = "auto"
+    protocol: MqttProtocol = "auto"
     username: str | None = None
     password: SecretStr | None = Field(
         None, description="deprecated: a password in clear in the site file; use password_file"

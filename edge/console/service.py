@@ -28,9 +28,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
-from portlane.edge.config import Site
+from portlane.edge.config import MqttProtocol, Site
 from portlane.edge.contract.topics import PREFIX, Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.trust.keys import broker_credentials
@@ -98,7 +98,7 @@ class ConsoleService:
         site: Site,
         db: str | Path,
         broker_url: str | None = None,
-        broker_protocol: Literal["auto", "3.1.1", "5"] | None = None,
+        broker_protocol: MqttProtocol | None = None,
         http: tuple[str, int] | None = ("127.0.0.1", 8080),
         users: Mapping[str, User] | str | Path | None = None,
         replay: ReplayRequester | None = None,
@@ -590,7 +590,7 @@ def demo_console(
     site: Site,
     *,
     broker_url: str,
-    broker_protocol: str | None,
+    broker_protocol: MqttProtocol | None,
     http: tuple[str, int] | None,
     db: str | Path | None,
     time_factor: float,
@@ -613,7 +613,7 @@ def demo_console(
         site=site,
         db=path,
         broker_url=broker_url,
-        broker_protocol="3.1.1" if broker_protocol == "3.1.1" else "5" if broker_protocol == "5" else "auto",
+        broker_protocol=broker_protocol or "auto",
         http=http,
         users=users,
         replay=ReplayRequester(site=site.site.id, key_id=signing_key[0], private_key=signing_key[1])

@@ -33,6 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from portlane.drivers.supervisor import Backoff
+from portlane.edge.config import MqttProtocol
 
 __all__ = ["Message", "MqttLink", "NotConnectedError", "PublishRefusedError", "parse_url"]
 
@@ -79,7 +80,7 @@ class MqttLink:
         url: str,
         *,
         client_id: str,
-        protocol: Literal["auto", "3.1.1", "5"] = "auto",
+        protocol: MqttProtocol = "auto",
         username: str | None = None,
         password: str | None = None,
         keepalive: int = 15,

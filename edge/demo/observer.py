@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from portlane.edge.config import MqttProtocol
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
 
@@ -64,7 +65,7 @@ class EventObserver:
         site: str,
         *,
         client_id: str = "portlane-observer",
-        protocol: str = "auto",
+        protocol: MqttProtocol = "auto",
         persistent_session: bool = False,
         tls: dict[str, str] | None = None,
     ) -> None:
@@ -79,7 +80,7 @@ class EventObserver:
         self.link = MqttLink(
             url,
             client_id=client_id,
-            protocol=protocol,  # type: ignore[arg-type]
+            protocol=protocol,
             subscriptions=[Topics.all_events(site), f"portlane/v1/{site}/+/status"],
             on_message=self._on_message,
             persistent_session=persistent_session,

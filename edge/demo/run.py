@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from portlane.edge.config import Site, parse_site
+from portlane.edge.config import MqttProtocol, Site, parse_site
 from portlane.edge.contract.events import STAGES
 from portlane.edge.delivery.state import check_state_dir
 from portlane.edge.demo.broker import EmbeddedBroker
@@ -192,7 +192,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
     try:
         state_dir = Path(tmp.name) / "state"
         check_state_dir(state_dir, min_free_mb=1.0)
-        protocol: str | None = None
+        protocol: MqttProtocol | None = None
         if not opts.secure:
             # Every lane and scanner signs its events, as on a real site: the lanes act only on
             # scan results the scanner's key signed, the scanner only on requests a lane signed.
@@ -305,7 +305,7 @@ async def _run(
     scanner_world: ScannerWorld,
     state_dir: Path,
     url: str,
-    protocol: str | None,
+    protocol: MqttProtocol | None,
     secure: SecureDemo | None,
     on_tick: Callable[[DemoRun], None] | None,
 ) -> dict[str, Any]:
@@ -385,7 +385,7 @@ async def _drive(
     worlds: dict[str, LaneWorld],
     scanner_world: ScannerWorld,
     url: str,
-    protocol: str | None,
+    protocol: MqttProtocol | None,
     on_tick: Callable[[DemoRun], None] | None,
 ) -> dict[str, Any]:
     opts = run.opts

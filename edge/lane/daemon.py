@@ -29,7 +29,7 @@ from typing import Any
 
 from portlane.drivers.supervisor import DeviceHealth
 from portlane.edge import __version__
-from portlane.edge.config import LaneConfig, Site
+from portlane.edge.config import LaneConfig, MqttProtocol, Site
 from portlane.edge.contract.events import DeviceState, LaneException, LaneStatus, ScanEvent
 from portlane.edge.contract.times import rfc3339
 from portlane.edge.contract.topics import Topics
@@ -88,7 +88,7 @@ class LaneDaemon:
         *,
         state_dir: Path,
         broker_url: str | None = None,
-        broker_protocol: str | None = None,
+        broker_protocol: MqttProtocol | None = None,
         recogniser: Recogniser | None = None,
         clock: Callable[[], float] = time.time,
         timeouts: LaneTimeouts | None = None,
@@ -150,7 +150,7 @@ class LaneDaemon:
         self.link = MqttLink(
             url,
             client_id=f"portlane-{site.site.id}-{lane.id}",
-            protocol=(broker_protocol or b.protocol),  # type: ignore[arg-type]
+            protocol=(broker_protocol or b.protocol),
             **broker_credentials(b, unit=lane.id, url=url).link_kwargs(),  # TLS files, password file
             # The broker keeps what is published for us while we restart (a lane's inspection
             # request, a scanner's verdict, a command): nothing waits forever for a lost message.

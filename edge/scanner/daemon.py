@@ -41,7 +41,7 @@ from portlane.drivers.base import Device, ScannerDriver, ScannerState, ScannerSt
 from portlane.drivers.errors import DeviceError
 from portlane.drivers.supervisor import Supervisor
 from portlane.edge import __version__
-from portlane.edge.config import ScannerConfig, Site
+from portlane.edge.config import MqttProtocol, ScannerConfig, Site
 from portlane.edge.contract.commands import ReplayEventsArgs
 from portlane.edge.contract.events import CommandResponse, EventType, InspectionRequested, PassageCompleted, ScanEvent
 from portlane.edge.contract.times import rfc3339
@@ -87,7 +87,7 @@ class ScannerDaemon:
         *,
         state_dir: Path,
         broker_url: str | None = None,
-        broker_protocol: str | None = None,
+        broker_protocol: MqttProtocol | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.site = site
@@ -112,7 +112,7 @@ class ScannerDaemon:
         self.link = MqttLink(
             broker_url or b.url,
             client_id=f"portlane-{site.site.id}-{cfg.id}",
-            protocol=(broker_protocol or b.protocol),  # type: ignore[arg-type]
+            protocol=(broker_protocol or b.protocol),
             **broker_credentials(b, unit=cfg.id, url=broker_url).link_kwargs(),  # TLS files, password file
             # The broker keeps what is published for us while we restart (a lane's inspection
             # request, a scanner's verdict, a command): nothing waits forever for a lost message.
