@@ -8,25 +8,29 @@ defined outcome (policy ``divert``: ``scan.failed`` at once, so each lane divert
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from portlane.edge.config import parse_site
-from portlane.edge.delivery.mqtt import MqttLink
+from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.demo.observer import EventObserver
 from portlane.edge.journal import Journal
 from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.edge.trust.authority import Authority
+from portlane.edge.trust.commands import CommandSigner
 from portlane.edge.trust.events import verify_event
 from portlane.edge.trust.keys import load_unit_signer
 from portlane.edge.trust.pki import provision_unit_keys
 from portlane.sim_devices.scanner import PlcState, ScannerWorld, start_scanner
 
 SITE = "t-site"
+DEMO_KEYS = yaml.safe_load((Path(__file__).resolve().parents[1] / "firmware_config" / "demo_keys.yaml").read_text())
 
 
 def _site(link: dict[str, Any], policy: str, keys: Path) -> Any:
@@ -44,6 +48,7 @@ def _site(link: dict[str, Any], policy: str, keys: Path) -> Any:
     ]
     raw = {
         "site": {"id": SITE, "name": "test"},
+        "platform": {"keys": [{"id": DEMO_KEYS["key_id"], "public_key": DEMO_KEYS["public_key"]}]},
         "agencies": ["customs"],
         "lanes": lanes,
         "scanners": [
@@ -203,3 +208,53 @@ async def test_a_scanner_daemon_killed_mid_scan_settles_it_after_restart(rig: di
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_replays_its_events_on_a_signed_replay_events_and_refuses_a_forged_one(rig: dict[str, Any]) -> None:
+    """A platform that lost scanner events (a broker crash) asks for them again; the answer is
+    the retained events with their original ids. An unsigned request is refused."""
+    daemon, obs = rig["daemon"], rig["obs"]
+    await rig["request"]("c1", "p1")
+    await obs.wait_for(lambda: len(rig["events"]("completed")) == 1, timeout=30)
+    async with asyncio.timeout(30):
+        await daemon.sender.wait_drained()  # delivered, so retained for a replay
+    first = [e["id"] for e in obs.events if e.get("source") == f"portlane://{SITE}/xray-1"]
+    responses: list[dict[str, Any]] = []
+    answered = asyncio.Event()
+
+    def on_response(m: Message) -> None:
+        responses.append(json.loads(m.payload))
+        if len(responses) == 2:
+            answered.set()
+
+    platform = MqttLink(
+        rig["broker_url"],
+        client_id="t-platform",
+        subscriptions=[f"portlane/v1/{SITE}/xray-1/response"],
+        on_message=on_response,
+    )
+    task = asyncio.create_task(platform.run())
+    try:
+        await platform.wait_connected()
+        topic = f"portlane/v1/{SITE}/xray-1/cmd/replay_events"
+        await platform.publish(topic, json.dumps({"cmd": "replay_events", "args": {"from_seq": 1}}).encode())
+        now = dt.datetime.now(dt.UTC)
+        signed = CommandSigner(DEMO_KEYS["key_id"], DEMO_KEYS["private_key"]).sign(
+            {
+                "cmd": "replay_events",
+                "site": SITE,
+                "lane": "xray-1",
+                "args": {"from_seq": 1, "to_seq": None},
+                "issued_at": now,
+                "expires_at": now + dt.timedelta(seconds=60),
+            }
+        )
+        await platform.publish(topic, signed.to_json_bytes())
+        await obs.wait_for(lambda: obs.duplicates >= len(first), timeout=30)
+        async with asyncio.timeout(10):
+            await answered.wait()
+    finally:
+        await platform.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [(r["ok"], r["reason"]) for r in responses] == [(False, "unsigned"), (True, None)]
