@@ -2,8 +2,9 @@
 processes, Mosquitto with persistence), without a fault and with the broker killed while the
 platform was offline (its gaps come back through signed ``replay_events``).
 
-The other scenarios (`python bench/chaos.py`, docs/reliability.md) take minutes each while
-they fail; they join CI as the lane-side fixes of issue 11 land.
+and every other scenario of docs/reliability.md at a small size (3 lanes, 9 vehicles, about
+20 s each): lane and scanner killed mid-passage, serial noise and Modbus exceptions during a
+release, a read-only state directory (it needs user namespaces).
 """
 
 from __future__ import annotations
@@ -37,3 +38,18 @@ async def test_events_lost_by_a_broker_crash_are_replayed() -> None:
     assert r.passages >= r.planned and r.vehicles == r.planned
     assert r.lost_by_unit == {}, r.notes  # every lane and the scanner replayed its gap
     assert any(n.startswith("gaps before replay:") for n in r.notes), "the crash lost nothing: the test shows nothing"
+
+
+@pytest.mark.parametrize(
+    # disk_full runs in `python bench/run.py chaos` (4 lanes); at 3 lanes the harness cannot
+    # place its ballast in the daemon's namespace (a harness limit, docs/reliability.md).
+    "scenario",
+    ["lane_kill", "scanner_kill", "serial_noise", "modbus_exception", "readonly_state"],
+)
+async def test_the_port_recovers_from(scenario: str) -> None:
+    r = await chaos.run_scenario(scenario, lanes=3, vehicles=9, seed=3)
+    if r.error and "namespaces" in r.error:
+        pytest.skip(r.error)
+    assert r.error is None, r.error
+    assert r.ok, (r.passages, r.planned, r.lost_after_replay, r.stuck, r.notes)
+    assert r.lost_after_replay == 0 and not r.stuck
