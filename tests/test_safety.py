@@ -380,6 +380,8 @@ def _release_on_any(self: LaneLogic, passage_id: Any, agency: str, decision: str
 ORIGINAL_DECISION = LaneLogic.on_decision
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # single_scan and exit_evidence search ~40-60 s on a quiet 2-core machine
 @pytest.mark.parametrize(
     "guard", ["close_when_occupied", "joint_release", "single_scan", "open_authority", "exit_evidence"]
 )

@@ -101,6 +101,7 @@ class DemoRun:
     central: CentralPlatform | None = None
     observer: EventObserver | None = None
     vehicles_passed: int = 0
+    passed_by_lane: dict[str, int] = field(default_factory=dict)
     recogniser: Any = None
     started: float = field(default_factory=time.monotonic)
     timed_out: bool = False
@@ -428,12 +429,20 @@ async def _drive(
                 run.stuck = _stuck_lanes(run)
                 log.error("demo: timed out after %.0f s; stuck lanes: %s", opts.timeout_s, run.stuck)
             else:
-                run.vehicles_passed = sum(sum(r) for r in await asyncio.gather(*traffic))
+                await asyncio.gather(*traffic)
                 if opts.inject_forged and central.forged_left:
                     await central.flush_forgeries(next(iter(run.lanes)))
                 # Let the rejections of the last forgeries reach the observer.
                 with contextlib.suppress(TimeoutError):
                     await observer.wait_for(lambda: _count(run, "command.rejected") >= opts.inject_forged, timeout=30)
+            # Per lane whose traffic is over (all of them unless the run gave up): a vehicle
+            # through without a passage of its own is a violation whether or not the run finished.
+            run.passed_by_lane = {
+                lane: sum(t.result())
+                for lane, t in zip(plan.per_lane, traffic, strict=True)
+                if t.done() and not t.cancelled() and t.exception() is None
+            }
+            run.vehicles_passed = sum(run.passed_by_lane.values())
         finally:
             # The live view goes first: it reads the lanes' status, which must not outlive them.
             if ticker is not None:
@@ -536,8 +545,12 @@ def summarise(run: DemoRun, expected: dict[str, int]) -> dict[str, Any]:
     scanner = run.scanner
     waits = [float(x) for x in (scanner.queue_waits_ms if scanner else [])]
     violations = check_invariants(obs.events, run.worlds, run.scanner_world)
-    if len(completed) < run.vehicles_passed:
-        violations.append(f"{run.vehicles_passed - len(completed)} vehicles passed the barrier without a passage")
+    done_by_lane: Counter[str] = Counter(
+        e["source"].rsplit("/", 1)[-1] for e in obs.events if e["type"] == "portlane.passage.completed"
+    )
+    for lane, passed in sorted(run.passed_by_lane.items()):
+        if done_by_lane[lane] < passed:
+            violations.append(f"{lane}: {passed - done_by_lane[lane]} vehicles passed the barrier without a passage")
     rejected_reasons: dict[str, int] = defaultdict(int)
     for e in obs.events:
         if e["type"] == "portlane.command.rejected":

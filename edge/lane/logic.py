@@ -228,7 +228,16 @@ class LaneLogic:
             p.stamps["identifying"] = now
             out.append(Identify(p.id))
         if p.stage in GATE_MAY_BE_OPEN:
+            had_passed = p.passed_arm
             self._track_exit(p, s, now)
+            if p.passed_arm and not had_passed:
+                # One vehicle per release: red as soon as it is past the arm, so the next driver
+                # stops even while the arm is still coming down.
+                out.append(SetLight("red"))
+            passes = counted_since(s.arm_passes, p.base_arm_passes)
+            if passes is not None and passes >= 2:
+                detail = f"{passes} vehicles passed the arm on one release"
+                out += self._alert_once(p, "tailgating", detail)
             if p.stage in (Stage.RELEASED, Stage.DIVERTED) and (p.passed_arm or p.under_seen or p.exit_seen):
                 p.stage = Stage.EXITING
         if p.stage == Stage.EXITING:
