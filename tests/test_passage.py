@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from portlane.edge.contract.events import PlateRead
-from portlane.edge.lane.actions import Action, Audit, CloseGate, Identify, OpenGate, Publish
+from portlane.edge.lane.actions import Action, Audit, CloseGate, Identify, OpenGate, Publish, SetLight
 from portlane.edge.lane.logic import LaneLogic
 from portlane.edge.lane.passage import Identity, LaneTimeouts, Sensors, Stage
 
@@ -147,6 +147,36 @@ def test_a_vehicle_missed_between_samples_still_completes_on_the_latched_counter
     )
     assert "close" in types(out)
     assert [d["outcome"] for d in published(out, "passage.completed")] == ["released"]
+
+
+def test_the_light_turns_red_once_the_released_vehicle_is_past_the_arm_and_a_second_one_is_named() -> None:
+    """One vehicle per release: drivers go on green, so green must end as the first vehicle
+    passes, not when the arm is down; a second vehicle through on the same release (the starved
+    loop saw it late) is the named exception ``tailgating``."""
+    lane = LaneLogic("c1", agencies=AG, has_scanner=False)
+    lane.start(Sensors(arm_passes=7, under_clears=30, exit_clears=500), [], -1)
+    lane.on_sensors(Sensors(entry_loop=True, arm_passes=7, under_clears=30, exit_clears=500), 0)
+    pid = lane.passage.id if lane.passage else ""
+    lane.on_sensors(Sensors(entry_loop=True, in_position=True, arm_passes=7, under_clears=30, exit_clears=500), 1)
+    lane.on_identified(pid, ID, 2)
+    lane.on_decision(pid, "customs", "release", nonce="a", now=3)
+    lane.on_decision(pid, "border", "release", nonce="b", now=3)
+    lane.on_sensors(
+        Sensors(in_position=True, gate_open=True, gate_closed=False, arm_passes=7, under_clears=30, exit_clears=500), 4
+    )
+    out = lane.on_sensors(
+        Sensors(photocell=True, gate_open=True, gate_closed=False, arm_passes=8, under_clears=30, exit_clears=500), 5
+    )
+    assert any(isinstance(a, SetLight) and a.colour == "red" for a in out)
+    assert published(out, "lane.exception") == []
+    out = lane.on_sensors(
+        Sensors(photocell=True, gate_open=True, gate_closed=False, arm_passes=9, under_clears=31, exit_clears=500), 6
+    )
+    assert [e["kind"] for e in published(out, "lane.exception")] == ["tailgating"]
+    out = lane.on_sensors(
+        Sensors(photocell=True, gate_open=True, gate_closed=False, arm_passes=9, under_clears=31, exit_clears=500), 7
+    )
+    assert published(out, "lane.exception") == []  # raised once
 
 
 def test_a_missed_exit_loop_without_counters_ends_in_a_named_exception_not_a_wedge() -> None:
