@@ -364,7 +364,9 @@ class ContainerReader:
         """A container number from one (joined) matrix: read, corrected or inferred, with status."""
         index = self.engine.rec.index
         free = unconstrained_logp(mat)
-        d11 = ctc.best_path(mat, CONTAINER_11, index, folded=True)
+        # both templates in one search (ctc.best_paths): d10 is needed only when d11 fails, but
+        # costs almost nothing alongside it
+        d11, d10 = ctc.best_paths(mat, [CONTAINER_11, CONTAINER_10], index, folded=True)
         if d11 is not None and free - d11.logp <= self.max_cost and d11.confidence >= self.min_char_conf:
             cost = free - d11.logp
             conf = _conf(d11, cost)
@@ -410,7 +412,6 @@ class ContainerReader:
                         char_confidences=d11.char_conf,
                     ),
                 )
-        d10 = ctc.best_path(mat, CONTAINER_10, index, folded=True)
         if d10 is not None and free - d10.logp <= self.max_cost and d10.confidence >= self.min_char_conf:
             cost = free - d10.logp
             num = d10.text + str(iso6346.check_digit(d10.text))

@@ -78,8 +78,8 @@ def compress(probs: np.ndarray, *, blank_min: float = 0.995) -> tuple[np.ndarray
             u = t
             while u + 1 < n and sure[u + 1]:
                 u += 1
-            row = logp[t:u + 1].max(axis=0)
-            row[0] = logp[t:u + 1, 0].sum()
+            row = logp[t : u + 1].max(axis=0)
+            row[0] = logp[t : u + 1, 0].sum()
             rows.append(row)
             keep.append(t)
             t = u + 1
@@ -101,81 +101,180 @@ def greedy(probs: np.ndarray, classes: Sequence[str]) -> tuple[str, float]:
     return "".join(out), (sum(scores) / len(scores) if scores else 0.0)
 
 
-def best_path(probs: np.ndarray, template: Sequence[str], index: dict[str, int], *,
-              folded: bool = False, n_alternatives: int = 3) -> Decoded | None:
-    """Best CTC path through ``template`` (see module docstring); None if T is too short."""
-    p = probs if folded else fold_separators(probs, index)
-    lp, frames = compress(p)
-    n_pos = len(template)
-    T = len(lp)
-    if n_pos > T:
-        return None
-    K = max(len(s) for s in template)
-    cls = np.zeros((n_pos, K), dtype=np.int64)
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the search needs of one template, computed once per template and dictionary."""
+
+    full: np.ndarray  # [n, K] class index of each allowed character; padding -> 0 (blank)
+    valid: np.ndarray  # [n, K]
+    aliases: tuple[tuple[int, int, tuple[int, ...]], ...]  # (position, slot, look-alike classes)
+
+
+_PLANS: dict[tuple[tuple[str, ...], int], tuple[dict[str, int], _Plan]] = {}
+
+
+def _plan(template: Sequence[str], index: dict[str, int]) -> _Plan:
+    key = (tuple(template), id(index))
+    got = _PLANS.get(key)
+    if got is not None and got[0] is index:
+        return got[1]
+    n_pos, K = len(template), max(len(s) for s in template)
+    full = np.zeros((n_pos, K), dtype=np.int64)
     valid = np.zeros((n_pos, K), dtype=bool)
+    aliases: list[tuple[int, int, tuple[int, ...]]] = []
     for j, allowed in enumerate(template):
         ids = [index[c] for c in allowed if c in index]
-        cls[j, : len(ids)] = ids
+        full[j, : len(ids)] = ids
         valid[j, : len(ids)] = True
-    emit = lp[:, cls]  # [T, n, K]
-    for j, allowed in enumerate(template):
         for k, ch in enumerate(allowed):
-            extra = [index[a] for a in ALIASES.get(ch, "") if a not in allowed and a in index]
+            extra = tuple(index[a] for a in ALIASES.get(ch, "") if a not in allowed and a in index)
             if extra:
-                emit[:, j, k] = np.logaddexp(emit[:, j, k], np.log(np.maximum(
-                    np.exp(lp[:, extra]).sum(axis=1), 1e-12)))
+                aliases.append((j, k, extra))
+    plan = _Plan(full, valid, tuple(aliases))
+    if len(_PLANS) > 256:
+        _PLANS.clear()
+    _PLANS[key] = (index, plan)
+    return plan
+
+
+def best_path(
+    probs: np.ndarray, template: Sequence[str], index: dict[str, int], *, folded: bool = False, n_alternatives: int = 3
+) -> Decoded | None:
+    """Best CTC path through ``template`` (see module docstring); None if T is too short."""
+    return best_paths(probs, [template], index, folded=folded, n_alternatives=n_alternatives)[0]
+
+
+def best_paths(
+    probs: np.ndarray,
+    templates: Sequence[Sequence[str]],
+    index: dict[str, int],
+    *,
+    folded: bool = False,
+    n_alternatives: int = 3,
+) -> list[Decoded | None]:
+    """:func:`best_path` of one matrix through each of ``templates``, searched together.
+
+    The templates are stacked (padded with impossible positions and characters) and searched in
+    one pass over the frames, so that ten templates cost little more than one: the search's cost
+    is the per-frame overhead, not the arithmetic. Only the matrix columns a template can use
+    (blank, its characters and their look-alikes) are read. Every template's result is the one
+    it gets searched alone.
+    """
+    if not templates:
+        return []
+    p = probs if folded else fold_separators(probs, index)
+    plans = [_plan(t, index) for t in templates]
+    M = len(plans)
+    ns = [len(t) for t in templates]
+    n_max, K = max(ns), max(pl.full.shape[1] for pl in plans)
+    cols = np.array(
+        sorted(
+            {
+                0,
+                *(int(c) for pl in plans for c in pl.full[pl.valid]),
+                *(c for pl in plans for _j, _k, e in pl.aliases for c in e),
+            }
+        ),
+        dtype=np.int64,
+    )
+    lp, frames = compress(p[:, cols])
+    T = len(lp)
+    if min(ns) > T:
+        return [None] * M
+    valid = np.zeros((M, n_max, K), dtype=bool)
+    cls = np.zeros((M, n_max, K), dtype=np.int64)  # column of ``lp`` (0 = blank for padding)
+    for m, pl in enumerate(plans):
+        n, k = pl.full.shape
+        valid[m, :n, :k] = pl.valid
+        cls[m, :n, :k] = np.where(pl.valid, np.searchsorted(cols, pl.full), 0)
+    emit = lp[:, cls]  # [T, M, n, K]
+    alias_lp: dict[tuple[int, ...], np.ndarray] = {}
+    for m, pl in enumerate(plans):
+        for j, k, extra in pl.aliases:
+            a = alias_lp.get(extra)
+            if a is None:
+                a = alias_lp[extra] = np.log(np.maximum(np.exp(lp[:, np.searchsorted(cols, extra)]).sum(axis=1), 1e-12))
+            emit[:, m, j, k] = np.logaddexp(emit[:, m, j, k], a)
     emit[:, ~valid] = NEG
     lb = lp[:, 0]
 
-    E = np.full((n_pos, K), NEG)
-    B = np.full(n_pos + 1, NEG)
-    B[0] = lb[0]
-    E[0] = emit[0, 0]
+    E = np.full((M, n_max, K), NEG)
+    B = np.full((M, n_max + 1), NEG)
+    B[:, 0] = lb[0]
+    E[:, 0] = emit[0, :, 0]
     # back-pointers: E: 0 stay, 1 from blank B[j], 2 from E[j-1][k]; B: 0 stay, 1 from E[j][k]
-    bpE = np.zeros((T, n_pos, K), dtype=np.int8)
-    bpEk = np.zeros((T, n_pos, K), dtype=np.int16)
-    bpB = np.zeros((T, n_pos + 1), dtype=np.int8)
-    bpBk = np.zeros((T, n_pos + 1), dtype=np.int16)
-    bpE[0, 0] = 1
-    rows = np.arange(n_pos - 1)
+    bpE = np.zeros((T, M, n_max, K), dtype=np.int8)
+    bpEk = np.zeros((T, M, n_max, K), dtype=np.int16)
+    bpB = np.zeros((T, M, n_max + 1), dtype=np.int8)
+    bpBk = np.zeros((T, M, n_max + 1), dtype=np.int16)
+    bpE[0, :, 0] = 1
+    nxt = cls[:, 1:]
+    flat_cls = cls.reshape(-1, K)
+    rows = np.arange(M * n_max)
+    enter = np.empty((M, n_max, K))
+    enter_src = np.ones((M, n_max, K), dtype=np.int8)
+    enter_k = np.zeros((M, n_max, K), dtype=np.int16)
     for t in range(1, T):
-        # best and second-best character of the previous position (for the "c' != c" rule)
-        Eprev = E[:-1]
-        k1 = Eprev.argmax(1)
-        v1 = Eprev[rows, k1]
-        tmp = Eprev.copy()
+        # best and second-best character of every position (for the "c' != c" rule)
+        flat = E.reshape(-1, K)
+        k1 = flat.argmax(1)
+        v1 = flat[rows, k1]
+        tmp = flat.copy()
         tmp[rows, k1] = NEG
-        v2 = tmp.max(1)
-        c1 = cls[rows, k1]
-        from_char = np.where(cls[1:] == c1[:, None], v2[:, None], v1[:, None])  # [n-1, K]
-        from_blank = np.broadcast_to(B[:-1, None], (n_pos, K))
-        enter = from_blank.copy()
-        enter_src = np.ones((n_pos, K), dtype=np.int8)
-        enter_k = np.zeros((n_pos, K), dtype=np.int16)
-        better = from_char > enter[1:]
-        enter[1:] = np.where(better, from_char, enter[1:])
-        enter_src[1:] = np.where(better, 2, 1)
-        alt_k = np.where(cls[1:] == c1[:, None], tmp.argmax(1)[:, None], k1[:, None])
-        enter_k[1:] = np.where(better, alt_k, 0)
+        k2 = tmp.argmax(1)
+        v2 = tmp[rows, k2]
+        kb, eb = k1.reshape(M, n_max), v1.reshape(M, n_max)
+        same = nxt == flat_cls[rows, k1].reshape(M, n_max)[:, :-1, None]
+        from_char = np.where(same, v2.reshape(M, n_max)[:, :-1, None], eb[:, :-1, None])  # [M, n-1, K]
+        from_blank = B[:, 1:-1, None]
+        better = from_char > from_blank
+        enter[:, 0] = B[:, :1]
+        enter[:, 1:] = np.where(better, from_char, from_blank)
+        enter_src[:, 1:] = better
+        enter_src[:, 1:] += 1
+        enter_k[:, 1:] = np.where(better, np.where(same, k2.reshape(M, n_max)[:, :-1, None], kb[:, :-1, None]), 0)
         stay = enter <= E
-        newE = np.where(stay, E, enter) + emit[t]
+        newE = np.where(stay, E, enter)
+        newE += emit[t]
         bpE[t] = np.where(stay, 0, enter_src)
         bpEk[t] = np.where(stay, 0, enter_k)
-        kb = E.argmax(1)
-        eb = E[np.arange(n_pos), kb]
+        stayB = B[:, 1:] >= eb
         newB = B.copy()
-        stayB = np.ones(n_pos + 1, dtype=bool)
-        stayB[1:] = B[1:] >= eb
-        newB[1:] = np.where(stayB[1:], B[1:], eb)
+        newB[:, 1:] = np.where(stayB, B[:, 1:], eb)
         newB += lb[t]
-        bpB[t] = np.where(stayB, 0, 1)
-        bpBk[t, 1:] = np.where(stayB[1:], 0, kb)
+        bpB[t, :, 1:] = ~stayB
+        bpBk[t, :, 1:] = np.where(stayB, 0, kb)
         E, B = newE, newB
-    kend = int(E[-1].argmax())
-    if B[-1] >= E[-1, kend]:
-        total, state = float(B[-1]), ("B", n_pos, 0)
+    return [
+        _trace(p, frames, templates[m], pl, E[m], B[m], bpE[:, m], bpEk[:, m], bpB[:, m], bpBk[:, m], n_alternatives)
+        if ns[m] <= T
+        else None
+        for m, pl in enumerate(plans)
+    ]
+
+
+def _trace(
+    p: np.ndarray,
+    frames: np.ndarray,
+    template: Sequence[str],
+    plan: _Plan,
+    E: np.ndarray,
+    B: np.ndarray,
+    bpE: np.ndarray,
+    bpEk: np.ndarray,
+    bpB: np.ndarray,
+    bpBk: np.ndarray,
+    n_alternatives: int,
+) -> Decoded | None:
+    """One template's best final state, its path back through the frames, and its characters."""
+    n_pos = len(template)
+    T = len(bpE)
+    kend = int(E[n_pos - 1].argmax())
+    state: tuple[str, int, int]
+    if B[n_pos] >= E[n_pos - 1, kend]:
+        total, state = float(B[n_pos]), ("B", n_pos, 0)
     else:
-        total, state = float(E[-1, kend]), ("E", n_pos - 1, kend)
+        total, state = float(E[n_pos - 1, kend]), ("E", n_pos - 1, kend)
     if total <= NEG / 2:
         return None
     chars: list[int] = [-1] * n_pos
@@ -199,13 +298,17 @@ def best_path(probs: np.ndarray, template: Sequence[str], index: dict[str, int],
     if any(c < 0 for c in chars):
         return None
     text, conf, alts, spans = [], [], [], []
+    extras = {(j, k): list(e) for j, k, e in plan.aliases}
     for j in range(n_pos):
-        seg = p[frames[span_start[j]]: frames[span_end[j]] + 1 if span_end[j] + 1 >= len(frames)
-                else frames[span_end[j] + 1]]
-        ids = cls[j, valid[j]]
+        seg = p[
+            frames[span_start[j]] : frames[span_end[j]] + 1
+            if span_end[j] + 1 >= len(frames)
+            else frames[span_end[j] + 1]
+        ]
+        ids = plan.full[j, plan.valid[j]]
         segp = seg[:, ids].copy()
-        for k, ch in enumerate(template[j]):
-            extra = [index[a] for a in ALIASES.get(ch, "") if a not in template[j] and a in index]
+        for k in range(len(ids)):
+            extra = extras.get((j, k))
             if extra:
                 segp[:, k] += seg[:, extra].sum(axis=1)
         best = segp.max(axis=0)
