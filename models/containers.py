@@ -151,8 +151,10 @@ class ContainerReader:
     confirm_max_cost: float = 2.0
     #: Side of the image the glyph-column finder works at (its cost grows with the area).
     column_side: int = 1280
-    #: The detector runs in overlapping strips this wide (peak memory ~40 % lower at 1280).
-    det_tile: int | None = 800
+    #: Run the detector in overlapping strips this wide (lower peak memory, ~15 % more detector
+    #: time at 1280, a slightly different map near the seams). Off: the container eval peaks
+    #: under 600 MB without it (docs/recognition.md); until now the setting was never applied.
+    det_tile: int | None = None
     #: Detector lines read before the rest (tallest first): enough for a door's number.
     first_lines: int = 6
     timings: dict[str, float] = field(default_factory=dict)
