@@ -235,12 +235,12 @@ class ContainerReader:
         tiles = [tile_column(img, c) for c in columns]
         mats = self.engine.rec([t for t, _ in tiles])
         index = self.engine.rec.index
-        out: list[_Cand] = []
-        for col, (_tile, starts), m in zip(columns, tiles, mats, strict=True):
+        jobs: list[tuple[np.ndarray, tuple[int, int, int, int]]] = []
+        owner: list[int] = []  # the column of each window
+        for ci, (col, (_tile, starts), m) in enumerate(zip(columns, tiles, mats, strict=True)):
             f = ctc.fold_separators(m, index)
             frames = [s // REC_STRIDE for s in starts] + [len(f)]
             n = len(col.glyphs)
-            best: _Cand | None = None
             for a in range(min(4, n)):
                 for b in range(a + 10, min(n, a + 14) + 1):
                     sub = f[max(0, frames[a] - 1) : frames[b] if b < n else len(f)]
@@ -250,12 +250,14 @@ class ContainerReader:
                         max(g[2] for g in col.glyphs[a:b]),
                         col.glyphs[b - 1][3],
                     )
-                    c = self._decode_number(sub, box)
-                    if c is not None and (best is None or c.rank < best.rank):
-                        best = c
-            if best is not None:
-                out.append(best)
-        return out
+                    jobs.append((sub, box))
+                    owner.append(ci)
+        best: list[_Cand | None] = [None] * len(columns)
+        for ci, c in zip(owner, self._decode_numbers(jobs), strict=True):
+            cur = best[ci]
+            if c is not None and (cur is None or c.rank < cur.rank):
+                best[ci] = c
+        return [c for c in best if c is not None]
 
     # -- pieces -------------------------------------------------------------------------------
     def _pieces(
@@ -316,8 +318,8 @@ class ContainerReader:
         mats = self.engine.rec(crops)
         index = self.engine.rec.index
         out = []
-        for (box, vertical), m in zip(meta, mats, strict=True):
-            f = ctc.fold_separators(m, index)
+        for (box, vertical), mat in zip(meta, mats, strict=True):
+            f = ctc.fold_separators(mat, index)
             text = "".join(ch for ch in ctc.greedy(f, self.engine.rec.classes)[0] if ch.isascii() and ch.isalnum())
             if text:
                 out.append(_Piece(box, f, text.upper(), vertical))
@@ -362,13 +364,19 @@ class ContainerReader:
                             groups.append([i, j, k])
         return [g for g in groups if 9 <= sum(len(pieces[x].text) for x in g) <= 14]
 
-    def _decode_number(self, mat: np.ndarray, box: tuple[int, int, int, int]) -> _Cand | None:
-        """A container number from one (joined) matrix: read, corrected or inferred, with status."""
-        index = self.engine.rec.index
+    def _decode_numbers(self, jobs: list[tuple[np.ndarray, tuple[int, int, int, int]]]) -> list[_Cand | None]:
+        """:meth:`_decode_number` of each (matrix, box), every matrix through both templates in one
+        search (``ctc.search``: the same paths as one by one, a fraction of the time)."""
+        items = [(m, t) for m, _box in jobs for t in (CONTAINER_11, CONTAINER_10)]
+        found = ctc.search(items, self.engine.rec.index, folded=True)
+        return [self._decode_number(m, box, found[2 * i], found[2 * i + 1]) for i, (m, box) in enumerate(jobs)]
+
+    def _decode_number(
+        self, mat: np.ndarray, box: tuple[int, int, int, int], d11: ctc.Decoded | None, d10: ctc.Decoded | None
+    ) -> _Cand | None:
+        """A container number from one (joined) matrix and its best paths through the 11- and
+        10-character templates: read, corrected or inferred, with status."""
         free = unconstrained_logp(mat)
-        # both templates in one search (ctc.best_paths): d10 is needed only when d11 fails, but
-        # costs almost nothing alongside it
-        d11, d10 = ctc.best_paths(mat, [CONTAINER_11, CONTAINER_10], index, folded=True)
         if d11 is not None and free - d11.logp <= self.max_cost and d11.confidence >= self.min_char_conf:
             cost = free - d11.logp
             conf = _conf(d11, cost)
@@ -432,20 +440,19 @@ class ContainerReader:
 
     def _assemble(self, pieces: list[_Piece], extra: list[_Cand], size_pieces: list[_Piece]) -> list[ContainerRead]:
         cands: list[_Cand] = list(extra)
+        jobs: list[tuple[np.ndarray, tuple[int, int, int, int]]] = []
         for g in self._groups(pieces):
             parts = []
             for x in g:
                 parts += [pieces[x].probs, _blank_row(2, pieces[x].probs.shape[1])]
-            mat = np.concatenate(parts[:-1])
             box = (
                 min(pieces[x].box[0] for x in g),
                 min(pieces[x].box[1] for x in g),
                 max(pieces[x].box[2] for x in g),
                 max(pieces[x].box[3] for x in g),
             )
-            c = self._decode_number(mat, box)
-            if c is not None:
-                cands.append(c)
+            jobs.append((np.concatenate(parts[:-1]), box))
+        cands += [c for c in self._decode_numbers(jobs) if c is not None]
         cands.sort(key=lambda c: c.rank)
         out: list[ContainerRead] = []
         for c in cands:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Decoded", "best_path", "fold_separators", "greedy"]
+__all__ = ["Decoded", "best_path", "best_paths", "fold_separators", "greedy", "search"]
 
 SEPARATORS = (" ", "·", "-", ".", "•", "_", ":")
 NEG = -1e30
@@ -152,21 +152,36 @@ def best_paths(
     folded: bool = False,
     n_alternatives: int = 3,
 ) -> list[Decoded | None]:
-    """:func:`best_path` of one matrix through each of ``templates``, searched together.
-
-    The templates are stacked (padded with impossible positions and characters) and searched in
-    one pass over the frames, so that ten templates cost little more than one: the search's cost
-    is the per-frame overhead, not the arithmetic. Only the matrix columns a template can use
-    (blank, its characters and their look-alikes) are read. Every template's result is the one
-    it gets searched alone.
-    """
-    if not templates:
-        return []
+    """:func:`best_path` of one matrix through each of ``templates``, searched together
+    (:func:`search`)."""
     p = probs if folded else fold_separators(probs, index)
-    plans = [_plan(t, index) for t in templates]
-    M = len(plans)
-    ns = [len(t) for t in templates]
-    n_max, K = max(ns), max(pl.full.shape[1] for pl in plans)
+    return search([(p, t) for t in templates], index, folded=True, n_alternatives=n_alternatives)
+
+
+def search(
+    items: Sequence[tuple[np.ndarray, Sequence[str]]],
+    index: dict[str, int],
+    *,
+    folded: bool = False,
+    n_alternatives: int = 3,
+) -> list[Decoded | None]:
+    """:func:`best_path` of each (matrix, template) pair, all searched together.
+
+    The pairs are stacked (templates padded with impossible positions and characters, matrices
+    with frames after their end) and searched in one pass over the frames, so that forty pairs
+    cost a few times one: the search's cost is the per-frame overhead of numpy, not the
+    arithmetic. A pair's final state is taken at its own last frame; nothing after it, and no
+    other pair, reaches its path. Only the matrix columns a template can use (blank, its
+    characters and their look-alikes) are read. Every pair's result is the one it gets alone.
+    """
+    if not items:
+        return []
+    mats: dict[int, np.ndarray] = {}
+    for probs, _t in items:
+        if id(probs) not in mats:
+            mats[id(probs)] = probs if folded else fold_separators(probs, index)
+    plans = [_plan(t, index) for _p, t in items]
+    ns = [len(t) for _p, t in items]
     cols = np.array(
         sorted(
             {
@@ -177,26 +192,40 @@ def best_paths(
         ),
         dtype=np.int64,
     )
-    lp, frames = compress(p[:, cols])
-    T = len(lp)
-    if min(ns) > T:
-        return [None] * M
+    squeezed = {key: compress(p[:, cols]) for key, p in mats.items()}
+    Ts = [len(squeezed[id(probs)][0]) for probs, _t in items]
+    live = [m for m in range(len(items)) if ns[m] <= Ts[m]]
+    out: list[Decoded | None] = [None] * len(items)
+    if not live:
+        return out
+    M = len(live)
+    n_max, K = max(ns[m] for m in live), max(plans[m].full.shape[1] for m in live)
+    T = max(Ts[m] for m in live)
+    # each pair's (compressed) log-probabilities, zeros after its end; in the matrices' own dtype
+    # (float32 from the recogniser): the look-alike sums must be computed exactly as alone
+    dtype = np.result_type(*(v[0] for v in squeezed.values()))
+    lp = np.zeros((T, M, len(cols)), dtype=dtype)
     valid = np.zeros((M, n_max, K), dtype=bool)
     cls = np.zeros((M, n_max, K), dtype=np.int64)  # column of ``lp`` (0 = blank for padding)
-    for m, pl in enumerate(plans):
-        n, k = pl.full.shape
-        valid[m, :n, :k] = pl.valid
-        cls[m, :n, :k] = np.where(pl.valid, np.searchsorted(cols, pl.full), 0)
-    emit = lp[:, cls]  # [T, M, n, K]
-    alias_lp: dict[tuple[int, ...], np.ndarray] = {}
-    for m, pl in enumerate(plans):
-        for j, k, extra in pl.aliases:
-            a = alias_lp.get(extra)
+    for i, m in enumerate(live):
+        got = squeezed[id(items[m][0])][0]
+        lp[: len(got), i] = got
+        n, k = plans[m].full.shape
+        valid[i, :n, :k] = plans[m].valid
+        cls[i, :n, :k] = np.where(plans[m].valid, np.searchsorted(cols, plans[m].full), 0)
+    emit = lp[:, np.arange(M)[:, None, None], cls]  # [T, M, n, K]
+    alias_lp: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+    for i, m in enumerate(live):
+        for j, k, extra in plans[m].aliases:
+            key = (id(items[m][0]), extra)
+            a = alias_lp.get(key)
             if a is None:
-                a = alias_lp[extra] = np.log(np.maximum(np.exp(lp[:, np.searchsorted(cols, extra)]).sum(axis=1), 1e-12))
-            emit[:, m, j, k] = np.logaddexp(emit[:, m, j, k], a)
+                a = alias_lp[key] = np.log(
+                    np.maximum(np.exp(lp[:, i, np.searchsorted(cols, extra)]).sum(axis=1), 1e-12)
+                )
+            emit[:, i, j, k] = np.logaddexp(emit[:, i, j, k], a)
     emit[:, ~valid] = NEG
-    lb = lp[:, 0]
+    lb = lp[:, :, 0]
 
     E = np.full((M, n_max, K), NEG)
     B = np.full((M, n_max + 1), NEG)
@@ -208,6 +237,12 @@ def best_paths(
     bpB = np.zeros((T, M, n_max + 1), dtype=np.int8)
     bpBk = np.zeros((T, M, n_max + 1), dtype=np.int16)
     bpE[0, :, 0] = 1
+    final: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # pair -> its E, B at its last frame
+    ending: dict[int, list[int]] = {}
+    for i, m in enumerate(live):
+        ending.setdefault(Ts[m] - 1, []).append(i)
+    for i in ending.get(0, []):
+        final[i] = E[i].copy(), B[i].copy()
     nxt = cls[:, 1:]
     flat_cls = cls.reshape(-1, K)
     rows = np.arange(M * n_max)
@@ -241,16 +276,28 @@ def best_paths(
         stayB = B[:, 1:] >= eb
         newB = B.copy()
         newB[:, 1:] = np.where(stayB, B[:, 1:], eb)
-        newB += lb[t]
+        newB += lb[t][:, None]
         bpB[t, :, 1:] = ~stayB
         bpBk[t, :, 1:] = np.where(stayB, 0, kb)
         E, B = newE, newB
-    return [
-        _trace(p, frames, templates[m], pl, E[m], B[m], bpE[:, m], bpEk[:, m], bpB[:, m], bpBk[:, m], n_alternatives)
-        if ns[m] <= T
-        else None
-        for m, pl in enumerate(plans)
-    ]
+        for i in ending.get(t, []):
+            final[i] = E[i].copy(), B[i].copy()
+    for i, m in enumerate(live):
+        probs, template = items[m]
+        t_end = Ts[m]
+        out[m] = _trace(
+            mats[id(probs)],
+            squeezed[id(probs)][1],
+            template,
+            plans[m],
+            *final[i],
+            bpE[:t_end, i],
+            bpEk[:t_end, i],
+            bpB[:t_end, i],
+            bpBk[:t_end, i],
+            n_alternatives,
+        )
+    return out
 
 
 def _trace(

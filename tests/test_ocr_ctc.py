@@ -70,3 +70,18 @@ def test_templates_longer_than_the_matrix_have_no_path() -> None:
     short, long = ("A", "B"), ("A", "B", "C", "A", "B")
     got = ctc.best_paths(probs, [long, short, long], INDEX, folded=True)
     assert got[0] is None and got[2] is None and got[1] == ctc.best_path(probs, short, INDEX, folded=True)
+
+
+def test_pairs_of_different_lengths_searched_together_get_what_they_get_alone() -> None:
+    """``search``: matrices of different lengths (and a window of one of them) in one pass; a
+    pair's final state is taken at its own last frame, not at the longest matrix's."""
+    rng = np.random.default_rng(42)
+    mats = [_matrix(rng, n) for n in (4, 11, 23, 2)]
+    mats.append(mats[2][5:17])  # a window of another matrix, as the container columns are decoded
+    templates = [("ABC0",) * 3, ("A", "B", "C"), ("ABC0",) * 8]
+    items = [(m, t) for m in mats for t in templates]
+    got = ctc.search(items, INDEX, folded=True)
+    assert got == [ctc.best_path(m, t, INDEX, folded=True) for m, t in items]
+    assert got[-1] is not None and got[2] is None  # 8 characters fit 12 frames, not 4
+    # the result of a short matrix does not depend on what it is searched with
+    assert ctc.search(items[:3], INDEX, folded=True) == got[:3]
