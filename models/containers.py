@@ -38,6 +38,8 @@ __all__ = ["CONTAINER_10", "CONTAINER_11", "ContainerReader"]
 
 CONTAINER_11: grammar.Template = (*(grammar.LETTERS,) * 3, "UJZ", *(grammar.DIGITS,) * 7)
 CONTAINER_10: grammar.Template = CONTAINER_11[:10]
+#: Groups of lines joined and decoded together (one CTC search); bounds the joined matrices held.
+GROUP_BATCH = 8
 SIZE_TYPE_TEMPLATE: grammar.Template = ("1234LMNP", "0123456789CDEF", "GVBSRHUPTAK", grammar.DIGITS)
 
 
@@ -440,19 +442,22 @@ class ContainerReader:
 
     def _assemble(self, pieces: list[_Piece], extra: list[_Cand], size_pieces: list[_Piece]) -> list[ContainerRead]:
         cands: list[_Cand] = list(extra)
-        jobs: list[tuple[np.ndarray, tuple[int, int, int, int]]] = []
-        for g in self._groups(pieces):
-            parts = []
-            for x in g:
-                parts += [pieces[x].probs, _blank_row(2, pieces[x].probs.shape[1])]
-            box = (
-                min(pieces[x].box[0] for x in g),
-                min(pieces[x].box[1] for x in g),
-                max(pieces[x].box[2] for x in g),
-                max(pieces[x].box[3] for x in g),
-            )
-            jobs.append((np.concatenate(parts[:-1]), box))
-        cands += [c for c in self._decode_numbers(jobs) if c is not None]
+        groups = self._groups(pieces)
+        # a joined matrix holds all 6625 classes (~2 MB for three lines): decoded a batch at a time
+        for b in range(0, len(groups), GROUP_BATCH):
+            jobs: list[tuple[np.ndarray, tuple[int, int, int, int]]] = []
+            for g in groups[b : b + GROUP_BATCH]:
+                parts = []
+                for x in g:
+                    parts += [pieces[x].probs, _blank_row(2, pieces[x].probs.shape[1])]
+                box = (
+                    min(pieces[x].box[0] for x in g),
+                    min(pieces[x].box[1] for x in g),
+                    max(pieces[x].box[2] for x in g),
+                    max(pieces[x].box[3] for x in g),
+                )
+                jobs.append((np.concatenate(parts[:-1]), box))
+            cands += [c for c in self._decode_numbers(jobs) if c is not None]
         cands.sort(key=lambda c: c.rank)
         out: list[ContainerRead] = []
         for c in cands:

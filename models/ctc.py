@@ -26,6 +26,9 @@ import numpy as np
 
 __all__ = ["Decoded", "best_path", "best_paths", "fold_separators", "greedy", "search"]
 
+#: Cells (frames x pairs x positions x characters) one stacked search may hold: its arrays take
+#: ~8 bytes per cell (a container frame can bring 200 pairs of 100+ frames; peak memory).
+SEARCH_CELLS = 500_000
 SEPARATORS = (" ", "·", "-", ".", "•", "_", ":")
 NEG = -1e30
 
@@ -194,10 +197,32 @@ def search(
     )
     squeezed = {key: compress(p[:, cols]) for key, p in mats.items()}
     Ts = [len(squeezed[id(probs)][0]) for probs, _t in items]
-    live = [m for m in range(len(items)) if ns[m] <= Ts[m]]
     out: list[Decoded | None] = [None] * len(items)
-    if not live:
-        return out
+    # pairs of similar length together (little padding), in chunks of bounded size (memory)
+    live = sorted((m for m in range(len(items)) if ns[m] <= Ts[m]), key=lambda m: Ts[m])
+    width = max((len(pl.valid) * pl.valid.shape[1] for pl in plans), default=1)
+    while live:
+        n = 1
+        while n < len(live) and Ts[live[n]] * (n + 1) * width <= SEARCH_CELLS:
+            n += 1
+        _search_chunk(items, live[:n], plans, ns, Ts, cols, mats, squeezed, out, n_alternatives)
+        live = live[n:]
+    return out
+
+
+def _search_chunk(
+    items: Sequence[tuple[np.ndarray, Sequence[str]]],
+    live: list[int],
+    plans: list[_Plan],
+    ns: list[int],
+    Ts: list[int],
+    cols: np.ndarray,
+    mats: dict[int, np.ndarray],
+    squeezed: dict[int, tuple[np.ndarray, np.ndarray]],
+    out: list[Decoded | None],
+    n_alternatives: int,
+) -> None:
+    """The search of :func:`search` for the pairs ``live``; results written into ``out``."""
     M = len(live)
     n_max, K = max(ns[m] for m in live), max(plans[m].full.shape[1] for m in live)
     T = max(Ts[m] for m in live)
@@ -297,7 +322,6 @@ def search(
             bpBk[:t_end, i],
             n_alternatives,
         )
-    return out
 
 
 def _trace(

@@ -85,3 +85,13 @@ def test_pairs_of_different_lengths_searched_together_get_what_they_get_alone() 
     assert got[-1] is not None and got[2] is None  # 8 characters fit 12 frames, not 4
     # the result of a short matrix does not depend on what it is searched with
     assert ctc.search(items[:3], INDEX, folded=True) == got[:3]
+
+
+def test_search_in_small_chunks_gives_the_same_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pairs are searched in chunks of bounded size (memory): the chunking changes nothing."""
+    rng = np.random.default_rng(5)
+    items = [(_matrix(rng, int(n)), t) for n in rng.integers(2, 25, 12) for t in (("ABC",) * 2, ("AB0",) * 5)]
+    whole = ctc.search(items, INDEX, folded=True)
+    monkeypatch.setattr(ctc, "SEARCH_CELLS", 40)
+    assert ctc.search(items, INDEX, folded=True) == whole
+    assert whole == [ctc.best_path(m, t, INDEX, folded=True) for m, t in items]
