@@ -1,6 +1,6 @@
 """Recognition latency and memory, one setting per line (synthetic frames unless --real is given).
 
-    .venv/bin/python bench/ocr_bench.py [--runs 10] [--json] [--real ../shared/data]
+    .venv/bin/python bench/ocr_bench.py [--runs 10] [--json] [--real ../shared/data] [--spin | --compare-spin]
 
 Measured: a 1080p plate frame (full frame, and the plate zone as a per-camera ROI), a 1080p
 container frame, a 94×24 tight crop, and a cargo truck's identification — two plate frames and
@@ -9,7 +9,10 @@ over ``--runs`` after 2 warm-ups, plus the process's peak RSS. With ``--real DIR
 and container frames are the 1920×1080 images of ``DIR/plates`` and ``DIR/containers``
 (cycled), so the figures cover real clutter rather than one synthetic scene.
 
-Latency depends on what else runs on the 2 cores: run it on a quiet machine and state the load.
+Latency depends on what else runs on the 2 cores: run it on a quiet machine and state the load
+(printed at the start and the end). ``--spin`` lets onnxruntime's threads busy-wait between
+operators (its own default; off in portlane); ``--compare-spin`` times both settings interleaved,
+frame by frame, so that both see the same load.
 """
 
 from __future__ import annotations
@@ -32,21 +35,30 @@ from portlane.sim_devices.render import render_plate, render_vehicle_scene
 Image = np.ndarray
 
 
-def _time(fn: Callable[[], object], runs: int) -> dict[str, float]:
-    for _ in range(2):
-        fn()
-    xs = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        xs.append((time.perf_counter() - t0) * 1000)
-    xs.sort()
-    # min: the best case, what a quiet machine gives every time (the reference box is shared)
-    return {
-        "min": round(xs[0], 1),
-        "p50": round(statistics.median(xs), 1),
-        "p95": round(xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))], 1),
-    }
+def _time(fns: list[Callable[[], object]], runs: int) -> list[dict[str, float]]:
+    """Timings of each of ``fns``, called in turn (alternating order) so that all see the same load."""
+    for fn in fns:
+        for _ in range(2):
+            fn()
+    xs: list[list[float]] = [[] for _ in fns]
+    for r in range(runs):
+        order = list(range(len(fns)))
+        for i in order if r % 2 == 0 else order[::-1]:
+            t0 = time.perf_counter()
+            fns[i]()
+            xs[i].append((time.perf_counter() - t0) * 1000)
+    out = []
+    for x in xs:
+        x.sort()
+        # min: the best case, what a quiet machine gives every time (the reference box is shared)
+        out.append(
+            {
+                "min": round(x[0], 1),
+                "p50": round(statistics.median(x), 1),
+                "p95": round(x[min(len(x) - 1, round(0.95 * (len(x) - 1)))], 1),
+            }
+        )
+    return out
 
 
 def _real(d: Path, kind: str) -> list[Image]:
@@ -69,36 +81,60 @@ def _cycle(frames: list[Image]) -> Callable[[], Image]:
     return nxt
 
 
+def _readers(
+    eng: OcrEngine, plate_frames: list[Image], container_frames: list[Image], crop: Image
+) -> list[Callable[[], object]]:
+    """One callable per setting, each with its own frame cycle (every engine sees the same frames)."""
+    plates, zone, boxes = PlateReader(eng), PlateReader(eng, roi=(480, 540, 1440, 1080)), ContainerReader(eng)
+    next_plate, next_zone, next_box = _cycle(plate_frames), _cycle(plate_frames), _cycle(container_frames)
+    truck_plate, truck_box = _cycle(plate_frames), _cycle(container_frames)
+
+    def truck() -> object:
+        return [plates.read(truck_plate()) for _ in range(2)], [boxes.read(truck_box()) for _ in range(4)]
+
+    return [
+        lambda: plates.read(next_plate()),
+        lambda: zone.read(next_zone()),
+        lambda: boxes.read(next_box()),
+        lambda: plates.read(crop),
+        truck,
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--real", type=Path, default=None, help="folder holding plates/ and containers/ (dev set)")
     ap.add_argument("--threads", type=int, default=None)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--spin", action="store_true", help="onnxruntime threads busy-wait (its default)")
+    mode.add_argument("--compare-spin", action="store_true", help="time both spin settings, interleaved")
     a = ap.parse_args()
+    load0 = os.getloadavg()[0]
     if a.real is not None:
         plate_frames, container_frames = _real(a.real, "plates"), _real(a.real, "containers")
     else:
         plate_frames = [render_vehicle_scene(["苏A36E80"], seed=4, size=(1920, 1080))]
         container_frames = [cv2.resize(render_vehicle_scene(["粤B12345"], ["CSQU3054383"], seed=5), (1920, 1080))]
     crop = cv2.resize(render_plate("皖AU3942", "cn_blue", seed=1), (94, 24), interpolation=cv2.INTER_AREA)
-    eng = OcrEngine(threads=a.threads)
-    plates, zone, boxes = PlateReader(eng), PlateReader(eng, roi=(480, 540, 1440, 1080)), ContainerReader(eng)
-    next_plate, next_box = _cycle(plate_frames), _cycle(container_frames)
+    spins = [False, True] if a.compare_spin else [a.spin]
     runs = max(a.runs, len(plate_frames), len(container_frames)) if a.real else a.runs
-    rows: list[tuple[str, dict[str, float]]] = [
-        (f"1080p plate frame, full ({len(plate_frames)} frames)", _time(lambda: plates.read(next_plate()), runs)),
-        ("1080p plate frame, ROI 960x540 (plate zone)", _time(lambda: zone.read(next_plate()), runs)),
-        (f"1080p container frame ({len(container_frames)} frames)", _time(lambda: boxes.read(next_box()), runs)),
-        ("94x24 tight crop (rec only)", _time(lambda: plates.read(crop), runs)),
-        (
-            "cargo truck: 2 plate + 4 container frames",
-            _time(
-                lambda: ([plates.read(next_plate()) for _ in range(2)], [boxes.read(next_box()) for _ in range(4)]),
-                max(5, runs // 3),
-            ),
-        ),
+    settings: list[tuple[str, list[Callable[[], object]], int]] = [
+        (f"1080p plate frame, full ({len(plate_frames)} frames)", [], runs),
+        ("1080p plate frame, ROI 960x540 (plate zone)", [], runs),
+        (f"1080p container frame ({len(container_frames)} frames)", [], runs),
+        ("94x24 tight crop (rec only)", [], runs),
+        ("cargo truck: 2 plate + 4 container frames", [], max(5, runs // 3)),
     ]
+    for spin in spins:
+        eng = OcrEngine(threads=a.threads, spin=spin)
+        for (_name, fns, _n), fn in zip(settings, _readers(eng, plate_frames, container_frames, crop), strict=True):
+            fns.append(fn)
+    rows: list[tuple[str, dict[str, float]]] = []
+    for name, fns, n in settings:
+        for spin, got in zip(spins, _time(fns, n), strict=True):
+            rows.append((name + (" [spin]" if spin else ""), got))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     held = sum(f.nbytes for f in plate_frames + container_frames) / 2**20  # the bench's own frames
     load = os.getloadavg()[0]
@@ -110,6 +146,7 @@ def main() -> None:
                     "peak_rss_mb": round(rss, 1),
                     "frames_held_mb": round(held, 1),
                     "load_1min": load,
+                    "load_1min_start": load0,
                 }
             )
         )
@@ -119,7 +156,7 @@ def main() -> None:
             print(f"{v['min']:8.1f} {v['p50']:8.1f} {v['p95']:8.1f}  {k}")
         print(
             f"peak RSS {rss:.0f} MB, of which {held:.0f} MB are the bench's decoded frames; "
-            f"1-min load average at the end {load:.2f}"
+            f"1-min load average at the start {load0:.2f}, at the end {load:.2f}"
         )
 
 

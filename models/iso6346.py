@@ -79,10 +79,39 @@ def is_valid(number: str) -> bool:
 #: Characters a recogniser confuses, both ways. Letters live in positions 0–3, digits in 4–10,
 #: so within a position class only same-class swaps matter (e.g. 8/6/3, O/Q/D, M/N).
 CONFUSABLES: dict[str, str] = {
-    "0": "869", "1": "7", "2": "7Z", "3": "8", "4": "1", "5": "6S", "6": "508", "7": "12", "8": "0635B",
-    "9": "0", "O": "QDC0U", "Q": "O", "D": "O0", "I": "LT1", "L": "I", "B": "8R", "S": "5", "Z": "2",
-    "M": "NH", "N": "MH", "H": "NM", "U": "VOJ", "V": "U", "C": "GO", "G": "C6", "E": "F", "F": "E",
-    "R": "B", "J": "U", "T": "I", "K": "X", "X": "K", "W": "V",
+    "0": "869",
+    "1": "7",
+    "2": "7Z",
+    "3": "8",
+    "4": "1",
+    "5": "6S",
+    "6": "508",
+    "7": "12",
+    "8": "0635B",
+    "9": "0",
+    "O": "QDC0U",
+    "Q": "O",
+    "D": "O0",
+    "I": "LT1",
+    "L": "I",
+    "B": "8R",
+    "S": "5",
+    "Z": "2",
+    "M": "NH",
+    "N": "MH",
+    "H": "NM",
+    "U": "VOJ",
+    "V": "U",
+    "C": "GO",
+    "G": "C6",
+    "E": "F",
+    "F": "E",
+    "R": "B",
+    "J": "U",
+    "T": "I",
+    "K": "X",
+    "X": "K",
+    "W": "V",
 }
 
 _SIZE_TYPE = re.compile(r"^[1-4LMNP][0-9CDEF][GVBSRHUPTAK][0-9]$")
@@ -129,15 +158,25 @@ class ContainerRead:
         return self.number[10:11]
 
     def as_dict(self) -> dict[str, object]:
-        return {"number": self.number, "owner": self.owner, "category": self.category, "serial": self.serial,
-                "check_digit": self.check, "check_digit_ok": self.check_digit_ok,
-                "check_digit_inferred": self.check_digit_inferred, "corrected": self.corrected,
-                "iso_type": self.iso_type, "confidence": self.confidence, "status": self.status,
-                "box": list(self.box) if self.box else None}
+        return {
+            "number": self.number,
+            "owner": self.owner,
+            "category": self.category,
+            "serial": self.serial,
+            "check_digit": self.check,
+            "check_digit_ok": self.check_digit_ok,
+            "check_digit_inferred": self.check_digit_inferred,
+            "corrected": self.corrected,
+            "iso_type": self.iso_type,
+            "confidence": self.confidence,
+            "status": self.status,
+            "box": list(self.box) if self.box else None,
+        }
 
 
-def correct(number: str, alternatives: Sequence[Iterable[str]] | None = None, *,
-            max_changes: int = 2, avoid_ten: bool = False) -> str | None:
+def correct(
+    number: str, alternatives: Sequence[Iterable[str]] | None = None, *, max_changes: int = 2, avoid_ten: bool = False
+) -> str | None:
     """The nearest number to ``number`` (11 characters) whose check digit validates, or None.
 
     ``alternatives[i]`` are the characters position ``i`` may take instead (best first); without

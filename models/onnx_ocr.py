@@ -42,13 +42,21 @@ TILE_OVERLAP = 192
 REC_MIN_WIDTH = 320
 
 
-def session_options(threads: int | None = None) -> ort.SessionOptions:
+def session_options(threads: int | None = None, *, spin: bool = False) -> ort.SessionOptions:
+    """Options of both sessions.
+
+    ``spin``: onnxruntime's intra-op threads busy-wait between operators by default. On a box
+    that runs anything else (the lane daemons, the broker, a second recogniser) a spinning thread
+    holds a core another thread needs: with the edge box loaded, a 1080p plate frame took about
+    twice as long spinning as not (bench/ocr_bench.py --spin, docs/recognition.md "Speed").
+    """
     so = ort.SessionOptions()
     # 2-core box: intra-op threads = cores by default; 1 lets two lanes share the CPU (measured in bench).
     so.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     # The arena keeps the largest activation ever seen (a 1080p det pass) for good; without it peak
     # RSS stays ~200 MB lower for a few ms per call (bench/ocr_bench.py, "arena").
     so.enable_cpu_mem_arena = False
@@ -86,8 +94,11 @@ class Detector:
         thresh: float = 0.3,
         unclip_ratio: float = 1.6,
         tile: int | None = None,
+        spin: bool = False,
     ) -> None:
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(path), session_options(threads, spin=spin), providers=["CPUExecutionProvider"]
+        )
         self.input_name = self.session.get_inputs()[0].name
         self.box_thresh = box_thresh
         self.thresh = thresh
@@ -99,14 +110,14 @@ class Detector:
         self, img: np.ndarray, *, limit: int = 960, max_area: int | None = None, tile: int | None = None
     ) -> list[TextBox]:
         """Text boxes in ``img`` (BGR); the longer side is scaled to at most ``limit`` pixels and,
-        with ``max_area``, the input to at most that many pixels (memory and time grow with it);
-        an input wider than ``tile`` (default: the detector's) is run in strips (``_run_tiled``)."""
+        with ``max_area``, the input to at most that many pixels (memory and time grow with it).
+        An input wider than ``tile`` (default: the detector's) is run in overlapping strips."""
+        tile = tile if tile is not None else self.tile
         h, w = img.shape[:2]
         ratio = min(1.0, limit / max(h, w), math.sqrt(max_area / (h * w)) if max_area else 1.0)
         rh, rw = max(32, round(h * ratio / 32) * 32), max(32, round(w * ratio / 32) * 32)
         x = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
         x = (x.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)[None]
-        tile = self.tile if tile is None else tile
         prob = self._run_tiled(x, tile) if tile and rw > tile else self.session.run(None, {self.input_name: x})[0][0, 0]
         return self._boxes(prob, w / rw, h / rh, w, h)
 
@@ -171,8 +182,10 @@ def _mean_in_poly(prob: np.ndarray, pts: np.ndarray) -> float:
 
 
 class Recogniser:
-    def __init__(self, path: Path, *, threads: int | None = None, batch: int = 8) -> None:
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    def __init__(self, path: Path, *, threads: int | None = None, batch: int = 8, spin: bool = False) -> None:
+        self.session = ort.InferenceSession(
+            str(path), session_options(threads, spin=spin), providers=["CPUExecutionProvider"]
+        )
         self.input_name = self.session.get_inputs()[0].name
         chars = self.session.get_modelmeta().custom_metadata_map["character"].splitlines()
         #: class index -> character ("" for the CTC blank)
@@ -234,9 +247,9 @@ class OcrEngine:
     _lock: ClassVar[threading.Lock] = threading.Lock()
     _shared: ClassVar[dict[tuple[int | None, str | None], OcrEngine]] = {}
 
-    def __init__(self, *, threads: int | None = None, model_dir: Path | None = None) -> None:
-        self.det = Detector(_manifest.resolve("det", model_dir=model_dir), threads=threads)
-        self.rec = Recogniser(_manifest.resolve("rec", model_dir=model_dir), threads=threads)
+    def __init__(self, *, threads: int | None = None, model_dir: Path | None = None, spin: bool = False) -> None:
+        self.det = Detector(_manifest.resolve("det", model_dir=model_dir), threads=threads, spin=spin)
+        self.rec = Recogniser(_manifest.resolve("rec", model_dir=model_dir), threads=threads, spin=spin)
 
     @classmethod
     def shared(cls, *, threads: int | None = None) -> OcrEngine:

@@ -237,10 +237,14 @@ class PlateReader:
         free = unconstrained_logp(folded)
         n_free = len(ctc.greedy(folded, self.engine.rec.classes)[0])
         best: tuple[float, str, ctc.Decoded] | None = None
-        for kind, tpl in grammar.plate_templates(tuple(k for k in (kinds or self.kinds) if k in self.kinds)):
-            if upper_frames is None and abs(len(tpl) - n_free) > 2:
-                continue
-            d = ctc.best_path(folded, tpl, index, folded=True)
+        tried = [
+            (kind, tpl)
+            for kind, tpl in grammar.plate_templates(tuple(k for k in (kinds or self.kinds) if k in self.kinds))
+            if upper_frames is not None or abs(len(tpl) - n_free) <= 2
+        ]
+        # all templates searched in one pass over the frames (ctc.best_paths: same paths, ~4x less time)
+        found = ctc.best_paths(folded, [t for _k, t in tried], index, folded=True)
+        for (kind, _tpl), d in zip(tried, found, strict=True):
             if d is None or (best is not None and d.logp <= best[0]):
                 continue
             if upper_frames is not None:
@@ -254,10 +258,9 @@ class PlateReader:
             # fits the grammar, so in a scene it would turn every sign into a plate), and only
             # when no other plate grammar fits
             best = None
-            for kind, tpl in grammar.plate_templates(("hk_personal",)):
-                if len(tpl) != n_free:
-                    continue
-                d = ctc.best_path(folded, tpl, index, folded=True)
+            marks = [(k, t) for k, t in grammar.plate_templates(("hk_personal",)) if len(t) == n_free]
+            found = ctc.best_paths(folded, [t for _k, t in marks], index, folded=True)
+            for (kind, _tpl), d in zip(marks, found, strict=True):
                 if (
                     d is not None
                     and grammar.classify(d.text, personal=True) == "hk_personal"

@@ -47,14 +47,21 @@ class WorkerClosedError(RuntimeError):
 
 
 class RecognitionWorker:
-    def __init__(self, *, threads: int | None = None, plate_roi: tuple[int, int, int, int] | None = None,
-                 container_roi: tuple[int, int, int, int] | None = None, det_limit: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int | None = None,
+        plate_roi: tuple[int, int, int, int] | None = None,
+        container_roi: tuple[int, int, int, int] | None = None,
+        det_limit: int | None = None,
+    ) -> None:
         self._threads = threads
         self._plate_roi = plate_roi
         self._container_roi = container_roi
         self._det_limit = det_limit
         self._pool: concurrent.futures.ThreadPoolExecutor | None = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="portlane-ocr")
+            max_workers=1, thread_name_prefix="portlane-ocr"
+        )
         self._readers: dict[Kind, PlateReader | ContainerReader] = {}
         self._closed = False
         self.worker_thread_ids: set[int] = set()
@@ -69,8 +76,9 @@ class RecognitionWorker:
         """Load the models now (sha256 check + session creation, ~0.5 s) instead of on first use."""
         await self._run(lambda: None)
 
-    async def recognise(self, jpeg_bytes_list: Sequence[bytes], *, kind: Kind,
-                        rois: Sequence[Roi | None] | None = None) -> list[list[PlateRead] | list[ContainerRead]]:
+    async def recognise(
+        self, jpeg_bytes_list: Sequence[bytes], *, kind: Kind, rois: Sequence[Roi | None] | None = None
+    ) -> list[list[PlateRead] | list[ContainerRead]]:
         """Reads per image, in input order. An undecodable image gives an empty list.
 
         ``rois``: per image, the camera's region of interest (x1, y1, x2, y2) or None for the
@@ -98,8 +106,9 @@ class RecognitionWorker:
 
             engine = OcrEngine.shared(threads=self._threads)
             if kind == "plate":
-                self._readers[kind] = PlateReader(engine, roi=self._plate_roi,
-                                                  det_limit=self._det_limit or PlateReader.det_limit)
+                self._readers[kind] = PlateReader(
+                    engine, roi=self._plate_roi, det_limit=self._det_limit or PlateReader.det_limit
+                )
             else:
                 self._readers[kind] = ContainerReader(engine, roi=self._container_roi)
         return self._readers[kind]
