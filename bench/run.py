@@ -25,6 +25,10 @@ from harness import write_result
 SCENARIOS = {
     "outbox": "outbox_bench",
     "chaos": "chaos",
+    "lanes": "lanes_bench",
+    "latency": "latency_bench",
+    "soak": "soak_bench",
+    "recognition": "recognition_bench",
 }
 
 
