@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
 import sys
 import time
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import chaos
 from harness import machine, markdown_table
 from portlane.edge.demo.broker import MosquittoBroker
-from scale import LoopLag, loadavg, percentiles, scale_port
+from scale import FsyncProbe, LoopLag, loadavg, percentiles, scale_port
 
 #: Wall seconds one passage may take on a loaded machine (it takes ~3 s at time factor 0.1).
 PASSAGE_WALL_S = 15.0
@@ -48,14 +47,18 @@ async def run_one(lanes: int, samples: int, think: float, seed: int) -> dict[str
     load_before = loadavg()
     lag = LoopLag()
     async with scale_port(lanes, lanes * per_lane, seed, think_s=think) as port:
-        lag_task = asyncio.create_task(lag.run(), name="loop-lag")
+        fsync = FsyncProbe(port.root)
+        probes = [
+            asyncio.create_task(lag.run(), name="loop-lag"),
+            asyncio.create_task(fsync.run(), name="fsync-probe"),
+        ]
         try:
             port.drive()
             done = await port.wait_all_completed(per_lane * PASSAGE_WALL_S + 60)
         finally:
-            lag_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lag_task
+            for t in probes:
+                t.cancel()
+            await asyncio.gather(*probes, return_exceptions=True)
         r2o = [x for xs in port.release_to_open_ms.values() for x in xs]
         row: dict[str, Any] = {
             "lanes": lanes,
@@ -63,11 +66,14 @@ async def run_one(lanes: int, samples: int, think: float, seed: int) -> dict[str
             "planned": port.plan.total,
             "all_done": done,
             "release_to_open_ms": percentiles(r2o),
+            "release_to_open_samples_ms": sorted(round(x, 3) for x in r2o),
             "identified_to_decided_ms": percentiles(port.stage_gaps_ms("identified", "decided")),
             "decided_to_scan_queued_ms": percentiles(port.stage_gaps_ms("decided", "scan_queued")),
             "scan_queued_to_started_ms": percentiles(port.stage_gaps_ms("scan_queued", "scan_started")),
             "harness_loop_lag_ms": percentiles(lag.lags_ms),
+            "fsync_ms": percentiles(fsync.ms),
             "think_s": port.think_s,
+            "traffic": port.traffic_figures(),
             "loadavg_before": load_before,
             "loadavg_after": loadavg(),
         }
@@ -93,6 +99,7 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
         ("identified_to_decided_ms", "identified→decided"),
         ("decided_to_scan_queued_ms", "decided→scan queued"),
         ("harness_loop_lag_ms", "bench loop lag"),
+        ("fsync_ms", "fsync (state dir)"),
     ):
         p = row.get(key) or {}
         out[f"{label} p50/p95/p99 ms (n)"] = f"{p.get('p50')} / {p.get('p95')} / {p.get('p99')} ({p.get('n')})"

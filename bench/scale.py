@@ -36,6 +36,7 @@ import chaos  # bench/ is not a package
 from portlane.sim_devices.central import CentralPlatform
 
 __all__ = [
+    "FsyncProbe",
     "LoopLag",
     "ProcSample",
     "ScalePort",
@@ -113,6 +114,33 @@ class LoopLag:
             self.lags_ms.append((time.monotonic() - t0 - self.PERIOD_S) * 1000)
 
 
+class FsyncProbe:
+    """How long one small write + fsync takes on the daemons' filesystem, every half second
+    while it runs (in a thread): the lane's nonce store, journal and outbox are SQLite with
+    ``synchronous=FULL``, so a command waits for the disk."""
+
+    PERIOD_S = 0.5
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "fsync-probe"
+        self.ms: list[float] = []
+
+    def _once(self) -> float:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            t0 = time.perf_counter()
+            os.write(fd, b"x" * 512)
+            os.fsync(fd)
+            return (time.perf_counter() - t0) * 1000
+        finally:
+            os.close(fd)
+
+    async def run(self) -> None:
+        while True:
+            self.ms.append(await asyncio.to_thread(self._once))
+            await asyncio.sleep(self.PERIOD_S)
+
+
 class TimedCentral(CentralPlatform):
     """The central platform, noting when it publishes each lane's release decisions."""
 
@@ -168,6 +196,26 @@ class ScalePort(chaos.Port):
     def broker_pid(self) -> int | None:
         proc = getattr(self.broker, "_proc", None) or getattr(self.broker, "proc", None)
         return getattr(proc, "pid", None)
+
+    def traffic_figures(self) -> dict[str, Any]:
+        """What sizes a broker: events per passage and bytes per event (the envelope as compact
+        JSON, signature included when the units sign), from every event the live observer saw."""
+        assert self.live is not None
+        events = self.live.events
+        sizes = [len(json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode()) for e in events]
+        by_type: dict[str, list[int]] = {}
+        for e, n in zip(events, sizes, strict=True):
+            by_type.setdefault(str(e.get("type", "?")).removeprefix("portlane."), []).append(n)
+        passages = self.completed()
+        return {
+            "events": len(events),
+            "passages": passages,
+            "events_per_passage": round(len(events) / passages, 1) if passages else None,
+            "bytes_per_event": percentiles([float(n) for n in sizes]),
+            "bytes_per_event_mean": round(sum(sizes) / len(sizes)) if sizes else None,
+            "bytes_by_type_max": {t: max(ns) for t, ns in sorted(by_type.items())},
+            "count_by_type": {t: len(ns) for t, ns in sorted(by_type.items())},
+        }
 
     def stage_gaps_ms(self, start: str, end: str) -> list[float]:
         """Per completed passage: ms from stage ``start`` to stage ``end`` (both present)."""

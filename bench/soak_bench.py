@@ -113,6 +113,7 @@ async def run(lanes: int, sim_minutes: float, seed: int) -> dict[str, Any]:
             # Sampling period: one simulated minute (a measuring clock, not synchronisation).
             await asyncio.sleep(max(0.0, t0 + k * 60 * tf - time.monotonic()))
         passages = port.completed()
+        traffic = port.traffic_figures()
         died = [u for u, d in port.daemons.items() if d.proc is None or d.proc.poll() is not None]
     verdicts = judge(series)
     flat = all(v["flat"] is not False for row in verdicts.values() for v in row.values())
@@ -151,6 +152,7 @@ async def run(lanes: int, sim_minutes: float, seed: int) -> dict[str, Any]:
         "wall_s": round(wall_s, 1),
         "passages": passages,
         "daemons_died": died,
+        "traffic": traffic,
         "thresholds_per_sim_hour": THRESHOLDS,
         "verdicts": verdicts,
         "series": series,
