@@ -41,11 +41,11 @@ def _cpu_pct(a: ProcSample | None, b: ProcSample | None, wall: float) -> float |
     return round(100 * (b.cpu_s - a.cpu_s) / wall, 1)
 
 
-async def run_one(lanes: int, warmup: float, window: float, seed: int) -> dict[str, Any]:
+async def run_one(lanes: int, warmup: float, window: float, seed: int, inspect: float) -> dict[str, Any]:
     per_lane = int((warmup + window) / (SIM_S_PER_VEHICLE * chaos.TIME_FACTOR)) + 2
     load_before = loadavg()
     t_start = time.monotonic()
-    async with scale_port(lanes, lanes * per_lane, seed) as port:
+    async with scale_port(lanes, lanes * per_lane, seed, inspect=inspect) as port:
         start_s = time.monotonic() - t_start
         port.drive()
         await asyncio.sleep(warmup)  # a measuring window, not synchronisation
@@ -54,11 +54,15 @@ async def run_one(lanes: int, warmup: float, window: float, seed: int) -> dict[s
         pids["bench"] = os.getpid()
         a = {u: proc_sample(p) for u, p in pids.items()}
         done_a = port.completed()
+        by_lane_a = {lid: port.completed(lid) for lid in port.lane_ids}
         t0 = time.monotonic()
         await asyncio.sleep(window)
         wall = time.monotonic() - t0
         b = {u: proc_sample(p) for u, p in pids.items()}
         done_b = port.completed()
+        by_lane = {lid: port.completed(lid) - by_lane_a[lid] for lid in port.lane_ids}
+        kinds = {la["id"]: la["kind"] for la in port.raw["lanes"]}
+        inspected = sum(1 for e in port.live.events if e["type"] == "portlane.scan.started") if port.live else 0
         failed = [u for u, d in port.daemons.items() if d.proc is None or d.proc.poll() is not None]
     lane_ids = [u for u in pids if u in port.lane_ids]
     cpu = [c for u in lane_ids if (c := _cpu_pct(a[u], b[u], wall)) is not None]
@@ -72,6 +76,18 @@ async def run_one(lanes: int, warmup: float, window: float, seed: int) -> dict[s
         "passages_in_window": passages,
         "passages_per_wall_hour": round(passages / wall * 3600),
         "passages_per_sim_hour_per_lane": round(passages / wall * 3600 * chaos.TIME_FACTOR / lanes, 1),
+        "per_sim_hour_per_lane_by_kind": {
+            kind: round(
+                sum(n for lid, n in by_lane.items() if kinds[lid] == kind)
+                / wall
+                * 3600
+                * chaos.TIME_FACTOR
+                / max(1, sum(1 for k in kinds.values() if k == kind)),
+                1,
+            )
+            for kind in sorted(set(kinds.values()))
+        },
+        "scans_started_whole_run": inspected,
         "lane_cpu_pct_mean": round(statistics.fmean(cpu), 1) if cpu else None,
         "lane_cpu_pct_max": max(cpu) if cpu else None,
         "lane_rss_mb_mean": round(statistics.fmean(rss), 1) if rss else None,
@@ -92,17 +108,22 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--warmup", type=float, default=20.0, help="seconds of traffic before the window")
     ap.add_argument("--window", type=float, default=60.0, help="seconds measured")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--inspect", type=float, default=0.3, help="share of cargo passages the platform sends to the shared scanner"
+    )
     return ap
 
 
-async def main(lanes: str = "1,4,8,16", warmup: float = 20.0, window: float = 60.0, seed: int = 7) -> dict[str, Any]:
+async def main(
+    lanes: str = "1,4,8,16", warmup: float = 20.0, window: float = 60.0, seed: int = 7, inspect: float = 0.3
+) -> dict[str, Any]:
     if not MosquittoBroker.available():
         return {"ok": False, "error": "needs mosquitto"}
     before = machine()
     rows = []
     for n in (int(x) for x in lanes.split(",") if x):
         try:
-            row = await run_one(n, warmup, window, seed)
+            row = await run_one(n, warmup, window, seed, inspect)
         except Exception as exc:  # a lane count that breaks the harness is reported, not raised
             row = {"lanes": n, "error": f"{type(exc).__name__}: {exc}"[:400], "loadavg_after": loadavg()}
         print(row, file=sys.stderr, flush=True)
@@ -124,6 +145,7 @@ async def main(lanes: str = "1,4,8,16", warmup: float = 20.0, window: float = 60
     return {
         "ok": all("error" not in r and not r["daemons_died"] and r["passages_in_window"] > 0 for r in rows),
         "time_factor": chaos.TIME_FACTOR,
+        "inspect_ratio": inspect,
         "warmup_s": warmup,
         "window_s": window,
         "rows": rows,

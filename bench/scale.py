@@ -161,10 +161,21 @@ class ScalePort(chaos.Port):
     central_cls = TimedCentral
     start_timeout_s = START_TIMEOUT_S
 
-    def __init__(self, lanes: int, vehicles: int, seed: int, root: Path, *, think_s: float | None = None) -> None:
+    def __init__(
+        self,
+        lanes: int,
+        vehicles: int,
+        seed: int,
+        root: Path,
+        *,
+        think_s: float | None = None,
+        inspect: float | None = None,
+    ) -> None:
         super().__init__(lanes, vehicles, seed, root)
         if think_s is not None:
             self.think_s = think_s
+        if inspect is not None:
+            self.inspect_ratio = inspect
         self.release_to_open_ms: dict[str, list[float]] = {lid: [] for lid in self.lane_ids}
         self.opens = 0
 
@@ -253,13 +264,19 @@ def disable_probe() -> None:
 
 @contextlib.asynccontextmanager
 async def scale_port(
-    lanes: int, vehicles: int, seed: int, *, think_s: float | None = None, probe: bool = False
+    lanes: int,
+    vehicles: int,
+    seed: int,
+    *,
+    think_s: float | None = None,
+    inspect: float | None = None,
+    probe: bool = False,
 ) -> AsyncIterator[ScalePort]:
     """A started ``ScalePort`` in a fresh directory; closed (every process stopped) after."""
     root = Path(tempfile.mkdtemp(prefix=f"portlane-scale-{lanes}-"))
     if probe:
         enable_probe(root)
-    port = ScalePort(lanes, vehicles, seed, root, think_s=think_s)
+    port = ScalePort(lanes, vehicles, seed, root, think_s=think_s, inspect=inspect)
     try:
         await port.start()
         yield port
