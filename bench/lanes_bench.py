@@ -67,6 +67,8 @@ async def run_one(lanes: int, warmup: float, window: float, seed: int, inspect: 
     lane_ids = [u for u in pids if u in port.lane_ids]
     cpu = [c for u in lane_ids if (c := _cpu_pct(a[u], b[u], wall)) is not None]
     rss = [s.rss_kb / 1024 for u in lane_ids if (s := b[u]) is not None]
+    pss = [s.pss_kb / 1024 for u in lane_ids if (s := b[u]) is not None and s.pss_kb is not None]
+    uss = [s.uss_kb / 1024 for u in lane_ids if (s := b[u]) is not None and s.uss_kb is not None]
     scanner = next((u for u in port.scanner_ids), None)
     passages = done_b - done_a
     return {
@@ -92,6 +94,8 @@ async def run_one(lanes: int, warmup: float, window: float, seed: int, inspect: 
         "lane_cpu_pct_max": max(cpu) if cpu else None,
         "lane_rss_mb_mean": round(statistics.fmean(rss), 1) if rss else None,
         "lane_rss_mb_max": round(max(rss), 1) if rss else None,
+        "lane_pss_mb_mean": round(statistics.fmean(pss), 1) if pss else None,
+        "lane_uss_mb_mean": round(statistics.fmean(uss), 1) if uss else None,
         "lanes_cpu_pct_total": round(sum(cpu), 1),
         "scanner_cpu_pct": _cpu_pct(a.get(scanner or ""), b.get(scanner or ""), wall),
         "mosquitto_cpu_pct": _cpu_pct(a["mosquitto"], b["mosquitto"], wall),
@@ -136,6 +140,8 @@ async def main(
         "lane_cpu_pct_max",
         "lane_rss_mb_mean",
         "lane_rss_mb_max",
+        "lane_pss_mb_mean",
+        "lane_uss_mb_mean",
         "scanner_cpu_pct",
         "mosquitto_cpu_pct",
         "bench_cpu_pct",

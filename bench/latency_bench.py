@@ -15,9 +15,10 @@ timer fires in the bench process), since it bounds the precision of the figure.
 
 From the passages' own stage timestamps (``passage.completed`` ``stage_ms``, lane clock, ms):
 identification → decision (with ``--think 0`` the platform answers at once, so this is the
-round trip lane → broker → platform → broker → lane), decision → scan queued (the lane's
-inspection request through the broker to the scanner daemon) and scan queued → scan started
-(the shared scanner's queue and the vehicle's drive to it, in simulated time ×0.1).
+round trip lane → broker → platform → broker → lane, for every agency's decision) and scan
+queued → scan started (the lane stamps ``scan_queued`` when it asks for the inspection, so this
+is the request through the broker to the scanner daemon, the PLC starting the scan, and —
+with several lanes — the wait for the shared scanner; ``decided → scan_queued`` is always 0).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
     for key, label in (
         ("release_to_open_ms", "release→open"),
         ("identified_to_decided_ms", "identified→decided"),
-        ("decided_to_scan_queued_ms", "decided→scan queued"),
+        ("scan_queued_to_started_ms", "scan queued→started"),
         ("harness_loop_lag_ms", "bench loop lag"),
         ("fsync_ms", "fsync (state dir)"),
     ):

@@ -61,6 +61,17 @@ class ProcSample:
     rss_kb: int
     threads: int
     fds: int
+    pss_kb: int | None = None  # proportional share: shared pages (interpreter, libraries) split
+    uss_kb: int | None = None  # private to this process: what another lane daemon adds
+
+
+def _rollup(pid: int) -> tuple[int | None, int | None]:
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None, None
+    kb = {k: int(v.split()[0]) for k, _, v in (ln.partition(":") for ln in text.splitlines()[1:]) if v.strip()}
+    return kb.get("Pss"), kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)
 
 
 def proc_sample(pid: int) -> ProcSample | None:
@@ -71,11 +82,14 @@ def proc_sample(pid: int) -> ProcSample | None:
     except (OSError, IndexError):
         return None
     # fields[0] is field 3 (state): utime 14, stime 15, num_threads 20, rss 24 (pages)
+    pss, uss = _rollup(pid)
     return ProcSample(
         cpu_s=(int(fields[11]) + int(fields[12])) / CLK_TCK,
         rss_kb=int(fields[21]) * PAGE_KB,
         threads=int(fields[17]),
         fds=fds,
+        pss_kb=pss,
+        uss_kb=uss,
     )
 
 
