@@ -78,6 +78,11 @@ async def run_one(lanes: int, samples: int, think: float, seed: int) -> dict[str
             "loadavg_before": load_before,
             "loadavg_after": loadavg(),
         }
+        gates = {la["id"]: la["devices"]["gate"]["backend"] for la in port.raw["lanes"]}
+        row["release_to_open_by_gate_ms"] = {
+            gate: percentiles([x for lid, xs in port.release_to_open_ms.items() if gates[lid] == gate for x in xs])
+            for gate in sorted(set(gates.values()))
+        }
         row["release_to_open_by_lane_p99_ms"] = {
             lid: percentiles(xs)["p99"] for lid, xs in port.release_to_open_ms.items() if xs
         }

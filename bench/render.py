@@ -21,6 +21,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -71,19 +74,51 @@ def lanes(r: dict[str, Any]) -> list[str]:
         f.tight_layout()
         f.savefig(FIGS / fig, dpi=90)
         plt.close(f)
+    cols = {
+        "lanes": "lanes",
+        "passages_per_wall_hour": "passages / wall hour (host, ×10 pace)",
+        "passages_per_sim_hour_per_lane": "passages / sim. hour / lane",
+        "per_sim_hour_per_lane_by_kind": "… by lane kind",
+        "lane_cpu_pct_mean": "CPU % per lane daemon (mean)",
+        "lane_cpu_pct_max": "(max)",
+        "lanes_cpu_pct_total": "CPU % all lanes",
+        "lane_rss_mb_mean": "RSS MB per lane",
+        "lane_pss_mb_mean": "PSS MB",
+        "lane_uss_mb_mean": "USS MB",
+        "scanner_cpu_pct": "scanner CPU %",
+        "mosquitto_cpu_pct": "Mosquitto CPU %",
+        "bench_cpu_pct": "simulators + platform CPU %",
+        "loadavg_before": "load 1/5/15 min before",
+        "loadavg_after": "after",
+    }
+    cols = {k: v for k, v in cols.items() if any(k in x for x in rows)}
+    table = markdown_table([{v: _cell(x.get(k)) for k, v in cols.items()} for x in rows], list(cols.values()))
     errs = [f"- {x['lanes']} lanes: {x['error']}" for x in r["rows"] if "error" in x]
-    return [*_head(r, fig if rows else None), r["table"], "", *errs]
+    extra = f"Time factor {r.get('time_factor')}, share of cargo passages scanned {r.get('inspect_ratio', 0.3)}."
+    return [*_head(r, fig if rows else None), extra, "", table, "", *errs]
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, list):
+        return " / ".join(str(x) for x in v)
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {x}" for k, x in v.items())
+    return v
 
 
 def latency(r: dict[str, Any]) -> list[str]:
     rows = [x for x in r["rows"] if "error" not in x]
+    variant_path = RESULTS / "latency_think.json"
+    variant = json.loads(variant_path.read_text(encoding="utf-8")) if variant_path.exists() else None
+    vrows = [x for x in (variant or {}).get("rows", []) if "error" not in x]
     fig = "latency.png"
     if rows:
         f, ax = plt.subplots(figsize=(6.5, 3.6))
-        for x in rows:
+        for x in [*rows, *vrows]:
             xs = x.get("release_to_open_samples_ms") or []
             if xs:
-                ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], label=f"{x['lanes']} lanes (n={len(xs)})")
+                label = f"{x['lanes']} lanes, platform think {x['think_s']} s (n={len(xs)})"
+                ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], label=label)
         ax.axvline(20, color="red", ls=":", label="goal: p99 < 20 ms")
         ax.axhline(0.99, color="grey", ls=":", lw=0.8)
         ax.set(xlabel="release published → first byte of the open frame (ms)", ylabel="fraction", xscale="log")
@@ -95,7 +130,23 @@ def latency(r: dict[str, Any]) -> list[str]:
     goal = r.get("goal_met")
     verdict = {True: "met", False: "**not met**", None: "not measured at 16 lanes"}[goal]
     errs = [f"- {x['lanes']} lanes: {x['error']}" for x in r["rows"] if "error" in x]
-    return [*_head(r, fig if rows else None), r["table"], "", f"Goal ({r['goal']}): {verdict}.", "", *errs]
+    out = [*_head(r, fig if rows else None), r["table"], "", f"Goal ({r['goal']}): {verdict}.", "", *errs]
+    by_gate = [
+        {"lanes": x["lanes"], "think s": x["think_s"], "gate": g, "p50": p["p50"], "p95": p["p95"], "p99": p["p99"],
+         "n": p["n"]}
+        for x in [*rows, *vrows] for g, p in (x.get("release_to_open_by_gate_ms") or {}).items()
+    ]  # fmt: skip
+    if by_gate:
+        out += ["release → open by gate link (ms):", "", markdown_table(by_gate, list(by_gate[0])), ""]
+    if variant is not None:
+        out += [
+            f"The same with the platform answering after its usual think time: `{variant['command']}` "
+            f"(`bench/results/latency_think.json`; {_machine(variant)}):",
+            "",
+            variant["table"],
+            "",
+        ]
+    return out
 
 
 def soak(r: dict[str, Any]) -> list[str]:
