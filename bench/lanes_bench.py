@@ -30,9 +30,10 @@ from harness import machine, markdown_table
 from portlane.edge.demo.broker import MosquittoBroker
 from scale import ProcSample, loadavg, proc_sample, scale_port
 
-#: Seconds of simulated time per vehicle and lane the plan must cover (a passage takes about
-#: 40-50 s of simulated time; more vehicles than the window needs are simply not driven).
-SIM_S_PER_VEHICLE = 30.0
+#: Seconds of simulated time per vehicle and lane the plan must cover: a passenger lane passes
+#: a car every ~15 s of simulated time, so every lane has traffic to the end of the window
+#: (vehicles left over are simply not driven).
+SIM_S_PER_VEHICLE = 10.0
 
 
 def _cpu_pct(a: ProcSample | None, b: ProcSample | None, wall: float) -> float | None:
@@ -64,6 +65,7 @@ async def run_one(lanes: int, warmup: float, window: float, seed: int, inspect: 
         kinds = {la["id"]: la["kind"] for la in port.raw["lanes"]}
         inspected = sum(1 for e in port.live.events if e["type"] == "portlane.scan.started") if port.live else 0
         failed = [u for u, d in port.daemons.items() if d.proc is None or d.proc.poll() is not None]
+        ran_out = [lid for lid, t in zip(port.plan.per_lane, port.traffic, strict=False) if t.done()]
     lane_ids = [u for u in pids if u in port.lane_ids]
     cpu = [c for u in lane_ids if (c := _cpu_pct(a[u], b[u], wall)) is not None]
     rss = [s.rss_kb / 1024 for u in lane_ids if (s := b[u]) is not None]
@@ -101,6 +103,7 @@ async def run_one(lanes: int, warmup: float, window: float, seed: int, inspect: 
         "mosquitto_cpu_pct": _cpu_pct(a["mosquitto"], b["mosquitto"], wall),
         "bench_cpu_pct": _cpu_pct(a["bench"], b["bench"], wall),
         "daemons_died": failed,
+        "lanes_out_of_vehicles": ran_out,  # traffic finished before the window closed: idle lanes
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
     }
