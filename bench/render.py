@@ -150,7 +150,15 @@ def latency(r: dict[str, Any]) -> list[str]:
 
 
 def soak(r: dict[str, Any]) -> list[str]:
-    fig = "soak.png"
+    out = _soak(r, "soak.png")
+    long_path = RESULTS / "soak_long.json"
+    if long_path.exists():
+        out += ["A longer run with fewer lanes:", "", *_soak(json.loads(long_path.read_text(encoding="utf-8")),
+                                                            "soak_long.png", name="soak_long")]  # fmt: skip
+    return out
+
+
+def _soak(r: dict[str, Any], fig: str, name: str = "soak") -> list[str]:
     series = r.get("series") or {}
     names = [("rss_mb", "RSS (MB)"), ("threads", "threads"), ("fds", "open fds"), ("tasks", "asyncio tasks"),
              ("outbox_depth", "outbox depth"), ("outbox_retained", "outbox retained (by design)")]  # fmt: skip
@@ -173,7 +181,12 @@ def soak(r: dict[str, Any]) -> list[str]:
         f"time factor {r['time_factor']}), {r['passages']} passages; daemons died: {r['daemons_died'] or 'none'}; "
         f"verdict: {verdict}."
     )
-    return [*_head(r, fig if series else None), summary, "", r["table"], ""]
+    ran_out = r.get("lanes_out_of_vehicles")
+    if ran_out:
+        summary += f" Lanes out of vehicles before the end: {', '.join(ran_out)}."
+    head = _head(r, fig if series else None)
+    head[0] = f"`{r['command']}` (result: `bench/results/{name}.json`)"
+    return [*head, summary, "", r["table"], ""]
 
 
 def recognition(r: dict[str, Any]) -> list[str]:
