@@ -151,10 +151,11 @@ def latency(r: dict[str, Any]) -> list[str]:
 
 def soak(r: dict[str, Any]) -> list[str]:
     out = _soak(r, "soak.png")
-    long_path = RESULTS / "soak_long.json"
-    if long_path.exists():
-        out += ["A longer run with fewer lanes:", "", *_soak(json.loads(long_path.read_text(encoding="utf-8")),
-                                                            "soak_long.png", name="soak_long")]  # fmt: skip
+    for name, title in (("soak_long", "A longer run with fewer lanes:"),
+                        ("soak_heap", "Python's heap traced (tracemalloc) while RSS grows:")):  # fmt: skip
+        path = RESULTS / f"{name}.json"
+        if path.exists():
+            out += [title, "", *_soak(json.loads(path.read_text(encoding="utf-8")), f"{name}.png", name=name)]
     return out
 
 
@@ -162,15 +163,19 @@ def _soak(r: dict[str, Any], fig: str, name: str = "soak") -> list[str]:
     series = r.get("series") or {}
     names = [("rss_mb", "RSS (MB)"), ("threads", "threads"), ("fds", "open fds"), ("tasks", "asyncio tasks"),
              ("outbox_depth", "outbox depth"), ("outbox_retained", "outbox retained (by design)")]  # fmt: skip
+    if any(y is not None for s in series.values() for y in s.get("py_heap_mb", [])):
+        names.append(("py_heap_mb", "Python heap (tracemalloc, MB)"))
     if series:
-        f, axes = plt.subplots(2, 3, figsize=(12, 6))
-        for ax, (key, label) in zip(axes.flat, names, strict=True):
+        f, axes = plt.subplots(2, (len(names) + 1) // 2, figsize=(4 * ((len(names) + 1) // 2), 6))
+        for ax, (key, label) in zip(axes.flat, names, strict=False):
             for unit, s in series.items():
-                pts = [(t, y) for t, y in zip(s["t_min"], s[key], strict=True) if y is not None]
+                pts = [(t, y) for t, y in zip(s["t_min"], s.get(key, []), strict=False) if y is not None]
                 if pts:
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=0.9, label=unit)
             ax.set(title=label, xlabel="simulated minutes")
             ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[len(names) :]:
+            ax.axis("off")
         axes.flat[0].legend(fontsize=6, ncol=2)
         f.tight_layout()
         f.savefig(FIGS / fig, dpi=90)

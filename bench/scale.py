@@ -93,13 +93,20 @@ def proc_sample(pid: int) -> ProcSample | None:
     )
 
 
-def probe_tasks(pid: int) -> int | None:
-    """The asyncio task count the probe in ``pid`` wrote last (None without the probe)."""
+def probe_read(pid: int) -> dict[str, float]:
+    """What the probe in ``pid`` wrote last: ``tasks``, and ``py_heap_kb`` under tracemalloc."""
     path = Path(os.environ.get("PORTLANE_BENCH_PROBE", "/nonexistent")) / f"{pid}.json"
     try:
-        return int(json.loads(path.read_text())["tasks"])
-    except (OSError, ValueError, KeyError):
-        return None
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def probe_tasks(pid: int) -> int | None:
+    """The asyncio task count the probe in ``pid`` wrote last (None without the probe)."""
+    n = probe_read(pid).get("tasks")
+    return None if n is None else int(n)
 
 
 def percentiles(xs: Sequence[float], ps: Sequence[int] = (50, 95, 99)) -> dict[str, float | None]:
@@ -255,8 +262,11 @@ class ScalePort(chaos.Port):
         return out
 
 
-def enable_probe(root: Path) -> None:
-    """Daemons started from now on load ``bench/probe/sitecustomize.py`` (task counts)."""
+def enable_probe(root: Path, *, tracemalloc: bool = False) -> None:
+    """Daemons started from now on load ``bench/probe/sitecustomize.py`` (task counts; with
+    ``tracemalloc``, Python's heap too — it slows every allocation down)."""
+    if tracemalloc:
+        os.environ["PYTHONTRACEMALLOC"] = "1"
     probe = root / "probe"
     probe.mkdir(exist_ok=True)
     os.environ["PORTLANE_BENCH_PROBE"] = str(probe)
@@ -267,6 +277,7 @@ def enable_probe(root: Path) -> None:
 
 
 def disable_probe() -> None:
+    os.environ.pop("PYTHONTRACEMALLOC", None)
     os.environ.pop("PORTLANE_BENCH_PROBE", None)
     os.environ.pop("PORTLANE_BENCH_PROBE_PERIOD", None)
     parts = [x for x in os.environ.get("PYTHONPATH", "").split(os.pathsep) if x and x != str(PROBE_DIR)]
@@ -285,11 +296,12 @@ async def scale_port(
     think_s: float | None = None,
     inspect: float | None = None,
     probe: bool = False,
+    tracemalloc: bool = False,
 ) -> AsyncIterator[ScalePort]:
     """A started ``ScalePort`` in a fresh directory; closed (every process stopped) after."""
     root = Path(tempfile.mkdtemp(prefix=f"portlane-scale-{lanes}-"))
     if probe:
-        enable_probe(root)
+        enable_probe(root, tracemalloc=tracemalloc)
     port = ScalePort(lanes, vehicles, seed, root, think_s=think_s, inspect=inspect)
     try:
         await port.start()

@@ -32,12 +32,12 @@ import chaos
 from harness import machine, markdown_table
 from portlane.edge.demo.broker import MosquittoBroker
 from portlane.edge.ops.control import request
-from scale import loadavg, probe_tasks, proc_sample, scale_port
+from scale import loadavg, probe_read, proc_sample, scale_port
 
 #: Largest slope (per simulated hour) over the second half that still counts as flat. RSS: a
 #: leak of 10 kB per passage at ~100 passages per simulated hour and lane would show as 1 MB/h.
 THRESHOLDS = {"rss_mb": 1.0, "threads": 0.5, "fds": 0.5, "tasks": 1.0, "outbox_depth": 1.0}
-SERIES = ("rss_mb", "threads", "fds", "tasks", "outbox_depth", "outbox_retained")
+SERIES = ("rss_mb", "threads", "fds", "tasks", "outbox_depth", "outbox_retained", "py_heap_mb")
 #: A control-socket answer within this long (the daemon is busy but never that busy).
 CONTROL_S = 5.0
 
@@ -72,19 +72,20 @@ def judge(series: dict[str, dict[str, list[Any]]]) -> dict[str, Any]:
         half = len(t) // 2
         row: dict[str, Any] = {}
         for name in SERIES:
-            slope = slope_per_hour(t[half:], s[name][half:])
+            ys = s.get(name) or [None] * len(t)  # a series this run did not record
+            slope = slope_per_hour(t[half:], ys[half:])
             limit = THRESHOLDS.get(name)
             row[name] = {
                 "slope_per_sim_hour": None if slope is None else round(slope, 3),
-                "first": s[name][0] if s[name] else None,
-                "last": s[name][-1] if s[name] else None,
+                "first": ys[0] if ys else None,
+                "last": ys[-1] if ys else None,
                 "flat": None if limit is None or slope is None else slope <= limit,
             }
         verdicts[unit] = row
     return verdicts
 
 
-async def run(lanes: int, sim_minutes: float, seed: int) -> dict[str, Any]:
+async def run(lanes: int, sim_minutes: float, seed: int, tracemalloc: bool = False) -> dict[str, Any]:
     tf = chaos.TIME_FACTOR
     wall_s = sim_minutes * 60 * tf
     # A passenger lane passes a car every ~15 s of simulated time; every lane must have traffic
@@ -93,7 +94,7 @@ async def run(lanes: int, sim_minutes: float, seed: int) -> dict[str, Any]:
     per_lane = int(sim_minutes * 60 / 12) + 4
     load_before = loadavg()
     series: dict[str, dict[str, list[Any]]] = {}
-    async with scale_port(lanes, lanes * per_lane, seed, probe=True) as port:
+    async with scale_port(lanes, lanes * per_lane, seed, probe=True, tracemalloc=tracemalloc) as port:
         port.drive()
         t0 = time.monotonic()
         k = 0
@@ -108,7 +109,10 @@ async def run(lanes: int, sim_minutes: float, seed: int) -> dict[str, Any]:
                 s["rss_mb"].append(None if ps is None else round(ps.rss_kb / 1024, 2))
                 s["threads"].append(None if ps is None else ps.threads)
                 s["fds"].append(None if ps is None else ps.fds)
-                s["tasks"].append(probe_tasks(d.proc.pid))
+                probe = probe_read(d.proc.pid)
+                s["tasks"].append(probe.get("tasks"))
+                heap = probe.get("py_heap_kb")
+                s["py_heap_mb"].append(None if heap is None else round(heap / 1024, 2))
                 s["outbox_depth"].append(None if ob is None else ob.get("depth"))
                 s["outbox_retained"].append(None if ob is None else ob.get("retained"))
             k += 1
@@ -160,6 +164,7 @@ async def run(lanes: int, sim_minutes: float, seed: int) -> dict[str, Any]:
         "thresholds_per_sim_hour": THRESHOLDS,
         "verdicts": verdicts,
         "series": series,
+        "tracemalloc": tracemalloc,
         "table": markdown_table(table_rows, list(table_rows[0])),
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
@@ -171,12 +176,15 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--lanes", type=int, default=16)
     ap.add_argument("--sim-minutes", type=float, default=120.0, help="simulated minutes (wall = ×0.1)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--tracemalloc", action="store_true", help="daemons trace Python's heap (py_heap_mb; slows them down)"
+    )
     return ap
 
 
-async def main(lanes: int = 16, sim_minutes: float = 120.0, seed: int = 7) -> dict[str, Any]:
+async def main(lanes: int = 16, sim_minutes: float = 120.0, seed: int = 7, tracemalloc: bool = False) -> dict[str, Any]:
     if not MosquittoBroker.available():
         return {"ok": False, "error": "needs mosquitto"}
     before = machine()
-    out = await run(lanes, sim_minutes, seed)
+    out = await run(lanes, sim_minutes, seed, tracemalloc)
     return {**out, "machine": before, "machine_after": machine()}

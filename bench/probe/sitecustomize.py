@@ -2,7 +2,9 @@
 folder on ``PYTHONPATH`` and sets ``PORTLANE_BENCH_PROBE``): a daemon thread writes the
 process's asyncio task count to ``$PORTLANE_BENCH_PROBE/<pid>.json`` every
 ``$PORTLANE_BENCH_PROBE_PERIOD`` seconds, so the soak can watch tasks the way it watches
-threads and fds in /proc. Without the variable it does nothing. It adds one thread.
+threads and fds in /proc — and, when the daemon runs with ``PYTHONTRACEMALLOC=1``, the size of
+Python's own heap (SQLite's page cache is not in it). Without the variable it does nothing. It
+adds one thread.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 
@@ -36,8 +39,11 @@ def _install(folder: Path, period: float) -> None:
                 n = sum(len(asyncio.all_tasks(lp)) for lp in live)
             except RuntimeError:  # the task set changed while we counted: next time
                 continue
+            doc: dict[str, float] = {"tasks": n, "t": time.time()}
+            if tracemalloc.is_tracing():  # PYTHONTRACEMALLOC=1: Python's own heap, not SQLite's
+                doc["py_heap_kb"] = tracemalloc.get_traced_memory()[0] / 1024
             tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"tasks": n, "t": time.time()}))
+            tmp.write_text(json.dumps(doc))
             tmp.replace(out)
 
     threading.Thread(target=watch, name="bench-probe", daemon=True).start()
