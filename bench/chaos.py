@@ -183,6 +183,13 @@ class Daemon:
 class Port:
     """The simulated port of one chaos run (see the module docstring)."""
 
+    # What bench/scale.py (lanes, latency, soak) changes: the platform's class (it times its
+    # commands), its think time and inspection ratio, and how long many daemons may take to start.
+    central_cls: type[CentralPlatform] = CentralPlatform
+    think_s: float = 2.0 * TIME_FACTOR
+    inspect_ratio: float = 0.3
+    start_timeout_s: float = DAEMON_START_S
+
     def __init__(self, lanes: int, vehicles: int, seed: int, root: Path) -> None:
         self.root = root
         raw = demo_site(load_demo_site(DEFAULT_SITE), lanes, cameras=False)
@@ -232,7 +239,7 @@ class Port:
             self.broker.url, site["site"]["id"], client_id="chaos-platform", protocol="5", persistent_session=True
         )
         keys = yaml.safe_load((SITES_DIR.parent / "demo_keys.yaml").read_text(encoding="utf-8"))
-        self.central = CentralPlatform(
+        self.central = self.central_cls(
             self.broker.url,
             site["site"]["id"],
             key_id=keys["key_id"],
@@ -241,9 +248,9 @@ class Port:
                 la["id"]: {"kind": la["kind"], "agencies": la["agencies"], "scanner": la.get("scanner")}
                 for la in site["lanes"]
             },
-            inspect_ratio=0.3,
+            inspect_ratio=self.inspect_ratio,
             seed=self.seed,
-            think_s=2.0 * TIME_FACTOR,
+            think_s=self.think_s,
             protocol="5",
             registrations=self.plan.registrations,
         )
@@ -257,13 +264,13 @@ class Port:
         for unit in self.scanner_ids:
             self.daemons[unit] = Daemon("scanner", unit, self.site_file, self.root, wrap=(wrap or {}).get(unit))
         # Both subscribers are subscribed before the first daemon publishes anything.
-        async with asyncio.timeout(DAEMON_START_S):
+        async with asyncio.timeout(self.start_timeout_s):
             await self.live.link.wait_subscribed()
             await self.platform.link.wait_subscribed()
             await self.central.wait_connected()
         for d in self.daemons.values():
             d.start()
-        await self.wait_online([u for u in self.daemons if u not in skip], DAEMON_START_S)
+        await self.wait_online([u for u in self.daemons if u not in skip], self.start_timeout_s)
 
     async def wait_online(self, units: list[str], within: float) -> None:
         assert self.live is not None

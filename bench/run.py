@@ -3,6 +3,7 @@
     python bench/run.py                 # list the scenarios
     python bench/run.py outbox [--events 20000 --lanes 4 --rounds 3 ...]
     python bench/run.py chaos [--only broker_kill ...]
+    python bench/run.py latency --think 0.2 --as latency_think   # a variant, kept as latency_think.json
 
 Each scenario is a module in ``bench/`` with a ``parser()`` (its options) and an
 ``async main(**options) -> dict``; the result is printed as JSON and written to
@@ -25,6 +26,10 @@ from harness import write_result
 SCENARIOS = {
     "outbox": "outbox_bench",
     "chaos": "chaos",
+    "lanes": "lanes_bench",
+    "latency": "latency_bench",
+    "soak": "soak_bench",
+    "recognition": "recognition_bench",
 }
 
 
@@ -33,10 +38,16 @@ def main(argv: list[str]) -> int:
         print("usage: python bench/run.py SCENARIO [OPTIONS]; scenarios: " + ", ".join(SCENARIOS), file=sys.stderr)
         return 2
     name = argv[0]
+    rest = list(argv[1:])
+    save_as = name
+    if "--as" in rest:  # a variant of a scenario, kept next to the main result (bench/results/NAME.json)
+        i = rest.index("--as")
+        save_as = rest[i + 1]
+        del rest[i : i + 2]
     mod = importlib.import_module(SCENARIOS[name])
-    opts = vars(mod.parser().parse_args(argv[1:]))
+    opts = vars(mod.parser().parse_args(rest))
     result = asyncio.run(mod.main(**opts))
-    path = write_result(name, result, argv=["bench/run.py", *argv])
+    path = write_result(save_as, result, argv=["bench/run.py", *argv])
     print(json.dumps(result, ensure_ascii=False))
     print(f"written to {path}", file=sys.stderr)
     return 0 if result.get("ok", True) else 1

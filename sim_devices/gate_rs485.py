@@ -25,7 +25,8 @@ Controller behaviour, as on real boards:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .evidence import GateEvidence
@@ -46,6 +47,7 @@ _ACK, _NAK, _STATUS_REPLY = 0x06, 0x15, 0x90
 _LENGTHS = {_OPEN: 0, _CLOSE: 0, _STOP: 0, _LOCK: 1, _STATUS: 0}
 _NAK_REASONS = range(0x01, 0x07)
 _BUSY = 0x06
+_NAMES = {_OPEN: "open", _CLOSE: "close", _STOP: "stop"}
 
 
 def frame(addr: int, cmd: int, payload: bytes = b"") -> bytes:
@@ -64,12 +66,18 @@ class GateBusSim:
         self._buf = bytearray()
         self.counters = {"requests": 0, "bad_frames": 0, "ignored": 0}
         self.received: list[tuple[int, int, bytes]] = []  # every request heard, for tests
+        # Optional timing hook (bench/latency_bench.py): called for every OPEN/CLOSE/STOP heard
+        # with the world, the command name and time.monotonic_ns() of the frame's first byte.
+        self.on_command: Callable[[LaneWorld, str, int], None] | None = None
+        self._t_first_ns = 0
 
     # ------------------------------------------------------------------ receive side
     def reset(self) -> None:
         self._buf.clear()
 
     def feed(self, data: bytes) -> None:
+        if not self._buf:
+            self._t_first_ns = time.monotonic_ns()
         self._buf += data
         buf = self._buf
         while buf:
@@ -104,6 +112,8 @@ class GateBusSim:
                 self._execute(a, world, cmd, payload)
             return
         world = self.worlds[addr]
+        if self.on_command is not None and cmd in _NAMES:
+            self.on_command(world, _NAMES[cmd], self._t_first_ns)
         self.line.submit(addr, lambda: frame(addr, *self._execute(addr, world, cmd, payload)))
 
     # ------------------------------------------------------------------ controller logic

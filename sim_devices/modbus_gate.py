@@ -20,6 +20,7 @@ are answered with that Modbus exception.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +68,9 @@ class GateSim:
         self.evidence = GateEvidence(world)
         self.requests = 0
         self._auto_close_wake = asyncio.Event()
+        # Optional timing hook (bench/latency_bench.py): called for every open/close/stop pulse
+        # written, with the world, the command name and time.monotonic_ns() when it was served.
+        self.on_command: Callable[[LaneWorld, str, int], None] | None = None
 
     # -- physical state as the controller's tables see it
     def fault_code(self) -> int:
@@ -161,6 +165,8 @@ class GateSim:
                 continue
             elif addr in (self.c["cmd_open"], self.c["cmd_close"]):
                 opening = addr == self.c["cmd_open"]
+                if self.on_command is not None:
+                    self.on_command(w, "open" if opening else "close", time.monotonic_ns())
                 # Refused (exception 04) when locked or faulted / with something under the arm.
                 refused = (w.locked or bool(w.fault_code)) if opening else (w.photocell_blocked or w.safety_loop)
                 if refused:
