@@ -25,6 +25,8 @@ EPOCH = 1764547200000
 EVENTS = 100  # per unit
 #: Everything (publish 300 events, find two gaps after the 1 s grace, replay them) well within.
 DEADLINE_S = 30.0
+#: Every client's cancellation must be through within this long (it is, but see the test).
+SHUTDOWN_S = 5.0
 KEYS = yaml.safe_load((Path(__file__).resolve().parents[1] / "firmware_config" / "demo_keys.yaml").read_text())
 
 
@@ -114,18 +116,25 @@ async def test_a_group_of_three_processes_each_event_once_and_replays_gaps(
         FakeUnit(broker.url, "c2", skip={40, 41, 42}, dup=set()),
         FakeUnit(broker.url, "c3", skip={99, 100}, dup=set()),  # a lost tail: only the status shows it
     ]
-    async with asyncio.TaskGroup() as tg:
-        tasks = [tg.create_task(m.run(), name=m.name) for m in members]
-        tasks += [tg.create_task(central.run(), name="central"), tg.create_task(watcher.run(), name="gaps")]
+    # Plain tasks, not a TaskGroup: an aiomqtt client cancelled in the middle of a QoS 1 publish
+    # or of its message iteration can wait for its disconnection for ever (seen under load in the
+    # full suite), and the shutdown is not what this test is about — it is bounded below.
+    tasks = [asyncio.create_task(m.run(), name=m.name) for m in members]
+    tasks += [asyncio.create_task(central.run(), name="central"), asyncio.create_task(watcher.run(), name="gaps")]
+    try:
         async with asyncio.timeout(DEADLINE_S):
             for m in members:
                 await m.wait_subscribed()
             await watcher.wait_subscribed()
             await central.wait_connected()
-            tasks += [tg.create_task(u.run(), name=f"unit-{u.unit}") for u in units]
+            tasks += [asyncio.create_task(u.run(), name=f"unit-{u.unit}") for u in units]
             await done.wait()
+    finally:
         for t in tasks:
             t.cancel()
+        await asyncio.wait(tasks, timeout=SHUTDOWN_S)
+    failed = [t.get_name() for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+    assert not failed, failed
 
     db = Ledger(ledger).db
     ids = [i for (i,) in db.execute("SELECT id FROM effects")]
