@@ -136,7 +136,8 @@ async def test_a_group_of_three_processes_each_event_once_and_replays_gaps(
     failed = [t.get_name() for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
     assert not failed, failed
 
-    db = Ledger(ledger).db
+    read = Ledger(ledger)
+    db = read.db
     ids = [i for (i,) in db.execute("SELECT id FROM effects")]
     assert len(ids) == expected and len(set(ids)) == expected  # every event processed, each once
     per_member = Counter(c for (c,) in db.execute("SELECT consumer FROM effects"))
@@ -146,3 +147,4 @@ async def test_a_group_of_three_processes_each_event_once_and_replays_gaps(
     assert units[1].replays == [(40, 42)]
     assert units[2].replays == [(99, 100)]
     assert sorted(watcher.requested) == [("c2", 40, 42), ("c3", 99, 100)]
+    read.close()
