@@ -236,7 +236,9 @@ def test_sigterm_stops_the_demo_and_cleans_up(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 60
-        while not list(tmp_path.glob("portlane-demo-*")):  # the run has started
+        # The only sign that the other process's run has started is its state directory
+        # appearing (stdlib has no inotify); polled with a deadline, not slept on.
+        while not list(tmp_path.glob("portlane-demo-*")):
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)

@@ -24,7 +24,7 @@ from portlane.edge.trust.authority import Authority
 from portlane.edge.trust.events import EventSigner, verify_event
 from portlane.edge.trust.keys import load_unit_signer
 
-from tests.virtual_lane import SITE_ID, LaneRig, register, start_lane, stop_lane
+from tests.virtual_lane import SITE_ID, LaneRig, arrive_and_identify, register, start_lane, stop_lane
 
 TAG = "E200341201930500001"
 PLATE = "粤B12345"
@@ -44,13 +44,7 @@ def scan_envelope(kind: str, data: dict[str, Any], *, unit: str = "xray-1", n: i
 
 
 async def inspection_queued(r: LaneRig) -> str:
-    r.world.present_tag(TAG)
-    r.world.set_inputs(entry_loop=True)
-    await r.until(lambda: r.logic.passage is not None)
-    r.world.set_inputs(in_position=True)
-    await r.until(lambda: r.logic.stage == Stage.AWAITING_DECISION)
-    assert r.logic.passage is not None
-    pid = r.logic.passage.id
+    pid = await arrive_and_identify(r, TAG)
     await r.platform.send("c1", "decision", pid, agency="customs", verdict="inspect")
     await r.until(lambda: r.logic.stage == Stage.INSPECTION_QUEUED)
     return pid

@@ -20,7 +20,7 @@ from portlane.edge.journal import Journal
 from portlane.edge.lane.actions import CloseGate, OpenGate
 from portlane.edge.lane.passage import LaneTimeouts, Stage
 
-from tests.virtual_lane import LaneRig, register, start_lane, stop_lane
+from tests.virtual_lane import LaneRig, arrive_and_identify, register, start_lane, stop_lane
 
 TAG = "E200341201930500001"
 PLATE = "粤B12345"
@@ -34,16 +34,6 @@ async def rig(broker: BrokerProcess, tmp_path: Path) -> LaneRig:
     await stop_lane(r)
 
 
-async def arrive_and_identify(r: LaneRig) -> str:
-    r.world.present_tag(TAG)
-    r.world.set_inputs(entry_loop=True)
-    await r.until(lambda: r.logic.passage is not None)
-    r.world.set_inputs(in_position=True)
-    await r.until(lambda: r.logic.stage == Stage.AWAITING_DECISION)
-    assert r.logic.passage is not None
-    return r.logic.passage.id
-
-
 async def release(r: LaneRig, pid: str) -> None:
     for agency in ("customs", "border"):
         await r.platform.send("c1", "decision", pid, agency=agency, verdict="release")
@@ -52,7 +42,7 @@ async def release(r: LaneRig, pid: str) -> None:
 
 async def test_a_passage_end_to_end_on_virtual_devices(rig: LaneRig) -> None:
     r = rig
-    pid = await arrive_and_identify(r)
+    pid = await arrive_and_identify(r, TAG)
     [ident] = r.events("vehicle.identified")
     assert ident["tag_id"] == TAG and [p["text"] for p in ident["plates"]] == [PLATE]
     await release(r, pid)
@@ -71,7 +61,7 @@ async def test_a_passage_end_to_end_on_virtual_devices(rig: LaneRig) -> None:
 
 async def test_gate_moved_waits_for_the_controller_and_an_ignored_open_is_sent_again(rig: LaneRig) -> None:
     r = rig
-    pid = await arrive_and_identify(r)
+    pid = await arrive_and_identify(r, TAG)
     r.world.faults("gate").ignore_commands = 1  # line noise ate the first open: the arm did not move
     for agency in ("customs", "border"):
         await r.platform.send("c1", "decision", pid, agency=agency, verdict="release")
@@ -110,7 +100,7 @@ async def test_a_lane_restarted_with_the_arm_up_closes_it_and_closes_out_the_pas
     nor give the next vehicle a passage through an open arm."""
     r = await start_lane(broker.url, tmp_path, timeouts=LaneTimeouts(identify_s=1.0, gate_confirm_s=0.3))
     await register(r, TAG, [PLATE])
-    pid = await arrive_and_identify(r)
+    pid = await arrive_and_identify(r, TAG)
     await release(r, pid)
     # The process dies: no shutdown path runs (cancel the run task without setting stop).
     r.tasks[0].cancel()
@@ -156,7 +146,7 @@ async def test_a_lane_restarted_with_something_under_the_open_arm_holds(broker: 
 async def test_a_lost_green_is_sent_again_until_the_module_shows_it(rig: LaneRig) -> None:
     """Drivers go on green: a light command lost on the wire must not stall the lane."""
     r = rig
-    pid = await arrive_and_identify(r)
+    pid = await arrive_and_identify(r, TAG)
     await release(r, pid)
     await r.until(lambda: r.world.light.value == "green")
     assert r.daemon.executor.counters.resent.get("SetLight", 0) == 0
@@ -229,7 +219,7 @@ async def test_a_lane_stopped_after_completing_a_passage_but_before_clearing_its
     scenario showed 25 completions for 24 vehicles): the restarted lane must not recover it."""
     r = await start_lane(broker.url, tmp_path, timeouts=LaneTimeouts(identify_s=1.0, gate_confirm_s=0.3))
     await register(r, TAG, [PLATE])
-    pid = await arrive_and_identify(r)
+    pid = await arrive_and_identify(r, TAG)
     await release(r, pid)
     r.world.set_inputs(entry_loop=False, in_position=False, photocell=True, safety_loop=True)
     r.world.set_inputs(photocell=False, safety_loop=False, exit_loop=True)

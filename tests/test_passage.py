@@ -127,9 +127,9 @@ def test_an_unconfirmed_open_is_retried_with_backoff_then_raised() -> None:
     assert [e["action"] for e in published(out, "gate.moved")] == ["open"]
 
 
-def test_a_vehicle_missed_between_samples_still_completes_on_the_latched_counters() -> None:
-    """A starved loop sees the truck in position, then nothing at all: the gate's passes counter
-    and the I/O module's exit-loop counter say it went under the arm and left."""
+def released_with_counters() -> LaneLogic:
+    """A lane whose controllers latch counters (arm passes 7, under-arm clears 30, exit clears
+    500 at start), with one vehicle released and the arm reported open at t=4."""
     lane = LaneLogic("c1", agencies=AG, has_scanner=False)
     lane.start(Sensors(arm_passes=7, under_clears=30, exit_clears=500), [], -1)
     lane.on_sensors(Sensors(entry_loop=True, arm_passes=7, under_clears=30, exit_clears=500), 0)
@@ -141,6 +141,13 @@ def test_a_vehicle_missed_between_samples_still_completes_on_the_latched_counter
     lane.on_sensors(
         Sensors(in_position=True, gate_open=True, gate_closed=False, arm_passes=7, under_clears=30, exit_clears=500), 4
     )
+    return lane
+
+
+def test_a_vehicle_missed_between_samples_still_completes_on_the_latched_counters() -> None:
+    """A starved loop sees the truck in position, then nothing at all: the gate's passes counter
+    and the I/O module's exit-loop counter say it went under the arm and left."""
+    lane = released_with_counters()
     # next sample, seconds later: the truck has gone; the next one waits on the entry loop
     out = lane.on_sensors(
         Sensors(entry_loop=True, gate_open=True, gate_closed=False, arm_passes=8, under_clears=31, exit_clears=501), 9
@@ -153,17 +160,7 @@ def test_the_light_turns_red_once_the_released_vehicle_is_past_the_arm_and_a_sec
     """One vehicle per release: drivers go on green, so green must end as the first vehicle
     passes, not when the arm is down; a second vehicle through on the same release (the starved
     loop saw it late) is the named exception ``tailgating``."""
-    lane = LaneLogic("c1", agencies=AG, has_scanner=False)
-    lane.start(Sensors(arm_passes=7, under_clears=30, exit_clears=500), [], -1)
-    lane.on_sensors(Sensors(entry_loop=True, arm_passes=7, under_clears=30, exit_clears=500), 0)
-    pid = lane.passage.id if lane.passage else ""
-    lane.on_sensors(Sensors(entry_loop=True, in_position=True, arm_passes=7, under_clears=30, exit_clears=500), 1)
-    lane.on_identified(pid, ID, 2)
-    lane.on_decision(pid, "customs", "release", nonce="a", now=3)
-    lane.on_decision(pid, "border", "release", nonce="b", now=3)
-    lane.on_sensors(
-        Sensors(in_position=True, gate_open=True, gate_closed=False, arm_passes=7, under_clears=30, exit_clears=500), 4
-    )
+    lane = released_with_counters()
     out = lane.on_sensors(
         Sensors(photocell=True, gate_open=True, gate_closed=False, arm_passes=8, under_clears=30, exit_clears=500), 5
     )

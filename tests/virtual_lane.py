@@ -23,7 +23,7 @@ from portlane.drivers.virtual import VirtualWorld, virtual_world
 from portlane.edge.config import Site, parse_site
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.lane.daemon import LaneDaemon
-from portlane.edge.lane.passage import LaneTimeouts
+from portlane.edge.lane.passage import LaneTimeouts, Stage
 from portlane.edge.trust.commands import CommandSigner
 from portlane.edge.trust.keys import generate_keypair
 
@@ -171,6 +171,18 @@ async def start_lane(
         await daemon.link.wait_connected()
         await platform.link.wait_connected()
     return rig
+
+
+async def arrive_and_identify(r: LaneRig, tag: str) -> str:
+    """A vehicle carrying ``tag`` drives onto the entry loop and into position; returns its
+    passage id once the lane waits for the agencies' decision."""
+    r.world.present_tag(tag)
+    r.world.set_inputs(entry_loop=True)
+    await r.until(lambda: r.logic.passage is not None)
+    r.world.set_inputs(in_position=True)
+    await r.until(lambda: r.logic.stage == Stage.AWAITING_DECISION)
+    assert r.logic.passage is not None
+    return r.logic.passage.id
 
 
 async def register(rig: LaneRig, tag: str, plates: list[str]) -> None:
