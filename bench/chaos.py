@@ -61,7 +61,7 @@ from portlane.sim_devices.traffic import make_plan, run_lane
 from portlane.sim_devices.world import LaneWorld
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import machine, markdown_table
+from harness import cpu_hogs, machine, markdown_table
 
 #: Physical time ×0.1, as the demo.
 TIME_FACTOR = 0.1
@@ -438,13 +438,8 @@ async def baseline(port: Port, result: Result) -> None:
 
 
 async def cpu_starvation(port: Port, result: Result) -> None:
-    hogs = [await asyncio.create_subprocess_exec(sys.executable, "-c", "while True: pass") for _ in range(CPU_HOGS)]
-    try:
+    async with cpu_hogs(CPU_HOGS):
         await _run_plain(port, result)
-    finally:
-        for h in hogs:
-            h.kill()
-            await h.wait()
     result.notes.append(f"{CPU_HOGS} busy processes")
 
 

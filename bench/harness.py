@@ -8,6 +8,8 @@ that docs/benchmarks.md can quote each figure with the command and machine that 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -15,11 +17,11 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS", "machine", "markdown_table", "write_result"]
+__all__ = ["RESULTS", "cpu_hogs", "machine", "markdown_table", "write_result"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -86,3 +88,16 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
     out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     out += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(out)
+
+
+@contextlib.asynccontextmanager
+async def cpu_hogs(n: int) -> AsyncIterator[None]:
+    """``n`` busy processes for the duration (CPU starvation: three on a 2-core machine is
+    what wedged the demo in issue 11)."""
+    hogs = [await asyncio.create_subprocess_exec(sys.executable, "-c", "while True: pass") for _ in range(n)]
+    try:
+        yield
+    finally:
+        for h in hogs:
+            h.kill()
+            await h.wait()

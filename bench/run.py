@@ -3,6 +3,7 @@
     python bench/run.py                 # list the scenarios
     python bench/run.py outbox [--events 20000 --lanes 4 --rounds 3 ...]
     python bench/run.py chaos [--only broker_kill ...]
+    python bench/run.py demo_load [--runs 10 --hogs 3]    # issue 11: the demo under CPU starvation
     python bench/run.py latency --think 0.2 --as latency_think   # a variant, kept as latency_think.json
 
 Each scenario is a module in ``bench/`` with a ``parser()`` (its options) and an
@@ -30,6 +31,7 @@ SCENARIOS = {
     "latency": "latency_bench",
     "soak": "soak_bench",
     "recognition": "recognition_bench",
+    "demo_load": "demo_load",
 }
 
 

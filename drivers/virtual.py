@@ -27,7 +27,9 @@ World API (``VirtualWorld``):
   counters the real I/O module and gate controller latch. ``inputs`` holds the levels.
 * ``gate``: the controller (``GateController``): ``position``, ``locked``, ``fault_code``,
   ``cycles``, ``vehicles_passed``, ``motion_polls`` (status reads a movement lasts; 0 = the
-  arm arrives at once), ``finish_motion()``.
+  arm arrives at once), ``close_after_pass`` (on: the arm comes down by itself once a counted
+  vehicle has cleared the photocell and the safety loop, as lane controllers are set up),
+  ``finish_motion()``.
 * ``light`` (``LightColour``), ``board`` (the ``BoardLine`` list on screen), ``boards``
   (every list ever shown).
 * ``present_tag(tag_id, rssi=, antenna=)``: a card read by the reader.
@@ -191,6 +193,7 @@ class GateController:
     cycles: int = 0
     vehicles_passed: int = 0
     motion_polls: int = 0
+    close_after_pass: bool = True  # the controller's "close after pass" setting (车过落杆)
     _polls_left: int = 0
 
     @property
@@ -272,6 +275,7 @@ class VirtualWorld:
     _tags: asyncio.Queue[TagRead] = field(default_factory=asyncio.Queue)
     _scale_version: int = 0
     _armed: bool = False  # photocell blocked while the arm was up: a passage in progress
+    _close_after_pass: bool = False  # a vehicle was counted: the controller closes once clear
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     # ---------------------------------------------------------------- test side
@@ -289,6 +293,10 @@ class VirtualWorld:
                 self._photocell_edge(level)
             if level and name in ("photocell", "safety_loop") and self.gate.position == GatePosition.CLOSING:
                 self.gate.position = GatePosition.OPENING  # the controller's safety reversal
+        if self._close_after_pass and not (self.inputs["photocell"] or self.inputs["safety_loop"]):
+            # "Close after pass": the vehicle counted is through and clear of the arm.
+            self._close_after_pass = False
+            self.gate._move(GatePosition.CLOSED)
         self.notify()
 
     def _photocell_edge(self, blocked: bool) -> None:
@@ -300,6 +308,7 @@ class VirtualWorld:
         elif self._armed and arm_up:
             self.gate.vehicles_passed = (self.gate.vehicles_passed + 1) & 0xFFFF
             self._armed = False
+            self._close_after_pass = self.gate.close_after_pass
 
     def edges(self, name: str) -> EdgeCounts:
         """The 16-bit edge counters of one input, as the device reports them."""

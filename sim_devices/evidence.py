@@ -11,7 +11,8 @@ Counters are 16-bit and wrap, as on the devices (ADAM-6050 / ioLogik counter mod
 * ``EdgeCounter``: rising/falling counts of named boolean signals (the I/O module's inputs).
 * ``GateEvidence``: the gate controller's photocell and safety-loop edges and its
   vehicles-passed counter: +1 when the photocell clears after being blocked, with the arm
-  off its closed limit at both edges (a vehicle went under the raised arm).
+  off its closed limit at both edges (a vehicle went under the raised arm); with the world's
+  ``close_after_pass`` set, the controller then brings the arm down by itself.
 
 This is the simulators' own code, independent of the drivers' ``EdgeCounts``.
 """
@@ -80,3 +81,7 @@ class GateEvidence(EdgeCounter):
         elif self._blocked_with_arm_up and arm_up:
             self.vehicles_passed = (self.vehicles_passed + 1) % MODULO
             self._blocked_with_arm_up = False
+            if self.world.close_after_pass:
+                # The controller's own "close after pass": down as soon as the vehicle is
+                # through, whatever the lane controller does (the next one finds it closing).
+                self.world.command_close()

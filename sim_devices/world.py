@@ -6,7 +6,8 @@ drives vehicles through it. Times are physical (a barrier arm takes 1–3 s to m
 ``time_factor`` so that a demo or a test can run a lane faster than life.
 
 Safety is modelled the way real controllers do it: a closing arm reverses when the photocell
-or the safety loop is occupied. ``arm_strikes`` counts the times an arm nevertheless came
+or the safety loop is occupied, and (``close_after_pass``) the arm comes down by itself once a
+vehicle has passed under it. ``arm_strikes`` counts the times an arm nevertheless came
 down onto a vehicle — it must stay 0.
 """
 
@@ -56,6 +57,11 @@ class LaneWorld:
     motion: ArmMotion = ArmMotion.STILL
     locked: bool = False  # locked closed: open commands are refused
     stuck: bool = False  # fault injection: the motor does not move
+    # Controller setting "close after pass" (车过落杆), on in lane installations: the arm comes
+    # down by itself once a vehicle has gone under it and cleared the photocell, so that one
+    # opening lets one vehicle through however late the lane controller reacts. Off models a
+    # controller left in "hold open" mode (the lane's own tailgating check is then all there is).
+    close_after_pass: bool = True
     fault_code: int = 0
     cycles: int = 0
     arm_strikes: int = 0

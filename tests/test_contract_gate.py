@@ -91,6 +91,13 @@ class Rig:
             self.vworld.set_inputs(photocell=True, safety_loop=True)
             self.vworld.set_inputs(photocell=False, safety_loop=False)
 
+    def close_after_pass(self, on: bool) -> None:
+        if self.world is not None:
+            self.world.close_after_pass = on
+        else:
+            assert self.vworld is not None
+            self.vworld.gate.close_after_pass = on
+
     def moving_up(self, st: GateStatus) -> bool:
         """The arm is on its way up and has left the closed limit."""
         if self.world is not None:
@@ -294,6 +301,27 @@ async def test_a_vehicle_that_passed_between_two_polls_is_counted(rig: Rig) -> N
     assert after.loop_edges.since(before.loop_edges) == EdgeCounts(1, 1)
     assert before.vehicles_passed is not None and after.vehicles_passed is not None
     assert counter_delta(after.vehicles_passed, before.vehicles_passed) == 1
+
+
+async def test_the_controller_closes_after_one_vehicle_whatever_the_lane_does(rig: Rig) -> None:
+    """'Close after pass': a lane controller that reacts late (a starved CPU) must not leave the
+    arm up for the next vehicle. Nobody sends CLOSE here; the controller closes by itself once
+    the vehicle it counted is clear of the arm, and with the setting off it does not."""
+    async with asyncio.timeout(GUARD_S):
+        await rig.device.open()
+        await rig.settle()
+        await rig.drive_through()
+        while (st := await rig.device.status()).position != GatePosition.CLOSED:
+            await rig.settle()  # the simulators' controller notices the pass on its own task
+        assert st.vehicles_passed == 1
+        assert rig.world is None or rig.world.arm_strikes == 0
+        rig.close_after_pass(False)  # "hold open" mode
+        await rig.device.open()
+        await rig.settle()
+        await rig.drive_through()
+        await rig.settle()
+        st = await rig.device.status()
+    assert st.position == GatePosition.OPEN and st.vehicles_passed == 2
 
 
 async def test_something_under_the_closed_arm_is_no_passage(rig: Rig) -> None:

@@ -34,7 +34,14 @@ from typing import Any, ClassVar
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from portlane.drivers.base import GatePosition
 from portlane.drivers.virtual import virtual_world
 from portlane.edge.config import parse_site
@@ -186,6 +193,12 @@ class LaneMachine(RuleBasedStateMachine):
         self.apply(self.logic.on_sensors(self.s, self.now))
 
     # ---------------------------------------------------------------- rules: physics
+    @initialize(close_after_pass=st.booleans())
+    def controller_setting(self, close_after_pass: bool) -> None:
+        """The barrier controller closes by itself after a vehicle (lane installations), or is
+        left in "hold open" mode: the lane must be safe with either."""
+        self.world.gate.close_after_pass = close_after_pass
+
     @precondition(lambda self: self.vehicle is None)
     @rule()
     def vehicle_arrives(self) -> None:
