@@ -258,3 +258,34 @@ async def test_replays_its_events_on_a_signed_replay_events_and_refuses_a_forged
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert [(r["ok"], r["reason"]) for r in responses] == [(False, "unsigned"), (True, None)]
+
+
+async def test_a_request_for_a_passage_already_scanned_never_fires_again(rig: dict[str, Any], tmp_path: Path) -> None:
+    """One inspection per passage: an ``inspection.requested`` re-delivered after a reconnect, or
+    replayed for a platform that lost events, finds the passage settled, before and after a
+    restart of the scanner daemon (it reads what it settled back from its outbox)."""
+    obs = rig["obs"]
+    await rig["request"]("c1", "p1")
+    await obs.wait_for(lambda: len(rig["events"]("completed")) == 1, timeout=30)
+    old: ScannerDaemon = rig["daemon"]
+    await rig["request"]("c1", "p1")  # the same request again, while the daemon runs
+    await rig["request"]("c2", "p2")  # one inbox, in order: handled after the repeat
+    await obs.wait_for(lambda: len(rig["events"]("completed")) == 2, timeout=30)
+    assert old.settled_requests == 1
+    crashed = next(t for t in asyncio.all_tasks() if t.get_coro().__qualname__.startswith("ScannerDaemon.run"))  # type: ignore[union-attr]
+    crashed.cancel()
+    await asyncio.gather(crashed, return_exceptions=True)
+    new = ScannerDaemon(old.site, old.cfg, state_dir=tmp_path, broker_url=rig["broker_url"])
+    stop = asyncio.Event()
+    task = asyncio.create_task(new.run(stop))
+    try:
+        await new.link.wait_connected()
+        await rig["request"]("c1", "p1")  # and again after the restart
+        await rig["request"]("c3", "p3")
+        await obs.wait_for(lambda: len(rig["events"]("completed")) == 3, timeout=30)
+        assert new.settled_requests == 1
+        assert [e["passage_id"] for e in rig["events"]("completed")] == ["p1", "p2", "p3"]
+        assert rig["world"].scans_started == 3
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)

@@ -77,6 +77,10 @@ TICK_S = 1.0
 DRAIN_S = 3.0
 #: At start, how long to wait for the PLC's first status before resolving the journal.
 RECOVER_STATUS_S = 30.0
+#: Passages whose scan is settled (completed, failed, or the passage completed elsewhere),
+#: remembered so that a re-delivered or replayed ``inspection.requested`` never scans a vehicle
+#: twice; at start the newest this many of each are read back from the outbox.
+SETTLED_REMEMBERED = 512
 
 
 class ScannerDaemon:
@@ -168,6 +172,14 @@ class ScannerDaemon:
         self.queue_waits_ms: list[int] = []
         self.heartbeat = 0
         self._fault_since: float | None = None
+        self._settled: dict[str, None] = {}  # insertion-ordered, bounded (SETTLED_REMEMBERED)
+        for type_ in ("scan.completed", "scan.failed"):
+            for row in reversed(self.outbox.newest(self.topics.event(type_), limit=SETTLED_REMEMBERED)):
+                with contextlib.suppress(ValueError, AttributeError):
+                    subject = json.loads(row.payload).get("subject")
+                    if isinstance(subject, str):
+                        self._settle(subject)
+        self.settled_requests = 0  # requests for settled passages, ignored (re-delivered, replayed)
         self._scan_id_before: int | None = None
         self.inbox_failed = 0
         self.inbox_invalid = 0
@@ -194,8 +206,15 @@ class ScannerDaemon:
         }
         await self.link.publish(self.topics.status, json.dumps(body).encode(), retain=True)
 
+    def _settle(self, passage_id: str) -> None:
+        self._settled[passage_id] = None
+        if len(self._settled) > SETTLED_REMEMBERED:
+            del self._settled[next(iter(self._settled))]
+
     def _put(self, type_: EventType, **data: Any) -> None:
         event = ScanEvent(scanner=self.cfg.id, **data)
+        if type_ in ("scan.completed", "scan.failed"):
+            self._settle(event.passage_id)
         self.events.put(type_, event, subject=event.passage_id)
         self._save()
 
@@ -245,6 +264,7 @@ class ScannerDaemon:
             else:
                 # Completed elsewhere (override, divert): its place in the queue is freed.
                 done = PassageCompleted.model_validate(verified.data)
+                self._settle(done.passage_id)
                 if self.queue.remove(done.passage_id) is not None:
                     self._save()
         except ValidationError:
@@ -292,6 +312,11 @@ class ScannerDaemon:
     def _request(self, r: InspectionRequested) -> None:
         if self.current and self.current.passage_id == r.passage_id:
             return  # a re-delivered request for the vehicle being scanned
+        if r.passage_id in self._settled:
+            # Re-delivered after a reconnect, or replayed for a platform: scanned (or given up)
+            # already. One inspection per passage; the lane has its result.
+            self.settled_requests += 1
+            return
         if self.queue.push(r.lane, r.passage_id, r.vehicle_ref, r.priority, self.clock()):
             position = self.queue.position(r.passage_id)
             self._put("scan.queued", passage_id=r.passage_id, lane=r.lane, queue_position=position)
