@@ -7,6 +7,18 @@ asks a unit to replay the events it is missing (``request_replay``: the signed
 ``replay_events`` command), and — for demos of the trust layer — injects forged, replayed,
 expired and misdirected commands that every lane must reject.
 
+A broker that dies (``kill -9``) takes with it what it had not delivered, in both directions,
+and the platform's subscriptions until it reconnects. So, as a platform must:
+
+* every event is handled once, by its envelope ``id`` (a replay or a redelivery is skipped);
+* after a reconnect, each unit's status (``last_seq``, ``epoch``) is compared with the last
+  ``seq`` received from it, and a unit that wrote events since asks to replay them — a
+  ``vehicle.identified`` published while the platform was not subscribed still gets its
+  decisions;
+* a command the unit has not answered within ``COMMAND_RESEND_S`` is signed afresh (a new
+  nonce) and sent again, up to ``COMMAND_ATTEMPTS`` times — a decision the broker lost still
+  reaches the lane.
+
 Commands are Ed25519-signed over a canonical JSON form (sorted keys, no whitespace, UTF-8,
 integers and strings only), written here independently of the lane's verifier so that the
 two implementations check each other.
@@ -34,6 +46,11 @@ log = logging.getLogger(__name__)
 
 #: How long commands stay valid. Short: a command that sat in a queue is stale.
 COMMAND_TTL_S = 60
+#: A command not answered within this long is signed afresh and sent again (lost with a broker).
+COMMAND_RESEND_S = 15.0
+COMMAND_ATTEMPTS = 3
+#: Event ids remembered for de-duplication (a replay re-sends at most a retention window).
+SEEN_IDS = 20_000
 
 
 def canonical(obj: Any) -> bytes:
@@ -83,6 +100,7 @@ class CentralStats:
     diverts: int = 0
     responses_ok: int = 0
     responses_rejected: int = 0
+    commands_resent: int = 0
     inspected_passages: set[str] = field(default_factory=set)
 
 
@@ -126,6 +144,10 @@ class CentralPlatform:
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}  # command nonce -> response
         self.registered: set[str] = set()  # lanes that accepted the registrations
         self._registered_changed = asyncio.Event()
+        self._connections = 0  # broker sessions so far: a reconnect is any after the first
+        self._seen_ids: dict[str, None] = {}  # insertion-ordered, bounded (SEEN_IDS)
+        self._last_seq: dict[str, tuple[int, int]] = {}  # unit -> (epoch, highest seq received)
+        self._resynced: set[str] = set()  # units compared with their status since the reconnect
 
     @property
     def connected(self) -> bool:
@@ -170,6 +192,8 @@ class CentralPlatform:
                         # Registrations go to each lane as a signed command when the lane comes
                         # online (its retained status says so): a lane trusts no unsigned list.
                         await client.subscribe(f"{prefix}/+/status", qos=1)
+                        self._connections += 1
+                        self._resynced.clear()
                         self._connected.set()
                         async for msg in client.messages:
                             self._on_message(str(msg.topic), bytes(msg.payload))
@@ -193,8 +217,10 @@ class CentralPlatform:
             return
         if parts[-1] == "status":
             lane = parts[3]
-            if isinstance(body, dict) and body.get("state") == "online" and lane in self.lanes:
-                self._spawn(self._send(lane, "expected_vehicles", None, {"vehicles": self.registrations}))
+            if isinstance(body, dict) and body.get("state") == "online":
+                self._resync(lane, body)
+                if lane in self.lanes:
+                    self._spawn(self._send(lane, "expected_vehicles", None, {"vehicles": self.registrations}))
             return
         if parts[-1] == "response":
             if body.get("ok"):
@@ -208,11 +234,52 @@ class CentralPlatform:
             if waiter is not None and not waiter.done():
                 waiter.set_result(body)
             return
+        if not self._first_time(parts[3], body):
+            return  # redelivered or replayed: handled already
         etype, unit, data = parts[-1], parts[3], body.get("data", {})
         if etype == "vehicle.identified":
             self._spawn(self._decide(unit, data))
         elif etype == "scan.completed":
             self._spawn(self._verdicts(data["lane"], data))
+
+    def _first_time(self, unit: str, envelope: dict[str, Any]) -> bool:
+        """Note an event's id and seq; False when it was handled before."""
+        eid = envelope.get("id")
+        if not isinstance(eid, str):
+            return True
+        if eid in self._seen_ids:
+            return False
+        self._seen_ids[eid] = None
+        if len(self._seen_ids) > SEEN_IDS:
+            del self._seen_ids[next(iter(self._seen_ids))]
+        seq, epoch = envelope.get("seq"), envelope.get("epoch", 0)
+        if isinstance(seq, int) and isinstance(epoch, int):
+            seen = self._last_seq.get(unit)
+            if seen is None or (epoch, seq) > seen:
+                self._last_seq[unit] = (epoch, seq)
+        return True
+
+    def _resync(self, unit: str, status: dict[str, Any]) -> None:
+        """After a reconnect, the first status of each unit: replay what it wrote since the last
+        event received from it (the broker may have lost it, or delivered it while the platform
+        was not subscribed)."""
+        if self._connections < 2 or unit in self._resynced:
+            return
+        self._resynced.add(unit)
+        last, epoch = status.get("last_seq"), status.get("epoch", 0)
+        if not isinstance(last, int) or not isinstance(epoch, int) or last < 1:
+            return
+        seen_epoch, seen = self._last_seq.get(unit, (epoch, 0))
+        if seen_epoch != epoch:
+            seen = 0  # a new stream (the unit's store was recreated): all of it
+        if last > seen:
+            log.info("central: %s wrote up to seq %s, received up to %s: asking for a replay", unit, last, seen)
+            self._spawn(self._replay_quietly(unit, seen + 1, last))
+
+    async def _replay_quietly(self, unit: str, from_seq: int, to_seq: int) -> None:
+        answer = await self.request_replay(unit, from_seq, to_seq)
+        if not answer.get("ok"):
+            log.warning("central: %s did not replay %s..%s: %s", unit, from_seq, to_seq, answer.get("reason"))
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.get_running_loop().create_task(coro, name="central-decision")
@@ -226,6 +293,14 @@ class CentralPlatform:
             log.error("central: a decision task failed", exc_info=t.exception())
 
     async def _send(self, lane: str, cmd: str, passage_id: str | None, args: dict[str, Any]) -> None:
+        """Sign and publish one command; a watcher sends it again if the lane never answers."""
+        answer = await self._send_once(lane, cmd, passage_id, args)
+        self._spawn(self._until_answered(answer, lane, cmd, passage_id, args))
+        await self._maybe_forge(lane)
+
+    async def _send_once(
+        self, lane: str, cmd: str, passage_id: str | None, args: dict[str, Any]
+    ) -> tuple[str, asyncio.Future[dict[str, Any]]]:
         body = sign_command(
             self._key,
             self.key_id,
@@ -236,11 +311,38 @@ class CentralPlatform:
             args=args,
             now=self.clock(),
         )
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._answers[body["nonce"]] = answer
         topic = f"portlane/v1/{self.site}/{lane}/cmd/{cmd}"
         await self._publish(topic, body)
         self.stats.commands_sent += 1
         self._sent.append((topic, body))
-        await self._maybe_forge(lane)
+        return body["nonce"], answer
+
+    async def _until_answered(
+        self,
+        sent: tuple[str, asyncio.Future[dict[str, Any]]],
+        lane: str,
+        cmd: str,
+        passage_id: str | None,
+        args: dict[str, Any],
+    ) -> None:
+        for attempt in range(1, COMMAND_ATTEMPTS + 1):
+            nonce, answer = sent
+            try:
+                async with asyncio.timeout(COMMAND_RESEND_S):
+                    await answer
+                return
+            except TimeoutError:
+                pass
+            finally:
+                self._answers.pop(nonce, None)
+            if attempt == COMMAND_ATTEMPTS:
+                log.warning("central: %s %s for %s never answered after %s attempts", cmd, lane, passage_id, attempt)
+                return
+            log.info("central: %s %s for %s not answered: sending it again", cmd, lane, passage_id)
+            self.stats.commands_resent += 1
+            sent = await self._send_once(lane, cmd, passage_id, args)
 
     async def _publish(self, topic: str, body: dict[str, Any]) -> None:
         while True:
