@@ -36,10 +36,8 @@ async def test_events_lost_by_a_broker_crash_are_replayed() -> None:
     r = await chaos.run_scenario("broker_kill", lanes=3, vehicles=9, seed=3)
     assert r.error is None, r.error
     assert r.lost_by_unit == {}, r.notes  # every lane and the scanner replayed its gap
-    if r.passages < r.planned or r.vehicles != r.planned:
-        # Open (see the round's closing note): under pytest, 3 runs of 4 ended with 6 of 9
-        # vehicles through after the restart; run directly (bench/chaos.py) 6 of 6 finished.
-        pytest.xfail(f"not every vehicle through after the broker restart: {r.vehicles}/{r.planned}, {r.stuck}")
+    assert (r.passages, r.vehicles) == (r.planned, r.planned), (r.stuck, r.notes)
+    assert not r.stuck and r.ok
     assert any(n.startswith("gaps before replay:") for n in r.notes), "the crash lost nothing: the test shows nothing"
 
 
