@@ -621,7 +621,10 @@ async def disk_full(port: Port, result: Result) -> None:
         await port.live.wait_for(lambda: port.live is not None and any(
             e["type"] == "portlane.lane.exception" and e["source"].endswith(f"/{lane}") for e in port.live.events
         ), timeout=20.0)  # fmt: skip
-    ballast.unlink()
+    try:
+        ballast.unlink()
+    except OSError as exc:
+        raise RuntimeError(f"{lane} daemon gone with its namespace (rc {d.proc.poll()}): {d.last_lines(8)}") from exc
     with contextlib.suppress(TimeoutError):
         await port.live.wait_for(lambda: port.completed(lane) > before, timeout=RECOVER_S)
         result.recovery_s = time.monotonic() - t_fault

@@ -53,16 +53,39 @@ class Journal:
         return dict(self._loaded)
 
     def sync(self, records: dict[str, dict[str, Any]]) -> None:
-        """Make the journal hold exactly ``records`` (rows are written only when they changed)."""
-        with self._db:  # one transaction, one fsync
-            for key in [k for k in self._saved if k not in records]:
-                self._db.execute("DELETE FROM record WHERE key = ?", (key,))
-                del self._saved[key]
-            for key, value in records.items():
-                body = json.dumps(value, sort_keys=True, ensure_ascii=False)
-                if self._saved.get(key) != body:
+        """Make the journal hold exactly ``records`` (rows are written only when they changed),
+        in one transaction. Raises ``StateError`` when the write fails (a full disk, a
+        filesystem remounted read-only): the journal then holds what it held before, and the
+        next ``sync`` writes the difference again."""
+        deletes = [k for k in self._saved if k not in records]
+        writes: dict[str, str] = {}
+        for key, value in records.items():
+            body = json.dumps(value, sort_keys=True, ensure_ascii=False)
+            if self._saved.get(key) != body:
+                writes[key] = body
+        if not deletes and not writes:
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for key in deletes:
+                    self._db.execute("DELETE FROM record WHERE key = ?", (key,))
+                for key, body in writes.items():
                     self._db.execute("INSERT OR REPLACE INTO record(key, body) VALUES (?, ?)", (key, body))
-                    self._saved[key] = body
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(
+                str(self.path),
+                f"cannot write the journal ({exc})",
+                "free space on its filesystem or remount it read-write; the daemon writes it again on its own",
+            ) from exc
+        for key in deletes:
+            del self._saved[key]
+        self._saved.update(writes)
 
     def close(self) -> None:
         self._db.close()

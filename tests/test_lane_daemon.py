@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from portlane.drivers.base import GatePosition, LightColour
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import BrokerProcess
+from portlane.edge.errors import StateError
 from portlane.edge.journal import Journal
 from portlane.edge.lane.actions import CloseGate, OpenGate
 from portlane.edge.lane.passage import LaneTimeouts, Stage
@@ -208,6 +210,41 @@ async def test_a_lane_the_outbox_closed_takes_vehicles_again_once_it_accepts_eve
         await broker.start()
         await r.until(lambda: r.logic.in_service)
         assert r.daemon.outbox.stats().depth <= 4
+    finally:
+        await stop_lane(r)
+
+
+async def test_a_journal_it_cannot_write_closes_the_lane_and_the_vehicle_under_way_still_goes_through(
+    broker: BrokerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk-full chaos scenario ended the lane daemon: the passage journal's write raised
+    "database or disk is full" out of ``apply``. Now the lane takes itself out of service (it
+    could not resolve a passage after a restart), lets the released vehicle through, and
+    re-opens by itself once the journal is written again."""
+    r = await start_lane(broker.url, tmp_path, timeouts=LaneTimeouts(identify_s=1.0, gate_confirm_s=0.3))
+    try:
+        await register(r, TAG, [PLATE])
+        pid = await arrive_and_identify(r, TAG)
+        journal = r.daemon.journal
+        full = {"on": True}
+        write = journal.sync
+
+        def sync(records: dict[str, Any]) -> None:  # the journal's own failure: tests/test_journal.py
+            if full["on"]:
+                raise StateError(str(journal.path), "cannot write the journal (database or disk is full)", "free space")
+            write(records)
+
+        monkeypatch.setattr(journal, "sync", sync)
+        await release(r, pid)
+        assert not r.logic.in_service and "journal" in r.daemon._auto_closed
+        r.world.set_inputs(entry_loop=False, in_position=False, photocell=True, safety_loop=True)
+        r.world.set_inputs(photocell=False, safety_loop=False, exit_loop=True)
+        r.world.set_inputs(exit_loop=False)
+        await r.until(lambda: r.logic.passage is None)
+        assert [e["outcome"] for e in r.events("passage.completed")] == ["released"]
+        full["on"] = False  # space comes back
+        r.world.set_inputs(lamp_ok=False)  # any change: the next apply writes the journal
+        await r.until(lambda: r.logic.in_service)
     finally:
         await stop_lane(r)
 

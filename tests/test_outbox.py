@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -71,6 +72,30 @@ def test_overflow_policies(tmp_path: Path) -> None:
     st = ob2.stats()
     assert (st.depth, st.dropped, st.last_seq) == (3, 2, 5)
     assert [r.seq for r in ob2.peek()] == [3, 4, 5]
+
+
+def test_refused_events_are_held_and_written_in_order_when_the_outbox_accepts_again(tmp_path: Path) -> None:
+    """Nothing lost on a full outbox (or disk): the writer holds what was refused, queues newer
+    events behind it, and writes them all, in order, once there is room."""
+    from portlane.edge.contract.events import DeviceState
+    from portlane.edge.delivery.events import EventWriter
+
+    ob = Outbox(tmp_path / "h.db", site="s", unit="l1", capacity=2, overflow="reject_new")
+    refusals: list[OutboxError] = []
+    writer = EventWriter(ob, Topics("s", "l1"), on_refused=refusals.append)
+    try:
+        results = [
+            writer.put("device.state", DeviceState(device=f"d{i}", health="online", reason=None)) for i in range(4)
+        ]
+        assert [r is not None for r in results] == [True, True, False, False]
+        assert len(refusals) == 2 and writer.refused == 2 and len(writer.held) == 2
+        assert not writer.flush_held()  # still full: nothing written, nothing lost
+        assert ob.last_seq == 2
+        ob.ack([1, 2])  # delivered: room again
+        assert writer.flush_held() and not writer.held
+        assert [(r.seq, json.loads(r.payload)["data"]["device"]) for r in ob.peek()] == [(3, "d2"), (4, "d3")]
+    finally:
+        ob.close()
 
 
 def test_oldest_age_uses_injected_clock(tmp_path: Path) -> None:

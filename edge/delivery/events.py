@@ -1,16 +1,20 @@
 """Writes a unit's events (contract models) to its durable outbox: one topic per type,
 metrics on the way. The lane and the scanner both write through it.
 
-When the outbox refuses an event (full under ``reject_new``), the record of the passage cannot
-be kept, so the writer reports it through ``on_refused`` and the lane takes itself out of
-service (audited) rather than go on without a record.
+When the outbox refuses an event (full under ``reject_new``, a full disk, a read-only
+remount), the writer reports it through ``on_refused`` and the lane takes itself out of service
+(audited) rather than take vehicles it cannot record. The refused event is not dropped: it is
+held in memory, in order (at most ``HELD_MAX``; newer events queue behind it), and written as
+soon as the outbox accepts again (``flush_held``, on the daemon's tick) — the vehicle under way
+when the disk filled still gets its ``vehicle.identified`` to the platform, and its decision.
+Held events are lost only if the process dies before space comes back.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from portlane.edge.contract.envelope import Envelope
 from portlane.edge.contract.events import EVENTS, EventType, PassageCompleted
@@ -22,6 +26,9 @@ from pydantic import BaseModel
 __all__ = ["EventMetrics", "EventWriter"]
 
 log = logging.getLogger(__name__)
+
+#: Refused events held in memory for a later write; beyond this the oldest are dropped (logged).
+HELD_MAX = 256
 
 
 class EventMetrics(Protocol):
@@ -44,6 +51,9 @@ class EventWriter:
         self.metrics = metrics
         self.on_refused = on_refused
         self.refused = 0
+        self.held: list[tuple[EventType, dict[str, Any], str | None]] = []  # refused, in order
+        self.held_dropped = 0
+        self._refusal: OutboxError | None = None  # why the outbox last refused
 
     def put(self, type_: EventType, data: BaseModel, *, subject: str | None = None) -> Envelope | None:
         """Write one event; None when the outbox refused it (``on_refused`` was told)."""
@@ -56,11 +66,44 @@ class EventWriter:
             elif type_ == "command.rejected":
                 self.metrics.command_rejected(str(getattr(data, "reason", "")))
         payload = data.model_dump(mode="json")
+        if self.held:
+            # Not before what is held (order kept); the daemon's tick writes them (flush_held).
+            assert self._refusal is not None
+            self._hold(type_, payload, subject, self._refusal)
+            return None
         try:
             return self.outbox.put(type_, payload, topic=self.topics.event(type_), subject=subject)
         except OutboxError as exc:
-            self.refused += 1
-            log.error("%s: %s", self.topics.unit, exc)
-            if self.on_refused is not None:
-                self.on_refused(exc)
+            self._hold(type_, payload, subject, exc)
             return None
+
+    def flush_held(self) -> bool:
+        """Write the held events, oldest first (the daemons call it on their tick); True when
+        none is left."""
+        while self.held:
+            type_, payload, subject = self.held[0]
+            try:
+                self.outbox.put(type_, payload, topic=self.topics.event(type_), subject=subject)
+            except OutboxError as exc:
+                self._refusal = exc
+                return False
+            self.held.pop(0)
+            if not self.held:
+                log.warning("%s: the outbox accepts events again; the held events are written", self.topics.unit)
+        return True
+
+    def _hold(self, type_: EventType, payload: dict[str, Any], subject: str | None, exc: OutboxError) -> None:
+        self.refused += 1
+        self._refusal = exc
+        if not self.held:
+            log.error("%s: %s (events are held in memory until it accepts again)", self.topics.unit, exc)
+        self.held.append((type_, payload, subject))
+        if len(self.held) > HELD_MAX:
+            self.held.pop(0)
+            self.held_dropped += 1
+            if self.held_dropped in (1, 10, 100, 1000):
+                log.error(
+                    "%s: %d held events dropped (more than %d held)", self.topics.unit, self.held_dropped, HELD_MAX
+                )
+        if self.on_refused is not None:
+            self.on_refused(exc)

@@ -38,7 +38,7 @@ from portlane.edge.delivery.inbox import Inbox
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.delivery.sender import OutboxSender
-from portlane.edge.errors import OutboxError
+from portlane.edge.errors import OutboxError, StateError
 from portlane.edge.journal import Journal
 from portlane.edge.trust.anchor import AuditAnchor
 from portlane.edge.trust.audit import AuditLog, require_operator
@@ -201,16 +201,26 @@ class LaneDaemon:
         self._inbox: Inbox[Message] = Inbox(INBOX_SIZE)
         self._tg: asyncio.TaskGroup | None = None
         self._identifications: set[asyncio.Task[None]] = set()
-        # Why the lane took itself out of service ("gate": offline; "outbox": refused an event);
+        # Why the lane took itself out of service ("gate": offline; "outbox": refused an event;
+        # "journal": could not write its passage journal);
         # it comes back by itself when the last cause is gone.
         self._auto_closed: set[str] = set()
+        self._journal_failing = False  # the last journal write failed (logged once per episode)
         self._outbox_tried_at = 0.0
 
     # ------------------------------------------------------------------ applying the logic's actions
     def apply(self, actions: Iterable[Action]) -> None:
         self.executor.apply(actions)
         p = self.logic.passage
-        self.journal.sync({p.id: p.to_json()} if p is not None else {})
+        try:
+            self.journal.sync({p.id: p.to_json()} if p is not None else {})
+        except StateError as exc:
+            self._on_journal_failed(exc)
+        else:
+            if self._journal_failing:
+                self._journal_failing = False
+                log.warning("%s: the journal is written again", self.cfg.id)
+                self._reopen_for("journal", "the journal is written again")
         if self.logic.in_service != self._status_in_service and self._tg is not None:
             self._status_in_service = self.logic.in_service
             # The retained status says whether the lane takes vehicles: consumers (the console,
@@ -296,14 +306,31 @@ class LaneDaemon:
         if self.logic.in_service or self._auto_closed:
             self._close_for("outbox", f"outbox refused an event: {exc}")
 
+    def _on_journal_failed(self, exc: StateError) -> None:
+        """The passage journal cannot be written (full disk, read-only remount): the vehicle
+        under way goes on, but a lane that could not resolve a passage after a restart takes no
+        new one. Every later ``apply`` writes the journal again; the first that succeeds
+        re-opens the lane."""
+        if self._journal_failing:
+            return
+        self._journal_failing = True
+        log.error("%s: %s", self.cfg.id, exc)
+        if self.logic.in_service or self._auto_closed:
+            self._close_for("journal", f"journal not written: {exc.problem}")
+
     def _retry_outbox(self) -> None:
-        """On the tick, for a lane the outbox closed: every ``OUTBOX_RETRY_S`` try to record that
-        the outbox works again; once it is accepted (space freed, filesystem remounted, events
-        delivered), the lane takes vehicles again."""
+        """On the tick, for a lane the outbox closed: every ``OUTBOX_RETRY_S`` write the events it
+        refused (held in memory by the writer), then record that the outbox works again; once
+        that is accepted (space freed, filesystem remounted, events delivered), the lane takes
+        vehicles again."""
         now = self.clock()
-        if "outbox" not in self._auto_closed or now - self._outbox_tried_at < OUTBOX_RETRY_S:
+        if ("outbox" not in self._auto_closed and not self.events.held) or now - self._outbox_tried_at < OUTBOX_RETRY_S:
             return
         self._outbox_tried_at = now
+        if not self.events.flush_held():  # what was refused first, in order
+            return
+        if "outbox" not in self._auto_closed:
+            return
         state = DeviceState(device="outbox", health="online", reason="the outbox accepts events again")
         if self.events.put("device.state", state) is not None:
             self._reopen_for("outbox", "the outbox accepts events again")

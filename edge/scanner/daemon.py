@@ -51,6 +51,7 @@ from portlane.edge.delivery.inbox import Inbox
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.delivery.sender import OutboxSender
+from portlane.edge.errors import StateError
 from portlane.edge.journal import Journal
 from portlane.edge.scanner.queue import QueueEntry, ScanQueue, entry_to_json
 from portlane.edge.trust.anchor import AuditAnchor
@@ -180,6 +181,7 @@ class ScannerDaemon:
                     if isinstance(subject, str):
                         self._settle(subject)
         self.settled_requests = 0  # requests for settled passages, ignored (re-delivered, replayed)
+        self._journal_failing = False  # the last journal write failed (logged once per episode)
         self._scan_id_before: int | None = None
         self.inbox_failed = 0
         self.inbox_invalid = 0
@@ -223,7 +225,18 @@ class ScannerDaemon:
         records: dict[str, dict[str, Any]] = {f"queued:{e.passage_id}": entry_to_json(e) for e in self.queue.entries()}
         if self.current is not None:
             records["current"] = {**entry_to_json(self.current), "scan_id_before": self._scan_id_before}
-        self.journal.sync(records)
+        try:
+            self.journal.sync(records)
+        except StateError as exc:
+            # A full disk or a read-only remount: the scans go on (their events are in the
+            # outbox); the next save writes the difference again.
+            if not self._journal_failing:
+                log.error("%s: %s", self.cfg.id, exc)
+            self._journal_failing = True
+            return
+        if self._journal_failing:
+            log.warning("%s: the journal is written again", self.cfg.id)
+        self._journal_failing = False
 
     # ------------------------------------------------------------------ inbound
     def _on_message(self, msg: Message) -> None:
@@ -509,6 +522,7 @@ class ScannerDaemon:
                     tg.create_task(self._dispatcher(), name=f"{self.cfg.id}:dispatcher"),
                 ]
                 while not stop.is_set():
+                    self.events.flush_held()  # events the outbox refused (a full disk), in order
                     self.peers.rejections.flush()
                     self.command_rejections.flush()
                     if self.anchor is not None:
