@@ -2,7 +2,11 @@
 
 ``apply`` takes the logic's actions in order: events and audit entries are written to disk at
 once (so the record of a decision is durable before the barrier moves), an identification is
-started, and device actions are queued for ``run``, which carries them out one at a time.
+started, and device actions are queued for ``run``. ``run`` has one worker per device — gate,
+light, board — each carrying out its own actions in order: the devices sit on different links,
+so an open never waits behind a guidance-board write (several frames at 9600 baud, ~100 ms).
+One order across devices is kept: a close waits until every light command queued before it
+has been carried out (red before the arm comes down).
 
 The light and the board are kept as told: the I/O module reports the lamp it drives, so a
 light command lost on the wire (or a module restarted) is re-sent until the module reports
@@ -18,6 +22,9 @@ refusal to close onto a vehicle is the third.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -75,7 +82,16 @@ class Executor:
         self.identify = identify
         self.clock = clock
         self.counters = ExecutorCounters()
-        self._queue: asyncio.Queue[DeviceAction] = asyncio.Queue()
+        # One queue per device, items (submission number, action); the number orders a drain
+        # and lets a close wait for the light commands submitted before it.
+        self._queues: dict[str, asyncio.Queue[tuple[int, DeviceAction]]] = {
+            "gate": asyncio.Queue(),
+            "light": asyncio.Queue(),
+            "board": asyncio.Queue(),
+        }
+        self._numbers = itertools.count()
+        self._lights_open: collections.deque[int] = collections.deque()  # light commands not yet done
+        self._light_progress = asyncio.Event()
         self.light_wanted: SetLight | None = None
         self._light_sent_at = 0.0
         self._board_unsent: ShowBoard | None = None
@@ -93,12 +109,22 @@ class Executor:
                     self.identify(pid)
                 case SetLight():
                     self.light_wanted, self._light_sent_at = a, self.clock()
-                    self._queue.put_nowait(a)
+                    self._submit(a)
                 case ShowBoard():
                     self._board_unsent = None  # superseded
-                    self._queue.put_nowait(a)
+                    self._submit(a)
                 case OpenGate() | CloseGate() | StopGate():
-                    self._queue.put_nowait(a)
+                    self._submit(a)
+
+    def _submit(self, a: DeviceAction) -> None:
+        n = next(self._numbers)
+        if isinstance(a, SetLight):
+            self._lights_open.append(n)
+            self._queues["light"].put_nowait((n, a))
+        elif isinstance(a, ShowBoard):
+            self._queues["board"].put_nowait((n, a))
+        else:
+            self._queues["gate"].put_nowait((n, a))
 
     def reconcile(self, light_now: str | None, now: float) -> None:
         """Re-send the light when the I/O module reports another colour than the one last told
@@ -108,41 +134,60 @@ class Executor:
         if want is not None and lost and now - self._light_sent_at > LIGHT_SETTLE_S:
             self._light_sent_at = now
             self.counters.resent["SetLight"] = self.counters.resent.get("SetLight", 0) + 1
-            self._queue.put_nowait(want)
+            self._submit(want)
         board = self._board_unsent
         if board is not None and now - self._board_sent_at > BOARD_RETRY_S:
             self._board_unsent = None
             self._board_sent_at = now
             self.counters.resent["ShowBoard"] = self.counters.resent.get("ShowBoard", 0) + 1
-            self._queue.put_nowait(board)
+            self._submit(board)
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return sum(q.qsize() for q in self._queues.values())
 
     # ------------------------------------------------------------------ device side
     async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for device, queue in self._queues.items():
+                tg.create_task(self._worker(queue), name=f"{self.lane}:executor-{device}")
+
+    async def _worker(self, queue: asyncio.Queue[tuple[int, DeviceAction]]) -> None:
         while True:
-            a = await self._queue.get()
-            try:
-                await self.execute(a)
-            except DeviceError as exc:
-                # Not retried here: the logic re-sends a gate command the controller has not
-                # confirmed, and the board and light are re-written on the next change.
-                name = type(a).__name__
-                self.counters.device_failures[name] = self.counters.device_failures.get(name, 0) + 1
-                log.warning("%s: %s failed: %s", self.lane, a, exc)
-                if isinstance(a, ShowBoard) and self._board_unsent is None:
-                    self._board_unsent, self._board_sent_at = a, self.clock()
+            n, a = await queue.get()
+            if isinstance(a, CloseGate):
+                # Red before the arm comes down: the light commands submitted before this close.
+                while self._lights_open and self._lights_open[0] < n:
+                    self._light_progress.clear()
+                    await self._light_progress.wait()
+            await self._carry_out(n, a)
+
+    async def _carry_out(self, n: int, a: DeviceAction) -> None:
+        try:
+            await self.execute(a)
+        except DeviceError as exc:
+            # Not retried here: the logic re-sends a gate command the controller has not
+            # confirmed, and the board and light are re-written on the next change.
+            name = type(a).__name__
+            self.counters.device_failures[name] = self.counters.device_failures.get(name, 0) + 1
+            log.warning("%s: %s failed: %s", self.lane, a, exc)
+            if isinstance(a, ShowBoard) and self._board_unsent is None:
+                self._board_unsent, self._board_sent_at = a, self.clock()
+        finally:
+            if isinstance(a, SetLight):
+                with contextlib.suppress(ValueError):
+                    self._lights_open.remove(n)
+                self._light_progress.set()
 
     async def drain(self) -> None:
-        """Carry out every device action queued now, in order (tests; the daemon uses ``run``)."""
-        while not self._queue.empty():
-            a = self._queue.get_nowait()
-            try:
-                await self.execute(a)
-            except DeviceError as exc:
-                log.warning("%s: %s failed: %s", self.lane, a, exc)
+        """Carry out every device action queued now, in the order submitted (tests; the daemon
+        uses ``run``)."""
+        items: list[tuple[int, DeviceAction]] = []
+        for queue in self._queues.values():
+            while not queue.empty():
+                items.append(queue.get_nowait())
+        for n, a in sorted(items, key=lambda item: item[0]):
+            await self._carry_out(n, a)
 
     async def execute(self, a: DeviceAction) -> None:
         match a:
