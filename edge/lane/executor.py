@@ -182,12 +182,16 @@ class Executor:
     async def drain(self) -> None:
         """Carry out every device action queued now, in the order submitted (tests; the daemon
         uses ``run``)."""
-        items: list[tuple[int, DeviceAction]] = []
-        for queue in self._queues.values():
-            while not queue.empty():
-                items.append(queue.get_nowait())
-        for n, a in sorted(items, key=lambda item: item[0]):
-            await self._carry_out(n, a)
+        while True:
+            items: list[tuple[int, DeviceAction]] = []
+            for queue in self._queues.values():
+                while not queue.empty():
+                    items.append(queue.get_nowait())
+            if not items:
+                return
+            # What these submit (a refused close's actions) comes after them, as in one queue.
+            for n, a in sorted(items, key=lambda item: item[0]):
+                await self._carry_out(n, a)
 
     async def execute(self, a: DeviceAction) -> None:
         match a:
