@@ -4,7 +4,8 @@ platform was offline (its gaps come back through signed ``replay_events``).
 
 and every other scenario of docs/reliability.md at a small size (3 lanes, 9 vehicles, about
 20 s each): lane and scanner killed mid-passage, serial noise and Modbus exceptions during a
-release, a read-only state directory (it needs user namespaces).
+release, a state filesystem that fills up, a read-only state directory (the last two need
+user namespaces).
 """
 
 from __future__ import annotations
@@ -42,10 +43,8 @@ async def test_events_lost_by_a_broker_crash_are_replayed() -> None:
 
 
 @pytest.mark.parametrize(
-    # disk_full runs in `python bench/run.py chaos` (4 lanes); at 3 lanes the harness cannot
-    # place its ballast in the daemon's namespace (a harness limit, docs/reliability.md).
     "scenario",
-    ["lane_kill", "scanner_kill", "serial_noise", "modbus_exception", "readonly_state"],
+    ["lane_kill", "scanner_kill", "serial_noise", "modbus_exception", "disk_full", "readonly_state"],
 )
 async def test_the_port_recovers_from(scenario: str) -> None:
     r = await chaos.run_scenario(scenario, lanes=3, vehicles=9, seed=3)
