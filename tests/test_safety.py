@@ -368,6 +368,32 @@ def test_lane_safety_invariants() -> None:
     _run()
 
 
+def _starved_exit(*, close_after_pass: bool) -> None:
+    """One interleaving, spelled out: the released vehicle's exit loop is never sampled (a
+    starved control loop), then the lane settles. The search finds this kind of case too, but
+    whether it does within its examples depends on the rules' mix; here it is certain."""
+    m = LaneMachine()
+    try:
+        m.controller_setting(close_after_pass)
+        m.vehicle_arrives_and_is_identified()
+        m.every_agency_releases()
+        m.sample()
+        m.vehicle_drives_under_arm()
+        m.sample()
+        m.vehicle_on_exit_loop()  # never sampled ...
+        m.vehicle_leaves()  # ... and gone
+        m.the_lane_settles()
+        m.no_violation()
+        m.one_scan_one_outcome()
+    finally:
+        m.teardown()
+
+
+@pytest.mark.parametrize("close_after_pass", [True, False])
+def test_a_starved_loop_that_missed_the_exit_loop_still_completes_the_passage(close_after_pass: bool) -> None:
+    _starved_exit(close_after_pass=close_after_pass)
+
+
 def _release_on_any(self: LaneLogic, passage_id: Any, agency: str, decision: str, *, nonce: str, now: float) -> Any:
     """Mutant: releases as soon as one agency releases (removes the joint-release guard)."""
     p = self.passage
@@ -427,6 +453,8 @@ def test_removing_a_guard_is_caught(guard: str, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setattr(LaneLogic, "_exited", staticmethod(lambda t, s: t.exit_seen and not s.exit_loop))
         monkeypatch.setattr(LaneLogic, "_exit_deadline", lambda self, p, now: [])
     with pytest.raises(AssertionError):
+        if guard == "exit_evidence":
+            _starved_exit(close_after_pass=True)  # the directed case first, then the search
         _run(examples=EXAMPLES)
 
 
