@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import hashlib
 import json
 import logging
 import random
@@ -145,7 +146,7 @@ class CentralPlatform:
         self.registered: set[str] = set()  # lanes that accepted the registrations
         self._registered_changed = asyncio.Event()
         self._connections = 0  # broker sessions so far: a reconnect is any after the first
-        self._seen_ids: dict[str, None] = {}  # insertion-ordered, bounded (SEEN_IDS)
+        self._seen_ids: dict[str, None] = {}  # id#digest, insertion-ordered, bounded (SEEN_IDS)
         self._last_seq: dict[str, tuple[int, int]] = {}  # unit -> (epoch, highest seq received)
         self._resynced: set[str] = set()  # units compared with their status since the reconnect
 
@@ -196,7 +197,12 @@ class CentralPlatform:
                         self._resynced.clear()
                         self._connected.set()
                         async for msg in client.messages:
-                            self._on_message(str(msg.topic), bytes(msg.payload))
+                            try:
+                                self._on_message(str(msg.topic), bytes(msg.payload))
+                            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                                # Anyone on an open broker can publish anything: a malformed
+                                # message is skipped, it never ends the platform.
+                                log.warning("central: malformed message on %s skipped (%r)", msg.topic, exc)
                 except aiomqtt.MqttError as exc:
                     self._connected.clear()
                     self._client = None
@@ -215,9 +221,11 @@ class CentralPlatform:
             body = json.loads(payload)
         except ValueError:
             return
+        if not isinstance(body, dict) or len(parts) < 5:
+            return
         if parts[-1] == "status":
             lane = parts[3]
-            if isinstance(body, dict) and body.get("state") == "online":
+            if body.get("state") == "online":
                 self._resync(lane, body)
                 if lane in self.lanes:
                     self._spawn(self._send(lane, "expected_vehicles", None, {"vehicles": self.registrations}))
@@ -234,7 +242,7 @@ class CentralPlatform:
             if waiter is not None and not waiter.done():
                 waiter.set_result(body)
             return
-        if not self._first_time(parts[3], body):
+        if not self._first_time(parts[3], body, payload):
             return  # redelivered or replayed: handled already
         etype, unit, data = parts[-1], parts[3], body.get("data", {})
         if etype == "vehicle.identified":
@@ -242,14 +250,17 @@ class CentralPlatform:
         elif etype == "scan.completed":
             self._spawn(self._verdicts(data["lane"], data))
 
-    def _first_time(self, unit: str, envelope: dict[str, Any]) -> bool:
-        """Note an event's id and seq; False when it was handled before."""
+    def _first_time(self, unit: str, envelope: dict[str, Any], payload: bytes) -> bool:
+        """Note an event's id and seq; False when it was handled before. A redelivery or a
+        replay carries the very same bytes, so the key is the id with the payload's digest: a
+        message that only claims a genuine event's id cannot make the genuine one be skipped."""
         eid = envelope.get("id")
         if not isinstance(eid, str):
             return True
-        if eid in self._seen_ids:
+        key = f"{eid}#{hashlib.sha256(payload).hexdigest()}"
+        if key in self._seen_ids:
             return False
-        self._seen_ids[eid] = None
+        self._seen_ids[key] = None
         if len(self._seen_ids) > SEEN_IDS:
             del self._seen_ids[next(iter(self._seen_ids))]
         seq, epoch = envelope.get("seq"), envelope.get("epoch", 0)
