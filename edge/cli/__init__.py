@@ -47,7 +47,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
-#: Command-group modules, in help order (tests/test_cli_layout.py pins the commands they add).
+#: Command-group modules, in help order (tests/cli/test_cli_layout.py pins the commands they add).
 GROUPS = (
     "demo",
     "config",

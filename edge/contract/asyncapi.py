@@ -2,7 +2,7 @@
 
     python -m portlane.edge.contract.asyncapi > docs/asyncapi.yaml
 
-``tests/test_contract.py`` fails when the checked-in document is stale.
+``tests/contract/test_contract.py`` fails when the checked-in document is stale.
 """
 
 from __future__ import annotations

@@ -1,0 +1,51 @@
+"""``portlane selftest --sim``: every device of the reference site against its simulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from portlane.edge.cli import main
+
+SITE = Path(__file__).resolve().parents[2] / "firmware_config" / "sites" / "zhuhai-hzmb-cargo.yaml"
+
+
+def test_selftest_sim_json_all_devices_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["selftest", "--site", str(SITE), "--sim", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    failed = [d for d in out["devices"] if not d["ok"]]
+    assert rc == 0 and out["ok"], failed
+    kinds = {d["kind"] for d in out["devices"]}
+    assert kinds == {"gate", "io", "board", "rfid", "weighbridge", "camera", "scanner"}
+    assert len(out["devices"]) == 49  # 4 cargo lanes x 9 + 2 passenger lanes x 6 + 1 scanner
+    for d in out["devices"]:
+        assert d["latency_ms"] is not None and d["latency_ms"] >= 0, d
+    scanner = next(d for d in out["devices"] if d["kind"] == "scanner")
+    assert "aborted, radiation off" in scanner["detail"]
+
+
+def test_selftest_human_table_for_one_lane(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["selftest", "--site", str(SITE), "--sim", "--lane", "p1"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "p1/gate" in out and "p1/camera/plate_front" in out and "c1/gate" not in out
+
+
+def test_selftest_unknown_lane_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["selftest", "--site", str(SITE), "--sim", "--lane", "nope"]) == 2
+
+
+def test_selftest_bad_site_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "site.yaml"
+    bad.write_text("site: {id: x}\n")
+    assert main(["selftest", "--site", str(bad), "--json"]) == 2
+
+
+def test_selftest_real_links_fail_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Without --sim the configured links are used; none of them exist here, and each
+    # device must come back as a clean per-device failure, with exit code 1.
+    rc = main(["selftest", "--site", str(SITE), "--lane", "p1", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1 and not out["ok"]
+    assert all(not d["ok"] and d["error"] for d in out["devices"])

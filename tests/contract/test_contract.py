@@ -1,0 +1,56 @@
+"""The MQTT contract: the AsyncAPI document is current, envelopes and topics are well-formed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from portlane.edge.contract.asyncapi import build, render
+from portlane.edge.contract.events import EVENTS
+from portlane.edge.contract.topics import Topics
+from portlane.edge.delivery.outbox import Outbox
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_asyncapi_document_is_current() -> None:
+    checked_in = (ROOT / "docs" / "asyncapi.yaml").read_text(encoding="utf-8")
+    assert checked_in == render(), (
+        "docs/asyncapi.yaml is stale: run `python -m portlane.edge.contract.asyncapi > docs/asyncapi.yaml`"
+    )
+
+
+def test_every_event_type_has_a_channel_and_resolvable_refs() -> None:
+    doc = build()
+    for type_ in EVENTS:
+        assert doc["channels"][f"event.{type_}"]["address"].endswith(f"/event/{type_}")
+    text = yaml.safe_dump(doc)
+    for ref in {line.split("'")[1] for line in text.splitlines() if "$ref: '#/" in line}:
+        node = doc
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]
+
+
+def test_topics_round_trip() -> None:
+    t = Topics("zhuhai-hzmb-cargo", "c1")
+    assert Topics.parse(t.event("passage.completed")) == ("zhuhai-hzmb-cargo", "c1", "event", "passage.completed")
+    assert Topics.parse(t.cmd("decision"))[2:] == ("cmd", "decision")
+    with pytest.raises(ValueError):
+        Topics.parse("other/v1/x/y/event/z")
+
+
+def test_envelope_is_cloudevents_with_seq(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db", site="s1", unit="c1", clock=lambda: 1_700_000_000.0)
+    data = EVENTS["passage.arrived"].model_validate({"passage_id": "p1", "lane_kind": "cargo"}).model_dump()
+    env = ob.put("passage.arrived", data, topic=Topics("s1", "c1").event("passage.arrived"), subject="p1")
+    assert env.specversion == "1.0" and env.source == "portlane://s1/c1"
+    assert env.type == "portlane.passage.arrived" and env.time == "2023-11-14T22:13:20.000Z"
+    # id = {site}/{unit}/{epoch}/{seq}; the epoch is the store's creation time in ms.
+    assert (env.seq, env.epoch, env.id, env.subject) == (1, 1_700_000_000_000, "s1/c1/1700000000000/1", "p1")
+    ob.close()
+
+
+def test_payloads_reject_unknown_fields() -> None:
+    with pytest.raises(ValueError):
+        EVENTS["passage.arrived"].model_validate({"passage_id": "p", "lane_kind": "cargo", "extra": 1})

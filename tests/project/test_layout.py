@@ -1,0 +1,38 @@
+"""The package listing, and what the gate path and the CLI load at run time.
+
+The import directions (edge's layers; drivers, models and simulators kept apart; simulators
+started only by the CLI and the demo) are the contracts of ``[tool.importlinter]`` in
+pyproject.toml, checked by tests/project/test_static.py::test_import_contracts.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_package_is_listed_for_the_wheel() -> None:
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    found = set()
+    for mapped, folder in cfg["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join([mapped, *rel]))
+    assert found == listed
+
+
+def test_gate_path_and_cli_start_without_heavy_imports() -> None:
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "import portlane.edge.cli as cli, portlane.edge.lane.daemon\n"
+        "cli.build_parser()\n"
+        "heavy = [m for m in ('cv2', 'onnxruntime') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
