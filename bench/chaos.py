@@ -644,7 +644,7 @@ async def readonly_state(port: Port, result: Result) -> None:
     text = d.log.read_text(errors="replace") if d.log.exists() else ""
     lines = [x for x in text.splitlines() if x.strip()]
     result.notes.append(f"{lane} exited rc {rc}: {(lines[-1] if lines else '')[-240:]}")
-    from portlane.edge.ops.daemons import EXIT_CONFIG
+    from portlane.edge.errors import EXIT_CONFIG
 
     if rc != EXIT_CONFIG or "Traceback" in text or not any("read-only" in x for x in lines):
         result.error = f"{lane}: expected one line naming the read-only filesystem and exit {EXIT_CONFIG}"

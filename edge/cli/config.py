@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+
 from ._common import (
     Answer,
-    UsageError,
     accepting,
     act_opts,
     ask,

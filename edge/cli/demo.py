@@ -19,10 +19,9 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from portlane.edge.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 #: As for Ctrl-C (``portlane`` returns 130 on KeyboardInterrupt).
-EXIT_INTERRUPTED = 130
 
 if TYPE_CHECKING:
     from portlane.edge.demo.options import DemoOptions
@@ -110,14 +109,15 @@ def _table(run: Any) -> Any:
 
 def options_from_args(args: argparse.Namespace) -> DemoOptions:
     """The command line as ``DemoOptions`` (checked by ``DemoOptions.validated``)."""
-    from portlane.edge.demo.options import DEFAULT_SITE, DemoOptions, DemoUsageError
+    from portlane.edge.demo.options import DEFAULT_SITE, DemoOptions
+    from portlane.edge.errors import UsageError
 
     from .console import _hostport
 
     try:
         console = _hostport(args.console) if args.console else None
     except argparse.ArgumentTypeError as exc:
-        raise DemoUsageError(f"--console {exc}") from None
+        raise UsageError(f"--console {exc}") from None
     return DemoOptions(
         lanes=args.lanes,
         vehicles=args.vehicles,
@@ -136,9 +136,8 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from portlane.edge.demo.options import DemoError
     from portlane.edge.demo.run import run_demo
-    from portlane.edge.errors import ConfigError, StateError
+    from portlane.edge.errors import ConfigError, DemoError, StateError
 
     try:
         opts = options_from_args(args)

@@ -23,7 +23,7 @@ import signal
 import sys
 from typing import Any
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 #: Names known without importing the simulators (the parser must stay light).
 DEVICES = ("gate-rs485", "gate-modbus", "io", "board", "rfid", "weighbridge", "scanner", "camera", "site")

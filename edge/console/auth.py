@@ -34,9 +34,8 @@ from typing import Literal
 
 import yaml
 from portlane.edge.config import Agency
+from portlane.edge.errors import UsersFileError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from .errors import UsersFileError
 
 __all__ = ["LoginThrottle", "Sessions", "User", "hash_password", "load_users", "save_users", "verify_password"]
 

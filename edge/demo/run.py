@@ -38,18 +38,9 @@ from portlane.edge.contract.events import STAGES
 from portlane.edge.delivery.state import check_state_dir
 from portlane.edge.demo.broker import EmbeddedBroker
 from portlane.edge.demo.observer import EventObserver
-from portlane.edge.demo.options import (
-    DEFAULT_SITE,
-    SITES_DIR,
-    BrokerUnreachableError,
-    DemoError,
-    DemoOptions,
-    DemoUsageError,
-    check_broker_url,
-    load_demo_site,
-)
+from portlane.edge.demo.options import DEFAULT_SITE, SITES_DIR, DemoOptions, check_broker_url, load_demo_site
 from portlane.edge.demo.sitegen import LANE_ORDER, demo_site
-from portlane.edge.errors import StateError
+from portlane.edge.errors import BrokerUnreachableError, DemoError, StateError, UsageError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.passage import LaneTimeouts
 from portlane.edge.scanner.daemon import ScannerDaemon
@@ -65,7 +56,7 @@ __all__ = [
     "BrokerUnreachableError",
     "DemoError",
     "DemoOptions",
-    "DemoUsageError",
+    "UsageError",
     "run_demo",
 ]
 
@@ -170,7 +161,7 @@ def check_invariants(
 async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | None = None) -> dict[str, Any]:
     """Run the simulated port; return the summary (also when it gives up: ``timed_out``).
 
-    Raises ``DemoUsageError`` (bad option, a site the demo cannot simulate), ``ConfigError``
+    Raises ``UsageError`` (bad option, a site the demo cannot simulate), ``ConfigError``
     (the site file), ``BrokerUnreachableError`` (--broker does not answer) or ``StateError``
     (the temporary state directory cannot be written). Leaves nothing behind: the state
     directory is removed, every task, simulator and broker stopped."""
@@ -217,7 +208,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
                 raw, worlds, scanner_worlds={sid: scanner_world for sid in scanner_ids}, time_factor=opts.time_factor
             )
         except SimulatorUnavailableError as exc:
-            raise DemoUsageError(f"{opts.site_file}: the demo cannot simulate this site: {exc}") from exc
+            raise UsageError(f"{opts.site_file}: the demo cannot simulate this site: {exc}") from exc
         try:
             return await _run(
                 opts, raw, sims.links, keys, plan, worlds, scanner_world, state_dir, url, protocol, secure, on_tick

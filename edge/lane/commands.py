@@ -27,8 +27,9 @@ from portlane.edge.contract.events import CommandRejected as CommandRejectedEven
 from portlane.edge.contract.events import CommandResponse, ContainerRead
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message
+from portlane.edge.errors import CommandRejectedError
 from portlane.edge.trust.audit import AuditLog
-from portlane.edge.trust.commands import CommandRejected, CommandVerifier
+from portlane.edge.trust.commands import CommandVerifier
 from portlane.edge.trust.rejections import RejectionAggregator
 from portlane.models.iso6346 import is_valid
 from pydantic import BaseModel, ValidationError
@@ -93,12 +94,12 @@ class CommandHandler:
         """One message on ``cmd/{name}``: never raises for anything the sender controls."""
         try:
             cmd = self.verifier.verify(msg.payload)
-        except CommandRejected as exc:
+        except CommandRejectedError as exc:
             f = exc.fields
             nonce = f.get("nonce") if isinstance(f.get("nonce"), str) else None
             key_id = f.get("key_id") if isinstance(f.get("key_id"), str) else None
-            if self._reject(name, exc.reason.value, nonce, key_id, exc.detail):
-                await self._answer(name, nonce, False, exc.reason.value)
+            if self._reject(name, exc.reason, nonce, key_id, exc.detail):
+                await self._answer(name, nonce, False, exc.reason)
             return
         if cmd.cmd != name:
             if self._reject(name, "malformed", cmd.nonce, cmd.key_id, f"topic says {name}, command says {cmd.cmd}"):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from portlane.edge.config import Site, load_site
-from portlane.edge.errors import PortlaneError
+from portlane.edge.errors import EXIT_CONFIG, EXIT_RESTART, PortlaneError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.recognition import Recogniser, camera_rois
 from portlane.edge.ops.control import ControlServer, default_path
@@ -36,8 +36,6 @@ from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handler
 from portlane.edge.scanner.daemon import ScannerDaemon
 
 __all__ = [
-    "EXIT_CONFIG",
-    "EXIT_RESTART",
     "main_lane",
     "main_recognition",
     "main_scanner",
@@ -47,11 +45,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Exit status asking systemd to restart us with a newly applied configuration
-#: (EX_TEMPFAIL; Restart=on-failure restarts on it).
-EXIT_RESTART = 75
-#: A site file, state file or credential that restarting cannot fix (EX_CONFIG).
-EXIT_CONFIG = 78
 #: Metrics are sampled this often (Prometheus scrapes every 15 s by default).
 METRICS_PERIOD_S = 5.0
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from portlane.edge.config import parse_site
-from portlane.edge.errors import ConfigError
+from portlane.edge.errors import ConfigError, OperatorError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.scanner.daemon import ScannerDaemon
-from portlane.edge.trust.audit import OperatorError, require_operator
+from portlane.edge.trust.audit import require_operator
 
 __all__ = ["TRIAL_CONNECT_S", "lane_handlers", "scanner_handlers"]
 
@@ -145,8 +145,9 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
             new.lane(d.cfg.id)
         except (ConfigError, KeyError, yaml.YAMLError) as exc:
             return {"ok": False, "error": f"refused: {exc}"}
+        from portlane.edge.errors import CredentialError
         from portlane.edge.trust.config_audit import config_change
-        from portlane.edge.trust.keys import CredentialError, broker_credentials
+        from portlane.edge.trust.keys import broker_credentials
 
         old_text = await asyncio.to_thread(site_file.read_text, encoding="utf-8")
         change = config_change(old_text, text, d.site, new)

@@ -51,13 +51,13 @@ from portlane.edge.delivery.inbox import Inbox
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.delivery.sender import OutboxSender
-from portlane.edge.errors import StateError
+from portlane.edge.errors import CommandRejectedError, StateError
 from portlane.edge.journal import Journal
 from portlane.edge.scanner.queue import QueueEntry, ScanQueue, entry_to_json
 from portlane.edge.trust.anchor import AuditAnchor
 from portlane.edge.trust.audit import AuditLog
 from portlane.edge.trust.authority import Authority
-from portlane.edge.trust.commands import CommandRejected, CommandVerifier, RejectReason
+from portlane.edge.trust.commands import CommandVerifier, RejectReason
 from portlane.edge.trust.events import PeerEvents
 from portlane.edge.trust.keys import broker_credentials, load_unit_signer
 from portlane.edge.trust.nonces import SqliteNonceStore
@@ -293,14 +293,14 @@ class ScannerDaemon:
             nonce, key_id = cmd.nonce, cmd.key_id
             if cmd.cmd != name or name != "replay_events":
                 detail = f"the scanner takes replay_events only, not {name[:64]!r}"
-                raise CommandRejected(RejectReason.MALFORMED, detail)
+                raise CommandRejectedError(RejectReason.MALFORMED, detail)
             args = ReplayEventsArgs.model_validate_json(json.dumps(cmd.args))
-        except CommandRejected as exc:
+        except CommandRejectedError as exc:
             f = exc.fields
             nonce = f.get("nonce") if isinstance(f.get("nonce"), str) else nonce
             key_id = f.get("key_id") if isinstance(f.get("key_id"), str) else key_id
-            if self.command_rejections.record(exc.reason.value, key_id=key_id, command=name, nonce=nonce):
-                self._respond(name, nonce, False, exc.reason.value)
+            if self.command_rejections.record(exc.reason, key_id=key_id, command=name, nonce=nonce):
+                self._respond(name, nonce, False, exc.reason)
             return
         except ValidationError as exc:
             if self.command_rejections.record("malformed", key_id=key_id, command=name, nonce=nonce, detail=str(exc)):

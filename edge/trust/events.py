@@ -33,22 +33,20 @@ from typing import Any
 import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from portlane.edge.trust.authority import (
-    Authority,
-    KeyGrant,
+from portlane.edge.errors import (
+    BadSignatureError,
+    MalformedEventError,
     NotAuthorisedError,
-    Role,
     TrustError,
+    UnsignedEventError,
 )
+from portlane.edge.trust.authority import Authority, KeyGrant, Role
 from portlane.edge.trust.rejections import RejectionAggregator
 
 __all__ = [
     "MAX_EVENT_DEPTH",
-    "BadSignatureError",
     "EventSigner",
-    "MalformedEventError",
     "PeerEvents",
-    "UnsignedEventError",
     "VerifiedEvent",
     "canonical_envelope",
     "verify_event",
@@ -60,18 +58,6 @@ log = logging.getLogger(__name__)
 MAX_EVENT_DEPTH = 32
 _SOURCE_PREFIX = "portlane://"
 _TYPE_PREFIX = "portlane."
-
-
-class UnsignedEventError(TrustError):
-    reason = "unsigned"
-
-
-class MalformedEventError(TrustError):
-    reason = "malformed"
-
-
-class BadSignatureError(TrustError):
-    reason = "bad_signature"
 
 
 def _depth_ok(value: Any, depth: int = 0) -> bool:

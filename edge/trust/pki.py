@@ -39,7 +39,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from portlane.edge.errors import PortlaneError
+from portlane.edge.errors import PkiError
 from portlane.edge.trust.keys import generate_unit_key, write_secret
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CA_DAYS",
     "CERT_DAYS",
-    "PkiError",
     "PkiUnit",
     "SiteCA",
     "apply_unit_keys",
@@ -68,10 +67,6 @@ CERT_DAYS = 730
 #: Certificates start an hour in the past: a controller whose clock lags still accepts them.
 _BACKDATE = dt.timedelta(hours=1)
 _PREFIX = "portlane/v1"
-
-
-class PkiError(PortlaneError):
-    """The PKI directory cannot be created or used (exists, CA missing, name too long)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -16,9 +16,10 @@ import pytest
 from cryptography import x509
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from portlane.edge.config import load_site
-from portlane.edge.delivery.mqtt import Message, MqttLink, NotConnectedError, PublishRefusedError
+from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import MosquittoBroker
-from portlane.edge.trust.pki import PkiError, SiteCA, init_pki, render_acl, site_units
+from portlane.edge.errors import NotConnectedError, PkiError, PublishRefusedError
+from portlane.edge.trust.pki import SiteCA, init_pki, render_acl, site_units
 
 pytestmark = pytest.mark.skipif(not MosquittoBroker.available(), reason="needs the mosquitto binary")
 

@@ -12,9 +12,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from portlane.edge.contract.canonical import CanonicalJSONError, b64decode_strict, canonical_json
+from portlane.edge.contract.canonical import b64decode_strict, canonical_json
 from portlane.edge.contract.commands import SignedCommand
-from portlane.edge.trust.commands import CommandRejected, CommandSigner, CommandVerifier, RejectReason
+from portlane.edge.errors import CanonicalJSONError, CommandRejectedError
+from portlane.edge.trust.commands import CommandSigner, CommandVerifier, RejectReason
 from portlane.edge.trust.keys import generate_keypair, load_public_key, trusted_keys_from_config
 from portlane.edge.trust.nonces import MemoryNonceStore, SqliteNonceStore
 
@@ -67,7 +68,7 @@ def fields(**over: Any) -> dict[str, Any]:
 
 
 def reject_reason(verifier: CommandVerifier, raw: Any) -> RejectReason:
-    with pytest.raises(CommandRejected) as ei:
+    with pytest.raises(CommandRejectedError) as ei:
         verifier.verify(raw)
     return ei.value.reason
 
@@ -354,7 +355,7 @@ def test_sqlite_store_prunes_only_what_can_never_be_accepted(tmp_path: Path) -> 
 
 def test_rejection_echoes_fields_for_the_response(signer: CommandSigner, clock: FakeClock) -> None:
     cmd = signer.sign(fields(lane="c02"))
-    with pytest.raises(CommandRejected) as ei:
+    with pytest.raises(CommandRejectedError) as ei:
         make_verifier(clock).verify(cmd.to_json_bytes())
     body = ei.value.as_dict()
     assert body["ok"] is False and body["reason"] == "wrong_lane"
@@ -400,7 +401,7 @@ def test_any_single_byte_mutation_is_rejected(args: dict[str, Any], data: st.Dat
     new = data.draw(st.integers(0, 255).filter(lambda b: b != raw[pos]), label="byte")
     mutated = raw[:pos] + bytes([new]) + raw[pos + 1 :]
     verifier = make_verifier(clock)
-    with pytest.raises(CommandRejected):
+    with pytest.raises(CommandRejectedError):
         verifier.verify(mutated)
     assert verifier.verify(raw).to_json_bytes() == raw  # the original still verifies: nonce unburnt
 
@@ -413,7 +414,7 @@ def test_every_single_character_change_of_the_signature_is_rejected(clock: FakeC
     base = cmd.model_dump()
     for i, old in enumerate(cmd.sig):
         for c in alphabet.replace(old, ""):
-            with pytest.raises(CommandRejected):
+            with pytest.raises(CommandRejectedError):
                 verifier.verify(base | {"sig": cmd.sig[:i] + c + cmd.sig[i + 1 :]})
     assert verifier.verify(cmd.to_json_bytes()) == cmd
 
@@ -442,9 +443,9 @@ def test_public_api_is_pinned() -> None:
         "issued_before_store",
         "replayed",
     ]
-    assert {"CommandSigner", "CommandVerifier", "CommandRejected", "RejectReason"} <= set(commands.__all__)
+    assert {"CommandSigner", "CommandVerifier", "RejectReason"} <= set(commands.__all__)
     assert {"SignedCommand", "CommandName", "COMMAND_NAMES"} <= set(commands_contract.__all__)
-    assert {"SqliteNonceStore", "MemoryNonceStore", "NonceStoreError"} <= set(nonces.__all__)
+    assert {"SqliteNonceStore", "MemoryNonceStore"} <= set(nonces.__all__)
     assert {"canonical_json", "strict_loads", "b64decode_strict"} <= set(canonical.__all__)
     assert {"generate_keypair", "load_public_key"} <= set(keys.__all__)
     assert {"AuditLog", "VerifyReport", "require_operator", "verify_log"} <= set(audit.__all__)
@@ -495,7 +496,7 @@ def test_deleting_the_nonce_store_does_not_reopen_replays(
     "content", [b"garbage, not a database", b"SQLite format 3\x00" + b"\xff" * 200, b"\x00" * 4096]
 )
 def test_a_corrupt_nonce_store_fails_at_open_with_one_line(tmp_path: Path, content: bytes) -> None:
-    from portlane.edge.trust.nonces import NonceStoreError
+    from portlane.edge.errors import NonceStoreError
 
     db = tmp_path / "nonces-c1.db"
     db.write_bytes(content)
