@@ -102,7 +102,7 @@ def _table(run: Any) -> Any:
     sc = run.scanner
     t.caption = (
         f"passages {done}/{run.plan.total} · events on broker {obs.received if obs else 0} · "
-        f"scanner queue {len(sc.queue) if sc else 0}, scans {sc.scans if sc else 0}"
+        f"scanner queue {len(sc.logic.queue) if sc else 0}, scans {sc.scans if sc else 0}"
     )
     return t
 
@@ -137,7 +137,7 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
 
 def run(args: argparse.Namespace) -> int:
     from portlane.edge.demo.run import run_demo
-    from portlane.edge.errors import ConfigError, DemoError, StateError
+    from portlane.edge.errors import ConfigError, PortlaneError
 
     try:
         opts = options_from_args(args)
@@ -153,10 +153,10 @@ def run(args: argparse.Namespace) -> int:
             summary = asyncio.run(_until_signal(run_demo(opts)))
     except asyncio.CancelledError:
         return _fail(args, "stopped by SIGTERM (cleaned up)", EXIT_INTERRUPTED)
-    except (DemoError, StateError) as exc:
-        return _fail(args, str(exc), exc.exit_code)
     except ConfigError as exc:
         return _fail(args, "; ".join(str(exc).splitlines()), EXIT_USAGE)
+    except PortlaneError as exc:  # usage, broker unreachable, state directory, the demo itself
+        return _fail(args, str(exc), exc.exit_code)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
