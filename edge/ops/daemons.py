@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from portlane.edge.config import Site, load_site
 from portlane.edge.errors import EXIT_CONFIG, EXIT_RESTART, PortlaneError
@@ -60,7 +60,6 @@ async def run_lane_daemon(
     lane = site.lane(lane_id)
     stop = stop or asyncio.Event()
     restart = asyncio.Event()
-    install_signal_handlers(stop)
     notifier = Notifier.from_env()
     recogniser: Recogniser | None = None
     rec_sock = os.environ.get("PORTLANE_RECOGNITION", "/run/portlane/recognition.sock")
@@ -70,6 +69,7 @@ async def run_lane_daemon(
     d = LaneDaemon(
         site, lane, state_dir=_state_dir(site), broker_url=broker_url, recogniser=recogniser, metrics=metrics
     )
+    install_signal_handlers(stop, reload=lambda: reload_from_file(d, site_file, notifier, restart))
     port = int(os.environ.get("PORTLANE_METRICS_PORT", "0") or 0)
     server = metrics.serve(port) if port else None
     wd = Watchdog(notifier)
@@ -90,10 +90,6 @@ async def run_lane_daemon(
                 async with asyncio.timeout(METRICS_PERIOD_S):
                     await stop.wait()
 
-    async def watch_restart() -> None:
-        await restart.wait()
-        stop.set()
-
     async with (
         ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), lane_handlers(d, site_file, restart)),
         asyncio.TaskGroup() as tg,
@@ -104,7 +100,7 @@ async def run_lane_daemon(
         aux = [
             tg.create_task(wd.run(stop), name="watchdog"),
             tg.create_task(publish_metrics(), name="metrics"),
-            tg.create_task(watch_restart(), name="restart"),
+            tg.create_task(_stop_on(restart, stop), name="restart"),
         ]
         await main
         notifier.stopping("flushing and going offline")
@@ -112,16 +108,17 @@ async def run_lane_daemon(
             t.cancel()
     if server is not None:
         server.close()
-    return EXIT_RESTART if restart.is_set() else 0
+    return _stopped(f"lane {lane.id}", restart)
 
 
 async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: str | None = None) -> int:
     site = load_site(site_file)
     cfg = site.scanner(scanner_id)
     stop = asyncio.Event()
-    install_signal_handlers(stop)
+    restart = asyncio.Event()
     notifier = Notifier.from_env()
     d = ScannerDaemon(site, cfg, state_dir=_state_dir(site), broker_url=broker_url)
+    install_signal_handlers(stop, reload=lambda: reload_from_file(d, site_file, notifier, restart))
     wd = Watchdog(notifier)
     wd.register("scan-loop", lambda: d.heartbeat)
     wd.register("plc", lambda: d.supervisor.heartbeat)
@@ -133,9 +130,51 @@ async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: st
         main = tg.create_task(d.run(stop), name="scanner")
         notifier.ready(f"scanner {cfg.id} running")
         w = tg.create_task(wd.run(stop), name="watchdog")
+        r = tg.create_task(_stop_on(restart, stop), name="restart")
         await main
         notifier.stopping()
         w.cancel()
+        r.cancel()
+    return _stopped(f"scanner {cfg.id}", restart)
+
+
+class _Reloadable(Protocol):
+    def reload(self, site: Site) -> list[str]: ...
+
+
+def reload_from_file(d: _Reloadable, site_file: Path, notifier: Notifier, restart: asyncio.Event) -> None:
+    """SIGHUP (``systemctl reload``): read the site file again and take it in place where the
+    daemon can; where it cannot, say so in one line and restart (``restart`` is set: the daemon
+    stops and exits EXIT_RESTART, which systemd restarts). A file that does not parse changes
+    nothing and is said in one line."""
+    notifier.reloading()
+    try:
+        try:
+            new = load_site(site_file)
+        except PortlaneError as exc:
+            log.error("reload refused, running on the file as it was: %s", "; ".join(str(exc).splitlines()))
+            return
+        needs = d.reload(new)
+        if needs:
+            log.warning("reload: %s changed in %s; restarting to apply it", ", ".join(needs), site_file)
+            restart.set()
+        else:
+            log.warning("reload: %s taken in place", site_file)
+    finally:
+        notifier.ready("running")
+
+
+async def _stop_on(restart: asyncio.Event, stop: asyncio.Event) -> None:
+    await restart.wait()
+    stop.set()
+
+
+def _stopped(what: str, restart: asyncio.Event) -> int:
+    """The one line a daemon says when it ends (by hand as under systemd), and its exit code."""
+    if restart.is_set():
+        log.warning("%s stopped to start on the new site file (exit %d: systemd starts it again)", what, EXIT_RESTART)
+        return EXIT_RESTART
+    log.warning("%s stopped", what)
     return 0
 
 
