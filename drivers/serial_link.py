@@ -28,7 +28,7 @@ import logging
 import termios
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import serial
 import serial_asyncio_fast
@@ -36,7 +36,16 @@ import serial_asyncio_fast
 from .config import SerialLink
 from .errors import DeviceProtocolError, DeviceUnavailableError
 
-__all__ = ["DecodeStats", "Decoder", "FrameError", "SerialPort", "char_time_s", "drain", "read_stream"]
+__all__ = [
+    "ByteStream",
+    "DecodeStats",
+    "Decoder",
+    "FrameError",
+    "SerialPort",
+    "char_time_s",
+    "drain",
+    "read_stream",
+]
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +255,17 @@ class SerialPort:
 # --------------------------------------------------------------------------- push streams
 
 
+class ByteStream(Protocol):
+    """What ``read_stream`` needs of a transport: a receive buffer it consumes and a wait for
+    new bytes (``SerialPort``; ``tcp_link.TcpStream`` for devices that push over TCP)."""
+
+    rx: bytearray
+
+    async def wait_data(self) -> None: ...
+
+
 async def read_stream(
-    port: SerialPort,
+    port: ByteStream,
     decode: Decoder[F],
     stats: DecodeStats,
     on_frame: Callable[[F], None],
