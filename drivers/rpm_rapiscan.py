@@ -217,7 +217,7 @@ class OccupancyAssembler:
     _window: deque[int] = field(default_factory=lambda: deque(maxlen=WINDOW_SAMPLES))
     _max_cps: int = 0
     _bg_at_start: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
-    _speed: float | None = None
+    _speed: float | None = None  # SP of the vehicle in (or entering) the portal
 
     @property
     def occupied_for_s(self) -> float:
@@ -252,7 +252,6 @@ class OccupancyAssembler:
         self._window.clear()
         self._max_cps = 0
         self._bg_at_start = (self.gamma_bg, self.neutron_bg)
-        self._speed = None
 
     @staticmethod
     def _add(acc: list[int], counts: tuple[int, ...]) -> None:
@@ -307,6 +306,7 @@ class OccupancyAssembler:
             return None
         self.occupied = False
         self.counters["occupancies"] += 1
+        speed, self._speed = self._speed, None
         gamma_bg, neutron_bg = self._bg_at_start
         if not self._max_cps and self._window:  # shorter than a second: scale what there is
             self._max_cps = round(sum(self._window) * WINDOW_SAMPLES / len(self._window))
@@ -324,7 +324,7 @@ class OccupancyAssembler:
             neutron_alarm=self._neutron_alarm,
             nsigma=self.nsigma,
             max_gamma_cps=self._max_cps,
-            speed_kph=self._speed,
+            speed_kph=speed,
         )
 
 
