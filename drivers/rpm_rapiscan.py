@@ -335,7 +335,13 @@ class RapiscanRpm(RpmDriver):
     """Listens to a portal's line stream over TCP (``link: {kind: tcp, host, port}``)."""
 
     def __init__(
-        self, device_id: str, config: DeviceConfig, *, max_occupancy_s: float = MAX_OCCUPANCY_S, **_opts: Any
+        self,
+        device_id: str,
+        config: DeviceConfig,
+        *,
+        max_occupancy_s: float = MAX_OCCUPANCY_S,
+        silence_s: float = SILENCE_S,
+        **_opts: Any,
     ) -> None:
         if not isinstance(config.link, TcpLink):
             raise DeviceUnavailableError("the rapiscan rpm backend needs a tcp link", device=device_id)
@@ -344,6 +350,7 @@ class RapiscanRpm(RpmDriver):
         self.stream = TcpStream(config.link, name=device_id)
         self.stats = DecodeStats()
         self.max_occupancy_s = max_occupancy_s
+        self.silence_s = silence_s
         self.state = OccupancyAssembler(max_occupancy_s)
         self.counters.update({"silences": 0, "dropped": 0})
         self.last_record = 0.0  # loop time of the last good record
@@ -391,7 +398,7 @@ class RapiscanRpm(RpmDriver):
                 self.stats,
                 self._on_record,
                 frame_gap_s=LINE_GAP_S,
-                silence_s=SILENCE_S,
+                silence_s=self.silence_s,
                 on_silence=self._on_silence,
             )
         except DeviceUnavailableError as exc:
@@ -407,7 +414,7 @@ class RapiscanRpm(RpmDriver):
     async def _status(self) -> RpmStatus:
         self._check()
         quiet = asyncio.get_running_loop().time() - self.last_record
-        if quiet > SILENCE_S:
+        if quiet > self.silence_s:
             raise DeviceTimeoutError(f"portal silent for {quiet:.1f} s (it sends a record at least every second)")
         return self.state.status()
 

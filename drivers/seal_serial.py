@@ -130,7 +130,8 @@ def decode_frame(buf: bytes) -> tuple[SealFrame | None, int]:
     if buf[total - 1] != ETX:
         raise FrameError("no ETX after the CRC")
     if bytes(buf[2 + n : total - 1]) != crc16_modbus_bytes(body):
-        raise FrameError("CRC error", consumed=total)
+        # Skip only the STX: an STX in line noise can swallow a good frame behind it.
+        raise FrameError("CRC error")
     return SealFrame(body[1], body[2], body[3:]), total
 
 

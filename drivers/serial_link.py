@@ -138,7 +138,7 @@ class _Protocol(asyncio.Protocol, Generic[F]):
         self.port._received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.port._lost(exc)
+        self.port._lost(exc, self)
 
 
 class SerialPort:
@@ -157,6 +157,7 @@ class SerialPort:
         self._data = asyncio.Event()
         self._lost_reason: str | None = None
         self._gone = asyncio.Event()  # set when the transport has really closed
+        self._protocol: asyncio.Protocol | None = None  # the current transport's protocol
         self.last_rx = 0.0  # loop time of the last received byte (for inter-frame gaps)
 
     @property
@@ -178,7 +179,7 @@ class SerialPort:
         }
         try:
             async with asyncio.timeout(OPEN_TIMEOUT_S):
-                transport, _ = await serial_asyncio_fast.create_serial_connection(
+                transport, protocol = await serial_asyncio_fast.create_serial_connection(
                     loop, lambda: _Protocol(self), self.link.url, **kw
                 )
         except TimeoutError as exc:
@@ -186,6 +187,7 @@ class SerialPort:
         except (serial.SerialException, OSError, ValueError, termios.error) as exc:
             raise self._translate(exc, "cannot open") from exc
         self._transport = transport
+        self._protocol = protocol
         self.counters["opens"] += 1
         log.debug("opened %s", self.link.url)
 
@@ -214,7 +216,11 @@ class SerialPort:
         self.last_rx = asyncio.get_running_loop().time()
         self._data.set()
 
-    def _lost(self, exc: Exception | None) -> None:
+    def _lost(self, exc: Exception | None, protocol: asyncio.Protocol | None = None) -> None:
+        if protocol is not None and protocol is not self._protocol:
+            # A transport the port already replaced (an adapter pulled and put back while the
+            # old one was still closing): its end is not the new one's.
+            return
         if self._transport is not None:
             self.counters["lost"] += 1
             self._lost_reason = str(exc) if exc else "closed"

@@ -109,6 +109,7 @@ class RpmSim:
         self.occupancy_count = 0
         self.occupancies: list[dict[str, Any]] = []  # what the portal concluded, for tests
         self.lines_sent = 0
+        self.samples = 0  # gamma samples counted in occupancies, ever (tests wait on it)
         self._est_gamma = list(self.gamma_bg)  # the portal's background estimate
         self._est_neutron = list(self.neutron_bg)
         self._sent_tamper = False
@@ -184,6 +185,8 @@ class RpmSim:
                 max_cps = max(max_cps, sum(window))
                 gamma_alarm |= sum(window) > threshold
             await self.send(_line("GA" if gamma_alarm else "GS", *counts))
+            self.samples += 1
+            self.world.notify()
             if samples % NEUTRON_EVERY == 1:
                 n_counts = [poisson(self.rng, r * SAMPLE_S * NEUTRON_EVERY) for r in n_rates]
                 neutron_total += sum(n_counts)
@@ -204,6 +207,7 @@ class RpmSim:
                 "threshold_cps": threshold,
             }
         )
+        self.world.notify()
         await self.send(_line("GX", self.occupancy_count, round(sum(self._est_neutron) * 1000)))
 
     async def run(self) -> None:
@@ -215,6 +219,7 @@ class RpmSim:
             if self.tamper != self._sent_tamper:
                 self._sent_tamper = self.tamper
                 await self.send(_line("TT" if self.tamper else "TC"))
+                w.notify()
             if self.occupied:
                 await self._occupancy(period)
                 idle_lines = 0
@@ -222,6 +227,7 @@ class RpmSim:
             if idle_lines % round(BACKGROUND_PERIOD_S / SAMPLE_S) == 0:
                 for line in self._background_lines():
                     await self.send(line)
+                w.notify()
             idle_lines += 1
             with contextlib.suppress(TimeoutError):
                 await w.wait_until(lambda: self.occupied, timeout=period)
