@@ -6,7 +6,7 @@ document is generated from it.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -382,7 +382,7 @@ EVENTS: dict[EventType, type[_Payload]] = {
     "identity.corrected": IdentityCorrected,
     "override.applied": OverrideApplied,
     "audit.checkpoint": AuditCheckpoint,
-    **CARGO_EVENTS,
+    **cast("dict[EventType, type[_Payload]]", CARGO_EVENTS),
 }
 
 assert set(get_args(EventType)) == set(EVENTS), "EventType and EVENTS list the same event types"

@@ -169,7 +169,7 @@ def occupancy_document(occ: RpmOccupancyEvent, portal: PortalInfo, *, version: s
         _sub(alarm, "AlarmAudibleIndicator", "true")
         _sub(alarm, "RadAlarmLightColor", "Red")
     _qualify(root, ns)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
 
 
 def _qualify(el: ET.Element, ns: str) -> None:
