@@ -33,8 +33,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from portlane.drivers.base import RpmOccupancy, RpmStatus, SealRecord
 from portlane.edge.contract.commands import ADJUDICATION_CODES, AdjudicationCode
-from portlane.edge.contract.events import RpmOccupancyEvent
+from portlane.edge.contract.events import RpmOccupancyEvent, SealInfo
+from portlane.edge.contract.times import format_rfc3339, rfc3339
 
 __all__ = [
     "ADJUDICATION_EFFECT",
@@ -46,9 +48,12 @@ __all__ = [
     "adjudication_effect",
     "cargo_blockers",
     "check_seal_command",
+    "occupancy_event",
     "release_allowed",
     "rpm_blockers",
     "seal_blockers",
+    "seal_info",
+    "seal_seen",
 ]
 
 BlockerKind = Literal[
@@ -255,3 +260,56 @@ def cargo_blockers(
 def release_allowed(blockers: Sequence[Blocker]) -> bool:
     """Automatic release is allowed only with no blocker at all."""
     return not blockers
+
+
+# --------------------------------------------------------------------------- from the drivers
+
+
+def occupancy_event(
+    occ: RpmOccupancy, status: RpmStatus | None, *, portal: str, passage_id: str | None
+) -> RpmOccupancyEvent:
+    """The contract's ``rpm.occupancy`` for one occupancy the portal reported, with its verdict:
+    ``alarm`` when the portal alarmed (whatever else), ``fault`` when the portal was faulted or
+    tampered with as the occupancy ended (``status``, read then), else ``clear``."""
+    faults: tuple[str, ...] = ()
+    if status is not None:
+        faults = tuple(sorted(str(f) for f in status.faults)) + (("tamper",) if status.tamper else ())
+    verdict = "alarm" if occ.alarm else "fault" if faults else "clear"
+    return RpmOccupancyEvent(
+        passage_id=passage_id,
+        portal=portal,
+        occupancy=occ.number,
+        started=rfc3339(occ.started_at),
+        ended=rfc3339(occ.ended_at),
+        live_s=round(occ.live_s, 3),
+        gamma_counts=occ.gamma_counts,
+        neutron_counts=occ.neutron_counts,
+        gamma_background_cps=occ.gamma_background_cps,
+        neutron_background_cps=occ.neutron_background_cps,
+        gamma_alarm=occ.gamma_alarm,
+        neutron_alarm=occ.neutron_alarm,
+        gamma_sigma=round(occ.gamma_sigma, 2),
+        nsigma=occ.nsigma,
+        speed_kph=occ.speed_kph,
+        verdict=verdict,
+        faults=faults,
+    )
+
+
+def seal_seen(r: SealRecord) -> SealSeen:
+    """The rules' view of a seal the reader read."""
+    return SealSeen(r.seal_id, r.state.value, r.kind.value == "elock", r.route.value if r.route else None)
+
+
+def seal_info(r: SealRecord) -> SealInfo:
+    """The contract's view of a seal the reader read (for ``seal.read``)."""
+    return SealInfo(
+        seal_id=r.seal_id,
+        kind=r.kind.value,
+        state=r.state.value,
+        sealed_at=format_rfc3339(r.sealed_at) if r.sealed_at else None,
+        opened_at=format_rfc3339(r.opened_at) if r.opened_at else None,
+        battery_pct=r.battery_pct,
+        battery_low=r.battery_low,
+        route=r.route.value if r.route else None,
+    )

@@ -258,3 +258,60 @@ def test_removing_a_guard_is_caught(guard: str, monkeypatch: pytest.MonkeyPatch)
     MUTANTS[guard](monkeypatch)
     with pytest.raises(AssertionError):
         _check_invariants()
+
+
+# --------------------------------------------------------------------------- from the drivers
+
+
+def test_driver_readings_become_contract_events_with_their_verdict() -> None:
+    import dataclasses
+    import datetime
+
+    from portlane.drivers.base import (
+        RadiationFault,
+        RouteStatus,
+        RpmOccupancy,
+        RpmStatus,
+        SealKind,
+        SealRecord,
+        SealState,
+    )
+
+    occ = RpmOccupancy(
+        number=41,
+        started_at=1_796_550_060.0,
+        ended_at=1_796_550_062.4,
+        samples=12,
+        sample_s=0.2,
+        gamma_counts=(6100, 6230, 5980, 6050),
+        neutron_counts=(3, 2, 3, 4),
+        gamma_background_cps=(2400.0,) * 4,
+        neutron_background_cps=(1.5,) * 4,
+        gamma_alarm=True,
+        neutron_alarm=False,
+        nsigma=4.0,
+        max_gamma_cps=10_900,
+    )
+    ev = cargo_checks.occupancy_event(
+        occ, RpmStatus(occupied=False, occupancy_count=41), portal="c1/rpm", passage_id="p1"
+    )
+    assert (ev.verdict, ev.occupancy, ev.live_s, ev.faults) == ("alarm", 41, 2.4, ())
+    assert ev.started.endswith("Z") and ev.gamma_sigma == round((10_900 - 9600) / 9600**0.5, 2)
+    faulted = RpmStatus(occupied=False, occupancy_count=41, faults=frozenset({RadiationFault.GAMMA_HIGH}), tamper=True)
+    clean = dataclasses.replace(occ, gamma_alarm=False)
+    ev = cargo_checks.occupancy_event(clean, faulted, portal="c1/rpm", passage_id=None)
+    assert (ev.verdict, ev.faults) == ("fault", ("gamma_high", "tamper"))
+    assert cargo_checks.occupancy_event(clean, None, portal="c1/rpm", passage_id=None).verdict == "clear"
+    t = datetime.datetime(2026, 12, 6, 9, 41, tzinfo=datetime.UTC)
+    lock = SealRecord(
+        0x0A1B, 0xC0FFEE, SealKind.ELOCK, SealState.SEALED, sealed_at=t, battery_pct=87, route=RouteStatus.OFF_ROUTE
+    )
+    assert cargo_checks.seal_seen(lock) == SealSeen(LOCK, "sealed", True, "off_route")
+    info = cargo_checks.seal_info(lock)
+    assert (info.seal_id, info.kind, info.sealed_at, info.opened_at, info.route) == (
+        LOCK,
+        "elock",
+        "2026-12-06T09:41:00.000Z",
+        None,
+        "off_route",
+    )
