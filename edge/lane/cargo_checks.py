@@ -35,7 +35,7 @@ from typing import Literal, get_args
 
 from portlane.drivers.base import RpmOccupancy, RpmStatus, SealRecord
 from portlane.edge.contract.commands import ADJUDICATION_CODES, AdjudicationCode
-from portlane.edge.contract.events import RpmOccupancyEvent, SealInfo
+from portlane.edge.contract.events import RpmOccupancyEvent, RpmVerdict, SealInfo
 from portlane.edge.contract.times import format_rfc3339, rfc3339
 
 __all__ = [
@@ -274,7 +274,7 @@ def occupancy_event(
     faults: tuple[str, ...] = ()
     if status is not None:
         faults = tuple(sorted(str(f) for f in status.faults)) + (("tamper",) if status.tamper else ())
-    verdict = "alarm" if occ.alarm else "fault" if faults else "clear"
+    verdict: RpmVerdict = "alarm" if occ.alarm else "fault" if faults else "clear"
     return RpmOccupancyEvent(
         passage_id=passage_id,
         portal=portal,
