@@ -27,17 +27,17 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from portlane.drivers.supervisor import DeviceHealth
-from portlane.edge.config import LaneConfig, MqttProtocol, Site
+from portlane.edge.config import LaneConfig, Site
 from portlane.edge.contract.events import DeviceState, LaneException, ScanEvent
 from portlane.edge.delivery.events import EventMetrics
 from portlane.edge.errors import OutboxError, StateError
 from portlane.edge.journal import Journal
 from portlane.edge.trust.audit import require_operator
 from portlane.edge.trust.events import VerifiedEvent
-from portlane.edge.unit.skeleton import StatusWord, Unit, restart_needed
+from portlane.edge.unit.skeleton import Connection, StatusWord, Unit, restart_needed
 from pydantic import ValidationError
 
 from .actions import Action, Publish, ShowBoard, StopGate
@@ -73,16 +73,14 @@ class LaneDaemon:
         lane: LaneConfig,
         *,
         state_dir: Path,
-        broker_url: str | None = None,
-        broker_protocol: MqttProtocol | None = None,
         recogniser: Recogniser | None = None,
-        clock: Callable[[], float] = time.time,
         timeouts: LaneTimeouts | None = None,
         metrics: EventMetrics | None = None,
+        **connection: Unpack[Connection],
     ) -> None:
         self.site = site
         self.cfg = lane
-        self.clock = clock
+        self.clock = clock = connection.get("clock", time.time)
         self.state_dir = Path(state_dir)
         self.logic = LaneLogic(
             lane.id,
@@ -98,10 +96,8 @@ class LaneDaemon:
             key=lane.key,
             state_dir=self.state_dir,
             audit_lane=lane.id,
-            broker_url=broker_url,
-            broker_protocol=broker_protocol,
-            clock=clock,
             metrics=metrics,
+            **connection,
             on_refused=self._on_outbox_refused,
             status=self._status_word,
         )
