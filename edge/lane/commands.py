@@ -20,7 +20,9 @@ from portlane.edge.contract.commands import (
     DecisionArgs,
     ExpectedVehiclesArgs,
     LaneServiceArgs,
+    PredecisionArgs,
     ReplayEventsArgs,
+    RevokeArgs,
     SignedCommand,
 )
 from portlane.edge.contract.events import CommandRejected as CommandRejectedEvent
@@ -37,6 +39,7 @@ from .actions import Action, Publish, ShowBoard
 from .identification import Identifier, plate_read
 from .logic import LaneLogic
 from .passage import Identity
+from .predecisions import ControlOrder, Declared
 
 __all__ = ["CommandCounters", "CommandHandler"]
 
@@ -160,6 +163,12 @@ class CommandHandler:
                 n = self.replay(start, end)
                 log.info("%s: replaying %d events from seq %d for %s", self.lane, n, start, cmd.key_id)
                 return Outcome(True)
+            case PredecisionArgs():
+                ok, reason, actions = self.logic.on_predecision(Declared.from_command(cmd, args), now)
+                return Outcome(ok, reason, tuple(actions))
+            case RevokeArgs():
+                ok, reason, actions = self.logic.on_revoke(ControlOrder.from_command(cmd, args), now)
+                return Outcome(ok, reason, tuple(actions))
         return Outcome(False, "unknown_command")
 
     def _decide(self, cmd: SignedCommand, agency: str, verdict: str, now: float) -> Outcome:
