@@ -69,7 +69,7 @@ class Declaration:
     """What the platform declares for one vehicle (each agency signs its own copy)."""
 
     plates: tuple[str, ...] = HK_TRUCK_PLATES
-    tag_id: str | None = TAG
+    tag_id: str = TAG
     containers: tuple[tuple[str, str], ...] = BOXES
     weight_kg: int | None = WEIGHT_KG
     tolerance_kg: int = 500
@@ -87,13 +87,12 @@ class Declaration:
             "verdict": self.verdicts.get(agency, "release"),
             "plates": list(self.plates),
             "containers": [{"number": n, "size_type": t} for n, t in self.containers],
+            "tag_id": self.tag_id,
             "lanes": list(self.lanes),
             "window_start": rfc3339(self.window[0]),
             "window_end": rfc3339(self.window[1]),
             "valid_until": rfc3339(self.valid_until),
         }
-        if self.tag_id is not None:
-            a["tag_id"] = self.tag_id
         if self.weight_kg is not None:
             a["gross_weight_kg"], a["weight_tolerance_kg"] = self.weight_kg, self.tolerance_kg
         if self.seals is not None:

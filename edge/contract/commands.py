@@ -157,7 +157,8 @@ class PredecisionArgs(_Args):
     """``predecision``: one agency's verdict on a declared vehicle, signed in advance.
 
     What must match: ``plates`` (every plate the vehicle carries, the paired Hong Kong or Macau
-    plate too), ``tag_id`` (the e-card), ``containers`` (order-free, each with its size/type
+    plate too), ``tag_id`` (the e-card: required, the lane releases nothing on plates alone —
+    a control order on the e-card must be able to win), ``containers`` (order-free, each with its size/type
     code), ``gross_weight_kg`` within ``weight_tolerance_kg``, ``seals`` when given. Where and
     when: ``lanes``, the appointment window ``window_start``..``window_end``. ``verdict``
     ``release`` lets the lane open on a full match; ``inspect`` queues the one scan at arrival.
@@ -168,7 +169,7 @@ class PredecisionArgs(_Args):
     agency: Ident
     verdict: Literal["release", "inspect"]
     plates: tuple[Text, ...] = Field(min_length=1, max_length=MAX_PLATES)
-    tag_id: Ident | None = None
+    tag_id: Ident
     containers: tuple[DeclaredContainer, ...] = Field((), max_length=MAX_CONTAINERS)
     gross_weight_kg: Annotated[int, Field(ge=0, le=MAX_GROSS_WEIGHT_KG)] | None = None
     weight_tolerance_kg: Annotated[int, Field(ge=0, le=MAX_GROSS_WEIGHT_KG)] | None = None

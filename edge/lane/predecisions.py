@@ -115,7 +115,7 @@ class Declared:
     agency: str
     verdict: Verdict
     plates: frozenset[str]  # normalised
-    tag_id: str | None
+    tag_id: str
     containers: tuple[tuple[str, str], ...]  # (number, size/type code), sorted
     gross_weight_kg: int | None
     weight_tolerance_kg: int | None
@@ -315,7 +315,7 @@ def _rule_time(d: Declared, c: Context) -> Iterator[Refusal]:
 
 
 def _rule_tag(d: Declared, c: Context) -> Iterator[Refusal]:
-    if d.tag_id is not None and c.observed.tag_id != d.tag_id:
+    if c.observed.tag_id != d.tag_id:
         read = c.observed.tag_id or "nothing"
         yield "tag_mismatch", f"declared e-card {d.tag_id}, read {read}"
 
@@ -571,8 +571,7 @@ class PredecisionBook:
             refused: list[PredecisionRefusal] = []
             for e in mine:
                 d = e.declared
-                own_tag = d.tag_id is not None and d.tag_id == o.tag_id
-                ctx = Context(o, lane, now, resolvable and own_tag, why or "its declared e-card was not read")
+                ctx = Context(o, lane, now, resolvable and d.tag_id == o.tag_id, why or "its e-card was not read")
                 found = [*self._state(e), *(r for rule in RULES for r in rule(d, ctx))]
                 if not found:
                     full.append(d)
@@ -607,7 +606,7 @@ class PredecisionBook:
         vehicles = {
             e.declared.plates
             for e in candidates
-            if e.declared.tag_id in (None, o.tag_id)
+            if e.declared.tag_id == o.tag_id
             and all(any(_consistent(r, p, relaxed=_in_doubt(r)) for p in e.declared.plates) for r in o.plates)
         }
         if len(vehicles) != 1:
@@ -701,8 +700,7 @@ class PredecisionBook:
             self._by_plate.setdefault(p, set()).add(d.id)
             if len(p) > 1:
                 self._by_suffix.setdefault(p[1:], set()).add(d.id)
-        if d.tag_id is not None:
-            self._by_tag.setdefault(d.tag_id, set()).add(d.id)
+        self._by_tag.setdefault(d.tag_id, set()).add(d.id)
         if dirty:
             self._dirty.add(f"p:{d.id}")
 
@@ -715,12 +713,11 @@ class PredecisionBook:
                     ids.discard(pid)
                     if not ids:
                         del index[k]
-        if d.tag_id is not None:
-            ids = self._by_tag.get(d.tag_id)
-            if ids is not None:
-                ids.discard(pid)
-                if not ids:
-                    del self._by_tag[d.tag_id]
+        ids = self._by_tag.get(d.tag_id)
+        if ids is not None:
+            ids.discard(pid)
+            if not ids:
+                del self._by_tag[d.tag_id]
         self._dirty.add(f"p:{pid}")
 
 

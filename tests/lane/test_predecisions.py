@@ -173,7 +173,8 @@ def test_a_confident_read_is_never_matched_to_the_nearest_declared_plate() -> No
 
 
 def test_a_doubt_that_fits_two_declared_vehicles_is_not_resolved() -> None:
-    other = Declaration(plates=("湘B12345",), tag_id=None, containers=(), weight_kg=None, id_prefix="other")
+    """The e-card re-issued to another truck while an old declaration still names it."""
+    other = Declaration(plates=("湘B12345",), containers=(), weight_kg=None, id_prefix="other")
     book = book_with(MAINLAND, other)
     doubtful = reads(("皖B12345",), confidence=0.45, containers=(), weight_kg=None, exceptions=("low_confidence",))
     result = match(book, doubtful)
