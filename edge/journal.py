@@ -122,11 +122,11 @@ class Journal:
             if self._saved.get(key) != body:
                 changes[key] = body
         self._file.write(changes)
-        for key, body in changes.items():
-            if body is None:
+        for key, written in changes.items():
+            if written is None:
                 del self._saved[key]
             else:
-                self._saved[key] = body
+                self._saved[key] = written
 
     def close(self) -> None:
         self._file.close()
