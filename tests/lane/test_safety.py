@@ -503,11 +503,27 @@ class LaneMachine(RuleBasedStateMachine):
             self.apply(self.logic.on_identified(p.id, self._reads(TRUCKS[truck], reading), self.now))
 
     @precondition(lambda self: self.vehicle is None and self.logic.passage is None)
-    @rule(truck=st.sampled_from(DECLARABLE), reading=st.sampled_from(("clear", "doubt", "province")))
-    def declared_truck_arrives(self, truck: str, reading: str) -> None:
+    @rule(
+        truck=st.sampled_from(DECLARABLE),
+        reading=st.sampled_from(("clear", "doubt", "province")),
+        validity=st.sampled_from(("long", "long", "short")),
+    )
+    def declared_truck_arrives(self, truck: str, reading: str, validity: str = "long") -> None:
         """The common case in one step: every agency declares, the truck comes."""
-        self.every_agency_declares(truck, "long")
+        self.every_agency_declares(truck, validity)
         self.truck_arrives(truck, reading)
+
+    @precondition(lambda self: self.vehicle == "position" and self.arm_open)
+    @rule()
+    def truck_drives_through(self) -> None:
+        """Released: through the arm and away, sampled on the way; then the lane settles."""
+        self.sample()
+        self.vehicle_drives_under_arm()
+        self.sample()
+        self.vehicle_on_exit_loop()
+        self.sample()
+        self.vehicle_leaves()
+        self.the_lane_settles()
 
     @precondition(lambda self: self.vehicle is None and self.logic.passage is None)
     @rule(truck=st.sampled_from(tuple(TRUCKS)), by=st.sampled_from(("id", "plate", "tag")))
@@ -782,20 +798,10 @@ ORIGINAL_IDENTIFIED = LaneLogic.on_identified
 # ------------------------------------------------------------------------------ pre-decisions (issue 20)
 
 
-def _drive_through(m: LaneMachine) -> None:
-    m.sample()
-    m.vehicle_drives_under_arm()
-    m.sample()
-    m.vehicle_on_exit_loop()
-    m.sample()
-    m.vehicle_leaves()
-    m.the_lane_settles()
-
-
 def _replayed_truck(m: LaneMachine) -> None:
     """Released on its pre-decisions, through, then the same truck again: nothing left to use."""
     m.declared_truck_arrives("hk", "clear")
-    _drive_through(m)
+    m.truck_drives_through()
     m.platform_sends_again(0, fresh=True)  # the platform re-sends one, signed afresh
     m.truck_arrives("hk", "clear")
 
