@@ -18,9 +18,11 @@ the devices issue is adding the reads to :class:`Observed`):
 * **plates** — every declared plate read (the paired Hong Kong/Macau plate too) and no plate read
   that is not declared, compared as normalised text. A read in doubt (below
   ``LOW_CONFIDENCE``; a province Hanzi in doubt may differ in that one character) is accepted
-  only when the e-card was read and is the declared one, *and* the declared vehicle is the only
-  one in the book consistent with every read and the e-card — never by picking the nearest
-  declared plate (``plate_mismatch``);
+  only when the e-card was read and is the declared one, another declared plate was read with
+  confidence, *and* the declared vehicle is the only one in the book consistent with every
+  read and the e-card — never by picking the nearest declared plate (``plate_mismatch``). So a
+  single-plate vehicle read in doubt always goes to an officer: its e-card alone could be on
+  another truck whose plate differs only where the read is in doubt;
 * **e-card** — declared tag read (``tag_mismatch``);
 * **containers** — the same numbers, order-free, each read with a good check digit
   (``container_mismatch``); each with its declared ISO size/type code, compared as codes
@@ -571,7 +573,7 @@ class PredecisionBook:
             refused: list[PredecisionRefusal] = []
             for e in mine:
                 d = e.declared
-                ctx = Context(o, lane, now, resolvable and d.tag_id == o.tag_id, why or "its e-card was not read")
+                ctx = Context(o, lane, now, resolvable and _anchored(d, o), why or _unanchored(d, o))
                 found = [*self._state(e), *(r for rule in RULES for r in rule(d, ctx))]
                 if not found:
                     full.append(d)
@@ -719,6 +721,19 @@ class PredecisionBook:
             if not ids:
                 del self._by_tag[d.tag_id]
         self._dirty.add(f"p:{pid}")
+
+
+def _anchored(d: Declared, o: Observed) -> bool:
+    """Beside a read in doubt, the vehicle is vouched for by its declared e-card *and* a declared
+    plate read with confidence (the paired plate of a cross-boundary vehicle): an e-card alone
+    could be on another truck whose plate differs only where the read is in doubt."""
+    return d.tag_id == o.tag_id and any(not _in_doubt(r) and r.text in d.plates for r in o.plates)
+
+
+def _unanchored(d: Declared, o: Observed) -> str:
+    if d.tag_id != o.tag_id:
+        return "its e-card was not read"
+    return "no other declared plate read with confidence"
 
 
 def _consistent_any(r: PlateRead, e: Entry) -> bool:

@@ -11,11 +11,13 @@ pre-decision signed by one agency's key for another agency never reaches the boo
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from portlane.edge.config import parse_site
+from portlane.edge.contract.events import PlateRead
 from portlane.edge.errors import StateError
 from portlane.edge.lane.actions import Audit, OpenGate, Publish
 from portlane.edge.lane.logic import LaneLogic
@@ -151,17 +153,31 @@ def test_of_two_matching_trips_an_inspection_wins() -> None:
 MAINLAND = Declaration(plates=("粤B12345",), containers=(), weight_kg=None)
 
 
-def test_a_read_in_doubt_is_resolved_by_the_declared_e_card_when_it_is_the_only_candidate() -> None:
-    book = book_with(MAINLAND)
-    doubtful = reads(("粤B12345",), confidence=0.55, containers=(), weight_kg=None, exceptions=("low_confidence",))
-    assert isinstance(match(book, doubtful), FullMatch)
+def _one_in_doubt(first: str, *, tag_id: str | None = TAG, confidence: float = 0.45) -> Identity:
+    """The cross-boundary truck: its 粤Z plate read in doubt, its Hong Kong plate with confidence."""
+    base = reads(tag_id=tag_id, exceptions=("low_confidence",))
+    doubtful = PlateRead(text=first, kind="cn_crossborder", confidence=confidence)
+    return replace(base, plates=(doubtful, base.plates[1]), confidence=confidence)
+
+
+def test_a_read_in_doubt_is_resolved_by_the_e_card_and_the_paired_plate_read_with_confidence() -> None:
+    book = book_with(Declaration())
+    assert isinstance(match(book, _one_in_doubt("粤Z1234港", confidence=0.55)), FullMatch)
 
 
 def test_a_province_in_doubt_is_resolved_only_with_the_e_card() -> None:
+    book = book_with(Declaration())
+    assert isinstance(match(book, _one_in_doubt("湘Z1234港")), FullMatch)
+    assert "plate_mismatch" in reasons(match(book, _one_in_doubt("湘Z1234港", tag_id=None)))
+
+
+def test_a_single_plate_read_in_doubt_always_goes_to_an_officer() -> None:
+    """Its e-card alone could be on another truck whose plate differs where the read is in doubt."""
     book = book_with(MAINLAND)
-    province = dict(confidence=0.45, containers=(), weight_kg=None, exceptions=("low_confidence",))
-    assert isinstance(match(book, reads(("湘B12345",), **province)), FullMatch)
-    assert reasons(match(book, reads(("湘B12345",), tag_id=None, **province))) >= {"plate_mismatch"}
+    doubtful = reads(("粤B12345",), confidence=0.55, containers=(), weight_kg=None, exceptions=("low_confidence",))
+    result = match(book, doubtful)
+    assert reasons(result) == {"plate_mismatch"}
+    assert any("no other declared plate read with confidence" in r.detail for r in result.refusals)
 
 
 def test_a_confident_read_is_never_matched_to_the_nearest_declared_plate() -> None:

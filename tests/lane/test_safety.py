@@ -99,14 +99,16 @@ TRUCKS = {
     "hk_clone": Truck(("粤Z1234港", "AB1234"), "T-CLONE", (("CSQU3054383", "45G1"),), 30_000),  # cloned plates
     "hk_overweight": Truck(("粤Z1234港", "AB1234"), "T-HK", (("CSQU3054383", "45G1"),), 36_000),
     "hk_swapped": Truck(("粤Z1234港", "AB1234"), "T-HK", (("MSKU1234565", "45G1"),), 30_000),
+    # an old registration still declared under the same e-card and Hong Kong plate
+    "hk_old": Truck(("湘Z1234港", "AB1234"), "T-HK", (("CSQU3054383", "45G1"),), 30_000),
     "cn": Truck(("粤B12345",), "T-CN", (), 15_000),
     "cn_other_plates": Truck(("粤B54321",), "T-CN", (), 15_000),  # the declared e-card on another truck
     "cn_old": Truck(("湘B12345",), "T-CN", (), 15_000),  # T-CN's truck before its e-card was re-issued
     "cn_undeclared": Truck(("湘B12345",), "T-X", (), 15_000),
 }
-#: The platform declares these; the others arrive undeclared or unlike their declaration. cn_old
-#: is declared too: an old declaration still names the e-card the cn truck now carries.
-DECLARABLE = ("hk", "cn", "cn_old")
+#: The platform declares these; the others arrive undeclared or unlike their declaration. The
+#: old ones are declared too: an old declaration still names the e-card the new truck carries.
+DECLARABLE = ("hk", "cn", "cn_old", "hk_old")
 TOLERANCE_KG = 500
 KINDS = {"粤Z1234港": "cn_crossborder", "AB1234": "hk"}
 SIGNINGS = ("own", "own", "own", "other_agency", "unsigned", "tampered", "unknown_key")
@@ -466,12 +468,17 @@ class LaneMachine(RuleBasedStateMachine):
 
     # ---------------------------------------------------------------- rules: pre-decisions (issue 20)
     def _reads(self, truck: Truck, reading: str) -> Identity:
-        """What the lane's identification reports for ``truck`` (the e-card is the truck's own)."""
+        """What the lane's identification reports for ``truck`` (the e-card is the truck's own):
+        ``doubt`` every plate read right but in doubt; ``province`` the first plate's province
+        read wrongly, every plate in doubt; ``province_one`` only the first plate in doubt."""
         conf = 0.97 if reading == "clear" else 0.45
         texts = list(truck.plates)
-        if reading == "province" and texts[0][0] in "粤湘":
+        if reading.startswith("province") and texts[0][0] in "粤湘":
             texts[0] = "皖" + texts[0][1:]  # the province Hanzi read wrongly, in doubt
-        plates = tuple(PlateRead(text=t, kind=KINDS.get(t, "cn"), confidence=conf) for t in texts)  # type: ignore[arg-type]
+        confs = [conf] + [0.97 if reading == "province_one" else conf] * (len(texts) - 1)
+        plates = tuple(
+            PlateRead(text=t, kind=KINDS.get(t, "cn"), confidence=c) for t, c in zip(texts, confs, strict=True)
+        )  # type: ignore[arg-type]
         boxes = tuple(ContainerRead(number=n, check_digit_ok=True, iso_type=t, confidence=0.99) for n, t in truck.boxes)
         return Identity(
             plates=plates,
@@ -505,13 +512,33 @@ class LaneMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.vehicle is None and self.logic.passage is None)
     @rule(
         truck=st.sampled_from(DECLARABLE),
-        reading=st.sampled_from(("clear", "doubt", "province")),
+        reading=st.sampled_from(("clear", "province_one", "doubt", "province")),
         validity=st.sampled_from(("long", "long", "short")),
     )
-    def declared_truck_arrives(self, truck: str, reading: str, validity: str = "long") -> None:
-        """The common case in one step: every agency declares, the truck comes."""
+    def declared_truck_arrives(self, truck: str, reading: str, validity: str = "long", arriving: str = "") -> None:
+        """The common case in one step: every agency declares a truck, the truck comes."""
         self.every_agency_declares(truck, validity)
-        self.truck_arrives(truck, reading)
+        self.truck_arrives(arriving or truck, reading)
+
+    @precondition(lambda self: self.vehicle is None and self.logic.passage is None)
+    @rule(
+        unlike=st.sampled_from(("hk_overweight", "hk_swapped", "hk_clone", "cn_other_plates", "cn_old", "hk_old")),
+        reading=st.sampled_from(("clear", "province_one", "doubt", "province")),
+    )
+    def a_truck_unlike_its_declaration_arrives(self, unlike: str, reading: str) -> None:
+        """Declared as the honest truck; the one that comes is overloaded, carries another box,
+        has cloned plates, carries the declared e-card, or is the e-card's previous truck."""
+        self.declared_truck_arrives("hk" if unlike.startswith("hk") else "cn", reading, "long", unlike)
+
+    @precondition(lambda self: self.vehicle is None and self.logic.passage is None)
+    @rule(truck=st.sampled_from(DECLARABLE))
+    def declared_truck_comes_back(self, truck: str) -> None:
+        """Declared, released, through — and the same truck again (its pre-decisions are used)."""
+        self.declared_truck_arrives(truck, "clear")
+        if self.vehicle == "position" and self.arm_open:
+            self.truck_drives_through()
+        if self.vehicle is None and self.logic.passage is None:
+            self.truck_arrives(truck, "clear")
 
     @precondition(lambda self: self.vehicle == "position" and self.arm_open)
     @rule()
@@ -611,7 +638,8 @@ class LaneMachine(RuleBasedStateMachine):
 
     @rule(by=st.sampled_from(("id", "plate", "tag")), pick=st.integers(min_value=0, max_value=50))
     def platform_revokes(self, by: str, pick: int) -> None:
-        ids = sorted(self.issued)
+        """By id: the newest issued first (``pick`` 0), the ones that matter to the next truck."""
+        ids = sorted(self.issued, key=lambda pd: int(pd.removeprefix("pd-")), reverse=True)
         self.revoke(by, target=ids[pick % len(ids)] if ids else "")
 
     def revoke(self, by: str, *, target: str) -> None:
@@ -853,10 +881,11 @@ def _signed_badly(signing: str) -> Any:
 
 
 def _doubt_between_two_declared(m: LaneMachine) -> None:
-    """An old declaration still names the e-card; the province is read in doubt: two fit."""
-    m.every_agency_declares("cn_old", "long")
-    m.every_agency_declares("cn", "long")
-    m.truck_arrives("cn", "province")
+    """An old declaration still names the e-card and the Hong Kong plate; the 粤Z plate's
+    province is read in doubt: two declared vehicles fit."""
+    m.every_agency_declares("hk_old", "long")
+    m.every_agency_declares("hk", "long")
+    m.truck_arrives("hk", "province_one")
 
 
 def _directed(scenario: Any) -> None:
