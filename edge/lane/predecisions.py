@@ -60,13 +60,18 @@ __all__ = [
     "DEFAULT_CAPACITY",
     "EXPIRED_MEMORY_S",
     "MAX_VALIDITY_S",
+    "ORDER_CAPACITY",
     "RULES",
+    "Added",
+    "Context",
     "ControlOrder",
     "Declared",
+    "Entry",
     "FullMatch",
     "NoMatch",
     "Observed",
     "PredecisionBook",
+    "Revoked",
 ]
 
 #: Pre-decisions one lane keeps. A busy lane clears ~5,000 vehicles a day with 3 agencies, so
