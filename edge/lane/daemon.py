@@ -45,9 +45,11 @@ from .commands import LANE_COMMANDS, LaneCommands
 from .devices import LaneDevices
 from .executor import Executor
 from .identification import Identifier
-from .logic import OPERATOR, LaneLogic
+from .logic import LaneLogic
 from .passage import Identity, LaneTimeouts, Passage, Sensors
+from .predecision_store import PredecisionStore
 from .recognition import Recogniser
+from .technician import OPERATOR
 
 __all__ = ["LaneDaemon"]
 
@@ -82,8 +84,12 @@ class LaneDaemon:
         self.cfg = lane
         self.clock = clock = connection.get("clock", time.time)
         self.state_dir = Path(state_dir)
+        # Signed pre-decisions and control orders, on disk: a use is written before the gate moves,
+        # so a restart never lets a used pre-decision release a second vehicle.
+        self.predecision_store = PredecisionStore(clock=clock)
         self.logic = LaneLogic(
             lane.id,
+            predecisions=self.predecision_store.book,
             agencies=tuple(a.value for a in lane.agencies),
             has_scanner=lane.scanner is not None,
             kind=lane.kind,
@@ -112,6 +118,7 @@ class LaneDaemon:
                     unit,
                 )
         self.journal = Journal(self.state_dir / f"journal-{lane.id}.db")
+        self.predecision_store.open(self.state_dir / f"predecisions-{lane.id}.db")
         closure = self.journal.records().get(CLOSURE_KEY)
         if closure is not None:
             # An operator closed the lane before the stop (a restart, a new site file, a power
@@ -159,6 +166,7 @@ class LaneDaemon:
             records[CLOSURE_KEY] = {"operator": closed.operator, "reason": closed.reason}
         try:
             self.journal.sync(records)
+            self.predecision_store.sync()  # a use or a revoke on disk before the executor opens
         except StateError as exc:
             self._on_journal_failed(exc)
         else:
@@ -362,6 +370,7 @@ class LaneDaemon:
             "kind": self.cfg.kind,
             "in_service": self.logic.in_service,
             "closed_for": {c: {"by": x.operator, "reason": x.reason} for c, x in self.logic.closures.items()},
+            "predecisions": self.logic.predecisions.stats(self.clock()),
             "stage": self.logic.stage.value,
             "passage_id": p.id if p else None,
             "holding": self.logic.holding,
@@ -389,3 +398,4 @@ class LaneDaemon:
         finally:
             await self.devices.close()
             self.journal.close()
+            self.predecision_store.close()

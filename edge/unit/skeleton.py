@@ -176,7 +176,7 @@ class Unit:
             ),
             audit=self.audit,
             events=self.events,
-            link=self.link,
+            respond=self.link.publish_best_effort,
             clock=clock,
         )
         self.commands.register("replay_events", self._replay_command)
