@@ -19,7 +19,7 @@ import yaml
 from portlane.edge.config import parse_site
 from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
 from portlane.edge.ops.control import ControlServer, peer_of, request
-from portlane.edge.ops.handlers import lane_handlers
+from portlane.edge.ops.handlers import LaneControl
 from portlane.edge.trust.audit import AuditEntry, AuditLog, read_entries, verify_log
 from portlane.edge.trust.keys import generate_keypair
 from portlane.edge.trust.pki import init_pki
@@ -79,7 +79,7 @@ def _daemon(site_file: Path, audit: AuditLog) -> Any:
 async def _apply(sockdir: Path, site_file: Path, audit: AuditLog, new_text: str, **extra: Any) -> dict[str, Any]:
     d = _daemon(site_file, audit)
     restart = asyncio.Event()
-    handlers = {"config_apply": lane_handlers(d, site_file, restart)["config_apply"]}  # type: ignore[arg-type]
+    handlers = {"config_apply": LaneControl(d, site_file, restart).config_apply}
     async with ControlServer(sockdir / "lane-c1.sock", handlers):
         resp = await request(sockdir / "lane-c1.sock", "config_apply", yaml=new_text, **OP, **extra)
     assert restart.is_set() == bool(resp.get("applied"))
