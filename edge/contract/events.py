@@ -206,7 +206,7 @@ class CommandResponse(_Payload):
 
 
 class AuditCheckpoint(_Payload):
-    """A signed anchor of the unit's audit log (``portlane.edge.trust.audit.Checkpoint``): the log
+    """A signed anchor of the unit's audit log (``portlane.edge.trust.audit_chain.Checkpoint``): the log
     had ``entries`` entries ending in ``head``. Also retained on ``.../{unit}/checkpoint``."""
 
     entries: int = Field(ge=0)

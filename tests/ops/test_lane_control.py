@@ -14,7 +14,7 @@ import pytest
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.ops.control import ControlServer, request
 from portlane.edge.ops.handlers import LaneControl
-from portlane.edge.trust.audit import read_entries
+from portlane.edge.trust.audit_chain import read_entries
 
 from tests.virtual_lane import start_lane, stop_lane
 

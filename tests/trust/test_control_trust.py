@@ -20,7 +20,8 @@ from portlane.edge.config import parse_site
 from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
 from portlane.edge.ops.control import ControlServer, peer_of, request
 from portlane.edge.ops.handlers import LaneControl
-from portlane.edge.trust.audit import AuditEntry, AuditLog, read_entries, verify_log
+from portlane.edge.trust.audit import AuditLog
+from portlane.edge.trust.audit_chain import AuditEntry, read_entries, verify_log
 from portlane.edge.trust.keys import generate_keypair
 from portlane.edge.trust.pki import init_pki
 

@@ -6,7 +6,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from portlane.edge.trust.audit import AuditLog, read_entries, verify_log
+from portlane.edge.trust.audit import AuditLog
+from portlane.edge.trust.audit_chain import read_entries, verify_log
 from portlane.edge.trust.commands import CommandRejected, CommandVerifier
 from portlane.edge.trust.keys import generate_keypair
 from portlane.edge.trust.nonces import MemoryNonceStore
