@@ -22,7 +22,8 @@ import yaml
 from portlane.edge.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .live import DEFAULT_LOW_CONFIDENCE, STAGE_RANK
+from .live import DEFAULT_LOW_CONFIDENCE
+from .picture import STAGE_RANK
 from .signatures import EventKey
 
 __all__ = ["ConsoleConfig", "load_console_config"]

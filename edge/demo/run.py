@@ -358,7 +358,7 @@ async def _run(
     )
     async with contextlib.AsyncExitStack() as exits:
         if opts.console or opts.console_db:
-            from portlane.edge.console.service import demo_console
+            from portlane.edge.demo.console import demo_console
 
             await exits.enter_async_context(
                 demo_console(
