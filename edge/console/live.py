@@ -429,7 +429,6 @@ class SiteLive:
                 )
             )
         if isinstance(target, LaneLive):
-            target.status_ms = ms
             in_service = body.get("in_service")
             if online and isinstance(in_service, bool) and in_service != target.in_service and not target.auto_closed:
                 out += self._service(target, in_service, "status: out of service", ms)

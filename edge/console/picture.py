@@ -81,7 +81,6 @@ class LaneLive:
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
     completed: int = 0
     last: dict[str, Any] | None = None
-    status_ms: int = 0
 
     def as_dict(self, alarms: int) -> dict[str, Any]:
         return {

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import logging
 import time
@@ -474,9 +473,6 @@ class ConsoleService:
             "missing": {f"{u}/{e}": s.missing_count() for (u, e), s in self.ledger.streams.items() if s.missing},
         }
         return snap
-
-    def today(self) -> dt.date:
-        return dt.datetime.now(self.live.tz).date()
 
 
 def _ignore_result(fut: asyncio.Future[None]) -> None:

@@ -16,7 +16,6 @@ keys are refused too, so a signer cannot smuggle fields a later version might re
 from __future__ import annotations
 
 import enum
-import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -230,7 +229,3 @@ class SignedCommand(BaseModel):
     def to_json_bytes(self) -> bytes:
         """The wire form: the canonical JSON of the whole command, ``sig`` included."""
         return canonical_json(self.model_dump(), allow_floats=False)
-
-    def digest(self) -> str:
-        """sha256 (hex) of the wire form, for audit entries."""
-        return hashlib.sha256(self.to_json_bytes()).hexdigest()

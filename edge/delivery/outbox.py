@@ -73,10 +73,6 @@ __all__ = ["Outbox", "OutboxEvent", "OutboxRow", "OutboxStats", "Signer"]
 
 _T = TypeVar("_T")
 
-#: 24 h of a busy lane (5,000 vehicles a day x ~15 events) is 75,000 events; a day of
-#: outage across a whole site fits many times over.
-DEFAULT_CAPACITY = OutboxConfig().capacity
-
 #: Applied to each envelope (as a JSON-ready dict) before its row is written; returns the dict
 #: to store and send — e.g. with the ``sigkeyid``/``sig`` attributes of an event signature.
 Signer = Callable[[dict[str, Any]], dict[str, Any]]

@@ -129,15 +129,8 @@ class Notifier:
     def stopping(self, status: str | None = None) -> bool:
         return self.send("STOPPING=1", *([f"STATUS={status}"] if status else []))
 
-    def reloading(self) -> bool:
-        return self.send("RELOADING=1")
-
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1")
-
-    def watchdog_trigger(self) -> bool:
-        """Ask systemd to act as if the watchdog timed out now (restart us)."""
-        return self.send("WATCHDOG=trigger")
 
     def close(self) -> None:
         if self._sock is not None:
