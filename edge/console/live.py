@@ -38,13 +38,14 @@ from zoneinfo import ZoneInfo
 
 from portlane.edge.config import Site
 from portlane.edge.contract.times import parse_rfc3339
+from portlane.edge.contract.vocabulary import LOW_CONFIDENCE
 
 from .effects import Clear, Completed, Effect, Raise
 from .ingest import Event
 from .picture import LaneLive, PassageLive, ScannerLive, vehicle_kind
 from .store import PassageRow
 
-__all__ = ["DEFAULT_LOW_CONFIDENCE", "DEFAULT_STUCK_AFTER_S", "SiteLive"]
+__all__ = ["DEFAULT_STUCK_AFTER_S", "SiteLive"]
 
 #: Longest a passage may stay in one stage before it is "stuck", in real seconds. A decision
 #: normally takes seconds, a scan 10–40 s plus the queue, a released truck clears the gate in
@@ -59,8 +60,6 @@ DEFAULT_STUCK_AFTER_S: dict[str, float] = {
     "diverted": 120.0,
 }
 
-#: Identifications below this confidence wait for an officer even without an exception.
-DEFAULT_LOW_CONFIDENCE = 0.8
 #: Completed passage ids remembered to ignore late events of finished passages.
 _COMPLETED_MEMORY = 2000
 
@@ -75,7 +74,7 @@ class SiteLive:
         site: Site,
         *,
         stuck_after_s: Mapping[str, float] | None = None,
-        low_confidence: float = DEFAULT_LOW_CONFIDENCE,
+        low_confidence: float = LOW_CONFIDENCE,
     ) -> None:
         self.site_id = site.site.id
         self.site_name = site.site.name

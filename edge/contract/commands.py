@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .canonical import b64decode_strict, b64url_decode_strict, canonical_json
 from .times import parse_rfc3339
+from .vocabulary import Verdict
 
 __all__ = [
     "ARGS",
@@ -65,7 +66,7 @@ class DecisionArgs(_Args):
     """``decision``: one agency's verdict on the current passage."""
 
     agency: Ident
-    verdict: Literal["release", "inspect", "hold", "divert"]
+    verdict: Verdict
 
 
 class CorrectIdentityArgs(_Args):

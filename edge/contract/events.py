@@ -10,6 +10,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .vocabulary import Verdict
+
 __all__ = [
     "EVENTS",
     "STAGES",
@@ -94,7 +96,7 @@ class VehicleIdentified(_Payload):
 class PassageDecided(_Payload):
     passage_id: str
     agency: str
-    decision: Literal["release", "inspect", "hold", "divert"]
+    decision: Verdict
     phase: Literal["initial", "after_scan"]
     command_nonce: str
 

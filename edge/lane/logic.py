@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from dataclasses import replace
-from typing import Literal, get_args
+from typing import Literal
 
 from portlane.edge.contract.events import (
     STAGES,
@@ -46,6 +46,7 @@ from portlane.edge.contract.events import (
     PassageOutcome,
 )
 from portlane.edge.contract.times import rfc3339
+from portlane.edge.contract.vocabulary import VERDICTS
 
 from .actions import Action, Audit, BoardColour, GateCause, Identify, Publish, SetLight, ShowBoard
 from .gate import GateTracker
@@ -60,10 +61,7 @@ from .passage import (
     counted_since,
 )
 
-__all__ = ["LaneLogic", "Verdict"]
-
-Verdict = Literal["release", "inspect", "hold", "divert"]
-VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+__all__ = ["LaneLogic"]
 
 WELCOME = ShowBoard.of(("欢迎 WELCOME", "green"))
 CLOSED = ShowBoard.of(("车道关闭 LANE CLOSED", "red"))

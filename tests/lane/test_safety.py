@@ -47,6 +47,7 @@ from portlane.drivers.virtual import virtual_world
 from portlane.edge.config import parse_site
 from portlane.edge.contract.events import PassageDecided, PlateRead
 from portlane.edge.contract.topics import Topics
+from portlane.edge.contract.vocabulary import VERDICTS
 from portlane.edge.delivery.events import EventWriter
 from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.lane.actions import Action, Audit, CloseGate, Publish
@@ -59,7 +60,6 @@ from portlane.edge.trust.audit import AuditLog
 from tests.virtual_lane import site_dict
 
 AGENCIES = ("customs", "border", "quarantine")
-VERDICTS = ("release", "inspect", "hold", "divert")
 EXAMPLES = 300
 
 
