@@ -22,6 +22,10 @@ modbus      modbus read | write
 serial      serial sniff
 diag        diag bundle
 daemon      daemon lane | scanner | recognition
+console     console serve | user
+pki         pki init | issue | acl
+report      report clearance
+_common     (no commands) exit codes, output, the way to a daemon
 ==========  ==================================================================
 
 Exit codes (shared by every command):

@@ -26,6 +26,7 @@ Layers inside the package, each module one job::
                   service only as the ``Console`` protocol it declares (no import cycle)
     service.py    ConsoleService: everything above, as one async context manager
     daemon.py     ``portlane console serve``: the service under systemd
+    errors.py     the console's exceptions (the tree below)
 
 The demo's console (users, thresholds, keys) is ``portlane.edge.demo.console``.
 
