@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portlane.edge.config import Site
+from portlane.edge.console.analytics import percentile
 from portlane.edge.contract.events import STAGES
 from portlane.edge.demo.observer import EventObserver
 from portlane.edge.demo.options import DemoOptions
@@ -49,14 +50,6 @@ class DemoRun:
     started: float = field(default_factory=time.monotonic)
     timed_out: bool = False
     stuck: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    s = sorted(values)
-    k = min(len(s) - 1, max(0, round(q * (len(s) - 1))))
-    return round(s[k], 1)
 
 
 def check_invariants(
@@ -146,7 +139,10 @@ def _recognition_summary(run: DemoRun, completed: list[dict[str, Any]]) -> dict[
         "containers_read": len(cont),
         "containers_exact": sum(1 for c in cont if c in boxes),
         "exceptions": dict(Counter(x for d in identified for x in d.get("exceptions", []))),
-        "batch_latency_ms": {"p50": _pct([x * 1000 for x in lat], 0.5), "p95": _pct([x * 1000 for x in lat], 0.95)},
+        "batch_latency_ms": {
+            "p50": percentile([x * 1000 for x in lat], 0.5),
+            "p95": percentile([x * 1000 for x in lat], 0.95),
+        },
     }
 
 
@@ -158,7 +154,7 @@ def summarise(run: DemoRun, expected: dict[str, int]) -> dict[str, Any]:
     for st in STAGES:
         vals = [float(c["stage_ms"][st]) for c in completed if st in c.get("stage_ms", {})]
         if vals:
-            stage_ms[st] = {"p50": _pct(vals, 0.5), "p95": _pct(vals, 0.95)}
+            stage_ms[st] = {"p50": percentile(vals, 0.5), "p95": percentile(vals, 0.95)}
     published = sum(expected.values())
     scanner = run.scanner
     waits = [float(x) for x in (scanner.queue_waits_ms if scanner else [])]
@@ -189,7 +185,7 @@ def summarise(run: DemoRun, expected: dict[str, int]) -> dict[str, Any]:
         "scans": count_events(run, "scan.completed"),
         "scans_ordered": len(run.central.stats.inspected_passages) if run.central else 0,
         "scanner_utilisation": scanner.utilisation() if scanner else 0.0,
-        "scan_queue_wait_ms": {"p50": _pct(waits, 0.5), "p95": _pct(waits, 0.95)},
+        "scan_queue_wait_ms": {"p50": percentile(waits, 0.5), "p95": percentile(waits, 0.95)},
         "rejected_commands": sum(rejected_reasons.values()),
         "rejected_by_reason": dict(rejected_reasons),
         "identity_corrections": count_events(run, "identity.corrected"),
