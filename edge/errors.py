@@ -40,6 +40,8 @@ Exception tree::
     ├── CredentialError                 a key or credential file is missing or wrong
     ├── PkiError                        the site PKI directory cannot be used
     ├── AuditError                      the audit log cannot be appended to
+    ├── AuditLineError                  one line of the audit log does not parse or verify
+    │                                   (``problem``; also a ValueError)
     ├── OperatorError                   an audited action without operator or reason (also a
     │                                   ValueError)
     ├── CheckpointError                 an audit checkpoint does not parse or verify
@@ -85,6 +87,7 @@ __all__ = [
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "AuditError",
+    "AuditLineError",
     "BadSignatureError",
     "BrokerUnreachableError",
     "CanonicalJSONError",
@@ -326,6 +329,16 @@ class PkiError(PortlaneError):
 
 class AuditError(PortlaneError):
     """The audit log cannot be appended to (unreadable head entry, I/O error, entry too big)."""
+
+
+class AuditLineError(PortlaneError, ValueError):
+    """One line of an audit log is not an entry of the chain: ``problem`` is the
+    ``trust.audit_chain.AuditProblem`` (a ``str``) a verification reports."""
+
+    def __init__(self, problem: str, detail: str) -> None:
+        self.problem = problem
+        self.detail = detail
+        super().__init__(f"{problem}: {detail}")
 
 
 class OperatorError(PortlaneError, ValueError):

@@ -22,14 +22,14 @@ modbus      modbus read | write
 serial      serial sniff
 diag        diag bundle
 daemon      daemon lane | scanner | recognition
+console     console serve | user
+pki         pki init | issue | acl
+report      report clearance
+_common     (no commands) exit codes, output, the way to a daemon
+_cargo_selftest  (no commands) selftest's exercise of the radiation portal and seal reader
 ==========  ==================================================================
 
-Exit codes (shared by every command):
-  0  success
-  1  the operation ran and failed (a check failed, a device did not answer, ...)
-  2  usage error or invalid input file
-  3  the daemon or broker could not be reached
-  130 interrupted
+Exit codes (shared by every command): the table in ``portlane.edge.errors``.
 """
 
 from __future__ import annotations

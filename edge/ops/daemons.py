@@ -29,7 +29,7 @@ from portlane.edge.errors import EXIT_CONFIG, EXIT_RESTART, PortlaneError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.recognition import Recogniser, camera_rois
 from portlane.edge.ops.control import ControlServer, default_path
-from portlane.edge.ops.handlers import lane_handlers, scanner_handlers
+from portlane.edge.ops.handlers import LaneControl, ScannerControl
 from portlane.edge.ops.metrics import DaemonMetrics
 from portlane.edge.ops.recognition import SocketRecogniser, serialise_reads
 from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
@@ -91,7 +91,9 @@ async def run_lane_daemon(
                     await stop.wait()
 
     async with (
-        ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), lane_handlers(d, site_file, restart)),
+        ControlServer(
+            os.environ.get("PORTLANE_CONTROL") or default_path(), LaneControl(d, site_file, restart).handlers()
+        ),
         asyncio.TaskGroup() as tg,
     ):
         main = tg.create_task(d.run(stop), name="lane")
@@ -124,7 +126,7 @@ async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: st
     wd.register("plc", lambda: d.supervisor.heartbeat)
 
     async with (
-        ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), scanner_handlers(d)),
+        ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), ScannerControl(d).handlers()),
         asyncio.TaskGroup() as tg,
     ):
         main = tg.create_task(d.run(stop), name="scanner")

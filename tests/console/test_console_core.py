@@ -22,8 +22,9 @@ from portlane.edge.console.auth import (
     save_users,
     verify_password,
 )
+from portlane.edge.console.effects import Clear, Completed, Raise
 from portlane.edge.console.ingest import StreamLedger, check_payload, parse_event
-from portlane.edge.console.live import Clear, Completed, Raise, SiteLive
+from portlane.edge.console.live import SiteLive
 from portlane.edge.console.replay import ReplayRequester
 from portlane.edge.console.signatures import EventKey, EventVerifier
 from portlane.edge.console.store import Store

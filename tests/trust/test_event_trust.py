@@ -19,7 +19,7 @@ from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.demo.observer import EventObserver
 from portlane.edge.lane.passage import LaneTimeouts, Stage
 from portlane.edge.trust.anchor import AuditAnchor
-from portlane.edge.trust.audit import Checkpoint, verify_against_checkpoint
+from portlane.edge.trust.audit_chain import Checkpoint, verify_against_checkpoint
 from portlane.edge.trust.authority import Authority
 from portlane.edge.trust.events import EventSigner, verify_event
 from portlane.edge.trust.keys import load_unit_signer
