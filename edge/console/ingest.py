@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from portlane.edge.contract.envelope import MAX_EVENT_BYTES
 from portlane.edge.contract.events import EVENTS
 from portlane.edge.contract.times import parse_rfc3339
 from portlane.edge.contract.topics import Topics
@@ -31,9 +32,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import EventRejected
 
 __all__ = ["Event", "Observation", "StreamLedger", "check_payload", "parse_event", "parse_status"]
-
-#: Largest event accepted; the contract's biggest payload (an identification with crops) fits.
-MAX_EVENT_BYTES = 256 * 1024
 
 
 class _Wire(BaseModel):

@@ -77,12 +77,32 @@ def build() -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{ch}"},
             "summary": f"a lane or scanner publishes {type_} (QoS 1, via the durable outbox)",
         }
-    status_ref = add_schema("LaneStatus", LaneStatus)
+    legacy_ref = add_schema("LaneStatus", LaneStatus)
+    schemas["LastWill"] = {
+        "type": "object",
+        "title": "LastWill",
+        "description": "published by the broker when the unit vanishes; unsigned: 'unconfirmed offline' only",
+        "properties": {
+            "state": {"const": "offline"},
+            "unit": {"type": "string"},
+            "kind": {"type": "string"},
+        },
+        "required": ["state"],
+    }
     messages["Status"] = {
         "name": "status",
         "contentType": "application/json",
-        "payload": {"$ref": status_ref},
-        "summary": "retained status; the broker publishes the last will {state: offline}",
+        "payload": {
+            "oneOf": [
+                messages["UnitStatusEvent"]["payload"],
+                {"$ref": "#/components/schemas/LastWill"},
+                {"$ref": legacy_ref},
+            ]
+        },
+        "summary": (
+            "retained: the envelope of the unit's newest signed unit.status event; the broker's last will "
+            "(unsigned: unconfirmed offline); LaneStatus is the older unsigned form, not believed by consumers"
+        ),
     }
     channels["status"] = {
         "address": "portlane/v1/{site}/{unit}/status",

@@ -10,6 +10,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .commands import ID_PATTERN
+
 __all__ = [
     "EVENTS",
     "STAGES",
@@ -34,6 +36,8 @@ __all__ = [
     "PlateKind",
     "PlateRead",
     "ScanEvent",
+    "UnitState",
+    "UnitStatus",
     "VehicleIdentified",
 ]
 
@@ -185,7 +189,10 @@ class OverrideApplied(_Payload):
 
 
 class LaneStatus(_Payload):
-    """Retained on the status topic; the last will sets state to 'offline'."""
+    """Retained on the status topic, unsigned; the last will sets state to 'offline'.
+
+    Superseded by :class:`UnitStatus` (event ``unit.status``, signed): consumers do not believe
+    an unsigned status. Kept until the daemons publish ``unit.status``."""
 
     state: Literal["online", "offline"]
     unit: str
@@ -196,6 +203,30 @@ class LaneStatus(_Payload):
     last_seq: int = 0
     epoch: int = 0  # the outbox's stream epoch: last_seq counts within it
     since: str = ""
+
+
+UnitState = Literal["online", "offline"]
+
+
+class UnitStatus(_Payload):
+    """A unit's own word on its state: the ``data`` of the event ``unit.status``.
+
+    Written through the unit's outbox like every event (so it is signed, sequenced and
+    replayable), and the envelope of the newest one is also published retained on
+    ``portlane/v1/{site}/{unit}/status``. A consumer shows a unit online, offline or closed
+    (``in_service`` false) only on this signed word. The broker's last will on the same topic
+    is unsigned by nature (``{"state": "offline", "unit": ..., "kind": ...}``): it only marks
+    the unit "unconfirmed offline"."""
+
+    state: UnitState
+    unit: str = Field(pattern=ID_PATTERN)
+    kind: Literal["lane", "scanner", "platform", "console", "technician"]
+    version: str = Field("", max_length=64)
+    in_service: bool = True
+    stage: str | None = Field(None, max_length=64, description="the lane's current passage stage, if any")
+    last_seq: int = Field(0, ge=0, description="the newest seq the unit had written before this status")
+    epoch: int = Field(0, ge=0, description="the outbox's stream epoch: last_seq counts within it")
+    since: str = Field(description="RFC 3339 UTC time the unit entered this state")
 
 
 class CommandResponse(_Payload):
@@ -237,6 +268,7 @@ EventType = Literal[
     "identity.corrected",
     "override.applied",
     "audit.checkpoint",
+    "unit.status",
 ]
 
 EVENTS: dict[EventType, type[_Payload]] = {
@@ -258,6 +290,7 @@ EVENTS: dict[EventType, type[_Payload]] = {
     "identity.corrected": IdentityCorrected,
     "override.applied": OverrideApplied,
     "audit.checkpoint": AuditCheckpoint,
+    "unit.status": UnitStatus,
 }
 
 assert set(get_args(EventType)) == set(EVENTS), "EventType and EVENTS list the same event types"
