@@ -4,6 +4,7 @@ sign them; nothing is mocked."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_gaps_are_asked_for_after_the_grace_with_growing_delays_then_given_up(
             times.append(t)
             if isinstance(due[0], GapAbandoned):
                 break
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) == MAX_REPLAY_ATTEMPTS + 1
     assert gaps[-1] > gaps[0] and max(gaps) <= 120 + 0.25  # capped, growing
     assert consumer.missing == 0 and consumer.stats.lost == 3
