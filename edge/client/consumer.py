@@ -413,7 +413,8 @@ class SiteConsumer:
         nonce = response.correlation_id
         awaited = self._awaited.get(nonce) if nonce is not None else None
         if nonce is None or awaited is None or awaited.unit != unit:
-            return self._refuse("unmatched_response", topic)
+            self.stats.other_responses += 1  # an answer to another client's command: not ours
+            return []
         del self._awaited[nonce]
         self.stats.answers += 1
         return [CommandAnswered(unit, nonce, awaited.command, response.ok, response.reason, signed=False)]

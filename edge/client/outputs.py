@@ -167,6 +167,7 @@ class ConsumerStats:
     wills: int = 0
     replays_requested: int = 0
     answers: int = 0
+    other_responses: int = 0  # answers to other clients' commands (or to nothing)
     overflow: int = 0  # events the caller did not take in time (asked for again)
     refused: dict[str, int] = field(default_factory=dict)  # by reason (a closed set)
 
@@ -188,6 +189,7 @@ class ConsumerStats:
             "wills": self.wills,
             "replays_requested": self.replays_requested,
             "answers": self.answers,
+            "other_responses": self.other_responses,
             "overflow": self.overflow,
             "refused": dict(sorted(self.refused.items())),
         }
