@@ -55,9 +55,7 @@ async def _line(stream: asyncio.StreamReader, within_s: float) -> str:
     return raw.decode().rstrip("\n")
 
 
-async def test_the_example_consumer_sees_every_event_of_the_demo_once(
-    broker: BrokerProcess, tmp_path: Path
-) -> None:
+async def test_the_example_consumer_sees_every_event_of_the_demo_once(broker: BrokerProcess, tmp_path: Path) -> None:
     site = site_file(tmp_path)
     url = broker.url
     consumer = await asyncio.create_subprocess_exec(
