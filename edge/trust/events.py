@@ -39,6 +39,7 @@ from typing import Any
 import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from portlane.edge.contract.canonical import no_duplicate_keys
 from portlane.edge.contract.envelope import MAX_EVENT_BYTES
 from portlane.edge.trust.authority import (
     Authority,
@@ -101,17 +102,6 @@ def _depth_ok(value: Any, depth: int = 0) -> bool:
     return True
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            # Two spellings of one field: a reader that keeps the first would see another event
-            # than the signature covers.
-            raise MalformedEventError(f"duplicate key {k[:64]!r}")
-        out[k] = v
-    return out
-
-
 def parse_envelope(payload: bytes) -> dict[str, Any]:
     """The JSON object of one received envelope: at most :data:`MAX_EVENT_BYTES`, UTF-8,
     no duplicate keys, nested at most :data:`MAX_EVENT_DEPTH` deep. Raises
@@ -119,10 +109,8 @@ def parse_envelope(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_EVENT_BYTES:
         raise MalformedEventError(f"{len(payload)} bytes, more than {MAX_EVENT_BYTES}")
     try:
-        obj = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except MalformedEventError:
-        raise
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError; nesting
+        obj = json.loads(payload.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, duplicate keys; nesting
         raise MalformedEventError(f"not JSON: {str(exc)[:120]}") from None
     if not isinstance(obj, dict):
         raise MalformedEventError(f"an event is a JSON object, not {type(obj).__name__}")

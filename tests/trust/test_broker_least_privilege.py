@@ -15,7 +15,6 @@ import asyncio
 import logging
 import os
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -37,23 +36,6 @@ log = logging.getLogger(__name__)
 
 SITE = load_site(DEFAULT_SITE)
 BASE = f"portlane/v1/{SITE.site.id}"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pki")
-    init_pki(SITE, out)
-    return out
-
-
-@pytest.fixture
-async def secure(pki: Path) -> AsyncIterator[MosquittoBroker]:
-    b = MosquittoBroker(secure=pki / "broker")
-    await b.start()
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 def _uids(pid: int) -> list[int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,23 +25,6 @@ SID = SITE.site.id
 BASE = f"portlane/v1/{SID}"
 #: A CONNACK or a refusal arrives within milliseconds on loopback; this is only a safety net.
 DEADLINE_S = 10.0
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pki")
-    init_pki(SITE, out)
-    return out
-
-
-@pytest.fixture
-async def secure(pki: Path) -> AsyncIterator[MosquittoBroker]:
-    b = MosquittoBroker(secure=pki / "broker")
-    await b.start()
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 # -- the PKI itself ------------------------------------------------------------------------------
