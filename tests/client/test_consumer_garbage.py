@@ -32,21 +32,11 @@ from portlane.edge.trust.authority import Role
 from portlane.edge.trust.events import VerifiedEvent, parse_envelope
 
 from tests.signed_site import EPOCH, PREFIX, SignedSite
+from tests.strategies import json_value
 
 EXAMPLES = 300
 UNITS = ("c1", "c2", "xray-1", "consumer", 'c9"x', "", "C1", "a" * 40, "+", "#", "платформа", "zz9")
 TYPES = (*EVENTS, "unit.status", "", "x" * 300, "scan.completed/c1", "scan.completed/c9", "a/b/c")
-
-json_leaf = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True),
-    st.text(max_size=30),
-)
-json_value = st.recursive(
-    json_leaf, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=25
-)
 
 
 @pytest.fixture(scope="module")
