@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from portlane.drivers.supervisor import Backoff
-from portlane.edge.client import SiteClient, SiteEvent
+from portlane.edge.client import CommandTimeoutError, NoSignerError, SiteClient, SiteEvent
 from portlane.edge.contract.events import UnitStatus
 from portlane.edge.contract.times import rfc3339
 from portlane.edge.delivery.mqtt import Message, MqttLink
@@ -229,3 +229,46 @@ async def test_nothing_unsigned_on_the_broker_is_believed_or_ends_the_client(
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_commands_are_signed_answered_and_re_signed_when_unanswered(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    spied: list[Message] = []
+    arrived = asyncio.Event()
+
+    def on_spied(m: Message) -> None:
+        spied.append(m)
+        arrived.set()
+
+    spy = MqttLink(broker.url, client_id="spy", subscriptions=[f"{PREFIX}/c9/cmd/#"], on_message=on_spied)
+    spy_task = asyncio.create_task(spy.run(), name="spy")
+    try:
+        async with asyncio.timeout(WITHIN_S):
+            await spy.wait_subscribed()
+        async with lane_and_client(broker.url, tmp_path) as (rig, client):
+            async with client:
+                await client.wait_subscribed()
+                await rig.until(lambda: rig.daemon.outbox.last_seq >= 1)
+                result = await client.request_replay("c1", 1, 1)  # the lane verifies our signature
+                assert result.ok and result.attempts == 1 and result.command == "replay_events"
+                # Nobody answers for c9: signed again with a fresh nonce, then given up.
+                with pytest.raises(CommandTimeoutError):
+                    await client.command(
+                        "c9", "replay_events", args={"from_seq": 1, "to_seq": None}, resend_s=0.3, attempts=2
+                    )
+                with pytest.raises(ValueError, match="not an id"):
+                    await client.command('c9"x', "replay_events", args={"from_seq": 1})
+            async with asyncio.timeout(WITHIN_S):  # the spy's last PUBLISH may trail the client's timeout
+                while len(spied) < 2:
+                    arrived.clear()
+                    await arrived.wait()
+        nonces = {json.loads(m.payload)["nonce"] for m in spied}
+        assert len(spied) == 2 and len(nonces) == 2  # two attempts, each signed afresh
+        unsigned = SiteClient(rig.site, unit="tech", url=broker.url)
+        with pytest.raises(NoSignerError):
+            await unsigned.command("c1", "replay_events", args={"from_seq": 1})
+    finally:
+        await spy.close()
+        spy_task.cancel()
+        await asyncio.gather(spy_task, return_exceptions=True)

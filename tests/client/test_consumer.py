@@ -213,3 +213,45 @@ def test_per_lane_scan_topics_are_checked_against_the_events_lane(signed: Signed
     assert consumer.stats.refused == {"topic_mismatch": 1}
     assert len(events(feed(consumer, (f"{PREFIX}/xray-1/event/scan.completed/c1", env)))) == 1
     assert events(feed(consumer, (f"{PREFIX}/xray-1/event/scan.completed", env))) == []  # same event
+
+
+def test_public_api_is_pinned() -> None:
+    import portlane.edge.client as client
+
+    assert client.__all__ == sorted(client.__all__)
+    assert set(client.__all__) == {
+        "Anomaly",
+        "ClientError",
+        "ClientStateError",
+        "CommandAnswered",
+        "CommandResult",
+        "CommandTimeoutError",
+        "ConsumerStats",
+        "GapAbandoned",
+        "NoSignerError",
+        "Output",
+        "Refusal",
+        "ReplayNeed",
+        "SiteClient",
+        "SiteConsumer",
+        "SiteEvent",
+        "StreamView",
+        "UnitChanged",
+        "UnitState",
+        "UnitView",
+        "subscriptions",
+    }
+    assert {name for name in vars(client.SiteClient) if not name.startswith("_")} == {
+        "aclose",
+        "command",
+        "events",
+        "from_site",
+        "missing",
+        "request_replay",
+        "run",
+        "stats",
+        "streams",
+        "units",
+        "wait_for",
+        "wait_subscribed",
+    }
