@@ -40,12 +40,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "build_parser", "main"]
+from portlane.edge.errors import EXIT_USAGE
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
+__all__ = ["build_parser", "main"]
 
 #: Command-group modules, in help order (tests/cli/test_cli_layout.py pins the commands they add).
 GROUPS = (

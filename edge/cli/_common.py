@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, UnreachableError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -32,14 +32,6 @@ if TYPE_CHECKING:
 #: A daemon's answer over the control socket: a JSON object with ``ok`` (and ``error``).
 Answer = dict[str, Any]
 Command = Callable[[argparse.Namespace], int]
-
-
-class UsageError(Exception):
-    """Bad invocation or input: exit 2 with this message."""
-
-
-class UnreachableError(Exception):
-    """Daemon, broker or device unreachable: exit 3 with this message."""
 
 
 # =============================================================================== parser options
@@ -72,7 +64,7 @@ def guard(fn: Command) -> Command:
 
     @functools.wraps(fn)
     def wrapper(args: argparse.Namespace) -> int:
-        from portlane.edge.ops.control import ControlError, DaemonUnreachableError
+        from portlane.edge.errors import ControlError, DaemonUnreachableError
 
         try:
             return fn(args)
@@ -168,7 +160,7 @@ def ask(path: str, op: str, args: argparse.Namespace | None = None, **fields: ob
 
 def ask_all(args: argparse.Namespace, op: str, **fields: object) -> tuple[list[tuple[str, Answer]], list[str]]:
     """Ask every daemon; return ``([(socket, answer)], [unreachable messages])``."""
-    from portlane.edge.ops.control import DaemonUnreachableError
+    from portlane.edge.errors import DaemonUnreachableError
 
     answers: list[tuple[str, Answer]] = []
     down: list[str] = []
@@ -184,7 +176,7 @@ def ask_all(args: argparse.Namespace, op: str, **fields: object) -> tuple[list[t
 
 def ask_quiet(args: argparse.Namespace, op: str) -> list[tuple[str, Answer]]:
     """The successful answers of the running daemons, if any — for defaults, never fatal."""
-    from portlane.edge.ops.control import ControlError
+    from portlane.edge.errors import ControlError
 
     out: list[tuple[str, Answer]] = []
     for path in running_sockets(args):
@@ -204,7 +196,7 @@ def _ops_of(ping: Answer) -> list[str]:
 
 def route(args: argparse.Namespace, op: str, *, lane: str | None = None, what: str = "") -> str:
     """The one daemon that should receive ``op`` (for ``lane``, if given)."""
-    from portlane.edge.ops.control import DaemonUnreachableError
+    from portlane.edge.errors import DaemonUnreachableError
 
     paths = sockets(args)
     if len(paths) == 1:
@@ -235,7 +227,7 @@ def route(args: argparse.Namespace, op: str, *, lane: str | None = None, what: s
 
 def accepting(args: argparse.Namespace, op: str) -> list[str]:
     """Every running daemon that implements ``op`` (``--socket``: that one); all must answer."""
-    from portlane.edge.ops.control import DaemonUnreachableError
+    from portlane.edge.errors import DaemonUnreachableError
 
     if getattr(args, "socket", None):
         return [str(args.socket)]
@@ -256,7 +248,8 @@ def accepting(args: argparse.Namespace, op: str) -> list[str]:
 
 def operator(args: argparse.Namespace) -> tuple[str, str]:
     """--operator and --reason, both required and validated as the audit log will."""
-    from portlane.edge.trust.audit import OperatorError, require_operator
+    from portlane.edge.errors import OperatorError
+    from portlane.edge.trust.audit import require_operator
 
     if not args.operator or not args.reason:
         raise UsageError("acting commands need --operator NAME and --reason TEXT (they go to the audit log)")

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 
 DEFAULT_STATE_DIR = "/var/lib/portlane"
 AUDIT_FILE_NAME = "audit.jsonl"
@@ -115,7 +115,8 @@ def _fail(message: str, as_json: bool, rc: int) -> int:
 
 def _checkpoint(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
     """(checkpoint or None, authority or None, error line or None) from --checkpoint/--broker/--site."""
-    from portlane.edge.trust.audit import Checkpoint, CheckpointError
+    from portlane.edge.errors import CheckpointError
+    from portlane.edge.trust.audit import Checkpoint
 
     authority = None
     site_id = None
@@ -141,7 +142,9 @@ def _checkpoint(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
     if args.broker:
         if not (args.unit and site_id):
             return None, None, "--broker needs --site FILE and --unit UNIT (whose checkpoint to take)"
-        raw_cp = _fetch_retained(args, f"portlane/v1/{site_id}/{args.unit}/checkpoint")
+        from portlane.edge.contract.topics import Topics
+
+        raw_cp = _fetch_retained(args, Topics(site_id, args.unit).checkpoint)
         if raw_cp is None:
             return None, None, f"{args.broker}: no retained checkpoint of {args.unit} within {args.timeout:g} s"
         try:
@@ -189,7 +192,8 @@ def _fetch_retained(args: argparse.Namespace, topic: str) -> bytes | None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from portlane.edge.trust.audit import CheckpointError, verify_log
+    from portlane.edge.errors import CheckpointError
+    from portlane.edge.trust.audit import verify_log
 
     path = _file(args)
     checkpoint, authority, error = _checkpoint(args)

@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+
 from ._common import (
     Answer,
-    UsageError,
     accepting,
     act_opts,
     ask,
@@ -183,8 +183,11 @@ def run_apply(args: argparse.Namespace) -> int:
     con = console()
     for r in results:
         name = Path(r["socket"]).stem
-        if r.get("ok"):
-            con.print(f"[green]applied[/green] to {name}")
+        if r.get("ok") and r.get("restarting"):
+            why = ", ".join(r.get("restart_for") or []) or "the new file"
+            con.print(f"[green]applied[/green] to {name}: restarting to take {why} (systemd starts it again)")
+        elif r.get("ok"):
+            con.print(f"[green]applied[/green] to {name}, in place")
         else:
             err(f"{name} refused and kept its configuration: {r.get('error')}")
     skipped = [Path(t).stem for t in targets[len(results) :]]

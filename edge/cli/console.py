@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 DEFAULT_CONFIG = Path("/etc/portlane/console.yaml")
 DEFAULT_USERS = Path("/etc/portlane/console-users.yaml")
@@ -77,7 +77,7 @@ def run_user(args: argparse.Namespace) -> int:
     import getpass
 
     from portlane.edge.console.auth import User, hash_password, load_users, save_users
-    from portlane.edge.console.errors import UsersFileError
+    from portlane.edge.errors import UsersFileError
     from pydantic import ValidationError
 
     try:

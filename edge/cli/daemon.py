@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_USAGE
+from portlane.edge.errors import EXIT_USAGE
 
 
 def register(sub: Any) -> None:

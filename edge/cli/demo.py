@@ -19,10 +19,9 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from portlane.edge.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 #: As for Ctrl-C (``portlane`` returns 130 on KeyboardInterrupt).
-EXIT_INTERRUPTED = 130
 
 if TYPE_CHECKING:
     from portlane.edge.demo.options import DemoOptions
@@ -103,21 +102,22 @@ def _table(run: Any) -> Any:
     sc = run.scanner
     t.caption = (
         f"passages {done}/{run.plan.total} · events on broker {obs.received if obs else 0} · "
-        f"scanner queue {len(sc.queue) if sc else 0}, scans {sc.scans if sc else 0}"
+        f"scanner queue {len(sc.logic.queue) if sc else 0}, scans {sc.scans if sc else 0}"
     )
     return t
 
 
 def options_from_args(args: argparse.Namespace) -> DemoOptions:
     """The command line as ``DemoOptions`` (checked by ``DemoOptions.validated``)."""
-    from portlane.edge.demo.options import DEFAULT_SITE, DemoOptions, DemoUsageError
+    from portlane.edge.demo.options import DEFAULT_SITE, DemoOptions
+    from portlane.edge.errors import UsageError
 
     from .console import _hostport
 
     try:
         console = _hostport(args.console) if args.console else None
     except argparse.ArgumentTypeError as exc:
-        raise DemoUsageError(f"--console {exc}") from None
+        raise UsageError(f"--console {exc}") from None
     return DemoOptions(
         lanes=args.lanes,
         vehicles=args.vehicles,
@@ -136,9 +136,8 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from portlane.edge.demo.options import DemoError
     from portlane.edge.demo.run import run_demo
-    from portlane.edge.errors import ConfigError, StateError
+    from portlane.edge.errors import ConfigError, PortlaneError
 
     try:
         opts = options_from_args(args)
@@ -154,10 +153,10 @@ def run(args: argparse.Namespace) -> int:
             summary = asyncio.run(_until_signal(run_demo(opts)))
     except asyncio.CancelledError:
         return _fail(args, "stopped by SIGTERM (cleaned up)", EXIT_INTERRUPTED)
-    except (DemoError, StateError) as exc:
-        return _fail(args, str(exc), exc.exit_code)
     except ConfigError as exc:
         return _fail(args, "; ".join(str(exc).splitlines()), EXIT_USAGE)
+    except PortlaneError as exc:  # usage, broker unreachable, state directory, the demo itself
+        return _fail(args, str(exc), exc.exit_code)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:

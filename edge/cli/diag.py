@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_OK
-from ._common import UsageError, ask, console, daemon_opts, err, guard, print_json, running_sockets
+from portlane.edge.errors import EXIT_OK, UsageError
+
+from ._common import ask, console, daemon_opts, err, guard, print_json, running_sockets
 
 #: Packages whose versions go into the bundle (absent ones are listed as null).
 KEY_PACKAGES = (
@@ -90,7 +91,7 @@ def versions() -> dict[str, object]:
 
 def _daemons(args: argparse.Namespace, members: dict[str, bytes], notes: list[str]) -> None:
     from portlane.edge.config import redact, redact_yaml
-    from portlane.edge.ops.control import ControlError
+    from portlane.edge.errors import ControlError
 
     sockets = running_sockets(args)
     if not sockets:

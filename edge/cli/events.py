@@ -22,8 +22,9 @@ import os
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from . import EXIT_FAILED, EXIT_OK
-from ._common import UnreachableError, UsageError, ask_quiet, console, daemon_opts, err, guard, note
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, UnreachableError, UsageError
+
+from ._common import ask_quiet, console, daemon_opts, err, guard, note
 
 if TYPE_CHECKING:
     from portlane.edge.delivery.mqtt import Message, MqttLink
@@ -153,7 +154,7 @@ async def _subscribed(link: MqttLink, broker: str, client_id: str) -> str | None
     is the barrier — also when an ACL refuses the message (MQTT 5 reason code, or mosquitto's
     silent acknowledgement under 3.1.1).
     """
-    from portlane.edge.delivery.mqtt import NotConnectedError, PublishRefusedError
+    from portlane.edge.errors import NotConnectedError, PublishRefusedError
 
     try:
         async with asyncio.timeout(CONNECT_DEADLINE_S):

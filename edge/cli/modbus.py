@@ -20,8 +20,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import EXIT_FAILED, EXIT_OK
-from ._common import UnreachableError, UsageError, act_opts, confirm, console, err, guard, operator
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, UnreachableError, UsageError
+
+from ._common import act_opts, confirm, console, err, guard, operator
 
 if TYPE_CHECKING:
     from pymodbus.client import ModbusSerialClient, ModbusTcpClient

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 def register(sub: Any) -> None:

@@ -15,20 +15,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
-from ._common import (
-    Answer,
-    UsageError,
-    act,
-    act_opts,
-    ask,
-    ask_all,
-    daemon_opts,
-    guard,
-    print_json,
-    print_mapping,
-    route,
-)
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, UsageError
+
+from ._common import Answer, act, act_opts, ask, ask_all, daemon_opts, guard, print_json, print_mapping, route
 
 
 def register(sub: Any) -> None:

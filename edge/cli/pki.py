@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_OK, EXIT_USAGE
+from portlane.edge.errors import EXIT_OK, EXIT_USAGE
 
 
 def register(sub: Any) -> None:
@@ -88,8 +88,8 @@ def _print_issued(issued: list[Any], out: Path, as_json: bool) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    from portlane.edge.errors import ConfigError
-    from portlane.edge.trust.pki import PkiError, init_pki
+    from portlane.edge.errors import ConfigError, PkiError
+    from portlane.edge.trust.pki import init_pki
 
     try:
         site = _site(args.site)
@@ -118,8 +118,8 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_issue(args: argparse.Namespace) -> int:
-    from portlane.edge.errors import ConfigError
-    from portlane.edge.trust.pki import PkiError, SiteCA, issue_unit, render_key_fragment, site_units
+    from portlane.edge.errors import ConfigError, PkiError
+    from portlane.edge.trust.pki import SiteCA, issue_unit, render_key_fragment, site_units
 
     try:
         site = _site(args.site)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_OK, EXIT_USAGE
+from portlane.edge.errors import EXIT_OK, EXIT_USAGE
 
 DEFAULT_DB = Path("/var/lib/portlane/console.db")
 
@@ -44,12 +44,12 @@ def run(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     from portlane.edge.console.analytics import clearance, parse_bound
-    from portlane.edge.console.errors import StoreError
     from portlane.edge.console.store import Store
+    from portlane.edge.errors import ConsoleStoreError
 
     try:
         store = Store(args.db, readonly=True)
-    except StoreError as exc:
+    except ConsoleStoreError as exc:
         print(f"{exc}; pass --db PATH of a console database", file=sys.stderr)
         return EXIT_USAGE
     try:

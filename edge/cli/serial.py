@@ -27,8 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import EXIT_FAILED, EXIT_OK
-from ._common import UnreachableError, UsageError, ask_quiet, console, err, guard, note
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, UnreachableError, UsageError
+
+from ._common import ask_quiet, console, err, guard, note
 
 if TYPE_CHECKING:
     from rich.console import Console

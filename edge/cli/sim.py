@@ -5,6 +5,7 @@ Examples::
     portlane sim gate-rs485 --address 1 --address 2        # two controllers on one pty
     portlane sim weighbridge --fault noise=0.1 --fault seed=3
     portlane sim board --json                              # {"device": ..., "link": {...}}
+    portlane sim rpm --fault stuck                         # a radiation portal whose occupancy sensor sticks
     portlane sim site --site firmware_config/sites/zhuhai-hzmb-cargo.yaml --out /tmp/sim-site.yaml \
         --broker mqtt://127.0.0.1:1883                     # every device of a site, and a site file
                                                            # whose links point at the simulators
@@ -23,10 +24,22 @@ import signal
 import sys
 from typing import Any
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 #: Names known without importing the simulators (the parser must stay light).
-DEVICES = ("gate-rs485", "gate-modbus", "io", "board", "rfid", "weighbridge", "scanner", "camera", "site")
+DEVICES = (
+    "gate-rs485",
+    "gate-modbus",
+    "io",
+    "board",
+    "rfid",
+    "weighbridge",
+    "scanner",
+    "camera",
+    "rpm",
+    "seal-reader",
+    "site",
+)
 
 
 def register(sub: Any) -> None:
@@ -159,7 +172,7 @@ async def _serve(args: argparse.Namespace, faults: Any) -> int:
         handle_coro = start(None, worlds=worlds, faults=faults, **opts)
     elif args.device in ("gate-modbus", "io", "scanner"):
         handle_coro = start(None if args.device == "scanner" else world, faults=faults, unit=addresses[0], **opts)
-    elif args.device == "board":
+    elif args.device in ("board", "seal-reader"):
         handle_coro = start(world, faults=faults, address=addresses[0], **opts)
     else:
         handle_coro = start(world, faults=faults, **opts)

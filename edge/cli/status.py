@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from . import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
+
 from ._common import ask_all, console, daemon_opts, err, guard, health, print_json, print_mapping
 
 

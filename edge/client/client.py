@@ -19,13 +19,9 @@ the site file, or a :class:`~portlane.edge.trust.commands.CommandSigner` given),
 ``…/{unit}/cmd/{name}`` and matched to their answer by nonce; unanswered after ``resend_s`` they
 are signed again with a fresh nonce and validity, up to ``attempts`` times.
 
-Exception tree::
-
-    PortlaneError
-    └── ClientError
-        ├── NoSignerError          the client has no key to sign commands with
-        ├── CommandTimeoutError    no answer after every attempt (also a TimeoutError)
-        └── ClientStateError       used before start, after close, or started twice
+Errors (``portlane.edge.errors``): ``ClientError`` — ``NoSignerError`` (no key to sign
+commands with), ``CommandTimeoutError`` (no answer after every attempt; also a
+``TimeoutError``), ``ClientStateError`` (used before start, after close, or started twice).
 """
 
 from __future__ import annotations
@@ -45,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Self
 from portlane.edge.contract.commands import ID_PATTERN
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
-from portlane.edge.errors import PortlaneError
+from portlane.edge.errors import ClientError, ClientStateError, CommandTimeoutError, NoSignerError
 from portlane.edge.trust.commands import CommandSigner
 from portlane.edge.trust.keys import broker_credentials, load_unit_key, private_key_b64
 from portlane.edge.trust.pki import client_id
@@ -95,22 +91,6 @@ TICK_S = 0.5
 RECENT_ALARMS = 64
 
 _ID = re.compile(ID_PATTERN)
-
-
-class ClientError(PortlaneError):
-    pass
-
-
-class NoSignerError(ClientError):
-    """The client cannot sign commands: give it a key (``clients[].key`` in the site file)."""
-
-
-class CommandTimeoutError(ClientError, TimeoutError):
-    pass
-
-
-class ClientStateError(ClientError, RuntimeError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)

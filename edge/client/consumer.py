@@ -52,7 +52,8 @@ from portlane.edge.contract.envelope import MAX_EVENT_BYTES, Envelope
 from portlane.edge.contract.events import EVENTS, CommandRejected, CommandResponse, PassageDecided, UnitStatus
 from portlane.edge.contract.times import parse_rfc3339
 from portlane.edge.contract.topics import PREFIX, Topics
-from portlane.edge.trust.authority import Authority, TrustError
+from portlane.edge.errors import TrustError
+from portlane.edge.trust.authority import Authority
 from portlane.edge.trust.events import VerifiedEvent, parse_envelope, verify_message
 from pydantic import BaseModel, ValidationError
 

@@ -20,13 +20,8 @@ Layers inside the package, each module one job::
     web.py        aiohttp application: pages, JSON API, server-sent events
     service.py    ConsoleService: everything above, as one async context manager
 
-Exception tree::
-
-    PortlaneError
-    └── ConsoleError
-        ├── UsersFileError      the users file is unreadable or invalid
-        ├── EventRejected       an event failed parsing or verification (.reason)
-        └── StoreError          the database cannot be opened or written
+Its exceptions (``ConsoleError``: ``UsersFileError``, ``EventRejectedError``,
+``ConsoleStoreError``) are in ``portlane.edge.errors``.
 
 ``aiohttp`` (the ``console`` extra) is imported only by ``web.py`` and ``service.py``.
 """

@@ -40,10 +40,9 @@ from typing import Literal
 
 import yaml
 from portlane.edge.config import Agency
+from portlane.edge.errors import UsersFileError
 from portlane.edge.trust.rejections import AuditSink, RejectionAggregator
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from .errors import UsersFileError
 
 __all__ = [
     "LoginThrottle",

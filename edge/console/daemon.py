@@ -12,8 +12,9 @@ import logging
 from pathlib import Path
 
 from portlane.edge.config import Site, load_site
+from portlane.edge.errors import CredentialError
 from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
-from portlane.edge.trust.keys import CredentialError, credential_path, load_private_key_file, public_key_b64
+from portlane.edge.trust.keys import credential_path, load_private_key_file, public_key_b64
 
 from .config import ConsoleConfig, load_console_config
 from .replay import ReplayRequester

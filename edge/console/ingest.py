@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portlane.edge.contract.envelope import MAX_EVENT_BYTES
-from portlane.edge.contract.events import EVENTS
+from portlane.edge.contract.events import EVENTS, UnitStatus
 from portlane.edge.contract.times import parse_rfc3339
 from portlane.edge.contract.topics import Topics
+from portlane.edge.errors import EventRejectedError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from .errors import EventRejected
 
 __all__ = ["Event", "Observation", "StreamLedger", "check_payload", "parse_event", "parse_status"]
 
@@ -74,35 +73,35 @@ class Event:
 
 def parse_event(site: str, topic: str, payload: bytes) -> Event:
     """Parse one message of ``portlane/v1/{site}/{unit}/event/{type}``; raises
-    :class:`EventRejected` (``malformed`` or ``wrong_source``)."""
+    :class:`EventRejectedError` (``malformed`` or ``wrong_source``)."""
     try:
         t_site, unit, kind, rest = Topics.parse(topic)
     except ValueError as exc:
-        raise EventRejected("malformed", str(exc)) from None
+        raise EventRejectedError("malformed", str(exc)) from None
     if kind != "event" or t_site != site:
-        raise EventRejected("malformed", f"not an event topic of site {site}: {topic}")
+        raise EventRejectedError("malformed", f"not an event topic of site {site}: {topic}")
     if len(payload) > MAX_EVENT_BYTES:
-        raise EventRejected("malformed", f"{topic}: {len(payload)} bytes, more than {MAX_EVENT_BYTES}")
+        raise EventRejectedError("malformed", f"{topic}: {len(payload)} bytes, more than {MAX_EVENT_BYTES}")
     try:
         raw = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise EventRejected("malformed", f"{topic}: not JSON: {exc}") from None
+        raise EventRejectedError("malformed", f"{topic}: not JSON: {exc}") from None
     if not isinstance(raw, dict):
-        raise EventRejected("malformed", f"{topic}: an event is a JSON object")
+        raise EventRejectedError("malformed", f"{topic}: an event is a JSON object")
     try:
         w = _Wire.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "<root>"
-        raise EventRejected("malformed", f"{topic}: {where}: {err['msg']}") from None
+        raise EventRejectedError("malformed", f"{topic}: {where}: {err['msg']}") from None
     if w.source != f"portlane://{site}/{unit}":
-        raise EventRejected("wrong_source", f"{topic}: source {w.source!r} is not unit {unit} of site {site}")
+        raise EventRejectedError("wrong_source", f"{topic}: source {w.source!r} is not unit {unit} of site {site}")
     if w.type != f"portlane.{rest}":
-        raise EventRejected("malformed", f"{topic}: type {w.type!r} does not match the topic")
+        raise EventRejectedError("malformed", f"{topic}: type {w.type!r} does not match the topic")
     try:
         time_ms = int(parse_rfc3339(w.time).timestamp() * 1000)
     except ValueError as exc:
-        raise EventRejected("malformed", f"{topic}: time: {exc}") from None
+        raise EventRejectedError("malformed", f"{topic}: time: {exc}") from None
     return Event(
         id=w.id,
         unit=unit,
@@ -139,9 +138,10 @@ def parse_status(site: str, topic: str, payload: bytes) -> tuple[str, dict[str, 
         body = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
         return None
-    if kind != "status" or t_site != site or not isinstance(body, dict):
+    if kind != "status" or t_site != site:
         return None
-    return unit, body
+    fields = UnitStatus.fields_of(body)
+    return (unit, fields) if fields is not None else None
 
 
 # --------------------------------------------------------------------------------------------

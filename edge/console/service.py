@@ -31,12 +31,12 @@ from types import TracebackType
 from typing import Any, Self
 
 from portlane.edge.config import MqttProtocol, Site
-from portlane.edge.contract.topics import PREFIX, Topics
+from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
+from portlane.edge.errors import EventRejectedError
 from portlane.edge.trust.keys import broker_credentials
 
 from .auth import User, load_users
-from .errors import EventRejected
 from .ingest import Observation, StreamLedger, check_payload, parse_event, parse_status
 from .live import Clear, Completed, Effect, Raise, SiteLive
 from .replay import ReplayRequester
@@ -148,8 +148,8 @@ class ConsoleService:
             keepalive=b.keepalive_s,
             subscriptions=[
                 Topics.all_events(self.site_id),
-                f"{PREFIX}/{self.site_id}/+/status",
-                f"{PREFIX}/{self.site_id}/+/response",
+                Topics.all_status(self.site_id),
+                Topics.all_responses(self.site_id),
             ],
             on_message=self._inbox.put_nowait,
             persistent_session=True,
@@ -232,7 +232,7 @@ class ConsoleService:
         # Replay recent events through the live picture, effects discarded: alarms are in the
         # database already. Completed counts come from the passages table.
         for unit, env in st.recent_events(now - REBUILD_WINDOW_MS):
-            with contextlib.suppress(EventRejected, KeyError, AttributeError):
+            with contextlib.suppress(EventRejectedError, KeyError, AttributeError):
                 topic = Topics(self.site_id, unit).event(str(env["type"]).removeprefix("portlane."))
                 self.live.apply(parse_event(self.site_id, topic, json.dumps(env).encode()))
         counts = st.completed_per_lane()
@@ -306,7 +306,7 @@ class ConsoleService:
         self.stats.batches += 1
         self._notify()
 
-    def _reject(self, st: Store, msg: Message, exc: EventRejected, now: int, unit: str | None) -> None:
+    def _reject(self, st: Store, msg: Message, exc: EventRejectedError, now: int, unit: str | None) -> None:
         self.stats.rejected += 1
         self.stats.rejected_by_reason[exc.reason] = self.stats.rejected_by_reason.get(exc.reason, 0) + 1
         st.record_rejected(topic=msg.topic, reason=exc.reason, detail=exc.detail, payload=msg.payload, received_ms=now)
@@ -336,7 +336,7 @@ class ConsoleService:
             ev = parse_event(self.site_id, msg.topic, msg.payload)
             unit = ev.unit
             signature = self.verifier.verify(ev.envelope, ev.unit)
-        except EventRejected as exc:
+        except EventRejectedError as exc:
             self._reject(st, msg, exc, now, unit)
             return
         problem = check_payload(ev)

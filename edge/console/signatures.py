@@ -28,11 +28,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from portlane.edge.config import Site
 from portlane.edge.contract.canonical import b64decode_strict
-from portlane.edge.trust.authority import Authority, TrustError
+from portlane.edge.errors import EventRejectedError, TrustError
+from portlane.edge.trust.authority import Authority
 from portlane.edge.trust.events import verify_event
 from portlane.edge.trust.keys import load_public_key
-
-from .errors import EventRejected
 
 __all__ = ["EventKey", "EventVerifier"]
 
@@ -61,7 +60,7 @@ def _trust_check(site: Site) -> TrustCheck:
         try:
             verified = verify_event(envelope, auth)
         except TrustError as exc:
-            raise EventRejected(exc.reason, str(exc)) from None
+            raise EventRejectedError(exc.reason, str(exc)) from None
         return verified.key_id
 
     return check
@@ -92,30 +91,30 @@ class EventVerifier:
         return sorted(self._keys)
 
     def verify(self, envelope: Mapping[str, Any], unit: str) -> str:
-        """``"unsigned"`` or ``"verified:<key id>"``; raises :class:`EventRejected`."""
+        """``"unsigned"`` or ``"verified:<key id>"``; raises :class:`EventRejectedError`."""
         if "sig" not in envelope and "sigkeyid" not in envelope:
             if self.require_signed:
-                raise EventRejected("unsigned", f"event {envelope.get('id')} carries no signature")
+                raise EventRejectedError("unsigned", f"event {envelope.get('id')} carries no signature")
             return "unsigned"
         kid, sig = envelope.get("sigkeyid"), envelope.get("sig")
         if not isinstance(kid, str) or not isinstance(sig, str):
-            raise EventRejected("malformed", "sig and sigkeyid must both be strings")
+            raise EventRejectedError("malformed", "sig and sigkeyid must both be strings")
         key = self._keys.get(kid)
         if key is None and self._trust is not None:
             return f"verified:{self._trust(envelope)}"
         if key is None:
-            raise EventRejected("unknown_key", f"key id {kid!r} is not known")
+            raise EventRejectedError("unknown_key", f"key id {kid!r} is not known")
         if key.units and unit not in key.units:
-            raise EventRejected("not_authorised", f"key {kid!r} does not sign for {unit}")
+            raise EventRejectedError("not_authorised", f"key {kid!r} does not sign for {unit}")
         import rfc8785  # the contract's canonical form; only needed once events are signed
 
         try:
             raw_sig = b64decode_strict(sig)
             body = rfc8785.dumps({k: v for k, v in envelope.items() if k != "sig"})
         except (ValueError, rfc8785.CanonicalizationError) as exc:
-            raise EventRejected("malformed", f"cannot check the signature: {exc}") from None
+            raise EventRejectedError("malformed", f"cannot check the signature: {exc}") from None
         try:
             key.public.verify(raw_sig, body)
         except InvalidSignature:
-            raise EventRejected("bad_signature", f"signature of {envelope.get('id')} does not verify") from None
+            raise EventRejectedError("bad_signature", f"signature of {envelope.get('id')} does not verify") from None
         return f"verified:{kid}"

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError
+from portlane.edge.errors import ConsoleStoreError
+
 from .ingest import Event, Stream
 
 __all__ = ["AlarmRow", "PassageRow", "Store"]
@@ -190,13 +191,13 @@ class Store:
         try:
             if readonly:
                 if not self.path.exists():
-                    raise StoreError(f"{self.path}: no such database")
+                    raise ConsoleStoreError(f"{self.path}: no such database")
                 self._db = sqlite3.connect(
                     f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S
                 )
                 ver = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
                 if ver is None or int(ver[0]) != SCHEMA_VERSION:
-                    raise StoreError(f"{self.path}: not a portlane console database (schema {ver})")
+                    raise ConsoleStoreError(f"{self.path}: not a portlane console database (schema {ver})")
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
@@ -205,7 +206,7 @@ class Store:
                 self._db.executescript(SCHEMA)
                 self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
+            raise ConsoleStoreError(f"{self.path}: {exc}") from exc
         self._in_tx = False
 
     def close(self) -> None:

@@ -19,11 +19,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import rfc8785
+from portlane.edge.errors import CanonicalJSONError
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_SAFE_INT",
-    "CanonicalJSONError",
     "b64decode_strict",
     "b64url_decode_strict",
     "canonical_json",
@@ -35,10 +35,6 @@ __all__ = [
 MAX_SAFE_INT = 2**53 - 1
 #: Deepest nesting accepted: a command or an event is a few levels deep.
 MAX_DEPTH = 32
-
-
-class CanonicalJSONError(ValueError):
-    """The value has no canonical JSON form (float where none is allowed, NaN, huge int, ...)."""
 
 
 def _check(value: Any, allow_floats: bool, depth: int) -> None:

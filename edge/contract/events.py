@@ -6,16 +6,17 @@ document is generated from it.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+import json
+from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .commands import ID_PATTERN
-
 __all__ = [
+    "CARGO_EVENTS",
     "EVENTS",
     "STAGES",
     "AuditCheckpoint",
+    "CargoEventType",
     "CommandRejected",
     "CommandResponse",
     "ContainerRead",
@@ -26,7 +27,6 @@ __all__ = [
     "IdentityCorrected",
     "InspectionRequested",
     "LaneException",
-    "LaneStatus",
     "Outcome",
     "OverrideApplied",
     "PassageArrived",
@@ -35,8 +35,15 @@ __all__ = [
     "PassageOutcome",
     "PlateKind",
     "PlateRead",
+    "RadiationCategory",
+    "RpmAdjudicated",
+    "RpmAlarm",
+    "RpmOccupancyEvent",
+    "RpmVerdict",
     "ScanEvent",
-    "UnitState",
+    "SealChanged",
+    "SealInfo",
+    "SealRead",
     "UnitStatus",
     "VehicleIdentified",
 ]
@@ -109,6 +116,11 @@ class InspectionRequested(_Payload):
     method: Literal["xray"] = "xray"
     priority: int = Field(0, ge=0, le=9, description="higher is served first; equal priorities are FIFO")
     vehicle_ref: str = Field(description="container number or plate, written to the scanner PLC")
+    recheck: bool = Field(
+        False,
+        description="the lane asks again for a passage it heard nothing of for long: a scanner that "
+        "settled it sends the settling event again; a platform ignores it",
+    )
 
 
 class ScanEvent(_Payload):
@@ -188,45 +200,46 @@ class OverrideApplied(_Payload):
     action: str
 
 
-class LaneStatus(_Payload):
-    """Retained on the status topic, unsigned; the last will sets state to 'offline'.
-
-    Superseded by :class:`UnitStatus` (event ``unit.status``, signed): consumers do not believe
-    an unsigned status. Kept until the daemons publish ``unit.status``."""
+class UnitStatus(_Payload):
+    """What a unit (lane, scanner) says of itself: the ``unit.status`` event, written through the
+    outbox like every event (signed, sequenced, replayable), whose newest envelope is also
+    retained on ``portlane/v1/{site}/{unit}/status``. The broker's last will on that topic is
+    the bare, unsigned ``{"state": "offline", "unit": …, "kind": …}`` (:meth:`will`): a consumer
+    may take it only as "unconfirmed offline"."""
 
     state: Literal["online", "offline"]
     unit: str
     kind: Literal["lane", "scanner"] = "lane"
     version: str = ""
     in_service: bool = True
+    reason: str | None = Field(None, description="why the unit takes no work, when it does not")
     stage: str | None = None
-    last_seq: int = 0
+    last_seq: int = Field(0, description="events written before this status, in ``epoch``")
     epoch: int = 0  # the outbox's stream epoch: last_seq counts within it
     since: str = ""
 
+    @classmethod
+    def will(cls, unit: str, kind: Literal["lane", "scanner"]) -> bytes:
+        """The last will: set at connect time, published by the broker, signed by nobody."""
+        return json.dumps({"state": "offline", "unit": unit, "kind": kind}).encode()
 
-UnitState = Literal["online", "offline"]
-
-
-class UnitStatus(_Payload):
-    """A unit's own word on its state: the ``data`` of the event ``unit.status``.
-
-    Written through the unit's outbox like every event (so it is signed, sequenced and
-    replayable), and the envelope of the newest one is also published retained on
-    ``portlane/v1/{site}/{unit}/status``. A consumer shows a unit online, offline or closed
-    (``in_service`` false) only on this signed word. The broker's last will on the same topic
-    is unsigned by nature (``{"state": "offline", "unit": ..., "kind": ...}``): it only marks
-    the unit "unconfirmed offline"."""
-
-    state: UnitState
-    unit: str = Field(pattern=ID_PATTERN)
-    kind: Literal["lane", "scanner", "platform", "console", "technician"]
-    version: str = Field("", max_length=64)
-    in_service: bool = True
-    stage: str | None = Field(None, max_length=64, description="the lane's current passage stage, if any")
-    last_seq: int = Field(0, ge=0, description="the newest seq the unit had written before this status")
-    epoch: int = Field(0, ge=0, description="the outbox's stream epoch: last_seq counts within it")
-    since: str = Field(description="RFC 3339 UTC time the unit entered this state")
+    @staticmethod
+    def fields_of(payload: Any) -> dict[str, Any] | None:
+        """The status fields of a retained status message as parsed JSON: an envelope's
+        ``data`` — with ``last_seq``/``epoch`` those of the status event itself, the newest event
+        the unit had written when it said so — or the bare will itself; None when it is neither.
+        Says nothing of who wrote it (that is the consumer's signature check)."""
+        if not isinstance(payload, dict):
+            return None
+        if "specversion" not in payload:
+            return payload
+        data = payload.get("data")
+        if not isinstance(data, dict):
+            return None
+        seq, epoch = payload.get("seq"), payload.get("epoch", 0)
+        if type(seq) is int and type(epoch) is int:
+            return {**data, "last_seq": seq, "epoch": epoch}
+        return data
 
 
 class CommandResponse(_Payload):
@@ -249,7 +262,7 @@ class AuditCheckpoint(_Payload):
     sig: str = Field(description="Ed25519 over the RFC 8785 form of this object without sig, base64")
 
 
-EventType = Literal[
+_LaneEventType = Literal[
     "passage.arrived",
     "vehicle.identified",
     "passage.decided",
@@ -271,6 +284,120 @@ EventType = Literal[
     "unit.status",
 ]
 
+# =========================================================================== issue 21: cargo devices
+# Radiation portal monitors and e-seals / e-locks. A separate block so that other additions to
+# the contract merge without touching it; joined to EventType / EVENTS below.
+
+#: What a radiation portal concluded about one occupancy: ``clear`` (no alarm, portal healthy),
+#: ``alarm`` (gamma and/or neutron alarm: secondary inspection and an adjudication), ``fault``
+#: (the portal was faulted or tampered with, so its counts cannot clear the vehicle).
+RpmVerdict = Literal["clear", "alarm", "fault"]
+RadiationCategory = Literal["gamma", "neutron"]
+
+
+class RpmOccupancyEvent(_Payload):
+    """One vehicle's pass through a radiation portal: counts, backgrounds, alarm and verdict."""
+
+    passage_id: str | None
+    portal: str = Field(description="device id of the portal, e.g. c1/rpm")
+    occupancy: int = Field(ge=0, description="the portal's own occupancy counter")
+    started: str = Field(description="RFC 3339, first sample")
+    ended: str = Field(description="RFC 3339, end of occupancy")
+    live_s: float = Field(ge=0, description="counting time: samples x sample length")
+    gamma_counts: tuple[int, ...] = Field(description="per gamma panel, over the occupancy")
+    neutron_counts: tuple[int, ...] = Field(description="per neutron detector, over the occupancy")
+    gamma_background_cps: tuple[float, ...] = Field(description="per panel, counts/s, before the occupancy")
+    neutron_background_cps: tuple[float, ...]
+    gamma_alarm: bool
+    neutron_alarm: bool
+    gamma_sigma: float = Field(description="(busiest second - background) / sqrt(background), all panels")
+    nsigma: float | None = Field(None, description="the portal's alarm threshold in sigmas, when it reports it")
+    speed_kph: float | None = None
+    verdict: RpmVerdict
+    faults: tuple[str, ...] = Field((), description="portal faults during the occupancy: gamma_high, tamper, ...")
+
+
+class RpmAlarm(_Payload):
+    """A radiation alarm: the passage is held, diverted to secondary inspection, and needs an
+    adjudication before any release."""
+
+    passage_id: str | None
+    portal: str
+    occupancy: int = Field(ge=0)
+    categories: tuple[RadiationCategory, ...] = Field(min_length=1)
+    gamma_sigma: float
+
+
+class RpmAdjudicated(_Payload):
+    """An agency's adjudication of a radiation alarm (the signed ``adjudicate`` command), and
+    what it does to the passage."""
+
+    passage_id: str
+    occupancy: int = Field(ge=0)
+    agency: str
+    code: int = Field(ge=1, le=11, description="contract.commands.ADJUDICATION_CODES")
+    code_name: str
+    effect: Literal["release", "divert"] = Field(description="release allowed, or the vehicle stays diverted")
+    isotopes: tuple[str, ...] = ()
+    remark: str = ""
+    command_nonce: str
+
+
+class SealInfo(_Payload):
+    """One e-seal or e-lock as read at the lane (ISO 18185 data; route for e-locks)."""
+
+    seal_id: str = Field(pattern=r"^[0-9A-F]{4}-[0-9A-F]{8}$", description="manufacturer id - tag id, hex")
+    kind: Literal["eseal", "elock"]
+    state: Literal["sealed", "opened", "tampered"]
+    sealed_at: str | None = Field(None, description="RFC 3339, the seal's own clock (to the minute)")
+    opened_at: str | None = None
+    battery_pct: int | None = Field(None, ge=0, le=100)
+    battery_low: bool = False
+    route: Literal["on_route", "off_route", "no_fix"] | None = Field(None, description="e-locks only")
+
+
+class SealRead(_Payload):
+    """The seals the lane read on the vehicle in position, and how they compare with the
+    declaration (the named seal exceptions, empty when every declared seal is read and sealed)."""
+
+    passage_id: str | None
+    reader: str
+    seals: tuple[SealInfo, ...]
+    declared: tuple[str, ...] = Field((), description="seal ids the declaration names")
+    exceptions: tuple[str, ...] = Field((), description="seal_missing, seal_foreign, seal_opened, ...")
+
+
+class SealChanged(_Payload):
+    """An e-lock applied or removed by the lane on a signed command (audited)."""
+
+    passage_id: str | None
+    reader: str
+    seal_id: str = Field(pattern=r"^[0-9A-F]{4}-[0-9A-F]{8}$")
+    action: Literal["apply", "remove"]
+    state: Literal["sealed", "opened", "tampered"]
+    agency: str
+    command_nonce: str
+
+
+CargoEventType = Literal[
+    "rpm.occupancy",
+    "rpm.alarm",
+    "rpm.adjudicated",
+    "seal.read",
+    "seal.changed",
+]
+
+CARGO_EVENTS: dict[CargoEventType, type[_Payload]] = {
+    "rpm.occupancy": RpmOccupancyEvent,
+    "rpm.alarm": RpmAlarm,
+    "rpm.adjudicated": RpmAdjudicated,
+    "seal.read": SealRead,
+    "seal.changed": SealChanged,
+}
+# =========================================================================== end of issue 21 block
+
+EventType = Literal[_LaneEventType, CargoEventType]  # one flat Literal
+
 EVENTS: dict[EventType, type[_Payload]] = {
     "passage.arrived": PassageArrived,
     "vehicle.identified": VehicleIdentified,
@@ -291,6 +418,7 @@ EVENTS: dict[EventType, type[_Payload]] = {
     "override.applied": OverrideApplied,
     "audit.checkpoint": AuditCheckpoint,
     "unit.status": UnitStatus,
+    **cast("dict[EventType, type[_Payload]]", CARGO_EVENTS),
 }
 
 assert set(get_args(EventType)) == set(EVENTS), "EventType and EVENTS list the same event types"

@@ -88,6 +88,16 @@ class Topics:
         return f"{PREFIX}/{site}/{unit}/event/#"
 
     @staticmethod
+    def all_status(site: str) -> str:
+        """Every unit's retained status on the site."""
+        return f"{PREFIX}/{site}/+/status"
+
+    @staticmethod
+    def all_responses(site: str) -> str:
+        """Every unit's command responses on the site."""
+        return f"{PREFIX}/{site}/+/response"
+
+    @staticmethod
     def parse_event(rest: str) -> tuple[str, str | None]:
         """The ``rest`` of an event topic (:meth:`parse`) as ``(event type, lane scope or None)``;
         raises ValueError for anything else (empty levels, more than one scope level)."""

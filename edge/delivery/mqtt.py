@@ -34,8 +34,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from portlane.drivers.supervisor import Backoff
 from portlane.edge.config import MqttProtocol
+from portlane.edge.errors import NotConnectedError, PublishRefusedError
 
-__all__ = ["Message", "MqttLink", "NotConnectedError", "PublishRefusedError", "parse_url"]
+__all__ = ["Message", "MqttLink", "parse_url"]
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,6 @@ SESSION_EXPIRY_S = 300
 MISC_PERIOD_S = 1.0
 #: Unsupported protocol version: 0x84 (MQTT 5 reason code) / 1 (MQTT 3.1.1 return code).
 _UNSUPPORTED = {132, 1}
-
-
-class NotConnectedError(ConnectionError):
-    pass
-
-
-class PublishRefusedError(ConnectionError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)

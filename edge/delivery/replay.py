@@ -19,13 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from portlane.edge.delivery.outbox import Outbox
-from portlane.edge.errors import OutboxError
+from portlane.edge.errors import ReplayArgsError
 
-__all__ = ["ReplayArgsError", "replay_command"]
-
-
-class ReplayArgsError(OutboxError, ValueError):
-    """The command's arguments are not ``{"from_seq": int >= 1, "to_seq": int >= from_seq | null}``."""
+__all__ = ["replay_command"]
 
 
 def replay_command(outbox: Outbox, args: dict[str, Any]) -> dict[str, Any]:

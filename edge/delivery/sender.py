@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from portlane.edge.delivery.mqtt import MqttLink, NotConnectedError, PublishRefusedError
+from portlane.edge.delivery.mqtt import MqttLink
 from portlane.edge.delivery.outbox import Outbox
+from portlane.edge.errors import NotConnectedError, PublishRefusedError
 
 __all__ = ["OutboxSender"]
 

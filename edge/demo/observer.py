@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portlane.edge.config import MqttProtocol
+from portlane.edge.contract.events import UnitStatus
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
 
@@ -81,7 +82,7 @@ class EventObserver:
             url,
             client_id=client_id,
             protocol=protocol,
-            subscriptions=[Topics.all_events(site), f"portlane/v1/{site}/+/status"],
+            subscriptions=[Topics.all_events(site), Topics.all_status(site)],
             on_message=self._on_message,
             persistent_session=persistent_session,
             # ca_file / cert_file / key_file for an mqtts:// broker
@@ -135,7 +136,7 @@ class EventObserver:
             self.malformed += 1
             return
         if kind == "status":
-            self.units[unit].last_status = body
+            self.units[unit].last_status = UnitStatus.fields_of(body) or {}
         elif kind == "event":
             seq = int(body.get("seq", 0))
             led = self._ledger(unit, int(body.get("epoch", 0) or 0))

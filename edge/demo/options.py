@@ -1,6 +1,6 @@
 """``portlane demo`` options, checked in one place, and the demo's errors.
 
-``DemoOptions.validated()`` turns every bad option into a ``DemoUsageError`` whose message is
+``DemoOptions.validated()`` turns every bad option into a ``UsageError`` whose message is
 one line naming the option, the value and what is allowed; ``load_demo_site`` reads the site
 file (a ``ConfigError`` names the file, the key and the reason). The CLI prints either as one
 line and exits with the error's ``exit_code``.
@@ -20,15 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from portlane.edge.errors import ConfigError, PortlaneError
+from portlane.edge.errors import ConfigError, UsageError
 
 __all__ = [
     "DEFAULT_SITE",
     "MAX_LANES",
-    "BrokerUnreachableError",
-    "DemoError",
     "DemoOptions",
-    "DemoUsageError",
     "load_demo_site",
 ]
 
@@ -40,24 +37,6 @@ MAX_LANES = 200
 
 #: Up to this many lanes (the size of the shipped site) the demo simulates every camera.
 CAMERA_LANES = 6
-
-#: Exit codes (as every ``portlane`` command: 2 usage or input file, 3 unreachable).
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
-
-
-class DemoError(PortlaneError):
-    """The demo cannot run. ``str(exc)`` is one line; ``exit_code`` what the CLI exits with."""
-
-    exit_code = 1
-
-
-class DemoUsageError(DemoError):
-    exit_code = EXIT_USAGE
-
-
-class BrokerUnreachableError(DemoError):
-    exit_code = EXIT_UNREACHABLE
 
 
 @dataclass(frozen=True)
@@ -87,26 +66,26 @@ class DemoOptions:
         return self.cameras if self.cameras is not None else (self.recognition or self.lanes <= CAMERA_LANES)
 
     def validated(self) -> DemoOptions:
-        """Return self, or raise ``DemoUsageError`` naming the first bad option."""
+        """Return self, or raise ``UsageError`` naming the first bad option."""
         if not 1 <= self.lanes <= MAX_LANES:
-            raise DemoUsageError(f"--lanes {self.lanes}: a demo has 1 to {MAX_LANES} lanes")
+            raise UsageError(f"--lanes {self.lanes}: a demo has 1 to {MAX_LANES} lanes")
         if self.vehicles < 1:
-            raise DemoUsageError(f"--vehicles {self.vehicles}: a demo needs at least one vehicle")
+            raise UsageError(f"--vehicles {self.vehicles}: a demo needs at least one vehicle")
         if not self.time_factor > 0:
-            raise DemoUsageError(f"--time-factor {self.time_factor}: must be > 0 (1.0 = real time)")
+            raise UsageError(f"--time-factor {self.time_factor}: must be > 0 (1.0 = real time)")
         if not 0.0 <= self.inspect_ratio <= 1.0:
-            raise DemoUsageError(f"--inspect-ratio {self.inspect_ratio}: a share, from 0 to 1")
+            raise UsageError(f"--inspect-ratio {self.inspect_ratio}: a share, from 0 to 1")
         if self.inject_forged < 0:
-            raise DemoUsageError(f"--inject-forged {self.inject_forged}: cannot be negative")
+            raise UsageError(f"--inject-forged {self.inject_forged}: cannot be negative")
         if not self.timeout_s > 0:
-            raise DemoUsageError(f"--timeout {self.timeout_s}: must be > 0 seconds")
+            raise UsageError(f"--timeout {self.timeout_s}: must be > 0 seconds")
         if self.broker is not None:
             check_broker_url(self.broker)
         if self.secure and self.broker is not None:
-            raise DemoUsageError("--secure starts its own Mosquitto: leave out --broker")
+            raise UsageError("--secure starts its own Mosquitto: leave out --broker")
         if self.secure and (self.console is not None or self.console_db is not None):
             # The secure broker takes a unit's client id from its certificate: the console needs its own.
-            raise DemoUsageError("--console does not run with --secure yet (no console certificate)")
+            raise UsageError("--console does not run with --secure yet (no console certificate)")
         return self
 
     def replace(self, **changes: Any) -> DemoOptions:
@@ -114,19 +93,19 @@ class DemoOptions:
 
 
 def check_broker_url(url: str) -> tuple[str, int]:
-    """(host, port) of an ``mqtt://HOST[:PORT]`` URL, or ``DemoUsageError`` saying what is wrong."""
+    """(host, port) of an ``mqtt://HOST[:PORT]`` URL, or ``UsageError`` saying what is wrong."""
     hint = "expected mqtt://HOST:PORT, e.g. mqtt://127.0.0.1:1883"
     try:
         u = urllib.parse.urlsplit(url)
         port = u.port
     except ValueError as exc:
-        raise DemoUsageError(f"--broker {url}: {exc}; {hint}") from None
+        raise UsageError(f"--broker {url}: {exc}; {hint}") from None
     if u.scheme == "mqtts":
-        raise DemoUsageError(f"--broker {url}: the demo speaks plain MQTT on a local network; {hint}")
+        raise UsageError(f"--broker {url}: the demo speaks plain MQTT on a local network; {hint}")
     if u.scheme != "mqtt" or not u.hostname:
-        raise DemoUsageError(f"--broker {url}: not an MQTT URL; {hint}")
+        raise UsageError(f"--broker {url}: not an MQTT URL; {hint}")
     if u.path not in ("", "/") or u.query or u.fragment:
-        raise DemoUsageError(f"--broker {url}: no path or query allowed; {hint}")
+        raise UsageError(f"--broker {url}: no path or query allowed; {hint}")
     return u.hostname, port or 1883
 
 

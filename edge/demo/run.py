@@ -24,6 +24,7 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import secrets
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -38,18 +39,9 @@ from portlane.edge.contract.events import STAGES
 from portlane.edge.delivery.state import check_state_dir
 from portlane.edge.demo.broker import EmbeddedBroker
 from portlane.edge.demo.observer import EventObserver
-from portlane.edge.demo.options import (
-    DEFAULT_SITE,
-    SITES_DIR,
-    BrokerUnreachableError,
-    DemoError,
-    DemoOptions,
-    DemoUsageError,
-    check_broker_url,
-    load_demo_site,
-)
+from portlane.edge.demo.options import DEFAULT_SITE, SITES_DIR, DemoOptions, check_broker_url, load_demo_site
 from portlane.edge.demo.sitegen import LANE_ORDER, demo_site
-from portlane.edge.errors import StateError
+from portlane.edge.errors import BrokerUnreachableError, DemoError, PortlaneError, UsageError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.passage import LaneTimeouts
 from portlane.edge.scanner.daemon import ScannerDaemon
@@ -65,7 +57,7 @@ __all__ = [
     "BrokerUnreachableError",
     "DemoError",
     "DemoOptions",
-    "DemoUsageError",
+    "UsageError",
     "run_demo",
 ]
 
@@ -170,7 +162,7 @@ def check_invariants(
 async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | None = None) -> dict[str, Any]:
     """Run the simulated port; return the summary (also when it gives up: ``timed_out``).
 
-    Raises ``DemoUsageError`` (bad option, a site the demo cannot simulate), ``ConfigError``
+    Raises ``UsageError`` (bad option, a site the demo cannot simulate), ``ConfigError``
     (the site file), ``BrokerUnreachableError`` (--broker does not answer) or ``StateError``
     (the temporary state directory cannot be written). Leaves nothing behind: the state
     directory is removed, every task, simulator and broker stopped."""
@@ -217,7 +209,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
                 raw, worlds, scanner_worlds={sid: scanner_world for sid in scanner_ids}, time_factor=opts.time_factor
             )
         except SimulatorUnavailableError as exc:
-            raise DemoUsageError(f"{opts.site_file}: the demo cannot simulate this site: {exc}") from exc
+            raise UsageError(f"{opts.site_file}: the demo cannot simulate this site: {exc}") from exc
         try:
             return await _run(
                 opts, raw, sims.links, keys, plan, worlds, scanner_world, state_dir, url, protocol, secure, on_tick
@@ -271,7 +263,7 @@ async def _all_connected(run: DemoRun, url: str, external: bool) -> None:
     """Every client has its MQTT session, or ``BrokerUnreachableError`` naming who has not."""
     assert run.observer is not None and run.central is not None
     clients: dict[str, Any] = {"the observer": run.observer.link, "the central platform": run.central}
-    clients.update({f"lane {lid}": d.link for lid, d in run.lanes.items()})
+    clients.update({f"lane {lid}": d.unit.link for lid, d in run.lanes.items()})
     wait_s = CONNECT_WAIT_S + CONNECT_PER_LANE_S * len(run.lanes)
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(wait_s):
@@ -317,7 +309,17 @@ async def _run(
         from portlane.edge.demo.secure import OBSERVER
 
         tls = secure.link_tls(OBSERVER)
-    observer = run.observer = EventObserver(url, site.site.id, protocol=protocol or "auto", tls=tls)
+    # A persistent session (per run, so that a run never inherits another's queue): what the
+    # broker acknowledged while the observer was reconnecting — a broker restart — is still
+    # delivered to it, so the demo's accounting does not count it lost.
+    observer = run.observer = EventObserver(
+        url,
+        site.site.id,
+        protocol=protocol or "auto",
+        tls=tls,
+        persistent_session=True,
+        **({} if secure is not None else {"client_id": f"portlane-observer-{secrets.token_hex(4)}"}),
+    )
     recogniser = None
     if opts.recognition:
         from portlane.edge.lane.recognition import LocalRecogniser, camera_rois
@@ -373,7 +375,7 @@ async def _run(
             )
         try:
             return await _drive(run, observer, central, plan, worlds, scanner_world, url, protocol, on_tick)
-        except* (DemoError, StateError) as eg:
+        except* PortlaneError as eg:
             raise eg.exceptions[0] from None  # one line for the CLI, not a group
     raise AssertionError("unreachable: the block returns or raises")
 
@@ -451,9 +453,9 @@ async def _drive(
             stop.set()
             await asyncio.gather(*daemons, return_exceptions=True)
             # Everything the daemons published before they stopped is on the broker.
-            expected = {lid: d.outbox.last_seq for lid, d in run.lanes.items()}
+            expected = {lid: d.unit.outbox.last_seq for lid, d in run.lanes.items()}
             if run.scanner:
-                expected[run.scanner.cfg.id] = run.scanner.outbox.last_seq
+                expected[run.scanner.cfg.id] = run.scanner.unit.outbox.last_seq
             with contextlib.suppress(TimeoutError):
                 await observer.wait_for(
                     lambda: all(observer.units[u].max_seq >= s for u, s in expected.items() if s),

@@ -50,15 +50,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from portlane.edge.errors import PortlaneError
+from portlane.edge.errors import ControlError, DaemonUnreachableError
 from portlane.edge.trust.audit import audit_context
 
 __all__ = [
     "DEFAULT_PATH",
     "RUN_DIR",
-    "ControlError",
     "ControlServer",
-    "DaemonUnreachableError",
     "Peer",
     "default_path",
     "discover",
@@ -89,14 +87,6 @@ _AF_UNIX_PATH_MAX = 107
 Request = dict[str, Any]
 Response = dict[str, Any]
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-class ControlError(PortlaneError):
-    """The control socket cannot be created, or an answer is malformed."""
-
-
-class DaemonUnreachableError(ControlError):
-    """No daemon answers at the socket path (not running, or no permission)."""
 
 
 @dataclass(frozen=True, slots=True)

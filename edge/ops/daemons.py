@@ -22,10 +22,10 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from portlane.edge.config import Site, load_site
-from portlane.edge.errors import PortlaneError
+from portlane.edge.errors import EXIT_CONFIG, EXIT_RESTART, PortlaneError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.recognition import Recogniser, camera_rois
 from portlane.edge.ops.control import ControlServer, default_path
@@ -36,8 +36,6 @@ from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handler
 from portlane.edge.scanner.daemon import ScannerDaemon
 
 __all__ = [
-    "EXIT_CONFIG",
-    "EXIT_RESTART",
     "main_lane",
     "main_recognition",
     "main_scanner",
@@ -47,11 +45,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Exit status asking systemd to restart us with a newly applied configuration
-#: (EX_TEMPFAIL; Restart=on-failure restarts on it).
-EXIT_RESTART = 75
-#: A site file, state file or credential that restarting cannot fix (EX_CONFIG).
-EXIT_CONFIG = 78
 #: Metrics are sampled this often (Prometheus scrapes every 15 s by default).
 METRICS_PERIOD_S = 5.0
 
@@ -67,7 +60,6 @@ async def run_lane_daemon(
     lane = site.lane(lane_id)
     stop = stop or asyncio.Event()
     restart = asyncio.Event()
-    install_signal_handlers(stop)
     notifier = Notifier.from_env()
     recogniser: Recogniser | None = None
     rec_sock = os.environ.get("PORTLANE_RECOGNITION", "/run/portlane/recognition.sock")
@@ -77,6 +69,7 @@ async def run_lane_daemon(
     d = LaneDaemon(
         site, lane, state_dir=_state_dir(site), broker_url=broker_url, recogniser=recogniser, metrics=metrics
     )
+    install_signal_handlers(stop, reload=lambda: reload_from_file(d, site_file, notifier, restart))
     port = int(os.environ.get("PORTLANE_METRICS_PORT", "0") or 0)
     server = metrics.serve(port) if port else None
     wd = Watchdog(notifier)
@@ -86,9 +79,9 @@ async def run_lane_daemon(
 
     async def publish_metrics() -> None:
         while not stop.is_set():
-            st = d.outbox.stats()
+            st = d.unit.outbox.stats()
             metrics.outbox(st.depth, st.oldest_age_s, st.dropped)
-            metrics.broker_connected(d.link.connected)
+            metrics.broker_connected(d.unit.link.connected)
             metrics.heartbeats_stalled(wd.names, wd.stalled)
             for name, slot in d.devices.slots.items():
                 metrics.device_state(lane.id, name, slot.supervisor.health.value)
@@ -96,10 +89,6 @@ async def run_lane_daemon(
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(METRICS_PERIOD_S):
                     await stop.wait()
-
-    async def watch_restart() -> None:
-        await restart.wait()
-        stop.set()
 
     async with (
         ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), lane_handlers(d, site_file, restart)),
@@ -111,7 +100,7 @@ async def run_lane_daemon(
         aux = [
             tg.create_task(wd.run(stop), name="watchdog"),
             tg.create_task(publish_metrics(), name="metrics"),
-            tg.create_task(watch_restart(), name="restart"),
+            tg.create_task(_stop_on(restart, stop), name="restart"),
         ]
         await main
         notifier.stopping("flushing and going offline")
@@ -119,16 +108,17 @@ async def run_lane_daemon(
             t.cancel()
     if server is not None:
         server.close()
-    return EXIT_RESTART if restart.is_set() else 0
+    return _stopped(f"lane {lane.id}", restart)
 
 
 async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: str | None = None) -> int:
     site = load_site(site_file)
     cfg = site.scanner(scanner_id)
     stop = asyncio.Event()
-    install_signal_handlers(stop)
+    restart = asyncio.Event()
     notifier = Notifier.from_env()
     d = ScannerDaemon(site, cfg, state_dir=_state_dir(site), broker_url=broker_url)
+    install_signal_handlers(stop, reload=lambda: reload_from_file(d, site_file, notifier, restart))
     wd = Watchdog(notifier)
     wd.register("scan-loop", lambda: d.heartbeat)
     wd.register("plc", lambda: d.supervisor.heartbeat)
@@ -140,9 +130,51 @@ async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: st
         main = tg.create_task(d.run(stop), name="scanner")
         notifier.ready(f"scanner {cfg.id} running")
         w = tg.create_task(wd.run(stop), name="watchdog")
+        r = tg.create_task(_stop_on(restart, stop), name="restart")
         await main
         notifier.stopping()
         w.cancel()
+        r.cancel()
+    return _stopped(f"scanner {cfg.id}", restart)
+
+
+class _Reloadable(Protocol):
+    def reload(self, site: Site) -> list[str]: ...
+
+
+def reload_from_file(d: _Reloadable, site_file: Path, notifier: Notifier, restart: asyncio.Event) -> None:
+    """SIGHUP (``systemctl reload``): read the site file again and take it in place where the
+    daemon can; where it cannot, say so in one line and restart (``restart`` is set: the daemon
+    stops and exits EXIT_RESTART, which systemd restarts). A file that does not parse changes
+    nothing and is said in one line."""
+    notifier.reloading()
+    try:
+        try:
+            new = load_site(site_file)
+        except PortlaneError as exc:
+            log.error("reload refused, running on the file as it was: %s", "; ".join(str(exc).splitlines()))
+            return
+        needs = d.reload(new)
+        if needs:
+            log.warning("reload: %s changed in %s; restarting to apply it", ", ".join(needs), site_file)
+            restart.set()
+        else:
+            log.warning("reload: %s taken in place", site_file)
+    finally:
+        notifier.ready("running")
+
+
+async def _stop_on(restart: asyncio.Event, stop: asyncio.Event) -> None:
+    await restart.wait()
+    stop.set()
+
+
+def _stopped(what: str, restart: asyncio.Event) -> int:
+    """The one line a daemon says when it ends (by hand as under systemd), and its exit code."""
+    if restart.is_set():
+        log.warning("%s stopped to start on the new site file (exit %d: systemd starts it again)", what, EXIT_RESTART)
+        return EXIT_RESTART
+    log.warning("%s stopped", what)
     return 0
 
 

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from portlane.edge.config import parse_site
-from portlane.edge.errors import ConfigError
+from portlane.edge.errors import ConfigError, OperatorError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.scanner.daemon import ScannerDaemon
-from portlane.edge.trust.audit import OperatorError, require_operator
+from portlane.edge.trust.audit import require_operator
 
 __all__ = ["TRIAL_CONNECT_S", "lane_handlers", "scanner_handlers"]
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -46,8 +49,9 @@ def _operator(req: dict[str, Any]) -> tuple[str, str]:
 
 
 def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event) -> dict[str, Handler]:
-    """Control-socket handlers of a lane daemon. ``restart`` is set after a configuration was
-    applied (the daemon then exits with EXIT_RESTART and systemd starts it on the new file)."""
+    """Control-socket handlers of a lane daemon. A configuration applied is taken in place where
+    the daemon can (keys, authority, deadlines); otherwise ``restart`` is set (the daemon then
+    exits with EXIT_RESTART and systemd starts it on the new file), and the answer says why."""
     _who = _operator
 
     def _lane_ok(req: dict[str, Any]) -> None:
@@ -96,36 +100,39 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
     async def lane_service(req: dict[str, Any]) -> dict[str, Any]:
         _lane_ok(req)
         op, why = _who(req)
-        return {"in_service": d.set_in_service(bool(req.get("in_service")), operator=op, reason=why)}
+        in_service = d.set_in_service(bool(req.get("in_service")), operator=op, reason=why)
+        # An operator's open withdraws the operator's closure; a fault the lane closed for
+        # (gate offline, outbox, journal) keeps it closed until it is gone: say which.
+        return {"in_service": in_service, "closed_for": sorted(d.logic.closures)}
 
     async def outbox(req: dict[str, Any]) -> dict[str, Any]:
         action = req.get("action", "show")
         if action == "show":
             return {
-                "outbox": d.outbox.stats().as_dict(),
-                "head": [{"seq": r.seq, "topic": r.topic} for r in d.outbox.peek(limit=20)],
+                "outbox": d.unit.outbox.stats().as_dict(),
+                "head": [{"seq": r.seq, "topic": r.topic} for r in d.unit.outbox.peek(limit=20)],
             }
         op, why = _who(req)
         if action == "replay":
             start, end = req.get("from_seq", 1), req.get("to_seq")
             if not isinstance(start, int) or start < 1 or not (end is None or isinstance(end, int)):
                 raise ValueError("replay needs from_seq (>= 1) and optionally to_seq")
-            n = d.replay(start, end)
-            d.audit.append(
+            n = d.unit.replay(start, end)
+            d.unit.audit.append(
                 "outbox_replay",
                 actor=op,
                 reason=why,
                 lane=d.cfg.id,
                 data={"from_seq": start, "to_seq": end, "queued": n},
             )
-            return {"replayed": n, "outbox": d.outbox.stats().as_dict()}
+            return {"replayed": n, "outbox": d.unit.outbox.stats().as_dict()}
         if action == "purge":
             count = req.get("count")
             if not isinstance(count, int) or count <= 0:
                 raise ValueError("purge needs an explicit positive count")
-            n = d.outbox.purge(count)
-            d.audit.append("outbox_purge", actor=op, reason=why, lane=d.cfg.id, data={"purged": n})
-            return {"purged": n, "outbox": d.outbox.stats().as_dict()}
+            n = d.unit.outbox.purge(count)
+            d.unit.audit.append("outbox_purge", actor=op, reason=why, lane=d.cfg.id, data={"purged": n})
+            return {"purged": n, "outbox": d.unit.outbox.stats().as_dict()}
         raise ValueError("action must be show, replay or purge")
 
     async def config(req: dict[str, Any]) -> dict[str, Any]:
@@ -145,14 +152,15 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
             new.lane(d.cfg.id)
         except (ConfigError, KeyError, yaml.YAMLError) as exc:
             return {"ok": False, "error": f"refused: {exc}"}
+        from portlane.edge.errors import CredentialError
         from portlane.edge.trust.config_audit import config_change
-        from portlane.edge.trust.keys import CredentialError, broker_credentials
+        from portlane.edge.trust.keys import broker_credentials
 
         old_text = await asyncio.to_thread(site_file.read_text, encoding="utf-8")
         change = config_change(old_text, text, d.site, new)
         allow = req.get("allow_key_change") is True
         if change.trust_changes and not allow:
-            d.audit.append("config_refused", actor=op, reason=why, lane=d.cfg.id, data=change.as_dict())
+            d.unit.audit.append("config_refused", actor=op, reason=why, lane=d.cfg.id, data=change.as_dict())
             return {
                 "ok": False,
                 "error": f"refused: the new configuration {', '.join(change.trust_changes)}; a new trusted key "
@@ -181,11 +189,14 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
         if not reached:
             return {"ok": False, "error": f"refused: broker {new.broker.url} unreachable; configuration unchanged"}
         await asyncio.to_thread(_replace_file, site_file, text, old_text)
-        d.audit.append(
+        d.unit.audit.append(
             "config_applied", actor=op, reason=why, lane=d.cfg.id, data={**change.as_dict(), "allow_key_change": allow}
         )
-        restart.set()
-        return {"applied": True, "restarting": True}
+        needs = d.reload(new)
+        if needs:
+            log.warning("%s: %s changed; restarting to apply the new site file", d.cfg.id, ", ".join(needs))
+            restart.set()
+        return {"applied": True, "restarting": bool(needs), "restart_for": needs}
 
     return {
         "status": status,
@@ -210,16 +221,16 @@ def scanner_handlers(d: ScannerDaemon) -> dict[str, Handler]:
             "scanner": d.cfg.id,
             "lanes": [],
             "state": st.state.name if st else None,
-            "queue": len(d.queue),
-            "current": d.current.passage_id if d.current else None,
+            "queue": len(d.logic.queue),
+            "current": d.logic.current.passage_id if d.logic.current else None,
             "scans": d.scans,
             "utilisation": d.utilisation(),
-            "outbox": d.outbox.stats().as_dict(),
+            "outbox": d.unit.outbox.stats().as_dict(),
         }
 
     async def scanner_abort(req: dict[str, Any]) -> dict[str, Any]:
         op, why = _operator(req)
-        d.audit.append("override", actor=op, reason=why, data={"action": "scanner_abort"})
+        d.unit.audit.append("override", actor=op, reason=why, data={"action": "scanner_abort"})
         await d.device.abort()
         return {}
 

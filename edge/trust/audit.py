@@ -55,9 +55,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-from portlane.edge.contract.canonical import CanonicalJSONError, canonical_json
+from portlane.edge.contract.canonical import canonical_json
 from portlane.edge.contract.times import format_rfc3339
-from portlane.edge.errors import PortlaneError
+from portlane.edge.errors import AuditError, CanonicalJSONError, CheckpointError, OperatorError
 from portlane.edge.trust.nonces import Clock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -66,13 +66,10 @@ __all__ = [
     "MAX_ENTRY_BYTES",
     "MIN_REASON_CHARS",
     "AuditEntry",
-    "AuditError",
     "AuditKind",
     "AuditLog",
     "AuditProblem",
     "Checkpoint",
-    "CheckpointError",
-    "OperatorError",
     "VerifyReport",
     "audit_context",
     "read_entries",
@@ -103,14 +100,6 @@ def audit_context(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _CONTEXT.reset(token)
-
-
-class AuditError(PortlaneError):
-    """The audit log cannot be appended to (unreadable head entry, I/O error, entry too big)."""
-
-
-class OperatorError(PortlaneError, ValueError):
-    """An override or correction without a usable operator identity or reason."""
 
 
 class AuditKind(enum.StrEnum):
@@ -566,10 +555,6 @@ class _Signer(Protocol):
     def sign(self, envelope: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
-class CheckpointError(PortlaneError):
-    """A checkpoint does not parse, or its signature or signer is not trusted."""
-
-
 class Checkpoint(BaseModel):
     """A signed statement "log ``log`` of ``unit`` had ``entries`` entries ending in ``head``
     at ``time``". The signature (``sigkeyid``/``sig``) is the event-signature scheme of
@@ -613,7 +598,7 @@ class Checkpoint(BaseModel):
         import binascii
 
         from cryptography.exceptions import InvalidSignature
-        from portlane.edge.trust.authority import TrustError
+        from portlane.edge.errors import TrustError
         from portlane.edge.trust.events import canonical_envelope
 
         try:

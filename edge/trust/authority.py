@@ -15,15 +15,7 @@ Lane and scanner keys never sign commands. :meth:`Authority.check` answers for c
 :meth:`Authority.check_event` for events; both raise :class:`NotAuthorisedError` (reason
 ``not_authorised``) or :class:`UnknownKeyError` (``unknown_key``).
 
-Exception tree::
-
-    PortlaneError
-    └── TrustError              .reason (str, a RejectReason value), .key_id, .detail
-        ├── UnknownKeyError     unknown_key
-        ├── NotAuthorisedError  not_authorised
-        ├── UnsignedEventError  unsigned        (portlane.edge.trust.events)
-        ├── MalformedEventError malformed       (portlane.edge.trust.events)
-        └── BadSignatureError   bad_signature   (portlane.edge.trust.events)
+The ``TrustError`` tree is in ``portlane.edge.errors``.
 """
 
 from __future__ import annotations
@@ -36,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from portlane.edge.errors import PortlaneError
+from portlane.edge.errors import NotAuthorisedError, UnknownKeyError
 
 if TYPE_CHECKING:
     from portlane.edge.config import Site
@@ -46,10 +38,7 @@ __all__ = [
     "PLATFORM_UNIT",
     "Authority",
     "KeyGrant",
-    "NotAuthorisedError",
     "Role",
-    "TrustError",
-    "UnknownKeyError",
 ]
 
 #: Commands that carry one agency's verdict in ``args.agency``.
@@ -66,26 +55,6 @@ class Role(enum.StrEnum):
     SCANNER = "scanner"
     CONSOLE = "console"
     TECHNICIAN = "technician"
-
-
-class TrustError(PortlaneError):
-    """A signature or an authority check failed. ``reason`` is the rejection reason the lane
-    reports (``unknown_key``, ``not_authorised``, ...); ``key_id`` what the message claimed."""
-
-    reason = "rejected"
-
-    def __init__(self, detail: str, *, key_id: str | None = None) -> None:
-        self.detail = detail
-        self.key_id = key_id
-        super().__init__(f"{self.reason}: {detail}")
-
-
-class UnknownKeyError(TrustError):
-    reason = "unknown_key"
-
-
-class NotAuthorisedError(TrustError):
-    reason = "not_authorised"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ The wire format is ``portlane.edge.contract.commands.SignedCommand``.
 1. **parse** — bytes are UTF-8 JSON of at most :data:`MAX_COMMAND_BYTES`, an object;
    no ``sig`` → ``unsigned``; anything not matching :class:`SignedCommand` → ``malformed``
 2. **key** — ``key_id`` names a trusted key → else ``unknown_key``
-3. **signature** — Ed25519 over the canonical bytes → else ``bad_signature``
+3. **signature** — Ed25519 over the canonical bytes → else ``bad_signature``;
+   then the ``args`` against the command's model (``contract.commands.ARGS``), read from the
+   bytes that arrived → else ``malformed`` (an authenticated but unusable command)
 4. **time** — ``expires_at - issued_at <= max_validity`` → else ``validity_too_long``;
    ``issued_at - skew <= now`` → else ``not_yet_valid``;
    ``now < expires_at + skew`` → else ``expired``
@@ -19,11 +21,8 @@ The wire format is ``portlane.edge.contract.commands.SignedCommand``.
 8. **nonce** — unseen → else ``replayed``. The nonce is recorded (durably) only here,
    after every other check passed, so a rejected command never burns a nonce.
 
-Exception tree (all from :class:`portlane.edge.errors.PortlaneError`)::
-
-    PortlaneError
-    ├── CommandRejected       .reason is a RejectReason
-    └── NonceStoreError       the nonce store file is unusable (found when it is opened)
+A failed check raises :class:`portlane.edge.errors.CommandRejectedError` with its
+:class:`RejectReason`.
 """
 
 from __future__ import annotations
@@ -33,27 +32,35 @@ import enum
 import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from portlane.edge.contract.canonical import CanonicalJSONError, b64decode_strict, canonical_json, strict_loads
-from portlane.edge.contract.commands import ID_PATTERN, NONCE_MIN_BYTES, CommandName, SignedCommand
+from portlane.edge.contract.canonical import b64decode_strict, canonical_json, strict_loads
+from portlane.edge.contract.commands import (
+    ID_PATTERN,
+    NONCE_MIN_BYTES,
+    CommandArgs,
+    CommandName,
+    SignedCommand,
+    parse_args,
+)
 from portlane.edge.contract.times import format_rfc3339
-from portlane.edge.errors import PortlaneError
-from portlane.edge.trust.authority import Authority, TrustError
+from portlane.edge.errors import CanonicalJSONError, CommandRejectedError, TrustError
+from portlane.edge.trust.authority import Authority
 from portlane.edge.trust.keys import load_private_key, load_public_key, public_key_b64
 from portlane.edge.trust.nonces import Clock, NonceStore, now_checked
 from pydantic import ValidationError
 
 __all__ = [
     "MAX_COMMAND_BYTES",
-    "CommandRejected",
     "CommandSigner",
     "CommandVerifier",
     "RejectReason",
+    "VerifiedCommand",
     "new_nonce",
 ]
 
@@ -130,23 +137,6 @@ class RejectReason(enum.StrEnum):
     REPLAYED = "replayed"
 
 
-class CommandRejected(PortlaneError):
-    """A command failed verification. ``reason`` is a :class:`RejectReason`; ``detail`` is for
-    humans; ``fields`` holds what could be read of the command (``cmd``, ``key_id``, ``nonce``,
-    ``passage_id``, ``site``, ``lane``) — *unauthenticated* unless the reason comes after
-    ``bad_signature`` in the check order — for the response and the audit entry."""
-
-    def __init__(self, reason: RejectReason, detail: str, fields: Mapping[str, Any] | None = None) -> None:
-        self.reason = reason
-        self.detail = detail
-        self.fields: dict[str, Any] = dict(fields or {})
-        super().__init__(f"{reason.value}: {detail}")
-
-    def as_dict(self) -> dict[str, Any]:
-        """Body for the response topic / audit ``data``."""
-        return {"ok": False, "reason": self.reason.value, "detail": self.detail, **self.fields}
-
-
 _ECHO_FIELDS = ("cmd", "site", "lane", "passage_id", "nonce", "key_id")
 
 
@@ -162,6 +152,31 @@ def _echo(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------
 # The verifier
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCommand:
+    """A command that passed every check: the signed wire form and its ``args`` as their model
+    (read from the bytes that arrived, once)."""
+
+    command: SignedCommand
+    args: CommandArgs
+
+    @property
+    def name(self) -> str:
+        return self.command.cmd
+
+    @property
+    def nonce(self) -> str:
+        return self.command.nonce
+
+    @property
+    def key_id(self) -> str:
+        return self.command.key_id
+
+    @property
+    def passage_id(self) -> str | None:
+        return self.command.passage_id
 
 
 class CommandVerifier:
@@ -230,32 +245,37 @@ class CommandVerifier:
     def key_ids(self) -> tuple[str, ...]:
         return tuple(sorted(self._keys))
 
-    def verify(self, raw: bytes | str | Mapping[str, Any]) -> SignedCommand:
-        """Return the verified command or raise :class:`CommandRejected` (see the module
+    def verify(self, raw: bytes | str | Mapping[str, Any]) -> VerifiedCommand:
+        """Return the verified command or raise :class:`CommandRejectedError` (see the module
         docstring for the order of the checks)."""
-        obj = self._parse(raw)
+        data, obj = self._parse(raw)
         if obj.get("sig") in (None, ""):
-            raise CommandRejected(RejectReason.UNSIGNED, "command carries no signature", _echo(obj))
+            raise CommandRejectedError(RejectReason.UNSIGNED, "command carries no signature", _echo(obj))
         try:
             cmd = SignedCommand.model_validate(obj)
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "<root>"
-            raise CommandRejected(RejectReason.MALFORMED, f"{where}: {err['msg']}", _echo(obj)) from None
+            raise CommandRejectedError(RejectReason.MALFORMED, f"{where}: {err['msg']}", _echo(obj)) from None
         echo = _echo(obj)
 
         key = self._keys.get(cmd.key_id)
         if key is None:
-            raise CommandRejected(RejectReason.UNKNOWN_KEY, f"key id {cmd.key_id!r} is not trusted", echo)
+            raise CommandRejectedError(RejectReason.UNKNOWN_KEY, f"key id {cmd.key_id!r} is not trusted", echo)
 
         signed = {k: v for k, v in obj.items() if k != "sig"}
         try:
             key.verify(b64decode_strict(cmd.sig), canonical_json(signed, allow_floats=False))
         except InvalidSignature:
-            raise CommandRejected(RejectReason.BAD_SIGNATURE, "signature does not verify", echo) from None
+            raise CommandRejectedError(RejectReason.BAD_SIGNATURE, "signature does not verify", echo) from None
+        try:
+            args = parse_args(cmd.cmd, data)
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+            raise CommandRejectedError(RejectReason.MALFORMED, detail, echo) from None
 
         if self._max_validity is not None and cmd.expires_at_dt - cmd.issued_at_dt > self._max_validity:
-            raise CommandRejected(
+            raise CommandRejectedError(
                 RejectReason.VALIDITY_TOO_LONG,
                 f"valid from {cmd.issued_at} to {cmd.expires_at}; at most "
                 f"{self._max_validity.total_seconds():g} s is accepted",
@@ -263,33 +283,33 @@ class CommandVerifier:
             )
         now = now_checked(self._clock)
         if now < cmd.issued_at_dt - self._skew:
-            raise CommandRejected(
+            raise CommandRejectedError(
                 RejectReason.NOT_YET_VALID,
                 f"issued_at {cmd.issued_at} is in the future (now {format_rfc3339(now)})",
                 echo,
             )
         if now >= cmd.expires_at_dt + self._skew:
-            raise CommandRejected(
+            raise CommandRejectedError(
                 RejectReason.EXPIRED, f"expired at {cmd.expires_at} (now {format_rfc3339(now)})", echo
             )
 
         if cmd.site != self.site:
-            raise CommandRejected(RejectReason.WRONG_SITE, f"for site {cmd.site!r}, this is {self.site!r}", echo)
+            raise CommandRejectedError(RejectReason.WRONG_SITE, f"for site {cmd.site!r}, this is {self.site!r}", echo)
         if cmd.lane != self.lane:
-            raise CommandRejected(RejectReason.WRONG_LANE, f"for lane {cmd.lane!r}, this is {self.lane!r}", echo)
+            raise CommandRejectedError(RejectReason.WRONG_LANE, f"for lane {cmd.lane!r}, this is {self.lane!r}", echo)
 
         if self._authority is not None:
-            agency = cmd.args.get("agency")
+            agency = getattr(args, "agency", None)
             try:
                 self._authority.check(
                     cmd.key_id, command=cmd.cmd, unit=cmd.lane, agency=agency if isinstance(agency, str) else None
                 )
             except TrustError as exc:
-                raise CommandRejected(RejectReason.NOT_AUTHORISED, exc.detail, echo) from None
+                raise CommandRejectedError(RejectReason.NOT_AUTHORISED, exc.detail, echo) from None
 
         created = self._nonces.created_at
         if created is not None and cmd.issued_at_dt < created:
-            raise CommandRejected(
+            raise CommandRejectedError(
                 RejectReason.ISSUED_BEFORE_STORE,
                 f"issued at {cmd.issued_at}, before this lane's nonce store was created "
                 f"({format_rfc3339(created)}); the platform must sign it again",
@@ -297,12 +317,13 @@ class CommandVerifier:
             )
 
         if not self._nonces.check_and_record(cmd.nonce, keep_until=cmd.expires_at_dt + self._skew, now=now):
-            raise CommandRejected(RejectReason.REPLAYED, f"nonce {cmd.nonce} was already used", echo)
-        return cmd
+            raise CommandRejectedError(RejectReason.REPLAYED, f"nonce {cmd.nonce} was already used", echo)
+        return VerifiedCommand(cmd, args)
 
     @staticmethod
-    def _parse(raw: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
-        # A mapping goes through the same strict path as bytes: canonicalise, then re-parse.
+    def _parse(raw: bytes | str | Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        """The command's bytes and the JSON object they hold. A mapping goes through the same
+        strict path as bytes: canonicalised, then parsed."""
         try:
             if isinstance(raw, Mapping):
                 raw = canonical_json(raw, allow_floats=False)
@@ -312,7 +333,7 @@ class CommandVerifier:
                 raise CanonicalJSONError(f"longer than {MAX_COMMAND_BYTES} bytes")
             obj = strict_loads(raw)
         except (ValueError, RecursionError) as exc:  # CanonicalJSONError, JSONDecodeError, UnicodeError
-            raise CommandRejected(RejectReason.MALFORMED, f"not a JSON command: {exc}") from None
+            raise CommandRejectedError(RejectReason.MALFORMED, f"not a JSON command: {exc}") from None
         if not isinstance(obj, dict):
-            raise CommandRejected(RejectReason.MALFORMED, "a command is a JSON object")
-        return obj
+            raise CommandRejectedError(RejectReason.MALFORMED, "a command is a JSON object")
+        return raw, obj

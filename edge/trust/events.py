@@ -41,24 +41,22 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from portlane.edge.contract.canonical import no_duplicate_keys
 from portlane.edge.contract.envelope import MAX_EVENT_BYTES
-from portlane.edge.trust.authority import (
-    Authority,
-    KeyGrant,
+from portlane.edge.errors import (
+    BadSignatureError,
+    MalformedEventError,
     NotAuthorisedError,
-    Role,
+    TopicMismatchError,
     TrustError,
+    UnsignedEventError,
 )
+from portlane.edge.trust.authority import Authority, KeyGrant, Role
 from portlane.edge.trust.rejections import RejectionAggregator
 
 __all__ = [
     "MAX_EVENT_BYTES",
     "MAX_EVENT_DEPTH",
-    "BadSignatureError",
     "EventSigner",
-    "MalformedEventError",
     "PeerEvents",
-    "TopicMismatchError",
-    "UnsignedEventError",
     "VerifiedEvent",
     "canonical_envelope",
     "parse_envelope",
@@ -72,24 +70,6 @@ log = logging.getLogger(__name__)
 MAX_EVENT_DEPTH = 32
 _SOURCE_PREFIX = "portlane://"
 _TYPE_PREFIX = "portlane."
-
-
-class UnsignedEventError(TrustError):
-    reason = "unsigned"
-
-
-class MalformedEventError(TrustError):
-    reason = "malformed"
-
-
-class BadSignatureError(TrustError):
-    reason = "bad_signature"
-
-
-class TopicMismatchError(TrustError):
-    """A verified event that came in on another unit's, type's or lane's topic."""
-
-    reason = "topic_mismatch"
 
 
 def _depth_ok(value: Any, depth: int = 0) -> bool:
@@ -288,12 +268,13 @@ class PeerEvents:
         try:
             verified = verify_message(payload, self.authority, unit=unit, event_type=event_type, lane=lane)
         except TrustError as exc:
-            self._refuse(exc.reason, exc.key_id, event_type, exc.detail)
+            self.refuse(exc.reason, exc.key_id, event_type, exc.detail)
             return None
         self.accepted += 1
         return verified
 
-    def _refuse(self, reason: str, key_id: str | None, event_type: str, detail: str) -> None:
+    def refuse(self, reason: str, key_id: str | None, event_type: str, detail: str) -> None:
+        """Count and audit (aggregated) an event refused here or by a later check."""
         n = self.refused[reason] = self.refused.get(reason, 0) + 1
         if n in (1, 10, 100) or n % 1000 == 0:
             log.warning("%s: refused %s event (%s, %d so far): %s", self.unit, event_type[:64], reason, n, detail[:200])

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from portlane.edge.contract.canonical import b64decode_strict
-from portlane.edge.errors import PortlaneError
+from portlane.edge.errors import CredentialError
 
 if TYPE_CHECKING:
     from portlane.edge.config import BrokerConfig, UnitKey
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CREDENTIALS_ENV",
     "BrokerCredentials",
-    "CredentialError",
     "broker_credentials",
     "credential_path",
     "generate_keypair",
@@ -54,11 +53,6 @@ __all__ = [
 ]
 
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
-
-
-class CredentialError(PortlaneError):
-    """A credential file is missing, unreadable or not what it should be. The message names
-    the file, what is wrong and what to do."""
 
 
 def load_public_key(b64: str) -> Ed25519PublicKey:

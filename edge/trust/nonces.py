@@ -34,18 +34,9 @@ from pathlib import Path
 from typing import Final, Protocol, Self
 
 from portlane.edge.contract.times import format_rfc3339, parse_rfc3339
-from portlane.edge.errors import PortlaneError
+from portlane.edge.errors import NonceStoreError
 
-__all__ = [
-    "BESIDE",
-    "DEFAULT_SKEW_S",
-    "Clock",
-    "MemoryNonceStore",
-    "NonceStore",
-    "NonceStoreError",
-    "SqliteNonceStore",
-    "now_checked",
-]
+__all__ = ["BESIDE", "DEFAULT_SKEW_S", "Clock", "MemoryNonceStore", "NonceStore", "SqliteNonceStore", "now_checked"]
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +64,6 @@ def now_checked(clock: Clock) -> datetime:
     if now.tzinfo is None:
         raise ValueError("the clock returned a naive datetime; it must be timezone-aware")
     return now
-
-
-class NonceStoreError(PortlaneError):
-    """The nonce store cannot be used (corrupt file, unreadable). Raised when it is opened."""
 
 
 class NonceStore(Protocol):
@@ -228,8 +215,10 @@ class SqliteNonceStore:
                 self._db.close()
                 self._db = None
             raise NonceStoreError(
-                f"{self.path}: not a usable nonce store ({exc}); stop the daemon, move the file aside "
-                "(keep it as evidence) and start again — a new store refuses commands issued before it"
+                str(self.path),
+                f"not a usable nonce store ({exc})",
+                "stop the daemon, move the file aside (keep it as evidence) and start again — a new store "
+                "refuses commands issued before it",
             ) from exc
 
     def _open(

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from portlane.edge.contract.topics import SCAN_TOPICS_PER_LANE
-from portlane.edge.errors import PortlaneError
+from portlane.edge.errors import PkiError
 from portlane.edge.trust.keys import generate_unit_key, write_secret
 
 if TYPE_CHECKING:
@@ -58,7 +58,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CA_DAYS",
     "CERT_DAYS",
-    "PkiError",
     "PkiUnit",
     "SiteCA",
     "apply_unit_keys",
@@ -78,10 +77,6 @@ CERT_DAYS = 730
 #: Certificates start an hour in the past: a controller whose clock lags still accepts them.
 _BACKDATE = dt.timedelta(hours=1)
 _PREFIX = "portlane/v1"
-
-
-class PkiError(PortlaneError):
-    """The PKI directory cannot be created or used (exists, CA missing, name too long)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ from portlane.edge.console.auth import (
     save_users,
     verify_password,
 )
-from portlane.edge.console.errors import EventRejected, UsersFileError
 from portlane.edge.console.ingest import StreamLedger, check_payload, parse_event
 from portlane.edge.console.live import Clear, Completed, Raise, SiteLive
 from portlane.edge.console.replay import ReplayRequester
@@ -30,6 +29,7 @@ from portlane.edge.console.signatures import EventKey, EventVerifier
 from portlane.edge.console.store import Store
 from portlane.edge.contract.canonical import canonical_json
 from portlane.edge.contract.topics import Topics
+from portlane.edge.errors import EventRejectedError, UsersFileError
 from portlane.edge.trust.keys import generate_keypair, load_public_key
 
 
@@ -49,16 +49,16 @@ def test_parse_event_reads_the_stream_position_and_rejects_what_is_not_the_contr
 
     env = envelope("c1", 1, "passage.arrived", {"passage_id": "p", "lane_kind": "cargo"})
     topic, _ = _msg(env)
-    with pytest.raises(EventRejected) as e:
+    with pytest.raises(EventRejectedError) as e:
         parse_event(SITE_ID, topic, b"{not json")
     assert e.value.reason == "malformed"
-    with pytest.raises(EventRejected) as e:
+    with pytest.raises(EventRejectedError) as e:
         parse_event(SITE_ID, topic.replace("/c1/", "/c2/"), json.dumps(env).encode())
     assert e.value.reason == "wrong_source"
-    with pytest.raises(EventRejected) as e:
+    with pytest.raises(EventRejectedError) as e:
         parse_event(SITE_ID, topic.replace("passage.arrived", "gate.moved"), json.dumps(env).encode())
     assert e.value.reason == "malformed" and "does not match the topic" in e.value.detail
-    with pytest.raises(EventRejected):
+    with pytest.raises(EventRejectedError):
         parse_event(SITE_ID, topic, json.dumps({**env, "seq": 0}).encode())
     bad = parse_event(SITE_ID, *_msg(envelope("c1", 2, "passage.arrived", {"passage_id": "p", "lane_kind": "boat"})))
     assert "lane_kind" in (check_payload(bad) or "")
@@ -116,7 +116,7 @@ def test_event_signatures_are_checked_as_the_contract_says() -> None:
     assert v.verify(env, "c1") == "unsigned"
 
     def reason(e: dict, unit: str = "c1", verifier: EventVerifier = v) -> str:
-        with pytest.raises(EventRejected) as exc:
+        with pytest.raises(EventRejectedError) as exc:
             verifier.verify(e, unit)
         return exc.value.reason
 
@@ -366,6 +366,6 @@ def test_site_keys_are_checked_through_the_trust_layer() -> None:
         (events.EventSigner("lane-c9", priv).sign(env), "unknown_key"),
         (events.EventSigner("lane-c1", priv).sign({**env, "source": f"portlane://{SITE_ID}/c2"}), "not_authorised"),
     ):
-        with pytest.raises(EventRejected) as exc:
+        with pytest.raises(EventRejectedError) as exc:
             v.verify(forged, "c1")
         assert exc.value.reason == reason

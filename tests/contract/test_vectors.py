@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from portlane.edge.contract.canonical import canonical_json
-from portlane.edge.trust.authority import Authority, KeyGrant, Role, TrustError
-from portlane.edge.trust.commands import CommandRejected, CommandSigner, CommandVerifier
+from portlane.edge.errors import CommandRejectedError, TrustError
+from portlane.edge.trust.authority import Authority, KeyGrant, Role
+from portlane.edge.trust.commands import CommandSigner, CommandVerifier
 from portlane.edge.trust.events import EventSigner, canonical_envelope, verify_event
 from portlane.edge.trust.keys import public_key_b64
 from portlane.edge.trust.nonces import MemoryNonceStore
@@ -281,13 +282,14 @@ def test_the_package_verifiers_accept_the_good_and_refuse_the_bad(doc: dict[str,
         if v["kind"] == "event":
             assert verify_event(v["signed"], authority).unit == "c1"
         else:
-            assert verifier().verify(json.dumps(v["signed"], ensure_ascii=False).encode()).sig == v["signature"]
+            verified = verifier().verify(json.dumps(v["signed"], ensure_ascii=False).encode())
+            assert verified.command.sig == v["signature"]
     for b in doc["bad"]:
         if b["kind"] == "event":
             with pytest.raises(TrustError) as ei:
                 verify_event(b["signed"], authority)
             assert ei.value.reason == b["reason"], b["name"]
         else:
-            with pytest.raises(CommandRejected) as ej:
+            with pytest.raises(CommandRejectedError) as ej:
                 verifier().verify(json.dumps(b["signed"], ensure_ascii=False).encode())
-            assert ej.value.reason.value == b["reason"], b["name"]
+            assert ej.value.reason == b["reason"], b["name"]

@@ -395,7 +395,8 @@ def test_signer_hook_signs_the_envelope_before_it_is_written(tmp_path: Path) -> 
 
 
 def test_replay_command_checks_its_arguments_and_says_what_is_gone(tmp_path: Path) -> None:
-    from portlane.edge.delivery.replay import ReplayArgsError, replay_command
+    from portlane.edge.delivery.replay import replay_command
+    from portlane.edge.errors import ReplayArgsError
 
     ob = Outbox(tmp_path / "rc.db", site="s", unit="l1", retention=OutboxRetention(max_mb=600 / (1024 * 1024)))
     for i in range(10):

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from portlane.drivers.base import GatePosition, LightColour
+from portlane.edge.contract.events import UnitStatus
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.errors import StateError
@@ -163,7 +164,9 @@ async def test_closing_the_lane_updates_its_retained_status(rig: LaneRig, broker
     got = asyncio.Event()
 
     def on(msg: Message) -> None:
-        statuses.append(json.loads(msg.payload))
+        fields = UnitStatus.fields_of(json.loads(msg.payload))  # the envelope's data (unit.status)
+        assert fields is not None
+        statuses.append(fields)
         got.set()
 
     watcher = MqttLink(broker.url, client_id="t-status", subscriptions=["portlane/v1/t-site/c1/status"], on_message=on)
@@ -195,9 +198,9 @@ async def test_a_lane_the_outbox_closed_takes_vehicles_again_once_it_accepts_eve
     monkeypatch.setattr(lane_daemon, "OUTBOX_RETRY_S", 0.0)  # try on every tick
     r = await start_lane(broker.url, tmp_path, outbox={"capacity": 4, "overflow": "reject_new"})
     try:
-        await r.until(lambda: r.daemon.outbox.stats().depth == 0)
+        await r.until(lambda: r.daemon.unit.outbox.stats().depth == 0)
         await broker.stop()
-        await r.until(lambda: not r.daemon.link.connected)
+        await r.until(lambda: not r.daemon.unit.link.connected)
         for _ in range(3):  # vehicles arrive and back off: events the outbox must hold
             r.world.set_inputs(entry_loop=True)
             await r.until(lambda: r.logic.passage is not None or not r.logic.in_service)
@@ -206,10 +209,10 @@ async def test_a_lane_the_outbox_closed_takes_vehicles_again_once_it_accepts_eve
                 break
             await r.until(lambda: r.logic.passage is None)
         await r.until(lambda: not r.logic.in_service)
-        assert r.daemon.outbox.stats().refused >= 1
+        assert r.daemon.unit.outbox.stats().refused >= 1
         await broker.start()
         await r.until(lambda: r.logic.in_service)
-        assert r.daemon.outbox.stats().depth <= 4
+        assert r.daemon.unit.outbox.stats().depth <= 4
     finally:
         await stop_lane(r)
 
@@ -236,7 +239,7 @@ async def test_a_journal_it_cannot_write_closes_the_lane_and_the_vehicle_under_w
 
         monkeypatch.setattr(journal, "sync", sync)
         await release(r, pid)
-        assert not r.logic.in_service and "journal" in r.daemon._auto_closed
+        assert not r.logic.in_service and "journal" in r.logic.closures
         r.world.set_inputs(entry_loop=False, in_position=False, photocell=True, safety_loop=True)
         r.world.set_inputs(photocell=False, safety_loop=False, exit_loop=True)
         r.world.set_inputs(exit_loop=False)
@@ -279,3 +282,43 @@ async def test_a_lane_stopped_after_completing_a_passage_but_before_clearing_its
         assert r2.logic.passage is not None and r2.logic.passage.id != pid
     finally:
         await stop_lane(r2)
+
+
+async def test_an_operators_closure_survives_a_restart_and_no_fault_recovery_reopens_it(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """A technician closes the lane; a restart (``config apply``, SIGTERM, a power cut) must not
+    put it back in service, nor must the gate coming back online after a fault: only an
+    operator's ``lane open`` does (issue 24)."""
+    r = await start_lane(broker.url, tmp_path, timeouts=LaneTimeouts(identify_s=1.0, gate_confirm_s=0.3))
+    try:
+        await r.until(lambda: r.logic.started)
+        r.daemon.set_in_service(False, operator="tech-7", reason="barrier motor replaced")
+        assert not r.logic.in_service
+    finally:
+        await stop_lane(r)
+    r2 = await start_lane(broker.url, tmp_path, timeouts=LaneTimeouts(identify_s=1.0, gate_confirm_s=0.3))
+    try:
+        await r2.until(lambda: r2.logic.started)
+        assert not r2.logic.in_service and set(r2.logic.closures) == {"operator"}
+        assert r2.logic.closures["operator"].operator == "tech-7"
+        # A fault and its recovery come and go: the operator's closure stays.
+        r2.world.faults("gate").unplugged = True
+        await r2.until(lambda: "gate" in r2.logic.closures)
+        r2.world.faults("gate").unplugged = False
+        await r2.until(lambda: "gate" not in r2.logic.closures)
+        assert not r2.logic.in_service
+        # A vehicle on the entry loop gets no passage.
+        r2.world.set_inputs(entry_loop=True)
+        await r2.until(lambda: r2.logic.sensors.entry_loop)
+        assert r2.logic.passage is None
+        r2.world.set_inputs(entry_loop=False)
+        assert r2.daemon.set_in_service(True, operator="tech-7", reason="motor tested, lane back in use")
+    finally:
+        await stop_lane(r2)
+    r3 = await start_lane(broker.url, tmp_path, timeouts=LaneTimeouts(identify_s=1.0, gate_confirm_s=0.3))
+    try:
+        await r3.until(lambda: r3.logic.started)
+        assert r3.logic.in_service  # the reopening is journalled too
+    finally:
+        await stop_lane(r3)

@@ -15,14 +15,8 @@ from typing import Any
 
 import pytest
 from portlane.edge.cli import main as cli_main
-from portlane.edge.ops.control import (
-    ControlError,
-    ControlServer,
-    DaemonUnreachableError,
-    default_path,
-    discover,
-    request,
-)
+from portlane.edge.errors import ControlError, DaemonUnreachableError
+from portlane.edge.ops.control import ControlServer, default_path, discover, request
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_SITE = ROOT / "firmware_config" / "sites" / "zhuhai-hzmb-cargo.yaml"

@@ -36,3 +36,27 @@ def test_gate_path_and_cli_start_without_heavy_imports() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_exception_of_edge_lives_in_errors_and_is_drawn_in_its_tree() -> None:
+    """One error module (issue 19): no other module of edge defines an exception class, and the
+    tree in ``edge/errors.py``'s docstring names every class the module exports."""
+    import ast
+
+    from portlane.edge import errors
+
+    defined_elsewhere = []
+    for path in (ROOT / "edge").rglob("*.py"):
+        if path.name == "errors.py" and path.parent.name == "edge":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+                if any(b.endswith(("Error", "Exception")) for b in bases):
+                    defined_elsewhere.append(f"{path.relative_to(ROOT)}: {node.name}")
+    assert not defined_elsewhere
+    classes = [n for n in errors.__all__ if not n.startswith("EXIT_")]
+    assert all(issubclass(getattr(errors, n), errors.PortlaneError) for n in classes)
+    doc = errors.__doc__ or ""
+    assert [n for n in classes if f"── {n}" not in doc and n != "PortlaneError"] == []
+    assert [n for n in errors.__all__ if n.startswith("EXIT_") and n not in doc] == []

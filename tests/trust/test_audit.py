@@ -15,15 +15,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from portlane.edge.trust.audit import (
-    GENESIS,
-    AuditError,
-    AuditLog,
-    AuditProblem,
-    OperatorError,
-    require_operator,
-    verify_log,
-)
+from portlane.edge.errors import AuditError, OperatorError
+from portlane.edge.trust.audit import GENESIS, AuditLog, AuditProblem, require_operator, verify_log
 
 T0 = datetime(2026, 11, 23, 18, 0, 0, tzinfo=UTC)
 

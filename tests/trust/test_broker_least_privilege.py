@@ -23,11 +23,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import load_pem_x509_certificate
 from portlane.edge.config import load_site
-from portlane.edge.delivery.mqtt import PublishRefusedError
 from portlane.edge.demo.broker import MosquittoBroker
 from portlane.edge.demo.options import DEFAULT_SITE
 from portlane.edge.demo.secure import secure_demo
-from portlane.edge.trust.pki import PkiError, init_pki, render_acl, shipped_mosquitto_conf
+from portlane.edge.errors import PkiError, PublishRefusedError
+from portlane.edge.trust.pki import init_pki, render_acl, shipped_mosquitto_conf
 
 from tests.broker_clients import Client, raw_connect, tls_context
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from portlane.edge.config import load_site
-from portlane.edge.delivery.mqtt import NotConnectedError, PublishRefusedError
 from portlane.edge.demo.broker import MosquittoBroker
-from portlane.edge.trust.pki import PkiError, SiteCA, init_pki, render_acl, site_units
+from portlane.edge.errors import NotConnectedError, PkiError, PublishRefusedError
+from portlane.edge.trust.pki import SiteCA, init_pki, render_acl, site_units
 
 from tests.broker_clients import Client, raw_connect, tls_context
 

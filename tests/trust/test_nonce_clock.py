@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import yaml
 from portlane.edge.contract.commands import SignedCommand
+from portlane.edge.errors import CommandRejectedError
 from portlane.edge.trust.audit import AuditLog
-from portlane.edge.trust.commands import CommandRejected, CommandSigner, CommandVerifier, RejectReason
+from portlane.edge.trust.commands import CommandSigner, CommandVerifier, RejectReason
 from portlane.edge.trust.nonces import SqliteNonceStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,8 +71,8 @@ class Lane:
         )
         try:
             verifier.verify(cmd.to_json_bytes())
-        except CommandRejected as exc:
-            return exc.reason
+        except CommandRejectedError as exc:
+            return RejectReason(exc.reason)
         self.audit.append("command_accepted", actor=cmd.key_id, reason=cmd.cmd, lane=LANE, data={"nonce": cmd.nonce})
         return None
 

@@ -6,8 +6,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from portlane.edge.errors import CommandRejectedError
 from portlane.edge.trust.audit import AuditLog, read_entries, verify_log
-from portlane.edge.trust.commands import CommandRejected, CommandVerifier
+from portlane.edge.trust.commands import CommandVerifier
 from portlane.edge.trust.keys import generate_keypair
 from portlane.edge.trust.nonces import MemoryNonceStore
 from portlane.edge.trust.rejections import UNAUTHENTICATED, RejectionAggregator
@@ -46,7 +47,7 @@ def test_3000_unsigned_commands_cost_a_bounded_number_of_writes(tmp_path: Path) 
             raw = b'{"cmd":"release","lane":"c1","key_id":"k%d","nonce":"n%d"}' % (i, i)
             try:
                 verifier.verify(raw)
-            except CommandRejected as exc:
+            except CommandRejectedError as exc:
                 individual += agg.record(exc.reason.value, key_id=exc.fields.get("key_id"), detail=exc.detail)
         elapsed = time.perf_counter() - started
         assert individual == 10
