@@ -51,7 +51,7 @@ from portlane.edge.contract.commands import ID_PATTERN
 from portlane.edge.contract.envelope import MAX_EVENT_BYTES, Envelope
 from portlane.edge.contract.events import EVENTS, CommandRejected, CommandResponse, PassageDecided, UnitStatus
 from portlane.edge.contract.times import parse_rfc3339
-from portlane.edge.contract.topics import PREFIX, Topics
+from portlane.edge.contract.topics import Topics
 from portlane.edge.errors import TrustError
 from portlane.edge.trust.authority import Authority
 from portlane.edge.trust.events import VerifiedEvent, parse_envelope, verify_message
@@ -109,8 +109,7 @@ _MODELS: dict[str, type[BaseModel]] = {name: model for name, model in EVENTS.ite
 
 def subscriptions(site_id: str) -> list[str]:
     """The topic filters a site consumer subscribes to."""
-    base = f"{PREFIX}/{site_id}"
-    return [Topics.all_events(site_id), f"{base}/+/status", f"{base}/+/response"]
+    return [Topics.all_events(site_id), Topics.all_status(site_id), Topics.all_responses(site_id)]
 
 
 @dataclass
