@@ -32,7 +32,9 @@ Exception tree::
     │   ├── NotAuthorisedError          not_authorised
     │   ├── UnsignedEventError          unsigned
     │   ├── MalformedEventError         malformed
-    │   └── BadSignatureError           bad_signature
+    │   ├── BadSignatureError           bad_signature
+    │   └── TopicMismatchError          topic_mismatch: a verified event on another unit's, type's
+    │                                   or lane's topic
     ├── CommandRejectedError            a signed command failed verification or validation;
     │                                   ``reason`` (the wire's ``RejectReason``) goes in the answer
     │                                   (the *event* a unit publishes about it is the contract's
@@ -47,6 +49,11 @@ Exception tree::
     ├── CheckpointError                 an audit checkpoint does not parse or verify
     ├── ControlError                    the control socket cannot be created or answers badly
     │   └── DaemonUnreachableError      (see UnreachableError)
+    ├── ClientError                     the consumer library (``portlane.edge.client``)
+    │   ├── NoSignerError               it has no key to sign commands with
+    │   ├── CommandTimeoutError         no answer after every attempt (also a TimeoutError)
+    │   └── ClientStateError            used before start, after close, or started twice (also a
+    │                                   RuntimeError)
     ├── DemoError                       ``portlane demo`` cannot run
     └── ConsoleError                    the site console
         ├── UsersFileError              its users file
@@ -92,7 +99,10 @@ __all__ = [
     "BrokerUnreachableError",
     "CanonicalJSONError",
     "CheckpointError",
+    "ClientError",
+    "ClientStateError",
     "CommandRejectedError",
+    "CommandTimeoutError",
     "ConfigError",
     "ConsoleError",
     "ConsoleStoreError",
@@ -104,6 +114,7 @@ __all__ = [
     "DemoError",
     "EventRejectedError",
     "MalformedEventError",
+    "NoSignerError",
     "NonceStoreError",
     "NotAuthorisedError",
     "NotConnectedError",
@@ -116,6 +127,7 @@ __all__ = [
     "PublishRefusedError",
     "ReplayArgsError",
     "StateError",
+    "TopicMismatchError",
     "TrustError",
     "UnknownKeyError",
     "UnreachableError",
@@ -282,6 +294,12 @@ class BadSignatureError(TrustError):
     reason = "bad_signature"
 
 
+class TopicMismatchError(TrustError):
+    """A verified event that came in on another unit's, type's or lane's topic."""
+
+    reason = "topic_mismatch"
+
+
 class CommandRejectedError(PortlaneError):
     """A command failed verification or validation. ``reason`` is a
     :class:`~portlane.edge.contract.commands.RejectReason` (a ``str``); ``detail`` is for humans;
@@ -349,6 +367,22 @@ class OperatorError(PortlaneError, ValueError):
 
 class CheckpointError(PortlaneError):
     """A checkpoint does not parse, or its signature or signer is not trusted."""
+
+
+class ClientError(PortlaneError):
+    """The consumer library (``portlane.edge.client``) cannot do what was asked."""
+
+
+class NoSignerError(ClientError):
+    """The client cannot sign commands: give it a key (``clients[].key`` in the site file)."""
+
+
+class CommandTimeoutError(ClientError, TimeoutError):
+    """A command got no answer after every attempt."""
+
+
+class ClientStateError(ClientError, RuntimeError):
+    """A client used before it was started, after it was closed, or started twice."""
 
 
 class DemoError(PortlaneError):

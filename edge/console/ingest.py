@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from portlane.edge.contract.envelope import MAX_EVENT_BYTES
 from portlane.edge.contract.events import EVENTS, UnitStatus
 from portlane.edge.contract.times import parse_rfc3339
 from portlane.edge.contract.topics import Topics
@@ -30,9 +31,6 @@ from portlane.edge.errors import EventRejectedError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = ["Event", "Observation", "StreamLedger", "check_payload", "parse_event", "parse_status"]
-
-#: Largest event accepted; the contract's biggest payload (an identification with crops) fits.
-MAX_EVENT_BYTES = 256 * 1024
 
 
 class _Wire(BaseModel):
