@@ -514,9 +514,7 @@ class LaneMachine(RuleBasedStateMachine):
         return None
 
     @precondition(lambda self: self.vehicle is None)
-    @rule(
-        truck=st.sampled_from(ARRIVING), reading=st.sampled_from(("clear", "clear", "doubt", "province", "no_tag"))
-    )
+    @rule(truck=st.sampled_from(ARRIVING), reading=st.sampled_from(("clear", "clear", "doubt", "province", "no_tag")))
     def truck_arrives(self, truck: str, reading: str) -> None:
         p = self._arrive(truck)
         if p is not None:
