@@ -40,7 +40,11 @@ CONTAINER_11: grammar.Template = (*(grammar.LETTERS,) * 3, "UJZ", *(grammar.DIGI
 CONTAINER_10: grammar.Template = CONTAINER_11[:10]
 #: Groups of lines joined and decoded together (one CTC search); bounds the joined matrices held.
 GROUP_BATCH = 8
-SIZE_TYPE_TEMPLATE: grammar.Template = ("1234LMNP", "0123456789CDEF", "GVBSRHUPTAK", grammar.DIGITS)
+#: Width (in line heights) of the region right of a serial where its boxed check digit is read:
+#: the box is about one glyph wide and set about one glyph to the right (ISO 6346 Annex F).
+CHECK_BOX_WIDTH = 1.8
+#: A boxed digit read below this probability does not count as read.
+CHECK_BOX_MIN_CONF = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +183,7 @@ class ContainerReader:
         column_cands = self._read_columns(view, long_cols)
         short = self._short_columns(view, [c for c in columns if c.found <= 6][:2])
         self.timings["columns_ms"] = (time.perf_counter() - t0) * 1000
-        reads = self._assemble([], column_cands, short)
+        reads = self._assemble(view, [], column_cands, short)
         # a column whose own check digit validates is the front's number: the detector would
         # only add the wall's other markings
         if not any(c.rank[0] == 0 for c in column_cands):
@@ -198,10 +202,10 @@ class ContainerReader:
             skip = tuple(c.box for c in long_cols)
             first, rest = boxes[: self.first_lines], boxes[self.first_lines :]
             pieces = self._pieces(view, first, skip)
-            reads = self._assemble(pieces, column_cands, short)
+            reads = self._assemble(view, pieces, column_cands, short)
             if rest and not any(r.status == CONFIRMED for r in reads):
                 pieces += self._pieces(view, rest, skip)
-                reads = self._assemble(pieces, column_cands, short)
+                reads = self._assemble(view, pieces, column_cands, short)
             self.timings["rec_ms"] = (time.perf_counter() - t0) * 1000
         out = []
         for r in reads:
@@ -396,6 +400,7 @@ class ContainerReader:
                         confidence=round(conf * 0.8, 4),
                         box=box,
                         char_confidences=d11.char_conf,
+                        cost=round(cost, 3),
                     ),
                 )
             if iso6346.is_valid(d11.text):
@@ -409,6 +414,7 @@ class ContainerReader:
                         box=box,
                         status=CONFIRMED if ok else LOW_CONFIDENCE,
                         char_confidences=d11.char_conf,
+                        cost=round(cost, 3),
                     ),
                 )
             fixed = iso6346.correct(d11.text, alts, max_changes=1)
@@ -422,6 +428,7 @@ class ContainerReader:
                         confidence=round(conf * 0.8, 4),
                         box=box,
                         char_confidences=d11.char_conf,
+                        cost=round(cost, 3),
                     ),
                 )
         if d10 is not None and free - d10.logp <= self.max_cost and d10.confidence >= self.min_char_conf:
@@ -436,13 +443,17 @@ class ContainerReader:
                     confidence=round(_conf(d10, cost) * 0.7, 4),
                     box=box,
                     char_confidences=d10.char_conf,
+                    cost=round(cost, 3),
                 ),
             )
         return None
 
-    def _assemble(self, pieces: list[_Piece], extra: list[_Cand], size_pieces: list[_Piece]) -> list[ContainerRead]:
+    def _assemble(
+        self, img: np.ndarray, pieces: list[_Piece], extra: list[_Cand], size_pieces: list[_Piece]
+    ) -> list[ContainerRead]:
         cands: list[_Cand] = list(extra)
         groups = self._groups(pieces)
+        tails: dict[int, tuple[int, int, int, int]] = {}  # candidate -> its serial line's box
         # a joined matrix holds all 6625 classes (~2 MB for three lines): decoded a batch at a time
         for b in range(0, len(groups), GROUP_BATCH):
             jobs: list[tuple[np.ndarray, tuple[int, int, int, int]]] = []
@@ -457,7 +468,12 @@ class ContainerReader:
                     max(pieces[x].box[3] for x in g),
                 )
                 jobs.append((np.concatenate(parts[:-1]), box))
-            cands += [c for c in self._decode_numbers(jobs) if c is not None]
+            for g, c in zip(groups[b : b + GROUP_BATCH], self._decode_numbers(jobs), strict=True):
+                if c is not None:
+                    if c.read.check_digit_inferred and not pieces[g[-1]].vertical:
+                        tails[len(cands)] = pieces[g[-1]].box
+                    cands.append(c)
+        cands = self._read_check_boxes(img, cands, tails)
         cands.sort(key=lambda c: c.rank)
         out: list[ContainerRead] = []
         for c in cands:
@@ -475,6 +491,58 @@ class ContainerReader:
             out[0] = replace(out[0], iso_type=iso)
         return out
 
+    def _read_check_boxes(
+        self, img: np.ndarray, cands: list[_Cand], tails: dict[int, tuple[int, int, int, int]]
+    ) -> list[_Cand]:
+        """Owner code and serial read without their check digit: read the boxed digit on its own.
+
+        Painted numbers put the check digit in a box a glyph to the right of the serial; the
+        detector often leaves the box out of the line, and the number is then only *inferred*.
+        The region right of the serial's line is read alone against a one-digit template: a digit
+        read there that equals the computed one is the check digit *read* — an independent check
+        (a misread owner code or serial matches it one time in ten) — and the number is then
+        judged like any other read number. A different digit, or none, leaves it inferred.
+        """
+        if not tails:
+            return cands
+        H, W = img.shape[:2]
+        jobs: list[tuple[int, np.ndarray]] = []
+        for i, (_x1, y1, x2, y2) in tails.items():
+            h = y2 - y1
+            xa, xb = x2, min(W, x2 + int(CHECK_BOX_WIDTH * h))
+            ya, yb = max(0, int(y1 - 0.15 * h)), min(H, int(y2 + 0.15 * h))
+            if xb - xa >= 0.6 * h and h >= 8:
+                jobs.append((i, img[ya:yb, xa:xb]))
+        if not jobs:
+            return cands
+        mats = self.engine.rec([c for _i, c in jobs])
+        folded = [ctc.fold_separators(m, self.engine.rec.index) for m in mats]
+        found = ctc.search([(f, (grammar.DIGITS,)) for f in folded], self.engine.rec.index, folded=True)
+        out = list(cands)
+        for (i, _crop), f, d in zip(jobs, folded, found, strict=True):
+            c = cands[i]
+            r = c.read
+            if d is None or d.text != r.number[10] or d.confidence < CHECK_BOX_MIN_CONF:
+                continue
+            if unconstrained_logp(f) - d.logp > self.confirm_max_cost:
+                continue  # more than one glyph there (a logo, the next word): not the boxed digit
+            chars = (*r.char_confidences[:10], d.confidence)
+            conf = round(min(chars) * math.exp(-c.rank[1] / 4), 4)
+            ok = conf >= self.confirm_char_conf and c.rank[1] <= self.confirm_max_cost
+            if iso6346.remainder(r.number[:10]) == 10:
+                ok = False  # valid only through the 10 -> 0 fold (see _decode_number)
+            out[i] = _Cand(
+                (0, c.rank[1]),
+                replace(
+                    r,
+                    check_digit_inferred=False,
+                    confidence=conf,
+                    char_confidences=chars,
+                    status=CONFIRMED if ok else LOW_CONFIDENCE,
+                ),
+            )
+        return out
+
     def _size_type(self, pieces: list[_Piece], near: tuple[int, int, int, int] | None) -> str | None:
         if near is None:
             return None
@@ -483,8 +551,8 @@ class ContainerReader:
         for p in pieces:
             if not 3 <= len(p.text) <= 6:
                 continue
-            d = ctc.best_path(p.probs, SIZE_TYPE_TEMPLATE, self.engine.rec.index, folded=True)
-            if d is None or unconstrained_logp(p.probs) - d.logp > 2.0 or not iso6346.is_valid_size_type(d.text):
+            d = ctc.best_path(p.probs, iso6346.SIZE_TYPE_TEMPLATE, self.engine.rec.index, folded=True)
+            if d is None or unconstrained_logp(p.probs) - d.logp > 2.0 or not iso6346.size_type_valid(d.text):
                 continue
             dist = math.hypot((p.box[0] + p.box[2]) / 2 - cx, (p.box[1] + p.box[3]) / 2 - cy)
             if best is None or dist < best[0]:

@@ -166,6 +166,10 @@ class PlateRead:
     #: clears its threshold but the province Hanzi is too small to vouch for alone (a second
     #: camera or frame that agrees confirms it, ``fusion.py``); ``""`` otherwise.
     doubt: str = ""
+    #: nats the grammar path lies below the recogniser's free best path (0 = the grammar changed nothing)
+    cost: float = 0.0
+    #: height in source pixels of the plate's glyphs (the province Hanzi), when it could be measured
+    glyph_px: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {

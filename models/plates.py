@@ -290,10 +290,9 @@ class PlateReader:
         if kind == "hk_personal":
             ok = False  # almost any word fits: an officer (or a second camera) must agree
         doubt = ""
-        if ok and kind == "cn" and not d.text[0].isascii():
-            glyph = upper_glyph_px if upper_frames is not None else _province_px(d, frame_px)
-            if glyph is None or glyph < self.province_alone_px:
-                ok, doubt = False, "province"
+        glyph = upper_glyph_px if upper_frames is not None else _province_px(d, frame_px)
+        if ok and kind == "cn" and not d.text[0].isascii() and (glyph is None or glyph < self.province_alone_px):
+            ok, doubt = False, "province"
         return PlateRead(
             grammar.render_canonical(d.text, kind),
             kind,
@@ -302,6 +301,8 @@ class PlateReader:
             d.char_conf,
             CONFIRMED if ok else LOW_CONFIDENCE,
             doubt,
+            round(cost, 3),
+            None if glyph is None else round(glyph, 1),
         ), cost
 
     def _check_framings(self, view: Image, reads: list[PlateRead], off: tuple[int, int]) -> list[PlateRead]:
