@@ -27,7 +27,8 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from . import ctc, grammar, iso6346
+from . import calibration, ctc, grammar, iso6346
+from .calibration import SHIPPED, Policy
 from .columns import Column, find_columns, tile_column
 from .grammar import CONFIRMED, LOW_CONFIDENCE
 from .imaging import unconstrained_logp
@@ -151,10 +152,8 @@ class ContainerReader:
     roi: tuple[int, int, int, int] | None = None
     max_cost: float = 8.0
     min_char_conf: float = 0.2
-    #: Calibrated on the development set (docs/recognition.md): a valid read is confirmed only
-    #: if every character clears this and the grammar explains the matrix this well.
-    confirm_char_conf: float = 0.8
-    confirm_max_cost: float = 2.0
+    #: When a read is confirmed (``calibration.py``: fitted on held-out folds of the dev set).
+    policy: Policy = SHIPPED
     #: Side of the image the glyph-column finder works at (its cost grows with the area).
     column_side: int = 1280
     #: Run the detector in overlapping strips this wide (lower peak memory, ~15 % more detector
@@ -401,22 +400,14 @@ class ContainerReader:
                         box=box,
                         char_confidences=d11.char_conf,
                         cost=round(cost, 3),
+                        doubt="corrected" if other is not None else "fold",
                     ),
                 )
             if iso6346.is_valid(d11.text):
-                ok = conf >= self.confirm_char_conf and cost <= self.confirm_max_cost
-                return _Cand(
-                    (0, cost),
-                    ContainerRead(
-                        d11.text,
-                        True,
-                        confidence=conf,
-                        box=box,
-                        status=CONFIRMED if ok else LOW_CONFIDENCE,
-                        char_confidences=d11.char_conf,
-                        cost=round(cost, 3),
-                    ),
+                read = ContainerRead(
+                    d11.text, True, confidence=conf, box=box, char_confidences=d11.char_conf, cost=round(cost, 3)
                 )
+                return _Cand((0, cost), calibration.decide(read, self.policy))
             fixed = iso6346.correct(d11.text, alts, max_changes=1)
             if fixed is not None:
                 return _Cand(
@@ -429,6 +420,7 @@ class ContainerReader:
                         box=box,
                         char_confidences=d11.char_conf,
                         cost=round(cost, 3),
+                        doubt="corrected",
                     ),
                 )
         if d10 is not None and free - d10.logp <= self.max_cost and d10.confidence >= self.min_char_conf:
@@ -444,6 +436,7 @@ class ContainerReader:
                     box=box,
                     char_confidences=d10.char_conf,
                     cost=round(cost, 3),
+                    doubt="inferred",
                 ),
             )
         return None
@@ -483,7 +476,7 @@ class ContainerReader:
                 continue
             if same:
                 # another reading of the same marking disagrees: neither is confirmed
-                out = [replace(o, status=LOW_CONFIDENCE) if o in same else o for o in out]
+                out = [replace(o, status=LOW_CONFIDENCE, doubt="rival") if o in same else o for o in out]
                 continue
             out.append(r)
         iso = self._size_type(pieces + size_pieces, out[0].box if out else None)
@@ -524,23 +517,12 @@ class ContainerReader:
             r = c.read
             if d is None or d.text != r.number[10] or d.confidence < CHECK_BOX_MIN_CONF:
                 continue
-            if unconstrained_logp(f) - d.logp > self.confirm_max_cost:
+            if unconstrained_logp(f) - d.logp > self.policy.container_max_cost:
                 continue  # more than one glyph there (a logo, the next word): not the boxed digit
             chars = (*r.char_confidences[:10], d.confidence)
             conf = round(min(chars) * math.exp(-c.rank[1] / 4), 4)
-            ok = conf >= self.confirm_char_conf and c.rank[1] <= self.confirm_max_cost
-            if iso6346.remainder(r.number[:10]) == 10:
-                ok = False  # valid only through the 10 -> 0 fold (see _decode_number)
-            out[i] = _Cand(
-                (0, c.rank[1]),
-                replace(
-                    r,
-                    check_digit_inferred=False,
-                    confidence=conf,
-                    char_confidences=chars,
-                    status=CONFIRMED if ok else LOW_CONFIDENCE,
-                ),
-            )
+            read = replace(r, check_digit_inferred=False, confidence=conf, char_confidences=chars, doubt="")
+            out[i] = _Cand((0, c.rank[1]), calibration.decide(read, self.policy))
         return out
 
     def _size_type(self, pieces: list[_Piece], near: tuple[int, int, int, int] | None) -> str | None:

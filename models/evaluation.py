@@ -36,9 +36,13 @@ __all__ = [
     "LabelRow",
     "Prediction",
     "Score",
+    "folds",
+    "labels_of",
     "load_labels",
     "percentile",
     "score",
+    "vehicle_labels",
+    "vehicles",
     "write_contact_sheet",
 ]
 
@@ -47,6 +51,7 @@ class LabelRow(TypedDict):
     file: str
     text: str
     kind: str
+    source: str  # where the image comes from (``source_repo``): the folds keep a source together
 
 
 class Prediction(TypedDict):
@@ -102,7 +107,51 @@ class Score:
 
 def load_labels(d: Path) -> list[LabelRow]:
     with (d / "labels.csv").open(encoding="utf-8", newline="") as fh:
-        return [LabelRow(file=r["file"], text=r["text"], kind=r["kind"]) for r in csv.DictReader(fh) if r.get("file")]
+        return [
+            LabelRow(file=r["file"], text=r["text"], kind=r["kind"], source=r.get("source_repo") or "")
+            for r in csv.DictReader(fh)
+            if r.get("file")
+        ]
+
+
+def labels_of(row: LabelRow) -> list[str]:
+    """The row's labels, normalised, main first."""
+    return [normalise(t) for t in row["text"].split("|")]
+
+
+def vehicle_labels(row: LabelRow) -> list[str]:
+    """What one vehicle carries: a cross-boundary vehicle both its plates, otherwise the main label
+    (the other labels of a scene are other vehicles)."""
+    labels = labels_of(row)
+    return labels if row["kind"] == "cn_crossborder" else labels[:1]
+
+
+def folds(rows: Sequence[LabelRow], k: int) -> list[int]:
+    """A fold (0..k-1) per row; all rows of one source (``source``, else the file name's stem
+    without digits) share a fold, so a held-out fold holds sources the fit never saw. Sources are
+    dealt largest first to the fold with the fewest rows so far (ties: lowest fold)."""
+
+    def key(r: LabelRow) -> str:
+        return r["source"] or "".join(c for c in Path(r["file"]).stem if not c.isdigit())
+
+    sizes: dict[str, int] = {}
+    for r in rows:
+        sizes[key(r)] = sizes.get(key(r), 0) + 1
+    load = [0] * k
+    fold_of: dict[str, int] = {}
+    for src in sorted(sizes, key=lambda s: (-sizes[s], s)):
+        f = min(range(k), key=lambda i: (load[i], i))
+        fold_of[src] = f
+        load[f] += sizes[src]
+    return [fold_of[key(r)] for r in rows]
+
+
+def vehicles(rows: Sequence[LabelRow]) -> dict[str, list[int]]:
+    """Rows grouped by their main label: one group is one vehicle (or box) seen in several frames."""
+    out: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        out.setdefault(labels_of(r)[0], []).append(i)
+    return out
 
 
 def percentile(xs: Sequence[float], q: float) -> float:

@@ -42,6 +42,7 @@ __all__ = [
     "PlateRead",
     "Template",
     "classify",
+    "kinds",
     "normalise",
     "plate_templates",
     "render_canonical",
@@ -137,6 +138,13 @@ def classify(text: str, *, personal: bool = False) -> str | None:
     if personal and any(c in HK_LETTERS for c in t) and any(_matches(t, tpl) for tpl in GRAMMARS["hk_personal"]):
         return "hk_personal"
     return None
+
+
+def kinds(text: str) -> list[str]:
+    """Every ordinary plate kind whose grammar accepts ``text`` (``MS6735`` is a Macau mark and a
+    Hong Kong one: the plate's look decides, ``plate_look.py``)."""
+    t = normalise(text)
+    return [k for k in ("cn_crossborder", "macau", "cn", "hk") if any(_matches(t, tpl) for tpl in GRAMMARS[k])]
 
 
 def render_canonical(text: str, kind: str) -> str:

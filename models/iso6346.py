@@ -281,6 +281,9 @@ class ContainerRead:
     char_confidences: tuple[float, ...] = ()
     #: nats the grammar path lies below the recogniser's free best path
     cost: float = 0.0
+    #: why the read is low_confidence (``calibration.py``): ``inferred``, ``corrected``, ``fold``,
+    #: ``rival``, ``confidence`` …; ``""`` when confirmed
+    doubt: str = ""
 
     @property
     def owner(self) -> str:
@@ -311,6 +314,7 @@ class ContainerRead:
             "iso_type": self.iso_type,
             "confidence": self.confidence,
             "status": self.status,
+            "doubt": self.doubt,
             "box": list(self.box) if self.box else None,
         }
 

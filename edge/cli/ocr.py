@@ -3,6 +3,7 @@
     portlane ocr plate IMAGE... [--json]        one JSON object per line per image with --json
     portlane ocr container IMAGE... [--json]
     portlane ocr eval DIR [--json] [--sheet FILE] [--split all|odd|even] [--upstream]
+                          [--folds K] [--by-vehicle] [--fit]
 
 Every read carries a ``status``: ``confirmed`` (independent support: every character above the
 threshold calibrated on the development set, and for containers a check digit that was read,
@@ -15,6 +16,14 @@ peak RSS; and writes an HTML contact sheet of the misses (crop, what was read, w
 expected). The engine runs in a child process so that its peak RSS is its own. ``--upstream``
 adds the unmodified RapidOCR pipeline as a baseline column when ``rapidocr_onnxruntime`` is
 importable (it is not a dependency: it declares the GUI build of OpenCV).
+
+Confirmation figures are **held out**: the images are split into ``--folds`` folds by source
+(``source_repo`` in labels.csv), the confirmation thresholds (``models/calibration.py``) are
+fitted on the other folds and each fold is decided with its own fit; the reliability curve per
+kind (calibrated confidence vs the share of right reads) is computed the same way.
+``--by-vehicle`` groups the images by label (one group = one vehicle or box seen by several
+cameras) and runs the lane's own fusion and exception rules over each group: confirmed right,
+needs an officer, confirmed wrong. ``--fit`` prints the policy fitted on every image.
 
 Exit codes: 0 done, 1 an image could not be read or the OCR stack/weights are missing,
 2 usage error / missing labels.csv.
@@ -62,6 +71,21 @@ def register(sub: Any) -> None:
         help="only the odd or even rows of labels.csv (tune on one half, check on the other)",
     )
     e.add_argument("--upstream", action="store_true", help="also run the upstream RapidOCR pipeline (if installed)")
+    e.add_argument(
+        "--folds",
+        type=int,
+        default=5,
+        metavar="K",
+        help="held-out folds by image source: confirmation thresholds are fitted on K-1 folds and "
+        "scored on the other (default 5)",
+    )
+    e.add_argument(
+        "--by-vehicle",
+        action="store_true",
+        help="also judge per vehicle: images grouped by label, fused as the lane fuses them "
+        "(confirmed right / needs an officer / confirmed wrong)",
+    )
+    e.add_argument("--fit", action="store_true", help="also print the policy fitted on every image (to ship)")
     e.add_argument("--threads", type=int, default=None)
     e.set_defaults(func=run_eval)
 
@@ -153,22 +177,7 @@ def _eval_engine(engine: str, d: Path, rows: list[Any], threads: int | None) -> 
             t0, c0 = time.perf_counter(), time.process_time()
             reads = reader.read(img)
             ms, cpu = (time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000
-            out.append(
-                {
-                    "file": row["file"],
-                    "ms": ms,
-                    "cpu_ms": cpu,
-                    "reads": [
-                        {
-                            "text": getattr(r, "number", None) or r.text,
-                            "status": r.status,
-                            "confidence": float(r.confidence),
-                            "box": list(r.box) if r.box else None,
-                        }
-                        for r in reads
-                    ],
-                }
-            )
+            out.append({"file": row["file"], "ms": ms, "cpu_ms": cpu, "raw": [_raw(r) for r in reads]})
         return out
     from portlane.models.grammar import normalise
     from rapidocr_onnxruntime import RapidOCR  # upstream pipeline, defaults as in its README
@@ -196,6 +205,157 @@ def _eval_engine(engine: str, d: Path, rows: list[Any], threads: int | None) -> 
             }
         )
     return out
+
+
+def _raw(r: Any) -> dict[str, Any]:
+    """A read as plain data across the process boundary (every field, for the fit)."""
+    import dataclasses
+
+    return {"type": "container" if hasattr(r, "number") else "plate", **dataclasses.asdict(r)}
+
+
+def _read_of(d: dict[str, Any]) -> Any:
+    from portlane.models.grammar import PlateRead
+    from portlane.models.iso6346 import ContainerRead
+
+    f: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k != "type"}
+    return ContainerRead(**f) if d["type"] == "container" else PlateRead(**f)
+
+
+def _text(r: Any) -> str:
+    from portlane.models.grammar import normalise
+
+    return normalise(str(getattr(r, "number", None) or r.text))
+
+
+def _predictions(raw: list[Any], reads: list[list[Any]]) -> list[Any]:
+    """``score``'s per-image predictions from (re-decided) reads."""
+    return [
+        {
+            "file": p["file"],
+            "ms": p["ms"],
+            **({"cpu_ms": p["cpu_ms"]} if "cpu_ms" in p else {}),
+            "reads": [
+                {
+                    "text": _text(r),
+                    "status": r.status,
+                    "confidence": float(r.confidence),
+                    "box": list(r.box) if r.box else None,
+                }
+                for r in rs
+            ],
+        }
+        for p, rs in zip(raw, reads, strict=True)
+    ]
+
+
+def _vehicle_outcome(row_reads: list[tuple[Any, list[Any]]]) -> tuple[str, list[str]]:
+    """One vehicle (a group of frames of one label) judged as the lane judges it: its reads fused
+    by the lane's own recogniser conversion (``plates_of``/``containers_of`` over
+    ``models.fusion``), then the lane's own exception rules. Returns ("right" | "officer" |
+    "wrong", what the lane identified)."""
+    from portlane.edge.lane.identification import container_exceptions, plate_exceptions
+    from portlane.edge.lane.recognition import containers_of, plates_of
+    from portlane.models.evaluation import labels_of, vehicle_labels
+    from portlane.models.fusion import fuse_containers, fuse_plates
+    from portlane.models.grammar import PlateRead
+    from portlane.models.iso6346 import ContainerRead
+
+    row = row_reads[0][0]
+    want = set(vehicle_labels(row))
+    seen = {lb for r, _ in row_reads for lb in labels_of(r)}
+    reads = [x for _r, rs in row_reads for x in rs]
+    if row["kind"].startswith("container"):
+        boxes = containers_of(fuse_containers(x for x in reads if isinstance(x, ContainerRead)))
+        got = [c.number for c in boxes]
+        if not boxes or container_exceptions(boxes):
+            return "officer", got
+        return ("right" if want <= set(got) and set(got) <= seen else "wrong"), got
+    plates = plates_of(fuse_plates(x for x in reads if isinstance(x, PlateRead)))
+    got = [p.text for p in plates]
+    conf = min((p.confidence for p in plates), default=0.0)
+    if plate_exceptions(plates, conf, registrations={}):
+        return "officer", got
+    texts = {_norm(t) for t in got}
+    return ("right" if texts == want else "wrong"), got
+
+
+def _norm(t: str) -> str:
+    from portlane.models.grammar import normalise
+
+    return normalise(t)
+
+
+def _by_vehicle(rows: list[Any], reads: list[list[Any]]) -> dict[str, Any]:
+    from portlane.models.evaluation import vehicles
+
+    counts = {"right": 0, "officer": 0, "wrong": 0}
+    per_kind: dict[str, dict[str, int]] = {}
+    detail: list[dict[str, Any]] = []
+    for label, idx in vehicles(rows).items():
+        outcome, got = _vehicle_outcome([(rows[i], reads[i]) for i in idx])
+        counts[outcome] += 1
+        k = per_kind.setdefault(rows[idx[0]]["kind"], {"n": 0, "right": 0, "officer": 0, "wrong": 0})
+        k["n"] += 1
+        k[outcome] += 1
+        detail.append({"label": label, "frames": len(idx), "outcome": outcome, "identified": got})
+    n = sum(counts.values())
+    return {
+        "vehicles": n,
+        "multi_frame": sum(1 for d in detail if d["frames"] > 1),
+        "confirmed_right": counts["right"],
+        "needs_officer": counts["officer"],
+        "confirmed_wrong": counts["wrong"],
+        "confirmed_right_share": round(counts["right"] / n, 4) if n else 0.0,
+        "per_kind": per_kind,
+        "wrong": [d for d in detail if d["outcome"] == "wrong"],
+    }
+
+
+def _group(r: Any) -> str:
+    """Reliability-curve group of a read."""
+    if hasattr(r, "number"):
+        return "container"
+    return "plate_mainland" if r.kind == "cn" else "plate_crossborder_hk_macau"
+
+
+def _held_out(rows: list[Any], reads: list[list[Any]], k: int) -> dict[str, Any]:
+    """Fit the confirmation policy on k−1 folds, decide the held-out fold's reads with it; and the
+    reliability curve: an isotonic map from a read's confidence to the share of right reads,
+    fitted on the training folds, applied to the held-out reads."""
+    from portlane.models import calibration
+    from portlane.models.evaluation import folds, labels_of
+
+    fold = folds(rows, k)
+    labelled = [[(r, _text(r) in labels_of(rows[i])) for r in rs] for i, rs in enumerate(reads)]
+    decided: list[list[Any]] = [[] for _ in rows]
+    policies = []
+    points: dict[str, list[tuple[float, bool]]] = {}
+    for f in range(k):
+        train = [x for i, ls in enumerate(labelled) if fold[i] != f for x in ls]
+        policy = calibration.fit(train)
+        policies.append(policy)
+        maps = {
+            g: calibration.isotonic((r.confidence, ok) for r, ok in train if _group(r) == g)
+            for g in {_group(r) for r, _ok in train}
+        }
+        for i, ls in enumerate(labelled):
+            if fold[i] != f:
+                continue
+            decided[i] = [calibration.decide(r, policy) for r, _ok in ls]
+            for r, ok in ls:
+                g = _group(r)
+                if g in maps:
+                    points.setdefault(g, []).append((maps[g](r.confidence), ok))
+    import dataclasses
+
+    return {
+        "folds": k,
+        "fold_sizes": [fold.count(f) for f in range(k)],
+        "policies": [dataclasses.asdict(p) for p in policies],
+        "decided": decided,
+        "reliability": {g: calibration.reliability(p) for g, p in sorted(points.items())},
+    }
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -236,8 +396,31 @@ def run_eval(args: argparse.Namespace) -> int:
             if engine == "ours":
                 rc = EXIT_FAILED
             continue
-        scored = score(rows, payload)
-        e = scored.as_dict()
+        if engine == "ours":
+            reads = [[_read_of(d) for d in p["raw"]] for p in payload]
+            held = _held_out(rows, reads, args.folds)
+            scored = score(rows, _predictions(payload, held["decided"]))
+            whole = score(rows, _predictions(payload, reads))
+            e = scored.as_dict()
+            e["held_out"] = {k: v for k, v in held.items() if k != "decided"}
+            e["shipped_policy"] = {
+                "overall": whole.overall.as_dict(),
+                "per_kind": {k: v.as_dict() for k, v in whole.per_kind.items()},
+            }
+            if args.by_vehicle:
+                e["by_vehicle"] = _by_vehicle(rows, held["decided"])
+                e["by_vehicle_shipped_policy"] = _by_vehicle(rows, reads)
+            if args.fit:
+                import dataclasses
+
+                from portlane.models import calibration
+                from portlane.models.evaluation import labels_of
+
+                every = [(r, _text(r) in labels_of(rows[i])) for i, rs in enumerate(reads) for r in rs]
+                e["fitted_on_all"] = dataclasses.asdict(calibration.fit(every))
+        else:
+            scored = score(rows, payload)
+            e = scored.as_dict()
         e["peak_rss_mb"] = round(rss, 1)
         if engine == "ours" and scored.misses:
             # by default outside the working tree: the sheet holds crops of the evaluated images,
@@ -296,7 +479,42 @@ def _print_report(report: dict[str, Any]) -> None:
         ),
     )
     t.add_row("peak RSS MB", *(cell(e, lambda e: e["peak_rss_mb"]) for e in engines.values()))
-    Console().print(t)
+    console = Console()
+    console.print(t)
+    ours = engines.get("ours", {})
+    held = ours.get("held_out")
+    if held:
+        console.print(
+            f"confirmed above: thresholds fitted on {held['folds'] - 1} of {held['folds']} folds (by image "
+            f"source, sizes {held['fold_sizes']}), scored on the held-out fold; with the shipped policy on "
+            f"every image: {fig(ours['shipped_policy']['overall'])}"
+        )
+        for group, curve in held["reliability"].items():
+            rt = Table(title=f"reliability, {group} (held out): calibrated confidence vs share right")
+            for col in ("bin", "n", "predicted", "observed"):
+                rt.add_column(col, justify="right")
+            for b in curve:
+                rt.add_row(str(b["bin"]), str(b["n"]), f"{b['predicted']:.3f}", f"{b['observed']:.3f}")
+            console.print(rt)
+    for key, title in (("by_vehicle", "held-out policy"), ("by_vehicle_shipped_policy", "shipped policy")):
+        bv = ours.get(key)
+        if not bv:
+            continue
+        vt = Table(title=f"per vehicle ({title}): images grouped by label, fused as the lane fuses them")
+        for col in ("kind", "vehicles", "confirmed right", "needs officer", "CONFIRMED WRONG"):
+            vt.add_column(col, justify="right")
+        for k, v in sorted(bv["per_kind"].items()):
+            vt.add_row(k, str(v["n"]), str(v["right"]), str(v["officer"]), str(v["wrong"]))
+        vt.add_row(
+            "all",
+            f"{bv['vehicles']} ({bv['multi_frame']} seen in 2+ frames)",
+            f"{bv['confirmed_right']} ({bv['confirmed_right_share']:.1%})",
+            str(bv["needs_officer"]),
+            str(bv["confirmed_wrong"]),
+        )
+        console.print(vt)
+        for w in bv["wrong"]:
+            console.print(f"[red]confirmed wrong vehicle:[/] {w['label']} identified as {w['identified']}")
     for name, e in engines.items():
         if "error" in e:
             print(f"{name}: {e['error']}")
