@@ -35,11 +35,11 @@ def _box(number: str, cc: tuple[float, ...], **kw: object) -> ContainerRead:
 def test_one_doubtful_digit_is_pinned_by_the_check_digit_two_are_not() -> None:
     sure = (0.99,) * 11
     assert container_decision(_box("CSQU3054383", sure)) == (CONFIRMED, "")
-    one = sure[:6] + (0.55,) + sure[7:]
+    one = (*sure[:6], 0.55, *sure[7:])
     assert container_decision(_box("CSQU3054383", one)) == (CONFIRMED, "")
-    two = sure[:6] + (0.55, 0.6) + sure[8:]
+    two = (*sure[:6], 0.55, 0.6, *sure[8:])
     assert container_decision(_box("CSQU3054383", two)) == (LOW_CONFIDENCE, "confidence")
-    letter = (0.55,) + sure[1:]  # an owner letter: A/K, G/Q … slip through the check
+    letter = (0.55, *sure[1:])  # an owner letter: A/K, G/Q … slip through the check
     assert container_decision(_box("CSQU3054383", letter)) == (LOW_CONFIDENCE, "confidence")
     assert container_decision(_box("CSQU3054383", sure, check_digit_inferred=True))[0] == LOW_CONFIDENCE
     assert container_decision(_box("CSQU3054384", sure)) == (LOW_CONFIDENCE, "check_digit")
@@ -155,7 +155,7 @@ plate_reads = st.builds(
     lambda text, cc, doubt, px: PlateRead(text, "cn", min(cc), None, tuple(cc), LOW_CONFIDENCE, doubt, 0.0, px),
     st.sampled_from(["粤B12345", "湘GR0L16"]),
     st.lists(char_conf, min_size=7, max_size=7),
-    st.sampled_from(sorted(calibration.STRUCTURAL) + ["", "province", "confidence"]),
+    st.sampled_from([*sorted(calibration.STRUCTURAL), "", "province", "confidence"]),
     st.one_of(st.none(), st.floats(5.0, 200.0)),
 )
 
