@@ -79,6 +79,9 @@ def plate_exceptions(
         texts = tuple(sorted(r.text for r in plates))
         if registrations and texts not in registrations.values():
             exc.append("dual_plate_mismatch")
+    elif "cn_crossborder" in kinds:
+        # a 粤Z…港/澳 plate always travels with its Hong Kong or Macau plate: both must be read
+        exc.append("dual_plate_incomplete")
     return exc
 
 
@@ -214,6 +217,11 @@ class Identifier:
             plates = [plate_read(t, REGISTERED_PLATE_CONFIDENCE) for t in self.registrations[tag]]
         elif tag and tag in self.registrations:
             plates = list(registration_support(plates, self.registrations[tag]))
+            read = {r.text for r in plates}
+            if read < set(self.registrations[tag]):
+                # every plate read is one registered with the e-card: the card stands in for the
+                # camera that did not read the other (a dual-plated car's partner plate)
+                plates += [plate_read(t, REGISTERED_PLATE_CONFIDENCE) for t in self.registrations[tag] if t not in read]
         # The identity's confidence is its weakest plate read: containers are vouched for by
         # their check digit (a failing one is an exception of its own, check_digit_failed).
         conf = min((r.confidence for r in plates), default=0.0)
