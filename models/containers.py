@@ -505,7 +505,11 @@ class ContainerReader:
             xa, xb = x2, min(W, x2 + int(CHECK_BOX_WIDTH * h))
             ya, yb = max(0, int(y1 - 0.15 * h)), min(H, int(y2 + 0.15 * h))
             if xb - xa >= 0.6 * h and h >= 8:
-                jobs.append((i, img[ya:yb, xa:xb]))
+                region = img[ya:yb, xa:xb]
+                jobs.append((i, region))
+                inside = _box_interior(region, h)
+                if inside is not None:  # the digit without its box, which reads as 口, 目 or 1
+                    jobs.append((i, inside))
         if not jobs:
             return cands
         mats = self.engine.rec([c for _i, c in jobs])
@@ -515,6 +519,8 @@ class ContainerReader:
         for (i, _crop), f, d in zip(jobs, folded, found, strict=True):
             c = cands[i]
             r = c.read
+            if not out[i].read.check_digit_inferred:
+                continue  # read already (from the box with its outline, or without)
             if d is None or d.text != r.number[10] or d.confidence < CHECK_BOX_MIN_CONF:
                 continue
             if unconstrained_logp(f) - d.logp > self.policy.container_max_cost:
@@ -540,6 +546,30 @@ class ContainerReader:
             if best is None or dist < best[0]:
                 best = (dist, d.text)
         return best[1] if best else None
+
+
+def _box_interior(region: np.ndarray, line_h: int) -> np.ndarray | None:
+    """The inside of the box painted round a check digit in ``region``, or None if no box-shaped
+    outline is found (a closed contour about a line high and at most as wide, little ink inside
+    its outline compared with its area)."""
+    g = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
+    edges = cv2.Canny(g, 50, 150)
+    contours, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    best: tuple[int, tuple[int, int, int, int]] | None = None
+    for c in contours:
+        x, y, w, h = cv2.boundingRect(c)
+        if (
+            0.75 * line_h <= h <= 1.6 * line_h
+            and 0.45 * line_h <= w <= 1.3 * line_h
+            and (best is None or w * h > best[0])
+        ):
+            best = (w * h, (x, y, w, h))
+    if best is None:
+        return None
+    x, y, w, h = best[1]
+    mx, my = max(2, w // 6), max(2, h // 8)
+    inside = region[y + my : y + h - my, x + mx : x + w - mx]
+    return inside if inside.shape[0] >= 6 and inside.shape[1] >= 4 else None
 
 
 def _conf(d: ctc.Decoded, cost: float) -> float:
