@@ -387,22 +387,25 @@ class ContainerReader:
             conf = _conf(d11, cost)
             alts = [(*a,) for a in d11.alternatives]
             if iso6346.is_valid(d11.text) and iso6346.remainder(d11.text[:10]) == 10:
-                # valid only through the 10 -> 0 fold, which owners avoid: prefer a single
-                # substitution that validates without it; either way an officer looks
+                # valid only through the 10 -> 0 fold: one of the recogniser's own alternatives
+                # that validates without it is as likely (IEMU… for TEMU0524620): an officer
+                # looks. Without one, the read is judged as any other, held to every character
+                # sure (calibration: the fold lets single substitutions through)
                 other = iso6346.correct(d11.text, alts, max_changes=1, avoid_ten=True)
-                return _Cand(
-                    (1, cost),
-                    ContainerRead(
-                        other or d11.text,
-                        True,
-                        corrected=other is not None,
-                        confidence=round(conf * 0.8, 4),
-                        box=box,
-                        char_confidences=d11.char_conf,
-                        cost=round(cost, 3),
-                        doubt="corrected" if other is not None else "fold",
-                    ),
-                )
+                if other is not None:
+                    return _Cand(
+                        (1, cost),
+                        ContainerRead(
+                            other,
+                            True,
+                            corrected=True,
+                            confidence=round(conf * 0.8, 4),
+                            box=box,
+                            char_confidences=d11.char_conf,
+                            cost=round(cost, 3),
+                            doubt="corrected",
+                        ),
+                    )
             if iso6346.is_valid(d11.text):
                 read = ContainerRead(
                     d11.text, True, confidence=conf, box=box, char_confidences=d11.char_conf, cost=round(cost, 3)

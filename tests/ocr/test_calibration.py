@@ -80,6 +80,9 @@ numbers = st.builds(
     st.text("ABCDEFGHJKLMNPRSTUVWXYZ", min_size=3, max_size=3),
     st.text("0123456789", min_size=6, max_size=6),
 ).map(lambda n10: n10 + str(iso6346.check_digit(n10)))
+rarely = st.sampled_from([False, False, False, True])
+#: numbers valid only through the 10 -> 0 fold, as often as the others
+folded = numbers.filter(lambda n: iso6346.remainder(n[:10]) == 10)
 container_reads = st.builds(
     lambda number, flip, cc, inferred, corrected, doubt, cost: ContainerRead(
         number if not flip else number[:10] + str((int(number[10]) + 1) % 10),
@@ -91,12 +94,12 @@ container_reads = st.builds(
         doubt=doubt,
         cost=cost,
     ),
-    numbers,
-    st.booleans(),
+    st.one_of(numbers, folded),
+    rarely,
     st.lists(char_conf, min_size=11, max_size=11),
-    st.booleans(),
-    st.booleans(),
-    st.sampled_from(["", "rival", "confidence", "inferred"]),
+    rarely,
+    rarely,
+    st.sampled_from(["", "", "", "rival", "confidence", "inferred"]),
     st.sampled_from([0.0, 0.5, 3.0]),
 )
 
@@ -107,7 +110,8 @@ def _container_property(r: ContainerRead, policy: Policy) -> None:
         return
     cc = r.char_confidences
     assert iso6346.is_valid(r.number) and not r.check_digit_inferred and not r.corrected
-    assert iso6346.remainder(r.number[:10]) != 10
+    if iso6346.remainder(r.number[:10]) == 10:
+        assert min(cc) >= policy.container_sure, "valid through the fold: no doubt allowed"
     assert r.doubt not in calibration.STRUCTURAL
     assert sum(c < policy.container_sure for c in cc) <= 1, "two doubtful characters: one pair in ten passes"
     assert min(cc[:3]) >= policy.container_sure
@@ -147,6 +151,16 @@ def test_removing_the_inferred_guard_is_caught(monkeypatch: pytest.MonkeyPatch) 
 
     def mutant(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str, str]:
         return real(dataclasses.replace(r, check_digit_inferred=False, doubt=""), policy)
+
+    _mutant_caught(monkeypatch, mutant)
+
+
+def test_removing_the_fold_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = calibration.container_decision
+
+    def mutant(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str, str]:
+        got = real(r, policy)
+        return (CONFIRMED, "") if got == (LOW_CONFIDENCE, "fold") else got
 
     _mutant_caught(monkeypatch, mutant)
 
