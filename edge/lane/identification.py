@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from portlane.drivers.base import Frame, TagRead
 from portlane.drivers.errors import DeviceError
 from portlane.edge.contract.events import ContainerRead, PlateKind, PlateRead
-from portlane.models.grammar import classify
+from portlane.models.grammar import classify, normalise
 
 from .devices import LaneDevices
 from .passage import Identity
@@ -76,8 +76,10 @@ def plate_exceptions(
         exc.append("low_confidence")
     kinds = {r.kind for r in plates}
     if "cn_crossborder" in kinds and kinds & {"hk", "macau"}:
-        texts = tuple(sorted(r.text for r in plates))
-        if registrations and texts not in registrations.values():
+        # compared as plates, not as strings: a Macau plate is written MX-12-34 or MX1234
+        texts = tuple(sorted(normalise(r.text) for r in plates))
+        registered = {tuple(sorted(normalise(t) for t in v)) for v in registrations.values()}
+        if registrations and texts not in registered:
             exc.append("dual_plate_mismatch")
     elif "cn_crossborder" in kinds:
         # a 粤Z…港/澳 plate always travels with its Hong Kong or Macau plate: both must be read
@@ -111,9 +113,11 @@ def registration_support(plates: Sequence[PlateRead], registered: Sequence[str])
     confidence raised to ``REGISTERED_AGREEMENT_CONFIDENCE``). Only exact equality counts: a read
     that differs from the registration in any character is left as it is — the lane never picks
     the nearest registered plate."""
-    want = set(registered)
+    want = {normalise(t) for t in registered}
     return tuple(
-        r.model_copy(update={"confidence": max(r.confidence, REGISTERED_AGREEMENT_CONFIDENCE)}) if r.text in want else r
+        r.model_copy(update={"confidence": max(r.confidence, REGISTERED_AGREEMENT_CONFIDENCE)})
+        if normalise(r.text) in want
+        else r
         for r in plates
     )
 
@@ -191,8 +195,10 @@ class Identifier:
             with contextlib.suppress(DeviceError):
                 weight = (await wb.wait_stable(WEIGH_WAIT_S)).kg
 
+        container_frames = False
+
         async def get_reads() -> None:
-            nonlocal plates, containers
+            nonlocal plates, containers, container_frames
             if self.recogniser is None:
                 return
             frames: dict[str, list[Frame]] = {"plate": [], "container": []}
@@ -203,6 +209,7 @@ class Identifier:
             if frames["plate"]:
                 plates = list(await self.recogniser.read_plates(frames["plate"]))
             if frames["container"]:
+                container_frames = True
                 containers = list(await self.recogniser.read_containers(frames["container"]))
 
         try:
@@ -217,15 +224,21 @@ class Identifier:
             plates = [plate_read(t, REGISTERED_PLATE_CONFIDENCE) for t in self.registrations[tag]]
         elif tag and tag in self.registrations:
             plates = list(registration_support(plates, self.registrations[tag]))
-            read = {r.text for r in plates}
-            if read < set(self.registrations[tag]):
+            read = {normalise(r.text) for r in plates}
+            registered = {normalise(t): t for t in self.registrations[tag]}
+            if read < set(registered):
                 # every plate read is one registered with the e-card: the card stands in for the
                 # camera that did not read the other (a dual-plated car's partner plate)
-                plates += [plate_read(t, REGISTERED_PLATE_CONFIDENCE) for t in self.registrations[tag] if t not in read]
+                plates += [plate_read(t, REGISTERED_PLATE_CONFIDENCE) for n, t in registered.items() if n not in read]
         # The identity's confidence is its weakest plate read: containers are vouched for by
         # their check digit (a failing one is an exception of its own, check_digit_failed).
         conf = min((r.confidence for r in plates), default=0.0)
         ident = Identity(
             plates=tuple(plates), containers=tuple(containers), tag_id=tag, weight_kg=weight, confidence=conf
         )
-        return dataclasses.replace(ident, exceptions=identity_exceptions(ident, registrations=self.registrations))
+        exc = identity_exceptions(ident, registrations=self.registrations)
+        if container_frames and not containers:
+            # the container cameras saw the truck and no number was read: an officer checks the
+            # box (or that the chassis is empty) rather than the lane passing it unidentified
+            exc = (*exc, "unreadable_container")
+        return dataclasses.replace(ident, exceptions=exc)

@@ -93,3 +93,11 @@ def test_picking_the_nearest_registered_plate_is_caught(monkeypatch: pytest.Monk
 
     with pytest.raises(AssertionError):
         prop()
+
+
+def test_a_macau_plate_matches_its_registration_however_it_is_written() -> None:
+    pair = [_plate("粤ZAB12澳", 0.95, "cn_crossborder"), _plate("MX-12-34", 0.95, "macau")]
+    assert plate_exceptions(pair, 0.95, registrations={"E280": ("MX1234", "粤ZAB12澳")}) == []
+    assert plate_exceptions(pair, 0.95, registrations={"E280": ("MX1235", "粤ZAB12澳")}) == ["dual_plate_mismatch"]
+    [raised] = registration_support([_plate("MX-12-34", 0.3, "macau")], ("MX1234",))
+    assert raised.confidence == REGISTERED_AGREEMENT_CONFIDENCE
