@@ -344,9 +344,9 @@ class ContainerReader:
                 ov = min(ax2, bx2) - max(ax1, bx1)
                 return ov > 0.3 * min(wa, bx2 - bx1) and 0 <= by1 - ay2 + 0.2 * wa < 2.5 * wa + 0.5 * hb
             vo = min(ay2, by2) - max(ay1, by1)
-            # detector boxes are grown (DB unclip), so neighbours overlap a little; a door seen at an
+            # detector boxes are grown (DB unclip), so neighbours overlap (up to half a glyph); a door seen at an
             # angle tilts its line, so a third of the height in common is enough
-            same_line = vo > 0.3 * min(ha, hb) and -0.3 * ha < bx1 - ax2 < 4 * ha
+            same_line = vo > 0.3 * min(ha, hb) and -0.5 * ha < bx1 - ax2 < 4 * ha
             next_line = (
                 -0.3 * ha <= by1 - ay2 < 1.5 * ha and min(ax2, bx2) - max(ax1, bx1) > -ha and by1 > ay1 + 0.5 * ha
             )
