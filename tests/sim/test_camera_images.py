@@ -72,5 +72,5 @@ def test_bad_folders_and_options_say_what_is_wrong(tmp_path: Path) -> None:
         LabelledImages(tmp_path)
     with pytest.raises(DemoUsageError, match="add --ocr"):
         DemoOptions(images=tmp_path).validated()
-    with pytest.raises(DemoUsageError, match="no labels.csv"):
+    with pytest.raises(DemoUsageError, match=r"no labels\.csv"):
         DemoOptions(images=tmp_path, recognition=True).validated()
