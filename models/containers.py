@@ -477,6 +477,8 @@ class ContainerReader:
             same = [o for o in out if o.box and r.box and _overlaps(o.box, r.box)]
             if any(o.number == r.number for o in out):
                 continue
+            if same and c.rank[1] > self.policy.container_max_cost:
+                continue  # lines joined into a template they do not fit (TGHU + 45G1 + 788): no reading
             if same:
                 # another reading of the same marking disagrees: neither is confirmed
                 out = [replace(o, status=LOW_CONFIDENCE, doubt="rival") if o in same else o for o in out]
