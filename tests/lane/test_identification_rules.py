@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from portlane.edge.contract.events import ContainerRead, PlateRead
 from portlane.edge.lane import identification
@@ -55,7 +55,7 @@ def test_a_cross_boundary_plate_needs_its_partner() -> None:
     assert plate_exceptions(pair, 0.95, registrations={}) == []
 
 
-plates = st.text("京粤湘浙ABC0123456789", min_size=3, max_size=7)
+plates = st.text("京粤湘浙ABCGLR0123456789", min_size=3, max_size=7)
 
 
 def _support_property(read: str, registered: list[str]) -> None:
@@ -86,6 +86,7 @@ def test_picking_the_nearest_registered_plate_is_caught(monkeypatch: pytest.Monk
 
     @SETTINGS
     @given(plates, st.lists(plates, max_size=3))
+    @example("浙GR0L16", ["湘GR0L16"])  # one Hanzi apart: the case the rule exists for
     def prop(read: str, registered: list[str]) -> None:
         [out] = identification.registration_support([_plate(read, 0.3)], tuple(registered))
         if out.confidence != 0.3:

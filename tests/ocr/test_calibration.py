@@ -14,14 +14,14 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from portlane.models import calibration, iso6346
 from portlane.models.calibration import SHIPPED, Policy, container_decision, fit, isotonic, plate_decision
 from portlane.models.grammar import CONFIRMED, LOW_CONFIDENCE, PlateRead
 from portlane.models.iso6346 import ContainerRead
 
-SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None, report_multiple_bugs=False)
+SETTINGS = settings(max_examples=1000, deadline=None, derandomize=True, database=None, report_multiple_bugs=False)
 
 SURE = SHIPPED.container_sure
 #: Character confidences as recognisers give them: mostly sure, a few doubtful.
@@ -124,11 +124,26 @@ def test_confirmed_number_has_a_read_check_digit_and_one_doubt_at_most(r: Contai
     _container_property(r, SHIPPED)
 
 
+#: Reads each guard exists for (hypothesis also finds such reads; these make it certain).
+_SURE = (0.99,) * 11
+_FOLDED = next(
+    n + str(iso6346.check_digit(n)) for n in (f"CSQU{i:06d}" for i in range(1000)) if iso6346.remainder(n) == 10
+)
+GUARDED = [
+    _box("CSQU3054383", (*_SURE[:6], 0.6, 0.6, *_SURE[8:])),  # two doubtful digits
+    _box("CSQU3054383", _SURE, check_digit_inferred=True, doubt="inferred"),  # computed check digit
+    _box(_FOLDED, (*_SURE[:6], 0.6, *_SURE[7:])),  # through the fold, one doubtful digit
+]
+
+
 def _mutant_caught(monkeypatch: pytest.MonkeyPatch, mutant: object) -> None:
     monkeypatch.setattr(calibration, "container_decision", mutant)
 
     @SETTINGS
     @given(container_reads)
+    @example(GUARDED[0])
+    @example(GUARDED[1])
+    @example(GUARDED[2])
     def prop(r: ContainerRead) -> None:
         _container_property(r, SHIPPED)
 
