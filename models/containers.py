@@ -519,14 +519,16 @@ class ContainerReader:
             return cands
         mats = self.engine.rec([c for _i, c in jobs])
         folded = [ctc.fold_separators(m, self.engine.rec.index) for m in mats]
-        found = ctc.search([(f, (grammar.DIGITS,)) for f in folded], self.engine.rec.index, folded=True)
+        # a boxed 8 often reads as B (the box's sides close the glyph): B is read as the digit
+        found = ctc.search([(f, (grammar.DIGITS + "B",)) for f in folded], self.engine.rec.index, folded=True)
         out = list(cands)
         for (i, _crop), f, d in zip(jobs, folded, found, strict=True):
             c = cands[i]
             r = c.read
             if not out[i].read.check_digit_inferred:
                 continue  # read already (from the box with its outline, or without)
-            if d is None or d.text != r.number[10] or d.confidence < CHECK_BOX_MIN_CONF:
+            digit = None if d is None else d.text.replace("B", "8")
+            if d is None or digit != r.number[10] or d.confidence < CHECK_BOX_MIN_CONF:
                 continue
             if unconstrained_logp(f) - d.logp > self.policy.container_max_cost:
                 continue  # more than one glyph there (a logo, the next word): not the boxed digit
