@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from .grammar import CONFIRMED, LOW_CONFIDENCE, PlateRead
@@ -195,10 +195,6 @@ def fit(samples: Sequence[Labelled], *, base: Policy = SHIPPED) -> Policy:
             best[1] if best is not None else replace(policy, **{n: a[-1] for n, a in zip(names, axes, strict=True)})
         )
     return policy
-
-
-def policy_fields() -> list[str]:
-    return [f.name for f in fields(Policy)]
 
 
 # -- reliability ---------------------------------------------------------------------------------
