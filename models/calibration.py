@@ -37,7 +37,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import overload
 
 from .grammar import CONFIRMED, LOW_CONFIDENCE, PlateRead
 from .iso6346 import ContainerRead, remainder
@@ -142,12 +142,16 @@ def container_decision(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str,
     return CONFIRMED, ""
 
 
-R = TypeVar("R", PlateRead, ContainerRead)
-
-
-def decide(r: R, policy: Policy = SHIPPED) -> R:
+@overload
+def decide(r: PlateRead, policy: Policy = ...) -> PlateRead: ...
+@overload
+def decide(r: ContainerRead, policy: Policy = ...) -> ContainerRead: ...
+def decide(r: PlateRead | ContainerRead, policy: Policy = SHIPPED) -> PlateRead | ContainerRead:
     """``r`` with the status and doubt ``policy`` gives it."""
-    status, doubt = plate_decision(r, policy) if isinstance(r, PlateRead) else container_decision(r, policy)
+    if isinstance(r, PlateRead):
+        status, doubt = plate_decision(r, policy)
+        return replace(r, status=status, doubt=doubt)
+    status, doubt = container_decision(r, policy)
     return replace(r, status=status, doubt=doubt)
 
 

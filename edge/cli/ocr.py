@@ -166,6 +166,7 @@ def _eval_engine(engine: str, d: Path, rows: list[Any], threads: int | None) -> 
     containers = all(r["kind"].startswith("container") for r in rows)
     out: list[Any] = []
     if engine == "ours":
+        from portlane.models.evaluation import raw_read
         from portlane.models.onnx_ocr import OcrEngine
         from portlane.models.pipeline import ContainerReader, PlateReader
 
@@ -177,7 +178,7 @@ def _eval_engine(engine: str, d: Path, rows: list[Any], threads: int | None) -> 
             t0, c0 = time.perf_counter(), time.process_time()
             reads = reader.read(img)
             ms, cpu = (time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000
-            out.append({"file": row["file"], "ms": ms, "cpu_ms": cpu, "raw": [_raw(r) for r in reads]})
+            out.append({"file": row["file"], "ms": ms, "cpu_ms": cpu, "raw": [raw_read(r) for r in reads]})
         return out
     from portlane.models.grammar import normalise
     from rapidocr_onnxruntime import RapidOCR  # upstream pipeline, defaults as in its README
@@ -207,155 +208,30 @@ def _eval_engine(engine: str, d: Path, rows: list[Any], threads: int | None) -> 
     return out
 
 
-def _raw(r: Any) -> dict[str, Any]:
-    """A read as plain data across the process boundary (every field, for the fit)."""
+def _scored_ours(args: argparse.Namespace, rows: list[Any], payload: list[Any]) -> dict[str, Any]:
+    """Our engine's figures: per image with held-out confirmation (``evaluation.held_out``), the
+    shipped policy's for comparison, per vehicle through the lane's own rules, the fit."""
     import dataclasses
 
-    return {"type": "container" if hasattr(r, "number") else "plate", **dataclasses.asdict(r)}
-
-
-def _read_of(d: dict[str, Any]) -> Any:
-    from portlane.models.grammar import PlateRead
-    from portlane.models.iso6346 import ContainerRead
-
-    f: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k != "type"}
-    return ContainerRead(**f) if d["type"] == "container" else PlateRead(**f)
-
-
-def _text(r: Any) -> str:
-    from portlane.models.grammar import normalise
-
-    return normalise(str(getattr(r, "number", None) or r.text))
-
-
-def _predictions(raw: list[Any], reads: list[list[Any]]) -> list[Any]:
-    """``score``'s per-image predictions from (re-decided) reads."""
-    return [
-        {
-            "file": p["file"],
-            "ms": p["ms"],
-            **({"cpu_ms": p["cpu_ms"]} if "cpu_ms" in p else {}),
-            "reads": [
-                {
-                    "text": _text(r),
-                    "status": r.status,
-                    "confidence": float(r.confidence),
-                    "box": list(r.box) if r.box else None,
-                }
-                for r in rs
-            ],
-        }
-        for p, rs in zip(raw, reads, strict=True)
-    ]
-
-
-def _vehicle_outcome(row_reads: list[tuple[Any, list[Any]]]) -> tuple[str, list[str]]:
-    """One vehicle (a group of frames of one label) judged as the lane judges it: its reads fused
-    by the lane's own recogniser conversion (``plates_of``/``containers_of`` over
-    ``models.fusion``), then the lane's own exception rules. Returns ("right" | "officer" |
-    "wrong", what the lane identified)."""
-    from portlane.edge.lane.identification import container_exceptions, plate_exceptions
-    from portlane.edge.lane.recognition import containers_of, plates_of
-    from portlane.models.evaluation import labels_of, vehicle_labels
-    from portlane.models.fusion import fuse_containers, fuse_plates
-    from portlane.models.grammar import PlateRead
-    from portlane.models.iso6346 import ContainerRead
-
-    row = row_reads[0][0]
-    want = set(vehicle_labels(row))
-    seen = {lb for r, _ in row_reads for lb in labels_of(r)}
-    reads = [x for _r, rs in row_reads for x in rs]
-    if row["kind"].startswith("container"):
-        boxes = containers_of(fuse_containers(x for x in reads if isinstance(x, ContainerRead)))
-        got = [c.number for c in boxes]
-        if not boxes or container_exceptions(boxes):
-            return "officer", got
-        return ("right" if want <= set(got) and set(got) <= seen else "wrong"), got
-    plates = plates_of(fuse_plates(x for x in reads if isinstance(x, PlateRead)))
-    got = [p.text for p in plates]
-    conf = min((p.confidence for p in plates), default=0.0)
-    if plate_exceptions(plates, conf, registrations={}):
-        return "officer", got
-    texts = {_norm(t) for t in got}
-    return ("right" if texts == want else "wrong"), got
-
-
-def _norm(t: str) -> str:
-    from portlane.models.grammar import normalise
-
-    return normalise(t)
-
-
-def _by_vehicle(rows: list[Any], reads: list[list[Any]]) -> dict[str, Any]:
-    from portlane.models.evaluation import vehicles
-
-    counts = {"right": 0, "officer": 0, "wrong": 0}
-    per_kind: dict[str, dict[str, int]] = {}
-    detail: list[dict[str, Any]] = []
-    for label, idx in vehicles(rows).items():
-        outcome, got = _vehicle_outcome([(rows[i], reads[i]) for i in idx])
-        counts[outcome] += 1
-        k = per_kind.setdefault(rows[idx[0]]["kind"], {"n": 0, "right": 0, "officer": 0, "wrong": 0})
-        k["n"] += 1
-        k[outcome] += 1
-        detail.append({"label": label, "frames": len(idx), "outcome": outcome, "identified": got})
-    n = sum(counts.values())
-    return {
-        "vehicles": n,
-        "multi_frame": sum(1 for d in detail if d["frames"] > 1),
-        "confirmed_right": counts["right"],
-        "needs_officer": counts["officer"],
-        "confirmed_wrong": counts["wrong"],
-        "confirmed_right_share": round(counts["right"] / n, 4) if n else 0.0,
-        "per_kind": per_kind,
-        "wrong": [d for d in detail if d["outcome"] == "wrong"],
-    }
-
-
-def _group(r: Any) -> str:
-    """Reliability-curve group of a read."""
-    if hasattr(r, "number"):
-        return "container"
-    return "plate_mainland" if r.kind == "cn" else "plate_crossborder_hk_macau"
-
-
-def _held_out(rows: list[Any], reads: list[list[Any]], k: int) -> dict[str, Any]:
-    """Fit the confirmation policy on k−1 folds, decide the held-out fold's reads with it; and the
-    reliability curve: an isotonic map from a read's confidence to the share of right reads,
-    fitted on the training folds, applied to the held-out reads."""
+    from portlane.edge.lane.identification import lane_verdict
     from portlane.models import calibration
-    from portlane.models.evaluation import folds, labels_of
+    from portlane.models.evaluation import by_vehicle, held_out, labelled, predictions, read_of, score
 
-    fold = folds(rows, k)
-    labelled = [[(r, _text(r) in labels_of(rows[i])) for r in rs] for i, rs in enumerate(reads)]
-    decided: list[list[Any]] = [[] for _ in rows]
-    policies = []
-    points: dict[str, list[tuple[float, bool]]] = {}
-    for f in range(k):
-        train = [x for i, ls in enumerate(labelled) if fold[i] != f for x in ls]
-        policy = calibration.fit(train)
-        policies.append(policy)
-        maps = {
-            g: calibration.isotonic((r.confidence, ok) for r, ok in train if _group(r) == g)
-            for g in {_group(r) for r, _ok in train}
-        }
-        for i, ls in enumerate(labelled):
-            if fold[i] != f:
-                continue
-            decided[i] = [calibration.decide(r, policy) for r, _ok in ls]
-            for r, ok in ls:
-                g = _group(r)
-                if g in maps:
-                    points.setdefault(g, []).append((maps[g](r.confidence), ok))
-    import dataclasses
-
-    return {
-        "folds": k,
-        "fold_sizes": [fold.count(f) for f in range(k)],
-        "policies": [dataclasses.asdict(p) for p in policies],
-        "decided": decided,
-        "reliability": {g: calibration.reliability(p) for g, p in sorted(points.items())},
+    reads = [[read_of(d) for d in p["raw"]] for p in payload]
+    held = held_out(rows, reads, args.folds)
+    whole = score(rows, predictions(payload, reads))
+    e = score(rows, predictions(payload, held["decided"])).as_dict()
+    e["held_out"] = {k: v for k, v in held.items() if k != "decided"}
+    e["shipped_policy"] = {
+        "overall": whole.overall.as_dict(),
+        "per_kind": {k: v.as_dict() for k, v in whole.per_kind.items()},
     }
+    if args.by_vehicle:
+        e["by_vehicle"] = by_vehicle(rows, held["decided"], lane_verdict)
+        e["by_vehicle_shipped_policy"] = by_vehicle(rows, reads, lane_verdict)
+    if args.fit:
+        e["fitted_on_all"] = dataclasses.asdict(calibration.fit(labelled(rows, reads)))
+    return e
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -396,37 +272,13 @@ def run_eval(args: argparse.Namespace) -> int:
             if engine == "ours":
                 rc = EXIT_FAILED
             continue
-        if engine == "ours":
-            reads = [[_read_of(d) for d in p["raw"]] for p in payload]
-            held = _held_out(rows, reads, args.folds)
-            scored = score(rows, _predictions(payload, held["decided"]))
-            whole = score(rows, _predictions(payload, reads))
-            e = scored.as_dict()
-            e["held_out"] = {k: v for k, v in held.items() if k != "decided"}
-            e["shipped_policy"] = {
-                "overall": whole.overall.as_dict(),
-                "per_kind": {k: v.as_dict() for k, v in whole.per_kind.items()},
-            }
-            if args.by_vehicle:
-                e["by_vehicle"] = _by_vehicle(rows, held["decided"])
-                e["by_vehicle_shipped_policy"] = _by_vehicle(rows, reads)
-            if args.fit:
-                import dataclasses
-
-                from portlane.models import calibration
-                from portlane.models.evaluation import labels_of
-
-                every = [(r, _text(r) in labels_of(rows[i])) for i, rs in enumerate(reads) for r in rs]
-                e["fitted_on_all"] = dataclasses.asdict(calibration.fit(every))
-        else:
-            scored = score(rows, payload)
-            e = scored.as_dict()
+        e: dict[str, Any] = _scored_ours(args, rows, payload) if engine == "ours" else score(rows, payload).as_dict()
         e["peak_rss_mb"] = round(rss, 1)
-        if engine == "ours" and scored.misses:
+        if engine == "ours" and e["misses"]:
             # by default outside the working tree: the sheet holds crops of the evaluated images,
             # which may not be redistributable (never commit the development set)
             sheet = Path(args.sheet or Path(tempfile.gettempdir()) / f"portlane-ocr-misses-{d.resolve().name}.html")
-            write_contact_sheet(sheet, d, f"portlane ocr eval {d} ({args.split}): misses", scored.misses)
+            write_contact_sheet(sheet, d, f"portlane ocr eval {d} ({args.split}): misses", e["misses"])
             e["contact_sheet"] = str(sheet)
         report["engines"][engine] = e
     if args.json:

@@ -20,17 +20,21 @@ from collections.abc import Callable, Mapping, Sequence
 from portlane.drivers.base import Frame, TagRead
 from portlane.drivers.errors import DeviceError
 from portlane.edge.contract.events import ContainerRead, PlateKind, PlateRead
+from portlane.models.fusion import fuse_containers, fuse_plates
+from portlane.models.grammar import PlateRead as ModelPlateRead
 from portlane.models.grammar import classify, normalise
+from portlane.models.iso6346 import ContainerRead as ModelContainerRead
 
 from .devices import LaneDevices
 from .passage import Identity
-from .recognition import Recogniser
+from .recognition import Recogniser, containers_of, plates_of
 
 __all__ = [
     "LOW_CONFIDENCE",
     "Identifier",
     "container_exceptions",
     "identity_exceptions",
+    "lane_verdict",
     "plate_exceptions",
     "plate_read",
     "registration_support",
@@ -105,6 +109,19 @@ def identity_exceptions(identity: Identity, *, registrations: Mapping[str, tuple
     exc += plate_exceptions(identity.plates, identity.confidence, registrations=registrations)
     exc += container_exceptions(identity.containers)
     return tuple(dict.fromkeys(exc))
+
+
+def lane_verdict(reads: Sequence[ModelPlateRead | ModelContainerRead], kind: str) -> tuple[list[str], list[str]]:
+    """What the lane makes of one vehicle's reads from images alone (no e-card, no declaration):
+    the identities its recogniser sends (``plates_of``/``containers_of`` over ``models.fusion``)
+    and the exceptions these rules raise for them; ``kind`` "plate" or "container" says which
+    part of the identity is judged. ``portlane ocr eval --by-vehicle`` uses it."""
+    if kind == "container":
+        boxes = containers_of(fuse_containers(r for r in reads if isinstance(r, ModelContainerRead)))
+        return [c.number for c in boxes], container_exceptions(boxes)
+    plates = plates_of(fuse_plates(r for r in reads if isinstance(r, ModelPlateRead)))
+    conf = min((p.confidence for p in plates), default=0.0)
+    return [p.text for p in plates], plate_exceptions(plates, conf, registrations={})
 
 
 def registration_support(plates: Sequence[PlateRead], registered: Sequence[str]) -> tuple[PlateRead, ...]:
