@@ -103,6 +103,8 @@ class CentralStats:
     responses_rejected: int = 0
     commands_resent: int = 0
     inspected_passages: set[str] = field(default_factory=set)
+    decided_by_lane: int = 0  # identifications the lane released (or inspected) on pre-decisions
+    declarations_refused: dict[str, int] = field(default_factory=dict)  # reason -> count
 
 
 class CentralPlatform:
@@ -122,6 +124,8 @@ class CentralPlatform:
         registrations: list[dict[str, Any]] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         tls_files: tuple[str, str, str] | None = None,  # (CA, client cert, client key) for mqtts://
+        declarations: Any = None,  # edge/platform/declarations.py's Declarations (plain data in and out)
+        review_s: float = 0.0,  # an officer's look at an identification the lane could not decide
     ) -> None:
         self.url = url
         self.tls_files = tls_files
@@ -134,6 +138,8 @@ class CentralPlatform:
         self.forged_left = forged
         self.rng = random.Random(seed)
         self.think_s = think_s
+        self.review_s = review_s
+        self.declarations = declarations
         self.protocol = protocol
         self.registrations = registrations or []
         self.clock = clock
@@ -189,6 +195,8 @@ class CentralPlatform:
                         prefix = f"portlane/v1/{self.site}"
                         await client.subscribe(f"{prefix}/+/event/vehicle.identified", qos=1)
                         await client.subscribe(f"{prefix}/+/event/scan.completed", qos=1)
+                        if self.declarations is not None:  # a pre-decision used: revoke it elsewhere
+                            await client.subscribe(f"{prefix}/+/event/passage.decided", qos=1)
                         await client.subscribe(f"{prefix}/+/response", qos=1)
                         # Registrations go to each lane as a signed command when the lane comes
                         # online (its retained status says so): a lane trusts no unsigned list.
@@ -252,6 +260,9 @@ class CentralPlatform:
             self._spawn(self._decide(unit, data))
         elif etype == "scan.completed":
             self._spawn(self._verdicts(data["lane"], data))
+        elif etype == "passage.decided" and self.declarations is not None:
+            for lane, cmd, args in self.declarations.on_event(unit, etype, data, self.clock().timestamp()):
+                self._spawn(self._send(lane, cmd, None, args))
 
     def _first_time(self, unit: str, envelope: dict[str, Any], payload: bytes) -> bool:
         """Note an event's id and seq; False when it was handled before. A redelivery or a
@@ -340,20 +351,19 @@ class CentralPlatform:
         cmd: str,
         passage_id: str | None,
         args: dict[str, Any],
-    ) -> None:
+    ) -> dict[str, Any] | None:
         for attempt in range(1, COMMAND_ATTEMPTS + 1):
             nonce, answer = sent
             try:
                 async with asyncio.timeout(COMMAND_RESEND_S):
-                    await answer
-                return
+                    return await answer
             except TimeoutError:
                 pass
             finally:
                 self._answers.pop(nonce, None)
             if attempt == COMMAND_ATTEMPTS:
                 log.warning("central: %s %s for %s never answered after %s attempts", cmd, lane, passage_id, attempt)
-                return
+                return None
             log.info("central: %s %s for %s not answered: sending it again", cmd, lane, passage_id)
             self.stats.commands_resent += 1
             sent = await self._send_once(lane, cmd, passage_id, args)
@@ -369,17 +379,40 @@ class CentralPlatform:
             except (aiomqtt.MqttError, AssertionError):
                 await asyncio.sleep(0.1)
 
-    async def _think(self) -> None:
-        await asyncio.sleep(self.think_s * (0.5 + self.rng.random()))
+    async def _think(self, *, review: bool = False) -> None:
+        await asyncio.sleep((self.think_s + (self.review_s if review else 0.0)) * (0.5 + self.rng.random()))
+
+    async def declare(self, *, in_flight: int = 8) -> int:
+        """Send the declarations' commands due before the traffic, each until answered; returns
+        how many. The refusals are counted by reason in ``stats.declarations_refused``."""
+        gate = asyncio.Semaphore(in_flight)
+
+        async def one(lane: str, cmd: str, args: dict[str, Any]) -> None:
+            async with gate:
+                sent = await self._send_once(lane, cmd, None, args)
+                answer = await self._until_answered(sent, lane, cmd, None, args)
+            if answer is None or not answer.get("ok"):
+                why = str(answer.get("reason")) if answer else "no answer"
+                self.stats.declarations_refused[why] = self.stats.declarations_refused.get(why, 0) + 1
+
+        if self.declarations is None:
+            return 0
+        ahead = self.declarations.ahead(self.clock().timestamp())
+        await asyncio.gather(*(one(*o) for o in ahead))
+        return len(ahead)
 
     async def _decide(self, lane: str, data: dict[str, Any]) -> None:
         info = self.lanes.get(lane)
         if info is None:
             return
         pid = data["passage_id"]
+        if data.get("predecision_ids"):
+            self.stats.decided_by_lane += 1  # every agency's pre-decision matched: the lane decided
+            return
         if data.get("corrected_by") is None:
             self.stats.identified += 1
-        await self._think()
+        # An identification the lane sends (not one an officer corrected) waits for an officer's look.
+        await self._think(review=data.get("corrected_by") is None)
         exceptions = set(data.get("exceptions", []))
         if (
             exceptions & {"unreadable_plate", "dual_plate_mismatch", "low_confidence"}
@@ -402,6 +435,13 @@ class CentralPlatform:
             return  # the lane re-publishes vehicle.identified; decide on that one
         agencies = list(info["agencies"])
         inspect = bool(info.get("scanner")) and info["kind"] == "cargo" and self.rng.random() < self.inspect_ratio
+        if any(r.get("reason") == "revoked" for r in data.get("predecision_refusals", ())):
+            # Under a control order (布控) the officer never just releases: X-ray, or the inspection bay.
+            inspect = bool(info.get("scanner")) and info["kind"] == "cargo"
+            if not inspect:
+                self.stats.diverts += 1
+                await self._send(lane, "decision", pid, {"agency": agencies[0], "verdict": "divert"})
+                return
         if inspect:
             self.stats.inspections_ordered += 1
             self.stats.inspected_passages.add(pid)

@@ -41,6 +41,21 @@ def register(sub: Any) -> None:
     p.add_argument("--broker", metavar="URL", help="use this broker (mqtt://HOST:PORT) instead of the embedded one")
     p.add_argument("--inspect-ratio", type=float, default=0.25, help="share of cargo vehicles sent to X-ray")
     p.add_argument(
+        "--declared",
+        type=float,
+        default=0.7,
+        metavar="SHARE",
+        help="share of the vehicles the platform declares in advance: each agency signs a pre-decision the "
+        "lane releases on by itself (default 0.7)",
+    )
+    p.add_argument(
+        "--mismatches",
+        metavar="KIND=N,…",
+        help="deliberate mismatches among the declared vehicles, e.g. weight_out_of_tolerance=2,wrong_lane=1 "
+        "(kinds: weight_out_of_tolerance, container_mismatch (with --ocr), wrong_lane, expired, revoked, "
+        "predecision_revoked; 'none'); default: one of each that applies, at most one declared vehicle in five",
+    )
+    p.add_argument(
         "--inject-forged",
         type=int,
         default=0,
@@ -133,6 +148,8 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         time_factor=args.time_factor,
         inspect_ratio=args.inspect_ratio,
         inject_forged=args.inject_forged,
+        declared=args.declared,
+        mismatches=args.mismatches,
         site_file=args.site or DEFAULT_SITE,
         timeout_s=args.timeout,
         recognition=args.ocr,
