@@ -118,6 +118,7 @@ class Result:
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # a scenario's own figures
 
     @property
     def ok(self) -> bool:
@@ -144,6 +145,7 @@ class Result:
             "notes": "; ".join(self.notes),
             "error": self.error,
             "stuck": self.stuck,
+            **({"details": self.details} if self.details else {}),
         }
 
 
@@ -266,7 +268,12 @@ class Port:
         self.site_file.write_text(yaml.safe_dump(site, allow_unicode=True, sort_keys=False), encoding="utf-8")
         self.tasks += [asyncio.create_task(w.run(), name=f"{lid}-physics") for lid, w in self.worlds.items()]
         self.tasks.append(asyncio.create_task(self.scanner_world.run(), name="scanner-physics"))
-        self.live = EventObserver(self.broker.url, site["site"]["id"], client_id="chaos-live", protocol="5")
+        # Persistent too: what the lanes flush from their outboxes right after a broker restart,
+        # before this subscriber is back, is kept for it (a clean session would miss it and the
+        # run would look unfinished).
+        self.live = EventObserver(
+            self.broker.url, site["site"]["id"], client_id="chaos-live", protocol="5", persistent_session=True
+        )
         self.platform = EventObserver(
             self.broker.url, site["site"]["id"], client_id="chaos-platform", protocol="5", persistent_session=True
         )
@@ -530,7 +537,7 @@ async def declared_offline(port: Port, result: Result) -> None:
     platform = port.platform
     with contextlib.suppress(TimeoutError):  # the durable subscriber has every completion
         await platform.wait_for(lambda: _completions(platform.events) >= port.plan.total, SETTLE_S)
-    window = offline_window(platform.events, port.declarations, down, up, DECLARED_DECISION_TIMEOUT_S)
+    window = result.details = offline_window(platform.events, port.declarations, down, up, DECLARED_DECISION_TIMEOUT_S)
     result.notes.append(
         f"broker down {DECLARED_DOWN_S:.0f} s: declared {window['released_on_time']}/{window['declared']} "
         f"released on time (arrival → gate open max {window['declared_max_s']} s), undeclared "
