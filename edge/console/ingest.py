@@ -1,6 +1,6 @@
 """From MQTT message to accepted event: envelope parsing and the per-stream ledger. Pure.
 
-The contract (``docs/asyncapi.yaml``, TEAM.md "Contracts between parts"):
+The contract (``docs/asyncapi.yaml``; signatures in docs/security.md):
 
 * an event's ``id`` is ``{site}/{unit}/{epoch}/{seq}`` (``{site}/{unit}/{seq}`` before stream
   epochs existed; such events count as epoch 0) and is stable across redelivery: a consumer
