@@ -45,6 +45,8 @@ Exception tree::
     ├── CheckpointError                 an audit checkpoint does not parse or verify
     ├── ControlError                    the control socket cannot be created or answers badly
     │   └── DaemonUnreachableError      (see UnreachableError)
+    ├── MissingExtraError               an optional package (an extra of the distribution) is not
+    │                                   installed: names it and the ``pip install`` that adds it
     ├── DemoError                       ``portlane demo`` cannot run
     └── ConsoleError                    the site console
         ├── UsersFileError              its users file
@@ -101,6 +103,7 @@ __all__ = [
     "DemoError",
     "EventRejectedError",
     "MalformedEventError",
+    "MissingExtraError",
     "NonceStoreError",
     "NotAuthorisedError",
     "NotConnectedError",
@@ -336,6 +339,39 @@ class OperatorError(PortlaneError, ValueError):
 
 class CheckpointError(PortlaneError):
     """A checkpoint does not parse, or its signature or signer is not trusted."""
+
+
+#: Top-level module → the extra of ``pyproject.toml`` that installs it (a lane controller has
+#: the core dependencies only; tests/project/test_packaging.py keeps this in step with the file).
+EXTRAS = {
+    "numpy": "ocr",
+    "cv2": "ocr",
+    "onnxruntime": "ocr",
+    "pyclipper": "ocr",
+    "amqtt": "demo",
+    "aiomqtt": "demo",
+    "PIL": "demo",
+    "aiohttp": "console",
+}
+
+
+class MissingExtraError(PortlaneError):
+    """An optional package is not installed. ``str(exc)`` names it and the extra to install."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"needs the package {module!r}, which is not installed here; "
+            f"install it with: pip install 'portlane[{extra}]'"
+        )
+
+    @classmethod
+    def of(cls, exc: ImportError) -> MissingExtraError | None:
+        """The error for an ``ImportError`` of an optional package; None for any other module."""
+        top = (exc.name or "").split(".")[0]
+        extra = EXTRAS.get(top)
+        return cls(top, extra) if extra is not None else None
 
 
 class DemoError(PortlaneError):

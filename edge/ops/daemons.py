@@ -10,6 +10,11 @@ Control operations: ``portlane.edge.ops.handlers``. A daemon that cannot start �
 site file, a corrupt or read-only state file, a missing credential — says so in one line
 (file, what is wrong, what to do) and exits with ``EXIT_CONFIG`` (78, EX_CONFIG), which the
 unit files list in ``RestartPreventExitStatus=``: restarting cannot fix it, a technician can.
+
+A daemon never ends silently — under systemd or started by hand: its last log line says why
+it stopped, and the exit code says it too (:func:`_main`): SIGINT 130, SIGTERM 143 (the unit
+files list both in ``SuccessExitStatus=``), a new site file to take ``EXIT_RESTART`` (75;
+systemd starts it again, by hand you do).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -25,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from portlane.edge.config import Site, load_site
-from portlane.edge.errors import EXIT_CONFIG, EXIT_RESTART, PortlaneError
+from portlane.edge.errors import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, EXIT_RESTART, PortlaneError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.recognition import Recogniser, camera_rois
-from portlane.edge.ops.control import ControlServer, default_path
+from portlane.edge.ops.control import ControlServer, default_path, run_directory
 from portlane.edge.ops.handlers import lane_handlers, scanner_handlers
 from portlane.edge.ops.metrics import DaemonMetrics
 from portlane.edge.ops.recognition import SocketRecogniser, serialise_reads
@@ -53,6 +59,19 @@ def _state_dir(site: Site) -> Path:
     return Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or site.state_dir)
 
 
+class _Signals:
+    """The signal that stopped a daemon, if one did: its exit code is 128 + the number."""
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+
+    def __call__(self, sig: signal.Signals) -> None:
+        self.received = self.received or sig
+
+    def exit_code(self, default: int = EXIT_OK) -> int:
+        return 128 + int(self.received) if self.received is not None else default
+
+
 async def run_lane_daemon(
     site_file: Path, lane_id: str, *, stop: asyncio.Event | None = None, broker_url: str | None = None
 ) -> int:
@@ -60,10 +79,11 @@ async def run_lane_daemon(
     lane = site.lane(lane_id)
     stop = stop or asyncio.Event()
     restart = asyncio.Event()
-    install_signal_handlers(stop)
+    signals = _Signals()
+    install_signal_handlers(stop, on_signal=signals)
     notifier = Notifier.from_env()
     recogniser: Recogniser | None = None
-    rec_sock = os.environ.get("PORTLANE_RECOGNITION", "/run/portlane/recognition.sock")
+    rec_sock = os.environ.get("PORTLANE_RECOGNITION") or str(Path(run_directory()) / "recognition.sock")
     if await asyncio.to_thread(Path(rec_sock).exists):
         recogniser = SocketRecogniser(rec_sock, rois=camera_rois(site))
     metrics = DaemonMetrics("lane", site=site.site.id, lane=lane.id)
@@ -95,7 +115,7 @@ async def run_lane_daemon(
         stop.set()
 
     async with (
-        ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), lane_handlers(d, site_file, restart)),
+        ControlServer(default_path(f"lane-{lane.id}"), lane_handlers(d, site_file, restart)),
         asyncio.TaskGroup() as tg,
     ):
         main = tg.create_task(d.run(stop), name="lane")
@@ -112,14 +132,15 @@ async def run_lane_daemon(
             t.cancel()
     if server is not None:
         server.close()
-    return EXIT_RESTART if restart.is_set() else 0
+    return EXIT_RESTART if restart.is_set() else signals.exit_code()
 
 
 async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: str | None = None) -> int:
     site = load_site(site_file)
     cfg = site.scanner(scanner_id)
     stop = asyncio.Event()
-    install_signal_handlers(stop)
+    signals = _Signals()
+    install_signal_handlers(stop, on_signal=signals)
     notifier = Notifier.from_env()
     d = ScannerDaemon(site, cfg, state_dir=_state_dir(site), broker_url=broker_url)
     wd = Watchdog(notifier)
@@ -127,7 +148,7 @@ async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: st
     wd.register("plc", lambda: d.supervisor.heartbeat)
 
     async with (
-        ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), scanner_handlers(d)),
+        ControlServer(default_path(f"scanner-{cfg.id}"), scanner_handlers(d)),
         asyncio.TaskGroup() as tg,
     ):
         main = tg.create_task(d.run(stop), name="scanner")
@@ -136,7 +157,7 @@ async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: st
         await main
         notifier.stopping()
         w.cancel()
-    return 0
+    return signals.exit_code()
 
 
 async def run_recognition_daemon(*, threads: int | None = None) -> int:
@@ -146,7 +167,8 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
     from portlane.models.worker import RecognitionWorker
 
     stop = asyncio.Event()
-    install_signal_handlers(stop)
+    signals = _Signals()
+    install_signal_handlers(stop, on_signal=signals)
     notifier = Notifier.from_env()
     metrics = DaemonMetrics("recognition", site=os.environ.get("PORTLANE_SITE", ""))
     port = int(os.environ.get("PORTLANE_METRICS_PORT", "0") or 0)
@@ -167,7 +189,7 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
 
     async with RecognitionWorker(threads=threads) as worker:
         await worker.warm_up()
-        async with ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), {"recognise": recognise}):
+        async with ControlServer(default_path("recognition"), {"recognise": recognise}):
             wd = Watchdog(notifier)
             main_beat = wd.heartbeat("main")
             notifier.ready("recognition worker ready")
@@ -185,29 +207,42 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
             notifier.stopping()
     if server is not None:
         server.close()
-    return 0
+    return signals.exit_code()
 
 
-def _main(run: Callable[[], Coroutine[Any, Any, int]]) -> int:
+#: What the last log line of a daemon says, by exit code (anything else: "exit N").
+_WHY = {
+    EXIT_OK: "stopped",
+    EXIT_RESTART: "stopped to take the new site file (exit 75): systemd starts it again; started by hand, "
+    "start it again",
+    128 + signal.SIGINT: "stopped by SIGINT (exit 130)",
+    128 + signal.SIGTERM: "stopped by SIGTERM (exit 143)",
+}
+
+
+def _main(run: Callable[[], Coroutine[Any, Any, int]], name: str) -> int:
+    """Run a daemon; whatever ends it, say why in its last log line and exit with the code."""
     setup_logging()
     try:
-        return asyncio.run(run())
-    except KeyboardInterrupt:
-        return 0
+        rc = asyncio.run(run())
+    except KeyboardInterrupt:  # ^C before the signal handlers were installed (start-up)
+        rc = EXIT_INTERRUPTED
     except PortlaneError as exc:
         # ConfigError, StateError, NonceStoreError, CredentialError …: one line, no traceback.
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"portlane: {line}", file=sys.stderr)
         return EXIT_CONFIG
+    log.info("%s %s", name, _WHY.get(rc, f"stopped (exit {rc})"), extra={"exit_code": rc})
+    return rc
 
 
 def main_recognition(threads: int | None) -> int:
-    return _main(lambda: run_recognition_daemon(threads=threads))
+    return _main(lambda: run_recognition_daemon(threads=threads), "recognition")
 
 
 def main_lane(site_file: Path, lane: str, broker: str | None) -> int:
-    return _main(lambda: run_lane_daemon(site_file, lane, broker_url=broker))
+    return _main(lambda: run_lane_daemon(site_file, lane, broker_url=broker), f"lane {lane}")
 
 
 def main_scanner(site_file: Path, scanner: str, broker: str | None) -> int:
-    return _main(lambda: run_scanner_daemon(site_file, scanner, broker_url=broker))
+    return _main(lambda: run_scanner_daemon(site_file, scanner, broker_url=broker), f"scanner {scanner}")
