@@ -127,23 +127,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(site_id: str, sim: bool, reports: list[DeviceReport]) -> None:
-    from rich.console import Console
+    """One row per device that fits 80 columns: the device's name and result whole, never cut
+    (kind and backend go before the detail, which wraps)."""
     from rich.table import Table
 
+    from ._common import console
+
     table = Table(title=f"selftest {site_id}{' (simulators)' if sim else ''}")
-    for col in ("device", "kind", "backend", "result", "latency ms", "total ms", "detail / error"):
-        table.add_column(col, justify="right" if "ms" in col else "left", no_wrap=col == "device")
+    table.add_column("device", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("ms", justify="right", no_wrap=True)
+    table.add_column("backend: detail / error", overflow="fold", ratio=1)
     for r in reports:
+        ms = f"{r.latency_ms:.0f}" if r.latency_ms is not None else "-"
         table.add_row(
             r.device,
-            r.kind,
-            r.backend,
             "[green]ok[/]" if r.ok else "[red]FAIL[/]",
-            f"{r.latency_ms:.1f}" if r.latency_ms is not None else "-",
-            f"{r.duration_ms:.0f}" if r.duration_ms is not None else "-",
-            r.error or r.detail or "",
+            ms,
+            f"[dim]{r.backend}:[/] {r.error or r.detail or ''}",
         )
-    Console().print(table)
+    console().print(table)
 
 
 # --------------------------------------------------------------------------- targets

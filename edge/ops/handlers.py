@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from portlane.drivers.serial_link import open_ports
 from portlane.edge.config import parse_site
 from portlane.edge.errors import ConfigError, OperatorError
 from portlane.edge.lane.daemon import LaneDaemon
@@ -56,7 +57,8 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
 
     async def status(req: dict[str, Any]) -> dict[str, Any]:
         st = d.status()
-        return {"site": d.site.site.id, "broker": st.pop("broker"), "lanes": [st]}
+        held = {"serial_ports": open_ports(), "audit_log": str(d.audit.path)}  # what `serial sniff`, `audit` ask
+        return {"site": d.site.site.id, "broker": st.pop("broker"), "lanes": [st], **held}
 
     async def devices(req: dict[str, Any]) -> dict[str, Any]:
         return {"lanes": [{"lane": d.cfg.id, "devices": d.status()["devices"]}]}
@@ -216,6 +218,8 @@ def scanner_handlers(d: ScannerDaemon) -> dict[str, Handler]:
             "scans": d.scans,
             "utilisation": d.utilisation(),
             "outbox": d.outbox.stats().as_dict(),
+            "serial_ports": open_ports(),
+            "audit_log": str(d.audit.path),
         }
 
     async def scanner_abort(req: dict[str, Any]) -> dict[str, Any]:

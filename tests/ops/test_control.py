@@ -350,9 +350,26 @@ def test_serial_sniff_decodes_gate_frames_on_a_pty() -> None:
         "10",
         "--json",
     ]
-    # This test process holds the port open, as a daemon would: refused without --force.
-    refused = subprocess.run(argv, capture_output=True, text=True, timeout=20)
-    assert refused.returncode == 2 and f"in use by pid {os.getpid()}" in refused.stderr
+    # Another process holds the port open, as a daemon would: refused without --force. (This test
+    # process holds both ends of the pty — it is the device, like a simulator — which is no reader.)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY); "
+            "print('open', flush=True); sys.stdin.read()",
+            os.ttyname(slave),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        refused = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    finally:
+        holder.communicate(timeout=20)
+    assert refused.returncode == 2 and f"in use by pid {holder.pid}" in refused.stderr
     proc = subprocess.Popen([*argv, "--force"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
