@@ -57,6 +57,7 @@ def register(sub: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    import aiohttp  # noqa: F401  # the console extra: without it, say so (one line) before anything starts
     from portlane.edge.console.daemon import main_console
     from portlane.edge.errors import ConfigError, PortlaneError
 

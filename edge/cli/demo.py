@@ -142,11 +142,12 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from portlane.edge.demo.run import run_demo
     from portlane.edge.errors import ConfigError, PortlaneError
 
     received: list[signal.Signals] = []
     try:
+        from portlane.edge.demo.run import run_demo  # the demo extra: simulators, broker, platform
+
         opts = options_from_args(args)
         live_view = not args.json and sys.stdout.isatty()
         if live_view:

@@ -358,7 +358,8 @@ async def _run(
                     broker_url=url,
                     broker_protocol=protocol,
                     http=opts.console,
-                    db=opts.console_db,
+                    # without --console-db, in the run's own temporary directory (removed at the end)
+                    db=opts.console_db or state_dir.parent / "console.db",
                     time_factor=opts.time_factor,
                     signing_key=(keys["key_id"], keys["private_key"]),
                 )
