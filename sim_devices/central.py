@@ -225,6 +225,9 @@ class CentralPlatform:
             return
         if parts[-1] == "status":
             lane = parts[3]
+            if "specversion" in body and isinstance(body.get("data"), dict):
+                # The signed unit.status event (its own seq is the newest the unit had written).
+                body = {**body["data"], "last_seq": body.get("seq"), "epoch": body.get("epoch", 0)}
             if body.get("state") == "online":
                 self._resync(lane, body)
                 if lane in self.lanes:

@@ -155,20 +155,20 @@ async def start_lane(
     platform = Platform(url)
     stop = asyncio.Event()
     rig = LaneRig(daemon, world, platform, site, stop)
-    writer_put = daemon.events.put
+    writer_put = daemon.unit.events.put
 
     def record(type_: Any, data: Any, *, subject: str | None = None) -> Any:
         rig.daemon_events.append((str(type_), data.model_dump(mode="json")))
         return writer_put(type_, data, subject=subject)
 
-    daemon.events.put = record  # type: ignore[method-assign]
+    daemon.unit.events.put = record  # type: ignore[method-assign]
     rig.tasks = [
         asyncio.create_task(daemon.run(stop), name="rig-lane"),
         asyncio.create_task(platform.link.run(), name="rig-platform"),
     ]
     async with asyncio.timeout(10):
         await daemon.ready.wait()
-        await daemon.link.wait_connected()
+        await daemon.unit.link.wait_subscribed()
         await platform.link.wait_connected()
     return rig
 

@@ -108,7 +108,7 @@ def _table(run: Any) -> Any:
     sc = run.scanner
     t.caption = (
         f"passages {done}/{run.plan.total} · events on broker {obs.received if obs else 0} · "
-        f"scanner queue {len(sc.queue) if sc else 0}, scans {sc.scans if sc else 0}"
+        f"scanner queue {len(sc.logic.queue) if sc else 0}, scans {sc.scans if sc else 0}"
     )
     return t
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from portlane.edge.contract.events import EVENTS
+from portlane.edge.contract.events import EVENTS, UnitStatus
 from portlane.edge.contract.times import parse_rfc3339
 from portlane.edge.contract.topics import Topics
 from portlane.edge.errors import EventRejectedError
@@ -140,9 +140,10 @@ def parse_status(site: str, topic: str, payload: bytes) -> tuple[str, dict[str, 
         body = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
         return None
-    if kind != "status" or t_site != site or not isinstance(body, dict):
+    if kind != "status" or t_site != site:
         return None
-    return unit, body
+    fields = UnitStatus.fields_of(body)
+    return (unit, fields) if fields is not None else None
 
 
 # --------------------------------------------------------------------------------------------

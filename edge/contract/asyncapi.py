@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from .commands import ARGS
 from .envelope import Envelope
-from .events import EVENTS, CommandResponse, LaneStatus
+from .events import EVENTS, CommandResponse, UnitStatus
 
 __all__ = ["build", "render"]
 
@@ -77,12 +77,36 @@ def build() -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{ch}"},
             "summary": f"a lane or scanner publishes {type_} (QoS 1, via the durable outbox)",
         }
-    status_ref = add_schema("LaneStatus", LaneStatus)
+    status_ref = add_schema("UnitStatus", UnitStatus)
     messages["Status"] = {
         "name": "status",
         "contentType": "application/json",
-        "payload": {"$ref": status_ref},
-        "summary": "retained status; the broker publishes the last will {state: offline}",
+        "payload": {
+            "oneOf": [
+                {
+                    "allOf": [
+                        {"$ref": "#/components/schemas/Envelope"},
+                        {
+                            "type": "object",
+                            "properties": {"type": {"const": "portlane.unit.status"}, "data": {"$ref": status_ref}},
+                        },
+                    ]
+                },
+                {
+                    "type": "object",
+                    "description": "the last will: unsigned, so only 'unconfirmed offline'",
+                    "properties": {
+                        "state": {"const": "offline"},
+                        "unit": {"type": "string"},
+                        "kind": {"type": "string"},
+                    },
+                    "required": ["state", "unit", "kind"],
+                    "additionalProperties": False,
+                },
+            ]
+        },
+        "summary": "retained: the signed envelope of the unit's newest unit.status event, or the broker's "
+        "last will (unsigned) when the unit vanished",
     }
     channels["status"] = {
         "address": "portlane/v1/{site}/{unit}/status",

@@ -20,7 +20,7 @@ import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from .canonical import b64decode_strict, b64url_decode_strict, canonical_json
 from .times import parse_rfc3339
@@ -33,6 +33,7 @@ __all__ = [
     "AgencyArgs",
     "BoardArgs",
     "BoardLineArg",
+    "CommandArgs",
     "CommandName",
     "CorrectIdentityArgs",
     "DecisionArgs",
@@ -41,6 +42,7 @@ __all__ = [
     "LaneServiceArgs",
     "ReplayEventsArgs",
     "SignedCommand",
+    "parse_args",
 ]
 
 #: Ids of sites, units and keys.
@@ -52,24 +54,26 @@ Text = Annotated[str, Field(max_length=200)]
 Ident = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class _Args(BaseModel):
+class CommandArgs(BaseModel):
+    """Base of every command's ``args`` model: frozen, strict, no unknown keys."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-class AgencyArgs(_Args):
+class AgencyArgs(CommandArgs):
     """``release`` / ``hold`` / ``divert``: the agency the verdict is given for."""
 
     agency: Ident
 
 
-class DecisionArgs(_Args):
+class DecisionArgs(CommandArgs):
     """``decision``: one agency's verdict on the current passage."""
 
     agency: Ident
     verdict: Literal["release", "inspect", "hold", "divert"]
 
 
-class CorrectIdentityArgs(_Args):
+class CorrectIdentityArgs(CommandArgs):
     """``correct_identity``: an officer's correction of the lane's identification (audited)."""
 
     plates: tuple[Text, ...] = Field((), max_length=4)
@@ -79,35 +83,35 @@ class CorrectIdentityArgs(_Args):
     reason: Annotated[str, Field(min_length=8, max_length=500)]
 
 
-class BoardLineArg(_Args):
+class BoardLineArg(CommandArgs):
     text: Text
     colour: Literal["red", "green", "amber"] = "green"
 
 
-class BoardArgs(_Args):
+class BoardArgs(CommandArgs):
     """``board_message``: lines for the LED guidance board."""
 
     lines: tuple[BoardLineArg, ...] = Field(min_length=1, max_length=4)
 
 
-class ExpectedVehicle(_Args):
+class ExpectedVehicle(CommandArgs):
     tag_id: Ident
     plates: tuple[Text, ...] = Field(min_length=1, max_length=4)
 
 
-class ExpectedVehiclesArgs(_Args):
+class ExpectedVehiclesArgs(CommandArgs):
     """``expected_vehicles``: the vehicles the platform expects and their registered plates."""
 
     vehicles: tuple[ExpectedVehicle, ...] = Field(max_length=100_000)
 
 
-class LaneServiceArgs(_Args):
+class LaneServiceArgs(CommandArgs):
     """``close_lane`` / ``open_lane``."""
 
     reason: Text = "platform command"
 
 
-class ReplayEventsArgs(_Args):
+class ReplayEventsArgs(CommandArgs):
     """``replay_events``: re-send retained events from ``from_seq`` (to ``to_seq``) of the
     unit's current stream, with their original ids."""
 
@@ -115,7 +119,7 @@ class ReplayEventsArgs(_Args):
     to_seq: Annotated[int, Field(ge=1)] | None = None
 
 
-ARGS: dict[str, type[_Args]] = {
+ARGS: dict[str, type[CommandArgs]] = {
     "decision": DecisionArgs,
     "release": AgencyArgs,
     "hold": AgencyArgs,
@@ -127,6 +131,29 @@ ARGS: dict[str, type[_Args]] = {
     "open_lane": LaneServiceArgs,
     "replay_events": ReplayEventsArgs,
 }
+
+
+#: Per command, a model that reads only ``args`` out of the whole command's JSON, so the args are
+#: validated from the bytes that arrived (JSON mode: arrays are tuples, strict types) without
+#: turning them back into JSON first.
+_ARGS_IN_COMMAND: dict[str, type[BaseModel]] = {
+    name: create_model(
+        f"_{model.__name__}In{''.join(p.capitalize() for p in name.split('_'))}",
+        __config__=ConfigDict(extra="ignore", strict=True),
+        args=(model, ...),
+    )
+    for name, model in ARGS.items()
+}
+
+
+def parse_args(name: str, command_json: bytes) -> CommandArgs:
+    """The ``args`` of command ``name`` as its model, read from the command's own JSON bytes.
+    Raises ``KeyError`` for a command without a model, ``pydantic.ValidationError`` when the
+    args do not match it."""
+    wrapped = _ARGS_IN_COMMAND[name].model_validate_json(command_json)
+    args = getattr(wrapped, "args")  # noqa: B009 - the field of a model made at run time
+    assert isinstance(args, CommandArgs)
+    return args
 
 
 class CommandName(enum.StrEnum):

@@ -6,7 +6,8 @@ document is generated from it.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+import json
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,7 +25,6 @@ __all__ = [
     "IdentityCorrected",
     "InspectionRequested",
     "LaneException",
-    "LaneStatus",
     "Outcome",
     "OverrideApplied",
     "PassageArrived",
@@ -34,6 +34,7 @@ __all__ = [
     "PlateKind",
     "PlateRead",
     "ScanEvent",
+    "UnitStatus",
     "VehicleIdentified",
 ]
 
@@ -105,6 +106,11 @@ class InspectionRequested(_Payload):
     method: Literal["xray"] = "xray"
     priority: int = Field(0, ge=0, le=9, description="higher is served first; equal priorities are FIFO")
     vehicle_ref: str = Field(description="container number or plate, written to the scanner PLC")
+    recheck: bool = Field(
+        False,
+        description="the lane asks again for a passage it heard nothing of for long: a scanner that "
+        "settled it sends the settling event again; a platform ignores it",
+    )
 
 
 class ScanEvent(_Payload):
@@ -184,18 +190,46 @@ class OverrideApplied(_Payload):
     action: str
 
 
-class LaneStatus(_Payload):
-    """Retained on the status topic; the last will sets state to 'offline'."""
+class UnitStatus(_Payload):
+    """What a unit (lane, scanner) says of itself: the ``unit.status`` event, written through the
+    outbox like every event (signed, sequenced, replayable), whose newest envelope is also
+    retained on ``portlane/v1/{site}/{unit}/status``. The broker's last will on that topic is
+    the bare, unsigned ``{"state": "offline", "unit": …, "kind": …}`` (:meth:`will`): a consumer
+    may take it only as "unconfirmed offline"."""
 
     state: Literal["online", "offline"]
     unit: str
     kind: Literal["lane", "scanner"] = "lane"
     version: str = ""
     in_service: bool = True
+    reason: str | None = Field(None, description="why the unit takes no work, when it does not")
     stage: str | None = None
-    last_seq: int = 0
+    last_seq: int = Field(0, description="events written before this status, in ``epoch``")
     epoch: int = 0  # the outbox's stream epoch: last_seq counts within it
     since: str = ""
+
+    @classmethod
+    def will(cls, unit: str, kind: Literal["lane", "scanner"]) -> bytes:
+        """The last will: set at connect time, published by the broker, signed by nobody."""
+        return json.dumps({"state": "offline", "unit": unit, "kind": kind}).encode()
+
+    @staticmethod
+    def fields_of(payload: Any) -> dict[str, Any] | None:
+        """The status fields of a retained status message as parsed JSON: an envelope's
+        ``data`` — with ``last_seq``/``epoch`` those of the status event itself, the newest event
+        the unit had written when it said so — or the bare will itself; None when it is neither.
+        Says nothing of who wrote it (that is the consumer's signature check)."""
+        if not isinstance(payload, dict):
+            return None
+        if "specversion" not in payload:
+            return payload
+        data = payload.get("data")
+        if not isinstance(data, dict):
+            return None
+        seq, epoch = payload.get("seq"), payload.get("epoch", 0)
+        if type(seq) is int and type(epoch) is int:
+            return {**data, "last_seq": seq, "epoch": epoch}
+        return data
 
 
 class CommandResponse(_Payload):
@@ -237,6 +271,7 @@ EventType = Literal[
     "identity.corrected",
     "override.applied",
     "audit.checkpoint",
+    "unit.status",
 ]
 
 EVENTS: dict[EventType, type[_Payload]] = {
@@ -258,6 +293,7 @@ EVENTS: dict[EventType, type[_Payload]] = {
     "identity.corrected": IdentityCorrected,
     "override.applied": OverrideApplied,
     "audit.checkpoint": AuditCheckpoint,
+    "unit.status": UnitStatus,
 }
 
 assert set(get_args(EventType)) == set(EVENTS), "EventType and EVENTS list the same event types"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portlane.edge.config import MqttProtocol
+from portlane.edge.contract.events import UnitStatus
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
 
@@ -135,7 +136,7 @@ class EventObserver:
             self.malformed += 1
             return
         if kind == "status":
-            self.units[unit].last_status = body
+            self.units[unit].last_status = UnitStatus.fields_of(body) or {}
         elif kind == "event":
             seq = int(body.get("seq", 0))
             led = self._ledger(unit, int(body.get("epoch", 0) or 0))

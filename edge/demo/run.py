@@ -39,7 +39,7 @@ from portlane.edge.demo.broker import EmbeddedBroker
 from portlane.edge.demo.observer import EventObserver
 from portlane.edge.demo.options import DEFAULT_SITE, SITES_DIR, DemoOptions, check_broker_url, load_demo_site
 from portlane.edge.demo.sitegen import LANE_ORDER, apply_links, demo_site
-from portlane.edge.errors import BrokerUnreachableError, DemoError, StateError, UsageError
+from portlane.edge.errors import BrokerUnreachableError, DemoError, PortlaneError, UsageError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.passage import LaneTimeouts
 from portlane.edge.scanner.daemon import ScannerDaemon
@@ -263,7 +263,7 @@ async def _all_connected(run: DemoRun, url: str, external: bool) -> None:
     """Every client has its MQTT session, or ``BrokerUnreachableError`` naming who has not."""
     assert run.observer is not None and run.central is not None
     clients: dict[str, Any] = {"the observer": run.observer.link, "the central platform": run.central}
-    clients.update({f"lane {lid}": d.link for lid, d in run.lanes.items()})
+    clients.update({f"lane {lid}": d.unit.link for lid, d in run.lanes.items()})
     wait_s = CONNECT_WAIT_S + CONNECT_PER_LANE_S * len(run.lanes)
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(wait_s):
@@ -366,7 +366,7 @@ async def _run(
             )
         try:
             return await _drive(run, observer, central, plan, worlds, scanner_world, url, protocol, on_tick)
-        except* (DemoError, StateError) as eg:
+        except* PortlaneError as eg:
             raise eg.exceptions[0] from None  # one line for the CLI, not a group
     raise AssertionError("unreachable: the block returns or raises")
 
@@ -448,9 +448,9 @@ async def _drive(
             stop.set()
             await asyncio.gather(*daemons, return_exceptions=True)
             # Everything the daemons published before they stopped is on the broker.
-            expected = {lid: d.outbox.last_seq for lid, d in run.lanes.items()}
+            expected = {lid: d.unit.outbox.last_seq for lid, d in run.lanes.items()}
             if run.scanner:
-                expected[run.scanner.cfg.id] = run.scanner.outbox.last_seq
+                expected[run.scanner.cfg.id] = run.scanner.unit.outbox.last_seq
             with contextlib.suppress(TimeoutError):
                 await observer.wait_for(
                     lambda: all(observer.units[u].max_seq >= s for u, s in expected.items() if s),

@@ -1,6 +1,7 @@
 """The typed seam between the lane's pure logic and its I/O.
 
-``LaneLogic`` returns a list of these small frozen values; the ``Executor`` carries them out
+``LaneLogic`` returns a list of these small frozen values (``Publish`` is every unit's, from
+``portlane.edge.unit.actions``); the ``Executor`` carries them out
 in order, matching on their type (h11-style events and effects, no dicts read back with
 string keys). Events and audit entries are written to disk at once, in the order the logic
 produced them; device actions run on the executor's task.
@@ -11,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from portlane.edge.contract.events import EVENTS, EventType, GateCause
-from pydantic import BaseModel
+from portlane.edge.contract.events import GateCause
+from portlane.edge.unit.actions import Publish
 
 __all__ = [
     "Action",
@@ -75,24 +76,6 @@ class Identify:
     """Start collecting the vehicle's identity (tag, weight, camera reads) for this passage."""
 
     passage_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Publish:
-    """Write one event (a contract model) to the durable outbox."""
-
-    type: EventType
-    data: BaseModel
-
-    def __post_init__(self) -> None:
-        model = EVENTS[self.type]
-        if not isinstance(self.data, model):
-            raise TypeError(f"{self.type} carries {model.__name__}, not {type(self.data).__name__}")
-
-    @property
-    def subject(self) -> str | None:
-        pid = getattr(self.data, "passage_id", None)
-        return pid if isinstance(pid, str) else None
 
 
 @dataclass(frozen=True, slots=True)

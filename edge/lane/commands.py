@@ -1,140 +1,74 @@
-"""Signed commands from the central platform: verify, act through the logic, answer.
+"""What a lane does with each signed command from the central platform.
 
-Every command is verified (signature, key, time, target, nonce) before anything acts on it,
-its ``args`` are checked against the command's model (``portlane.edge.contract.commands``),
-and the answer goes to the unit's own response topic, never to a topic the sender names.
+Commands arrive through the unit's one command path (``portlane.edge.trust.command_path``):
+verified (signature, key, time, target, authority, nonce), their ``args`` already the
+command's model. Here each is turned into the logic's inputs; the actions it returns are
+carried out after the acceptance is audited (``Outcome.effect``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 
 from portlane.edge.contract.commands import (
-    ARGS,
     AgencyArgs,
     BoardArgs,
     CorrectIdentityArgs,
     DecisionArgs,
     ExpectedVehiclesArgs,
     LaneServiceArgs,
-    ReplayEventsArgs,
-    SignedCommand,
 )
-from portlane.edge.contract.events import CommandRejected as CommandRejectedEvent
-from portlane.edge.contract.events import CommandResponse, ContainerRead
-from portlane.edge.contract.topics import Topics
-from portlane.edge.delivery.mqtt import Message
-from portlane.edge.errors import CommandRejectedError
-from portlane.edge.trust.audit import AuditLog
-from portlane.edge.trust.commands import CommandVerifier
-from portlane.edge.trust.rejections import RejectionAggregator
+from portlane.edge.contract.events import ContainerRead
+from portlane.edge.trust.command_path import Outcome
+from portlane.edge.trust.commands import VerifiedCommand
 from portlane.models.iso6346 import is_valid
-from pydantic import BaseModel, ValidationError
 
-from .actions import Action, Publish, ShowBoard
+from .actions import Action, ShowBoard
 from .identification import Identifier, plate_read
 from .logic import LaneLogic
 from .passage import Identity
 
-__all__ = ["CommandCounters", "CommandHandler"]
+__all__ = ["LANE_COMMANDS", "LaneCommands"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class CommandCounters:
-    accepted: int = 0
-    rejected: int = 0
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    ok: bool
-    reason: str | None = None
-    actions: tuple[Action, ...] = ()
-
-
-Respond = Callable[[str, bytes], Awaitable[None]]
-Replay = Callable[[int, int | None], int]
+#: The commands a lane takes (besides ``replay_events``, which every unit takes).
+LANE_COMMANDS = (
+    "decision",
+    "release",
+    "hold",
+    "divert",
+    "correct_identity",
+    "board_message",
+    "expected_vehicles",
+    "close_lane",
+    "open_lane",
+)
 
 
-class CommandHandler:
+class LaneCommands:
     def __init__(
         self,
         *,
-        lane: str,
-        topics: Topics,
-        verifier: CommandVerifier,
         logic: LaneLogic,
         apply: Callable[[Iterable[Action]], None],
         identifier: Identifier,
-        audit: AuditLog,
-        respond: Respond,
-        replay: Replay,
         clock: Callable[[], float],
     ) -> None:
-        self.lane = lane
-        self.topics = topics
-        self.verifier = verifier
         self.logic = logic
         self.apply = apply  # the daemon's: executor, journal, status
         self.identifier = identifier
-        self.audit = audit
-        self.respond = respond
-        self.replay = replay
         self.clock = clock
-        self.counters = CommandCounters()
-        self.rejections = RejectionAggregator(audit, lane=lane, clock=clock)
 
-    async def handle(self, msg: Message, name: str) -> None:
-        """One message on ``cmd/{name}``: never raises for anything the sender controls."""
-        try:
-            cmd = self.verifier.verify(msg.payload)
-        except CommandRejectedError as exc:
-            f = exc.fields
-            nonce = f.get("nonce") if isinstance(f.get("nonce"), str) else None
-            key_id = f.get("key_id") if isinstance(f.get("key_id"), str) else None
-            if self._reject(name, exc.reason, nonce, key_id, exc.detail):
-                await self._answer(name, nonce, False, exc.reason)
-            return
-        if cmd.cmd != name:
-            if self._reject(name, "malformed", cmd.nonce, cmd.key_id, f"topic says {name}, command says {cmd.cmd}"):
-                await self._answer(name, cmd.nonce, False, "malformed")
-            return
-        try:
-            # JSON mode: strict types as they arrive on the wire (arrays validate as tuples).
-            args = ARGS[cmd.cmd].model_validate_json(json.dumps(cmd.args))
-        except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
-            if self._reject(name, "malformed", cmd.nonce, cmd.key_id, detail):
-                await self._answer(name, cmd.nonce, False, "malformed")
-            return
-        outcome = self._act(cmd, args)
-        if outcome.ok:
-            self.counters.accepted += 1
-            self.audit.append(
-                "command_accepted",
-                actor=cmd.key_id,
-                reason=cmd.cmd,
-                lane=self.lane,
-                data={"nonce": cmd.nonce, "passage_id": cmd.passage_id},
-            )
-            self.apply(outcome.actions)
-        elif not self._reject(name, outcome.reason or "refused", cmd.nonce, cmd.key_id, outcome.reason or ""):
-            return
-        await self._answer(name, cmd.nonce, outcome.ok, outcome.reason)
-
-    def _act(self, cmd: SignedCommand, args: BaseModel) -> Outcome:
+    def handle(self, cmd: VerifiedCommand) -> Outcome:
         now = self.clock()
+        args = cmd.args
         match args:
             case DecisionArgs(agency=agency, verdict=verdict):
-                return self._decide(cmd, agency, verdict, now)
+                return self._acts(*self.logic.on_decision(cmd.passage_id, agency, verdict, nonce=cmd.nonce, now=now))
             case AgencyArgs(agency=agency):
-                return self._decide(cmd, agency, cmd.cmd, now)
+                return self._acts(*self.logic.on_decision(cmd.passage_id, agency, cmd.name, nonce=cmd.nonce, now=now))
             case CorrectIdentityArgs():
                 ident = Identity(
                     plates=tuple(plate_read(t, 1.0) for t in args.plates),
@@ -143,53 +77,26 @@ class CommandHandler:
                     confidence=1.0,
                     corrected_by=args.operator,
                 )
-                ok, reason, actions = self.logic.correct_identity(
-                    cmd.passage_id or "", ident, operator=args.operator, reason=args.reason, now=now
+                return self._acts(
+                    *self.logic.correct_identity(
+                        cmd.passage_id or "", ident, operator=args.operator, reason=args.reason, now=now
+                    )
                 )
-                return Outcome(ok, reason, tuple(actions))
             case BoardArgs(lines=lines):
-                return Outcome(True, None, (ShowBoard.of(*((x.text, x.colour) for x in lines)),))
+                return self._acts(True, None, [ShowBoard.of(*((x.text, x.colour) for x in lines))])
             case ExpectedVehiclesArgs(vehicles=vehicles):
                 self.identifier.register({v.tag_id: v.plates for v in vehicles})
                 return Outcome(True)
             case LaneServiceArgs(reason=reason):
                 actions = self.logic.set_in_service(
-                    cmd.cmd == "open_lane", operator=f"platform:{cmd.key_id}", reason=reason
+                    cmd.name == "open_lane", operator=f"platform:{cmd.key_id}", reason=reason
                 )
-                return Outcome(True, None, tuple(actions))
-            case ReplayEventsArgs(from_seq=start, to_seq=end):
-                n = self.replay(start, end)
-                log.info("%s: replaying %d events from seq %d for %s", self.lane, n, start, cmd.key_id)
-                return Outcome(True)
+                return self._acts(True, None, actions)
         return Outcome(False, "unknown_command")
 
-    def _decide(self, cmd: SignedCommand, agency: str, verdict: str, now: float) -> Outcome:
-        ok, reason, actions = self.logic.on_decision(cmd.passage_id, agency, verdict, nonce=cmd.nonce, now=now)
-        return Outcome(ok, reason, tuple(actions))
-
-    def _reject(self, name: str, reason: str, nonce: str | None, key_id: str | None, detail: str) -> bool:
-        """Count a rejection; audit, publish and answer it only while under the aggregator's
-        thresholds (a flood costs counters, not fsyncs). Returns whether to answer."""
-        c = self.counters
-        c.rejected += 1
-        c.rejected_by_reason[reason] = c.rejected_by_reason.get(reason, 0) + 1
-        if not self.rejections.record(reason, key_id=key_id, command=name, nonce=nonce, detail=detail):
-            return False
-        event = CommandRejectedEvent(command=name[:64], reason=reason, nonce=nonce, key_id=key_id)
-        self.apply([Publish("command.rejected", event)])
-        return True
-
-    async def _answer(self, name: str, nonce: str | None, ok: bool, reason: str | None) -> None:
-        body = CommandResponse(correlation_id=nonce, command=name[:64], ok=ok, reason=reason)
-        try:
-            await self.respond(self.topics.response, body.model_dump_json().encode())
-        except ConnectionError as exc:
-            log.info(
-                "%s: response to %s not sent (%s); the platform sees command.rejected/accepted events",
-                self.lane,
-                name,
-                exc,
-            )
+    def _acts(self, ok: bool, reason: str | None, actions: Iterable[Action]) -> Outcome:
+        todo = tuple(actions)
+        return Outcome(ok, reason, effect=(lambda: self.apply(todo)) if ok and todo else None)
 
 
 def _container(number: str) -> ContainerRead:

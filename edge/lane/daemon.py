@@ -1,10 +1,13 @@
-"""The lane daemon: wiring of devices, the passage logic, commands and the durable outbox.
+"""The lane daemon: a unit (``portlane.edge.unit``) wired to the lane's devices and logic.
 
     gate + remote I/O polls ─ Sensors ─┐
     identification (RFID, scale, cameras) ─┤
-    signed commands (MQTT) ─ verify ─┤→ LaneLogic (pure) → actions → Executor → devices / outbox / audit
-    scanner events (MQTT) ─┤
+    signed commands ─ the unit's command path ─┤→ LaneLogic (pure) → actions → Executor → devices / outbox / audit
+    scanner events ─ the unit's peer intake ─┤
     ticks (deadlines) ─┘
+
+The unit skeleton brings the outbox, the broker link, signatures, the audit log, the command
+path, the status and the ordered shutdown; this module keeps only the lane's domain.
 
 Each input is handed to the logic, and the actions it returns go to the executor
 (``executor.py``), the only place that touches devices. The passage being worked on is
@@ -18,40 +21,26 @@ container recognition arrive through a ``Recogniser``, off the control loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from portlane.drivers.supervisor import DeviceHealth
-from portlane.edge import __version__
 from portlane.edge.config import LaneConfig, MqttProtocol, Site
-from portlane.edge.contract.events import DeviceState, LaneException, LaneStatus, ScanEvent
-from portlane.edge.contract.times import rfc3339
-from portlane.edge.contract.topics import Topics
-from portlane.edge.delivery.events import EventMetrics, EventWriter
-from portlane.edge.delivery.inbox import Inbox
-from portlane.edge.delivery.mqtt import Message, MqttLink
-from portlane.edge.delivery.outbox import Outbox
-from portlane.edge.delivery.sender import OutboxSender
+from portlane.edge.contract.events import DeviceState, LaneException, ScanEvent
+from portlane.edge.delivery.events import EventMetrics
 from portlane.edge.errors import OutboxError, StateError
 from portlane.edge.journal import Journal
-from portlane.edge.trust.anchor import AuditAnchor
-from portlane.edge.trust.audit import AuditLog, require_operator
-from portlane.edge.trust.authority import Authority
-from portlane.edge.trust.commands import CommandVerifier
-from portlane.edge.trust.events import PeerEvents
-from portlane.edge.trust.keys import broker_credentials, load_unit_signer
-from portlane.edge.trust.nonces import SqliteNonceStore
-from portlane.edge.trust.rejections import RejectionAggregator
+from portlane.edge.trust.audit import require_operator
+from portlane.edge.trust.events import VerifiedEvent
+from portlane.edge.unit.skeleton import StatusWord, Unit
 from pydantic import ValidationError
 
 from .actions import Action, Publish, ShowBoard, StopGate
-from .commands import CommandHandler
+from .commands import LANE_COMMANDS, LaneCommands
 from .devices import LaneDevices
 from .executor import Executor
 from .identification import Identifier
@@ -65,19 +54,13 @@ log = logging.getLogger(__name__)
 
 #: Deadline tick of the logic; also the watchdog's main heartbeat.
 TICK_S = 0.5
-#: Inbound messages waiting for the dispatcher; the oldest are dropped beyond this (see
-#: delivery/inbox.py). 256 forged signatures cost ~0.2 s to check on the 2-core reference box,
-#: which bounds how long a valid release can wait behind a flood.
-INBOX_SIZE = 256
 #: At start, how many of the newest passage.completed events are checked against the journal
 #: (a lane has at most one passage under way; a few cover any stop).
 COMPLETED_LOOKBACK = 8
 #: A lane the outbox closed tries this often whether it accepts events again.
 OUTBOX_RETRY_S = 5.0
-#: On shutdown: how long to try to deliver what is queued (it stays on disk regardless).
-DRAIN_S = 3.0
-#: A status update not acknowledged by then is superseded by the next (or the last will).
-STATUS_PUBLISH_S = 5.0
+#: The scanner's events a lane acts on.
+SCAN_EVENTS = ("scan.started", "scan.completed", "scan.failed")
 
 
 class LaneDaemon:
@@ -97,9 +80,7 @@ class LaneDaemon:
         self.site = site
         self.cfg = lane
         self.clock = clock
-        self.topics = Topics(site.site.id, lane.id)
         self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logic = LaneLogic(
             lane.id,
             agencies=tuple(a.value for a in lane.agencies),
@@ -107,99 +88,49 @@ class LaneDaemon:
             kind=lane.kind,
             timeouts=timeouts or LaneTimeouts(decision_s=site.platform.decision_timeout_s),
         )
-        # Every event the lane publishes is signed with its own key (when the site file gives it
-        # one): the platform and the scanner can tell the lane's events from anyone's on the broker.
-        self.signer = load_unit_signer(lane.key, unit=lane.id) if lane.key is not None else None
-        self.outbox = Outbox(
-            self.state_dir / f"outbox-{lane.id}.db",
-            site=site.site.id,
-            unit=lane.id,
-            clock=clock,
-            config=site.outbox,
-            signer=self.signer,
-        )
-        self.audit = AuditLog(self.state_dir / "audit.jsonl")
-        # The scanner's verdicts move the barrier: only those its key signed are acted on.
-        self.peers = PeerEvents(
-            Authority.from_site(site),
-            RejectionAggregator(self.audit, lane=lane.id, kind="event_rejected", clock=clock),
-            unit=lane.id,
-        )
-        if lane.key is None:
-            log.warning("%s: no signing key in the site file: its events are unsigned (portlane pki init)", lane.id)
-        for unit in self.peers.unkeyed([lane.scanner] if lane.scanner else []):
-            log.warning(
-                "%s: scanner %s has no signing key in the site file: its scan results will be refused "
-                "and inspections end by the scanner's fault policy (portlane pki init)",
-                lane.id,
-                unit,
-            )
-        self.journal = Journal(self.state_dir / f"journal-{lane.id}.db")
-        self.nonces = SqliteNonceStore(self.state_dir / f"nonces-{lane.id}.db")
-        self.verifier = CommandVerifier.from_site(
+        self.unit = Unit(
             site,
-            lane.id,
-            clock=lambda: dt.datetime.fromtimestamp(self.clock(), tz=dt.UTC),
-            nonce_store=self.nonces,
+            unit=lane.id,
+            kind="lane",
+            key=lane.key,
+            state_dir=self.state_dir,
+            audit_lane=lane.id,
+            broker_url=broker_url,
+            broker_protocol=broker_protocol,
+            clock=clock,
+            metrics=metrics,
+            on_refused=self._on_outbox_refused,
+            status=self._status_word,
         )
-        b = site.broker
-        subscriptions = [self.topics.cmd_filter]
         if lane.scanner:
-            subscriptions.append(Topics.all_events(site.site.id, lane.scanner))
-        url = broker_url or b.url
-        self.link = MqttLink(
-            url,
-            client_id=f"portlane-{site.site.id}-{lane.id}",
-            protocol=(broker_protocol or b.protocol),
-            **broker_credentials(b, unit=lane.id, url=url).link_kwargs(),  # TLS files, password file
-            # The broker keeps what is published for us while we restart (a lane's inspection
-            # request, a scanner's verdict, a command): nothing waits forever for a lost message.
-            persistent_session=True,
-            keepalive=b.keepalive_s,
-            will=(self.topics.status, self._status("offline")),
-            subscriptions=subscriptions,
-            on_message=self._on_message,
-            on_connect=self._on_connect,
-        )
-        self.sender = OutboxSender(self.outbox, self.link)
+            # The scanner's verdicts move the barrier: only those its key signed are acted on.
+            self.unit.listen(lane.scanner, SCAN_EVENTS, self._on_scanner_event)
+            for unit in self.unit.unkeyed([lane.scanner]):
+                log.warning(
+                    "%s: scanner %s has no signing key in the site file: its scan results will be refused "
+                    "and inspections end by the scanner's fault policy (portlane pki init)",
+                    lane.id,
+                    unit,
+                )
+        self.journal = Journal(self.state_dir / f"journal-{lane.id}.db")
         self.devices = LaneDevices(lane, on_sample=self._on_sample, on_health=self._on_health)
-        self.events = EventWriter(self.outbox, self.topics, metrics=metrics, on_refused=self._on_outbox_refused)
-        self.anchor = (
-            AuditAnchor(self.audit, self.signer, self.events, self.link, unit=lane.id, clock=clock)
-            if self.signer is not None
-            else None
-        )
         self.executor = Executor(
             lane=lane.id,
             logic=self.logic,
             devices=self.devices,
-            events=self.events,
-            audit=self.audit,
+            events=self.unit.events,
+            audit=self.unit.audit,
             identify=self._start_identification,
             clock=clock,
         )
         self.identifier = Identifier(
             lane.id, self.devices, recogniser=recogniser, clock=clock, deadline_s=self.logic.timeouts.identify_s
         )
-        self.commands = CommandHandler(
-            lane=lane.id,
-            topics=self.topics,
-            verifier=self.verifier,
-            logic=self.logic,
-            apply=self.apply,
-            identifier=self.identifier,
-            audit=self.audit,
-            respond=self._respond,
-            replay=self.replay,
-            clock=clock,
-        )
-        self.inbox_failed = 0
-        self.heartbeat = 0
-        self.ready = asyncio.Event()
+        self.commands = LaneCommands(logic=self.logic, apply=self.apply, identifier=self.identifier, clock=clock)
+        for name in LANE_COMMANDS:
+            self.unit.command(name, self.commands.handle)
+        self.ready = self.unit.ready
         self._changed = asyncio.Event()
-        self._status_in_service = True  # what the retained status last said
-        self._inbox: Inbox[Message] = Inbox(INBOX_SIZE)
-        self._tg: asyncio.TaskGroup | None = None
         self._identifications: set[asyncio.Task[None]] = set()
         # Why the lane took itself out of service ("gate": offline; "outbox": refused an event;
         # "journal": could not write its passage journal);
@@ -207,6 +138,10 @@ class LaneDaemon:
         self._auto_closed: set[str] = set()
         self._journal_failing = False  # the last journal write failed (logged once per episode)
         self._outbox_tried_at = 0.0
+
+    @property
+    def heartbeat(self) -> int:
+        return self.unit.heartbeat
 
     # ------------------------------------------------------------------ applying the logic's actions
     def apply(self, actions: Iterable[Action]) -> None:
@@ -221,11 +156,9 @@ class LaneDaemon:
                 self._journal_failing = False
                 log.warning("%s: the journal is written again", self.cfg.id)
                 self._reopen_for("journal", "the journal is written again")
-        if self.logic.in_service != self._status_in_service and self._tg is not None:
-            self._status_in_service = self.logic.in_service
-            # The retained status says whether the lane takes vehicles: consumers (the console,
-            # the platform) see a closure at once, whoever closed it.
-            self._tg.create_task(self._publish_status(), name=f"{self.cfg.id}:status")
+        # The status says whether the lane takes vehicles: consumers (the console, the platform)
+        # see a closure at once, whoever closed it.
+        self.unit.status_changed()
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -265,7 +198,7 @@ class LaneDaemon:
     def _completed_before_stop(self) -> set[str]:
         """Passages whose ``passage.completed`` the outbox already holds (the newest few)."""
         out: set[str] = set()
-        for row in self.outbox.newest(self.topics.event("passage.completed"), limit=COMPLETED_LOOKBACK):
+        for row in self.unit.outbox.newest(self.unit.topics.event("passage.completed"), limit=COMPLETED_LOOKBACK):
             try:
                 subject = json.loads(row.payload).get("subject")
             except (ValueError, AttributeError):
@@ -324,22 +257,20 @@ class LaneDaemon:
         that is accepted (space freed, filesystem remounted, events delivered), the lane takes
         vehicles again."""
         now = self.clock()
-        if ("outbox" not in self._auto_closed and not self.events.held) or now - self._outbox_tried_at < OUTBOX_RETRY_S:
+        events = self.unit.events
+        if ("outbox" not in self._auto_closed and not events.held) or now - self._outbox_tried_at < OUTBOX_RETRY_S:
             return
         self._outbox_tried_at = now
-        if not self.events.flush_held():  # what was refused first, in order
+        if not events.flush_held():  # what was refused first, in order
             return
         if "outbox" not in self._auto_closed:
             return
         state = DeviceState(device="outbox", health="online", reason="the outbox accepts events again")
-        if self.events.put("device.state", state) is not None:
+        if self.unit.events.put("device.state", state) is not None:
             self._reopen_for("outbox", "the outbox accepts events again")
 
     def _start_identification(self, passage_id: str) -> None:
-        assert self._tg is not None, "identification starts only while the daemon runs"
-        task = self._tg.create_task(self._identify(passage_id), name=f"{self.cfg.id}:identify-{passage_id}")
-        self._identifications.add(task)
-        task.add_done_callback(self._identifications.discard)
+        self.unit.spawn(self._identify(passage_id), name=f"identify-{passage_id}")
 
     async def _identify(self, passage_id: str) -> None:
         """Whatever fails, the passage moves on: an officer then sees an identification
@@ -359,83 +290,28 @@ class LaneDaemon:
             )
         self.apply(self.logic.on_identified(passage_id, ident, self.clock()))
 
-    # ------------------------------------------------------------------ messages
-    def _on_message(self, msg: Message) -> None:
-        if not self._inbox.put(msg):
-            n = self._inbox.dropped
-            if n in (1, 10, 100) or n % 1000 == 0:
-                log.warning("%s: inbox full, %d oldest messages dropped so far", self.cfg.id, n)
-
-    async def _dispatcher(self) -> None:
-        while True:
-            msg = await self._inbox.get()
-            try:
-                await self._dispatch(msg)
-            except Exception:
-                # No input ends the daemon: a message that trips a bug is counted and logged
-                # (rate-limited), and the lane goes on with the next one.
-                self.inbox_failed += 1
-                if self.inbox_failed in (1, 10, 100) or self.inbox_failed % 1000 == 0:
-                    log.exception("%s: a message on %s could not be handled", self.cfg.id, msg.topic[:200])
-
-    async def _dispatch(self, msg: Message) -> None:
+    # ------------------------------------------------------------------ peers and status
+    def _on_scanner_event(self, event: VerifiedEvent) -> None:
         try:
-            _site, unit, kind, rest = Topics.parse(msg.topic)
-        except ValueError:
-            return
-        if kind == "cmd" and unit == self.cfg.id:
-            await self.commands.handle(msg, rest)
-        elif kind == "event" and unit == self.cfg.scanner:
-            self._on_scanner_event(rest, msg.payload)
-
-    def _on_scanner_event(self, type_: str, payload: bytes) -> None:
-        if type_ not in ("scan.started", "scan.completed", "scan.failed") or self.cfg.scanner is None:
-            return
-        verified = self.peers.accept(payload, unit=self.cfg.scanner, event_type=type_)
-        if verified is None:
-            return
-        try:
-            data = ScanEvent.model_validate(verified.data)
+            data = ScanEvent.model_validate(event.data)
         except ValidationError:
             return
         if data.lane != self.cfg.id:
             return
-        kind = type_.removeprefix("scan.")
+        kind = event.type.removeprefix("scan.")
         self.apply(
             self.logic.on_scan(
                 data.passage_id, kind, self.clock(), scan_id=data.scan_id, result=data.result, reason=data.reason
             )
         )
 
-    async def _respond(self, topic: str, body: bytes) -> None:
-        """Hand a command response to the broker without waiting for its PUBACK: the dispatcher
-        must never stall on the broker (the response is best effort; the outcome is also in the
-        durable events)."""
-        self.link.publish_best_effort(topic, body)
-
-    def _status(self, state: str) -> bytes:
+    def _status_word(self) -> StatusWord:
         logic = getattr(self, "logic", None)
-        outbox = getattr(self, "outbox", None)
-        status = LaneStatus(
-            state="online" if state == "online" else "offline",
-            unit=self.cfg.id,
-            kind="lane",
-            version=__version__,
-            in_service=logic.in_service if logic else True,
-            stage=logic.stage.value if logic else None,
-            last_seq=outbox.last_seq if outbox else 0,
-            epoch=outbox.epoch if outbox else 0,  # last_seq counts within this stream epoch
-            since=rfc3339(self.clock()),
-        )
-        return status.model_dump_json().encode()
-
-    async def _on_connect(self) -> None:
-        await self.link.publish(self.topics.status, self._status("online"), retain=True)
-
-    async def _publish_status(self) -> None:
-        with contextlib.suppress(ConnectionError):
-            async with asyncio.timeout(STATUS_PUBLISH_S):
-                await self.link.publish(self.topics.status, self._status("online"), retain=True)
+        if logic is None:
+            return StatusWord()
+        causes: set[str] = getattr(self, "_auto_closed", set())
+        reason = None if logic.in_service else (", ".join(sorted(causes)) or "closed by an operator")
+        return StatusWord(in_service=logic.in_service, reason=reason, stage=logic.stage.value)
 
     # ------------------------------------------------------------------ technician actions
     def override(self, action: str, *, operator: str, reason: str) -> dict[str, Any]:
@@ -446,25 +322,19 @@ class LaneDaemon:
         elif action == "close":
             self.apply(self.logic.override_close(operator=operator, reason=reason, now=now))
         else:
-            self.audit.append("override", actor=operator, reason=reason, lane=self.cfg.id, data={"action": "stop"})
+            self.unit.audit.append("override", actor=operator, reason=reason, lane=self.cfg.id, data={"action": "stop"})
             self.apply([StopGate("override")])
         return {"ok": True}
 
     def show_board(self, text: str, *, operator: str, reason: str) -> None:
         operator, reason = require_operator(operator, reason)
-        self.audit.append("board_message", actor=operator, reason=reason, lane=self.cfg.id, data={"text": text})
+        self.unit.audit.append("board_message", actor=operator, reason=reason, lane=self.cfg.id, data={"text": text})
         self.apply([ShowBoard.of((text, "amber"))])
 
     def set_in_service(self, in_service: bool, *, operator: str, reason: str) -> bool:
         operator, reason = require_operator(operator, reason)
         self.apply(self.logic.set_in_service(in_service, operator=operator, reason=reason))
         return self.logic.in_service
-
-    def replay(self, from_seq: int, to_seq: int | None = None) -> int:
-        """Re-send retained events from ``from_seq``; returns how many were queued again."""
-        n = self.outbox.replay(from_seq, to_seq)
-        self.sender.wake()
-        return n
 
     def status(self) -> dict[str, Any]:
         p = self.logic.passage
@@ -476,61 +346,26 @@ class LaneDaemon:
             "passage_id": p.id if p else None,
             "holding": self.logic.holding,
             "devices": {n: s.status() for n, s in self.devices.slots.items()},
-            "outbox": self.outbox.stats().as_dict(),
-            "events_refused": dict(self.peers.refused),  # scanner events that did not verify, by reason
-            "broker": {"url": self.link.url, "connected": self.link.connected, "protocol": self.link.negotiated},
+            **self.unit.stats(),
         }
 
     # ------------------------------------------------------------------ lifecycle
-    async def _ticker(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            self.heartbeat += 1
-            self.apply(self.logic.on_tick(self.clock()))
-            self._retry_outbox()
-            self.commands.rejections.flush()
-            self.peers.rejections.flush()
-            if self.anchor is not None:
-                self.anchor.tick()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(TICK_S):
-                    await stop.wait()
+    def _tick(self) -> None:
+        self.apply(self.logic.on_tick(self.clock()))
+        self._retry_outbox()
+
+    def _started(self) -> None:
+        self._put_event(Publish("device.state", DeviceState(device="lane", health="online", reason="daemon started")))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then flush what can be flushed and publish offline."""
-        lane = self.cfg.id
+        tasks: dict[str, Callable[[], Awaitable[None]]] = {
+            "executor": self.executor.run,
+            "rfid-reader": self.identifier.rfid_reader,
+        }
+        tasks |= {f"device-{name}": slot.supervisor.run for name, slot in self.devices.slots.items()}
         try:
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                tasks = [
-                    tg.create_task(self.link.run(), name=f"{lane}:mqtt"),
-                    tg.create_task(self.sender.run(), name=f"{lane}:outbox"),
-                    tg.create_task(self.executor.run(), name=f"{lane}:executor"),
-                    tg.create_task(self._dispatcher(), name=f"{lane}:dispatcher"),
-                    tg.create_task(self.identifier.rfid_reader(), name=f"{lane}:rfid"),
-                ]
-                tasks += [tg.create_task(s.supervisor.run(), name=f"{lane}:{n}") for n, s in self.devices.slots.items()]
-                self._put_event(
-                    Publish("device.state", DeviceState(device="lane", health="online", reason="daemon started"))
-                )
-                self.ready.set()
-                await self._ticker(stop)
-                self.commands.rejections.flush(force=True)
-                self.peers.rejections.flush(force=True)
-                if self.anchor is not None:
-                    self.anchor.tick(force=True)  # before the drain: delivered with the last events
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(DRAIN_S):
-                        await self.sender.wait_drained()
-                with contextlib.suppress(ConnectionError, TimeoutError):
-                    async with asyncio.timeout(2.0):
-                        await self.link.publish(self.topics.status, self._status("offline"), retain=True)
-                await self.link.close()
-                for t in [*tasks, *self._identifications]:
-                    t.cancel()
+            await self.unit.run(stop, tasks=tasks, tick=self._tick, tick_s=TICK_S, started=self._started)
         finally:
-            self._tg = None
             await self.devices.close()
             self.journal.close()
-            self.audit.close()
-            self.nonces.close()
-            self.outbox.close()

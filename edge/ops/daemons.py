@@ -99,9 +99,9 @@ async def run_lane_daemon(
 
     async def publish_metrics() -> None:
         while not stop.is_set():
-            st = d.outbox.stats()
+            st = d.unit.outbox.stats()
             metrics.outbox(st.depth, st.oldest_age_s, st.dropped)
-            metrics.broker_connected(d.link.connected)
+            metrics.broker_connected(d.unit.link.connected)
             metrics.heartbeats_stalled(wd.names, wd.stalled)
             for name, slot in d.devices.slots.items():
                 metrics.device_state(lane.id, name, slot.supervisor.health.value)

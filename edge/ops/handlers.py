@@ -57,7 +57,7 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
 
     async def status(req: dict[str, Any]) -> dict[str, Any]:
         st = d.status()
-        held = {"serial_ports": open_ports(), "audit_log": str(d.audit.path)}  # what `serial sniff`, `audit` ask
+        held = {"serial_ports": open_ports(), "audit_log": str(d.unit.audit.path)}  # what `serial sniff`, `audit` ask
         return {"site": d.site.site.id, "broker": st.pop("broker"), "lanes": [st], **held}
 
     async def devices(req: dict[str, Any]) -> dict[str, Any]:
@@ -104,30 +104,30 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
         action = req.get("action", "show")
         if action == "show":
             return {
-                "outbox": d.outbox.stats().as_dict(),
-                "head": [{"seq": r.seq, "topic": r.topic} for r in d.outbox.peek(limit=20)],
+                "outbox": d.unit.outbox.stats().as_dict(),
+                "head": [{"seq": r.seq, "topic": r.topic} for r in d.unit.outbox.peek(limit=20)],
             }
         op, why = _who(req)
         if action == "replay":
             start, end = req.get("from_seq", 1), req.get("to_seq")
             if not isinstance(start, int) or start < 1 or not (end is None or isinstance(end, int)):
                 raise ValueError("replay needs from_seq (>= 1) and optionally to_seq")
-            n = d.replay(start, end)
-            d.audit.append(
+            n = d.unit.replay(start, end)
+            d.unit.audit.append(
                 "outbox_replay",
                 actor=op,
                 reason=why,
                 lane=d.cfg.id,
                 data={"from_seq": start, "to_seq": end, "queued": n},
             )
-            return {"replayed": n, "outbox": d.outbox.stats().as_dict()}
+            return {"replayed": n, "outbox": d.unit.outbox.stats().as_dict()}
         if action == "purge":
             count = req.get("count")
             if not isinstance(count, int) or count <= 0:
                 raise ValueError("purge needs an explicit positive count")
-            n = d.outbox.purge(count)
-            d.audit.append("outbox_purge", actor=op, reason=why, lane=d.cfg.id, data={"purged": n})
-            return {"purged": n, "outbox": d.outbox.stats().as_dict()}
+            n = d.unit.outbox.purge(count)
+            d.unit.audit.append("outbox_purge", actor=op, reason=why, lane=d.cfg.id, data={"purged": n})
+            return {"purged": n, "outbox": d.unit.outbox.stats().as_dict()}
         raise ValueError("action must be show, replay or purge")
 
     async def config(req: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +155,7 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
         change = config_change(old_text, text, d.site, new)
         allow = req.get("allow_key_change") is True
         if change.trust_changes and not allow:
-            d.audit.append("config_refused", actor=op, reason=why, lane=d.cfg.id, data=change.as_dict())
+            d.unit.audit.append("config_refused", actor=op, reason=why, lane=d.cfg.id, data=change.as_dict())
             return {
                 "ok": False,
                 "error": f"refused: the new configuration {', '.join(change.trust_changes)}; a new trusted key "
@@ -184,7 +184,7 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
         if not reached:
             return {"ok": False, "error": f"refused: broker {new.broker.url} unreachable; configuration unchanged"}
         await asyncio.to_thread(_replace_file, site_file, text, old_text)
-        d.audit.append(
+        d.unit.audit.append(
             "config_applied", actor=op, reason=why, lane=d.cfg.id, data={**change.as_dict(), "allow_key_change": allow}
         )
         restart.set()
@@ -213,18 +213,18 @@ def scanner_handlers(d: ScannerDaemon) -> dict[str, Handler]:
             "scanner": d.cfg.id,
             "lanes": [],
             "state": st.state.name if st else None,
-            "queue": len(d.queue),
-            "current": d.current.passage_id if d.current else None,
+            "queue": len(d.logic.queue),
+            "current": d.logic.current.passage_id if d.logic.current else None,
             "scans": d.scans,
             "utilisation": d.utilisation(),
-            "outbox": d.outbox.stats().as_dict(),
+            "outbox": d.unit.outbox.stats().as_dict(),
             "serial_ports": open_ports(),
-            "audit_log": str(d.audit.path),
+            "audit_log": str(d.unit.audit.path),
         }
 
     async def scanner_abort(req: dict[str, Any]) -> dict[str, Any]:
         op, why = _operator(req)
-        d.audit.append("override", actor=op, reason=why, data={"action": "scanner_abort"})
+        d.unit.audit.append("override", actor=op, reason=why, data={"action": "scanner_abort"})
         await d.device.abort()
         return {}
 

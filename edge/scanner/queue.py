@@ -7,9 +7,11 @@ oldest goes first. A passage is queued once, however often its request is re-del
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["QueueEntry", "ScanQueue", "entry_to_json"]
+__all__ = ["QueueEntry", "ScanQueue", "entry_from_json", "entry_to_json"]
 
 
 @dataclass(order=True)
@@ -84,7 +86,7 @@ class ScanQueue:
         return None
 
 
-def entry_to_json(e: QueueEntry) -> dict[str, object]:
+def entry_to_json(e: QueueEntry) -> dict[str, Any]:
     return {
         "lane": e.lane,
         "passage_id": e.passage_id,
@@ -93,3 +95,19 @@ def entry_to_json(e: QueueEntry) -> dict[str, object]:
         "queued_at": e.queued_at,
         "retries": e.retries,
     }
+
+
+def entry_from_json(r: Mapping[str, Any]) -> QueueEntry | None:
+    """An entry journalled by :func:`entry_to_json`, or None when the record is unusable."""
+    try:
+        return QueueEntry(
+            (0, 0.0, -1),
+            str(r["lane"]),
+            str(r["passage_id"]),
+            str(r["vehicle_ref"]),
+            int(r["priority"]),
+            float(r["queued_at"]),
+            int(r.get("retries", 0)),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None

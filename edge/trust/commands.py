@@ -7,7 +7,9 @@ The wire format is ``portlane.edge.contract.commands.SignedCommand``.
 1. **parse** — bytes are UTF-8 JSON of at most :data:`MAX_COMMAND_BYTES`, an object;
    no ``sig`` → ``unsigned``; anything not matching :class:`SignedCommand` → ``malformed``
 2. **key** — ``key_id`` names a trusted key → else ``unknown_key``
-3. **signature** — Ed25519 over the canonical bytes → else ``bad_signature``
+3. **signature** — Ed25519 over the canonical bytes → else ``bad_signature``;
+   then the ``args`` against the command's model (``contract.commands.ARGS``), read from the
+   bytes that arrived → else ``malformed`` (an authenticated but unusable command)
 4. **time** — ``expires_at - issued_at <= max_validity`` → else ``validity_too_long``;
    ``issued_at - skew <= now`` → else ``not_yet_valid``;
    ``now < expires_at + skew`` → else ``expired``
@@ -30,6 +32,7 @@ import enum
 import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,7 +40,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from portlane.edge.contract.canonical import b64decode_strict, canonical_json, strict_loads
-from portlane.edge.contract.commands import ID_PATTERN, NONCE_MIN_BYTES, CommandName, SignedCommand
+from portlane.edge.contract.commands import (
+    ID_PATTERN,
+    NONCE_MIN_BYTES,
+    CommandArgs,
+    CommandName,
+    SignedCommand,
+    parse_args,
+)
 from portlane.edge.contract.times import format_rfc3339
 from portlane.edge.errors import CanonicalJSONError, CommandRejectedError, TrustError
 from portlane.edge.trust.authority import Authority
@@ -50,6 +60,7 @@ __all__ = [
     "CommandSigner",
     "CommandVerifier",
     "RejectReason",
+    "VerifiedCommand",
     "new_nonce",
 ]
 
@@ -143,6 +154,31 @@ def _echo(obj: Mapping[str, Any]) -> dict[str, Any]:
 # The verifier
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedCommand:
+    """A command that passed every check: the signed wire form and its ``args`` as their model
+    (read from the bytes that arrived, once)."""
+
+    command: SignedCommand
+    args: CommandArgs
+
+    @property
+    def name(self) -> str:
+        return self.command.cmd
+
+    @property
+    def nonce(self) -> str:
+        return self.command.nonce
+
+    @property
+    def key_id(self) -> str:
+        return self.command.key_id
+
+    @property
+    def passage_id(self) -> str | None:
+        return self.command.passage_id
+
+
 class CommandVerifier:
     """Verifies commands for one lane. ``trusted_keys`` maps key id → public key (base64);
     list several to rotate keys (add the new one, switch the platform over, then remove
@@ -209,10 +245,10 @@ class CommandVerifier:
     def key_ids(self) -> tuple[str, ...]:
         return tuple(sorted(self._keys))
 
-    def verify(self, raw: bytes | str | Mapping[str, Any]) -> SignedCommand:
+    def verify(self, raw: bytes | str | Mapping[str, Any]) -> VerifiedCommand:
         """Return the verified command or raise :class:`CommandRejectedError` (see the module
         docstring for the order of the checks)."""
-        obj = self._parse(raw)
+        data, obj = self._parse(raw)
         if obj.get("sig") in (None, ""):
             raise CommandRejectedError(RejectReason.UNSIGNED, "command carries no signature", _echo(obj))
         try:
@@ -232,6 +268,11 @@ class CommandVerifier:
             key.verify(b64decode_strict(cmd.sig), canonical_json(signed, allow_floats=False))
         except InvalidSignature:
             raise CommandRejectedError(RejectReason.BAD_SIGNATURE, "signature does not verify", echo) from None
+        try:
+            args = parse_args(cmd.cmd, data)
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+            raise CommandRejectedError(RejectReason.MALFORMED, detail, echo) from None
 
         if self._max_validity is not None and cmd.expires_at_dt - cmd.issued_at_dt > self._max_validity:
             raise CommandRejectedError(
@@ -258,7 +299,7 @@ class CommandVerifier:
             raise CommandRejectedError(RejectReason.WRONG_LANE, f"for lane {cmd.lane!r}, this is {self.lane!r}", echo)
 
         if self._authority is not None:
-            agency = cmd.args.get("agency")
+            agency = getattr(args, "agency", None)
             try:
                 self._authority.check(
                     cmd.key_id, command=cmd.cmd, unit=cmd.lane, agency=agency if isinstance(agency, str) else None
@@ -277,11 +318,12 @@ class CommandVerifier:
 
         if not self._nonces.check_and_record(cmd.nonce, keep_until=cmd.expires_at_dt + self._skew, now=now):
             raise CommandRejectedError(RejectReason.REPLAYED, f"nonce {cmd.nonce} was already used", echo)
-        return cmd
+        return VerifiedCommand(cmd, args)
 
     @staticmethod
-    def _parse(raw: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
-        # A mapping goes through the same strict path as bytes: canonicalise, then re-parse.
+    def _parse(raw: bytes | str | Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        """The command's bytes and the JSON object they hold. A mapping goes through the same
+        strict path as bytes: canonicalised, then parsed."""
         try:
             if isinstance(raw, Mapping):
                 raw = canonical_json(raw, allow_floats=False)
@@ -294,4 +336,4 @@ class CommandVerifier:
             raise CommandRejectedError(RejectReason.MALFORMED, f"not a JSON command: {exc}") from None
         if not isinstance(obj, dict):
             raise CommandRejectedError(RejectReason.MALFORMED, "a command is a JSON object")
-        return obj
+        return raw, obj

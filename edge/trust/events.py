@@ -210,16 +210,16 @@ class PeerEvents:
         try:
             envelope = json.loads(payload)
         except (ValueError, UnicodeDecodeError):
-            self._refuse("malformed", None, event_type, "not JSON")
+            self.refuse("malformed", None, event_type, "not JSON")
             return None
         try:
             verified = verify_event(envelope, self.authority)
         except TrustError as exc:
-            self._refuse(exc.reason, exc.key_id, event_type, exc.detail)
+            self.refuse(exc.reason, exc.key_id, event_type, exc.detail)
             return None
         if verified.unit != unit or verified.type != event_type:
             # A genuine event of one unit or type re-published on another unit's topic.
-            self._refuse(
+            self.refuse(
                 "topic_mismatch",
                 verified.key_id,
                 event_type,
@@ -229,7 +229,8 @@ class PeerEvents:
         self.accepted += 1
         return verified
 
-    def _refuse(self, reason: str, key_id: str | None, event_type: str, detail: str) -> None:
+    def refuse(self, reason: str, key_id: str | None, event_type: str, detail: str) -> None:
+        """Count and audit (aggregated) an event refused here or by a later check."""
         n = self.refused[reason] = self.refused.get(reason, 0) + 1
         if n in (1, 10, 100) or n % 1000 == 0:
             log.warning("%s: refused %s event (%s, %d so far): %s", self.unit, event_type[:64], reason, n, detail[:200])

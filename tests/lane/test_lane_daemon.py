@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from portlane.drivers.base import GatePosition, LightColour
+from portlane.edge.contract.events import UnitStatus
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.errors import StateError
@@ -163,7 +164,9 @@ async def test_closing_the_lane_updates_its_retained_status(rig: LaneRig, broker
     got = asyncio.Event()
 
     def on(msg: Message) -> None:
-        statuses.append(json.loads(msg.payload))
+        fields = UnitStatus.fields_of(json.loads(msg.payload))  # the envelope's data (unit.status)
+        assert fields is not None
+        statuses.append(fields)
         got.set()
 
     watcher = MqttLink(broker.url, client_id="t-status", subscriptions=["portlane/v1/t-site/c1/status"], on_message=on)
@@ -195,9 +198,9 @@ async def test_a_lane_the_outbox_closed_takes_vehicles_again_once_it_accepts_eve
     monkeypatch.setattr(lane_daemon, "OUTBOX_RETRY_S", 0.0)  # try on every tick
     r = await start_lane(broker.url, tmp_path, outbox={"capacity": 4, "overflow": "reject_new"})
     try:
-        await r.until(lambda: r.daemon.outbox.stats().depth == 0)
+        await r.until(lambda: r.daemon.unit.outbox.stats().depth == 0)
         await broker.stop()
-        await r.until(lambda: not r.daemon.link.connected)
+        await r.until(lambda: not r.daemon.unit.link.connected)
         for _ in range(3):  # vehicles arrive and back off: events the outbox must hold
             r.world.set_inputs(entry_loop=True)
             await r.until(lambda: r.logic.passage is not None or not r.logic.in_service)
@@ -206,10 +209,10 @@ async def test_a_lane_the_outbox_closed_takes_vehicles_again_once_it_accepts_eve
                 break
             await r.until(lambda: r.logic.passage is None)
         await r.until(lambda: not r.logic.in_service)
-        assert r.daemon.outbox.stats().refused >= 1
+        assert r.daemon.unit.outbox.stats().refused >= 1
         await broker.start()
         await r.until(lambda: r.logic.in_service)
-        assert r.daemon.outbox.stats().depth <= 4
+        assert r.daemon.unit.outbox.stats().depth <= 4
     finally:
         await stop_lane(r)
 

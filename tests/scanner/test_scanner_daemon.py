@@ -76,9 +76,9 @@ async def rig(broker: BrokerProcess, tmp_path: Path, request: pytest.FixtureRequ
     lane_link = MqttLink(broker.url, client_id="fake-lanes")
     stop = asyncio.Event()
     tasks = [asyncio.create_task(x) for x in (world.run(), daemon.run(stop), obs.link.run(), lane_link.run())]
-    await obs.link.wait_connected()
+    await obs.link.wait_subscribed()
     await lane_link.wait_connected()
-    await daemon.link.wait_connected()
+    await daemon.unit.link.wait_subscribed()
     seq = {"n": 0}
 
     async def request_scan(lane: str, pid: str, *, signed_by: str | None = None) -> None:
@@ -126,7 +126,7 @@ async def test_fires_only_for_requests_the_lanes_key_signed_and_signs_what_it_pu
     obs = rig["obs"]
     await obs.wait_for(lambda: len(rig["events"]("completed")) == 1, timeout=30)
     assert [e["passage_id"] for e in rig["events"]("queued")] == ["p1"]
-    assert daemon.peers.refused == {"unsigned": 1, "not_authorised": 1}
+    assert daemon.unit.peers.refused == {"unsigned": 1, "not_authorised": 1}
     authority = Authority.from_site(daemon.site)
     scans = [e for e in obs.events if str(e.get("type", "")).startswith("portlane.scan.")]
     assert scans and all(verify_event(e, authority).unit == "xray-1" for e in scans)
@@ -158,7 +158,7 @@ async def test_never_fires_while_the_zone_is_open(rig: dict[str, Any]) -> None:
     # The daemon polls the PLC (20 ms) many times while the zone is open: nothing fires.
     d: ScannerDaemon = rig["daemon"]
     start = d.supervisor.heartbeat
-    await asyncio.wait_for(_until(d, lambda: d.supervisor.heartbeat >= start + 10), 10)
+    await asyncio.wait_for(d.wait_for(lambda: d.supervisor.heartbeat >= start + 10), 10)
     assert world.scans_started == 0 and not rig["events"]("started")
     world.clear_zone()
     await obs.wait_for(lambda: len(rig["events"]("completed")) == 1, timeout=20)
@@ -176,13 +176,6 @@ async def test_plc_fault_diverts_the_scanned_and_the_queued(rig: dict[str, Any])
     assert {e["passage_id"] for e in rig["events"]("failed")} == {"p1", "p2", "p3"}
     assert world.state in (PlcState.FAULT, PlcState.WARMING, PlcState.READY)
     assert not world.radiation_on
-
-
-async def _until(d: ScannerDaemon, pred: Any) -> None:
-    """Wait on the daemon's own PLC-status notifications (set after every poll)."""
-    while not pred():
-        d._wake.clear()
-        await d._wake.wait()
 
 
 async def test_a_scanner_daemon_killed_mid_scan_settles_it_after_restart(rig: dict[str, Any], tmp_path: Path) -> None:
@@ -217,7 +210,7 @@ async def test_replays_its_events_on_a_signed_replay_events_and_refuses_a_forged
     await rig["request"]("c1", "p1")
     await obs.wait_for(lambda: len(rig["events"]("completed")) == 1, timeout=30)
     async with asyncio.timeout(30):
-        await daemon.sender.wait_drained()  # delivered, so retained for a replay
+        await daemon.unit.sender.wait_drained()  # delivered, so retained for a replay
     first = [e["id"] for e in obs.events if e.get("source") == f"portlane://{SITE}/xray-1"]
     responses: list[dict[str, Any]] = []
     answered = asyncio.Event()
@@ -279,7 +272,7 @@ async def test_a_request_for_a_passage_already_scanned_never_fires_again(rig: di
     stop = asyncio.Event()
     task = asyncio.create_task(new.run(stop))
     try:
-        await new.link.wait_connected()
+        await new.unit.link.wait_subscribed()
         await rig["request"]("c1", "p1")  # and again after the restart
         await rig["request"]("c3", "p3")
         await obs.wait_for(lambda: len(rig["events"]("completed")) == 3, timeout=30)

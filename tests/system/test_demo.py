@@ -200,7 +200,7 @@ async def test_the_live_view_never_reads_a_closed_lane_and_nothing_is_left_behin
 
     def on_tick(run: object) -> None:
         for d in run.lanes.values():  # type: ignore[attr-defined]
-            ticks.append(d.outbox.closed)
+            ticks.append(d.unit.outbox.closed)
             d.status()
         inside.append(sorted(p.name for p in tmp.iterdir()))
 

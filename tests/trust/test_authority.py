@@ -174,7 +174,7 @@ def test_command_verifier_refuses_not_authorised(tmp_path: Path) -> None:
             }
         ).to_json_bytes()
 
-    assert verifier.verify(cmd("customs")).args["agency"] == "customs"
+    assert verifier.verify(cmd("customs")).args.agency == "customs"
     with pytest.raises(CommandRejectedError) as ei:
         verifier.verify(cmd("border"))
     assert ei.value.reason is RejectReason.NOT_AUTHORISED

@@ -72,7 +72,9 @@ def _site_text(url: str, **broker: Any) -> str:
 def _daemon(site_file: Path, audit: AuditLog) -> Any:
     """What config_apply uses of a LaneDaemon: its lane id, running site and audit log."""
     return SimpleNamespace(
-        cfg=SimpleNamespace(id="c1"), site=parse_site(yaml.safe_load(site_file.read_text())), audit=audit
+        cfg=SimpleNamespace(id="c1"),
+        site=parse_site(yaml.safe_load(site_file.read_text())),
+        unit=SimpleNamespace(audit=audit),
     )
 
 

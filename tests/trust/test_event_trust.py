@@ -57,7 +57,7 @@ async def test_the_lane_signs_its_events_and_acts_only_on_scan_results_the_scann
     keys.mkdir()
     obs = EventObserver(broker.url, SITE_ID)
     obs_task = asyncio.create_task(obs.link.run())
-    await obs.link.wait_connected()
+    await obs.link.wait_subscribed()
     r = await start_lane(broker.url, tmp_path / "state", timeouts=LaneTimeouts(identify_s=1.0), key_dir=keys)
     try:
         await register(r, TAG, [PLATE])
@@ -92,7 +92,7 @@ async def test_the_lane_signs_its_events_and_acts_only_on_scan_results_the_scann
         started = scanner.sign(scan_envelope("started", {**green, "result": None}, n=2))
         await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.started", json.dumps(started).encode())
         await r.until(lambda: r.logic.stage == Stage.SCANNING)
-        refused = r.daemon.peers.refused
+        refused = r.daemon.unit.peers.refused
         assert refused == {"unsigned": 3, "not_authorised": 1, "bad_signature": 2, "topic_mismatch": 1, "malformed": 1}
         assert r.world.gate.position == GatePosition.CLOSED
         assert r.logic.passage is not None and r.logic.passage.scan_result is None
@@ -100,7 +100,7 @@ async def test_the_lane_signs_its_events_and_acts_only_on_scan_results_the_scann
         await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.completed", json.dumps(genuine).encode())
         await r.until(lambda: r.logic.stage == Stage.AWAITING_VERDICTS)
         assert r.logic.passage is not None and r.logic.passage.scan_result == "GREEN"
-        assert r.daemon.peers.accepted == 2
+        assert r.daemon.unit.peers.peers.accepted == 2
     finally:
         await stop_lane(r)
         await obs.link.close()

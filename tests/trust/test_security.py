@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from portlane.edge.contract.canonical import b64decode_strict, canonical_json
-from portlane.edge.contract.commands import SignedCommand
+from portlane.edge.contract.commands import AgencyArgs, SignedCommand
 from portlane.edge.errors import CanonicalJSONError, CommandRejectedError
 from portlane.edge.trust.commands import CommandSigner, CommandVerifier, RejectReason
 from portlane.edge.trust.keys import generate_keypair, load_public_key, trusted_keys_from_config
@@ -59,7 +59,7 @@ def fields(**over: Any) -> dict[str, Any]:
         "site": SITE,
         "lane": LANE,
         "passage_id": "p-000123",
-        "args": {"agency": "customs", "verdict": "release"},
+        "args": {"agency": "customs"},
         "issued_at": T0,
         "expires_at": T0 + timedelta(seconds=60),
     }
@@ -142,16 +142,17 @@ def test_sign_verify_round_trip(signer: CommandSigner, clock: FakeClock) -> None
     cmd = signer.sign(fields())
     assert isinstance(cmd, SignedCommand)
     got = make_verifier(clock).verify(cmd.to_json_bytes())
-    assert got == cmd
-    assert got.cmd == "release" and got.passage_id == "p-000123" and got.key_id == DEMO["key_id"]
+    assert got.command == cmd
+    assert got.name == "release" and got.passage_id == "p-000123" and got.key_id == DEMO["key_id"]
+    assert got.args == AgencyArgs(agency="customs")  # read once, as its model
     assert len(base64.urlsafe_b64decode(got.nonce + "==")) >= 16
 
 
 def test_verify_accepts_pretty_printed_json_and_dicts(signer: CommandSigner, clock: FakeClock) -> None:
     verifier = make_verifier(clock)
     a, b = signer.sign(fields()), signer.sign(fields())
-    assert verifier.verify(json.dumps(a.model_dump(), indent=2)) == a
-    assert verifier.verify(b.model_dump()) == b
+    assert verifier.verify(json.dumps(a.model_dump(), indent=2)).command == a
+    assert verifier.verify(b.model_dump()).command == b
 
 
 def test_signed_command_is_frozen(signer: CommandSigner) -> None:
@@ -286,7 +287,7 @@ def test_expired(signer: CommandSigner, clock: FakeClock) -> None:
     clock.advance(65)
     assert reject_reason(verifier, cmd.to_json_bytes()) is RejectReason.EXPIRED
     clock.advance(-0.001)  # still inside expiry + skew: accepted
-    assert verifier.verify(cmd.to_json_bytes()) == cmd
+    assert verifier.verify(cmd.to_json_bytes()).command == cmd
 
 
 def test_not_yet_valid(signer: CommandSigner, clock: FakeClock) -> None:
@@ -294,7 +295,7 @@ def test_not_yet_valid(signer: CommandSigner, clock: FakeClock) -> None:
     early = signer.sign(fields(issued_at=T0 + timedelta(seconds=5.001), expires_at=T0 + timedelta(seconds=60)))
     assert reject_reason(verifier, early.to_json_bytes()) is RejectReason.NOT_YET_VALID
     within_skew = signer.sign(fields(issued_at=T0 + timedelta(seconds=5), expires_at=T0 + timedelta(seconds=60)))
-    assert verifier.verify(within_skew.to_json_bytes()) == within_skew
+    assert verifier.verify(within_skew.to_json_bytes()).command == within_skew
 
 
 def test_wrong_site_and_wrong_lane(signer: CommandSigner, clock: FakeClock) -> None:
@@ -327,7 +328,7 @@ def test_a_nonce_is_recorded_only_after_every_other_check(signer: CommandSigner,
     d = cmd.model_dump() | {"args": {}}
     assert reject_reason(make_verifier(clock, store), d) is RejectReason.BAD_SIGNATURE
     assert store.count() == 0
-    assert make_verifier(clock, store).verify(cmd.to_json_bytes()) == cmd  # nonce still unused
+    assert make_verifier(clock, store).verify(cmd.to_json_bytes()).command == cmd  # nonce still unused
     assert store.count() == 1
 
 
@@ -385,10 +386,17 @@ def test_signature_base64_must_be_canonical(signer: CommandSigner, clock: FakeCl
 # Characters that the canonical form writes literally (no escapes: an escape such as \u001f has
 # a twin spelling \u001F that parses to the same string, which is not tampering).
 _printable = st.characters(min_codepoint=0x20, exclude_characters='"\\', exclude_categories=("Cs",))
-printable_args = st.dictionaries(
-    st.text(_printable, min_size=1, max_size=6),
-    st.integers(-(10**6), 10**6) | st.text(_printable, max_size=10) | st.booleans(),
-    max_size=4,
+# Args the command's model accepts (a signed command's args are validated after the signature):
+# board lines of any printable text in any colour.
+printable_args = st.builds(
+    lambda lines: {"lines": lines},
+    st.lists(
+        st.fixed_dictionaries(
+            {"text": st.text(_printable, max_size=20), "colour": st.sampled_from(["red", "green", "amber"])}
+        ),
+        min_size=1,
+        max_size=3,
+    ),
 )
 
 
@@ -396,14 +404,14 @@ printable_args = st.dictionaries(
 @given(args=printable_args, data=st.data())
 def test_any_single_byte_mutation_is_rejected(args: dict[str, Any], data: st.DataObject, clock: FakeClock) -> None:
     signer = CommandSigner(DEMO["key_id"], DEMO["private_key"])
-    raw = signer.sign(fields(args=args)).to_json_bytes()
+    raw = signer.sign(fields(cmd="board_message", args=args)).to_json_bytes()
     pos = data.draw(st.integers(0, len(raw) - 1), label="position")
     new = data.draw(st.integers(0, 255).filter(lambda b: b != raw[pos]), label="byte")
     mutated = raw[:pos] + bytes([new]) + raw[pos + 1 :]
     verifier = make_verifier(clock)
     with pytest.raises(CommandRejectedError):
         verifier.verify(mutated)
-    assert verifier.verify(raw).to_json_bytes() == raw  # the original still verifies: nonce unburnt
+    assert verifier.verify(raw).command.to_json_bytes() == raw  # the original still verifies: nonce unburnt
 
 
 def test_every_single_character_change_of_the_signature_is_rejected(clock: FakeClock) -> None:
@@ -416,7 +424,7 @@ def test_every_single_character_change_of_the_signature_is_rejected(clock: FakeC
         for c in alphabet.replace(old, ""):
             with pytest.raises(CommandRejectedError):
                 verifier.verify(base | {"sig": cmd.sig[:i] + c + cmd.sig[i + 1 :]})
-    assert verifier.verify(cmd.to_json_bytes()) == cmd
+    assert verifier.verify(cmd.to_json_bytes()).command == cmd
 
 
 def test_public_api_is_pinned() -> None:
@@ -459,7 +467,7 @@ def test_a_command_valid_until_2099_is_refused(signer: CommandSigner, clock: Fak
     far = signer.sign(fields(expires_at=datetime(2099, 1, 1, tzinfo=UTC)))
     assert reject_reason(verifier, far.to_json_bytes()) is RejectReason.VALIDITY_TOO_LONG
     just = signer.sign(fields(expires_at=T0 + timedelta(seconds=300)))
-    assert verifier.verify(just.to_json_bytes()) == just
+    assert verifier.verify(just.to_json_bytes()).command == just
     over = signer.sign(fields(expires_at=T0 + timedelta(seconds=300.001)))
     assert reject_reason(verifier, over.to_json_bytes()) is RejectReason.VALIDITY_TOO_LONG
 
@@ -487,7 +495,7 @@ def test_deleting_the_nonce_store_does_not_reopen_replays(
         assert store.created_at == T0 + timedelta(seconds=10)
         assert reject_reason(make_verifier(clock, store), raw) is RejectReason.ISSUED_BEFORE_STORE
         fresh = signer.sign(fields(issued_at=clock.now, expires_at=clock.now + timedelta(seconds=60)))
-        assert make_verifier(clock, store).verify(fresh.to_json_bytes()) == fresh
+        assert make_verifier(clock, store).verify(fresh.to_json_bytes()).command == fresh
     with SqliteNonceStore(db, clock=lambda: T0 + timedelta(days=3)) as store:  # reopening keeps the birth
         assert store.created_at == T0 + timedelta(seconds=10)
 
