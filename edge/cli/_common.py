@@ -193,6 +193,24 @@ def ask_all(args: argparse.Namespace, op: str, **fields: object) -> tuple[list[t
     return answers, down
 
 
+def ask_implementing(args: argparse.Namespace, op: str, **fields: object) -> tuple[list[tuple[str, Answer]], list[str]]:
+    """:func:`ask_all`, but only the daemons that implement ``op`` (a scanner daemon has no
+    lane devices or outbox of a lane to show): ``([(socket, answer)], [unreachable messages])``."""
+    from portlane.edge.errors import DaemonUnreachableError
+
+    answers: list[tuple[str, Answer]] = []
+    down: list[str] = []
+    for path in sockets(args):
+        try:
+            if op in _ops_of(ask(path, "ping", args)):
+                answers.append((path, ask(path, op, args, **fields)))
+        except DaemonUnreachableError as exc:
+            down.append(str(exc))
+    if not answers and down:
+        raise UnreachableError("; ".join(down))
+    return answers, down
+
+
 def ask_quiet(args: argparse.Namespace, op: str) -> list[tuple[str, Answer]]:
     """The successful answers of the running daemons, if any — for defaults, never fatal."""
     from portlane.edge.errors import ControlError

@@ -90,7 +90,11 @@ def run_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"file": args.file, "ok": True, "site": site.site.id, "lanes": len(site.lanes)}))
     else:
-        print(f"{args.file}: ok — site {site.site.id}, {len(site.lanes)} lanes, {len(site.scanners)} scanners")
+        lanes, scanners = len(site.lanes), len(site.scanners)
+        print(
+            f"{args.file}: ok — site {site.site.id}, {lanes} lane{'s' * (lanes != 1)}, "
+            f"{scanners} scanner{'s' * (scanners != 1)}"
+        )
     return EXIT_OK
 
 

@@ -77,5 +77,6 @@ def run_scanner_abort(args: argparse.Namespace) -> int:
         route_lane=None,
         route_scanner=args.scanner,
         what="abort a scan (is the scanner daemon running?)",
+        done=lambda resp: str(resp.get("detail") or f"aborted the running scan on {name}"),
         scanner=args.scanner,
     )

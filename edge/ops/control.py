@@ -51,6 +51,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from portlane.drivers.errors import DeviceError
 from portlane.edge.errors import ControlError, DaemonUnreachableError, PortlaneError
 from portlane.edge.trust.audit import audit_context
 
@@ -330,9 +331,10 @@ class ControlServer:
         except TimeoutError:
             log.error("control op timed out", extra={"op": op})
             return _error(f"{op}: no answer within {self.handler_timeout_s:g} s", **extra)
-        except (ValueError, PortlaneError) as exc:
-            # How handlers refuse a request (another lane, no operator, bad arguments): the
-            # technician's mistake, answered in one line and logged in one — not a traceback.
+        except (ValueError, PortlaneError, DeviceError) as exc:
+            # How handlers refuse a request (another lane, no operator, bad arguments), and a
+            # device that refuses or does not answer: answered in one line and logged in one —
+            # not a traceback, which is for the daemon's own bugs.
             log.warning("control op refused: %s", exc, extra={"op": op})
             return _error(f"refused: {exc}", **extra)
         except Exception as exc:

@@ -224,8 +224,11 @@ def scanner_handlers(d: ScannerDaemon) -> dict[str, Handler]:
 
     async def scanner_abort(req: dict[str, Any]) -> dict[str, Any]:
         op, why = _operator(req)
-        d.unit.audit.append("override", actor=op, reason=why, data={"action": "scanner_abort"})
+        running = d.logic.current is not None
+        d.unit.audit.append("override", actor=op, reason=why, data={"action": "scanner_abort", "running": running})
+        if not running:  # the PLC would refuse (exception 04): say so, as a stopped unit is "stopped"
+            return {"aborted": False, "detail": f"no scan was running on {d.cfg.id}; nothing to abort"}
         await d.device.abort()
-        return {}
+        return {"aborted": True}
 
     return {"status": status, "scanner_abort": scanner_abort}
