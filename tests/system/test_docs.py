@@ -14,6 +14,7 @@ docs/security.md and docs/deployment.md show and what the program does fails her
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shlex
@@ -249,13 +250,9 @@ def _stop_everything(proc: subprocess.Popen[bytes], work: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)  # daemons the shell left behind when it ended
-    except ProcessLookupError:
-        pass
     pid_file = work / "sim.pid"
     if pid_file.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
