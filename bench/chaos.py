@@ -17,6 +17,10 @@ Scenarios (``SCENARIOS``):
   broker_kill         the platform goes offline; Mosquitto is killed -9 mid-run and restarted;
                       the platform comes back, finds its gaps by seq and asks each unit to
                       replay them (signed ``replay_events``)
+  broker_restart      Mosquitto stopped gracefully (SIGTERM, persistence on: what ``systemctl
+                      restart mosquitto`` does) for BROKER_DOWN_S mid-run, then started again
+  replay_storm        mid-run, a consumer asks every unit for a full replay of its stream: old
+                      events arrive again, out of order with the new ones
   lane_kill           lane daemon killed -9 with the arm open (a vehicle under way), restarted
   scanner_kill        scanner daemon killed -9 mid-scan, restarted
   serial_noise        line noise and lost frames on an RS-485 gate bus during a release
@@ -76,6 +80,9 @@ RUN_TIMEOUT_S = 150.0
 RECOVER_S = 60.0
 #: After the run: the units' last events and the replays must arrive within this long.
 SETTLE_S = 30.0
+#: How long the broker stays down in broker_restart (a restart whose start is slow; the units
+#: and the platform keep running and reconnect with backoff).
+BROKER_DOWN_S = 20.0
 #: A daemon's graceful stop (SIGTERM: flush, publish offline) before it is killed.
 STOP_S = 15.0
 #: tmpfs size for disk_full / readonly_state: room for the lane's state, filled by a ballast.
@@ -463,6 +470,38 @@ async def broker_kill(port: Port, result: Result) -> None:
     result.notes.append("recovery = broker restart → every vehicle through")
 
 
+async def broker_restart(port: Port, result: Result) -> None:
+    assert port.live is not None
+    port.drive()
+    await port.live.wait_for(lambda: port.completed() >= port.plan.total // 3, timeout=RUN_TIMEOUT_S)
+    # A graceful stop: Mosquitto saves its persistent sessions and retained messages.
+    await port.broker.stop(graceful=True)
+    t_fault = time.monotonic()
+    # The broker is really down this long: nothing to wait on but the clock.
+    await asyncio.sleep(BROKER_DOWN_S)
+    await port.broker.start()
+    await port.wait_all_completed(RUN_TIMEOUT_S)
+    result.recovery_s = time.monotonic() - t_fault
+    result.notes.append(f"broker down {BROKER_DOWN_S:.0f} s (graceful stop, persistence on)")
+
+
+async def replay_storm(port: Port, result: Result) -> None:
+    assert port.live is not None and port.central is not None
+    central = port.central
+    port.drive()
+    await port.live.wait_for(lambda: port.completed() >= port.plan.total // 3, timeout=RUN_TIMEOUT_S)
+    t_fault = time.monotonic()
+    # Every unit re-sends everything it still holds, with the original ids: the lanes and the
+    # scanner see old events again, after newer ones; nothing may move back or happen twice.
+    answers = await asyncio.gather(*(central.request_replay(u, 1) for u in port.daemons))
+    replayed = sum(int(a.get("ok", False)) for a in answers)
+    await port.wait_all_completed(RUN_TIMEOUT_S)
+    result.recovery_s = time.monotonic() - t_fault
+    result.notes.append(f"{replayed} of {len(port.daemons)} units replayed their whole stream")
+    if replayed != len(port.daemons):
+        result.error = f"replay refused or unanswered: {answers}"
+
+
 async def _wait_world(pred: Callable[[], bool], world: Any, within: float) -> None:
     await world.wait_until(pred, timeout=within)
 
@@ -655,6 +694,8 @@ SCENARIOS: dict[str, Scenario] = {
     "baseline": baseline,
     "cpu_starvation": cpu_starvation,
     "broker_kill": broker_kill,
+    "broker_restart": broker_restart,
+    "replay_storm": replay_storm,
     "lane_kill": lane_kill,
     "scanner_kill": scanner_kill,
     "serial_noise": serial_noise,

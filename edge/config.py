@@ -197,6 +197,13 @@ class LaneDevices(_Frozen):
     rfid: DeviceConfig | None = None
     weighbridge: DeviceConfig | None = None
     cameras: dict[str, DeviceConfig] = Field(default_factory=dict)
+    # issue 21: cargo-lane devices (optional; the lane wires them in phase 2)
+    rpm: DeviceConfig | None = Field(
+        None, description="radiation portal monitor on the approach (backend rapiscan: TCP line stream)"
+    )
+    seal_reader: DeviceConfig | None = Field(
+        None, description="e-seal / e-lock reader at the stop line (backend serial: framed, polled)"
+    )
 
 
 class LaneConfig(_Frozen):

@@ -35,6 +35,8 @@ SIMULATORS: dict[str, str] = {
     "weighbridge": "portlane.sim_devices.weighbridge:start_weighbridge",
     "scanner": "portlane.sim_devices.scanner:start_scanner",
     "camera": "portlane.sim_devices.camera_http:start_camera",
+    "rpm": "portlane.sim_devices.rpm:start_rpm",
+    "seal-reader": "portlane.sim_devices.seal_reader:start_seal_reader",
 }
 
 #: (device kind, configured backend) -> simulator name
@@ -49,6 +51,8 @@ _BY_BACKEND: dict[tuple[str, str], str] = {
     ("weighbridge", "serial"): "weighbridge",
     ("camera", "opencv"): "camera",
     ("scanner", "modbus_tcp"): "scanner",
+    ("rpm", "rapiscan"): "rpm",
+    ("seal_reader", "serial"): "seal-reader",
 }
 
 StartFn = Callable[..., Awaitable[Any]]
@@ -127,6 +131,7 @@ def _on_a_bus(kind: str, dev: dict[str, Any]) -> bool:
         ("gate", "modbus_rtu"),
         ("io", "modbus_rtu"),
         ("board", "serial"),
+        ("seal_reader", "serial"),
     }
 
 

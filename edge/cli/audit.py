@@ -163,7 +163,9 @@ def _checkpoint(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
     if args.broker:
         if not (args.unit and site_id):
             return None, None, "--broker needs --site FILE and --unit UNIT (whose checkpoint to take)"
-        raw_cp = _fetch_retained(args, f"portlane/v1/{site_id}/{args.unit}/checkpoint")
+        from portlane.edge.contract.topics import Topics
+
+        raw_cp = _fetch_retained(args, Topics(site_id, args.unit).checkpoint)
         if raw_cp is None:
             return None, None, f"{args.broker}: no retained checkpoint of {args.unit} within {args.timeout:g} s"
         try:

@@ -198,9 +198,11 @@ def run_apply(args: argparse.Namespace) -> int:
     con = console()
     for r in results:
         name = Path(r["socket"]).stem
-        if r.get("ok"):
-            how = " — it stops to take the new file (exit 75); systemd starts it again" if r.get("restarting") else ""
-            con.print(f"[green]applied[/green] to {name}{how}")
+        if r.get("ok") and r.get("restarting"):
+            why = ", ".join(r.get("restart_for") or []) or "the new file"
+            con.print(f"[green]applied[/green] to {name}: restarting to take {why} (systemd starts it again)")
+        elif r.get("ok"):
+            con.print(f"[green]applied[/green] to {name}, in place")
         else:
             err(f"{name} refused and kept its configuration: {r.get('error')}")
     skipped = [Path(t).stem for t in targets[len(results) :]]

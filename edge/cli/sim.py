@@ -5,10 +5,11 @@ Examples::
     portlane sim gate-rs485 --address 1 --address 2        # two controllers on one pty
     portlane sim weighbridge --fault noise=0.1 --fault seed=3
     portlane sim board --json                              # {"device": ..., "link": {...}}
+    portlane sim rpm --fault stuck                         # a radiation portal whose occupancy sensor sticks
     portlane sim site --out site.yaml --lanes 2 --traffic 40 --env sim.env --detach
         # every device of a site (default: the shipped HZMB site), an embedded broker, traffic
         # and the central platform; a site file for the daemons and the addresses as shell
-        # variables (docs/operations.md, "Practising on simulators"); see edge/demo/simsite.py
+        # variables (docs/operations.md, "Practising without hardware"); see edge/demo/simsite.py
 
 A simulator runs until interrupted (Ctrl-C, SIGTERM); ``sim site --detach`` runs in the
 background and returns once its site file is written (stop it with ``kill PID``). Exit codes:
@@ -29,7 +30,19 @@ from typing import Any
 from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 #: Names known without importing the simulators (the parser must stay light).
-DEVICES = ("gate-rs485", "gate-modbus", "io", "board", "rfid", "weighbridge", "scanner", "camera", "site")
+DEVICES = (
+    "gate-rs485",
+    "gate-modbus",
+    "io",
+    "board",
+    "rfid",
+    "weighbridge",
+    "scanner",
+    "camera",
+    "rpm",
+    "seal-reader",
+    "site",
+)
 
 
 def register(sub: Any) -> None:
@@ -231,7 +244,7 @@ async def _serve(args: argparse.Namespace, faults: Any) -> int:
         handle_coro = start(None, worlds=worlds, faults=faults, **opts)
     elif args.device in ("gate-modbus", "io", "scanner"):
         handle_coro = start(None if args.device == "scanner" else world, faults=faults, unit=addresses[0], **opts)
-    elif args.device == "board":
+    elif args.device in ("board", "seal-reader"):
         handle_coro = start(world, faults=faults, address=addresses[0], **opts)
     else:
         handle_coro = start(world, faults=faults, **opts)

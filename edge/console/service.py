@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from portlane.edge.config import MqttProtocol, Site
-from portlane.edge.contract.topics import PREFIX, Topics
+from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.errors import EventRejectedError
 from portlane.edge.trust.keys import broker_credentials
@@ -148,8 +148,8 @@ class ConsoleService:
             keepalive=b.keepalive_s,
             subscriptions=[
                 Topics.all_events(self.site_id),
-                f"{PREFIX}/{self.site_id}/+/status",
-                f"{PREFIX}/{self.site_id}/+/response",
+                Topics.all_status(self.site_id),
+                Topics.all_responses(self.site_id),
             ],
             on_message=self._inbox.put_nowait,
             persistent_session=True,

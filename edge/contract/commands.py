@@ -26,14 +26,17 @@ from .canonical import b64decode_strict, b64url_decode_strict, canonical_json
 from .times import parse_rfc3339
 
 __all__ = [
+    "ADJUDICATION_CODES",
     "ARGS",
+    "CARGO_ARGS",
     "COMMAND_NAMES",
     "ID_PATTERN",
     "NONCE_MIN_BYTES",
+    "AdjudicateArgs",
+    "AdjudicationCode",
     "AgencyArgs",
     "BoardArgs",
     "BoardLineArg",
-    "CommandArgs",
     "CommandName",
     "CorrectIdentityArgs",
     "DecisionArgs",
@@ -41,6 +44,7 @@ __all__ = [
     "ExpectedVehiclesArgs",
     "LaneServiceArgs",
     "ReplayEventsArgs",
+    "SealCommandArgs",
     "SignedCommand",
     "parse_args",
 ]
@@ -119,6 +123,80 @@ class ReplayEventsArgs(CommandArgs):
     to_seq: Annotated[int, Field(ge=1)] | None = None
 
 
+# =========================================================================== issue 21: cargo devices
+# Adjudication of radiation alarms and e-lock commands. A separate block so that other additions
+# to the contract merge without touching it; joined to ARGS / CommandName below.
+
+
+class AdjudicationCode(enum.IntEnum):
+    """Why an alarm was what it was — the closed set of OSCAR's adjudication codes 1–11 (Oak
+    Ridge / OpenSensorHub), same numbers, so records can be compared with theirs. The group is
+    in the name: REAL_*, INNOCENT_*, FALSE_*, TEST_*, TAMPER_*, OTHER."""
+
+    REAL_CONTRABAND = 1  # real alarm: contraband (a source, nuclear material) found
+    REAL_OTHER = 2  # real alarm: other
+    INNOCENT_MEDICAL = 3  # innocent alarm: medical isotope (a patient, a consignment)
+    INNOCENT_NORM = 4  # innocent alarm: naturally occurring radioactive material in the cargo
+    INNOCENT_DECLARED = 5  # innocent alarm: a declared shipment of radioactive material
+    FALSE_INSPECTION_NEGATIVE = 6  # false alarm: physical inspection found nothing
+    FALSE_BACKGROUND_ONLY = 7  # false alarm: the isotope identifier saw background only
+    FALSE_OTHER = 8  # false alarm: other
+    TEST_MAINTENANCE = 9  # authorised test, maintenance or training
+    TAMPER_UNAUTHORISED = 10  # tamper / fault: unauthorised activity at the portal
+    OTHER = 11
+
+
+#: code -> (group, label), for displays and reports.
+ADJUDICATION_CODES: dict[int, tuple[str, str]] = {
+    1: ("real", "contraband found"),
+    2: ("real", "other"),
+    3: ("innocent", "medical isotope found"),
+    4: ("innocent", "NORM found"),
+    5: ("innocent", "declared shipment of radioactive material"),
+    6: ("false", "physical inspection negative"),
+    7: ("false", "isotope identifier indicates background only"),
+    8: ("false", "other"),
+    9: ("test", "authorised test, maintenance or training"),
+    10: ("tamper", "unauthorised activity"),
+    11: ("other", "other"),
+}
+
+
+class AdjudicateArgs(CommandArgs):
+    """``adjudicate``: an authorised agency's adjudication of the radiation alarm of the
+    passage's occupancy (after secondary inspection)."""
+
+    agency: Ident
+    occupancy: Annotated[int, Field(ge=0)]
+    code: Annotated[int, Field(ge=1, le=11)]
+    isotopes: tuple[Annotated[str, Field(min_length=1, max_length=16)], ...] = Field((), max_length=8)
+    remark: Text = ""
+
+
+#: ISO 18185 seal id as the lane writes it: manufacturer id - tag id, hex (drivers.base).
+SEAL_ID = Annotated[str, Field(pattern=r"^[0-9A-F]{4}-[0-9A-F]{8}$")]
+
+
+class SealCommandArgs(CommandArgs):
+    """``seal_apply`` / ``seal_remove``: lock or unlock a cross-boundary e-lock on the vehicle in
+    position. ``authorisation`` is the one-time code customs issued for this lock; the lock
+    itself checks it, the lane only forwards it."""
+
+    agency: Ident
+    seal_id: SEAL_ID
+    authorisation: Annotated[str, Field(pattern=r"^[!-~]{8}$", description="8 printable ASCII characters")]
+    reason: Text = ""
+
+
+CARGO_ARGS: dict[str, type[CommandArgs]] = {
+    "adjudicate": AdjudicateArgs,
+    "seal_apply": SealCommandArgs,
+    "seal_remove": SealCommandArgs,
+}
+CargoCommandLiteral = Literal["adjudicate", "seal_apply", "seal_remove"]
+# =========================================================================== end of issue 21 block
+
+
 ARGS: dict[str, type[CommandArgs]] = {
     "decision": DecisionArgs,
     "release": AgencyArgs,
@@ -130,6 +208,7 @@ ARGS: dict[str, type[CommandArgs]] = {
     "close_lane": LaneServiceArgs,
     "open_lane": LaneServiceArgs,
     "replay_events": ReplayEventsArgs,
+    **CARGO_ARGS,
 }
 
 
@@ -167,10 +246,14 @@ class CommandName(enum.StrEnum):
     CLOSE_LANE = "close_lane"
     OPEN_LANE = "open_lane"
     REPLAY_EVENTS = "replay_events"  # re-send retained events: args {from_seq, to_seq}
+    # issue 21
+    ADJUDICATE = "adjudicate"  # an agency adjudicates a radiation alarm: args {agency, occupancy, code, ...}
+    SEAL_APPLY = "seal_apply"  # lock an e-lock: args {agency, seal_id, authorisation}
+    SEAL_REMOVE = "seal_remove"  # unlock an e-lock: args {agency, seal_id, authorisation}
 
 
 COMMAND_NAMES: tuple[str, ...] = tuple(c.value for c in CommandName)
-CommandLiteral = Literal[
+_LaneCommandLiteral = Literal[
     "decision",
     "release",
     "hold",
@@ -182,6 +265,7 @@ CommandLiteral = Literal[
     "open_lane",
     "replay_events",
 ]
+CommandLiteral = Literal[_LaneCommandLiteral, CargoCommandLiteral]  # one flat Literal
 
 
 class SignedCommand(BaseModel):

@@ -59,6 +59,16 @@ class Topics:
         return f"{PREFIX}/{site}/{unit}/event/#"
 
     @staticmethod
+    def all_status(site: str) -> str:
+        """Every unit's retained status on the site."""
+        return f"{PREFIX}/{site}/+/status"
+
+    @staticmethod
+    def all_responses(site: str) -> str:
+        """Every unit's command responses on the site."""
+        return f"{PREFIX}/{site}/+/response"
+
+    @staticmethod
     def parse(topic: str) -> tuple[str, str, str, str]:
         """Split a v1 topic into (site, unit, kind, rest); raises ValueError if it is not one."""
         parts = topic.split("/")

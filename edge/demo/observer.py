@@ -82,7 +82,7 @@ class EventObserver:
             url,
             client_id=client_id,
             protocol=protocol,
-            subscriptions=[Topics.all_events(site), f"portlane/v1/{site}/+/status"],
+            subscriptions=[Topics.all_events(site), Topics.all_status(site)],
             on_message=self._on_message,
             persistent_session=persistent_session,
             # ca_file / cert_file / key_file for an mqtts:// broker

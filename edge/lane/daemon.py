@@ -25,6 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from portlane.edge.errors import OutboxError, StateError
 from portlane.edge.journal import Journal
 from portlane.edge.trust.audit import require_operator
 from portlane.edge.trust.events import VerifiedEvent
-from portlane.edge.unit.skeleton import StatusWord, Unit
+from portlane.edge.unit.skeleton import StatusWord, Unit, restart_needed
 from pydantic import ValidationError
 
 from .actions import Action, Publish, ShowBoard, StopGate
@@ -44,7 +45,7 @@ from .commands import LANE_COMMANDS, LaneCommands
 from .devices import LaneDevices
 from .executor import Executor
 from .identification import Identifier
-from .logic import LaneLogic
+from .logic import OPERATOR, LaneLogic
 from .passage import Identity, LaneTimeouts, Passage, Sensors
 from .recognition import Recogniser
 
@@ -59,8 +60,10 @@ TICK_S = 0.5
 COMPLETED_LOOKBACK = 8
 #: A lane the outbox closed tries this often whether it accepts events again.
 OUTBOX_RETRY_S = 5.0
+#: The journal record of an operator's closure (beside the passage under way).
+CLOSURE_KEY = "lane:closure"
 #: The scanner's events a lane acts on.
-SCAN_EVENTS = ("scan.started", "scan.completed", "scan.failed")
+SCAN_EVENTS = ("scan.queued", "scan.started", "scan.completed", "scan.failed")
 
 
 class LaneDaemon:
@@ -113,6 +116,17 @@ class LaneDaemon:
                     unit,
                 )
         self.journal = Journal(self.state_dir / f"journal-{lane.id}.db")
+        closure = self.journal.records().get(CLOSURE_KEY)
+        if closure is not None:
+            # An operator closed the lane before the stop (a restart, a new site file, a power
+            # cut): it stays closed until an operator opens it.
+            self.logic.restore_closure(str(closure.get("operator", "?")), str(closure.get("reason", "")))
+            log.warning(
+                "%s: closed by %s before the stop (%s): stays closed",
+                lane.id,
+                closure.get("operator"),
+                closure.get("reason"),
+            )
         self.devices = LaneDevices(lane, on_sample=self._on_sample, on_health=self._on_health)
         self.executor = Executor(
             lane=lane.id,
@@ -132,10 +146,6 @@ class LaneDaemon:
         self.ready = self.unit.ready
         self._changed = asyncio.Event()
         self._identifications: set[asyncio.Task[None]] = set()
-        # Why the lane took itself out of service ("gate": offline; "outbox": refused an event;
-        # "journal": could not write its passage journal);
-        # it comes back by itself when the last cause is gone.
-        self._auto_closed: set[str] = set()
         self._journal_failing = False  # the last journal write failed (logged once per episode)
         self._outbox_tried_at = 0.0
 
@@ -147,8 +157,12 @@ class LaneDaemon:
     def apply(self, actions: Iterable[Action]) -> None:
         self.executor.apply(actions)
         p = self.logic.passage
+        records = {p.id: p.to_json()} if p is not None else {}
+        closed = self.logic.closures.get(OPERATOR)
+        if closed is not None:
+            records[CLOSURE_KEY] = {"operator": closed.operator, "reason": closed.reason}
         try:
-            self.journal.sync({p.id: p.to_json()} if p is not None else {})
+            self.journal.sync(records)
         except StateError as exc:
             self._on_journal_failed(exc)
         else:
@@ -179,7 +193,9 @@ class LaneDaemon:
         if not self.logic.started:
             unfinished = []
             said = self._completed_before_stop()
-            for record in self.journal.records().values():
+            for key, record in self.journal.records().items():
+                if key == CLOSURE_KEY:
+                    continue
                 try:
                     p = Passage.from_json(record)
                 except (ValueError, TypeError, KeyError):
@@ -212,7 +228,7 @@ class LaneDaemon:
         self._put_event(Publish("device.state", DeviceState(device=name, health=health.value, reason=reason)))
         if name != "gate":
             return
-        if health == DeviceHealth.OFFLINE and (self.logic.in_service or self._auto_closed):
+        if health == DeviceHealth.OFFLINE:
             # A lane whose barrier does not answer takes itself out of service and says so.
             self._close_for("gate", f"gate offline: {reason}")
             detail = f"gate offline: {reason}"
@@ -223,21 +239,17 @@ class LaneDaemon:
             self._reopen_for("gate", "gate back online")
 
     def _close_for(self, cause: str, reason: str) -> None:
-        self._auto_closed.add(cause)
-        if self.logic.in_service:
-            self.apply(self.logic.set_in_service(False, operator="portlane", reason=reason[:200]))
+        """The lane takes itself out of service for ``cause`` (audited once per episode)."""
+        self.apply(self.logic.set_in_service(False, operator="portlane", reason=reason[:200], cause=cause))
 
     def _reopen_for(self, cause: str, reason: str) -> None:
-        if cause not in self._auto_closed:
-            return
-        self._auto_closed.discard(cause)
-        if not self._auto_closed:
-            self.apply(self.logic.set_in_service(True, operator="portlane", reason=reason))
+        """``cause`` is gone; the lane takes vehicles again unless another cause (or an operator)
+        keeps it closed."""
+        self.apply(self.logic.set_in_service(True, operator="portlane", reason=reason, cause=cause))
 
     def _on_outbox_refused(self, exc: OutboxError) -> None:
         # A lane that cannot record what it does takes no vehicles (nothing lost, nothing unseen).
-        if self.logic.in_service or self._auto_closed:
-            self._close_for("outbox", f"outbox refused an event: {exc}")
+        self._close_for("outbox", f"outbox refused an event: {exc}")
 
     def _on_journal_failed(self, exc: StateError) -> None:
         """The passage journal cannot be written (full disk, read-only remount): the vehicle
@@ -248,8 +260,7 @@ class LaneDaemon:
             return
         self._journal_failing = True
         log.error("%s: %s", self.cfg.id, exc)
-        if self.logic.in_service or self._auto_closed:
-            self._close_for("journal", f"journal not written: {exc.problem}")
+        self._close_for("journal", f"journal not written: {exc.problem}")
 
     def _retry_outbox(self) -> None:
         """On the tick, for a lane the outbox closed: every ``OUTBOX_RETRY_S`` write the events it
@@ -258,12 +269,13 @@ class LaneDaemon:
         vehicles again."""
         now = self.clock()
         events = self.unit.events
-        if ("outbox" not in self._auto_closed and not events.held) or now - self._outbox_tried_at < OUTBOX_RETRY_S:
+        closed = "outbox" in self.logic.closures
+        if (not closed and not events.held) or now - self._outbox_tried_at < OUTBOX_RETRY_S:
             return
         self._outbox_tried_at = now
         if not events.flush_held():  # what was refused first, in order
             return
-        if "outbox" not in self._auto_closed:
+        if not closed:
             return
         state = DeviceState(device="outbox", health="online", reason="the outbox accepts events again")
         if self.unit.events.put("device.state", state) is not None:
@@ -309,8 +321,7 @@ class LaneDaemon:
         logic = getattr(self, "logic", None)
         if logic is None:
             return StatusWord()
-        causes: set[str] = getattr(self, "_auto_closed", set())
-        reason = None if logic.in_service else (", ".join(sorted(causes)) or "closed by an operator")
+        reason = None if logic.in_service else ", ".join(sorted(logic.closures))
         return StatusWord(in_service=logic.in_service, reason=reason, stage=logic.stage.value)
 
     # ------------------------------------------------------------------ technician actions
@@ -336,12 +347,25 @@ class LaneDaemon:
         self.apply(self.logic.set_in_service(in_service, operator=operator, reason=reason))
         return self.logic.in_service
 
+    def reload(self, site: Site) -> list[str]:
+        """Take a new site file where it can be taken in place — keys and authority, the
+        decision deadline — and return what needs a restart instead (empty: all applied)."""
+        restart = restart_needed(self.site, site, self.cfg.id)
+        if restart:
+            return restart
+        self.unit.reload_trust(site)
+        self.logic.timeouts = replace(self.logic.timeouts, decision_s=site.platform.decision_timeout_s)
+        self.site = site
+        self.cfg = site.lane(self.cfg.id)
+        return []
+
     def status(self) -> dict[str, Any]:
         p = self.logic.passage
         return {
             "lane": self.cfg.id,
             "kind": self.cfg.kind,
             "in_service": self.logic.in_service,
+            "closed_for": {c: {"by": x.operator, "reason": x.reason} for c, x in self.logic.closures.items()},
             "stage": self.logic.stage.value,
             "passage_id": p.id if p else None,
             "holding": self.logic.holding,

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 from portlane.edge.contract.events import (
@@ -60,11 +60,20 @@ from .passage import (
     counted_since,
 )
 
-__all__ = ["LaneLogic", "Verdict"]
+__all__ = ["OPERATOR", "Closure", "LaneLogic", "Verdict"]
 
 Verdict = Literal["release", "inspect", "hold", "divert"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
+
+@dataclass(frozen=True, slots=True)
+class Closure:
+    operator: str
+    reason: str
+
+
+#: The closure only an operator withdraws (``set_in_service``'s default cause).
+OPERATOR = "operator"
 WELCOME = ShowBoard.of(("欢迎 WELCOME", "green"))
 CLOSED = ShowBoard.of(("车道关闭 LANE CLOSED", "red"))
 WAIT: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "amber")
@@ -89,7 +98,10 @@ class LaneLogic:
         self.timeouts = timeouts or LaneTimeouts()
         self.passage: Passage | None = None
         self.history: deque[Passage] = deque(maxlen=50)  # completed passages, newest last
-        self.in_service = True
+        # Why the lane takes no vehicles, by cause: "operator" (a technician or the platform:
+        # only an operator reopens it, and it survives restarts) or a cause the lane found itself
+        # ("gate" offline, "outbox" refusing, "journal" unwritable: it reopens when that is gone).
+        self.closures: dict[str, Closure] = {}
         self.sensors = Sensors()
         self.gate = GateTracker(self.timeouts)
         self.started = False  # start-up reconciliation done: only then is a vehicle taken
@@ -98,6 +110,7 @@ class LaneLogic:
         self._id_prefix = id_prefix or lane
         # the arm left open without a passage (override, abandoned): evidence since it opened
         self._idle_open: Passage | None = None
+        self._scan_news_at = 0.0  # when the scanner last said anything of the passage's scan
 
     # ------------------------------------------------------------------ guards
     def authorises_open(self, passage_id: str | None, cause: GateCause) -> bool:
@@ -352,14 +365,19 @@ class LaneLogic:
             p.stage = Stage.INSPECTION_QUEUED
             p.scans += 1
             p.stamps["scan_queued"] = now
-            ref = p.identity.vehicle_ref if p.identity else p.id
-            request = InspectionRequested(passage_id=p.id, lane=self.lane, method="xray", priority=0, vehicle_ref=ref)
-            out.append(Publish("inspection.requested", request))
+            self._scan_news_at = now
+            out.append(Publish("inspection.requested", self._inspection_request(p)))
             out.append(ShowBoard.of(("前往查验 X-RAY", "amber"), WAIT))
         elif all(p.decisions.get(a) == "release" for a in self.agencies):
             p.stamps.setdefault("decided", now)
             out += self._release(now)
         return True, None, out
+
+    def _inspection_request(self, p: Passage, *, recheck: bool = False) -> InspectionRequested:
+        ref = p.identity.vehicle_ref if p.identity else p.id
+        return InspectionRequested(
+            passage_id=p.id, lane=self.lane, method="xray", priority=0, vehicle_ref=ref, recheck=recheck
+        )
 
     def _release(self, now: float) -> list[Action]:
         p = self.passage
@@ -400,6 +418,8 @@ class LaneLogic:
         p = self.passage
         if p is None or p.id != passage_id:
             return []
+        if p.stage in (Stage.INSPECTION_QUEUED, Stage.SCANNING):
+            self._scan_news_at = now
         if kind == "started" and p.stage == Stage.INSPECTION_QUEUED:
             p.stage = Stage.SCANNING
             p.stamps["scan_started"] = now
@@ -451,6 +471,12 @@ class LaneLogic:
         elif p.stage in (Stage.INSPECTION_QUEUED, Stage.SCANNING):
             if now - p.stamps.get("scan_queued", now) > t.scan_s:
                 out += self._alert_once(p, "scan_overdue", f"no scan result {t.scan_s:.0f} s after the request")
+            if now - max(self._scan_news_at, p.stamps.get("scan_queued", now)) > t.scan_recheck_s:
+                # Nothing heard of this scan for long (a lost or reordered event around a broker
+                # restart): ask the scanner again rather than wait for ever. It queues a request it
+                # never got and sends the result again of a scan it settled.
+                self._scan_news_at = now
+                out.append(Publish("inspection.requested", self._inspection_request(p, recheck=True)))
         elif p.stage in GATE_MAY_BE_OPEN:
             out += self._exit_deadline(p, now)
         return out
@@ -519,16 +545,33 @@ class LaneLogic:
         applied = OverrideApplied(passage_id=pid, operator=operator, reason=reason, action="gate_close")
         return [*out, Publish("override.applied", applied), *self.gate.close("override", pid, now)]
 
-    def set_in_service(self, in_service: bool, *, operator: str, reason: str) -> list[Action]:
-        if in_service == self.in_service:
-            return []
-        self.in_service = in_service
-        out: list[Action] = [Audit("lane_opened" if in_service else "lane_closed", operator, reason)]
+    @property
+    def in_service(self) -> bool:
+        return not self.closures
+
+    def set_in_service(self, in_service: bool, *, operator: str, reason: str, cause: str = OPERATOR) -> list[Action]:
+        """Close the lane for ``cause``, or withdraw that cause; the lane takes vehicles again only
+        when no cause is left — an operator's closure is withdrawn by an operator alone, and a
+        fault the lane closed for never reopens what an operator closed."""
+        was = self.in_service
         if in_service:
-            out.append(WELCOME)
+            if cause not in self.closures:
+                return []
+            del self.closures[cause]
         else:
-            out += [CLOSED, SetLight("red")]
+            if cause in self.closures:
+                return []
+            self.closures[cause] = Closure(operator, reason)
+        out: list[Action] = [
+            Audit("lane_opened" if in_service else "lane_closed", operator, reason, data=(("cause", cause),))
+        ]
+        if self.in_service != was:
+            out += [WELCOME] if self.in_service else [CLOSED, SetLight("red")]
         return out
+
+    def restore_closure(self, operator: str, reason: str) -> None:
+        """At start, before any vehicle: an operator's closure the journal kept."""
+        self.closures[OPERATOR] = Closure(operator, reason)
 
     # ------------------------------------------------------------------ completion
     def _complete(self, now: float) -> list[Action]:

@@ -113,6 +113,7 @@ class LaneTimeouts:
     identify_s: float = 5.0  # longest wait for tag/plates/weight before deciding on what we have
     decision_s: float = 120.0  # no decision for this long: say so (board "wait") and keep holding
     scan_s: float = 900.0  # queued + scanning longer than this: the scanner is overdue
+    scan_recheck_s: float = 30.0  # nothing heard of the scan for this long: ask the scanner again
     exit_s: float = 60.0  # gate open and nobody drove through: close when clear, mark abandoned
     gate_confirm_s: float = 4.0  # a barrier arm moves in 1-6 s; not at its limit switch by then: retry
     gate_retry_cap_s: float = 30.0  # retries back off up to this interval, without a retry cap

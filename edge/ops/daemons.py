@@ -12,7 +12,7 @@ site file, a corrupt or read-only state file, a missing credential — says so i
 unit files list in ``RestartPreventExitStatus=``: restarting cannot fix it, a technician can.
 
 A daemon never ends silently — under systemd or started by hand: its last log line says why
-it stopped, and the exit code says it too (:func:`_main`): SIGINT 130, SIGTERM 143 (the unit
+it stopped, and the exit code says it too (:func:`_stopped`): SIGINT 130, SIGTERM 143 (the unit
 files list both in ``SuccessExitStatus=``), a new site file to take ``EXIT_RESTART`` (75;
 systemd starts it again, by hand you do).
 """
@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from portlane.edge.config import Site, load_site
 from portlane.edge.errors import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, EXIT_RESTART, PortlaneError
@@ -80,7 +80,6 @@ async def run_lane_daemon(
     stop = stop or asyncio.Event()
     restart = asyncio.Event()
     signals = _Signals()
-    install_signal_handlers(stop, on_signal=signals)
     notifier = Notifier.from_env()
     recogniser: Recogniser | None = None
     rec_sock = os.environ.get("PORTLANE_RECOGNITION") or str(Path(run_directory()) / "recognition.sock")
@@ -90,6 +89,7 @@ async def run_lane_daemon(
     d = LaneDaemon(
         site, lane, state_dir=_state_dir(site), broker_url=broker_url, recogniser=recogniser, metrics=metrics
     )
+    install_signal_handlers(stop, reload=lambda: reload_from_file(d, site_file, notifier, restart), on_signal=signals)
     port = int(os.environ.get("PORTLANE_METRICS_PORT", "0") or 0)
     server = metrics.serve(port) if port else None
     wd = Watchdog(notifier)
@@ -110,10 +110,6 @@ async def run_lane_daemon(
                 async with asyncio.timeout(METRICS_PERIOD_S):
                     await stop.wait()
 
-    async def watch_restart() -> None:
-        await restart.wait()
-        stop.set()
-
     async with (
         ControlServer(default_path(f"lane-{lane.id}"), lane_handlers(d, site_file, restart)),
         asyncio.TaskGroup() as tg,
@@ -124,7 +120,7 @@ async def run_lane_daemon(
         aux = [
             tg.create_task(wd.run(stop), name="watchdog"),
             tg.create_task(publish_metrics(), name="metrics"),
-            tg.create_task(watch_restart(), name="restart"),
+            tg.create_task(_stop_on(restart, stop), name="restart"),
         ]
         await main
         notifier.stopping("flushing and going offline")
@@ -132,17 +128,18 @@ async def run_lane_daemon(
             t.cancel()
     if server is not None:
         server.close()
-    return EXIT_RESTART if restart.is_set() else signals.exit_code()
+    return _stopped(f"lane {lane.id}", restart, signals)
 
 
 async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: str | None = None) -> int:
     site = load_site(site_file)
     cfg = site.scanner(scanner_id)
     stop = asyncio.Event()
+    restart = asyncio.Event()
     signals = _Signals()
-    install_signal_handlers(stop, on_signal=signals)
     notifier = Notifier.from_env()
     d = ScannerDaemon(site, cfg, state_dir=_state_dir(site), broker_url=broker_url)
+    install_signal_handlers(stop, reload=lambda: reload_from_file(d, site_file, notifier, restart), on_signal=signals)
     wd = Watchdog(notifier)
     wd.register("scan-loop", lambda: d.heartbeat)
     wd.register("plc", lambda: d.supervisor.heartbeat)
@@ -154,10 +151,62 @@ async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: st
         main = tg.create_task(d.run(stop), name="scanner")
         notifier.ready(f"scanner {cfg.id} running")
         w = tg.create_task(wd.run(stop), name="watchdog")
+        r = tg.create_task(_stop_on(restart, stop), name="restart")
         await main
         notifier.stopping()
         w.cancel()
-    return signals.exit_code()
+        r.cancel()
+    return _stopped(f"scanner {cfg.id}", restart, signals)
+
+
+class _Reloadable(Protocol):
+    def reload(self, site: Site) -> list[str]: ...
+
+
+def reload_from_file(d: _Reloadable, site_file: Path, notifier: Notifier, restart: asyncio.Event) -> None:
+    """SIGHUP (``systemctl reload``): read the site file again and take it in place where the
+    daemon can; where it cannot, say so in one line and restart (``restart`` is set: the daemon
+    stops and exits EXIT_RESTART, which systemd restarts). A file that does not parse changes
+    nothing and is said in one line."""
+    notifier.reloading()
+    try:
+        try:
+            new = load_site(site_file)
+        except PortlaneError as exc:
+            log.error("reload refused, running on the file as it was: %s", "; ".join(str(exc).splitlines()))
+            return
+        needs = d.reload(new)
+        if needs:
+            log.warning("reload: %s changed in %s; restarting to apply it", ", ".join(needs), site_file)
+            restart.set()
+        else:
+            log.warning("reload: %s taken in place", site_file)
+    finally:
+        notifier.ready("running")
+
+
+async def _stop_on(restart: asyncio.Event, stop: asyncio.Event) -> None:
+    await restart.wait()
+    stop.set()
+
+
+def _stopped(what: str, restart: asyncio.Event | None, signals: _Signals) -> int:
+    """The one line a daemon says when it ends (by hand as under systemd), and its exit code:
+    EXIT_RESTART for a new site file, 128 + the signal that stopped it (130, 143), else 0."""
+    if restart is not None and restart.is_set():
+        log.warning(
+            "%s stopped to start on the new site file (exit %d: systemd starts it again; started by hand, start it "
+            "again)",
+            what,
+            EXIT_RESTART,
+        )
+        return EXIT_RESTART
+    code = signals.exit_code()
+    if signals.received is not None:
+        log.warning("%s stopped by %s (exit %d)", what, signals.received.name, code)
+    else:
+        log.warning("%s stopped", what)
+    return code
 
 
 async def run_recognition_daemon(*, threads: int | None = None) -> int:
@@ -207,33 +256,23 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
             notifier.stopping()
     if server is not None:
         server.close()
-    return signals.exit_code()
-
-
-#: What the last log line of a daemon says, by exit code (anything else: "exit N").
-_WHY = {
-    EXIT_OK: "stopped",
-    EXIT_RESTART: "stopped to take the new site file (exit 75): systemd starts it again; started by hand, "
-    "start it again",
-    128 + signal.SIGINT: "stopped by SIGINT (exit 130)",
-    128 + signal.SIGTERM: "stopped by SIGTERM (exit 143)",
-}
+    return _stopped("recognition", None, signals)
 
 
 def _main(run: Callable[[], Coroutine[Any, Any, int]], name: str) -> int:
-    """Run a daemon; whatever ends it, say why in its last log line and exit with the code."""
+    """Run a daemon (which says why it stopped in its last log line, ``_stopped``); errors
+    that end it before it runs are one line too, never a traceback."""
     setup_logging()
     try:
-        rc = asyncio.run(run())
+        return asyncio.run(run())
     except KeyboardInterrupt:  # ^C before the signal handlers were installed (start-up)
-        rc = EXIT_INTERRUPTED
+        log.warning("%s stopped by SIGINT while starting (exit %d)", name, EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     except PortlaneError as exc:
         # ConfigError, StateError, NonceStoreError, CredentialError …: one line, no traceback.
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"portlane: {line}", file=sys.stderr)
         return EXIT_CONFIG
-    log.info("%s %s", name, _WHY.get(rc, f"stopped (exit {rc})"), extra={"exit_code": rc})
-    return rc
 
 
 def main_recognition(threads: int | None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,6 +24,8 @@ from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.edge.trust.audit import require_operator
 
 __all__ = ["TRIAL_CONNECT_S", "lane_handlers", "scanner_handlers"]
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -47,8 +50,9 @@ def _operator(req: dict[str, Any]) -> tuple[str, str]:
 
 
 def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event) -> dict[str, Handler]:
-    """Control-socket handlers of a lane daemon. ``restart`` is set after a configuration was
-    applied (the daemon then exits with EXIT_RESTART and systemd starts it on the new file)."""
+    """Control-socket handlers of a lane daemon. A configuration applied is taken in place where
+    the daemon can (keys, authority, deadlines); otherwise ``restart`` is set (the daemon then
+    exits with EXIT_RESTART and systemd starts it on the new file), and the answer says why."""
     _who = _operator
 
     def _lane_ok(req: dict[str, Any]) -> None:
@@ -98,7 +102,10 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
     async def lane_service(req: dict[str, Any]) -> dict[str, Any]:
         _lane_ok(req)
         op, why = _who(req)
-        return {"in_service": d.set_in_service(bool(req.get("in_service")), operator=op, reason=why)}
+        in_service = d.set_in_service(bool(req.get("in_service")), operator=op, reason=why)
+        # An operator's open withdraws the operator's closure; a fault the lane closed for
+        # (gate offline, outbox, journal) keeps it closed until it is gone: say which.
+        return {"in_service": in_service, "closed_for": sorted(d.logic.closures)}
 
     async def outbox(req: dict[str, Any]) -> dict[str, Any]:
         action = req.get("action", "show")
@@ -187,8 +194,11 @@ def lane_handlers(d: LaneDaemon, site_file: Path | None, restart: asyncio.Event)
         d.unit.audit.append(
             "config_applied", actor=op, reason=why, lane=d.cfg.id, data={**change.as_dict(), "allow_key_change": allow}
         )
-        restart.set()
-        return {"applied": True, "restarting": True}
+        needs = d.reload(new)
+        if needs:
+            log.warning("%s: %s changed; restarting to apply the new site file", d.cfg.id, ", ".join(needs))
+            restart.set()
+        return {"applied": True, "restarting": bool(needs), "restart_for": needs}
 
     return {
         "status": status,

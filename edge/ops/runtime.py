@@ -302,13 +302,15 @@ def install_signal_handlers(
     stop: asyncio.Event,
     *,
     loop: asyncio.AbstractEventLoop | None = None,
+    reload: Callable[[], None] | None = None,
     on_signal: Callable[[signal.Signals], None] | None = None,
 ) -> Callable[[], None]:
     """SIGTERM and SIGINT set ``stop`` (graceful shutdown: finish the frame, flush the
     outbox, publish offline). A second signal while stopping is logged and ignored —
-    systemd escalates to SIGKILL after ``TimeoutStopSec``. ``on_signal`` is told which signal
-    started the stop (a daemon exits 128 + its number: 130, 143). Returns a function that
-    removes the handlers. Must be called from the loop's thread.
+    systemd escalates to SIGKILL after ``TimeoutStopSec``. With ``reload``, SIGHUP calls it
+    (``systemctl reload``: ``ExecReload=kill -HUP $MAINPID``). ``on_signal`` is told which
+    signal started the stop (a daemon exits 128 + its number: 130, 143). Returns a function
+    that removes the handlers. Must be called from the loop's thread.
     """
     loop = loop or asyncio.get_running_loop()
 
@@ -323,9 +325,12 @@ def install_signal_handlers(
             on_signal(sig)
         stop.set()
 
-    sigs = (signal.SIGTERM, signal.SIGINT)
+    sigs = [signal.SIGTERM, signal.SIGINT]
     for sig in sigs:
         loop.add_signal_handler(sig, _on_signal, int(sig))
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        sigs.append(signal.SIGHUP)
 
     def _remove() -> None:
         for sig in sigs:

@@ -37,7 +37,7 @@ from portlane.edge.errors import StateError
 from portlane.edge.journal import Journal
 from portlane.edge.trust.events import VerifiedEvent
 from portlane.edge.unit.actions import Publish
-from portlane.edge.unit.skeleton import StatusWord, Unit
+from portlane.edge.unit.skeleton import StatusWord, Unit, restart_needed
 from pydantic import ValidationError
 
 from .executor import ScannerExecutor
@@ -215,6 +215,14 @@ class ScannerDaemon:
             return
         n = self.unit.replay(seq, seq)
         log.info("%s: settling event of %s sent again (%d)", self.cfg.id, passage_id, n)
+
+    def reload(self, site: Site) -> list[str]:
+        """Take a new site file's keys and authority in place; return what needs a restart."""
+        restart = restart_needed(self.site, site, self.cfg.id)
+        if not restart:
+            self.unit.reload_trust(site)
+            self.site = site
+        return restart
 
     # ------------------------------------------------------------------ state
     def _save(self) -> None:

@@ -56,7 +56,7 @@ from portlane.edge.trust.rejections import RejectionAggregator
 
 from .intake import PeerIntake
 
-__all__ = ["DRAIN_S", "INBOX_SIZE", "StatusWord", "Unit", "UnitKind"]
+__all__ = ["DRAIN_S", "INBOX_SIZE", "StatusWord", "Unit", "UnitKind", "restart_needed"]
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,19 @@ class Unit:
         for t in types:
             self._listeners[(peer, t)] = handler
             self.link.subscribe(Topics(self.site.site.id, peer).event(t))
+
+    def reload_trust(self, site: Site) -> None:
+        """Take a new site file's keys and authority (platform keys, clients, other units' keys,
+        clock skew and validity) in place: the nonce store, the outbox and the connection stay."""
+        self.site = site
+        self.authority = Authority.from_site(site)
+        self.peers.peers.authority = self.authority
+        self.commands.verifier = CommandVerifier.from_site(
+            site,
+            self.id,
+            clock=lambda: dt.datetime.fromtimestamp(self.clock(), tz=dt.UTC),
+            nonce_store=self.nonces,
+        )
 
     def unkeyed(self, units: Iterable[str]) -> list[str]:
         """Those of ``units`` the site file gives no signing key (nothing of theirs is believed)."""
@@ -364,6 +377,28 @@ class Unit:
             },
             "broker": {"url": self.link.url, "connected": self.link.connected, "protocol": self.link.negotiated},
         }
+
+
+def restart_needed(old: Site, new: Site, unit: str) -> list[str]:
+    """What of a new site file a running unit cannot take in place: its own entry (devices,
+    links, its key), the broker, the state directory, the outbox, the site's identity and the
+    agencies. Trust (platform keys, clients, the other units' keys and their grants) and the
+    platform's deadlines are taken in place (:meth:`Unit.reload_trust`)."""
+
+    def own(site: Site) -> Any:
+        for group in (site.lanes, site.scanners):
+            for u in group:
+                if u.id == unit:
+                    return u.model_dump()
+        return None
+
+    out = []
+    if own(old) != own(new):
+        out.append(f"{unit}'s own entry" if own(new) is not None else f"{unit} is no longer in the file")
+    for name in ("site", "broker", "state_dir", "outbox", "agencies"):
+        if getattr(old, name) != getattr(new, name):
+            out.append(name)
+    return out
 
 
 async def _call(fn: Callable[[], Awaitable[None]]) -> None:

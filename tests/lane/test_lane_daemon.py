@@ -239,7 +239,7 @@ async def test_a_journal_it_cannot_write_closes_the_lane_and_the_vehicle_under_w
 
         monkeypatch.setattr(journal, "sync", sync)
         await release(r, pid)
-        assert not r.logic.in_service and "journal" in r.daemon._auto_closed
+        assert not r.logic.in_service and "journal" in r.logic.closures
         r.world.set_inputs(entry_loop=False, in_position=False, photocell=True, safety_loop=True)
         r.world.set_inputs(photocell=False, safety_loop=False, exit_loop=True)
         r.world.set_inputs(exit_loop=False)
@@ -282,3 +282,43 @@ async def test_a_lane_stopped_after_completing_a_passage_but_before_clearing_its
         assert r2.logic.passage is not None and r2.logic.passage.id != pid
     finally:
         await stop_lane(r2)
+
+
+async def test_an_operators_closure_survives_a_restart_and_no_fault_recovery_reopens_it(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """A technician closes the lane; a restart (``config apply``, SIGTERM, a power cut) must not
+    put it back in service, nor must the gate coming back online after a fault: only an
+    operator's ``lane open`` does (issue 24)."""
+    r = await start_lane(broker.url, tmp_path, timeouts=LaneTimeouts(identify_s=1.0, gate_confirm_s=0.3))
+    try:
+        await r.until(lambda: r.logic.started)
+        r.daemon.set_in_service(False, operator="tech-7", reason="barrier motor replaced")
+        assert not r.logic.in_service
+    finally:
+        await stop_lane(r)
+    r2 = await start_lane(broker.url, tmp_path, timeouts=LaneTimeouts(identify_s=1.0, gate_confirm_s=0.3))
+    try:
+        await r2.until(lambda: r2.logic.started)
+        assert not r2.logic.in_service and set(r2.logic.closures) == {"operator"}
+        assert r2.logic.closures["operator"].operator == "tech-7"
+        # A fault and its recovery come and go: the operator's closure stays.
+        r2.world.faults("gate").unplugged = True
+        await r2.until(lambda: "gate" in r2.logic.closures)
+        r2.world.faults("gate").unplugged = False
+        await r2.until(lambda: "gate" not in r2.logic.closures)
+        assert not r2.logic.in_service
+        # A vehicle on the entry loop gets no passage.
+        r2.world.set_inputs(entry_loop=True)
+        await r2.until(lambda: r2.logic.sensors.entry_loop)
+        assert r2.logic.passage is None
+        r2.world.set_inputs(entry_loop=False)
+        assert r2.daemon.set_in_service(True, operator="tech-7", reason="motor tested, lane back in use")
+    finally:
+        await stop_lane(r2)
+    r3 = await start_lane(broker.url, tmp_path, timeouts=LaneTimeouts(identify_s=1.0, gate_confirm_s=0.3))
+    try:
+        await r3.until(lambda: r3.logic.started)
+        assert r3.logic.in_service  # the reopening is journalled too
+    finally:
+        await stop_lane(r3)

@@ -232,3 +232,35 @@ def test_start_with_something_under_an_open_arm_holds() -> None:
     assert "close" in types(out) and not published(out, "passage.arrived")
     assert published(lane.on_sensors(Sensors(entry_loop=True), 2), "passage.arrived")
     assert lane.holding is None
+
+
+def test_a_lane_that_hears_nothing_of_its_scan_asks_again_and_a_replayed_start_never_moves_it_back() -> None:
+    """Around a broker restart the scanner's events can be lost or arrive out of order. A lane
+    waiting on the scanner re-checks (a re-sent request marked ``recheck``) instead of waiting
+    for ever; a re-sent or replayed ``scan.started`` after the result is ignored."""
+    t = LaneTimeouts()
+    lane = LaneLogic("c1", agencies=AG, has_scanner=True, timeouts=t)
+    pid = arrive(lane)
+    _ok, _r, out = lane.on_decision(pid, "customs", "inspect", nonce="a", now=3)
+    [first] = published(out, "inspection.requested")
+    assert first["recheck"] is False
+    assert published(lane.on_tick(3 + t.scan_recheck_s - 1), "inspection.requested") == []
+    lane.on_scan(pid, "queued", 3 + t.scan_recheck_s - 0.5)  # news: the scanner has it
+    assert published(lane.on_tick(3 + t.scan_recheck_s + 1), "inspection.requested") == []
+    [again] = published(lane.on_tick(3 + 2 * t.scan_recheck_s + 1), "inspection.requested")
+    assert again["recheck"] is True and again["passage_id"] == pid
+    lane.on_scan(pid, "completed", 100, scan_id=7, result="GREEN")
+    assert lane.stage == Stage.AWAITING_VERDICTS
+    assert lane.on_scan(pid, "started", 101, scan_id=7) == [] and lane.stage == Stage.AWAITING_VERDICTS
+    assert published(lane.on_tick(100 + 3 * t.scan_recheck_s), "inspection.requested") == []
+
+
+def test_a_fault_closure_never_reopens_what_an_operator_closed() -> None:
+    lane = started(LaneLogic("c1", agencies=AG, has_scanner=False))
+    lane.set_in_service(False, operator="portlane", reason="gate offline", cause="gate")
+    out = lane.set_in_service(False, operator="tech-7", reason="barrier motor replaced")
+    assert [a.kind for a in out if isinstance(a, Audit)] == ["lane_closed"]  # recorded although already closed
+    lane.set_in_service(True, operator="portlane", reason="gate back online", cause="gate")
+    assert not lane.in_service and set(lane.closures) == {"operator"}
+    out = lane.set_in_service(True, operator="tech-7", reason="lane back in use")
+    assert lane.in_service and "ShowBoard" in types(out)

@@ -141,7 +141,7 @@ class LaneMachine(RuleBasedStateMachine):
                     self.completions[d["passage_id"]] += 1
                     if d["outcome"] not in ("released", "diverted", "override", "abandoned", "recovered"):
                         self.violations.append(f"bad outcome {d['outcome']}")
-                elif t == "inspection.requested":
+                elif t == "inspection.requested" and not d["recheck"]:  # a re-check asks again, no new scan
                     self.scan_requests[d["passage_id"]] += 1
             opens_before = self._gate_commands("open")
             self.executor.apply([a])

@@ -24,6 +24,8 @@ def test_service_notify_watchdog_restart(name: str) -> None:
     assert int(one(u, "Unit", "StartLimitIntervalSec")) >= 60
     assert int(one(u, s, "TimeoutStopSec")) >= 10
     assert one(u, s, "ExecStart").startswith(f"{BINARY} daemon ")
+    if "recognition" not in name:  # `systemctl reload`: SIGHUP, taken in place where it can be
+        assert one(u, s, "ExecReload") == "/bin/kill -HUP $MAINPID"
     assert one(u, "Unit", "PartOf") == "portlane.target"
     assert one(u, "Install", "WantedBy") == "portlane.target"
     sock = [v for v in values(u, s, "Environment") if v.startswith("PORTLANE_CONTROL=")]

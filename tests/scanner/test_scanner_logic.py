@@ -30,7 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus, ScanResult
 from portlane.edge.contract.events import InspectionRequested
 from portlane.edge.scanner.executor import ScannerExecutor
-from portlane.edge.scanner.logic import Fire, Phase, ScannerAction, ScannerLogic
+from portlane.edge.scanner.logic import Fire, Phase, Resend, ScannerAction, ScannerLogic
 from portlane.edge.unit.actions import Publish
 
 LANES = ("c1", "c2", "c3")
@@ -327,3 +327,41 @@ def test_removing_a_scanner_guard_is_caught(guard: str, monkeypatch: pytest.Monk
         if guard == "executor_zone":
             _zone_opens_after_the_decision()  # the directed case first, then the search
         _run()
+
+
+def _status(state: ScannerState = ScannerState.READY, **kw: Any) -> ScannerStatus:
+    return ScannerStatus(state=state, zone_clear=kw.pop("zone_clear", True), **kw)
+
+
+def _req(pid: str, *, recheck: bool = False) -> InspectionRequested:
+    return InspectionRequested(passage_id=pid, lane="c1", vehicle_ref=pid, recheck=recheck)
+
+
+def test_a_recheck_gets_the_settled_result_again_and_queues_a_request_never_received() -> None:
+    logic = ScannerLogic("xray-1", LANES)
+    logic.on_status(_status(), 0)
+    [fire] = [a for a in logic.on_request(_req("p1"), 0) if isinstance(a, Fire)]
+    logic.on_fired("p1", 1, status=_status(ScannerState.SCANNING, scan_id=1))
+    done = logic.on_status(_status(ScannerState.COMPLETE, scan_id=1, result=ScanResult.GREEN), 20)
+    assert [a.type for a in done if isinstance(a, Publish)] == ["scan.completed"]
+    assert logic.on_request(_req("p1"), 21) == []  # re-delivered: one inspection per passage
+    assert logic.on_request(_req("p1", recheck=True), 22) == [Resend("p1")]  # asked again: the result again
+    queued = logic.on_request(_req("p2", recheck=True), 23)  # a request the scanner never got
+    assert [a.type for a in queued if isinstance(a, Publish)] == ["scan.queued"]
+    assert fire.entry.passage_id == "p1" and logic.settled_requests == 2
+
+
+def test_a_restart_settles_the_journalled_scan_from_the_plc_before_firing_again() -> None:
+    logic = ScannerLogic("xray-1", LANES)
+    logic.on_status(_status(scan_id=4), 0)
+    logic.on_request(_req("p1"), 0)
+    logic.on_request(_req("p2"), 0)
+    journal = logic.journal()
+    assert journal.keys() == {"current", "queued:p2"} and journal["current"]["scan_id_before"] == 4
+    after = ScannerLogic("xray-1", LANES)
+    after.restore(journal, [])
+    assert after.phase is Phase.RECOVERING
+    # The PLC fired and finished while the daemon was down: its result is published, p2 goes next.
+    out = after.on_status(_status(ScannerState.COMPLETE, scan_id=5, result=ScanResult.RED), 10)
+    assert [(a.type, a.subject) for a in out if isinstance(a, Publish)] == [("scan.completed", "p1")]
+    assert [a.entry.passage_id for a in out if isinstance(a, Fire)] == ["p2"]

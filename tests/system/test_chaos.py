@@ -3,7 +3,8 @@ processes, Mosquitto with persistence), without a fault and with the broker kill
 platform was offline (its gaps come back through signed ``replay_events``).
 
 and every other scenario of docs/reliability.md at a small size (3 lanes, 9 vehicles, about
-20 s each): lane and scanner killed mid-passage, serial noise and Modbus exceptions during a
+20 s each): the broker restarted gracefully (down 20 s), a full replay of every unit mid-run,
+lane and scanner killed mid-passage, serial noise and Modbus exceptions during a
 release, a state filesystem that fills up, a read-only state directory (the last two need
 user namespaces).
 """
@@ -44,7 +45,16 @@ async def test_events_lost_by_a_broker_crash_are_replayed() -> None:
 
 @pytest.mark.parametrize(
     "scenario",
-    ["lane_kill", "scanner_kill", "serial_noise", "modbus_exception", "disk_full", "readonly_state"],
+    [
+        "broker_restart",
+        "replay_storm",
+        "lane_kill",
+        "scanner_kill",
+        "serial_noise",
+        "modbus_exception",
+        "disk_full",
+        "readonly_state",
+    ],
 )
 async def test_the_port_recovers_from(scenario: str) -> None:
     r = await chaos.run_scenario(scenario, lanes=3, vehicles=9, seed=3)

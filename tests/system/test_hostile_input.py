@@ -160,9 +160,9 @@ async def test_generated_input_on_every_subscribed_topic_changes_nothing(
     if r.logic.passage is None:
         await _waiting_for_a_decision(r)
     before = (r.logic.stage, len(r.world.commands), r.logic.passage.id if r.logic.passage else None)
-    handled = r.daemon.commands.counters.rejected + r.daemon.commands.counters.accepted
+    handled = r.daemon.unit.commands.counters.rejected + r.daemon.unit.commands.counters.accepted
     for topic, payload, retain, props in batch:
-        r.daemon._on_message(Message(topic, payload, retain, props))
+        r.daemon.unit._on_message(Message(topic, payload, retain, props))
     # every message is handled (or dropped) before the probe, which goes last through the same inbox
     await r.platform.send("c1", "board_message", lines=[{"text": f"probe {handled}", "colour": "amber"}])
     await r.until(lambda: any(f"probe {handled}" == line.text for line in r.world.board))
