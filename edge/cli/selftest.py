@@ -130,25 +130,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(site_id: str, sim: bool, reports: list[DeviceReport]) -> None:
-    """One row per device that fits 80 columns: the device's name and result whole, never cut
-    (kind and backend go before the detail, which wraps)."""
+    """One row per device that fits 80 columns: name and result whole, the detail wraps."""
     from rich.table import Table
 
     from ._common import console
 
     table = Table(title=f"selftest {site_id}{' (simulators)' if sim else ''}")
-    table.add_column("device", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    table.add_column("ms", justify="right", no_wrap=True)
+    for col, kw in (("device", {}), ("result", {}), ("ms", {"justify": "right"})):
+        table.add_column(col, no_wrap=True, **kw)  # type: ignore[arg-type]
     table.add_column("backend: detail / error", overflow="fold", ratio=1)
     for r in reports:
         ms = f"{r.latency_ms:.0f}" if r.latency_ms is not None else "-"
-        table.add_row(
-            r.device,
-            "[green]ok[/]" if r.ok else "[red]FAIL[/]",
-            ms,
-            f"[dim]{r.backend}:[/] {r.error or r.detail or ''}",
-        )
+        ok = "[green]ok[/]" if r.ok else "[red]FAIL[/]"
+        table.add_row(r.device, ok, ms, f"[dim]{r.backend}:[/] {r.error or r.detail or ''}")
     console().print(table)
 
 

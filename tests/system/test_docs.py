@@ -21,6 +21,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,9 @@ BACKGROUND = re.compile(r"&\s*(?:\w+=\$!)?\s*(?:#.*)?$")
 #: The walkthrough starts daemons, waits for traffic and reconfigures twice: a few minutes on a
 #: busy 2-core machine.
 WALKTHROUGH_TIMEOUT_S = 900
+#: No command of the walkthrough takes longer than this (the longest waits are 60 s): a command
+#: that does (a `wait` for a daemon that will not stop) ends the run, named.
+COMMAND_TIMEOUT_S = 180
 
 
 @dataclass(frozen=True)
@@ -226,8 +230,9 @@ def test_the_walkthrough_on_simulators_runs_as_written(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # the daemons it starts stay in its process group
         )
+        stuck = False
         try:
-            proc.wait(timeout=WALKTHROUGH_TIMEOUT_S)
+            stuck = _run_while_progressing(proc, results)
         finally:
             _stop_everything(proc, work)
     ran = {}
@@ -236,9 +241,27 @@ def test_the_walkthrough_on_simulators_runs_as_written(tmp_path: Path) -> None:
         ran[where] = (int(want), int(got))
     expected = [c.where for b in RUN for c in b.commands if c.expected is not None]
     drift = [f"{w}: exit {got}, the docs say {want}" for w, (want, got) in ran.items() if want != got]
+    if stuck:
+        drift.append(f"stuck for {COMMAND_TIMEOUT_S} s after {next(reversed(ran), 'the start')}")
     missing = [w for w in expected if w not in ran]
     tail = log.read_text(encoding="utf-8", errors="replace")[-6000:]
     assert not drift and not missing, "\n".join([*drift, *(f"{w}: not reached" for w in missing), tail])
+
+
+def _run_while_progressing(proc: subprocess.Popen[bytes], results: Path) -> bool:
+    """Wait for the session while each command ends within COMMAND_TIMEOUT_S (and the whole
+    within WALKTHROUGH_TIMEOUT_S); True when it got stuck."""
+    done = 0
+    deadline = time.monotonic() + WALKTHROUGH_TIMEOUT_S
+    while True:
+        try:
+            proc.wait(timeout=COMMAND_TIMEOUT_S)
+            return False
+        except subprocess.TimeoutExpired:
+            now_done = len(results.read_text(encoding="utf-8").splitlines()) if results.exists() else 0
+            if now_done == done or time.monotonic() > deadline:
+                return True
+            done = now_done
 
 
 def _stop_everything(proc: subprocess.Popen[bytes], work: Path) -> None:
