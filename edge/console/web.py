@@ -110,6 +110,11 @@ async def report_page(request: web.Request) -> web.StreamResponse:
     return await _page(request, "report.html")
 
 
+async def wall_page(request: web.Request) -> web.StreamResponse:
+    """Every lane and the scanner on one screen, dark, large type, live: for a wall (docs/console.md)."""
+    return await _page(request, "wall.html")
+
+
 async def login(request: web.Request) -> web.StreamResponse:
     try:
         body = await request.json()
@@ -367,6 +372,7 @@ def make_app(svc: ConsoleService) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/login", login_page)
     app.router.add_get("/report", report_page)
+    app.router.add_get("/wall", wall_page)
     app.router.add_static("/static/", STATIC, append_version=False)
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
