@@ -177,32 +177,19 @@ def ask(path: str, op: str, args: argparse.Namespace | None = None, **fields: ob
     return request_sync(path, op, timeout_s=timeout, **fields)
 
 
-def ask_all(args: argparse.Namespace, op: str, **fields: object) -> tuple[list[tuple[str, Answer]], list[str]]:
-    """Ask every daemon; return ``([(socket, answer)], [unreachable messages])``."""
+def ask_all(
+    args: argparse.Namespace, op: str, *, implementing: bool = False, **fields: object
+) -> tuple[list[tuple[str, Answer]], list[str]]:
+    """Ask every daemon — with ``implementing``, only those whose ``ping`` lists ``op`` (a
+    scanner daemon has no lane devices or lane outbox to show); return
+    ``([(socket, answer)], [unreachable messages])``."""
     from portlane.edge.errors import DaemonUnreachableError
 
     answers: list[tuple[str, Answer]] = []
     down: list[str] = []
     for path in sockets(args):
         try:
-            answers.append((path, ask(path, op, args, **fields)))
-        except DaemonUnreachableError as exc:
-            down.append(str(exc))
-    if not answers and down:
-        raise UnreachableError("; ".join(down))
-    return answers, down
-
-
-def ask_implementing(args: argparse.Namespace, op: str, **fields: object) -> tuple[list[tuple[str, Answer]], list[str]]:
-    """:func:`ask_all`, but only the daemons that implement ``op`` (a scanner daemon has no
-    lane devices or outbox of a lane to show): ``([(socket, answer)], [unreachable messages])``."""
-    from portlane.edge.errors import DaemonUnreachableError
-
-    answers: list[tuple[str, Answer]] = []
-    down: list[str] = []
-    for path in sockets(args):
-        try:
-            if op in _ops_of(ask(path, "ping", args)):
+            if not implementing or op in _ops_of(ask(path, "ping", args)):
                 answers.append((path, ask(path, op, args, **fields)))
         except DaemonUnreachableError as exc:
             down.append(str(exc))

@@ -20,26 +20,21 @@ _ENVIRONMENT = (
 def register(sub: Any) -> None:
     p = sub.add_parser("daemon", help="run a lane or scanner daemon (what the systemd units start)")
     dsub = p.add_subparsers(dest="daemon_kind", metavar="KIND", required=True)
-    lane = dsub.add_parser(
-        "lane",
-        help="one lane's daemon",
-        description="Drive one lane's devices and passages (what portlane-lane@LANE.service runs). "
-        + _ENVIRONMENT.format(name="lane-LANE"),
-    )
-    lane.add_argument("--site", type=Path, required=True, help="the site file (e.g. /etc/portlane/site.yaml)")
-    lane.add_argument("--lane", required=True, help="the id of the lane in the site file to drive (e.g. c1)")
-    lane.add_argument("--broker", metavar="URL", help="use this broker instead of the site file's broker.url")
-    lane.set_defaults(func=run)
-    sc = dsub.add_parser(
-        "scanner",
-        help="the shared X-ray scanner daemon",
-        description="Drive the shared X-ray scanner and its queue (what portlane-scanner@ID.service runs). "
-        + _ENVIRONMENT.format(name="scanner-ID"),
-    )
-    sc.add_argument("--site", type=Path, required=True, help="the site file (e.g. /etc/portlane/site.yaml)")
-    sc.add_argument("--scanner", required=True, help="the id of the scanner in the site file (e.g. xray-1)")
-    sc.add_argument("--broker", metavar="URL", help="use this broker instead of the site file's broker.url")
-    sc.set_defaults(func=run)
+    for kind, unit, doing in (
+        ("lane", "LANE", "one lane's devices and passages"),
+        ("scanner", "ID", "the shared X-ray scanner and its queue"),
+    ):
+        d = dsub.add_parser(
+            kind,
+            help=f"the daemon of {doing}",
+            description=f"Drive {doing} (what portlane-{kind}@{unit}.service runs). "
+            + _ENVIRONMENT.format(name=f"{kind}-{unit}"),
+        )
+        d.add_argument("--site", type=Path, required=True, help="the site file (e.g. /etc/portlane/site.yaml)")
+        example = "c1" if kind == "lane" else "xray-1"
+        d.add_argument(f"--{kind}", required=True, help=f"the id of the {kind} in the site file (e.g. {example})")
+        d.add_argument("--broker", metavar="URL", help="use this broker instead of the site file's broker.url")
+        d.set_defaults(func=run)
     rec = dsub.add_parser("recognition", help="the site's shared plate/container recognition worker")
     rec.add_argument("--site", type=Path, help="accepted for symmetry with the other units; not needed")
     rec.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")

@@ -17,7 +17,7 @@ from typing import Any
 
 from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, UsageError
 
-from ._common import Answer, act, act_opts, ask, ask_implementing, daemon_opts, guard, print_json, print_mapping, route
+from ._common import Answer, act, act_opts, ask, ask_all, daemon_opts, guard, print_json, print_mapping, route
 
 
 def register(sub: Any) -> None:
@@ -49,7 +49,7 @@ def run_show(args: argparse.Namespace) -> int:
         path = route(args, "outbox", lane=args.lane)
         answers = [(path, ask(path, "outbox", args, action="show", count=None))]
     else:
-        answers, down = ask_implementing(args, "outbox", action="show", count=None)
+        answers, down = ask_all(args, "outbox", implementing=True, action="show", count=None)
     all_ok = all(a.get("ok") for _p, a in answers)
     if args.json:
         print_json({"ok": all_ok and not down, "daemons": [{"socket": p, **a} for p, a in answers], "errors": down})

@@ -15,7 +15,7 @@ from typing import Any
 
 from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 
-from ._common import ask_all, ask_implementing, console, daemon_opts, err, guard, health, print_json, print_mapping
+from ._common import ask_all, console, daemon_opts, err, guard, health, print_json, print_mapping
 
 
 def register(sub: Any) -> None:
@@ -150,7 +150,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 @guard
 def run_devices(args: argparse.Namespace) -> int:
-    answers, down = ask_implementing(args, "devices")
+    answers, down = ask_all(args, "devices", implementing=True)
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
     for path, a in answers:
