@@ -130,7 +130,9 @@ class TrustedKey(_Frozen):
     id: str = Field(pattern=ID_PATTERN)
     public_key: str = Field(description="Ed25519 public key, 32 bytes, base64")
     agencies: tuple[Agency, ...] | None = Field(
-        None, description="agencies whose verdicts (decision/release/hold/divert) this key may sign; omitted = any"
+        None,
+        description="agencies whose verdicts (decision/release/hold/divert), pre-decisions and revokes this key "
+        "may sign; omitted = any",
     )
     lanes: tuple[str, ...] | None = Field(
         None, description="lane/scanner ids this key may command; omitted = every unit of the site"

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import secrets
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -309,7 +310,17 @@ async def _run(
         from portlane.edge.demo.secure import OBSERVER
 
         tls = secure.link_tls(OBSERVER)
-    observer = run.observer = EventObserver(url, site.site.id, protocol=protocol or "auto", tls=tls)
+    # A persistent session (per run, so that a run never inherits another's queue): what the
+    # broker acknowledged while the observer was reconnecting — a broker restart — is still
+    # delivered to it, so the demo's accounting does not count it lost.
+    observer = run.observer = EventObserver(
+        url,
+        site.site.id,
+        protocol=protocol or "auto",
+        tls=tls,
+        persistent_session=True,
+        **({} if secure is not None else {"client_id": f"portlane-observer-{secrets.token_hex(4)}"}),
+    )
     recogniser = None
     if opts.recognition:
         from portlane.edge.lane.recognition import LocalRecogniser, camera_rois

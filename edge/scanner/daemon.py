@@ -26,18 +26,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from portlane.drivers import registry
 from portlane.drivers.base import Device, ScannerDriver, ScannerStatus
 from portlane.drivers.supervisor import Supervisor
-from portlane.edge.config import MqttProtocol, ScannerConfig, Site
+from portlane.edge.config import ScannerConfig, Site
 from portlane.edge.contract.events import InspectionRequested, PassageCompleted
 from portlane.edge.errors import StateError
 from portlane.edge.journal import Journal
 from portlane.edge.trust.events import VerifiedEvent
 from portlane.edge.unit.actions import Publish
-from portlane.edge.unit.skeleton import StatusWord, Unit, restart_needed
+from portlane.edge.unit.skeleton import Connection, StatusWord, Unit, restart_needed
 from pydantic import ValidationError
 
 from .executor import ScannerExecutor
@@ -60,13 +60,11 @@ class ScannerDaemon:
         cfg: ScannerConfig,
         *,
         state_dir: Path,
-        broker_url: str | None = None,
-        broker_protocol: MqttProtocol | None = None,
-        clock: Callable[[], float] = time.time,
+        **connection: Unpack[Connection],
     ) -> None:
         self.site = site
         self.cfg = cfg
-        self.clock = clock
+        self.clock = clock = connection.get("clock", time.time)
         state_dir = Path(state_dir)
         self.logic = ScannerLogic(
             cfg.id,
@@ -81,10 +79,8 @@ class ScannerDaemon:
             kind="scanner",
             key=cfg.key,
             state_dir=state_dir,
-            broker_url=broker_url,
-            broker_protocol=broker_protocol,
-            clock=clock,
             status=self._status_word,
+            **connection,
         )
         # The X-ray fires only for requests its lanes' keys signed.
         for lane in cfg.lanes:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from portlane.edge import __version__
 from portlane.edge.config import MqttProtocol, Site, UnitKey
@@ -56,7 +56,7 @@ from portlane.edge.trust.rejections import RejectionAggregator
 
 from .intake import PeerIntake
 
-__all__ = ["DRAIN_S", "INBOX_SIZE", "StatusWord", "Unit", "UnitKind", "restart_needed"]
+__all__ = ["DRAIN_S", "INBOX_SIZE", "Connection", "StatusWord", "Unit", "UnitKind", "restart_needed"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,16 @@ OFFLINE_S = 2.0
 
 UnitKind = Literal["lane", "scanner"]
 PeerHandler = Callable[[VerifiedEvent], None]
+
+
+class Connection(TypedDict, total=False):
+    """How a daemon's unit reaches the broker and tells time, when not as the site file says:
+    the keyword arguments every daemon passes on to its :class:`Unit` (tests and the demo point
+    them at their own broker and clock)."""
+
+    broker_url: str | None
+    broker_protocol: MqttProtocol | None
+    clock: Callable[[], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +176,7 @@ class Unit:
             ),
             audit=self.audit,
             events=self.events,
-            link=self.link,
+            respond=self.link.publish_best_effort,
             clock=clock,
         )
         self.commands.register("replay_events", self._replay_command)

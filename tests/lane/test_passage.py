@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from portlane.edge.contract.events import PlateRead
-from portlane.edge.lane.actions import Action, Audit, CloseGate, Identify, OpenGate, Publish, SetLight
+from portlane.edge.lane.actions import Audit, SetLight
 from portlane.edge.lane.logic import LaneLogic
 from portlane.edge.lane.passage import Identity, LaneTimeouts, Sensors, Stage
+
+from tests.lane_actions import published, types
 
 AG = ("customs", "border")
 ID = Identity(plates=(PlateRead(text="粤B12345", kind="cn", confidence=0.97),), confidence=0.97)
 OPEN = Sensors(gate_open=True, gate_closed=False)
-
-
-def types(actions: list[Action]) -> list[str]:
-    names = {OpenGate: "open", CloseGate: "close", Identify: "identify", Audit: "audit"}
-    return [a.type if isinstance(a, Publish) else names.get(type(a), type(a).__name__) for a in actions]
-
-
-def published(actions: list[Action], type_: str) -> list[dict[str, Any]]:
-    return [a.data.model_dump() for a in actions if isinstance(a, Publish) and a.type == type_]
 
 
 def started(lane: LaneLogic, now: float = -1.0) -> LaneLogic:
