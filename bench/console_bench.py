@@ -183,7 +183,7 @@ async def bench_report(site_file: Path, n: int) -> dict[str, Any]:
                 for i in range(0, len(evs), 2000):
                     svc.ingest([Message(t, json.dumps(e).encode(), False, {}) for t, e in evs[i : i + 2000]])
             start = time.perf_counter()
-            rep = clearance(svc._db(), site=site.site.id, tz=ZoneInfo(site.site.timezone))
+            rep = clearance(svc.db(), site=site.site.id, tz=ZoneInfo(site.site.timezone))
             elapsed = time.perf_counter() - start
     return {"passages": rep.groups["all"]["all"]["passages"], "seconds": round(elapsed, 2)}
 

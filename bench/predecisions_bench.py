@@ -23,8 +23,8 @@ from typing import Any
 
 from portlane.edge.contract.events import PlateRead
 from portlane.edge.lane.passage import Identity
+from portlane.edge.lane.predecision_rules import Declared, FullMatch, Observed
 from portlane.edge.lane.predecision_store import PredecisionStore
-from portlane.edge.lane.predecisions import Declared, FullMatch, Observed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import machine

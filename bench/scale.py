@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +101,6 @@ def probe_read(pid: int) -> dict[str, float]:
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
-
-
-def probe_tasks(pid: int) -> int | None:
-    """The asyncio task count the probe in ``pid`` wrote last (None without the probe)."""
-    n = probe_read(pid).get("tasks")
-    return None if n is None else int(n)
 
 
 def percentiles(xs: Sequence[float], ps: Sequence[int] = (50, 95, 99)) -> dict[str, float | None]:
@@ -317,7 +311,3 @@ async def scale_port(
 
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def sample_dict(s: ProcSample | None) -> dict[str, Any] | None:
-    return None if s is None else asdict(s)

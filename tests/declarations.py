@@ -17,7 +17,7 @@ from portlane.edge.contract.commands import ARGS, PredecisionArgs, RevokeArgs, S
 from portlane.edge.contract.events import ContainerRead, PlateRead
 from portlane.edge.contract.times import rfc3339
 from portlane.edge.lane.passage import Identity
-from portlane.edge.lane.predecisions import ControlOrder, Declared
+from portlane.edge.lane.predecision_rules import ControlOrder, Declared
 from portlane.edge.trust.commands import CommandSigner
 from portlane.edge.trust.keys import generate_keypair
 from pydantic import BaseModel

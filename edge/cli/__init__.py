@@ -23,8 +23,11 @@ serial      serial sniff
 diag        diag bundle
 daemon      daemon lane | scanner | recognition
 systemd     systemd install
-console     console serve | user add | list | remove
+console     console serve | user
+pki         pki init | issue | acl
 report      report clearance
+_common     (no commands) exit codes, output, the way to a daemon
+_cargo_selftest  (no commands) selftest's exercise of the radiation portal and seal reader
 ==========  ==================================================================
 
 Exit codes: the table in ``portlane.edge.errors`` (docs/operations.md "Exit codes"). A

@@ -137,7 +137,7 @@ def _fail(message: str, as_json: bool, rc: int) -> int:
 def _checkpoint(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
     """(checkpoint or None, authority or None, error line or None) from --checkpoint/--broker/--site."""
     from portlane.edge.errors import CheckpointError
-    from portlane.edge.trust.audit import Checkpoint
+    from portlane.edge.trust.audit_chain import Checkpoint
 
     authority = None
     site_id = None
@@ -214,7 +214,7 @@ def _fetch_retained(args: argparse.Namespace, topic: str) -> bytes | None:
 
 def run_verify(args: argparse.Namespace) -> int:
     from portlane.edge.errors import CheckpointError
-    from portlane.edge.trust.audit import verify_log
+    from portlane.edge.trust.audit_chain import verify_log
 
     path = _file(args)
     checkpoint, authority, error = _checkpoint(args)
@@ -259,7 +259,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from portlane.edge.trust.audit import read_entries
+    from portlane.edge.trust.audit_chain import read_entries
 
     path = _file(args)
     try:

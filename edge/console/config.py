@@ -19,10 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from portlane.edge.contract.vocabulary import LOW_CONFIDENCE
 from portlane.edge.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .live import DEFAULT_LOW_CONFIDENCE, STAGE_RANK
+from .picture import STAGE_RANK
 from .signatures import EventKey
 
 __all__ = ["ConsoleConfig", "load_console_config"]
@@ -68,7 +69,7 @@ class ConsoleConfig(_Frozen):
     require_signed_events: bool = False
     backfill: bool = Field(True, description="ask a unit first seen mid-stream for its retained earlier events")
     stuck_after_s: dict[str, float] = Field(default_factory=dict)
-    low_confidence: float = Field(DEFAULT_LOW_CONFIDENCE, ge=0, le=1)
+    low_confidence: float = Field(LOW_CONFIDENCE, ge=0, le=1)
     cookie_secure: bool = False
 
     @model_validator(mode="after")

@@ -1,6 +1,6 @@
 """From MQTT message to accepted event: envelope parsing and the per-stream ledger. Pure.
 
-The contract (``docs/asyncapi.yaml``; signatures in docs/security.md):
+The contract (``docs/asyncapi.yaml``, ``edge/contract/``):
 
 * an event's ``id`` is ``{site}/{unit}/{epoch}/{seq}`` (``{site}/{unit}/{seq}`` before stream
   epochs existed; such events count as epoch 0) and is stable across redelivery: a consumer
@@ -19,10 +19,11 @@ signature verification, so a forged ``seq`` cannot trigger replays or hide real 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from portlane.edge.contract.envelope import MAX_EVENT_BYTES
 from portlane.edge.contract.events import EVENTS, UnitStatus
 from portlane.edge.contract.times import parse_rfc3339
 from portlane.edge.contract.topics import Topics
@@ -30,9 +31,6 @@ from portlane.edge.errors import EventRejectedError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = ["Event", "Observation", "StreamLedger", "check_payload", "parse_event", "parse_status"]
-
-#: Largest event accepted; the contract's biggest payload (an identification with crops) fits.
-MAX_EVENT_BYTES = 256 * 1024
 
 
 class _Wire(BaseModel):
@@ -257,12 +255,3 @@ def _remove(ranges: list[tuple[int, int]], seq: int) -> list[tuple[int, int]]:
         else:
             out.append((a, b))
     return out
-
-
-def ranges_within(ranges: Iterable[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
-    """The parts of ``ranges`` inside ``[lo, hi]``."""
-    return [(max(a, lo), min(b, hi)) for a, b in ranges if a <= hi and b >= lo]
-
-
-def envelope_without_sig(envelope: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in envelope.items() if k != "sig"}

@@ -1,6 +1,7 @@
 """The site's live picture and the alarm rules, fed by accepted events. Pure: no I/O, no clock.
 
 :class:`SiteLive` turns events (in any order across units, as a broker delivers them) into
+changes of the picture (its state, ``picture.py``) and effects (``effects.py``):
 
 * each lane's state: online, in or out of service, the current passage with its stage and
   when it entered it, device health, passages completed, the last one;
@@ -9,7 +10,7 @@
 * effects for the caller to persist: :class:`Raise` / :class:`Clear` of an alarm (``key`` names
   the condition, so raising twice is one alarm) and :class:`Completed` passages.
 
-A passage's stage only moves forward (``STAGE_RANK``): an event replayed after a gap, or a
+A passage's stage only moves forward (``picture.STAGE_RANK``): an event replayed after a gap, or a
 scanner event overtaking the lane's, cannot move the picture backwards. The lanes publish no
 "in position" event, so a passage is ``arrived`` until it is identified.
 
@@ -32,27 +33,19 @@ from __future__ import annotations
 import datetime as dt
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from portlane.edge.config import Site
 from portlane.edge.contract.times import parse_rfc3339
+from portlane.edge.contract.vocabulary import LOW_CONFIDENCE
 
+from .effects import Clear, Completed, Effect, Raise
 from .ingest import Event
+from .picture import LaneLive, PassageLive, ScannerLive, vehicle_kind
 from .store import PassageRow
 
-__all__ = ["STAGE_RANK", "Clear", "Completed", "Effect", "Raise", "SiteLive", "vehicle_kind"]
-
-STAGE_RANK = {
-    "arrived": 0,
-    "awaiting_decision": 1,
-    "inspection_queued": 2,
-    "scanning": 3,
-    "awaiting_verdicts": 4,
-    "released": 5,
-    "diverted": 5,
-}
+__all__ = ["DEFAULT_STUCK_AFTER_S", "SiteLive"]
 
 #: Longest a passage may stay in one stage before it is "stuck", in real seconds. A decision
 #: normally takes seconds, a scan 10–40 s plus the queue, a released truck clears the gate in
@@ -67,107 +60,8 @@ DEFAULT_STUCK_AFTER_S: dict[str, float] = {
     "diverted": 120.0,
 }
 
-#: Identifications below this confidence wait for an officer even without an exception.
-DEFAULT_LOW_CONFIDENCE = 0.8
-#: The scanner's utilisation is the busy share of this window.
-UTILISATION_WINDOW_MS = 3_600_000
 #: Completed passage ids remembered to ignore late events of finished passages.
 _COMPLETED_MEMORY = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class Raise:
-    key: str
-    kind: str
-    severity: str  # critical | warning | info
-    unit: str | None
-    passage_id: str | None
-    agencies: tuple[str, ...]  # who sees and acknowledges it; () = site alarm (supervisors)
-    title: str
-    detail: str
-    event_id: str | None
-    ms: int
-    notice: bool = False  # a one-off: stored already cleared, waits only for acknowledgement
-
-
-@dataclass(frozen=True, slots=True)
-class Clear:
-    key: str
-    ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class Completed:
-    row: PassageRow
-
-
-Effect = Raise | Clear | Completed
-
-
-@dataclass
-class PassageLive:
-    id: str
-    arrived_ms: int
-    stage: str = "arrived"
-    stage_since_ms: int = 0
-    plates: list[str] = field(default_factory=list)
-    containers: list[str] = field(default_factory=list)
-    confidence: float | None = None
-    exceptions: list[str] = field(default_factory=list)
-    decisions: dict[str, str] = field(default_factory=dict)
-    scan_result: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "arrived_ms": self.arrived_ms,
-            "stage": self.stage,
-            "stage_since_ms": self.stage_since_ms,
-            "plates": self.plates,
-            "containers": self.containers,
-            "confidence": self.confidence,
-            "exceptions": self.exceptions,
-            "decisions": self.decisions,
-            "scan_result": self.scan_result,
-        }
-
-
-@dataclass
-class LaneLive:
-    id: str
-    kind: str
-    agencies: tuple[str, ...]
-    scanner: str | None
-    online: bool | None = None  # None: no status seen yet
-    in_service: bool = True
-    closed_reason: str | None = None
-    auto_closed: bool = False
-    passage: PassageLive | None = None
-    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
-    completed: int = 0
-    last: dict[str, Any] | None = None
-    status_ms: int = 0
-
-
-@dataclass
-class ScannerLive:
-    id: str
-    lanes: tuple[str, ...]
-    online: bool | None = None
-    queue: dict[str, dict[str, Any]] = field(default_factory=dict)  # passage id -> {lane, queued_ms}
-    lease: dict[str, Any] | None = None
-    busy: deque[tuple[int, int]] = field(default_factory=deque)
-    scans: int = 0
-    last_result: dict[str, Any] | None = None
-    faults: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10))
-    first_ms: int | None = None
-
-
-def vehicle_kind(lane_kind: str, containers: Sequence[str]) -> str:
-    """``car`` on a passenger lane; on a cargo lane ``container_truck`` with boxes, else ``truck``."""
-    if lane_kind == "passenger":
-        return "car"
-    return "container_truck" if containers else "truck"
 
 
 def _ms(rfc3339: str) -> int:
@@ -180,7 +74,7 @@ class SiteLive:
         site: Site,
         *,
         stuck_after_s: Mapping[str, float] | None = None,
-        low_confidence: float = DEFAULT_LOW_CONFIDENCE,
+        low_confidence: float = LOW_CONFIDENCE,
     ) -> None:
         self.site_id = site.site.id
         self.site_name = site.site.name
@@ -211,15 +105,6 @@ class SiteLive:
 
     def _local(self, ms: int) -> dt.datetime:
         return dt.datetime.fromtimestamp(ms / 1000, tz=self.tz)
-
-    def _advance(self, p: PassageLive, stage: str, ms: int) -> bool:
-        if STAGE_RANK.get(stage, -1) <= STAGE_RANK.get(p.stage, -1) and not (
-            stage == "awaiting_decision" and p.stage == "arrived"
-        ):
-            return False
-        p.stage = stage
-        p.stage_since_ms = max(ms, p.stage_since_ms)
-        return True
 
     def _passage(self, lane: LaneLive, pid: str | None) -> PassageLive | None:
         p = lane.passage
@@ -256,7 +141,7 @@ class SiteLive:
             exceptions = [str(x) for x in d.get("exceptions", [])]
             if p is not None:
                 p.plates, p.containers, p.confidence, p.exceptions = plates, containers, conf, exceptions
-                if self._advance(p, "awaiting_decision", ev.time_ms):
+                if p.advance("awaiting_decision", ev.time_ms):
                     out += self._clear_stuck(lane, ev.time_ms)
             if (exceptions or conf < self.low_confidence) and not d.get("corrected_by"):
                 what = ", ".join(exceptions) or f"confidence {conf:.2f}"
@@ -280,15 +165,15 @@ class SiteLive:
             p = self._passage(lane, pid)
             if p is not None:
                 p.decisions[str(d.get("agency"))] = str(d.get("decision"))
-                if d.get("decision") == "inspect" and self._advance(p, "inspection_queued", ev.time_ms):
+                if d.get("decision") == "inspect" and p.advance("inspection_queued", ev.time_ms):
                     out += self._clear_stuck(lane, ev.time_ms)
         elif t == "inspection.requested" and pid:
             p = self._passage(lane, pid)
-            if p is not None and self._advance(p, "inspection_queued", ev.time_ms):
+            if p is not None and p.advance("inspection_queued", ev.time_ms):
                 out += self._clear_stuck(lane, ev.time_ms)
         elif t in ("passage.released", "passage.diverted") and pid:
             p = self._passage(lane, pid)
-            if p is not None and self._advance(p, t.removeprefix("passage."), ev.time_ms):
+            if p is not None and p.advance(t.removeprefix("passage."), ev.time_ms):
                 out += self._clear_stuck(lane, ev.time_ms)
         elif t == "passage.completed" and pid:
             out += self._completed(lane, ev, pid)
@@ -512,7 +397,7 @@ class SiteLive:
                         notice=True,
                     )
                 )
-        if p is not None and lane is not None and stage and self._advance(p, stage, ev.time_ms):
+        if p is not None and lane is not None and stage and p.advance(stage, ev.time_ms):
             out += self._clear_stuck(lane, ev.time_ms)
         return out
 
@@ -543,7 +428,6 @@ class SiteLive:
                 )
             )
         if isinstance(target, LaneLive):
-            target.status_ms = ms
             in_service = body.get("in_service")
             if online and isinstance(in_service, bool) and in_service != target.in_service and not target.auto_closed:
                 out += self._service(target, in_service, "status: out of service", ms)
@@ -595,55 +479,12 @@ class SiteLive:
         return [Clear(key, ms)] if key else []
 
     # ------------------------------------------------------------------ views
-    def utilisation(self, s: ScannerLive, now_ms: int) -> float:
-        start = now_ms - UTILISATION_WINDOW_MS
-        while s.busy and s.busy[0][1] < start:
-            s.busy.popleft()
-        busy = sum(min(b, now_ms) - max(a, start) for a, b in s.busy if b > start)
-        if s.lease is not None:
-            busy += now_ms - max(s.lease["since_ms"], start)
-        window = min(UTILISATION_WINDOW_MS, now_ms - (s.first_ms or now_ms))
-        return round(busy / window, 3) if window > 0 else 0.0
-
     def snapshot(self, now_ms: int, alarm_counts: Mapping[str, int] | None = None) -> dict[str, Any]:
         counts = alarm_counts or {}
         return {
             "site": {"id": self.site_id, "name": self.site_name, "timezone": str(self.tz)},
             "now_ms": now_ms,
             "completed": sum(lane.completed for lane in self.lanes.values()),
-            "lanes": [
-                {
-                    "id": lane.id,
-                    "kind": lane.kind,
-                    "agencies": list(lane.agencies),
-                    "scanner": lane.scanner,
-                    "online": lane.online,
-                    "in_service": lane.in_service,
-                    "closed_reason": lane.closed_reason,
-                    "stage": lane.passage.stage if lane.passage else "idle",
-                    "passage": lane.passage.as_dict() if lane.passage else None,
-                    "devices": lane.devices,
-                    "completed": lane.completed,
-                    "last": lane.last,
-                    "alarms": counts.get(lane.id, 0),
-                }
-                for lane in self.lanes.values()
-            ],
-            "scanners": [
-                {
-                    "id": s.id,
-                    "lanes": list(s.lanes),
-                    "online": s.online,
-                    "queue": sorted(
-                        ({"passage_id": k, **v} for k, v in s.queue.items()), key=lambda e: int(e["queued_ms"])
-                    ),
-                    "lease": s.lease,
-                    "utilisation": self.utilisation(s, now_ms),
-                    "scans": s.scans,
-                    "last_result": s.last_result,
-                    "faults": list(s.faults),
-                    "alarms": counts.get(s.id, 0),
-                }
-                for s in self.scanners.values()
-            ],
+            "lanes": [lane.as_dict(counts.get(lane.id, 0)) for lane in self.lanes.values()],
+            "scanners": [s.as_dict(now_ms, counts.get(s.id, 0)) for s in self.scanners.values()],
         }

@@ -1,9 +1,9 @@
 """Signed ``replay_events`` requests: how the console asks a unit to re-send missing events.
 
-Contract (``docs/asyncapi.yaml``, channel ``cmd.replay_events``): command ``replay_events``
-with args ``{"from_seq": int, "to_seq": int | null}``, signed like every command
-(``portlane.edge.trust.commands``), sent to ``portlane/v1/{site}/{unit}/cmd/replay_events`` and
-answered on
+Contract (``ReplayEventsArgs`` in ``edge/contract/commands.py``; ``docs/asyncapi.yaml``):
+command ``replay_events`` with args ``{"from_seq": int, "to_seq": int | null}``, signed like
+every command (``portlane.edge.trust.commands``), sent to
+``portlane/v1/{site}/{unit}/cmd/replay_events`` and answered on
 ``portlane/v1/{site}/{unit}/response`` with the command's nonce as correlation id. The unit
 re-sends the retained events of that range with their original ids, which the console then
 de-duplicates like any redelivery.

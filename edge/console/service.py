@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,8 +35,10 @@ from portlane.edge.errors import EventRejectedError
 from portlane.edge.trust.keys import broker_credentials
 
 from .auth import User, load_users
+from .effects import Completed, Effect, Raise, apply_effects
+from .gaps import GapRecovery
 from .ingest import Observation, StreamLedger, check_payload, parse_event, parse_status
-from .live import Clear, Completed, Effect, Raise, SiteLive
+from .live import SiteLive
 from .replay import ReplayRequester
 from .signatures import EventVerifier
 from .store import Store
@@ -47,11 +47,6 @@ __all__ = ["ConsoleService", "ConsoleStats"]
 
 log = logging.getLogger(__name__)
 
-#: A missing seq may still be in flight: the unit's outbox re-sends unacknowledged events
-#: after a reconnect, within the MQTT link's backoff cap (5 s). Ask for replay after that.
-GAP_GRACE_MS = 5_000
-#: Replay retries: 5 s, 30 s, 2 min, 10 min after the previous request; then give up (alarm stays).
-REPLAY_BACKOFF_MS = (5_000, 30_000, 120_000, 600_000)
 #: Live picture rebuilt from the database at start: a lane's current passage is minutes old.
 REBUILD_WINDOW_MS = 6 * 3600 * 1000
 #: Ticker period: stuck detection and replay scheduling need no finer resolution.
@@ -60,8 +55,6 @@ TICK_S = 1.0
 BATCH = 500
 #: How long ``__aexit__`` waits for the events each unit's status announced.
 DRAIN_TIMEOUT_S = 5.0
-#: The demo waits this long for the console's broker connection (the broker is local).
-DEMO_CONNECT_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -81,14 +74,6 @@ class ConsoleStats:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-@dataclass
-class _Replay:
-    missing_since_ms: int | None = None
-    tries: int = 0
-    next_ms: int = 0
-    last: str | None = None
 
 
 class ConsoleService:
@@ -127,12 +112,9 @@ class ConsoleService:
             site, stuck_after_s=stuck_after_s, **({"low_confidence": low_confidence} if low_confidence else {})
         )
         self.ledger = StreamLedger(backfill=backfill)
+        self.gaps = GapRecovery(self.ledger, replay)
         self.stats = ConsoleStats()
         self.store: Store | None = None
-        self._replays: dict[tuple[str, int], _Replay] = {}
-        self._pending: dict[str, tuple[str, int]] = {}  # replay nonce -> stream
-        self._dirty: set[tuple[str, int]] = set()
-        self._gap_alarms: set[str] = set()
         self._statuses: dict[str, dict[str, Any]] = {}
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._changed = asyncio.Event()
@@ -200,7 +182,7 @@ class ConsoleService:
 
     async def _shutdown(self) -> None:
         self.closing.set()
-        self._notify()
+        self.notify_changed()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -216,18 +198,15 @@ class ConsoleService:
             self.store.close()
             self.store = None
 
-    def _db(self) -> Store:
+    def db(self) -> Store:
         if self.store is None:
             raise RuntimeError("ConsoleService is not running (use it as an async context manager)")
         return self.store
 
     def _load(self) -> None:
         """Ledger, replay state and the live picture from the database (a restart)."""
-        st = self._db()
-        self._gap_alarms = {k for k in st.active_alarm_keys() if k.startswith("gap:")}
-        for s, since, tries, nxt, last in st.load_streams():
-            self.ledger.load([s])
-            self._replays[(s.unit, s.epoch)] = _Replay(since, tries, nxt, last)
+        st = self.db()
+        self.gaps.load(st)
         now = self.now_ms()
         # Replay recent events through the live picture, effects discarded: alarms are in the
         # database already. Completed counts come from the passages table.
@@ -243,10 +222,16 @@ class ConsoleService:
             self.live.on_status(unit, status, now)
 
     # ------------------------------------------------------------------ public helpers
+    @property
+    def connected(self) -> bool:
+        """Whether the console's broker connection is up."""
+        return self.link.connected
+
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def _notify(self) -> None:
+    def notify_changed(self) -> None:
+        """The picture changed: wake the page's event streams (and ``wait_for`` callers)."""
         self.version += 1
         self._changed.set()
         self._changed = asyncio.Event()
@@ -288,7 +273,7 @@ class ConsoleService:
 
     def ingest(self, batch: list[Message]) -> None:
         """Process messages in one transaction (public for benchmarks and tests)."""
-        st = self._db()
+        st = self.db()
         now = self.now_ms()
         with st.transaction():
             for msg in batch:
@@ -304,14 +289,14 @@ class ConsoleService:
                     self._response(st, unit, msg, now)
             self._flush_streams()
         self.stats.batches += 1
-        self._notify()
+        self.notify_changed()
 
     def _reject(self, st: Store, msg: Message, exc: EventRejectedError, now: int, unit: str | None) -> None:
         self.stats.rejected += 1
         self.stats.rejected_by_reason[exc.reason] = self.stats.rejected_by_reason.get(exc.reason, 0) + 1
         st.record_rejected(topic=msg.topic, reason=exc.reason, detail=exc.detail, payload=msg.payload, received_ms=now)
         signature = exc.reason in ("unknown_key", "bad_signature", "not_authorised", "unsigned")
-        self._apply(
+        apply_effects(
             st,
             [
                 Raise(
@@ -347,7 +332,7 @@ class ConsoleService:
         if signature != "unsigned":
             self.stats.signed += 1
         obs = self.ledger.observe(ev.unit, ev.epoch, ev.seq)
-        self._dirty.add((ev.unit, ev.epoch))
+        self.gaps.dirty.add((ev.unit, ev.epoch))
         effects = self._ledger_effects(ev.unit, ev.epoch, obs, ev.id, now)
         if problem:
             self.stats.contract_problems += 1
@@ -369,15 +354,13 @@ class ConsoleService:
             effects += self.live.apply(ev)
         else:
             effects += [e for e in self.live.apply(ev) if isinstance(e, Completed)]
-        self._apply(st, effects)
+        apply_effects(st, effects)
 
     def _ledger_effects(self, unit: str, epoch: int, obs: Observation, event_id: str, now: int) -> list[Effect]:
         out: list[Effect] = []
         if obs.gap is not None:
             self.stats.gaps_detected += 1
-            r = self._replays.setdefault((unit, epoch), _Replay())
-            if r.missing_since_ms is None:
-                r.missing_since_ms = now
+            self.gaps.missing((unit, epoch), now)
             log.info("%s epoch %s: seq %s–%s missing", unit, epoch, *obs.gap)
         if obs.seq_seen_before:
             out.append(
@@ -428,9 +411,9 @@ class ConsoleService:
             epoch = self._status_epoch(unit, body)
             gap = self.ledger.expect(unit, epoch, last)
             if gap is not None:
-                self._dirty.add((unit, epoch))
+                self.gaps.dirty.add((unit, epoch))
                 effects += self._ledger_effects(unit, epoch, Observation(gap=gap), "", now)
-        self._apply(st, effects)
+        apply_effects(st, effects)
 
     def _response(self, st: Store, unit: str, msg: Message, now: int) -> None:
         try:
@@ -439,52 +422,13 @@ class ConsoleService:
             return
         if not isinstance(body, dict):
             return
-        self._apply(st, self.live.on_response(unit, body, now))
-        stream = self._pending.pop(str(body.get("correlation_id")), None)
-        if stream is None:
-            return
-        r = self._replays.setdefault(stream, _Replay())
-        if body.get("ok"):
-            r.last = "accepted"
-        else:
+        apply_effects(st, self.live.on_response(unit, body, now))
+        if self.gaps.answered(str(body.get("correlation_id")), bool(body.get("ok")), body.get("reason")) is False:
             self.stats.replay_refused += 1
-            r.last = f"refused: {body.get('reason')}"
             log.warning("%s refused replay: %s", unit, body.get("reason"))
-        self._dirty.add(stream)
-
-    def _apply(self, st: Store, effects: list[Effect]) -> None:
-        for e in effects:
-            if isinstance(e, Raise):
-                st.raise_alarm(
-                    key=e.key,
-                    kind=e.kind,
-                    severity=e.severity,
-                    unit=e.unit,
-                    passage_id=e.passage_id,
-                    agencies=e.agencies,
-                    title=e.title,
-                    detail=e.detail,
-                    event_id=e.event_id,
-                    ms=e.ms,
-                )
-                if e.notice:
-                    st.clear_alarm(e.key, e.ms)
-            elif isinstance(e, Clear):
-                st.clear_alarm(e.key, e.ms)
-            else:
-                st.upsert_passage(e.row)
 
     def _flush_streams(self) -> None:
-        st = self._db()
-        for key in sorted(self._dirty):
-            s = self.ledger.stream(*key)
-            if s is None:
-                continue
-            r = self._replays.setdefault(key, _Replay())
-            if not s.missing:
-                r.missing_since_ms, r.tries, r.next_ms = None, 0, 0
-            st.save_stream(s, missing_since_ms=r.missing_since_ms, tries=r.tries, next_ms=r.next_ms, last=r.last)
-        self._dirty.clear()
+        self.gaps.flush(self.db())
 
     # ------------------------------------------------------------------ time
     async def _ticker(self) -> None:
@@ -496,74 +440,27 @@ class ConsoleService:
                     await self.closing.wait()
 
     def tick(self) -> None:
-        st = self._db()
+        st = self.db()
         now = self.now_ms()
         effects = self.live.tick(now)
         with st.transaction():
             effects += self._schedule_replays(now)
-            self._apply(st, effects)
+            apply_effects(st, effects)
             self._flush_streams()
         if effects:
-            self._notify()
+            self.notify_changed()
 
     def _schedule_replays(self, now: int) -> list[Effect]:
-        out: list[Effect] = []
-        for (unit, epoch), s in list(self.ledger.streams.items()):
-            key = f"gap:{unit}:{epoch}"
-            r = self._replays.setdefault((unit, epoch), _Replay())
-            if not s.missing:
-                if r.missing_since_ms is not None or r.tries:
-                    r.missing_since_ms, r.tries, r.next_ms = None, 0, 0
-                    self._dirty.add((unit, epoch))
-                if key in self._gap_alarms:
-                    self._gap_alarms.discard(key)
-                    out.append(Clear(key, now))
-                continue
-            if r.missing_since_ms is None:
-                r.missing_since_ms = now
-            if now - r.missing_since_ms < GAP_GRACE_MS:
-                continue
-            lo, hi = s.missing[0][0], s.missing[-1][1]
-            current = epoch == self.ledger.latest_epoch.get(unit, epoch)
-            why = None
-            if not current:
-                why = "the unit has moved to a new epoch: these events cannot be replayed"
-            elif self.replay is None:
-                why = "the console has no signing key, so it cannot ask for a replay"
-            elif r.tries >= len(REPLAY_BACKOFF_MS):
-                why = f"asked {r.tries} times; last answer: {r.last or 'none'}"
-            elif now >= r.next_ms and self.link.connected:
-                req = self.replay.request(unit, lo, hi)
-                self.link.publish_nowait(req.topic, req.payload).add_done_callback(_ignore_result)
-                self._pending[req.nonce] = (unit, epoch)
-                r.next_ms = now + REPLAY_BACKOFF_MS[r.tries]
-                r.tries += 1
-                r.last = r.last or "requested"
-                self.stats.replays_requested += 1
-                self._dirty.add((unit, epoch))
-                log.info("asked %s to replay seq %s–%s (try %s)", unit, lo, hi, r.tries)
-            if why or r.tries >= 2:
-                self._gap_alarms.add(key)
-                out.append(
-                    Raise(
-                        key,
-                        "gap",
-                        "warning",
-                        unit,
-                        None,
-                        (),
-                        f"{unit}: {s.missing_count()} events missing (seq {lo}–{hi}, epoch {epoch})",
-                        why or f"replay requested {r.tries} times; last answer: {r.last or 'none'}",
-                        None,
-                        now,
-                    )
-                )
-        return out
+        effects, requests = self.gaps.schedule(now, connected=self.link.connected)
+        for req in requests:
+            self.link.publish_nowait(req.topic, req.payload).add_done_callback(_ignore_result)
+            self.stats.replays_requested += 1
+        return effects
 
     # ------------------------------------------------------------------ views for the web layer
     def alarm_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for a in self._db().alarms(active_only=True):
+        for a in self.db().alarms(active_only=True):
             if a.unit:
                 counts[a.unit] = counts.get(a.unit, 0) + 1
         return counts
@@ -577,49 +474,7 @@ class ConsoleService:
         }
         return snap
 
-    def today(self) -> dt.date:
-        return dt.datetime.now(self.live.tz).date()
-
 
 def _ignore_result(fut: asyncio.Future[None]) -> None:
     if not fut.cancelled():
         fut.exception()  # retrieved: a lost replay request is simply asked again later
-
-
-def demo_console(
-    site: Site,
-    *,
-    broker_url: str,
-    broker_protocol: MqttProtocol | None,
-    http: tuple[str, int] | None,
-    db: str | Path | None,
-    time_factor: float,
-    signing_key: tuple[str, str] | None,
-) -> ConsoleService:
-    """The console as ``portlane demo --console`` runs it: demo users (password ``demo``) in a
-    temporary users file, stuck thresholds scaled by the demo's time factor, the demo
-    platform key for replay requests (the demo lanes trust it)."""
-    import tempfile
-
-    from .auth import hash_password
-    from .live import DEFAULT_STUCK_AFTER_S
-
-    path = Path(db) if db else Path(tempfile.mkdtemp(prefix="portlane-console-")) / "console.db"
-    pw = hash_password("demo")
-    users = {"supervisor": User(name="supervisor", role="supervisor", password=pw)}
-    for a in site.agencies:
-        users[a.value] = User(name=a.value, role="officer", agency=a, password=pw)
-    return ConsoleService(
-        site=site,
-        db=path,
-        broker_url=broker_url,
-        broker_protocol=broker_protocol or "auto",
-        http=http,
-        users=users,
-        replay=ReplayRequester(site=site.site.id, key_id=signing_key[0], private_key=signing_key[1])
-        if signing_key
-        else None,
-        stuck_after_s={k: max(v * time_factor, 5.0) for k, v in DEFAULT_STUCK_AFTER_S.items()},
-        client_id=f"console-{os.getpid()}",
-        connect_timeout_s=DEMO_CONNECT_TIMEOUT_S,
-    )

@@ -1,4 +1,4 @@
-"""Event signatures, as docs/security.md ("Event signatures") defines them.
+"""Event signatures, as the contract defines them (``portlane.edge.trust.events``, ``docs/security.md``).
 
 An envelope may carry two CloudEvents extension attributes: ``sigkeyid`` (the signing unit's
 key id) and ``sig`` — the standard-base64 Ed25519 signature over the RFC 8785 canonical JSON

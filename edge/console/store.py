@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portlane.edge.console.ingest import Event, Stream
 from portlane.edge.errors import ConsoleStoreError
-
-from .ingest import Event, Stream
 
 __all__ = ["AlarmRow", "PassageRow", "Store"]
 

@@ -29,19 +29,18 @@ import contextlib
 import importlib.resources
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from .analytics import clearance, parse_bound
 from .auth import LoginThrottle, Sessions, User, check_login
+from .live import SiteLive
+from .store import Store
 
-if TYPE_CHECKING:
-    from .service import ConsoleService
-
-__all__ = ["make_app", "start_web"]
+__all__ = ["Console", "make_app", "start_web"]
 
 STATIC = Path(str(importlib.resources.files("portlane.edge.console"))) / "static"
 COOKIE = "portlane_console"
@@ -56,7 +55,40 @@ CSP = (
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
-SERVICE: web.AppKey[ConsoleService] = web.AppKey("service")
+
+class _Stats(Protocol):
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+class Console(Protocol):
+    """What the web layer uses of the running console. ``ConsoleService`` is one, and starts the
+    web server with itself; the web layer never imports the service (no import cycle)."""
+
+    site_id: str
+    live: SiteLive
+    users: Mapping[str, User]
+    cookie_secure: bool
+    closing: asyncio.Event
+    version: int
+
+    @property
+    def stats(self) -> _Stats: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    def db(self) -> Store: ...
+
+    def notify_changed(self) -> None: ...
+
+    def now_ms(self) -> int: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    async def wait_changed(self, version: int) -> int: ...
+
+
+SERVICE: web.AppKey[Console] = web.AppKey("service")
 SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
 THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("throttle")
 
@@ -163,7 +195,7 @@ async def me(request: web.Request) -> web.StreamResponse:
 
 async def health(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICE]
-    return _json({"connected": svc.link.connected, "version": svc.version, "stats": svc.stats.as_dict()})
+    return _json({"connected": svc.connected, "version": svc.version, "stats": svc.stats.as_dict()})
 
 
 async def overview(request: web.Request) -> web.StreamResponse:
@@ -207,7 +239,7 @@ async def alarms(request: web.Request) -> web.StreamResponse:
     user = _user(request)
     svc = request.app[SERVICE]
     state = request.query.get("state", "open")
-    rows = [a for a in svc._db().alarms(limit=1000) if _visible_alarm(user, a.agencies)]
+    rows = [a for a in svc.db().alarms(limit=1000) if _visible_alarm(user, a.agencies)]
     out = []
     for a in rows:
         d = a.as_dict()
@@ -234,7 +266,7 @@ async def ack(request: web.Request) -> web.StreamResponse:
         note = str(body.get("note", "")) if isinstance(body, dict) else ""
     except ValueError:
         return _json({"error": "bad request"}, 400)
-    st = svc._db()
+    st = svc.db()
     a = st.alarm(alarm_id)
     if a is None or not user.sees(a.agencies):
         return _json({"error": "no such alarm for your agency"}, 404)
@@ -242,7 +274,7 @@ async def ack(request: web.Request) -> web.StreamResponse:
         ok = st.ack(alarm_id, agency=user.agency.value, user=user.name, note=note, ms=svc.now_ms())
     if not ok:
         return _json({"error": "already acknowledged by your agency"}, 409)
-    svc._notify()
+    svc.notify_changed()
     alarm = st.alarm(alarm_id)
     return _json({"alarm": alarm.as_dict() if alarm else None})
 
@@ -254,7 +286,7 @@ async def passages(request: web.Request) -> web.StreamResponse:
         limit = max(1, min(500, int(request.query.get("limit", "50"))))
     except ValueError:
         return _json({"error": "limit must be an integer"}, 400)
-    rows = svc._db().recent_passages(limit, request.query.get("lane") or None)
+    rows = svc.db().recent_passages(limit, request.query.get("lane") or None)
     return _json(
         {
             "passages": [
@@ -282,12 +314,12 @@ async def passage(request: web.Request) -> web.StreamResponse:
     pid = request.match_info["id"]
     events = [
         e
-        for e in svc._db().events_of(pid)
+        for e in svc.db().events_of(pid)
         if user.role == "supervisor" or not e.get("audience") or (user.agency and user.agency.value in e["audience"])
     ]
     if not events:
         return _json({"error": f"no passage {pid}"}, 404)
-    row = svc._db().passage(pid)
+    row = svc.db().passage(pid)
     t0 = next((e["time"] for e in events if e["type"] == "portlane.passage.arrived"), events[0]["time"])
     ident = [e["data"] for e in events if e["type"] == "portlane.vehicle.identified"]
     decisions = [
@@ -351,7 +383,7 @@ async def clearance_api(request: web.Request) -> web.StreamResponse:
     except ValueError as exc:
         return _json({"error": str(exc)}, 400)
     rep = clearance(
-        svc._db(),
+        svc.db(),
         site=svc.site_id,
         tz=tz,
         start=start,
@@ -364,7 +396,7 @@ async def clearance_api(request: web.Request) -> web.StreamResponse:
     return _json(out)
 
 
-def make_app(svc: ConsoleService) -> web.Application:
+def make_app(svc: Console) -> web.Application:
     app = web.Application(middlewares=[_security], client_max_size=64 * 1024)
     app[SERVICE] = svc
     app[SESSIONS] = Sessions()
@@ -388,7 +420,7 @@ def make_app(svc: ConsoleService) -> web.Application:
     return app
 
 
-async def start_web(svc: ConsoleService, host: str, port: int) -> tuple[web.AppRunner, str]:
+async def start_web(svc: Console, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Serve on ``host:port`` (port 0: a free one); returns the runner and the base URL."""
     runner = web.AppRunner(make_app(svc), access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
     await runner.setup()

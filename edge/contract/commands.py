@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model,
 
 from .canonical import b64decode_strict, b64url_decode_strict, canonical_json
 from .times import parse_rfc3339
+from .vocabulary import Verdict
 
 __all__ = [
     "ADJUDICATION_CODES",
@@ -78,7 +79,7 @@ class DecisionArgs(CommandArgs):
     """``decision``: one agency's verdict on the current passage."""
 
     agency: Ident
-    verdict: Literal["release", "inspect", "hold", "divert"]
+    verdict: Verdict
 
 
 class CorrectIdentityArgs(CommandArgs):
@@ -455,5 +456,5 @@ class SignedCommand(BaseModel):
         return canonical_json(self.model_dump(), allow_floats=False)
 
     def digest(self) -> str:
-        """sha256 (hex) of the wire form, for audit entries."""
+        """sha256 (hex) of the wire form: what an audit entry names a command by."""
         return hashlib.sha256(self.to_json_bytes()).hexdigest()

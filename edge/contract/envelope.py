@@ -22,7 +22,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Envelope"]
+__all__ = ["MAX_EVENT_BYTES", "Envelope"]
+
+#: Largest envelope a consumer reads, in bytes: the contract's biggest event (an identification
+#: with its reads, an audit checkpoint) is a few kilobytes; anything much larger is garbage.
+MAX_EVENT_BYTES = 256 * 1024
 
 
 class Envelope(BaseModel):

@@ -11,6 +11,8 @@ from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .vocabulary import Verdict
+
 __all__ = [
     "CARGO_EVENTS",
     "EVENTS",
@@ -146,7 +148,7 @@ class VehicleIdentified(_Payload):
 class PassageDecided(_Payload):
     passage_id: str
     agency: str
-    decision: Literal["release", "inspect", "hold", "divert"]
+    decision: Verdict
     phase: Literal["initial", "after_scan"]
     command_nonce: str = Field(description="nonce of the signed command that carried the verdict")
     basis: ReleaseBasis = Field("online", description="'predecision': signed in advance, matched at the lane")
@@ -295,7 +297,7 @@ class CommandResponse(_Payload):
 
 
 class AuditCheckpoint(_Payload):
-    """A signed anchor of the unit's audit log (``portlane.edge.trust.audit.Checkpoint``): the log
+    """A signed anchor of the unit's audit log (``portlane.edge.trust.audit_chain.Checkpoint``): the log
     had ``entries`` entries ending in ``head``. Also retained on ``.../{unit}/checkpoint``."""
 
     entries: int = Field(ge=0)

@@ -4,6 +4,11 @@ A temporary PKI (``portlane.edge.trust.pki.init_pki``) for every unit of the dem
 ``observer`` console client, the shipped Mosquitto configuration with that PKI and the ACL
 rendered from the site, and a site mapping whose broker section points every unit at its own
 certificate (``{unit}`` in the file names) and whose units carry their issued signing keys.
+
+Least privilege as on a site: the CA's private key is never written (every certificate is
+issued at once; nothing is issued later), each unit's files are in its own directory, the
+console has its own certificate and ACL (``clients`` of the site file), and Mosquitto drops to
+its own user (``MosquittoBroker``).
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ def secure_demo(raw: dict[str, Any]) -> SecureDemo:
         clients.append({"id": "platform", "role": "platform"})
     raw["clients"] = [*clients, {"id": OBSERVER, "role": "console"}]
     directory = Path(tempfile.mkdtemp(prefix="portlane-demo-pki-"))
-    issued = init_pki(parse_site(raw, file="<demo>"), directory)
+    issued = init_pki(parse_site(raw, file="<demo>"), directory, ca_dir=None)
     raw = apply_unit_keys(raw, issued)
     broker = MosquittoBroker(secure=directory / "broker")
     units = directory / "units"

@@ -4,7 +4,7 @@
 and the matching rules are ``predecisions.py``; this module says what the passage does with the
 answer:
 
-* **on identification** a :class:`~.predecisions.FullMatch` with verdict ``release`` releases
+* **on identification** a :class:`~.predecision_rules.FullMatch` with verdict ``release`` releases
   the vehicle at once (no round trip: the platform may be unreachable), ``inspect`` queues the
   one scan at once; the pre-decisions are marked used first, the audit entry (ids, signing keys,
   digests of the signed commands) is written before the gate moves, and one ``passage.decided``
@@ -28,7 +28,8 @@ from portlane.edge.contract.events import LaneException, PassageDecided, Predeci
 
 from .actions import Action, Audit, BoardColour, Publish, ShowBoard
 from .passage import DECIDING, Identity, Passage, Sensors, Stage
-from .predecisions import ControlOrder, Declared, FullMatch, NoMatch, Observed, PredecisionBook
+from .predecision_rules import ControlOrder, Declared, FullMatch, NoMatch, Observed
+from .predecisions import PredecisionBook
 
 if TYPE_CHECKING:
     from portlane.edge.contract.events import ReleaseBasis

@@ -30,7 +30,7 @@ from .actions import Action, ShowBoard
 from .identification import Identifier, plate_read
 from .logic import LaneLogic
 from .passage import Identity
-from .predecisions import ControlOrder, Declared
+from .predecision_rules import ControlOrder, Declared
 
 __all__ = ["LANE_COMMANDS", "LaneCommands"]
 

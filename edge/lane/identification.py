@@ -19,18 +19,17 @@ from collections.abc import Callable, Mapping
 from portlane.drivers.base import Frame, TagRead
 from portlane.drivers.errors import DeviceError
 from portlane.edge.contract.events import ContainerRead, PlateKind, PlateRead
+from portlane.edge.contract.vocabulary import LOW_CONFIDENCE
 from portlane.models.grammar import classify
 
 from .devices import LaneDevices
 from .passage import Identity
 from .recognition import Recogniser
 
-__all__ = ["LOW_CONFIDENCE", "Identifier", "identity_exceptions", "plate_read"]
+__all__ = ["Identifier", "identity_exceptions", "plate_read"]
 
 log = logging.getLogger(__name__)
 
-#: Below this confidence an identity is flagged for an officer (low_confidence).
-LOW_CONFIDENCE = 0.80
 #: An RFID read at 7–10 m takes < 0.5 s; a loaded weighbridge settles within 2–3 s of the truck
 #: stopping. A tag read more than this before the arrival belongs to the previous vehicle.
 RFID_WAIT_S = 1.5
@@ -151,7 +150,7 @@ class Identifier:
             for name, cam in self.devices.cameras():
                 if cam.connected:
                     with contextlib.suppress(DeviceError):
-                        frames["container" if "container" in name else "plate"].append(await cam.snapshot())
+                        frames[self.devices.camera_role(name)].append(await cam.snapshot())
             if frames["plate"]:
                 plates = list(await self.recogniser.read_plates(frames["plate"]))
             if frames["container"]:

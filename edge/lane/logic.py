@@ -37,7 +37,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from dataclasses import replace
-from typing import Literal, get_args
+from typing import Literal
 
 from portlane.edge.contract.events import (
     STAGES,
@@ -51,6 +51,7 @@ from portlane.edge.contract.events import (
     ReleaseBasis,
 )
 from portlane.edge.contract.times import rfc3339
+from portlane.edge.contract.vocabulary import VERDICTS
 
 from .actions import Action, Audit, BoardColour, GateCause, Identify, Publish, SetLight, ShowBoard
 from .autorelease import PredecisionRules
@@ -69,10 +70,7 @@ from .predecisions import PredecisionBook
 from .technician import CLOSED, WELCOME, Closure, TechnicianActions
 from .way_out import WayOut
 
-__all__ = ["LaneLogic", "Verdict"]
-
-Verdict = Literal["release", "inspect", "hold", "divert"]
-VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+__all__ = ["LaneLogic"]
 
 WAIT: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "amber")
 WAIT_RED: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "red")

@@ -35,7 +35,7 @@ from portlane.edge.errors import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, EXIT_RE
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.recognition import Recogniser, camera_rois
 from portlane.edge.ops.control import ControlServer, default_path, run_directory
-from portlane.edge.ops.handlers import lane_handlers, scanner_handlers
+from portlane.edge.ops.handlers import LaneControl, ScannerControl
 from portlane.edge.ops.metrics import DaemonMetrics
 from portlane.edge.ops.recognition import SocketRecogniser, serialise_reads
 from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
@@ -111,7 +111,7 @@ async def run_lane_daemon(
                     await stop.wait()
 
     async with (
-        ControlServer(default_path(f"lane-{lane.id}"), lane_handlers(d, site_file, restart)),
+        ControlServer(default_path(f"lane-{lane.id}"), LaneControl(d, site_file, restart).handlers()),
         asyncio.TaskGroup() as tg,
     ):
         main = tg.create_task(d.run(stop), name="lane")
@@ -145,7 +145,7 @@ async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: st
     wd.register("plc", lambda: d.supervisor.heartbeat)
 
     async with (
-        ControlServer(default_path(f"scanner-{cfg.id}"), scanner_handlers(d)),
+        ControlServer(default_path(f"scanner-{cfg.id}"), ScannerControl(d).handlers()),
         asyncio.TaskGroup() as tg,
     ):
         main = tg.create_task(d.run(stop), name="scanner")

@@ -130,14 +130,11 @@ class Notifier:
         return self.send("STOPPING=1", *([f"STATUS={status}"] if status else []))
 
     def reloading(self) -> bool:
+        """Before a reload (SIGHUP); ``ready()`` when it is done."""
         return self.send("RELOADING=1")
 
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1")
-
-    def watchdog_trigger(self) -> bool:
-        """Ask systemd to act as if the watchdog timed out now (restart us)."""
-        return self.send("WATCHDOG=trigger")
 
     def close(self) -> None:
         if self._sock is not None:

@@ -22,8 +22,9 @@ from portlane.edge.console.auth import (
     save_users,
     verify_password,
 )
+from portlane.edge.console.effects import Clear, Completed, Raise
 from portlane.edge.console.ingest import StreamLedger, check_payload, parse_event
-from portlane.edge.console.live import Clear, Completed, Raise, SiteLive
+from portlane.edge.console.live import SiteLive
 from portlane.edge.console.replay import ReplayRequester
 from portlane.edge.console.signatures import EventKey, EventVerifier
 from portlane.edge.console.store import Store
@@ -330,7 +331,7 @@ def test_passwords_are_salted_scrypt_and_users_files_are_checked(tmp_path: Path)
         load_users(path)
 
 
-def test_sessions_expire_and_failed_sign_ins_are_throttled() -> None:
+def test_sessions_expire_and_failed_sign_ins_never_lock() -> None:
     now = [0.0]
     s = Sessions(ttl_s=10, clock=lambda: now[0])
     u = User(name="li", role="supervisor", password=hash_password("pw-pw-pw-pw"))
@@ -338,12 +339,11 @@ def test_sessions_expire_and_failed_sign_ins_are_throttled() -> None:
     assert s.get(tok) == u and s.get("forged") is None and s.get(None) is None
     now[0] = 11
     assert s.get(tok) is None
-    t = LoginThrottle(attempts=2, window_s=60, clock=lambda: now[0])
-    t.failed("li")
-    assert not t.blocked("li")
-    t.failed("li")
-    assert t.blocked("li")
-    now[0] = 100
+    # The handler before issue 23 asks blocked() first: there is no lock to find any more
+    # (throttling is LoginThrottle.check's delays, tests/console/test_console_signin.py).
+    t = LoginThrottle(clock=lambda: now[0])
+    for _ in range(10):
+        t.failed("li")
     assert not t.blocked("li")
 
 

@@ -15,8 +15,9 @@ import aiohttp
 import pytest
 from console_helpers import SITE_ID, completed, envelope, sign_event, site
 from portlane.edge.console.auth import User, hash_password
+from portlane.edge.console.gaps import GAP_GRACE_MS, REPLAY_BACKOFF_MS
 from portlane.edge.console.replay import ReplayRequester
-from portlane.edge.console.service import GAP_GRACE_MS, REPLAY_BACKOFF_MS, ConsoleService
+from portlane.edge.console.service import ConsoleService
 from portlane.edge.console.signatures import EventKey, EventVerifier
 from portlane.edge.contract.canonical import canonical_json
 from portlane.edge.contract.topics import Topics
@@ -125,7 +126,7 @@ async def test_duplicates_dropped_gap_replayed_and_signatures_checked(broker: Br
             await unit.event(arrived(seq, pid=f"p-{seq}"))
         await until(svc, lambda: svc.ledger.stream("c1", 1).missing == [])  # type: ignore[union-attr]
         assert svc.stats.replays_requested == 1 and svc.stats.stored == 5
-        assert svc._replays[("c1", 1)].last == "accepted"
+        assert svc.gaps.replays[("c1", 1)].last == "accepted"
 
         # Signatures: a forged event is rejected (and raises an alarm); a signed one is stored.
         good = sign_event(arrived(6, pid="p-6"), "lane-c1", lane_priv)
@@ -136,7 +137,7 @@ async def test_duplicates_dropped_gap_replayed_and_signatures_checked(broker: Br
         assert svc.ledger.stream("c1", 1).max_seq == 5  # type: ignore[union-attr]  # a forged seq is not trusted
         await unit.event(good)
         await until(svc, lambda: svc.stats.signed == 1)
-        db = svc._db()
+        db = svc.db()
         assert db.count("events") == 6 and db.count("rejected") == 1
         assert "signature:c1" in db.active_alarm_keys()
         assert [e["_signature"] for e in db.events_of("p-6")] == ["verified:lane-c1"]
@@ -190,7 +191,7 @@ async def test_status_announces_missing_events_and_a_refused_replay_raises_an_al
             await unit.respond(cmd["nonce"], "replay_events", False, "malformed")
             await until(svc, lambda n=attempt: svc.stats.replay_refused == n)  # type: ignore[misc]
         svc.tick()
-        gap = [a for a in svc._db().alarms(active_only=True) if a.kind == "gap"]
+        gap = [a for a in svc.db().alarms(active_only=True) if a.kind == "gap"]
         assert len(gap) == 1 and "refused: malformed" in gap[0].detail and gap[0].agencies == ()
         # The events arrive after all (e.g. the technician replayed them): the alarm clears.
         for seq in (1, 2, 3):
@@ -199,7 +200,7 @@ async def test_status_announces_missing_events_and_a_refused_replay_raises_an_al
             )
         await until(svc, svc.complete)
         svc.tick()
-        assert not [a for a in svc._db().alarms(active_only=True) if a.kind == "gap"]
+        assert not [a for a in svc.db().alarms(active_only=True) if a.kind == "gap"]
 
 
 async def test_web_api_roles_acknowledgement_and_live_stream(broker: BrokerProcess, tmp_path: Path) -> None:
@@ -309,7 +310,7 @@ async def test_web_api_roles_acknowledgement_and_live_stream(broker: BrokerProce
                 t=t0 + 9,
             )
         )
-        await until(svc, lambda: svc._db().count("passages") == 1)
+        await until(svc, lambda: svc.db().count("passages") == 1)
         async with aiohttp.ClientSession(svc.url, cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             await http.post("/api/login", json={"name": "li", "password": "pw-for-tests"}, headers=hdr)
             async with http.get("/api/clearance") as r:

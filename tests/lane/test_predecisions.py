@@ -22,14 +22,9 @@ from portlane.edge.errors import CommandRejectedError, StateError
 from portlane.edge.lane.actions import Audit, OpenGate, Publish
 from portlane.edge.lane.logic import LaneLogic
 from portlane.edge.lane.passage import Identity, Passage, Sensors, Stage
+from portlane.edge.lane.predecision_rules import FullMatch, NoMatch, Observed
 from portlane.edge.lane.predecision_store import PredecisionStore
-from portlane.edge.lane.predecisions import (
-    EXPIRED_MEMORY_S,
-    FullMatch,
-    NoMatch,
-    Observed,
-    PredecisionBook,
-)
+from portlane.edge.lane.predecisions import EXPIRED_MEMORY_S, PredecisionBook
 from portlane.edge.trust.commands import CommandVerifier, RejectReason
 from portlane.edge.trust.nonces import MemoryNonceStore
 

@@ -65,3 +65,20 @@ def test_every_exception_of_edge_lives_in_errors_and_is_drawn_in_its_tree() -> N
     doc = errors.__doc__ or ""
     assert [n for n in classes if f"── {n}" not in doc and n != "PortlaneError"] == []
     assert [n for n in errors.__all__ if n.startswith("EXIT_") and n not in doc] == []
+
+
+def test_every_layer_of_edge_has_a_module_map_naming_each_module() -> None:
+    """Each package of edge opens with a map of its modules (``console/__init__.py`` is the
+    model): a reader finds the module for a job without opening them all. A module added
+    without its line fails here."""
+    import ast
+    import re
+
+    missing: dict[str, list[str]] = {}
+    for init in sorted((ROOT / "edge").glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        modules = sorted(p.stem for p in init.parent.glob("*.py") if p.name != "__init__.py")
+        absent = [m for m in modules if not re.search(rf"(?<![\w.]){re.escape(m)}(\.py)?\b", doc)]
+        if absent:
+            missing[init.parent.name] = absent
+    assert not missing, f"modules missing from their package's map (the __init__.py docstring): {missing}"

@@ -292,7 +292,7 @@ async def test_the_live_view_ends_on_the_final_count(broker: BrokerProcess, monk
     frames: list[int] = []
 
     def on_tick(run: demo_run.DemoRun) -> None:
-        frames.append(demo_run._count(run, "passage.completed"))
+        frames.append(demo_run.count_events(run, "passage.completed"))
 
     s = await demo_run.run_demo(
         DemoOptions(lanes=1, vehicles=3, seed=3, timeout_s=120, broker=broker.url), on_tick=on_tick

@@ -26,6 +26,7 @@ from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.lane.passage import LaneTimeouts, Stage
 
+from tests.strategies import json_value
 from tests.virtual_lane import SITE_ID, LaneRig, register, start_lane, stop_lane
 
 TAG = "E200341201930500001"
@@ -44,17 +45,6 @@ COMMANDS = (
     "+",
     "#",
     "",
-)
-
-json_leaf = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True),
-    st.text(max_size=40),
-)
-json_value = st.recursive(
-    json_leaf, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=30
 )
 
 

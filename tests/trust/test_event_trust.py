@@ -19,7 +19,7 @@ from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.demo.observer import EventObserver
 from portlane.edge.lane.passage import LaneTimeouts, Stage
 from portlane.edge.trust.anchor import AuditAnchor
-from portlane.edge.trust.audit import Checkpoint, verify_against_checkpoint
+from portlane.edge.trust.audit_chain import Checkpoint, verify_against_checkpoint
 from portlane.edge.trust.authority import Authority
 from portlane.edge.trust.events import EventSigner, verify_event
 from portlane.edge.trust.keys import load_unit_signer
@@ -159,3 +159,56 @@ def test_the_anchor_publishes_only_when_the_log_grew_and_the_period_is_over(tmp_
     finally:
         audit.close()
         outbox.close()
+
+
+def _scanner_authority() -> tuple[Authority, EventSigner]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from portlane.edge.trust.authority import KeyGrant, Role
+
+    key = Ed25519PrivateKey.generate()
+    grant = KeyGrant("xray-1-key", key.public_key(), Role.SCANNER, "xray-1")
+    return Authority([grant], site=SITE_ID, scanner_lanes={"xray-1": ["c1", "c2"]}), EventSigner("xray-1-key", key)
+
+
+def test_verify_message_refuses_what_no_parser_should_be_asked_to_guess() -> None:
+    """One path from message to verified event (``verify_message``): garbage is a TrustError
+    with a reason, never another exception — a 100,000-deep array used to raise RecursionError
+    out of ``PeerEvents.accept``."""
+    from portlane.edge.contract.envelope import MAX_EVENT_BYTES
+    from portlane.edge.errors import TrustError
+    from portlane.edge.trust.events import verify_message
+
+    authority, signer = _scanner_authority()
+    green = {"passage_id": "p-1", "lane": "c1", "scanner": "xray-1", "scan_id": 7, "result": "GREEN"}
+    genuine = signer.sign(scan_envelope("completed", green))
+    raw = json.dumps(genuine).encode()
+    ok = verify_message(raw, authority, unit="xray-1", event_type="scan.completed", lane="c1")
+    assert ok.data["result"] == "GREEN"
+    red = json.dumps({**genuine, "data": {**green, "result": "RED"}})
+    cases = {
+        "deep": ("[" * 100_000).encode(),
+        "deep object": ('{"a":' * 40 + "1" + "}" * 40).encode(),
+        "huge": b'{"x": "' + b"a" * MAX_EVENT_BYTES + b'"}',
+        "bad utf-8": b'{"x": "\xff"}',
+        "duplicate key": (red[:-1] + ', "data": ' + json.dumps(green) + "}").encode(),
+        "not an object": b"[]",
+        "empty": b"",
+    }
+    for name, payload in cases.items():
+        try:
+            verify_message(payload, authority, unit="xray-1", event_type="scan.completed")
+        except TrustError as exc:
+            assert exc.reason == "malformed", name
+        else:
+            raise AssertionError(f"{name}: accepted")
+    for unit, etype, lane in (
+        ("xray-2", "scan.completed", None),
+        ("xray-1", "scan.failed", None),
+        ("xray-1", "scan.completed", "c2"),
+    ):
+        try:
+            verify_message(raw, authority, unit=unit, event_type=etype, lane=lane)
+        except TrustError as exc:
+            assert exc.reason == "topic_mismatch", (unit, etype, lane)
+        else:
+            raise AssertionError(f"{unit}/{etype}/{lane}: accepted")
