@@ -42,6 +42,7 @@ __all__ = [
     "PlateRead",
     "Template",
     "classify",
+    "kinds",
     "normalise",
     "plate_templates",
     "render_canonical",
@@ -139,6 +140,13 @@ def classify(text: str, *, personal: bool = False) -> str | None:
     return None
 
 
+def kinds(text: str) -> list[str]:
+    """Every ordinary plate kind whose grammar accepts ``text`` (``MS6735`` is a Macau mark and a
+    Hong Kong one: the plate's look decides, ``plate_look.py``)."""
+    t = normalise(text)
+    return [k for k in ("cn_crossborder", "macau", "cn", "hk") if any(_matches(t, tpl) for tpl in GRAMMARS[k])]
+
+
 def render_canonical(text: str, kind: str) -> str:
     """Canonical display form: Macau plates keep their MX-12-34 hyphens, others are compact."""
     t = normalise(text)
@@ -166,6 +174,10 @@ class PlateRead:
     #: clears its threshold but the province Hanzi is too small to vouch for alone (a second
     #: camera or frame that agrees confirms it, ``fusion.py``); ``""`` otherwise.
     doubt: str = ""
+    #: nats the grammar path lies below the recogniser's free best path (0 = the grammar changed nothing)
+    cost: float = 0.0
+    #: height in source pixels of the plate's glyphs (the province Hanzi), when it could be measured
+    glyph_px: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {

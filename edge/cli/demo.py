@@ -70,6 +70,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help="identify vehicles from the simulated cameras with the on-edge OCR (slower; CPU-bound)",
     )
+    p.add_argument(
+        "--images",
+        type=Path,
+        metavar="DIR",
+        help="with --ocr: the cameras show real photographs from DIR (labels.csv: file,text,kind) of the "
+        "generated vehicles, which take the photographs' plates or container numbers",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON summary object on stdout")
     p.add_argument(
@@ -138,6 +145,7 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         secure=args.secure,
         console=console,
         console_db=args.console_db,
+        images=args.images,
     ).validated()
 
 

@@ -20,6 +20,13 @@ use to read a site's lanes and scanners and to command them::
   unanswered;
 * bounded memory and work per unit and in total; garbage never raises out of it.
 
+Modules::
+
+    streams.py   the ledger of each unit's streams: seen ids, gaps, epochs
+    consumer.py  the sans-I/O core: messages in, typed outputs out
+    outputs.py   what the consumer hands out (events, unit changes, answers, refusals)
+    client.py    ``SiteClient``: the MQTT connection, replays, commands
+
 Layers: :mod:`.streams` (the ledger) → :mod:`.consumer` (sans-I/O core: messages in, typed
 outputs out, :mod:`.outputs`) → :mod:`.client` (the MQTT connection, commands). It sits on the
 contract, delivery's MQTT bridge and trust; the console, the demo and the CLI may use it.

@@ -51,6 +51,11 @@ class Envelope(BaseModel):
         None, description="base64 Ed25519 signature over RFC 8785 JSON of the envelope without 'sig'"
     )
 
+    def wire_bytes(self) -> bytes:
+        """The envelope as it is published: absent fields left out, as the outbox signs it (a
+        ``null`` the signature does not cover would make a consumer refuse it)."""
+        return self.model_dump_json(exclude_none=True).encode()
+
     @property
     def event_type(self) -> str:
         return self.type.removeprefix("portlane.")

@@ -329,7 +329,7 @@ class Outbox:
             data=ev.data,
         )
         if self.signer is None:
-            return env, env.model_dump_json(exclude_none=True).encode(), now
+            return env, env.wire_bytes(), now
         signed = self.signer(env.model_dump(mode="json", exclude_none=True))
         # The stored bytes are exactly the signed object (the signature covers them).
         payload = json.dumps(signed, ensure_ascii=False, separators=(",", ":")).encode()

@@ -87,6 +87,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
     keys = yaml.safe_load(KEYS_FILE.read_text(encoding="utf-8"))
     lanes_kind = {lane["id"]: lane["kind"] for lane in raw["lanes"]}
     plan = make_plan(lanes_kind, opts.vehicles, seed=opts.seed, swapped_ratio=0.05)
+    library = _images(opts, plan)
     worlds = {lane: LaneWorld(lane, time_factor=opts.time_factor) for lane in lanes_kind}
     for i, w in enumerate(worlds.values()):
         w.arm_move_s = 1.0 + (i % 3) * 0.5  # gates take 1–2 s to move
@@ -131,6 +132,9 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
             )
         except SimulatorUnavailableError as exc:
             raise UsageError(f"{opts.site_file}: the demo cannot simulate this site: {exc}") from exc
+        for h in sims.handles if library is not None else ():
+            if hasattr(h, "sim") and hasattr(h.sim, "library"):
+                h.sim.library = library  # the cameras show the photographs (--images)
         try:
             return await _run(
                 opts, raw, sims.links, keys, plan, worlds, scanner_world, state_dir, url, protocol, secure, on_tick
@@ -154,6 +158,20 @@ async def _to_the_end(closing: Coroutine[Any, Any, None]) -> None:
     traceback for each when the loop ends. In its own task the clean-up is nobody's
     cancellation; the demo's own ``CancelledError`` goes on afterwards, as it must."""
     await asyncio.create_task(closing, name="demo-cleanup")
+
+
+def _images(opts: DemoOptions, plan: TrafficPlan) -> Any:
+    """``--images``: the photographs' library, the plan's vehicles dressed with their identities."""
+    if opts.images is None:
+        return None
+    from portlane.sim_devices.camera_http import LabelledImages, LabelledImagesError
+
+    try:
+        library = LabelledImages(opts.images)
+    except LabelledImagesError as exc:
+        raise UsageError(f"--images {opts.images}: {exc}") from None
+    library.dress([v for vs in plan.per_lane.values() for v in vs], plan.registrations)
+    return library
 
 
 async def _probe_broker(url: str, wait_s: float) -> None:

@@ -35,6 +35,7 @@ from portlane.models.grammar import PlateRead as ModelPlateRead
 from portlane.models.iso6346 import ContainerRead as ModelContainerRead
 
 __all__ = [
+    "CONFIRMED_FLOOR",
     "UNCONFIRMED_CAP",
     "FusingRecogniser",
     "LocalRecogniser",
@@ -47,6 +48,10 @@ __all__ = [
 
 #: A low_confidence identity never carries more than this confidence on the wire.
 UNCONFIRMED_CAP = 0.5
+#: A confirmed identity carries at least this (the lane's officer threshold, identification
+#: ``LOW_CONFIDENCE``): ``confirmed`` means the recogniser found independent support, e.g. a
+#: container number whose one doubtful digit the read check digit pins (models/calibration.py).
+CONFIRMED_FLOOR = 0.8
 #: Boxes a truck carries: one 40' or two 20'.
 MAX_CONTAINERS = 2
 
@@ -76,7 +81,7 @@ def camera_rois(site: Site) -> dict[str, Roi]:
 
 def _wire_confidence(x: float, status: str) -> float:
     x = max(0.0, min(1.0, float(x)))
-    return x if status == CONFIRMED else min(x, UNCONFIRMED_CAP)
+    return max(x, CONFIRMED_FLOOR) if status == CONFIRMED else min(x, UNCONFIRMED_CAP)
 
 
 def plates_of(identities: Iterable[PlateIdentity]) -> tuple[PlateRead, ...]:

@@ -66,8 +66,6 @@ log = logging.getLogger(__name__)
 INBOX_SIZE = 256
 #: On shutdown: how long to try to deliver what is queued (it stays on disk regardless).
 DRAIN_S = 3.0
-#: On shutdown: how long the offline status may take to reach the broker.
-OFFLINE_S = 2.0
 
 UnitKind = Literal["lane", "scanner"]
 PeerHandler = Callable[[VerifiedEvent], None]
@@ -157,7 +155,10 @@ class Unit:
             on_message=self._on_message,
             on_connect=self._on_connect,
         )
-        self.sender = OutboxSender(self.outbox, self.link)
+        # The newest unit.status is kept retained on …/status, by the sender, in order with the events.
+        self.sender = OutboxSender(
+            self.outbox, self.link, retained={self.topics.event("unit.status"): self.topics.status}
+        )
         self.events = EventWriter(self.outbox, self.topics, metrics=metrics, on_refused=on_refused)
         self.anchor = (
             AuditAnchor(self.audit, self.signer, self.events, self.link, unit=unit, clock=clock)
@@ -231,7 +232,8 @@ class Unit:
             self._say("online")  # (nothing said yet: the first connect says it)
 
     def _say(self, state: Literal["online", "offline"]) -> Envelope | None:
-        """Write the unit's status as a signed event and publish it retained; returns it."""
+        """Write the unit's status as a signed event (the sender also keeps it retained on
+        ``…/status``, once the events before it are sent); returns it."""
         word = self._status_word()
         self._said = word
         reason = word.reason if state == "online" else (word.reason or "stopped")
@@ -247,12 +249,7 @@ class Unit:
             epoch=self.outbox.epoch,  # last_seq counts within this stream epoch
             since=rfc3339(self.clock()),
         )
-        env = self.events.put("unit.status", status)
-        if env is not None and state == "online":
-            # The event is in the outbox whatever happens; the retained copy is best effort (the
-            # next status, or the will, replaces it).
-            self.link.publish_best_effort(self.topics.status, env.model_dump_json().encode(), retain=True)
-        return env
+        return self.events.put("unit.status", status)
 
     async def _on_connect(self) -> None:
         self._say("online")
@@ -364,14 +361,10 @@ class Unit:
 
     async def _shutdown(self) -> None:
         self.flush(force=True)  # the last checkpoint goes out with the last events
-        env = self._say("offline")
+        self._say("offline")  # retained by the sender once delivered; else the will says it
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DRAIN_S):
                 await self.sender.wait_drained()
-        if env is not None:
-            with contextlib.suppress(ConnectionError, TimeoutError):
-                async with asyncio.timeout(OFFLINE_S):
-                    await self.link.publish(self.topics.status, env.model_dump_json().encode(), retain=True)
         await self.link.close()
 
     def stats(self) -> dict[str, Any]:

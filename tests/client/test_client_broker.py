@@ -79,13 +79,9 @@ async def lane_and_client(url: str, tmp_path: Path, **client_kw: Any) -> AsyncIt
         await stop_lane(rig)
 
 
-def assert_only_the_known_status_bug_refused(client: SiteClient) -> None:
-    """Nothing the lane signed is refused — except, today, the retained copy of its own status,
-    which the unit skeleton serialises with null fields its signature does not cover
-    (``test_a_real_lanes_retained_status_verifies``, xfail until edge/unit/skeleton.py is fixed).
-    Its event copy verifies, so the lane's state is still known."""
-    assert set(client.stats.refused) <= {"bad_signature"}, client.stats.refused
-    assert all(r.topic.endswith("/c1/status") for r in client.consumer.recent_refusals), client.consumer.recent_refusals
+def assert_nothing_the_lane_signed_is_refused(client: SiteClient) -> None:
+    """Nothing the lane signed is refused, its retained status included."""
+    assert not client.stats.refused, client.stats.refused
 
 
 def publish_signed_status(rig: LaneRig) -> int:
@@ -138,7 +134,7 @@ async def test_a_client_that_came_late_gets_every_event_once_verified_by_replay(
             finally:
                 await collector.close()
         assert client.stats.replays_requested >= 1
-        assert_only_the_known_status_bug_refused(client)
+        assert_nothing_the_lane_signed_is_refused(client)
         assert all(e.key_id == "c1-key" and e.payload is not None for e in collector.events)
         assert {e.type for e in collector.events} >= {"passage.arrived", "vehicle.identified", "unit.status"}
         assert client.units()["c1"].state == "online"
@@ -292,11 +288,6 @@ async def test_commands_are_signed_answered_and_re_signed_when_unanswered(
         await asyncio.gather(spy_task, return_exceptions=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge/unit/skeleton.py retains env.model_dump_json(): null fields (dataschema, subject) the "
-    "signature does not cover, so no consumer can verify it; exclude_none=True (or the outbox's bytes) fixes it",
-)
 async def test_a_real_lanes_retained_status_verifies(broker: BrokerProcess, tmp_path: Path) -> None:
     """The unit skeleton says its status at every connect: a signed ``unit.status`` event, its
     envelope retained on the status topic. The retained copy must verify as the event does, or

@@ -68,6 +68,28 @@ def test_demo_identifies_vehicles_with_on_edge_ocr() -> None:
     assert rec["containers_read"] == rec["containers_exact"] > 0  # a check-digit-valid read is a true read
 
 
+def test_demo_replays_labelled_photographs(tmp_path: Path) -> None:
+    """``--images``: the container cameras show the photographs of a labelled folder for the
+    generated trucks, which take the photographs' numbers; per passage the summary says what the
+    lane identified alone (right or wrong) and what went to an officer."""
+    import cv2
+    from portlane.sim_devices.render import render_container
+
+    numbers = ("CSQU3054383", "MSKU0539301")
+    for i, n in enumerate(numbers):
+        cv2.imwrite(str(tmp_path / f"c{i}.jpg"), render_container(n, "split", size_type="22G1", seed=i))
+    (tmp_path / "labels.csv").write_text(
+        "file,text,kind\n" + "".join(f"c{i}.jpg,{n},container_door\n" for i, n in enumerate(numbers)),
+        encoding="utf-8",
+    )
+    s = _demo("--lanes", "1", "--vehicles", "3", "--seed", "3", "--ocr", "--images", str(tmp_path))
+    pp = s["recognition"]["per_passage"]
+    assert s["passages"] == 3 and s["invariant_violations"] == 0 and s["events_lost"] == 0
+    assert pp["passages"] == 3 and pp["automated_wrong"] == 0
+    assert pp["automated_right"] + pp["needs_officer"] == 3
+    assert s["recognition"]["containers_read"] >= 1  # the photographs were read, not drawn
+
+
 # ---------------------------------------------------------------------- bad input: one line, an exit code
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     from portlane.edge.cli import main
