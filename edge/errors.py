@@ -54,6 +54,8 @@ Exception tree::
     │   ├── CommandTimeoutError         no answer after every attempt (also a TimeoutError)
     │   └── ClientStateError            used before start, after close, or started twice (also a
     │                                   RuntimeError)
+    ├── MissingExtraError               an optional package (an extra of the distribution) is not
+    │                                   installed: names it and the ``pip install`` that adds it
     ├── DemoError                       ``portlane demo`` cannot run
     └── ConsoleError                    the site console
         ├── UsersFileError              its users file
@@ -114,6 +116,7 @@ __all__ = [
     "DemoError",
     "EventRejectedError",
     "MalformedEventError",
+    "MissingExtraError",
     "NoSignerError",
     "NonceStoreError",
     "NotAuthorisedError",
@@ -383,6 +386,39 @@ class CommandTimeoutError(ClientError, TimeoutError):
 
 class ClientStateError(ClientError, RuntimeError):
     """A client used before it was started, after it was closed, or started twice."""
+
+
+#: Top-level module → the extra of ``pyproject.toml`` that installs it (a lane controller has
+#: the core dependencies only; tests/project/test_packaging.py keeps this in step with the file).
+EXTRAS = {
+    "numpy": "ocr",
+    "cv2": "ocr",
+    "onnxruntime": "ocr",
+    "pyclipper": "ocr",
+    "amqtt": "demo",
+    "aiomqtt": "demo",
+    "PIL": "demo",
+    "aiohttp": "console",
+}
+
+
+class MissingExtraError(PortlaneError):
+    """An optional package is not installed. ``str(exc)`` names it and the extra to install."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"needs the package {module!r}, which is not installed here; "
+            f"install it with: pip install 'portlane[{extra}]'"
+        )
+
+    @classmethod
+    def of(cls, exc: ImportError) -> MissingExtraError | None:
+        """The error for an ``ImportError`` of an optional package; None for any other module."""
+        top = (exc.name or "").split(".")[0]
+        extra = EXTRAS.get(top)
+        return cls(top, extra) if extra is not None else None
 
 
 class DemoError(PortlaneError):

@@ -12,6 +12,9 @@ from portlane.edge.contract.times import rfc3339
 
 SITE_FILE = Path(str(importlib.resources.files("portlane.firmware_config"))) / "sites" / "zhuhai-hzmb-cargo.yaml"
 SITE_ID = "zhuhai-hzmb-cargo"
+#: Debian's chromium and chromium-driver, for the browser tests (.ci/run installs them).
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 def site() -> Site:
@@ -74,3 +77,28 @@ def completed(pid: str, stage_ms: dict[str, int], *, t0: float, outcome: str = "
         "stages": stages,
         "stage_ms": stage_ms,
     }
+
+
+def chromium_driver(profile: Path, *, size: tuple[int, int] = (1440, 1000)) -> Any:
+    """Headless Chromium through selenium, never downloading anything."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        f"--window-size={size[0]},{size[1]}",
+        "--lang=en-GB",
+    ):
+        opts.add_argument(flag)
+    # Service(path) with an explicit driver: selenium-manager never runs, nothing is downloaded.
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)

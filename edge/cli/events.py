@@ -101,9 +101,13 @@ async def _tail(args: argparse.Namespace, broker: str, topic: str, con: Console 
     seen = 0
     client_id = f"portlane-tail-{secrets.token_hex(4)}"
 
+    from paho.mqtt.client import topic_matches_sub
+
     def on_message(msg: Message) -> None:
         nonlocal seen
-        if done.is_set():
+        # Only what was asked for: the embedded broker (amqtt) has been seen to hand a new
+        # subscriber retained status messages of other units, outside its filter.
+        if done.is_set() or not topic_matches_sub(topic, msg.topic):
             return
         _print_event(con, msg)
         seen += 1

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import importlib.resources
 import json
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -141,6 +142,11 @@ async def report_page(request: web.Request) -> web.StreamResponse:
     return await _page(request, "report.html")
 
 
+async def wall_page(request: web.Request) -> web.StreamResponse:
+    """Every lane and the scanner on one screen, dark, large type, live: for a wall (docs/console.md)."""
+    return await _page(request, "wall.html")
+
+
 async def login(request: web.Request) -> web.StreamResponse:
     try:
         body = await request.json()
@@ -205,20 +211,23 @@ async def stream(request: web.Request) -> web.StreamResponse:
     )
     await resp.prepare(request)
     version = -1
-    while not svc.closing.is_set():
-        if version != svc.version:
-            version = svc.version
-            data = json.dumps(svc.snapshot(), ensure_ascii=False)
-            await resp.write(f"event: overview\nid: {version}\ndata: {data}\n\n".encode())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SSE_MIN_INTERVAL_S):
-                    await svc.closing.wait()
-            continue
-        try:
-            async with asyncio.timeout(SSE_KEEPALIVE_S):
-                await svc.wait_changed(version)
-        except TimeoutError:
-            await resp.write(b": keepalive\n\n")
+    try:
+        while not svc.closing.is_set():
+            if version != svc.version:
+                version = svc.version
+                data = json.dumps(svc.snapshot(), ensure_ascii=False)
+                await resp.write(f"event: overview\nid: {version}\ndata: {data}\n\n".encode())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SSE_MIN_INTERVAL_S):
+                        await svc.closing.wait()
+                continue
+            try:
+                async with asyncio.timeout(SSE_KEEPALIVE_S):
+                    await svc.wait_changed(version)
+            except TimeoutError:
+                await resp.write(b": keepalive\n\n")
+    except ConnectionError:
+        pass  # the browser tab was closed: the normal end of a stream, not an error to log
     return resp
 
 
@@ -395,6 +404,7 @@ def make_app(svc: Console) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/login", login_page)
     app.router.add_get("/report", report_page)
+    app.router.add_get("/wall", wall_page)
     app.router.add_static("/static/", STATIC, append_version=False)
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
@@ -415,7 +425,14 @@ async def start_web(svc: Console, host: str, port: int) -> tuple[web.AppRunner, 
     runner = web.AppRunner(make_app(svc), access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # the port is taken, or the address is not this host's
+        await runner.cleanup()
+        from portlane.edge.errors import UsageError
+
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise UsageError(f"cannot serve the console on {host}:{port}: {reason}; choose another HOST:PORT") from exc
     addrs = [a for a in runner.addresses if isinstance(a, tuple)]
     real_port = int(addrs[0][1]) if addrs else port
     shown = f"[{host}]" if ":" in host else host

@@ -8,7 +8,10 @@ Modules::
     report.py    the run's state and what it reports: invariants, per-stage figures, stuck lanes
     predecisions.py  the platform's declarations made from the traffic plan, and what the run
                  reports of them: automatic releases, refusals, clearance time by release basis
-    sitegen.py   a demo site with any number of lanes, generated from a real site file
+    sitegen.py   a demo site with any number of lanes, generated from a real site file; the
+                 simulators' links put into a site
+    simsite.py   ``portlane sim site``: a site's devices, a broker, traffic and the platform
+                 simulated, and a site file for the daemons (docs/operations.md §8)
     broker.py    the embedded broker and Mosquitto, for demos and tests
     observer.py  an independent subscriber that counts what really reached the broker
     secure.py    ``--secure``: the same port on the shipped TLS and ACL broker configuration

@@ -52,6 +52,7 @@ class DemoRun:
     started: float = field(default_factory=time.monotonic)
     timed_out: bool = False
     stuck: dict[str, dict[str, Any]] = field(default_factory=dict)
+    broker_url: str = ""
     declarations: Declarations | None = None
 
 
@@ -66,7 +67,7 @@ def check_invariants(
     for ev in sorted(events, key=lambda e: (e["source"], e["seq"])):
         t, d = ev["type"].removeprefix("portlane."), ev["data"]
         pid = d.get("passage_id")
-        if t in ("passage.released", "passage.diverted") or t == "override.applied":
+        if t in ("passage.released", "passage.diverted") or (t == "override.applied" and d["action"] == "gate_open"):
             authorised.add(pid or f"override@{ev['source']}")
         elif t == "gate.moved" and d["action"] == "open":
             key = pid if d["cause"] != "override" else (pid or f"override@{ev['source']}")
@@ -249,4 +250,11 @@ def summarise(run: DemoRun, expected: dict[str, int]) -> dict[str, Any]:
         "stream_restarts": obs.restarts,
         "time_factor": run.opts.time_factor,
         "wall_s": round(time.monotonic() - run.started, 1),
+        # What the run was on: --secure is TLS with a client certificate per unit and the site's ACL.
+        "broker": {
+            "url": run.broker_url,
+            "tls": run.broker_url.startswith("mqtts://"),
+            "client_certificates": run.opts.secure,
+            "acl": run.opts.secure,
+        },
     }

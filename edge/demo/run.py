@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +34,7 @@ from portlane.edge.demo.observer import EventObserver
 from portlane.edge.demo.options import DEFAULT_SITE, SITES_DIR, DemoOptions, check_broker_url, load_demo_site
 from portlane.edge.demo.predecisions import declarations_for
 from portlane.edge.demo.report import DemoRun, count_events, stuck_lanes, summarise
-from portlane.edge.demo.sitegen import LANE_ORDER, demo_site
+from portlane.edge.demo.sitegen import LANE_ORDER, apply_links, demo_site
 from portlane.edge.errors import BrokerUnreachableError, DemoError, PortlaneError, UsageError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.passage import LaneTimeouts
@@ -82,23 +81,6 @@ TICK_S = 0.25
 ONLINE_REVIEW_S = 30.0
 
 
-def _apply_links(raw: dict[str, Any], links: dict[str, Any]) -> dict[str, Any]:
-    raw = copy.deepcopy(raw)
-    for lane in raw["lanes"]:
-        lk = links["lanes"].get(lane["id"], {})
-        for dev, cfg in lane["devices"].items():
-            if dev == "cameras":
-                for cam_id, cam in cfg.items():
-                    if cam_id in lk.get("cameras", {}):
-                        cam["link"] = lk["cameras"][cam_id]
-            elif dev in lk:
-                cfg["link"] = lk[dev]
-    for s in raw.get("scanners", []):
-        if s["id"] in links.get("scanners", {}):
-            s["device"]["link"] = links["scanners"][s["id"]]
-    return raw
-
-
 async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | None = None) -> dict[str, Any]:
     """Run the simulated port; return the summary (also when it gives up: ``timed_out``).
 
@@ -132,7 +114,14 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
             # scan results the scanner's key signed, the scanner only on requests a lane signed.
             raw = provision_unit_keys(raw, Path(tmp.name) / "keys", keep_existing=True)
         if opts.secure:
+            from portlane.edge.demo.broker import MosquittoBroker
             from portlane.edge.demo.secure import secure_demo
+
+            if not MosquittoBroker.available():
+                raise DemoError(
+                    "--secure runs the shipped secure configuration on Mosquitto, which is not installed here; "
+                    "install it (apt-get install mosquitto) or leave out --secure"
+                )
 
             secure = secure_demo(raw)
             raw = secure.raw
@@ -159,13 +148,24 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
                 opts, raw, sims.links, keys, plan, worlds, scanner_world, state_dir, url, protocol, secure, on_tick
             )
         finally:
-            await sims.close()
+            await _to_the_end(sims.close())
     finally:
         if broker is not None:
-            await broker.stop()
+            await _to_the_end(broker.stop())
         if secure is not None:
-            await secure.close()
+            await _to_the_end(secure.close())
         tmp.cleanup()
+
+
+async def _to_the_end(closing: Coroutine[Any, Any, None]) -> None:
+    """Run a clean-up to its end, also when this task is being cancelled (Ctrl-C, SIGTERM).
+
+    The simulators' ``close`` re-raise a cancellation aimed at their caller as soon as they have
+    stopped their own tasks — right for a caller that is cancelled, but a cancelled demo then
+    leaves the rest of its simulators (and their clients' tasks) running, and asyncio prints a
+    traceback for each when the loop ends. In its own task the clean-up is nobody's
+    cancellation; the demo's own ``CancelledError`` goes on afterwards, as it must."""
+    await asyncio.create_task(closing, name="demo-cleanup")
 
 
 def _images(opts: DemoOptions, plan: TrafficPlan) -> Any:
@@ -260,8 +260,8 @@ async def _run(
     secure: SecureDemo | None,
     on_tick: Callable[[DemoRun], None] | None,
 ) -> dict[str, Any]:
-    site = parse_site(_apply_links(raw, links), file=str(opts.site_file))
-    run = DemoRun(opts, site, plan, worlds, scanner_world)
+    site = parse_site(apply_links(raw, links), file=str(opts.site_file))
+    run = DemoRun(opts, site, plan, worlds, scanner_world, broker_url=url)
     policy = Policy(
         share=opts.declared,
         mix=opts.mix,
@@ -337,7 +337,8 @@ async def _run(
                     broker_url=url,
                     broker_protocol=protocol,
                     http=opts.console,
-                    db=opts.console_db,
+                    # without --console-db, in the run's own temporary directory (removed at the end)
+                    db=opts.console_db or state_dir.parent / "console.db",
                     time_factor=opts.time_factor,
                     signing_key=(keys["key_id"], keys["private_key"]),
                 )
@@ -425,6 +426,10 @@ async def _drive(
             if ticker is not None:
                 ticker.cancel()
                 await asyncio.gather(ticker, return_exceptions=True)
+                # One last frame, with the lanes still up: the live table ends on the final
+                # count (40/40), not on the frame of up to TICK_S before it (39/40).
+                assert on_tick is not None
+                on_tick(run)
             stop.set()
             await asyncio.gather(*daemons, return_exceptions=True)
             # Everything the daemons published before they stopped is on the broker.

@@ -82,7 +82,9 @@ class TechnicianActions:
         if not self.may_close(self.sensors):
             return [*out, Audit("override_refused", operator, "something under the arm", pid)]
         self._idle_open = None
-        return out + self.gate.close("override", pid, now)
+        # Published like an override open: the platform and the console see who closed the arm, and why.
+        applied = OverrideApplied(passage_id=pid, operator=operator, reason=reason, action="gate_close")
+        return [*out, Publish("override.applied", applied), *self.gate.close("override", pid, now)]
 
     @property
     def in_service(self) -> bool:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from portlane.drivers.serial_link import open_ports
 from portlane.edge.config import Site, parse_site
 from portlane.edge.errors import ConfigError, CredentialError, OperatorError
 from portlane.edge.lane.daemon import LaneDaemon
@@ -78,7 +79,8 @@ class LaneControl:
 
     async def status(self, req: dict[str, Any]) -> dict[str, Any]:
         st = self.d.status()
-        return {"site": self.d.site.site.id, "broker": st.pop("broker"), "lanes": [st]}
+        held = {"serial_ports": open_ports(), "audit_log": str(self.d.unit.audit.path)}  # for `serial sniff`, `audit`
+        return {"site": self.d.site.site.id, "broker": st.pop("broker"), "lanes": [st], **held}
 
     async def devices(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"lanes": [{"lane": self.d.cfg.id, "devices": self.d.status()["devices"]}]}
@@ -250,10 +252,16 @@ class ScannerControl:
             "scans": d.scans,
             "utilisation": d.utilisation(),
             "outbox": d.unit.outbox.stats().as_dict(),
+            "serial_ports": open_ports(),
+            "audit_log": str(d.unit.audit.path),
         }
 
     async def scanner_abort(self, req: dict[str, Any]) -> dict[str, Any]:
         op, why = _operator(req)
-        self.d.unit.audit.append("override", actor=op, reason=why, data={"action": "scanner_abort"})
-        await self.d.device.abort()
-        return {}
+        d = self.d
+        running = d.logic.current is not None
+        d.unit.audit.append("override", actor=op, reason=why, data={"action": "scanner_abort", "running": running})
+        if not running:  # the PLC would refuse (exception 04): say so, as a stopped unit is "stopped"
+            return {"aborted": False, "detail": f"no scan was running on {d.cfg.id}; nothing to abort"}
+        await d.device.abort()
+        return {"aborted": True}

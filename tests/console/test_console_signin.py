@@ -24,7 +24,8 @@ from portlane.edge.console.auth import (
     cookie_secure,
     hash_password,
 )
-from portlane.edge.trust.audit import AuditLog, read_entries
+from portlane.edge.trust.audit import AuditLog
+from portlane.edge.trust.audit_chain import read_entries
 
 PASSWORD = "correct horse battery"
 USERS = {"li": User(name="li", role="supervisor", password=hash_password(PASSWORD))}

@@ -97,6 +97,22 @@ def test_override_closes_by_itself_when_nothing_came() -> None:
     assert "close" in types(lane.on_tick(61))
 
 
+def test_an_override_close_is_published_like_an_override_open() -> None:
+    """Issue 24: `gate open` published override.applied, `gate close` did not."""
+    lane = started(LaneLogic("c1", agencies=AG, has_scanner=False, timeouts=LaneTimeouts(exit_s=60)))
+    lane.override_open(operator="tech-li", reason="testing the arm after repair", now=0)
+    lane.on_sensors(OPEN, 1)
+    out = lane.override_close(operator="tech-li", reason="arm tested, closing it again", now=2)
+    assert types(out)[:2] == ["audit", "override.applied"] and "close" in types(out)
+    [applied] = published(out, "override.applied")
+    assert applied["action"] == "gate_close" and applied["operator"] == "tech-li"
+    # refused (something under the arm): nothing was applied, nothing is published
+    lane.override_open(operator="tech-li", reason="testing the arm after repair", now=3)
+    lane.on_sensors(Sensors(photocell=True, gate_open=True, gate_closed=False), 4)
+    refused = lane.override_close(operator="tech-li", reason="arm tested, closing it again", now=5)
+    assert types(refused) == ["audit", "audit"] and not published(refused, "override.applied")
+
+
 def release(lane: LaneLogic, now: float = 4.0) -> str:
     pid = arrive(lane)
     lane.on_decision(pid, "customs", "release", nonce="a", now=now)

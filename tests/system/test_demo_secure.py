@@ -51,3 +51,6 @@ def test_demo_runs_on_the_secure_broker() -> None:
     assert s["events_received"] >= s["events_published"] > 9 * 8
     assert s["scans"] == s["scans_ordered"] == s["inspected"] > 0
     assert s["rejected_commands"] == 3
+    # It says what it ran on (issue 24: --secure did not say it ran on TLS).
+    assert s["broker"]["url"].startswith("mqtts://") and s["broker"]["tls"] is True
+    assert s["broker"]["client_certificates"] is True and s["broker"]["acl"] is True

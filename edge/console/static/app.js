@@ -4,7 +4,7 @@
   const { esc, fmtMs } = window.PL;
   const $ = (sel) => document.querySelector(sel);
   const main = $("#main");
-  const state = { me: null, snap: null, offset: 0, alarms: [], alarmFilter: "open", analytics: null };
+  const state = { me: null, snap: null, offset: 0, alarms: [], alarmFilter: "open", analytics: null, scansHtml: {} };
 
   async function api(path, opts = {}) {
     const r = await fetch(path, {
@@ -119,7 +119,11 @@
     const s = state.snap;
     if (!s) return;
     if (!s.scanners.length) { main.innerHTML = `<p class="muted">This site has no shared scanner.</p>`; return; }
-    main.innerHTML = s.scanners.map((x) => `<section class="card scanner" id="scanner-${esc(x.id)}">
+    const lanes = new Map(s.lanes.map((l) => [l.id, l]));
+    /* Two columns over the whole screen: the scanner itself (lease, queue) and the lanes it
+       serves (what each is doing, whether it waits for the scanner), with recent faults. */
+    main.innerHTML = s.scanners.map((x) => `<div class="scanner-page" id="scanner-${esc(x.id)}">
+      <section class="card scanner">
       <header><h2>${esc(x.id)}</h2><span class="pill ${x.online === false ? "bad" : "ok"}">${x.online === false ? "offline" : "online"}</span>
         <span class="muted">serves ${x.lanes.map(esc).join(", ")}</span></header>
       <div class="summary"><div class="big"><span>${x.queue.length}</span><small>in queue 排队</small></div>
@@ -131,10 +135,29 @@
       <h3>Queue 队列</h3>
       ${x.queue.length ? `<table class="list queue"><thead><tr><th>#</th><th>lane</th><th>passage</th><th>queued</th><th>waiting</th></tr></thead><tbody>` +
         x.queue.map((q, i) => `<tr><td>${i + 1}</td><td>${esc(q.lane)}</td><td><a href="#/passage/${encodeURIComponent(q.passage_id)}">${esc(q.passage_id)}</a></td><td>${time(q.queued_ms)}</td><td class="elapsed" data-since="${q.queued_ms}"></td></tr>`).join("") + `</tbody></table>` : `<p class="muted">empty</p>`}
+      <h3>Recent inspections 最近查验</h3><div class="recent-scans" data-scanner="${esc(x.id)}">${state.scansHtml[x.id] || ""}</div>
+      </section>
+      <section class="card scanner-side"><h3>Lanes served 服务车道</h3><div class="served">` +
+      x.lanes.map((id) => lanes.get(id)).filter(Boolean).map((l) => `<a class="card mini" href="#/overview" data-lane="${esc(l.id)}">
+        <b>${esc(l.id)}</b> <span class="pill ${l.in_service && l.online !== false ? "ok" : "bad"}">${l.in_service ? (l.online === false ? "offline" : "open") : "closed"}</span><br>
+        ${esc(stageName(l.stage))}${l.passage ? ` · <span class="elapsed" data-since="${l.passage.stage_since_ms}"></span>` : ""}<br>
+        <span class="muted small">${l.completed} completed</span></a>`).join("") + `</div>
       <h3>Faults 故障</h3>
       ${x.faults.length ? `<ul>${x.faults.map((f) => `<li>${time(f.ms)} — lane ${esc(f.lane)}: ${esc(f.reason)}</li>`).join("")}</ul>` : `<p class="muted">none</p>`}
-    </section>`).join("");
+      </section></div>`).join("");
     tickElapsed();
+    if (state.scansFor !== s.completed) { state.scansFor = s.completed; loadRecentScans(); }
+  }
+
+  /* The vehicles the scanner inspected lately, newest first (completed passages of its lanes). */
+  async function loadRecentScans() {
+    const j = await api("/api/passages?limit=200");
+    for (const x of state.snap.scanners) {
+      const rows = j.passages.filter((p) => p.inspected && x.lanes.includes(p.lane)).slice(0, 15);
+      state.scansHtml[x.id] = rows.length ? passageTable(rows) : `<p class="muted">none yet</p>`;
+      const box = document.querySelector(`.recent-scans[data-scanner="${CSS.escape(x.id)}"]`);
+      if (box) box.innerHTML = state.scansHtml[x.id];
+    }
   }
 
   /* ---------------------------------------------------------------- alarms */
