@@ -79,6 +79,7 @@ class Vehicle:
     plates: tuple[str, ...]  # first is the main plate; cross-boundary vehicles carry two
     tag_id: str = ""
     containers: tuple[str, ...] = ()
+    container_types: tuple[str, ...] = ()  # each box's ISO 6346 size/type code, painted under its number
     weight_kg: int = 1500
     kind: str = "car"  # car | truck
     vid: str = ""

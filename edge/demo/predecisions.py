@@ -31,11 +31,6 @@ from portlane.sim_devices.traffic import TrafficPlan
 
 __all__ = ["declarations_for", "lane_infos", "predecision_report", "trips"]
 
-#: ISO size/type codes the generated boxes carry: one box on a chassis is a 40' high cube, two
-#: are 20' general-purpose boxes.
-SIZE_TYPE_ONE_BOX = "45G1"
-SIZE_TYPE_TWO_BOXES = "22G1"
-
 
 def trips(plan: TrafficPlan) -> list[Trip]:
     """The plan's vehicles as the platform knows them: registered plates, e-card, boxes, weight."""
@@ -43,7 +38,6 @@ def trips(plan: TrafficPlan) -> list[Trip]:
     out: list[Trip] = []
     for lane, vehicles in plan.per_lane.items():
         for i, v in enumerate(vehicles):
-            code = SIZE_TYPE_ONE_BOX if len(v.containers) == 1 else SIZE_TYPE_TWO_BOXES
             out.append(
                 Trip(
                     vid=v.vid,
@@ -52,7 +46,7 @@ def trips(plan: TrafficPlan) -> list[Trip]:
                     kind=v.kind,
                     plates=registered.get(v.tag_id, tuple(v.plates)),
                     tag_id=v.tag_id,
-                    containers=tuple((c, code) for c in v.containers),
+                    containers=tuple(zip(v.containers, v.container_types, strict=True)),
                     weight_kg=v.weight_kg,
                 )
             )
