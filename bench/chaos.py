@@ -241,7 +241,12 @@ class Port:
         self.site_file.write_text(yaml.safe_dump(site, allow_unicode=True, sort_keys=False), encoding="utf-8")
         self.tasks += [asyncio.create_task(w.run(), name=f"{lid}-physics") for lid, w in self.worlds.items()]
         self.tasks.append(asyncio.create_task(self.scanner_world.run(), name="scanner-physics"))
-        self.live = EventObserver(self.broker.url, site["site"]["id"], client_id="chaos-live", protocol="5")
+        # Persistent too: what the lanes flush from their outboxes right after a broker restart,
+        # before this subscriber is back, is kept for it (a clean session would miss it and the
+        # run would look unfinished).
+        self.live = EventObserver(
+            self.broker.url, site["site"]["id"], client_id="chaos-live", protocol="5", persistent_session=True
+        )
         self.platform = EventObserver(
             self.broker.url, site["site"]["id"], client_id="chaos-platform", protocol="5", persistent_session=True
         )
