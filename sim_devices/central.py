@@ -188,7 +188,7 @@ class CentralPlatform:
                         backoff = 0.1
                         prefix = f"portlane/v1/{self.site}"
                         await client.subscribe(f"{prefix}/+/event/vehicle.identified", qos=1)
-                        await client.subscribe(f"{prefix}/+/event/scan.completed", qos=1)
+                        await client.subscribe(f"{prefix}/+/event/scan.completed/+", qos=1)  # per-lane topics
                         await client.subscribe(f"{prefix}/+/response", qos=1)
                         # Registrations go to each lane as a signed command when the lane comes
                         # online (its retained status says so): a lane trusts no unsigned list.
@@ -247,7 +247,7 @@ class CentralPlatform:
             return
         if not self._first_time(parts[3], body, payload):
             return  # redelivered or replayed: handled already
-        etype, unit, data = parts[-1], parts[3], body.get("data", {})
+        etype, unit, data = parts[5], parts[3], body.get("data", {})
         if etype == "vehicle.identified":
             self._spawn(self._decide(unit, data))
         elif etype == "scan.completed":

@@ -101,9 +101,10 @@ def payloads(draw: st.DrawFn) -> bytes:
 
 topics = st.one_of(
     st.sampled_from(COMMANDS).map(lambda c: f"{PREFIX}/c1/cmd/{c}"),
-    st.sampled_from(["scan.started", "scan.completed", "scan.failed", "scan.queued", "x"]).map(
-        lambda t: f"{PREFIX}/xray-1/event/{t}"
-    ),
+    st.tuples(
+        st.sampled_from(["scan.started", "scan.completed", "scan.failed", "scan.queued", "x"]),
+        st.sampled_from(["/c1", "/c2", "", "/c1/x"]),  # per-lane scan topics (the lane reads /c1)
+    ).map(lambda t: f"{PREFIX}/xray-1/event/{t[0]}{t[1]}"),
     st.text(max_size=30),
 )
 
@@ -239,8 +240,8 @@ async def test_retained_junk_on_the_lanes_topics_cannot_stop_a_restarting_lane(
             f"{PREFIX}/c1/cmd/expected_vehicles",
             json.dumps({"vehicles": [{"tag_id": TAG, "plates": ["粤A00000"]}]}).encode(),
         ),
-        (f"{PREFIX}/xray-1/event/scan.completed", b'{"data": []}'),
-        (f"{PREFIX}/xray-1/event/scan.failed", json.dumps({"data": {"lane": "c1", "passage_id": 1}}).encode()),
+        (f"{PREFIX}/xray-1/event/scan.completed/c1", b'{"data": []}'),
+        (f"{PREFIX}/xray-1/event/scan.failed/c1", json.dumps({"data": {"lane": "c1", "passage_id": 1}}).encode()),
     ]:
         await junk.publish(topic, body, retain=True)
     try:
@@ -257,8 +258,8 @@ async def test_retained_junk_on_the_lanes_topics_cannot_stop_a_restarting_lane(
         for topic in (
             f"{PREFIX}/c1/cmd/decision",
             f"{PREFIX}/c1/cmd/expected_vehicles",
-            f"{PREFIX}/xray-1/event/scan.completed",
-            f"{PREFIX}/xray-1/event/scan.failed",
+            f"{PREFIX}/xray-1/event/scan.completed/c1",
+            f"{PREFIX}/xray-1/event/scan.failed/c1",
         ):
             await junk.publish(topic, b"", retain=True)
         await junk.close()
