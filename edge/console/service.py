@@ -32,6 +32,7 @@ from portlane.edge.config import MqttProtocol, Site
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.errors import EventRejectedError
+from portlane.edge.trust.audit import AuditLog
 from portlane.edge.trust.keys import broker_credentials
 
 from .auth import User, load_users
@@ -94,11 +95,15 @@ class ConsoleService:
         cookie_secure: bool = False,
         client_id: str = "console",
         connect_timeout_s: float | None = None,
+        audit_log: str | Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.site = site
         self.site_id = site.site.id
         self.db_path = Path(db)
+        #: Failed sign-ins (aggregated): a hash-chained audit log beside the database by default.
+        self.audit_path = Path(audit_log) if audit_log is not None else self.db_path.with_name("console-audit.jsonl")
+        self.audit: AuditLog | None = None
         self.http = http
         self.connect_timeout_s = connect_timeout_s
         self.cookie_secure = cookie_secure
@@ -147,6 +152,7 @@ class ConsoleService:
         if self._tg is not None:
             raise RuntimeError("ConsoleService is already running")
         self.store = Store(self.db_path)
+        self.audit = AuditLog(self.audit_path)
         self.store.set_meta(site=self.site_id, site_name=self.live.site_name, timezone=str(self.live.tz))
         self._load()
         tg = asyncio.TaskGroup()
@@ -197,6 +203,9 @@ class ConsoleService:
                 self._flush_streams()
             self.store.close()
             self.store = None
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
 
     def db(self) -> Store:
         if self.store is None:
