@@ -33,7 +33,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -242,6 +242,11 @@ class SiteClient:
     @property
     def missing(self) -> int:
         return self.consumer.missing
+
+    def restore(self, streams: Iterable[StreamView]) -> int:
+        """Put back a ledger saved from :meth:`streams` (a restart): see ``SiteConsumer.restore``.
+        Call it before the client starts."""
+        return self.consumer.restore(streams, now=self._clock())
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:  # noqa: ASYNC109
         """Until ``predicate()`` holds (checked after every message and tick); TimeoutError after

@@ -74,7 +74,10 @@ class Console(Protocol):
     cookie_secure: bool
     closing: asyncio.Event
     version: int
-    audit: AuditSink | None  # where failed sign-ins are audited (aggregated)
+
+    @property
+    def audit(self) -> AuditSink | None:
+        """Where failed sign-ins are audited (aggregated)."""
 
     @property
     def stats(self) -> _Stats: ...

@@ -101,7 +101,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
     from portlane.sim_devices.catalog import SimulatorUnavailableError, start_site
 
     opts = opts.validated()
-    raw = demo_site(load_demo_site(opts.site_file), opts.lanes, cameras=opts.with_cameras)
+    raw = with_console_client(demo_site(load_demo_site(opts.site_file), opts.lanes, cameras=opts.with_cameras))
     keys = yaml.safe_load(KEYS_FILE.read_text(encoding="utf-8"))
     lanes_kind = {lane["id"]: lane["kind"] for lane in raw["lanes"]}
     plan = make_plan(lanes_kind, opts.vehicles, seed=opts.seed, swapped_ratio=0.05)
@@ -158,6 +158,23 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
         if secure is not None:
             await secure.close()
         tmp.cleanup()
+
+
+def with_console_client(raw: dict[str, Any]) -> dict[str, Any]:
+    """The site with its ``console`` client allowed to sign ``replay_events`` (added when the
+    site file has none): the demo gives it a key (and, under ``--secure``, a certificate), and
+    the console asks the lanes and the scanner for what it missed with that key."""
+    from portlane.edge.demo.console import CONSOLE
+
+    raw = copy.deepcopy(raw)
+    clients = raw.setdefault("clients", []) or []
+    entry = next((c for c in clients if c.get("id") == CONSOLE), None)
+    if entry is None:
+        entry = {"id": CONSOLE, "role": "console"}
+        clients.append(entry)
+    entry["commands"] = sorted({"replay_events", *(entry.get("commands") or ())})
+    raw["clients"] = clients
+    return raw
 
 
 def _images(opts: DemoOptions, plan: TrafficPlan) -> Any:
@@ -320,7 +337,6 @@ async def _run(
                     http=opts.console,
                     db=opts.console_db,
                     time_factor=opts.time_factor,
-                    signing_key=(keys["key_id"], keys["private_key"]),
                 )
             )
         try:
