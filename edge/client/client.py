@@ -120,7 +120,9 @@ class SiteClient:
     files as ``ca_file``/``cert_file``/``key_file``). ``backfill``: ask units first met
     mid-stream for their earlier events; ``gap_grace_s``: how long a missing event may still be
     in flight before it is asked for. ``on_output``: every output is handed to this callback
-    (on the event loop) instead of the :meth:`events` queue.
+    (on the event loop) instead of the :meth:`events` queue. ``on_sent``: told the topic and wire
+    bytes of every command this client publishes (its own commands and its replay requests), when
+    it hands them to the broker.
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class SiteClient:
         persistent_session: bool = False,
         queue_size: int = QUEUE_SIZE,
         on_output: Callable[[Output], None] | None = None,
+        on_sent: Callable[[str, bytes], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], dt.datetime] = _utc_now,
     ) -> None:
@@ -148,6 +151,7 @@ class SiteClient:
         self.signer = signer
         self.consumer = SiteConsumer.for_site(site, backfill=backfill, gap_grace_s=gap_grace_s)
         self.on_output = on_output
+        self.on_sent = on_sent
         self.alarms: deque[Anomaly | GapAbandoned] = deque(maxlen=RECENT_ALARMS)
         self._clock = clock
         self._wall_clock = wall_clock
@@ -323,7 +327,10 @@ class SiteClient:
             }
         )
         self.consumer.expect_answer(signed.nonce, unit=unit, command=name)
-        self.link.publish_best_effort(Topics(self.site_id, unit).cmd(name), signed.to_json_bytes())
+        topic, payload = Topics(self.site_id, unit).cmd(name), signed.to_json_bytes()
+        self.link.publish_best_effort(topic, payload)
+        if self.on_sent is not None:
+            self.on_sent(topic, payload)
         return signed.nonce
 
     # -- the loop ------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from portlane.edge.contract.events import STAGES
 from portlane.edge.demo.observer import EventObserver
 from portlane.edge.demo.options import DemoOptions
 from portlane.edge.lane.daemon import LaneDaemon
+from portlane.edge.platform import CentralPlatform
 from portlane.edge.scanner.daemon import ScannerDaemon
-from portlane.sim_devices.central import CentralPlatform
 from portlane.sim_devices.scanner import ScannerWorld
 from portlane.sim_devices.traffic import TrafficPlan
 from portlane.sim_devices.world import LaneWorld

@@ -37,9 +37,9 @@ from portlane.edge.demo.sitegen import LANE_ORDER, demo_site
 from portlane.edge.errors import BrokerUnreachableError, DemoError, PortlaneError, UsageError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.passage import LaneTimeouts
+from portlane.edge.platform import CentralPlatform
 from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.edge.trust.pki import provision_unit_keys
-from portlane.sim_devices.central import CentralPlatform
 from portlane.sim_devices.scanner import ScannerWorld
 from portlane.sim_devices.traffic import TrafficPlan, make_plan, run_lane
 from portlane.sim_devices.world import LaneWorld
@@ -308,22 +308,19 @@ async def _run(
         )
     for s in site.scanners:
         run.scanner = ScannerDaemon(site, s, state_dir=state_dir, broker_url=url, broker_protocol=protocol)
+    # The platform believes only what the units signed (the consumer library); under --secure it
+    # connects with the platform's certificate (the site file's TLS files for unit "platform").
     central = run.central = CentralPlatform(
-        url,
-        site.site.id,
+        site,
         key_id=keys["key_id"],
         private_key_b64=keys["private_key"],
-        lanes={
-            lc.id: {"kind": lc.kind, "agencies": [a.value for a in lc.agencies], "scanner": lc.scanner}
-            for lc in site.lanes
-        },
+        url=url,
+        protocol=protocol,
         inspect_ratio=opts.inspect_ratio,
         forged=opts.inject_forged,
         seed=opts.seed,
         think_s=2.0 * opts.time_factor,
-        protocol=protocol or "auto",
         registrations=plan.registrations,
-        tls_files=secure.tls_files("platform") if secure else None,
     )
     async with contextlib.AsyncExitStack() as exits:
         if opts.console or opts.console_db:
