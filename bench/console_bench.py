@@ -38,7 +38,7 @@ from portlane.edge.contract.times import rfc3339
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
-from portlane.edge.demo.run import DEFAULT_SITE, with_console_client
+from portlane.edge.demo.run import DEFAULT_SITE, with_demo_clients
 from portlane.edge.trust.events import EventSigner
 from portlane.edge.trust.keys import load_unit_signer
 from portlane.edge.trust.pki import provision_unit_keys
@@ -50,7 +50,7 @@ def signed_site(key_dir: Path) -> tuple[Site, dict[str, EventSigner]]:
     """The shipped site with a key for every unit (as the demo provisions them) and its signers."""
     import yaml
 
-    raw = provision_unit_keys(with_console_client(yaml.safe_load(DEFAULT_SITE.read_text(encoding="utf-8"))), key_dir)
+    raw = provision_unit_keys(with_demo_clients(yaml.safe_load(DEFAULT_SITE.read_text(encoding="utf-8"))), key_dir)
     site = parse_site(raw)
     return site, {lane.id: load_unit_signer(lane.key, unit=lane.id) for lane in site.lanes if lane.key is not None}
 

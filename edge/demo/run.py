@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import copy
 import logging
-import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,7 @@ import yaml
 from portlane.edge.config import MqttProtocol, parse_site
 from portlane.edge.delivery.state import check_state_dir
 from portlane.edge.demo.broker import EmbeddedBroker
-from portlane.edge.demo.observer import EventObserver
+from portlane.edge.demo.observer import OBSERVER, DemoObserver
 from portlane.edge.demo.options import DEFAULT_SITE, SITES_DIR, DemoOptions, check_broker_url, load_demo_site
 from portlane.edge.demo.report import DemoRun, count_events, stuck_lanes, summarise
 from portlane.edge.demo.sitegen import LANE_ORDER, demo_site
@@ -101,7 +100,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
     from portlane.sim_devices.catalog import SimulatorUnavailableError, start_site
 
     opts = opts.validated()
-    raw = with_console_client(demo_site(load_demo_site(opts.site_file), opts.lanes, cameras=opts.with_cameras))
+    raw = with_demo_clients(demo_site(load_demo_site(opts.site_file), opts.lanes, cameras=opts.with_cameras))
     keys = yaml.safe_load(KEYS_FILE.read_text(encoding="utf-8"))
     lanes_kind = {lane["id"]: lane["kind"] for lane in raw["lanes"]}
     plan = make_plan(lanes_kind, opts.vehicles, seed=opts.seed, swapped_ratio=0.05)
@@ -137,6 +136,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
             broker = EmbeddedBroker()
             await broker.start()
             url, protocol = broker.url, "3.1.1"
+        raw = with_demo_clients(raw, replay=True)  # keyed now: the console and the observer ask for replays
         try:
             sims = await start_site(
                 raw, worlds, scanner_worlds={sid: scanner_world for sid in scanner_ids}, time_factor=opts.time_factor
@@ -160,19 +160,22 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
         tmp.cleanup()
 
 
-def with_console_client(raw: dict[str, Any]) -> dict[str, Any]:
-    """The site with its ``console`` client allowed to sign ``replay_events`` (added when the
-    site file has none): the demo gives it a key (and, under ``--secure``, a certificate), and
-    the console asks the lanes and the scanner for what it missed with that key."""
+def with_demo_clients(raw: dict[str, Any], *, replay: bool = False) -> dict[str, Any]:
+    """The site with the demo's readers — its ``console`` and its ``observer`` — as clients
+    (added when the site file has none): the demo gives each a key (and, under ``--secure``, a
+    certificate). ``replay``, once they have their keys: each may sign ``replay_events``, and
+    asks the lanes and the scanner for what it missed with its own key."""
     from portlane.edge.demo.console import CONSOLE
 
     raw = copy.deepcopy(raw)
     clients = raw.setdefault("clients", []) or []
-    entry = next((c for c in clients if c.get("id") == CONSOLE), None)
-    if entry is None:
-        entry = {"id": CONSOLE, "role": "console"}
-        clients.append(entry)
-    entry["commands"] = sorted({"replay_events", *(entry.get("commands") or ())})
+    for unit in (CONSOLE, OBSERVER):
+        entry = next((c for c in clients if c.get("id") == unit), None)
+        if entry is None:
+            entry = {"id": unit, "role": "console"}
+            clients.append(entry)
+        if replay and entry.get("key"):
+            entry["commands"] = sorted({"replay_events", *(entry.get("commands") or ())})
     raw["clients"] = clients
     return raw
 
@@ -216,7 +219,7 @@ async def _probe_broker(url: str, wait_s: float) -> None:
         ) from None
 
 
-async def _subscribed(observer: EventObserver, url: str, external: bool) -> None:
+async def _subscribed(observer: DemoObserver, url: str, external: bool) -> None:
     try:
         async with asyncio.timeout(CONNECT_WAIT_S):
             await observer.link.wait_subscribed()
@@ -271,22 +274,10 @@ async def _run(
 ) -> dict[str, Any]:
     site = parse_site(_apply_links(raw, links), file=str(opts.site_file))
     run = DemoRun(opts, site, plan, worlds, scanner_world)
-    tls: dict[str, str] | None = None
-    if secure is not None:
-        from portlane.edge.demo.secure import OBSERVER
-
-        tls = secure.link_tls(OBSERVER)
-    # A persistent session (per run, so that a run never inherits another's queue): what the
-    # broker acknowledged while the observer was reconnecting — a broker restart — is still
-    # delivered to it, so the demo's accounting does not count it lost.
-    observer = run.observer = EventObserver(
-        url,
-        site.site.id,
-        protocol=protocol or "auto",
-        tls=tls,
-        persistent_session=True,
-        **({} if secure is not None else {"client_id": f"portlane-observer-{secrets.token_hex(4)}"}),
-    )
+    # What a platform gets of the run, through the consumer library: verified, once, and what it
+    # misses (a broker restart) it has replayed with its own key — its "lost" is lost. Under
+    # --secure it connects with its own certificate (units/observer).
+    observer = run.observer = DemoObserver(site, url=url, protocol=protocol)
     recogniser = None
     if opts.recognition:
         from portlane.edge.lane.recognition import LocalRecogniser, camera_rois
@@ -345,7 +336,7 @@ async def _run(
 
 async def _drive(
     run: DemoRun,
-    observer: EventObserver,
+    observer: DemoObserver,
     central: CentralPlatform,
     plan: TrafficPlan,
     worlds: dict[str, LaneWorld],
@@ -366,7 +357,7 @@ async def _drive(
     expected: dict[str, int] = {}
     async with asyncio.TaskGroup() as tg:
         bg = [
-            tg.create_task(observer.link.run(), name="observer"),
+            tg.create_task(observer.run(), name="observer"),
             tg.create_task(central.run(), name="central"),
             tg.create_task(scanner_world.run(), name="scanner-physics"),
         ]
@@ -423,7 +414,7 @@ async def _drive(
                 expected[run.scanner.cfg.id] = run.scanner.unit.outbox.last_seq
             with contextlib.suppress(TimeoutError):
                 await observer.wait_for(
-                    lambda: all(observer.units[u].max_seq >= s for u, s in expected.items() if s),
+                    lambda: observer.complete(expected),
                     timeout=DRAIN_WAIT_S,
                 )
             for t in [*bg, *traffic]:
