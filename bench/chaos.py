@@ -57,17 +57,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from portlane.edge.config import parse_site
+from portlane.edge.config import load_site
 from portlane.edge.contract.times import parse_rfc3339
 from portlane.edge.demo.broker import MosquittoBroker
 from portlane.edge.demo.observer import EventObserver
 from portlane.edge.demo.options import DEFAULT_SITE, SITES_DIR, load_demo_site
-from portlane.edge.demo.predecisions import lane_infos, trips
+from portlane.edge.demo.predecisions import trips
 from portlane.edge.demo.sitegen import demo_site
+from portlane.edge.platform import CentralPlatform
 from portlane.edge.platform.declarations import Declarations, Policy
+from portlane.edge.platform.lanes import lane_infos
 from portlane.edge.trust.pki import provision_unit_keys
 from portlane.sim_devices.catalog import SiteSims, start_site
-from portlane.sim_devices.central import CentralPlatform
 from portlane.sim_devices.scanner import PlcState, ScannerWorld
 from portlane.sim_devices.traffic import make_plan, run_lane
 from portlane.sim_devices.world import LaneWorld
@@ -261,11 +262,11 @@ class Port:
         site = provision_unit_keys(site, self.root / "keys")  # units sign their events, as on a site
         if self.decision_timeout_s is not None:
             site["platform"]["decision_timeout_s"] = self.decision_timeout_s
+        self.site_file.write_text(yaml.safe_dump(site, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        loaded = load_site(self.site_file)  # what the platform believes: the units' keys of the site file
         if self.declared:
             policy = Policy(share=self.declared, mix={}, time_factor=TIME_FACTOR, seed=self.seed, run="pd")
-            lanes = lane_infos(parse_site(site, file=str(self.site_file)))
-            self.declarations = Declarations.plan(trips(self.plan), lanes, policy)
-        self.site_file.write_text(yaml.safe_dump(site, allow_unicode=True, sort_keys=False), encoding="utf-8")
+            self.declarations = Declarations.plan(trips(self.plan), lane_infos(loaded), policy)
         self.tasks += [asyncio.create_task(w.run(), name=f"{lid}-physics") for lid, w in self.worlds.items()]
         self.tasks.append(asyncio.create_task(self.scanner_world.run(), name="scanner-physics"))
         # Persistent too: what the lanes flush from their outboxes right after a broker restart,
@@ -279,18 +280,12 @@ class Port:
         )
         keys = yaml.safe_load((SITES_DIR.parent / "demo_keys.yaml").read_text(encoding="utf-8"))
         self.central = self.central_cls(
-            self.broker.url,
-            site["site"]["id"],
+            loaded,
             key_id=keys["key_id"],
             private_key_b64=keys["private_key"],
-            lanes={
-                la["id"]: {"kind": la["kind"], "agencies": la["agencies"], "scanner": la.get("scanner")}
-                for la in site["lanes"]
-            },
             inspect_ratio=self.inspect_ratio,
             seed=self.seed,
             think_s=self.think_s,
-            protocol="5",
             registrations=self.plan.registrations,
             declarations=self.declarations,
         )

@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import chaos  # bench/ is not a package
-from portlane.sim_devices.central import CentralPlatform
+from portlane.edge.platform import CentralPlatform
 
 __all__ = [
     "FsyncProbe",
@@ -163,11 +163,12 @@ class TimedCentral(CentralPlatform):
         super().__init__(*args, **kwargs)
         self.release_ns: dict[str, int] = {}  # lane -> time the latest release was published
 
-    async def _publish(self, topic: str, body: dict[str, Any]) -> None:
-        if topic.endswith("/cmd/decision") and (body.get("args") or {}).get("verdict") == "release":
+    def sent(self, topic: str, payload: bytes) -> None:
+        t = time.monotonic_ns()  # handed to the broker now (the library's on_sent)
+        if topic.endswith("/cmd/decision") and (json.loads(payload).get("args") or {}).get("verdict") == "release":
             # The lane opens on the last agency's release; each one overwrites the previous.
-            self.release_ns[topic.split("/")[3]] = time.monotonic_ns()
-        await super()._publish(topic, body)
+            self.release_ns[topic.split("/")[3]] = t
+        super().sent(topic, payload)
 
 
 class ScalePort(chaos.Port):

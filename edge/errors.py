@@ -59,7 +59,6 @@ Exception tree::
     ├── DemoError                       ``portlane demo`` cannot run
     └── ConsoleError                    the site console
         ├── UsersFileError              its users file
-        ├── EventRejectedError          an event it was offered is not believed; ``reason``
         └── ConsoleStoreError           its database
 
 Exit codes (every ``portlane`` command and daemon; docs/operations.md lists them for
@@ -114,7 +113,6 @@ __all__ = [
     "DaemonUnreachableError",
     "DeliveryError",
     "DemoError",
-    "EventRejectedError",
     "MalformedEventError",
     "MissingExtraError",
     "NoSignerError",
@@ -433,17 +431,6 @@ class UsersFileError(ConsoleError):
     """The users file cannot be read or is invalid; the message names the file and the entry."""
 
     exit_code = EXIT_USAGE
-
-
-class EventRejectedError(ConsoleError):
-    """An event was not accepted. ``reason`` is a short machine word (``malformed``,
-    ``wrong_source``, ``unknown_key``, ``bad_signature``, ``not_authorised``, ``unsigned``,
-    ``invalid_payload``); ``detail`` is for people."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")
 
 
 class ConsoleStoreError(ConsoleError):

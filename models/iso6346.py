@@ -19,8 +19,11 @@ from __future__ import annotations
 import itertools
 import re
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from .grammar import LOW_CONFIDENCE
 
 __all__ = [
     "CONFUSABLES",
@@ -277,7 +280,7 @@ class ContainerRead:
     iso_type: str | None = None
     confidence: float = 0.0
     box: tuple[int, int, int, int] | None = None
-    status: str = "low_confidence"
+    status: str = LOW_CONFIDENCE
     char_confidences: tuple[float, ...] = ()
     #: nats the grammar path lies below the recogniser's free best path
     cost: float = 0.0
@@ -316,7 +319,28 @@ class ContainerRead:
             "status": self.status,
             "doubt": self.doubt,
             "box": list(self.box) if self.box else None,
+            "char_confidences": list(self.char_confidences),
+            "cost": self.cost,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ContainerRead:
+        """What :meth:`as_dict` wrote (``KeyError``/``ValueError``/``TypeError`` when it is not)."""
+        box = d.get("box")
+        iso_type = d.get("iso_type")
+        return cls(
+            number=str(d["number"]),
+            check_digit_ok=bool(d["check_digit_ok"]),
+            check_digit_inferred=bool(d.get("check_digit_inferred", False)),
+            corrected=bool(d.get("corrected", False)),
+            iso_type=None if iso_type is None else str(iso_type),
+            confidence=float(d["confidence"]),
+            box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])) if box else None,
+            status=str(d.get("status", LOW_CONFIDENCE)),
+            char_confidences=tuple(float(x) for x in d.get("char_confidences", ())),
+            cost=float(d.get("cost", 0.0)),
+            doubt=str(d.get("doubt", "")),
+        )
 
 
 def correct(

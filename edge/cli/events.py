@@ -192,7 +192,8 @@ def _print_event(con: Console | None, msg: Message) -> None:
     except ValueError:
         payload = msg.payload.decode("utf-8", "replace")
     try:
-        _site, lane, _kind, etype = Topics.parse(msg.topic)
+        _site, lane, _kind, rest = Topics.parse(msg.topic)
+        etype = Topics.parse_event(rest)[0]  # a scanner's per-lane scan topic has the lane after the type
     except ValueError:
         lane, etype = "?", "?"
     if con is None:

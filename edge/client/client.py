@@ -33,7 +33,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -120,7 +120,9 @@ class SiteClient:
     files as ``ca_file``/``cert_file``/``key_file``). ``backfill``: ask units first met
     mid-stream for their earlier events; ``gap_grace_s``: how long a missing event may still be
     in flight before it is asked for. ``on_output``: every output is handed to this callback
-    (on the event loop) instead of the :meth:`events` queue.
+    (on the event loop) instead of the :meth:`events` queue. ``on_sent``: told the topic and wire
+    bytes of every command this client publishes (its own commands and its replay requests), when
+    it hands them to the broker.
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class SiteClient:
         persistent_session: bool = False,
         queue_size: int = QUEUE_SIZE,
         on_output: Callable[[Output], None] | None = None,
+        on_sent: Callable[[str, bytes], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], dt.datetime] = _utc_now,
     ) -> None:
@@ -148,6 +151,7 @@ class SiteClient:
         self.signer = signer
         self.consumer = SiteConsumer.for_site(site, backfill=backfill, gap_grace_s=gap_grace_s)
         self.on_output = on_output
+        self.on_sent = on_sent
         self.alarms: deque[Anomaly | GapAbandoned] = deque(maxlen=RECENT_ALARMS)
         self._clock = clock
         self._wall_clock = wall_clock
@@ -243,6 +247,11 @@ class SiteClient:
     def missing(self) -> int:
         return self.consumer.missing
 
+    def restore(self, streams: Iterable[StreamView]) -> int:
+        """Put back a ledger saved from :meth:`streams` (a restart): see ``SiteConsumer.restore``.
+        Call it before the client starts."""
+        return self.consumer.restore(streams, now=self._clock())
+
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:  # noqa: ASYNC109
         """Until ``predicate()`` holds (checked after every message and tick); TimeoutError after
         ``timeout`` seconds."""
@@ -318,7 +327,10 @@ class SiteClient:
             }
         )
         self.consumer.expect_answer(signed.nonce, unit=unit, command=name)
-        self.link.publish_best_effort(Topics(self.site_id, unit).cmd(name), signed.to_json_bytes())
+        topic, payload = Topics(self.site_id, unit).cmd(name), signed.to_json_bytes()
+        self.link.publish_best_effort(topic, payload)
+        if self.on_sent is not None:
+            self.on_sent(topic, payload)
         return signed.nonce
 
     # -- the loop ------------------------------------------------------------------------------

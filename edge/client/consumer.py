@@ -208,6 +208,23 @@ class SiteConsumer:
         """Events known to be missing and still asked for."""
         return sum(s.missing_count for s in self.book)
 
+    def restore(self, streams: Iterable[StreamView], *, now: float) -> int:
+        """Put back the ledger a consumer saved (``streams()`` written to its database): after a
+        restart it goes on where it stopped — it asks for what was still missing (after the grace
+        period) and takes events seen before as duplicates — instead of treating every unit as
+        met for the first time. Only units of the site; returns how many streams were restored."""
+        n = 0
+        for v in sorted(streams, key=lambda x: (x.unit, x.epoch)):
+            if v.unit not in self.units_of_site or v.max_seq < 0:
+                continue
+            s = self.book.restore(
+                v.unit, v.epoch, max_seq=v.max_seq, received=v.received, lost=v.lost, missing=v.missing
+            )
+            if s is not None:
+                self._schedule(s, now, progressed=False)
+                n += 1
+        return n
+
     # -- input ---------------------------------------------------------------------------------
 
     def receive(self, topic: str, payload: bytes, *, now: float) -> list[Output]:

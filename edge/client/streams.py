@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 import enum
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 __all__ = ["MAX_EPOCHS", "MAX_MISSING_RANGES", "MAX_SIGNATURES", "Seen", "Stream", "StreamBook"]
@@ -231,6 +231,40 @@ class StreamBook:
 
     def _unit_streams(self, unit: str) -> list[Stream]:
         return [s for (u, _e), s in self._streams.items() if u == unit]
+
+    def restore(
+        self,
+        unit: str,
+        epoch: int,
+        *,
+        max_seq: int,
+        received: int = 0,
+        lost: int = 0,
+        missing: Iterable[tuple[int, int]] = (),
+    ) -> Stream | None:
+        """Put back a stream a consumer saved (its database, after a restart): the highest seq,
+        what was received and given up, the missing ranges (clipped to ``max_seq``, merged,
+        the newest :data:`MAX_MISSING_RANGES` kept). Events seen before the save come again as
+        duplicates (their signatures are not kept), never as new ones. Returns the stream, or
+        None when ``epoch`` is older than every epoch kept for the unit."""
+        ranges = sorted((max(1, int(a)), min(int(b), max_seq)) for a, b in missing)
+        merged: list[tuple[int, int]] = []
+        for a, b in ranges:
+            if a > b:
+                continue
+            if merged and a <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+            else:
+                merged.append((a, b))
+        s = self._streams.get((unit, epoch))
+        if s is None:
+            s, _given_up = self._open(unit, epoch)
+            if s is None:
+                return None
+        s.max_seq, s.received, s.lost = max_seq, received, lost
+        s.missing = merged[-MAX_MISSING_RANGES:]
+        s.attempts, s.next_request = 0, None
+        return s
 
     def unfill(self, unit: str, epoch: int, seq: int) -> Stream | None:
         """An event that was seen could not be delivered: it is missing again (asked again)."""

@@ -345,18 +345,6 @@ class LoginThrottle:
         if self.rejections is not None:
             self.rejections.flush(force=force)
 
-    # -- the old interface (the login handler before issue 23) --------------------------------
-
-    def blocked(self, name: str) -> bool:
-        """Always False: there is no lock any more (the handler calls :meth:`check`)."""
-        return False
-
-    def failed(self, name: str) -> None:
-        """Kept for the handler before issue 23; :meth:`check` records failures itself."""
-
-    def succeeded(self, name: str) -> None:
-        """Kept for the handler before issue 23; :meth:`check` records successes itself."""
-
     # -- internals ---------------------------------------------------------------------------
 
     def _wait(self, f: _Failures | None, cap: float, now: float) -> float:

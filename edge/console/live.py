@@ -1,7 +1,8 @@
-"""The site's live picture and the alarm rules, fed by accepted events. Pure: no I/O, no clock.
+"""The site's live picture and the alarm rules, fed by verified events. Pure: no I/O, no clock.
 
-:class:`SiteLive` turns events (in any order across units, as a broker delivers them) into
-changes of the picture (its state, ``picture.py``) and effects (``effects.py``):
+:class:`SiteLive` turns the consumer library's verified events (``SiteEvent``, in any order
+across units, as a broker delivers them) and its unit views (``UnitView``: a unit's signed
+status) into changes of the picture (its state, ``picture.py``) and effects (``effects.py``):
 
 * each lane's state: online, in or out of service, the current passage with its stage and
   when it entered it, device health, passages completed, the last one;
@@ -17,15 +18,17 @@ scanner event overtaking the lane's, cannot move the picture backwards. The lane
 Alarm rules (``kind``: when raised → when cleared):
 
 * ``device``     a device reports degraded/offline → it reports online
-* ``offline``    a unit's retained status says offline (last will) → online again
-* ``closed``     a lane out of service (status, an accepted close_lane, or it closed itself
-                 because its gate went offline) → back in service
+* ``offline``    a unit's signed status says offline, or the broker published its (unsigned)
+                 last will: "unconfirmed offline" → its signed status says online again
+* ``closed``     a lane out of service (its signed status says so, or it closed itself because
+                 its gate went offline) → back in service
 * ``stuck``      a passage stays in one stage longer than ``stuck_after_s`` → it moves on
 * ``identity``   an identification with exceptions or below ``low_confidence`` → corrected or
                  the passage completed (an item for an officer)
 * ``exception``  ``lane.exception`` (platform unreachable, scanner fault, ...) — notice
 * ``scan_failed``, ``rejected_command``, ``override`` — notices (raised already cleared:
   they wait only for acknowledgement)
+* ``radiation``, ``seal``, pre-decisions — ``cargo.py``
 """
 
 from __future__ import annotations
@@ -36,16 +39,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from portlane.edge.client import SiteEvent, UnitView
 from portlane.edge.config import Site
 from portlane.edge.contract.times import parse_rfc3339
 from portlane.edge.contract.vocabulary import LOW_CONFIDENCE
 
+from .cargo import CARGO_EVENTS, EXCEPTION_TITLES, apply_cargo, completed_clears, count_refusals, note_basis
 from .effects import Clear, Completed, Effect, Raise
-from .ingest import Event
-from .picture import LaneLive, PassageLive, ScannerLive, vehicle_kind
-from .store import PassageRow
+from .picture import LaneLive, LiveEvent, PassageLive, ScannerLive, vehicle_kind
+from .store import PassageRow, time_ms
 
-__all__ = ["DEFAULT_STUCK_AFTER_S", "SiteLive"]
+__all__ = ["DEFAULT_STUCK_AFTER_S", "SiteLive", "live_event"]
 
 #: Longest a passage may stay in one stage before it is "stuck", in real seconds. A decision
 #: normally takes seconds, a scan 10–40 s plus the queue, a released truck clears the gate in
@@ -66,6 +70,25 @@ _COMPLETED_MEMORY = 2000
 
 def _ms(rfc3339: str) -> int:
     return int(parse_rfc3339(rfc3339).timestamp() * 1000)
+
+
+def _notice(lane: str, t: str, d: Mapping[str, Any]) -> tuple[str, str, str, str, str]:
+    """(key prefix, kind, severity, title, detail) of a one-off notice: a rejected command, an override."""
+    if t == "command.rejected":
+        title = f"{lane}: command {d.get('command')} rejected ({d.get('reason')})"
+        return (
+            "rejected:",
+            "rejected_command",
+            "warning",
+            title,
+            f"key {d.get('key_id') or '?'}, nonce {d.get('nonce') or '?'}",
+        )
+    title = f"{lane}: manual override {d.get('action')} by {d.get('operator')}"
+    return "override:", "override", "info", title, str(d.get("reason", ""))
+
+
+def live_event(ev: SiteEvent) -> LiveEvent:
+    return LiveEvent(ev.id, ev.unit, ev.type, time_ms(ev.time), ev.audience, ev.data)
 
 
 class SiteLive:
@@ -90,6 +113,7 @@ class SiteLive:
         self.agencies = tuple(a.value for a in site.agencies)
         self._completed_ids: deque[str] = deque(maxlen=_COMPLETED_MEMORY)
         self._completed_set: set[str] = set()
+        self._refused_ids: deque[str] = deque(maxlen=_COMPLETED_MEMORY)  # passages whose refusals were counted
         self._stuck: dict[str, str] = {}  # lane -> alarm key currently raised
 
     # ------------------------------------------------------------------ helpers
@@ -117,7 +141,9 @@ class SiteLive:
         self._completed_set.add(pid)
 
     # ------------------------------------------------------------------ events
-    def apply(self, ev: Event) -> list[Effect]:
+    def apply(self, event: SiteEvent | LiveEvent) -> list[Effect]:
+        """One verified event (only the library's verified events get here)."""
+        ev = live_event(event) if isinstance(event, SiteEvent) else event
         if ev.unit in self.scanners:
             return self._scanner_event(self.scanners[ev.unit], ev)
         lane = self.lanes.get(ev.unit)
@@ -143,6 +169,7 @@ class SiteLive:
                 p.plates, p.containers, p.confidence, p.exceptions = plates, containers, conf, exceptions
                 if p.advance("awaiting_decision", ev.time_ms):
                     out += self._clear_stuck(lane, ev.time_ms)
+            count_refusals(lane, p, pid, d.get("predecision_refusals") or (), self._refused_ids)
             if (exceptions or conf < self.low_confidence) and not d.get("corrected_by"):
                 what = ", ".join(exceptions) or f"confidence {conf:.2f}"
                 out.append(
@@ -163,6 +190,7 @@ class SiteLive:
             out.append(Clear(f"identity:{pid}", ev.time_ms))
         elif t == "passage.decided" and pid:
             p = self._passage(lane, pid)
+            note_basis(p, d)
             if p is not None:
                 p.decisions[str(d.get("agency"))] = str(d.get("decision"))
                 if d.get("decision") == "inspect" and p.advance("inspection_queued", ev.time_ms):
@@ -177,47 +205,22 @@ class SiteLive:
                 out += self._clear_stuck(lane, ev.time_ms)
         elif t == "passage.completed" and pid:
             out += self._completed(lane, ev, pid)
+        elif t in CARGO_EVENTS:
+            out += apply_cargo(lane, ev, self._passage(lane, pid), pid, agencies)
         elif t == "device.state":
             out += self._device(lane, ev)
         elif t == "lane.exception":
             out += self._exception(lane, ev, pid, agencies)
-        elif t == "command.rejected":
+        elif t in ("command.rejected", "override.applied"):
+            key, kind, severity, title, detail = _notice(lane.id, t, d)
             out.append(
-                Raise(
-                    f"rejected:{ev.id}",
-                    "rejected_command",
-                    "warning",
-                    lane.id,
-                    None,
-                    agencies,
-                    f"{lane.id}: command {d.get('command')} rejected ({d.get('reason')})",
-                    f"key {d.get('key_id') or '?'}, nonce {d.get('nonce') or '?'}",
-                    ev.id,
-                    ev.time_ms,
-                    notice=True,
-                )
-            )
-        elif t == "override.applied":
-            out.append(
-                Raise(
-                    f"override:{ev.id}",
-                    "override",
-                    "info",
-                    lane.id,
-                    pid,
-                    agencies,
-                    f"{lane.id}: manual override {d.get('action')} by {d.get('operator')}",
-                    str(d.get("reason", "")),
-                    ev.id,
-                    ev.time_ms,
-                    notice=True,
-                )
+                Raise(key + ev.id, kind, severity, lane.id, pid, agencies, title, detail, ev.id, ev.time_ms, True)
             )
         return out
 
-    def _completed(self, lane: LaneLive, ev: Event, pid: str) -> list[Effect]:
+    def _completed(self, lane: LaneLive, ev: LiveEvent, pid: str) -> list[Effect]:
         d = ev.data
-        out: list[Effect] = [Clear(f"identity:{pid}", ev.time_ms)]
+        out: list[Effect] = [Clear(f"identity:{pid}", ev.time_ms), *completed_clears(lane, pid, ev.time_ms)]
         stages = d.get("stages") or {}
         stage_ms = {str(k): int(v) for k, v in (d.get("stage_ms") or {}).items()}
         try:
@@ -242,12 +245,15 @@ class SiteLive:
             containers=containers,
             stage_ms=stage_ms,
             event_id=ev.id,
+            release_basis=d.get("release_basis") if isinstance(d.get("release_basis"), str) else None,
         )
         out.append(Completed(row))
         if pid in self._completed_set:
             return out
         self._forget_completed(pid)
         lane.completed += 1
+        if row.release_basis is not None:
+            lane.released_by[row.release_basis] = lane.released_by.get(row.release_basis, 0) + 1
         if lane.last is None or lane.last["completed_ms"] <= ev.time_ms:
             lane.last = {
                 "passage_id": pid,
@@ -264,7 +270,7 @@ class SiteLive:
             s.queue.pop(pid, None)
         return out
 
-    def _device(self, lane: LaneLive, ev: Event) -> list[Effect]:
+    def _device(self, lane: LaneLive, ev: LiveEvent) -> list[Effect]:
         d = ev.data
         name = str(d.get("device", "?"))
         health = str(d.get("health", "offline"))
@@ -297,7 +303,7 @@ class SiteLive:
             )
         return out
 
-    def _exception(self, lane: LaneLive, ev: Event, pid: str | None, agencies: tuple[str, ...]) -> list[Effect]:
+    def _exception(self, lane: LaneLive, ev: LiveEvent, pid: str | None, agencies: tuple[str, ...]) -> list[Effect]:
         d = ev.data
         kind = str(d.get("kind", ""))
         detail = str(d.get("detail", ""))
@@ -312,12 +318,17 @@ class SiteLive:
             "platform_unreachable": "no decision from the platform: lane holding",
             "scanner_fault": "scanner fault: vehicle diverted",
             "device_fault": "device fault",
+            **EXCEPTION_TITLES,
         }.get(kind, kind.replace("_", " ") or "exception")
         out.append(
             Raise(
                 f"exception:{ev.id}",
-                "stuck" if kind == "platform_unreachable" else "exception",
-                "warning",
+                "stuck"
+                if kind == "platform_unreachable"
+                else "predecision"
+                if kind in EXCEPTION_TITLES
+                else "exception",
+                "critical" if kind in EXCEPTION_TITLES else "warning",
                 lane.id,
                 pid,
                 agencies,
@@ -351,7 +362,7 @@ class SiteLive:
             )
         ]
 
-    def _scanner_event(self, s: ScannerLive, ev: Event) -> list[Effect]:
+    def _scanner_event(self, s: ScannerLive, ev: LiveEvent) -> list[Effect]:
         d = ev.data
         pid = str(d.get("passage_id", ""))
         lane = self.lanes.get(str(d.get("lane", "")))
@@ -402,46 +413,42 @@ class SiteLive:
         return out
 
     # ------------------------------------------------------------------ status and time
-    def on_status(self, unit: str, body: Mapping[str, Any], ms: int) -> list[Effect]:
-        online = body.get("state") == "online"
+    def on_unit(self, view: UnitView, ms: int) -> list[Effect]:
+        """A unit's view changed (the library's ``UnitChanged``): online, closed or offline only
+        on its signed ``unit.status``; the broker's unsigned last will only "unconfirmed offline"."""
         out: list[Effect] = []
-        target: LaneLive | ScannerLive | None = self.lanes.get(unit) or self.scanners.get(unit)
-        if target is None:
+        target: LaneLive | ScannerLive | None = self.lanes.get(view.unit) or self.scanners.get(view.unit)
+        if target is None or view.state == "unknown":
             return out
-        target.online = online
-        key = f"offline:{unit}"
-        if online:
+        target.state = view.state
+        target.online = view.state in ("online", "closed")
+        key = f"offline:{view.unit}"
+        status = view.status
+        if target.online:
             out.append(Clear(key, ms))
         else:
+            unconfirmed = view.state == "unconfirmed_offline"
             out.append(
                 Raise(
                     key,
                     "offline",
-                    "critical",
-                    unit,
+                    "warning" if unconfirmed else "critical",
+                    view.unit,
                     None,
-                    self.agencies_for(unit),
-                    f"{unit}: offline",
-                    f"since {body.get('since') or '?'} (the broker published its last will, or it stopped)",
+                    self.agencies_for(view.unit),
+                    f"{view.unit}: {'offline? (unconfirmed)' if unconfirmed else 'offline'}",
+                    "the broker published its last will (unsigned: the unit's connection dropped, or anyone "
+                    "wrote it); its next signed status says"
+                    if unconfirmed
+                    else f"it said so itself (signed) at {status.since if status else '?'}",
                     None,
                     ms,
                 )
             )
-        if isinstance(target, LaneLive):
-            in_service = body.get("in_service")
-            if online and isinstance(in_service, bool) and in_service != target.in_service and not target.auto_closed:
-                out += self._service(target, in_service, "status: out of service", ms)
+        lane = target if isinstance(target, LaneLive) and target.online and not target.auto_closed else None
+        if lane is not None and status is not None and status.in_service != lane.in_service:
+            out += self._service(lane, status.in_service, status.reason or "out of service", ms)
         return out
-
-    def on_response(self, unit: str, body: Mapping[str, Any], ms: int) -> list[Effect]:
-        """A unit's answer to a command. An accepted ``close_lane`` / ``open_lane`` is how the
-        console learns a lane's service state changed (lanes announce it nowhere else yet)."""
-        lane = self.lanes.get(unit)
-        cmd = body.get("command")
-        if lane is None or body.get("ok") is not True or cmd not in ("close_lane", "open_lane"):
-            return []
-        lane.auto_closed = False
-        return self._service(lane, cmd == "open_lane", "closed by a platform command (close_lane)", ms)
 
     def tick(self, now_ms: int) -> list[Effect]:
         """Stuck passages: raise once per passage and stage, cleared when it moves on."""

@@ -1,6 +1,7 @@
 """The live picture's state: each lane with its passage under way, the shared scanner with its
-queue and lease, and how each is shown (``as_dict``, the page's JSON). The rules that move
-this state live in ``live.py``; nothing here reads an event.
+queue and lease, and how each is shown (``as_dict``, the page's JSON); and the verified event as
+the rules read it (:class:`LiveEvent`). The rules that move this state live in ``live.py`` and
+``cargo.py``; nothing here reads an event.
 
 A passage's stage only moves forward, by ``STAGE_RANK``: an event replayed after a gap, or a
 scanner event overtaking the lane's, cannot move the picture backwards.
@@ -9,11 +10,19 @@ scanner event overtaking the lane's, cannot move the picture backwards.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["STAGE_RANK", "UTILISATION_WINDOW_MS", "LaneLive", "PassageLive", "ScannerLive", "vehicle_kind"]
+__all__ = [
+    "STAGE_RANK",
+    "UTILISATION_WINDOW_MS",
+    "LaneLive",
+    "LiveEvent",
+    "PassageLive",
+    "ScannerLive",
+    "vehicle_kind",
+]
 
 STAGE_RANK = {
     "arrived": 0,
@@ -29,6 +38,19 @@ STAGE_RANK = {
 UTILISATION_WINDOW_MS = 3_600_000
 
 
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    """A verified event (the library's ``SiteEvent``, or one read back from the database at
+    start) as the rules read it."""
+
+    id: str
+    unit: str
+    type: str  # without "portlane."
+    time_ms: int
+    audience: tuple[str, ...]
+    data: Mapping[str, Any]
+
+
 @dataclass
 class PassageLive:
     id: str
@@ -40,7 +62,11 @@ class PassageLive:
     confidence: float | None = None
     exceptions: list[str] = field(default_factory=list)
     decisions: dict[str, str] = field(default_factory=dict)
+    basis: dict[str, str] = field(default_factory=dict)  # agency -> online | predecision
     scan_result: str | None = None
+    predecision_refusals: list[str] = field(default_factory=list)  # why the lane did not release itself
+    radiation: str | None = None  # None | alarm | adjudicated: release | adjudicated: divert
+    seal_exceptions: list[str] = field(default_factory=list)
 
     def advance(self, stage: str, ms: int) -> bool:
         """Move to ``stage`` if it is further on (identified moves ``arrived`` on); True if moved."""
@@ -63,7 +89,11 @@ class PassageLive:
             "confidence": self.confidence,
             "exceptions": self.exceptions,
             "decisions": self.decisions,
+            "basis": self.basis,
             "scan_result": self.scan_result,
+            "predecision_refusals": self.predecision_refusals,
+            "radiation": self.radiation,
+            "seal_exceptions": self.seal_exceptions,
         }
 
 
@@ -73,7 +103,8 @@ class LaneLive:
     kind: str
     agencies: tuple[str, ...]
     scanner: str | None
-    online: bool | None = None  # None: no status seen yet
+    online: bool | None = None  # None: no signed status seen yet
+    state: str = "unknown"  # the library's UnitView.state: online, closed, offline, unconfirmed_offline
     in_service: bool = True
     closed_reason: str | None = None
     auto_closed: bool = False
@@ -81,6 +112,14 @@ class LaneLive:
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
     completed: int = 0
     last: dict[str, Any] | None = None
+    released_by: dict[str, int] = field(default_factory=dict)  # release basis -> completed passages
+    refusals: dict[str, int] = field(default_factory=dict)  # pre-decision refusal reason -> passages
+
+    @property
+    def automatic_share(self) -> float | None:
+        """The share of releases the lane made itself on signed pre-decisions (计算机自动核放)."""
+        auto, online = self.released_by.get("predecision", 0), self.released_by.get("online", 0)
+        return round(auto / (auto + online), 3) if auto + online else None
 
     def as_dict(self, alarms: int) -> dict[str, Any]:
         return {
@@ -89,6 +128,7 @@ class LaneLive:
             "agencies": list(self.agencies),
             "scanner": self.scanner,
             "online": self.online,
+            "state": self.state,
             "in_service": self.in_service,
             "closed_reason": self.closed_reason,
             "stage": self.passage.stage if self.passage else "idle",
@@ -96,6 +136,9 @@ class LaneLive:
             "devices": self.devices,
             "completed": self.completed,
             "last": self.last,
+            "released_by": self.released_by,
+            "automatic_share": self.automatic_share,
+            "predecision_refusals": self.refusals,
             "alarms": alarms,
         }
 
@@ -105,6 +148,7 @@ class ScannerLive:
     id: str
     lanes: tuple[str, ...]
     online: bool | None = None
+    state: str = "unknown"
     queue: dict[str, dict[str, Any]] = field(default_factory=dict)  # passage id -> {lane, queued_ms}
     lease: dict[str, Any] | None = None
     busy: deque[tuple[int, int]] = field(default_factory=deque)
@@ -130,6 +174,7 @@ class ScannerLive:
             "id": self.id,
             "lanes": list(self.lanes),
             "online": self.online,
+            "state": self.state,
             "queue": sorted(({"passage_id": k, **v} for k, v in self.queue.items()), key=lambda e: int(e["queued_ms"])),
             "lease": self.lease,
             "utilisation": self.utilisation(now_ms),

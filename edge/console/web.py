@@ -15,7 +15,9 @@ API (JSON; every route but ``/api/login`` and ``/api/health`` needs a session co
 ``GET  /api/passages``         ``?lane=&limit=``: recently completed passages
 ``GET  /api/passages/{id}``    stage timeline, identification, decisions, scan (by audience)
 ``GET  /api/clearance``        ``?from=&to=&lane=&kind=``: the figures of ``portlane report clearance``
-``POST /api/login|logout``     ``{"name", "password"}`` → session cookie (HttpOnly, SameSite=Strict)
+``POST /api/login|logout``     ``{"name", "password"}`` → session cookie (HttpOnly, SameSite=Strict,
+                               Secure over TLS); failures delay the account and the source
+                               (``auth.LoginThrottle``), never lock
 =============================  ===============================================================
 
 State-changing requests must carry ``X-Portlane: 1`` (a header a cross-site form cannot set)
@@ -29,14 +31,15 @@ import contextlib
 import importlib.resources
 import json
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
+from portlane.edge.trust.rejections import AuditSink
 
 from .analytics import clearance, parse_bound
-from .auth import LoginThrottle, Sessions, User, check_login
+from .auth import LoginThrottle, Sessions, User, cookie_secure
 from .live import SiteLive
 from .store import Store
 
@@ -50,6 +53,8 @@ SSE_MIN_INTERVAL_S = 0.25
 SSE_KEEPALIVE_S = 15.0
 #: Web server shutdown: open event streams end at once (``closing``); requests get this long.
 HTTP_SHUTDOWN_S = 2.0
+#: Failed sign-ins are audited in aggregate; the summaries of a past minute are written this often.
+SIGN_IN_FLUSH_S = 5.0
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -70,6 +75,10 @@ class Console(Protocol):
     cookie_secure: bool
     closing: asyncio.Event
     version: int
+
+    @property
+    def audit(self) -> AuditSink | None:
+        """Where failed sign-ins are audited (aggregated)."""
 
     @property
     def stats(self) -> _Stats: ...
@@ -153,15 +162,14 @@ async def login(request: web.Request) -> web.StreamResponse:
         name, password = str(body["name"]), str(body["password"])
     except (ValueError, KeyError, TypeError):
         return _json({"error": "send {name, password}"}, 400)
-    throttle = request.app[THROTTLE]
-    if throttle.blocked(name):
-        return _json({"error": "too many failed sign-ins; wait a few minutes"}, 429)
     svc = request.app[SERVICE]
-    user = await asyncio.to_thread(check_login, svc.users, name, password)  # scrypt: ~50 ms of CPU
+    # Growing delays per account and per source (the real client behind the TLS proxy), never a
+    # lock: the right password always signs in (auth.LoginThrottle).
+    user = await request.app[THROTTLE].check(
+        svc.users, name, password, remote=request.remote, forwarded_for=request.headers.get("X-Forwarded-For")
+    )
     if user is None:
-        throttle.failed(name)
         return _json({"error": "wrong name or password"}, 401)
-    throttle.succeeded(name)
     session = request.app[SESSIONS].create(user)
     resp = _json({"user": user.public()})
     resp.set_cookie(
@@ -169,7 +177,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         session.token,
         httponly=True,
         samesite="Strict",
-        secure=svc.cookie_secure,
+        secure=cookie_secure(
+            svc.cookie_secure, scheme=request.scheme, forwarded_proto=request.headers.get("X-Forwarded-Proto")
+        ),
         path="/",
         max_age=int(request.app[SESSIONS].ttl_s),
     )
@@ -396,11 +406,32 @@ async def clearance_api(request: web.Request) -> web.StreamResponse:
     return _json(out)
 
 
-def make_app(svc: Console) -> web.Application:
+async def _sign_in_audit(app: web.Application) -> AsyncIterator[None]:
+    """Writes the sign-in failures' aggregated summaries on a tick, and all of them at shutdown."""
+    throttle = app[THROTTLE]
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(SIGN_IN_FLUSH_S)
+            throttle.flush()
+
+    task = asyncio.create_task(tick(), name="console:sign-in-audit")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        throttle.flush(force=True)
+
+
+def make_app(svc: Console, *, throttle: LoginThrottle | None = None) -> web.Application:
+    """The application; ``throttle`` replaces the sign-in throttle (tests with shorter delays)."""
     app = web.Application(middlewares=[_security], client_max_size=64 * 1024)
     app[SERVICE] = svc
     app[SESSIONS] = Sessions()
-    app[THROTTLE] = LoginThrottle()
+    app[THROTTLE] = throttle or LoginThrottle(audit=svc.audit)
+    app.cleanup_ctx.append(_sign_in_audit)
     app.router.add_get("/", index)
     app.router.add_get("/login", login_page)
     app.router.add_get("/report", report_page)
@@ -420,9 +451,11 @@ def make_app(svc: Console) -> web.Application:
     return app
 
 
-async def start_web(svc: Console, host: str, port: int) -> tuple[web.AppRunner, str]:
+async def start_web(
+    svc: Console, host: str, port: int, *, throttle: LoginThrottle | None = None
+) -> tuple[web.AppRunner, str]:
     """Serve on ``host:port`` (port 0: a free one); returns the runner and the base URL."""
-    runner = web.AppRunner(make_app(svc), access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
+    runner = web.AppRunner(make_app(svc, throttle=throttle), access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

@@ -17,12 +17,19 @@ from pydantic import BaseModel
 from .commands import ARGS
 from .envelope import Envelope
 from .events import EVENTS, CommandResponse, UnitStatus
+from .topics import LANE_SCOPED_EVENTS
 
 __all__ = ["build", "render"]
 
 PARAMS = {
     "site": {"description": "site id, e.g. zhuhai-hzmb-cargo"},
     "unit": {"description": "lane id (e.g. c1) or scanner id (e.g. xray-1)"},
+}
+#: A scanner's scan.* events go on per-lane topics (contract.topics): the lane whose passage it is.
+LANE_PARAMS = {
+    "site": PARAMS["site"],
+    "unit": {"description": "scanner id (e.g. xray-1)"},
+    "lane": {"description": "the lane whose passage the event is about (data.lane); only that lane may read it"},
 }
 
 
@@ -66,16 +73,22 @@ def build() -> dict[str, Any]:
             },
         }
         ch = f"event.{type_}"
+        scoped = type_ in LANE_SCOPED_EVENTS
         channels[ch] = {
-            "address": f"portlane/v1/{{site}}/{{unit}}/event/{type_}",
-            "parameters": PARAMS,
+            "address": f"portlane/v1/{{site}}/{{unit}}/event/{type_}" + ("/{lane}" if scoped else ""),
+            "parameters": LANE_PARAMS if scoped else PARAMS,
             "messages": {msg_name: {"$ref": f"#/components/messages/{msg_name}"}},
             "bindings": {"mqtt": {"qos": 1, "retain": False}},
         }
         operations[f"publish.{type_}"] = {
             "action": "send",
             "channel": {"$ref": f"#/channels/{ch}"},
-            "summary": f"a lane or scanner publishes {type_} (QoS 1, via the durable outbox)",
+            "summary": (
+                f"the scanner publishes {type_} on the topic of the lane whose passage it is (QoS 1, via the "
+                "durable outbox); a lane reads only its own (…/event/+/{lane})"
+                if scoped
+                else f"a lane or scanner publishes {type_} (QoS 1, via the durable outbox)"
+            ),
         }
     status_ref = add_schema("UnitStatus", UnitStatus)
     messages["Status"] = {

@@ -38,10 +38,10 @@ __all__ = ["LANE_SCOPED_EVENTS", "PREFIX", "SCAN_TOPICS_PER_LANE", "Topics"]
 PREFIX = "portlane/v1"
 #: Event types a scanner publishes per lane (``{base}/event/{type}/{lane}``).
 LANE_SCOPED_EVENTS = frozenset({"scan.queued", "scan.started", "scan.completed", "scan.failed"})
-#: Whether scanners publish their scan events on per-lane topics. False until the scanner daemon
-#: does (issue 23: the lead's change); the rendered ACL gives each lane only its own scan topics
-#: when True, and the scanner's whole event tree (as before) while False.
-SCAN_TOPICS_PER_LANE = False
+#: Whether scanners publish their scan events on per-lane topics: they do (the scanner's executor,
+#: issue 23), so the rendered ACL gives each lane only its own scan topics
+#: (``{scanner}/event/+/{lane}``). False would give lanes the scanner's whole event tree.
+SCAN_TOPICS_PER_LANE = True
 
 
 @dataclass(frozen=True, slots=True)

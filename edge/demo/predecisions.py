@@ -26,10 +26,11 @@ from typing import Any
 
 from portlane.edge.config import Site
 from portlane.edge.console.analytics import percentile
-from portlane.edge.platform.declarations import Declarations, LaneInfo, Policy, Trip
+from portlane.edge.platform.declarations import Declarations, Policy, Trip
+from portlane.edge.platform.lanes import lane_infos
 from portlane.sim_devices.traffic import TrafficPlan
 
-__all__ = ["declarations_for", "lane_infos", "predecision_report", "trips"]
+__all__ = ["declarations_for", "predecision_report", "trips"]
 
 
 def trips(plan: TrafficPlan) -> list[Trip]:
@@ -51,18 +52,6 @@ def trips(plan: TrafficPlan) -> list[Trip]:
                 )
             )
     return out
-
-
-def lane_infos(site: Site) -> dict[str, LaneInfo]:
-    return {
-        lc.id: LaneInfo(
-            kind=lc.kind,
-            agencies=tuple(a.value for a in lc.agencies),
-            weighbridge=lc.devices.weighbridge is not None,
-            scanner=lc.scanner is not None,
-        )
-        for lc in site.lanes
-    }
 
 
 def declarations_for(plan: TrafficPlan, site: Site, policy: Policy) -> Declarations:

@@ -21,13 +21,13 @@ from typing import Any
 from portlane.edge.config import Site
 from portlane.edge.console.analytics import percentile
 from portlane.edge.contract.events import STAGES
-from portlane.edge.demo.observer import EventObserver
+from portlane.edge.demo.observer import DemoObserver
 from portlane.edge.demo.options import DemoOptions
 from portlane.edge.demo.predecisions import predecision_report
 from portlane.edge.lane.daemon import LaneDaemon
+from portlane.edge.platform import CentralPlatform
 from portlane.edge.platform.declarations import Declarations
 from portlane.edge.scanner.daemon import ScannerDaemon
-from portlane.sim_devices.central import CentralPlatform
 from portlane.sim_devices.scanner import ScannerWorld
 from portlane.sim_devices.traffic import TrafficPlan
 from portlane.sim_devices.world import LaneWorld
@@ -45,7 +45,7 @@ class DemoRun:
     lanes: dict[str, LaneDaemon] = field(default_factory=dict)
     scanner: ScannerDaemon | None = None
     central: CentralPlatform | None = None
-    observer: EventObserver | None = None
+    observer: DemoObserver | None = None
     vehicles_passed: int = 0
     passed_by_lane: dict[str, int] = field(default_factory=dict)
     recogniser: Any = None
@@ -232,7 +232,9 @@ def summarise(run: DemoRun, expected: dict[str, int]) -> dict[str, Any]:
         "events_received": obs.received,
         "events_lost": obs.lost(expected),
         "duplicates": obs.duplicates,
-        "out_of_order": sum(u.out_of_order for u in obs.units.values()),
+        "out_of_order": obs.out_of_order,  # came after newer ones: a replay or a late redelivery
+        "replays_requested": obs.client.stats.replays_requested,
+        "refused": obs.client.stats.refused_total,  # what the observer did not believe (unsigned, forged)
         "invariant_violations": len(violations),
         "violations": violations[:20],
         "scans": count_events(run, "scan.completed"),

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
-import secrets
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
@@ -30,7 +30,7 @@ import yaml
 from portlane.edge.config import MqttProtocol, parse_site
 from portlane.edge.delivery.state import check_state_dir
 from portlane.edge.demo.broker import EmbeddedBroker
-from portlane.edge.demo.observer import EventObserver
+from portlane.edge.demo.observer import OBSERVER, DemoObserver
 from portlane.edge.demo.options import DEFAULT_SITE, SITES_DIR, DemoOptions, check_broker_url, load_demo_site
 from portlane.edge.demo.predecisions import declarations_for
 from portlane.edge.demo.report import DemoRun, count_events, stuck_lanes, summarise
@@ -38,10 +38,10 @@ from portlane.edge.demo.sitegen import LANE_ORDER, apply_links, demo_site
 from portlane.edge.errors import BrokerUnreachableError, DemoError, PortlaneError, UsageError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.passage import LaneTimeouts
+from portlane.edge.platform import CentralPlatform
 from portlane.edge.platform.declarations import Policy
 from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.edge.trust.pki import provision_unit_keys
-from portlane.sim_devices.central import CentralPlatform
 from portlane.sim_devices.scanner import ScannerWorld
 from portlane.sim_devices.traffic import TrafficPlan, make_plan, run_lane
 from portlane.sim_devices.world import LaneWorld
@@ -91,7 +91,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
     from portlane.sim_devices.catalog import SimulatorUnavailableError, start_site
 
     opts = opts.validated()
-    raw = demo_site(load_demo_site(opts.site_file), opts.lanes, cameras=opts.with_cameras)
+    raw = with_demo_clients(demo_site(load_demo_site(opts.site_file), opts.lanes, cameras=opts.with_cameras))
     keys = yaml.safe_load(KEYS_FILE.read_text(encoding="utf-8"))
     lanes_kind = {lane["id"]: lane["kind"] for lane in raw["lanes"]}
     plan = make_plan(lanes_kind, opts.vehicles, seed=opts.seed, swapped_ratio=0.05)
@@ -134,6 +134,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
             broker = EmbeddedBroker()
             await broker.start()
             url, protocol = broker.url, "3.1.1"
+        raw = with_demo_clients(raw, replay=True)  # keyed now: the console and the observer ask for replays
         try:
             sims = await start_site(
                 raw, worlds, scanner_worlds={sid: scanner_world for sid in scanner_ids}, time_factor=opts.time_factor
@@ -155,6 +156,26 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
         if secure is not None:
             await _to_the_end(secure.close())
         tmp.cleanup()
+
+
+def with_demo_clients(raw: dict[str, Any], *, replay: bool = False) -> dict[str, Any]:
+    """The site with the demo's readers — its ``console`` and its ``observer`` — as clients
+    (added when the site file has none): the demo gives each a key (and, under ``--secure``, a
+    certificate). ``replay``, once they have their keys: each may sign ``replay_events``, and
+    asks the lanes and the scanner for what it missed with its own key."""
+    from portlane.edge.demo.console import CONSOLE
+
+    raw = copy.deepcopy(raw)
+    clients = raw.setdefault("clients", []) or []
+    for unit in (CONSOLE, OBSERVER):
+        entry = next((c for c in clients if c.get("id") == unit), None)
+        if entry is None:
+            entry = {"id": unit, "role": "console"}
+            clients.append(entry)
+        if replay and entry.get("key"):
+            entry["commands"] = sorted({"replay_events", *(entry.get("commands") or ())})
+    raw["clients"] = clients
+    return raw
 
 
 async def _to_the_end(closing: Coroutine[Any, Any, None]) -> None:
@@ -207,7 +228,7 @@ async def _probe_broker(url: str, wait_s: float) -> None:
         ) from None
 
 
-async def _subscribed(observer: EventObserver, url: str, external: bool) -> None:
+async def _subscribed(observer: DemoObserver, url: str, external: bool) -> None:
     try:
         async with asyncio.timeout(CONNECT_WAIT_S):
             await observer.link.wait_subscribed()
@@ -271,22 +292,10 @@ async def _run(
         run="pd",
     )
     run.declarations = declarations_for(plan, site, policy)
-    tls: dict[str, str] | None = None
-    if secure is not None:
-        from portlane.edge.demo.secure import OBSERVER
-
-        tls = secure.link_tls(OBSERVER)
-    # A persistent session (per run, so that a run never inherits another's queue): what the
-    # broker acknowledged while the observer was reconnecting — a broker restart — is still
-    # delivered to it, so the demo's accounting does not count it lost.
-    observer = run.observer = EventObserver(
-        url,
-        site.site.id,
-        protocol=protocol or "auto",
-        tls=tls,
-        persistent_session=True,
-        **({} if secure is not None else {"client_id": f"portlane-observer-{secrets.token_hex(4)}"}),
-    )
+    # What a platform gets of the run, through the consumer library: verified, once, and what it
+    # misses (a broker restart) it has replayed with its own key — its "lost" is lost. Under
+    # --secure it connects with its own certificate (units/observer).
+    observer = run.observer = DemoObserver(site, url=url, protocol=protocol)
     recogniser = None
     if opts.recognition:
         from portlane.edge.lane.recognition import LocalRecogniser, camera_rois
@@ -308,22 +317,19 @@ async def _run(
         )
     for s in site.scanners:
         run.scanner = ScannerDaemon(site, s, state_dir=state_dir, broker_url=url, broker_protocol=protocol)
+    # The platform believes only what the units signed (the consumer library); under --secure it
+    # connects with the platform's certificate (the site file's TLS files for unit "platform").
     central = run.central = CentralPlatform(
-        url,
-        site.site.id,
+        site,
         key_id=keys["key_id"],
         private_key_b64=keys["private_key"],
-        lanes={
-            lc.id: {"kind": lc.kind, "agencies": [a.value for a in lc.agencies], "scanner": lc.scanner}
-            for lc in site.lanes
-        },
+        url=url,
+        protocol=protocol,
         inspect_ratio=opts.inspect_ratio,
         forged=opts.inject_forged,
         seed=opts.seed,
         think_s=2.0 * opts.time_factor,
-        protocol=protocol or "auto",
         registrations=plan.registrations,
-        tls_files=secure.tls_files("platform") if secure else None,
         declarations=run.declarations,
         review_s=ONLINE_REVIEW_S * opts.time_factor,
     )
@@ -340,7 +346,6 @@ async def _run(
                     # without --console-db, in the run's own temporary directory (removed at the end)
                     db=opts.console_db or state_dir.parent / "console.db",
                     time_factor=opts.time_factor,
-                    signing_key=(keys["key_id"], keys["private_key"]),
                 )
             )
         try:
@@ -352,7 +357,7 @@ async def _run(
 
 async def _drive(
     run: DemoRun,
-    observer: EventObserver,
+    observer: DemoObserver,
     central: CentralPlatform,
     plan: TrafficPlan,
     worlds: dict[str, LaneWorld],
@@ -373,7 +378,7 @@ async def _drive(
     expected: dict[str, int] = {}
     async with asyncio.TaskGroup() as tg:
         bg = [
-            tg.create_task(observer.link.run(), name="observer"),
+            tg.create_task(observer.run(), name="observer"),
             tg.create_task(central.run(), name="central"),
             tg.create_task(scanner_world.run(), name="scanner-physics"),
         ]
@@ -438,7 +443,7 @@ async def _drive(
                 expected[run.scanner.cfg.id] = run.scanner.unit.outbox.last_seq
             with contextlib.suppress(TimeoutError):
                 await observer.wait_for(
-                    lambda: all(observer.units[u].max_seq >= s for u, s in expected.items() if s),
+                    lambda: observer.complete(expected),
                     timeout=DRAIN_WAIT_S,
                 )
             for t in [*bg, *traffic]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from portlane.edge.config import parse_site
+from portlane.edge.config import MqttProtocol, Site, parse_site
 from portlane.edge.demo.broker import EmbeddedBroker
 from portlane.edge.demo.options import DEFAULT_SITE, SITES_DIR, check_broker_url, load_demo_site
 from portlane.edge.demo.sitegen import apply_links, demo_site
@@ -140,6 +140,7 @@ async def serve_site(opts: SimSiteOptions, *, stop: asyncio.Event, ready: Callab
     worlds = {lane["id"]: LaneWorld(lane["id"], time_factor=opts.time_factor) for lane in raw["lanes"]}
     scanners = {s["id"]: ScannerWorld(time_factor=opts.time_factor, seed=opts.seed) for s in raw.get("scanners", [])}
     broker: EmbeddedBroker | None = None
+    protocol: MqttProtocol | None
     async with contextlib.AsyncExitStack() as stack:
         if opts.broker is None:
             broker = EmbeddedBroker()
@@ -171,7 +172,7 @@ async def serve_site(opts: SimSiteOptions, *, stop: asyncio.Event, ready: Callab
             tasks = [tg.create_task(w.run(), name=f"sim-lane-{k}") for k, w in worlds.items()]
             tasks += [tg.create_task(w.run(), name=f"sim-scanner-{k}") for k, w in scanners.items()]
             if opts.traffic:
-                tasks += _start_traffic(tg, opts, site_raw, worlds, url, protocol, site.site.id)
+                tasks += _start_traffic(tg, opts, site, site_raw, worlds, url, protocol)
             ready(
                 {
                     "site": str(out),
@@ -193,31 +194,28 @@ async def serve_site(opts: SimSiteOptions, *, stop: asyncio.Event, ready: Callab
 def _start_traffic(
     tg: asyncio.TaskGroup,
     opts: SimSiteOptions,
+    site: Site,
     raw: dict[str, Any],
     worlds: dict[str, Any],
     url: str,
-    protocol: str | None,
-    site_id: str,
+    protocol: MqttProtocol | None,
 ) -> list[asyncio.Task[Any]]:
-    """The central platform (signed decisions, registrations) and the vehicles of ``--traffic``."""
-    from portlane.sim_devices.central import CentralPlatform
+    """The central platform (signed decisions, registrations; it believes only what the units
+    signed) and the vehicles of ``--traffic``."""
+    from portlane.edge.platform import CentralPlatform
     from portlane.sim_devices.traffic import make_plan, run_lane
 
     keys = yaml.safe_load(KEYS_FILE.read_text(encoding="utf-8"))
     plan = make_plan({lane["id"]: lane["kind"] for lane in raw["lanes"]}, opts.traffic, seed=opts.seed)
     central = CentralPlatform(
-        url,
-        site_id,
+        site,
         key_id=keys["key_id"],
         private_key_b64=keys["private_key"],
-        lanes={
-            lane["id"]: {"kind": lane["kind"], "agencies": lane["agencies"], "scanner": lane.get("scanner")}
-            for lane in raw["lanes"]
-        },
+        url=url,
+        protocol=protocol,
         inspect_ratio=opts.inspect_ratio,
         seed=opts.seed,
         think_s=2.0 * opts.time_factor,
-        protocol=protocol or "auto",
         registrations=plan.registrations,
     )
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from portlane.drivers.base import Frame, TagRead
 from portlane.drivers.errors import DeviceError
-from portlane.edge.contract.events import ContainerRead, PlateKind, PlateRead
+from portlane.edge.contract.events import ContainerRead, PlateRead
 from portlane.edge.contract.vocabulary import LOW_CONFIDENCE
 from portlane.models.fusion import fuse_containers, fuse_plates
 from portlane.models.grammar import PlateRead as ModelPlateRead
@@ -28,7 +28,7 @@ from portlane.models.iso6346 import ContainerRead as ModelContainerRead
 
 from .devices import LaneDevices
 from .passage import Identity
-from .recognition import Recogniser, containers_of, plates_of
+from .recognition import Recogniser, containers_of, plate_kind, plates_of
 
 __all__ = [
     "Identifier",
@@ -63,8 +63,7 @@ RFID_READ_TIMEOUT_S = 5.0
 
 def plate_read(text: str, confidence: float) -> PlateRead:
     """A plate text the lane did not read itself (registration, officer's correction)."""
-    kind: PlateKind = classify(text) or "unknown"  # type: ignore[assignment]
-    return PlateRead(text=text, kind=kind, confidence=confidence)
+    return PlateRead(text=text, kind=plate_kind(classify(text)), confidence=confidence)
 
 
 def plate_exceptions(

@@ -43,6 +43,7 @@ __all__ = [
     "Roi",
     "camera_rois",
     "containers_of",
+    "plate_kind",
     "plates_of",
 ]
 
@@ -58,7 +59,19 @@ MAX_CONTAINERS = 2
 Roi = tuple[int, int, int, int]
 Kind = Literal["plate", "container"]
 PerImage = list[list[ModelPlateRead] | list[ModelContainerRead]]
-_KINDS: frozenset[str] = frozenset({"cn", "cn_crossborder", "hk", "macau", "unknown"})
+#: A grammar's plate kind as the contract names it (a personalised mark is a Hong Kong plate).
+_WIRE_KIND: dict[str, PlateKind] = {
+    "cn": "cn",
+    "cn_crossborder": "cn_crossborder",
+    "hk": "hk",
+    "hk_personal": "hk",
+    "macau": "macau",
+}
+
+
+def plate_kind(kind: str | None) -> PlateKind:
+    """The contract's plate kind of a recognition or grammar kind (``unknown`` for anything else)."""
+    return _WIRE_KIND.get(kind or "", "unknown")
 
 
 class Recogniser(Protocol):
@@ -88,8 +101,7 @@ def plates_of(identities: Iterable[PlateIdentity]) -> tuple[PlateRead, ...]:
     """Fused plate identities as the contract carries them (home plate first, a 粤Z partner second)."""
     out = []
     for i in identities:
-        kind: PlateKind = i.kind if i.kind in _KINDS else "unknown"  # type: ignore[assignment]
-        out.append(PlateRead(text=i.text, kind=kind, confidence=_wire_confidence(i.confidence, i.status)))
+        out.append(PlateRead(text=i.text, kind=plate_kind(i.kind), confidence=_wire_confidence(i.confidence, i.status)))
     return tuple(out)
 
 

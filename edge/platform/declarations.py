@@ -3,7 +3,7 @@ advance, what each agency signs for them, where it goes and when — pure.
 
 In: the trips the platform expects (:class:`Trip`: the vehicle's registered plates, e-card,
 containers, gross weight, and — a simulation's truth a real platform does not have — the lane
-it will use and its place in that lane's queue), the lanes (:class:`LaneInfo`) and a
+it will use and its place in that lane's queue), the lanes (``lanes.LaneInfo``) and a
 :class:`Policy` (the share declared, the mix of deliberate mismatches). Out: the commands to
 send, as :class:`Outgoing` (lane, command, ``args`` validated by the contract's models and
 ready to be signed), at two moments:
@@ -17,7 +17,8 @@ ready to be signed), at two moments:
     state), and the trip chosen for it gets its control order after the match.
 
 A ``vehicle.identified`` that carries ``predecision_ids`` was decided by the lane itself: the
-platform does not answer it (:func:`decided_by_lane`).
+platform does not answer it (:func:`decided_by_lane`); one a control order held back
+(:func:`under_control_order`) it never just releases.
 
 What is declared for a trip: the registered plates (both of a cross-boundary vehicle), the
 e-card, the containers with their ISO size/type codes when the lanes read containers (OCR;
@@ -53,6 +54,8 @@ from portlane.edge.contract.commands import DeclaredContainer, PredecisionArgs, 
 from portlane.edge.contract.times import rfc3339
 from portlane.models.iso6346 import check_digit
 
+from .lanes import LaneInfo
+
 __all__ = [
     "APPOINTMENT_S",
     "DEFAULT_SHARE",
@@ -61,7 +64,6 @@ __all__ = [
     "MISMATCHES",
     "OVERLOAD_KG",
     "Declarations",
-    "LaneInfo",
     "Mismatch",
     "Outgoing",
     "Policy",
@@ -70,6 +72,7 @@ __all__ = [
     "decided_by_lane",
     "parse_mix",
     "tolerance_kg",
+    "under_control_order",
 ]
 
 Mismatch = Literal[
@@ -132,14 +135,6 @@ class Trip:
 
 
 @dataclass(frozen=True, slots=True)
-class LaneInfo:
-    kind: str  # cargo | passenger
-    agencies: tuple[str, ...]
-    weighbridge: bool = False
-    scanner: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class Policy:
     share: float = DEFAULT_SHARE
     #: Deliberate mismatches: kind -> trips. None: the default mix (one of each kind that
@@ -175,6 +170,12 @@ def tolerance_kg(declared_kg: int) -> int:
 def decided_by_lane(identified: Mapping[str, Any]) -> bool:
     """A ``vehicle.identified`` the lane decided on itself (every agency's pre-decision matched)."""
     return bool(identified.get("predecision_ids"))
+
+
+def under_control_order(identified: Mapping[str, Any]) -> bool:
+    """A ``vehicle.identified`` a control order (布控) held back: a pre-decision refused ``revoked``.
+    The officer never just releases such a vehicle (X-ray, or the inspection bay)."""
+    return any(r.get("reason") == "revoked" for r in identified.get("predecision_refusals", ()))
 
 
 def parse_mix(text: str) -> dict[Mismatch, int]:

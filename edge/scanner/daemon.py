@@ -193,8 +193,11 @@ class ScannerDaemon:
     def _settled_in_outbox(self) -> list[str]:
         """Passages the outbox says were settled, oldest first (the newest few of each type)."""
         rows = []
+        t = self.unit.topics
         for type_ in ("scan.completed", "scan.failed"):
-            rows += self.unit.outbox.newest(self.unit.topics.event(type_), limit=SETTLED_REMEMBERED)
+            # Per-lane scan topics (each of its lanes), and the unscoped one of an older outbox.
+            for topic in (t.event(type_), *(t.lane_event(type_, lane) for lane in self.cfg.lanes)):
+                rows += self.unit.outbox.newest(topic, limit=SETTLED_REMEMBERED)
         out = []
         for row in sorted(rows, key=lambda r: r.seq):
             with contextlib.suppress(ValueError, AttributeError):

@@ -37,7 +37,7 @@ from portlane.edge.contract.commands import ReplayEventsArgs
 from portlane.edge.contract.envelope import Envelope
 from portlane.edge.contract.events import EventType, UnitStatus
 from portlane.edge.contract.times import rfc3339
-from portlane.edge.contract.topics import Topics
+from portlane.edge.contract.topics import LANE_SCOPED_EVENTS, Topics
 from portlane.edge.delivery.events import EventMetrics, EventWriter
 from portlane.edge.delivery.inbox import Inbox
 from portlane.edge.delivery.mqtt import Message, MqttLink
@@ -198,9 +198,12 @@ class Unit:
     def listen(self, peer: str, types: Iterable[str], handler: PeerHandler) -> None:
         """Act on ``peer``'s events of ``types``: only those its key signed (and may sign), once
         each, never an older one about a passage after a newer one (:class:`PeerIntake`)."""
+        peer_topics = Topics(self.site.site.id, peer)
         for t in types:
             self._listeners[(peer, t)] = handler
-            self.link.subscribe(Topics(self.site.site.id, peer).event(t))
+            # A scanner's scan.* events about this unit's passages come on its per-lane topics
+            # (the broker lets a lane read no other lane's); one filter covers every scan type.
+            self.link.subscribe(peer_topics.lane_scans(self.id) if t in LANE_SCOPED_EVENTS else peer_topics.event(t))
 
     def reload_trust(self, site: Site) -> None:
         """Take a new site file's keys and authority (platform keys, clients, other units' keys,
@@ -296,10 +299,14 @@ class Unit:
             return
         if kind != "event":
             return
-        handler = self._listeners.get((unit, rest))
-        if handler is None:
+        try:
+            event_type, lane = Topics.parse_event(rest)
+        except ValueError:
             return
-        verified = self.peers.accept(msg.payload, unit=unit, event_type=rest)
+        handler = self._listeners.get((unit, event_type))
+        if handler is None or (event_type in LANE_SCOPED_EVENTS and lane != self.id):
+            return  # a scan event is taken only from this unit's own per-lane topic
+        verified = self.peers.accept(msg.payload, unit=unit, event_type=event_type, lane=lane)
         if verified is not None:
             handler(verified)
 

@@ -52,7 +52,6 @@ def _one_line(err: str) -> str:
 @pytest.mark.parametrize(
     ("block", "argv", "extra"),
     [
-        ("aiomqtt", ["demo", "--lanes", "1", "--vehicles", "1", "--json"], "demo"),
         ("amqtt", ["demo", "--lanes", "1", "--vehicles", "1", "--json"], "demo"),
         ("aiohttp", ["console", "serve", "--site", str(SITE), "--users", "/nonexistent/users.yaml"], "console"),
     ],

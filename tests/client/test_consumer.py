@@ -17,6 +17,7 @@ from portlane.edge.client import (
     ReplayNeed,
     SiteConsumer,
     SiteEvent,
+    StreamView,
     UnitChanged,
 )
 from portlane.edge.client.consumer import GAP_GRACE_S, MAX_REPLAY_ATTEMPTS, subscriptions
@@ -215,6 +216,29 @@ def test_per_lane_scan_topics_are_checked_against_the_events_lane(signed: Signed
     assert events(feed(consumer, (f"{PREFIX}/xray-1/event/scan.completed", env))) == []  # same event
 
 
+def test_a_restarted_consumer_goes_on_from_its_saved_ledger(signed: SignedSite) -> None:
+    """What the console saves of the ledger and puts back at start: events it had are duplicates,
+    what it was missing is asked for (after the grace), what comes next is new — it does not meet
+    every unit again as if for the first time (with backfill: every stream again from seq 1)."""
+    before = SiteConsumer.for_site(signed.site, backfill=True)
+    for seq in (1, 2, 6):
+        feed(before, signed.event("c1", seq))
+    saved = before.streams()
+    assert [(v.max_seq, v.missing) for v in saved] == [(6, ((3, 5),))]
+
+    after = SiteConsumer.for_site(signed.site, backfill=True, rng=random.Random(1))
+    assert after.restore(saved, now=100.0) == 1
+    assert after.streams() == saved
+    assert events(feed(after, signed.event("c1", 2), now=100)) == []  # had it: a duplicate
+    assert after.due(100 + GAP_GRACE_S) == [ReplayNeed("c1", EPOCH, 3, 5, 1)]  # still missing: asked again
+    [late] = events(feed(after, signed.event("c1", 4), now=106))
+    assert late.late
+    [new] = events(feed(after, signed.event("c1", 7), now=106))
+    assert not new.late and after.missing == 2
+    # A unit not of the site is not restored.
+    assert after.restore([StreamView("c9", EPOCH, 3, 3, (), 0)], now=0) == 0
+
+
 def test_public_api_is_pinned() -> None:
     import portlane.edge.client as client
 
@@ -248,6 +272,7 @@ def test_public_api_is_pinned() -> None:
         "from_site",
         "missing",
         "request_replay",
+        "restore",
         "run",
         "stats",
         "streams",

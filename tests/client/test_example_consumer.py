@@ -3,9 +3,7 @@ and the scanner published, exactly once, verified against the site's keys, and i
 so.
 
 The demo runs with ``--broker`` on the test's broker, so that the consumer is subscribed before
-the first event. That broker is Mosquitto: on the embedded (amqtt, MQTT 3.1.1 only) broker the
-demo's platform simulator gets no session with ``--broker`` (it asks for MQTT 5 unless told
-3.1.1 — it moves onto the client library, which falls back by itself, in issue 23's phase 2).
+the first event.
 """
 
 from __future__ import annotations
@@ -20,14 +18,11 @@ from typing import Any
 
 import pytest
 import yaml
-from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
+from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.demo.options import DEFAULT_SITE
 from portlane.edge.trust.pki import provision_unit_keys
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not MosquittoBroker.available(), reason="needs the mosquitto binary (see the docstring)"),
-]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "consumer.py"

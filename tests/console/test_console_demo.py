@@ -190,7 +190,8 @@ async def _browse(svc: ConsoleService, driver: Any, broker_url: str, tmp_path: P
 
         await asyncio.to_thread(wait, closed_lane_alarm)
         text = await asyncio.to_thread(read, lambda d: d.find_element(By.ID, "lane-p1").text)
-        assert "out of service" in text and "close_lane" in text
+        # Closed on the lane's own signed status, which says why (an operator's close_lane).
+        assert "out of service" in text and "operator" in text
         await asyncio.to_thread(wait, lambda d: completed_total() > first)
         assert await asyncio.to_thread(driver.execute_script, "return window.__noReload;") == 42
         await _lane_command(broker_url, "p1", "open_lane")

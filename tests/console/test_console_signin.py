@@ -24,6 +24,7 @@ from portlane.edge.console.auth import (
     cookie_secure,
     hash_password,
 )
+from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.trust.audit import AuditLog
 from portlane.edge.trust.audit_chain import read_entries
 
@@ -59,8 +60,7 @@ async def test_hammering_a_name_never_locks_its_owner_out() -> None:
     # The owner, from their own desk, with the right password: delayed at most the account cap.
     assert await guard.check(USERS, "li", PASSWORD, remote=OWNER) == USERS["li"]
     assert sum(t.slept) <= ACCOUNT_DELAY_CAP_S
-    # Before: LoginThrottle.blocked("li") was True here, and the handler answered 429.
-    assert not guard.blocked("li")
+    # Before: the old throttle's lock held here, and the handler answered 429.
 
 
 async def test_the_guessing_source_waits_longer_and_longer() -> None:
@@ -148,3 +148,56 @@ def test_the_session_cookie_is_secure_whenever_served_over_tls(
     configured: bool, scheme: str, proto: str | None, secure: bool
 ) -> None:
     assert cookie_secure(configured, scheme=scheme, forwarded_proto=proto) is secure
+
+
+# ------------------------------------------------------------------------------ over HTTP
+
+
+async def test_over_http_the_right_password_signs_in_while_a_flood_of_wrong_ones_is_delayed(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """The login handler of the running console (issue 23 phase 2: before, it checked the password
+    at once, whatever had failed before — no delay at all). Shorter delays than the defaults, so
+    the test takes seconds; the sleeps are the throttle's own (no sleep synchronises the test)."""
+    import time
+
+    import aiohttp
+    from console_helpers import site
+    from portlane.edge.console.service import ConsoleService
+    from portlane.edge.console.web import start_web
+
+    svc = ConsoleService(site=site(), db=tmp_path / "c.db", broker_url=broker.url, http=None, users=USERS)
+    async with svc:
+        assert svc.audit is not None
+        guard = LoginThrottle(audit=svc.audit, first_delay_s=0.2, account_cap_s=1.0, source_cap_s=60.0)
+        runner, url = await start_web(svc, "127.0.0.1", 0, throttle=guard)
+        try:
+            hdr = {"X-Portlane": "1"}
+
+            async def sign_in(password: str, source: str, **headers: str) -> tuple[int, float, str]:
+                h = {**hdr, "X-Forwarded-For": source, **headers}  # the loopback TLS proxy's header
+                t0 = time.monotonic()
+                body = {"name": "li", "password": password}
+                async with aiohttp.ClientSession(url) as http, http.post("/api/login", json=body, headers=h) as r:
+                    return r.status, time.monotonic() - t0, r.headers.get("Set-Cookie", "")
+
+            # One after the other from the attacker: the first four at once, then 0.2, 0.4, 0.8 s.
+            tries = [await sign_in("guess", ATTACKER) for _ in range(7)]
+            assert [s for s, _t, _c in tries] == [401] * 7
+            assert tries[-1][1] >= 0.6, [round(t, 3) for _s, t, _c in tries]  # before: ~0.05 s each
+            # A flood at once: four wait their turn, the rest are answered at once as failed.
+            flood = await asyncio.gather(*(sign_in("guess", ATTACKER) for _ in range(10)))
+            assert [s for s, _t, _c in flood] == [401] * 10 and guard.flooded >= 6
+            # The owner, from their own desk, while the account is hammered: signed in, delayed at
+            # most the account's cap; over TLS (the proxy says so) the cookie is Secure.
+            status, took, cookie = await sign_in(PASSWORD, OWNER, **{"X-Forwarded-Proto": "https"})
+            assert status == 200 and took < 1.0 + 5.0, took  # the cap, and a busy machine's margin
+            assert "Secure" in cookie and "HttpOnly" in cookie
+            status, _took, cookie = await sign_in(PASSWORD, OWNER)
+            assert status == 200 and "Secure" not in cookie  # plain HTTP on loopback
+        finally:
+            await runner.cleanup()  # writes the aggregated summaries
+        entries = [e for _, e, _ in read_entries(svc.audit_path) if e is not None]
+    failed = [e for e in entries if e.kind == "sign_in_failed"]
+    assert failed and all(e.actor == "li" for e in failed)
+    assert any(e.kind == "sign_in_failed_summary" for e in entries)

@@ -4,17 +4,14 @@ aiohttp traceback at error level in the console's log)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from pathlib import Path
 
 import aiohttp
 import pytest
-from console_helpers import SITE_ID, envelope, site
+from console_helpers import site
 from portlane.edge.console.auth import User, hash_password
 from portlane.edge.console.service import ConsoleService
-from portlane.edge.contract.topics import Topics
-from portlane.edge.delivery.mqtt import Message
 from portlane.edge.demo.broker import BrokerProcess
 
 #: How long the server side may take to notice the closed tab once it writes to it.
@@ -37,10 +34,8 @@ async def test_a_closed_tab_ends_its_stream_without_an_error_in_the_log(
             r = await http.get("/api/stream")
             assert (await r.content.readuntil(b"\n\n")).startswith(b"event: overview\n")
             r.close()  # the tab is closed: the connection goes away under the open stream
-        # The next change makes the stream write into the closed connection.
-        env = envelope("c1", 1, "vehicle.arrived", {"passage_id": "p-1", "kind": "truck"})
-        topic = Topics(SITE_ID, "c1").event("vehicle.arrived")
-        svc.ingest([Message(topic, json.dumps(env).encode(), False, {})])
+        # The next change (what a stored event does) makes the stream write into the closed connection.
+        svc.notify_changed()
         # Until the handler has ended and aiohttp dropped the connection: aiohttp offers no event
         # for that, so its list of connections is polled (bounded by WAIT_S).
         async with asyncio.timeout(WAIT_S):

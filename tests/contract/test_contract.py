@@ -8,7 +8,7 @@ import pytest
 import yaml
 from portlane.edge.contract.asyncapi import build, render
 from portlane.edge.contract.events import EVENTS
-from portlane.edge.contract.topics import Topics
+from portlane.edge.contract.topics import LANE_SCOPED_EVENTS, Topics
 from portlane.edge.delivery.outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,9 @@ def test_asyncapi_document_is_current() -> None:
 def test_every_event_type_has_a_channel_and_resolvable_refs() -> None:
     doc = build()
     for type_ in EVENTS:
-        assert doc["channels"][f"event.{type_}"]["address"].endswith(f"/event/{type_}")
+        # A scanner's scan.* events on the topic of the lane whose passage it is (contract.topics).
+        scope = "/{lane}" if type_ in LANE_SCOPED_EVENTS else ""
+        assert doc["channels"][f"event.{type_}"]["address"].endswith(f"/event/{type_}{scope}")
     text = yaml.safe_dump(doc)
     for ref in {line.split("'")[1] for line in text.splitlines() if "$ref: '#/" in line}:
         node = doc

@@ -30,7 +30,6 @@ from portlane.edge.platform.declarations import (
     MISMATCHES,
     OVERLOAD_KG,
     Declarations,
-    LaneInfo,
     Outgoing,
     Policy,
     Trip,
@@ -38,6 +37,7 @@ from portlane.edge.platform.declarations import (
     parse_mix,
     tolerance_kg,
 )
+from portlane.edge.platform.lanes import LaneInfo
 from portlane.models.iso6346 import check_digit
 
 from tests.declarations import sign
@@ -45,9 +45,9 @@ from tests.declarations import sign
 NOW = 1_800_000_000.0
 THREE = ("customs", "border", "quarantine")
 LANES = {
-    "c1": LaneInfo("cargo", THREE, weighbridge=True, scanner=True),
-    "c2": LaneInfo("cargo", THREE, weighbridge=True, scanner=True),
-    "c3": LaneInfo("cargo", THREE, weighbridge=True, scanner=True),
+    "c1": LaneInfo("cargo", THREE, scanner="x1", weighbridge=True),
+    "c2": LaneInfo("cargo", THREE, scanner="x1", weighbridge=True),
+    "c3": LaneInfo("cargo", THREE, scanner="x1", weighbridge=True),
     "p1": LaneInfo("passenger", ("customs", "border")),
 }
 

@@ -25,8 +25,6 @@ ALLOWED = {
     # (issue 21, phase 1): split per device kind after that lands.
     "drivers/base.py": "RPM and e-seal interfaces (issue 21)",
     "drivers/virtual.py": "RPM and e-seal virtual backends (issue 21)",
-    # The platform simulator moves onto the consumer library, out of sim_devices (issue 23, phase 2).
-    "sim_devices/central.py": "moves to edge on the client library (issue 23)",
     # Recognition (issue 22) owns these.
     "sim_devices/render.py": "recognition (issue 22)",
     "models/plates.py": "recognition (issue 22)",

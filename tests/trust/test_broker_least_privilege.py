@@ -27,7 +27,7 @@ from portlane.edge.demo.broker import MosquittoBroker
 from portlane.edge.demo.options import DEFAULT_SITE
 from portlane.edge.demo.secure import secure_demo
 from portlane.edge.errors import PkiError, PublishRefusedError
-from portlane.edge.trust.pki import init_pki, render_acl, shipped_mosquitto_conf
+from portlane.edge.trust.pki import init_pki, shipped_mosquitto_conf
 
 from tests.broker_clients import Client, raw_connect, tls_context
 
@@ -96,32 +96,24 @@ async def test_the_secure_demo_keeps_no_ca_key() -> None:
         await demo.close()
 
 
-async def test_each_lane_reads_only_its_own_scan_results(pki: Path, tmp_path: Path) -> None:
+async def test_each_lane_reads_only_its_own_scan_results(secure: MosquittoBroker, pki: Path) -> None:
     """Per-lane scan topics (contract.topics): the scanner publishes a lane's scan events on
-    ``xray-1/event/{type}/{lane}``; the ACL lets lane c1 read only ``xray-1/event/+/c1``."""
-    scoped = tmp_path / "scoped"
-    scoped.mkdir()
-    for f in (pki / "broker").iterdir():
-        (scoped / f.name).write_bytes(f.read_bytes())
-    (scoped / "acl").write_text(render_acl(SITE, scan_topics_per_lane=True) + "\n")
-    broker = MosquittoBroker(secure=scoped)
-    await broker.start()
-    try:
-        async with (
-            Client(broker, pki, "c1", subscriptions=[f"{BASE}/xray-1/event/#"]) as c1,
-            Client(broker, pki, "c2", subscriptions=[f"{BASE}/xray-1/event/#"]) as c2,
-            Client(broker, pki, "xray-1") as scanner,
-        ):
-            for topic in ("scan.completed/c2", "scan.completed", "scan.started/c2", "device.state"):
-                await scanner.link.publish(f"{BASE}/xray-1/event/{topic}", b"{}")
-            await scanner.link.publish(f"{BASE}/xray-1/event/scan.completed/c1", b"{}")
-            await c1.wait_for(f"{BASE}/xray-1/event/scan.completed/c1")  # in order after all the others
-            await c2.wait_for(f"{BASE}/xray-1/event/scan.started/c2")
-            log.info("lane c1 received %s; lane c2 received %s", c1.topics(), c2.topics())
-            assert c1.topics() == [f"{BASE}/xray-1/event/scan.completed/c1"]
-            assert c2.topics() == [f"{BASE}/xray-1/event/scan.completed/c2", f"{BASE}/xray-1/event/scan.started/c2"]
-    finally:
-        await broker.close()
+    ``xray-1/event/{type}/{lane}``; the shipped ACL (``portlane pki init``, as rendered by
+    default) lets lane c1 read only ``xray-1/event/+/c1``. Before, every lane read
+    ``xray-1/event/#``: c1 received c2's results."""
+    async with (
+        Client(secure, pki, "c1", subscriptions=[f"{BASE}/xray-1/event/#"]) as c1,
+        Client(secure, pki, "c2", subscriptions=[f"{BASE}/xray-1/event/#"]) as c2,
+        Client(secure, pki, "xray-1") as scanner,
+    ):
+        for topic in ("scan.completed/c2", "scan.completed", "scan.started/c2", "device.state"):
+            await scanner.link.publish(f"{BASE}/xray-1/event/{topic}", b"{}")
+        await scanner.link.publish(f"{BASE}/xray-1/event/scan.completed/c1", b"{}")
+        await c1.wait_for(f"{BASE}/xray-1/event/scan.completed/c1")  # in order after all the others
+        await c2.wait_for(f"{BASE}/xray-1/event/scan.started/c2")
+        log.info("lane c1 received %s; lane c2 received %s", c1.topics(), c2.topics())
+        assert c1.topics() == [f"{BASE}/xray-1/event/scan.completed/c1"]
+        assert c2.topics() == [f"{BASE}/xray-1/event/scan.completed/c2", f"{BASE}/xray-1/event/scan.started/c2"]
 
 
 async def test_the_console_has_its_own_certificate_and_reads_no_commands(secure: MosquittoBroker, pki: Path) -> None:

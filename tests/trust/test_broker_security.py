@@ -57,7 +57,7 @@ def test_acl_gives_each_user_only_its_topics() -> None:
         f"topic write {BASE}/c1/checkpoint",
         f"topic read {BASE}/c1/cmd/#",
         f"topic read {BASE}/platform/expected",
-        f"topic read {BASE}/xray-1/event/#",
+        f"topic read {BASE}/xray-1/event/+/c1",  # per-lane scan topics: its own passages' results only
     ]
     assert "pattern" not in acl and "topic readwrite" not in acl
 
@@ -159,7 +159,10 @@ async def test_the_units_can_do_their_jobs(secure: MosquittoBroker, pki: Path) -
     """The ACL is not merely closed: each unit reaches what the contract says it reads."""
     async with (
         Client(
-            secure, pki, "c1", subscriptions=[f"{BASE}/c1/cmd/+", f"{BASE}/platform/expected", f"{BASE}/xray-1/event/#"]
+            secure,
+            pki,
+            "c1",
+            subscriptions=[f"{BASE}/c1/cmd/+", f"{BASE}/platform/expected", f"{BASE}/xray-1/event/+/c1"],
         ) as lane,
         Client(
             secure,
@@ -176,9 +179,9 @@ async def test_the_units_can_do_their_jobs(secure: MosquittoBroker, pki: Path) -
         await lane.wait_for(f"{BASE}/platform/expected")
         await lane.link.publish(f"{BASE}/c1/event/inspection.requested", b"{}")
         await scanner.wait_for(f"{BASE}/c1/event/inspection.requested")
-        await scanner.link.publish(f"{BASE}/xray-1/event/scan.completed", b"{}")
-        await lane.wait_for(f"{BASE}/xray-1/event/scan.completed")
-        await platform.wait_for(f"{BASE}/xray-1/event/scan.completed")
+        await scanner.link.publish(f"{BASE}/xray-1/event/scan.completed/c1", b"{}")  # per-lane scan topic
+        await lane.wait_for(f"{BASE}/xray-1/event/scan.completed/c1")
+        await platform.wait_for(f"{BASE}/xray-1/event/scan.completed/c1")
         await lane.link.publish(f"{BASE}/c1/response", b"{}")
         await platform.wait_for(f"{BASE}/c1/response")
         await lane.link.publish(f"{BASE}/c1/status", b"{}")

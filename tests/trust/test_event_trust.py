@@ -82,22 +82,25 @@ async def test_the_lane_signs_its_events_and_acts_only_on_scan_results_the_scann
             ("scan.completed", EventSigner("xray-1-key", lane_key._key).sign(scan_envelope("completed", green))),
             ("scan.completed", tampered),  # signed, then changed
             ("scan.failed", genuine),  # genuine bytes on another event's topic
+            # about a lane the scanner does not serve here, on c1's topic
+            ("scan.completed", scanner.sign(scan_envelope("completed", {**green, "lane": "c2"}))),
             ("scan.completed", {"data": []}),  # unsigned (nothing is read before the signature)
         ]
+        # Per-lane scan topics: the lane reads only …/xray-1/event/{type}/c1 (contract.topics).
         for topic, env in forgeries:
-            await r.platform.link.publish(f"{PREFIX}/xray-1/event/{topic}", json.dumps(env).encode())
-        await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.completed", b"\xff not json")
+            await r.platform.link.publish(f"{PREFIX}/xray-1/event/{topic}/c1", json.dumps(env).encode())
+        await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.completed/c1", b"\xff not json")
         # The inbox is handled in order: once the genuine scan.started took effect, every
         # forgery before it has been judged.
         started = scanner.sign(scan_envelope("started", {**green, "result": None}, n=2))
-        await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.started", json.dumps(started).encode())
+        await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.started/c1", json.dumps(started).encode())
         await r.until(lambda: r.logic.stage == Stage.SCANNING)
         refused = r.daemon.unit.peers.refused
-        assert refused == {"unsigned": 3, "not_authorised": 1, "bad_signature": 2, "topic_mismatch": 1, "malformed": 1}
+        assert refused == {"unsigned": 3, "not_authorised": 2, "bad_signature": 2, "topic_mismatch": 1, "malformed": 1}
         assert r.world.gate.position == GatePosition.CLOSED
         assert r.logic.passage is not None and r.logic.passage.scan_result is None
 
-        await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.completed", json.dumps(genuine).encode())
+        await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.completed/c1", json.dumps(genuine).encode())
         await r.until(lambda: r.logic.stage == Stage.AWAITING_VERDICTS)
         assert r.logic.passage is not None and r.logic.passage.scan_result == "GREEN"
         assert r.daemon.unit.peers.peers.accepted == 2

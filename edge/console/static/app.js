@@ -28,13 +28,18 @@
   /* ---------------------------------------------------------------- overview */
   function laneCard(l) {
     const p = l.passage;
-    const status = l.online === false ? ["offline", "bad"] : !l.in_service ? ["out of service 关闭", "bad"] : l.online ? ["in service 开放", "ok"] : ["no status yet", "muted"];
+    /* online / closed / offline only on the lane's signed status; the broker's last will: unconfirmed */
+    const status = l.state === "unconfirmed_offline" ? ["offline? (unconfirmed)", "warn"] : l.online === false ? ["offline", "bad"] : !l.in_service ? ["out of service 关闭", "bad"] : l.online ? ["in service 开放", "ok"] : ["no signed status yet", "muted"];
     const devs = Object.entries(l.devices || {}).filter(([n]) => n !== "lane").map(([n, d]) =>
       `<span class="dev ${esc(d.health)}" title="${esc(n)}: ${esc(d.health)}${d.reason ? " — " + esc(d.reason) : ""}">${esc(n.replace("camera:", "cam "))}</span>`).join("");
-    const decisions = p ? Object.entries(p.decisions || {}).map(([a, d]) => `<span class="dec ${esc(d)}">${esc(a)}: ${esc(d)}</span>`).join(" ") : "";
+    const decisions = p ? Object.entries(p.decisions || {}).map(([a, d]) => `<span class="dec ${esc(d)}">${esc(a)}: ${esc(d)}${(p.basis || {})[a] === "predecision" ? " (pre-decision)" : ""}</span>`).join(" ") : "";
+    const cargo = p ? [p.radiation ? `<span class="pill ${p.radiation === "alarm" ? "bad" : "warn"}">radiation ${esc(p.radiation)}</span>` : "",
+      ...(p.seal_exceptions || []).map((x) => `<span class="pill warn">${esc(x)}</span>`)].join(" ") : "";
+    const share = l.automatic_share === null || l.automatic_share === undefined ? "" : `<span title="released by the lane on signed pre-decisions">auto ${Math.round(l.automatic_share * 100)}%</span>`;
+    const refusals = Object.entries(l.predecision_refusals || {}).sort((a, b) => b[1] - a[1]).slice(0, 3).map(([r, n]) => `${esc(r.replace(/_/g, " "))} ${n}`).join(", ");
     const vehicle = p ? esc([...(p.plates || []), ...(p.containers || [])].join(" · ") || "identifying…") : "";
     const last = l.last ? `<div class="last">last: <a href="#/passage/${encodeURIComponent(l.last.passage_id)}">${esc([...l.last.plates, ...l.last.containers].join(" · ") || l.last.passage_id)}</a> — ${esc(l.last.outcome)} in ${fmtMs(l.last.total_ms)}</div>` : "";
-    return `<section class="card lane ${l.alarms ? "alarmed" : ""} ${l.in_service ? "" : "closed"}" id="lane-${esc(l.id)}" data-stage="${esc(l.stage)}" data-in-service="${l.in_service}" data-online="${l.online}" data-completed="${l.completed}" data-alarms="${l.alarms}">
+    return `<section class="card lane ${l.alarms ? "alarmed" : ""} ${l.in_service ? "" : "closed"}" id="lane-${esc(l.id)}" data-stage="${esc(l.stage)}" data-in-service="${l.in_service}" data-online="${l.online}" data-state="${esc(l.state)}" data-completed="${l.completed}" data-alarms="${l.alarms}">
       <header><h2>${esc(l.id)}</h2><span class="kind">${esc(l.kind)}</span><span class="pill ${status[1]}">${status[0]}</span>
         ${l.alarms ? `<a class="pill bad alarm-count" href="#/alarms">${l.alarms} alarm${l.alarms > 1 ? "s" : ""}</a>` : ""}</header>
       ${l.closed_reason && !l.in_service ? `<div class="closed-reason">${esc(l.closed_reason)}</div>` : ""}
@@ -42,9 +47,10 @@
         ${p ? `<span class="elapsed" data-since="${p.stage_since_ms}"></span>` : ""}</div>
       ${p ? `<div class="vehicle"><a href="#/passage/${encodeURIComponent(p.id)}">${vehicle}</a>
         ${p.confidence !== null && p.confidence < 0.8 ? `<span class="pill warn">conf ${p.confidence.toFixed(2)}</span>` : ""}
-        <div class="decisions">${decisions}</div><div class="muted small">arrived ${time(p.arrived_ms)} · <span class="elapsed" data-since="${p.arrived_ms}"></span> in lane</div></div>` : `<div class="vehicle muted">no vehicle</div>`}
+        <div class="decisions">${decisions} ${cargo}</div><div class="muted small">arrived ${time(p.arrived_ms)} · <span class="elapsed" data-since="${p.arrived_ms}"></span> in lane</div></div>` : `<div class="vehicle muted">no vehicle</div>`}
       <div class="devices">${devs || '<span class="muted small">no device reports yet</span>'}</div>
-      <footer><span>completed <b class="completed">${l.completed}</b></span>${last}</footer>
+      <footer><span>completed <b class="completed">${l.completed}</b></span> ${share}${last}
+        ${refusals ? `<div class="muted small" title="why declared vehicles went to an officer">not released on pre-decisions: ${refusals}</div>` : ""}</footer>
     </section>`;
   }
 
