@@ -1,6 +1,6 @@
 """Latency on the wire: release command published → first byte of the gate-open frame.
 
-    python bench/run.py latency [--lanes 1,16] [--samples 60] [--think 0] [--seed 7]
+    python bench/run.py latency [--lanes 1,16] [--samples 60] [--think 0] [--seed 7] [--rt]
 
 The port is ``scale.ScalePort`` (lane and scanner daemons as their own processes, Mosquitto,
 simulators and central platform in the bench process). Both ends are timed in the bench
@@ -19,6 +19,10 @@ round trip lane → broker → platform → broker → lane, for every agency's 
 queued → scan started (the lane stamps ``scan_queued`` when it asks for the inspection, so this
 is the request through the broker to the scanner daemon, the PLC starting the scan, and —
 with several lanes — the wait for the shared scanner; ``decided → scan_queued`` is always 0).
+
+``--rt``: once the port is up, its processes run under ``SCHED_RR`` (``scale.shield``), so that
+other work on a shared machine does not interleave with them: a view of a dedicated host. The
+disk is shared all the same (the fsync column says how busy it was).
 """
 
 from __future__ import annotations
@@ -43,11 +47,11 @@ PASSAGE_WALL_S = 15.0
 GOAL_P99_MS = 20.0
 
 
-async def run_one(lanes: int, samples: int, think: float, seed: int) -> dict[str, Any]:
+async def run_one(lanes: int, samples: int, think: float, seed: int, rt: bool = False) -> dict[str, Any]:
     per_lane = max(4, math.ceil(samples / lanes))
     load_before = loadavg()
     lag = LoopLag()
-    async with scale_port(lanes, lanes * per_lane, seed, think_s=think) as port:
+    async with scale_port(lanes, lanes * per_lane, seed, think_s=think, rt=rt) as port:
         fsync = FsyncProbe(port.root)
         probes = [
             asyncio.create_task(lag.run(), name="loop-lag"),
@@ -74,6 +78,8 @@ async def run_one(lanes: int, samples: int, think: float, seed: int) -> dict[str
             "harness_loop_lag_ms": percentiles(lag.lags_ms),
             "fsync_ms": percentiles(fsync.ms),
             "think_s": port.think_s,
+            "scheduling": ("SCHED_RR" if not port.shield_failed else "partly SCHED_RR") if rt else "normal",
+            "shield_failed": port.shield_failed[:5],
             "traffic": port.traffic_figures(),
             "loadavg_before": load_before,
             "loadavg_after": loadavg(),
@@ -95,6 +101,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--samples", type=int, default=60, help="passages per lane count (at least 4 per lane)")
     ap.add_argument("--think", type=float, default=0.0, help="central platform think time, s (0: answers at once)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--rt", action="store_true", help="run the port's processes under SCHED_RR once started")
     return ap
 
 
@@ -113,7 +120,9 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def main(lanes: str = "1,16", samples: int = 60, think: float = 0.0, seed: int = 7) -> dict[str, Any]:
+async def main(
+    lanes: str = "1,16", samples: int = 60, think: float = 0.0, seed: int = 7, rt: bool = False
+) -> dict[str, Any]:
     if not MosquittoBroker.available():
         return {"ok": False, "error": "needs mosquitto"}
     before = machine()
@@ -121,7 +130,7 @@ async def main(lanes: str = "1,16", samples: int = 60, think: float = 0.0, seed:
     for n in (int(x) for x in lanes.split(",") if x):
         t0 = time.monotonic()
         try:
-            row = await run_one(n, samples, think, seed)
+            row = await run_one(n, samples, think, seed, rt)
         except Exception as exc:  # reported, not raised: the other lane counts still run
             row = {"lanes": n, "error": f"{type(exc).__name__}: {exc}"[:400], "loadavg_after": loadavg()}
         row["wall_s"] = round(time.monotonic() - t0, 1)
