@@ -3,8 +3,9 @@
 The lane journals the passage it is working on; the scanner journals its queue and the scan
 in progress. After ``kill -9`` or a power cut the new process reads them back and closes them
 out (``LaneLogic.start``, ``ScannerDaemon`` start-up) before taking new work. One small
-SQLite database per daemon, WAL, ``synchronous=FULL``: a record is written when it changes
-and deleted when the work is done.
+SQLite database per daemon, WAL: a record is written when it changes and deleted when the work
+is done, with an fsync (``synchronous=FULL``) unless the caller says the change need not wait
+for the disk (``sync(flush=False)``, see there).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class Journal:
             ) from exc
         self._saved: dict[str, str] = {}
         self._loaded: dict[str, dict[str, Any]] = {}
+        #: Commits that waited for the disk, and those that did not (``sync(flush=False)``).
+        self.flushed = 0
+        self.unflushed = 0
         for key, body in rows:
             self._saved[key] = body
             try:
@@ -52,11 +56,17 @@ class Journal:
         """What the journal held when it was opened."""
         return dict(self._loaded)
 
-    def sync(self, records: dict[str, dict[str, Any]]) -> None:
+    def sync(self, records: dict[str, dict[str, Any]], *, flush: bool = True) -> None:
         """Make the journal hold exactly ``records`` (rows are written only when they changed),
         in one transaction. Raises ``StateError`` when the write fails (a full disk, a
         filesystem remounted read-only): the journal then holds what it held before, and the
-        next ``sync`` writes the difference again."""
+        next ``sync`` writes the difference again.
+
+        ``flush=False``: the transaction is committed without waiting for the disk (WAL,
+        ``synchronous=NORMAL``): a crash of the process keeps it, a power cut may lose it, and
+        the next flushed ``sync`` puts it on disk together with its own change (the WAL is one
+        file, written in order). A record added or removed is flushed all the same: the work a
+        restart must resolve, and the end of it, are always on disk."""
         deletes = [k for k in self._saved if k not in records]
         writes: dict[str, str] = {}
         for key, value in records.items():
@@ -65,7 +75,9 @@ class Journal:
                 writes[key] = body
         if not deletes and not writes:
             return
+        durable = flush or bool(deletes) or any(key not in self._saved for key in writes)
         try:
+            self._db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for key in deletes:
@@ -86,6 +98,10 @@ class Journal:
         for key in deletes:
             del self._saved[key]
         self._saved.update(writes)
+        if durable:
+            self.flushed += 1
+        else:
+            self.unflushed += 1
 
     def close(self) -> None:
         self._db.close()
