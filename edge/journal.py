@@ -15,6 +15,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from portlane.edge.delivery.flush import FlushGroup, fsync_wal
 from portlane.edge.errors import StateError
 
 __all__ = ["Journal"]
@@ -23,8 +24,11 @@ SCHEMA = "CREATE TABLE IF NOT EXISTS record (key TEXT PRIMARY KEY, body TEXT NOT
 
 
 class Journal:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, flushes: FlushGroup | None = None) -> None:
+        """``flushes``: the unit's group commit (``edge/delivery/flush.py``): a flushed write
+        inside one of its groups is put on disk when the group closes."""
         self.path = Path(path)
+        self._flushes = flushes
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -76,8 +80,9 @@ class Journal:
         if not deletes and not writes:
             return
         durable = flush or bool(deletes) or any(key not in self._saved for key in writes)
+        defer = durable and self._flushes is not None and self._flushes.deferring
         try:
-            self._db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA synchronous=FULL" if durable and not defer else "PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for key in deletes:
@@ -98,10 +103,17 @@ class Journal:
         for key in deletes:
             del self._saved[key]
         self._saved.update(writes)
+        if defer:
+            assert self._flushes is not None
+            self._flushes.owe(self)
         if durable:
             self.flushed += 1
         else:
             self.unflushed += 1
+
+    def flush(self) -> None:
+        """Put every record committed so far on disk (the flush group's)."""
+        fsync_wal(self.path)
 
     def close(self) -> None:
         self._db.close()

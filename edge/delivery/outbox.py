@@ -56,6 +56,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from portlane.edge.config import OutboxConfig, OutboxRetention
 from portlane.edge.contract.envelope import Envelope
 from portlane.edge.contract.times import rfc3339
+from portlane.edge.delivery.flush import FlushGroup, fsync_wal
 from portlane.edge.delivery.state import corrupt_error, sqlite_state_error
 from portlane.edge.errors import OutboxError, OutboxFullError, OutboxStateError
 
@@ -178,10 +179,13 @@ class Outbox:
         retention: OutboxRetention | None = None,
         clock: Callable[[], float] = time.time,
         signer: Signer | None = None,
+        flushes: FlushGroup | None = None,
     ) -> None:
         """Open (or create) the store at ``path``. ``config`` is the site's ``outbox:`` section;
-        ``capacity``/``overflow``/``retention`` override single fields of it. Raises
-        ``OutboxStateError`` when the store cannot be used."""
+        ``capacity``/``overflow``/``retention`` override single fields of it. ``flushes``: the
+        unit's group commit (``delivery/flush.py``): events written inside one of its groups are
+        put on disk when the group closes. Raises ``OutboxStateError`` when the store cannot be
+        used."""
         cfg = config or OutboxConfig()
         self.path = Path(path)
         self.site = site
@@ -192,6 +196,7 @@ class Outbox:
         self.commit_batch_max = cfg.commit_batch_max
         self.clock = clock
         self.signer = signer
+        self._flushes = flushes
         self._listeners: list[Callable[[], None]] = []
         # The writer connection is used by one thread at a time (``_write_lock``, held for a
         # whole transaction, fsync included); counters and the hand-over lists are guarded by
@@ -471,6 +476,8 @@ class Outbox:
         are not (a lost ack only means the event is sent again, with the same id)."""
         db = self._db
         durable = bool(independent or atomic)
+        # Inside the unit's flush group (and on its thread), the group puts it on disk.
+        defer = durable and self._flushes is not None and self._flushes.deferring
         refused_now = drop = requeued_dropped = 0
         dropped_seqs: list[int] = []
         rows: list[tuple[int, str, str, bytes, float]] = []
@@ -481,7 +488,7 @@ class Outbox:
         seq = self._last_seq
         started = time.perf_counter()
         try:
-            db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA synchronous=FULL" if durable and not defer else "PRAGMA synchronous=NORMAL")
             db.execute("BEGIN IMMEDIATE")
             now = self.clock()
             if acks:
@@ -524,6 +531,9 @@ class Outbox:
             if isinstance(exc, sqlite3.Error | OSError):
                 raise _state_error(self.path, exc, doing="write an event" if durable else "record a delivery") from exc
             raise
+        if defer:
+            assert self._flushes is not None
+            self._flushes.owe(self)
         with self._count_lock:
             if durable:
                 self.commits += 1
@@ -553,6 +563,10 @@ class Outbox:
         else:
             out += [self._full_error(ev.event_type) for ev in atomic]
         return out
+
+    def flush(self) -> None:
+        """Put every event committed so far on disk (the flush group's, see ``flush.py``)."""
+        fsync_wal(self.path)
 
     def _keep(self) -> bool:
         return self.retention.max_age_s > 0 and self.retention.max_mb > 0

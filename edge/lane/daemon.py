@@ -115,7 +115,7 @@ class LaneDaemon:
                     lane.id,
                     unit,
                 )
-        self.journal = Journal(self.state_dir / f"journal-{lane.id}.db")
+        self.journal = Journal(self.state_dir / f"journal-{lane.id}.db", flushes=self.unit.flushes)
         closure = self.journal.records().get(CLOSURE_KEY)
         if closure is not None:
             # An operator closed the lane before the stop (a restart, a new site file, a power
