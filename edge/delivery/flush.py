@@ -13,13 +13,15 @@ stores may commit without waiting for the disk inside the step, as long as every
 disk before the step ends — which is what :class:`FlushGroup` does:
 
     with unit.flushes.deferred():        # the dispatcher, around the messages waiting now
-        ... stores commit without fsync and ``owe`` the group a flush
-    # on leaving: the nonce store is flushed first, then every other store that wrote, at once
-    # (one thread each), and the step returns only when all are on disk
+        ... the audit log, outbox and journal commit without fsync and ``owe`` the group a flush
+    # on leaving: every store that wrote is flushed at once (one thread each), and the step
+    # returns only when all are on disk
 
-The nonce store goes first so that a power cut during the flush never leaves a command's effect
-on disk without its nonce (it could then be replayed). Outside a group, and on any thread but
-the one that opened it, the stores wait for the disk on every commit as before.
+The nonce store is not deferred: a command's nonce is on disk before anything the command
+causes is written, so that a power cut can never leave an effect on disk without its nonce (it
+could then be replayed) — which the kernel's own writeback of the other files could otherwise
+do before the group's flush. Outside a group, and on any thread but the one that opened it,
+the stores wait for the disk on every commit as before.
 
 A store that cannot be flushed (an fsync failing: the disk is failing, and after a failed fsync
 the page cache cannot be trusted) raises :class:`~portlane.edge.errors.StateError` out of the
@@ -49,8 +51,7 @@ __all__ = ["FlushGroup", "Flushable", "fsync_wal"]
 
 log = logging.getLogger(__name__)
 
-#: Threads that flush stores at once (a lane's audit log, outbox and journal; the nonce store
-#: goes first, alone).
+#: Threads that flush stores at once (a lane's audit log, outbox and journal).
 FLUSH_THREADS = 3
 
 
@@ -78,8 +79,7 @@ class FlushGroup:
 
     def __init__(self) -> None:
         self._thread: int | None = None  # the thread that opened the group; None: closed
-        self._first: dict[Path, Flushable] = {}
-        self._rest: dict[Path, Flushable] = {}
+        self._owed: dict[Path, Flushable] = {}
         self._pool: ThreadPoolExecutor | None = None
         #: Groups closed, commits that did not wait for the disk, store flushes made.
         self.groups = 0
@@ -91,12 +91,11 @@ class FlushGroup:
         """A group is open on this thread: commit without waiting for the disk, then ``owe``."""
         return self._thread is not None and self._thread == threading.get_ident()
 
-    def owe(self, store: Flushable, *, first: bool = False) -> None:
-        """``store`` committed without an fsync; flush it when the group closes (``first``: before
-        the others — the nonce store)."""
+    def owe(self, store: Flushable) -> None:
+        """``store`` committed without an fsync; flush it when the group closes."""
         assert self.deferring, "a store owes a flush only inside a group, on its thread"
         self.deferred_commits += 1
-        (self._first if first else self._rest).setdefault(store.path, store)
+        self._owed.setdefault(store.path, store)
 
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
@@ -113,20 +112,23 @@ class FlushGroup:
             self._flush()
 
     def _flush(self) -> None:
-        first, rest = list(self._first.values()), list(self._rest.values())
-        self._first.clear()
-        self._rest.clear()
-        for store in first:
-            self._flush_one(store)
-        if len(rest) == 1:
-            self._flush_one(rest[0])
-        elif rest:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=FLUSH_THREADS, thread_name_prefix="flush")
-            futures = [self._pool.submit(self._flush_one, store) for store in rest]
-            failures = [exc for exc in (f.exception() for f in futures) if exc is not None]  # waits for all
-            if failures:
-                raise failures[0]
+        """Every owed store at once: the first on this thread, the others on the pool's; all are
+        waited for, and the first failure is raised."""
+        owed = list(self._owed.values())
+        self._owed.clear()
+        if not owed:
+            return
+        if len(owed) > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=FLUSH_THREADS, thread_name_prefix="flush")
+        futures = [self._pool.submit(self._flush_one, store) for store in owed[1:]] if self._pool else []
+        failures: list[BaseException] = []
+        try:
+            self._flush_one(owed[0])
+        except StateError as exc:
+            failures.append(exc)
+        failures += [exc for exc in (f.exception() for f in futures) if exc is not None]
+        if failures:
+            raise failures[0]
 
     def _flush_one(self, store: Flushable) -> None:
         try:

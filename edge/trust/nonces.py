@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Protocol, Self
 
 from portlane.edge.contract.times import format_rfc3339, parse_rfc3339
-from portlane.edge.delivery.flush import FlushGroup, fsync_wal
 from portlane.edge.errors import NonceStoreError
 
 __all__ = ["Clock", "MemoryNonceStore", "NonceStore", "SqliteNonceStore", "now_checked"]
@@ -89,9 +88,6 @@ class SqliteNonceStore:
     table: the verifier refuses commands issued before it, so deleting or recreating the file
     does not reopen replays. A store from before that table existed gets "now" — the cautious
     choice. A file that is not a nonce store raises :class:`NonceStoreError` here, at open.
-
-    ``flushes``: the unit's group commit (``edge/delivery/flush.py``): a nonce recorded inside
-    one of its groups is put on disk when the group closes, before anything else written in it.
     """
 
     def __init__(
@@ -101,13 +97,10 @@ class SqliteNonceStore:
         margin_s: float = 3600.0,
         synchronous: str = "FULL",
         clock: Clock | None = None,
-        flushes: FlushGroup | None = None,
     ) -> None:
         if synchronous not in ("FULL", "EXTRA", "NORMAL"):
             raise ValueError("synchronous must be FULL, EXTRA or NORMAL")
         self.path = Path(path)
-        self._synchronous = synchronous
-        self._flushes = flushes
         self._margin_ms = int(margin_s * 1000)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
@@ -162,8 +155,6 @@ class SqliteNonceStore:
     def check_and_record(self, nonce: str, *, keep_until: datetime, now: datetime) -> bool:
         with self._lock:
             db = self._conn()
-            defer = self._flushes is not None and self._flushes.deferring
-            db.execute(f"PRAGMA synchronous={'NORMAL' if defer else self._synchronous}")
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.execute("DELETE FROM nonces WHERE keep_until_ms < ?", (_ms(now) - self._margin_ms,))
@@ -176,14 +167,7 @@ class SqliteNonceStore:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            if defer:
-                assert self._flushes is not None
-                self._flushes.owe(self, first=True)
             return fresh
-
-    def flush(self) -> None:
-        """Put every nonce recorded so far on disk (the flush group's)."""
-        fsync_wal(self.path)
 
     def count(self) -> int:
         """Number of nonces held (not ``__len__``: an empty store must not be falsy)."""

@@ -131,7 +131,8 @@ class Unit:
             flushes=self.flushes,
         )
         self.audit = AuditLog(self.state_dir / "audit.jsonl", flushes=self.flushes)
-        self.nonces = SqliteNonceStore(self.state_dir / f"nonces-{unit}.db", flushes=self.flushes)
+        # Not in the flush group: a command's nonce is on disk before anything it causes is written.
+        self.nonces = SqliteNonceStore(self.state_dir / f"nonces-{unit}.db")
         self.authority = Authority.from_site(site)
         self.peers = PeerIntake(
             PeerEvents(

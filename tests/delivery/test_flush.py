@@ -1,7 +1,8 @@
-"""Group commit across a unit's stores (edge/delivery/flush.py): inside a group the nonce store,
-the audit log, the outbox and the journal commit without an fsync and each owes the group one
-flush; closing the group flushes the nonce store first, then the others, and a flush that fails
-is a one-line StateError. Outside a group, and on another thread, every commit is flushed at once.
+"""Group commit across a unit's stores (edge/delivery/flush.py): inside a group the audit log,
+the outbox and the journal commit without an fsync and each owes the group one flush, made
+when the group closes; a flush that fails is a one-line StateError. The nonce store is not
+deferred (a nonce is on disk before anything its command causes is written). Outside a group,
+and on another thread, every commit is flushed at once.
 
 The flushes are observed where they happen: ``os.fsync`` is wrapped to note the file each one
 was for (SQLite's own fsyncs, in C, are not seen: a commit outside a group shows up as no
@@ -31,7 +32,7 @@ class Stores:
         self.flushes = flushes
         self.outbox = Outbox(folder / "outbox.db", site="s", unit="c1", flushes=flushes)
         self.audit = AuditLog(folder / "audit.jsonl", flushes=flushes)
-        self.nonces = SqliteNonceStore(folder / "nonces.db", flushes=flushes)
+        self.nonces = SqliteNonceStore(folder / "nonces.db")  # never deferred
         self.journal = Journal(folder / "journal.db", flushes=flushes)
         self.topic = Topics("s", "c1").event("passage.decided")
 
@@ -70,14 +71,13 @@ def stores(tmp_path: Path) -> Iterator[Stores]:
     s.close()
 
 
-def test_a_group_flushes_each_store_once_nonces_first(stores: Stores, fsyncs: list[str]) -> None:
+def test_a_group_flushes_each_store_once(stores: Stores, fsyncs: list[str]) -> None:
     with stores.flushes.deferred():
         for n in range(3):
             stores.record_a_command(n)
-        assert fsyncs == []  # nothing waited for the disk inside the group
-    assert fsyncs[0] == "nonces.db-wal"
-    assert sorted(fsyncs[1:]) == ["audit.jsonl", "journal.db-wal", "outbox.db-wal"]
-    assert stores.flushes.deferred_commits == 12 and stores.flushes.flushes == 4 and stores.flushes.groups == 1
+        assert fsyncs == []  # nothing waited for the disk inside the group (the nonces did, in sqlite)
+    assert sorted(fsyncs) == ["audit.jsonl", "journal.db-wal", "outbox.db-wal"]
+    assert stores.flushes.deferred_commits == 9 and stores.flushes.flushes == 3 and stores.flushes.groups == 1
 
 
 def test_outside_a_group_every_commit_waits_for_the_disk(stores: Stores, fsyncs: list[str]) -> None:
@@ -93,7 +93,7 @@ def test_a_group_defers_only_on_the_thread_that_opened_it(stores: Stores, fsyncs
         other.join()
         assert fsyncs == ["audit.jsonl"] and stores.flushes.deferred_commits == 0  # the thread did not wait
         stores.record_a_command(8)
-    assert stores.flushes.deferred_commits == 4
+    assert stores.flushes.deferred_commits == 3
 
 
 def test_what_a_group_wrote_is_in_the_stores_when_it_closes(stores: Stores, tmp_path: Path) -> None:
@@ -117,26 +117,4 @@ def test_a_flush_that_fails_is_a_state_error_naming_the_store(stores: Stores, mo
     problem = r"journal\.db: cannot put what was written on disk \(fsync: .*Input/output"
     with pytest.raises(StateError, match=problem), stores.flushes.deferred():
         stores.record_a_command(1)
-    assert stores.flushes.flushes == 3  # the others were flushed all the same
-
-
-def test_the_nonce_store_is_on_disk_before_any_other_flush_begins(stores: Stores) -> None:
-    """A power cut during the flush must never leave a command's effects on disk without its
-    nonce (the command could be replayed): the nonce store is flushed alone, first."""
-    steps: list[tuple[str, str, int]] = []  # (store, start|end, thread)
-    lock = threading.Lock()
-    for name in ("nonces", "audit", "outbox", "journal"):
-        store = getattr(stores, name)
-
-        def noted(flush=store.flush, name=name) -> None:  # type: ignore[no-untyped-def]
-            with lock:
-                steps.append((name, "start", threading.get_ident()))
-            flush()
-            with lock:
-                steps.append((name, "end", threading.get_ident()))
-
-        setattr(store, "flush", noted)  # noqa: B010 - a bound method replaced on the instance
-    with stores.flushes.deferred():
-        stores.record_a_command(1)
-    assert steps[:2] == [("nonces", "start", threading.get_ident()), ("nonces", "end", threading.get_ident())]
-    assert sorted(name for name, what, _ in steps[2:] if what == "start") == ["audit", "journal", "outbox"]
+    assert stores.flushes.flushes == 2  # the others were flushed all the same

@@ -358,27 +358,37 @@ async def test_the_journal_waits_for_the_disk_only_before_a_device_moves(rig: La
 
 async def test_the_decisions_waiting_together_share_one_flush_per_store_before_the_open(rig: LaneRig) -> None:
     """Both agencies' decisions reach the lane before it handles the first: one dispatcher step
-    records both (nonces, audit entries, events, journal) and flushes each store once, before
-    the open frame goes out (delivery/flush.py)."""
+    records both (audit entries, events, journal) and flushes each store once, before the open
+    frame goes out (delivery/flush.py); their nonces are on disk as each is verified."""
     r = rig
     pid = await arrive_and_identify(r, TAG)
     unit = r.daemon.unit
     gate_commands = lambda: len([c for c in r.world.commands if c.device == "gate"])  # noqa: E731
     before = gate_commands()
     flushed: list[tuple[str, int]] = []  # (file, gate commands sent when it was flushed)
-    for store in (unit.nonces, unit.audit, unit.outbox, r.daemon.journal):
+    for store in (unit.audit, unit.outbox, r.daemon.journal):
 
         def noted(flush: Any = store.flush, name: str = store.path.name) -> None:
             flushed.append((name, gate_commands()))
             flush()
 
         setattr(store, "flush", noted)  # noqa: B010 - a bound method replaced on the instance
+    owed: list[str] = []
+    owe = unit.flushes.owe
+
+    def noted_owe(store: Any) -> None:
+        owed.append(store.path.name)
+        owe(store)
+
+    unit.flushes.owe = noted_owe  # type: ignore[method-assign]
     topic = f"portlane/v1/{r.site.site.id}/c1/cmd/decision"
     for agency in ("customs", "border"):  # as the broker hands them over back to back
         payload = r.platform.command("c1", "decision", pid, agency=agency, verdict="release")
         unit._on_message(Message(topic, payload, False, {}))
     await r.until(lambda: r.world.gate.position == GatePosition.OPEN)
-    assert sorted(name for name, _ in flushed) == ["audit.jsonl", "journal-c1.db", "nonces-c1.db", "outbox-c1.db"]
-    assert flushed[0][0] == "nonces-c1.db"
+    assert sorted(name for name, _ in flushed) == ["audit.jsonl", "journal-c1.db", "outbox-c1.db"]
     assert {sent for _, sent in flushed} == {before}  # all on disk before the open frame
+    # A nonce is never left to the group: it is on disk before anything its command causes is
+    # written, so a power cut cannot keep an effect without its nonce (a replay).
+    assert owed and "nonces-c1.db" not in owed
     assert [e["agency"] for e in r.events("passage.decided")] == ["customs", "border"]
