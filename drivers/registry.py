@@ -26,6 +26,8 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("weighbridge", "serial"): "portlane.drivers.weighbridge_serial:SerialWeighbridge",
     ("camera", "opencv"): "portlane.drivers.camera_opencv:OpenCvCamera",
     ("scanner", "modbus_tcp"): "portlane.drivers.scanner_modbus:ModbusScanner",
+    ("rpm", "rapiscan"): "portlane.drivers.rpm_rapiscan:RapiscanRpm",
+    ("seal_reader", "serial"): "portlane.drivers.seal_serial:SerialSealReader",
     # In-process fakes for unit tests (python-can's "virtual" interface): drivers.virtual.
     ("gate", "virtual"): "portlane.drivers.virtual:VirtualGate",
     ("io", "virtual"): "portlane.drivers.virtual:VirtualIo",
@@ -34,6 +36,8 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("weighbridge", "virtual"): "portlane.drivers.virtual:VirtualWeighbridge",
     ("camera", "virtual"): "portlane.drivers.virtual:VirtualCamera",
     ("scanner", "virtual"): "portlane.drivers.virtual:VirtualScanner",
+    ("rpm", "virtual"): "portlane.drivers.virtual:VirtualRpm",
+    ("seal_reader", "virtual"): "portlane.drivers.virtual:VirtualSealReader",
 }
 
 

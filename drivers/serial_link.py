@@ -26,9 +26,10 @@ import asyncio
 import errno
 import logging
 import termios
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import serial
 import serial_asyncio_fast
@@ -36,7 +37,17 @@ import serial_asyncio_fast
 from .config import SerialLink
 from .errors import DeviceProtocolError, DeviceUnavailableError
 
-__all__ = ["DecodeStats", "Decoder", "FrameError", "SerialPort", "char_time_s", "drain", "read_stream"]
+__all__ = [
+    "ByteStream",
+    "DecodeStats",
+    "Decoder",
+    "FrameError",
+    "SerialPort",
+    "char_time_s",
+    "drain",
+    "open_ports",
+    "read_stream",
+]
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +140,20 @@ class _Protocol(asyncio.Protocol, Generic[F]):
         self.port._received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.port._lost(exc)
+        self.port._lost(exc, self)
+
+
+#: Every ``SerialPort`` of this process (held weakly), for :func:`open_ports`.
+_PORTS: weakref.WeakSet[SerialPort] = weakref.WeakSet()
+
+
+def open_ports() -> list[str]:
+    """The serial ports this process holds open now, by the path or URL they were opened with.
+
+    A daemon is one process: this is what it reports on its control socket, so that
+    ``portlane serial sniff`` refuses exactly the ports a running daemon holds (a port that is
+    configured but gone, or whose device is not in use, is not held)."""
+    return sorted({p.link.url for p in list(_PORTS) if p.is_open})
 
 
 class SerialPort:
@@ -140,6 +164,7 @@ class SerialPort:
     """
 
     def __init__(self, link: SerialLink, *, name: str = "") -> None:
+        _PORTS.add(self)
         self.link = link
         self.name = name or link.url
         self.rx = bytearray()
@@ -148,6 +173,7 @@ class SerialPort:
         self._data = asyncio.Event()
         self._lost_reason: str | None = None
         self._gone = asyncio.Event()  # set when the transport has really closed
+        self._protocol: asyncio.Protocol | None = None  # the current transport's protocol
         self.last_rx = 0.0  # loop time of the last received byte (for inter-frame gaps)
 
     @property
@@ -169,7 +195,7 @@ class SerialPort:
         }
         try:
             async with asyncio.timeout(OPEN_TIMEOUT_S):
-                transport, _ = await serial_asyncio_fast.create_serial_connection(
+                transport, protocol = await serial_asyncio_fast.create_serial_connection(
                     loop, lambda: _Protocol(self), self.link.url, **kw
                 )
         except TimeoutError as exc:
@@ -177,6 +203,7 @@ class SerialPort:
         except (serial.SerialException, OSError, ValueError, termios.error) as exc:
             raise self._translate(exc, "cannot open") from exc
         self._transport = transport
+        self._protocol = protocol
         self.counters["opens"] += 1
         log.debug("opened %s", self.link.url)
 
@@ -205,7 +232,11 @@ class SerialPort:
         self.last_rx = asyncio.get_running_loop().time()
         self._data.set()
 
-    def _lost(self, exc: Exception | None) -> None:
+    def _lost(self, exc: Exception | None, protocol: asyncio.Protocol | None = None) -> None:
+        if protocol is not None and protocol is not self._protocol:
+            # A transport the port already replaced (an adapter pulled and put back while the
+            # old one was still closing): its end is not the new one's.
+            return
         if self._transport is not None:
             self.counters["lost"] += 1
             self._lost_reason = str(exc) if exc else "closed"
@@ -246,8 +277,17 @@ class SerialPort:
 # --------------------------------------------------------------------------- push streams
 
 
+class ByteStream(Protocol):
+    """What ``read_stream`` needs of a transport: a receive buffer it consumes and a wait for
+    new bytes (``SerialPort``; ``tcp_link.TcpStream`` for devices that push over TCP)."""
+
+    rx: bytearray
+
+    async def wait_data(self) -> None: ...
+
+
 async def read_stream(
-    port: SerialPort,
+    port: ByteStream,
     decode: Decoder[F],
     stats: DecodeStats,
     on_frame: Callable[[F], None],

@@ -38,6 +38,14 @@ World API (``VirtualWorld``):
   picture of an empty lane).
 * ``scanner``: the X-ray PLC (``ScannerPlc``): ``state``, ``zone_clear``, ``estop``,
   ``complete(result)``, ``fail(code)``.
+* ``rpm``: the radiation portal (``RadiationPortal``): ``enter()`` (occupancy starts),
+  ``leave(gamma_alarm=, neutron_alarm=, gamma_cps=, neutron_cps=)`` (it ends: an occupancy is
+  reported), ``pass_vehicle(...)`` (both), ``faults`` (``RadiationFault`` set), ``tamper``,
+  ``occupied_for_s`` (how long the occupancy in progress has lasted, for a stuck sensor).
+* ``seals``: the e-seals and e-locks in the reader's field (``SealField``): ``place(record,
+  authorisation=)`` (a seal on the vehicle in position, and the code its lock accepts),
+  ``clear()``, ``records``; apply / remove change a lock's state as a real lock does (refused
+  without the right code, out of the field, or in the wrong state).
 * ``commands``: every command a device accepted, in order (``Command(device, action, arg)``).
 * ``faults(kind)``: ``VirtualFaults`` of one device kind (``"gate"``, ``"io"``, ...).
 * ``await wait_until(predicate)``: wait for a change that makes ``predicate()`` true (wrap
@@ -67,10 +75,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .base import (
@@ -85,11 +94,18 @@ from .base import (
     IoDriver,
     LaneInputs,
     LightColour,
+    RadiationFault,
     RfidDriver,
+    RpmDriver,
+    RpmOccupancy,
+    RpmStatus,
     ScannerDriver,
     ScannerState,
     ScannerStatus,
     ScanResult,
+    SealReaderDriver,
+    SealRecord,
+    SealState,
     TagRead,
     WeighbridgeDriver,
     Weight,
@@ -108,14 +124,18 @@ __all__ = [
     "INPUTS",
     "Command",
     "GateController",
+    "RadiationPortal",
     "ScannerPlc",
+    "SealField",
     "VirtualBoard",
     "VirtualCamera",
     "VirtualFaults",
     "VirtualGate",
     "VirtualIo",
     "VirtualRfid",
+    "VirtualRpm",
     "VirtualScanner",
+    "VirtualSealReader",
     "VirtualWeighbridge",
     "VirtualWorld",
     "virtual_world",
@@ -254,6 +274,96 @@ class ScannerPlc:
         self.state, self.fault_code = ScannerState.FAULT, code
 
 
+#: Panels of the virtual portal (two either side, as on most cargo portals) and its sample.
+PANELS = 4
+SAMPLE_S = 0.2
+#: Background of the virtual portal, counts per second per panel: a PVT panel sees ~2,400 cps
+#: of natural background, a He-3 tube ~1.5 cps.
+GAMMA_BG_CPS = 2400.0
+NEUTRON_BG_CPS = 1.5
+
+
+@dataclass
+class RadiationPortal:
+    """The radiation portal of a world. Nothing happens by itself: the test says when a
+    vehicle enters and leaves and what the portal concluded (the virtual portal has no
+    physics; its counts are background plus what the test adds, without noise)."""
+
+    gamma_bg: tuple[float, ...] = (GAMMA_BG_CPS,) * PANELS
+    neutron_bg: tuple[float, ...] = (NEUTRON_BG_CPS,) * PANELS
+    nsigma: float = 4.0
+    occupied: bool = False
+    occupancy_count: int = 0
+    occupied_for_s: float = 0.0
+    faults: set[RadiationFault] = field(default_factory=set)
+    tamper: bool = False
+    _started: float = 0.0
+    _done: asyncio.Queue[RpmOccupancy] = field(default_factory=asyncio.Queue)
+    _world: VirtualWorld | None = None
+
+    def enter(self) -> None:
+        self.occupied, self._started, self.occupied_for_s = True, time.time(), 0.0
+        self._notify()
+
+    def leave(
+        self,
+        *,
+        seconds: float = 2.0,
+        gamma_cps: float = 0.0,
+        neutron_cps: float = 0.0,
+        gamma_alarm: bool = False,
+        neutron_alarm: bool = False,
+    ) -> RpmOccupancy:
+        """The vehicle leaves after ``seconds`` in the portal; ``gamma_cps`` / ``neutron_cps``
+        are what its load adds (all panels together). Returns the occupancy reported."""
+        samples = max(1, round(seconds / SAMPLE_S))
+        live = samples * SAMPLE_S
+        self.occupancy_count += 1
+        occ = RpmOccupancy(
+            number=self.occupancy_count,
+            started_at=self._started or time.time(),
+            ended_at=time.time(),
+            samples=samples,
+            sample_s=SAMPLE_S,
+            gamma_counts=tuple(round((bg + gamma_cps / PANELS) * live) for bg in self.gamma_bg),
+            neutron_counts=tuple(round((bg + neutron_cps / PANELS) * live) for bg in self.neutron_bg),
+            gamma_background_cps=self.gamma_bg,
+            neutron_background_cps=self.neutron_bg,
+            gamma_alarm=gamma_alarm,
+            neutron_alarm=neutron_alarm,
+            nsigma=self.nsigma,
+            max_gamma_cps=round(sum(self.gamma_bg) + gamma_cps),
+        )
+        self.occupied, self._started, self.occupied_for_s = False, 0.0, 0.0
+        self._done.put_nowait(occ)
+        self._notify()
+        return occ
+
+    def pass_vehicle(self, **kw: Any) -> RpmOccupancy:
+        self.enter()
+        return self.leave(**kw)
+
+    def _notify(self) -> None:
+        if self._world is not None:
+            self._world.notify()
+
+
+@dataclass
+class SealField:
+    """The e-seals and e-locks in the reader's field, and the codes their locks accept."""
+
+    records: dict[str, SealRecord] = field(default_factory=dict)
+    authorisations: dict[str, str] = field(default_factory=dict)
+
+    def place(self, record: SealRecord, *, authorisation: str = "") -> None:
+        self.records[record.seal_id] = record
+        if authorisation:
+            self.authorisations[record.seal_id] = authorisation
+
+    def clear(self) -> None:
+        self.records.clear()
+
+
 @dataclass
 class VirtualWorld:
     """The physical state the virtual devices of one world share (see the module docstring)."""
@@ -269,6 +379,8 @@ class VirtualWorld:
     picture: bytes = EMPTY_LANE_JPEG
     pictures: dict[str, bytes] = field(default_factory=dict)
     scanner: ScannerPlc = field(default_factory=ScannerPlc)
+    rpm: RadiationPortal = field(default_factory=RadiationPortal)
+    seals: SealField = field(default_factory=SealField)
     commands: list[Command] = field(default_factory=list)
     _edges: dict[str, list[int]] = field(default_factory=lambda: {n: [0, 0] for n in INPUTS})
     _faults: dict[str, VirtualFaults] = field(default_factory=dict)
@@ -277,6 +389,9 @@ class VirtualWorld:
     _armed: bool = False  # photocell blocked while the arm was up: a passage in progress
     _close_after_pass: bool = False  # a vehicle was counted: the controller closes once clear
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.rpm._world = self
 
     # ---------------------------------------------------------------- test side
     def set_inputs(self, **levels: bool) -> None:
@@ -585,3 +700,63 @@ class VirtualScanner(_Virtual, ScannerDriver):
         w = self._check()
         w.scanner.state, w.scanner.fault_code = ScannerState.READY, 0
         w._record(self.kind, "reset")
+
+
+class VirtualRpm(_Virtual, RpmDriver):
+    """The world's radiation portal (``RadiationPortal``)."""
+
+    def __init__(self, device_id: str, config: DeviceConfig, **_opts: Any) -> None:
+        RpmDriver.__init__(self, device_id, timeout=config.timeout_s)
+        self._setup(config)
+
+    async def _status(self) -> RpmStatus:
+        p = self._check().rpm
+        return RpmStatus(
+            occupied=p.occupied,
+            occupancy_count=p.occupancy_count,
+            gamma_background_cps=p.gamma_bg,
+            neutron_background_cps=p.neutron_bg,
+            faults=frozenset(p.faults),
+            tamper=p.tamper,
+            occupied_for_s=p.occupied_for_s,
+            nsigma=p.nsigma,
+        )
+
+    async def _next_occupancy(self) -> RpmOccupancy:
+        w = self._check()
+        return await w.rpm._done.get()  # deadline: RpmDriver.next_occupancy's listening window
+
+
+#: Refusal codes of the virtual locks, the numbers the serial reader's locks answer.
+SEAL_REFUSED_AUTH, SEAL_NOT_IN_FIELD, SEAL_WRONG_STATE = 1, 2, 3
+
+
+class VirtualSealReader(_Virtual, SealReaderDriver):
+    """The world's e-seal reader (``SealField``): its locks refuse as the real ones do."""
+
+    def __init__(self, device_id: str, config: DeviceConfig, **_opts: Any) -> None:
+        SealReaderDriver.__init__(self, device_id, timeout=config.timeout_s)
+        self._setup(config)
+
+    async def _read_seals(self) -> tuple[SealRecord, ...]:
+        return tuple(self._check().seals.records.values())
+
+    async def _command(self, action: str, manufacturer: int, tag: int, authorisation: bytes) -> SealRecord:
+        w = self._check()
+        sid = f"{manufacturer:04X}-{tag:08X}"
+        record = w.seals.records.get(sid)
+        if record is None:
+            raise DeviceFaultError(f"{action} {sid} refused by the lock: seal not in the field", code=SEAL_NOT_IN_FIELD)
+        if w.seals.authorisations.get(sid, "").encode("ascii") != authorisation:
+            raise DeviceFaultError(f"{action} {sid} refused by the lock: authorisation refused", code=SEAL_REFUSED_AUTH)
+        want = SealState.OPENED if action == "apply" else SealState.SEALED
+        if record.state is not want:
+            raise DeviceFaultError(f"{action} {sid} refused by the lock: wrong state", code=SEAL_WRONG_STATE)
+        now = datetime.datetime.now(datetime.UTC).replace(second=0, microsecond=0)
+        if action == "apply":
+            record = replace(record, state=SealState.SEALED, sealed_at=now, opened_at=None)
+        else:
+            record = replace(record, state=SealState.OPENED, opened_at=now)
+        w.seals.records[sid] = record
+        w._record(self.kind, action, sid)
+        return record

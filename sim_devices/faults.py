@@ -33,7 +33,8 @@ Knobs — attribute / method for tests, ``--fault`` spelling in brackets:
   so, as with a slipping clutch or a contactor that did not pull in. The lane must notice
   from the status that the gate did not move, and retry.
 * ``stuck`` [``stuck``]: the barrier motor does not move at all; the controller reports a
-  motor stall (``LaneWorld.stuck`` on the attached worlds).
+  motor stall (``LaneWorld.stuck`` on the attached worlds). A radiation portal's occupancy
+  sensor stays occupied (``sim_devices.rpm``: the occupancy never ends).
 * ``seed`` [``seed=N``].
 
 ``FaultInjector.parse("drop=0.1,delay=0.05,storm=2,storm_every=20,ignore=1,seed=7")``.

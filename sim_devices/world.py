@@ -14,11 +14,12 @@ down onto a vehicle — it must stay 0.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import enum
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["ArmMotion", "LaneWorld", "Vehicle", "VehiclePosition"]
+__all__ = ["ArmMotion", "LaneWorld", "Radiation", "Seal", "Vehicle", "VehiclePosition"]
 
 #: Tick of the arm's motion model. 20 ms resolves a 1 s movement into 50 steps.
 TICK_S = 0.02
@@ -38,6 +39,41 @@ class ArmMotion(enum.StrEnum):
     CLOSING = "closing"
 
 
+@dataclass(frozen=True)
+class Radiation:
+    """What a vehicle's load adds to the radiation portal's panels as it passes, in counts per
+    second over all panels. ``label`` is what the secondary inspection would find (the portal
+    cannot tell): ``norm`` (naturally radioactive cargo: ceramics, fertiliser, granite — an
+    innocent alarm), ``medical`` (a patient or isotopes), ``threat`` (a real source)."""
+
+    gamma_cps: float = 0.0
+    neutron_cps: float = 0.0
+    label: str = "norm"
+
+
+@dataclass
+class Seal:
+    """An ISO 18185 e-seal, or a cross-boundary e-lock (``elock``), on the vehicle's container.
+
+    ``state`` sealed | opened | tampered; ``route`` for e-locks: on_route | off_route | no_fix;
+    ``authorisation`` is the code the lock accepts to be applied or removed (customs' secret).
+    """
+
+    manufacturer: int
+    tag: int
+    elock: bool = False
+    state: str = "sealed"
+    sealed_at: datetime.datetime | None = None
+    opened_at: datetime.datetime | None = None
+    battery_pct: int | None = 87
+    route: str = "on_route"
+    authorisation: str = ""
+
+    @property
+    def seal_id(self) -> str:
+        return f"{self.manufacturer:04X}-{self.tag:08X}"
+
+
 @dataclass
 class Vehicle:
     plates: tuple[str, ...]  # first is the main plate; cross-boundary vehicles carry two
@@ -46,6 +82,8 @@ class Vehicle:
     weight_kg: int = 1500
     kind: str = "car"  # car | truck
     vid: str = ""
+    radiation: Radiation | None = None  # a load the radiation portal sees (None: background only)
+    seals: tuple[Seal, ...] = ()  # e-seals / e-locks on its containers
 
 
 @dataclass
@@ -77,6 +115,12 @@ class LaneWorld:
     @property
     def entry_loop(self) -> bool:
         return self.position in (VehiclePosition.AT_ENTRY, VehiclePosition.IN_POSITION)
+
+    @property
+    def in_portal(self) -> bool:
+        """The vehicle is between the radiation portal's pillars: the portal stands on the
+        approach, so a vehicle passes through it on its way to the stop line."""
+        return self.position == VehiclePosition.AT_ENTRY
 
     @property
     def in_position(self) -> bool:

@@ -37,9 +37,15 @@ def _virtual(world: str) -> dict[str, Any]:
     return {"backend": "virtual", "link": {"kind": "virtual", "world": world}, "poll_s": 0.01}
 
 
-def site_dict(lanes: tuple[str, ...] = ("c1",), *, url: str, key_dir: Path | None = None) -> dict[str, Any]:
+def site_dict(
+    lanes: tuple[str, ...] = ("c1",),
+    *,
+    url: str,
+    key_dir: Path | None = None,
+    clients: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """A site with virtual devices. With ``key_dir`` every lane and the scanner get a signing
-    key (private key files written there)."""
+    key (private key files written there); ``clients`` are its ``clients:`` entries."""
     raw: dict[str, Any] = {
         "site": {"id": SITE_ID, "name": "virtual test site"},
         "broker": {"url": url},
@@ -65,6 +71,8 @@ def site_dict(lanes: tuple[str, ...] = ("c1",), *, url: str, key_dir: Path | Non
             for lane in lanes
         ],
     }
+    if clients:
+        raw["clients"] = clients
     if key_dir is not None:
         units = [*raw["lanes"], *raw["scanners"]]
         for unit in units:
@@ -145,8 +153,9 @@ async def start_lane(
     timeouts: LaneTimeouts | None = None,
     key_dir: Path | None = None,
     outbox: dict[str, Any] | None = None,
+    clients: list[dict[str, Any]] | None = None,
 ) -> LaneRig:
-    raw = site_dict((lane,), url=url, key_dir=key_dir)
+    raw = site_dict((lane,), url=url, key_dir=key_dir, clients=clients)
     if outbox is not None:
         raw["outbox"] = outbox
     site = parse_site(raw)
@@ -158,7 +167,7 @@ async def start_lane(
     writer_put_many = daemon.unit.events.put_many  # ``put`` goes through it too
 
     def record(events: Any) -> Any:
-        rig.daemon_events += [(str(type_), data.model_dump(mode="json")) for type_, data, _subject in events]
+        rig.daemon_events += [(str(type_), data.model_dump(mode="json")) for type_, data, _subject, _topic in events]
         return writer_put_many(events)
 
     daemon.unit.events.put_many = record  # type: ignore[method-assign]

@@ -7,14 +7,18 @@ document is generated from it.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .vocabulary import Verdict
+
 __all__ = [
+    "CARGO_EVENTS",
     "EVENTS",
     "STAGES",
     "AuditCheckpoint",
+    "CargoEventType",
     "CommandRejected",
     "CommandResponse",
     "ContainerRead",
@@ -33,7 +37,18 @@ __all__ = [
     "PassageOutcome",
     "PlateKind",
     "PlateRead",
+    "PredecisionReason",
+    "PredecisionRefusal",
+    "RadiationCategory",
+    "ReleaseBasis",
+    "RpmAdjudicated",
+    "RpmAlarm",
+    "RpmOccupancyEvent",
+    "RpmVerdict",
     "ScanEvent",
+    "SealChanged",
+    "SealInfo",
+    "SealRead",
     "UnitStatus",
     "VehicleIdentified",
 ]
@@ -72,6 +87,38 @@ class ContainerRead(_Payload):
     confidence: float = Field(ge=0, le=1)
 
 
+# --------------------------------------------------------------------------------------------
+# Pre-decisions (issue 20): why a declared vehicle was not released by the lane itself, and on
+# what basis a passage was released. Matching rules: ``portlane.edge.lane.predecisions``.
+
+#: Why the lane did not release on pre-decisions: the passage went to the platform (an officer).
+PredecisionReason = Literal[
+    "not_declared",
+    "plate_mismatch",
+    "tag_mismatch",
+    "container_mismatch",
+    "size_type_mismatch",
+    "weight_out_of_tolerance",
+    "seal_mismatch",
+    "outside_window",
+    "wrong_lane",
+    "expired",
+    "already_used",
+    "revoked",
+    "identification_exception",
+]
+#: What opened the gate: every agency's pre-decision matched at the lane, the platform's
+#: decisions on the identification, or an audited override.
+ReleaseBasis = Literal["predecision", "online", "override"]
+
+
+class PredecisionRefusal(_Payload):
+    reason: PredecisionReason
+    agency: str | None = Field(None, description="the agency whose pre-decision did not match (None: all)")
+    predecision_id: str | None = None
+    detail: str = Field("", max_length=300, description="what was declared and what was read, for the officer")
+
+
 class PassageArrived(_Payload):
     passage_id: str
     lane_kind: Literal["cargo", "passenger"]
@@ -90,14 +137,22 @@ class VehicleIdentified(_Payload):
         (), description="unreadable_plate, low_confidence, dual_plate_mismatch, check_digit_failed, ..."
     )
     corrected_by: str | None = Field(None, description="operator who corrected the identity, if any")
+    predecision_ids: tuple[str, ...] = Field(
+        (), description="pre-decisions this identity matched in full (the lane decides on them itself)"
+    )
+    predecision_refusals: tuple[PredecisionRefusal, ...] = Field(
+        (), max_length=32, description="why the lane did not release on pre-decisions ('not_declared': none found)"
+    )
 
 
 class PassageDecided(_Payload):
     passage_id: str
     agency: str
-    decision: Literal["release", "inspect", "hold", "divert"]
+    decision: Verdict
     phase: Literal["initial", "after_scan"]
-    command_nonce: str
+    command_nonce: str = Field(description="nonce of the signed command that carried the verdict")
+    basis: ReleaseBasis = Field("online", description="'predecision': signed in advance, matched at the lane")
+    predecision_id: str | None = None
 
 
 class InspectionRequested(_Payload):
@@ -126,7 +181,7 @@ class ScanEvent(_Payload):
     reason: str | None = None
 
 
-GateCause = Literal["release", "divert", "override", "exit", "fault", "lane_closed", "restart"]
+GateCause = Literal["release", "divert", "override", "exit", "fault", "lane_closed", "restart", "revoke"]
 Outcome = Literal["released", "diverted", "override", "abandoned", "recovered"]
 
 
@@ -154,6 +209,8 @@ class PassageCompleted(_Payload):
     containers: tuple[str, ...] = ()
     stages: dict[str, str] = Field(description="stage name -> RFC 3339 time, for the stages that happened")
     stage_ms: dict[str, int] = Field(description="milliseconds from 'arrived' to each stage")
+    release_basis: ReleaseBasis | None = Field(None, description="what opened the gate (None: it was not opened)")
+    predecision_ids: tuple[str, ...] = Field((), description="the pre-decisions used, when the basis is 'predecision'")
 
 
 class DeviceState(_Payload):
@@ -240,7 +297,7 @@ class CommandResponse(_Payload):
 
 
 class AuditCheckpoint(_Payload):
-    """A signed anchor of the unit's audit log (``portlane.edge.trust.audit.Checkpoint``): the log
+    """A signed anchor of the unit's audit log (``portlane.edge.trust.audit_chain.Checkpoint``): the log
     had ``entries`` entries ending in ``head``. Also retained on ``.../{unit}/checkpoint``."""
 
     entries: int = Field(ge=0)
@@ -252,7 +309,7 @@ class AuditCheckpoint(_Payload):
     sig: str = Field(description="Ed25519 over the RFC 8785 form of this object without sig, base64")
 
 
-EventType = Literal[
+_LaneEventType = Literal[
     "passage.arrived",
     "vehicle.identified",
     "passage.decided",
@@ -274,6 +331,120 @@ EventType = Literal[
     "unit.status",
 ]
 
+# =========================================================================== issue 21: cargo devices
+# Radiation portal monitors and e-seals / e-locks. A separate block so that other additions to
+# the contract merge without touching it; joined to EventType / EVENTS below.
+
+#: What a radiation portal concluded about one occupancy: ``clear`` (no alarm, portal healthy),
+#: ``alarm`` (gamma and/or neutron alarm: secondary inspection and an adjudication), ``fault``
+#: (the portal was faulted or tampered with, so its counts cannot clear the vehicle).
+RpmVerdict = Literal["clear", "alarm", "fault"]
+RadiationCategory = Literal["gamma", "neutron"]
+
+
+class RpmOccupancyEvent(_Payload):
+    """One vehicle's pass through a radiation portal: counts, backgrounds, alarm and verdict."""
+
+    passage_id: str | None
+    portal: str = Field(description="device id of the portal, e.g. c1/rpm")
+    occupancy: int = Field(ge=0, description="the portal's own occupancy counter")
+    started: str = Field(description="RFC 3339, first sample")
+    ended: str = Field(description="RFC 3339, end of occupancy")
+    live_s: float = Field(ge=0, description="counting time: samples x sample length")
+    gamma_counts: tuple[int, ...] = Field(description="per gamma panel, over the occupancy")
+    neutron_counts: tuple[int, ...] = Field(description="per neutron detector, over the occupancy")
+    gamma_background_cps: tuple[float, ...] = Field(description="per panel, counts/s, before the occupancy")
+    neutron_background_cps: tuple[float, ...]
+    gamma_alarm: bool
+    neutron_alarm: bool
+    gamma_sigma: float = Field(description="(busiest second - background) / sqrt(background), all panels")
+    nsigma: float | None = Field(None, description="the portal's alarm threshold in sigmas, when it reports it")
+    speed_kph: float | None = None
+    verdict: RpmVerdict
+    faults: tuple[str, ...] = Field((), description="portal faults during the occupancy: gamma_high, tamper, ...")
+
+
+class RpmAlarm(_Payload):
+    """A radiation alarm: the passage is held, diverted to secondary inspection, and needs an
+    adjudication before any release."""
+
+    passage_id: str | None
+    portal: str
+    occupancy: int = Field(ge=0)
+    categories: tuple[RadiationCategory, ...] = Field(min_length=1)
+    gamma_sigma: float
+
+
+class RpmAdjudicated(_Payload):
+    """An agency's adjudication of a radiation alarm (the signed ``adjudicate`` command), and
+    what it does to the passage."""
+
+    passage_id: str
+    occupancy: int = Field(ge=0)
+    agency: str
+    code: int = Field(ge=1, le=11, description="contract.commands.ADJUDICATION_CODES")
+    code_name: str
+    effect: Literal["release", "divert"] = Field(description="release allowed, or the vehicle stays diverted")
+    isotopes: tuple[str, ...] = ()
+    remark: str = ""
+    command_nonce: str
+
+
+class SealInfo(_Payload):
+    """One e-seal or e-lock as read at the lane (ISO 18185 data; route for e-locks)."""
+
+    seal_id: str = Field(pattern=r"^[0-9A-F]{4}-[0-9A-F]{8}$", description="manufacturer id - tag id, hex")
+    kind: Literal["eseal", "elock"]
+    state: Literal["sealed", "opened", "tampered"]
+    sealed_at: str | None = Field(None, description="RFC 3339, the seal's own clock (to the minute)")
+    opened_at: str | None = None
+    battery_pct: int | None = Field(None, ge=0, le=100)
+    battery_low: bool = False
+    route: Literal["on_route", "off_route", "no_fix"] | None = Field(None, description="e-locks only")
+
+
+class SealRead(_Payload):
+    """The seals the lane read on the vehicle in position, and how they compare with the
+    declaration (the named seal exceptions, empty when every declared seal is read and sealed)."""
+
+    passage_id: str | None
+    reader: str
+    seals: tuple[SealInfo, ...]
+    declared: tuple[str, ...] = Field((), description="seal ids the declaration names")
+    exceptions: tuple[str, ...] = Field((), description="seal_missing, seal_foreign, seal_opened, ...")
+
+
+class SealChanged(_Payload):
+    """An e-lock applied or removed by the lane on a signed command (audited)."""
+
+    passage_id: str | None
+    reader: str
+    seal_id: str = Field(pattern=r"^[0-9A-F]{4}-[0-9A-F]{8}$")
+    action: Literal["apply", "remove"]
+    state: Literal["sealed", "opened", "tampered"]
+    agency: str
+    command_nonce: str
+
+
+CargoEventType = Literal[
+    "rpm.occupancy",
+    "rpm.alarm",
+    "rpm.adjudicated",
+    "seal.read",
+    "seal.changed",
+]
+
+CARGO_EVENTS: dict[CargoEventType, type[_Payload]] = {
+    "rpm.occupancy": RpmOccupancyEvent,
+    "rpm.alarm": RpmAlarm,
+    "rpm.adjudicated": RpmAdjudicated,
+    "seal.read": SealRead,
+    "seal.changed": SealChanged,
+}
+# =========================================================================== end of issue 21 block
+
+EventType = Literal[_LaneEventType, CargoEventType]  # one flat Literal
+
 EVENTS: dict[EventType, type[_Payload]] = {
     "passage.arrived": PassageArrived,
     "vehicle.identified": VehicleIdentified,
@@ -294,6 +465,7 @@ EVENTS: dict[EventType, type[_Payload]] = {
     "override.applied": OverrideApplied,
     "audit.checkpoint": AuditCheckpoint,
     "unit.status": UnitStatus,
+    **cast("dict[EventType, type[_Payload]]", CARGO_EVENTS),
 }
 
 assert set(get_args(EventType)) == set(EVENTS), "EventType and EVENTS list the same event types"

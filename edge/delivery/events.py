@@ -1,5 +1,6 @@
-"""Writes a unit's events (contract models) to its durable outbox: one topic per type,
-metrics on the way. The lane and the scanner both write through it.
+"""Writes a unit's events (contract models) to its durable outbox: one topic per type (or the
+topic the caller names: a scanner's per-lane scan topics, ``contract.topics``), metrics on the
+way. The lane and the scanner both write through it.
 
 When the outbox refuses an event (full under ``reject_new``, a full disk, a read-only
 remount), the writer reports it through ``on_refused`` and the lane takes itself out of service
@@ -54,18 +55,25 @@ class EventWriter:
         self.metrics = metrics
         self.on_refused = on_refused
         self.refused = 0
-        self.held: list[tuple[EventType, dict[str, Any], str | None]] = []  # refused, in order
+        self.held: list[tuple[EventType, dict[str, Any], str | None, str]] = []  # refused, in order (with topic)
         self.held_dropped = 0
         self._refusal: OutboxError | None = None  # why the outbox last refused
 
-    def put(self, type_: EventType, data: BaseModel, *, subject: str | None = None) -> Envelope | None:
-        """Write one event; None when the outbox refused it (``on_refused`` was told)."""
-        return self.put_many([(type_, data, subject)])[0]
+    def put(
+        self, type_: EventType, data: BaseModel, *, subject: str | None = None, topic: str | None = None
+    ) -> Envelope | None:
+        """Write one event on ``topic`` (default: the unit's topic for the type); None when the
+        outbox refused it (``on_refused`` was told)."""
+        return self.put_many([(type_, data, subject, topic)])[0]
 
-    def put_many(self, events: Sequence[tuple[EventType, BaseModel, str | None]]) -> list[Envelope | None]:
-        """Write ``(type, data, subject)`` events in order, in one transaction (one fsync): all
-        of them, or — when the outbox refuses — none, each then held (``None`` in its place)."""
-        payloads = [(type_, self._payload(type_, data), subject) for type_, data, subject in events]
+    def put_many(self, events: Sequence[tuple[EventType, BaseModel, str | None, str | None]]) -> list[Envelope | None]:
+        """Write ``(type, data, subject, topic)`` events in order (``topic`` None: the unit's
+        topic for the type), in one transaction (one fsync): all of them, or — when the outbox
+        refuses — none, each then held (``None`` in its place)."""
+        payloads = [
+            (type_, self._payload(type_, data), subject, topic or self.topics.event(type_))
+            for type_, data, subject, topic in events
+        ]
         if not payloads:
             return []
         if self.held:
@@ -76,7 +84,7 @@ class EventWriter:
             return [None] * len(payloads)
         try:
             envelopes = self.outbox.put_many(
-                [OutboxEvent(type_, payload, self.topics.event(type_), subject) for type_, payload, subject in payloads]
+                [OutboxEvent(type_, payload, topic, subject) for type_, payload, subject, topic in payloads]
             )
         except OutboxError as exc:
             for item in payloads:
@@ -99,9 +107,9 @@ class EventWriter:
         """Write the held events, oldest first (the daemons call it on their tick); True when
         none is left."""
         while self.held:
-            type_, payload, subject = self.held[0]
+            type_, payload, subject, topic = self.held[0]
             try:
-                self.outbox.put(type_, payload, topic=self.topics.event(type_), subject=subject)
+                self.outbox.put(type_, payload, topic=topic, subject=subject)
             except OutboxError as exc:
                 self._refusal = exc
                 return False
@@ -110,12 +118,14 @@ class EventWriter:
                 log.warning("%s: the outbox accepts events again; the held events are written", self.topics.unit)
         return True
 
-    def _hold(self, type_: EventType, payload: dict[str, Any], subject: str | None, exc: OutboxError) -> None:
+    def _hold(
+        self, type_: EventType, payload: dict[str, Any], subject: str | None, topic: str, exc: OutboxError
+    ) -> None:
         self.refused += 1
         self._refusal = exc
         if not self.held:
             log.error("%s: %s (events are held in memory until it accepts again)", self.topics.unit, exc)
-        self.held.append((type_, payload, subject))
+        self.held.append((type_, payload, subject, topic))
         if len(self.held) > HELD_MAX:
             self.held.pop(0)
             self.held_dropped += 1

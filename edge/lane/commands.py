@@ -18,6 +18,8 @@ from portlane.edge.contract.commands import (
     DecisionArgs,
     ExpectedVehiclesArgs,
     LaneServiceArgs,
+    PredecisionArgs,
+    RevokeArgs,
 )
 from portlane.edge.contract.events import ContainerRead
 from portlane.edge.trust.command_path import Outcome
@@ -28,6 +30,7 @@ from .actions import Action, ShowBoard
 from .identification import Identifier, plate_read
 from .logic import LaneLogic
 from .passage import Identity
+from .predecision_rules import ControlOrder, Declared
 
 __all__ = ["LANE_COMMANDS", "LaneCommands"]
 
@@ -44,6 +47,8 @@ LANE_COMMANDS = (
     "expected_vehicles",
     "close_lane",
     "open_lane",
+    "predecision",
+    "revoke",
 )
 
 
@@ -92,6 +97,10 @@ class LaneCommands:
                     cmd.name == "open_lane", operator=f"platform:{cmd.key_id}", reason=reason
                 )
                 return self._acts(True, None, actions)
+            case PredecisionArgs():
+                return self._acts(*self.logic.on_predecision(Declared.from_command(cmd.command, args), now))
+            case RevokeArgs():
+                return self._acts(*self.logic.on_revoke(ControlOrder.from_command(cmd.command, args), now))
         return Outcome(False, "unknown_command")
 
     def _acts(self, ok: bool, reason: str | None, actions: Iterable[Action]) -> Outcome:

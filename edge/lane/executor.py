@@ -16,9 +16,11 @@ the wanted colour; a board write that failed is re-sent too (the board cannot be
 A driver waits for green, so a lost "green" would otherwise stall the lane for good.
 
 The executor is the second safety guard. It opens the gate only when the logic's current
-passage holds a gate authority (release, divert or audited override), and it re-reads the
-controller's own photocell and safety loop right before a close frame; the controller's own
-refusal to close onto a vehicle is the third.
+passage holds a gate authority (release, divert or audited override) — for a release on
+pre-decisions, only while each of them is in the lane's book, used by this passage and not
+revoked (``LaneLogic.authorises_open``), so an open a control order overtook is refused —
+and it re-reads the controller's own photocell and safety loop right before a close frame;
+the controller's own refusal to close onto a vehicle is the third.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ class Executor:
 
     def _write(self, events: list[Publish]) -> None:
         if events:
-            self.events.put_many([(e.type, e.data, e.subject) for e in events])
+            self.events.put_many([(e.type, e.data, e.subject, None) for e in events])
 
     def _submit(self, a: DeviceAction) -> None:
         n = next(self._numbers)

@@ -16,7 +16,13 @@ from dataclasses import replace as dataclass_replace
 from typing import Any, Literal
 
 from portlane.drivers.base import counter_delta
-from portlane.edge.contract.events import ContainerRead, PlateRead, VehicleIdentified
+from portlane.edge.contract.events import (
+    ContainerRead,
+    PlateRead,
+    PredecisionRefusal,
+    ReleaseBasis,
+    VehicleIdentified,
+)
 
 __all__ = [
     "DECIDING",
@@ -91,7 +97,13 @@ class Identity:
             return self.plates[0].text
         return self.tag_id or "UNKNOWN"
 
-    def event(self, passage_id: str) -> VehicleIdentified:
+    def event(
+        self,
+        passage_id: str,
+        *,
+        predecision_ids: tuple[str, ...] = (),
+        refusals: tuple[PredecisionRefusal, ...] = (),
+    ) -> VehicleIdentified:
         return VehicleIdentified(
             passage_id=passage_id,
             plates=self.plates,
@@ -101,6 +113,8 @@ class Identity:
             confidence=round(self.confidence, 3),
             exceptions=self.exceptions,
             corrected_by=self.corrected_by,
+            predecision_ids=predecision_ids,
+            predecision_refusals=refusals,
         )
 
 
@@ -133,6 +147,9 @@ class Passage:
     outcome: Literal["released", "diverted", "override", "abandoned", "recovered"] | None = None
     reason: str | None = None  # why a passage ended the way it did, when that is not obvious
     gate_authority: Literal["release", "divert", "override"] | None = None
+    basis: ReleaseBasis | None = None  # what the gate authority rests on
+    predecision_ids: tuple[str, ...] = ()  # pre-decisions this passage used (release or inspection)
+    withdrawn: bool = False  # a release on pre-decisions revoked before the vehicle moved
     # evidence of the vehicle's way out, from the moment the gate was commanded open
     base_arm_passes: int | None = None
     base_under_clears: int | None = None
@@ -161,6 +178,7 @@ class Passage:
         d = dict(d)
         d["stage"] = Stage(d["stage"])
         d["alerted"] = set(d.get("alerted", ()))
+        d["predecision_ids"] = tuple(d.get("predecision_ids", ()))
         ident = d.get("identity")
         if ident is not None:
             ev = VehicleIdentified.model_validate(ident)

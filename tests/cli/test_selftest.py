@@ -17,12 +17,16 @@ def test_selftest_sim_json_all_devices_ok(capsys: pytest.CaptureFixture[str]) ->
     failed = [d for d in out["devices"] if not d["ok"]]
     assert rc == 0 and out["ok"], failed
     kinds = {d["kind"] for d in out["devices"]}
-    assert kinds == {"gate", "io", "board", "rfid", "weighbridge", "camera", "scanner"}
-    assert len(out["devices"]) == 49  # 4 cargo lanes x 9 + 2 passenger lanes x 6 + 1 scanner
+    assert kinds == {"gate", "io", "board", "rfid", "weighbridge", "camera", "scanner", "rpm", "seal_reader"}
+    assert len(out["devices"]) == 57  # 4 cargo lanes x 11 + 2 passenger lanes x 6 + 1 scanner
     for d in out["devices"]:
         assert d["latency_ms"] is not None and d["latency_ms"] >= 0, d
     scanner = next(d for d in out["devices"] if d["kind"] == "scanner")
     assert "aborted, radiation off" in scanner["detail"]
+    rpm = next(d for d in out["devices"] if d["device"] == "c1/rpm")
+    assert "gamma bg" in rpm["detail"] and "4 sigma" in rpm["detail"]
+    seals = next(d for d in out["devices"] if d["device"] == "c1/seal_reader")
+    assert seals["detail"] == "1 seal(s): 0A1B-00C0FFEE sealed"
 
 
 def test_selftest_human_table_for_one_lane(capsys: pytest.CaptureFixture[str]) -> None:
@@ -49,3 +53,16 @@ def test_selftest_real_links_fail_cleanly(tmp_path: Path, capsys: pytest.Capture
     out = json.loads(capsys.readouterr().out)
     assert rc == 1 and not out["ok"]
     assert all(not d["ok"] and d["error"] for d in out["devices"])
+
+
+def test_selftest_human_table_fits_80_columns(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24: at 80 columns every cell was cut (``open…``, ``modb…``)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    rc = main(["selftest", "--site", str(SITE), "--sim", "--lane", "c1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "…" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for device in ("c1/gate", "c1/weighbridge", "c1/camera/container_right", "xray-1"):
+        assert f"│ {device} " in out  # whole, in its own cell
