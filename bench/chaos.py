@@ -19,6 +19,10 @@ Scenarios (``SCENARIOS``):
                       replay them (signed ``replay_events``)
   broker_restart      Mosquitto stopped gracefully (SIGTERM, persistence on: what ``systemctl
                       restart mosquitto`` does) for BROKER_DOWN_S mid-run, then started again
+  declared_offline    70 % of the vehicles declared in advance (signed pre-decisions at the lanes);
+                      Mosquitto stopped for DECLARED_DOWN_S mid-run: every declared vehicle that
+                      arrives meanwhile is released by its lane on time (pre-decisions), every
+                      undeclared one holds (``platform_unreachable``) until the platform is back
   replay_storm        mid-run, a consumer asks every unit for a full replay of its stream: old
                       events arrive again, out of order with the new ones
   lane_kill           lane daemon killed -9 with the arm open (a vehicle under way), restarted
@@ -54,11 +58,15 @@ from typing import Any
 
 import yaml
 from portlane.edge.config import load_site
+from portlane.edge.contract.times import parse_rfc3339
 from portlane.edge.demo.broker import MosquittoBroker
 from portlane.edge.demo.observer import EventObserver
 from portlane.edge.demo.options import DEFAULT_SITE, SITES_DIR, load_demo_site
+from portlane.edge.demo.predecisions import trips
 from portlane.edge.demo.sitegen import demo_site
 from portlane.edge.platform import CentralPlatform
+from portlane.edge.platform.declarations import Declarations, Policy
+from portlane.edge.platform.lanes import lane_infos
 from portlane.edge.trust.pki import provision_unit_keys
 from portlane.sim_devices.catalog import SiteSims, start_site
 from portlane.sim_devices.scanner import PlcState, ScannerWorld
@@ -84,6 +92,13 @@ SETTLE_S = 30.0
 #: How long the broker stays down in broker_restart (a restart whose start is slow; the units
 #: and the platform keep running and reconnect with backoff).
 BROKER_DOWN_S = 20.0
+#: declared_offline: how long the broker is down (the issue's 30 s), the lanes' decision timeout
+#: (so that an undeclared vehicle held meanwhile says ``platform_unreachable``), and how long a
+#: declared vehicle may take from arrival to the gate open and still be on time (about 0.5 s in
+#: a fault-free run: 5 s of physical time; the outage is 300 s of physical time).
+DECLARED_DOWN_S = 30.0
+DECLARED_DECISION_TIMEOUT_S = 8.0
+ON_TIME_S = 3.0
 #: A daemon's graceful stop (SIGTERM: flush, publish offline) before it is killed.
 STOP_S = 15.0
 #: tmpfs size for disk_full / readonly_state: room for the lane's state, filled by a ballast.
@@ -104,6 +119,7 @@ class Result:
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # a scenario's own figures
 
     @property
     def ok(self) -> bool:
@@ -130,6 +146,7 @@ class Result:
             "notes": "; ".join(self.notes),
             "error": self.error,
             "stuck": self.stuck,
+            **({"details": self.details} if self.details else {}),
         }
 
 
@@ -197,6 +214,9 @@ class Port:
     think_s: float = 2.0 * TIME_FACTOR
     inspect_ratio: float = 0.3
     start_timeout_s: float = DAEMON_START_S
+    # declared_offline: the share declared in advance, and the lanes' decision timeout.
+    declared: float = 0.0
+    decision_timeout_s: float | None = None
 
     def __init__(self, lanes: int, vehicles: int, seed: int, root: Path) -> None:
         self.root = root
@@ -215,6 +235,7 @@ class Port:
         self.live: EventObserver | None = None
         self.platform: EventObserver | None = None
         self.central: CentralPlatform | None = None
+        self.declarations: Declarations | None = None
         self.tasks: list[asyncio.Task[Any]] = []
         self.traffic: list[asyncio.Task[list[bool]]] = []
         self.site_file = root / "site.yaml"
@@ -239,7 +260,13 @@ class Port:
         site["broker"] = {"url": self.broker.url, "protocol": "5"}
         site["state_dir"] = str(self.root / "state")
         site = provision_unit_keys(site, self.root / "keys")  # units sign their events, as on a site
+        if self.decision_timeout_s is not None:
+            site["platform"]["decision_timeout_s"] = self.decision_timeout_s
         self.site_file.write_text(yaml.safe_dump(site, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        loaded = load_site(self.site_file)  # what the platform believes: the units' keys of the site file
+        if self.declared:
+            policy = Policy(share=self.declared, mix={}, time_factor=TIME_FACTOR, seed=self.seed, run="pd")
+            self.declarations = Declarations.plan(trips(self.plan), lane_infos(loaded), policy)
         self.tasks += [asyncio.create_task(w.run(), name=f"{lid}-physics") for lid, w in self.worlds.items()]
         self.tasks.append(asyncio.create_task(self.scanner_world.run(), name="scanner-physics"))
         # Persistent too: what the lanes flush from their outboxes right after a broker restart,
@@ -253,13 +280,14 @@ class Port:
         )
         keys = yaml.safe_load((SITES_DIR.parent / "demo_keys.yaml").read_text(encoding="utf-8"))
         self.central = self.central_cls(
-            load_site(self.site_file),  # what it believes: the units' keys of the site file
+            loaded,
             key_id=keys["key_id"],
             private_key_b64=keys["private_key"],
             inspect_ratio=self.inspect_ratio,
             seed=self.seed,
             think_s=self.think_s,
             registrations=self.plan.registrations,
+            declarations=self.declarations,
         )
         self.tasks += [
             asyncio.create_task(self.live.link.run(), name="live"),
@@ -278,6 +306,10 @@ class Port:
         for d in self.daemons.values():
             d.start()
         await self.wait_online([u for u in self.daemons if u not in skip], self.start_timeout_s)
+        if self.declarations is not None:  # lodged before the traffic, each answered
+            async with asyncio.timeout(self.start_timeout_s):
+                await self.central.wait_registered(self.lane_ids)
+                await self.central.declare()
 
     async def wait_online(self, units: list[str], within: float) -> None:
         assert self.live is not None
@@ -483,6 +515,86 @@ async def broker_restart(port: Port, result: Result) -> None:
     await port.wait_all_completed(RUN_TIMEOUT_S)
     result.recovery_s = time.monotonic() - t_fault
     result.notes.append(f"broker down {BROKER_DOWN_S:.0f} s (graceful stop, persistence on)")
+
+
+async def declared_offline(port: Port, result: Result) -> None:
+    assert port.live is not None and port.platform is not None and port.declarations is not None
+    port.drive()
+    await port.live.wait_for(lambda: port.completed() >= port.plan.total // 4, timeout=RUN_TIMEOUT_S)
+    await port.broker.stop(graceful=True)
+    down, t_fault = time.time(), time.monotonic()
+    # The broker is really down this long: nothing to wait on but the clock.
+    await asyncio.sleep(DECLARED_DOWN_S)
+    up = time.time()
+    await port.broker.start()
+    await port.wait_all_completed(RUN_TIMEOUT_S)
+    result.recovery_s = time.monotonic() - t_fault
+    platform = port.platform
+    with contextlib.suppress(TimeoutError):  # the durable subscriber has every completion
+        await platform.wait_for(lambda: _completions(platform.events) >= port.plan.total, SETTLE_S)
+    window = result.details = offline_window(platform.events, port.declarations, down, up, DECLARED_DECISION_TIMEOUT_S)
+    result.notes.append(
+        f"broker down {DECLARED_DOWN_S:.0f} s: declared {window['released_on_time']}/{window['declared']} "
+        f"released on time (arrival → gate open max {window['declared_max_s']} s), undeclared "
+        f"{window['held']}/{window['undeclared']} held ({window['platform_unreachable']} platform_unreachable)"
+    )
+    if window["problems"]:
+        result.error = "; ".join(window["problems"])[:800]
+
+
+def _completions(events: list[dict[str, Any]]) -> int:
+    return len({e["data"]["passage_id"] for e in events if e["type"] == "portlane.passage.completed"})
+
+
+def offline_window(
+    events: list[dict[str, Any]], declarations: Declarations, down: float, up: float, decision_timeout_s: float
+) -> dict[str, Any]:
+    """The vehicles that arrived while the broker was down (UNIX times ``down``..``up``): each
+    declared one released on its pre-decisions within ON_TIME_S of arriving, before the broker
+    was back; each undeclared one held until it was back, with ``platform_unreachable`` once it
+    had waited ``decision_timeout_s``."""
+    by_tag = declarations.by_tag()
+    tag: dict[str, str] = {}
+    unreachable: set[str] = set()
+    completed: dict[str, dict[str, Any]] = {}
+    for e in events:
+        t, d = e["type"].removeprefix("portlane."), e["data"]
+        if t == "vehicle.identified" and d.get("tag_id"):
+            tag[d["passage_id"]] = d["tag_id"]
+        elif t == "lane.exception" and d.get("kind") == "platform_unreachable":
+            unreachable.add(str(d.get("passage_id")))
+        elif t == "passage.completed":
+            completed.setdefault(d["passage_id"], d)
+    out: dict[str, Any] = {"declared": 0, "released_on_time": 0, "declared_max_s": 0.0}
+    out |= {"undeclared": 0, "held": 0, "platform_unreachable": 0, "problems": []}
+    for pid, d in completed.items():
+        when = {k: parse_rfc3339(v).timestamp() for k, v in d.get("stages", {}).items()}
+        if not down <= when.get("arrived", 0.0) <= up:
+            continue
+        plan = by_tag.get(tag.get(pid, ""))
+        opened = when.get("gate_opened")
+        if plan is not None and plan.declared:
+            out["declared"] += 1
+            took = (opened or float("inf")) - when["arrived"]
+            out["declared_max_s"] = max(out["declared_max_s"], round(took, 2))
+            if d.get("release_basis") == "predecision" and took <= ON_TIME_S and (opened or up) < up:
+                out["released_on_time"] += 1
+            else:
+                out["problems"].append(f"declared {plan.trip.vid} ({pid}): {d.get('release_basis')}, {took:.1f} s")
+            continue
+        out["undeclared"] += 1
+        held = opened is None or opened >= up
+        out["held"] += held
+        if not held:
+            out["problems"].append(f"undeclared {pid} released at {opened} while the broker was down")
+        waited = up - when.get("identified", up)
+        if pid in unreachable:
+            out["platform_unreachable"] += 1
+        elif waited > decision_timeout_s + 2.0:
+            out["problems"].append(f"undeclared {pid} waited {waited:.0f} s without platform_unreachable")
+    if not out["declared"] or not out["undeclared"]:
+        out["problems"].append(f"the window shows nothing: {out['declared']} declared, {out['undeclared']} undeclared")
+    return out
 
 
 async def replay_storm(port: Port, result: Result) -> None:
@@ -695,6 +807,7 @@ SCENARIOS: dict[str, Scenario] = {
     "cpu_starvation": cpu_starvation,
     "broker_kill": broker_kill,
     "broker_restart": broker_restart,
+    "declared_offline": declared_offline,
     "replay_storm": replay_storm,
     "lane_kill": lane_kill,
     "scanner_kill": scanner_kill,
@@ -718,6 +831,8 @@ async def run_scenario(name: str, lanes: int, vehicles: int, seed: int) -> Resul
             result.error = "needs unshare and user namespaces (a private tmpfs)"
             return result
         wrap[port.lane_ids[-1]] = w
+    if name == "declared_offline":
+        port.declared, port.decision_timeout_s = 0.7, DECLARED_DECISION_TIMEOUT_S
     skip: tuple[str, ...] = ()
     if name == "readonly_state":  # that lane cannot start; its vehicles are not sent
         skip = (port.lane_ids[-1],)

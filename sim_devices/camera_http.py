@@ -105,6 +105,7 @@ class LabelledImages:
             n += 1
             if self.containers:
                 v.containers = carried[:1]
+                v.container_types = tuple(v.container_types)[:1]  # the photo's own code is not in labels.csv
                 continue
             v.plates = carried
             reg = by_tag.get(v.tag_id)
@@ -196,6 +197,7 @@ class CameraSim:
                         tuple(v.containers) if container_view else (),
                         seed=seed,
                         size=(self.width, self.height),
+                        size_types=tuple(v.container_types) if container_view else (),
                     )
                 except TypeError:  # another signature: fall back to our own drawing
                     pass

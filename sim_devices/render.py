@@ -311,12 +311,14 @@ def render_vehicle_scene(
     size: tuple[int, int] = (1280, 720),
     plate_kinds: Sequence[str] | None = None,
     noise: float = 4.0,
+    size_types: Sequence[str] = (),
 ) -> np.ndarray:
     """A lane camera frame (BGR, ``size`` = (width, height), 1280×720 or 1920×1080).
 
     A truck front with its plate(s) at the bottom — two plates (HK/Macau + 粤Z) are mounted one
     above the other as on dual-plated vehicles — and, for each container number, a container
-    wall above the cab with the code painted horizontally.
+    wall above the cab with the code painted horizontally, and under it the box's ISO size/type
+    code when ``size_types`` gives one.
     """
     W, H = size
     rng = np.random.default_rng(seed)
@@ -335,7 +337,8 @@ def render_vehicle_scene(
         img, (bx1 + int(40 * s), by1 + int(30 * s)), (bx2 - int(40 * s), by1 + int(170 * s)), (90, 80, 70), -1
     )  # windscreen
     for i, number in enumerate(containers):
-        patch = render_container(number, "horizontal", height=int(44 * s), seed=seed + 100 + i)
+        code = size_types[i] if i < len(size_types) else None
+        patch = render_container(number, "horizontal", size_type=code, height=int(44 * s), seed=seed + 100 + i)
         ph, pw = patch.shape[:2]
         cy1 = int(20 * s) + i * (ph + int(10 * s))
         cx1 = max(0, min(W - pw, cx - pw // 2))

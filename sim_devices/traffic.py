@@ -26,6 +26,8 @@ PROVINCES = "粤粤粤粤湘桂闽赣川鄂豫皖浙苏沪京"
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I, O in mainland serials
 HK_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # HK marks never use I, O, Q
 OWNERS = ("CSQ", "MSK", "MSC", "CMA", "COS", "OOL", "EIS", "TGH", "TRH", "FCI", "GLD", "DFS")
+#: ISO 6346 size/type codes: one box on a chassis is a 40' high cube, two are 20' general-purpose boxes.
+SIZE_TYPES = {1: "45G1", 2: "22G1"}
 
 
 def iso6346_check_digit(code10: str) -> int:
@@ -94,6 +96,7 @@ def make_plan(lanes: dict[str, str], vehicles: int, *, seed: int, swapped_ratio:
                 plates=plates,
                 tag_id=tag,
                 containers=tuple(_container(rng) for _ in range(boxes)),
+                container_types=(SIZE_TYPES[boxes],) * boxes,
                 weight_kg=rng.randint(15000, 40000),
                 kind="truck",
                 vid=f"v{i + 1}",

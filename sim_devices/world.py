@@ -79,6 +79,7 @@ class Vehicle:
     plates: tuple[str, ...]  # first is the main plate; cross-boundary vehicles carry two
     tag_id: str = ""
     containers: tuple[str, ...] = ()
+    container_types: tuple[str, ...] = ()  # each box's ISO 6346 size/type code, painted under its number
     weight_kg: int = 1500
     kind: str = "car"  # car | truck
     vid: str = ""
@@ -230,12 +231,17 @@ class LaneWorld:
         vehicle: Vehicle,
         *,
         approach_s: float = 1.5,
+        pull_off_s: float = 1.5,
         pass_s: float = 2.0,
         exit_s: float = 1.5,
         give_up_s: float | None = None,
     ) -> bool:
         """Drive one vehicle through the lane. Returns True when it passed the barrier,
-        False when it gave up waiting (``give_up_s``) and was taken away (manual handling)."""
+        False when it gave up waiting (``give_up_s``) and was taken away (manual handling).
+
+        ``pull_off_s``: from the green light to the arm — the driver at the stop line reacts,
+        moves off and rolls up to the arm; a light that turns red or an arm that starts down
+        meanwhile stops him there (a release taken back in that time holds the vehicle)."""
         self.vehicle = vehicle
         self.position = VehiclePosition.AT_ENTRY
         self.notify()
@@ -243,9 +249,15 @@ class LaneWorld:
         self.position = VehiclePosition.IN_POSITION
         self.scale_kg = float(vehicle.weight_kg)
         self.notify()
+        deadline = None if give_up_s is None else asyncio.get_running_loop().time() + give_up_s
         try:
-            # Drivers go on green with the arm up; a red light with an open arm is not an invitation.
-            await self.wait_until(lambda: self.limit_open and self.light == "green", timeout=give_up_s)
+            while True:
+                # Drivers go on green with the arm up; a red light with an open arm is not an invitation.
+                left = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+                await self.wait_until(lambda: self.limit_open and self.light == "green", timeout=left)
+                await asyncio.sleep(self.scaled(pull_off_s))
+                if self.limit_open and self.light == "green":
+                    break
         except TimeoutError:
             self._leave()
             return False

@@ -47,6 +47,21 @@ def register(sub: Any) -> None:
     p.add_argument("--broker", metavar="URL", help="use this broker (mqtt://HOST:PORT) instead of the embedded one")
     p.add_argument("--inspect-ratio", type=float, default=0.25, help="share of cargo vehicles sent to X-ray")
     p.add_argument(
+        "--declared",
+        type=float,
+        default=0.7,
+        metavar="SHARE",
+        help="share of the vehicles the platform declares in advance: each agency signs a pre-decision the "
+        "lane releases on by itself (default 0.7)",
+    )
+    p.add_argument(
+        "--mismatches",
+        metavar="KIND=N,…",
+        help="deliberate mismatches among the declared vehicles, e.g. weight_out_of_tolerance=2,wrong_lane=1 "
+        "(kinds: weight_out_of_tolerance, container_mismatch (with --ocr), wrong_lane, expired, revoked, "
+        "predecision_revoked; 'none'); default: one of each that applies, at most one declared vehicle in five",
+    )
+    p.add_argument(
         "--inject-forged",
         type=int,
         default=0,
@@ -139,6 +154,8 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         time_factor=args.time_factor,
         inspect_ratio=args.inspect_ratio,
         inject_forged=args.inject_forged,
+        declared=args.declared,
+        mismatches=args.mismatches,
         site_file=args.site or DEFAULT_SITE,
         timeout_s=args.timeout,
         recognition=args.ocr,
@@ -261,9 +278,38 @@ def _print_summary(s: dict[str, Any]) -> None:
     for k, v in s["stage_ms"].items():
         st.add_row(k, str(v["p50"]), str(v["p95"]))
     c.print(st)
+    _print_predecisions(c, s.get("predecisions"))
     for v in s["violations"]:
         c.print(f"[red]violation:[/] {v}")
     if s.get("timed_out"):
         c.print(f"[red]gave up after --timeout:[/] {len(s['stuck_lanes'])} lanes had not finished")
         for lane, st in s["stuck_lanes"].items():
             c.print(f"  {lane}: {st}")
+
+
+def _print_predecisions(c: Any, pd: dict[str, Any] | None) -> None:
+    """What the lanes released by themselves on the platform's pre-decisions, and why not."""
+    if not pd:
+        return
+    from rich.table import Table
+
+    share = f"{pd['automatic_share']:.0%}"
+    c.print(
+        f"pre-decisions: {pd['declared']} vehicles declared, {pd['undeclared']} not; "
+        f"[bold]{pd['automatic_releases']}[/] released by their lane itself ({share} of the passages)"
+    )
+    t = Table(title="arrival → gate open by release basis (ms)")
+    for col in ("basis", "passages", "p50", "p95"):
+        t.add_column(col)
+    for basis, f in pd["clearance_ms"].items():
+        t.add_row(basis, str(f["n"]), str(f["p50"]), str(f["p95"]))
+    c.print(t)
+    if pd.get("clearance_p50_ratio"):
+        look = f"the simulated officer's look: {pd['online_review_s']} s"
+        c.print(f"online p50 / pre-decision p50: {pd['clearance_p50_ratio']}× ({look})")
+    reasons = ", ".join(f"{r} {n}" for r, n in pd["refusals"].items())
+    c.print(f"not released on pre-decisions (vehicles by reason): {reasons or 'none'}")
+    for kind, d in pd["deliberate"].items():
+        c.print(f"  deliberate {kind}: named {d['named']} of {d['planted']} ({', '.join(d['vehicles'])})")
+    for line in pd["deliberate_missed"]:
+        c.print(f"[red]deliberate mismatch not named:[/] {line}")

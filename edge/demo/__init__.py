@@ -6,6 +6,8 @@ Modules::
     options.py   the demo's options, checked in one place, and its errors
     run.py       starts the broker, simulators, daemons, traffic and platform; drives the run
     report.py    the run's state and what it reports: invariants, per-stage figures, stuck lanes
+    predecisions.py  the platform's declarations made from the traffic plan, and what the run
+                 reports of them: automatic releases, refusals, clearance time by release basis
     sitegen.py   a demo site with any number of lanes, generated from a real site file; the
                  simulators' links put into a site
     simsite.py   ``portlane sim site``: a site's devices, a broker, traffic and the platform

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 from portlane.edge.errors import ConfigError, UsageError
+from portlane.edge.platform.declarations import Mismatch, parse_mix
 
 __all__ = [
     "DEFAULT_SITE",
@@ -48,6 +49,8 @@ class DemoOptions:
     time_factor: float = 0.1
     inspect_ratio: float = 0.25
     inject_forged: int = 0
+    declared: float = 0.7  # share of the vehicles declared in advance (pre-decisions)
+    mismatches: str | None = None  # deliberate mismatches, "kind=n,…" (None: the default mix)
     site_file: Path = DEFAULT_SITE
     live: bool = True
     timeout_s: float = 600.0
@@ -78,6 +81,9 @@ class DemoOptions:
             raise UsageError(f"--inspect-ratio {self.inspect_ratio}: a share, from 0 to 1")
         if self.inject_forged < 0:
             raise UsageError(f"--inject-forged {self.inject_forged}: cannot be negative")
+        if not 0.0 <= self.declared <= 1.0:
+            raise UsageError(f"--declared {self.declared}: a share, from 0 to 1")
+        _mix(self.mismatches)
         if not self.timeout_s > 0:
             raise UsageError(f"--timeout {self.timeout_s}: must be > 0 seconds")
         if self.broker is not None:
@@ -90,8 +96,22 @@ class DemoOptions:
             raise UsageError(f"--images {self.images}: no labels.csv there (file,text,kind per photo)")
         return self
 
+    @property
+    def mix(self) -> dict[Mismatch, int] | None:
+        """``--mismatches`` parsed (None: the default mix)."""
+        return _mix(self.mismatches)
+
     def replace(self, **changes: Any) -> DemoOptions:
         return dataclasses.replace(self, **changes)
+
+
+def _mix(spec: str | None) -> dict[Mismatch, int] | None:
+    if spec is None:
+        return None
+    try:
+        return parse_mix(spec)
+    except ValueError as exc:
+        raise UsageError(f"--mismatches {spec}: {exc}") from None
 
 
 def check_broker_url(url: str) -> tuple[str, int]:

@@ -23,8 +23,10 @@ from portlane.edge.console.analytics import percentile
 from portlane.edge.contract.events import STAGES
 from portlane.edge.demo.observer import DemoObserver
 from portlane.edge.demo.options import DemoOptions
+from portlane.edge.demo.predecisions import predecision_report
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.platform import CentralPlatform
+from portlane.edge.platform.declarations import Declarations
 from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.sim_devices.scanner import ScannerWorld
 from portlane.sim_devices.traffic import TrafficPlan
@@ -51,6 +53,7 @@ class DemoRun:
     timed_out: bool = False
     stuck: dict[str, dict[str, Any]] = field(default_factory=dict)
     broker_url: str = ""
+    declarations: Declarations | None = None
 
 
 def check_invariants(
@@ -186,6 +189,16 @@ def _automation(run: DemoRun, identified: list[dict[str, Any]]) -> dict[str, Any
     return out | {"automated_right_share": share, "wrong": wrong}
 
 
+def _predecisions(run: DemoRun) -> dict[str, Any] | None:
+    if run.declarations is None or run.observer is None:
+        return None
+    out = predecision_report(run.observer.events, run.declarations)
+    if run.central is not None:
+        out["declarations_refused"] = dict(run.central.stats.declarations_refused)
+        out["online_review_s"] = run.central.review_s / run.opts.time_factor
+    return out
+
+
 def summarise(run: DemoRun, expected: dict[str, int]) -> dict[str, Any]:
     obs = run.observer
     assert obs is not None
@@ -233,6 +246,7 @@ def summarise(run: DemoRun, expected: dict[str, int]) -> dict[str, Any]:
         "identity_corrections": count_events(run, "identity.corrected"),
         "stage_ms": stage_ms,
         "recognition": _recognition_summary(run, completed),
+        "predecisions": _predecisions(run),
         "timed_out": run.timed_out,
         "stuck_lanes": run.stuck,
         "stream_restarts": obs.restarts,

@@ -21,6 +21,7 @@ import contextlib
 import copy
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,12 +32,14 @@ from portlane.edge.delivery.state import check_state_dir
 from portlane.edge.demo.broker import EmbeddedBroker
 from portlane.edge.demo.observer import OBSERVER, DemoObserver
 from portlane.edge.demo.options import DEFAULT_SITE, SITES_DIR, DemoOptions, check_broker_url, load_demo_site
+from portlane.edge.demo.predecisions import declarations_for
 from portlane.edge.demo.report import DemoRun, count_events, stuck_lanes, summarise
 from portlane.edge.demo.sitegen import LANE_ORDER, apply_links, demo_site
 from portlane.edge.errors import BrokerUnreachableError, DemoError, PortlaneError, UsageError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.passage import LaneTimeouts
 from portlane.edge.platform import CentralPlatform
+from portlane.edge.platform.declarations import Policy
 from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.edge.trust.pki import provision_unit_keys
 from portlane.sim_devices.scanner import ScannerWorld
@@ -71,6 +74,11 @@ CONNECT_PER_LANE_S = 1.0
 DRAIN_WAIT_S = 10.0
 #: How often the live view is redrawn.
 TICK_S = 0.25
+#: The platform's online path: an officer looks at an identification the lane did not decide
+#: itself (no pre-decision, or one that did not match) before the agencies answer — 30 s of
+#: physical time, an assumption of the simulation (the summary states it: ``online_review_s``).
+#: A vehicle released on its pre-decisions never waits for it.
+ONLINE_REVIEW_S = 30.0
 
 
 async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | None = None) -> dict[str, Any]:
@@ -275,6 +283,15 @@ async def _run(
 ) -> dict[str, Any]:
     site = parse_site(apply_links(raw, links), file=str(opts.site_file))
     run = DemoRun(opts, site, plan, worlds, scanner_world, broker_url=url)
+    policy = Policy(
+        share=opts.declared,
+        mix=opts.mix,
+        containers_read=opts.recognition,
+        time_factor=opts.time_factor,
+        seed=opts.seed,
+        run="pd",
+    )
+    run.declarations = declarations_for(plan, site, policy)
     # What a platform gets of the run, through the consumer library: verified, once, and what it
     # misses (a broker restart) it has replayed with its own key — its "lost" is lost. Under
     # --secure it connects with its own certificate (units/observer).
@@ -313,6 +330,8 @@ async def _run(
         seed=opts.seed,
         think_s=2.0 * opts.time_factor,
         registrations=plan.registrations,
+        declarations=run.declarations,
+        review_s=ONLINE_REVIEW_S * opts.time_factor,
     )
     async with contextlib.AsyncExitStack() as exits:
         if opts.console or opts.console_db:
@@ -374,6 +393,10 @@ async def _drive(
         ticker: asyncio.Task[None] | None = None
         try:
             await _all_connected(run, url, external=opts.broker is not None)
+            # The declarations are lodged before the vehicles set off (each pre-decision answered).
+            t0 = time.monotonic()
+            sent = await central.declare()
+            log.info("demo: %d declaration commands answered in %.1f s", sent, time.monotonic() - t0)
             traffic = [
                 tg.create_task(run_lane(worlds[lane], vs, headway_s=1.0), name=f"traffic-{lane}")
                 for lane, vs in plan.per_lane.items()

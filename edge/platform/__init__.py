@@ -12,12 +12,17 @@ independent implementation of signing, the signing test vectors keep
 
 Modules::
 
-    central.py    CentralPlatform: registrations, decisions, verdicts on verified scans, desks' hooks
-    forgeries.py  forged commands for demos of the trust layer (--inject-forged)
+    central.py       CentralPlatform: registrations, decisions, verdicts on verified scans, desks'
+                     hooks, sending the declarations
+    declarations.py  the declarations (一次申报, issue 20): from the traffic the platform expects
+                     to the signed pre-decisions and control orders it sends, and when — pure
+    lanes.py         LaneInfo: what the platform knows of a lane, from the site file
+    forgeries.py     forged commands for demos of the trust layer (--inject-forged)
 """
 
 from __future__ import annotations
 
-from .central import PLATFORM, CentralPlatform, CentralStats, Command, Desk, LaneInfo
+from .central import PLATFORM, CentralPlatform, CentralStats, Command, Desk
+from .lanes import LaneInfo
 
 __all__ = ["PLATFORM", "CentralPlatform", "CentralStats", "Command", "Desk", "LaneInfo"]

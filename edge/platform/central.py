@@ -10,7 +10,11 @@ replayed, typed) and signs its commands with an agency key (``platform.keys`` of
 * **identifications** — on a verified ``vehicle.identified``: an officer corrects an identity
   the lane could not settle (``correct_identity``), or the agencies decide — every agency
   ``release``, or customs orders an X-ray (``inspect``) for a share of the cargo traffic; a
-  vehicle the lane released itself on its pre-decisions is the lane's;
+  vehicle the lane released itself on its pre-decisions is the lane's; one a control order held
+  back is never just released (X-ray, or the inspection bay);
+* **declarations** (issue 20, ``declarations.py``) — the pre-decisions and control orders it
+  signs in advance go out before the traffic (:meth:`declare`); a pre-decision a lane used
+  (``passage.decided`` basis ``predecision``) is revoked at the other lanes;
 * **scan results** — only a verified ``scan.completed`` of the lane's own scanner, for a passage
   this platform ordered inspected (its own ``inspect``, or the lane's signed ``passage.decided``
   saying it took one), and only once per passage: RED → customs ``divert``, else every agency
@@ -57,9 +61,11 @@ from portlane.edge.config import MqttProtocol, Site
 from portlane.edge.contract.events import PassageDecided, ScanEvent, UnitStatus, VehicleIdentified
 from portlane.edge.trust.commands import CommandSigner
 
+from .declarations import Declarations, Outgoing, decided_by_lane, under_control_order
 from .forgeries import Forger
+from .lanes import LaneInfo, lane_infos
 
-__all__ = ["PLATFORM", "CentralPlatform", "CentralStats", "Command", "Desk", "LaneInfo"]
+__all__ = ["PLATFORM", "CentralPlatform", "CentralStats", "Command", "Desk"]
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +99,6 @@ class Desk(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class LaneInfo:
-    kind: str  # cargo | passenger
-    agencies: tuple[str, ...]
-    scanner: str | None
-
-
 @dataclass
 class CentralStats:
     identified: int = 0
@@ -112,6 +111,7 @@ class CentralStats:
     responses_rejected: int = 0
     commands_unanswered: int = 0
     decided_by_lane: int = 0  # released by the lane itself on its pre-decisions
+    declarations_refused: dict[str, int] = field(default_factory=dict)  # reason (or no answer) -> count
     inspected_passages: set[str] = field(default_factory=set)
     #: Verified scan results it did not decide on: ``not_ordered`` (a passage nobody ordered
     #: inspected, or decided already), ``not_its_scanner`` (another scanner than the lane's).
@@ -144,14 +144,19 @@ class CentralPlatform:
         think_s: float = 0.3,
         registrations: Sequence[Mapping[str, Any]] = (),
         desks: Iterable[Desk] = (),
+        declarations: Declarations | None = None,
+        review_s: float = 0.0,  # an officer's look at an identification the lane could not decide
         clock: Any = _utc_now,
     ) -> None:
         self.site = site
         self.site_id = site.site.id
-        self.lanes = {lc.id: LaneInfo(lc.kind, tuple(a.value for a in lc.agencies), lc.scanner) for lc in site.lanes}
+        self.lanes = lane_infos(site)
         self.inspect_ratio = inspect_ratio
         self.rng = random.Random(seed)
         self.think_s = think_s
+        self.review_s = review_s
+        self.declarations = declarations
+        self.clock = clock
         self.registrations = [dict(r) for r in registrations]
         self.desks = list(desks)
         self.stats = CentralStats()
@@ -232,8 +237,10 @@ class CentralPlatform:
             self.register(out.unit)
         elif isinstance(p, VehicleIdentified) and out.unit in self.lanes:
             self._spawn(self.on_identified(out.unit, p, data), f"identified-{p.passage_id}")
-        elif isinstance(p, PassageDecided) and out.unit in self.lanes and p.decision == "inspect":
-            self._order(p.passage_id, out.unit)  # the lane's signed word that it took an inspect
+        elif isinstance(p, PassageDecided) and out.unit in self.lanes:
+            if p.decision == "inspect":
+                self._order(p.passage_id, out.unit)  # the lane's signed word that it took an inspect
+            self.on_decided(out.unit, data)
         elif isinstance(p, ScanEvent) and out.type == "scan.completed":
             self.on_scan(out.unit, p)
         for desk in self.desks:
@@ -250,12 +257,12 @@ class CentralPlatform:
             self._registered_changed.set()
 
     async def on_identified(self, lane: str, ident: VehicleIdentified, data: Mapping[str, Any]) -> None:
-        if ident.predecision_ids:
+        if decided_by_lane(data):
             self.stats.decided_by_lane += 1  # released by the lane itself on its pre-decisions
             return
         if ident.corrected_by is None:
             self.stats.identified += 1
-        await self.think()
+        await self.think(review=ident.corrected_by is None)  # an officer looks at what the lane sent
         if OFFICER_EXCEPTIONS & set(ident.exceptions) and ident.corrected_by is None:
             await self.correct_identity(lane, ident)
             return  # the lane publishes vehicle.identified again; decided on that one
@@ -264,6 +271,9 @@ class CentralPlatform:
             await self.send_all(lane, first, think=False)
             if not go_on:
                 return
+        if under_control_order(data):
+            await self.decide_under_order(lane, ident.passage_id)
+            return
         await self.decide(lane, ident.passage_id)
 
     async def correct_identity(self, lane: str, ident: VehicleIdentified) -> None:
@@ -282,15 +292,34 @@ class CentralPlatform:
         """The agencies' verdicts on an identification: an X-ray for a share of the cargo traffic
         at a lane with a scanner (customs orders it), else every agency releases."""
         info = self.lanes[lane]
-        if info.scanner is not None and info.kind == "cargo" and self.rng.random() < self.inspect_ratio:
-            self.stats.inspections_ordered += 1
-            self.stats.inspected_passages.add(passage_id)
-            self._order(passage_id, lane)
-            agency = "customs" if "customs" in info.agencies else info.agencies[0]
-            await self.send(lane, "decision", passage_id, {"agency": agency, "verdict": "inspect"})
+        if self._x_ray(info) and self.rng.random() < self.inspect_ratio:
+            await self.inspect(lane, passage_id)
             return
         for agency in info.agencies:
             await self.send(lane, "decision", passage_id, {"agency": agency, "verdict": "release"})
+
+    async def decide_under_order(self, lane: str, passage_id: str) -> None:
+        """A control order (布控) held the vehicle back: an X-ray where the lane has one, else the
+        inspection bay (``divert``) — never a plain release."""
+        info = self.lanes[lane]
+        if self._x_ray(info):
+            await self.inspect(lane, passage_id)
+            return
+        self.stats.diverts += 1
+        await self.send(lane, "decision", passage_id, {"agency": info.agencies[0], "verdict": "divert"})
+
+    @staticmethod
+    def _x_ray(info: LaneInfo) -> bool:
+        return info.scanner is not None and info.kind == "cargo"
+
+    async def inspect(self, lane: str, passage_id: str) -> None:
+        """Customs orders an X-ray (the passage is then decided on its scan)."""
+        info = self.lanes[lane]
+        self.stats.inspections_ordered += 1
+        self.stats.inspected_passages.add(passage_id)
+        self._order(passage_id, lane)
+        agency = "customs" if "customs" in info.agencies else info.agencies[0]
+        await self.send(lane, "decision", passage_id, {"agency": agency, "verdict": "inspect"})
 
     def on_scan(self, scanner: str, scan: ScanEvent) -> None:
         """A verified scan result: decided on only when it is the lane's own scanner's, for a
@@ -325,9 +354,36 @@ class CentralPlatform:
         if n in (1, 10, 100) or n % 1000 == 0:
             log.info("platform: scan result of %s for %s not decided on (%s)", scanner, scan.passage_id, why)
 
+    # ------------------------------------------------------------------ declarations (issue 20)
+    def on_decided(self, lane: str, data: Mapping[str, Any]) -> None:
+        """A lane's signed ``passage.decided``: what the declarations send on it (a used
+        pre-decision revoked at the other lanes, a control order after the match)."""
+        if self.declarations is not None:
+            for o in self.declarations.on_event(lane, "passage.decided", data, self.clock().timestamp()):
+                self._spawn(self.command(o.lane, o.cmd, None, o.args), f"{o.cmd}-{o.lane}")
+
+    async def declare(self, *, in_flight: int = 8) -> int:
+        """Send the declarations due before the traffic, ``in_flight`` at a time, each awaited;
+        returns how many. Refusals (and no answer) are counted by reason in
+        ``stats.declarations_refused``."""
+        if self.declarations is None:
+            return 0
+        gate = asyncio.Semaphore(in_flight)
+
+        async def lodge(o: Outgoing) -> None:
+            async with gate:
+                why = await self.refusal(o.lane, o.cmd, None, o.args)
+            if why is not None:
+                self.stats.declarations_refused[why] = self.stats.declarations_refused.get(why, 0) + 1
+
+        ahead = self.declarations.ahead(self.clock().timestamp())
+        await asyncio.gather(*(lodge(o) for o in ahead))
+        return len(ahead)
+
     # ------------------------------------------------------------------ what it sends
-    async def think(self) -> None:
-        await asyncio.sleep(self.think_s * (0.5 + self.rng.random()))
+    async def think(self, *, review: bool = False) -> None:
+        """An officer's or engine's time to answer; ``review``: an officer looks at it too."""
+        await asyncio.sleep((self.think_s + (self.review_s if review else 0.0)) * (0.5 + self.rng.random()))
 
     async def send_all(self, lane: str, commands: list[Command], *, think: bool = True) -> None:
         if commands and think:
@@ -344,18 +400,23 @@ class CentralPlatform:
 
     async def command(self, lane: str, name: str, passage_id: str | None, args: dict[str, Any]) -> bool:
         """One command, awaited: True when the lane accepted it."""
+        return await self.refusal(lane, name, passage_id, args) is None
+
+    async def refusal(self, lane: str, name: str, passage_id: str | None, args: dict[str, Any]) -> str | None:
+        """One command, awaited: None when the lane accepted it, else why not (its reason, or
+        ``no answer`` once the library gave up)."""
         try:
             result = await self.client.command(lane, name, args=args, passage_id=passage_id)
         except CommandTimeoutError as exc:
             self.stats.commands_unanswered += 1
             log.warning("platform: %s", exc)
-            return False
+            return "no answer"
         if result.ok:
             self.stats.responses_ok += 1
-        else:
-            self.stats.responses_rejected += 1
-            log.warning("platform: %s %s for %s refused: %s", lane, name, passage_id, result.reason)
-        return result.ok
+            return None
+        self.stats.responses_rejected += 1
+        log.warning("platform: %s %s for %s refused: %s", lane, name, passage_id, result.reason)
+        return result.reason or "refused"
 
     def sent(self, topic: str, payload: bytes) -> None:
         """Every command as it goes out (the library's ``on_sent``): counted, kept for the replay

@@ -238,3 +238,47 @@ async def test_each_forgery_is_refused_by_the_lane_for_its_reason(kind: str, tmp
         verifier.verify(payload)
     want = {"forged": "bad_signature", "other_lane": "wrong_lane"}.get(kind, kind)
     assert refused.value.reason == want
+
+
+async def test_the_declarations_go_out_first_and_a_used_one_is_revoked_at_the_other_lane(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """Issue 20 on the platform: ``declare()`` sends every agency's pre-decision to both lanes
+    (a refusal counted by its reason); an identification the lane decided on its pre-decisions
+    gets no answer; a used pre-decision is revoked by id at the other lane, once, whatever the
+    redeliveries; a vehicle a control order held back is X-rayed where the lane has a scanner
+    (inspect_ratio 0: never at random) and diverted where it has none — never just released."""
+    from portlane.edge.platform.declarations import Declarations, Policy, Trip
+    from portlane.edge.platform.lanes import LaneInfo
+
+    lanes_info = {lane: LaneInfo("cargo", ("customs", "border"), scanner="xray-1") for lane in ("c1", "c2")}
+    trip = Trip("v1", "c1", 0, "truck", ("粤B12345",), "E1")
+    declarations = Declarations.plan([trip], lanes_info, Policy(share=1.0, mix={}, run="t"))
+    async with running(broker.url, tmp_path, inspect_ratio=0.0, declarations=declarations) as (platform, lanes, _s):
+        sending = asyncio.create_task(platform.declare())
+        ahead = [await lanes.next_command() for _ in range(3)]
+        last = await asyncio.wait_for(lanes.commands.get(), WAIT_S)
+        await lanes.answer(last, ok=False)  # e.g. a full book
+        assert await sending == 4 and platform.stats.declarations_refused == {"x": 1}
+        sent = {(c["lane"], c["args"]["predecision_id"]) for c in [*ahead, last]}
+        assert sent == {(lane, f"t-v1-{a}") for lane in ("c1", "c2") for a in ("customs", "border")}
+
+        await lanes.event(
+            "c1", "vehicle.identified", identified("c1-p1", predecision_ids=["t-v1-customs", "t-v1-border"])
+        )
+        used = {"passage_id": "c1-p1", "agency": "customs", "decision": "release", "phase": "initial"}
+        used |= {"command_nonce": "n1", "basis": "predecision", "predecision_id": "t-v1-customs"}
+        decided = await lanes.event("c1", "passage.decided", used)
+        await lanes.publish(f"{PREFIX}/c1/event/passage.decided", json.dumps(decided).encode())  # redelivered
+        revoke = await lanes.next_command()
+        assert (revoke["cmd"], revoke["lane"], revoke["args"]["predecision_id"]) == ("revoke", "c2", "t-v1-customs")
+
+        held = identified("c1-p2", predecision_refusals=[{"reason": "revoked", "agency": "customs"}])
+        await lanes.event("c1", "vehicle.identified", held)
+        [xray] = await lanes.commands_until(lambda c: c["passage_id"] == "c1-p2")
+        assert (xray["cmd"], xray["args"]) == ("decision", {"agency": "customs", "verdict": "inspect"})
+        platform.lanes["c2"] = LaneInfo("cargo", ("customs", "border"))  # a lane without an X-ray
+        await lanes.event("c2", "vehicle.identified", {**held, "passage_id": "c2-p3"})
+        [bay] = await lanes.commands_until(lambda c: c["passage_id"] == "c2-p3")
+        assert (bay["cmd"], bay["args"]) == ("decision", {"agency": "customs", "verdict": "divert"})
+        assert platform.stats.decided_by_lane == 1 and platform.stats.identified == 2
