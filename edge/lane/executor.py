@@ -13,6 +13,11 @@ light command lost on the wire (or a module restarted) is re-sent until the modu
 the wanted colour; a board write that failed is re-sent too (the board cannot be read back).
 A driver waits for green, so a lost "green" would otherwise stall the lane for good.
 
+E-lock commands (``SealCommand``, from a verified ``seal_apply`` / ``seal_remove``) are audited
+when submitted, before the reader is told; the lock's answer goes back to the logic
+(``on_seal_changed`` / ``on_seal_refused``), through ``report`` (the daemon's ``apply``, so
+what follows is journalled like any other input).
+
 The executor is the second safety guard. It opens the gate only when the logic's current
 passage holds a gate authority (release, divert or audited override), and it re-reads the
 controller's own photocell and safety loop right before a close frame; the controller's own
@@ -30,11 +35,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from portlane.drivers.base import BoardColour, BoardLine, LightColour
-from portlane.drivers.errors import DeviceError
+from portlane.drivers.errors import DeviceError, DeviceUnavailableError
 from portlane.edge.delivery.events import EventWriter
 from portlane.edge.trust.audit import AuditLog
 
-from .actions import Action, Audit, CloseGate, Identify, OpenGate, Publish, SetLight, ShowBoard, StopGate
+from .actions import Action, Audit, CloseGate, Identify, OpenGate, Publish, SealCommand, SetLight, ShowBoard, StopGate
+from .cargo import lock_refusal
 from .devices import LaneDevices
 from .logic import LaneLogic
 from .passage import Sensors
@@ -43,7 +49,7 @@ __all__ = ["Executor", "ExecutorCounters"]
 
 log = logging.getLogger(__name__)
 
-DeviceAction = OpenGate | CloseGate | StopGate | SetLight | ShowBoard
+DeviceAction = OpenGate | CloseGate | StopGate | SetLight | ShowBoard | SealCommand
 
 #: A lamp command reaches the module within one poll; it reports another colour after this
 #: long only if the command was lost (or the module restarted).
@@ -73,6 +79,7 @@ class Executor:
         audit: AuditLog,
         identify: Callable[[str], None],
         clock: Callable[[], float],
+        report: Callable[[Iterable[Action]], None] | None = None,
     ) -> None:
         self.lane = lane
         self.logic = logic
@@ -81,6 +88,7 @@ class Executor:
         self.audit = audit
         self.identify = identify
         self.clock = clock
+        self.report = report or self.apply  # where the logic's answers to device feedback go
         self.counters = ExecutorCounters()
         # One queue per device, items (submission number, action); the number orders a drain
         # and lets a close wait for the light commands submitted before it.
@@ -88,6 +96,7 @@ class Executor:
             "gate": asyncio.Queue(),
             "light": asyncio.Queue(),
             "board": asyncio.Queue(),
+            "seals": asyncio.Queue(),
         }
         self._numbers = itertools.count()
         self._lights_open: collections.deque[int] = collections.deque()  # light commands not yet done
@@ -115,6 +124,11 @@ class Executor:
                     self._submit(a)
                 case OpenGate() | CloseGate() | StopGate():
                     self._submit(a)
+                case SealCommand():
+                    # On disk before the lock is told (never the authorisation code).
+                    data = {"passage_id": a.passage_id, "seal_id": a.seal_id, "agency": a.agency, "nonce": a.nonce}
+                    self.audit.append(f"seal_{a.action}", actor=a.key_id, reason=a.agency, lane=self.lane, data=data)
+                    self._submit(a)
 
     def _submit(self, a: DeviceAction) -> None:
         n = next(self._numbers)
@@ -123,6 +137,8 @@ class Executor:
             self._queues["light"].put_nowait((n, a))
         elif isinstance(a, ShowBoard):
             self._queues["board"].put_nowait((n, a))
+        elif isinstance(a, SealCommand):
+            self._queues["seals"].put_nowait((n, a))
         else:
             self._queues["gate"].put_nowait((n, a))
 
@@ -218,3 +234,19 @@ class Executor:
                 board = self.devices.board
                 if board is not None:
                     await board.show([BoardLine(line.text, BoardColour(line.colour)) for line in lines])
+            case SealCommand():
+                await self._seal(a)
+
+    async def _seal(self, a: SealCommand) -> None:
+        """Tell the reader; the lock's answer (its record, or its refusal) goes to the logic."""
+        reader = self.devices.seal_reader
+        try:
+            if reader is None:
+                raise DeviceUnavailableError("the lane has no seal reader", device=f"{self.lane}/seal_reader")
+            command = reader.apply if a.action == "apply" else reader.remove
+            record = await command(a.seal_id, authorisation=a.authorisation)
+        except DeviceError as exc:
+            log.warning("%s: seal_%s %s not carried out: %s", self.lane, a.action, a.seal_id, exc)
+            self.report(self.logic.on_seal_refused(a, lock_refusal(exc), str(exc)))
+            return
+        self.report(self.logic.on_seal_changed(a, record, self.clock()))

@@ -25,6 +25,10 @@ gate opens towards the bay (a divert is a signed, per-passage decision, not a gu
 all of them answer again ("after_scan" phase). The gate opens on release only when every
 agency of the lane has released in the current phase. ``hold`` keeps the vehicle waiting.
 Without a decision the lane waits — it never releases on its own (policy ``hold``).
+
+Cargo lanes with a radiation portal or a seal reader (``cargo.py``): every automatic release
+asks ``_cargo_hold`` first — an occupancy without verdict, an unadjudicated alarm, a faulted
+portal or a seal exception holds it, and an adjudicated real alarm diverts the vehicle.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from portlane.edge.contract.events import (
 from portlane.edge.contract.times import rfc3339
 
 from .actions import Action, Audit, BoardColour, GateCause, Identify, Publish, SetLight, ShowBoard
+from .cargo import CargoLane, CargoRules
 from .gate import GateTracker
 from .passage import (
     DECIDING,
@@ -80,7 +85,7 @@ WAIT: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "amber")
 WAIT_RED: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "red")
 
 
-class LaneLogic:
+class LaneLogic(CargoRules):
     def __init__(
         self,
         lane: str,
@@ -90,6 +95,8 @@ class LaneLogic:
         kind: str = "cargo",
         timeouts: LaneTimeouts | None = None,
         id_prefix: str = "",
+        rpm: str | None = None,
+        seal_reader: str | None = None,
     ) -> None:
         self.lane = lane
         self.agencies = tuple(agencies)
@@ -111,6 +118,7 @@ class LaneLogic:
         # the arm left open without a passage (override, abandoned): evidence since it opened
         self._idle_open: Passage | None = None
         self._scan_news_at = 0.0  # when the scanner last said anything of the passage's scan
+        self.cargo = CargoLane(portal=rpm, reader=seal_reader)  # radiation portal and seals (cargo.py)
 
     # ------------------------------------------------------------------ guards
     def authorises_open(self, passage_id: str | None, cause: GateCause) -> bool:
@@ -118,7 +126,7 @@ class LaneLogic:
         if cause == "override":
             return True  # audited before the action was produced
         p = self.passage
-        return p is not None and p.id == passage_id and p.gate_authority is not None
+        return p is not None and p.id == passage_id and p.gate_authority is not None and self.cargo_allows_open(p)
 
     @staticmethod
     def may_close(sensors: Sensors) -> bool:
@@ -287,6 +295,7 @@ class LaneLogic:
             out.append(Publish("passage.arrived", PassageArrived(passage_id=p.id, lane_kind=self._lane_kind)))
             out.append(SetLight("red"))
             out.append(ShowBoard.of(("请停车 STOP", "red"), ("识别中 IDENTIFYING", "amber")))
+            out += self._cargo_arrived(p, now)
         return out
 
     @property
@@ -298,13 +307,15 @@ class LaneLogic:
         p = self.passage
         if p is None or p.id != passage_id or p.stage != Stage.IDENTIFYING:
             return []
+        identity, seals = self._cargo_identified(p, identity)
         p.identity = identity
         p.stage = Stage.AWAITING_DECISION
         p.stamps["identified"] = now
         p.phase = "initial"
         p.decisions = {}
         plate = identity.plates[0].text if identity.plates else "????"
-        return [Publish("vehicle.identified", identity.event(p.id)), ShowBoard.of((plate, "green"), WAIT)]
+        board = ShowBoard.of((plate, "green"), self._wait_line(p))
+        return [*seals, Publish("vehicle.identified", identity.event(p.id)), board]
 
     def correct_identity(
         self, passage_id: str, identity: Identity, *, operator: str, reason: str, now: float
@@ -317,6 +328,7 @@ class LaneLogic:
         if not operator.strip() or len(reason.strip()) < 8:
             return False, "malformed: a correction needs an operator and a reason of at least 8 characters", []
         old = p.identity
+        identity = self._with_seal_exceptions(p, identity)
         p.identity = identity
         p.stage = Stage.AWAITING_DECISION if p.phase == "initial" else Stage.AWAITING_VERDICTS
         p.stamps.setdefault("identified", now)
@@ -380,8 +392,13 @@ class LaneLogic:
         )
 
     def _release(self, now: float) -> list[Action]:
+        """Every release the lane decides itself goes through here, after the portal and the
+        seals: ``_cargo_hold`` holds it (or diverts) while a blocker stands."""
         p = self.passage
         assert p is not None
+        held = self._cargo_hold(p, now)
+        if held is not None:
+            return held
         p.stage = Stage.RELEASED
         p.outcome = "released"
         p.gate_authority = "release"
@@ -461,7 +478,7 @@ class LaneLogic:
             ident = Identity(exceptions=("identification_timeout", "unreadable_plate"))
             out += [self._exception(p, "identification_timeout", f"no identification after {3 * t.identify_s:.0f} s")]
             out += self.on_identified(p.id, ident, now)
-        elif p.stage in DECIDING:
+        elif p.stage in DECIDING and not p.cargo.release_waiting:  # a held release named its blockers
             start = p.stamps.get("scan_ended", p.stamps.get("identified", now))
             if now - start > t.decision_s:
                 detail = f"no decision for {t.decision_s:.0f} s; holding"

@@ -15,12 +15,15 @@ from dataclasses import asdict, dataclass, field
 from dataclasses import replace as dataclass_replace
 from typing import Any, Literal
 
-from portlane.drivers.base import counter_delta
-from portlane.edge.contract.events import ContainerRead, PlateRead, VehicleIdentified
+from portlane.drivers.base import SealRecord, counter_delta
+from portlane.edge.contract.events import ContainerRead, PlateRead, RpmOccupancyEvent, VehicleIdentified
+
+from .cargo_checks import SealSeen
 
 __all__ = [
     "DECIDING",
     "GATE_MAY_BE_OPEN",
+    "CargoPassage",
     "Identity",
     "LaneTimeouts",
     "Passage",
@@ -82,6 +85,11 @@ class Identity:
     confidence: float = 0.0
     exceptions: tuple[str, ...] = ()
     corrected_by: str | None = None
+    # e-seals / e-locks read at the stop line: None when not read — the lane has no reader, or
+    # its read failed (``seal_error`` says why); the seal ids the vehicle's declaration names
+    seals: tuple[SealRecord, ...] | None = None
+    seal_error: str | None = None
+    declared_seals: tuple[str, ...] | None = None
 
     @property
     def vehicle_ref(self) -> str:
@@ -120,6 +128,23 @@ class LaneTimeouts:
 
 
 @dataclass
+class CargoPassage:
+    """What the lane knows of one passage's radiation portal pass and seals (``cargo.py``).
+
+    Not journalled: a lane restarted mid-passage closes the passage out, and the vehicle still
+    in the lane gets a new one whose occupancy the portal has already reported — it waits for an
+    officer (``rpm_occupancy_without_verdict``), never for a verdict it cannot have."""
+
+    occupancy: RpmOccupancyEvent | None = None  # this vehicle's pass through the portal
+    adjudication: int | None = None  # the code of the accepted ``adjudicate`` for its alarm
+    seals: tuple[SealSeen, ...] | None = None  # as read at identification, then as the locks answered
+    seal_error: str | None = None  # the reader's read of this vehicle failed
+    declared: tuple[str, ...] | None = None  # seal ids its declaration names (None: none)
+    opened_by_command: set[str] = field(default_factory=set)  # e-locks removed on a signed command
+    release_waiting: bool = False  # every agency released; a blocker holds the release
+
+
+@dataclass
 class Passage:
     id: str
     stage: Stage
@@ -142,6 +167,7 @@ class Passage:
     exit_seen: bool = False
     passed_arm: bool = False
     alerted: set[str] = field(default_factory=set)  # lane.exception kinds already raised
+    cargo: CargoPassage = field(default_factory=CargoPassage)
 
     @property
     def inspected(self) -> bool:
@@ -150,7 +176,8 @@ class Passage:
     def to_json(self) -> dict[str, Any]:
         """The journal's form of an unfinished passage (restored after a restart)."""
         ident = self.identity
-        d = asdict(dataclass_replace(self, identity=None))
+        d = asdict(dataclass_replace(self, identity=None, cargo=CargoPassage()))
+        del d["cargo"]  # not journalled (CargoPassage)
         d["stage"] = self.stage.value
         d["alerted"] = sorted(self.alerted)
         d["identity"] = ident.event(self.id).model_dump(mode="json") if ident else None

@@ -4,7 +4,7 @@ A site file names one Ed25519 key per unit and says what each key may sign:
 
 * ``platform.keys`` — the platform's keys, typically one per agency. Each may sign the
   ``commands`` listed, to the ``lanes`` listed, and verdicts (``decision``, ``release``,
-  ``hold``, ``divert``) of the ``agencies`` listed; an omitted list means *any* (the
+  ``hold``, ``divert``), adjudications and e-lock commands of the ``agencies`` listed; an omitted list means *any* (the
   behaviour before authorities existed). They also sign what the platform publishes itself
   (registrations, unit ``platform``).
 * ``lanes[].key`` — a lane's events, and among them ``inspection.requested`` for that lane only.
@@ -41,8 +41,10 @@ __all__ = [
     "Role",
 ]
 
-#: Commands that carry one agency's verdict in ``args.agency``.
-AGENCY_COMMANDS = frozenset({"decision", "release", "hold", "divert"})
+#: Commands that carry one agency's verdict in ``args.agency``: the decisions, and the
+#: adjudication of a radiation alarm and the e-lock commands (issue 21) — a key limited to some
+#: agencies signs them only for those.
+AGENCY_COMMANDS = frozenset({"decision", "release", "hold", "divert", "adjudicate", "seal_apply", "seal_remove"})
 #: Source unit of what the platform publishes itself (``portlane/v1/{site}/platform/...``).
 PLATFORM_UNIT = "platform"
 #: Events a platform key signs as unit ``platform``, and the command authority each needs.

@@ -246,7 +246,7 @@ def _no(*_: object) -> tuple[cargo_checks.Blocker, ...]:
 MUTANTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "verdict": lambda mp: mp.setattr(cargo_checks, "_verdict", _no),
     "alarm": lambda mp: mp.setattr(cargo_checks, "_alarm", _no),
-    "portal_health": lambda mp: mp.setattr(cargo_checks, "_portal_health", _no),
+    "portal_health": lambda mp: mp.setattr(cargo_checks, "portal_health", _no),
     "declared_seals": lambda mp: mp.setattr(cargo_checks, "_declared_read", _no),
     "seal_states": lambda mp: mp.setattr(cargo_checks, "_seal_states", _no),
     "adjudication_effect": lambda mp: mp.setattr(cargo_checks, "adjudication_effect", lambda code: "release"),
