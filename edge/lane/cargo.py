@@ -9,9 +9,14 @@ passage asks them and what the lane does with the answer.
   passage takes the occupancy that follows the previous passage's: one reported while the
   passage in progress has none is its own, unless it began more than ``AFTER_STOP_S`` after
   that vehicle stopped at the stop line (then a vehicle behind it passed the portal); any other
-  waits, in order, for the next passage (``CargoLane.pending``, bounded, ``PENDING_S``). Each is
-  published once it has its passage (``rpm.occupancy``, with its N42.42 document); one no
-  passage took is published without one, with ``lane.exception rpm_occupancy_unmatched``.
+  waits, in order, for the next passage (``CargoLane.pending``, bounded, ``PENDING_S``) — unless
+  a vehicle that is not the passage's own goes through the arm (the controller counts them):
+  that one takes the oldest. Each
+  is published once it has its passage (``rpm.occupancy``, with its N42.42 document); one no
+  passage took is published without one, with ``lane.exception rpm_occupancy_unmatched``. The
+  portal identifies no vehicle: the order is all there is, so a vehicle that turns back after
+  the portal, or an occupancy sensor tripped by something else, shifts it — the bounds limit
+  how far, and the officer sees ``rpm_occupancy_unmatched``.
 * **Alarms.** An occupancy that alarmed publishes ``rpm.alarm`` and ``lane.exception
   radiation_alarm`` at once and sends the driver to the radiation check (the board); the
   vehicle waits there for the secondary inspection's adjudication (the signed ``adjudicate``).
@@ -69,7 +74,7 @@ from .cargo_checks import (
     seal_info,
     seal_seen,
 )
-from .passage import DECIDING, GATE_MAY_BE_OPEN, Identity, Passage, Stage
+from .passage import DECIDING, GATE_MAY_BE_OPEN, Identity, Passage, Sensors, Stage, counted_since
 
 __all__ = [
     "AFTER_STOP_S",
@@ -111,6 +116,7 @@ class CargoLane:
     status: RpmStatus | None = None
     pending: deque[tuple[float, RpmOccupancyEvent]] = field(default_factory=deque)  # (reported at, occupancy)
     said: frozenset[tuple[str, str]] = frozenset()
+    passes_seen: int | None = None  # the gate controller's count of vehicles through the arm
 
     def held(self) -> list[str]:
         """Why automatic release is held lane-wide now (for the status)."""
@@ -275,6 +281,24 @@ class CargoRules:
                 out += self._unmatched(occ, f"no vehicle arrived within {PENDING_S:.0f} s")
                 continue
             return out + self._attach(p, occ, now)
+        return out
+
+    def _cargo_passes(self, s: Sensors) -> list[Action]:
+        """Vehicles that went through the arm (the controller's latched count): the passage's
+        own vehicle, once; any other — through an arm an override left open, or behind the
+        passage's vehicle — took the oldest occupancy waiting, which is not the next passage's."""
+        c = self.cargo
+        passes = counted_since(s.arm_passes, c.passes_seen)
+        c.passes_seen = s.arm_passes
+        if c.portal is None or not passes:
+            return []
+        out: list[Action] = []
+        p = self.passage
+        for _ in range(passes):
+            if p is not None and p.stage in GATE_MAY_BE_OPEN and not p.cargo.passed:
+                p.cargo.passed = True
+            elif c.pending:
+                out += self._unmatched(c.pending.popleft()[1], "a vehicle went through the arm without a passage")
         return out
 
     @staticmethod

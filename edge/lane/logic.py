@@ -233,6 +233,7 @@ class LaneLogic(CargoRules):
         if not self.started:
             return []
         out, moved = self.gate.on_sensors(s)
+        out += self._cargo_passes(s)
         p = self.passage
         if moved == "opened" and p is not None and p.stage in GATE_MAY_BE_OPEN:
             p.stamps.setdefault("gate_opened", now)
