@@ -41,6 +41,8 @@ from typing import Any
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from . import cargo_desk
+
 __all__ = ["CentralPlatform", "canonical", "sign_command"]
 
 log = logging.getLogger(__name__)
@@ -122,9 +124,11 @@ class CentralPlatform:
         registrations: list[dict[str, Any]] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         tls_files: tuple[str, str, str] | None = None,  # (CA, client cert, client key) for mqtts://
+        cargo: cargo_desk.CargoDesk | None = None,  # the officers for radiation alarms and seals
     ) -> None:
         self.url = url
         self.tls_files = tls_files
+        self.cargo = cargo
         self.site = site
         self.key_id = key_id
         self._key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key_b64))
@@ -189,6 +193,8 @@ class CentralPlatform:
                         prefix = f"portlane/v1/{self.site}"
                         await client.subscribe(f"{prefix}/+/event/vehicle.identified", qos=1)
                         await client.subscribe(f"{prefix}/+/event/scan.completed", qos=1)
+                        for etype in cargo_desk.EVENTS if self.cargo is not None else ():
+                            await client.subscribe(f"{prefix}/+/event/{etype}", qos=1)
                         await client.subscribe(f"{prefix}/+/response", qos=1)
                         # Registrations go to each lane as a signed command when the lane comes
                         # online (its retained status says so): a lane trusts no unsigned list.
@@ -252,6 +258,8 @@ class CentralPlatform:
             self._spawn(self._decide(unit, data))
         elif etype == "scan.completed":
             self._spawn(self._verdicts(data["lane"], data))
+        elif self.cargo is not None and etype in cargo_desk.EVENTS:
+            self._spawn(self._send_all(unit, self.cargo.on_event(etype, data)))
 
     def _first_time(self, unit: str, envelope: dict[str, Any], payload: bytes) -> bool:
         """Note an event's id and seq; False when it was handled before. A redelivery or a
@@ -400,6 +408,11 @@ class CentralPlatform:
                 },
             )
             return  # the lane re-publishes vehicle.identified; decide on that one
+        if self.cargo is not None:  # radiation alarms and seals (cargo_desk.py)
+            first, go_on = self.cargo.identified(data)
+            await self._send_all(lane, first, think=False)
+            if not go_on:
+                return
         agencies = list(info["agencies"])
         inspect = bool(info.get("scanner")) and info["kind"] == "cargo" and self.rng.random() < self.inspect_ratio
         if inspect:
@@ -410,6 +423,12 @@ class CentralPlatform:
             return
         for agency in agencies:
             await self._send(lane, "decision", pid, {"agency": agency, "verdict": "release"})
+
+    async def _send_all(self, lane: str, commands: list[cargo_desk.Command], *, think: bool = True) -> None:
+        if commands and think:
+            await self._think()
+        for cmd, pid, args in commands:
+            await self._send(lane, cmd, pid, args)
 
     async def _verdicts(self, lane: str, data: dict[str, Any]) -> None:
         info = self.lanes.get(lane)

@@ -247,6 +247,6 @@ class Executor:
             record = await command(a.seal_id, authorisation=a.authorisation)
         except DeviceError as exc:
             log.warning("%s: seal_%s %s not carried out: %s", self.lane, a.action, a.seal_id, exc)
-            self.report(self.logic.on_seal_refused(a, lock_refusal(exc), str(exc)))
+            self.report(self.logic.on_seal_refused(a, lock_refusal(exc), str(exc), self.clock()))
             return
         self.report(self.logic.on_seal_changed(a, record, self.clock()))

@@ -210,6 +210,7 @@ class LaneLogic(CargoRules):
         self.started = True
         out: list[Action] = []
         for p in unfinished:
+            self._cargo_restarted(p, now)
             p.outcome = "recovered" if p.gate_authority else "abandoned"
             p.reason = f"lane restarted during {p.stage.value}"
             out += self._completion(p, now)

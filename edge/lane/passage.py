@@ -131,9 +131,9 @@ class LaneTimeouts:
 class CargoPassage:
     """What the lane knows of one passage's radiation portal pass and seals (``cargo.py``).
 
-    Not journalled: a lane restarted mid-passage closes the passage out, and the vehicle still
-    in the lane gets a new one whose occupancy the portal has already reported — it waits for an
-    officer (``rpm_occupancy_without_verdict``), never for a verdict it cannot have."""
+    Only the occupancy is journalled: a lane restarted mid-passage closes the passage out, and
+    the vehicle still behind the arm gets a new one, which takes that occupancy again (the portal
+    reported it once). Seals are read again; an alarm is adjudicated again, for the new passage."""
 
     occupancy: RpmOccupancyEvent | None = None  # this vehicle's pass through the portal
     adjudication: int | None = None  # the code of the accepted ``adjudicate`` for its alarm
@@ -143,6 +143,7 @@ class CargoPassage:
     opened_by_command: set[str] = field(default_factory=set)  # e-locks removed on a signed command
     release_waiting: bool = False  # every agency released; a blocker holds the release
     passed: bool = False  # its vehicle's pass under the arm was counted (the next one is another's)
+    seal_busy: int = 0  # e-lock commands sent to the reader and not yet answered
 
 
 @dataclass
@@ -178,7 +179,8 @@ class Passage:
         """The journal's form of an unfinished passage (restored after a restart)."""
         ident = self.identity
         d = asdict(dataclass_replace(self, identity=None, cargo=CargoPassage()))
-        del d["cargo"]  # not journalled (CargoPassage)
+        occ = self.cargo.occupancy
+        d["cargo"] = {"occupancy": occ.model_dump(mode="json") if occ is not None else None}
         d["stage"] = self.stage.value
         d["alerted"] = sorted(self.alerted)
         d["identity"] = ident.event(self.id).model_dump(mode="json") if ident else None
@@ -189,6 +191,8 @@ class Passage:
         d = dict(d)
         d["stage"] = Stage(d["stage"])
         d["alerted"] = set(d.get("alerted", ()))
+        occ = (d.get("cargo") or {}).get("occupancy")
+        d["cargo"] = CargoPassage(occupancy=RpmOccupancyEvent.model_validate(occ) if occ is not None else None)
         ident = d.get("identity")
         if ident is not None:
             ev = VehicleIdentified.model_validate(ident)

@@ -9,6 +9,7 @@ what the locks did.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -244,3 +245,34 @@ async def test_an_elock_is_removed_only_on_customs_signed_command_with_its_code(
     # Opened by customs is no seal exception: the truck is released.
     await every_agency(r, pid)
     await r.until(lambda: r.world.gate.position == GatePosition.OPEN)
+
+
+async def test_a_lane_restarted_mid_passage_gives_the_truck_still_there_its_occupancy_again(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """kill -9 while the truck waits at the stop line: the next process closes the passage out
+    and the truck's new passage takes the occupancy the portal reported before the crash."""
+    timeouts = LaneTimeouts(identify_s=1.0, gate_confirm_s=0.3)
+    r = await start_lane(broker.url, tmp_path, timeouts=timeouts, cargo=True)
+    await register(r, TAG, [PLATE], seals=[LOCK.seal_id])
+    r.world.seals.place(LOCK, authorisation=CODE)
+    pid = await drive_in(r)
+    occ = await r.until_event("rpm.occupancy", lambda d: d["passage_id"] == pid)
+    r.tasks[0].cancel()  # the process dies: no shutdown path runs
+    await asyncio.gather(r.tasks[0], return_exceptions=True)
+    await r.platform.link.close()
+    r.tasks[1].cancel()
+    r2 = await start_lane(broker.url, tmp_path, timeouts=timeouts, cargo=True)
+    try:
+        await register(r2, TAG, [PLATE], seals=[LOCK.seal_id])
+        await r2.until(lambda: r2.logic.passage is not None and r2.logic.passage.id != pid)
+        assert r2.logic.passage is not None
+        new = r2.logic.passage.id
+        again = await r2.until_event("rpm.occupancy", lambda d: d["passage_id"] == new)
+        assert again["occupancy"] == occ["occupancy"] and again["n42"] == occ["n42"]
+        r2.world.present_tag(TAG)
+        await r2.until(lambda: r2.logic.stage == Stage.AWAITING_DECISION)
+        await every_agency(r2, new)
+        await r2.until(lambda: r2.world.gate.position == GatePosition.OPEN)
+    finally:
+        await stop_lane(r2)

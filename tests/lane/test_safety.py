@@ -697,6 +697,27 @@ class CargoLaneMachine(LaneMachine):
         self.every_agency_releases()
 
     @precondition(lambda self: self.vehicle is None)
+    @rule(state=st.sampled_from(("gamma_high", "tamper", "offline")))
+    def portal_fails_while_a_truck_waits(self, state: str) -> None:
+        """Counted clear, then the portal fails before the agencies decide; then it recovers."""
+        self.vehicle_arrives("clean")
+        self.sense()
+        self.portal_reports("clear")
+        self.portal_health(state)
+        self.vehicle_in_position()
+        self.sense()
+        self.identified((PlateRead(text="粤B12345", kind="cn", confidence=0.95),))
+        self.every_agency_releases()
+        self.portal_health("ok")
+
+    @precondition(lambda self: self.vehicle is None)
+    @rule(signer=st.sampled_from(("platform", "rogue")), agency=st.sampled_from(("customs", "border")))
+    def elock_truck_and_a_removal(self, signer: str, agency: str) -> None:
+        """A truck with an e-lock, and a seal_remove signed by the platform or by someone else."""
+        self.truck_identified_and_released("elock", "clear")
+        self.elock_command("remove", right_code=True, signer=signer, agency=agency)
+
+    @precondition(lambda self: self.vehicle is None)
     @rule(code=st.integers(min_value=1, max_value=11))
     def alarm_then_adjudication(self, code: int) -> None:
         """The radiation path in one step, so that what follows an adjudication is reached often."""

@@ -50,6 +50,21 @@ def test_demo_on_the_embedded_broker() -> None:
     assert s["stage_ms"]["exited"]["p50"] > s["stage_ms"]["identified"]["p50"] > 0
 
 
+def test_demo_cargo_lanes_radiation_portals_and_seals() -> None:
+    """Issue 21, done when: occupancies and alarms, innocent and real, every alarm adjudicated
+    before release or diverted, tampered and foreign seals refused with their reason, 0 lost, 0
+    violations — the portals and seal readers on the wire, the platform adjudicating."""
+    s = _demo("--lanes", "4", "--vehicles", "80", "--seed", "7")
+    c = s["cargo"]
+    assert s["passages"] == 80 and s["events_lost"] == 0 and s["invariant_violations"] == 0, s["violations"]
+    assert c["occupancies"] >= 60 and c["seal_reads"] >= 60  # every truck on c1, c2, c3
+    assert c["innocent_alarms"] >= 1 and c["real_alarms"] >= 1
+    assert c["alarms_not_adjudicated"] == 0 and c["alarms"] == c["alarms_released"] + c["alarms_diverted"]
+    assert c["real_alarms"] <= c["alarms_diverted"]
+    assert {"seal_tampered", "seal_foreign"} <= set(c["seal_refusals"])
+    assert c["elocks_removed"] >= 1 and c["seal_commands_refused"] == {}
+
+
 async def test_demo_on_an_external_broker(broker: BrokerProcess) -> None:
     import asyncio
 
