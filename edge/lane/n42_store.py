@@ -7,7 +7,7 @@ Each occupancy the portal reports is written as one ``RadInstrumentData`` docume
 (``n42``, relative to the state directory): the platform's radiation analysts, a technician
 (``portlane diag bundle``) or any N42.42 reader (SpecUtils, InterSpec, becquerel) takes it from
 there. A file is written whole or not at all (a temporary name renamed into place); beyond
-``keep`` documents the oldest are removed, so a lane's store stays bounded (``N42_KEEP`` × ~5 KB).
+``keep`` documents the oldest are removed, so a lane's store stays bounded (``N42_KEEP`` × ~7 KB).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = ["N42_DIR", "N42_KEEP", "N42Store"]
 
 #: Under the state directory.
 N42_DIR = "n42"
-#: Documents kept per lane: a busy cargo lane sees ~2,000 trucks a day, so about five days, ~50 MB.
+#: Documents kept per lane: a busy cargo lane sees ~2,000 trucks a day, so about five days, ~70 MB.
 N42_KEEP = 10_000
 
 

@@ -685,7 +685,7 @@ class CargoLaneMachine(LaneMachine):
         self.identified((PlateRead(text="粤B12345", kind="cn", confidence=0.95),))
 
     @precondition(lambda self: self.vehicle is None)
-    @rule(seals=st.sampled_from(SEAL_CASES), outcome=st.sampled_from(("clear", "norm", "threat", "missed")))
+    @rule(seals=st.sampled_from(SEAL_DRAWS), outcome=st.sampled_from(("clear", "norm", "threat", "missed")))
     def truck_identified_and_released(self, seals: str, outcome: str) -> None:
         """Any truck, any portal outcome, every agency releasing: the lane must hold what it must."""
         self.vehicle_arrives(seals)
