@@ -135,8 +135,9 @@ class LaneDaemon:
                 closure.get("operator"),
                 closure.get("reason"),
             )
-        self.devices = LaneDevices(lane, on_sample=self._on_sample, on_health=self._on_health)
-        self.devices.on_rpm = self._on_rpm_status
+        self.devices = LaneDevices(
+            lane, on_sample=self._on_sample, on_health=self._on_health, on_rpm=self._on_rpm_status
+        )
         where = f"{site.site.id} lane {lane.id}"
         self.n42 = N42Store(self.state_dir, lane.id, PortalInfo(f"{lane.id}/rpm", location=where), version=__version__)
         self._n42_failing = False

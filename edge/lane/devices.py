@@ -101,13 +101,20 @@ class LaneDevices:
     """Every device of one lane. ``on_sample`` is called with a fresh ``Sensors`` each time the
     gate or the I/O module has been polled (once both have answered at least once)."""
 
-    def __init__(self, lane: LaneConfig, *, on_sample: Callable[[Sensors], None], on_health: OnHealth) -> None:
+    def __init__(
+        self,
+        lane: LaneConfig,
+        *,
+        on_sample: Callable[[Sensors], None],
+        on_health: OnHealth,
+        on_rpm: Callable[[RpmStatus], None] | None = None,
+    ) -> None:
         self.lane = lane
         self.on_sample = on_sample
+        self.on_rpm = on_rpm  # each read of the radiation portal's state
         self.gate_status: GateStatus | None = None
         self.inputs: LaneInputs | None = None
         self.rpm_status: RpmStatus | None = None  # the portal's last state read
-        self.on_rpm: Callable[[RpmStatus], None] | None = None  # each state read
         self.slots: dict[str, DeviceSlot] = {}
         d = lane.devices
         specs: list[tuple[str, str, DeviceConfig]] = [("gate", "gate", d.gate), ("io", "io", d.io)]

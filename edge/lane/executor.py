@@ -3,7 +3,7 @@
 ``apply`` takes the logic's actions in order: events and audit entries are written to disk at
 once (so the record of a decision is durable before the barrier moves), an identification is
 started, and device actions are queued for ``run``. ``run`` has one worker per device — gate,
-light, board — each carrying out its own actions in order: the devices sit on different links,
+light, board, seal reader — each carrying out its own actions in order: the devices sit on different links,
 so an open never waits behind a guidance-board write (several frames at 9600 baud, ~100 ms).
 One order across devices is kept: a close waits until every light command queued before it
 has been carried out (red before the arm comes down).
