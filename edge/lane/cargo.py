@@ -10,8 +10,8 @@ passage asks them and what the lane does with the answer.
   passage in progress has none is its own, unless it began more than ``AFTER_STOP_S`` after
   that vehicle stopped at the stop line (then a vehicle behind it passed the portal); any other
   waits, in order, for the next passage (``CargoLane.pending``, bounded, ``PENDING_S``) — unless
-  a vehicle that is not the passage's own goes through the arm (the controller counts them):
-  that one takes the oldest. Each
+  the gate controller counts more vehicles through the arm than passages whose vehicle went
+  under it: the one that was no passage's takes the oldest. Each
   is published once it has its passage (``rpm.occupancy``, with its N42.42 document); one no
   passage took is published without one, with ``lane.exception rpm_occupancy_unmatched``. The
   portal identifies no vehicle: the order is all there is, so a vehicle that turns back after
@@ -25,10 +25,10 @@ passage asks them and what the lane does with the answer.
 * **Portal health.** Offline, faulted or tampered with: every automatic release of the lane
   waits (each passage says so once), the lane stays in service, and the lane says it once per
   episode (``lane.exception rpm_fault`` / ``rpm_tamper``, ``device.state``).
-* **Seals.** Read at identification (``Identity.seals``): ``seal.read`` is published, and the
-  seal blockers are identification exceptions in ``vehicle.identified``. E-locks are applied and
-  removed only on a signed ``seal_apply`` / ``seal_remove`` from customs, checked here against
-  the seals read (``check_seal_command``), audited and carried out by the executor.
+* **Seals** (``seals.py``, mixed in here). Read at identification: ``seal.read`` is published,
+  and the seal blockers are identification exceptions in ``vehicle.identified``. E-locks are
+  applied and removed only on a signed ``seal_apply`` / ``seal_remove`` from customs, checked
+  against the seals read, audited and carried out by the executor.
 * **The choke point.** :meth:`CargoRules._cargo_hold` is asked by ``LaneLogic._release`` before
   every automatic release — online decisions and signed pre-decisions alike: the release goes
   ahead only when ``release_allowed``; otherwise each blocker is raised once for the passage as
@@ -42,48 +42,40 @@ passage asks them and what the lane does with the answer.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from portlane.drivers.base import LockRefusal, RpmStatus, SealRecord
-from portlane.drivers.errors import DeviceError, DeviceFaultError
+from portlane.drivers.base import RpmStatus
 from portlane.edge.contract.commands import ADJUDICATION_CODES
 from portlane.edge.contract.events import (
-    CommandRejected,
     DeviceState,
     LaneException,
     RadiationCategory,
     RpmAdjudicated,
     RpmAlarm,
     RpmOccupancyEvent,
-    SealChanged,
-    SealRead,
 )
 from portlane.edge.contract.times import parse_rfc3339
 
-from .actions import Action, Audit, BoardColour, Publish, SealCommand, ShowBoard
+from .actions import Action, BoardColour, Publish, ShowBoard
 from .cargo_checks import (
     Blocker,
     RpmPassage,
     SealSeen,
     adjudication_effect,
     cargo_blockers,
-    check_seal_command,
     portal_health,
     release_allowed,
-    seal_info,
-    seal_seen,
 )
-from .passage import DECIDING, GATE_MAY_BE_OPEN, Identity, Passage, Sensors, Stage, counted_since
+from .passage import DECIDING, GATE_MAY_BE_OPEN, Passage, Sensors, Stage, counted_since
+from .seals import SealRules
 
 __all__ = [
     "AFTER_STOP_S",
     "PENDING_MAX",
     "PENDING_S",
-    "SEAL_AGENCY",
     "CargoLane",
     "CargoRules",
-    "lock_refusal",
 ]
 
 #: An occupancy no passage took waits for the next vehicle at most this long: trucks queue on
@@ -98,13 +90,11 @@ PENDING_MAX = 4
 #: host: the driver stamps a line when it reads it, and at load 9 on the 2-core reference box the
 #: demo's lanes read their portal's lines seconds late.
 AFTER_STOP_S = 10.0
-#: Cross-boundary e-locks are applied and removed by customs alone (Single E-lock Scheme).
-SEAL_AGENCY = "customs"
+#: More vehicles than this through the arm between two samples is the controller's counter
+#: starting again (a replaced or reset controller), not traffic: a lane samples several times a second.
+PASS_JUMP = 8
 RADIATION_CHECK: tuple[str, BoardColour] = ("辐射复检 RADIATION CHECK", "amber")
 _WAIT: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "amber")
-_SEAL_KINDS = frozenset(
-    {"seal_missing", "seal_foreign", "seal_opened", "seal_tampered", "elock_off_route", "seal_read_failed"}
-)
 
 
 @dataclass
@@ -118,22 +108,13 @@ class CargoLane:
     status: RpmStatus | None = None
     pending: deque[tuple[float, RpmOccupancyEvent]] = field(default_factory=deque)  # (reported at, occupancy)
     said: frozenset[tuple[str, str]] = frozenset()
-    passes_seen: int | None = None  # the gate controller's count of vehicles through the arm
+    passes_seen: int | None = None  # the gate controller's count of vehicles through the arm, last read
+    passes: int = 0  # vehicles through the arm since the start, by that count
+    through: int = 0  # ... that were a passage's own vehicle, or took a waiting occupancy
 
     def held(self) -> list[str]:
         """Why automatic release is held lane-wide now (for the status)."""
         return [f"{kind}: {detail}" for kind, detail in sorted(self.said)]
-
-
-def lock_refusal(exc: DeviceError) -> str:
-    """The named rejection of a lock command the reader did not carry out: ``lock_`` and the
-    lock's refusal (``lock_authorisation_refused`` …), or ``seal_reader_unavailable``."""
-    if isinstance(exc, DeviceFaultError):
-        try:
-            return "lock_" + LockRefusal(exc.code).name.lower()
-        except ValueError:
-            return "lock_refused"
-    return "seal_reader_unavailable"
 
 
 def _alarmed(occ: RpmOccupancyEvent) -> bool:
@@ -145,8 +126,9 @@ def _key(b: Blocker) -> str:
     return b.kind if not b.kind.startswith("seal_") and b.kind != "elock_off_route" else f"{b.kind}:{b.detail}"
 
 
-class CargoRules:
-    """Mixed into ``LaneLogic``: the attributes and helpers below are the logic's."""
+class CargoRules(SealRules):
+    """Mixed into ``LaneLogic``: the attributes and helpers below are the logic's (the seals'
+    rules are ``seals.py``)."""
 
     cargo: CargoLane
 
@@ -154,6 +136,7 @@ class CargoRules:
         agencies: tuple[str, ...]
         passage: Passage | None
         history: deque[Passage]
+        sensors: Sensors
 
         def _release(self, now: float) -> list[Action]: ...
         def _divert(self, now: float) -> list[Action]: ...
@@ -286,28 +269,50 @@ class CargoRules:
         return out
 
     def _cargo_restarted(self, p: Passage, now: float) -> None:
-        """At start, a passage an earlier run left unfinished: if its vehicle was not let through
-        it is still behind the arm, and the new passage it gets takes its occupancy again."""
+        """At start, a passage an earlier run left unfinished: if its vehicle had not gone under
+        the arm it is still in the lane (released or not: a restart closes the arm), and its
+        occupancy waits again — for the vehicle's new passage, or for its pass through the arm
+        (``_cargo_passes``) if the arm stayed open for it. One the controller counted through the
+        arm while the lane was down (its count at start past the passage's at the open) has gone."""
         occ = p.cargo.occupancy
-        if occ is not None and p.gate_authority is None:
+        gone = bool(counted_since(self.sensors.arm_passes, p.base_arm_passes))
+        if occ is not None and not p.passed_arm and not p.cargo.passed and not gone:
             self.cargo.pending.appendleft((now, occ.model_copy(update={"passage_id": None})))
+        p.cargo.passed = True  # counted by the run that saw it, or never: not by this one
 
-    def _cargo_passes(self, s: Sensors) -> list[Action]:
-        """Vehicles that went through the arm (the controller's latched count): the passage's
-        own vehicle, once; any other — through an arm an override left open, or behind the
-        passage's vehicle — took the oldest occupancy waiting, which is not the next passage's."""
+    def _cargo_passes(self, s: Sensors, idle: Passage | None) -> list[Action]:
+        """After each sample: more vehicles through the arm (the controller's latched count) than
+        passages whose vehicle went under it (the lane's own evidence, ``passed_arm``) means one
+        went through that was no passage's — through an arm an override or a refused close left
+        open, or behind the passage's vehicle. Its occupancy is the oldest waiting, not the next
+        passage's. Both counts are compared, not their moments: a count read late (a noisy bus)
+        is matched with a passage that already completed on the exit loop's evidence. A vehicle
+        the lane itself saw go under an arm left open without a passage (``idle``, the logic's
+        ``_idle_open``) is one too, counted or not: a controller counts no vehicle under an arm
+        whose photocell was already blocked when it rose (a pedestrian under it)."""
         c = self.cargo
-        passes = counted_since(s.arm_passes, c.passes_seen)
+        delta = counted_since(s.arm_passes, c.passes_seen)
         c.passes_seen = s.arm_passes
-        if c.portal is None or not passes:
+        if c.portal is None:
             return []
+        if delta is not None and delta <= PASS_JUMP:  # (more at once: a controller reset, not vehicles)
+            c.passes += delta
+        for q in (self.passage, self.history[-1] if self.history else None):
+            if q is not None and q.passed_arm and not q.cargo.passed:
+                q.cargo.passed = True
+                # Ahead of the count by one at most: the count of a passage before it that never
+                # came (a count the controller missed) is not owed by later vehicles.
+                c.through = min(c.through, c.passes) + 1
         out: list[Action] = []
-        p = self.passage
-        for _ in range(passes):
-            if p is not None and p.stage in GATE_MAY_BE_OPEN and not p.cargo.passed:
-                p.cargo.passed = True
-            elif c.pending:
+        if idle is not None and idle.passed_arm and not idle.cargo.passed:
+            idle.cargo.passed = True
+            c.through = min(c.through, c.passes) + 1
+            if c.pending:
                 out += self._unmatched(c.pending.popleft()[1], "a vehicle went through the arm without a passage")
+        while c.passes > c.through and c.pending:
+            c.through += 1
+            out += self._unmatched(c.pending.popleft()[1], "a vehicle went through the arm without a passage")
+        c.through = max(c.through, c.passes)  # a vehicle the portal never counted owes nothing later
         return out
 
     @staticmethod
@@ -397,109 +402,3 @@ class CargoRules:
             return True, None, out + self._divert(now)
         # release: a waiting release goes ahead; divert before the decision stage: at its release
         return True, None, out + self._cargo_retry(now)
-
-    # ------------------------------------------------------------------ seals
-    def _seal_exceptions(self, p: Passage) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(b.kind for b in self.cargo_blockers_of(p) if b.kind in _SEAL_KINDS))
-
-    def _cargo_identified(self, p: Passage, identity: Identity) -> tuple[Identity, list[Action]]:
-        """The seals read at identification go to the passage; ``seal.read`` is published and
-        the seal blockers join the identity's exceptions (an officer's)."""
-        if self.cargo.reader is None:
-            return identity, []
-        cp = p.cargo
-        cp.seals = tuple(seal_seen(r) for r in identity.seals) if identity.seals is not None else None
-        cp.seal_error = None if identity.seals is not None else (identity.seal_error or "not read")
-        cp.declared = identity.declared_seals
-        kinds = self._seal_exceptions(p)
-        out: list[Action] = []
-        if identity.seals is not None:
-            read = SealRead(
-                passage_id=p.id,
-                reader=self.cargo.reader,
-                seals=tuple(seal_info(r) for r in identity.seals),
-                declared=cp.declared or (),
-                exceptions=kinds,
-            )
-            out.append(Publish("seal.read", read))
-        return self._with_seal_exceptions(p, identity), out
-
-    def _with_seal_exceptions(self, p: Passage, identity: Identity) -> Identity:
-        """``identity`` (a read, or an officer's correction) with the passage's seal exceptions:
-        a correction of the plates does not make a tampered seal go away."""
-        if self.cargo.reader is None:
-            return identity
-        return replace(identity, exceptions=tuple(dict.fromkeys(identity.exceptions + self._seal_exceptions(p))))
-
-    def on_seal_command(
-        self,
-        passage_id: str | None,
-        *,
-        action: Literal["apply", "remove"],
-        seal_id: str,
-        authorisation: str,
-        agency: str,
-        key_id: str,
-        nonce: str,
-    ) -> tuple[bool, str | None, list[Action]]:
-        """A verified ``seal_apply`` / ``seal_remove``: forwarded to the reader (``SealCommand``)
-        only for customs, for the vehicle in position, and for an e-lock read on it in the state
-        the command needs."""
-        if self.cargo.reader is None:
-            return False, "no_seal_reader", []
-        if agency not in self.agencies:
-            return False, "unknown_agency", []
-        if agency != SEAL_AGENCY:
-            return False, "not_customs", []
-        p = self.passage
-        if p is None or p.id != passage_id:
-            return False, "stale_passage", []
-        why = check_seal_command(action, seal_id, p.cargo.seals or ())
-        if why is not None:
-            return False, why, []
-        p.cargo.seal_busy += 1  # no release while customs is at the lock
-        cmd = SealCommand(action, seal_id, authorisation, p.id, agency, key_id, nonce)
-        return True, None, [cmd]
-
-    def on_seal_changed(self, cmd: SealCommand, record: SealRecord, now: float) -> list[Action]:
-        """The executor's report: the lock carried out ``cmd`` and answered with its record."""
-        changed = SealChanged(
-            passage_id=cmd.passage_id,
-            reader=self.cargo.reader or "",
-            seal_id=cmd.seal_id,
-            action=cmd.action,
-            state=record.state.value,
-            agency=cmd.agency,
-            command_nonce=cmd.nonce,
-        )
-        out: list[Action] = [Publish("seal.changed", changed)]
-        p = self.passage
-        if p is not None and p.id == cmd.passage_id:
-            p.cargo.seal_busy = max(0, p.cargo.seal_busy - 1)
-        if p is not None and p.id == cmd.passage_id and p.cargo.seals is not None:
-            seen = seal_seen(record)
-            p.cargo.seals = tuple(seen if s.seal_id == seen.seal_id else s for s in p.cargo.seals)
-            if cmd.action == "remove":
-                p.cargo.opened_by_command.add(cmd.seal_id)
-            else:
-                p.cargo.opened_by_command.discard(cmd.seal_id)
-            out += self._cargo_retry(now)
-        return out
-
-    def on_seal_refused(self, cmd: SealCommand, reason: str, detail: str, now: float) -> list[Action]:
-        """The executor's report: the lock (or the reader) did not carry out ``cmd``."""
-        name = f"seal_{cmd.action}"
-        data = (("seal_id", cmd.seal_id), ("nonce", cmd.nonce), ("refusal", reason))
-        p = self.passage
-        retry: list[Action] = []
-        if p is not None and p.id == cmd.passage_id:
-            p.cargo.seal_busy = max(0, p.cargo.seal_busy - 1)
-            retry = self._cargo_retry(now)
-        return [
-            Audit(f"{name}_refused", cmd.key_id, detail[:300], cmd.passage_id, data),
-            Publish(
-                "command.rejected", CommandRejected(command=name, reason=reason, nonce=cmd.nonce, key_id=cmd.key_id)
-            ),
-            Publish("lane.exception", LaneException(passage_id=cmd.passage_id, kind=reason, detail=detail[:300])),
-            *retry,
-        ]

@@ -40,10 +40,10 @@ from portlane.edge.delivery.events import EventWriter
 from portlane.edge.trust.audit import AuditLog
 
 from .actions import Action, Audit, CloseGate, Identify, OpenGate, Publish, SealCommand, SetLight, ShowBoard, StopGate
-from .cargo import lock_refusal
 from .devices import LaneDevices
 from .logic import LaneLogic
 from .passage import Sensors
+from .seals import lock_refusal
 
 __all__ = ["Executor", "ExecutorCounters"]
 

@@ -233,8 +233,11 @@ class LaneLogic(CargoRules):
         self.sensors = s
         if not self.started:
             return []
+        idle = self._idle_open  # (the sample may close the arm, and forget it)
+        return self._on_sample(s, now) + self._cargo_passes(s, idle)
+
+    def _on_sample(self, s: Sensors, now: float) -> list[Action]:
         out, moved = self.gate.on_sensors(s)
-        out += self._cargo_passes(s)
         p = self.passage
         if moved == "opened" and p is not None and p.stage in GATE_MAY_BE_OPEN:
             p.stamps.setdefault("gate_opened", now)

@@ -142,7 +142,7 @@ class CargoPassage:
     declared: tuple[str, ...] | None = None  # seal ids its declaration names (None: none)
     opened_by_command: set[str] = field(default_factory=set)  # e-locks removed on a signed command
     release_waiting: bool = False  # every agency released; a blocker holds the release
-    passed: bool = False  # its vehicle's pass under the arm was counted (the next one is another's)
+    passed: bool = False  # its vehicle went under the arm and was counted as the lane's (CargoLane.through)
     seal_busy: int = 0  # e-lock commands sent to the reader and not yet answered
 
 

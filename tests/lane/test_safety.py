@@ -890,6 +890,18 @@ def _forged_elock_removal(m: CargoLaneMachine) -> None:
     m.elock_command("remove", right_code=True, signer="rogue", agency="customs")
 
 
+def _uncounted_truck_through_an_override(m: CargoLaneMachine) -> None:
+    """Found by the search: a pedestrian blocks the photocell before the override raises the arm,
+    so the controller counts no vehicle under it; the truck that drives through must still take
+    its own occupancy with it, not leave it to the next truck (whose alarm it would hide)."""
+    m.controller_setting(False)
+    m.pedestrian_under_arm(blocked=True)
+    m.override_open()
+    m.vehicle_arrives_and_is_identified()
+    m.truck_drives_through()
+    m.alarm_then_adjudication(1)
+
+
 #: One interleaving per cargo guard, spelled out: the search finds such cases too, but whether
 #: it does within its examples depends on the rules' mix; here it is certain.
 CARGO_CASES: dict[str, Callable[[CargoLaneMachine], None]] = {
@@ -899,6 +911,7 @@ CARGO_CASES: dict[str, Callable[[CargoLaneMachine], None]] = {
     "portal_tampered": _portal_tampered_after_the_count,
     "tampered_seal": lambda m: m.truck_identified_and_released("tampered", "clear"),
     "forged_removal": _forged_elock_removal,
+    "uncounted_override_pass": _uncounted_truck_through_an_override,
 }
 
 
