@@ -63,6 +63,10 @@ class _Passage:
 
 
 class CargoDesk:
+    #: The events it reads (an officers' desk the platform consults: ``events``, ``on_event``,
+    #: ``identified``).
+    events: tuple[str, ...] = EVENTS
+
     def __init__(self, truth: Mapping[str, CargoTruth]) -> None:
         self.truth = dict(truth)  # e-card tag id -> what the officers would find
         self.stats = CargoDeskStats()

@@ -193,7 +193,7 @@ class CentralPlatform:
                         prefix = f"portlane/v1/{self.site}"
                         await client.subscribe(f"{prefix}/+/event/vehicle.identified", qos=1)
                         await client.subscribe(f"{prefix}/+/event/scan.completed", qos=1)
-                        for etype in cargo_desk.EVENTS if self.cargo is not None else ():
+                        for etype in self.cargo.events if self.cargo is not None else ():
                             await client.subscribe(f"{prefix}/+/event/{etype}", qos=1)
                         await client.subscribe(f"{prefix}/+/response", qos=1)
                         # Registrations go to each lane as a signed command when the lane comes
@@ -258,7 +258,7 @@ class CentralPlatform:
             self._spawn(self._decide(unit, data))
         elif etype == "scan.completed":
             self._spawn(self._verdicts(data["lane"], data))
-        elif self.cargo is not None and etype in cargo_desk.EVENTS:
+        elif self.cargo is not None and etype in self.cargo.events:
             self._spawn(self._send_all(unit, self.cargo.on_event(etype, data)))
 
     def _first_time(self, unit: str, envelope: dict[str, Any], payload: bytes) -> bool:
