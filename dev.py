@@ -73,7 +73,22 @@ def main(argv: list[str]) -> int:
     else:
         print(f"dev.py: unknown command {cmd!r} (demo, test, portlane)", file=sys.stderr)
         return 2
-    return subprocess.run(args, cwd=ROOT, env=env).returncode
+    return run(args, env)
+
+
+def run(args: list[str], env: dict[str, str]) -> int:
+    """Run the command and exit with its code. ^C reaches the child too (one process group): it
+    stops cleanly and says so; dev.py only waits for it, without a traceback of its own. A
+    SIGTERM sent to dev.py is passed on to the child, which stops the same way."""
+    import signal
+
+    child = subprocess.Popen(args, cwd=ROOT, env=env)
+    signal.signal(signal.SIGTERM, lambda signum, _frame: child.send_signal(signum))
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            continue  # the child got the same ^C; its exit code (130) is ours
 
 
 if __name__ == "__main__":

@@ -53,13 +53,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from portlane.edge.config import load_site
 from portlane.edge.demo.broker import MosquittoBroker
 from portlane.edge.demo.observer import EventObserver
 from portlane.edge.demo.options import DEFAULT_SITE, SITES_DIR, load_demo_site
 from portlane.edge.demo.sitegen import demo_site
+from portlane.edge.platform import CentralPlatform
 from portlane.edge.trust.pki import provision_unit_keys
 from portlane.sim_devices.catalog import SiteSims, start_site
-from portlane.sim_devices.central import CentralPlatform
 from portlane.sim_devices.scanner import PlcState, ScannerWorld
 from portlane.sim_devices.traffic import make_plan, run_lane
 from portlane.sim_devices.world import LaneWorld
@@ -241,24 +242,23 @@ class Port:
         self.site_file.write_text(yaml.safe_dump(site, allow_unicode=True, sort_keys=False), encoding="utf-8")
         self.tasks += [asyncio.create_task(w.run(), name=f"{lid}-physics") for lid, w in self.worlds.items()]
         self.tasks.append(asyncio.create_task(self.scanner_world.run(), name="scanner-physics"))
-        self.live = EventObserver(self.broker.url, site["site"]["id"], client_id="chaos-live", protocol="5")
+        # Persistent too: what the lanes flush from their outboxes right after a broker restart,
+        # before this subscriber is back, is kept for it (a clean session would miss it and the
+        # run would look unfinished).
+        self.live = EventObserver(
+            self.broker.url, site["site"]["id"], client_id="chaos-live", protocol="5", persistent_session=True
+        )
         self.platform = EventObserver(
             self.broker.url, site["site"]["id"], client_id="chaos-platform", protocol="5", persistent_session=True
         )
         keys = yaml.safe_load((SITES_DIR.parent / "demo_keys.yaml").read_text(encoding="utf-8"))
         self.central = self.central_cls(
-            self.broker.url,
-            site["site"]["id"],
+            load_site(self.site_file),  # what it believes: the units' keys of the site file
             key_id=keys["key_id"],
             private_key_b64=keys["private_key"],
-            lanes={
-                la["id"]: {"kind": la["kind"], "agencies": la["agencies"], "scanner": la.get("scanner")}
-                for la in site["lanes"]
-            },
             inspect_ratio=self.inspect_ratio,
             seed=self.seed,
             think_s=self.think_s,
-            protocol="5",
             registrations=self.plan.registrations,
         )
         self.tasks += [

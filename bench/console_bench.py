@@ -5,10 +5,12 @@ and how long the clearance-time figures take over many passages.
 
 * ``broker``: a real Mosquitto (the embedded broker where it is not installed); one MQTT
   connection per lane publishes realistic passages (arrived, identified, three decisions,
-  released, gate open/close, completed: 9 events each), pipelined at QoS 1; the clock runs
-  from the first publish to the console having stored the last event.
-* ``direct``: the same messages handed to ``ConsoleService.ingest`` in batches of 500 (what
-  the ingest task does), no broker: the cost of parse + store + ledger + live picture.
+  released, gate open/close, completed: 9 events each), each signed with its lane's key as the
+  lane's outbox signs it, pipelined at QoS 1; the clock runs from the first publish to the
+  console having stored the last event.
+* ``direct``: the same messages through the consumer library (``SiteConsumer.receive``: verify,
+  de-duplicate, ledger, type) and ``ConsoleService.ingest`` in batches of 500 (what the client
+  and the ingest task do), no broker: the cost of verify + store + live picture.
 * ``report``: ``clearance()`` over a database with ``--report-passages`` completed passages.
 
 Results go to stdout as JSON.
@@ -29,20 +31,32 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from portlane.edge.config import load_site
+from portlane.edge.config import Site, parse_site
 from portlane.edge.console.analytics import clearance
 from portlane.edge.console.service import ConsoleService
 from portlane.edge.contract.times import rfc3339
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
-from portlane.edge.demo.run import DEFAULT_SITE
+from portlane.edge.demo.run import DEFAULT_SITE, with_demo_clients
+from portlane.edge.trust.events import EventSigner
+from portlane.edge.trust.keys import load_unit_signer
+from portlane.edge.trust.pki import provision_unit_keys
 
 STAGES = {"arrived": 0, "identified": 400, "decided": 1200, "released": 1300, "gate_opened": 2500, "exited": 9000}
 
 
-def passage_events(site: str, lane: str, n: int, t0: float) -> list[tuple[str, dict[str, Any]]]:
-    """(topic, envelope) of ``n`` passages on ``lane``, 9 events each, seq from 1."""
+def signed_site(key_dir: Path) -> tuple[Site, dict[str, EventSigner]]:
+    """The shipped site with a key for every unit (as the demo provisions them) and its signers."""
+    import yaml
+
+    raw = provision_unit_keys(with_demo_clients(yaml.safe_load(DEFAULT_SITE.read_text(encoding="utf-8"))), key_dir)
+    site = parse_site(raw)
+    return site, {lane.id: load_unit_signer(lane.key, unit=lane.id) for lane in site.lanes if lane.key is not None}
+
+
+def passage_events(site: str, lane: str, n: int, t0: float, signer: EventSigner) -> list[tuple[str, dict[str, Any]]]:
+    """(topic, signed envelope) of ``n`` passages on ``lane``, 9 events each, seq from 1."""
     out: list[tuple[str, dict[str, Any]]] = []
     seq = 0
     topics = Topics(site, lane)
@@ -63,7 +77,7 @@ def passage_events(site: str, lane: str, n: int, t0: float) -> list[tuple[str, d
             "audience": [],
             "data": data,
         }
-        out.append((topics.event(type_), env))
+        out.append((topics.event(type_), signer.sign(env)))
 
     for i in range(n):
         pid = f"{lane}-{i}"
@@ -105,12 +119,12 @@ def passage_events(site: str, lane: str, n: int, t0: float) -> list[tuple[str, d
     return out
 
 
-async def bench_broker(site_file: Path, passages: int, lanes: list[str], broker: BrokerProcess) -> dict[str, Any]:
-    site = load_site(site_file)
+async def bench_broker(passages: int, lanes: list[str], broker: BrokerProcess) -> dict[str, Any]:
     t0 = time.time() - passages * 30
-    streams = {lane: passage_events(site.site.id, lane, passages, t0) for lane in lanes}
-    total = sum(len(v) for v in streams.values())
     with tempfile.TemporaryDirectory() as tmp:
+        site, signers = signed_site(Path(tmp) / "keys")
+        streams = {lane: passage_events(site.site.id, lane, passages, t0, signers[lane]) for lane in lanes}
+        total = sum(len(v) for v in streams.values())
         svc = ConsoleService(
             site=site, db=Path(tmp) / "c.db", broker_url=broker.url, http=None, connect_timeout_s=10, backfill=False
         )
@@ -143,21 +157,24 @@ async def bench_broker(site_file: Path, passages: int, lanes: list[str], broker:
         }
 
 
-async def bench_direct(site_file: Path, passages: int, lanes: list[str]) -> dict[str, Any]:
-    site = load_site(site_file)
+async def bench_direct(passages: int, lanes: list[str]) -> dict[str, Any]:
     t0 = time.time() - passages * 30
-    msgs = [
-        Message(topic, json.dumps(env).encode(), False, {})
-        for lane in lanes
-        for topic, env in passage_events(site.site.id, lane, passages, t0)
-    ]
     with tempfile.TemporaryDirectory() as tmp:
+        site, signers = signed_site(Path(tmp) / "keys")
+        msgs = [
+            Message(topic, json.dumps(env).encode(), False, {})
+            for lane in lanes
+            for topic, env in passage_events(site.site.id, lane, passages, t0, signers[lane])
+        ]
         # An unused loopback port: the link retries quietly; ingest() needs no broker.
         svc = ConsoleService(site=site, db=Path(tmp) / "c.db", broker_url="mqtt://127.0.0.1:9", http=None)
         async with svc:
             start = time.perf_counter()
             for i in range(0, len(msgs), 500):
-                svc.ingest(msgs[i : i + 500])
+                now = time.monotonic()
+                svc.ingest(
+                    [o for m in msgs[i : i + 500] for o in svc.client.consumer.receive(m.topic, m.payload, now=now)]
+                )
             elapsed = time.perf_counter() - start
             stored = svc.stats.stored
     return {
@@ -168,22 +185,27 @@ async def bench_direct(site_file: Path, passages: int, lanes: list[str]) -> dict
     }
 
 
-async def bench_report(site_file: Path, n: int) -> dict[str, Any]:
-    site = load_site(site_file)
-    lanes = [lane.id for lane in site.lanes]
+async def bench_report(n: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
+        site, signers = signed_site(Path(tmp) / "keys")
+        lanes = [lane.id for lane in site.lanes]
         svc = ConsoleService(site=site, db=Path(tmp) / "c.db", broker_url="mqtt://127.0.0.1:9", http=None)
         async with svc:
             per_lane = n // len(lanes)
             t0 = time.time() - per_lane * 30
             for lane in lanes:
-                evs = [
-                    e for e in passage_events(site.site.id, lane, per_lane, t0) if e[0].endswith("passage.completed")
-                ]
+                evs = passage_events(site.site.id, lane, per_lane, t0, signers[lane])
                 for i in range(0, len(evs), 2000):
-                    svc.ingest([Message(t, json.dumps(e).encode(), False, {}) for t, e in evs[i : i + 2000]])
+                    now = time.monotonic()
+                    svc.ingest(
+                        [
+                            o
+                            for t, e in evs[i : i + 2000]
+                            for o in svc.client.consumer.receive(t, json.dumps(e).encode(), now=now)
+                        ]
+                    )
             start = time.perf_counter()
-            rep = clearance(svc._db(), site=site.site.id, tz=ZoneInfo(site.site.timezone))
+            rep = clearance(svc.db(), site=site.site.id, tz=ZoneInfo(site.site.timezone))
             elapsed = time.perf_counter() - start
     return {"passages": rep.groups["all"]["all"]["passages"], "seconds": round(elapsed, 2)}
 
@@ -194,17 +216,17 @@ async def main() -> None:
     ap.add_argument("--lanes", type=int, default=4)
     ap.add_argument("--report-passages", type=int, default=100_000)
     args = ap.parse_args()
-    site = load_site(DEFAULT_SITE)
-    lanes = [lane.id for lane in site.lanes][: args.lanes]
+    lanes = ["c1", "c2", "p1", "c3", "p2", "c4"][: args.lanes]
     broker: BrokerProcess = MosquittoBroker() if MosquittoBroker.available() else BrokerProcess("embedded")
     await broker.start()
     try:
         result = {
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
             "broker": type(broker).__name__,
-            "through_broker": await bench_broker(DEFAULT_SITE, args.passages, lanes, broker),
-            "direct": await bench_direct(DEFAULT_SITE, args.passages, lanes),
-            "report": await bench_report(DEFAULT_SITE, args.report_passages),
+            "load_average": os.getloadavg(),
+            "through_broker": await bench_broker(args.passages, lanes, broker),
+            "direct": await bench_direct(args.passages, lanes),
+            "report": await bench_report(args.report_passages),
         }
     finally:
         with contextlib.suppress(Exception):

@@ -39,7 +39,8 @@ from scale import FsyncProbe, LoopLag, loadavg, percentiles, scale_port
 
 #: Wall seconds one passage may take on a loaded machine (it takes ~3 s at time factor 0.1).
 PASSAGE_WALL_S = 15.0
-#: The goal (DESIGN.md): release received → open frame on the wire, p99 at 16 lanes.
+#: The goal (the steering team's DESIGN.md, outside this repository): release received → open
+#: frame on the wire, p99 at 16 lanes.
 GOAL_P99_MS = 20.0
 
 

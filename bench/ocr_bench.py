@@ -1,6 +1,7 @@
 """Recognition latency and memory, one setting per line (synthetic frames unless --real is given).
 
     .venv/bin/python bench/ocr_bench.py [--runs 10] [--json] [--real ../shared/data] [--spin | --compare-spin]
+                                        [--upstream]
 
 Measured: a 1080p plate frame (full frame, and the plate zone as a per-camera ROI), a 1080p
 container frame, a 94×24 tight crop, and a cargo truck's identification — two plate frames and
@@ -8,6 +9,11 @@ four container frames read one after another by one worker, as the lane does —
 over ``--runs`` after 2 warm-ups, plus the process's peak RSS. With ``--real DIR`` the plate
 and container frames are the 1920×1080 images of ``DIR/plates`` and ``DIR/containers``
 (cycled), so the figures cover real clutter rather than one synthetic scene.
+
+``--upstream`` times the unmodified upstream pipeline (``RapidOCR()`` with its README defaults,
+same PP-OCRv4 weights) on the same frames, interleaved with ours, when ``rapidocr_onnxruntime``
+is importable (not a dependency: ``pip install --no-deps rapidocr-onnxruntime==1.4.4 shapely
+tqdm six`` into the dev environment).
 
 Latency depends on what else runs on the 2 cores: run it on a quiet machine and state the load
 (printed at the start and the end). ``--spin`` lets onnxruntime's threads busy-wait between
@@ -107,6 +113,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--real", type=Path, default=None, help="folder holding plates/ and containers/ (dev set)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--upstream", action="store_true", help="also time RapidOCR() (if installed) on the same frames")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--spin", action="store_true", help="onnxruntime threads busy-wait (its default)")
     mode.add_argument("--compare-spin", action="store_true", help="time both spin settings, interleaved")
@@ -120,7 +127,8 @@ def main() -> None:
     crop = cv2.resize(render_plate("皖AU3942", "cn_blue", seed=1), (94, 24), interpolation=cv2.INTER_AREA)
     spins = [False, True] if a.compare_spin else [a.spin]
     runs = max(a.runs, len(plate_frames), len(container_frames)) if a.real else a.runs
-    settings: list[tuple[str, list[Callable[[], object]], int]] = [
+    # per setting: (label, callable) pairs timed interleaved (same frames, same load), and runs
+    settings: list[tuple[str, list[tuple[str, Callable[[], object]]], int]] = [
         (f"1080p plate frame, full ({len(plate_frames)} frames)", [], runs),
         ("1080p plate frame, ROI 960x540 (plate zone)", [], runs),
         (f"1080p container frame ({len(container_frames)} frames)", [], runs),
@@ -130,11 +138,23 @@ def main() -> None:
     for spin in spins:
         eng = OcrEngine(threads=a.threads, spin=spin)
         for (_name, fns, _n), fn in zip(settings, _readers(eng, plate_frames, container_frames, crop), strict=True):
-            fns.append(fn)
+            fns.append(("portlane [spin]" if spin else "portlane", fn))
+    if a.upstream:
+        from rapidocr_onnxruntime import RapidOCR  # upstream pipeline, README defaults
+
+        up = RapidOCR()
+        up_plate, up_box, up_tp, up_tb = (_cycle(f) for f in (plate_frames, container_frames) * 2)
+
+        def up_truck() -> object:
+            return [up(up_tp()) for _ in range(2)], [up(up_tb()) for _ in range(4)]
+
+        settings[0][1].append(("upstream RapidOCR()", lambda: up(up_plate())))
+        settings[2][1].append(("upstream RapidOCR()", lambda: up(up_box())))
+        settings[4][1].append(("upstream RapidOCR()", up_truck))
     rows: list[tuple[str, dict[str, float]]] = []
     for name, fns, n in settings:
-        for spin, got in zip(spins, _time(fns, n), strict=True):
-            rows.append((name + (" [spin]" if spin else ""), got))
+        for (label, _fn), got in zip(fns, _time([f for _l, f in fns], n), strict=True):
+            rows.append((f"{name} — {label}", got))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     held = sum(f.nbytes for f in plate_frames + container_frames) / 2**20  # the bench's own frames
     load = os.getloadavg()[0]

@@ -5,6 +5,7 @@
     python bench/run.py chaos [--only broker_kill ...]
     python bench/run.py demo_load [--runs 10 --hogs 3]    # issue 11: the demo under CPU starvation
     python bench/run.py latency --think 0.2 --as latency_think   # a variant, kept as latency_think.json
+    python bench/run.py predecisions   # issue 20: a lane's book of pre-decisions at capacity
 
 Each scenario is a module in ``bench/`` with a ``parser()`` (its options) and an
 ``async main(**options) -> dict``; the result is printed as JSON and written to
@@ -32,6 +33,7 @@ SCENARIOS = {
     "soak": "soak_bench",
     "recognition": "recognition_bench",
     "demo_load": "demo_load",
+    "predecisions": "predecisions_bench",
 }
 
 

@@ -27,13 +27,13 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import chaos  # bench/ is not a package
-from portlane.sim_devices.central import CentralPlatform
+from portlane.edge.platform import CentralPlatform
 
 __all__ = [
     "FsyncProbe",
@@ -103,12 +103,6 @@ def probe_read(pid: int) -> dict[str, float]:
     return doc if isinstance(doc, dict) else {}
 
 
-def probe_tasks(pid: int) -> int | None:
-    """The asyncio task count the probe in ``pid`` wrote last (None without the probe)."""
-    n = probe_read(pid).get("tasks")
-    return None if n is None else int(n)
-
-
 def percentiles(xs: Sequence[float], ps: Sequence[int] = (50, 95, 99)) -> dict[str, float | None]:
     """Nearest-rank percentiles (``p50`` …) plus ``max`` and ``n``."""
     s = sorted(xs)
@@ -169,11 +163,12 @@ class TimedCentral(CentralPlatform):
         super().__init__(*args, **kwargs)
         self.release_ns: dict[str, int] = {}  # lane -> time the latest release was published
 
-    async def _publish(self, topic: str, body: dict[str, Any]) -> None:
-        if topic.endswith("/cmd/decision") and (body.get("args") or {}).get("verdict") == "release":
+    def sent(self, topic: str, payload: bytes) -> None:
+        t = time.monotonic_ns()  # handed to the broker now (the library's on_sent)
+        if topic.endswith("/cmd/decision") and (json.loads(payload).get("args") or {}).get("verdict") == "release":
             # The lane opens on the last agency's release; each one overwrites the previous.
-            self.release_ns[topic.split("/")[3]] = time.monotonic_ns()
-        await super()._publish(topic, body)
+            self.release_ns[topic.split("/")[3]] = t
+        super().sent(topic, payload)
 
 
 class ScalePort(chaos.Port):
@@ -317,7 +312,3 @@ async def scale_port(
 
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def sample_dict(s: ProcSample | None) -> dict[str, Any] | None:
-    return None if s is None else asdict(s)

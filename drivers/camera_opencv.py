@@ -133,7 +133,13 @@ class _Worker(threading.Thread):
             try:
                 ok = self._open()
             except Exception as exc:  # cv2.error and friends, delivered to the awaiting side
-                self.opened.set_exception(exc)
+                if self.opened.set_running_or_notify_cancel():
+                    self.opened.set_exception(exc)
+                return
+            # Nobody waits any more when the connect was cancelled (its deadline, or a shutdown)
+            # while the capture opened: setting the cancelled future's result would raise in
+            # this thread. Release the capture and end instead.
+            if not self.opened.set_running_or_notify_cancel():
                 return
             self.opened.set_result(ok)
             if not ok:

@@ -26,6 +26,7 @@ import asyncio
 import errno
 import logging
 import termios
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -44,6 +45,7 @@ __all__ = [
     "SerialPort",
     "char_time_s",
     "drain",
+    "open_ports",
     "read_stream",
 ]
 
@@ -141,6 +143,19 @@ class _Protocol(asyncio.Protocol, Generic[F]):
         self.port._lost(exc, self)
 
 
+#: Every ``SerialPort`` of this process (held weakly), for :func:`open_ports`.
+_PORTS: weakref.WeakSet[SerialPort] = weakref.WeakSet()
+
+
+def open_ports() -> list[str]:
+    """The serial ports this process holds open now, by the path or URL they were opened with.
+
+    A daemon is one process: this is what it reports on its control socket, so that
+    ``portlane serial sniff`` refuses exactly the ports a running daemon holds (a port that is
+    configured but gone, or whose device is not in use, is not held)."""
+    return sorted({p.link.url for p in list(_PORTS) if p.is_open})
+
+
 class SerialPort:
     """One open serial port; bytes in, bytes out, no interpretation.
 
@@ -149,6 +164,7 @@ class SerialPort:
     """
 
     def __init__(self, link: SerialLink, *, name: str = "") -> None:
+        _PORTS.add(self)
         self.link = link
         self.name = name or link.url
         self.rx = bytearray()

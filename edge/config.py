@@ -22,6 +22,8 @@ __all__ = [
     "Agency",
     "BrokerConfig",
     "BrokerTLS",
+    "CameraConfig",
+    "CameraRole",
     "ClientConfig",
     "LaneConfig",
     "LaneDevices",
@@ -130,7 +132,9 @@ class TrustedKey(_Frozen):
     id: str = Field(pattern=ID_PATTERN)
     public_key: str = Field(description="Ed25519 public key, 32 bytes, base64")
     agencies: tuple[Agency, ...] | None = Field(
-        None, description="agencies whose verdicts (decision/release/hold/divert) this key may sign; omitted = any"
+        None,
+        description="agencies whose verdicts (decision/release/hold/divert), pre-decisions and revokes this key "
+        "may sign; omitted = any",
     )
     lanes: tuple[str, ...] | None = Field(
         None, description="lane/scanner ids this key may command; omitted = every unit of the site"
@@ -190,13 +194,24 @@ class PlatformConfig(_Frozen):
     )
 
 
+#: What a lane camera looks at: licence plates (front and rear cameras) or container numbers
+#: (rear, side and top cameras). Its frames go to the matching recognition.
+CameraRole = Literal["plate", "container"]
+
+
+class CameraConfig(DeviceConfig):
+    """A lane camera: a device like the others, and what it looks at."""
+
+    role: CameraRole = Field(description="plate (front/rear plate cameras) or container (rear, side, top cameras)")
+
+
 class LaneDevices(_Frozen):
     gate: DeviceConfig
     io: DeviceConfig
     board: DeviceConfig | None = None
     rfid: DeviceConfig | None = None
     weighbridge: DeviceConfig | None = None
-    cameras: dict[str, DeviceConfig] = Field(default_factory=dict)
+    cameras: dict[str, CameraConfig] = Field(default_factory=dict)
     # issue 21: cargo-lane devices (optional; the lane wires them in phase 2)
     rpm: DeviceConfig | None = Field(
         None, description="radiation portal monitor on the approach (backend rapiscan: TCP line stream)"
@@ -204,6 +219,23 @@ class LaneDevices(_Frozen):
     seal_reader: DeviceConfig | None = Field(
         None, description="e-seal / e-lock reader at the stop line (backend serial: framed, polled)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _camera_roles_of_older_files(cls, data: Any) -> Any:
+        """Site files written before ``role`` existed said what a camera looks at only in its
+        name, and the lane guessed from that: a camera without ``role`` is a ``container``
+        camera when its name contains "container", else a ``plate`` camera. Only the default
+        for those files — a camera's role is its ``role``, whatever it is called."""
+        if not isinstance(data, dict) or not isinstance(data.get("cameras"), dict):
+            return data
+        cameras = {
+            name: {"role": "container" if "container" in str(name) else "plate", **cam}
+            if isinstance(cam, dict) and "role" not in cam
+            else cam
+            for name, cam in data["cameras"].items()
+        }
+        return {**data, "cameras": cameras}
 
 
 class LaneConfig(_Frozen):

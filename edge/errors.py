@@ -32,7 +32,9 @@ Exception tree::
     │   ├── NotAuthorisedError          not_authorised
     │   ├── UnsignedEventError          unsigned
     │   ├── MalformedEventError         malformed
-    │   └── BadSignatureError           bad_signature
+    │   ├── BadSignatureError           bad_signature
+    │   └── TopicMismatchError          topic_mismatch: a verified event on another unit's, type's
+    │                                   or lane's topic
     ├── CommandRejectedError            a signed command failed verification or validation;
     │                                   ``reason`` (the wire's ``RejectReason``) goes in the answer
     │                                   (the *event* a unit publishes about it is the contract's
@@ -40,15 +42,23 @@ Exception tree::
     ├── CredentialError                 a key or credential file is missing or wrong
     ├── PkiError                        the site PKI directory cannot be used
     ├── AuditError                      the audit log cannot be appended to
+    ├── AuditLineError                  one line of the audit log does not parse or verify
+    │                                   (``problem``; also a ValueError)
     ├── OperatorError                   an audited action without operator or reason (also a
     │                                   ValueError)
     ├── CheckpointError                 an audit checkpoint does not parse or verify
     ├── ControlError                    the control socket cannot be created or answers badly
     │   └── DaemonUnreachableError      (see UnreachableError)
+    ├── ClientError                     the consumer library (``portlane.edge.client``)
+    │   ├── NoSignerError               it has no key to sign commands with
+    │   ├── CommandTimeoutError         no answer after every attempt (also a TimeoutError)
+    │   └── ClientStateError            used before start, after close, or started twice (also a
+    │                                   RuntimeError)
+    ├── MissingExtraError               an optional package (an extra of the distribution) is not
+    │                                   installed: names it and the ``pip install`` that adds it
     ├── DemoError                       ``portlane demo`` cannot run
     └── ConsoleError                    the site console
         ├── UsersFileError              its users file
-        ├── EventRejectedError          an event it was offered is not believed; ``reason``
         └── ConsoleStoreError           its database
 
 Exit codes (every ``portlane`` command and daemon; docs/operations.md lists them for
@@ -85,11 +95,15 @@ __all__ = [
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "AuditError",
+    "AuditLineError",
     "BadSignatureError",
     "BrokerUnreachableError",
     "CanonicalJSONError",
     "CheckpointError",
+    "ClientError",
+    "ClientStateError",
     "CommandRejectedError",
+    "CommandTimeoutError",
     "ConfigError",
     "ConsoleError",
     "ConsoleStoreError",
@@ -99,8 +113,9 @@ __all__ = [
     "DaemonUnreachableError",
     "DeliveryError",
     "DemoError",
-    "EventRejectedError",
     "MalformedEventError",
+    "MissingExtraError",
+    "NoSignerError",
     "NonceStoreError",
     "NotAuthorisedError",
     "NotConnectedError",
@@ -113,6 +128,7 @@ __all__ = [
     "PublishRefusedError",
     "ReplayArgsError",
     "StateError",
+    "TopicMismatchError",
     "TrustError",
     "UnknownKeyError",
     "UnreachableError",
@@ -279,6 +295,12 @@ class BadSignatureError(TrustError):
     reason = "bad_signature"
 
 
+class TopicMismatchError(TrustError):
+    """A verified event that came in on another unit's, type's or lane's topic."""
+
+    reason = "topic_mismatch"
+
+
 class CommandRejectedError(PortlaneError):
     """A command failed verification or validation. ``reason`` is a
     :class:`~portlane.edge.contract.commands.RejectReason` (a ``str``); ``detail`` is for humans;
@@ -328,6 +350,16 @@ class AuditError(PortlaneError):
     """The audit log cannot be appended to (unreadable head entry, I/O error, entry too big)."""
 
 
+class AuditLineError(PortlaneError, ValueError):
+    """One line of an audit log is not an entry of the chain: ``problem`` is the
+    ``trust.audit_chain.AuditProblem`` (a ``str``) a verification reports."""
+
+    def __init__(self, problem: str, detail: str) -> None:
+        self.problem = problem
+        self.detail = detail
+        super().__init__(f"{problem}: {detail}")
+
+
 class OperatorError(PortlaneError, ValueError):
     """An override or correction without a usable operator identity or reason."""
 
@@ -336,6 +368,55 @@ class OperatorError(PortlaneError, ValueError):
 
 class CheckpointError(PortlaneError):
     """A checkpoint does not parse, or its signature or signer is not trusted."""
+
+
+class ClientError(PortlaneError):
+    """The consumer library (``portlane.edge.client``) cannot do what was asked."""
+
+
+class NoSignerError(ClientError):
+    """The client cannot sign commands: give it a key (``clients[].key`` in the site file)."""
+
+
+class CommandTimeoutError(ClientError, TimeoutError):
+    """A command got no answer after every attempt."""
+
+
+class ClientStateError(ClientError, RuntimeError):
+    """A client used before it was started, after it was closed, or started twice."""
+
+
+#: Top-level module → the extra of ``pyproject.toml`` that installs it (a lane controller has
+#: the core dependencies only; tests/project/test_packaging.py keeps this in step with the file).
+EXTRAS = {
+    "numpy": "ocr",
+    "cv2": "ocr",
+    "onnxruntime": "ocr",
+    "pyclipper": "ocr",
+    "amqtt": "demo",
+    "aiomqtt": "demo",
+    "PIL": "demo",
+    "aiohttp": "console",
+}
+
+
+class MissingExtraError(PortlaneError):
+    """An optional package is not installed. ``str(exc)`` names it and the extra to install."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"needs the package {module!r}, which is not installed here; "
+            f"install it with: pip install 'portlane[{extra}]'"
+        )
+
+    @classmethod
+    def of(cls, exc: ImportError) -> MissingExtraError | None:
+        """The error for an ``ImportError`` of an optional package; None for any other module."""
+        top = (exc.name or "").split(".")[0]
+        extra = EXTRAS.get(top)
+        return cls(top, extra) if extra is not None else None
 
 
 class DemoError(PortlaneError):
@@ -350,17 +431,6 @@ class UsersFileError(ConsoleError):
     """The users file cannot be read or is invalid; the message names the file and the entry."""
 
     exit_code = EXIT_USAGE
-
-
-class EventRejectedError(ConsoleError):
-    """An event was not accepted. ``reason`` is a short machine word (``malformed``,
-    ``wrong_source``, ``unknown_key``, ``bad_signature``, ``not_authorised``, ``unsigned``,
-    ``invalid_payload``); ``detail`` is for people."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")
 
 
 class ConsoleStoreError(ConsoleError):

@@ -5,48 +5,107 @@ in progress. After ``kill -9`` or a power cut the new process reads them back an
 out (``LaneLogic.start``, ``ScannerDaemon`` start-up) before taking new work. One small
 SQLite database per daemon, WAL, ``synchronous=FULL``: a record is written when it changes
 and deleted when the work is done.
+
+:class:`RecordFile` is the table underneath — JSON records by key, written in one transaction
+per change set — also used directly by stores that know what changed (the lane's pre-decisions,
+``lane/predecision_store.py``), where comparing every record on every write would not scale.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from portlane.edge.errors import StateError
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "RecordFile"]
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS record (key TEXT PRIMARY KEY, body TEXT NOT NULL)"
 
 
-class Journal:
-    def __init__(self, path: str | Path) -> None:
+def _body(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+class RecordFile:
+    """JSON records by key in one SQLite file (WAL, ``synchronous=FULL``). ``what`` names the
+    file in errors ("journal", "pre-decision store")."""
+
+    def __init__(self, path: str | Path, *, what: str = "journal") -> None:
         self.path = Path(path)
+        self.what = what
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(SCHEMA)
-            rows = self._db.execute("SELECT key, body FROM record ORDER BY rowid").fetchall()
         except (sqlite3.Error, OSError) as exc:
             raise StateError(
                 str(self.path),
-                f"cannot open the journal ({exc})",
-                "move the file aside; the daemon then starts without memory of unfinished work",
+                f"cannot open the {what} ({exc})",
+                "move the file aside; the daemon then starts without what it held",
             ) from exc
-        self._saved: dict[str, str] = {}
-        self._loaded: dict[str, dict[str, Any]] = {}
+
+    def read(self) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+        """Every row: (key -> body as stored, key -> parsed record). A record that is not a
+        JSON object is left out of the second (it cannot be resolved; the others can)."""
+        try:
+            rows = self._db.execute("SELECT key, body FROM record ORDER BY rowid").fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(
+                str(self.path), f"cannot read the {self.what} ({exc})", "move the file aside and restart"
+            ) from exc
+        bodies: dict[str, str] = {}
+        parsed: dict[str, dict[str, Any]] = {}
         for key, body in rows:
-            self._saved[key] = body
+            bodies[key] = body
             try:
                 value = json.loads(body)
             except ValueError:
-                continue  # an unreadable record cannot be resolved; the others can
+                continue
             if isinstance(value, dict):
-                self._loaded[key] = value
+                parsed[key] = value
+        return bodies, parsed
+
+    def write(self, changes: Mapping[str, str | None]) -> None:
+        """Write ``key -> body`` (None: delete) in one transaction. Raises ``StateError`` when
+        the write fails (a full disk, a filesystem remounted read-only): the file then holds
+        what it held before."""
+        if not changes:
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for key, body in changes.items():
+                    if body is None:
+                        self._db.execute("DELETE FROM record WHERE key = ?", (key,))
+                    else:
+                        self._db.execute("INSERT OR REPLACE INTO record(key, body) VALUES (?, ?)", (key, body))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(
+                str(self.path),
+                f"cannot write the {self.what} ({exc})",
+                "free space on its filesystem or remount it read-write; the daemon writes it again on its own",
+            ) from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class Journal:
+    def __init__(self, path: str | Path) -> None:
+        self._file = RecordFile(path, what="journal")
+        self.path = self._file.path
+        self._saved, self._loaded = self._file.read()
 
     def records(self) -> dict[str, dict[str, Any]]:
         """What the journal held when it was opened."""
@@ -57,35 +116,17 @@ class Journal:
         in one transaction. Raises ``StateError`` when the write fails (a full disk, a
         filesystem remounted read-only): the journal then holds what it held before, and the
         next ``sync`` writes the difference again."""
-        deletes = [k for k in self._saved if k not in records]
-        writes: dict[str, str] = {}
+        changes: dict[str, str | None] = {k: None for k in self._saved if k not in records}
         for key, value in records.items():
-            body = json.dumps(value, sort_keys=True, ensure_ascii=False)
+            body = _body(value)
             if self._saved.get(key) != body:
-                writes[key] = body
-        if not deletes and not writes:
-            return
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for key in deletes:
-                    self._db.execute("DELETE FROM record WHERE key = ?", (key,))
-                for key, body in writes.items():
-                    self._db.execute("INSERT OR REPLACE INTO record(key, body) VALUES (?, ?)", (key, body))
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-        except (sqlite3.Error, OSError) as exc:
-            raise StateError(
-                str(self.path),
-                f"cannot write the journal ({exc})",
-                "free space on its filesystem or remount it read-write; the daemon writes it again on its own",
-            ) from exc
-        for key in deletes:
-            del self._saved[key]
-        self._saved.update(writes)
+                changes[key] = body
+        self._file.write(changes)
+        for key, written in changes.items():
+            if written is None:
+                del self._saved[key]
+            else:
+                self._saved[key] = written
 
     def close(self) -> None:
-        self._db.close()
+        self._file.close()

@@ -2,9 +2,9 @@
 
 Layers (heavy imports only below the line):
 
-* ``grammar``, ``iso6346``, ``fusion``, ``results``, ``worker`` — pure Python, importable from the
-  lane's gate path without ``cv2`` or ``onnxruntime``.
+* ``grammar``, ``iso6346``, ``calibration``, ``fusion``, ``evaluation``, ``worker`` — pure Python,
+  importable from the lane's gate path without ``cv2`` or ``onnxruntime``.
 * ``manifest`` (sha256-verified model files), ``onnx_ocr`` (PP-OCRv4 det + rec sessions),
-  ``pipeline`` (find → rectify → recognise → decode → validate) — need numpy/cv2/onnxruntime and
-  are imported lazily by ``worker`` and the CLI.
+  ``pipeline`` (find → rectify → recognise → decode → validate), ``plate_look`` — need
+  numpy/cv2/onnxruntime and are imported lazily by ``worker`` and the CLI.
 """

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from . import ctc, grammar, iso6346
+from . import calibration, ctc, grammar, iso6346
+from .calibration import SHIPPED, Policy
 from .columns import Column, find_columns, tile_column
 from .grammar import CONFIRMED, LOW_CONFIDENCE
 from .imaging import unconstrained_logp
@@ -40,7 +41,11 @@ CONTAINER_11: grammar.Template = (*(grammar.LETTERS,) * 3, "UJZ", *(grammar.DIGI
 CONTAINER_10: grammar.Template = CONTAINER_11[:10]
 #: Groups of lines joined and decoded together (one CTC search); bounds the joined matrices held.
 GROUP_BATCH = 8
-SIZE_TYPE_TEMPLATE: grammar.Template = ("1234LMNP", "0123456789CDEF", "GVBSRHUPTAK", grammar.DIGITS)
+#: Width (in line heights) of the region right of a serial where its boxed check digit is read:
+#: the box is about one glyph wide and set about one glyph to the right (ISO 6346 Annex F).
+CHECK_BOX_WIDTH = 1.8
+#: A boxed digit read below this probability does not count as read.
+CHECK_BOX_MIN_CONF = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,10 +152,8 @@ class ContainerReader:
     roi: tuple[int, int, int, int] | None = None
     max_cost: float = 8.0
     min_char_conf: float = 0.2
-    #: Calibrated on the development set (docs/recognition.md): a valid read is confirmed only
-    #: if every character clears this and the grammar explains the matrix this well.
-    confirm_char_conf: float = 0.8
-    confirm_max_cost: float = 2.0
+    #: When a read is confirmed (``calibration.py``: fitted on held-out folds of the dev set).
+    policy: Policy = SHIPPED
     #: Side of the image the glyph-column finder works at (its cost grows with the area).
     column_side: int = 1280
     #: Run the detector in overlapping strips this wide (lower peak memory, ~15 % more detector
@@ -179,7 +182,7 @@ class ContainerReader:
         column_cands = self._read_columns(view, long_cols)
         short = self._short_columns(view, [c for c in columns if c.found <= 6][:2])
         self.timings["columns_ms"] = (time.perf_counter() - t0) * 1000
-        reads = self._assemble([], column_cands, short)
+        reads = self._assemble(view, [], column_cands, short)
         # a column whose own check digit validates is the front's number: the detector would
         # only add the wall's other markings
         if not any(c.rank[0] == 0 for c in column_cands):
@@ -198,10 +201,10 @@ class ContainerReader:
             skip = tuple(c.box for c in long_cols)
             first, rest = boxes[: self.first_lines], boxes[self.first_lines :]
             pieces = self._pieces(view, first, skip)
-            reads = self._assemble(pieces, column_cands, short)
+            reads = self._assemble(view, pieces, column_cands, short)
             if rest and not any(r.status == CONFIRMED for r in reads):
                 pieces += self._pieces(view, rest, skip)
-                reads = self._assemble(pieces, column_cands, short)
+                reads = self._assemble(view, pieces, column_cands, short)
             self.timings["rec_ms"] = (time.perf_counter() - t0) * 1000
         out = []
         for r in reads:
@@ -341,9 +344,9 @@ class ContainerReader:
                 ov = min(ax2, bx2) - max(ax1, bx1)
                 return ov > 0.3 * min(wa, bx2 - bx1) and 0 <= by1 - ay2 + 0.2 * wa < 2.5 * wa + 0.5 * hb
             vo = min(ay2, by2) - max(ay1, by1)
-            # detector boxes are grown (DB unclip), so neighbours overlap a little; a door seen at an
+            # detector boxes are grown (DB unclip), so neighbours overlap (up to half a glyph); a door seen at an
             # angle tilts its line, so a third of the height in common is enough
-            same_line = vo > 0.3 * min(ha, hb) and -0.3 * ha < bx1 - ax2 < 4 * ha
+            same_line = vo > 0.3 * min(ha, hb) and -0.5 * ha < bx1 - ax2 < 4 * ha
             next_line = (
                 -0.3 * ha <= by1 - ay2 < 1.5 * ha and min(ax2, bx2) - max(ax1, bx1) > -ha and by1 > ay1 + 0.5 * ha
             )
@@ -384,33 +387,30 @@ class ContainerReader:
             conf = _conf(d11, cost)
             alts = [(*a,) for a in d11.alternatives]
             if iso6346.is_valid(d11.text) and iso6346.remainder(d11.text[:10]) == 10:
-                # valid only through the 10 -> 0 fold, which owners avoid: prefer a single
-                # substitution that validates without it; either way an officer looks
+                # valid only through the 10 -> 0 fold: one of the recogniser's own alternatives
+                # that validates without it is as likely (IEMU… for TEMU0524620): an officer
+                # looks. Without one, the read is judged as any other, held to every character
+                # sure (calibration: the fold lets single substitutions through)
                 other = iso6346.correct(d11.text, alts, max_changes=1, avoid_ten=True)
-                return _Cand(
-                    (1, cost),
-                    ContainerRead(
-                        other or d11.text,
-                        True,
-                        corrected=other is not None,
-                        confidence=round(conf * 0.8, 4),
-                        box=box,
-                        char_confidences=d11.char_conf,
-                    ),
-                )
+                if other is not None:
+                    return _Cand(
+                        (1, cost),
+                        ContainerRead(
+                            other,
+                            True,
+                            corrected=True,
+                            confidence=round(conf * 0.8, 4),
+                            box=box,
+                            char_confidences=d11.char_conf,
+                            cost=round(cost, 3),
+                            doubt="corrected",
+                        ),
+                    )
             if iso6346.is_valid(d11.text):
-                ok = conf >= self.confirm_char_conf and cost <= self.confirm_max_cost
-                return _Cand(
-                    (0, cost),
-                    ContainerRead(
-                        d11.text,
-                        True,
-                        confidence=conf,
-                        box=box,
-                        status=CONFIRMED if ok else LOW_CONFIDENCE,
-                        char_confidences=d11.char_conf,
-                    ),
+                read = ContainerRead(
+                    d11.text, True, confidence=conf, box=box, char_confidences=d11.char_conf, cost=round(cost, 3)
                 )
+                return _Cand((0, cost), calibration.decide(read, self.policy))
             fixed = iso6346.correct(d11.text, alts, max_changes=1)
             if fixed is not None:
                 return _Cand(
@@ -422,6 +422,8 @@ class ContainerReader:
                         confidence=round(conf * 0.8, 4),
                         box=box,
                         char_confidences=d11.char_conf,
+                        cost=round(cost, 3),
+                        doubt="corrected",
                     ),
                 )
         if d10 is not None and free - d10.logp <= self.max_cost and d10.confidence >= self.min_char_conf:
@@ -436,13 +438,18 @@ class ContainerReader:
                     confidence=round(_conf(d10, cost) * 0.7, 4),
                     box=box,
                     char_confidences=d10.char_conf,
+                    cost=round(cost, 3),
+                    doubt="inferred",
                 ),
             )
         return None
 
-    def _assemble(self, pieces: list[_Piece], extra: list[_Cand], size_pieces: list[_Piece]) -> list[ContainerRead]:
+    def _assemble(
+        self, img: np.ndarray, pieces: list[_Piece], extra: list[_Cand], size_pieces: list[_Piece]
+    ) -> list[ContainerRead]:
         cands: list[_Cand] = list(extra)
         groups = self._groups(pieces)
+        tails: dict[int, tuple[int, int, int, int]] = {}  # candidate -> its serial line's box
         # a joined matrix holds all 6625 classes (~2 MB for three lines): decoded a batch at a time
         for b in range(0, len(groups), GROUP_BATCH):
             jobs: list[tuple[np.ndarray, tuple[int, int, int, int]]] = []
@@ -457,7 +464,12 @@ class ContainerReader:
                     max(pieces[x].box[3] for x in g),
                 )
                 jobs.append((np.concatenate(parts[:-1]), box))
-            cands += [c for c in self._decode_numbers(jobs) if c is not None]
+            for g, c in zip(groups[b : b + GROUP_BATCH], self._decode_numbers(jobs), strict=True):
+                if c is not None:
+                    if c.read.check_digit_inferred and not pieces[g[-1]].vertical:
+                        tails[len(cands)] = pieces[g[-1]].box
+                    cands.append(c)
+        cands = self._read_check_boxes(img, cands, tails)
         cands.sort(key=lambda c: c.rank)
         out: list[ContainerRead] = []
         for c in cands:
@@ -465,14 +477,65 @@ class ContainerReader:
             same = [o for o in out if o.box and r.box and _overlaps(o.box, r.box)]
             if any(o.number == r.number for o in out):
                 continue
+            if same and c.rank[1] > self.policy.container_max_cost:
+                continue  # lines joined into a template they do not fit (TGHU + 45G1 + 788): no reading
             if same:
                 # another reading of the same marking disagrees: neither is confirmed
-                out = [replace(o, status=LOW_CONFIDENCE) if o in same else o for o in out]
+                out = [replace(o, status=LOW_CONFIDENCE, doubt="rival") if o in same else o for o in out]
                 continue
             out.append(r)
         iso = self._size_type(pieces + size_pieces, out[0].box if out else None)
         if out and iso:
             out[0] = replace(out[0], iso_type=iso)
+        return out
+
+    def _read_check_boxes(
+        self, img: np.ndarray, cands: list[_Cand], tails: dict[int, tuple[int, int, int, int]]
+    ) -> list[_Cand]:
+        """Owner code and serial read without their check digit: read the boxed digit on its own.
+
+        Painted numbers put the check digit in a box a glyph to the right of the serial; the
+        detector often leaves the box out of the line, and the number is then only *inferred*.
+        The region right of the serial's line is read alone against a one-digit template: a digit
+        read there that equals the computed one is the check digit *read* — an independent check
+        (a misread owner code or serial matches it one time in ten) — and the number is then
+        judged like any other read number. A different digit, or none, leaves it inferred.
+        """
+        if not tails:
+            return cands
+        H, W = img.shape[:2]
+        jobs: list[tuple[int, np.ndarray]] = []
+        for i, (_x1, y1, x2, y2) in tails.items():
+            h = y2 - y1
+            xa, xb = x2, min(W, x2 + int(CHECK_BOX_WIDTH * h))
+            ya, yb = max(0, int(y1 - 0.15 * h)), min(H, int(y2 + 0.15 * h))
+            if xb - xa >= 0.6 * h and h >= 8:
+                region = img[ya:yb, xa:xb]
+                jobs.append((i, region))
+                inside = _box_interior(region, h)
+                if inside is not None:  # the digit without its box, which reads as 口, 目 or 1
+                    jobs.append((i, inside))
+        if not jobs:
+            return cands
+        mats = self.engine.rec([c for _i, c in jobs])
+        folded = [ctc.fold_separators(m, self.engine.rec.index) for m in mats]
+        # a boxed 8 often reads as B (the box's sides close the glyph): B is read as the digit
+        found = ctc.search([(f, (grammar.DIGITS + "B",)) for f in folded], self.engine.rec.index, folded=True)
+        out = list(cands)
+        for (i, _crop), f, d in zip(jobs, folded, found, strict=True):
+            c = cands[i]
+            r = c.read
+            if not out[i].read.check_digit_inferred:
+                continue  # read already (from the box with its outline, or without)
+            digit = None if d is None else d.text.replace("B", "8")
+            if d is None or digit != r.number[10] or d.confidence < CHECK_BOX_MIN_CONF:
+                continue
+            if unconstrained_logp(f) - d.logp > self.policy.container_max_cost:
+                continue  # more than one glyph there (a logo, the next word): not the boxed digit
+            chars = (*r.char_confidences[:10], d.confidence)
+            conf = round(min(chars) * math.exp(-c.rank[1] / 4), 4)
+            read = replace(r, check_digit_inferred=False, confidence=conf, char_confidences=chars, doubt="")
+            out[i] = _Cand((0, c.rank[1]), calibration.decide(read, self.policy))
         return out
 
     def _size_type(self, pieces: list[_Piece], near: tuple[int, int, int, int] | None) -> str | None:
@@ -483,13 +546,37 @@ class ContainerReader:
         for p in pieces:
             if not 3 <= len(p.text) <= 6:
                 continue
-            d = ctc.best_path(p.probs, SIZE_TYPE_TEMPLATE, self.engine.rec.index, folded=True)
-            if d is None or unconstrained_logp(p.probs) - d.logp > 2.0 or not iso6346.is_valid_size_type(d.text):
+            d = ctc.best_path(p.probs, iso6346.SIZE_TYPE_TEMPLATE, self.engine.rec.index, folded=True)
+            if d is None or unconstrained_logp(p.probs) - d.logp > 2.0 or not iso6346.size_type_valid(d.text):
                 continue
             dist = math.hypot((p.box[0] + p.box[2]) / 2 - cx, (p.box[1] + p.box[3]) / 2 - cy)
             if best is None or dist < best[0]:
                 best = (dist, d.text)
         return best[1] if best else None
+
+
+def _box_interior(region: np.ndarray, line_h: int) -> np.ndarray | None:
+    """The inside of the box painted round a check digit in ``region``, or None if no box-shaped
+    outline is found (a closed contour about a line high and at most as wide, little ink inside
+    its outline compared with its area)."""
+    g = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
+    edges = cv2.Canny(g, 50, 150)
+    contours, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    best: tuple[int, tuple[int, int, int, int]] | None = None
+    for c in contours:
+        x, y, w, h = cv2.boundingRect(c)
+        if (
+            0.75 * line_h <= h <= 1.6 * line_h
+            and 0.45 * line_h <= w <= 1.3 * line_h
+            and (best is None or w * h > best[0])
+        ):
+            best = (w * h, (x, y, w, h))
+    if best is None:
+        return None
+    x, y, w, h = best[1]
+    mx, my = max(2, w // 6), max(2, h // 8)
+    inside = region[y + my : y + h - my, x + mx : x + w - mx]
+    return inside if inside.shape[0] >= 6 and inside.shape[1] >= 4 else None
 
 
 def _conf(d: ctc.Decoded, cost: float) -> float:

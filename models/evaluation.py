@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
-from .grammar import normalise
+from . import calibration
+from .grammar import PlateRead, normalise
+from .iso6346 import ContainerRead
 
 __all__ = [
     "ImagePrediction",
@@ -36,9 +39,21 @@ __all__ = [
     "LabelRow",
     "Prediction",
     "Score",
+    "Verdict",
+    "by_vehicle",
+    "folds",
+    "held_out",
+    "labelled",
+    "labels_of",
     "load_labels",
     "percentile",
+    "predictions",
+    "raw_read",
+    "read_of",
+    "read_text",
     "score",
+    "vehicle_labels",
+    "vehicles",
     "write_contact_sheet",
 ]
 
@@ -47,6 +62,7 @@ class LabelRow(TypedDict):
     file: str
     text: str
     kind: str
+    source: str  # where the image comes from (``source_repo``): the folds keep a source together
 
 
 class Prediction(TypedDict):
@@ -102,7 +118,51 @@ class Score:
 
 def load_labels(d: Path) -> list[LabelRow]:
     with (d / "labels.csv").open(encoding="utf-8", newline="") as fh:
-        return [LabelRow(file=r["file"], text=r["text"], kind=r["kind"]) for r in csv.DictReader(fh) if r.get("file")]
+        return [
+            LabelRow(file=r["file"], text=r["text"], kind=r["kind"], source=r.get("source_repo") or "")
+            for r in csv.DictReader(fh)
+            if r.get("file")
+        ]
+
+
+def labels_of(row: LabelRow) -> list[str]:
+    """The row's labels, normalised, main first."""
+    return [normalise(t) for t in row["text"].split("|")]
+
+
+def vehicle_labels(row: LabelRow) -> list[str]:
+    """What one vehicle carries: a cross-boundary vehicle both its plates, otherwise the main label
+    (the other labels of a scene are other vehicles)."""
+    labels = labels_of(row)
+    return labels if row["kind"] == "cn_crossborder" else labels[:1]
+
+
+def folds(rows: Sequence[LabelRow], k: int) -> list[int]:
+    """A fold (0..k-1) per row; all rows of one source (``source``, else the file name's stem
+    without digits) share a fold, so a held-out fold holds sources the fit never saw. Sources are
+    dealt largest first to the fold with the fewest rows so far (ties: lowest fold)."""
+
+    def key(r: LabelRow) -> str:
+        return r["source"] or "".join(c for c in Path(r["file"]).stem if not c.isdigit())
+
+    sizes: dict[str, int] = {}
+    for r in rows:
+        sizes[key(r)] = sizes.get(key(r), 0) + 1
+    load = [0] * k
+    fold_of: dict[str, int] = {}
+    for src in sorted(sizes, key=lambda s: (-sizes[s], s)):
+        f = min(range(k), key=lambda i: (load[i], i))
+        fold_of[src] = f
+        load[f] += sizes[src]
+    return [fold_of[key(r)] for r in rows]
+
+
+def vehicles(rows: Sequence[LabelRow]) -> dict[str, list[int]]:
+    """Rows grouped by their main label: one group is one vehicle (or box) seen in several frames."""
+    out: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        out.setdefault(labels_of(r)[0], []).append(i)
+    return out
 
 
 def percentile(xs: Sequence[float], q: float) -> float:
@@ -196,3 +256,134 @@ def write_contact_sheet(path: Path, image_dir: Path, title: str, misses: Sequenc
         + "".join(cells),
         encoding="utf-8",
     )
+
+
+# -- reads across the eval's process boundary, held-out decisions, vehicles ---------------------
+
+Read = PlateRead | ContainerRead
+
+
+def raw_read(r: Read) -> dict[str, Any]:
+    """A read as plain data (every field: the fit needs them), tagged with its type."""
+    return {"type": "container" if isinstance(r, ContainerRead) else "plate", **dataclasses.asdict(r)}
+
+
+def read_of(d: dict[str, Any]) -> Read:
+    """:func:`raw_read` undone."""
+    f: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k != "type"}
+    return ContainerRead(**f) if d["type"] == "container" else PlateRead(**f)
+
+
+def read_text(r: Read) -> str:
+    return normalise(r.number if isinstance(r, ContainerRead) else r.text)
+
+
+def predictions(raw: Sequence[dict[str, Any]], reads: Sequence[Sequence[Read]]) -> list[ImagePrediction]:
+    """:func:`score`'s per-image predictions from (re-decided) reads; timings from ``raw``."""
+    out: list[ImagePrediction] = []
+    for p, rs in zip(raw, reads, strict=True):
+        pred = ImagePrediction(
+            file=p["file"],
+            ms=p["ms"],
+            reads=[
+                Prediction(
+                    text=read_text(r),
+                    status=r.status,
+                    confidence=float(r.confidence),
+                    box=list(r.box) if r.box else None,
+                )
+                for r in rs
+            ],
+        )
+        if "cpu_ms" in p:
+            pred["cpu_ms"] = p["cpu_ms"]
+        out.append(pred)
+    return out
+
+
+def labelled(rows: Sequence[LabelRow], reads: Sequence[Sequence[Read]]) -> list[calibration.Labelled]:
+    """Every read with whether its text is one of its image's labels."""
+    return [(r, read_text(r) in labels_of(row)) for row, rs in zip(rows, reads, strict=True) for r in rs]
+
+
+def _group(r: Read) -> str:
+    """Reliability-curve group of a read."""
+    if isinstance(r, ContainerRead):
+        return "container"
+    return "plate_mainland" if r.kind == "cn" else "plate_crossborder_hk_macau"
+
+
+def held_out(rows: Sequence[LabelRow], reads: Sequence[Sequence[Read]], k: int) -> dict[str, Any]:
+    """Fit the confirmation policy on k−1 folds (:func:`folds`), decide the held-out fold's reads
+    with it (``decided``); and the reliability curve: an isotonic map from a read's confidence to
+    the share of right reads, fitted on the training folds, applied to the held-out reads."""
+    fold = folds(rows, k)
+    per_image = [labelled([row], [rs]) for row, rs in zip(rows, reads, strict=True)]
+    decided: list[list[Read]] = [[] for _ in rows]
+    policies: list[dict[str, Any]] = []
+    points: dict[str, list[tuple[float, bool]]] = {}
+    for f in range(k):
+        train = [x for i, ls in enumerate(per_image) if fold[i] != f for x in ls]
+        policy = calibration.fit(train)
+        policies.append(dataclasses.asdict(policy))
+        maps = {
+            g: calibration.isotonic((r.confidence, ok) for r, ok in train if _group(r) == g)
+            for g in {_group(r) for r, _ok in train}
+        }
+        for i, ls in enumerate(per_image):
+            if fold[i] != f:
+                continue
+            decided[i] = [calibration.decide(r, policy) for r, _ok in ls]
+            for r, ok in ls:
+                if _group(r) in maps:
+                    points.setdefault(_group(r), []).append((maps[_group(r)](r.confidence), ok))
+    return {
+        "folds": k,
+        "fold_sizes": [fold.count(f) for f in range(k)],
+        "policies": policies,
+        "decided": decided,
+        "reliability": {g: calibration.reliability(p) for g, p in sorted(points.items())},
+    }
+
+
+#: What the lane makes of one vehicle's reads: (the texts it identified, its exceptions). The
+#: lane's own rules, passed in from ``edge`` (``identification.lane_verdict``): models imports no edge.
+Verdict = Callable[[Sequence[Read], str], tuple[list[str], list[str]]]
+
+
+def by_vehicle(rows: Sequence[LabelRow], reads: Sequence[Sequence[Read]], verdict: Verdict) -> dict[str, Any]:
+    """Per vehicle (rows grouped by main label, :func:`vehicles`): confirmed right (no exception
+    and the lane's identity is the vehicle's — both plates of a cross-boundary vehicle), needs an
+    officer (an exception, or nothing read), confirmed wrong (no exception, another identity)."""
+    counts = {"right": 0, "officer": 0, "wrong": 0}
+    per_kind: dict[str, dict[str, int]] = {}
+    detail: list[dict[str, Any]] = []
+    for label, idx in vehicles(rows).items():
+        row = rows[idx[0]]
+        kind = "container" if row["kind"].startswith("container") else "plate"
+        got, exceptions = verdict([r for i in idx for r in reads[i]], kind)
+        texts = {normalise(t) for t in got}
+        seen = {lb for i in idx for lb in labels_of(rows[i])}
+        want = set(vehicle_labels(row))
+        if not got or exceptions:
+            outcome = "officer"
+        elif kind == "container":
+            outcome = "right" if want <= texts <= seen else "wrong"
+        else:
+            outcome = "right" if texts == want else "wrong"
+        counts[outcome] += 1
+        k = per_kind.setdefault(row["kind"], {"n": 0, "right": 0, "officer": 0, "wrong": 0})
+        k["n"] += 1
+        k[outcome] += 1
+        detail.append({"label": label, "frames": len(idx), "outcome": outcome, "identified": got})
+    n = sum(counts.values())
+    return {
+        "vehicles": n,
+        "multi_frame": sum(1 for d in detail if d["frames"] > 1),
+        "confirmed_right": counts["right"],
+        "needs_officer": counts["officer"],
+        "confirmed_wrong": counts["wrong"],
+        "confirmed_right_share": round(counts["right"] / n, 4) if n else 0.0,
+        "per_kind": per_kind,
+        "wrong": [d for d in detail if d["outcome"] == "wrong"],
+    }

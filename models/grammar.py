@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 
 __all__ = [
     "CN_PROVINCES",
@@ -42,6 +44,7 @@ __all__ = [
     "PlateRead",
     "Template",
     "classify",
+    "kinds",
     "normalise",
     "plate_templates",
     "render_canonical",
@@ -123,7 +126,12 @@ def _matches(text: str, template: Template) -> bool:
     return len(text) == len(template) and all(c in allowed for c, allowed in zip(text, template, strict=True))
 
 
-def classify(text: str, *, personal: bool = False) -> str | None:
+#: The plate kinds the grammars know (``hk_personal``: a Hong Kong personalised mark).
+GrammarKind = Literal["cn", "cn_crossborder", "hk", "hk_personal", "macau"]
+_ORDINARY: tuple[GrammarKind, ...] = ("cn_crossborder", "macau", "cn", "hk")
+
+
+def classify(text: str, *, personal: bool = False) -> GrammarKind | None:
     """The plate kind whose grammar accepts ``text`` (any separators), or None.
 
     ``粤Z…港`` is cross-boundary even though it would also fit the generic suffix template.
@@ -131,12 +139,19 @@ def classify(text: str, *, personal: bool = False) -> str | None:
     grammar does — off by default, since almost any short word fits it.
     """
     t = normalise(text)
-    for kind in ("cn_crossborder", "macau", "cn", "hk"):
+    for kind in _ORDINARY:
         if any(_matches(t, tpl) for tpl in GRAMMARS[kind]):
             return kind
     if personal and any(c in HK_LETTERS for c in t) and any(_matches(t, tpl) for tpl in GRAMMARS["hk_personal"]):
         return "hk_personal"
     return None
+
+
+def kinds(text: str) -> list[str]:
+    """Every ordinary plate kind whose grammar accepts ``text`` (``MS6735`` is a Macau mark and a
+    Hong Kong one: the plate's look decides, ``plate_look.py``)."""
+    t = normalise(text)
+    return [k for k in ("cn_crossborder", "macau", "cn", "hk") if any(_matches(t, tpl) for tpl in GRAMMARS[k])]
 
 
 def render_canonical(text: str, kind: str) -> str:
@@ -166,8 +181,14 @@ class PlateRead:
     #: clears its threshold but the province Hanzi is too small to vouch for alone (a second
     #: camera or frame that agrees confirms it, ``fusion.py``); ``""`` otherwise.
     doubt: str = ""
+    #: nats the grammar path lies below the recogniser's free best path (0 = the grammar changed nothing)
+    cost: float = 0.0
+    #: height in source pixels of the plate's glyphs (the province Hanzi), when it could be measured
+    glyph_px: float | None = None
 
     def as_dict(self) -> dict[str, object]:
+        """The read as plain JSON (``portlane ocr --json``, the recognition daemon's socket);
+        :meth:`from_dict` reads it back whole."""
         return {
             "text": self.text,
             "kind": self.kind,
@@ -175,4 +196,24 @@ class PlateRead:
             "status": self.status,
             "doubt": self.doubt,
             "box": list(self.box) if self.box else None,
+            "char_confidences": list(self.char_confidences),
+            "cost": self.cost,
+            "glyph_px": self.glyph_px,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PlateRead:
+        """What :meth:`as_dict` wrote (``KeyError``/``ValueError``/``TypeError`` when it is not)."""
+        box = d.get("box")
+        glyph = d.get("glyph_px")
+        return cls(
+            text=str(d["text"]),
+            kind=str(d["kind"]),
+            confidence=float(d["confidence"]),
+            box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])) if box else None,
+            char_confidences=tuple(float(x) for x in d.get("char_confidences", ())),
+            status=str(d.get("status", LOW_CONFIDENCE)),
+            doubt=str(d.get("doubt", "")),
+            cost=float(d.get("cost", 0.0)),
+            glyph_px=None if glyph is None else float(glyph),
+        )

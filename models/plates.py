@@ -31,7 +31,8 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from . import ctc, grammar
+from . import calibration, ctc, grammar, plate_look
+from .calibration import SHIPPED, Policy
 from .grammar import CONFIRMED, LETTERS, LOW_CONFIDENCE, PlateRead
 from .imaging import (
     BBox,
@@ -85,14 +86,8 @@ class PlateReader:
     roi: tuple[int, int, int, int] | None = None  # x1, y1, x2, y2 of the fixed camera's plate zone
     max_grammar_cost: float = 4.0
     min_char_conf: float = 0.25
-    #: Calibrated on the development set (docs/recognition.md): below these a read is low_confidence.
-    confirm_char_conf: float = 0.7
-    confirm_province_conf: float = 0.9
-    #: Height (source pixels) the province Hanzi must have for the recogniser's read of it to
-    #: confirm a plate on its own; below it a second camera or frame must agree (fusion). Not
-    #: fitted to the development set: docs/recognition.md, "province Hanzi".
-    province_alone_px: float = 40.0
-    confirm_max_cost: float = 2.0
+    #: When a read is confirmed (``calibration.py``: fitted on held-out folds of the dev set).
+    policy: Policy = SHIPPED
     colour_proposals: int = 4
     kinds: tuple[str, ...] = ("cn", "cn_crossborder", "hk", "macau")
     timings: dict[str, float] = field(default_factory=dict)
@@ -123,6 +118,7 @@ class PlateReader:
         # row of a two-row plate; 3. only if nothing was confirmed, plate-coloured regions.
         lines = _line_candidates(boxes, view.shape[0])
         crops: list[Image] = [rectify(view, q) for q in lines]
+        looks = [plate_look.look(c) for c in crops]
         cands = [_Cand(bbox_of(q), (i,), "det") for i, q in enumerate(lines)]
         mats = self.engine.rec(crops)
         heights = [c.shape[0] for c in crops]
@@ -139,8 +135,9 @@ class PlateReader:
             base = len(mats)
             mats += self.engine.rec(extra)
             heights += [c.shape[0] for c in extra]
+            looks += [None] * len(extra)  # an upper row is judged with its lower row (the last part)
             cands += [_Cand(box, (base + k, i), "double", group=i) for k, i, box in pairs]
-        reads = self._decode_candidates(cands, mats, heights, (ox, oy))
+        reads = self._decode_candidates(cands, mats, heights, (ox, oy), looks)
         if not any(_good(r) for r in reads):
             reads += self._read_colour_regions(view, [bbox_of(q) for q in lines], (ox, oy))
         reads = self._check_framings(view, reads, (ox, oy))
@@ -165,7 +162,8 @@ class PlateReader:
                 cands.append(_Cand(b, (len(crops) - 1,), "colour"))
         if not crops:
             return []
-        return self._decode_candidates(cands, self.engine.rec(crops), [c.shape[0] for c in crops], off)
+        looks = [plate_look.look(c) for c in crops]
+        return self._decode_candidates(cands, self.engine.rec(crops), [c.shape[0] for c in crops], off, looks)
 
     def decode(self, probs: Matrix, *, kinds: tuple[str, ...] | None = None) -> PlateRead | None:
         """Best grammar read of one line's probability matrix, or None if no plate grammar fits."""
@@ -179,10 +177,13 @@ class PlateReader:
         mats: list[Matrix],
         heights: list[int],
         off: tuple[int, int],
+        looks: list[plate_look.Look | None],
         *,
         personal: bool = False,
     ) -> list[PlateRead]:
-        """``heights``: the source height of each matrix's crop (how large the glyphs were)."""
+        """``heights``: the source height of each matrix's crop (how large the glyphs were);
+        ``looks``: how each crop looks (``plate_look``): a read whose kind's plates never look
+        like its region (an LED sign, a badge on dark paint read as a Hong Kong mark) is no plate."""
         found: list[tuple[PlateRead, float, int]] = []
         for c in cands:
             split = None
@@ -201,6 +202,14 @@ class PlateReader:
             )
             if got is not None:
                 r, cost = got
+                lk = looks[c.parts[-1]]
+                if not plate_look.fits(r.kind, lk):
+                    # another kind with the same marks whose plates look like this (a white
+                    # ``MS6735`` is a Hong Kong plate, not a black Macau one), or no plate at all
+                    alt = next((k for k in grammar.kinds(r.text) if plate_look.fits(k, lk)), None)
+                    if alt is None:
+                        continue
+                    r = replace(r, kind=alt, text=grammar.render_canonical(r.text, alt))
                 x1, y1, x2, y2 = c.box
                 box = (x1 + off[0], y1 + off[1], x2 + off[0], y2 + off[1])
                 found.append((replace(r, box=box), cost, c.group))
@@ -229,8 +238,8 @@ class PlateReader:
         (low_confidence) when the rest is clear, so an officer sees the serial, never a guess.
 
         ``frame_px``: source pixels per matrix frame (how large the plate was); ``upper_glyph_px``:
-        the upper row's glyph height of a two-row plate. A province Hanzi smaller than
-        ``province_alone_px`` never confirms a plate alone (``doubt="province"``).
+        the upper row's glyph height of a two-row plate. A province Hanzi smaller than the
+        policy's ``province_px`` never confirms a plate alone (``doubt="province"``).
         """
         index = self.engine.rec.index
         folded = ctc.fold_separators(probs, index)
@@ -279,30 +288,24 @@ class PlateReader:
             return None
         kind = grammar.classify(d.text) or kind
         conf = min(1.0, d.confidence * math.exp(-cost / 4))
-        hanzi = [c for ch, c in zip(d.text, d.char_conf, strict=True) if not ch.isascii()]
-        ok = (
-            conf >= self.confirm_char_conf
-            and cost <= self.confirm_max_cost
-            and all(c >= self.confirm_province_conf for c in hanzi)
-        )
-        if kind in ("hk", "macau") and "cn" in self.kinds and upper_frames is None and _mainland_lower_row(d.text):
-            ok = False  # five marks that are also the lower row of a mainland two-row plate: ambiguous
-        if kind == "hk_personal":
-            ok = False  # almost any word fits: an officer (or a second camera) must agree
         doubt = ""
-        if ok and kind == "cn" and not d.text[0].isascii():
-            glyph = upper_glyph_px if upper_frames is not None else _province_px(d, frame_px)
-            if glyph is None or glyph < self.province_alone_px:
-                ok, doubt = False, "province"
-        return PlateRead(
+        if kind in ("hk", "macau") and "cn" in self.kinds and upper_frames is None and _mainland_lower_row(d.text):
+            doubt = "lower_row"  # five marks that are also the lower row of a mainland two-row plate
+        if kind == "hk_personal":
+            doubt = "personal"  # almost any word fits: an officer (or a second camera) must agree
+        glyph = upper_glyph_px if upper_frames is not None else _province_px(d, frame_px)
+        read = PlateRead(
             grammar.render_canonical(d.text, kind),
             kind,
             round(conf, 4),
             None,
             d.char_conf,
-            CONFIRMED if ok else LOW_CONFIDENCE,
+            LOW_CONFIDENCE,
             doubt,
-        ), cost
+            round(cost, 3),
+            None if glyph is None else round(glyph, 1),
+        )
+        return calibration.decide(read, self.policy), cost
 
     def _check_framings(self, view: Image, reads: list[PlateRead], off: tuple[int, int]) -> list[PlateRead]:
         """Re-read the (at most two) largest confirmed single-line plates in a wider framing and
@@ -310,7 +313,7 @@ class PlateReader:
 
         A province Hanzi the recogniser reads the same way whatever the framing is kept; one that
         changes, or whose probability falls, is doubtful: the mean of its probability over the
-        framings must clear ``confirm_province_conf``. Other texts from the framings join the
+        framings must clear the policy's ``province_conf``. Other texts from the framings join the
         vote, where a disagreement lowers the status of the winner.
         """
         todo: dict[str, PlateRead] = {}
@@ -344,15 +347,17 @@ class PlateReader:
                 same = got is not None and got[0].text[0] == r.text[0]
                 probs.append(got[0].char_confidences[0] if got is not None and same else 0.0)
                 if got is not None and got[0].text != r.text:
-                    out.append(replace(got[0], box=r.box, status=LOW_CONFIDENCE, doubt=""))
+                    out.append(replace(got[0], box=r.box, status=LOW_CONFIDENCE, doubt="framing"))
             province[r.text] = sum(probs) / len(probs)
         # the read's confidence is capped by its province's mean over the framings
         return [
             r
             if r.text not in province
             else replace(r, confidence=round(min(r.confidence, province[r.text]), 4))
-            if province[r.text] >= max(self.confirm_province_conf, self.confirm_char_conf)
-            else replace(r, confidence=round(min(r.confidence, province[r.text]), 4), status=LOW_CONFIDENCE, doubt="")
+            if province[r.text] >= max(self.policy.province_conf, self.policy.plate_min_conf)
+            else replace(
+                r, confidence=round(min(r.confidence, province[r.text]), 4), status=LOW_CONFIDENCE, doubt="framing"
+            )
             for r in out
         ]
 
@@ -368,7 +373,8 @@ class PlateReader:
                     crops += [img[up[1] : up[3], up[0] : up[2]], lo]
                     cands.append(_Cand(box, (len(crops) - 2, len(crops) - 1), "tight2", group=0))
         mats = self.engine.rec(crops)
-        return _vote(self._decode_candidates(cands, mats, [c.shape[0] for c in crops], (0, 0), personal=True))
+        looks = [plate_look.look(img)] * len(crops)  # the whole crop is the plate
+        return _vote(self._decode_candidates(cands, mats, [c.shape[0] for c in crops], (0, 0), looks, personal=True))
 
 
 def _good(r: PlateRead) -> bool:
@@ -540,7 +546,7 @@ def _vote(reads: list[PlateRead]) -> list[PlateRead]:
             if r.text != win.text and len(r.text) == len(win.text) and score[r.text] >= 0.25 * score[win.text]
         ]
         if rivals and _good(win):
-            win = replace(win, status=LOW_CONFIDENCE, doubt="")
+            win = replace(win, status=LOW_CONFIDENCE, doubt="rival")
         kept.append(win)
     # main plate first: the largest confirmed plate (the one the camera is aimed at)
     kept.sort(key=lambda r: (not _good(r), -((r.box[2] - r.box[0]) if r.box else 1)))

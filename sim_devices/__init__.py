@@ -1,4 +1,7 @@
-"""Wire-level device simulators, the traffic generator and the central-platform simulator.
+"""Wire-level device simulators, the physical lane model and the traffic generator.
+
+(The central-platform simulator is no device: it verifies what it reads through the consumer
+library, so it lives in ``portlane.edge.platform``.)
 
 Simulators speak the same bytes as real devices on a pty or a TCP port. They never import
 ``portlane.edge`` and never reuse a driver's codec for their side of the wire, so a bug in a

@@ -12,6 +12,16 @@ The picture is the lane's current vehicle in the shared ``LaneWorld``: its plate
 ``sim_devices.render`` when that module is present, otherwise with ``cv2.putText``; or real
 images cycled from a folder (``folder=``). An empty lane shows empty tarmac.
 
+**Real photographs of the generated vehicles** (``portlane demo --ocr --images DIR``): a
+``LabelledImages`` library reads ``DIR/labels.csv`` (``file,text,kind``; as in the development
+sets), gives the traffic plan's vehicles the identities of its photographs (``dress``: a plate
+folder sets the plates — a cross-boundary photo both of them —, a container folder the trucks'
+box) and serves, on the camera of a vehicle's kind, the photographs of that vehicle: the first
+plate (or container) camera its first photo, the second its second, and so on. A camera with no
+photo of its own left shows the empty lane rather than a copy of a photo another camera
+serves — the same pixels twice would be no second view — so per-passage figures come from the
+photographs alone; the cameras of the other kind keep drawing synthetic scenes.
+
 Fault: ``faults.dead`` — the camera *silently stops*: connections stay open, no more frames
 (the failure mode that makes a naive ``VideoCapture.read()`` hang).
 """
@@ -20,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import zlib
 from pathlib import Path
 from typing import Any
@@ -27,7 +38,7 @@ from typing import Any
 from .faults import FaultInjector
 from .world import LaneWorld
 
-__all__ = ["CameraHandle", "CameraSim", "start_camera"]
+__all__ = ["CameraHandle", "CameraSim", "LabelledImages", "start_camera"]
 
 BOUNDARY = "portlaneframe"
 #: A client that sends no request line within this is dropped (slowloris guard).
@@ -35,6 +46,87 @@ REQUEST_TIMEOUT_S = 5.0
 #: Bound on one write to a client; a client that stops reading for this long is dropped.
 WRITE_TIMEOUT_S = 5.0
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+#: Which of a lane's cameras of one kind a view is (its photo of a vehicle: first, second …).
+VIEW_INDEX: dict[str, int] = {
+    "plate_front": 0,
+    "plate_rear": 1,
+    "container_left": 0,
+    "container_right": 1,
+    "container_rear": 2,
+    "container_top": 3,
+}
+
+
+class LabelledImagesError(ValueError):
+    """A labelled image folder that cannot be used; the message says which file and why."""
+
+
+class LabelledImages:
+    """Photographs from a labelled folder, grouped by vehicle (main label), for the demo's cameras."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        labels = self.folder / "labels.csv"
+        try:
+            with labels.open(encoding="utf-8", newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if r.get("file") and r.get("text")]
+        except OSError as exc:
+            raise LabelledImagesError(f"{labels}: cannot read ({exc.strerror or exc})") from None
+        if not rows:
+            raise LabelledImagesError(f"{labels}: no rows with file and text")
+        self.containers = all((r.get("kind") or "").startswith("container") for r in rows)
+        #: main label -> (what the vehicle carries, its photos)
+        self.groups: dict[str, tuple[tuple[str, ...], list[Path]]] = {}
+        for r in rows:
+            texts = tuple(t.strip() for t in r["text"].split("|") if t.strip())
+            mine = texts if (r.get("kind") or "") == "cn_crossborder" else texts[:1]
+            path = self.folder / r["file"]
+            if not path.is_file():
+                continue
+            self.groups.setdefault(texts[0], (mine, []))[1].append(path)
+        if not self.groups:
+            raise LabelledImagesError(f"{labels}: none of its files is in {self.folder}")
+        self._by_text: dict[str, list[Path]] = {}
+        for carried, photos in self.groups.values():
+            self._by_text.setdefault(carried[0], photos)
+
+    def dress(self, vehicles: list[Any], registrations: list[dict[str, Any]]) -> int:
+        """Give ``vehicles`` (in order) the identities of the photographs, round robin, and keep
+        each e-card's registration in step; returns how many vehicles were given a photo."""
+        groups = list(self.groups.values())
+        by_tag = {r["tag_id"]: r for r in registrations}
+        n = 0
+        for v in vehicles:
+            if self.containers and not v.containers:
+                continue  # a car: no box to show
+            carried, _photos = groups[n % len(groups)]
+            n += 1
+            if self.containers:
+                v.containers = carried[:1]
+                continue
+            v.plates = carried
+            reg = by_tag.get(v.tag_id)
+            if reg is not None:
+                reg["plates"] = sorted(carried)
+        return n
+
+    def view_kind(self, view: str) -> bool:
+        """Does the camera ``view`` show this library's kind (plates or containers)?"""
+        return view.startswith("container") == self.containers
+
+    def photo(self, vehicle: Any, view: str) -> bytes | None:
+        """The photo of ``vehicle`` the camera ``view`` shows, or None (not its kind, or no photo
+        left for this camera)."""
+        if not self.view_kind(view):
+            return None
+        texts = vehicle.containers if self.containers else vehicle.plates
+        photos = self._by_text.get(texts[0]) if texts else None
+        k = VIEW_INDEX.get(view, 0)
+        if not photos or k >= len(photos):
+            return None
+        return photos[k].read_bytes()
 
 
 class CameraSim:
@@ -60,6 +152,8 @@ class CameraSim:
         self._cache: tuple[Any, bytes] | None = None
         self.closing = asyncio.Event()
         self.writers: set[asyncio.StreamWriter] = set()
+        #: real photographs of the generated vehicles (``portlane demo --images``)
+        self.library: LabelledImages | None = None
 
     async def _frame_period(self, fps: float) -> bool:
         """Wait one frame period (sensor timing); False when the camera is shutting down."""
@@ -133,6 +227,14 @@ class CameraSim:
             key = (id(self.world.vehicle) if self.world else None, tuple(self._texts()))
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
+            vehicle = self.world.vehicle if self.world is not None else None
+            if self.library is not None and vehicle is not None:
+                own = self.library.view_kind(self.view)
+                photo = self.library.photo(vehicle, self.view)
+                if photo is not None or own:
+                    data = photo if photo is not None else self._empty()
+                    self._cache = (key, data)
+                    return data
             img = self._scene()
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         assert ok
@@ -140,6 +242,15 @@ class CameraSim:
         if not self.images:
             self._cache = (key, data)
         return data
+
+    def _empty(self) -> bytes:
+        """The lane without a vehicle in view: grey tarmac."""
+        import cv2
+        import numpy as np
+
+        ok, buf = cv2.imencode(".jpg", np.full((self.height, self.width, 3), 90, np.uint8))
+        assert ok
+        return bytes(buf.tobytes())
 
     # ---------------------------------------------------------------- HTTP
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fps: float) -> None:

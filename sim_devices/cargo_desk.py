@@ -19,7 +19,7 @@ the traffic plan (``traffic.CargoTruth``):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +65,7 @@ class _Passage:
 class CargoDesk:
     #: The events it reads (an officers' desk the platform consults: ``events``, ``on_event``,
     #: ``identified``).
-    events: tuple[str, ...] = EVENTS
+    events: Collection[str] = EVENTS
 
     def __init__(self, truth: Mapping[str, CargoTruth]) -> None:
         self.truth = dict(truth)  # e-card tag id -> what the officers would find

@@ -91,6 +91,8 @@ class SiteSims:
     """Every simulator of a site. ``links`` mirrors the site's device tree with simulator links."""
 
     links: dict[str, Any] = field(default_factory=lambda: {"lanes": {}, "scanners": {}})
+    #: lane -> device -> path of the listening tap on its RS-485 line (``start_site(taps=True)``)
+    taps: dict[str, dict[str, str]] = field(default_factory=dict)
     handles: list[Any] = field(default_factory=list)
     faults: dict[str, FaultInjector] = field(default_factory=dict)  # "lane/device[/cam]" -> injector
     _closed: bool = False
@@ -140,12 +142,14 @@ async def start_site(
     scanner_worlds: dict[str, Any] | None = None,
     time_factor: float = 1.0,
     seed: int = 0,
+    taps: bool = False,
 ) -> SiteSims:
     """Start one simulator per device configured in ``site`` (the raw YAML dict).
 
     ``worlds`` maps lane id -> LaneWorld (missing lanes get a new world with ``time_factor``);
     ``scanner_worlds`` maps scanner id -> the scanner simulator's own world object.
     Every simulator gets its own seeded ``FaultInjector`` (``sims.faults["c1/gate"]``).
+    With ``taps`` every RS-485 line also gets a listening second adapter (``sims.taps``).
     """
     sims = SiteSims()
     n = 0
@@ -196,7 +200,7 @@ async def start_site(
                 sims.handles.append(h)
                 links[kind] = _merged(dev["link"], h.link)
         for key, members in buses.items():
-            await _start_bus(sims, key, members, worlds, injector(f"bus:{key}"))
+            await _start_bus(sims, key, members, worlds, injector(f"bus:{key}"), tap=taps)
         for scanner in site.get("scanners", []):
             sid = scanner["id"]
             start = load_simulator(simulator_for("scanner", scanner["device"]["backend"]))
@@ -221,8 +225,10 @@ async def _start_bus(
     members: list[tuple[str, str, dict[str, Any]]],
     worlds: dict[str, LaneWorld],
     faults: FaultInjector,
+    *,
+    tap: bool = False,
 ) -> None:
-    """One simulated line for every device configured on bus ``key``."""
+    """One simulated line for every device configured on bus ``key`` (and its tap)."""
     units = [int(dev.get("unit", 1)) for _, _, dev in members]
     dup = sorted({u for u in units if units.count(u) > 1})
     if dup:
@@ -230,6 +236,7 @@ async def _start_bus(
     line = SerialLine(faults, **_link_serial_opts(members[0][2]["link"]), name=f"ttyBUS{len(sims.handles)}")
     await line.start()
     sims.handles.append(_LineCloser(line))  # closes the line if no device got onto it
+    tap_path = await line.add_tap() if tap else None
     rs485 = [(lane_id, dev) for lane_id, kind, dev in members if dev["backend"] == "rs485"]
     if rs485:
         start = load_simulator("gate-rs485")
@@ -243,6 +250,8 @@ async def _start_bus(
         sims.faults[f"{lane_id}/{kind}"] = faults
         sim_link = {"kind": "serial", "url": line.path, "baudrate": line.baudrate, "bytesize": 8, "parity": "N"}
         sims.links["lanes"][lane_id][kind] = _merged(dev["link"], sim_link | {"stopbits": 1})
+        if tap_path is not None:
+            sims.taps.setdefault(lane_id, {})[kind] = tap_path
 
 
 @dataclass

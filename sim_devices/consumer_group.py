@@ -14,8 +14,8 @@ can be missed (a member disconnects with messages in flight; a broker loses its 
 * **gaps → replay** — a watcher (``GapWatcher``) looks at the ledger per ``(unit, epoch)``
   and at the units' retained status (``last_seq``); a seq still missing after ``GAP_GRACE_S``
   (members process concurrently, so a later seq can land first) is asked for again with the
-  signed ``replay_events`` command of TEAM.md (``request_replay(unit, from_seq, to_seq)``,
-  e.g. ``CentralPlatform.request_replay``). A new epoch is a stream restart, not a gap.
+  signed ``replay_events`` command of the contract (``docs/asyncapi.yaml``; ``request_replay(unit, from_seq, to_seq)``,
+  e.g. ``portlane.edge.platform.CentralPlatform.request_replay``). A new epoch is a stream restart, not a gap.
 
 The consumers speak MQTT 5 (aiomqtt); nothing here imports ``portlane.edge``.
 """

@@ -13,6 +13,10 @@ Modbus RTU I/O module can share one port as they share one cable.
 bytes), for tests that check the master's scheduling: whole frames, never interleaved, an
 inter-frame gap before each request.
 
+``SerialLine.add_tap`` adds a second, listening adapter on the same pair — what a technician
+clamps onto a live bus to watch it without taking the port from the lane's daemon: its pty
+carries every byte of both directions, in wire order (``portlane serial sniff`` on it).
+
 ``crc16_wire`` is the simulators' CRC-16/MODBUS, shared by the RS-485 gate and the Modbus
 RTU slaves. It calls pymodbus' table-driven CRC directly — the same well-tested library
 the drivers use — and never ``portlane.drivers.crc``: the simulators must not share code
@@ -93,6 +97,7 @@ class SerialLine:
         self.gap_s = gap_s(baudrate)
         self.slaves: list[LineSlave] = []
         self.port = PtyPort(self._heard, name=name, directory=directory, faults=faults)
+        self.tap: PtyPort | None = None  # add_tap: a listening second adapter on the pair
         self.log: list[LineEvent] = []
         self.counters = {"requests": 0, "answers": 0, "silent": 0}
         self._queue: asyncio.Queue[tuple[int, Execute]] = asyncio.Queue()
@@ -116,10 +121,23 @@ class SerialLine:
         if slave in self.slaves:
             self.slaves.remove(slave)
 
+    async def add_tap(self) -> str:
+        """Start the listening adapter (once); returns the path a sniffer opens. What the
+        sniffer writes goes nowhere: a listen-only tap cannot disturb the line."""
+        if self.tap is None:
+            tap = PtyPort(
+                lambda _written: None, name=f"{os.path.basename(self.path)}-tap", directory=os.path.dirname(self.path)
+            )
+            await tap.start()
+            self.tap = tap
+        return self.tap.path
+
     def _record(self, direction: str, data: bytes) -> None:
         self.log.append(LineEvent(asyncio.get_running_loop().time(), direction, data))
         if len(self.log) > LOG_SIZE:
             del self.log[: len(self.log) - LOG_SIZE]
+        if self.tap is not None:
+            self.tap.write(data)  # both directions, in wire order (dropped while nobody reads)
 
     def _heard(self, data: bytes) -> None:
         now = asyncio.get_running_loop().time()
@@ -168,4 +186,6 @@ class SerialLine:
             except asyncio.CancelledError:
                 if (current := asyncio.current_task()) is not None and current.cancelling():
                     raise
+        if self.tap is not None:
+            await self.tap.close()  # first: it lives in the line's pty directory
         await self.port.close()

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
@@ -40,6 +43,17 @@ async def embedded_broker() -> AsyncIterator[BrokerProcess]:
         yield b
     finally:
         await b.close()
+
+
+@pytest.fixture
+def sockdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A run directory for daemons' control sockets, where the CLI looks (``PORTLANE_RUN_DIR``)."""
+    # AF_UNIX paths are limited to 107 bytes; pytest's tmp_path can be longer.
+    d = Path(tempfile.mkdtemp(prefix="pl-", dir="/tmp"))
+    monkeypatch.delenv("PORTLANE_CONTROL", raising=False)
+    monkeypatch.setenv("PORTLANE_RUN_DIR", str(d))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- leaks

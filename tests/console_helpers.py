@@ -8,10 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from portlane.edge.config import Site, load_site
+from portlane.edge.console.picture import LiveEvent
+from portlane.edge.console.store import time_ms
+from portlane.edge.contract.envelope import Envelope
 from portlane.edge.contract.times import rfc3339
 
 SITE_FILE = Path(str(importlib.resources.files("portlane.firmware_config"))) / "sites" / "zhuhai-hzmb-cargo.yaml"
 SITE_ID = "zhuhai-hzmb-cargo"
+#: Debian's chromium and chromium-driver, for the browser tests (.ci/run installs them).
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 def site() -> Site:
@@ -48,6 +54,12 @@ def envelope(
     return env
 
 
+def live_ev(env: dict[str, Any]) -> LiveEvent:
+    """An envelope as the live picture's rules read a verified event."""
+    e = Envelope.model_validate(env)
+    return LiveEvent(e.id, e.source.rsplit("/", 1)[1], e.event_type, time_ms(e.time), e.audience, e.data)
+
+
 def sign_event(env: dict[str, Any], key_id: str, private_key_b64: str) -> dict[str, Any]:
     """Sign exactly as the contract says: Ed25519 over RFC 8785 JSON of the envelope without
     ``sig`` (``sigkeyid`` included), standard base64. Independent of the console's code."""
@@ -73,4 +85,74 @@ def completed(pid: str, stage_ms: dict[str, int], *, t0: float, outcome: str = "
         "containers": kw.get("containers", []),
         "stages": stages,
         "stage_ms": stage_ms,
+        "release_basis": kw.get("release_basis", "online" if outcome == "released" else None),
     }
+
+
+def chromium_driver(profile: Path, *, size: tuple[int, int] = (1440, 1000)) -> Any:
+    """Headless Chromium through selenium, never downloading anything."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        f"--window-size={size[0]},{size[1]}",
+        "--lang=en-GB",
+    ):
+        opts.add_argument(flag)
+    # Service(path) with an explicit driver: selenium-manager never runs, nothing is downloaded.
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+
+
+class SignedConsoleSite:
+    """The shipped site with a signing key for every unit (as ``portlane pki init`` or the demo
+    gives them) and a ``console`` client whose key may sign ``replay_events``: what the console
+    believes. ``sign`` signs an envelope with its unit's key, as the unit's outbox does."""
+
+    def __init__(self, key_dir: Path) -> None:
+        import yaml
+        from portlane.edge.config import parse_site
+        from portlane.edge.trust.keys import load_unit_signer
+        from portlane.edge.trust.pki import provision_unit_keys
+
+        raw = yaml.safe_load(SITE_FILE.read_text(encoding="utf-8"))
+        for c in raw["clients"]:
+            if c["id"] == "console":
+                c["commands"] = ["replay_events"]
+        self.raw = provision_unit_keys(raw, key_dir)
+        self.site = parse_site(self.raw)
+        self.signers = {}
+        for unit in [*self.site.lanes, *self.site.scanners]:
+            assert unit.key is not None
+            self.signers[unit.id] = load_unit_signer(unit.key, unit=unit.id)
+
+    def sign(self, env: dict[str, Any], *, by: str | None = None) -> dict[str, Any]:
+        unit = by or env["source"].rsplit("/", 1)[1]
+        return self.signers[unit].sign(env)
+
+    def status(
+        self, unit: str, seq: int, *, last_seq: int | None = None, epoch: int = 1, **fields: Any
+    ) -> dict[str, Any]:
+        """A signed ``unit.status`` envelope (what the unit retains on its status topic)."""
+        data = {
+            "state": "online",
+            "unit": unit,
+            "kind": "scanner" if unit.startswith("xray") else "lane",
+            "version": "test",
+            "in_service": True,
+            "last_seq": seq - 1 if last_seq is None else last_seq,
+            "epoch": epoch,
+            "since": rfc3339(1_800_000_000),
+            **fields,
+        }
+        return self.sign(envelope(unit, seq, "unit.status", data, epoch=epoch))

@@ -38,11 +38,17 @@ def _virtual(world: str) -> dict[str, Any]:
 
 
 def site_dict(
-    lanes: tuple[str, ...] = ("c1",), *, url: str, key_dir: Path | None = None, cargo: bool = False
+    lanes: tuple[str, ...] = ("c1",),
+    *,
+    url: str,
+    key_dir: Path | None = None,
+    clients: list[dict[str, Any]] | None = None,
+    cargo: bool = False,
 ) -> dict[str, Any]:
     """A site with virtual devices. With ``key_dir`` every lane and the scanner get a signing
-    key (private key files written there); with ``cargo`` every lane has a radiation portal and
-    a seal reader too (``world.rpm``, ``world.seals``)."""
+    key (private key files written there); ``clients`` are its ``clients:`` entries; with
+    ``cargo`` every lane has a radiation portal and a seal reader too (``world.rpm``,
+    ``world.seals``)."""
     raw: dict[str, Any] = {
         "site": {"id": SITE_ID, "name": "virtual test site"},
         "broker": {"url": url},
@@ -69,6 +75,8 @@ def site_dict(
             for lane in lanes
         ],
     }
+    if clients:
+        raw["clients"] = clients
     if key_dir is not None:
         units = [*raw["lanes"], *raw["scanners"]]
         for unit in units:
@@ -149,9 +157,10 @@ async def start_lane(
     timeouts: LaneTimeouts | None = None,
     key_dir: Path | None = None,
     outbox: dict[str, Any] | None = None,
+    clients: list[dict[str, Any]] | None = None,
     cargo: bool = False,
 ) -> LaneRig:
-    raw = site_dict((lane,), url=url, key_dir=key_dir, cargo=cargo)
+    raw = site_dict((lane,), url=url, key_dir=key_dir, clients=clients, cargo=cargo)
     if outbox is not None:
         raw["outbox"] = outbox
     site = parse_site(raw)

@@ -108,15 +108,34 @@ def print_json(obj: object) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=2, default=str))
 
 
+def _cell(v: object) -> str:
+    if isinstance(v, dict):
+        return "  ".join(f"{k}={_cell(x)}" for k, x in v.items())
+    if isinstance(v, list):
+        return ", ".join(_cell(x) for x in v) or "—"
+    return "—" if v is None else str(v)
+
+
+def _rows(prefix: str, v: object) -> list[tuple[str, str]]:
+    """Nested answers as rows a technician reads: ``outbox.depth``, one row per list item."""
+    if isinstance(v, dict) and v:
+        return [row for k, x in v.items() for row in _rows(f"{prefix}.{k}" if prefix else str(k), x)]
+    if isinstance(v, list) and any(isinstance(x, dict) for x in v):
+        return [(f"{prefix}[{i}]", _cell(x)) for i, x in enumerate(v)] or [(prefix, "—")]
+    return [(prefix, _cell(v))]
+
+
 def print_mapping(obj: Answer, *, title: str) -> None:
-    """A daemon's answer as a two-column table."""
+    """A daemon's answer as a two-column table: nested objects as dotted rows, lists of objects
+    one row per item (never a raw dict in a cell)."""
     from rich.table import Table
 
     t = Table("field", "value", title=title)
     for k, v in obj.items():
         if k == "ok":
             continue
-        t.add_row(k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str))
+        for key, text in _rows(k, v):
+            t.add_row(key, text)
     console().print(t)
 
 
@@ -158,15 +177,20 @@ def ask(path: str, op: str, args: argparse.Namespace | None = None, **fields: ob
     return request_sync(path, op, timeout_s=timeout, **fields)
 
 
-def ask_all(args: argparse.Namespace, op: str, **fields: object) -> tuple[list[tuple[str, Answer]], list[str]]:
-    """Ask every daemon; return ``([(socket, answer)], [unreachable messages])``."""
+def ask_all(
+    args: argparse.Namespace, op: str, *, implementing: bool = False, **fields: object
+) -> tuple[list[tuple[str, Answer]], list[str]]:
+    """Ask every daemon — with ``implementing``, only those whose ``ping`` lists ``op`` (a
+    scanner daemon has no lane devices or lane outbox to show); return
+    ``([(socket, answer)], [unreachable messages])``."""
     from portlane.edge.errors import DaemonUnreachableError
 
     answers: list[tuple[str, Answer]] = []
     down: list[str] = []
     for path in sockets(args):
         try:
-            answers.append((path, ask(path, op, args, **fields)))
+            if not implementing or op in _ops_of(ask(path, "ping", args)):
+                answers.append((path, ask(path, op, args, **fields)))
         except DaemonUnreachableError as exc:
             down.append(str(exc))
     if not answers and down:
@@ -194,12 +218,19 @@ def _ops_of(ping: Answer) -> list[str]:
     return [str(o) for o in ops] if isinstance(ops, list) else []
 
 
-def route(args: argparse.Namespace, op: str, *, lane: str | None = None, what: str = "") -> str:
-    """The one daemon that should receive ``op`` (for ``lane``, if given)."""
+def route(
+    args: argparse.Namespace, op: str, *, lane: str | None = None, scanner: str | None = None, what: str = ""
+) -> str:
+    """The one daemon that should receive ``op`` (for ``lane`` or ``scanner``, if given).
+
+    ``--socket`` is taken as it is. Otherwise only daemons that implement ``op`` are candidates
+    (a lane daemon does not abort scans), and with ``lane`` the one that serves it — also when
+    only one daemon runs: ``gate open --lane c9`` on c1's controller is "no daemon serves c9"
+    (exit 3), not a refusal from c1's daemon."""
     from portlane.edge.errors import DaemonUnreachableError
 
     paths = sockets(args)
-    if len(paths) == 1:
+    if getattr(args, "socket", None):
         return paths[0]
     able = []
     for path in paths:
@@ -209,19 +240,23 @@ def route(args: argparse.Namespace, op: str, *, lane: str | None = None, what: s
             continue
         if op in _ops_of(ping):
             able.append(path)
-    if lane is not None:
+    asked = ", ".join(paths)
+    if lane is not None or scanner is not None:
         for path in able:
             try:
                 st = ask(path, "status", args)
             except DaemonUnreachableError:
                 continue
-            if any(item.get("lane") == lane for item in st.get("lanes", ())):
+            if lane is not None and any(item.get("lane") == lane for item in st.get("lanes", ())):
                 return path
-        raise UnreachableError(f"no running daemon serves lane {lane!r} (asked: {', '.join(paths)})")
+            if scanner is not None and st.get("scanner") == scanner:
+                return path
+        unit = f"lane {lane!r}" if lane is not None else f"scanner {scanner!r}"
+        raise UnreachableError(f"no running daemon serves {unit} (asked: {asked})")
     if len(able) == 1:
         return able[0]
     if not able:
-        raise UnreachableError(f"no running daemon implements {op!r} (asked: {', '.join(paths)})")
+        raise UnreachableError(f"no running daemon can {what or op} (asked: {asked})")
     raise UsageError(f"several daemons can {what or op}: {', '.join(able)}; choose one with --socket")
 
 
@@ -271,16 +306,34 @@ def confirm(args: argparse.Namespace, question: str) -> None:
         raise UsageError("not confirmed; nothing was done")
 
 
-def act(args: argparse.Namespace, op: str, question: str, *, route_lane: str | None, **fields: object) -> int:
-    """Validate operator and reason, find the daemon, confirm, send, report."""
+def act(
+    args: argparse.Namespace,
+    op: str,
+    question: str,
+    *,
+    route_lane: str | None,
+    route_scanner: str | None = None,
+    what: str = "",
+    fields_for: Callable[[str], dict[str, object]] | None = None,
+    done: Callable[[Answer], str] | None = None,
+    **fields: object,
+) -> int:
+    """Validate operator and reason, find the daemon, confirm, send, report.
+
+    ``fields_for(socket)`` adds request fields that depend on the daemon found (read from it
+    before the confirmation); ``done(answer)`` says what was done, from the daemon's answer
+    (default: the question, as a statement)."""
     who, why = operator(args)
-    path = route(args, op, lane=route_lane)
+    path = route(args, op, lane=route_lane, scanner=route_scanner, what=what)
+    if fields_for is not None:
+        fields = {**fields, **fields_for(path)}
     confirm(args, question)
     resp = ask(path, op, args, operator=who, reason=why, **fields)
     if args.json:
         print_json(resp)
     elif resp.get("ok"):
-        console().print(f"[green]done[/green]: {question.rstrip('?')} ({who}: {why})")
+        said = done(resp) if done is not None else question.rstrip("?")
+        console().print(f"[green]done[/green]: {said} ({who}: {why})")
     else:
         err(f"refused by the daemon: {resp.get('error', 'no reason given')}")
     return EXIT_OK if resp.get("ok") else EXIT_FAILED

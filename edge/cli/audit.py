@@ -17,7 +17,9 @@
     a unit's key pair: the private half to ``DIR/signing.key`` (mode 0600, never overwritten),
     the public half printed as the ``key:`` entry for that lane/scanner/client in the site file.
 
-FILE defaults to ``$PORTLANE_STATE_DIR/audit.jsonl`` (state dir ``/var/lib/portlane``).
+Without FILE, the log where the state is: the ``state_dir`` of ``--site``, else
+``$PORTLANE_STATE_DIR/audit.jsonl``, else the log the running daemons report (their status),
+else ``/var/lib/portlane/audit.jsonl``.
 """
 
 from __future__ import annotations
@@ -93,7 +95,26 @@ def _positive_int(s: str) -> int:
 
 
 def _file(args: argparse.Namespace) -> Path:
-    return Path(args.file) if args.file else default_audit_file()
+    """FILE, else where the state is (see the module docstring)."""
+    from portlane.edge.errors import ConfigError, UsageError
+
+    if args.file:
+        return Path(args.file)
+    if getattr(args, "site", None):
+        from portlane.edge.config import load_site
+
+        try:
+            return Path(load_site(args.site).state_dir) / AUDIT_FILE_NAME
+        except ConfigError:
+            pass  # said by _checkpoint, which reads the same file
+    if os.environ.get("PORTLANE_STATE_DIR"):
+        return default_audit_file()
+    from ._common import ask_quiet
+
+    logs = sorted({str(a["audit_log"]) for _p, a in ask_quiet(args, "status") if isinstance(a.get("audit_log"), str)})
+    if len(logs) > 1:
+        raise UsageError(f"the running daemons keep {len(logs)} audit logs ({', '.join(logs)}); name the one to read")
+    return Path(logs[0]) if logs else default_audit_file()
 
 
 def _unreadable(path: Path, exc: OSError, as_json: bool) -> int:
@@ -116,7 +137,7 @@ def _fail(message: str, as_json: bool, rc: int) -> int:
 def _checkpoint(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
     """(checkpoint or None, authority or None, error line or None) from --checkpoint/--broker/--site."""
     from portlane.edge.errors import CheckpointError
-    from portlane.edge.trust.audit import Checkpoint
+    from portlane.edge.trust.audit_chain import Checkpoint
 
     authority = None
     site_id = None
@@ -193,7 +214,7 @@ def _fetch_retained(args: argparse.Namespace, topic: str) -> bytes | None:
 
 def run_verify(args: argparse.Namespace) -> int:
     from portlane.edge.errors import CheckpointError
-    from portlane.edge.trust.audit import verify_log
+    from portlane.edge.trust.audit_chain import verify_log
 
     path = _file(args)
     checkpoint, authority, error = _checkpoint(args)
@@ -238,7 +259,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from portlane.edge.trust.audit import read_entries
+    from portlane.edge.trust.audit_chain import read_entries
 
     path = _file(args)
     try:
@@ -254,8 +275,9 @@ def run_show(args: argparse.Namespace) -> int:
         print(json.dumps(out, ensure_ascii=False))
         return EXIT_OK
 
-    from rich.console import Console
     from rich.table import Table
+
+    from ._common import console
 
     table = Table(title=str(path))
     for col in ("n", "time (UTC)"):
@@ -275,7 +297,7 @@ def run_show(args: argparse.Namespace) -> int:
                 e.reason,
                 json.dumps(e.data, ensure_ascii=False) if e.data else "",
             )
-    Console().print(table)
+    console().print(table)
     return EXIT_OK
 
 

@@ -35,7 +35,6 @@ from ._common import (
     guard,
     operator,
     print_json,
-    route,
 )
 
 if TYPE_CHECKING:
@@ -91,7 +90,11 @@ def run_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"file": args.file, "ok": True, "site": site.site.id, "lanes": len(site.lanes)}))
     else:
-        print(f"{args.file}: ok — site {site.site.id}, {len(site.lanes)} lanes, {len(site.scanners)} scanners")
+        lanes, scanners = len(site.lanes), len(site.scanners)
+        print(
+            f"{args.file}: ok — site {site.site.id}, {lanes} lane{'s' * (lanes != 1)}, "
+            f"{scanners} scanner{'s' * (scanners != 1)}"
+        )
     return EXIT_OK
 
 
@@ -127,31 +130,43 @@ def _diff_style(line: str) -> str | None:
 
 @guard
 def run_diff(args: argparse.Namespace) -> int:
+    """FILE against every running daemon's configuration (they normally share one file)."""
     import difflib
 
     new_text = _load_checked(args.file)
-    path = route(args, "config", what="serve their configuration")
-    resp = ask(path, "config", args)
-    if not resp.get("ok") or not isinstance(resp.get("yaml"), str):
-        err(f"daemon did not give its configuration: {resp.get('error')}")
-        return EXIT_FAILED
-    diff = list(
-        difflib.unified_diff(
-            _normalised(resp["yaml"], secrets=args.show_secrets),
-            _normalised(new_text, secrets=args.show_secrets),
-            fromfile=f"running ({Path(path).stem})",
-            tofile=args.file,
+    running: dict[str, list[str]] = {}  # the running file's text -> the daemons that run it
+    for path in accepting(args, "config"):
+        resp = ask(path, "config", args)
+        if not resp.get("ok") or not isinstance(resp.get("yaml"), str):
+            err(f"{Path(path).stem} did not give its configuration: {resp.get('error')}")
+            return EXIT_FAILED
+        running.setdefault(resp["yaml"], []).append(Path(path).stem)
+    diffs = [
+        (
+            names,
+            list(
+                difflib.unified_diff(
+                    _normalised(text, secrets=args.show_secrets),
+                    _normalised(new_text, secrets=args.show_secrets),
+                    fromfile=f"running ({', '.join(names)})",
+                    tofile=args.file,
+                )
+            ),
         )
-    )
+        for text, names in running.items()
+    ]
+    same = not any(diff for _names, diff in diffs)
     if args.json:
-        print_json({"ok": True, "same": not diff, "diff": "".join(diff)})
-    elif not diff:
-        console().print(f"{args.file}: same as the running configuration")
+        per = [{"daemons": names, "same": not diff, "diff": "".join(diff)} for names, diff in diffs]
+        print_json({"ok": True, "same": same, "diff": "".join(line for _n, d in diffs for line in d), "running": per})
     else:
         con = console()
-        for line in diff:
-            con.print(line.rstrip("\n"), style=_diff_style(line), markup=False, soft_wrap=True)
-    return EXIT_OK if not diff else EXIT_FAILED
+        for names, diff in diffs:
+            if not diff:
+                con.print(f"{args.file}: same as the running configuration ({', '.join(names)})")
+            for line in diff:
+                con.print(line.rstrip("\n"), style=_diff_style(line), markup=False, soft_wrap=True)
+    return EXIT_OK if same else EXIT_FAILED
 
 
 # =============================================================================== apply

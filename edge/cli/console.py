@@ -23,8 +23,8 @@ DEFAULT_USERS = Path("/etc/portlane/console-users.yaml")
 
 def _hostport(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT with a port 1-65535, e.g. 127.0.0.1:8080")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
@@ -57,6 +57,7 @@ def register(sub: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    import aiohttp  # noqa: F401  # the console extra: without it, say so (one line) before anything starts
     from portlane.edge.console.daemon import main_console
     from portlane.edge.errors import ConfigError, PortlaneError
 
@@ -68,7 +69,10 @@ def run_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
-    except (PortlaneError, OSError) as exc:  # users file, database, credentials
+    except PortlaneError as exc:  # users file, database, credentials, the HTTP port in use
+        print(f"portlane console: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
         print(f"portlane console: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
@@ -97,6 +101,13 @@ def run_user(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
+    elif not sys.stdin.isatty():
+        print(
+            f"no terminal to ask for {args.name}'s password on; give it on stdin with --password-stdin "
+            "(e.g. from a password manager); nothing changed",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     else:
         password = getpass.getpass(f"password for {args.name}: ")
         if getpass.getpass("again: ") != password:

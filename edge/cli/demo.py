@@ -1,11 +1,13 @@
 """``portlane demo``: run a simulated port end to end (see ``portlane.edge.demo.run``).
 
 Exit codes: 0 every vehicle passed, nothing lost, no violation; 1 the run finished otherwise
-(or gave up: ``timed_out`` in the summary); 2 a bad option or site file; 3 the ``--broker``
-does not answer; 4 the temporary state directory cannot be written (``EXIT_STATE``); 130
-interrupted (Ctrl-C or SIGTERM, after cleaning up). Errors
-are one line on stderr — with ``--json``, also one ``{"error": …, "exit_code": …}`` object on
-stdout, so that stdout always holds exactly one JSON object.
+(or gave up: ``timed_out`` in the summary), or a package or program it needs is missing (the
+line names the ``pip install`` or ``apt-get install``); 2 a bad option or site file, the
+console's port in use; 3 the ``--broker`` does not answer; 4 the temporary state directory
+cannot be written (``EXIT_STATE``); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM) — both
+after cleaning up. Errors are one line on stderr — with ``--json``, also one
+``{"error": …, "exit_code": …}`` object on stdout, so that stdout always holds exactly one
+JSON object.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from portlane.edge.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-
-#: As for Ctrl-C (``portlane`` returns 130 on KeyboardInterrupt).
+from portlane.edge.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, MissingExtraError
 
 if TYPE_CHECKING:
     from portlane.edge.demo.options import DemoOptions
@@ -37,7 +37,13 @@ def register(sub: Any) -> None:
         "are simulated only with --ocr (the lanes identify vehicles by their e-cards)",
     )
     p.add_argument("--vehicles", type=int, default=40, help="vehicles in the run (default 40)")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=7,
+        help="seed of the traffic and the platform's choices: the same seed, the same vehicles and decisions "
+        "(default 7)",
+    )
     p.add_argument("--broker", metavar="URL", help="use this broker (mqtt://HOST:PORT) instead of the embedded one")
     p.add_argument("--inspect-ratio", type=float, default=0.25, help="share of cargo vehicles sent to X-ray")
     p.add_argument(
@@ -63,6 +69,13 @@ def register(sub: Any) -> None:
         "--ocr",
         action="store_true",
         help="identify vehicles from the simulated cameras with the on-edge OCR (slower; CPU-bound)",
+    )
+    p.add_argument(
+        "--images",
+        type=Path,
+        metavar="DIR",
+        help="with --ocr: the cameras show real photographs from DIR (labels.csv: file,text,kind) of the "
+        "generated vehicles, which take the photographs' plates or container numbers",
     )
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON summary object on stdout")
@@ -132,14 +145,17 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         secure=args.secure,
         console=console,
         console_db=args.console_db,
+        images=args.images,
     ).validated()
 
 
 def run(args: argparse.Namespace) -> int:
-    from portlane.edge.demo.run import run_demo
     from portlane.edge.errors import ConfigError, PortlaneError
 
+    received: list[signal.Signals] = []
     try:
+        from portlane.edge.demo.run import run_demo  # the demo extra: simulators, broker, platform
+
         opts = options_from_args(args)
         live_view = not args.json and sys.stdout.isatty()
         if live_view:
@@ -148,15 +164,22 @@ def run(args: argparse.Namespace) -> int:
 
             console = Console()
             with Live(console=console, refresh_per_second=4, transient=False) as live:
-                summary = asyncio.run(_until_signal(run_demo(opts, on_tick=lambda r: live.update(_table(r)))))
+                demo = run_demo(opts, on_tick=lambda r: live.update(_table(r)))
+                summary = asyncio.run(_until_signal(demo, received))
         else:
-            summary = asyncio.run(_until_signal(run_demo(opts)))
+            summary = asyncio.run(_until_signal(run_demo(opts), received))
     except asyncio.CancelledError:
-        return _fail(args, "stopped by SIGTERM (cleaned up)", EXIT_INTERRUPTED)
+        sig = received[0] if received else signal.SIGTERM
+        return _fail(args, f"stopped by {sig.name} (cleaned up)", 128 + int(sig))
     except ConfigError as exc:
         return _fail(args, "; ".join(str(exc).splitlines()), EXIT_USAGE)
-    except PortlaneError as exc:  # usage, broker unreachable, state directory, the demo itself
+    except PortlaneError as exc:  # DemoError, UsageError, BrokerUnreachableError, StateError …
         return _fail(args, str(exc), exc.exit_code)
+    except ModuleNotFoundError as exc:
+        missing = MissingExtraError.of(exc)
+        if missing is None:
+            raise
+        return _fail(args, str(missing), missing.exit_code)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
@@ -170,17 +193,30 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
-async def _until_signal(demo: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    """SIGTERM (systemd, a CI timeout, ``kill``) stops the demo as Ctrl-C does: the run is
-    cancelled and cleans up (simulators, broker, the temporary state directory)."""
+async def _until_signal(demo: Coroutine[Any, Any, dict[str, Any]], received: list[signal.Signals]) -> dict[str, Any]:
+    """Ctrl-C (SIGINT) and SIGTERM (systemd, a CI timeout, ``kill``) cancel the run once, and it
+    cleans up (simulators, broker, the temporary state directory) before the one "stopped" line.
+
+    Handled on the loop rather than as ``KeyboardInterrupt``: that one cancels the run and then
+    every task the run is still closing, whose tracebacks asyncio prints by the dozen. A second
+    signal while cleaning up is ignored; the first is in ``received``."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+
+    def stop(sig: signal.Signals) -> None:
+        if not received:
+            received.append(sig)
+            task.cancel()
+
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    for sig in sigs:
+        loop.add_signal_handler(sig, stop, sig)
     try:
         return await demo
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        for sig in sigs:
+            loop.remove_signal_handler(sig)
 
 
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:
@@ -196,6 +232,9 @@ def _print_summary(s: dict[str, Any]) -> None:
     from rich.table import Table
 
     c = Console()
+    b = s.get("broker") or {}
+    how = "TLS, a client certificate per unit, the site's ACL" if b.get("client_certificates") else "plain MQTT"
+    c.print(f"broker {b.get('url', '?')}: {'TLS' if b.get('tls') and not b.get('client_certificates') else how}")
     t = Table(title="summary", show_header=False)
     for k in (
         "passages",

@@ -129,7 +129,7 @@ def _journal(since: str, members: dict[str, bytes], notes: list[str]) -> None:
         return
     members["logs/journal.txt"] = redact_text(res.stdout.decode("utf-8", "replace")).encode()
     if res.returncode:
-        notes.append(f"journalctl exit {res.returncode}: {res.stderr.decode(errors='replace').strip()}")
+        notes.append(f"journalctl exit {res.returncode}: {' '.join(res.stderr.decode(errors='replace').split())}")
 
 
 def _log_dir(log_dir: str, members: dict[str, bytes]) -> None:

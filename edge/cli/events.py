@@ -101,9 +101,13 @@ async def _tail(args: argparse.Namespace, broker: str, topic: str, con: Console 
     seen = 0
     client_id = f"portlane-tail-{secrets.token_hex(4)}"
 
+    from paho.mqtt.client import topic_matches_sub
+
     def on_message(msg: Message) -> None:
         nonlocal seen
-        if done.is_set():
+        # Only what was asked for: the embedded broker (amqtt) has been seen to hand a new
+        # subscriber retained status messages of other units, outside its filter.
+        if done.is_set() or not topic_matches_sub(topic, msg.topic):
             return
         _print_event(con, msg)
         seen += 1
@@ -188,7 +192,8 @@ def _print_event(con: Console | None, msg: Message) -> None:
     except ValueError:
         payload = msg.payload.decode("utf-8", "replace")
     try:
-        _site, lane, _kind, etype = Topics.parse(msg.topic)
+        _site, lane, _kind, rest = Topics.parse(msg.topic)
+        etype = Topics.parse_event(rest)[0]  # a scanner's per-lane scan topic has the lane after the type
     except ValueError:
         lane, etype = "?", "?"
     if con is None:

@@ -70,4 +70,13 @@ def run_lane_service(args: argparse.Namespace) -> int:
 @guard
 def run_scanner_abort(args: argparse.Namespace) -> int:
     name = args.scanner or "the scanner"
-    return act(args, "scanner_abort", f"abort the running scan on {name}?", route_lane=None, scanner=args.scanner)
+    return act(
+        args,
+        "scanner_abort",
+        f"abort the running scan on {name}?",
+        route_lane=None,
+        route_scanner=args.scanner,
+        what="abort a scan (is the scanner daemon running?)",
+        done=lambda resp: str(resp.get("detail") or f"aborted the running scan on {name}"),
+        scanner=args.scanner,
+    )

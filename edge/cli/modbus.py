@@ -111,7 +111,15 @@ def _transact(args: argparse.Namespace, request: str) -> ModbusPDU | None:
     finally:
         client.close()  # type: ignore[no-untyped-call]  # pymodbus leaves close() unannotated
     if rr.isError():
-        err(f"{_target(args)} unit {args.unit}: device answered with an exception: {rr}")
+        from portlane.drivers.errors import MODBUS_EXCEPTION_NAMES
+
+        code = int(getattr(rr, "exception_code", 0))
+        name = MODBUS_EXCEPTION_NAMES.get(code, "unknown")
+        hint = ""
+        if code == 2 and request == "read":  # the usual one: asking past the device's map
+            last = args.address + args.count - 1
+            hint = f": the device has no {args.table} {args.address}..{last}; see its register map"
+        err(f"{_target(args)} unit {args.unit}: the device answered exception {code:02X} ({name}){hint}")
         return None
     return rr
 

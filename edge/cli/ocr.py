@@ -3,6 +3,7 @@
     portlane ocr plate IMAGE... [--json]        one JSON object per line per image with --json
     portlane ocr container IMAGE... [--json]
     portlane ocr eval DIR [--json] [--sheet FILE] [--split all|odd|even] [--upstream]
+                          [--folds K] [--by-vehicle] [--fit]
 
 Every read carries a ``status``: ``confirmed`` (independent support: every character above the
 threshold calibrated on the development set, and for containers a check digit that was read,
@@ -15,6 +16,14 @@ peak RSS; and writes an HTML contact sheet of the misses (crop, what was read, w
 expected). The engine runs in a child process so that its peak RSS is its own. ``--upstream``
 adds the unmodified RapidOCR pipeline as a baseline column when ``rapidocr_onnxruntime`` is
 importable (it is not a dependency: it declares the GUI build of OpenCV).
+
+Confirmation figures are **held out**: the images are split into ``--folds`` folds by source
+(``source_repo`` in labels.csv), the confirmation thresholds (``models/calibration.py``) are
+fitted on the other folds and each fold is decided with its own fit; the reliability curve per
+kind (calibrated confidence vs the share of right reads) is computed the same way.
+``--by-vehicle`` groups the images by label (one group = one vehicle or box seen by several
+cameras) and runs the lane's own fusion and exception rules over each group: confirmed right,
+needs an officer, confirmed wrong. ``--fit`` prints the policy fitted on every image.
 
 Exit codes: 0 done, 1 an image could not be read or the OCR stack/weights are missing,
 2 usage error / missing labels.csv.
@@ -62,6 +71,21 @@ def register(sub: Any) -> None:
         help="only the odd or even rows of labels.csv (tune on one half, check on the other)",
     )
     e.add_argument("--upstream", action="store_true", help="also run the upstream RapidOCR pipeline (if installed)")
+    e.add_argument(
+        "--folds",
+        type=int,
+        default=5,
+        metavar="K",
+        help="held-out folds by image source: confirmation thresholds are fitted on K-1 folds and "
+        "scored on the other (default 5)",
+    )
+    e.add_argument(
+        "--by-vehicle",
+        action="store_true",
+        help="also judge per vehicle: images grouped by label, fused as the lane fuses them "
+        "(confirmed right / needs an officer / confirmed wrong)",
+    )
+    e.add_argument("--fit", action="store_true", help="also print the policy fitted on every image (to ship)")
     e.add_argument("--threads", type=int, default=None)
     e.set_defaults(func=run_eval)
 
@@ -142,6 +166,7 @@ def _eval_engine(engine: str, d: Path, rows: list[Any], threads: int | None) -> 
     containers = all(r["kind"].startswith("container") for r in rows)
     out: list[Any] = []
     if engine == "ours":
+        from portlane.models.evaluation import raw_read
         from portlane.models.onnx_ocr import OcrEngine
         from portlane.models.pipeline import ContainerReader, PlateReader
 
@@ -153,22 +178,7 @@ def _eval_engine(engine: str, d: Path, rows: list[Any], threads: int | None) -> 
             t0, c0 = time.perf_counter(), time.process_time()
             reads = reader.read(img)
             ms, cpu = (time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000
-            out.append(
-                {
-                    "file": row["file"],
-                    "ms": ms,
-                    "cpu_ms": cpu,
-                    "reads": [
-                        {
-                            "text": getattr(r, "number", None) or r.text,
-                            "status": r.status,
-                            "confidence": float(r.confidence),
-                            "box": list(r.box) if r.box else None,
-                        }
-                        for r in reads
-                    ],
-                }
-            )
+            out.append({"file": row["file"], "ms": ms, "cpu_ms": cpu, "raw": [raw_read(r) for r in reads]})
         return out
     from portlane.models.grammar import normalise
     from rapidocr_onnxruntime import RapidOCR  # upstream pipeline, defaults as in its README
@@ -196,6 +206,32 @@ def _eval_engine(engine: str, d: Path, rows: list[Any], threads: int | None) -> 
             }
         )
     return out
+
+
+def _scored_ours(args: argparse.Namespace, rows: list[Any], payload: list[Any]) -> dict[str, Any]:
+    """Our engine's figures: per image with held-out confirmation (``evaluation.held_out``), the
+    shipped policy's for comparison, per vehicle through the lane's own rules, the fit."""
+    import dataclasses
+
+    from portlane.edge.lane.identification import lane_verdict
+    from portlane.models import calibration
+    from portlane.models.evaluation import by_vehicle, held_out, labelled, predictions, read_of, score
+
+    reads = [[read_of(d) for d in p["raw"]] for p in payload]
+    held = held_out(rows, reads, args.folds)
+    whole = score(rows, predictions(payload, reads))
+    e = score(rows, predictions(payload, held["decided"])).as_dict()
+    e["held_out"] = {k: v for k, v in held.items() if k != "decided"}
+    e["shipped_policy"] = {
+        "overall": whole.overall.as_dict(),
+        "per_kind": {k: v.as_dict() for k, v in whole.per_kind.items()},
+    }
+    if args.by_vehicle:
+        e["by_vehicle"] = by_vehicle(rows, held["decided"], lane_verdict)
+        e["by_vehicle_shipped_policy"] = by_vehicle(rows, reads, lane_verdict)
+    if args.fit:
+        e["fitted_on_all"] = dataclasses.asdict(calibration.fit(labelled(rows, reads)))
+    return e
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -236,14 +272,13 @@ def run_eval(args: argparse.Namespace) -> int:
             if engine == "ours":
                 rc = EXIT_FAILED
             continue
-        scored = score(rows, payload)
-        e = scored.as_dict()
+        e: dict[str, Any] = _scored_ours(args, rows, payload) if engine == "ours" else score(rows, payload).as_dict()
         e["peak_rss_mb"] = round(rss, 1)
-        if engine == "ours" and scored.misses:
+        if engine == "ours" and e["misses"]:
             # by default outside the working tree: the sheet holds crops of the evaluated images,
             # which may not be redistributable (never commit the development set)
             sheet = Path(args.sheet or Path(tempfile.gettempdir()) / f"portlane-ocr-misses-{d.resolve().name}.html")
-            write_contact_sheet(sheet, d, f"portlane ocr eval {d} ({args.split}): misses", scored.misses)
+            write_contact_sheet(sheet, d, f"portlane ocr eval {d} ({args.split}): misses", e["misses"])
             e["contact_sheet"] = str(sheet)
         report["engines"][engine] = e
     if args.json:
@@ -296,7 +331,42 @@ def _print_report(report: dict[str, Any]) -> None:
         ),
     )
     t.add_row("peak RSS MB", *(cell(e, lambda e: e["peak_rss_mb"]) for e in engines.values()))
-    Console().print(t)
+    console = Console()
+    console.print(t)
+    ours = engines.get("ours", {})
+    held = ours.get("held_out")
+    if held:
+        console.print(
+            f"confirmed above: thresholds fitted on {held['folds'] - 1} of {held['folds']} folds (by image "
+            f"source, sizes {held['fold_sizes']}), scored on the held-out fold; with the shipped policy on "
+            f"every image: {fig(ours['shipped_policy']['overall'])}"
+        )
+        for group, curve in held["reliability"].items():
+            rt = Table(title=f"reliability, {group} (held out): calibrated confidence vs share right")
+            for col in ("bin", "n", "predicted", "observed"):
+                rt.add_column(col, justify="right")
+            for b in curve:
+                rt.add_row(str(b["bin"]), str(b["n"]), f"{b['predicted']:.3f}", f"{b['observed']:.3f}")
+            console.print(rt)
+    for key, title in (("by_vehicle", "held-out policy"), ("by_vehicle_shipped_policy", "shipped policy")):
+        bv = ours.get(key)
+        if not bv:
+            continue
+        vt = Table(title=f"per vehicle ({title}): images grouped by label, fused as the lane fuses them")
+        for col in ("kind", "vehicles", "confirmed right", "needs officer", "CONFIRMED WRONG"):
+            vt.add_column(col, justify="right")
+        for k, v in sorted(bv["per_kind"].items()):
+            vt.add_row(k, str(v["n"]), str(v["right"]), str(v["officer"]), str(v["wrong"]))
+        vt.add_row(
+            "all",
+            f"{bv['vehicles']} ({bv['multi_frame']} seen in 2+ frames)",
+            f"{bv['confirmed_right']} ({bv['confirmed_right_share']:.1%})",
+            str(bv["needs_officer"]),
+            str(bv["confirmed_wrong"]),
+        )
+        console.print(vt)
+        for w in bv["wrong"]:
+            console.print(f"[red]confirmed wrong vehicle:[/] {w['label']} identified as {w['identified']}")
     for name, e in engines.items():
         if "error" in e:
             print(f"{name}: {e['error']}")

@@ -28,7 +28,9 @@ def register(sub: Any) -> None:
     daemon_opts(s)
     s.set_defaults(func=run_show)
     r = os_.add_parser("replay", help="re-send delivered events (the platform de-duplicates by id)")
-    r.add_argument("--count", type=int, default=None, help="the last N events (default: all undelivered)")
+    r.add_argument(
+        "--count", type=int, default=None, help="the last N events (default: every event the outbox still keeps)"
+    )
     r.add_argument("--lane")
     act_opts(r)
     r.set_defaults(func=run_act, action="replay")
@@ -47,7 +49,7 @@ def run_show(args: argparse.Namespace) -> int:
         path = route(args, "outbox", lane=args.lane)
         answers = [(path, ask(path, "outbox", args, action="show", count=None))]
     else:
-        answers, down = ask_all(args, "outbox", action="show", count=None)
+        answers, down = ask_all(args, "outbox", implementing=True, action="show", count=None)
     all_ok = all(a.get("ok") for _p, a in answers)
     if args.json:
         print_json({"ok": all_ok and not down, "daemons": [{"socket": p, **a} for p, a in answers], "errors": down})
@@ -66,4 +68,28 @@ def run_act(args: argparse.Namespace) -> int:
     what = f"{args.action} {'all' if args.count is None else args.count} outbox events"
     if args.lane:
         what += f" of lane {args.lane}"
-    return act(args, "outbox", f"{what}?", route_lane=args.lane, action=args.action, count=args.count)
+
+    def replay_range(path: str) -> dict[str, object]:
+        """``--count N``: the last N events of that daemon's outbox (the daemon replays by seq)."""
+        if args.action != "replay" or args.count is None:
+            return {}
+        last = int((ask(path, "outbox", args, action="show").get("outbox") or {}).get("last_seq") or 0)
+        return {"from_seq": max(1, last - args.count + 1)}
+
+    def done(resp: Answer) -> str:
+        if args.action == "purge":
+            n = int(resp.get("purged", 0))
+            short = f" of the {args.count} asked for: the outbox held no more" if n < args.count else ""
+            return f"purged {n} undelivered events{short}"
+        return f"queued {int(resp.get('replayed', 0))} events to be sent again"
+
+    return act(
+        args,
+        "outbox",
+        f"{what}?",
+        route_lane=args.lane,
+        fields_for=replay_range,
+        done=done,
+        action=args.action,
+        count=args.count,
+    )

@@ -38,6 +38,12 @@ def register(sub: Any) -> None:
         default=None,
         help="name or address clients use for the broker (repeat; default: the site's broker host, localhost)",
     )
+    i.add_argument(
+        "--ca-dir",
+        default=None,
+        help="where the CA (and its private key) goes: e.g. removable media; never a unit's or the broker's "
+        "directory (default: OUT/ca)",
+    )
     i.add_argument("--json", action="store_true", help="machine-readable result")
     i.set_defaults(func=run_init)
 
@@ -45,6 +51,7 @@ def register(sub: Any) -> None:
     s.add_argument("unit", help="lane, scanner or client id")
     s.add_argument("--site", required=True, help="site file")
     s.add_argument("--out", required=True, help="the directory `pki init` created")
+    s.add_argument("--ca-dir", default=None, help="where the CA is, if not OUT/ca (`pki init --ca-dir`)")
     s.add_argument("--json", action="store_true", help="machine-readable result")
     s.set_defaults(func=run_issue)
 
@@ -95,8 +102,9 @@ def run_init(args: argparse.Namespace) -> int:
 
         hosts = [parse_url(site.broker.url)[0], "localhost"]
     out = Path(args.out)
+    ca_dir = Path(args.ca_dir) if args.ca_dir else out / "ca"
     try:
-        issued = init_pki(site, out, broker_hosts=hosts)
+        issued = init_pki(site, out, broker_hosts=hosts, ca_dir=ca_dir)
     except PkiError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
@@ -105,7 +113,7 @@ def run_init(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     _print_issued(issued, out, args.json)
     if not args.json:
-        print(f"# broker: {out / 'broker'} (mosquitto.conf, acl, certificates); keep {out / 'ca' / 'ca.key'} offline")
+        print(f"# broker: {out / 'broker'} (mosquitto.conf, acl, certificates); keep {ca_dir / 'ca.key'} offline")
     return EXIT_OK
 
 
@@ -124,7 +132,7 @@ def run_issue(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     out = Path(args.out)
     try:
-        issued = issue_unit(SiteCA.load(out / "ca"), units[args.unit], out)
+        issued = issue_unit(SiteCA.load(Path(args.ca_dir) if args.ca_dir else out / "ca"), units[args.unit], out)
     except PkiError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE

@@ -25,7 +25,9 @@ DEFAULT_DB = Path("/var/lib/portlane/console.db")
 def register(sub: Any) -> None:
     p = sub.add_parser("report", help="reports from the console's database (clearance time per stage)")
     rsub = p.add_subparsers(dest="report_kind", metavar="REPORT", required=True)
-    c = rsub.add_parser("clearance", help="per-stage clearance-time percentiles per lane, day, hour and vehicle kind")
+    c = rsub.add_parser(
+        "clearance", help="per-stage clearance-time percentiles per lane, day, hour, vehicle kind and release basis"
+    )
     c.add_argument(
         "--from", dest="start", metavar="WHEN", help="first day (YYYY-MM-DD) or time (ISO 8601); default: all"
     )
@@ -102,7 +104,7 @@ def _print(rep: dict[str, Any], site_name: str) -> None:
     for st, f in all_["stages"].items():
         t.add_row(st, str(f["n"]), *(_fmt(f[k]) for k in ("p50", "p90", "p95", "max", "step_p50", "step_p95")))
     c.print(t)
-    for dim in ("lane", "kind", "day", "hour"):
+    for dim in ("basis", "lane", "kind", "day", "hour"):  # basis: what released it (pre-decision, online …)
         g = rep["groups"].get(dim) or {}
         if not g:
             continue

@@ -130,23 +130,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(site_id: str, sim: bool, reports: list[DeviceReport]) -> None:
-    from rich.console import Console
+    """One row per device that fits 80 columns: name and result whole, the detail wraps."""
     from rich.table import Table
 
+    from ._common import console
+
     table = Table(title=f"selftest {site_id}{' (simulators)' if sim else ''}")
-    for col in ("device", "kind", "backend", "result", "latency ms", "total ms", "detail / error"):
-        table.add_column(col, justify="right" if "ms" in col else "left", no_wrap=col == "device")
+    for col, kw in (("device", {}), ("result", {}), ("ms", {"justify": "right"})):
+        table.add_column(col, no_wrap=True, **kw)  # type: ignore[arg-type]
+    table.add_column("backend: detail / error", overflow="fold", ratio=1)
     for r in reports:
-        table.add_row(
-            r.device,
-            r.kind,
-            r.backend,
-            "[green]ok[/]" if r.ok else "[red]FAIL[/]",
-            f"{r.latency_ms:.1f}" if r.latency_ms is not None else "-",
-            f"{r.duration_ms:.0f}" if r.duration_ms is not None else "-",
-            r.error or r.detail or "",
-        )
-    Console().print(table)
+        ms = f"{r.latency_ms:.0f}" if r.latency_ms is not None else "-"
+        ok = "[green]ok[/]" if r.ok else "[red]FAIL[/]"
+        table.add_row(r.device, ok, ms, f"[dim]{r.backend}:[/] {r.error or r.detail or ''}")
+    console().print(table)
 
 
 # --------------------------------------------------------------------------- targets

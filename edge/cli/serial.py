@@ -76,13 +76,27 @@ def register(sub: Any) -> None:
 
 
 def held_serial_ports(args: argparse.Namespace) -> dict[str, str]:
-    """Serial ports in use: real path → who (a running daemon's configuration, or a pid)."""
+    """Serial ports in use: real path → who holds it (a running daemon, or another process).
+
+    A daemon says which ports it holds open now (``serial_ports`` of its status); a port that
+    is only configured — another lane's, whose daemon is stopped — is not held. Any other
+    process with the tty open is found in ``/proc``, except the process at the other end of a
+    pseudo-terminal (the device simulator that owns its master): that is the device, not a
+    reader."""
     held: dict[str, str] = {}
-    for path, resp in ask_quiet(args, "config"):
-        if isinstance(resp.get("yaml"), str):
-            for url in _serial_urls(resp["yaml"]):
+    for path, resp in ask_quiet(args, "status"):
+        for url in resp.get("serial_ports") or ():
+            if isinstance(url, str):
                 held[os.path.realpath(url)] = f"daemon at {path}"
-    # Any process with the tty open (works for our own user and for root).
+    for pid, target in _ttys_open_by_others():
+        held.setdefault(target, f"pid {pid}")
+    return held
+
+
+def _ttys_open_by_others() -> list[tuple[str, str]]:
+    """(pid, /dev path) of every tty another process has open (our own user's, or all as root),
+    leaving out each pty slave held by the process that also holds its master."""
+    out: list[tuple[str, str]] = []
     proc = Path("/proc")
     for pid_dir in proc.iterdir() if proc.is_dir() else ():
         if not pid_dir.name.isdigit() or int(pid_dir.name) == os.getpid():
@@ -91,37 +105,34 @@ def held_serial_ports(args: argparse.Namespace) -> dict[str, str]:
             fds = list((pid_dir / "fd").iterdir())
         except OSError:
             continue
+        ttys: list[str] = []
+        masters: set[str] = set()  # /dev/pts/N whose master (/dev/ptmx, tty-index N) it holds
         for fd in fds:
             try:
                 target = os.readlink(fd)
             except OSError:
                 continue
-            if target.startswith("/dev/"):
-                held.setdefault(target, f"pid {pid_dir.name}")
-    return held
-
-
-def _serial_urls(text: str) -> list[str]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return []
-    out: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if node.get("kind") == "serial" and isinstance(node.get("url"), str):
-                out.append(node["url"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(data)
+            if target == "/dev/ptmx":
+                index = _pty_index(pid_dir / "fdinfo" / fd.name)
+                if index is not None:
+                    masters.add(f"/dev/pts/{index}")
+            elif target.startswith("/dev/"):
+                ttys.append(target)
+        out += [(pid_dir.name, t) for t in ttys if t not in masters]
     return out
+
+
+def _pty_index(fdinfo: Path) -> str | None:
+    """The pty number of a ``/dev/ptmx`` descriptor (``tty-index:`` in its fdinfo, Linux >= 4.16)."""
+    try:
+        text = fdinfo.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key == "tty-index":
+            return value.strip()
+    return None
 
 
 def check_port_free(args: argparse.Namespace, port: str) -> None:

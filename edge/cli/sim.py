@@ -6,12 +6,15 @@ Examples::
     portlane sim weighbridge --fault noise=0.1 --fault seed=3
     portlane sim board --json                              # {"device": ..., "link": {...}}
     portlane sim rpm --fault stuck                         # a radiation portal whose occupancy sensor sticks
-    portlane sim site --site firmware_config/sites/zhuhai-hzmb-cargo.yaml --out /tmp/sim-site.yaml \
-        --broker mqtt://127.0.0.1:1883                     # every device of a site, and a site file
-                                                           # whose links point at the simulators
+    portlane sim site --out site.yaml --lanes 2 --traffic 40 --env sim.env --detach
+        # every device of a site (default: the shipped HZMB site), an embedded broker, traffic
+        # and the central platform; a site file for the daemons and the addresses as shell
+        # variables (docs/operations.md, "Practising without hardware"); see edge/demo/simsite.py
 
-The simulator runs until interrupted (Ctrl-C). Exit codes: 0 stopped by the user,
-1 the simulator failed to start, 2 usage error (unknown device, bad ``--fault``).
+A simulator runs until interrupted (Ctrl-C, SIGTERM); ``sim site --detach`` runs in the
+background and returns once its site file is written (stop it with ``kill PID``). Exit codes:
+0 stopped by the user (or detached), 1 the simulator failed to start, 2 usage error (unknown
+device, bad ``--fault``, a site it cannot simulate).
 """
 
 from __future__ import annotations
@@ -64,10 +67,19 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--lane", default="sim", help="lane id of the simulated world")
     p.add_argument("--json", action="store_true", help="print the link as JSON")
-    p.add_argument("--site", help="with 'site': the site file whose devices to simulate")
-    p.add_argument("--out", help="with 'site': write a copy of the site file with the simulators' links here")
-    p.add_argument("--broker", help="with 'site': broker URL to put into the written site file")
-    p.add_argument("--state-dir", help="with 'site': state directory to put into the written site file")
+    s = p.add_argument_group("sim site")
+    s.add_argument("--site", help="the site file whose devices to simulate (default: the shipped HZMB cargo site)")
+    s.add_argument("--out", help="write the site file for the daemons here: the simulators' links (required)")
+    s.add_argument("--lanes", type=int, help="simulate this many lanes of the site (default: all)")
+    s.add_argument("--cameras", action="store_true", help="simulate the cameras too (CPU-heavy; for --ocr work)")
+    s.add_argument("--broker", help="use this broker (mqtt://HOST:PORT) instead of an embedded one")
+    s.add_argument("--state-dir", help="the daemons' state directory (default: state/ beside --out)")
+    s.add_argument("--env", metavar="FILE", help="write the simulated devices' addresses as shell variables here")
+    s.add_argument("--traffic", type=int, default=0, metavar="N", help="drive N vehicles through the lanes")
+    s.add_argument("--seed", type=int, default=7, help="seed of the traffic and the platform's decisions")
+    s.add_argument("--inspect-ratio", type=float, default=0.25, help="share of cargo vehicles sent to X-ray")
+    s.add_argument("--detach", action="store_true", help="run in the background; return once the site file is written")
+    s.add_argument("--pid-file", metavar="FILE", help="with --detach: write the simulator's pid here")
     p.set_defaults(func=run)
 
 
@@ -82,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     except FaultSpecError as exc:
         print(f"--fault: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.device == "site" and args.detach:
+        return _detach(args)
     try:
         return asyncio.run(_serve(args, faults))
     except KeyboardInterrupt:
@@ -98,55 +112,113 @@ async def _until_stopped() -> None:
     await stop.wait()
 
 
-async def _serve_site(args: argparse.Namespace) -> int:
-    """Simulate every device of a site; write a site file pointing at them; run until ^C."""
+def _site_options(args: argparse.Namespace) -> Any:
     from pathlib import Path
 
-    import yaml
-    from portlane.sim_devices.catalog import start_site
-    from portlane.sim_devices.scanner import ScannerWorld
-    from portlane.sim_devices.world import LaneWorld
+    from portlane.edge.demo.options import DEFAULT_SITE
+    from portlane.edge.demo.simsite import SimSiteOptions
+    from portlane.edge.errors import UsageError
 
-    if not args.site or not args.out:
-        print("sim site needs --site FILE and --out FILE", file=sys.stderr)
-        return EXIT_USAGE
-    raw = yaml.safe_load(await asyncio.to_thread(Path(args.site).read_text, encoding="utf-8"))
-    worlds = {lane["id"]: LaneWorld(lane["id"], time_factor=args.time_factor) for lane in raw["lanes"]}
-    scanners = {s["id"]: ScannerWorld(time_factor=args.time_factor) for s in raw.get("scanners", [])}
-    sims = await start_site(raw, worlds, scanner_worlds=scanners, time_factor=args.time_factor)
-    try:
-        async with asyncio.TaskGroup() as tg:
-            running = [tg.create_task(w.run(), name=f"sim-lane-{k}") for k, w in worlds.items()]
-            running += [tg.create_task(w.run(), name=f"sim-scanner-{k}") for k, w in scanners.items()]
-            for lane in raw["lanes"]:
-                links = sims.links["lanes"].get(lane["id"], {})
-                for dev, cfg in lane["devices"].items():
-                    if dev == "cameras":
-                        for cam_id, cam in cfg.items():
-                            cam["link"] = links.get("cameras", {}).get(cam_id, cam["link"])
-                    elif dev in links:
-                        cfg["link"] = links[dev]
-            for s in raw.get("scanners", []):
-                s["device"]["link"] = sims.links["scanners"].get(s["id"], s["device"]["link"])
-            if args.broker:
-                raw.setdefault("broker", {})["url"] = args.broker
-                raw["broker"].pop("username", None)
-                raw["broker"].pop("password", None)
-            if args.state_dir:
-                raw["state_dir"] = args.state_dir
-            text = yaml.safe_dump(raw, allow_unicode=True, sort_keys=False)
-            await asyncio.to_thread(Path(args.out).write_text, text, encoding="utf-8")
-            print(
-                json.dumps({"site": args.out, "links": sims.links})
-                if args.json
-                else f"simulating {len(worlds)} lanes; site file with their links: {args.out} (Ctrl-C to stop)",
-                flush=True,
-            )
-            await _until_stopped()
-            for task in running:
-                task.cancel()
-    finally:
-        await sims.close()
+    if not args.out:
+        raise UsageError("sim site needs --out FILE: where to write the site file for the daemons")
+    return SimSiteOptions(
+        out=Path(args.out),
+        site_file=Path(args.site) if args.site else DEFAULT_SITE,
+        lanes=args.lanes,
+        cameras=args.cameras,
+        broker=args.broker,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+        env_file=Path(args.env) if args.env else None,
+        traffic=args.traffic,
+        seed=args.seed,
+        inspect_ratio=args.inspect_ratio,
+        time_factor=args.time_factor,
+    ).validated()
+
+
+async def _serve_site(args: argparse.Namespace) -> int:
+    """Simulate every device of a site; write a site file pointing at them; run until stopped."""
+    from portlane.edge.demo.simsite import serve_site
+
+    opts = _site_options(args)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    def ready(info: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(info), flush=True)
+            return
+        lanes = ", ".join(info["lanes"])
+        print(f"simulating lanes {lanes} (pid {info['pid']}); site file {info['site']}; broker {info['broker']}")
+        if info["env"]:
+            print(f"device addresses: . {info['env']}")
+        print("Ctrl-C to stop", flush=True)
+
+    await serve_site(opts, stop=stop, ready=ready)
+    return EXIT_OK
+
+
+#: How long ``--detach`` waits for the background simulator to write its site file: starting
+#: a few dozen simulators and an embedded broker takes a few seconds on a busy 2-core box.
+DETACH_READY_S = 60.0
+
+
+def _detach(args: argparse.Namespace) -> int:
+    """Start ``sim site`` again in its own session, in the background; return once it is ready."""
+    import subprocess
+    from pathlib import Path
+
+    from portlane.edge.errors import PortlaneError
+
+    opts = _site_options(args)  # usage errors here, in the foreground
+    argv = [sys.executable, "-m", "portlane.edge", "sim", "site", "--json", "--out", str(opts.out)]
+    for flag, value in (
+        ("--site", args.site),
+        ("--lanes", args.lanes),
+        ("--broker", args.broker),
+        ("--state-dir", args.state_dir),
+        ("--env", args.env),
+        ("--traffic", args.traffic),
+        ("--seed", args.seed),
+        ("--inspect-ratio", args.inspect_ratio),
+        ("--time-factor", args.time_factor),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.cameras:
+        argv.append("--cameras")
+    log_path = opts.out.with_suffix(".log")
+    with open(log_path, "ab") as log_file:
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file, start_new_session=True
+        )
+    assert child.stdout is not None
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(child.stdout, selectors.EVENT_READ)
+        line = child.stdout.readline() if sel.select(DETACH_READY_S) else b""
+    child.stdout.close()
+    if not line:
+        if child.poll() is None:
+            child.terminate()
+        rc = child.wait()
+        tail = Path(log_path).read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise PortlaneError(f"the simulator did not start (exit {rc}): {tail[0]} (log: {log_path})")
+    info = json.loads(line)
+    if args.pid_file:
+        Path(args.pid_file).write_text(f"{child.pid}\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps({**info, "log": str(log_path)}))
+    else:
+        print(f"simulating lanes {', '.join(info['lanes'])} in the background (pid {child.pid}, log {log_path});")
+        print(
+            f"site file {info['site']}, broker {info['broker']}"
+            + (f", addresses in {info['env']}" if info["env"] else "")
+        )
+        print(f"stop it with: kill {child.pid}")
     return EXIT_OK
 
 

@@ -21,6 +21,14 @@ from ._common import ask_all, console, daemon_opts, err, guard, health, print_js
 def register(sub: Any) -> None:
     p = sub.add_parser("status", help="site, lanes, devices, outbox and broker at a glance")
     daemon_opts(p)
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        metavar="S",
+        help="wait up to S seconds for the daemons to answer (with --site: one for each lane and scanner of FILE)",
+    )
+    p.add_argument("--site", default=None, metavar="FILE", help="with --wait: the site file whose units to wait for")
     p.set_defaults(func=run_status)
 
     p = sub.add_parser("devices", help="per device: health, link, last error, counters")
@@ -42,9 +50,55 @@ def _exit(failed: list[str], down: list[str]) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _units(answers: list[tuple[str, Any]]) -> set[str]:
+    """The lanes and scanners the answering daemons serve."""
+    out: set[str] = set()
+    for _p, a in answers:
+        if a.get("ok"):
+            out |= {str(lane.get("lane")) for lane in a.get("lanes", [])}
+            if a.get("scanner"):
+                out.add(str(a["scanner"]))
+    return out
+
+
+def _wait_for_daemons(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[str]]:
+    """``status --wait S``: ask until every daemon answers (with ``--site``: until each lane and
+    scanner of the file is served), for at most S seconds — after ``systemctl start`` or after
+    starting daemons by hand, before the next command talks to them."""
+    import time
+
+    from portlane.edge.errors import UnreachableError
+
+    want: set[str] = set()
+    if args.site:
+        from portlane.edge.config import load_site
+
+        site = load_site(args.site)
+        want = {lane.id for lane in site.lanes} | {s.id for s in site.scanners}
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            answers, down = ask_all(args, "status")
+        except UnreachableError:
+            answers, down = [], ["no daemon answers yet"]
+        missing = want - _units(answers)
+        if (answers and not down and not missing) or time.monotonic() >= deadline:
+            if missing:
+                down = [*down, f"not served after {args.wait:g} s: {', '.join(sorted(missing))}"]
+            if not answers and not down:
+                down = ["no daemon answered"]
+            return answers, down
+        time.sleep(STATUS_POLL_S)
+
+
+#: ``status --wait`` asks again this often: a daemon creates its socket within a second or two
+#: of starting (Python's imports), and answers as soon as it exists.
+STATUS_POLL_S = 0.2
+
+
 @guard
 def run_status(args: argparse.Namespace) -> int:
-    answers, down = ask_all(args, "status")
+    answers, down = _wait_for_daemons(args) if args.wait is not None else ask_all(args, "status")
     ok = [(p, a) for p, a in answers if a.get("ok")]
     failed = [f"{p}: {a.get('error')}" for p, a in answers if not a.get("ok")]
     lanes: list[dict[str, Any]] = [lane for _p, a in ok for lane in a.get("lanes", [])]
@@ -87,6 +141,13 @@ def run_status(args: argparse.Namespace) -> int:
     for lane in lanes:  # a portal's fault holds automatic release lane-wide (officers release by hand)
         for why in lane.get("auto_release_held") or ():
             con.print(f"[yellow]{lane.get('lane')}: automatic release held[/] — {why}")
+    for _p, a in ok:
+        if a.get("scanner"):
+            current = a.get("current") or "—"
+            con.print(
+                f"scanner [bold]{a['scanner']}[/]  {a.get('state')}  queue {a.get('queue')}  scanning {current}  "
+                f"scans {a.get('scans')}  outbox {(a.get('outbox') or {}).get('depth', 0)}"
+            )
     for e in failed + down:
         err(e)
     return _exit(failed, down)
@@ -94,7 +155,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 @guard
 def run_devices(args: argparse.Namespace) -> int:
-    answers, down = ask_all(args, "devices")
+    answers, down = ask_all(args, "devices", implementing=True)
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
     for path, a in answers:

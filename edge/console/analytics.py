@@ -5,7 +5,10 @@ report draw and that ``portlane report clearance`` prints, from the ``passages``
 (one row per ``passage.completed``).
 
 For each group (all passages; per lane; per day and hour of arrival in the site's time zone;
-per vehicle kind) and each stage of ``STAGES`` that happened:
+per vehicle kind; per release basis — ``predecision`` when the lane released on signed
+pre-decisions by itself, ``online`` on the platform's decisions, ``override``, ``none`` when the
+gate was not opened for it, ``unknown`` for passages recorded before the console kept it) and
+each stage of ``STAGES`` that happened:
 
 * ``from_arrival`` — milliseconds from arrival to the stage (the passage's ``stage_ms``):
   ``n``, ``p50``, ``p90``, ``p95``, ``max``;
@@ -34,7 +37,7 @@ from .store import PassageRow, Store
 __all__ = ["QUANTILES", "ClearanceReport", "clearance", "parse_bound", "percentile"]
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95}
-DIMENSIONS = ("all", "lane", "day", "hour", "kind")
+DIMENSIONS = ("all", "lane", "day", "hour", "kind", "basis")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -149,10 +152,18 @@ def group_figures(rows: Iterable[PassageRow]) -> dict[str, dict[str, dict[str, A
         by["day"][r.local_day].append(r)
         by["hour"][f"{r.local_hour:02d}"].append(r)
         by["kind"][r.vehicle_kind].append(r)
+        by["basis"][_basis(r)].append(r)
     out: dict[str, dict[str, dict[str, Any]]] = {"all": {"all": _group(rows)}}
     for dim, groups in by.items():
         out[dim] = {k: _group(v) for k, v in sorted(groups.items())}
     return out
+
+
+def _basis(r: PassageRow) -> str:
+    if r.release_basis is not None:
+        return r.release_basis
+    # Not opened (diverted, abandoned), or a row written before the console kept the basis.
+    return "none" if r.outcome not in ("released", "override") else "unknown"
 
 
 def parse_bound(text: str, tz: ZoneInfo, *, end: bool) -> dt.datetime:

@@ -8,26 +8,34 @@ this file holds what only the console needs::
     db: /var/lib/portlane/console.db
     users_file: /etc/portlane/console-users.yaml
     signing_key: {id: console-1, private_key_file: /etc/portlane/console.key}   # else the clients[] key
-    event_keys: []                          # extra keys for event signatures (id, public_key, units)
-    require_signed_events: false
     stuck_after_s: {awaiting_decision: 180} # per stage; defaults in live.DEFAULT_STUCK_AFTER_S
     cookie_secure: false                    # true behind the TLS reverse proxy
+
+The console believes only what the site file's unit keys signed (``portlane.edge.client``):
+``require_signed_events`` and ``event_keys`` (issue 13) are gone, and a file that still has them
+fails at start with one line saying what to do.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
+from portlane.edge.contract.vocabulary import LOW_CONFIDENCE
 from portlane.edge.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .live import DEFAULT_LOW_CONFIDENCE, STAGE_RANK
-from .signatures import EventKey
+from .picture import STAGE_RANK
 
 __all__ = ["ConsoleConfig", "load_console_config"]
 
 _ID = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+#: Keys of older console files that no longer exist, and what to do instead.
+REMOVED = {
+    "require_signed_events": "the console believes only signed units now; delete the key",
+    "event_keys": "give each unit its key in the site file (lanes[].key, scanners[].key); delete the key",
+}
 
 
 class _Frozen(BaseModel):
@@ -49,27 +57,25 @@ class SigningKeyConfig(_Frozen):
         return p.read_text(encoding="utf-8").strip()
 
 
-class EventKeyConfig(_Frozen):
-    id: str = Field(pattern=_ID)
-    public_key: str
-    units: tuple[str, ...] = ()
-
-    def key(self) -> EventKey:
-        return EventKey(self.id, self.public_key, self.units)
-
-
 class ConsoleConfig(_Frozen):
     http: HttpConfig = HttpConfig()
     client_id: str = Field("console", pattern=_ID, description="the console's clients[] entry in the site file")
     db: str = "/var/lib/portlane/console.db"
     users_file: str = "/etc/portlane/console-users.yaml"
     signing_key: SigningKeyConfig | None = None
-    event_keys: tuple[EventKeyConfig, ...] = ()
-    require_signed_events: bool = False
     backfill: bool = Field(True, description="ask a unit first seen mid-stream for its retained earlier events")
     stuck_after_s: dict[str, float] = Field(default_factory=dict)
-    low_confidence: float = Field(DEFAULT_LOW_CONFIDENCE, ge=0, le=1)
+    low_confidence: float = Field(LOW_CONFIDENCE, ge=0, le=1)
     cookie_secure: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, what in REMOVED.items():
+                if key in data:
+                    raise ValueError(f"{key}: removed in issue 23 — {what}")
+        return data
 
     @model_validator(mode="after")
     def _stages(self) -> ConsoleConfig:

@@ -11,15 +11,12 @@ import contextlib
 import logging
 from pathlib import Path
 
-from portlane.edge.config import Site, load_site
-from portlane.edge.errors import CredentialError
+from portlane.edge.config import load_site
 from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
-from portlane.edge.trust.keys import credential_path, load_private_key_file, public_key_b64
+from portlane.edge.trust.commands import CommandSigner
 
 from .config import ConsoleConfig, load_console_config
-from .replay import ReplayRequester
 from .service import ConsoleService
-from .signatures import EventVerifier
 
 __all__ = ["main_console", "run_console_daemon"]
 
@@ -39,8 +36,6 @@ async def run_console_daemon(
     site = load_site(site_file)
     cfg = load_console_config(config_file)
     base = config_file.parent if config_file else Path.cwd()
-    replay = _replay_requester(site, cfg, base)
-    verifier = EventVerifier.for_site(site, [k.key() for k in cfg.event_keys], require_signed=cfg.require_signed_events)
     stop = stop or asyncio.Event()
     install_signal_handlers(stop)
     notifier = Notifier.from_env()
@@ -50,8 +45,7 @@ async def run_console_daemon(
         broker_url=broker_url,
         http=http or (cfg.http.host, cfg.http.port),
         users=users_file or cfg.users_file,
-        replay=replay,
-        verifier=verifier,
+        signer=_signer(cfg, base),
         stuck_after_s=cfg.stuck_after_s,
         low_confidence=cfg.low_confidence,
         backfill=cfg.backfill,
@@ -71,23 +65,14 @@ async def run_console_daemon(
     return 0
 
 
-def _replay_requester(site: Site, cfg: ConsoleConfig, base: Path) -> ReplayRequester | None:
-    """The console signs replay requests with ``signing_key`` from its configuration, else with
-    the key of its ``clients`` entry in the site file (checked against the published public
-    key); without either it still finds gaps but cannot ask for them."""
-    if cfg.signing_key is not None:
-        return ReplayRequester(
-            site=site.site.id, key_id=cfg.signing_key.id, private_key=cfg.signing_key.private_key_b64(base)
-        )
-    client = next((c for c in site.clients if c.id == cfg.client_id), None)
-    if client is None or client.key is None:
-        log.warning("no signing key for the console (%s): it cannot ask units to replay missing events", cfg.client_id)
+def _signer(cfg: ConsoleConfig, base: Path) -> CommandSigner | None:
+    """The console signs replay requests with ``signing_key`` from its configuration when given;
+    else (None) with the key of its ``clients`` entry in the site file, checked against the
+    published public key (``SiteClient.from_site``); without either it still finds gaps but
+    cannot ask for them (a ``gap`` alarm says so)."""
+    if cfg.signing_key is None:
         return None
-    path = credential_path(client.key.private_key_file, unit=client.id)
-    private = load_private_key_file(path)
-    if public_key_b64(private) != client.key.public_key.strip():
-        raise CredentialError(f"{path}: does not match key {client.key.id} of client {client.id} in the site file")
-    return ReplayRequester(site=site.site.id, key_id=client.key.id, private_key=private)
+    return CommandSigner(cfg.signing_key.id, cfg.signing_key.private_key_b64(base))
 
 
 def main_console(

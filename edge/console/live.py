@@ -1,6 +1,8 @@
-"""The site's live picture and the alarm rules, fed by accepted events. Pure: no I/O, no clock.
+"""The site's live picture and the alarm rules, fed by verified events. Pure: no I/O, no clock.
 
-:class:`SiteLive` turns events (in any order across units, as a broker delivers them) into
+:class:`SiteLive` turns the consumer library's verified events (``SiteEvent``, in any order
+across units, as a broker delivers them) and its unit views (``UnitView``: a unit's signed
+status) into changes of the picture (its state, ``picture.py``) and effects (``effects.py``):
 
 * each lane's state: online, in or out of service, the current passage with its stage and
   when it entered it, device health, passages completed, the last one;
@@ -9,22 +11,24 @@
 * effects for the caller to persist: :class:`Raise` / :class:`Clear` of an alarm (``key`` names
   the condition, so raising twice is one alarm) and :class:`Completed` passages.
 
-A passage's stage only moves forward (``STAGE_RANK``): an event replayed after a gap, or a
+A passage's stage only moves forward (``picture.STAGE_RANK``): an event replayed after a gap, or a
 scanner event overtaking the lane's, cannot move the picture backwards. The lanes publish no
 "in position" event, so a passage is ``arrived`` until it is identified.
 
 Alarm rules (``kind``: when raised → when cleared):
 
 * ``device``     a device reports degraded/offline → it reports online
-* ``offline``    a unit's retained status says offline (last will) → online again
-* ``closed``     a lane out of service (status, an accepted close_lane, or it closed itself
-                 because its gate went offline) → back in service
+* ``offline``    a unit's signed status says offline, or the broker published its (unsigned)
+                 last will: "unconfirmed offline" → its signed status says online again
+* ``closed``     a lane out of service (its signed status says so, or it closed itself because
+                 its gate went offline) → back in service
 * ``stuck``      a passage stays in one stage longer than ``stuck_after_s`` → it moves on
 * ``identity``   an identification with exceptions or below ``low_confidence`` → corrected or
                  the passage completed (an item for an officer)
 * ``exception``  ``lane.exception`` (platform unreachable, scanner fault, ...) — notice
 * ``scan_failed``, ``rejected_command``, ``override`` — notices (raised already cleared:
   they wait only for acknowledgement)
+* ``radiation``, ``seal``, pre-decisions — ``cargo.py``
 """
 
 from __future__ import annotations
@@ -32,27 +36,20 @@ from __future__ import annotations
 import datetime as dt
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from portlane.edge.client import SiteEvent, UnitView
 from portlane.edge.config import Site
 from portlane.edge.contract.times import parse_rfc3339
+from portlane.edge.contract.vocabulary import LOW_CONFIDENCE
 
-from .ingest import Event
-from .store import PassageRow
+from .cargo import CARGO_EVENTS, EXCEPTION_TITLES, apply_cargo, completed_clears, count_refusals, note_basis
+from .effects import Clear, Completed, Effect, Raise
+from .picture import LaneLive, LiveEvent, PassageLive, ScannerLive, vehicle_kind
+from .store import PassageRow, time_ms
 
-__all__ = ["STAGE_RANK", "Clear", "Completed", "Effect", "Raise", "SiteLive", "vehicle_kind"]
-
-STAGE_RANK = {
-    "arrived": 0,
-    "awaiting_decision": 1,
-    "inspection_queued": 2,
-    "scanning": 3,
-    "awaiting_verdicts": 4,
-    "released": 5,
-    "diverted": 5,
-}
+__all__ = ["DEFAULT_STUCK_AFTER_S", "SiteLive", "live_event"]
 
 #: Longest a passage may stay in one stage before it is "stuck", in real seconds. A decision
 #: normally takes seconds, a scan 10–40 s plus the queue, a released truck clears the gate in
@@ -67,111 +64,31 @@ DEFAULT_STUCK_AFTER_S: dict[str, float] = {
     "diverted": 120.0,
 }
 
-#: Identifications below this confidence wait for an officer even without an exception.
-DEFAULT_LOW_CONFIDENCE = 0.8
-#: The scanner's utilisation is the busy share of this window.
-UTILISATION_WINDOW_MS = 3_600_000
 #: Completed passage ids remembered to ignore late events of finished passages.
 _COMPLETED_MEMORY = 2000
 
 
-@dataclass(frozen=True, slots=True)
-class Raise:
-    key: str
-    kind: str
-    severity: str  # critical | warning | info
-    unit: str | None
-    passage_id: str | None
-    agencies: tuple[str, ...]  # who sees and acknowledges it; () = site alarm (supervisors)
-    title: str
-    detail: str
-    event_id: str | None
-    ms: int
-    notice: bool = False  # a one-off: stored already cleared, waits only for acknowledgement
-
-
-@dataclass(frozen=True, slots=True)
-class Clear:
-    key: str
-    ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class Completed:
-    row: PassageRow
-
-
-Effect = Raise | Clear | Completed
-
-
-@dataclass
-class PassageLive:
-    id: str
-    arrived_ms: int
-    stage: str = "arrived"
-    stage_since_ms: int = 0
-    plates: list[str] = field(default_factory=list)
-    containers: list[str] = field(default_factory=list)
-    confidence: float | None = None
-    exceptions: list[str] = field(default_factory=list)
-    decisions: dict[str, str] = field(default_factory=dict)
-    scan_result: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "arrived_ms": self.arrived_ms,
-            "stage": self.stage,
-            "stage_since_ms": self.stage_since_ms,
-            "plates": self.plates,
-            "containers": self.containers,
-            "confidence": self.confidence,
-            "exceptions": self.exceptions,
-            "decisions": self.decisions,
-            "scan_result": self.scan_result,
-        }
-
-
-@dataclass
-class LaneLive:
-    id: str
-    kind: str
-    agencies: tuple[str, ...]
-    scanner: str | None
-    online: bool | None = None  # None: no status seen yet
-    in_service: bool = True
-    closed_reason: str | None = None
-    auto_closed: bool = False
-    passage: PassageLive | None = None
-    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
-    completed: int = 0
-    last: dict[str, Any] | None = None
-    status_ms: int = 0
-
-
-@dataclass
-class ScannerLive:
-    id: str
-    lanes: tuple[str, ...]
-    online: bool | None = None
-    queue: dict[str, dict[str, Any]] = field(default_factory=dict)  # passage id -> {lane, queued_ms}
-    lease: dict[str, Any] | None = None
-    busy: deque[tuple[int, int]] = field(default_factory=deque)
-    scans: int = 0
-    last_result: dict[str, Any] | None = None
-    faults: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10))
-    first_ms: int | None = None
-
-
-def vehicle_kind(lane_kind: str, containers: Sequence[str]) -> str:
-    """``car`` on a passenger lane; on a cargo lane ``container_truck`` with boxes, else ``truck``."""
-    if lane_kind == "passenger":
-        return "car"
-    return "container_truck" if containers else "truck"
-
-
 def _ms(rfc3339: str) -> int:
     return int(parse_rfc3339(rfc3339).timestamp() * 1000)
+
+
+def _notice(lane: str, t: str, d: Mapping[str, Any]) -> tuple[str, str, str, str, str]:
+    """(key prefix, kind, severity, title, detail) of a one-off notice: a rejected command, an override."""
+    if t == "command.rejected":
+        title = f"{lane}: command {d.get('command')} rejected ({d.get('reason')})"
+        return (
+            "rejected:",
+            "rejected_command",
+            "warning",
+            title,
+            f"key {d.get('key_id') or '?'}, nonce {d.get('nonce') or '?'}",
+        )
+    title = f"{lane}: manual override {d.get('action')} by {d.get('operator')}"
+    return "override:", "override", "info", title, str(d.get("reason", ""))
+
+
+def live_event(ev: SiteEvent) -> LiveEvent:
+    return LiveEvent(ev.id, ev.unit, ev.type, time_ms(ev.time), ev.audience, ev.data)
 
 
 class SiteLive:
@@ -180,7 +97,7 @@ class SiteLive:
         site: Site,
         *,
         stuck_after_s: Mapping[str, float] | None = None,
-        low_confidence: float = DEFAULT_LOW_CONFIDENCE,
+        low_confidence: float = LOW_CONFIDENCE,
     ) -> None:
         self.site_id = site.site.id
         self.site_name = site.site.name
@@ -196,6 +113,7 @@ class SiteLive:
         self.agencies = tuple(a.value for a in site.agencies)
         self._completed_ids: deque[str] = deque(maxlen=_COMPLETED_MEMORY)
         self._completed_set: set[str] = set()
+        self._refused_ids: deque[str] = deque(maxlen=_COMPLETED_MEMORY)  # passages whose refusals were counted
         self._stuck: dict[str, str] = {}  # lane -> alarm key currently raised
 
     # ------------------------------------------------------------------ helpers
@@ -212,15 +130,6 @@ class SiteLive:
     def _local(self, ms: int) -> dt.datetime:
         return dt.datetime.fromtimestamp(ms / 1000, tz=self.tz)
 
-    def _advance(self, p: PassageLive, stage: str, ms: int) -> bool:
-        if STAGE_RANK.get(stage, -1) <= STAGE_RANK.get(p.stage, -1) and not (
-            stage == "awaiting_decision" and p.stage == "arrived"
-        ):
-            return False
-        p.stage = stage
-        p.stage_since_ms = max(ms, p.stage_since_ms)
-        return True
-
     def _passage(self, lane: LaneLive, pid: str | None) -> PassageLive | None:
         p = lane.passage
         return p if p is not None and pid is not None and p.id == pid else None
@@ -232,7 +141,9 @@ class SiteLive:
         self._completed_set.add(pid)
 
     # ------------------------------------------------------------------ events
-    def apply(self, ev: Event) -> list[Effect]:
+    def apply(self, event: SiteEvent | LiveEvent) -> list[Effect]:
+        """One verified event (only the library's verified events get here)."""
+        ev = live_event(event) if isinstance(event, SiteEvent) else event
         if ev.unit in self.scanners:
             return self._scanner_event(self.scanners[ev.unit], ev)
         lane = self.lanes.get(ev.unit)
@@ -256,8 +167,9 @@ class SiteLive:
             exceptions = [str(x) for x in d.get("exceptions", [])]
             if p is not None:
                 p.plates, p.containers, p.confidence, p.exceptions = plates, containers, conf, exceptions
-                if self._advance(p, "awaiting_decision", ev.time_ms):
+                if p.advance("awaiting_decision", ev.time_ms):
                     out += self._clear_stuck(lane, ev.time_ms)
+            count_refusals(lane, p, pid, d.get("predecision_refusals") or (), self._refused_ids)
             if (exceptions or conf < self.low_confidence) and not d.get("corrected_by"):
                 what = ", ".join(exceptions) or f"confidence {conf:.2f}"
                 out.append(
@@ -278,61 +190,37 @@ class SiteLive:
             out.append(Clear(f"identity:{pid}", ev.time_ms))
         elif t == "passage.decided" and pid:
             p = self._passage(lane, pid)
+            note_basis(p, d)
             if p is not None:
                 p.decisions[str(d.get("agency"))] = str(d.get("decision"))
-                if d.get("decision") == "inspect" and self._advance(p, "inspection_queued", ev.time_ms):
+                if d.get("decision") == "inspect" and p.advance("inspection_queued", ev.time_ms):
                     out += self._clear_stuck(lane, ev.time_ms)
         elif t == "inspection.requested" and pid:
             p = self._passage(lane, pid)
-            if p is not None and self._advance(p, "inspection_queued", ev.time_ms):
+            if p is not None and p.advance("inspection_queued", ev.time_ms):
                 out += self._clear_stuck(lane, ev.time_ms)
         elif t in ("passage.released", "passage.diverted") and pid:
             p = self._passage(lane, pid)
-            if p is not None and self._advance(p, t.removeprefix("passage."), ev.time_ms):
+            if p is not None and p.advance(t.removeprefix("passage."), ev.time_ms):
                 out += self._clear_stuck(lane, ev.time_ms)
         elif t == "passage.completed" and pid:
             out += self._completed(lane, ev, pid)
+        elif t in CARGO_EVENTS:
+            out += apply_cargo(lane, ev, self._passage(lane, pid), pid, agencies)
         elif t == "device.state":
             out += self._device(lane, ev)
         elif t == "lane.exception":
             out += self._exception(lane, ev, pid, agencies)
-        elif t == "command.rejected":
+        elif t in ("command.rejected", "override.applied"):
+            key, kind, severity, title, detail = _notice(lane.id, t, d)
             out.append(
-                Raise(
-                    f"rejected:{ev.id}",
-                    "rejected_command",
-                    "warning",
-                    lane.id,
-                    None,
-                    agencies,
-                    f"{lane.id}: command {d.get('command')} rejected ({d.get('reason')})",
-                    f"key {d.get('key_id') or '?'}, nonce {d.get('nonce') or '?'}",
-                    ev.id,
-                    ev.time_ms,
-                    notice=True,
-                )
-            )
-        elif t == "override.applied":
-            out.append(
-                Raise(
-                    f"override:{ev.id}",
-                    "override",
-                    "info",
-                    lane.id,
-                    pid,
-                    agencies,
-                    f"{lane.id}: manual override {d.get('action')} by {d.get('operator')}",
-                    str(d.get("reason", "")),
-                    ev.id,
-                    ev.time_ms,
-                    notice=True,
-                )
+                Raise(key + ev.id, kind, severity, lane.id, pid, agencies, title, detail, ev.id, ev.time_ms, True)
             )
         return out
 
-    def _completed(self, lane: LaneLive, ev: Event, pid: str) -> list[Effect]:
+    def _completed(self, lane: LaneLive, ev: LiveEvent, pid: str) -> list[Effect]:
         d = ev.data
-        out: list[Effect] = [Clear(f"identity:{pid}", ev.time_ms)]
+        out: list[Effect] = [Clear(f"identity:{pid}", ev.time_ms), *completed_clears(lane, pid, ev.time_ms)]
         stages = d.get("stages") or {}
         stage_ms = {str(k): int(v) for k, v in (d.get("stage_ms") or {}).items()}
         try:
@@ -357,12 +245,15 @@ class SiteLive:
             containers=containers,
             stage_ms=stage_ms,
             event_id=ev.id,
+            release_basis=d.get("release_basis") if isinstance(d.get("release_basis"), str) else None,
         )
         out.append(Completed(row))
         if pid in self._completed_set:
             return out
         self._forget_completed(pid)
         lane.completed += 1
+        if row.release_basis is not None:
+            lane.released_by[row.release_basis] = lane.released_by.get(row.release_basis, 0) + 1
         if lane.last is None or lane.last["completed_ms"] <= ev.time_ms:
             lane.last = {
                 "passage_id": pid,
@@ -379,7 +270,7 @@ class SiteLive:
             s.queue.pop(pid, None)
         return out
 
-    def _device(self, lane: LaneLive, ev: Event) -> list[Effect]:
+    def _device(self, lane: LaneLive, ev: LiveEvent) -> list[Effect]:
         d = ev.data
         name = str(d.get("device", "?"))
         health = str(d.get("health", "offline"))
@@ -412,7 +303,7 @@ class SiteLive:
             )
         return out
 
-    def _exception(self, lane: LaneLive, ev: Event, pid: str | None, agencies: tuple[str, ...]) -> list[Effect]:
+    def _exception(self, lane: LaneLive, ev: LiveEvent, pid: str | None, agencies: tuple[str, ...]) -> list[Effect]:
         d = ev.data
         kind = str(d.get("kind", ""))
         detail = str(d.get("detail", ""))
@@ -427,12 +318,17 @@ class SiteLive:
             "platform_unreachable": "no decision from the platform: lane holding",
             "scanner_fault": "scanner fault: vehicle diverted",
             "device_fault": "device fault",
+            **EXCEPTION_TITLES,
         }.get(kind, kind.replace("_", " ") or "exception")
         out.append(
             Raise(
                 f"exception:{ev.id}",
-                "stuck" if kind == "platform_unreachable" else "exception",
-                "warning",
+                "stuck"
+                if kind == "platform_unreachable"
+                else "predecision"
+                if kind in EXCEPTION_TITLES
+                else "exception",
+                "critical" if kind in EXCEPTION_TITLES else "warning",
                 lane.id,
                 pid,
                 agencies,
@@ -466,7 +362,7 @@ class SiteLive:
             )
         ]
 
-    def _scanner_event(self, s: ScannerLive, ev: Event) -> list[Effect]:
+    def _scanner_event(self, s: ScannerLive, ev: LiveEvent) -> list[Effect]:
         d = ev.data
         pid = str(d.get("passage_id", ""))
         lane = self.lanes.get(str(d.get("lane", "")))
@@ -512,52 +408,47 @@ class SiteLive:
                         notice=True,
                     )
                 )
-        if p is not None and lane is not None and stage and self._advance(p, stage, ev.time_ms):
+        if p is not None and lane is not None and stage and p.advance(stage, ev.time_ms):
             out += self._clear_stuck(lane, ev.time_ms)
         return out
 
     # ------------------------------------------------------------------ status and time
-    def on_status(self, unit: str, body: Mapping[str, Any], ms: int) -> list[Effect]:
-        online = body.get("state") == "online"
+    def on_unit(self, view: UnitView, ms: int) -> list[Effect]:
+        """A unit's view changed (the library's ``UnitChanged``): online, closed or offline only
+        on its signed ``unit.status``; the broker's unsigned last will only "unconfirmed offline"."""
         out: list[Effect] = []
-        target: LaneLive | ScannerLive | None = self.lanes.get(unit) or self.scanners.get(unit)
-        if target is None:
+        target: LaneLive | ScannerLive | None = self.lanes.get(view.unit) or self.scanners.get(view.unit)
+        if target is None or view.state == "unknown":
             return out
-        target.online = online
-        key = f"offline:{unit}"
-        if online:
+        target.state = view.state
+        target.online = view.state in ("online", "closed")
+        key = f"offline:{view.unit}"
+        status = view.status
+        if target.online:
             out.append(Clear(key, ms))
         else:
+            unconfirmed = view.state == "unconfirmed_offline"
             out.append(
                 Raise(
                     key,
                     "offline",
-                    "critical",
-                    unit,
+                    "warning" if unconfirmed else "critical",
+                    view.unit,
                     None,
-                    self.agencies_for(unit),
-                    f"{unit}: offline",
-                    f"since {body.get('since') or '?'} (the broker published its last will, or it stopped)",
+                    self.agencies_for(view.unit),
+                    f"{view.unit}: {'offline? (unconfirmed)' if unconfirmed else 'offline'}",
+                    "the broker published its last will (unsigned: the unit's connection dropped, or anyone "
+                    "wrote it); its next signed status says"
+                    if unconfirmed
+                    else f"it said so itself (signed) at {status.since if status else '?'}",
                     None,
                     ms,
                 )
             )
-        if isinstance(target, LaneLive):
-            target.status_ms = ms
-            in_service = body.get("in_service")
-            if online and isinstance(in_service, bool) and in_service != target.in_service and not target.auto_closed:
-                out += self._service(target, in_service, "status: out of service", ms)
+        lane = target if isinstance(target, LaneLive) and target.online and not target.auto_closed else None
+        if lane is not None and status is not None and status.in_service != lane.in_service:
+            out += self._service(lane, status.in_service, status.reason or "out of service", ms)
         return out
-
-    def on_response(self, unit: str, body: Mapping[str, Any], ms: int) -> list[Effect]:
-        """A unit's answer to a command. An accepted ``close_lane`` / ``open_lane`` is how the
-        console learns a lane's service state changed (lanes announce it nowhere else yet)."""
-        lane = self.lanes.get(unit)
-        cmd = body.get("command")
-        if lane is None or body.get("ok") is not True or cmd not in ("close_lane", "open_lane"):
-            return []
-        lane.auto_closed = False
-        return self._service(lane, cmd == "open_lane", "closed by a platform command (close_lane)", ms)
 
     def tick(self, now_ms: int) -> list[Effect]:
         """Stuck passages: raise once per passage and stage, cleared when it moves on."""
@@ -595,55 +486,12 @@ class SiteLive:
         return [Clear(key, ms)] if key else []
 
     # ------------------------------------------------------------------ views
-    def utilisation(self, s: ScannerLive, now_ms: int) -> float:
-        start = now_ms - UTILISATION_WINDOW_MS
-        while s.busy and s.busy[0][1] < start:
-            s.busy.popleft()
-        busy = sum(min(b, now_ms) - max(a, start) for a, b in s.busy if b > start)
-        if s.lease is not None:
-            busy += now_ms - max(s.lease["since_ms"], start)
-        window = min(UTILISATION_WINDOW_MS, now_ms - (s.first_ms or now_ms))
-        return round(busy / window, 3) if window > 0 else 0.0
-
     def snapshot(self, now_ms: int, alarm_counts: Mapping[str, int] | None = None) -> dict[str, Any]:
         counts = alarm_counts or {}
         return {
             "site": {"id": self.site_id, "name": self.site_name, "timezone": str(self.tz)},
             "now_ms": now_ms,
             "completed": sum(lane.completed for lane in self.lanes.values()),
-            "lanes": [
-                {
-                    "id": lane.id,
-                    "kind": lane.kind,
-                    "agencies": list(lane.agencies),
-                    "scanner": lane.scanner,
-                    "online": lane.online,
-                    "in_service": lane.in_service,
-                    "closed_reason": lane.closed_reason,
-                    "stage": lane.passage.stage if lane.passage else "idle",
-                    "passage": lane.passage.as_dict() if lane.passage else None,
-                    "devices": lane.devices,
-                    "completed": lane.completed,
-                    "last": lane.last,
-                    "alarms": counts.get(lane.id, 0),
-                }
-                for lane in self.lanes.values()
-            ],
-            "scanners": [
-                {
-                    "id": s.id,
-                    "lanes": list(s.lanes),
-                    "online": s.online,
-                    "queue": sorted(
-                        ({"passage_id": k, **v} for k, v in s.queue.items()), key=lambda e: int(e["queued_ms"])
-                    ),
-                    "lease": s.lease,
-                    "utilisation": self.utilisation(s, now_ms),
-                    "scans": s.scans,
-                    "last_result": s.last_result,
-                    "faults": list(s.faults),
-                    "alarms": counts.get(s.id, 0),
-                }
-                for s in self.scanners.values()
-            ],
+            "lanes": [lane.as_dict(counts.get(lane.id, 0)) for lane in self.lanes.values()],
+            "scanners": [s.as_dict(now_ms, counts.get(s.id, 0)) for s in self.scanners.values()],
         }

@@ -5,93 +5,114 @@
     async with ConsoleService(site=site, db=path, broker_url=url, http=("127.0.0.1", 8080)) as c:
         await stop.wait()            # c.url is where the page is served
 
-Inside: one :class:`MqttLink` (persistent session, subscribed to the site's events, retained
-statuses and command responses), an ingest task that takes messages in batches and writes
-each batch in one transaction (parse → verify signature → de-duplicate by id → ledger →
-live picture and alarms), a ticker (stuck passages, replay requests), and the web server.
+Inside: one :class:`~portlane.edge.client.SiteClient` — the consumer library, the one home for
+verification, de-duplication, gaps and replays — whose outputs (``on_output``) an ingest task
+takes in batches and writes each batch in one transaction (verified event → stored once → live
+picture and alarms; a unit's signed status → its view; the library's anomalies and gaps given up
+→ site alarms), a ticker (stuck passages; what the library refused and what is still missing →
+site alarms; the ledger saved), and the web server.
+
+Only what the library verified is stored as fact: unsigned, forged and malformed input is counted
+and shown as a site alarm (``findings.py``), never stored. A unit is online, offline or closed
+only on its signed ``unit.status``; the broker's last will makes it "unconfirmed offline".
+
+The library's ledger is saved with each batch (``streams`` table) and put back at start
+(``SiteClient.restore``): a restarted console asks for what it was missing and goes on, instead
+of fetching every stream from seq 1 again.
 
 On exit the service first *drains*: it waits (at most :data:`DRAIN_TIMEOUT_S`) until it has
-every event up to the ``last_seq`` each unit's retained status announced, so a run that
-ends (``portlane demo``) leaves a complete database behind.
+every event up to the ``last_seq`` each unit's signed status announced, so a run that ends
+(``portlane demo``) leaves a complete database behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import json
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from portlane.edge.client import (
+    Anomaly,
+    CommandAnswered,
+    ConsumerStats,
+    GapAbandoned,
+    Output,
+    SiteClient,
+    SiteEvent,
+    StreamView,
+    UnitChanged,
+)
+from portlane.edge.client.consumer import GAP_GRACE_S
 from portlane.edge.config import MqttProtocol, Site
-from portlane.edge.contract.topics import Topics
-from portlane.edge.delivery.mqtt import Message, MqttLink
-from portlane.edge.errors import EventRejectedError
-from portlane.edge.trust.keys import broker_credentials
+from portlane.edge.contract.envelope import Envelope
+from portlane.edge.delivery.mqtt import MqttLink
+from portlane.edge.trust.audit import AuditLog
+from portlane.edge.trust.commands import CommandSigner
 
 from .auth import User, load_users
-from .ingest import Observation, StreamLedger, check_payload, parse_event, parse_status
-from .live import Clear, Completed, Effect, Raise, SiteLive
-from .replay import ReplayRequester
-from .signatures import EventVerifier
-from .store import Store
+from .effects import Completed, Effect, apply_effects
+from .findings import GAP_ALARM_AFTER_MS, Findings
+from .live import SiteLive, live_event
+from .picture import LiveEvent
+from .store import Store, time_ms, unit_record, unit_view
 
 __all__ = ["ConsoleService", "ConsoleStats"]
 
 log = logging.getLogger(__name__)
 
-#: A missing seq may still be in flight: the unit's outbox re-sends unacknowledged events
-#: after a reconnect, within the MQTT link's backoff cap (5 s). Ask for replay after that.
-GAP_GRACE_MS = 5_000
-#: Replay retries: 5 s, 30 s, 2 min, 10 min after the previous request; then give up (alarm stays).
-REPLAY_BACKOFF_MS = (5_000, 30_000, 120_000, 600_000)
 #: Live picture rebuilt from the database at start: a lane's current passage is minutes old.
 REBUILD_WINDOW_MS = 6 * 3600 * 1000
-#: Ticker period: stuck detection and replay scheduling need no finer resolution.
+#: Ticker period: stuck detection and the findings need no finer resolution.
 TICK_S = 1.0
 #: Largest batch written in one transaction.
 BATCH = 500
+#: After the first output of a batch, what else arrives within this long joins it: one
+#: transaction per burst instead of one per event (a commit costs more than ten events' writes).
+COALESCE_S = 0.01
 #: How long ``__aexit__`` waits for the events each unit's status announced.
 DRAIN_TIMEOUT_S = 5.0
-#: The demo waits this long for the console's broker connection (the broker is local).
-DEMO_CONNECT_TIMEOUT_S = 30.0
 
 
 @dataclass
 class ConsoleStats:
-    received: int = 0
+    """What the console did with what the library handed it; ``as_dict`` adds the library's own
+    counters (messages, duplicates, refused by reason, replays, lost)."""
+
+    library: ConsumerStats
+    findings: Findings
     stored: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    signed: int = 0
-    gaps_detected: int = 0
-    replays_requested: int = 0
-    replay_refused: int = 0
-    restarts: int = 0
-    contract_problems: int = 0
+    already_stored: int = 0  # verified events the database had (a console restart)
     batches: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class _Replay:
-    missing_since_ms: int | None = None
-    tries: int = 0
-    next_ms: int = 0
-    last: str | None = None
+        lib = self.library
+        return {
+            "received": lib.messages,
+            "stored": self.stored,
+            "duplicates": lib.duplicates + self.already_stored,
+            "refused": lib.refused_total,
+            "refused_by_reason": dict(sorted(lib.refused.items())),
+            "anomalies": lib.anomalies,
+            "replays_requested": lib.replays_requested,
+            "replay_refused": self.findings.replay_refused,
+            "late": lib.late,
+            "lost": lib.lost,
+            "unconfirmed_offline": lib.wills,
+            "batches": self.batches,
+        }
 
 
 class ConsoleService:
+    """``client_id``: the console's ``clients[]`` entry in the site file (its broker identity,
+    TLS files, and the key it signs ``replay_events`` with — ``signer`` replaces that key).
+    ``link_options`` replaces the broker credentials read from the site file."""
+
     def __init__(
         self,
         *,
@@ -101,19 +122,26 @@ class ConsoleService:
         broker_protocol: MqttProtocol | None = None,
         http: tuple[str, int] | None = ("127.0.0.1", 8080),
         users: Mapping[str, User] | str | Path | None = None,
-        replay: ReplayRequester | None = None,
-        verifier: EventVerifier | None = None,
+        signer: CommandSigner | None = None,
         stuck_after_s: Mapping[str, float] | None = None,
         low_confidence: float | None = None,
         backfill: bool = True,
         cookie_secure: bool = False,
         client_id: str = "console",
         connect_timeout_s: float | None = None,
+        audit_log: str | Path | None = None,
+        persistent_session: bool = True,
+        link_options: Mapping[str, Any] | None = None,
+        gap_grace_s: float = GAP_GRACE_S,
+        gap_alarm_after_s: float = GAP_ALARM_AFTER_MS / 1000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.site = site
         self.site_id = site.site.id
         self.db_path = Path(db)
+        #: Failed sign-ins (aggregated): a hash-chained audit log beside the database by default.
+        self.audit_path = Path(audit_log) if audit_log is not None else self.db_path.with_name("console-audit.jsonl")
+        self.audit: AuditLog | None = None
         self.http = http
         self.connect_timeout_s = connect_timeout_s
         self.cookie_secure = cookie_secure
@@ -121,39 +149,32 @@ class ConsoleService:
         self.users: Mapping[str, User] = (
             load_users(users) if isinstance(users, str | Path) else dict(users) if users is not None else {}
         )
-        self.replay = replay
-        self.verifier = verifier or EventVerifier.for_site(site)
         self.live = SiteLive(
             site, stuck_after_s=stuck_after_s, **({"low_confidence": low_confidence} if low_confidence else {})
         )
-        self.ledger = StreamLedger(backfill=backfill)
-        self.stats = ConsoleStats()
+        self._outputs: asyncio.Queue[Output] = asyncio.Queue()
+        self.client = SiteClient.from_site(
+            site,
+            unit=client_id,
+            **({"signer": signer} if signer is not None else {}),
+            url=broker_url,
+            protocol=broker_protocol,
+            link_options=link_options,
+            backfill=backfill,
+            gap_grace_s=gap_grace_s,
+            persistent_session=persistent_session,
+            on_output=self._outputs.put_nowait,
+        )
+        self.findings = Findings(
+            can_ask=self.client.signer is not None, gap_alarm_after_ms=int(gap_alarm_after_s * 1000)
+        )
+        self._stats = ConsoleStats(self.client.stats, self.findings)
         self.store: Store | None = None
-        self._replays: dict[tuple[str, int], _Replay] = {}
-        self._pending: dict[str, tuple[str, int]] = {}  # replay nonce -> stream
-        self._dirty: set[tuple[str, int]] = set()
-        self._gap_alarms: set[str] = set()
-        self._statuses: dict[str, dict[str, Any]] = {}
-        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._saved: dict[tuple[str, int], StreamView] = {}  # the ledger as last written
+        self._busy = False  # a batch is being written
         self._changed = asyncio.Event()
         self.version = 0
         self.closing = asyncio.Event()
-        b = site.broker
-        url = broker_url or b.url
-        self.link = MqttLink(
-            url,
-            client_id=f"portlane-{self.site_id}-{client_id}",
-            protocol=broker_protocol or b.protocol,
-            **broker_credentials(b, unit=client_id, url=url).link_kwargs(),  # TLS files, password file
-            keepalive=b.keepalive_s,
-            subscriptions=[
-                Topics.all_events(self.site_id),
-                Topics.all_status(self.site_id),
-                Topics.all_responses(self.site_id),
-            ],
-            on_message=self._inbox.put_nowait,
-            persistent_session=True,
-        )
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: Any = None
@@ -165,14 +186,15 @@ class ConsoleService:
         if self._tg is not None:
             raise RuntimeError("ConsoleService is already running")
         self.store = Store(self.db_path)
+        self.audit = AuditLog(self.audit_path)
         self.store.set_meta(site=self.site_id, site_name=self.live.site_name, timezone=str(self.live.tz))
         self._load()
         tg = asyncio.TaskGroup()
         await tg.__aenter__()
         self._tg = tg
         try:
+            await self.client.__aenter__()
             self._tasks = [
-                tg.create_task(self.link.run(), name="console:mqtt"),
                 tg.create_task(self._ingest_loop(), name="console:ingest"),
                 tg.create_task(self._ticker(), name="console:ticker"),
             ]
@@ -183,7 +205,7 @@ class ConsoleService:
             if self.connect_timeout_s is not None:
                 # Subscribed before the caller goes on (the demo starts traffic next).
                 async with asyncio.timeout(self.connect_timeout_s):
-                    await self.link.wait_connected()
+                    await self.client.wait_subscribed()
         except BaseException:
             await self._shutdown()
             raise
@@ -200,11 +222,11 @@ class ConsoleService:
 
     async def _shutdown(self) -> None:
         self.closing.set()
-        self._notify()
+        self.notify_changed()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        await self.link.close()
+        await self.client.aclose()
         for t in self._tasks:
             t.cancel()
         tg, self._tg = self._tg, None
@@ -212,41 +234,67 @@ class ConsoleService:
             await tg.__aexit__(None, None, None)
         if self.store is not None:
             with self.store.transaction():
-                self._flush_streams()
+                self._save_streams()
             self.store.close()
             self.store = None
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
 
-    def _db(self) -> Store:
+    def db(self) -> Store:
         if self.store is None:
             raise RuntimeError("ConsoleService is not running (use it as an async context manager)")
         return self.store
 
     def _load(self) -> None:
-        """Ledger, replay state and the live picture from the database (a restart)."""
-        st = self._db()
-        self._gap_alarms = {k for k in st.active_alarm_keys() if k.startswith("gap:")}
-        for s, since, tries, nxt, last in st.load_streams():
-            self.ledger.load([s])
-            self._replays[(s.unit, s.epoch)] = _Replay(since, tries, nxt, last)
+        """The library's ledger, the units' views and the live picture from the database (a restart)."""
+        st = self.db()
+        streams = st.load_streams()
+        self.client.restore(streams)
+        self._saved = {(v.unit, v.epoch): v for v in self.client.streams()}
+        self.findings.load(st.active_alarm_keys(), streams)
         now = self.now_ms()
         # Replay recent events through the live picture, effects discarded: alarms are in the
         # database already. Completed counts come from the passages table.
         for unit, env in st.recent_events(now - REBUILD_WINDOW_MS):
-            with contextlib.suppress(EventRejectedError, KeyError, AttributeError):
-                topic = Topics(self.site_id, unit).event(str(env["type"]).removeprefix("portlane."))
-                self.live.apply(parse_event(self.site_id, topic, json.dumps(env).encode()))
+            with contextlib.suppress(ValueError):
+                e = Envelope.model_validate(env)
+                self.live.apply(LiveEvent(e.id, unit, e.event_type, time_ms(e.time), e.audience, e.data))
         counts = st.completed_per_lane()
         for lane_id, lane in self.live.lanes.items():
             lane.completed = counts.get(lane_id, 0)
-        for unit, status in st.statuses().items():
-            self._statuses[unit] = status
-            self.live.on_status(unit, status, now)
+        for lane_id, by_basis in st.released_by_basis().items():
+            if lane_id in self.live.lanes:
+                self.live.lanes[lane_id].released_by = by_basis
+        for unit, record in st.units().items():
+            view = unit_view(unit, record)
+            if view is not None:
+                self.live.on_unit(view, now)
+        units = [*(lane.id for lane in self.site.lanes), *(s.id for s in self.site.scanners)]
+        with st.transaction():
+            authority = self.client.consumer.authority
+            unkeyed = [u for u in units if not authority.unit_key_ids(u)]
+            apply_effects(st, self.findings.unkeyed(unkeyed, now))
 
     # ------------------------------------------------------------------ public helpers
+    @property
+    def link(self) -> MqttLink:
+        return self.client.link
+
+    @property
+    def connected(self) -> bool:
+        """Whether the console's broker connection is up."""
+        return self.client.link.connected
+
+    @property
+    def stats(self) -> ConsoleStats:
+        return self._stats
+
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def _notify(self) -> None:
+    def notify_changed(self) -> None:
+        """The picture changed: wake the page's event streams (and ``wait_for`` callers)."""
         self.version += 1
         self._changed.set()
         self._changed = asyncio.Event()
@@ -263,228 +311,59 @@ class ConsoleService:
             await self._changed.wait()
 
     def complete(self) -> bool:
-        """Every unit that announced ``last_seq`` has all events up to it, and nothing is queued."""
-        if not self._inbox.empty():
-            return False
-        for unit, status in self._statuses.items():
-            last = int(status.get("last_seq") or 0)
-            epoch = self._status_epoch(unit, status)
-            s = self.ledger.stream(unit, epoch)
-            if last and (s is None or s.max_seq < last or s.missing):
-                return False
-        return True
-
-    def _status_epoch(self, unit: str, status: Mapping[str, Any]) -> int:
-        e = status.get("epoch")
-        return int(e) if isinstance(e, int) else self.ledger.latest_epoch.get(unit, 0)
+        """Nothing is missing of what the units' signed statuses announced, and nothing is queued."""
+        return self._outputs.empty() and not self._busy and self.client.missing == 0
 
     # ------------------------------------------------------------------ ingest
     async def _ingest_loop(self) -> None:
         while True:
-            batch = [await self._inbox.get()]
-            while len(batch) < BATCH and not self._inbox.empty():
-                batch.append(self._inbox.get_nowait())
-            self.ingest(batch)
+            batch = [await self._outputs.get()]
+            self._busy = True  # a batch in hand: not complete() until it is written
+            try:
+                if self._outputs.qsize() < BATCH:
+                    await asyncio.sleep(COALESCE_S)
+                while len(batch) < BATCH and not self._outputs.empty():
+                    batch.append(self._outputs.get_nowait())
+                self.ingest(batch)
+            finally:
+                self._busy = False
+            self.notify_changed()
 
-    def ingest(self, batch: list[Message]) -> None:
-        """Process messages in one transaction (public for benchmarks and tests)."""
-        st = self._db()
+    def ingest(self, batch: list[Output]) -> None:
+        """Write what the library handed out, in one transaction (public for benchmarks and tests)."""
+        st = self.db()
         now = self.now_ms()
         with st.transaction():
-            for msg in batch:
-                try:
-                    _site, unit, kind, _rest = Topics.parse(msg.topic)
-                except ValueError:
-                    continue
-                if kind == "event":
-                    self._event(st, msg, now)
-                elif kind == "status":
-                    self._status(st, msg, now)
-                elif kind == "response":
-                    self._response(st, unit, msg, now)
-            self._flush_streams()
-        self.stats.batches += 1
-        self._notify()
+            for out in batch:
+                apply_effects(st, self._output(st, out, now))
+            self._save_streams()
+        self._stats.batches += 1
 
-    def _reject(self, st: Store, msg: Message, exc: EventRejectedError, now: int, unit: str | None) -> None:
-        self.stats.rejected += 1
-        self.stats.rejected_by_reason[exc.reason] = self.stats.rejected_by_reason.get(exc.reason, 0) + 1
-        st.record_rejected(topic=msg.topic, reason=exc.reason, detail=exc.detail, payload=msg.payload, received_ms=now)
-        signature = exc.reason in ("unknown_key", "bad_signature", "not_authorised", "unsigned")
-        self._apply(
-            st,
-            [
-                Raise(
-                    f"{'signature' if signature else 'malformed'}:{unit or '?'}",
-                    "signature" if signature else "contract",
-                    "critical" if signature else "warning",
-                    unit,
-                    None,
-                    (),
-                    f"{unit or '?'}: event rejected ({exc.reason})",
-                    exc.detail[:300],
-                    None,
-                    now,
-                )
-            ],
-        )
+    def _output(self, st: Store, out: Output, now: int) -> list[Effect]:
+        match out:
+            case SiteEvent():
+                effects = self.findings.event(out, now)
+                if not st.insert_event(out, received_ms=now):
+                    self._stats.already_stored += 1
+                    return effects
+                self._stats.stored += 1
+                ev = live_event(out)
+                if self.client.consumer.book.latest_epoch(out.unit) not in (None, out.epoch):
+                    # An older epoch's late event: recorded, and its passage counted, nothing more.
+                    return effects + [e for e in self.live.apply(ev) if isinstance(e, Completed)]
+                return effects + self.live.apply(ev)
+            case UnitChanged(view=view):
+                st.set_unit(view.unit, unit_record(view), now)
+                return self.live.on_unit(view, now)
+            case Anomaly() | GapAbandoned() | CommandAnswered():
+                return self.findings.output(out, now)
+        return []
 
-    def _event(self, st: Store, msg: Message, now: int) -> None:
-        self.stats.received += 1
-        unit: str | None = None
-        try:
-            ev = parse_event(self.site_id, msg.topic, msg.payload)
-            unit = ev.unit
-            signature = self.verifier.verify(ev.envelope, ev.unit)
-        except EventRejectedError as exc:
-            self._reject(st, msg, exc, now, unit)
-            return
-        problem = check_payload(ev)
-        if not st.insert_event(ev, signature=signature, problem=problem, received_ms=now):
-            self.stats.duplicates += 1
-            return
-        self.stats.stored += 1
-        if signature != "unsigned":
-            self.stats.signed += 1
-        obs = self.ledger.observe(ev.unit, ev.epoch, ev.seq)
-        self._dirty.add((ev.unit, ev.epoch))
-        effects = self._ledger_effects(ev.unit, ev.epoch, obs, ev.id, now)
-        if problem:
-            self.stats.contract_problems += 1
-            effects.append(
-                Raise(
-                    f"contract:{ev.unit}",
-                    "contract",
-                    "warning",
-                    ev.unit,
-                    ev.subject,
-                    (),
-                    f"{ev.unit}: event does not match the contract",
-                    f"{ev.id}: {problem}"[:300],
-                    ev.id,
-                    now,
-                )
-            )
-        if not obs.old_epoch:
-            effects += self.live.apply(ev)
-        else:
-            effects += [e for e in self.live.apply(ev) if isinstance(e, Completed)]
-        self._apply(st, effects)
-
-    def _ledger_effects(self, unit: str, epoch: int, obs: Observation, event_id: str, now: int) -> list[Effect]:
-        out: list[Effect] = []
-        if obs.gap is not None:
-            self.stats.gaps_detected += 1
-            r = self._replays.setdefault((unit, epoch), _Replay())
-            if r.missing_since_ms is None:
-                r.missing_since_ms = now
-            log.info("%s epoch %s: seq %s–%s missing", unit, epoch, *obs.gap)
-        if obs.seq_seen_before:
-            out.append(
-                Raise(
-                    f"contract:{unit}",
-                    "contract",
-                    "warning",
-                    unit,
-                    None,
-                    (),
-                    f"{unit}: one seq under two ids",
-                    f"{event_id} repeats a seq already received under another id",
-                    event_id,
-                    now,
-                )
-            )
-        if obs.restart_from is not None:
-            self.stats.restarts += 1
-            old = self.ledger.stream(unit, obs.restart_from)
-            lost = old.missing_count() if old else 0
-            out.append(
-                Raise(
-                    f"restart:{unit}:{epoch}",
-                    "stream_restart",
-                    "warning" if lost else "info",
-                    unit,
-                    None,
-                    (),
-                    f"{unit}: event stream restarted (epoch {epoch})",
-                    f"{lost} events of epoch {obs.restart_from} were never received" if lost else "nothing missing",
-                    event_id,
-                    now,
-                    notice=True,
-                )
-            )
-        return out
-
-    def _status(self, st: Store, msg: Message, now: int) -> None:
-        parsed = parse_status(self.site_id, msg.topic, msg.payload)
-        if parsed is None:
-            return
-        unit, body = parsed
-        self._statuses[unit] = body
-        st.set_status(unit, body, now)
-        effects = self.live.on_status(unit, body, now)
-        last = body.get("last_seq")
-        if isinstance(last, int) and last > 0:
-            epoch = self._status_epoch(unit, body)
-            gap = self.ledger.expect(unit, epoch, last)
-            if gap is not None:
-                self._dirty.add((unit, epoch))
-                effects += self._ledger_effects(unit, epoch, Observation(gap=gap), "", now)
-        self._apply(st, effects)
-
-    def _response(self, st: Store, unit: str, msg: Message, now: int) -> None:
-        try:
-            body = json.loads(msg.payload)
-        except ValueError:
-            return
-        if not isinstance(body, dict):
-            return
-        self._apply(st, self.live.on_response(unit, body, now))
-        stream = self._pending.pop(str(body.get("correlation_id")), None)
-        if stream is None:
-            return
-        r = self._replays.setdefault(stream, _Replay())
-        if body.get("ok"):
-            r.last = "accepted"
-        else:
-            self.stats.replay_refused += 1
-            r.last = f"refused: {body.get('reason')}"
-            log.warning("%s refused replay: %s", unit, body.get("reason"))
-        self._dirty.add(stream)
-
-    def _apply(self, st: Store, effects: list[Effect]) -> None:
-        for e in effects:
-            if isinstance(e, Raise):
-                st.raise_alarm(
-                    key=e.key,
-                    kind=e.kind,
-                    severity=e.severity,
-                    unit=e.unit,
-                    passage_id=e.passage_id,
-                    agencies=e.agencies,
-                    title=e.title,
-                    detail=e.detail,
-                    event_id=e.event_id,
-                    ms=e.ms,
-                )
-                if e.notice:
-                    st.clear_alarm(e.key, e.ms)
-            elif isinstance(e, Clear):
-                st.clear_alarm(e.key, e.ms)
-            else:
-                st.upsert_passage(e.row)
-
-    def _flush_streams(self) -> None:
-        st = self._db()
-        for key in sorted(self._dirty):
-            s = self.ledger.stream(*key)
-            if s is None:
-                continue
-            r = self._replays.setdefault(key, _Replay())
-            if not s.missing:
-                r.missing_since_ms, r.tries, r.next_ms = None, 0, 0
-            st.save_stream(s, missing_since_ms=r.missing_since_ms, tries=r.tries, next_ms=r.next_ms, last=r.last)
-        self._dirty.clear()
+    def _save_streams(self) -> None:
+        changed = [v for v in self.client.streams() if self._saved.get((v.unit, v.epoch)) != v]
+        if changed:
+            self.db().save_streams(changed)
+            self._saved.update({(v.unit, v.epoch): v for v in changed})
 
     # ------------------------------------------------------------------ time
     async def _ticker(self) -> None:
@@ -496,74 +375,28 @@ class ConsoleService:
                     await self.closing.wait()
 
     def tick(self) -> None:
-        st = self._db()
+        st = self.db()
         now = self.now_ms()
         effects = self.live.tick(now)
+        refusals, refused = self.findings.refusals(self.client.stats, self.client.consumer.recent_refusals, now)
+        effects += refusals
+        effects += self.findings.gaps(self.client.streams(), self._attempts, now)
         with st.transaction():
-            effects += self._schedule_replays(now)
-            self._apply(st, effects)
-            self._flush_streams()
+            for r in refused:
+                st.record_rejected(topic=r.topic, reason=r.reason, detail="", payload=b"", received_ms=now)
+            apply_effects(st, effects)
+            self._save_streams()
         if effects:
-            self._notify()
+            self.notify_changed()
 
-    def _schedule_replays(self, now: int) -> list[Effect]:
-        out: list[Effect] = []
-        for (unit, epoch), s in list(self.ledger.streams.items()):
-            key = f"gap:{unit}:{epoch}"
-            r = self._replays.setdefault((unit, epoch), _Replay())
-            if not s.missing:
-                if r.missing_since_ms is not None or r.tries:
-                    r.missing_since_ms, r.tries, r.next_ms = None, 0, 0
-                    self._dirty.add((unit, epoch))
-                if key in self._gap_alarms:
-                    self._gap_alarms.discard(key)
-                    out.append(Clear(key, now))
-                continue
-            if r.missing_since_ms is None:
-                r.missing_since_ms = now
-            if now - r.missing_since_ms < GAP_GRACE_MS:
-                continue
-            lo, hi = s.missing[0][0], s.missing[-1][1]
-            current = epoch == self.ledger.latest_epoch.get(unit, epoch)
-            why = None
-            if not current:
-                why = "the unit has moved to a new epoch: these events cannot be replayed"
-            elif self.replay is None:
-                why = "the console has no signing key, so it cannot ask for a replay"
-            elif r.tries >= len(REPLAY_BACKOFF_MS):
-                why = f"asked {r.tries} times; last answer: {r.last or 'none'}"
-            elif now >= r.next_ms and self.link.connected:
-                req = self.replay.request(unit, lo, hi)
-                self.link.publish_nowait(req.topic, req.payload).add_done_callback(_ignore_result)
-                self._pending[req.nonce] = (unit, epoch)
-                r.next_ms = now + REPLAY_BACKOFF_MS[r.tries]
-                r.tries += 1
-                r.last = r.last or "requested"
-                self.stats.replays_requested += 1
-                self._dirty.add((unit, epoch))
-                log.info("asked %s to replay seq %s–%s (try %s)", unit, lo, hi, r.tries)
-            if why or r.tries >= 2:
-                self._gap_alarms.add(key)
-                out.append(
-                    Raise(
-                        key,
-                        "gap",
-                        "warning",
-                        unit,
-                        None,
-                        (),
-                        f"{unit}: {s.missing_count()} events missing (seq {lo}–{hi}, epoch {epoch})",
-                        why or f"replay requested {r.tries} times; last answer: {r.last or 'none'}",
-                        None,
-                        now,
-                    )
-                )
-        return out
+    def _attempts(self, unit: str, epoch: int) -> int:
+        s = self.client.consumer.book.get(unit, epoch)
+        return s.attempts if s is not None else 0
 
     # ------------------------------------------------------------------ views for the web layer
     def alarm_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for a in self._db().alarms(active_only=True):
+        for a in self.db().alarms(active_only=True):
             if a.unit:
                 counts[a.unit] = counts.get(a.unit, 0) + 1
         return counts
@@ -571,55 +404,8 @@ class ConsoleService:
     def snapshot(self) -> dict[str, Any]:
         snap = self.live.snapshot(self.now_ms(), self.alarm_counts())
         snap["console"] = {
-            "connected": self.link.connected,
-            "stats": self.stats.as_dict(),
-            "missing": {f"{u}/{e}": s.missing_count() for (u, e), s in self.ledger.streams.items() if s.missing},
+            "connected": self.connected,
+            "stats": self._stats.as_dict(),
+            "missing": {f"{v.unit}/{v.epoch}": v.missing_count for v in self.client.streams() if v.missing},
         }
         return snap
-
-    def today(self) -> dt.date:
-        return dt.datetime.now(self.live.tz).date()
-
-
-def _ignore_result(fut: asyncio.Future[None]) -> None:
-    if not fut.cancelled():
-        fut.exception()  # retrieved: a lost replay request is simply asked again later
-
-
-def demo_console(
-    site: Site,
-    *,
-    broker_url: str,
-    broker_protocol: MqttProtocol | None,
-    http: tuple[str, int] | None,
-    db: str | Path | None,
-    time_factor: float,
-    signing_key: tuple[str, str] | None,
-) -> ConsoleService:
-    """The console as ``portlane demo --console`` runs it: demo users (password ``demo``) in a
-    temporary users file, stuck thresholds scaled by the demo's time factor, the demo
-    platform key for replay requests (the demo lanes trust it)."""
-    import tempfile
-
-    from .auth import hash_password
-    from .live import DEFAULT_STUCK_AFTER_S
-
-    path = Path(db) if db else Path(tempfile.mkdtemp(prefix="portlane-console-")) / "console.db"
-    pw = hash_password("demo")
-    users = {"supervisor": User(name="supervisor", role="supervisor", password=pw)}
-    for a in site.agencies:
-        users[a.value] = User(name=a.value, role="officer", agency=a, password=pw)
-    return ConsoleService(
-        site=site,
-        db=path,
-        broker_url=broker_url,
-        broker_protocol=broker_protocol or "auto",
-        http=http,
-        users=users,
-        replay=ReplayRequester(site=site.site.id, key_id=signing_key[0], private_key=signing_key[1])
-        if signing_key
-        else None,
-        stuck_after_s={k: max(v * time_factor, 5.0) for k, v in DEFAULT_STUCK_AFTER_S.items()},
-        client_id=f"console-{os.getpid()}",
-        connect_timeout_s=DEMO_CONNECT_TIMEOUT_S,
-    )

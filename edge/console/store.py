@@ -2,21 +2,25 @@
 
 Schema (``SCHEMA``; ``meta.schema`` says which version a file has):
 
-* ``events``    every accepted event once (``id`` unique): stream position, type, time,
-                subject (passage id), audience, signature status, contract problem, the
-                envelope as received. Duplicates are dropped here, by ``id``.
-* ``rejected``  what failed parsing or signature verification (never in ``events``).
-* ``streams``   the ledger per ``(unit, epoch)``: highest seq, missing ranges, replay state.
-* ``units``     the last retained status of each unit.
+* ``events``    every verified event once (``id`` unique): stream position, type, time, subject
+                (passage id), audience, the key that signed it, the envelope as published.
+                Only what the consumer library (``portlane.edge.client``) verified gets here.
+* ``rejected``  input the library refused (unsigned, forged, malformed): topic and reason only —
+                a count for the site alarm, never a fact.
+* ``streams``   the library's ledger per ``(unit, epoch)``: highest seq, received, missing
+                ranges, given up — put back into the library at start (``SiteClient.restore``).
+* ``units``     each unit's view: its newest signed status, or "unconfirmed offline".
 * ``passages``  one row per ``passage.completed``: the clearance-time facts, with the site's
-                local day and hour of arrival, for analytics.
+                local day and hour of arrival and what released it (``release_basis``), for
+                analytics.
 * ``alarms``    alarms and items waiting for an officer; ``key`` is unique among the active
                 ones, so a condition raised twice is one alarm.
 * ``acks``      acknowledgements, one per alarm and agency.
 
 ``synchronous=NORMAL``: a power cut may lose the last transactions, and the ledger with them
-— which makes the lost events a gap that the console asks to be replayed. Events, ledger
-and alarms of one batch of messages are written in one transaction.
+— which makes the lost events a gap that the library asks to be replayed. Events, ledger and
+alarms of one batch are written in one transaction. A schema 1 file (before issue 23) is
+upgraded in place when a writer opens it; ``portlane report`` reads either.
 """
 
 from __future__ import annotations
@@ -24,18 +28,23 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portlane.edge.client import SiteEvent, StreamView, UnitView
+from portlane.edge.contract.events import UnitStatus
+from portlane.edge.contract.times import parse_rfc3339
 from portlane.edge.errors import ConsoleStoreError
 
-from .ingest import Event, Stream
+from .store_alarms import AlarmRow, AlarmTables
 
-__all__ = ["AlarmRow", "PassageRow", "Store"]
+__all__ = ["AlarmRow", "PassageRow", "Store", "time_ms", "unit_record", "unit_view"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions ``portlane report`` reads (a schema 1 file has no ``release_basis``: read as unknown).
+READABLE = (1, 2)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,10 +79,8 @@ CREATE TABLE IF NOT EXISTS streams (
     epoch INTEGER NOT NULL,
     max_seq INTEGER NOT NULL,
     missing TEXT NOT NULL,
-    missing_since_ms INTEGER,
-    replay_tries INTEGER NOT NULL DEFAULT 0,
-    replay_next_ms INTEGER NOT NULL DEFAULT 0,
-    replay_last TEXT,
+    received INTEGER NOT NULL DEFAULT 0,
+    lost INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (unit, epoch)
 );
 CREATE TABLE IF NOT EXISTS units (unit TEXT PRIMARY KEY, status TEXT NOT NULL, received_ms INTEGER NOT NULL);
@@ -92,7 +99,8 @@ CREATE TABLE IF NOT EXISTS passages (
     plates TEXT NOT NULL,
     containers TEXT NOT NULL,
     stage_ms TEXT NOT NULL,
-    event_id TEXT NOT NULL
+    event_id TEXT NOT NULL,
+    release_basis TEXT
 );
 CREATE INDEX IF NOT EXISTS passages_arrived ON passages(arrived_ms);
 CREATE TABLE IF NOT EXISTS alarms (
@@ -122,6 +130,14 @@ CREATE TABLE IF NOT EXISTS acks (
 );
 """
 
+#: Schema 1 → 2 (issue 23): the ledger is the library's (received, lost); passages say what
+#: released them.
+MIGRATE_1_TO_2 = (
+    "ALTER TABLE streams ADD COLUMN received INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE streams ADD COLUMN lost INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE passages ADD COLUMN release_basis TEXT",
+)
+
 #: How long a writer waits for another connection's lock (the CLI reading a live database).
 BUSY_TIMEOUT_S = 5.0
 
@@ -143,46 +159,10 @@ class PassageRow:
     containers: tuple[str, ...]
     stage_ms: dict[str, int]
     event_id: str
+    release_basis: str | None = None  # predecision | online | override; None: not opened (or schema 1)
 
 
-@dataclass(frozen=True, slots=True)
-class AlarmRow:
-    id: int
-    key: str
-    kind: str
-    severity: str
-    unit: str | None
-    passage_id: str | None
-    agencies: tuple[str, ...]
-    title: str
-    detail: str
-    event_id: str | None
-    raised_ms: int
-    updated_ms: int
-    cleared_ms: int | None
-    acks: dict[str, dict[str, Any]]  # agency -> {user, note, ms}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "key": self.key,
-            "kind": self.kind,
-            "severity": self.severity,
-            "unit": self.unit,
-            "passage_id": self.passage_id,
-            "agencies": list(self.agencies),
-            "title": self.title,
-            "detail": self.detail,
-            "event_id": self.event_id,
-            "raised_ms": self.raised_ms,
-            "updated_ms": self.updated_ms,
-            "cleared_ms": self.cleared_ms,
-            "active": self.cleared_ms is None,
-            "acks": self.acks,
-        }
-
-
-class Store:
+class Store(AlarmTables):
     """One connection, used from the event loop's thread (or a CLI's). ``readonly`` opens an
     existing file without creating or migrating it (``portlane report``)."""
 
@@ -196,18 +176,34 @@ class Store:
                     f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S
                 )
                 ver = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if ver is None or int(ver[0]) != SCHEMA_VERSION:
+                if ver is None or int(ver[0]) not in READABLE:
                     raise ConsoleStoreError(f"{self.path}: not a portlane console database (schema {ver})")
+                self.schema = int(ver[0])
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.executescript(SCHEMA)
-                self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                self._migrate()
+                self.schema = SCHEMA_VERSION
         except sqlite3.Error as exc:
             raise ConsoleStoreError(f"{self.path}: {exc}") from exc
         self._in_tx = False
+
+    def _migrate(self) -> None:
+        """Create the schema, or bring a schema 1 file up to date (one transaction)."""
+        has_meta = self._db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone()
+        ver = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() if has_meta else None
+        if ver is not None and int(ver[0]) == 1:
+            self._db.execute("BEGIN IMMEDIATE")
+            for stmt in MIGRATE_1_TO_2:
+                self._db.execute(stmt)
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+            self._db.execute("COMMIT")
+        elif ver is not None and int(ver[0]) != SCHEMA_VERSION:
+            raise ConsoleStoreError(f"{self.path}: schema {ver[0]} is newer than this portlane ({SCHEMA_VERSION})")
+        self._db.executescript(SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._db.close()
@@ -239,8 +235,10 @@ class Store:
             self._in_tx = False
 
     # ------------------------------------------------------------------ events
-    def insert_event(self, ev: Event, *, signature: str, problem: str | None, received_ms: int) -> bool:
-        """Store ``ev``; False if an event with its id is already stored (a duplicate)."""
+    def insert_event(self, ev: SiteEvent, *, received_ms: int) -> bool:
+        """Store a verified event; False if an event with its id is already stored (it came again
+        after a restart of the console: the library's ledger had it as a gap or as new)."""
+        env = ev.envelope
         cur = self._db.execute(
             "INSERT OR IGNORE INTO events(id, unit, epoch, seq, type, time_ms, subject, audience, signature,"
             " problem, received_ms, envelope) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -250,13 +248,13 @@ class Store:
                 ev.epoch,
                 ev.seq,
                 ev.type,
-                ev.time_ms,
+                time_ms(env.time),
                 ev.subject,
                 json.dumps(list(ev.audience)),
-                signature,
-                problem,
+                f"verified:{ev.key_id}",
+                None,
                 received_ms,
-                json.dumps(ev.envelope, ensure_ascii=False, separators=(",", ":")),
+                env.wire_bytes().decode("utf-8"),  # as published and signed (absent fields left out)
             ),
         )
         return cur.rowcount == 1
@@ -292,45 +290,48 @@ class Store:
         return [(u, json.loads(e)) for u, e in rows]
 
     # ------------------------------------------------------------------ streams
-    def save_stream(
-        self, s: Stream, *, missing_since_ms: int | None, tries: int, next_ms: int, last: str | None
-    ) -> None:
-        self._db.execute(
-            "INSERT INTO streams(unit, epoch, max_seq, missing, missing_since_ms, replay_tries, replay_next_ms,"
-            " replay_last) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(unit, epoch) DO UPDATE SET max_seq=excluded.max_seq,"
-            " missing=excluded.missing, missing_since_ms=excluded.missing_since_ms,"
-            " replay_tries=excluded.replay_tries, replay_next_ms=excluded.replay_next_ms,"
-            " replay_last=excluded.replay_last",
-            (s.unit, s.epoch, s.max_seq, json.dumps(s.missing), missing_since_ms, tries, next_ms, last),
+    def save_streams(self, streams: Iterable[StreamView]) -> None:
+        """The library's ledger (``SiteClient.streams()``), inside the caller's transaction."""
+        self._db.executemany(
+            "INSERT INTO streams(unit, epoch, max_seq, missing, received, lost) VALUES (?,?,?,?,?,?)"
+            " ON CONFLICT(unit, epoch) DO UPDATE SET max_seq=excluded.max_seq, missing=excluded.missing,"
+            " received=excluded.received, lost=excluded.lost",
+            [(v.unit, v.epoch, v.max_seq, json.dumps(v.missing), v.received, v.lost) for v in streams],
         )
 
-    def load_streams(self) -> list[tuple[Stream, int | None, int, int, str | None]]:
-        rows = self._db.execute(
-            "SELECT unit, epoch, max_seq, missing, missing_since_ms, replay_tries, replay_next_ms, replay_last"
-            " FROM streams"
-        ).fetchall()
+    def load_streams(self) -> list[StreamView]:
+        rows = self._db.execute("SELECT unit, epoch, max_seq, missing, received, lost FROM streams").fetchall()
         return [
-            (Stream(u, e, m, [(int(a), int(b)) for a, b in json.loads(miss)]), since, tries, nxt, last)
-            for u, e, m, miss, since, tries, nxt, last in rows
+            StreamView(u, int(e), int(m), int(r), tuple((int(a), int(b)) for a, b in json.loads(miss)), int(lost))
+            for u, e, m, miss, r, lost in rows
         ]
 
     # ------------------------------------------------------------------ units
-    def set_status(self, unit: str, status: dict[str, Any], received_ms: int) -> None:
+    def set_unit(self, unit: str, view: dict[str, Any], received_ms: int) -> None:
+        """A unit's view (``live.unit_record``: its signed status, or unconfirmed offline)."""
         self._db.execute(
             "INSERT INTO units(unit, status, received_ms) VALUES (?,?,?) ON CONFLICT(unit) DO UPDATE SET"
             " status=excluded.status, received_ms=excluded.received_ms",
-            (unit, json.dumps(status), received_ms),
+            (unit, json.dumps(view), received_ms),
         )
 
-    def statuses(self) -> dict[str, dict[str, Any]]:
+    def units(self) -> dict[str, dict[str, Any]]:
         return {u: json.loads(s) for u, s in self._db.execute("SELECT unit, status FROM units").fetchall()}
 
     # ------------------------------------------------------------------ passages
+    @property
+    def _passage_columns(self) -> str:
+        basis = "release_basis" if self.schema >= 2 else "NULL AS release_basis"
+        return (
+            "passage_id, lane, lane_kind, vehicle_kind, outcome, inspected, scan_result, arrived_ms, completed_ms,"
+            f" local_day, local_hour, plates, containers, stage_ms, event_id, {basis}"
+        )
+
     def upsert_passage(self, p: PassageRow) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO passages(passage_id, lane, lane_kind, vehicle_kind, outcome, inspected,"
-            " scan_result, arrived_ms, completed_ms, local_day, local_hour, plates, containers, stage_ms, event_id)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " scan_result, arrived_ms, completed_ms, local_day, local_hour, plates, containers, stage_ms, event_id,"
+            " release_basis) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 p.passage_id,
                 p.lane,
@@ -347,13 +348,14 @@ class Store:
                 json.dumps(list(p.containers)),
                 json.dumps(p.stage_ms),
                 p.event_id,
+                p.release_basis,
             ),
         )
 
     def passages(
         self, *, start_ms: int | None = None, end_ms: int | None = None, lanes: Sequence[str] = ()
     ) -> list[PassageRow]:
-        sql = "SELECT * FROM passages WHERE 1=1"
+        sql = f"SELECT {self._passage_columns} FROM passages WHERE 1=1"
         args: list[Any] = []
         if start_ms is not None:
             sql += " AND arrived_ms >= ?"
@@ -368,8 +370,23 @@ class Store:
         return [_passage(r) for r in self._db.execute(sql, args).fetchall()]
 
     def passage(self, passage_id: str) -> PassageRow | None:
-        r = self._db.execute("SELECT * FROM passages WHERE passage_id = ?", (passage_id,)).fetchone()
+        r = self._db.execute(
+            f"SELECT {self._passage_columns} FROM passages WHERE passage_id = ?", (passage_id,)
+        ).fetchone()
         return _passage(r) if r else None
+
+    def released_by_basis(self) -> dict[str, dict[str, int]]:
+        """Per lane, completed passages per release basis (predecision, online, override)."""
+        if self.schema < 2:
+            return {}
+        out: dict[str, dict[str, int]] = {}
+        rows = self._db.execute(
+            "SELECT lane, release_basis, count(*) FROM passages WHERE release_basis IS NOT NULL"
+            " GROUP BY lane, release_basis"
+        ).fetchall()
+        for lane, basis, n in rows:
+            out.setdefault(lane, {})[basis] = int(n)
+        return out
 
     def completed_per_lane(self) -> dict[str, int]:
         return {
@@ -379,106 +396,14 @@ class Store:
     def recent_passages(self, limit: int = 50, lane: str | None = None) -> list[PassageRow]:
         if lane:
             rows = self._db.execute(
-                "SELECT * FROM passages WHERE lane = ? ORDER BY completed_ms DESC LIMIT ?", (lane, limit)
+                f"SELECT {self._passage_columns} FROM passages WHERE lane = ? ORDER BY completed_ms DESC LIMIT ?",
+                (lane, limit),
             ).fetchall()
         else:
-            rows = self._db.execute("SELECT * FROM passages ORDER BY completed_ms DESC LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute(
+                f"SELECT {self._passage_columns} FROM passages ORDER BY completed_ms DESC LIMIT ?", (limit,)
+            ).fetchall()
         return [_passage(r) for r in rows]
-
-    # ------------------------------------------------------------------ alarms
-    def raise_alarm(
-        self,
-        *,
-        key: str,
-        kind: str,
-        severity: str,
-        unit: str | None,
-        passage_id: str | None,
-        agencies: Sequence[str],
-        title: str,
-        detail: str,
-        event_id: str | None,
-        ms: int,
-    ) -> tuple[int, bool]:
-        """Raise (or refresh) the active alarm ``key``; returns ``(id, new)``."""
-        row = self._db.execute("SELECT id FROM alarms WHERE key = ? AND cleared_ms IS NULL", (key,)).fetchone()
-        if row is not None:
-            self._db.execute("UPDATE alarms SET detail = ?, updated_ms = ? WHERE id = ?", (detail, ms, row[0]))
-            return int(row[0]), False
-        cur = self._db.execute(
-            "INSERT INTO alarms(key, kind, severity, unit, passage_id, agencies, title, detail, event_id, raised_ms,"
-            " updated_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (key, kind, severity, unit, passage_id, json.dumps(list(agencies)), title, detail, event_id, ms, ms),
-        )
-        return int(cur.lastrowid or 0), True
-
-    def clear_alarm(self, key: str, ms: int) -> bool:
-        cur = self._db.execute(
-            "UPDATE alarms SET cleared_ms = ?, updated_ms = ? WHERE key = ? AND cleared_ms IS NULL", (ms, ms, key)
-        )
-        return cur.rowcount > 0
-
-    def active_alarm_keys(self) -> set[str]:
-        return {k for (k,) in self._db.execute("SELECT key FROM alarms WHERE cleared_ms IS NULL").fetchall()}
-
-    def ack(self, alarm_id: int, *, agency: str, user: str, note: str, ms: int) -> bool:
-        """Record ``agency``'s acknowledgement; False if the alarm does not exist or is not
-        that agency's, or the agency already acknowledged it."""
-        a = self.alarm(alarm_id)
-        if a is None or (a.agencies and agency not in a.agencies) or agency in a.acks:
-            return False
-        self._db.execute(
-            "INSERT INTO acks(alarm_id, agency, user, note, ms) VALUES (?,?,?,?,?)",
-            (alarm_id, agency, user, note[:500], ms),
-        )
-        return True
-
-    def alarm(self, alarm_id: int) -> AlarmRow | None:
-        rows = self._alarms("WHERE id = ?", [alarm_id], 1)
-        return rows[0] if rows else None
-
-    def alarms(self, *, since_ms: int | None = None, active_only: bool = False, limit: int = 500) -> list[AlarmRow]:
-        where, args = "WHERE 1=1", []
-        if active_only:
-            where += " AND cleared_ms IS NULL"
-        if since_ms is not None:
-            where += " AND (raised_ms >= ? OR cleared_ms IS NULL)"
-            args.append(since_ms)
-        return self._alarms(where, args, limit)
-
-    def _alarms(self, where: str, args: list[Any], limit: int) -> list[AlarmRow]:
-        rows = self._db.execute(
-            "SELECT id, key, kind, severity, unit, passage_id, agencies, title, detail, event_id, raised_ms,"
-            f" updated_ms, cleared_ms FROM alarms {where} ORDER BY id DESC LIMIT ?",
-            [*args, limit],
-        ).fetchall()
-        ids = [r[0] for r in rows]
-        acks: dict[int, dict[str, dict[str, Any]]] = {}
-        if ids:
-            for aid, agency, user, note, ms in self._db.execute(
-                f"SELECT alarm_id, agency, user, note, ms FROM acks WHERE alarm_id IN ({','.join('?' * len(ids))})",
-                ids,
-            ).fetchall():
-                acks.setdefault(aid, {})[agency] = {"user": user, "note": note, "ms": ms}
-        return [
-            AlarmRow(
-                id=r[0],
-                key=r[1],
-                kind=r[2],
-                severity=r[3],
-                unit=r[4],
-                passage_id=r[5],
-                agencies=tuple(json.loads(r[6])),
-                title=r[7],
-                detail=r[8],
-                event_id=r[9],
-                raised_ms=r[10],
-                updated_ms=r[11],
-                cleared_ms=r[12],
-                acks=acks.get(r[0], {}),
-            )
-            for r in rows
-        ]
 
 
 def _passage(r: tuple[Any, ...]) -> PassageRow:
@@ -498,4 +423,38 @@ def _passage(r: tuple[Any, ...]) -> PassageRow:
         containers=tuple(json.loads(r[12])),
         stage_ms={k: int(v) for k, v in json.loads(r[13]).items()},
         event_id=r[14],
+        release_basis=r[15],
     )
+
+
+def unit_record(view: UnitView) -> dict[str, Any]:
+    """A unit's view as the ``units`` table keeps it."""
+    return {
+        "state": view.state,
+        "status": view.status.model_dump(mode="json") if view.status is not None else None,
+        "status_time": view.status_time,
+        "key_id": view.key_id,
+        "will": view.will,
+    }
+
+
+def unit_view(unit: str, record: Mapping[str, Any]) -> UnitView | None:
+    """The view a ``units`` row holds; None for a row this version cannot read (schema 1 kept the
+    unsigned retained status itself: not believed)."""
+    try:
+        status = record.get("status")
+        return UnitView(
+            unit,
+            record["state"],
+            UnitStatus.model_validate(status) if status is not None else None,
+            record.get("status_time"),
+            record.get("key_id"),
+            bool(record.get("will")),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def time_ms(rfc3339: str) -> int:
+    """Milliseconds since 1970 of an RFC 3339 time (an envelope's ``time``)."""
+    return int(parse_rfc3339(rfc3339).timestamp() * 1000)

@@ -15,7 +15,9 @@ API (JSON; every route but ``/api/login`` and ``/api/health`` needs a session co
 ``GET  /api/passages``         ``?lane=&limit=``: recently completed passages
 ``GET  /api/passages/{id}``    stage timeline, identification, decisions, scan (by audience)
 ``GET  /api/clearance``        ``?from=&to=&lane=&kind=``: the figures of ``portlane report clearance``
-``POST /api/login|logout``     ``{"name", "password"}`` → session cookie (HttpOnly, SameSite=Strict)
+``POST /api/login|logout``     ``{"name", "password"}`` → session cookie (HttpOnly, SameSite=Strict,
+                               Secure over TLS); failures delay the account and the source
+                               (``auth.LoginThrottle``), never lock
 =============================  ===============================================================
 
 State-changing requests must carry ``X-Portlane: 1`` (a header a cross-site form cannot set)
@@ -28,19 +30,20 @@ import asyncio
 import contextlib
 import importlib.resources
 import json
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
+from portlane.edge.trust.rejections import AuditSink
 
 from .analytics import clearance, parse_bound
-from .auth import LoginThrottle, Sessions, User, check_login
+from .auth import LoginThrottle, Sessions, User, cookie_secure
+from .live import SiteLive
+from .store import Store
 
-if TYPE_CHECKING:
-    from .service import ConsoleService
-
-__all__ = ["make_app", "start_web"]
+__all__ = ["Console", "make_app", "start_web"]
 
 STATIC = Path(str(importlib.resources.files("portlane.edge.console"))) / "static"
 COOKIE = "portlane_console"
@@ -50,12 +53,51 @@ SSE_MIN_INTERVAL_S = 0.25
 SSE_KEEPALIVE_S = 15.0
 #: Web server shutdown: open event streams end at once (``closing``); requests get this long.
 HTTP_SHUTDOWN_S = 2.0
+#: Failed sign-ins are audited in aggregate; the summaries of a past minute are written this often.
+SIGN_IN_FLUSH_S = 5.0
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
-SERVICE: web.AppKey[ConsoleService] = web.AppKey("service")
+
+class _Stats(Protocol):
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+class Console(Protocol):
+    """What the web layer uses of the running console. ``ConsoleService`` is one, and starts the
+    web server with itself; the web layer never imports the service (no import cycle)."""
+
+    site_id: str
+    live: SiteLive
+    users: Mapping[str, User]
+    cookie_secure: bool
+    closing: asyncio.Event
+    version: int
+
+    @property
+    def audit(self) -> AuditSink | None:
+        """Where failed sign-ins are audited (aggregated)."""
+
+    @property
+    def stats(self) -> _Stats: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    def db(self) -> Store: ...
+
+    def notify_changed(self) -> None: ...
+
+    def now_ms(self) -> int: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    async def wait_changed(self, version: int) -> int: ...
+
+
+SERVICE: web.AppKey[Console] = web.AppKey("service")
 SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
 THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("throttle")
 
@@ -109,21 +151,25 @@ async def report_page(request: web.Request) -> web.StreamResponse:
     return await _page(request, "report.html")
 
 
+async def wall_page(request: web.Request) -> web.StreamResponse:
+    """Every lane and the scanner on one screen, dark, large type, live: for a wall (docs/console.md)."""
+    return await _page(request, "wall.html")
+
+
 async def login(request: web.Request) -> web.StreamResponse:
     try:
         body = await request.json()
         name, password = str(body["name"]), str(body["password"])
     except (ValueError, KeyError, TypeError):
         return _json({"error": "send {name, password}"}, 400)
-    throttle = request.app[THROTTLE]
-    if throttle.blocked(name):
-        return _json({"error": "too many failed sign-ins; wait a few minutes"}, 429)
     svc = request.app[SERVICE]
-    user = await asyncio.to_thread(check_login, svc.users, name, password)  # scrypt: ~50 ms of CPU
+    # Growing delays per account and per source (the real client behind the TLS proxy), never a
+    # lock: the right password always signs in (auth.LoginThrottle).
+    user = await request.app[THROTTLE].check(
+        svc.users, name, password, remote=request.remote, forwarded_for=request.headers.get("X-Forwarded-For")
+    )
     if user is None:
-        throttle.failed(name)
         return _json({"error": "wrong name or password"}, 401)
-    throttle.succeeded(name)
     session = request.app[SESSIONS].create(user)
     resp = _json({"user": user.public()})
     resp.set_cookie(
@@ -131,7 +177,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         session.token,
         httponly=True,
         samesite="Strict",
-        secure=svc.cookie_secure,
+        secure=cookie_secure(
+            svc.cookie_secure, scheme=request.scheme, forwarded_proto=request.headers.get("X-Forwarded-Proto")
+        ),
         path="/",
         max_age=int(request.app[SESSIONS].ttl_s),
     )
@@ -157,7 +205,7 @@ async def me(request: web.Request) -> web.StreamResponse:
 
 async def health(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICE]
-    return _json({"connected": svc.link.connected, "version": svc.version, "stats": svc.stats.as_dict()})
+    return _json({"connected": svc.connected, "version": svc.version, "stats": svc.stats.as_dict()})
 
 
 async def overview(request: web.Request) -> web.StreamResponse:
@@ -173,20 +221,23 @@ async def stream(request: web.Request) -> web.StreamResponse:
     )
     await resp.prepare(request)
     version = -1
-    while not svc.closing.is_set():
-        if version != svc.version:
-            version = svc.version
-            data = json.dumps(svc.snapshot(), ensure_ascii=False)
-            await resp.write(f"event: overview\nid: {version}\ndata: {data}\n\n".encode())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SSE_MIN_INTERVAL_S):
-                    await svc.closing.wait()
-            continue
-        try:
-            async with asyncio.timeout(SSE_KEEPALIVE_S):
-                await svc.wait_changed(version)
-        except TimeoutError:
-            await resp.write(b": keepalive\n\n")
+    try:
+        while not svc.closing.is_set():
+            if version != svc.version:
+                version = svc.version
+                data = json.dumps(svc.snapshot(), ensure_ascii=False)
+                await resp.write(f"event: overview\nid: {version}\ndata: {data}\n\n".encode())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SSE_MIN_INTERVAL_S):
+                        await svc.closing.wait()
+                continue
+            try:
+                async with asyncio.timeout(SSE_KEEPALIVE_S):
+                    await svc.wait_changed(version)
+            except TimeoutError:
+                await resp.write(b": keepalive\n\n")
+    except ConnectionError:
+        pass  # the browser tab was closed: the normal end of a stream, not an error to log
     return resp
 
 
@@ -198,7 +249,7 @@ async def alarms(request: web.Request) -> web.StreamResponse:
     user = _user(request)
     svc = request.app[SERVICE]
     state = request.query.get("state", "open")
-    rows = [a for a in svc._db().alarms(limit=1000) if _visible_alarm(user, a.agencies)]
+    rows = [a for a in svc.db().alarms(limit=1000) if _visible_alarm(user, a.agencies)]
     out = []
     for a in rows:
         d = a.as_dict()
@@ -225,7 +276,7 @@ async def ack(request: web.Request) -> web.StreamResponse:
         note = str(body.get("note", "")) if isinstance(body, dict) else ""
     except ValueError:
         return _json({"error": "bad request"}, 400)
-    st = svc._db()
+    st = svc.db()
     a = st.alarm(alarm_id)
     if a is None or not user.sees(a.agencies):
         return _json({"error": "no such alarm for your agency"}, 404)
@@ -233,7 +284,7 @@ async def ack(request: web.Request) -> web.StreamResponse:
         ok = st.ack(alarm_id, agency=user.agency.value, user=user.name, note=note, ms=svc.now_ms())
     if not ok:
         return _json({"error": "already acknowledged by your agency"}, 409)
-    svc._notify()
+    svc.notify_changed()
     alarm = st.alarm(alarm_id)
     return _json({"alarm": alarm.as_dict() if alarm else None})
 
@@ -245,7 +296,7 @@ async def passages(request: web.Request) -> web.StreamResponse:
         limit = max(1, min(500, int(request.query.get("limit", "50"))))
     except ValueError:
         return _json({"error": "limit must be an integer"}, 400)
-    rows = svc._db().recent_passages(limit, request.query.get("lane") or None)
+    rows = svc.db().recent_passages(limit, request.query.get("lane") or None)
     return _json(
         {
             "passages": [
@@ -273,12 +324,12 @@ async def passage(request: web.Request) -> web.StreamResponse:
     pid = request.match_info["id"]
     events = [
         e
-        for e in svc._db().events_of(pid)
+        for e in svc.db().events_of(pid)
         if user.role == "supervisor" or not e.get("audience") or (user.agency and user.agency.value in e["audience"])
     ]
     if not events:
         return _json({"error": f"no passage {pid}"}, 404)
-    row = svc._db().passage(pid)
+    row = svc.db().passage(pid)
     t0 = next((e["time"] for e in events if e["type"] == "portlane.passage.arrived"), events[0]["time"])
     ident = [e["data"] for e in events if e["type"] == "portlane.vehicle.identified"]
     decisions = [
@@ -342,7 +393,7 @@ async def clearance_api(request: web.Request) -> web.StreamResponse:
     except ValueError as exc:
         return _json({"error": str(exc)}, 400)
     rep = clearance(
-        svc._db(),
+        svc.db(),
         site=svc.site_id,
         tz=tz,
         start=start,
@@ -355,14 +406,36 @@ async def clearance_api(request: web.Request) -> web.StreamResponse:
     return _json(out)
 
 
-def make_app(svc: ConsoleService) -> web.Application:
+async def _sign_in_audit(app: web.Application) -> AsyncIterator[None]:
+    """Writes the sign-in failures' aggregated summaries on a tick, and all of them at shutdown."""
+    throttle = app[THROTTLE]
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(SIGN_IN_FLUSH_S)
+            throttle.flush()
+
+    task = asyncio.create_task(tick(), name="console:sign-in-audit")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        throttle.flush(force=True)
+
+
+def make_app(svc: Console, *, throttle: LoginThrottle | None = None) -> web.Application:
+    """The application; ``throttle`` replaces the sign-in throttle (tests with shorter delays)."""
     app = web.Application(middlewares=[_security], client_max_size=64 * 1024)
     app[SERVICE] = svc
     app[SESSIONS] = Sessions()
-    app[THROTTLE] = LoginThrottle()
+    app[THROTTLE] = throttle or LoginThrottle(audit=svc.audit)
+    app.cleanup_ctx.append(_sign_in_audit)
     app.router.add_get("/", index)
     app.router.add_get("/login", login_page)
     app.router.add_get("/report", report_page)
+    app.router.add_get("/wall", wall_page)
     app.router.add_static("/static/", STATIC, append_version=False)
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
@@ -378,12 +451,21 @@ def make_app(svc: ConsoleService) -> web.Application:
     return app
 
 
-async def start_web(svc: ConsoleService, host: str, port: int) -> tuple[web.AppRunner, str]:
+async def start_web(
+    svc: Console, host: str, port: int, *, throttle: LoginThrottle | None = None
+) -> tuple[web.AppRunner, str]:
     """Serve on ``host:port`` (port 0: a free one); returns the runner and the base URL."""
-    runner = web.AppRunner(make_app(svc), access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
+    runner = web.AppRunner(make_app(svc, throttle=throttle), access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # the port is taken, or the address is not this host's
+        await runner.cleanup()
+        from portlane.edge.errors import UsageError
+
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise UsageError(f"cannot serve the console on {host}:{port}: {reason}; choose another HOST:PORT") from exc
     addrs = [a for a in runner.addresses if isinstance(a, tuple)]
     real_port = int(addrs[0][1]) if addrs else port
     shown = f"[{host}]" if ":" in host else host

@@ -27,6 +27,7 @@ __all__ = [
     "b64decode_strict",
     "b64url_decode_strict",
     "canonical_json",
+    "no_duplicate_keys",
     "strict_loads",
 ]
 
@@ -81,7 +82,9 @@ def _reject_constant(s: str) -> Any:
     raise CanonicalJSONError(f"{s} is not JSON")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads`` that refuses an object naming a key twice (a
+    reader keeping the first would see another object than the one verified)."""
     d: dict[str, Any] = {}
     for k, v in pairs:
         if k in d:
@@ -94,7 +97,7 @@ def strict_loads(raw: bytes) -> Any:
     """Parse JSON for a signed command: UTF-8 only, no floats, no NaN, no duplicate keys."""
     text = raw.decode("utf-8")  # strict: no BOM sniffing, no UTF-16
     return json.loads(
-        text, parse_float=_reject_float, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates
+        text, parse_float=_reject_float, parse_constant=_reject_constant, object_pairs_hook=no_duplicate_keys
     )
 
 

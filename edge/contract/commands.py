@@ -20,10 +20,11 @@ import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from .canonical import b64decode_strict, b64url_decode_strict, canonical_json
 from .times import parse_rfc3339
+from .vocabulary import Verdict
 
 __all__ = [
     "ADJUDICATION_CODES",
@@ -32,6 +33,7 @@ __all__ = [
     "COMMAND_NAMES",
     "ID_PATTERN",
     "NONCE_MIN_BYTES",
+    "PREDECISION_COMMANDS",
     "AdjudicateArgs",
     "AdjudicationCode",
     "AgencyArgs",
@@ -40,10 +42,13 @@ __all__ = [
     "CommandName",
     "CorrectIdentityArgs",
     "DecisionArgs",
+    "DeclaredContainer",
     "ExpectedVehicle",
     "ExpectedVehiclesArgs",
     "LaneServiceArgs",
+    "PredecisionArgs",
     "ReplayEventsArgs",
+    "RevokeArgs",
     "SealCommandArgs",
     "SignedCommand",
     "parse_args",
@@ -76,7 +81,7 @@ class DecisionArgs(CommandArgs):
     """``decision``: one agency's verdict on the current passage."""
 
     agency: Ident
-    verdict: Literal["release", "inspect", "hold", "divert"]
+    verdict: Verdict
 
 
 class CorrectIdentityArgs(CommandArgs):
@@ -201,6 +206,108 @@ CargoCommandLiteral = Literal["adjudicate", "seal_apply", "seal_remove"]
 # =========================================================================== end of issue 21 block
 
 
+# --------------------------------------------------------------------------------------------
+# Pre-decisions (issue 20): an agency's verdict signed before the vehicle arrives, and the
+# control order (布控) that revokes it. The lane matches what it reads against them and releases a
+# vehicle on its own only on a full match with every configured agency's pre-decision
+# (``portlane.edge.lane.predecisions`` has the rules). Times inside ``args`` are the
+# pre-decision's own; the command's ``issued_at``/``expires_at`` only bound its delivery.
+
+#: ISO 6346 container number (owner, category, serial, check digit); the check digit is the lane's to check.
+CONTAINER_NUMBER_PATTERN = r"^[A-Z]{3}[UJZ][0-9]{7}$"
+#: ISO 6346 size/type code, e.g. ``22G1``, ``45R1``, ``L5G1``.
+SIZE_TYPE_PATTERN = r"^[0-9A-Z]{4}$"
+#: A loaded 6-axle container truck is at most ~49 t (GB 1589); 200 t leaves room for abnormal loads.
+MAX_GROSS_WEIGHT_KG = 200_000
+#: Plates, containers and seals one vehicle can carry (two plates; one 40' or two 20' boxes; a few seals).
+MAX_PLATES = 4
+MAX_CONTAINERS = 4
+MAX_SEALS = 8
+#: Lanes one pre-decision may name (a crossing's lanes in one direction).
+MAX_LANES = 64
+
+
+def _rfc3339(v: str) -> str:
+    parse_rfc3339(v)
+    return v
+
+
+Rfc3339 = Annotated[str, Field(min_length=20, max_length=40), AfterValidator(_rfc3339)]
+
+
+class DeclaredContainer(CommandArgs):
+    number: Annotated[str, Field(pattern=CONTAINER_NUMBER_PATTERN)]
+    size_type: Annotated[str, Field(pattern=SIZE_TYPE_PATTERN)]
+
+
+class PredecisionArgs(CommandArgs):
+    """``predecision``: one agency's verdict on a declared vehicle, signed in advance.
+
+    What must match: ``plates`` (every plate the vehicle carries, the paired Hong Kong or Macau
+    plate too), ``tag_id`` (the e-card: required, the lane releases nothing on plates alone —
+    a control order on the e-card must be able to win), ``containers`` (order-free, each with its size/type
+    code), ``gross_weight_kg`` within ``weight_tolerance_kg``, ``seals`` when given. Where and
+    when: ``lanes``, the appointment window ``window_start``..``window_end``. ``verdict``
+    ``release`` lets the lane open on a full match; ``inspect`` queues the one scan at arrival.
+    ``valid_until``: after it the pre-decision is void. ``predecision_id`` is one-time: it
+    releases exactly one passage."""
+
+    predecision_id: Ident
+    agency: Ident
+    verdict: Literal["release", "inspect"]
+    plates: tuple[Text, ...] = Field(min_length=1, max_length=MAX_PLATES)
+    tag_id: Ident
+    containers: tuple[DeclaredContainer, ...] = Field((), max_length=MAX_CONTAINERS)
+    gross_weight_kg: Annotated[int, Field(ge=0, le=MAX_GROSS_WEIGHT_KG)] | None = None
+    weight_tolerance_kg: Annotated[int, Field(ge=0, le=MAX_GROSS_WEIGHT_KG)] | None = None
+    seals: tuple[Ident, ...] | None = Field(None, max_length=MAX_SEALS)
+    lanes: tuple[Annotated[str, Field(pattern=ID_PATTERN)], ...] = Field(min_length=1, max_length=MAX_LANES)
+    window_start: Rfc3339
+    window_end: Rfc3339
+    valid_until: Rfc3339
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if parse_rfc3339(self.window_end) <= parse_rfc3339(self.window_start):
+            raise ValueError("window_end must be after window_start")
+        if parse_rfc3339(self.valid_until) <= parse_rfc3339(self.window_start):
+            raise ValueError("valid_until must be after window_start")
+        if (self.gross_weight_kg is None) != (self.weight_tolerance_kg is None):
+            raise ValueError("gross_weight_kg and weight_tolerance_kg go together")
+        for what, values in (
+            ("plates", self.plates),
+            ("containers", tuple(c.number for c in self.containers)),
+            ("seals", self.seals or ()),
+        ):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{what} listed twice")
+        return self
+
+
+class RevokeArgs(CommandArgs):
+    """``revoke``: a control order (布控). Names either one pre-decision (``predecision_id``)
+    or a vehicle (``plates`` and/or ``tag_id``); it wins over every pre-decision it covers,
+    one already matched but not yet driven through included, until ``valid_until``."""
+
+    agency: Ident
+    predecision_id: Ident | None = None
+    plates: tuple[Text, ...] = Field((), max_length=MAX_PLATES)
+    tag_id: Ident | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+    valid_until: Rfc3339
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        vehicle = bool(self.plates) or self.tag_id is not None
+        if vehicle == (self.predecision_id is not None):
+            raise ValueError("name either predecision_id or a vehicle (plates and/or tag_id), not both")
+        return self
+
+
+#: The commands of this block (each carries ``args.agency``: per-key agency authority applies).
+PREDECISION_COMMANDS = frozenset({"predecision", "revoke"})
+
+
 ARGS: dict[str, type[CommandArgs]] = {
     "decision": DecisionArgs,
     "release": AgencyArgs,
@@ -213,6 +320,8 @@ ARGS: dict[str, type[CommandArgs]] = {
     "open_lane": LaneServiceArgs,
     "replay_events": ReplayEventsArgs,
     **CARGO_ARGS,
+    "predecision": PredecisionArgs,
+    "revoke": RevokeArgs,
 }
 
 
@@ -254,6 +363,8 @@ class CommandName(enum.StrEnum):
     ADJUDICATE = "adjudicate"  # an agency adjudicates a radiation alarm: args {agency, occupancy, code, ...}
     SEAL_APPLY = "seal_apply"  # lock an e-lock: args {agency, seal_id, authorisation}
     SEAL_REMOVE = "seal_remove"  # unlock an e-lock: args {agency, seal_id, authorisation}
+    PREDECISION = "predecision"  # an agency's verdict signed in advance for a declared vehicle
+    REVOKE = "revoke"  # a control order: revokes pre-decisions by id or by vehicle
 
 
 COMMAND_NAMES: tuple[str, ...] = tuple(c.value for c in CommandName)
@@ -268,6 +379,8 @@ _LaneCommandLiteral = Literal[
     "close_lane",
     "open_lane",
     "replay_events",
+    "predecision",
+    "revoke",
 ]
 CommandLiteral = Literal[_LaneCommandLiteral, CargoCommandLiteral]  # one flat Literal
 
@@ -347,5 +460,5 @@ class SignedCommand(BaseModel):
         return canonical_json(self.model_dump(), allow_floats=False)
 
     def digest(self) -> str:
-        """sha256 (hex) of the wire form, for audit entries."""
+        """sha256 (hex) of the wire form: what an audit entry names a command by."""
         return hashlib.sha256(self.to_json_bytes()).hexdigest()

@@ -22,7 +22,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Envelope"]
+__all__ = ["MAX_EVENT_BYTES", "Envelope"]
+
+#: Largest envelope a consumer reads, in bytes: the contract's biggest event (an identification
+#: with its reads, an audit checkpoint) is a few kilobytes; anything much larger is garbage.
+MAX_EVENT_BYTES = 256 * 1024
 
 
 class Envelope(BaseModel):
@@ -46,6 +50,11 @@ class Envelope(BaseModel):
     sig: str | None = Field(
         None, description="base64 Ed25519 signature over RFC 8785 JSON of the envelope without 'sig'"
     )
+
+    def wire_bytes(self) -> bytes:
+        """The envelope as it is published: absent fields left out, as the outbox signs it (a
+        ``null`` the signature does not cover would make a consumer refuse it)."""
+        return self.model_dump_json(exclude_none=True).encode()
 
     @property
     def event_type(self) -> str:

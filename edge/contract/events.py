@@ -11,6 +11,8 @@ from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .vocabulary import Verdict
+
 __all__ = [
     "CARGO_EVENTS",
     "EVENTS",
@@ -35,7 +37,10 @@ __all__ = [
     "PassageOutcome",
     "PlateKind",
     "PlateRead",
+    "PredecisionReason",
+    "PredecisionRefusal",
     "RadiationCategory",
+    "ReleaseBasis",
     "RpmAdjudicated",
     "RpmAlarm",
     "RpmOccupancyEvent",
@@ -82,6 +87,38 @@ class ContainerRead(_Payload):
     confidence: float = Field(ge=0, le=1)
 
 
+# --------------------------------------------------------------------------------------------
+# Pre-decisions (issue 20): why a declared vehicle was not released by the lane itself, and on
+# what basis a passage was released. Matching rules: ``portlane.edge.lane.predecisions``.
+
+#: Why the lane did not release on pre-decisions: the passage went to the platform (an officer).
+PredecisionReason = Literal[
+    "not_declared",
+    "plate_mismatch",
+    "tag_mismatch",
+    "container_mismatch",
+    "size_type_mismatch",
+    "weight_out_of_tolerance",
+    "seal_mismatch",
+    "outside_window",
+    "wrong_lane",
+    "expired",
+    "already_used",
+    "revoked",
+    "identification_exception",
+]
+#: What opened the gate: every agency's pre-decision matched at the lane, the platform's
+#: decisions on the identification, or an audited override.
+ReleaseBasis = Literal["predecision", "online", "override"]
+
+
+class PredecisionRefusal(_Payload):
+    reason: PredecisionReason
+    agency: str | None = Field(None, description="the agency whose pre-decision did not match (None: all)")
+    predecision_id: str | None = None
+    detail: str = Field("", max_length=300, description="what was declared and what was read, for the officer")
+
+
 class PassageArrived(_Payload):
     passage_id: str
     lane_kind: Literal["cargo", "passenger"]
@@ -100,14 +137,22 @@ class VehicleIdentified(_Payload):
         (), description="unreadable_plate, low_confidence, dual_plate_mismatch, check_digit_failed, ..."
     )
     corrected_by: str | None = Field(None, description="operator who corrected the identity, if any")
+    predecision_ids: tuple[str, ...] = Field(
+        (), description="pre-decisions this identity matched in full (the lane decides on them itself)"
+    )
+    predecision_refusals: tuple[PredecisionRefusal, ...] = Field(
+        (), max_length=32, description="why the lane did not release on pre-decisions ('not_declared': none found)"
+    )
 
 
 class PassageDecided(_Payload):
     passage_id: str
     agency: str
-    decision: Literal["release", "inspect", "hold", "divert"]
+    decision: Verdict
     phase: Literal["initial", "after_scan"]
-    command_nonce: str
+    command_nonce: str = Field(description="nonce of the signed command that carried the verdict")
+    basis: ReleaseBasis = Field("online", description="'predecision': signed in advance, matched at the lane")
+    predecision_id: str | None = None
 
 
 class InspectionRequested(_Payload):
@@ -136,7 +181,7 @@ class ScanEvent(_Payload):
     reason: str | None = None
 
 
-GateCause = Literal["release", "divert", "override", "exit", "fault", "lane_closed", "restart"]
+GateCause = Literal["release", "divert", "override", "exit", "fault", "lane_closed", "restart", "revoke"]
 Outcome = Literal["released", "diverted", "override", "abandoned", "recovered"]
 
 
@@ -164,6 +209,8 @@ class PassageCompleted(_Payload):
     containers: tuple[str, ...] = ()
     stages: dict[str, str] = Field(description="stage name -> RFC 3339 time, for the stages that happened")
     stage_ms: dict[str, int] = Field(description="milliseconds from 'arrived' to each stage")
+    release_basis: ReleaseBasis | None = Field(None, description="what opened the gate (None: it was not opened)")
+    predecision_ids: tuple[str, ...] = Field((), description="the pre-decisions used, when the basis is 'predecision'")
 
 
 class DeviceState(_Payload):
@@ -250,7 +297,7 @@ class CommandResponse(_Payload):
 
 
 class AuditCheckpoint(_Payload):
-    """A signed anchor of the unit's audit log (``portlane.edge.trust.audit.Checkpoint``): the log
+    """A signed anchor of the unit's audit log (``portlane.edge.trust.audit_chain.Checkpoint``): the log
     had ``entries`` entries ending in ``head``. Also retained on ``.../{unit}/checkpoint``."""
 
     entries: int = Field(ge=0)

@@ -1,5 +1,6 @@
-"""Writes a unit's events (contract models) to its durable outbox: one topic per type,
-metrics on the way. The lane and the scanner both write through it.
+"""Writes a unit's events (contract models) to its durable outbox: one topic per type (or the
+topic the caller names: a scanner's per-lane scan topics, ``contract.topics``), metrics on the
+way. The lane and the scanner both write through it.
 
 When the outbox refuses an event (full under ``reject_new``, a full disk, a read-only
 remount), the writer reports it through ``on_refused`` and the lane takes itself out of service
@@ -51,12 +52,15 @@ class EventWriter:
         self.metrics = metrics
         self.on_refused = on_refused
         self.refused = 0
-        self.held: list[tuple[EventType, dict[str, Any], str | None]] = []  # refused, in order
+        self.held: list[tuple[EventType, dict[str, Any], str | None, str]] = []  # refused, in order (with topic)
         self.held_dropped = 0
         self._refusal: OutboxError | None = None  # why the outbox last refused
 
-    def put(self, type_: EventType, data: BaseModel, *, subject: str | None = None) -> Envelope | None:
-        """Write one event; None when the outbox refused it (``on_refused`` was told)."""
+    def put(
+        self, type_: EventType, data: BaseModel, *, subject: str | None = None, topic: str | None = None
+    ) -> Envelope | None:
+        """Write one event on ``topic`` (default: the unit's topic for the type); None when the
+        outbox refused it (``on_refused`` was told)."""
         model = EVENTS[type_]
         if not isinstance(data, model):
             raise TypeError(f"{type_} carries {model.__name__}, not {type(data).__name__}")
@@ -66,24 +70,25 @@ class EventWriter:
             elif type_ == "command.rejected":
                 self.metrics.command_rejected(str(getattr(data, "reason", "")))
         payload = data.model_dump(mode="json")
+        topic = topic or self.topics.event(type_)
         if self.held:
             # Not before what is held (order kept); the daemon's tick writes them (flush_held).
             assert self._refusal is not None
-            self._hold(type_, payload, subject, self._refusal)
+            self._hold(type_, payload, subject, topic, self._refusal)
             return None
         try:
-            return self.outbox.put(type_, payload, topic=self.topics.event(type_), subject=subject)
+            return self.outbox.put(type_, payload, topic=topic, subject=subject)
         except OutboxError as exc:
-            self._hold(type_, payload, subject, exc)
+            self._hold(type_, payload, subject, topic, exc)
             return None
 
     def flush_held(self) -> bool:
         """Write the held events, oldest first (the daemons call it on their tick); True when
         none is left."""
         while self.held:
-            type_, payload, subject = self.held[0]
+            type_, payload, subject, topic = self.held[0]
             try:
-                self.outbox.put(type_, payload, topic=self.topics.event(type_), subject=subject)
+                self.outbox.put(type_, payload, topic=topic, subject=subject)
             except OutboxError as exc:
                 self._refusal = exc
                 return False
@@ -92,12 +97,14 @@ class EventWriter:
                 log.warning("%s: the outbox accepts events again; the held events are written", self.topics.unit)
         return True
 
-    def _hold(self, type_: EventType, payload: dict[str, Any], subject: str | None, exc: OutboxError) -> None:
+    def _hold(
+        self, type_: EventType, payload: dict[str, Any], subject: str | None, topic: str, exc: OutboxError
+    ) -> None:
         self.refused += 1
         self._refusal = exc
         if not self.held:
             log.error("%s: %s (events are held in memory until it accepts again)", self.topics.unit, exc)
-        self.held.append((type_, payload, subject))
+        self.held.append((type_, payload, subject, topic))
         if len(self.held) > HELD_MAX:
             self.held.pop(0)
             self.held_dropped += 1

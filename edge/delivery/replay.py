@@ -1,5 +1,5 @@
-"""The outbox side of the ``replay_events`` command (contract: TEAM.md, "Replay of delivered
-events").
+"""The outbox side of the ``replay_events`` command (contract: ``ReplayEventsArgs`` in
+``edge/contract/commands.py``, and ``docs/asyncapi.yaml``).
 
 A platform that finds a gap in a unit's stream (by seq, per epoch) sends the signed command
 ``replay_events`` with ``{"from_seq": int, "to_seq": int | null}`` to

@@ -10,12 +10,18 @@ batches: every PUBACK that arrived in one event-loop turn, in one transaction.
 After ``Outbox.replay`` re-queued delivered events, the sender finishes what is in flight and
 starts again from the lowest queued seq: replayed events arrive after newer ones, with their
 original ids (the subscriber that asked for them fills its gap by seq).
+
+``retained`` names event topics whose newest event is also kept on another topic, retained (a
+unit's ``unit.status`` on ``…/{unit}/status``): the copy is published right after the event, so
+it never overtakes the events before it, and only when it is newer than the last copy (a replay
+does not bring back an old status).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from portlane.edge.delivery.mqtt import MqttLink
 from portlane.edge.delivery.outbox import Outbox
@@ -27,10 +33,14 @@ log = logging.getLogger(__name__)
 
 
 class OutboxSender:
-    def __init__(self, outbox: Outbox, link: MqttLink, *, window: int = 100) -> None:
+    def __init__(
+        self, outbox: Outbox, link: MqttLink, *, window: int = 100, retained: Mapping[str, str] | None = None
+    ) -> None:
         self.outbox = outbox
         self.link = link
         self.window = window
+        self.retained = dict(retained or {})  # event topic -> where its newest copy is retained
+        self._retained_seq: dict[str, int] = {}
         self.sent = 0  # acknowledged publishes (re-sends included)
         self.refused = 0
         self._wake = asyncio.Event()
@@ -85,6 +95,10 @@ class OutboxSender:
                     fut.add_done_callback(on_done)
                     inflight[row.seq] = fut
                     last = row.seq
+                    copy = self.retained.get(row.topic)
+                    if copy is not None and row.seq > self._retained_seq.get(copy, 0):
+                        self._retained_seq[copy] = row.seq
+                        self.link.publish_best_effort(copy, row.payload, retain=True)
             # Acknowledge (in one transaction) the longest prefix of in-flight events that the
             # broker acknowledged. Only a prefix: an event acknowledged after an earlier one
             # failed would otherwise be overtaken by the earlier one's re-send.

@@ -6,8 +6,10 @@
   config (anonymous, persistence off), MQTT 5. Used when the binary exists.
   ``MosquittoBroker(secure=PKI_DIR/broker)`` runs the *shipped* secure configuration instead
   (``firmware_config/broker/mosquitto.conf``: TLS, client certificates, the site's ACL,
-  maximum packet size), pointed at a directory laid out by ``portlane pki init``;
-  its URL is ``mqtts://localhost:PORT``.
+  maximum packet size, ``user mosquitto``), pointed at a directory laid out by
+  ``portlane pki init``; its URL is ``mqtts://localhost:PORT``. Started as root it drops to the
+  ``mosquitto`` user, as on a site: it then reads a private copy of the broker directory owned
+  by that user, and nothing else of ours.
 * ``python -m portlane.edge.demo.broker --port N`` runs the embedded broker as its own process, so
   a test can kill and restart it like a real broker.
 """
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -28,9 +31,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Broker", "BrokerProcess", "EmbeddedBroker", "MosquittoBroker", "free_port", "wait_port"]
+__all__ = ["BROKER_USER", "Broker", "BrokerProcess", "EmbeddedBroker", "MosquittoBroker", "free_port", "wait_port"]
 
 log = logging.getLogger(__name__)
+
+#: The user the shipped configuration has Mosquitto drop to (``user mosquitto``); Debian's
+#: package creates it.
+BROKER_USER = "mosquitto"
 
 
 def free_port() -> int:
@@ -119,13 +126,13 @@ class BrokerProcess:
         if self.kind == "mosquitto" and self.secure is not None:
             from portlane.edge.trust.pki import render_mosquitto_conf
 
+            directory = self._for_broker_user(self.secure) if os.geteuid() == 0 else self.secure
             conf = self._dir / "mosquitto.conf"
             conf.write_text(
                 render_mosquitto_conf(
-                    directory=self.secure,
+                    directory=directory,
                     port=self.port,
                     bind="127.0.0.1",
-                    run_as_root=os.geteuid() == 0,
                     persistence_dir=self.persistence_dir,
                     log_dest=f"file {self._dir / 'mosquitto.log'}",
                 )
@@ -155,6 +162,36 @@ class BrokerProcess:
             assert exe is not None
             return [exe, "-c", str(conf)]
         return [sys.executable, "-m", "portlane.edge.demo.broker", "--port", str(self.port)]
+
+    def _for_broker_user(self, source: Path) -> Path:
+        """As root, Mosquitto drops to :data:`BROKER_USER` before it reads its files and writes
+        its log: a copy of the broker directory owned by that user (``server.key`` 0600, the
+        rest 0640, the directory 0750), and our run directory for its log."""
+        try:
+            user = pwd.getpwnam(BROKER_USER)
+        except KeyError:
+            raise RuntimeError(
+                f"mosquitto drops to user {BROKER_USER!r}, which does not exist: install Debian's mosquitto "
+                "package (it creates the user), or run as another user than root"
+            ) from None
+        dest = self._dir / "broker"
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(mode=0o750)
+        for f in sorted(source.iterdir()):
+            if f.is_file():
+                target = dest / f.name
+                shutil.copyfile(f, target)
+                os.chmod(target, 0o600 if f.suffix == ".key" else 0o640)
+                os.chown(target, user.pw_uid, user.pw_gid)
+        for d in (dest, self._dir, *([self.persistence_dir] if self.persistence_dir else [])):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chown(d, user.pw_uid, user.pw_gid)
+        return dest
+
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     async def start(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

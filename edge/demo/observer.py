@@ -1,15 +1,20 @@
-"""An independent subscriber that checks delivery: what arrived on the broker, per unit.
+"""Independent subscribers that check delivery, per unit.
 
-Used by ``portlane demo`` (its received / lost / duplicate counts come from here, not from
-the lanes' own counters) and by the delivery tests. It records, per unit (lane or scanner)
-and stream epoch, every ``seq`` seen, duplicates (same ``id`` again), and order violations (a
-new ``seq`` lower than one already seen). ``lost`` is computed against the last seq each unit
-says it published (its retained status carries ``last_seq`` and ``epoch``).
+* :class:`DemoObserver` — ``portlane demo``'s observer: what a platform gets of the run, through
+  the consumer library (``portlane.edge.client``): every event verified against the site's keys,
+  once; what it missed (a broker restart, a reconnect) it asks the unit to replay with its own
+  key (the site's ``observer`` client); ``lost`` is what is still missing after the replays — the
+  gaps the library gave up on, and what never came by the end. The demo's received / lost /
+  duplicate counts come from here, not from the lanes' own counters.
+* :class:`EventObserver` — a raw counter of what arrived on the broker (no verification, no
+  replays), for the delivery tests and the benchmarks of the wire: per unit (lane or scanner) and
+  stream epoch every ``seq`` seen, duplicates (same ``id`` again), and order violations (a new
+  ``seq`` lower than one already seen); ``lost`` counts against the last seq each unit says it
+  published (its retained status carries ``last_seq`` and ``epoch``), so it means "not delivered
+  to this subscriber", which only equals lost while nothing ever asks for a replay.
 
 A unit whose events arrive with a new ``epoch`` restarted its stream (its outbox store was
-recreated): that is counted in ``restarts``, not as a gap; ``units[unit]`` is the ledger of
-the unit's newest epoch, ``streams[(unit, epoch)]`` every ledger. ``gaps(unit)`` gives the
-missing seq ranges a platform would ask the unit to replay.
+recreated): that is counted in ``restarts``, not as a gap.
 """
 
 from __future__ import annotations
@@ -22,14 +27,102 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from portlane.edge.config import MqttProtocol
+from portlane.edge.client import Output, SiteClient, SiteEvent
+from portlane.edge.client.consumer import GAP_GRACE_S
+from portlane.edge.config import MqttProtocol, Site
 from portlane.edge.contract.events import UnitStatus
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
 
-__all__ = ["EventObserver", "UnitLedger"]
+__all__ = ["OBSERVER", "DemoObserver", "EventObserver", "UnitLedger"]
 
 log = logging.getLogger(__name__)
+
+#: The demo's observer is the site's ``clients`` entry of this id (role console, ``replay_events``):
+#: its key asks for what it missed; under ``--secure`` its certificate is ``units/observer``.
+OBSERVER = "observer"
+
+
+class DemoObserver:
+    """What a platform gets of a run, through the consumer library (see the module docstring).
+    ``unit``: its ``clients`` entry in the site file (key, TLS files); ``url``/``protocol``: the
+    broker (default: the site file's)."""
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        unit: str = OBSERVER,
+        url: str | None = None,
+        protocol: MqttProtocol | None = None,
+        gap_grace_s: float = GAP_GRACE_S,
+    ) -> None:
+        self.client = SiteClient.from_site(
+            site, unit=unit, url=url, protocol=protocol, backfill=True, gap_grace_s=gap_grace_s, on_output=self._on
+        )
+        self.events: list[dict[str, Any]] = []  # verified envelopes, each once, in arrival order
+        self.restarts = 0  # a unit came back with a new stream epoch
+        self._epochs: dict[str, int] = {}
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._changed = asyncio.Event()
+
+    @property
+    def link(self) -> MqttLink:
+        return self.client.link
+
+    async def run(self) -> None:
+        """Stay connected and ask for replays until cancelled."""
+        await self.client.run()
+
+    def on_event(self, cb: Callable[[dict[str, Any]], None]) -> None:
+        self._listeners.append(cb)
+
+    @property
+    def received(self) -> int:
+        """Verified events delivered to it, repeats included (the units' retained status too)."""
+        return self.client.stats.events + self.client.stats.duplicates
+
+    @property
+    def duplicates(self) -> int:
+        return self.client.stats.duplicates
+
+    @property
+    def out_of_order(self) -> int:
+        """Events that came after newer ones (a redelivery, a replay that filled a gap)."""
+        return self.client.stats.late
+
+    def max_seq(self, unit: str) -> int:
+        """The highest seq of ``unit``'s newest stream it has (or knows of, from a signed status)."""
+        streams = [v for v in self.client.streams() if v.unit == unit]
+        return max(streams, key=lambda v: v.epoch).max_seq if streams else 0
+
+    def complete(self, expected_last_seq: dict[str, int]) -> bool:
+        """It has every event up to each unit's expected last seq, nothing missing."""
+        return self.client.missing == 0 and all(self.max_seq(u) >= s for u, s in expected_last_seq.items() if s)
+
+    def lost(self, expected_last_seq: dict[str, int] | None = None) -> int:
+        """Events lost: the gaps the library gave up on after its replays, what is still missing
+        now, and what never came of each unit's ``expected_last_seq`` (its outbox's last seq)."""
+        missing = sum(v.missing_count for v in self.client.streams())
+        beyond = sum(max(0, s - self.max_seq(u)) for u, s in (expected_last_seq or {}).items())
+        return self.client.stats.lost + missing + beyond
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Until ``predicate()`` holds (checked on every output and tick of the library)."""
+        await self.client.wait_for(predicate, timeout)
+
+    def _on(self, out: Output) -> None:
+        if not isinstance(out, SiteEvent):
+            return
+        known = self._epochs.get(out.unit)
+        if known is not None and out.epoch > known:
+            self.restarts += 1
+        if known is None or out.epoch > known:
+            self._epochs[out.unit] = out.epoch
+        env = out.envelope.model_dump(mode="json")
+        self.events.append(env)
+        for cb in self._listeners:
+            cb(env)
 
 
 @dataclass

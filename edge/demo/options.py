@@ -60,6 +60,7 @@ class DemoOptions:
     secure: bool = False  # shipped Mosquitto config: TLS, client certificates, ACL (edge/demo/secure.py)
     console: tuple[str, int] | None = None  # serve the site console here (edge/console)
     console_db: Path | None = None  # keep the console's database here
+    images: Path | None = None  # real photographs for the vehicles (labels.csv), read with --ocr
 
     @property
     def with_cameras(self) -> bool:
@@ -83,9 +84,10 @@ class DemoOptions:
             check_broker_url(self.broker)
         if self.secure and self.broker is not None:
             raise UsageError("--secure starts its own Mosquitto: leave out --broker")
-        if self.secure and (self.console is not None or self.console_db is not None):
-            # The secure broker takes a unit's client id from its certificate: the console needs its own.
-            raise UsageError("--console does not run with --secure yet (no console certificate)")
+        if self.images is not None and not self.recognition:
+            raise UsageError(f"--images {self.images}: photographs are read by the OCR; add --ocr")
+        if self.images is not None and not (self.images / "labels.csv").is_file():
+            raise UsageError(f"--images {self.images}: no labels.csv there (file,text,kind per photo)")
         return self
 
     def replace(self, **changes: Any) -> DemoOptions:

@@ -6,13 +6,8 @@ wire-level device simulators of every lane, the lane daemons and the scanner dae
 same classes systemd runs — a traffic generator, a central-platform simulator that signs
 its decisions, and an independent subscriber that counts what really reached the broker.
 
-Invariants checked at the end, from the broker's side and the simulated physics:
-  * every gate opening follows a release/divert of that passage, or an override;
-  * no barrier arm came down on a vehicle (the simulated controller counts strikes);
-  * exactly one ``passage.completed`` per passage, at most one scan per passage;
-  * ``seq`` strictly increasing per unit, no gaps (``events_lost``), duplicates counted;
-  * no radiation alarm released before an adjudication that lets it go, no automatic release
-    with a seal exception (``cargo_report.py``, which also counts the cargo lanes' figures).
+At the end it checks invariants from the broker's side and the simulated physics, and
+summarises the run (``report.py``).
 
 When it gives up (``--timeout``) the summary still comes out, with ``timed_out`` and what
 each unfinished lane was doing (``stuck_lanes``). Whatever happens, it leaves nothing behind:
@@ -24,32 +19,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import dataclasses
 import logging
 import tempfile
-import time
-from collections import Counter, defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from portlane.edge.config import MqttProtocol, Site, parse_site
-from portlane.edge.contract.events import STAGES
+from portlane.edge.config import MqttProtocol, parse_site
 from portlane.edge.delivery.state import check_state_dir
 from portlane.edge.demo.broker import EmbeddedBroker
-from portlane.edge.demo.cargo_report import cargo_summary, cargo_violations
-from portlane.edge.demo.observer import EventObserver
+from portlane.edge.demo.observer import OBSERVER, DemoObserver
 from portlane.edge.demo.options import DEFAULT_SITE, SITES_DIR, DemoOptions, check_broker_url, load_demo_site
-from portlane.edge.demo.sitegen import LANE_ORDER, demo_site
+from portlane.edge.demo.report import DemoRun, count_events, stuck_lanes, summarise
+from portlane.edge.demo.sitegen import LANE_ORDER, apply_links, demo_site
 from portlane.edge.errors import BrokerUnreachableError, DemoError, PortlaneError, UsageError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.passage import LaneTimeouts
+from portlane.edge.platform import CentralPlatform
 from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.edge.trust.pki import provision_unit_keys
 from portlane.sim_devices.cargo_desk import CargoDesk
-from portlane.sim_devices.central import CentralPlatform
 from portlane.sim_devices.scanner import ScannerWorld
 from portlane.sim_devices.traffic import TrafficPlan, make_plan, run_lane
 from portlane.sim_devices.world import LaneWorld
@@ -89,84 +79,6 @@ RADIATION_RATIO = 0.1
 SEAL_FAULT_RATIO = 0.08
 
 
-@dataclass
-class DemoRun:
-    opts: DemoOptions
-    site: Site
-    plan: TrafficPlan
-    worlds: dict[str, LaneWorld]
-    scanner_world: ScannerWorld
-    lanes: dict[str, LaneDaemon] = field(default_factory=dict)
-    scanner: ScannerDaemon | None = None
-    central: CentralPlatform | None = None
-    observer: EventObserver | None = None
-    vehicles_passed: int = 0
-    passed_by_lane: dict[str, int] = field(default_factory=dict)
-    recogniser: Any = None
-    started: float = field(default_factory=time.monotonic)
-    timed_out: bool = False
-    stuck: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def _select_lanes(raw: dict[str, Any], n: int) -> dict[str, Any]:
-    """Kept for callers of the old name: ``sitegen.demo_site``."""
-    return demo_site(raw, n)
-
-
-def _apply_links(raw: dict[str, Any], links: dict[str, Any]) -> dict[str, Any]:
-    raw = copy.deepcopy(raw)
-    for lane in raw["lanes"]:
-        lk = links["lanes"].get(lane["id"], {})
-        for dev, cfg in lane["devices"].items():
-            if dev == "cameras":
-                for cam_id, cam in cfg.items():
-                    if cam_id in lk.get("cameras", {}):
-                        cam["link"] = lk["cameras"][cam_id]
-            elif dev in lk:
-                cfg["link"] = lk[dev]
-    for s in raw.get("scanners", []):
-        if s["id"] in links.get("scanners", {}):
-            s["device"]["link"] = links["scanners"][s["id"]]
-    return raw
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    s = sorted(values)
-    k = min(len(s) - 1, max(0, round(q * (len(s) - 1))))
-    return round(s[k], 1)
-
-
-def check_invariants(
-    events: list[dict[str, Any]], worlds: dict[str, LaneWorld], scanner_world: ScannerWorld | None
-) -> list[str]:
-    """Invariants over what the broker saw. Returns human-readable violations."""
-    violations: list[str] = []
-    authorised: set[str] = set()
-    completed: dict[str, int] = defaultdict(int)
-    scans: dict[str, int] = defaultdict(int)
-    for ev in sorted(events, key=lambda e: (e["source"], e["seq"])):
-        t, d = ev["type"].removeprefix("portlane."), ev["data"]
-        pid = d.get("passage_id")
-        if t in ("passage.released", "passage.diverted") or t == "override.applied":
-            authorised.add(pid or f"override@{ev['source']}")
-        elif t == "gate.moved" and d["action"] == "open":
-            key = pid if d["cause"] != "override" else (pid or f"override@{ev['source']}")
-            if key not in authorised:
-                violations.append(f"{ev['source']}: gate opened for {pid} without release/override")
-        elif t == "passage.completed":
-            completed[pid] += 1
-        elif t == "scan.started":
-            scans[pid] += 1
-    violations += [f"passage {p} completed {n} times" for p, n in completed.items() if n != 1]
-    violations += [f"passage {p} scanned {n} times" for p, n in scans.items() if n > 1]
-    for lane, w in worlds.items():
-        if w.arm_strikes:
-            violations.append(f"{lane}: barrier arm came down on a vehicle {w.arm_strikes} times")
-    return violations
-
-
 async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | None = None) -> dict[str, Any]:
     """Run the simulated port; return the summary (also when it gives up: ``timed_out``).
 
@@ -177,7 +89,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
     from portlane.sim_devices.catalog import SimulatorUnavailableError, start_site
 
     opts = opts.validated()
-    raw = demo_site(load_demo_site(opts.site_file), opts.lanes, cameras=opts.with_cameras)
+    raw = with_demo_clients(demo_site(load_demo_site(opts.site_file), opts.lanes, cameras=opts.with_cameras))
     keys = yaml.safe_load(KEYS_FILE.read_text(encoding="utf-8"))
     lanes_kind = {lane["id"]: lane["kind"] for lane in raw["lanes"]}
     plan = make_plan(
@@ -188,6 +100,7 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
         radiation_ratio=RADIATION_RATIO,
         seal_fault_ratio=SEAL_FAULT_RATIO,
     )
+    library = _images(opts, plan)
     worlds = {lane: LaneWorld(lane, time_factor=opts.time_factor) for lane in lanes_kind}
     for i, w in enumerate(worlds.values()):
         w.arm_move_s = 1.0 + (i % 3) * 0.5  # gates take 1–2 s to move
@@ -206,7 +119,14 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
             # scan results the scanner's key signed, the scanner only on requests a lane signed.
             raw = provision_unit_keys(raw, Path(tmp.name) / "keys", keep_existing=True)
         if opts.secure:
+            from portlane.edge.demo.broker import MosquittoBroker
             from portlane.edge.demo.secure import secure_demo
+
+            if not MosquittoBroker.available():
+                raise DemoError(
+                    "--secure runs the shipped secure configuration on Mosquitto, which is not installed here; "
+                    "install it (apt-get install mosquitto) or leave out --secure"
+                )
 
             secure = secure_demo(raw)
             raw = secure.raw
@@ -219,24 +139,73 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
             broker = EmbeddedBroker()
             await broker.start()
             url, protocol = broker.url, "3.1.1"
+        raw = with_demo_clients(raw, replay=True)  # keyed now: the console and the observer ask for replays
         try:
             sims = await start_site(
                 raw, worlds, scanner_worlds={sid: scanner_world for sid in scanner_ids}, time_factor=opts.time_factor
             )
         except SimulatorUnavailableError as exc:
             raise UsageError(f"{opts.site_file}: the demo cannot simulate this site: {exc}") from exc
+        for h in sims.handles if library is not None else ():
+            if hasattr(h, "sim") and hasattr(h.sim, "library"):
+                h.sim.library = library  # the cameras show the photographs (--images)
         try:
             return await _run(
                 opts, raw, sims.links, keys, plan, worlds, scanner_world, state_dir, url, protocol, secure, on_tick
             )
         finally:
-            await sims.close()
+            await _to_the_end(sims.close())
     finally:
         if broker is not None:
-            await broker.stop()
+            await _to_the_end(broker.stop())
         if secure is not None:
-            await secure.close()
+            await _to_the_end(secure.close())
         tmp.cleanup()
+
+
+def with_demo_clients(raw: dict[str, Any], *, replay: bool = False) -> dict[str, Any]:
+    """The site with the demo's readers — its ``console`` and its ``observer`` — as clients
+    (added when the site file has none): the demo gives each a key (and, under ``--secure``, a
+    certificate). ``replay``, once they have their keys: each may sign ``replay_events``, and
+    asks the lanes and the scanner for what it missed with its own key."""
+    from portlane.edge.demo.console import CONSOLE
+
+    raw = copy.deepcopy(raw)
+    clients = raw.setdefault("clients", []) or []
+    for unit in (CONSOLE, OBSERVER):
+        entry = next((c for c in clients if c.get("id") == unit), None)
+        if entry is None:
+            entry = {"id": unit, "role": "console"}
+            clients.append(entry)
+        if replay and entry.get("key"):
+            entry["commands"] = sorted({"replay_events", *(entry.get("commands") or ())})
+    raw["clients"] = clients
+    return raw
+
+
+async def _to_the_end(closing: Coroutine[Any, Any, None]) -> None:
+    """Run a clean-up to its end, also when this task is being cancelled (Ctrl-C, SIGTERM).
+
+    The simulators' ``close`` re-raise a cancellation aimed at their caller as soon as they have
+    stopped their own tasks — right for a caller that is cancelled, but a cancelled demo then
+    leaves the rest of its simulators (and their clients' tasks) running, and asyncio prints a
+    traceback for each when the loop ends. In its own task the clean-up is nobody's
+    cancellation; the demo's own ``CancelledError`` goes on afterwards, as it must."""
+    await asyncio.create_task(closing, name="demo-cleanup")
+
+
+def _images(opts: DemoOptions, plan: TrafficPlan) -> Any:
+    """``--images``: the photographs' library, the plan's vehicles dressed with their identities."""
+    if opts.images is None:
+        return None
+    from portlane.sim_devices.camera_http import LabelledImages, LabelledImagesError
+
+    try:
+        library = LabelledImages(opts.images)
+    except LabelledImagesError as exc:
+        raise UsageError(f"--images {opts.images}: {exc}") from None
+    library.dress([v for vs in plan.per_lane.values() for v in vs], plan.registrations)
+    return library
 
 
 async def _probe_broker(url: str, wait_s: float) -> None:
@@ -264,7 +233,7 @@ async def _probe_broker(url: str, wait_s: float) -> None:
         ) from None
 
 
-async def _subscribed(observer: EventObserver, url: str, external: bool) -> None:
+async def _subscribed(observer: DemoObserver, url: str, external: bool) -> None:
     try:
         async with asyncio.timeout(CONNECT_WAIT_S):
             await observer.link.wait_subscribed()
@@ -317,14 +286,12 @@ async def _run(
     secure: SecureDemo | None,
     on_tick: Callable[[DemoRun], None] | None,
 ) -> dict[str, Any]:
-    site = parse_site(_apply_links(raw, links), file=str(opts.site_file))
-    run = DemoRun(opts, site, plan, worlds, scanner_world)
-    tls: dict[str, str] | None = None
-    if secure is not None:
-        from portlane.edge.demo.secure import OBSERVER
-
-        tls = secure.link_tls(OBSERVER)
-    observer = run.observer = EventObserver(url, site.site.id, protocol=protocol or "auto", tls=tls)
+    site = parse_site(apply_links(raw, links), file=str(opts.site_file))
+    run = DemoRun(opts, site, plan, worlds, scanner_world, broker_url=url)
+    # What a platform gets of the run, through the consumer library: verified, once, and what it
+    # misses (a broker restart) it has replayed with its own key — its "lost" is lost. Under
+    # --secure it connects with its own certificate (units/observer).
+    observer = run.observer = DemoObserver(site, url=url, protocol=protocol)
     recogniser = None
     if opts.recognition:
         from portlane.edge.lane.recognition import LocalRecogniser, camera_rois
@@ -346,27 +313,24 @@ async def _run(
         )
     for s in site.scanners:
         run.scanner = ScannerDaemon(site, s, state_dir=state_dir, broker_url=url, broker_protocol=protocol)
+    # The platform believes only what the units signed (the consumer library); under --secure it
+    # connects with the platform's certificate (the site file's TLS files for unit "platform").
     central = run.central = CentralPlatform(
-        url,
-        site.site.id,
+        site,
         key_id=keys["key_id"],
         private_key_b64=keys["private_key"],
-        lanes={
-            lc.id: {"kind": lc.kind, "agencies": [a.value for a in lc.agencies], "scanner": lc.scanner}
-            for lc in site.lanes
-        },
+        url=url,
+        protocol=protocol,
         inspect_ratio=opts.inspect_ratio,
         forged=opts.inject_forged,
         seed=opts.seed,
         think_s=2.0 * opts.time_factor,
-        protocol=protocol or "auto",
         registrations=plan.registrations,
-        tls_files=secure.tls_files("platform") if secure else None,
-        cargo=CargoDesk(plan.cargo),
+        desks=[CargoDesk(plan.cargo)],  # the officers of the cargo lanes' radiation alarms and seals
     )
     async with contextlib.AsyncExitStack() as exits:
         if opts.console or opts.console_db:
-            from portlane.edge.console.service import demo_console
+            from portlane.edge.demo.console import demo_console
 
             await exits.enter_async_context(
                 demo_console(
@@ -374,9 +338,9 @@ async def _run(
                     broker_url=url,
                     broker_protocol=protocol,
                     http=opts.console,
-                    db=opts.console_db,
+                    # without --console-db, in the run's own temporary directory (removed at the end)
+                    db=opts.console_db or state_dir.parent / "console.db",
                     time_factor=opts.time_factor,
-                    signing_key=(keys["key_id"], keys["private_key"]),
                 )
             )
         try:
@@ -388,7 +352,7 @@ async def _run(
 
 async def _drive(
     run: DemoRun,
-    observer: EventObserver,
+    observer: DemoObserver,
     central: CentralPlatform,
     plan: TrafficPlan,
     worlds: dict[str, LaneWorld],
@@ -401,7 +365,7 @@ async def _drive(
     completed = asyncio.Event()
 
     def on_event(_ev: dict[str, Any]) -> None:
-        if _count(run, "passage.completed") >= plan.total:
+        if count_events(run, "passage.completed") >= plan.total:
             completed.set()
 
     observer.on_event(on_event)
@@ -409,7 +373,7 @@ async def _drive(
     expected: dict[str, int] = {}
     async with asyncio.TaskGroup() as tg:
         bg = [
-            tg.create_task(observer.link.run(), name="observer"),
+            tg.create_task(observer.run(), name="observer"),
             tg.create_task(central.run(), name="central"),
             tg.create_task(scanner_world.run(), name="scanner-physics"),
         ]
@@ -434,7 +398,7 @@ async def _drive(
                     await completed.wait()
             if not completed.is_set():
                 run.timed_out = True
-                run.stuck = _stuck_lanes(run)
+                run.stuck = stuck_lanes(run)
                 log.error("demo: timed out after %.0f s; stuck lanes: %s", opts.timeout_s, run.stuck)
             else:
                 await asyncio.gather(*traffic)
@@ -442,7 +406,9 @@ async def _drive(
                     await central.flush_forgeries(next(iter(run.lanes)))
                 # Let the rejections of the last forgeries reach the observer.
                 with contextlib.suppress(TimeoutError):
-                    await observer.wait_for(lambda: _count(run, "command.rejected") >= opts.inject_forged, timeout=30)
+                    await observer.wait_for(
+                        lambda: count_events(run, "command.rejected") >= opts.inject_forged, timeout=30
+                    )
             # Per lane whose traffic is over (all of them unless the run gave up): a vehicle
             # through without a passage of its own is a violation whether or not the run finished.
             run.passed_by_lane = {
@@ -456,6 +422,10 @@ async def _drive(
             if ticker is not None:
                 ticker.cancel()
                 await asyncio.gather(ticker, return_exceptions=True)
+                # One last frame, with the lanes still up: the live table ends on the final
+                # count (40/40), not on the frame of up to TICK_S before it (39/40).
+                assert on_tick is not None
+                on_tick(run)
             stop.set()
             await asyncio.gather(*daemons, return_exceptions=True)
             # Everything the daemons published before they stopped is on the broker.
@@ -464,7 +434,7 @@ async def _drive(
                 expected[run.scanner.cfg.id] = run.scanner.unit.outbox.last_seq
             with contextlib.suppress(TimeoutError):
                 await observer.wait_for(
-                    lambda: all(observer.units[u].max_seq >= s for u, s in expected.items() if s),
+                    lambda: observer.complete(expected),
                     timeout=DRAIN_WAIT_S,
                 )
             for t in [*bg, *traffic]:
@@ -472,123 +442,7 @@ async def _drive(
     return summarise(run, expected)
 
 
-def _stuck_lanes(run: DemoRun) -> dict[str, dict[str, Any]]:
-    """What each lane that has not finished is doing: what a technician would look at."""
-    out: dict[str, dict[str, Any]] = {}
-    done: Counter[str] = Counter()
-    assert run.observer is not None
-    for e in run.observer.events:
-        if e["type"] == "portlane.passage.completed":
-            done[e["source"].rsplit("/", 1)[-1]] += 1
-    for lid, d in run.lanes.items():
-        w = run.worlds[lid]
-        stage = d.logic.stage.value
-        if done[lid] >= len(run.plan.per_lane.get(lid, [])) and not w.vehicle and stage == "idle":
-            continue
-        sensors = d.logic.sensors
-        gate = d.devices.slots.get("gate")
-        out[lid] = {
-            "stage": stage,
-            "in_service": d.logic.in_service,
-            "passage_id": d.logic.passage.id if d.logic.passage else None,
-            "vehicle": w.vehicle.vid if w.vehicle else None,
-            "vehicle_position": w.position.value,
-            "sensors": dataclasses.asdict(sensors) if dataclasses.is_dataclass(sensors) else str(sensors),
-            "gate": {
-                "health": gate.supervisor.health.value if gate else None,
-                "arm_angle": round(w.arm_angle, 1),
-                "motion": w.motion.value,
-            },
-            "light": w.light,
-            "passages": f"{done[lid]}/{len(run.plan.per_lane.get(lid, []))}",
-        }
-    return out
-
-
-def _count(run: DemoRun, type_: str) -> int:
-    assert run.observer is not None
-    return sum(1 for e in run.observer.events if e["type"] == f"portlane.{type_}")
-
-
 async def _ticker(run: DemoRun, on_tick: Callable[[DemoRun], None]) -> None:
     while True:
         on_tick(run)
         await asyncio.sleep(TICK_S)
-
-
-def _recognition_summary(run: DemoRun, completed: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """How many passages the cameras identified exactly (against the traffic generator's truth)."""
-    if run.recogniser is None:
-        return None
-    truth = {tuple(sorted(v.plates)) for vs in run.plan.per_lane.values() for v in vs}
-    boxes = {c for vs in run.plan.per_lane.values() for v in vs for c in v.containers}
-    identified = [
-        e["data"]
-        for e in run.observer.events  # type: ignore[union-attr]
-        if e["type"] == "portlane.vehicle.identified" and not e["data"].get("corrected_by")
-    ]
-    plates_ok = sum(1 for d in identified if tuple(sorted(p["text"] for p in d["plates"])) in truth)
-    cont = [c["number"] for d in identified for c in d["containers"]]
-    lat = sorted(run.recogniser.latencies)
-    return {
-        "identifications": len(identified),
-        "plates_exact": plates_ok,
-        "containers_read": len(cont),
-        "containers_exact": sum(1 for c in cont if c in boxes),
-        "exceptions": dict(Counter(x for d in identified for x in d.get("exceptions", []))),
-        "batch_latency_ms": {"p50": _pct([x * 1000 for x in lat], 0.5), "p95": _pct([x * 1000 for x in lat], 0.95)},
-    }
-
-
-def summarise(run: DemoRun, expected: dict[str, int]) -> dict[str, Any]:
-    obs = run.observer
-    assert obs is not None
-    completed = [e["data"] for e in obs.events if e["type"] == "portlane.passage.completed"]
-    stage_ms: dict[str, dict[str, float]] = {}
-    for st in STAGES:
-        vals = [float(c["stage_ms"][st]) for c in completed if st in c.get("stage_ms", {})]
-        if vals:
-            stage_ms[st] = {"p50": _pct(vals, 0.5), "p95": _pct(vals, 0.95)}
-    published = sum(expected.values())
-    scanner = run.scanner
-    waits = [float(x) for x in (scanner.queue_waits_ms if scanner else [])]
-    violations = check_invariants(obs.events, run.worlds, run.scanner_world) + cargo_violations(obs.events)
-    done_by_lane: Counter[str] = Counter(
-        e["source"].rsplit("/", 1)[-1] for e in obs.events if e["type"] == "portlane.passage.completed"
-    )
-    for lane, passed in sorted(run.passed_by_lane.items()):
-        if done_by_lane[lane] < passed:
-            violations.append(f"{lane}: {passed - done_by_lane[lane]} vehicles passed the barrier without a passage")
-    rejected_reasons: dict[str, int] = defaultdict(int)
-    for e in obs.events:
-        if e["type"] == "portlane.command.rejected":
-            rejected_reasons[e["data"]["reason"]] += 1
-    return {
-        "passages": len(completed),
-        "released": sum(1 for c in completed if c["outcome"] == "released"),
-        "inspected": sum(1 for c in completed if c["inspected"]),
-        "diverted": sum(1 for c in completed if c["outcome"] == "diverted"),
-        "overrides": _count(run, "override.applied"),
-        "events_published": published,
-        "events_received": obs.received,
-        "events_lost": obs.lost(expected),
-        "duplicates": obs.duplicates,
-        "out_of_order": sum(u.out_of_order for u in obs.units.values()),
-        "invariant_violations": len(violations),
-        "violations": violations[:20],
-        "scans": _count(run, "scan.completed"),
-        "scans_ordered": len(run.central.stats.inspected_passages) if run.central else 0,
-        "scanner_utilisation": scanner.utilisation() if scanner else 0.0,
-        "scan_queue_wait_ms": {"p50": _pct(waits, 0.5), "p95": _pct(waits, 0.95)},
-        "rejected_commands": sum(rejected_reasons.values()),
-        "rejected_by_reason": dict(rejected_reasons),
-        "identity_corrections": _count(run, "identity.corrected"),
-        "cargo": cargo_summary(obs.events),
-        "stage_ms": stage_ms,
-        "recognition": _recognition_summary(run, completed),
-        "timed_out": run.timed_out,
-        "stuck_lanes": run.stuck,
-        "stream_restarts": obs.restarts,
-        "time_factor": run.opts.time_factor,
-        "wall_s": round(time.monotonic() - run.started, 1),
-    }

@@ -4,6 +4,11 @@ A temporary PKI (``portlane.edge.trust.pki.init_pki``) for every unit of the dem
 ``observer`` console client, the shipped Mosquitto configuration with that PKI and the ACL
 rendered from the site, and a site mapping whose broker section points every unit at its own
 certificate (``{unit}`` in the file names) and whose units carry their issued signing keys.
+
+Least privilege as on a site: the CA's private key is never written (every certificate is
+issued at once; nothing is issued later), each unit's files are in its own directory, the
+console has its own certificate and ACL (``clients`` of the site file), and Mosquitto drops to
+its own user (``MosquittoBroker``).
 """
 
 from __future__ import annotations
@@ -17,12 +22,10 @@ from typing import Any
 
 from portlane.edge.config import parse_site
 from portlane.edge.demo.broker import MosquittoBroker
+from portlane.edge.demo.observer import OBSERVER
 from portlane.edge.trust.pki import apply_unit_keys, init_pki
 
-__all__ = ["OBSERVER", "SecureDemo", "secure_demo"]
-
-#: The demo's independent subscriber: a console client (reads everything, commands nothing).
-OBSERVER = "observer"
+__all__ = ["SecureDemo", "secure_demo"]
 
 
 @dataclass
@@ -30,14 +33,6 @@ class SecureDemo:
     raw: dict[str, Any]  # the site mapping to run, broker and keys filled in
     broker: MosquittoBroker
     directory: Path
-
-    def tls_files(self, unit: str) -> tuple[str, str, str]:
-        d = self.directory / "units" / unit
-        return str(d / "ca.crt"), str(d / "client.crt"), str(d / "client.key")
-
-    def link_tls(self, unit: str) -> dict[str, str]:
-        ca, cert, key = self.tls_files(unit)
-        return {"ca_file": ca, "cert_file": cert, "key_file": key}
 
     async def close(self) -> None:
         await self.broker.close()
@@ -49,12 +44,16 @@ def secure_demo(raw: dict[str, Any]) -> SecureDemo:
     if not MosquittoBroker.available():
         raise RuntimeError("--secure needs the mosquitto binary (apt-get install mosquitto)")
     raw = copy.deepcopy(raw)
-    clients = [c for c in raw.get("clients", []) or [] if c["id"] != OBSERVER]
+    clients = list(raw.get("clients", []) or [])
     if not any(c["role"] == "platform" for c in clients):
         clients.append({"id": "platform", "role": "platform"})
-    raw["clients"] = [*clients, {"id": OBSERVER, "role": "console"}]
+    if not any(c["id"] == OBSERVER for c in clients):
+        # a console client (reads everything); it may sign replay_events once it has its key
+        # (``demo.run.with_demo_clients``)
+        clients.append({"id": OBSERVER, "role": "console"})
+    raw["clients"] = clients
     directory = Path(tempfile.mkdtemp(prefix="portlane-demo-pki-"))
-    issued = init_pki(parse_site(raw, file="<demo>"), directory)
+    issued = init_pki(parse_site(raw, file="<demo>"), directory, ca_dir=None)
     raw = apply_unit_keys(raw, issued)
     broker = MosquittoBroker(secure=directory / "broker")
     units = directory / "units"

@@ -18,7 +18,7 @@ import copy
 import re
 from typing import Any
 
-__all__ = ["LANE_ORDER", "demo_site"]
+__all__ = ["LANE_ORDER", "apply_links", "demo_site"]
 
 #: Lane order for --lanes N: small demos still mix cargo and passenger lanes.
 LANE_ORDER = ("c1", "c2", "p1", "c3", "p2", "c4")
@@ -127,3 +127,22 @@ def _clone(template: dict[str, Any], new_id: str, net: int) -> dict[str, Any]:
         if link.get("kind") == "camera" and "source" in link:
             link["source"] = re.sub(r"10\.20\.\d+\.", f"10.20.{net}.", str(link["source"]))
     return lane
+
+
+def apply_links(raw: dict[str, Any], links: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the raw site with each device's link replaced by its simulator's
+    (``links`` as ``sim_devices.catalog.start_site`` gives them)."""
+    raw = copy.deepcopy(raw)
+    for lane in raw["lanes"]:
+        lk = links["lanes"].get(lane["id"], {})
+        for dev, cfg in lane["devices"].items():
+            if dev == "cameras":
+                for cam_id, cam in cfg.items():
+                    if cam_id in lk.get("cameras", {}):
+                        cam["link"] = lk["cameras"][cam_id]
+            elif dev in lk:
+                cfg["link"] = lk[dev]
+    for s in raw.get("scanners", []):
+        if s["id"] in links.get("scanners", {}):
+            s["device"]["link"] = links["scanners"][s["id"]]
+    return raw

@@ -42,7 +42,6 @@ passage asks them and what the lane does with the answer.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from portlane.drivers.base import RpmStatus
@@ -51,6 +50,7 @@ from portlane.edge.contract.events import (
     DeviceState,
     LaneException,
     RadiationCategory,
+    ReleaseBasis,
     RpmAdjudicated,
     RpmAlarm,
     RpmOccupancyEvent,
@@ -67,14 +67,13 @@ from .cargo_checks import (
     portal_health,
     release_allowed,
 )
-from .passage import DECIDING, GATE_MAY_BE_OPEN, Passage, Sensors, Stage, counted_since
+from .passage import DECIDING, GATE_MAY_BE_OPEN, CargoLane, Passage, Sensors, Stage, counted_since
 from .seals import SealRules
 
 __all__ = [
     "AFTER_STOP_S",
     "PENDING_MAX",
     "PENDING_S",
-    "CargoLane",
     "CargoRules",
 ]
 
@@ -95,26 +94,6 @@ AFTER_STOP_S = 10.0
 PASS_JUMP = 8
 RADIATION_CHECK: tuple[str, BoardColour] = ("辐射复检 RADIATION CHECK", "amber")
 _WAIT: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "amber")
-
-
-@dataclass
-class CargoLane:
-    """The lane-wide side: which devices the lane has, the portal's state, occupancies waiting
-    for their passage, and the lane-wide blockers already said in this episode."""
-
-    portal: str | None = None  # the portal's device id (``c1/rpm``); None: the lane has none
-    reader: str | None = None  # the seal reader's device id; None: none
-    online: bool = False
-    status: RpmStatus | None = None
-    pending: deque[tuple[float, RpmOccupancyEvent]] = field(default_factory=deque)  # (reported at, occupancy)
-    said: frozenset[tuple[str, str]] = frozenset()
-    passes_seen: int | None = None  # the gate controller's count of vehicles through the arm, last read
-    passes: int = 0  # vehicles through the arm since the start, by that count
-    through: int = 0  # ... that were a passage's own vehicle, or took a waiting occupancy
-
-    def held(self) -> list[str]:
-        """Why automatic release is held lane-wide now (for the status)."""
-        return [f"{kind}: {detail}" for kind, detail in sorted(self.said)]
 
 
 def _alarmed(occ: RpmOccupancyEvent) -> bool:
@@ -138,7 +117,7 @@ class CargoRules(SealRules):
         history: deque[Passage]
         sensors: Sensors
 
-        def _release(self, now: float) -> list[Action]: ...
+        def _release(self, now: float, basis: ReleaseBasis = ...) -> list[Action]: ...
         def _divert(self, now: float) -> list[Action]: ...
         def _alert_once(self, p: Passage, kind: str, detail: str, *, key: str | None = None) -> list[Action]: ...
 
@@ -183,10 +162,10 @@ class CargoRules(SealRules):
         return RADIATION_CHECK if self._radiation_pending(p) else _WAIT
 
     # ------------------------------------------------------------------ the choke point
-    def _cargo_hold(self, p: Passage, now: float) -> list[Action] | None:
-        """Asked before every automatic release of ``p``: None when it may go ahead; else what
-        holding it means — each blocker once as a named exception, or the divert an adjudicated
-        real alarm calls for."""
+    def _cargo_hold(self, p: Passage, now: float, basis: ReleaseBasis) -> list[Action] | None:
+        """Asked before every automatic release of ``p`` (``basis``: on the agencies' online
+        decisions or their pre-decisions): None when it may go ahead; else what holding it means —
+        each blocker once as a named exception, or the divert an adjudicated real alarm calls for."""
         blockers = self.cargo_blockers_of(p)
         if release_allowed(blockers) and not p.cargo.seal_busy:
             p.cargo.release_waiting = False
@@ -197,6 +176,7 @@ class CargoRules(SealRules):
             p.reason = next(b.detail for b in blockers if b.kind == "radiation_alarm")
             return self._divert(now)
         p.cargo.release_waiting = True  # (an e-lock being applied or removed: until the lock answers)
+        p.cargo.basis = basis  # what the release rests on when it goes ahead
         out: list[Action] = []
         for b in blockers:
             out += self._alert_once(p, b.kind, b.detail, key=_key(b))
@@ -210,7 +190,15 @@ class CargoRules(SealRules):
         if not all(p.decisions.get(a) == "release" for a in self.agencies):
             p.cargo.release_waiting = False  # a later hold or divert took it back
             return []
-        return self._release(now)
+        return self._release(now, p.cargo.basis)
+
+    def _cargo_board(self, p: Passage) -> list[Action]:
+        """After identification: a driver whose alarm waits for its adjudication is sent to the
+        radiation check (the board's last word), whatever the pre-decisions said."""
+        if p.stage not in DECIDING or not self._radiation_pending(p):
+            return []
+        plate = p.identity.plates[0].text if p.identity is not None and p.identity.plates else "????"
+        return [ShowBoard.of((plate, "green"), RADIATION_CHECK)]
 
     # ------------------------------------------------------------------ the portal
     def on_rpm_status(self, status: RpmStatus | None, now: float) -> list[Action]:

@@ -20,6 +20,8 @@ from portlane.edge.contract.commands import (
     DecisionArgs,
     ExpectedVehiclesArgs,
     LaneServiceArgs,
+    PredecisionArgs,
+    RevokeArgs,
     SealCommandArgs,
 )
 from portlane.edge.contract.events import ContainerRead
@@ -31,6 +33,7 @@ from .actions import Action, ShowBoard
 from .identification import Identifier, plate_read
 from .logic import LaneLogic
 from .passage import Identity
+from .predecision_rules import ControlOrder, Declared
 
 __all__ = ["LANE_COMMANDS", "LaneCommands"]
 
@@ -47,6 +50,8 @@ LANE_COMMANDS = (
     "expected_vehicles",
     "close_lane",
     "open_lane",
+    "predecision",
+    "revoke",
     # issue 21: radiation alarms and e-locks (cargo.py)
     "adjudicate",
     "seal_apply",
@@ -126,6 +131,10 @@ class LaneCommands:
                     cmd.name == "open_lane", operator=f"platform:{cmd.key_id}", reason=reason
                 )
                 return self._acts(True, None, actions)
+            case PredecisionArgs():
+                return self._acts(*self.logic.on_predecision(Declared.from_command(cmd.command, args), now))
+            case RevokeArgs():
+                return self._acts(*self.logic.on_revoke(ControlOrder.from_command(cmd.command, args), now))
         return Outcome(False, "unknown_command")
 
     def _acts(

@@ -28,12 +28,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from portlane.drivers.base import RpmOccupancy, RpmStatus
 from portlane.drivers.supervisor import DeviceHealth
 from portlane.edge import __version__
-from portlane.edge.config import LaneConfig, MqttProtocol, Site
+from portlane.edge.config import LaneConfig, Site
 from portlane.edge.contract.events import DeviceState, LaneException, ScanEvent
 from portlane.edge.contract.n42 import PortalInfo
 from portlane.edge.delivery.events import EventMetrics
@@ -41,7 +41,7 @@ from portlane.edge.errors import OutboxError, StateError
 from portlane.edge.journal import Journal
 from portlane.edge.trust.audit import require_operator
 from portlane.edge.trust.events import VerifiedEvent
-from portlane.edge.unit.skeleton import StatusWord, Unit, restart_needed
+from portlane.edge.unit.skeleton import Connection, StatusWord, Unit, restart_needed
 from pydantic import ValidationError
 
 from .actions import Action, Publish, ShowBoard, StopGate
@@ -50,10 +50,12 @@ from .commands import LANE_COMMANDS, LaneCommands
 from .devices import LaneDevices
 from .executor import Executor
 from .identification import Identifier
-from .logic import OPERATOR, LaneLogic
+from .logic import LaneLogic
 from .n42_store import N42Store
 from .passage import Identity, LaneTimeouts, Passage, Sensors
+from .predecision_store import PredecisionStore
 from .recognition import Recogniser
+from .technician import OPERATOR
 
 __all__ = ["LaneDaemon"]
 
@@ -79,19 +81,21 @@ class LaneDaemon:
         lane: LaneConfig,
         *,
         state_dir: Path,
-        broker_url: str | None = None,
-        broker_protocol: MqttProtocol | None = None,
         recogniser: Recogniser | None = None,
-        clock: Callable[[], float] = time.time,
         timeouts: LaneTimeouts | None = None,
         metrics: EventMetrics | None = None,
+        **connection: Unpack[Connection],
     ) -> None:
         self.site = site
         self.cfg = lane
-        self.clock = clock
+        self.clock = clock = connection.get("clock", time.time)
         self.state_dir = Path(state_dir)
+        # Signed pre-decisions and control orders, on disk: a use is written before the gate moves,
+        # so a restart never lets a used pre-decision release a second vehicle.
+        self.predecision_store = PredecisionStore(clock=clock)
         self.logic = LaneLogic(
             lane.id,
+            predecisions=self.predecision_store.book,
             agencies=tuple(a.value for a in lane.agencies),
             has_scanner=lane.scanner is not None,
             kind=lane.kind,
@@ -106,10 +110,8 @@ class LaneDaemon:
             key=lane.key,
             state_dir=self.state_dir,
             audit_lane=lane.id,
-            broker_url=broker_url,
-            broker_protocol=broker_protocol,
-            clock=clock,
             metrics=metrics,
+            **connection,
             on_refused=self._on_outbox_refused,
             status=self._status_word,
         )
@@ -124,6 +126,7 @@ class LaneDaemon:
                     unit,
                 )
         self.journal = Journal(self.state_dir / f"journal-{lane.id}.db")
+        self.predecision_store.open(self.state_dir / f"predecisions-{lane.id}.db")
         closure = self.journal.records().get(CLOSURE_KEY)
         if closure is not None:
             # An operator closed the lane before the stop (a restart, a new site file, a power
@@ -177,6 +180,7 @@ class LaneDaemon:
             records[CLOSURE_KEY] = {"operator": closed.operator, "reason": closed.reason}
         try:
             self.journal.sync(records)
+            self.predecision_store.sync()  # a use or a revoke on disk before the executor opens
         except StateError as exc:
             self._on_journal_failed(exc)
         else:
@@ -404,6 +408,7 @@ class LaneDaemon:
             "kind": self.cfg.kind,
             "in_service": self.logic.in_service,
             "closed_for": {c: {"by": x.operator, "reason": x.reason} for c, x in self.logic.closures.items()},
+            "predecisions": self.logic.predecisions.stats(self.clock()),
             "stage": self.logic.stage.value,
             "passage_id": p.id if p else None,
             "holding": self.logic.holding,
@@ -433,3 +438,4 @@ class LaneDaemon:
         finally:
             await self.devices.close()
             self.journal.close()
+            self.predecision_store.close()

@@ -33,7 +33,7 @@ from portlane.drivers.base import (
 from portlane.drivers.config import DeviceConfig
 from portlane.drivers.errors import DeviceError
 from portlane.drivers.supervisor import DeviceHealth, Supervisor
-from portlane.edge.config import LaneConfig
+from portlane.edge.config import CameraRole, LaneConfig
 
 from .passage import Sensors
 
@@ -180,6 +180,11 @@ class LaneDevices:
 
     def cameras(self) -> list[tuple[str, CameraDriver]]:
         return [(n, s.device) for n, s in self.slots.items() if isinstance(s.device, CameraDriver)]
+
+    def camera_role(self, name: str) -> CameraRole:
+        """What the camera in slot ``name`` (``camera:<id>``, as ``cameras()`` names it) looks at:
+        its ``role`` in the site file."""
+        return self.lane.devices.cameras[name.removeprefix("camera:")].role
 
     # ------------------------------------------------------------------ sensors
     async def _probe_gate(self, dev: GateDriver) -> object:

@@ -19,9 +19,11 @@ when submitted, before the reader is told; the lock's answer goes back to the lo
 what follows is journalled like any other input).
 
 The executor is the second safety guard. It opens the gate only when the logic's current
-passage holds a gate authority (release, divert or audited override), and it re-reads the
-controller's own photocell and safety loop right before a close frame; the controller's own
-refusal to close onto a vehicle is the third.
+passage holds a gate authority (release, divert or audited override) — for a release on
+pre-decisions, only while each of them is in the lane's book, used by this passage and not
+revoked (``LaneLogic.authorises_open``), so an open a control order overtook is refused —
+and it re-reads the controller's own photocell and safety loop right before a close frame;
+the controller's own refusal to close onto a vehicle is the third.
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ Each source has its own physical deadline; whatever does not answer in time is l
 the identity goes to the platform with what was read (an officer sees an identification
 exception rather than a lane stuck in IDENTIFYING). The plates registered with the vehicle's
 e-card (the signed ``expected_vehicles`` command) stand in for a camera read when there is none, flagged by a
-lower confidence. The seals on the vehicle are read once it is in position (cargo lanes with a
-seal reader); the seal ids its declaration names come with its registration (``seals``).
+lower confidence; a camera read that equals a registered plate is confirmed by the e-card
+(``registration_support``: exact equality only, never the nearest registered plate). The seals
+on the vehicle are read once it is in position (cargo lanes with a seal reader); the seal ids
+its declaration names come with its registration (``seals``).
 """
 
 from __future__ import annotations
@@ -15,23 +17,33 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from portlane.drivers.base import Frame, SealRecord, TagRead
 from portlane.drivers.errors import DeviceError
-from portlane.edge.contract.events import ContainerRead, PlateKind, PlateRead
-from portlane.models.grammar import classify
+from portlane.edge.contract.events import ContainerRead, PlateRead
+from portlane.edge.contract.vocabulary import LOW_CONFIDENCE
+from portlane.models.fusion import fuse_containers, fuse_plates
+from portlane.models.grammar import PlateRead as ModelPlateRead
+from portlane.models.grammar import classify, normalise
+from portlane.models.iso6346 import ContainerRead as ModelContainerRead
 
 from .devices import LaneDevices
 from .passage import Identity
-from .recognition import Recogniser
+from .recognition import Recogniser, containers_of, plate_kind, plates_of
 
-__all__ = ["LOW_CONFIDENCE", "Identifier", "identity_exceptions", "plate_read"]
+__all__ = [
+    "Identifier",
+    "container_exceptions",
+    "identity_exceptions",
+    "lane_verdict",
+    "plate_exceptions",
+    "plate_read",
+    "registration_support",
+]
 
 log = logging.getLogger(__name__)
 
-#: Below this confidence an identity is flagged for an officer (low_confidence).
-LOW_CONFIDENCE = 0.80
 #: An RFID read at 7–10 m takes < 0.5 s; a loaded weighbridge settles within 2–3 s of the truck
 #: stopping. A tag read more than this before the arrival belongs to the previous vehicle.
 RFID_WAIT_S = 1.5
@@ -43,6 +55,9 @@ TAG_BEFORE_ARRIVAL_S = 300.0
 TAG_MEMORY = 16
 #: The e-card's registered plates stand in for a camera read with this confidence.
 REGISTERED_PLATE_CONFIDENCE = 0.9
+#: A camera read that equals a plate registered with the e-card read at the lane: two independent
+#: sources agree (a doubtful province or a single frame is then confirmed).
+REGISTERED_AGREEMENT_CONFIDENCE = 0.95
 #: Between RFID polls when the reader is offline or failed.
 RFID_RETRY_S = 0.2
 RFID_READ_TIMEOUT_S = 5.0
@@ -50,25 +65,77 @@ RFID_READ_TIMEOUT_S = 5.0
 
 def plate_read(text: str, confidence: float) -> PlateRead:
     """A plate text the lane did not read itself (registration, officer's correction)."""
-    kind: PlateKind = classify(text) or "unknown"  # type: ignore[assignment]
-    return PlateRead(text=text, kind=kind, confidence=confidence)
+    return PlateRead(text=text, kind=plate_kind(classify(text)), confidence=confidence)
+
+
+def plate_exceptions(
+    plates: Sequence[PlateRead], confidence: float, *, registrations: Mapping[str, tuple[str, ...]]
+) -> list[str]:
+    """The plates' part of :func:`identity_exceptions`."""
+    exc: list[str] = []
+    if not plates:
+        exc.append("unreadable_plate")
+    elif confidence < LOW_CONFIDENCE:
+        exc.append("low_confidence")
+    kinds = {r.kind for r in plates}
+    if "cn_crossborder" in kinds and kinds & {"hk", "macau"}:
+        # compared as plates, not as strings: a Macau plate is written MX-12-34 or MX1234
+        texts = tuple(sorted(normalise(r.text) for r in plates))
+        registered = {tuple(sorted(normalise(t) for t in v)) for v in registrations.values()}
+        if registrations and texts not in registered:
+            exc.append("dual_plate_mismatch")
+    elif "cn_crossborder" in kinds:
+        # a 粤Z…港/澳 plate always travels with its Hong Kong or Macau plate: both must be read
+        exc.append("dual_plate_incomplete")
+    return exc
+
+
+def container_exceptions(containers: Sequence[ContainerRead]) -> list[str]:
+    """The containers' part of :func:`identity_exceptions`: a number whose check digit fails, or
+    one the recogniser did not confirm (its wire confidence is then at most 0.5), goes to an
+    officer — the check digit alone is a 1-in-10 guard."""
+    exc: list[str] = []
+    if any(not c.check_digit_ok for c in containers):
+        exc.append("check_digit_failed")
+    if any(c.confidence < LOW_CONFIDENCE for c in containers):
+        exc.append("low_confidence")
+    return exc
 
 
 def identity_exceptions(identity: Identity, *, registrations: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
     """Exceptions an officer must look at (ordinary operations, not errors)."""
     exc: list[str] = [e for e in identity.exceptions]
-    if not identity.plates:
-        exc.append("unreadable_plate")
-    elif identity.confidence < LOW_CONFIDENCE:
-        exc.append("low_confidence")
-    kinds = {r.kind for r in identity.plates}
-    if "cn_crossborder" in kinds and kinds & {"hk", "macau"}:
-        plates = tuple(sorted(r.text for r in identity.plates))
-        if registrations and plates not in registrations.values():
-            exc.append("dual_plate_mismatch")
-    if any(not c.check_digit_ok for c in identity.containers):
-        exc.append("check_digit_failed")
+    exc += plate_exceptions(identity.plates, identity.confidence, registrations=registrations)
+    exc += container_exceptions(identity.containers)
     return tuple(dict.fromkeys(exc))
+
+
+def lane_verdict(reads: Sequence[ModelPlateRead | ModelContainerRead], kind: str) -> tuple[list[str], list[str]]:
+    """What the lane makes of one vehicle's reads from images alone (no e-card, no declaration):
+    the identities its recogniser sends (``plates_of``/``containers_of`` over ``models.fusion``)
+    and the exceptions these rules raise for them; ``kind`` "plate" or "container" says which
+    part of the identity is judged. ``portlane ocr eval --by-vehicle`` uses it."""
+    if kind == "container":
+        boxes = containers_of(fuse_containers(r for r in reads if isinstance(r, ModelContainerRead)))
+        return [c.number for c in boxes], container_exceptions(boxes)
+    plates = plates_of(fuse_plates(r for r in reads if isinstance(r, ModelPlateRead)))
+    conf = min((p.confidence for p in plates), default=0.0)
+    return [p.text for p in plates], plate_exceptions(plates, conf, registrations={})
+
+
+def registration_support(plates: Sequence[PlateRead], registered: Sequence[str]) -> tuple[PlateRead, ...]:
+    """Plate reads the vehicle's e-card vouches for: a read whose text *is* one of the plates
+    registered with the tag read at the lane is confirmed by that independent source (its
+    confidence raised to ``REGISTERED_AGREEMENT_CONFIDENCE``). Only exact equality counts: a read
+    that differs from the registration in any character is left as it is — the lane never picks
+    the nearest registered plate."""
+    want = {normalise(t) for t in registered}
+    return tuple(
+        r.model_copy(update={"confidence": max(r.confidence, REGISTERED_AGREEMENT_CONFIDENCE)})
+        if normalise(r.text) in want
+        else r
+        for r in plates
+    )
 
 
 class Identifier:
@@ -152,18 +219,21 @@ class Identifier:
             with contextlib.suppress(DeviceError):
                 weight = (await wb.wait_stable(WEIGH_WAIT_S)).kg
 
+        container_frames = False
+
         async def get_reads() -> None:
-            nonlocal plates, containers
+            nonlocal plates, containers, container_frames
             if self.recogniser is None:
                 return
             frames: dict[str, list[Frame]] = {"plate": [], "container": []}
             for name, cam in self.devices.cameras():
                 if cam.connected:
                     with contextlib.suppress(DeviceError):
-                        frames["container" if "container" in name else "plate"].append(await cam.snapshot())
+                        frames[self.devices.camera_role(name)].append(await cam.snapshot())
             if frames["plate"]:
                 plates = list(await self.recogniser.read_plates(frames["plate"]))
             if frames["container"]:
+                container_frames = True
                 containers = list(await self.recogniser.read_containers(frames["container"]))
 
         async def get_seals() -> None:
@@ -190,6 +260,14 @@ class Identifier:
             log.warning("%s: identification timed out; deciding on what was read", self.lane)
         if not plates and tag and tag in self.registrations:
             plates = [plate_read(t, REGISTERED_PLATE_CONFIDENCE) for t in self.registrations[tag]]
+        elif tag and tag in self.registrations:
+            plates = list(registration_support(plates, self.registrations[tag]))
+            read = {normalise(r.text) for r in plates}
+            registered = {normalise(t): t for t in self.registrations[tag]}
+            if read < set(registered):
+                # every plate read is one registered with the e-card: the card stands in for the
+                # camera that did not read the other (a dual-plated car's partner plate)
+                plates += [plate_read(t, REGISTERED_PLATE_CONFIDENCE) for n, t in registered.items() if n not in read]
         # The identity's confidence is its weakest plate read: containers are vouched for by
         # their check digit (a failing one is an exception of its own, check_digit_failed).
         conf = min((r.confidence for r in plates), default=0.0)
@@ -205,4 +283,9 @@ class Identifier:
             seal_error=seal_error,
             declared_seals=self.declared_seals.get(tag) if tag else None,
         )
-        return dataclasses.replace(ident, exceptions=identity_exceptions(ident, registrations=self.registrations))
+        exc = identity_exceptions(ident, registrations=self.registrations)
+        if container_frames and not containers:
+            # the container cameras saw the truck and no number was read: an officer checks the
+            # box (or that the chassis is empty) rather than the lane passing it unidentified
+            exc = (*exc, "unreadable_container")
+        return dataclasses.replace(ident, exceptions=exc)

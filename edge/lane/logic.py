@@ -24,39 +24,48 @@ gate opens towards the bay (a divert is a signed, per-passage decision, not a gu
 ``inspect`` by any agency queues the one scan; its result is shared with every agency and
 all of them answer again ("after_scan" phase). The gate opens on release only when every
 agency of the lane has released in the current phase. ``hold`` keeps the vehicle waiting.
-Without a decision the lane waits — it never releases on its own (policy ``hold``).
+Without a decision the lane waits — it never guesses (policy ``hold``).
 
-Cargo lanes with a radiation portal or a seal reader (``cargo.py``): every automatic release
-asks ``_cargo_hold`` first — an occupancy without verdict, an unadjudicated alarm, a faulted
-portal or a seal exception holds it, and an adjudicated real alarm diverts the vehicle.
+Pre-decisions (``autorelease.py``, ``predecisions.py``): the only decisions the lane takes
+itself are the ones every agency signed in advance for the vehicle it has identified, matched in
+full at identification; a control order takes such a release back until the vehicle moves.
+The way out (``way_out.py``) and a technician's actions (``technician.py``) are mixed in too.
+
+Cargo lanes with a radiation portal or a seal reader (``cargo.py``): every automatic release —
+online decisions and pre-decisions alike — asks ``_cargo_hold`` first: an occupancy without
+verdict, an unadjudicated alarm, a faulted portal or a seal exception holds it, and an
+adjudicated real alarm diverts the vehicle.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import deque
-from dataclasses import dataclass, replace
-from typing import Literal, get_args
+from dataclasses import replace
+from typing import Literal
 
 from portlane.edge.contract.events import (
     STAGES,
     IdentityCorrected,
     InspectionRequested,
     LaneException,
-    OverrideApplied,
     PassageArrived,
     PassageCompleted,
     PassageDecided,
     PassageOutcome,
+    ReleaseBasis,
 )
 from portlane.edge.contract.times import rfc3339
+from portlane.edge.contract.vocabulary import VERDICTS
 
 from .actions import Action, Audit, BoardColour, GateCause, Identify, Publish, SetLight, ShowBoard
-from .cargo import CargoLane, CargoRules
+from .autorelease import PredecisionRules
+from .cargo import CargoRules
 from .gate import GateTracker
 from .passage import (
     DECIDING,
     GATE_MAY_BE_OPEN,
+    CargoLane,
     Identity,
     LaneTimeouts,
     Passage,
@@ -64,28 +73,17 @@ from .passage import (
     Stage,
     counted_since,
 )
+from .predecisions import PredecisionBook
+from .technician import CLOSED, WELCOME, Closure, TechnicianActions
+from .way_out import WayOut
 
-__all__ = ["OPERATOR", "Closure", "LaneLogic", "Verdict"]
+__all__ = ["LaneLogic"]
 
-Verdict = Literal["release", "inspect", "hold", "divert"]
-VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
-
-
-@dataclass(frozen=True, slots=True)
-class Closure:
-    operator: str
-    reason: str
-
-
-#: The closure only an operator withdraws (``set_in_service``'s default cause).
-OPERATOR = "operator"
-WELCOME = ShowBoard.of(("欢迎 WELCOME", "green"))
-CLOSED = ShowBoard.of(("车道关闭 LANE CLOSED", "red"))
 WAIT: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "amber")
 WAIT_RED: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "red")
 
 
-class LaneLogic(CargoRules):
+class LaneLogic(PredecisionRules, CargoRules, WayOut, TechnicianActions):
     def __init__(
         self,
         lane: str,
@@ -95,6 +93,7 @@ class LaneLogic(CargoRules):
         kind: str = "cargo",
         timeouts: LaneTimeouts | None = None,
         id_prefix: str = "",
+        predecisions: PredecisionBook | None = None,
         rpm: str | None = None,
         seal_reader: str | None = None,
     ) -> None:
@@ -118,6 +117,8 @@ class LaneLogic(CargoRules):
         # the arm left open without a passage (override, abandoned): evidence since it opened
         self._idle_open: Passage | None = None
         self._scan_news_at = 0.0  # when the scanner last said anything of the passage's scan
+        # signed pre-decisions and control orders (autorelease.py); the daemon's store persists it
+        self.predecisions = predecisions if predecisions is not None else PredecisionBook()
         self.cargo = CargoLane(portal=rpm, reader=seal_reader)  # radiation portal and seals (cargo.py)
 
     # ------------------------------------------------------------------ guards
@@ -126,7 +127,13 @@ class LaneLogic(CargoRules):
         if cause == "override":
             return True  # audited before the action was produced
         p = self.passage
-        return p is not None and p.id == passage_id and p.gate_authority is not None and self.cargo_allows_open(p)
+        return (
+            p is not None
+            and p.id == passage_id
+            and p.gate_authority is not None
+            and self.predecisions_hold(p)
+            and self.cargo_allows_open(p)
+        )
 
     @staticmethod
     def may_close(sensors: Sensors) -> bool:
@@ -172,31 +179,6 @@ class LaneLogic(CargoRules):
         p = self.passage
         return self.gate.close(cause, p.id if p else None, now)
 
-    def _track_exit(self, t: Passage, s: Sensors, now: float) -> None:
-        """Update the evidence that the vehicle passed the arm and left the exit loop."""
-        if s.under_arm:
-            t.under_seen = True
-        passes = counted_since(s.arm_passes, t.base_arm_passes)
-        clears = counted_since(s.under_clears, t.base_under_clears)
-        passed = bool(passes) or bool(clears) or (t.under_seen and not s.under_arm)
-        if self._exited(t, s):
-            passed = True  # on the exit loop after the arm opened: it went under the arm
-        if passed and not t.passed_arm:
-            t.passed_arm = True
-            t.stamps.setdefault("arm_passed", now)
-        if s.exit_loop and not t.exit_busy_at_open:
-            t.exit_seen = True
-        if not s.exit_loop:
-            t.exit_busy_at_open = False  # whatever was there when the arm opened has gone
-
-    @staticmethod
-    def _exited(t: Passage, s: Sensors) -> bool:
-        clears = counted_since(s.exit_clears, t.base_exit_clears)
-        if clears is not None:
-            # A vehicle still on the exit loop when the arm opened clears it once more first.
-            return clears >= (2 if t.base_exit_clears is not None and t.exit_busy_at_open else 1) and not s.exit_loop
-        return t.exit_seen and not s.exit_loop
-
     # ------------------------------------------------------------------ start-up
     def start(self, s: Sensors, unfinished: list[Passage], now: float) -> list[Action]:
         """Start-up reconciliation, on the first complete sample of the lane's inputs.
@@ -210,6 +192,7 @@ class LaneLogic(CargoRules):
         self.started = True
         out: list[Action] = []
         for p in unfinished:
+            self._recover_predecisions(p, now)
             self._cargo_restarted(p, now)
             p.outcome = "recovered" if p.gate_authority else "abandoned"
             p.reason = f"lane restarted during {p.stage.value}"
@@ -253,6 +236,7 @@ class LaneLogic(CargoRules):
             p.stage = Stage.IDENTIFYING
             p.stamps["identifying"] = now
             out.append(Identify(p.id))
+        out += self._withdrawn_on_sensors(p, s, now)
         if p.stage in GATE_MAY_BE_OPEN:
             had_passed = p.passed_arm
             self._track_exit(p, s, now)
@@ -318,9 +302,7 @@ class LaneLogic(CargoRules):
         p.stamps["identified"] = now
         p.phase = "initial"
         p.decisions = {}
-        plate = identity.plates[0].text if identity.plates else "????"
-        board = ShowBoard.of((plate, "green"), self._wait_line(p))
-        return [*seals, Publish("vehicle.identified", identity.event(p.id)), board]
+        return [*seals, *self._decide_on_predecisions(p, identity, now), *self._cargo_board(p)]
 
     def correct_identity(
         self, passage_id: str, identity: Identity, *, operator: str, reason: str, now: float
@@ -376,15 +358,11 @@ class LaneLogic(CargoRules):
         out: list[Action] = [Publish("passage.decided", decided)]
         if decision == "divert":
             p.stamps.setdefault("decided", now)
+            p.basis = "online"
             out += self._divert(now)
         elif decision == "inspect":
             p.stamps.setdefault("decided", now)
-            p.stage = Stage.INSPECTION_QUEUED
-            p.scans += 1
-            p.stamps["scan_queued"] = now
-            self._scan_news_at = now
-            out.append(Publish("inspection.requested", self._inspection_request(p)))
-            out.append(ShowBoard.of(("前往查验 X-RAY", "amber"), WAIT))
+            out += self._queue_inspection(now)
         elif all(p.decisions.get(a) == "release" for a in self.agencies):
             p.stamps.setdefault("decided", now)
             out += self._release(now)
@@ -396,17 +374,31 @@ class LaneLogic(CargoRules):
             passage_id=p.id, lane=self.lane, method="xray", priority=0, vehicle_ref=ref, recheck=recheck
         )
 
-    def _release(self, now: float) -> list[Action]:
-        """Every release the lane decides itself goes through here, after the portal and the
-        seals: ``_cargo_hold`` holds it (or diverts) while a blocker stands."""
+    def _queue_inspection(self, now: float) -> list[Action]:
         p = self.passage
         assert p is not None
-        held = self._cargo_hold(p, now)
+        p.stage = Stage.INSPECTION_QUEUED
+        p.scans += 1
+        p.stamps["scan_queued"] = now
+        self._scan_news_at = now
+        return [
+            Publish("inspection.requested", self._inspection_request(p)),
+            ShowBoard.of(("前往查验 X-RAY", "amber"), WAIT),
+        ]
+
+    def _release(self, now: float, basis: ReleaseBasis = "online") -> list[Action]:
+        """Every release the lane decides itself goes through here (online decisions and
+        pre-decisions), after the portal and the seals: ``_cargo_hold`` holds it (or diverts)
+        while a blocker stands."""
+        p = self.passage
+        assert p is not None
+        held = self._cargo_hold(p, now, basis)
         if held is not None:
             return held
         p.stage = Stage.RELEASED
         p.outcome = "released"
         p.gate_authority = "release"
+        p.basis = basis
         p.stamps["released"] = now
         return [
             Publish("passage.released", PassageOutcome(passage_id=p.id, outcome="released")),
@@ -462,6 +454,7 @@ class LaneLogic(CargoRules):
 
     # ------------------------------------------------------------------ time
     def on_tick(self, now: float) -> list[Action]:
+        self.predecisions.tick(now)
         # The passage's deadlines first: a close decided now supersedes re-sending an open.
         out = self._deadlines(now) if self.started else []
         return out + self.gate.on_tick(now)
@@ -503,29 +496,6 @@ class LaneLogic(CargoRules):
             out += self._exit_deadline(p, now)
         return out
 
-    def _exit_deadline(self, p: Passage, now: float) -> list[Action]:
-        t, s = self.timeouts, self.sensors
-        opened = p.stamps.get("gate_opened", p.stamps.get("released", now))
-        if not p.passed_arm and now - opened > t.exit_s:
-            if s.under_arm or s.entry_loop or s.in_position:
-                return self._alert_once(p, "vehicle_not_moving", f"arm open {now - opened:.0f} s, vehicle still there")
-            # Nobody drove through: the vehicle was taken away by hand.
-            out = self._close("exit", now)
-            if out:
-                p.reason = "did not drive through the open gate"
-                p.outcome = "abandoned" if p.outcome is None else p.outcome
-                out += self._complete(now)
-            return out
-        passed = p.stamps.get("arm_passed")
-        if passed is not None and now - passed > t.exit_s and not s.exit_loop:
-            # Past the arm, but the exit loop never reported it: do not hold the next vehicle.
-            out = [self._exception(p, "exit_not_seen", f"passed the arm {now - passed:.0f} s ago, exit loop silent")]
-            if self.gate.commanded == "open":
-                out += self._close("exit", now)
-            p.reason = "exit loop did not report the vehicle"
-            return out + self._complete(now)
-        return []
-
     # ------------------------------------------------------------------ executor feedback
     def on_close_refused(self, now: float) -> list[Action]:
         """The executor's fresh read found something under the arm: the arm stays up, and the
@@ -533,65 +503,6 @@ class LaneLogic(CargoRules):
         self.sensors = replace(self.sensors, photocell=True)
         self.gate.assume("open", cause="exit", now=now)
         return []
-
-    # ------------------------------------------------------------------ technician
-    def override_open(self, *, operator: str, reason: str, now: float) -> list[Action]:
-        """Manual override: opens the gate for whatever is in the lane. The caller has already
-        validated operator and reason; the audit entry comes first."""
-        p = self.passage
-        pid = p.id if p else None
-        out: list[Action] = [
-            Audit("override", operator, reason, pid, (("action", "gate_open"),)),
-            Publish(
-                "override.applied",
-                OverrideApplied(passage_id=pid, operator=operator, reason=reason, action="gate_open"),
-            ),
-        ]
-        if p is not None and p.stage not in GATE_MAY_BE_OPEN:
-            p.stage = Stage.RELEASED
-            p.outcome = "override"
-            p.gate_authority = "override"
-            p.stamps.setdefault("released", now)
-        if p is None:
-            self._idle_open = Passage(id="idle-open", stage=Stage.RELEASED, stamps={"opened": now})
-        self.holding = None
-        return out + self._open(p, "override", now)
-
-    def override_close(self, *, operator: str, reason: str, now: float) -> list[Action]:
-        pid = self.passage.id if self.passage else None
-        out: list[Action] = [Audit("override", operator, reason, pid, (("action", "gate_close"),))]
-        if not self.may_close(self.sensors):
-            return [*out, Audit("override_refused", operator, "something under the arm", pid)]
-        self._idle_open = None
-        return out + self.gate.close("override", pid, now)
-
-    @property
-    def in_service(self) -> bool:
-        return not self.closures
-
-    def set_in_service(self, in_service: bool, *, operator: str, reason: str, cause: str = OPERATOR) -> list[Action]:
-        """Close the lane for ``cause``, or withdraw that cause; the lane takes vehicles again only
-        when no cause is left — an operator's closure is withdrawn by an operator alone, and a
-        fault the lane closed for never reopens what an operator closed."""
-        was = self.in_service
-        if in_service:
-            if cause not in self.closures:
-                return []
-            del self.closures[cause]
-        else:
-            if cause in self.closures:
-                return []
-            self.closures[cause] = Closure(operator, reason)
-        out: list[Action] = [
-            Audit("lane_opened" if in_service else "lane_closed", operator, reason, data=(("cause", cause),))
-        ]
-        if self.in_service != was:
-            out += [WELCOME] if self.in_service else [CLOSED, SetLight("red")]
-        return out
-
-    def restore_closure(self, operator: str, reason: str) -> None:
-        """At start, before any vehicle: an operator's closure the journal kept."""
-        self.closures[OPERATOR] = Closure(operator, reason)
 
     # ------------------------------------------------------------------ completion
     def _complete(self, now: float) -> list[Action]:
@@ -620,5 +531,7 @@ class LaneLogic(CargoRules):
             containers=tuple(c.number for c in ident.containers),
             stages=stamps,
             stage_ms=stage_ms,
+            release_basis=p.basis,
+            predecision_ids=p.predecision_ids,
         )
         return [Publish("passage.completed", done)]

@@ -11,18 +11,27 @@ the exit loop), so evidence that something happened survives slow sampling. A co
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from dataclasses import replace as dataclass_replace
 from typing import Any, Literal
 
-from portlane.drivers.base import SealRecord, counter_delta
-from portlane.edge.contract.events import ContainerRead, PlateRead, RpmOccupancyEvent, VehicleIdentified
+from portlane.drivers.base import RpmStatus, SealRecord, counter_delta
+from portlane.edge.contract.events import (
+    ContainerRead,
+    PlateRead,
+    PredecisionRefusal,
+    ReleaseBasis,
+    RpmOccupancyEvent,
+    VehicleIdentified,
+)
 
 from .cargo_checks import SealSeen
 
 __all__ = [
     "DECIDING",
     "GATE_MAY_BE_OPEN",
+    "CargoLane",
     "CargoPassage",
     "Identity",
     "LaneTimeouts",
@@ -99,7 +108,13 @@ class Identity:
             return self.plates[0].text
         return self.tag_id or "UNKNOWN"
 
-    def event(self, passage_id: str) -> VehicleIdentified:
+    def event(
+        self,
+        passage_id: str,
+        *,
+        predecision_ids: tuple[str, ...] = (),
+        refusals: tuple[PredecisionRefusal, ...] = (),
+    ) -> VehicleIdentified:
         return VehicleIdentified(
             passage_id=passage_id,
             plates=self.plates,
@@ -109,6 +124,8 @@ class Identity:
             confidence=round(self.confidence, 3),
             exceptions=self.exceptions,
             corrected_by=self.corrected_by,
+            predecision_ids=predecision_ids,
+            predecision_refusals=refusals,
         )
 
 
@@ -128,6 +145,27 @@ class LaneTimeouts:
 
 
 @dataclass
+class CargoLane:
+    """The lane-wide side of the radiation portal and the seals (``cargo.py``): which devices
+    the lane has, the portal's state, occupancies waiting for their passage, and the lane-wide
+    blockers already said in this episode."""
+
+    portal: str | None = None  # the portal's device id (``c1/rpm``); None: the lane has none
+    reader: str | None = None  # the seal reader's device id; None: none
+    online: bool = False
+    status: RpmStatus | None = None
+    pending: deque[tuple[float, RpmOccupancyEvent]] = field(default_factory=deque)  # (reported at, occupancy)
+    said: frozenset[tuple[str, str]] = frozenset()
+    passes_seen: int | None = None  # the gate controller's count of vehicles through the arm, last read
+    passes: int = 0  # vehicles through the arm since the start, by that count
+    through: int = 0  # ... that were a passage's own vehicle, or took a waiting occupancy
+
+    def held(self) -> list[str]:
+        """Why automatic release is held lane-wide now (for the status)."""
+        return [f"{kind}: {detail}" for kind, detail in sorted(self.said)]
+
+
+@dataclass
 class CargoPassage:
     """What the lane knows of one passage's radiation portal pass and seals (``cargo.py``).
 
@@ -142,6 +180,7 @@ class CargoPassage:
     declared: tuple[str, ...] | None = None  # seal ids its declaration names (None: none)
     opened_by_command: set[str] = field(default_factory=set)  # e-locks removed on a signed command
     release_waiting: bool = False  # every agency released; a blocker holds the release
+    basis: ReleaseBasis = "online"  # what that held release rests on (online decisions, pre-decisions)
     passed: bool = False  # its vehicle went under the arm and was counted as the lane's (CargoLane.through)
     seal_busy: int = 0  # e-lock commands sent to the reader and not yet answered
 
@@ -160,6 +199,9 @@ class Passage:
     outcome: Literal["released", "diverted", "override", "abandoned", "recovered"] | None = None
     reason: str | None = None  # why a passage ended the way it did, when that is not obvious
     gate_authority: Literal["release", "divert", "override"] | None = None
+    basis: ReleaseBasis | None = None  # what the gate authority rests on
+    predecision_ids: tuple[str, ...] = ()  # pre-decisions this passage used (release or inspection)
+    withdrawn: bool = False  # a release on pre-decisions revoked before the vehicle moved
     # evidence of the vehicle's way out, from the moment the gate was commanded open
     base_arm_passes: int | None = None
     base_under_clears: int | None = None
@@ -193,6 +235,7 @@ class Passage:
         d["alerted"] = set(d.get("alerted", ()))
         occ = (d.get("cargo") or {}).get("occupancy")
         d["cargo"] = CargoPassage(occupancy=RpmOccupancyEvent.model_validate(occ) if occ is not None else None)
+        d["predecision_ids"] = tuple(d.get("predecision_ids", ()))
         ident = d.get("identity")
         if ident is not None:
             ev = VehicleIdentified.model_validate(ident)

@@ -35,6 +35,7 @@ from portlane.models.grammar import PlateRead as ModelPlateRead
 from portlane.models.iso6346 import ContainerRead as ModelContainerRead
 
 __all__ = [
+    "CONFIRMED_FLOOR",
     "UNCONFIRMED_CAP",
     "FusingRecogniser",
     "LocalRecogniser",
@@ -42,18 +43,35 @@ __all__ = [
     "Roi",
     "camera_rois",
     "containers_of",
+    "plate_kind",
     "plates_of",
 ]
 
 #: A low_confidence identity never carries more than this confidence on the wire.
 UNCONFIRMED_CAP = 0.5
+#: A confirmed identity carries at least this (the lane's officer threshold, identification
+#: ``LOW_CONFIDENCE``): ``confirmed`` means the recogniser found independent support, e.g. a
+#: container number whose one doubtful digit the read check digit pins (models/calibration.py).
+CONFIRMED_FLOOR = 0.8
 #: Boxes a truck carries: one 40' or two 20'.
 MAX_CONTAINERS = 2
 
 Roi = tuple[int, int, int, int]
 Kind = Literal["plate", "container"]
 PerImage = list[list[ModelPlateRead] | list[ModelContainerRead]]
-_KINDS: frozenset[str] = frozenset({"cn", "cn_crossborder", "hk", "macau", "unknown"})
+#: A grammar's plate kind as the contract names it (a personalised mark is a Hong Kong plate).
+_WIRE_KIND: dict[str, PlateKind] = {
+    "cn": "cn",
+    "cn_crossborder": "cn_crossborder",
+    "hk": "hk",
+    "hk_personal": "hk",
+    "macau": "macau",
+}
+
+
+def plate_kind(kind: str | None) -> PlateKind:
+    """The contract's plate kind of a recognition or grammar kind (``unknown`` for anything else)."""
+    return _WIRE_KIND.get(kind or "", "unknown")
 
 
 class Recogniser(Protocol):
@@ -76,15 +94,14 @@ def camera_rois(site: Site) -> dict[str, Roi]:
 
 def _wire_confidence(x: float, status: str) -> float:
     x = max(0.0, min(1.0, float(x)))
-    return x if status == CONFIRMED else min(x, UNCONFIRMED_CAP)
+    return max(x, CONFIRMED_FLOOR) if status == CONFIRMED else min(x, UNCONFIRMED_CAP)
 
 
 def plates_of(identities: Iterable[PlateIdentity]) -> tuple[PlateRead, ...]:
     """Fused plate identities as the contract carries them (home plate first, a 粤Z partner second)."""
     out = []
     for i in identities:
-        kind: PlateKind = i.kind if i.kind in _KINDS else "unknown"  # type: ignore[assignment]
-        out.append(PlateRead(text=i.text, kind=kind, confidence=_wire_confidence(i.confidence, i.status)))
+        out.append(PlateRead(text=i.text, kind=plate_kind(i.kind), confidence=_wire_confidence(i.confidence, i.status)))
     return tuple(out)
 
 

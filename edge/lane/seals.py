@@ -20,10 +20,7 @@ from portlane.edge.contract.events import CommandRejected, LaneException, SealCh
 
 from .actions import Action, Audit, Publish, SealCommand
 from .cargo_checks import Blocker, check_seal_command, seal_info, seal_seen
-from .passage import Identity, Passage
-
-if TYPE_CHECKING:
-    from .cargo import CargoLane
+from .passage import CargoLane, Identity, Passage
 
 __all__ = ["SEAL_AGENCY", "SealRules", "lock_refusal"]
 

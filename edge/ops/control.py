@@ -28,9 +28,10 @@ The daemon side (``edge/daemon.py``)::
 A handler that raises answers ``{"ok": false, "error": "..."}`` and the server carries on.
 The built-in op ``ping`` answers ``{"ok": true, "pid": ..., "ops": [...]}``.
 
-Default path: ``$PORTLANE_CONTROL``, else ``/run/portlane/control.sock``. The unit files give
-each daemon its own (``/run/portlane/lane-<id>.sock``, ``scanner-<id>.sock``,
-``recognition.sock``); the CLI finds them all with :func:`discover`.
+Where a daemon listens (:func:`default_path`): ``$PORTLANE_CONTROL`` when set (the unit files
+set it), else its own name in the run directory — ``lane-<id>.sock``, ``scanner-<id>.sock``,
+``recognition.sock`` in ``$PORTLANE_RUN_DIR`` (default ``/run/portlane``) — so a daemon started
+by hand listens where the CLI looks; the CLI finds them all with :func:`discover`.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from portlane.edge.errors import ControlError, DaemonUnreachableError
+from portlane.drivers.errors import DeviceError
+from portlane.edge.errors import ControlError, DaemonUnreachableError, PortlaneError
 from portlane.edge.trust.audit import audit_context
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "peer_of",
     "request",
     "request_sync",
+    "run_directory",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,8 +116,15 @@ def peer_of(req: Mapping[str, Any]) -> Peer | None:
         return None
 
 
-def default_path() -> str:
-    return os.environ.get("PORTLANE_CONTROL") or DEFAULT_PATH
+def run_directory() -> str:
+    """The directory of the control sockets: ``$PORTLANE_RUN_DIR``, else ``/run/portlane``."""
+    return os.environ.get("PORTLANE_RUN_DIR") or RUN_DIR
+
+
+def default_path(name: str = "control") -> str:
+    """Where a daemon called ``name`` (``lane-c1``, ``scanner-xray-1``, ``recognition``)
+    listens: ``$PORTLANE_CONTROL``, else ``<run dir>/<name>.sock``."""
+    return os.environ.get("PORTLANE_CONTROL") or str(Path(run_directory()) / f"{name}.sock")
 
 
 def discover(run_dir: str | os.PathLike[str] | None = None) -> list[str]:
@@ -125,7 +135,7 @@ def discover(run_dir: str | os.PathLike[str] | None = None) -> list[str]:
     env = os.environ.get("PORTLANE_CONTROL")
     if env and run_dir is None:
         return [env]
-    d = Path(run_dir or os.environ.get("PORTLANE_RUN_DIR") or RUN_DIR)
+    d = Path(run_dir or run_directory())
     try:
         entries = sorted(d.iterdir())
     except OSError:
@@ -185,13 +195,25 @@ class ControlServer:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         if len(os.fsencode(tmp)) > _AF_UNIX_PATH_MAX:
             raise ControlError(f"control socket path too long for AF_UNIX: {self.path}")
-        self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ControlError(
+                f"cannot create the control socket's directory {self.path.parent}: {exc.strerror or exc}; "
+                "set PORTLANE_RUN_DIR to a directory this user may write (or PORTLANE_CONTROL to a socket path)"
+            ) from exc
         await asyncio.get_running_loop().run_in_executor(None, self._clear_stale)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
-            sock.bind(str(tmp))
+            try:
+                sock.bind(str(tmp))
+            except OSError as exc:
+                raise ControlError(
+                    f"cannot create the control socket {self.path}: {exc.strerror or exc}; "
+                    "set PORTLANE_RUN_DIR to a directory this user may write (or PORTLANE_CONTROL)"
+                ) from exc
             os.chmod(tmp, self.mode)
             if self.group is not None:
                 gid = self.group if isinstance(self.group, int) else grp.getgrnam(self.group).gr_gid
@@ -309,6 +331,12 @@ class ControlServer:
         except TimeoutError:
             log.error("control op timed out", extra={"op": op})
             return _error(f"{op}: no answer within {self.handler_timeout_s:g} s", **extra)
+        except (ValueError, PortlaneError, DeviceError) as exc:
+            # How handlers refuse a request (another lane, no operator, bad arguments), and a
+            # device that refuses or does not answer: answered in one line and logged in one —
+            # not a traceback, which is for the daemon's own bugs.
+            log.warning("control op refused: %s", exc, extra={"op": op})
+            return _error(f"refused: {exc}", **extra)
         except Exception as exc:
             # A handler bug must not take the control socket (or the lane) down.
             log.exception("control op failed", extra={"op": op})

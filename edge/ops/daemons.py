@@ -10,6 +10,11 @@ Control operations: ``portlane.edge.ops.handlers``. A daemon that cannot start �
 site file, a corrupt or read-only state file, a missing credential — says so in one line
 (file, what is wrong, what to do) and exits with ``EXIT_CONFIG`` (78, EX_CONFIG), which the
 unit files list in ``RestartPreventExitStatus=``: restarting cannot fix it, a technician can.
+
+A daemon never ends silently — under systemd or started by hand: its last log line says why
+it stopped, and the exit code says it too (:func:`_stopped`): SIGINT 130, SIGTERM 143 (the unit
+files list both in ``SuccessExitStatus=``), a new site file to take ``EXIT_RESTART`` (75;
+systemd starts it again, by hand you do).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -25,11 +31,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from portlane.edge.config import Site, load_site
-from portlane.edge.errors import EXIT_CONFIG, EXIT_RESTART, PortlaneError
+from portlane.edge.errors import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, EXIT_RESTART, PortlaneError
 from portlane.edge.lane.daemon import LaneDaemon
 from portlane.edge.lane.recognition import Recogniser, camera_rois
-from portlane.edge.ops.control import ControlServer, default_path
-from portlane.edge.ops.handlers import lane_handlers, scanner_handlers
+from portlane.edge.ops.control import ControlServer, default_path, run_directory
+from portlane.edge.ops.handlers import LaneControl, ScannerControl
 from portlane.edge.ops.metrics import DaemonMetrics
 from portlane.edge.ops.recognition import SocketRecogniser, serialise_reads
 from portlane.edge.ops.runtime import Notifier, Watchdog, install_signal_handlers, setup_logging
@@ -53,6 +59,19 @@ def _state_dir(site: Site) -> Path:
     return Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or site.state_dir)
 
 
+class _Signals:
+    """The signal that stopped a daemon, if one did: its exit code is 128 + the number."""
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+
+    def __call__(self, sig: signal.Signals) -> None:
+        self.received = self.received or sig
+
+    def exit_code(self, default: int = EXIT_OK) -> int:
+        return 128 + int(self.received) if self.received is not None else default
+
+
 async def run_lane_daemon(
     site_file: Path, lane_id: str, *, stop: asyncio.Event | None = None, broker_url: str | None = None
 ) -> int:
@@ -60,16 +79,17 @@ async def run_lane_daemon(
     lane = site.lane(lane_id)
     stop = stop or asyncio.Event()
     restart = asyncio.Event()
+    signals = _Signals()
     notifier = Notifier.from_env()
     recogniser: Recogniser | None = None
-    rec_sock = os.environ.get("PORTLANE_RECOGNITION", "/run/portlane/recognition.sock")
+    rec_sock = os.environ.get("PORTLANE_RECOGNITION") or str(Path(run_directory()) / "recognition.sock")
     if await asyncio.to_thread(Path(rec_sock).exists):
         recogniser = SocketRecogniser(rec_sock, rois=camera_rois(site))
     metrics = DaemonMetrics("lane", site=site.site.id, lane=lane.id)
     d = LaneDaemon(
         site, lane, state_dir=_state_dir(site), broker_url=broker_url, recogniser=recogniser, metrics=metrics
     )
-    install_signal_handlers(stop, reload=lambda: reload_from_file(d, site_file, notifier, restart))
+    install_signal_handlers(stop, reload=lambda: reload_from_file(d, site_file, notifier, restart), on_signal=signals)
     port = int(os.environ.get("PORTLANE_METRICS_PORT", "0") or 0)
     server = metrics.serve(port) if port else None
     wd = Watchdog(notifier)
@@ -91,7 +111,7 @@ async def run_lane_daemon(
                     await stop.wait()
 
     async with (
-        ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), lane_handlers(d, site_file, restart)),
+        ControlServer(default_path(f"lane-{lane.id}"), LaneControl(d, site_file, restart).handlers()),
         asyncio.TaskGroup() as tg,
     ):
         main = tg.create_task(d.run(stop), name="lane")
@@ -108,7 +128,7 @@ async def run_lane_daemon(
             t.cancel()
     if server is not None:
         server.close()
-    return _stopped(f"lane {lane.id}", restart)
+    return _stopped(f"lane {lane.id}", restart, signals)
 
 
 async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: str | None = None) -> int:
@@ -116,15 +136,16 @@ async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: st
     cfg = site.scanner(scanner_id)
     stop = asyncio.Event()
     restart = asyncio.Event()
+    signals = _Signals()
     notifier = Notifier.from_env()
     d = ScannerDaemon(site, cfg, state_dir=_state_dir(site), broker_url=broker_url)
-    install_signal_handlers(stop, reload=lambda: reload_from_file(d, site_file, notifier, restart))
+    install_signal_handlers(stop, reload=lambda: reload_from_file(d, site_file, notifier, restart), on_signal=signals)
     wd = Watchdog(notifier)
     wd.register("scan-loop", lambda: d.heartbeat)
     wd.register("plc", lambda: d.supervisor.heartbeat)
 
     async with (
-        ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), scanner_handlers(d)),
+        ControlServer(default_path(f"scanner-{cfg.id}"), ScannerControl(d).handlers()),
         asyncio.TaskGroup() as tg,
     ):
         main = tg.create_task(d.run(stop), name="scanner")
@@ -135,7 +156,7 @@ async def run_scanner_daemon(site_file: Path, scanner_id: str, *, broker_url: st
         notifier.stopping()
         w.cancel()
         r.cancel()
-    return _stopped(f"scanner {cfg.id}", restart)
+    return _stopped(f"scanner {cfg.id}", restart, signals)
 
 
 class _Reloadable(Protocol):
@@ -169,13 +190,23 @@ async def _stop_on(restart: asyncio.Event, stop: asyncio.Event) -> None:
     stop.set()
 
 
-def _stopped(what: str, restart: asyncio.Event) -> int:
-    """The one line a daemon says when it ends (by hand as under systemd), and its exit code."""
-    if restart.is_set():
-        log.warning("%s stopped to start on the new site file (exit %d: systemd starts it again)", what, EXIT_RESTART)
+def _stopped(what: str, restart: asyncio.Event | None, signals: _Signals) -> int:
+    """The one line a daemon says when it ends (by hand as under systemd), and its exit code:
+    EXIT_RESTART for a new site file, 128 + the signal that stopped it (130, 143), else 0."""
+    if restart is not None and restart.is_set():
+        log.warning(
+            "%s stopped to start on the new site file (exit %d: systemd starts it again; started by hand, start it "
+            "again)",
+            what,
+            EXIT_RESTART,
+        )
         return EXIT_RESTART
-    log.warning("%s stopped", what)
-    return 0
+    code = signals.exit_code()
+    if signals.received is not None:
+        log.warning("%s stopped by %s (exit %d)", what, signals.received.name, code)
+    else:
+        log.warning("%s stopped", what)
+    return code
 
 
 async def run_recognition_daemon(*, threads: int | None = None) -> int:
@@ -185,7 +216,8 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
     from portlane.models.worker import RecognitionWorker
 
     stop = asyncio.Event()
-    install_signal_handlers(stop)
+    signals = _Signals()
+    install_signal_handlers(stop, on_signal=signals)
     notifier = Notifier.from_env()
     metrics = DaemonMetrics("recognition", site=os.environ.get("PORTLANE_SITE", ""))
     port = int(os.environ.get("PORTLANE_METRICS_PORT", "0") or 0)
@@ -206,7 +238,7 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
 
     async with RecognitionWorker(threads=threads) as worker:
         await worker.warm_up()
-        async with ControlServer(os.environ.get("PORTLANE_CONTROL") or default_path(), {"recognise": recognise}):
+        async with ControlServer(default_path("recognition"), {"recognise": recognise}):
             wd = Watchdog(notifier)
             main_beat = wd.heartbeat("main")
             notifier.ready("recognition worker ready")
@@ -224,15 +256,18 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
             notifier.stopping()
     if server is not None:
         server.close()
-    return 0
+    return _stopped("recognition", None, signals)
 
 
-def _main(run: Callable[[], Coroutine[Any, Any, int]]) -> int:
+def _main(run: Callable[[], Coroutine[Any, Any, int]], name: str) -> int:
+    """Run a daemon (which says why it stopped in its last log line, ``_stopped``); errors
+    that end it before it runs are one line too, never a traceback."""
     setup_logging()
     try:
         return asyncio.run(run())
-    except KeyboardInterrupt:
-        return 0
+    except KeyboardInterrupt:  # ^C before the signal handlers were installed (start-up)
+        log.warning("%s stopped by SIGINT while starting (exit %d)", name, EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     except PortlaneError as exc:
         # ConfigError, StateError, NonceStoreError, CredentialError …: one line, no traceback.
         for line in str(exc).splitlines() or [type(exc).__name__]:
@@ -241,12 +276,12 @@ def _main(run: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 def main_recognition(threads: int | None) -> int:
-    return _main(lambda: run_recognition_daemon(threads=threads))
+    return _main(lambda: run_recognition_daemon(threads=threads), "recognition")
 
 
 def main_lane(site_file: Path, lane: str, broker: str | None) -> int:
-    return _main(lambda: run_lane_daemon(site_file, lane, broker_url=broker))
+    return _main(lambda: run_lane_daemon(site_file, lane, broker_url=broker), f"lane {lane}")
 
 
 def main_scanner(site_file: Path, scanner: str, broker: str | None) -> int:
-    return _main(lambda: run_scanner_daemon(site_file, scanner, broker_url=broker))
+    return _main(lambda: run_scanner_daemon(site_file, scanner, broker_url=broker), f"scanner {scanner}")

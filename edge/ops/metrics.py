@@ -47,7 +47,8 @@ DEVICE_STATES = ("online", "degraded", "offline")
 
 #: Stage durations span a barrier's 3 s to a decision's 120 s timeout and a 90 s scan.
 STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
-#: Recognition: 300 ms (car) and 1 s (container truck) are the targets in DESIGN.md.
+#: Recognition: 300 ms (car) and 1 s (container truck) are the design targets (the steering
+#: team's DESIGN.md, outside this repository; docs/recognition.md).
 RECOGNITION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
 

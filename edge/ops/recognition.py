@@ -16,7 +16,7 @@ from typing import Any
 from portlane.drivers.base import Frame
 from portlane.edge.lane.recognition import FusingRecogniser, Kind, PerImage
 from portlane.edge.ops.control import request
-from portlane.models.grammar import LOW_CONFIDENCE, PlateRead
+from portlane.models.grammar import PlateRead
 from portlane.models.iso6346 import ContainerRead
 
 __all__ = ["RECOGNITION_TIMEOUT_S", "SocketRecogniser", "deserialise_reads", "serialise_reads"]
@@ -29,28 +29,10 @@ def serialise_reads(per_image: Sequence[Sequence[PlateRead | ContainerRead]]) ->
     return [[r.as_dict() for r in reads] for reads in per_image]
 
 
-def _plate(d: dict[str, Any]) -> PlateRead:
-    status = str(d.get("status", LOW_CONFIDENCE))
-    return PlateRead(str(d["text"]), str(d["kind"]), float(d["confidence"]), None, (), status)
-
-
-def _container(d: dict[str, Any]) -> ContainerRead:
-    return ContainerRead(
-        str(d["number"]),
-        bool(d["check_digit_ok"]),
-        bool(d.get("check_digit_inferred", False)),
-        bool(d.get("corrected", False)),
-        d.get("iso_type"),
-        float(d["confidence"]),
-        None,
-        str(d.get("status", LOW_CONFIDENCE)),
-    )
-
-
 def deserialise_reads(kind: Kind, wire: list[list[dict[str, Any]]]) -> PerImage:
     if kind == "plate":
-        return [[_plate(d) for d in image] for image in wire]
-    return [[_container(d) for d in image] for image in wire]
+        return [[PlateRead.from_dict(d) for d in image] for image in wire]
+    return [[ContainerRead.from_dict(d) for d in image] for image in wire]
 
 
 class SocketRecogniser(FusingRecogniser):

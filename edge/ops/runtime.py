@@ -130,14 +130,11 @@ class Notifier:
         return self.send("STOPPING=1", *([f"STATUS={status}"] if status else []))
 
     def reloading(self) -> bool:
+        """Before a reload (SIGHUP); ``ready()`` when it is done."""
         return self.send("RELOADING=1")
 
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1")
-
-    def watchdog_trigger(self) -> bool:
-        """Ask systemd to act as if the watchdog timed out now (restart us)."""
-        return self.send("WATCHDOG=trigger")
 
     def close(self) -> None:
         if self._sock is not None:
@@ -303,21 +300,26 @@ def install_signal_handlers(
     *,
     loop: asyncio.AbstractEventLoop | None = None,
     reload: Callable[[], None] | None = None,
+    on_signal: Callable[[signal.Signals], None] | None = None,
 ) -> Callable[[], None]:
     """SIGTERM and SIGINT set ``stop`` (graceful shutdown: finish the frame, flush the
     outbox, publish offline). A second signal while stopping is logged and ignored —
     systemd escalates to SIGKILL after ``TimeoutStopSec``. With ``reload``, SIGHUP calls it
-    (``systemctl reload``: ``ExecReload=kill -HUP $MAINPID``). Returns a function that removes
-    the handlers. Must be called from the loop's thread.
+    (``systemctl reload``: ``ExecReload=kill -HUP $MAINPID``). ``on_signal`` is told which
+    signal started the stop (a daemon exits 128 + its number: 130, 143). Returns a function
+    that removes the handlers. Must be called from the loop's thread.
     """
     loop = loop or asyncio.get_running_loop()
 
     def _on_signal(signum: int) -> None:
-        name = signal.Signals(signum).name
+        sig = signal.Signals(signum)
+        name = sig.name
         if stop.is_set():
             log.warning("%s while already stopping; still shutting down", name)
             return
         log.info("%s received; stopping", name, extra={"signal": name})
+        if on_signal is not None:
+            on_signal(sig)
         stop.set()
 
     sigs = [signal.SIGTERM, signal.SIGINT]

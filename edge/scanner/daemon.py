@@ -26,18 +26,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from portlane.drivers import registry
 from portlane.drivers.base import Device, ScannerDriver, ScannerStatus
 from portlane.drivers.supervisor import Supervisor
-from portlane.edge.config import MqttProtocol, ScannerConfig, Site
+from portlane.edge.config import ScannerConfig, Site
 from portlane.edge.contract.events import InspectionRequested, PassageCompleted
 from portlane.edge.errors import StateError
 from portlane.edge.journal import Journal
 from portlane.edge.trust.events import VerifiedEvent
 from portlane.edge.unit.actions import Publish
-from portlane.edge.unit.skeleton import StatusWord, Unit, restart_needed
+from portlane.edge.unit.skeleton import Connection, StatusWord, Unit, restart_needed
 from pydantic import ValidationError
 
 from .executor import ScannerExecutor
@@ -60,13 +60,11 @@ class ScannerDaemon:
         cfg: ScannerConfig,
         *,
         state_dir: Path,
-        broker_url: str | None = None,
-        broker_protocol: MqttProtocol | None = None,
-        clock: Callable[[], float] = time.time,
+        **connection: Unpack[Connection],
     ) -> None:
         self.site = site
         self.cfg = cfg
-        self.clock = clock
+        self.clock = clock = connection.get("clock", time.time)
         state_dir = Path(state_dir)
         self.logic = ScannerLogic(
             cfg.id,
@@ -81,10 +79,8 @@ class ScannerDaemon:
             kind="scanner",
             key=cfg.key,
             state_dir=state_dir,
-            broker_url=broker_url,
-            broker_protocol=broker_protocol,
-            clock=clock,
             status=self._status_word,
+            **connection,
         )
         # The X-ray fires only for requests its lanes' keys signed.
         for lane in cfg.lanes:
@@ -197,8 +193,11 @@ class ScannerDaemon:
     def _settled_in_outbox(self) -> list[str]:
         """Passages the outbox says were settled, oldest first (the newest few of each type)."""
         rows = []
+        t = self.unit.topics
         for type_ in ("scan.completed", "scan.failed"):
-            rows += self.unit.outbox.newest(self.unit.topics.event(type_), limit=SETTLED_REMEMBERED)
+            # Per-lane scan topics (each of its lanes), and the unscoped one of an older outbox.
+            for topic in (t.event(type_), *(t.lane_event(type_, lane) for lane in self.cfg.lanes)):
+                rows += self.unit.outbox.newest(topic, limit=SETTLED_REMEMBERED)
         out = []
         for row in sorted(rows, key=lambda r: r.seq):
             with contextlib.suppress(ValueError, AttributeError):

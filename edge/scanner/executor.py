@@ -1,6 +1,7 @@
 """The one place the scanner's actions touch the PLC, the outbox and the broker.
 
-Events (``Publish``) are written at once, in the order the logic produced them; PLC actions
+Events (``Publish``) are written at once, in the order the logic produced them — a ``scan.*``
+on the topic of the lane whose passage it is about (``Topics.lane_event``); PLC actions
 (``Fire``, ``Abort``, ``Reset``) run one after the other on the executor's task. The executor
 is the second guard: right before the start command it reads the PLC again and refuses to
 fire when the exclusion zone is open, the e-stop is pressed or the PLC is already scanning —
@@ -17,6 +18,8 @@ from collections.abc import Callable, Iterable
 
 from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus
 from portlane.drivers.errors import DeviceError
+from portlane.edge.contract.events import ScanEvent
+from portlane.edge.contract.topics import LANE_SCOPED_EVENTS
 from portlane.edge.delivery.events import EventWriter
 from portlane.edge.unit.actions import Publish
 
@@ -57,7 +60,13 @@ class ScannerExecutor:
         for a in actions:
             match a:
                 case Publish(type=type_, data=data):
-                    env = self.events.put(type_, data, subject=a.subject)
+                    # A lane may read only its own passages' scan results: per-lane scan topics.
+                    topic = (
+                        self.events.topics.lane_event(type_, data.lane)
+                        if type_ in LANE_SCOPED_EVENTS and isinstance(data, ScanEvent)
+                        else None
+                    )
+                    env = self.events.put(type_, data, subject=a.subject, topic=topic)
                     if self.on_published is not None:
                         self.on_published(a, env.seq if env is not None else None)
                 case Resend(passage_id=pid):

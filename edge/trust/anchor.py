@@ -2,7 +2,7 @@
 
 A hash chain proves order, not completeness: whoever can write ``audit.jsonl`` can drop its
 newest entries or replace it with a fresh chain. :class:`AuditAnchor` publishes a signed
-:class:`~portlane.edge.trust.audit.Checkpoint` of the unit's log — as an ``audit.checkpoint``
+:class:`~portlane.edge.trust.audit_chain.Checkpoint` of the unit's log — as an ``audit.checkpoint``
 event (durable: it goes through the outbox, the platform keeps it) and retained on
 ``portlane/v1/{site}/{unit}/checkpoint`` (what ``portlane audit verify --broker`` reads) — every
 :data:`CHECKPOINT_S` when the log grew, and at shutdown. Entries written after the newest
@@ -17,7 +17,8 @@ from collections.abc import Callable
 from portlane.edge.contract.events import AuditCheckpoint
 from portlane.edge.delivery.events import EventWriter
 from portlane.edge.delivery.mqtt import MqttLink
-from portlane.edge.trust.audit import AuditLog, Checkpoint
+from portlane.edge.trust.audit import AuditLog
+from portlane.edge.trust.audit_chain import Checkpoint
 from portlane.edge.trust.events import EventSigner
 
 __all__ = ["CHECKPOINT_S", "AuditAnchor"]

@@ -1,30 +1,8 @@
-"""The tamper-evident audit log: hash-chained JSON Lines, append-only, fsync'ed.
+"""The tamper-evident audit log: hash-chained JSON Lines, append-only, fsync'ed — the writer.
 
-One entry per line, each line the canonical JSON (RFC 8785, see
-:func:`portlane.edge.contract.canonical.canonical_json`) of::
-
-    {"n": 1, "ts": "2026-11-23T18:00:00.000Z", "kind": "override", "actor": "tech:li.wei",
-     "reason": "barrier jammed, vehicle waved through", "lane": "c01", "data": {...},
-     "prev": "<hash of entry n-1; 64 zeros for n = 1>",
-     "hash": "<sha256 hex of the canonical bytes of this entry without 'hash'>"}
-
-``n`` counts from 1 and equals the line number. :func:`verify_log` checks, line by line and
-stopping at the first problem: the line parses and has exactly these fields (``unparseable``),
-its bytes are the canonical form (``not_canonical`` — so *any* byte edit is caught), ``hash``
-matches (``hash_mismatch``), ``n`` is the line number (``bad_sequence`` — deletions and
-reorderings), ``prev`` is the previous ``hash`` (``broken_link``). A last line without a
-newline is ``torn_tail``: a write cut short by a power cut, reported apart from tampering.
-
-What the chain cannot show on its own: truncation of the newest entries, or an attacker who
-rewrites an entry *and every later one*. **Checkpoints** anchor it: :meth:`AuditLog.checkpoint`
-returns a :class:`Checkpoint` — entry count, head hash, time, signed with the unit's Ed25519 key
-— which the daemon publishes (``audit.checkpoint`` event, and retained on
-``portlane/v1/{site}/{unit}/checkpoint``) periodically and at shutdown, out of reach of anyone
-who later edits the file. :func:`verify_against_checkpoint` then requires entry ``n =
-checkpoint.entries`` to exist with exactly the checkpoint's hash: deleting the newest entries
-(``truncated``) or replacing the file with a fresh chain (``checkpoint_mismatch``) is caught,
-and entries appended after the checkpoint are fine. ``expected_head`` (the exact newest hash)
-remains for a log that must not have grown since.
+The entry format, the chain check (``verify_log``) and the signed checkpoints that anchor the
+chain live in :mod:`portlane.edge.trust.audit_chain`; ``portlane audit verify`` and anyone
+holding a copy of the file use that module alone.
 
 Who asked: while a control-socket request is handled, :func:`audit_context` holds the
 kernel-reported peer (uid, user name, pid); every entry appended meanwhile gets it as
@@ -40,11 +18,9 @@ sha256, so the chain continues from the last complete entry and the evidence is 
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import fcntl
 import hashlib
-import json
 import os
 import re
 import threading
@@ -53,38 +29,38 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 from portlane.edge.contract.canonical import canonical_json
 from portlane.edge.contract.times import format_rfc3339
-from portlane.edge.errors import AuditError, CanonicalJSONError, CheckpointError, OperatorError
+from portlane.edge.errors import AuditError, AuditLineError, OperatorError
+from portlane.edge.trust.audit_chain import (
+    GENESIS,
+    KIND_PATTERN,
+    AuditEntry,
+    Checkpoint,
+    Signer,
+    VerifyReport,
+    hash_body,
+    parse_line,
+    split_lines,
+    verify_log,
+)
 from portlane.edge.trust.nonces import Clock
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
-    "GENESIS",
     "MAX_ENTRY_BYTES",
     "MIN_REASON_CHARS",
-    "AuditEntry",
     "AuditKind",
     "AuditLog",
-    "AuditProblem",
-    "Checkpoint",
-    "VerifyReport",
     "audit_context",
-    "read_entries",
     "require_operator",
-    "verify_against_checkpoint",
-    "verify_log",
 ]
 
-GENESIS = "0" * 64
 #: One entry's line, newline included. Keeps one append to one write() and a bounded tail read.
 MAX_ENTRY_BYTES = 64 * 1024
 #: A reason shorter than this says nothing ("ok", "test").
 MIN_REASON_CHARS = 8
-_KIND_PATTERN = r"^[a-z][a-z0-9_.]{0,47}$"
-_FIELDS = ("actor", "data", "hash", "kind", "lane", "n", "prev", "reason", "ts")
 
 
 #: Fields added to every entry appended in this context (see :func:`audit_context`).
@@ -137,221 +113,6 @@ def require_operator(actor: str, reason: str) -> tuple[str, str]:
     if not r.isprintable() or len(r) > 1000:
         raise OperatorError("the reason must be printable text of at most 1000 characters")
     return a, r
-
-
-class AuditEntry(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-    n: int = Field(ge=1)
-    ts: str
-    kind: str = Field(pattern=_KIND_PATTERN)
-    actor: str = Field(min_length=1, max_length=256)
-    reason: str = Field(max_length=4000)
-    lane: str | None
-    data: dict[str, Any]
-    prev: str = Field(pattern=r"^[0-9a-f]{64}$")
-    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-    def body(self) -> dict[str, Any]:
-        """Every field except ``hash``."""
-        return self.model_dump(exclude={"hash"})
-
-    def compute_hash(self) -> str:
-        return _hash_body(self.body())
-
-    def to_line(self) -> bytes:
-        return canonical_json(self.model_dump()) + b"\n"
-
-
-def _hash_body(body: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(body)).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
-# Verification
-
-
-class AuditProblem(enum.StrEnum):
-    UNPARSEABLE = "unparseable"
-    NOT_CANONICAL = "not_canonical"
-    HASH_MISMATCH = "hash_mismatch"
-    BAD_SEQUENCE = "bad_sequence"
-    BROKEN_LINK = "broken_link"
-    TORN_TAIL = "torn_tail"
-    HEAD_MISMATCH = "head_mismatch"
-    TRUNCATED = "truncated"
-    CHECKPOINT_MISMATCH = "checkpoint_mismatch"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class VerifyReport:
-    """``entries``: complete, valid entries before the first problem; ``head``: hash of the
-    last of them (GENESIS for none); ``line``: 1-based line of the first problem."""
-
-    ok: bool
-    entries: int
-    head: str
-    line: int | None = None
-    problem: AuditProblem | None = None
-    detail: str = ""
-
-    @property
-    def torn(self) -> bool:
-        return self.problem is AuditProblem.TORN_TAIL
-
-    @property
-    def tampered(self) -> bool:
-        return not self.ok and not self.torn
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "entries": self.entries,
-            "head": self.head,
-            "line": self.line,
-            "problem": self.problem.value if self.problem else None,
-            "detail": self.detail,
-        }
-
-
-def _parse_line(line: bytes) -> AuditEntry:
-    """Parse one line (without its newline); raises ValueError naming the problem kind."""
-    try:
-        obj = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise _LineError(AuditProblem.UNPARSEABLE, f"not JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise _LineError(AuditProblem.UNPARSEABLE, "not a JSON object")
-    try:
-        entry = AuditEntry.model_validate(obj)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "<root>"
-        raise _LineError(AuditProblem.UNPARSEABLE, f"not an audit entry: {where}: {err['msg']}") from None
-    if type(obj["n"]) is not int:
-        raise _LineError(AuditProblem.UNPARSEABLE, "not an audit entry: n: not an integer")
-    try:
-        canonical = canonical_json(obj)
-    except CanonicalJSONError as exc:
-        raise _LineError(AuditProblem.NOT_CANONICAL, str(exc)) from None
-    if canonical != line:
-        raise _LineError(AuditProblem.NOT_CANONICAL, "line is not the canonical form of its entry (edited by hand?)")
-    if entry.compute_hash() != entry.hash:
-        raise _LineError(AuditProblem.HASH_MISMATCH, "hash does not match the entry's contents")
-    return entry
-
-
-class _LineError(ValueError):
-    def __init__(self, problem: AuditProblem, detail: str) -> None:
-        self.problem = problem
-        self.detail = detail
-        super().__init__(f"{problem.value}: {detail}")
-
-
-def _split(data: bytes) -> tuple[list[bytes], bytes]:
-    """Complete lines (without newlines) and the unterminated tail (b'' if none)."""
-    *lines, tail = data.split(b"\n")
-    return lines, tail
-
-
-def verify_log(
-    path: str | os.PathLike[str], *, expected_head: str | None = None, checkpoint: Checkpoint | None = None
-) -> VerifyReport:
-    """Check the whole chain of the log at ``path`` (see the module docstring).
-
-    ``expected_head``: the ``hash`` of the newest entry as recorded elsewhere; if given, the
-    log must end with exactly that entry (catches truncation and wholesale rewrites).
-    ``checkpoint``: entry ``checkpoint.entries`` must have hash ``checkpoint.head`` (later
-    entries are fine). Check the checkpoint's signature first (:meth:`Checkpoint.verify`).
-    Raises ``OSError`` if the file cannot be read.
-    """
-    data = Path(path).read_bytes()
-    lines, tail = _split(data)
-    prev, count = GENESIS, 0
-    anchored = checkpoint is None or checkpoint.entries == 0
-    for i, line in enumerate(lines, start=1):
-        try:
-            entry = _parse_line(line)
-        except _LineError as exc:
-            return VerifyReport(False, count, prev, i, exc.problem, exc.detail)
-        if entry.n != i:
-            return VerifyReport(
-                False,
-                count,
-                prev,
-                i,
-                AuditProblem.BAD_SEQUENCE,
-                f"entry says n={entry.n} on line {i} (a line was deleted, inserted or moved)",
-            )
-        if entry.prev != prev:
-            return VerifyReport(
-                False,
-                count,
-                prev,
-                i,
-                AuditProblem.BROKEN_LINK,
-                "prev does not match the hash of the line before",
-            )
-        prev, count = entry.hash, count + 1
-        if checkpoint is not None and i == checkpoint.entries:
-            if entry.hash != checkpoint.head:
-                return VerifyReport(
-                    False,
-                    count,
-                    prev,
-                    i,
-                    AuditProblem.CHECKPOINT_MISMATCH,
-                    f"entry {i} has hash {entry.hash}, the checkpoint of {checkpoint.time} says {checkpoint.head} "
-                    "(the log was replaced or rewritten)",
-                )
-            anchored = True
-    if checkpoint is not None and not anchored:
-        return VerifyReport(
-            False,
-            count,
-            prev,
-            (len(lines) or None),
-            AuditProblem.TRUNCATED,
-            f"the log has {count} complete entries, the checkpoint of {checkpoint.time} counted "
-            f"{checkpoint.entries} (the newest {checkpoint.entries - count} were removed)",
-        )
-    if tail:
-        blank = tail.strip(b"\0") == b""
-        what = "NUL bytes" if blank else "an incomplete entry"
-        return VerifyReport(
-            False,
-            count,
-            prev,
-            len(lines) + 1,
-            AuditProblem.TORN_TAIL,
-            f"last line has no newline: {len(tail)} bytes of {what} (interrupted write)",
-        )
-    if expected_head is not None and expected_head != prev:
-        return VerifyReport(
-            False,
-            count,
-            prev,
-            len(lines) or None,
-            AuditProblem.HEAD_MISMATCH,
-            f"log ends with {prev}, expected {expected_head} (truncated or rewritten)",
-        )
-    return VerifyReport(True, count, prev)
-
-
-def read_entries(path: str | os.PathLike[str]) -> Iterator[tuple[int, AuditEntry | None, bytes]]:
-    """Yield ``(line number, entry or None if the line does not parse, raw line)`` for display.
-    No chain checks: use :func:`verify_log` for that."""
-    lines, tail = _split(Path(path).read_bytes())
-    for i, line in enumerate([*lines, tail] if tail else lines, start=1):
-        try:
-            obj = json.loads(line.decode("utf-8"))
-            yield i, AuditEntry.model_validate(obj), line
-        except (ValueError, ValidationError, RecursionError):
-            yield i, None, line
-
-
-# --------------------------------------------------------------------------------------------
-# Writer
 
 
 def _utc_now() -> datetime:
@@ -408,8 +169,8 @@ class AuditLog:
         need a valid operator and reason (:func:`require_operator`, raises OperatorError).
         ``data`` must be JSON (str keys; str, int, finite float, bool, None, lists, objects)."""
         kind = str(kind)
-        if not re.fullmatch(_KIND_PATTERN, kind):
-            raise ValueError(f"audit kind {kind!r} must match {_KIND_PATTERN}")
+        if not re.fullmatch(KIND_PATTERN, kind):
+            raise ValueError(f"audit kind {kind!r} must match {KIND_PATTERN}")
         if kind in _OPERATOR_KINDS:
             actor, reason = require_operator(actor, reason)
         elif not actor:
@@ -427,7 +188,7 @@ class AuditLog:
         """Same as :func:`verify_log`."""
         return verify_log(path, expected_head=expected_head)
 
-    def checkpoint(self, *, unit: str, signer: _Signer) -> Checkpoint:
+    def checkpoint(self, *, unit: str, signer: Signer) -> Checkpoint:
         """A signed checkpoint of the log as it is now (entries and head, re-read from the file
         under the lock, so appends by other writers are included). ``signer`` is the unit's
         :class:`~portlane.edge.trust.events.EventSigner`. Publish it where the lane's own user
@@ -477,7 +238,7 @@ class AuditLog:
             "data": data,
             "prev": self._head,
         }
-        entry = AuditEntry.model_validate({**body, "hash": _hash_body(body)})
+        entry = AuditEntry.model_validate({**body, "hash": hash_body(body)})
         line = entry.to_line()
         if len(line) > MAX_ENTRY_BYTES:
             raise AuditError(f"audit entry is {len(line)} bytes; the limit is {MAX_ENTRY_BYTES}")
@@ -500,7 +261,7 @@ class AuditLog:
             start = max(0, size - 2 * MAX_ENTRY_BYTES)
             f.seek(start)
             chunk = f.read(size - start)
-        lines, tail = _split(chunk)
+        lines, tail = split_lines(chunk)
         if start > 0:
             lines = lines[1:]  # the first piece may be the end of a longer line
         if tail:
@@ -512,8 +273,8 @@ class AuditLog:
             self._n, self._head = 0, GENESIS
         else:
             try:
-                last = _parse_line(lines[-1])
-            except _LineError as exc:
+                last = parse_line(lines[-1])
+            except AuditLineError as exc:
                 raise AuditError(
                     f"{self.path}: the newest entry is invalid ({exc}); the log was tampered with. "
                     "Run `portlane audit verify`, keep the file as evidence and start a new one."
@@ -547,84 +308,6 @@ class AuditLog:
                 "saved_to": aside.name,
             },
         )
-
-
-class _Signer(Protocol):
-    key_id: str
-
-    def sign(self, envelope: Mapping[str, Any]) -> dict[str, Any]: ...
-
-
-class Checkpoint(BaseModel):
-    """A signed statement "log ``log`` of ``unit`` had ``entries`` entries ending in ``head``
-    at ``time``". The signature (``sigkeyid``/``sig``) is the event-signature scheme of
-    :mod:`portlane.edge.trust.events` applied to this object, so the same object is the
-    ``data`` of an ``audit.checkpoint`` event and a file a technician can keep."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-    entries: int = Field(ge=0)
-    head: str = Field(pattern=r"^[0-9a-f]{64}$")
-    log: str = Field(min_length=1, max_length=255)
-    time: str
-    unit: str = Field(min_length=1, max_length=64)
-    sigkeyid: str = Field(min_length=1, max_length=64)
-    sig: str = Field(min_length=1, max_length=128)
-
-    @classmethod
-    def parse(cls, raw: bytes | str | Mapping[str, Any]) -> Checkpoint:
-        """From JSON bytes/text or a mapping (an event envelope's ``data`` or a whole envelope
-        of type ``portlane.audit.checkpoint``). Raises :class:`CheckpointError`."""
-        try:
-            obj: Any = json.loads(raw) if isinstance(raw, bytes | str) else raw
-        except (ValueError, RecursionError) as exc:
-            raise CheckpointError(f"not JSON: {exc}") from None
-        if isinstance(obj, Mapping) and obj.get("type") == "portlane.audit.checkpoint":
-            obj = obj.get("data")
-        if not isinstance(obj, Mapping):
-            raise CheckpointError("a checkpoint is a JSON object")
-        try:
-            return cls.model_validate(dict(obj))
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "<root>"
-            raise CheckpointError(f"not a checkpoint: {where}: {err['msg']}") from None
-
-    def verify(self, authority: Any) -> None:
-        """Check the signature against the site's keys (an
-        :class:`~portlane.edge.trust.authority.Authority`) and that the key is ``unit``'s own.
-        Raises :class:`CheckpointError`."""
-        import base64
-        import binascii
-
-        from cryptography.exceptions import InvalidSignature
-        from portlane.edge.errors import TrustError
-        from portlane.edge.trust.events import canonical_envelope
-
-        try:
-            grant = authority.grant(self.sigkeyid)
-        except TrustError as exc:
-            raise CheckpointError(f"signed by {self.sigkeyid!r}: {exc.detail}") from None
-        if grant.unit != self.unit:
-            raise CheckpointError(f"key {self.sigkeyid} belongs to {grant.unit}, not to {self.unit}")
-        try:
-            sig = base64.b64decode(self.sig.encode("ascii"), validate=True)
-            grant.public_key.verify(sig, canonical_envelope(self.model_dump()))
-        except (binascii.Error, InvalidSignature, ValueError):
-            raise CheckpointError(f"signature of key {self.sigkeyid} does not verify") from None
-
-    def as_dict(self) -> dict[str, Any]:
-        return self.model_dump()
-
-
-def verify_against_checkpoint(
-    path: str | os.PathLike[str], checkpoint: Checkpoint, *, authority: Any | None = None
-) -> VerifyReport:
-    """:func:`verify_log` anchored at ``checkpoint``; with ``authority`` the checkpoint's
-    signature is checked first (:class:`CheckpointError` if it fails)."""
-    if authority is not None:
-        checkpoint.verify(authority)
-    return verify_log(path, checkpoint=checkpoint)
 
 
 class _Locked:

@@ -24,7 +24,6 @@ from typing import Any
 from portlane.edge.contract.events import CommandRejected, CommandResponse
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.events import EventWriter
-from portlane.edge.delivery.mqtt import MqttLink
 from portlane.edge.errors import CommandRejectedError
 from portlane.edge.trust.audit import AuditLog
 from portlane.edge.trust.commands import CommandVerifier, RejectReason, VerifiedCommand
@@ -72,7 +71,7 @@ class CommandPath:
         verifier: CommandVerifier,
         audit: AuditLog,
         events: EventWriter,
-        link: MqttLink,
+        respond: Callable[[str, bytes], None],
         clock: Callable[[], float],
         handlers: Mapping[str, CommandHandler] | None = None,
     ) -> None:
@@ -82,7 +81,7 @@ class CommandPath:
         self.verifier = verifier
         self.audit = audit
         self.events = events
-        self.link = link
+        self.respond = respond  # (topic, body): best effort, never waits for the broker
         self.handlers: dict[str, CommandHandler] = dict(handlers or {})
         self.counters = CommandCounters()
         self.rejections = RejectionAggregator(audit, lane=lane, clock=clock)
@@ -141,4 +140,4 @@ class CommandPath:
 
     def _answer(self, name: str, nonce: str | None, ok: bool, reason: str | None) -> None:
         body = CommandResponse(correlation_id=nonce, command=name[:64], ok=ok, reason=reason)
-        self.link.publish_best_effort(self.topics.response, body.model_dump_json().encode())
+        self.respond(self.topics.response, body.model_dump_json().encode())

@@ -43,7 +43,9 @@ __all__ = [
     "load_private_key",
     "load_private_key_file",
     "load_public_key",
+    "load_unit_key",
     "load_unit_signer",
+    "private_key_b64",
     "public_key_b64",
     "trusted_keys_from_config",
     "write_private_key",
@@ -75,11 +77,16 @@ def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
+def private_key_b64(key: Ed25519PrivateKey) -> str:
+    """The 32-byte seed of ``key`` in standard base64 (what :func:`load_private_key` reads)."""
+    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    return base64.b64encode(seed).decode("ascii")
+
+
 def generate_keypair() -> tuple[str, str]:
     """A new Ed25519 key pair as ``(private_key_b64, public_key_b64)``."""
     key = Ed25519PrivateKey.generate()
-    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
-    return base64.b64encode(seed).decode("ascii"), public_key_b64(key)
+    return private_key_b64(key), public_key_b64(key)
 
 
 def trusted_keys_from_config(keys: Iterable[Any]) -> dict[str, str]:
@@ -167,12 +174,10 @@ def generate_unit_key(directory: Path, *, name: str = "signing.key") -> tuple[Pa
     return path, public_key_b64(key)
 
 
-def load_unit_signer(key: UnitKey, *, unit: str) -> Any:
-    """An :class:`~portlane.edge.trust.events.EventSigner` for ``unit`` from its site-file
-    ``key`` entry. Checks that the private file matches the public key the site publishes, so a
-    unit never signs with a key nobody trusts. Raises :class:`CredentialError`."""
-    from portlane.edge.trust.events import EventSigner
-
+def load_unit_key(key: UnitKey, *, unit: str) -> Ed25519PrivateKey:
+    """The private half of ``unit``'s site-file ``key`` entry, checked against the public key
+    the site publishes, so a unit never signs with a key nobody trusts. Raises
+    :class:`CredentialError`."""
     path = credential_path(key.private_key_file, unit=unit)
     private = load_private_key_file(path)
     if public_key_b64(private) != key.public_key.strip():
@@ -180,7 +185,15 @@ def load_unit_signer(key: UnitKey, *, unit: str) -> Any:
             f"{path}: this private key does not match key {key.id} in the site file; "
             "install the right file or update the site file's public_key"
         )
-    return EventSigner(key.id, private)
+    return private
+
+
+def load_unit_signer(key: UnitKey, *, unit: str) -> Any:
+    """An :class:`~portlane.edge.trust.events.EventSigner` for ``unit`` from its site-file
+    ``key`` entry (:func:`load_unit_key`). Raises :class:`CredentialError`."""
+    from portlane.edge.trust.events import EventSigner
+
+    return EventSigner(key.id, load_unit_key(key, unit=unit))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,15 @@
 
 ``portlane pki init --site FILE --out DIR`` lays out::
 
-    DIR/ca/ca.crt ca.key              the site CA (keep ca.key offline once the units are issued)
+    DIR/ca/ca.crt ca.key              the site CA (``--ca-dir`` puts it elsewhere; keep ca.key
+                                      offline once the units are issued)
     DIR/broker/ca.crt server.crt server.key acl mosquitto.conf
     DIR/units/<unit>/ca.crt client.crt client.key [signing.key]
     DIR/site-keys.yaml                the public signing keys, to merge into the site file
+
+The CA's private key is never written into a directory a unit or the broker reads
+(``units/<unit>/``, ``broker/``); ``init_pki(..., ca_dir=None)`` (the demo) does not write it
+at all.
 
 Every lane, scanner and client (``clients:`` in the site file; a ``platform`` client is added
 when the site names none) gets a TLS client certificate whose common name is its MQTT client
@@ -14,7 +19,11 @@ id, ``portlane-{site}-{unit}``. The shipped broker configuration
 its common name (``use_identity_as_username``) and the client id from the user name
 (``use_username_as_clientid``): a client cannot present a lane's client id without the lane's
 key, and so cannot kick the lane off the broker. The ACL (:func:`render_acl`) gives each user
-only its topics.
+only its topics: a lane its own, its commands and — with per-lane scan topics
+(``contract.topics.SCAN_TOPICS_PER_LANE``) — only the scan results of its own passages; the
+console and technicians read events, status, responses and checkpoints, never commands; only
+the platform commands the lanes. Mosquitto runs as its own user (``user mosquitto`` in the
+shipped file), never as root.
 
 Lanes, scanners, the console and technician tools also get an Ed25519 signing key
 (``signing.key``, the unit's key of :mod:`portlane.edge.trust.keys`); the platform's agency
@@ -39,6 +48,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from portlane.edge.contract.topics import SCAN_TOPICS_PER_LANE
 from portlane.edge.errors import PkiError
 from portlane.edge.trust.keys import generate_unit_key, write_secret
 
@@ -102,8 +112,10 @@ def site_units(site: Site) -> list[PkiUnit]:
 # ACL and broker configuration
 
 
-def render_acl(site: Site) -> str:
-    """The Mosquitto ACL of the site: each user (certificate common name) only its topics."""
+def render_acl(site: Site, *, scan_topics_per_lane: bool = SCAN_TOPICS_PER_LANE) -> str:
+    """The Mosquitto ACL of the site: each user (certificate common name) only its topics.
+    ``scan_topics_per_lane``: lanes read only ``{scanner}/event/+/{lane}`` (their own passages'
+    scan results, ``contract.topics``) instead of the scanner's whole event tree."""
     sid = site.site.id
     base = f"{_PREFIX}/{sid}"
     out = [
@@ -128,7 +140,10 @@ def render_acl(site: Site) -> str:
         out += own(lane.id)
         out.append(f"topic read {base}/platform/expected")
         if lane.scanner is not None and lane.scanner in scanners:
-            out.append(f"topic read {base}/{lane.scanner}/event/#")
+            if scan_topics_per_lane:
+                out.append(f"topic read {base}/{lane.scanner}/event/+/{lane.id}")
+            else:
+                out.append(f"topic read {base}/{lane.scanner}/event/#")
         out.append("")
     for s in site.scanners:
         out.append(f"# scanner {s.id}")
@@ -138,6 +153,9 @@ def render_acl(site: Site) -> str:
             out.append(f"topic read {base}/{lane_id}/event/inspection.requested")
             out.append(f"topic read {base}/{lane_id}/event/passage.completed")
         out.append("")
+    # What a reader of the site needs: never the commands (they are the platform's business).
+    reads = [f"topic read {base}/+/{level}" for level in ("event/#", "status", "response", "checkpoint")]
+    commands = {c.id: c.commands for c in site.clients}
     for u in site_units(site):
         if u.role in ("lane", "scanner"):
             continue
@@ -151,9 +169,11 @@ def render_acl(site: Site) -> str:
                 f"topic read {base}/#",
             ]
         elif u.role == "console":
-            out += [f"topic write {base}/+/cmd/replay_events", f"topic read {base}/#"]
+            # replay_events, and what its key may sign (clients[].commands), to any unit.
+            names = sorted({"replay_events", *commands.get(u.id, ())})
+            out += [f"topic write {base}/+/cmd/{name}" for name in names] + reads
         else:  # technician: looks, never publishes
-            out += [f"topic read {base}/#"]
+            out += reads
         out.append("")
     return "\n".join(out)
 
@@ -169,7 +189,6 @@ def render_mosquitto_conf(
     port: int | None = None,
     bind: str | None = None,
     max_packet_size: int | None = None,
-    run_as_root: bool = False,
     persistence_dir: Path | None = None,
     log_dest: str | None = None,
 ) -> str:
@@ -195,9 +214,6 @@ def render_mosquitto_conf(
         text = re.sub(r"(?m)^persistence true$", "persistence false", text)
     if log_dest is not None:
         text = re.sub(r"(?m)^log_dest .*$", f"log_dest {log_dest}", text)
-    if run_as_root:
-        # Started as root, mosquitto drops to user 'mosquitto', which cannot read root's temp files.
-        text += "\nuser root\n"
     return text
 
 
@@ -361,23 +377,35 @@ def issue_unit(ca: SiteCA, unit: PkiUnit, out: Path, *, now: dt.datetime | None 
     return IssuedUnit(unit, d, _key_id(unit.id, now), public)
 
 
+_DEFAULT_CA_DIR = Path("ca")
+
+
 def init_pki(
     site: Site,
     out: Path,
     *,
     broker_hosts: Iterable[str] = ("localhost", "127.0.0.1"),
     extra_units: Iterable[PkiUnit] = (),
+    ca_dir: Path | None = _DEFAULT_CA_DIR,
     now: dt.datetime | None = None,
 ) -> list[IssuedUnit]:
     """Create the site CA, the broker's certificate, configuration and ACL, and every unit's
-    certificate and signing key under ``out`` (see the module docstring). Refuses an ``out``
-    that already holds a CA."""
+    certificate and signing key under ``out`` (see the module docstring). The CA goes to
+    ``ca_dir`` (relative: under ``out``; default ``out/ca``; ``None``: its key is not kept at
+    all — nothing can be issued later, as for a throw-away demo PKI). Refuses an ``out`` that
+    already holds a CA, and a ``ca_dir`` inside ``units/`` or ``broker/``."""
     now = now or dt.datetime.now(dt.UTC)
-    if (out / "ca" / "ca.key").exists():
-        raise PkiError(f"{out}: already holds a site CA; use `portlane pki issue` for new units")
+    ca_path = None if ca_dir is None else (ca_dir if ca_dir.is_absolute() else out / ca_dir)
+    if ca_path is not None:
+        for shared in (out / "units", out / "broker"):
+            if ca_path.resolve().is_relative_to(shared.resolve()):
+                raise PkiError(f"{ca_path}: the CA key must not be where units or the broker read ({shared})")
+        if (ca_path / "ca.key").exists():
+            raise PkiError(f"{out}: already holds a site CA; use `portlane pki issue` for new units")
     out.mkdir(mode=0o755, parents=True, exist_ok=True)
     ca = SiteCA.create(site.site.id, now=now)
-    ca.save(out / "ca")
+    if ca_path is not None:
+        ca.save(ca_path)
     broker = out / "broker"
     broker.mkdir(mode=0o750, exist_ok=True)
     cert, key = ca.issue(client_id(site.site.id, "broker"), server_hosts=broker_hosts, client=False, now=now)

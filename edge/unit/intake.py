@@ -49,10 +49,11 @@ class PeerIntake:
         self._newest: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
         self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
-    def accept(self, payload: bytes, *, unit: str, event_type: str) -> VerifiedEvent | None:
-        """The verified event to apply, or None: refused (see ``PeerEvents``), a repeat, or older
-        than what was applied for its passage."""
-        verified = self.peers.accept(payload, unit=unit, event_type=event_type)
+    def accept(self, payload: bytes, *, unit: str, event_type: str, lane: str | None = None) -> VerifiedEvent | None:
+        """The verified event to apply, or None: refused (see ``PeerEvents``; ``lane``: the lane
+        level of a per-lane scan topic, which the event must name), a repeat, or older than what
+        was applied for its passage."""
+        verified = self.peers.accept(payload, unit=unit, event_type=event_type, lane=lane)
         if verified is None:
             return None
         env = verified.envelope

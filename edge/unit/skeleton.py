@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from portlane.edge import __version__
 from portlane.edge.config import MqttProtocol, Site, UnitKey
@@ -37,7 +37,7 @@ from portlane.edge.contract.commands import ReplayEventsArgs
 from portlane.edge.contract.envelope import Envelope
 from portlane.edge.contract.events import EventType, UnitStatus
 from portlane.edge.contract.times import rfc3339
-from portlane.edge.contract.topics import Topics
+from portlane.edge.contract.topics import LANE_SCOPED_EVENTS, Topics
 from portlane.edge.delivery.events import EventMetrics, EventWriter
 from portlane.edge.delivery.inbox import Inbox
 from portlane.edge.delivery.mqtt import Message, MqttLink
@@ -56,7 +56,7 @@ from portlane.edge.trust.rejections import RejectionAggregator
 
 from .intake import PeerIntake
 
-__all__ = ["DRAIN_S", "INBOX_SIZE", "StatusWord", "Unit", "UnitKind", "restart_needed"]
+__all__ = ["DRAIN_S", "INBOX_SIZE", "Connection", "StatusWord", "Unit", "UnitKind", "restart_needed"]
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,19 @@ log = logging.getLogger(__name__)
 INBOX_SIZE = 256
 #: On shutdown: how long to try to deliver what is queued (it stays on disk regardless).
 DRAIN_S = 3.0
-#: On shutdown: how long the offline status may take to reach the broker.
-OFFLINE_S = 2.0
 
 UnitKind = Literal["lane", "scanner"]
 PeerHandler = Callable[[VerifiedEvent], None]
+
+
+class Connection(TypedDict, total=False):
+    """How a daemon's unit reaches the broker and tells time, when not as the site file says:
+    the keyword arguments every daemon passes on to its :class:`Unit` (tests and the demo point
+    them at their own broker and clock)."""
+
+    broker_url: str | None
+    broker_protocol: MqttProtocol | None
+    clock: Callable[[], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +155,10 @@ class Unit:
             on_message=self._on_message,
             on_connect=self._on_connect,
         )
-        self.sender = OutboxSender(self.outbox, self.link)
+        # The newest unit.status is kept retained on …/status, by the sender, in order with the events.
+        self.sender = OutboxSender(
+            self.outbox, self.link, retained={self.topics.event("unit.status"): self.topics.status}
+        )
         self.events = EventWriter(self.outbox, self.topics, metrics=metrics, on_refused=on_refused)
         self.anchor = (
             AuditAnchor(self.audit, self.signer, self.events, self.link, unit=unit, clock=clock)
@@ -166,7 +177,7 @@ class Unit:
             ),
             audit=self.audit,
             events=self.events,
-            link=self.link,
+            respond=self.link.publish_best_effort,
             clock=clock,
         )
         self.commands.register("replay_events", self._replay_command)
@@ -187,9 +198,12 @@ class Unit:
     def listen(self, peer: str, types: Iterable[str], handler: PeerHandler) -> None:
         """Act on ``peer``'s events of ``types``: only those its key signed (and may sign), once
         each, never an older one about a passage after a newer one (:class:`PeerIntake`)."""
+        peer_topics = Topics(self.site.site.id, peer)
         for t in types:
             self._listeners[(peer, t)] = handler
-            self.link.subscribe(Topics(self.site.site.id, peer).event(t))
+            # A scanner's scan.* events about this unit's passages come on its per-lane topics
+            # (the broker lets a lane read no other lane's); one filter covers every scan type.
+            self.link.subscribe(peer_topics.lane_scans(self.id) if t in LANE_SCOPED_EVENTS else peer_topics.event(t))
 
     def reload_trust(self, site: Site) -> None:
         """Take a new site file's keys and authority (platform keys, clients, other units' keys,
@@ -221,7 +235,8 @@ class Unit:
             self._say("online")  # (nothing said yet: the first connect says it)
 
     def _say(self, state: Literal["online", "offline"]) -> Envelope | None:
-        """Write the unit's status as a signed event and publish it retained; returns it."""
+        """Write the unit's status as a signed event (the sender also keeps it retained on
+        ``…/status``, once the events before it are sent); returns it."""
         word = self._status_word()
         self._said = word
         reason = word.reason if state == "online" else (word.reason or "stopped")
@@ -237,12 +252,7 @@ class Unit:
             epoch=self.outbox.epoch,  # last_seq counts within this stream epoch
             since=rfc3339(self.clock()),
         )
-        env = self.events.put("unit.status", status)
-        if env is not None and state == "online":
-            # The event is in the outbox whatever happens; the retained copy is best effort (the
-            # next status, or the will, replaces it).
-            self.link.publish_best_effort(self.topics.status, env.model_dump_json().encode(), retain=True)
-        return env
+        return self.events.put("unit.status", status)
 
     async def _on_connect(self) -> None:
         self._say("online")
@@ -289,10 +299,14 @@ class Unit:
             return
         if kind != "event":
             return
-        handler = self._listeners.get((unit, rest))
-        if handler is None:
+        try:
+            event_type, lane = Topics.parse_event(rest)
+        except ValueError:
             return
-        verified = self.peers.accept(msg.payload, unit=unit, event_type=rest)
+        handler = self._listeners.get((unit, event_type))
+        if handler is None or (event_type in LANE_SCOPED_EVENTS and lane != self.id):
+            return  # a scan event is taken only from this unit's own per-lane topic
+        verified = self.peers.accept(msg.payload, unit=unit, event_type=event_type, lane=lane)
         if verified is not None:
             handler(verified)
 
@@ -354,14 +368,10 @@ class Unit:
 
     async def _shutdown(self) -> None:
         self.flush(force=True)  # the last checkpoint goes out with the last events
-        env = self._say("offline")
+        self._say("offline")  # retained by the sender once delivered; else the will says it
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DRAIN_S):
                 await self.sender.wait_drained()
-        if env is not None:
-            with contextlib.suppress(ConnectionError, TimeoutError):
-                async with asyncio.timeout(OFFLINE_S):
-                    await self.link.publish(self.topics.status, env.model_dump_json().encode(), retain=True)
         await self.link.close()
 
     def stats(self) -> dict[str, Any]:

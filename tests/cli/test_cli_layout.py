@@ -65,6 +65,8 @@ COMMANDS = [
     "daemon lane",
     "daemon scanner",
     "daemon recognition",
+    "systemd",
+    "systemd install",
     "console",
     "console serve",
     "console user",

@@ -80,3 +80,38 @@ def test_redaction_hides_secrets_and_keeps_public_keys() -> None:
     log = 'connect token=abc123&x=1 {"api_key": "k-9", "passage_id": "p-1"} passenger: 3'
     assert redact_text(log) == 'connect token=<redacted>&x=1 {"api_key": <redacted>, "passage_id": "p-1"} passenger: 3'
     assert redact({"passage_id": "p-1", "password_file": "/etc/pw"}) == {"passage_id": "p-1", "password_file": REDACTED}
+
+
+def test_a_cameras_role_is_its_role_field_not_its_name() -> None:
+    data = _base()
+    cams = data["lanes"][0]["devices"]["cameras"]
+    assert {n: c["role"] for n, c in cams.items()} == {
+        "plate_front": "plate",
+        "plate_rear": "plate",
+        "container_left": "container",
+        "container_right": "container",
+    }
+    # a camera named after its mounting point, not its view: the role says what it reads
+    cams["rear_high"] = {**cams.pop("container_right"), "role": "container"}
+    cams["container_gantry"] = {**cams.pop("plate_rear"), "role": "plate"}
+    got = {n: c.role for n, c in parse_site(data).lanes[0].devices.cameras.items()}
+    assert got["rear_high"] == "container" and got["container_gantry"] == "plate"
+    cams["rear_high"]["role"] = "wagon"
+    with pytest.raises(ConfigError) as ei:
+        parse_site(data, file="x.yaml")
+    assert any(path == "lanes[0].devices.cameras.rear_high.role" for path, _why in ei.value.problems)
+
+
+def test_a_site_file_from_before_camera_roles_gets_the_old_guess_from_the_name() -> None:
+    data = _base()
+    for lane in data["lanes"]:
+        for cam in (lane["devices"].get("cameras") or {}).values():
+            del cam["role"]
+    site = parse_site(data)
+    roles = {n: c.role for lane in site.lanes for n, c in lane.devices.cameras.items()}
+    assert roles == {
+        "plate_front": "plate",
+        "plate_rear": "plate",
+        "container_left": "container",
+        "container_right": "container",
+    }

@@ -53,3 +53,16 @@ def test_selftest_real_links_fail_cleanly(tmp_path: Path, capsys: pytest.Capture
     out = json.loads(capsys.readouterr().out)
     assert rc == 1 and not out["ok"]
     assert all(not d["ok"] and d["error"] for d in out["devices"])
+
+
+def test_selftest_human_table_fits_80_columns(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24: at 80 columns every cell was cut (``open…``, ``modb…``)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    rc = main(["selftest", "--site", str(SITE), "--sim", "--lane", "c1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "…" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for device in ("c1/gate", "c1/weighbridge", "c1/camera/container_right", "xray-1"):
+        assert f"│ {device} " in out  # whole, in its own cell

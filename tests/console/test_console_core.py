@@ -1,19 +1,18 @@
-"""The console's pure parts: envelope parsing, the stream ledger, signatures, replay requests,
-the live picture and its alarms, analytics, users and passwords."""
+"""The console's pure parts: the live picture and its alarms (cargo lanes and pre-decisions
+included), the console's findings from the library, the database's schema upgrade, analytics,
+users and passwords."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from console_helpers import SITE_ID, completed, envelope, sign_event, site
+from console_helpers import SITE_ID, completed, envelope, live_ev, site
+from portlane.edge.client import UnitView
 from portlane.edge.console.analytics import clearance, group_figures, parse_bound, percentile
 from portlane.edge.console.auth import (
-    LoginThrottle,
     Sessions,
     User,
     check_login,
@@ -22,137 +21,18 @@ from portlane.edge.console.auth import (
     save_users,
     verify_password,
 )
-from portlane.edge.console.ingest import StreamLedger, check_payload, parse_event
-from portlane.edge.console.live import Clear, Completed, Raise, SiteLive
-from portlane.edge.console.replay import ReplayRequester
-from portlane.edge.console.signatures import EventKey, EventVerifier
+from portlane.edge.console.effects import Clear, Completed, Raise
+from portlane.edge.console.live import SiteLive
+from portlane.edge.console.picture import LiveEvent
 from portlane.edge.console.store import Store
-from portlane.edge.contract.canonical import canonical_json
-from portlane.edge.contract.topics import Topics
-from portlane.edge.errors import EventRejectedError, UsersFileError
-from portlane.edge.trust.keys import generate_keypair, load_public_key
-
-
-def _msg(env: dict) -> tuple[str, bytes]:
-    unit = env["source"].rsplit("/", 1)[1]
-    return Topics(SITE_ID, unit).event(env["type"].removeprefix("portlane.")), json.dumps(env).encode()
-
-
-# ------------------------------------------------------------------------------ parsing
-
-
-def test_parse_event_reads_the_stream_position_and_rejects_what_is_not_the_contract() -> None:
-    ev = parse_event(SITE_ID, *_msg(envelope("c1", 7, "passage.arrived", {"passage_id": "p", "lane_kind": "cargo"})))
-    assert (ev.unit, ev.epoch, ev.seq, ev.type, ev.subject) == ("c1", 1, 7, "passage.arrived", "p")
-    legacy = parse_event(SITE_ID, *_msg(envelope("c1", 3, "gate.moved", {"passage_id": None}, epoch=None)))
-    assert legacy.epoch == 0 and legacy.id == f"{SITE_ID}/c1/3"
-
-    env = envelope("c1", 1, "passage.arrived", {"passage_id": "p", "lane_kind": "cargo"})
-    topic, _ = _msg(env)
-    with pytest.raises(EventRejectedError) as e:
-        parse_event(SITE_ID, topic, b"{not json")
-    assert e.value.reason == "malformed"
-    with pytest.raises(EventRejectedError) as e:
-        parse_event(SITE_ID, topic.replace("/c1/", "/c2/"), json.dumps(env).encode())
-    assert e.value.reason == "wrong_source"
-    with pytest.raises(EventRejectedError) as e:
-        parse_event(SITE_ID, topic.replace("passage.arrived", "gate.moved"), json.dumps(env).encode())
-    assert e.value.reason == "malformed" and "does not match the topic" in e.value.detail
-    with pytest.raises(EventRejectedError):
-        parse_event(SITE_ID, topic, json.dumps({**env, "seq": 0}).encode())
-    bad = parse_event(SITE_ID, *_msg(envelope("c1", 2, "passage.arrived", {"passage_id": "p", "lane_kind": "boat"})))
-    assert "lane_kind" in (check_payload(bad) or "")
-    assert check_payload(ev) is None
-
-
-# ------------------------------------------------------------------------------ ledger
-
-
-def test_ledger_finds_gaps_fills_them_and_tells_a_restart_from_a_gap() -> None:
-    led = StreamLedger()
-    assert led.observe("c1", 5, 1).gap is None
-    assert led.observe("c1", 5, 2).gap is None
-    o = led.observe("c1", 5, 6)
-    assert o.gap == (3, 5)
-    assert led.stream("c1", 5).missing == [(3, 5)]  # type: ignore[union-attr]
-    assert led.observe("c1", 5, 4).filled
-    assert led.stream("c1", 5).missing == [(3, 3), (5, 5)]  # type: ignore[union-attr]
-    assert led.observe("c1", 5, 4).seq_seen_before  # same seq again under a new id
-    led.observe("c1", 5, 3)
-    led.observe("c1", 5, 5)
-    assert led.stream("c1", 5).missing == []  # type: ignore[union-attr]
-    # A new epoch: a restart, not a gap; a late event of the old epoch is marked old.
-    r = led.observe("c1", 9, 1)
-    assert r.restart_from == 5 and r.gap is None
-    assert led.observe("c1", 5, 7).old_epoch
-    # The new epoch seen first at seq 4 (the console was away): 1..3 are missing.
-    assert led.observe("c1", 12, 4).gap == (1, 3)
-    # Retained status announces more than we have: the tail is missing until it arrives.
-    assert led.expect("c1", 12, 6) == (5, 6)
-    assert led.expect("c1", 12, 6) is None
-    led.observe("c1", 12, 5)
-    assert led.stream("c1", 12).missing == [(1, 3), (6, 6)]  # type: ignore[union-attr]
-
-
-def test_ledger_backfill_off_starts_from_what_it_first_sees() -> None:
-    led = StreamLedger(backfill=False)
-    assert led.observe("c2", 1, 40).gap is None
-    assert led.observe("c2", 1, 42).gap == (41, 41)
-    assert led.expect("p1", 1, 10) is None
-    on = StreamLedger(backfill=True)
-    assert on.observe("c2", 1, 40).gap == (1, 39)
-
-
-# ------------------------------------------------------------------------------ signatures
-
-
-def test_event_signatures_are_checked_as_the_contract_says() -> None:
-    priv, pub = generate_keypair()
-    other_priv, _ = generate_keypair()
-    v = EventVerifier([EventKey("lane-c1", pub, ("c1",))])
-    env = envelope("c1", 1, "passage.arrived", {"passage_id": "p", "lane_kind": "cargo"})
-    signed = sign_event(env, "lane-c1", priv)
-    assert v.verify(signed, "c1") == "verified:lane-c1"
-    assert v.verify(env, "c1") == "unsigned"
-
-    def reason(e: dict, unit: str = "c1", verifier: EventVerifier = v) -> str:
-        with pytest.raises(EventRejectedError) as exc:
-            verifier.verify(e, unit)
-        return exc.value.reason
-
-    assert reason({**signed, "data": {**signed["data"], "passage_id": "forged"}}) == "bad_signature"
-    assert reason(sign_event(env, "lane-c1", other_priv)) == "bad_signature"
-    assert reason(sign_event(env, "lane-c9", priv)) == "unknown_key"
-    assert reason(signed, unit="c2") == "not_authorised"
-    assert reason({**signed, "sig": 5}) == "malformed"
-    assert reason(env, verifier=EventVerifier([], require_signed=True)) == "unsigned"
-    with pytest.raises(ValueError, match="listed twice"):
-        EventVerifier([EventKey("k", pub), EventKey("k", pub)])
-
-
-# ------------------------------------------------------------------------------ replay
-
-
-def test_replay_request_is_a_signed_command_for_the_unit() -> None:
-    priv, pub = generate_keypair()
-    r = ReplayRequester(site=SITE_ID, key_id="console-1", private_key=priv)
-    req = r.request("c1", 3, 9)
-    assert req.topic == f"portlane/v1/{SITE_ID}/c1/cmd/replay_events"
-    cmd = json.loads(req.payload)
-    assert cmd["cmd"] == "replay_events" and cmd["lane"] == "c1" and cmd["site"] == SITE_ID
-    assert cmd["args"] == {"from_seq": 3, "to_seq": 9} and cmd["nonce"] == req.nonce and cmd["key_id"] == "console-1"
-    unsigned = {k: v for k, v in cmd.items() if k != "sig"}
-    load_public_key(pub).verify(base64.b64decode(cmd["sig"]), canonical_json(unsigned, allow_floats=False))
-    assert req.payload == canonical_json(cmd, allow_floats=False)  # the wire form is canonical
-    assert json.loads(r.request("c1", 3, None).payload)["args"]["to_seq"] is None
-    assert r.request("c1", 3, 9).nonce != req.nonce
-
+from portlane.edge.contract.events import UnitStatus
+from portlane.edge.errors import UsersFileError
 
 # ------------------------------------------------------------------------------ live picture
 
 
-def _ev(unit: str, seq: int, type_: str, data: dict, t: float) -> object:
-    return parse_event(SITE_ID, *_msg(envelope(unit, seq, type_, data, t=t)))
+def _ev(unit: str, seq: int, type_: str, data: dict, t: float) -> LiveEvent:
+    return live_ev(envelope(unit, seq, type_, data, t=t))
 
 
 def test_live_picture_follows_a_passage_and_raises_and_clears_alarms() -> None:
@@ -222,13 +102,26 @@ def test_device_faults_status_and_close_commands_show_a_closed_lane() -> None:
     ].in_service
     # An older report replayed late does not undo the newer one.
     assert live.apply(_ev("c2", 4, "device.state", {"device": "gate", "health": "offline"}, t0 + 1)) == []  # type: ignore[arg-type]
-    # The retained status and an accepted close_lane also close it; the last will says offline.
-    out = live.on_status("p1", {"state": "online", "in_service": False}, 1)
-    assert [x.key for x in out if isinstance(x, Raise)] == ["closed:p1"]
-    out = live.on_response("p2", {"command": "close_lane", "ok": True}, 2)
-    assert [x.key for x in out if isinstance(x, Raise)] == ["closed:p2"]
-    assert live.on_response("p2", {"command": "close_lane", "ok": False}, 3) == []
-    assert [x.key for x in live.on_status("c3", {"state": "offline"}, 4) if isinstance(x, Raise)] == ["offline:c3"]
+    # The lane's signed status closes it (the library's UnitView: state "closed"); a signed
+    # offline is an alarm, the broker's unsigned last will only "offline? (unconfirmed)".
+    out = live.on_unit(UnitView("p1", "closed", status("p1", in_service=False, reason="closed by close_lane")), 1)
+    assert [x.key for x in out if isinstance(x, Raise)] == ["closed:p1"] and not live.lanes["p1"].in_service
+    assert live.lanes["p1"].closed_reason == "closed by close_lane"
+    out = live.on_unit(UnitView("p1", "online", status("p1")), 2)
+    assert {x.key for x in out if isinstance(x, Clear)} == {"offline:p1", "closed:p1"}
+    [offline] = [
+        x for x in live.on_unit(UnitView("c3", "offline", status("c3", state="offline")), 3) if isinstance(x, Raise)
+    ]
+    assert (offline.key, offline.severity, offline.title) == ("offline:c3", "critical", "c3: offline")
+    will = live.on_unit(UnitView("c4", "unconfirmed_offline", None, will=True), 4)
+    [unconfirmed] = [x for x in will if isinstance(x, Raise)]
+    assert unconfirmed.severity == "warning" and "unconfirmed" in unconfirmed.title
+    assert live.snapshot(5)["lanes"][3]["state"] == "unconfirmed_offline"
+    assert live.on_unit(UnitView("c1", "unknown"), 6) == []  # no signed word yet: nothing shown
+
+
+def status(unit: str, *, state: str = "online", in_service: bool = True, reason: str | None = None) -> UnitStatus:
+    return UnitStatus(state=state, unit=unit, in_service=in_service, reason=reason)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------ analytics
@@ -241,7 +134,7 @@ def test_percentiles_are_nearest_rank_like_the_demo_summary() -> None:
     assert percentile([1.0, 2.0], 0.5) == 1.0
 
 
-def test_clearance_groups_by_lane_day_hour_and_kind_in_the_site_time_zone(tmp_path: Path) -> None:
+def test_clearance_groups_by_lane_day_hour_kind_and_release_basis_in_the_site_time_zone(tmp_path: Path) -> None:
     live = SiteLive(site())
     st = Store(tmp_path / "c.db")
     tz = ZoneInfo("Asia/Shanghai")
@@ -255,7 +148,9 @@ def test_clearance_groups_by_lane_day_hour_and_kind_in_the_site_time_zone(tmp_pa
     with st.transaction():
         for i, (lane, hours, stage_ms, boxes) in enumerate(specs):
             t0 = base + hours * 3600
-            ev = _ev(lane, i + 1, "passage.completed", completed(f"p{i}", stage_ms, t0=t0, containers=boxes), t0 + 9)
+            basis = "predecision" if i == 0 else "online"  # the first released by the lane on pre-decisions
+            data = completed(f"p{i}", stage_ms, t0=t0, containers=boxes, release_basis=basis)
+            ev = _ev(lane, i + 1, "passage.completed", data, t0 + 9)
             for eff in live.apply(ev):  # type: ignore[arg-type]
                 if isinstance(eff, Completed):
                     st.upsert_passage(eff.row)
@@ -278,6 +173,12 @@ def test_clearance_groups_by_lane_day_hour_and_kind_in_the_site_time_zone(tmp_pa
     assert set(g["hour"]) == {"08", "09", "10"}
     assert set(g["kind"]) == {"container_truck", "truck", "car"}
     assert g["kind"]["car"]["stages"]["identified"]["p50"] == 300.0
+    # By what released them (portlane report clearance prints it): the lane itself, on signed
+    # pre-decisions, against the platform's decisions online.
+    assert {k: v["passages"] for k, v in g["basis"].items()} == {"online": 3, "predecision": 1}
+    assert g["basis"]["predecision"]["stages"]["exited"]["p50"] == 5000.0
+    assert live.lanes["c1"].released_by == {"predecision": 1, "online": 2}
+    assert live.lanes["c1"].automatic_share == round(1 / 3, 3)
     day = clearance(
         st,
         site=SITE_ID,
@@ -330,7 +231,7 @@ def test_passwords_are_salted_scrypt_and_users_files_are_checked(tmp_path: Path)
         load_users(path)
 
 
-def test_sessions_expire_and_failed_sign_ins_are_throttled() -> None:
+def test_sessions_expire() -> None:
     now = [0.0]
     s = Sessions(ttl_s=10, clock=lambda: now[0])
     u = User(name="li", role="supervisor", password=hash_password("pw-pw-pw-pw"))
@@ -338,35 +239,134 @@ def test_sessions_expire_and_failed_sign_ins_are_throttled() -> None:
     assert s.get(tok) == u and s.get("forged") is None and s.get(None) is None
     now[0] = 11
     assert s.get(tok) is None
-    t = LoginThrottle(attempts=2, window_s=60, clock=lambda: now[0])
-    t.failed("li")
-    assert not t.blocked("li")
-    t.failed("li")
-    assert t.blocked("li")
-    now[0] = 100
-    assert not t.blocked("li")
 
 
-def test_site_keys_are_checked_through_the_trust_layer() -> None:
-    """The console verifies every key of the site file through ``trust.events.verify_event``
-    (authority included: a lane's key signs only that lane's events)."""
-    import yaml
-    from console_helpers import SITE_FILE
-    from portlane.edge.config import parse_site
-    from portlane.edge.trust import events
+# ------------------------------------------------------------------------------ cargo lanes, pre-decisions
 
-    priv, pub = generate_keypair()
-    raw = yaml.safe_load(SITE_FILE.read_text(encoding="utf-8"))
-    raw["lanes"][0]["key"] = {"id": "lane-c1", "public_key": pub}
-    v = EventVerifier.for_site(parse_site(raw))
-    env = envelope("c1", 1, "passage.arrived", {"passage_id": "p", "lane_kind": "cargo"})
-    signed = events.EventSigner("lane-c1", priv).sign(env)
-    assert v.verify(signed, "c1") == "verified:lane-c1"
-    for forged, reason in (
-        ({**signed, "data": {**signed["data"], "passage_id": "x"}}, "bad_signature"),
-        (events.EventSigner("lane-c9", priv).sign(env), "unknown_key"),
-        (events.EventSigner("lane-c1", priv).sign({**env, "source": f"portlane://{SITE_ID}/c2"}), "not_authorised"),
-    ):
-        with pytest.raises(EventRejectedError) as exc:
-            v.verify(forged, "c1")
-        assert exc.value.reason == reason
+
+def test_radiation_seals_and_pre_decisions_are_shown_and_alarmed() -> None:
+    live = SiteLive(site())
+    t0 = 1_700_000_000.0
+    live.apply(_ev("c1", 1, "passage.arrived", {"passage_id": "p1", "lane_kind": "cargo"}, t0))
+    refusal = {"reason": "seal_mismatch", "agency": None, "predecision_id": None, "detail": "x"}
+    ident = {"passage_id": "p1", "confidence": 0.95, "predecision_refusals": [refusal]}
+    live.apply(_ev("c1", 2, "vehicle.identified", ident, t0 + 1))
+    live.apply(_ev("c1", 3, "vehicle.identified", {**ident, "corrected_by": "officer"}, t0 + 2))  # once per passage
+    assert live.lanes["c1"].refusals == {"seal_mismatch": 1}
+    assert live.snapshot(0)["lanes"][0]["passage"]["predecision_refusals"] == ["seal_mismatch"]
+
+    alarm = {"passage_id": "p1", "portal": "c1/rpm", "occupancy": 7, "categories": ["gamma"], "gamma_sigma": 9.2}
+    [radiation] = live.apply(_ev("c1", 4, "rpm.alarm", alarm, t0 + 3))
+    assert isinstance(radiation, Raise) and (radiation.kind, radiation.severity) == ("radiation", "critical")
+    assert radiation.agencies and "9.2" in radiation.detail
+    adjudicated = {
+        "passage_id": "p1",
+        "occupancy": 7,
+        "agency": "customs",
+        "code": 4,
+        "code_name": "NORM",
+        "effect": "release",
+        "isotopes": ["K-40"],
+        "remark": "",
+        "command_nonce": "n1",
+    }
+    cleared, notice = live.apply(_ev("c1", 5, "rpm.adjudicated", adjudicated, t0 + 4))
+    assert isinstance(cleared, Clear) and cleared.key == radiation.key
+    assert isinstance(notice, Raise) and notice.notice and "NORM (4) → release" in notice.title
+    assert live.lanes["c1"].passage.radiation == "adjudicated: release"  # type: ignore[union-attr]
+
+    seal = {"passage_id": "p1", "reader": "c1/seals", "seals": [], "declared": ["0001-0000000A"]}
+    assert live.apply(_ev("c1", 6, "seal.read", seal, t0 + 5)) == []  # every declared seal read
+    [seals] = live.apply(_ev("c1", 7, "seal.read", {**seal, "exceptions": ["seal_missing"]}, t0 + 5))
+    assert isinstance(seals, Raise) and seals.kind == "seal" and "seal_missing" in seals.title
+    decided = {"passage_id": "p1", "agency": "customs", "decision": "release", "phase": "initial"}
+    live.apply(_ev("c1", 8, "passage.decided", {**decided, "command_nonce": "n", "basis": "predecision"}, t0 + 6))
+    assert live.lanes["c1"].passage.basis == {"customs": "predecision"}  # type: ignore[union-attr]
+    done = live.apply(
+        _ev("c1", 9, "passage.completed", completed("p1", {"arrived": 0}, t0=t0, release_basis="predecision"), t0 + 9)
+    )
+    assert {x.key for x in done if isinstance(x, Clear)} >= {seals.key, radiation.key}
+    [row] = [x.row for x in done if isinstance(x, Completed)]
+    assert row.release_basis == "predecision" and live.lanes["c1"].automatic_share == 1.0
+
+    for kind in ("predecision_revoked", "revoked_after_release"):
+        [x] = live.apply(_ev("c2", 1, "lane.exception", {"passage_id": "p9", "kind": kind, "detail": "布控"}, t0))
+        assert (
+            isinstance(x, Raise) and (x.kind, x.severity) == ("predecision", "critical") and "control order" in x.title
+        )
+
+
+# ------------------------------------------------------------------------------ findings
+
+
+def test_refused_input_is_a_site_alarm_per_reason_never_a_fact() -> None:
+    from portlane.edge.client import Anomaly, ConsumerStats, GapAbandoned, Refusal, StreamView
+    from portlane.edge.console.findings import REFUSAL_QUIET_MS, Findings
+
+    f = Findings(can_ask=True, gap_alarm_after_ms=30_000)
+    stats = ConsumerStats(refused={"unsigned": 3, "malformed": 1})
+    recent = [Refusal("unsigned", "portlane/v1/s/xray-1/event/scan.completed/c1"), Refusal("malformed", "t")]
+    effects, new = f.refusals(stats, recent, 0)
+    by_key = {x.key: x for x in effects if isinstance(x, Raise)}
+    assert set(by_key) == {"refused:unsigned", "refused:malformed"}
+    assert by_key["refused:unsigned"].kind == "signature" and by_key["refused:unsigned"].agencies == ()
+    assert by_key["refused:malformed"].kind == "contract" and "3 messages" in by_key["refused:unsigned"].title
+    assert new == recent  # for the rejected table (topic and reason, nothing believed)
+    assert f.refusals(stats, recent, 1000) == ([], [])  # nothing new
+    stats.refused["unsigned"] = 5
+    effects, new = f.refusals(stats, recent, 2000)
+    assert [x.title for x in effects if isinstance(x, Raise)] == ["5 messages refused: unsigned"]
+    assert len(new) == 2  # the newest the library kept
+    quiet, _ = f.refusals(stats, recent, 2000 + REFUSAL_QUIET_MS)
+    assert {x.key for x in quiet if isinstance(x, Clear)} == {"refused:unsigned", "refused:malformed"}
+
+    [contract] = f.output(Anomaly("conflict", "c1", "c1-key", "s/c1/1/4 signed twice"), 0)
+    assert isinstance(contract, Raise) and contract.kind == "contract" and "two events" in contract.title
+    [lost] = f.output(GapAbandoned("c1", 1, 3, "no_answer"), 0)
+    assert isinstance(lost, Raise) and lost.notice and lost.title == "c1: 3 events lost (epoch 1)"
+
+    gap = StreamView("c1", 1, 9, 6, ((3, 5),), 0)
+    assert f.gaps([gap], lambda u, e: 1, 0) == []  # just found: the library asks first
+    [raised] = f.gaps([gap], lambda u, e: 2, 30_000)
+    assert isinstance(raised, Raise) and raised.key == "gap:c1:1" and "asked 2 times" in raised.detail
+    [filled] = f.gaps([StreamView("c1", 1, 9, 9, (), 0)], lambda u, e: 0, 31_000)
+    assert isinstance(filled, Clear) and filled.key == "gap:c1:1"
+    [cannot] = Findings(can_ask=False).gaps([gap], lambda u, e: 0, 0)
+    assert isinstance(cannot, Raise) and "no signing key" in cannot.detail
+
+
+# ------------------------------------------------------------------------------ store
+
+
+def test_a_schema_1_database_is_upgraded_and_still_reported(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '1');"
+        "CREATE TABLE streams (unit TEXT NOT NULL, epoch INTEGER NOT NULL, max_seq INTEGER NOT NULL,"
+        " missing TEXT NOT NULL, missing_since_ms INTEGER, replay_tries INTEGER NOT NULL DEFAULT 0,"
+        " replay_next_ms INTEGER NOT NULL DEFAULT 0, replay_last TEXT, PRIMARY KEY (unit, epoch));"
+        "INSERT INTO streams VALUES ('c1', 5, 40, '[[3, 4]]', NULL, 0, 0, NULL);"
+        "CREATE TABLE passages (passage_id TEXT PRIMARY KEY, lane TEXT NOT NULL, lane_kind TEXT NOT NULL,"
+        " vehicle_kind TEXT NOT NULL, outcome TEXT NOT NULL, inspected INTEGER NOT NULL, scan_result TEXT,"
+        " arrived_ms INTEGER NOT NULL, completed_ms INTEGER NOT NULL, local_day TEXT NOT NULL,"
+        " local_hour INTEGER NOT NULL, plates TEXT NOT NULL, containers TEXT NOT NULL, stage_ms TEXT NOT NULL,"
+        " event_id TEXT NOT NULL);"
+        "INSERT INTO passages VALUES ('p1', 'c1', 'cargo', 'truck', 'released', 0, NULL, 0, 1, '2026-11-20', 8,"
+        " '[]', '[]', '{\"exited\": 5000}', 'e1');"
+    )
+    db.commit()
+    db.close()
+    ro = Store(path, readonly=True)  # portlane report reads it as it is
+    [old] = ro.passages()
+    assert old.release_basis is None and ro.released_by_basis() == {}
+    ro.close()
+    st = Store(path)  # a writer upgrades it in place
+    assert st.meta()["schema"] == "2" and st.load_streams()[0].missing == ((3, 4),)
+    [row] = st.passages()
+    assert row.passage_id == "p1" and row.release_basis is None
+    assert group_figures([row])["basis"] == {"unknown": group_figures([row])["all"]["all"]}
+    st.close()

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from portlane.edge.contract.asyncapi import build, render
 from portlane.edge.contract.events import EVENTS
-from portlane.edge.contract.topics import Topics
+from portlane.edge.contract.topics import LANE_SCOPED_EVENTS, Topics
 from portlane.edge.delivery.outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,9 @@ def test_asyncapi_document_is_current() -> None:
 def test_every_event_type_has_a_channel_and_resolvable_refs() -> None:
     doc = build()
     for type_ in EVENTS:
-        assert doc["channels"][f"event.{type_}"]["address"].endswith(f"/event/{type_}")
+        # A scanner's scan.* events on the topic of the lane whose passage it is (contract.topics).
+        scope = "/{lane}" if type_ in LANE_SCOPED_EVENTS else ""
+        assert doc["channels"][f"event.{type_}"]["address"].endswith(f"/event/{type_}{scope}")
     text = yaml.safe_dump(doc)
     for ref in {line.split("'")[1] for line in text.splitlines() if "$ref: '#/" in line}:
         node = doc
@@ -54,3 +56,60 @@ def test_envelope_is_cloudevents_with_seq(tmp_path: Path) -> None:
 def test_payloads_reject_unknown_fields() -> None:
     with pytest.raises(ValueError):
         EVENTS["passage.arrived"].model_validate({"passage_id": "p", "lane_kind": "cargo", "extra": 1})
+
+
+PREDECISION = {
+    "predecision_id": "pd-1",
+    "agency": "customs",
+    "verdict": "release",
+    "plates": ["粤Z1234港", "AB1234"],
+    "tag_id": "E200341201930500001",
+    "containers": [{"number": "CSQU3054383", "size_type": "45G1"}],
+    "gross_weight_kg": 30000,
+    "weight_tolerance_kg": 500,
+    "lanes": ["c1"],
+    "window_start": "2026-11-23T18:00:00.000Z",
+    "window_end": "2026-11-23T20:00:00.000Z",
+    "valid_until": "2026-11-23T22:00:00.000Z",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"window_end": "2026-11-23T17:00:00.000Z"}, "window_end must be after"),
+        ({"valid_until": "2026-11-23T17:00:00.000Z"}, "valid_until must be after"),
+        ({"weight_tolerance_kg": None}, "go together"),
+        ({"plates": ["AB1234", "AB1234"]}, "plates listed twice"),
+        ({"verdict": "hold"}, "verdict"),
+        ({"tag_id": None}, "tag_id"),
+        ({"containers": [{"number": "CSQU305438", "size_type": "45G1"}]}, "number"),
+        ({"window_start": "2026-11-23 18:00:00.000+08:00"}, "RFC 3339"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_a_predecision_that_cannot_be_matched_safely_is_malformed(change: dict[str, object], why: str) -> None:
+    """What the lane would have to guess is refused at the contract (the command is 'malformed')."""
+    import json
+
+    from portlane.edge.contract.commands import PredecisionArgs
+    from pydantic import ValidationError
+
+    args = {k: v for k, v in {**PREDECISION, **change}.items() if v is not None}
+    with pytest.raises(ValidationError, match=why):
+        PredecisionArgs.model_validate_json(json.dumps(args))
+    assert PredecisionArgs.model_validate_json(json.dumps(PREDECISION)).agency == "customs"
+
+
+def test_a_revoke_names_one_pre_decision_or_one_vehicle() -> None:
+    import json
+
+    from portlane.edge.contract.commands import RevokeArgs
+    from pydantic import ValidationError
+
+    base = {"agency": "customs", "reason": "control order", "valid_until": "2026-11-24T00:00:00.000Z"}
+    for target in ({"predecision_id": "pd-1"}, {"plates": ["AB1234"]}, {"tag_id": "E2"}):
+        RevokeArgs.model_validate_json(json.dumps({**base, **target}))
+    for bad in ({}, {"predecision_id": "pd-1", "tag_id": "E2"}):
+        with pytest.raises(ValidationError, match="either predecision_id or a vehicle"):
+            RevokeArgs.model_validate_json(json.dumps({**base, **bad}))

@@ -15,8 +15,8 @@ from portlane.edge.journal import Journal
 
 
 def _fill_up(j: Journal) -> None:
-    pages = j._db.execute("PRAGMA page_count").fetchone()[0]
-    j._db.execute(f"PRAGMA max_page_count = {pages}")
+    pages = j._file._db.execute("PRAGMA page_count").fetchone()[0]
+    j._file._db.execute(f"PRAGMA max_page_count = {pages}")
 
 
 def test_a_failed_write_leaves_the_journal_as_it_was_and_is_written_later(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_a_failed_write_leaves_the_journal_as_it_was_and_is_written_later(tmp_pa
         big = {"p1": {"stage": "exiting"}, "p2": {"stage": "arrived", "pad": "x" * 20_000}}
         with pytest.raises(StateError, match=r"journal\.db: cannot write the journal \(.*full.*\); free space"):
             j.sync(big)
-        j._db.execute("PRAGMA max_page_count = 1000000")  # space comes back
+        j._file._db.execute("PRAGMA max_page_count = 1000000")  # space comes back
         j.sync(big)  # the whole difference, although p1 looked written before the failure
     finally:
         j.close()

@@ -18,7 +18,7 @@ import pytest
 from portlane.drivers.base import GatePosition, RadiationFault, RouteStatus, SealKind, SealRecord, SealState
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.lane.passage import LaneTimeouts, Stage
-from portlane.edge.trust.audit import read_entries
+from portlane.edge.trust.audit_chain import read_entries
 
 from tests.virtual_lane import LaneRig, register, start_lane, stop_lane
 

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from portlane.edge.contract.events import PlateRead
-from portlane.edge.lane.actions import Action, Audit, CloseGate, Identify, OpenGate, Publish, SetLight
+from portlane.edge.lane.actions import Audit, SetLight
 from portlane.edge.lane.logic import LaneLogic
 from portlane.edge.lane.passage import Identity, LaneTimeouts, Sensors, Stage
+
+from tests.lane_actions import published, types
 
 AG = ("customs", "border")
 ID = Identity(plates=(PlateRead(text="粤B12345", kind="cn", confidence=0.97),), confidence=0.97)
 OPEN = Sensors(gate_open=True, gate_closed=False)
-
-
-def types(actions: list[Action]) -> list[str]:
-    names = {OpenGate: "open", CloseGate: "close", Identify: "identify", Audit: "audit"}
-    return [a.type if isinstance(a, Publish) else names.get(type(a), type(a).__name__) for a in actions]
-
-
-def published(actions: list[Action], type_: str) -> list[dict[str, Any]]:
-    return [a.data.model_dump() for a in actions if isinstance(a, Publish) and a.type == type_]
 
 
 def started(lane: LaneLogic, now: float = -1.0) -> LaneLogic:
@@ -104,6 +95,22 @@ def test_override_closes_by_itself_when_nothing_came() -> None:
     lane.on_sensors(OPEN, 1)
     assert "close" not in types(lane.on_tick(30))
     assert "close" in types(lane.on_tick(61))
+
+
+def test_an_override_close_is_published_like_an_override_open() -> None:
+    """Issue 24: `gate open` published override.applied, `gate close` did not."""
+    lane = started(LaneLogic("c1", agencies=AG, has_scanner=False, timeouts=LaneTimeouts(exit_s=60)))
+    lane.override_open(operator="tech-li", reason="testing the arm after repair", now=0)
+    lane.on_sensors(OPEN, 1)
+    out = lane.override_close(operator="tech-li", reason="arm tested, closing it again", now=2)
+    assert types(out)[:2] == ["audit", "override.applied"] and "close" in types(out)
+    [applied] = published(out, "override.applied")
+    assert applied["action"] == "gate_close" and applied["operator"] == "tech-li"
+    # refused (something under the arm): nothing was applied, nothing is published
+    lane.override_open(operator="tech-li", reason="testing the arm after repair", now=3)
+    lane.on_sensors(Sensors(photocell=True, gate_open=True, gate_closed=False), 4)
+    refused = lane.override_close(operator="tech-li", reason="arm tested, closing it again", now=5)
+    assert types(refused) == ["audit", "audit"] and not published(refused, "override.applied")
 
 
 def release(lane: LaneLogic, now: float = 4.0) -> str:

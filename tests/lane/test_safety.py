@@ -16,7 +16,16 @@ logic's own bookkeeping:
    has exactly one terminal outcome;
 4. the events a lane writes get strictly increasing ``seq`` (through the real outbox);
 5. no wedge: once the vehicle has left, a fresh sample and a tick past the exit deadline
-   leave no passage that was let through the gate unfinished.
+   leave no passage that was let through the gate unfinished;
+6. pre-decisions (issue 20): the platform declares trucks in advance through the real command
+   path (``CommandHandler`` with a verifier holding one key per agency) — properly signed, or
+   signed by another agency's key, unsigned, tampered with, by an unknown key — with windows,
+   expiries, lanes and verdicts at random, revokes them by id, plate or e-card, and re-sends
+   them; trucks arrive as declared, overweight, with a swapped container, with cloned plates
+   (another e-card), read in doubt or with the province in doubt. Whenever the gate opens on
+   pre-decisions, the machine checks them against its own record, not the lane's: each agency's
+   was properly signed by that agency's key, for this lane, in its window, unexpired, never used
+   by another passage, not revoked by then, and what it declares is the truck actually there.
 
 ``test_removing_a_guard_is_caught`` removes each guard in turn and shows that the machine
 then finds a violation — so each invariant test can fail.
@@ -27,13 +36,14 @@ virtual drivers, adjudications and e-lock commands signed and sent through the r
 It also checks, against its own record of each truck (what the portal said of it, what its
 seals are, which adjudication was valid):
 
-6. no automatic release of a truck whose occupancy the portal never reported, whose clear
-   verdict was counted while the portal was faulted, whose alarm has no adjudication that lets it
-   go, or whose seals are not what its declaration says and sealed; and no release decided while
-   the lane was told the portal is offline, faulted or tampered with;
-7. an adjudication is accepted exactly when it is valid (an agency of the lane, the truck's
+7. no automatic release — on the agencies' decisions or on pre-decisions — of a truck whose
+   occupancy the portal never reported, whose clear verdict was counted while the portal was
+   faulted, whose alarm has no adjudication that lets it go, or whose seals are not what its
+   declaration says and sealed; and no release decided while the lane was told the portal is
+   offline, faulted or tampered with;
+8. an adjudication is accepted exactly when it is valid (an agency of the lane, the truck's
    occupancy, an alarm, the first one);
-8. no e-lock is removed without a seal_remove that customs' trusted key signed.
+9. no e-lock is removed without a seal_remove that customs' trusted key signed.
 
 ``test_removing_a_cargo_guard_is_caught`` removes each of those guards in turn.
 """
@@ -42,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import shutil
 import tempfile
 from collections import Counter, defaultdict
@@ -73,33 +84,88 @@ from portlane.drivers.base import (
 from portlane.drivers.errors import DeviceError
 from portlane.drivers.virtual import virtual_world
 from portlane.edge.config import parse_site
-from portlane.edge.contract.commands import SignedCommand, parse_args
-from portlane.edge.contract.events import PassageDecided, PlateRead
+from portlane.edge.contract.events import ContainerRead, PassageDecided, PlateRead
+from portlane.edge.contract.times import rfc3339
 from portlane.edge.contract.topics import Topics
+from portlane.edge.contract.vocabulary import VERDICTS
 from portlane.edge.delivery.events import EventWriter
-from portlane.edge.delivery.mqtt import MqttLink
 from portlane.edge.delivery.outbox import Outbox
 from portlane.edge.lane import cargo_checks
 from portlane.edge.lane.actions import Action, Audit, CloseGate, Publish
 from portlane.edge.lane.cargo import CargoRules
 from portlane.edge.lane.cargo_checks import occupancy_event
-from portlane.edge.lane.commands import LaneCommands
+from portlane.edge.lane.commands import LANE_COMMANDS, LaneCommands
 from portlane.edge.lane.devices import LaneDevices
 from portlane.edge.lane.executor import Executor
 from portlane.edge.lane.identification import Identifier
 from portlane.edge.lane.logic import LaneLogic
 from portlane.edge.lane.passage import Identity, LaneTimeouts, Passage
+from portlane.edge.lane.predecisions import PredecisionBook
 from portlane.edge.trust.audit import AuditLog
+from portlane.edge.trust.authority import Authority, KeyGrant, Role
 from portlane.edge.trust.command_path import CommandPath
-from portlane.edge.trust.commands import CommandSigner, CommandVerifier, VerifiedCommand
-from portlane.edge.trust.keys import generate_keypair
+from portlane.edge.trust.commands import CommandSigner, CommandVerifier
+from portlane.edge.trust.keys import generate_keypair, load_public_key
 from portlane.edge.trust.nonces import MemoryNonceStore
 
+from tests.declarations import KEYS, SITE, sign
 from tests.virtual_lane import DEMO_KEYS, SITE_ID, site_dict
 
 AGENCIES = ("customs", "border", "quarantine")
-VERDICTS = ("release", "inspect", "hold", "divert")
 EXAMPLES = 300
+
+
+@dataclass(frozen=True)
+class Truck:
+    """What is physically in the lane (the machine's ground truth)."""
+
+    plates: tuple[str, ...]
+    tag: str
+    boxes: tuple[tuple[str, str], ...]
+    weight: int
+
+
+TRUCKS = {
+    "hk": Truck(("粤Z1234港", "AB1234"), "T-HK", (("CSQU3054383", "45G1"),), 30_000),
+    "hk_clone": Truck(("粤Z1234港", "AB1234"), "T-CLONE", (("CSQU3054383", "45G1"),), 30_000),  # cloned plates
+    "hk_overweight": Truck(("粤Z1234港", "AB1234"), "T-HK", (("CSQU3054383", "45G1"),), 36_000),
+    "hk_swapped": Truck(("粤Z1234港", "AB1234"), "T-HK", (("MSKU1234565", "45G1"),), 30_000),
+    # an old registration still declared under the same e-card and Hong Kong plate (a 粤Z plate's
+    # province is fixed by its format, so the old one differs in its number, not its province)
+    "hk_old": Truck(("粤Z1233港", "AB1234"), "T-HK", (("CSQU3054383", "45G1"),), 30_000),
+    # Not a plate that exists (a 粤Z plate's province is fixed by its format, and the recogniser's
+    # grammar never reads another): only the directed test of the doubt-uniqueness guard declares
+    # it, as the one case where two declarations differ in nothing but a province read in doubt.
+    "hk_province_twin": Truck(("湘Z1234港", "AB1234"), "T-HK", (("CSQU3054383", "45G1"),), 30_000),
+    "cn": Truck(("粤B12345",), "T-CN", (), 15_000),
+    "cn_other_plates": Truck(("粤B54321",), "T-CN", (), 15_000),  # the declared e-card on another truck
+    "cn_old": Truck(("湘B12345",), "T-CN", (), 15_000),  # T-CN's truck before its e-card was re-issued
+    "cn_undeclared": Truck(("湘B12345",), "T-X", (), 15_000),
+}
+#: What the search drives into the lane: every truck that exists.
+ARRIVING = tuple(t for t in TRUCKS if t != "hk_province_twin")
+#: The platform declares these; the others arrive undeclared or unlike their declaration. The
+#: old ones are declared too: an old declaration still names the e-card the new truck carries.
+DECLARABLE = ("hk", "cn", "cn_old", "hk_old")
+TOLERANCE_KG = 500
+KINDS = {"粤Z1234港": "cn_crossborder", "AB1234": "hk"}
+SIGNINGS = ("own", "own", "own", "other_agency", "unsigned", "tampered", "unknown_key")
+#: (valid for, window start, window end) in seconds from now: a short validity outlives nothing.
+VALIDITIES = {"long": (3600, -60, 3600), "short": (20, -60, 3600), "later": (3600, 600, 3600)}
+UNKNOWN_SIGNER = CommandSigner("rogue-key", generate_keypair()[0])
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A pre-decision as the machine issued it (its own record, never the lane's)."""
+
+    agency: str
+    verdict: str
+    truck: str
+    signed_ok: bool
+    valid_until: float
+    window: tuple[float, float]
+    lanes: tuple[str, ...]
 
 
 class LaneMachine(RuleBasedStateMachine):
@@ -113,6 +179,7 @@ class LaneMachine(RuleBasedStateMachine):
             agencies=AGENCIES,
             has_scanner=True,
             timeouts=LaneTimeouts(identify_s=5, decision_s=30, exit_s=20),
+            predecisions=PredecisionBook(),
             rpm="c1/rpm" if self.CARGO else None,
             seal_reader="c1/seal_reader" if self.CARGO else None,
         )
@@ -124,6 +191,16 @@ class LaneMachine(RuleBasedStateMachine):
         self.completions: dict[str, int] = defaultdict(int)
         self.let_through: set[str] = set()  # passages whose vehicle drove under the arm
         self.violations: list[str] = []
+        # pre-decisions: what the platform issued, revoked; what the lane released on them
+        self.issued: dict[str, Issued] = {}
+        self.sent: list[tuple[str, bytes]] = []  # (command, wire bytes) of every properly signed one
+        self.revoked_ids: set[str] = set()
+        self.orders: list[tuple[frozenset[str], str | None]] = []  # vehicle control orders: plates, tag
+        self.truth: dict[str, Truck] = {}  # passage id -> the truck that arrived
+        self.matched_at: dict[str, float] = {}  # passage id -> when the lane decided on pre-decisions
+        self.used_by: dict[str, str] = {}  # pre-decision id -> passage the gate opened for on it
+        self.serial = 0
+        self.from_commands: list[Action] = []
         # fsync on tmpfs is cheap; the outbox's durability is tested against a broker elsewhere.
         shm = "/dev/shm" if Path("/dev/shm").is_dir() else None
         self._dir = tempfile.mkdtemp(prefix="safety-", dir=shm)
@@ -161,6 +238,24 @@ class LaneMachine(RuleBasedStateMachine):
             identify=lambda pid: None,
             clock=lambda: self.now,
         )
+        self.commands = CommandPath(
+            unit="c1",
+            lane="c1",
+            topics=self.topics,
+            verifier=_verifier(lambda: self.now),
+            audit=self.audit,
+            events=EventWriter(self.outbox, self.topics),
+            respond=lambda topic, body: None,  # no broker here: the answers are not under test
+            clock=lambda: self.now,
+        )
+        lane_commands = LaneCommands(
+            logic=self.logic,
+            apply=self.from_commands.extend,  # carried out once handle() returns
+            identifier=None,  # type: ignore[arg-type]  # only expected_vehicles needs it
+            clock=lambda: self.now,
+        )
+        for name in LANE_COMMANDS:
+            self.commands.register(name, lane_commands.handle)
         self.s = await self.devices.sample()
 
     @property
@@ -179,18 +274,7 @@ class LaneMachine(RuleBasedStateMachine):
         """Each action through the real executor, in order; every open the gate controller
         receives is checked against what was decided at that moment."""
         for a in actions:
-            if isinstance(a, Audit) and a.kind == "override" and a.fields().get("action") == "gate_open":
-                self.override_pending += 1
-            elif isinstance(a, Publish):
-                t, d = a.type, a.data.model_dump(mode="json")
-                if t == "passage.decided":
-                    self.decided[d["passage_id"]].append((d["phase"], d["agency"], d["decision"]))
-                elif t == "passage.completed":
-                    self.completions[d["passage_id"]] += 1
-                    if d["outcome"] not in ("released", "diverted", "override", "abandoned", "recovered"):
-                        self.violations.append(f"bad outcome {d['outcome']}")
-                elif t == "inspection.requested" and not d["recheck"]:  # a re-check asks again, no new scan
-                    self.scan_requests[d["passage_id"]] += 1
+            self._record(a)
             opens_before = self._gate_commands("open")
             self.executor.apply([a])
             self.loop.run_until_complete(self.executor.drain())
@@ -202,6 +286,25 @@ class LaneMachine(RuleBasedStateMachine):
             if env.seq <= self.last_seq:
                 self.violations.append(f"seq {env.seq} after {self.last_seq}")
             self.last_seq = env.seq
+
+    def _record(self, a: Action) -> None:
+        """What the machine notes of an action before the executor carries it out."""
+        if isinstance(a, Audit) and a.kind == "override" and a.fields().get("action") == "gate_open":
+            self.override_pending += 1
+        elif isinstance(a, Publish):
+            t, d = a.type, a.data.model_dump(mode="json")
+            if t == "passage.decided":
+                self.decided[d["passage_id"]].append(
+                    (d["phase"], d["agency"], d["decision"], d["basis"], d["predecision_id"])
+                )
+                if d["basis"] == "predecision":
+                    self.matched_at[d["passage_id"]] = self.now
+            elif t == "passage.completed":
+                self.completions[d["passage_id"]] += 1
+                if d["outcome"] not in ("released", "diverted", "override", "abandoned", "recovered"):
+                    self.violations.append(f"bad outcome {d['outcome']}")
+            elif t == "inspection.requested" and not d["recheck"]:  # a re-check asks again, no new scan
+                self.scan_requests[d["passage_id"]] += 1
 
     def _written_since(self) -> list[Any]:
         return [r for r in self.outbox.peek(after=self.last_seq, limit=1000)]
@@ -218,14 +321,43 @@ class LaneMachine(RuleBasedStateMachine):
             self.violations.append("gate opened with no passage and no override")
             return
         if p.gate_authority == "divert":
-            if not any(v == "divert" for _ph, _ag, v in self.decided[p.id]) and not self._scan_failed(p.id):
+            if not any(v == "divert" for _ph, _ag, v, *_ in self.decided[p.id]) and not self._scan_failed(p.id):
                 self.violations.append(f"divert-open of {p.id} without a divert")
             return
         ds = self.decided[p.id]
         phase = ds[-1][0] if ds else None
-        latest = {ag: v for ph, ag, v in ds if ph == phase}
-        if not all(latest.get(ag) == "release" for ag in AGENCIES):
+        latest = {ag: (v, basis, pd) for ph, ag, v, basis, pd in ds if ph == phase}
+        if not all(latest.get(ag, ("",))[0] == "release" for ag in AGENCIES):
             self.violations.append(f"gate opened for {p.id} without every agency's release: {latest}")
+        for agency, (_v, basis, pd) in latest.items():
+            if basis == "predecision":
+                self._check_predecision(p, agency, pd)
+
+    def _check_predecision(self, p: Passage, agency: str, pd: str) -> None:
+        """The gate opened for ``p`` on pre-decision ``pd`` of ``agency``: was it good evidence?"""
+        bad = self.violations.append
+        issued, truck, at = self.issued.get(pd), self.truth.get(p.id), self.matched_at.get(p.id, self.now)
+        if issued is None or not issued.signed_ok:
+            return bad(f"gate opened for {p.id} on {pd}, which was never properly signed")
+        if issued.agency != agency or issued.verdict != "release":
+            bad(f"gate opened for {p.id} on {pd}: {issued.agency}'s {issued.verdict} taken as {agency}'s release")
+        if at >= issued.valid_until or not issued.window[0] <= at <= issued.window[1] or "c1" not in issued.lanes:
+            bad(f"gate opened for {p.id} on {pd} outside its validity, window or lanes ({issued}, at {at})")
+        if self.used_by.setdefault(pd, p.id) != p.id:
+            bad(f"gate opened for {p.id} on {pd}, already used by {self.used_by[pd]}")
+        declared = TRUCKS[issued.truck]
+        if pd in self.revoked_ids or any(
+            set(declared.plates) & plates
+            or tag == declared.tag
+            or (truck and (set(truck.plates) & plates or tag == truck.tag))
+            for plates, tag in self.orders
+        ):
+            bad(f"gate opened for {p.id} on revoked {pd}")
+        if truck is None or (truck.plates, truck.tag, truck.boxes) != (declared.plates, declared.tag, declared.boxes):
+            bad(f"gate opened for {p.id} on {pd} declared for {issued.truck}, the lane held {truck}")
+        elif abs(truck.weight - declared.weight) > TOLERANCE_KG:
+            bad(f"gate opened for {p.id} on {pd}: declared {declared.weight} kg, truck weighs {truck.weight} kg")
+        return None
 
     def _scan_failed(self, pid: str) -> bool:
         return pid in self.failed_scans
@@ -384,6 +516,210 @@ class LaneMachine(RuleBasedStateMachine):
     def lane_service(self, in_service: bool) -> None:
         self.apply(self.logic.set_in_service(in_service, operator="tech-7", reason="maintenance window"))
 
+    # ---------------------------------------------------------------- rules: pre-decisions (issue 20)
+    def _reads(self, truck: Truck, reading: str) -> Identity:
+        """What the lane's identification reports for ``truck`` (the e-card is the truck's own):
+        ``doubt`` every plate read right but in doubt; ``province`` the first plate's province
+        read wrongly, every plate in doubt; ``province_one`` only the first plate in doubt."""
+        conf = 0.97 if reading == "clear" else 0.45
+        texts = list(truck.plates)
+        if reading.startswith("province") and texts[0][0] in "粤湘":
+            texts[0] = "皖" + texts[0][1:]  # the province Hanzi read wrongly, in doubt
+        confs = [conf] + [0.97 if reading == "province_one" else conf] * (len(texts) - 1)
+        plates = tuple(
+            PlateRead(text=t, kind=KINDS.get(t, "cn"), confidence=c) for t, c in zip(texts, confs, strict=True)
+        )  # type: ignore[arg-type]
+        boxes = tuple(ContainerRead(number=n, check_digit_ok=True, iso_type=t, confidence=0.99) for n, t in truck.boxes)
+        return Identity(
+            plates=plates,
+            containers=boxes,
+            tag_id=None if reading == "no_tag" else truck.tag,
+            weight_kg=truck.weight,
+            confidence=conf,
+            exceptions=() if reading == "clear" else ("low_confidence",),
+        )
+
+    def _arrive(self, truck: str) -> Passage | None:
+        self.vehicle_arrives()
+        self.sense()
+        self.vehicle_in_position()
+        self.sense()
+        p = self.logic.passage
+        if p is not None and p.stage.value == "identifying":
+            self.truth[p.id] = TRUCKS[truck]
+            return p
+        return None
+
+    @precondition(lambda self: self.vehicle is None)
+    @rule(truck=st.sampled_from(ARRIVING), reading=st.sampled_from(("clear", "clear", "doubt", "province", "no_tag")))
+    def truck_arrives(self, truck: str, reading: str) -> None:
+        p = self._arrive(truck)
+        if p is not None:
+            self.apply(self.logic.on_identified(p.id, self._reads(TRUCKS[truck], reading), self.now))
+
+    @precondition(lambda self: self.vehicle is None and self.logic.passage is None)
+    @rule(
+        truck=st.sampled_from(DECLARABLE),
+        reading=st.sampled_from(("clear", "province_one", "doubt", "province")),
+        validity=st.sampled_from(("long", "long", "short")),
+    )
+    def declared_truck_arrives(self, truck: str, reading: str, validity: str = "long", arriving: str = "") -> None:
+        """The common case in one step: every agency declares a truck, the truck comes."""
+        self.every_agency_declares(truck, validity)
+        self.truck_arrives(arriving or truck, reading)
+
+    @precondition(lambda self: self.vehicle is None and self.logic.passage is None)
+    @rule(
+        unlike=st.sampled_from(("hk_overweight", "hk_swapped", "hk_clone", "cn_other_plates", "cn_old", "hk_old")),
+        reading=st.sampled_from(("clear", "province_one", "doubt", "province")),
+    )
+    def a_truck_unlike_its_declaration_arrives(self, unlike: str, reading: str) -> None:
+        """Declared as the honest truck; the one that comes is overloaded, carries another box,
+        has cloned plates, carries the declared e-card, or is the e-card's previous truck."""
+        self.declared_truck_arrives("hk" if unlike.startswith("hk") else "cn", reading, "long", unlike)
+
+    @precondition(lambda self: self.vehicle is None and self.logic.passage is None)
+    @rule(truck=st.sampled_from(DECLARABLE))
+    def declared_truck_comes_back(self, truck: str) -> None:
+        """Declared, released, through — and the same truck again (its pre-decisions are used)."""
+        self.declared_truck_arrives(truck, "clear")
+        if self.vehicle == "position" and self.arm_open:
+            self.truck_drives_through()
+        if self.vehicle is None and self.logic.passage is None:
+            self.truck_arrives(truck, "clear")
+
+    @precondition(lambda self: self.vehicle == "position" and self.arm_open)
+    @rule()
+    def truck_drives_through(self) -> None:
+        """Released: through the arm and away, sampled on the way; then the lane settles."""
+        self.sample()
+        self.vehicle_drives_under_arm()
+        self.sample()
+        self.vehicle_on_exit_loop()
+        self.sample()
+        self.vehicle_leaves()
+        self.the_lane_settles()
+
+    @precondition(lambda self: self.vehicle is None and self.logic.passage is None)
+    @rule(truck=st.sampled_from(ARRIVING), by=st.sampled_from(("id", "plate", "tag")))
+    def truck_matched_then_revoked_before_the_open_is_sent(self, truck: str, by: str) -> None:
+        """The control order reaches the lane while the open frame is still queued for the
+        executor (the gate worker busy): it must win."""
+        p = self._arrive(truck)
+        if p is None:
+            return
+        actions = self.logic.on_identified(p.id, self._reads(TRUCKS[truck], "clear"), self.now)
+        for a in actions:
+            self._record(a)
+        self.executor.apply(actions)  # queued, not carried out yet
+        ids = [pd for *_x, basis, pd in self.decided[p.id] if basis == "predecision"]
+        self.revoke(by, target=ids[0] if ids else "")
+
+    def _issue(self, truck: str, agency: str, verdict: str, validity: str, lane: str, signing: str) -> None:
+        self.serial += 1
+        pd = f"pd-{self.serial}"
+        t = TRUCKS[truck]
+        valid_for, start, end = VALIDITIES[validity]
+        args: dict[str, Any] = {
+            "predecision_id": pd,
+            "agency": agency,
+            "verdict": verdict,
+            "plates": list(t.plates),
+            "tag_id": t.tag,
+            "containers": [{"number": n, "size_type": c} for n, c in t.boxes],
+            "gross_weight_kg": t.weight,
+            "weight_tolerance_kg": TOLERANCE_KG,
+            "lanes": [lane],
+            "window_start": rfc3339(self.now + start),
+            "window_end": rfc3339(self.now + end),
+            "valid_until": rfc3339(self.now + valid_for),
+        }
+        window = (self.now + start, self.now + end)
+        self.issued[pd] = Issued(agency, verdict, truck, signing == "own", self.now + valid_for, window, (lane,))
+        key = {"own": agency, "other_agency": next(a for a in AGENCIES if a != agency)}.get(signing, agency)
+        if signing == "unknown_key":
+            issued = dt.datetime.fromtimestamp(self.now, tz=dt.UTC)
+            cmd = UNKNOWN_SIGNER.sign(
+                {
+                    "cmd": "predecision",
+                    "site": SITE,
+                    "lane": "c1",
+                    "args": args,
+                    "issued_at": issued,
+                    "expires_at": issued + dt.timedelta(seconds=60),
+                }
+            )
+        else:
+            cmd = sign("predecision", args, key=key, now=self.now)
+        wire = json.loads(cmd.to_json_bytes())
+        if signing == "unsigned":
+            del wire["sig"]
+        elif signing == "tampered":
+            wire["args"]["gross_weight_kg"] = t.weight + 6_000  # an overloaded truck's declaration "fixed"
+        raw = json.dumps(wire, ensure_ascii=False).encode()
+        if signing == "own":
+            self.sent.append(("predecision", raw))
+        self._command("predecision", raw)
+
+    def _command(self, name: str, raw: bytes) -> None:
+        self.commands.handle(name, raw)
+        actions = list(self.from_commands)
+        self.from_commands.clear()  # the handler holds this list's extend
+        self.apply(actions)
+
+    @rule(
+        truck=st.sampled_from(DECLARABLE),
+        agency=st.sampled_from(AGENCIES),
+        verdict=st.sampled_from(("release", "release", "inspect")),
+        validity=st.sampled_from(tuple(VALIDITIES)),
+        lane=st.sampled_from(("c1", "c1", "c2")),
+        signing=st.sampled_from(SIGNINGS),
+    )
+    def platform_declares(self, truck: str, agency: str, verdict: str, validity: str, lane: str, signing: str) -> None:
+        self._issue(truck, agency, verdict, validity, lane, signing)
+
+    @rule(truck=st.sampled_from(DECLARABLE), validity=st.sampled_from(("long", "long", "short")))
+    def every_agency_declares(self, truck: str, validity: str) -> None:
+        for agency in AGENCIES:
+            self._issue(truck, agency, "release", validity, "c1", "own")
+
+    @rule(by=st.sampled_from(("id", "plate", "tag")), pick=st.integers(min_value=0, max_value=50))
+    def platform_revokes(self, by: str, pick: int) -> None:
+        """By id: the newest issued first (``pick`` 0), the ones that matter to the next truck."""
+        ids = sorted(self.issued, key=lambda pd: int(pd.removeprefix("pd-")), reverse=True)
+        self.revoke(by, target=ids[pick % len(ids)] if ids else "")
+
+    def revoke(self, by: str, *, target: str) -> None:
+        args: dict[str, Any] = {
+            "agency": "customs",
+            "reason": "control order",
+            "valid_until": rfc3339(self.now + 86400),
+        }
+        if by == "id":
+            if not target:
+                return
+            args["predecision_id"] = target
+            self.revoked_ids.add(target)
+        elif by == "plate":
+            args["plates"] = ["AB1234"]
+            self.orders.append((frozenset({"AB1234"}), None))
+        else:
+            args["tag_id"] = "T-HK"
+            self.orders.append((frozenset(), "T-HK"))
+        self._command("revoke", sign("revoke", args, key="customs", now=self.now).to_json_bytes())
+
+    @rule(pick=st.integers(min_value=0, max_value=50), fresh=st.booleans())
+    def platform_sends_again(self, pick: int, fresh: bool) -> None:
+        """The same bytes again (a replay: refused by nonce or expiry), or the same pre-decision
+        signed afresh (a platform re-sending what went unanswered: a no-op for the book)."""
+        if not self.sent:
+            return
+        name, raw = self.sent[pick % len(self.sent)]
+        if fresh:
+            wire = json.loads(raw)
+            raw = sign(name, wire["args"], key=wire["args"]["agency"], now=self.now).to_json_bytes()
+        self._command(name, raw)
+
     # ---------------------------------------------------------------- invariants
     @invariant()
     def no_violation(self) -> None:
@@ -395,10 +731,31 @@ class LaneMachine(RuleBasedStateMachine):
         assert all(n == 1 for n in self.completions.values()), dict(self.completions)
 
 
-def _run(examples: int = EXAMPLES) -> None:
+def _verifier(now: Any) -> CommandVerifier:
+    """The lane's verifier as a site with one key per agency would build it: each key signs
+    only its own agency's pre-decisions (``platform.keys[].agencies``)."""
+    grants = [
+        KeyGrant(
+            f"{a}-key", load_public_key(KEYS[a][1]), Role.PLATFORM, "platform", agencies=frozenset({a}), commands=None
+        )
+        for a in AGENCIES
+    ]
+    return CommandVerifier(
+        {f"{a}-key": KEYS[a][1] for a in AGENCIES},
+        site=SITE,
+        lane="c1",
+        clock=lambda: dt.datetime.fromtimestamp(now(), tz=dt.UTC),
+        max_skew_s=5.0,
+        nonce_store=MemoryNonceStore(),
+        max_validity_s=300.0,
+        authority=Authority(grants, site=SITE, scanner_lanes={}),
+    )
+
+
+def _run(examples: int = EXAMPLES, machine: type[LaneMachine] | None = None) -> None:
     LaneMachine.failed_scans = set()
     run_state_machine_as_test(
-        LaneMachine,
+        machine or LaneMachine,
         # derandomize: the same examples on every machine, so CI is reproducible and a mutant
         # that is caught here is caught everywhere (no dependence on a local example database).
         settings=settings(
@@ -509,6 +866,200 @@ def test_removing_a_guard_is_caught(guard: str, monkeypatch: pytest.MonkeyPatch)
 ORIGINAL_IDENTIFIED = LaneLogic.on_identified
 
 
+# ------------------------------------------------------------------------------ pre-decisions (issue 20)
+
+
+def _replayed_truck(m: LaneMachine) -> None:
+    """Released on its pre-decisions, through, then the same truck again: nothing left to use."""
+    m.declared_truck_arrives("hk", "clear")
+    m.truck_drives_through()
+    m.platform_sends_again(0, fresh=True)  # the platform re-sends one, signed afresh
+    m.truck_arrives("hk", "clear")
+
+
+def _expired_before_arrival(m: LaneMachine) -> None:
+    m.every_agency_declares("hk", "short")  # valid 20 s, appointment window an hour
+    m.time_passes(30)
+    m.truck_arrives("hk", "clear")
+
+
+def _revoked_before_arrival(m: LaneMachine) -> None:
+    m.every_agency_declares("hk", "long")
+    m.platform_revokes("tag", 0)
+    m.truck_arrives("hk", "clear")
+
+
+def _revoked_while_the_open_is_queued(m: LaneMachine) -> None:
+    m.every_agency_declares("hk", "long")
+    m.truck_matched_then_revoked_before_the_open_is_sent("hk", "id")
+
+
+def _unlike_its_declaration(truck: str, reading: str = "clear") -> Any:
+    def scenario(m: LaneMachine) -> None:
+        m.every_agency_declares("hk" if truck.startswith("hk") else "cn", "long")
+        m.truck_arrives(truck, reading)
+
+    return scenario
+
+
+def _declared_for_another_lane(m: LaneMachine) -> None:
+    for agency in AGENCIES:
+        m._issue("hk", agency, "release", "long", "c2", "own")
+    m.truck_arrives("hk", "clear")
+
+
+def _appointment_later(m: LaneMachine) -> None:
+    for agency in AGENCIES:
+        m._issue("hk", agency, "release", "later", "c1", "own")
+    m.truck_arrives("hk", "clear")
+
+
+def _signed_badly(signing: str) -> Any:
+    def scenario(m: LaneMachine) -> None:
+        for agency in AGENCIES:
+            m._issue("hk", agency, "release", "long", "c1", signing)
+        m.truck_arrives("hk", "clear")
+
+    return scenario
+
+
+def _doubt_between_two_declared(m: LaneMachine) -> None:
+    """An old declaration still names the e-card and the Hong Kong plate; the 粤Z plate's
+    province is read in doubt: two declared vehicles fit."""
+    m.every_agency_declares("hk_province_twin", "long")
+    m.every_agency_declares("hk", "long")
+    m.truck_arrives("hk", "province_one")
+
+
+def _directed(scenario: Any) -> None:
+    """One interleaving, spelled out, with the invariants checked after it."""
+    m = LaneMachine()
+    try:
+        m.controller_setting(True)
+        scenario(m)
+        m.no_violation()
+        m.one_scan_one_outcome()
+    finally:
+        m.teardown()
+
+
+def _skip_used(self: PredecisionBook, e: Any) -> Any:
+    """Mutant: a used pre-decision is not refused (only a revoked one)."""
+    if e.revoked_by is not None:
+        yield "revoked", "revoked"
+
+
+def _skip_revoked(self: PredecisionBook, e: Any) -> Any:
+    """Mutant: a revoked pre-decision is not refused (only a used one)."""
+    if e.used_by is not None:
+        yield "already_used", "used"
+
+
+def _without(rule_name: str) -> tuple[Any, ...]:
+    from portlane.edge.lane import predecisions
+
+    return tuple(r for r in predecisions.RULES if r.__name__ != rule_name)
+
+
+def _no_signature_check(self: CommandVerifier, raw: Any) -> Any:
+    """Mutant: the lane takes a command as it reads it (no signature, key or authority check)."""
+    import base64
+
+    from portlane.edge.contract.commands import SignedCommand, parse_args
+    from portlane.edge.trust.commands import VerifiedCommand
+
+    obj = json.loads(raw)
+    obj.setdefault("sig", base64.b64encode(bytes(64)).decode())
+    return VerifiedCommand(SignedCommand.model_validate(obj), parse_args(obj["cmd"], json.dumps(obj).encode()))
+
+
+PREDECISION_GUARDS = {
+    "used_once": _replayed_truck,
+    "expiry": _expired_before_arrival,
+    "revocation": _revoked_before_arrival,
+    "withdraw_and_second_guard": _revoked_while_the_open_is_queued,
+    "rule_weight": _unlike_its_declaration("hk_overweight"),
+    "rule_containers": _unlike_its_declaration("hk_swapped"),
+    "rule_tag": _unlike_its_declaration("hk_clone"),
+    "rule_plates": _unlike_its_declaration("cn_other_plates"),
+    "rule_lane": _declared_for_another_lane,
+    "rule_time": _appointment_later,
+    "doubt_uniqueness": _doubt_between_two_declared,
+    "signature": _signed_badly("unsigned"),
+    "agency_authority": _signed_badly("other_agency"),
+}
+
+
+@pytest.mark.parametrize("guard", list(PREDECISION_GUARDS))
+def test_each_predecision_scenario_holds_with_every_guard(guard: str) -> None:
+    _directed(PREDECISION_GUARDS[guard])
+
+
+@pytest.mark.parametrize("guard", list(PREDECISION_GUARDS))
+def test_removing_a_predecision_guard_is_caught(guard: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each guard of issue 20 removed in turn; its interleaving then opens the gate on evidence
+    the machine's own record says is no good. The second guard (the executor's check of the book
+    right before the open frame) is removed together with the first line it backs up (the
+    logic's withdrawal of a revoked release, the book's revocation check): with only the first
+    line removed, the second still holds (``test_the_executor_alone_stops_an_open_on_revoked_pre_decisions``)."""
+    from portlane.edge.lane import predecision_rules, predecisions
+
+    if guard == "used_once":
+        monkeypatch.setattr(PredecisionBook, "_state", _skip_used)
+    elif guard == "expiry":
+        original_time = predecision_rules._rule_time
+
+        def window_only(d: Any, c: Any) -> Any:
+            return (r for r in original_time(d, c) if r[0] != "expired")
+
+        monkeypatch.setattr(
+            predecisions, "RULES", tuple(window_only if r is original_time else r for r in predecisions.RULES)
+        )
+    elif guard == "revocation":
+        monkeypatch.setattr(PredecisionBook, "_state", _skip_revoked)
+        monkeypatch.setattr(predecision_rules.ControlOrder, "hits", lambda self, o: False)
+        monkeypatch.setattr(LaneLogic, "predecisions_hold", lambda self, p: True)
+    elif guard == "withdraw_and_second_guard":
+        monkeypatch.setattr(LaneLogic, "_withdraw", lambda self, p, order, detail, now: [])
+        monkeypatch.setattr(LaneLogic, "predecisions_hold", lambda self, p: True)
+    elif guard.startswith("rule_"):
+        monkeypatch.setattr(predecisions, "RULES", _without(f"_{guard}"))
+    elif guard == "doubt_uniqueness":
+        monkeypatch.setattr(PredecisionBook, "_doubt", lambda self, o, candidates: (True, ""))
+    elif guard == "signature":
+        monkeypatch.setattr(CommandVerifier, "verify", _no_signature_check)
+    elif guard == "agency_authority":
+        monkeypatch.setattr(Authority, "check", lambda self, key_id, **kw: self.grant(key_id))
+    with pytest.raises(AssertionError):
+        _directed(PREDECISION_GUARDS[guard])
+
+
+@pytest.mark.parametrize("first_line", ["withdrawal", "book_revocation"])
+def test_the_executor_alone_stops_an_open_on_revoked_pre_decisions(
+    first_line: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first line removed — the logic forgets to take a revoked release back, or the book
+    forgets revocations: the executor's check of the book, right before the open frame, still
+    refuses the open."""
+    from portlane.edge.lane import predecision_rules
+
+    if first_line == "withdrawal":
+        monkeypatch.setattr(LaneLogic, "_withdraw", lambda self, p, order, detail, now: [])
+        scenario = _revoked_while_the_open_is_queued
+    else:
+        monkeypatch.setattr(PredecisionBook, "_state", _skip_revoked)
+        monkeypatch.setattr(predecision_rules.ControlOrder, "hits", lambda self, o: False)
+        scenario = _revoked_before_arrival
+    m = LaneMachine()
+    try:
+        m.controller_setting(True)
+        scenario(m)
+        m.no_violation()
+        assert m.executor.counters.gate_opens_unauthorised_refused == 1 and m.executor.counters.gate_opens == 0
+    finally:
+        m.teardown()
+
+
 # =========================================================================== issue 21: radiation portal and seals
 
 #: The machine's own reading of OSCAR's adjudication codes: those that let the vehicle go
@@ -550,7 +1101,7 @@ def _seals(case: str) -> tuple[tuple[SealRecord, ...], tuple[str, ...] | None]:
 
 
 @dataclass
-class Truck:
+class CargoTruck:
     """What the machine knows of the truck in the lane, independently of the lane."""
 
     seals: str
@@ -568,7 +1119,7 @@ class CargoLaneMachine(LaneMachine):
     def __init__(self) -> None:
         super().__init__()
         self.world.rpm.clock = lambda: self.now  # occupancies on the lane's clock
-        self.truck: Truck | None = None
+        self.truck: CargoTruck | None = None
         self.declared: tuple[str, ...] | None = None
         self.portal_state = "ok"  # what the lane was last told of the portal
         self.genuine_removes: Counter[str] = Counter()
@@ -589,13 +1140,14 @@ class CargoLaneMachine(LaneMachine):
             verifier=verifier,
             audit=self.audit,
             events=EventWriter(self.outbox, self.topics),
-            link=MqttLink("mqtt://127.0.0.1:1", client_id="t-safety"),  # never connected: answers dropped
+            respond=lambda topic, body: None,  # no broker here: the answers are not under test
             clock=lambda: self.now,
         )
         identifier = Identifier("c1", self.devices, recogniser=None, clock=lambda: self.now, deadline_s=5)
         handler = LaneCommands(logic=self.logic, apply=self.apply, identifier=identifier, clock=lambda: self.now)
         for name in ("adjudicate", "seal_apply", "seal_remove"):
             self.path.register(name, handler.handle)
+        self.approach = "clear"  # what the portal finds of the next truck a declared one's rule brings
         self.portal_health("ok")  # the daemon's first poll of the portal
 
     def run(self, coro: Any) -> Any:
@@ -644,7 +1196,7 @@ class CargoLaneMachine(LaneMachine):
         removed = Counter(str(c.arg) for c in self.world.commands if c.device == "seal_reader" and c.action == "remove")
         assert all(n <= self.genuine_removes[sid] for sid, n in removed.items()), (removed, self.genuine_removes)
 
-    def _command(self, name: str, pid: str | None, *, signer: CommandSigner | None = None, **args: Any) -> bool:
+    def _signed(self, name: str, pid: str | None, *, signer: CommandSigner | None = None, **args: Any) -> bool:
         """Sign ``name`` and hand it to the lane's command path; True when it was accepted."""
         now = dt.datetime.fromtimestamp(self.now, tz=dt.UTC)
         cmd = (signer or self.signer).sign(
@@ -670,7 +1222,7 @@ class CargoLaneMachine(LaneMachine):
         self.world.seals.clear()
         for record in on:
             self.world.seals.place(record, authorisation=CODE)
-        self.truck = Truck(seals)
+        self.truck = CargoTruck(seals)
         self.world.rpm.enter()  # the portal stands on the approach
         super().vehicle_arrives()
 
@@ -804,19 +1356,55 @@ class CargoLaneMachine(LaneMachine):
         p = self.logic.passage
         if p is None:
             return
+        ident = Identity(plates=plates, confidence=0.9)
+        if p.stage.value == "identifying":  # the lane reads the seals once, then
+            ident = self._with_seals(ident)
+        self.apply(self.logic.on_identified(p.id, ident, self.now))
+
+    def _with_seals(self, ident: Identity) -> Identity:
+        """``ident`` with the seals as the identification reads them, through the real reader."""
         seals: tuple[SealRecord, ...] | None = None
         error: str | None = None
-        if p.stage.value == "identifying":  # the lane reads the seals once, then
-            reader = self.devices.seal_reader
-            assert reader is not None
-            if self.truck is not None and self.truck.seals == "read_fails":
-                self.world.faults("seal_reader").timeouts = 1
-            try:
-                seals = self.run(reader.read_seals())
-            except DeviceError as exc:
-                error = str(exc)
-        ident = Identity(plates=plates, confidence=0.9, seals=seals, seal_error=error, declared_seals=self.declared)
-        self.apply(self.logic.on_identified(p.id, ident, self.now))
+        reader = self.devices.seal_reader
+        assert reader is not None
+        if self.truck is not None and self.truck.seals == "read_fails":
+            self.world.faults("seal_reader").timeouts = 1
+        try:
+            seals = self.run(reader.read_seals())
+        except DeviceError as exc:
+            error = str(exc)
+        return replace(ident, seals=seals, seal_error=error, declared_seals=self.declared)
+
+    # ---------------------------------------------------------------- rules: pre-decided trucks (issue 20)
+    def _reads(self, truck: Truck, reading: str) -> Identity:
+        return self._with_seals(super()._reads(truck, reading))
+
+    def _arrive(self, truck: str) -> Passage | None:
+        """The truck stops at the line; the portal it passed on the approach reports it."""
+        p = super()._arrive(truck)
+        if p is not None:
+            self.portal_reports(self.approach)
+        return p
+
+    @precondition(lambda self: self.vehicle is None and self.logic.passage is None)
+    @rule(
+        outcome=st.sampled_from(("clear", "norm", "threat", "missed")),
+        code=st.sampled_from((None, 4, 7, 1)),
+        revoked=st.booleans(),
+    )
+    def declared_truck_through_the_portal(self, outcome: str, code: int | None, revoked: bool) -> None:
+        """Every agency declared the truck: the lane releases it on its pre-decisions only once
+        the portal lets it go (an alarm holds the release until its adjudication), and a control
+        order takes a held release back."""
+        self.approach = outcome
+        try:
+            self.declared_truck_arrives("cn", "clear")
+        finally:
+            self.approach = "clear"
+        if revoked:
+            self.platform_revokes("id", 0)
+        if code is not None:
+            self.adjudicate(code, right=True, agency="customs")
 
     # ---------------------------------------------------------------- rules: the platform
     @rule(code=st.integers(min_value=1, max_value=11), right=st.booleans(), agency=st.sampled_from(ADJUDICATORS))
@@ -828,7 +1416,7 @@ class CargoLaneMachine(LaneMachine):
         valid = agency in AGENCIES and right and t.reported and t.alarm and t.adjudication is None
         if valid:
             t.adjudication = code  # before: what it lets happen happens while the lane handles it
-        accepted = self._command("adjudicate", p.id, agency=agency, occupancy=occupancy, code=code)
+        accepted = self._signed("adjudicate", p.id, agency=agency, occupancy=occupancy, code=code)
         if accepted != valid:
             self.violations.append(f"adjudicate {code} by {agency} for {occupancy}: accepted {accepted}, valid {valid}")
 
@@ -842,7 +1430,7 @@ class CargoLaneMachine(LaneMachine):
         p = self.logic.passage
         if signer == "platform" and agency == "customs" and action == "remove":
             self.genuine_removes[ELOCK.seal_id] += 1
-        self._command(
+        self._signed(
             f"seal_{action}",
             p.id if p else None,
             signer=self.signer if signer == "platform" else ROGUE,
@@ -856,18 +1444,7 @@ CARGO_EXAMPLES = 200
 
 
 def _run_cargo(examples: int = CARGO_EXAMPLES) -> None:
-    LaneMachine.failed_scans = set()
-    run_state_machine_as_test(
-        CargoLaneMachine,
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=60,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    _run(examples, CargoLaneMachine)
 
 
 def test_cargo_lane_safety_invariants() -> None:
@@ -912,6 +1489,9 @@ CARGO_CASES: dict[str, Callable[[CargoLaneMachine], None]] = {
     "tampered_seal": lambda m: m.truck_identified_and_released("tampered", "clear"),
     "forged_removal": _forged_elock_removal,
     "uncounted_override_pass": _uncounted_truck_through_an_override,
+    # released on pre-decisions (issue 20): through the same choke point
+    "predecided_unadjudicated": lambda m: m.declared_truck_through_the_portal("norm", None, revoked=False),
+    "predecided_held_then_revoked": lambda m: m.declared_truck_through_the_portal("norm", 4, revoked=True),
 }
 
 
@@ -932,20 +1512,44 @@ def test_each_cargo_case_holds_the_invariants(case: str) -> None:
     _cargo_case(case)
 
 
-def _no_signature_check(self: CommandVerifier, raw: Any) -> VerifiedCommand:
-    """Mutant: the command path takes any well-formed command, signed by anyone."""
-    data, obj = self._parse(raw)
-    cmd = SignedCommand.model_validate(obj)
-    return VerifiedCommand(cmd, parse_args(cmd.cmd, data))
-
-
-def _never_hold(self: CargoRules, p: Passage, now: float) -> list[Action] | None:
+def _never_hold(self: CargoRules, p: Passage, now: float, basis: Any) -> list[Action] | None:
     return None
+
+
+@pytest.mark.parametrize("revoked", [False, True])
+def test_a_release_on_pre_decisions_an_alarm_held_goes_ahead_on_its_adjudication_unless_revoked(revoked: bool) -> None:
+    m = CargoLaneMachine()
+    try:
+        m.controller_setting(True)
+        m.declared_truck_through_the_portal("norm", None, revoked=False)
+        p = m.logic.passage
+        assert p is not None and p.predecision_ids and m._gate_commands("open") == 0  # matched, held
+        if revoked:
+            m.platform_revokes("id", 0)
+        m.adjudicate(4, right=True, agency="customs")  # NORM: lets it go
+        assert m._gate_commands("open") == (0 if revoked else 1)
+        assert (p.basis, p.withdrawn) == ((None, True) if revoked else ("predecision", False))
+        m.no_violation()
+    finally:
+        m.teardown()
+
+
+ORIGINAL_WITHDRAW = LaneLogic._withdraw
+
+
+def _withdraw_ignoring_held(self: LaneLogic, p: Passage, order: Any, detail: str, now: float) -> list[Action]:
+    """Mutant: a control order does not take back a release on pre-decisions the cargo rules hold."""
+    waiting, p.cargo.release_waiting = p.cargo.release_waiting, False
+    out = ORIGINAL_WITHDRAW(self, p, order, detail, now)
+    p.cargo.release_waiting = waiting
+    return out
 
 
 #: Each guard and the directed case that needs it (then the search, as for the lane's guards).
 CARGO_GUARDS = {
     "cargo_hold": "unadjudicated_alarm",
+    "cargo_hold_predecided": "predecided_unadjudicated",
+    "withdraw_held_and_second_guard": "predecided_held_then_revoked",
     "alarm": "unadjudicated_alarm",
     "verdict": "no_occupancy",
     "portal_health": "portal_tampered",
@@ -958,11 +1562,14 @@ CARGO_GUARDS = {
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("guard", sorted(CARGO_GUARDS))
 def test_removing_a_cargo_guard_is_caught(guard: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    if guard == "cargo_hold":  # both lines: the choke point and the executor's second guard
+    if guard.startswith("cargo_hold"):  # both lines: the choke point and the executor's second guard
         monkeypatch.setattr(CargoRules, "_cargo_hold", _never_hold)
         monkeypatch.setattr(CargoRules, "cargo_allows_open", lambda self, p: True)
     elif guard == "signature":
         monkeypatch.setattr(CommandVerifier, "verify", _no_signature_check)
+    elif guard == "withdraw_held_and_second_guard":  # as for the pre-decision guards: both lines
+        monkeypatch.setattr(LaneLogic, "_withdraw", _withdraw_ignoring_held)
+        monkeypatch.setattr(LaneLogic, "predecisions_hold", lambda self, p: True)
     else:
         name = {"alarm": "_alarm", "verdict": "_verdict", "portal_health": "portal_health", "seals": "seal_blockers"}
         monkeypatch.setattr(cargo_checks, name[guard], lambda *a, **k: ())

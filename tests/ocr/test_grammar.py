@@ -97,6 +97,10 @@ def test_size_type_codes() -> None:
     assert iso6346.is_valid_size_type("22G1")
     assert iso6346.is_valid_size_type("45R1")
     assert iso6346.is_valid_size_type("L5G1")
+    assert not iso6346.size_type_valid("22G5")  # a spare type code: nobody builds one
+    assert iso6346.size_type("45R1") == iso6346.SizeType(
+        "45R1", 12192, 2895, "2438", "R1", "RT", iso6346.TYPE_CODES["R1"][1]
+    )
     assert not iso6346.is_valid_size_type("2XG1")
 
 

@@ -45,7 +45,7 @@ def test_eval_reports_accuracy_latency_memory(tmp_path: Path, capsys: pytest.Cap
         "file,text,kind\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows), encoding="utf-8"
     )
     sheet = tmp_path / "sheet.html"
-    assert main(["ocr", "eval", str(tmp_path), "--json", "--sheet", str(sheet)]) == 0
+    assert main(["ocr", "eval", str(tmp_path), "--json", "--sheet", str(sheet), "--by-vehicle", "--folds", "2"]) == 0
     rep = json.loads(capsys.readouterr().out)
     ours = rep["engines"]["ours"]
     assert (ours["overall"]["exact"], ours["overall"]["n"], ours["overall"]["accuracy"]) == (3, 4, 0.75)
@@ -58,6 +58,12 @@ def test_eval_reports_accuracy_latency_memory(tmp_path: Path, capsys: pytest.Cap
     assert sheet.is_file() and "京A9999学" in sheet.read_text(encoding="utf-8")
     assert ours["latency_ms"]["p95"] >= ours["latency_ms"]["p50"] > 0
     assert 50 < ours["peak_rss_mb"] < 2000
+    # per vehicle: four labels, four vehicles, each right, sent to an officer, or wrong
+    bv = ours["by_vehicle"]
+    assert bv["vehicles"] == 4 and bv["confirmed_right"] + bv["needs_officer"] + bv["confirmed_wrong"] == 4
+    assert bv["confirmed_wrong"] == (1 if ours["overall"]["confident_wrong"] else 0)
+    held = ours["held_out"]
+    assert held["folds"] == 2 and sum(held["fold_sizes"]) == 4 and len(held["policies"]) == 2
 
 
 def test_eval_without_labels_is_a_usage_error(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ conversion to the contract's reads (edge/lane/recognition.py)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from types import SimpleNamespace
 
@@ -69,12 +70,13 @@ def test_reads_without_a_status_on_the_socket_are_not_trusted() -> None:
     assert plate.confidence <= UNCONFIRMED_CAP
 
 
-def test_the_socket_wire_round_trips_the_reads() -> None:
-    plates = [[_p("粤B12345", "cn", 0.9)], []]
-    boxes = [[_c("CSQU3054383", 0.8, L, check_digit_inferred=True)]]
-    assert deserialise_reads("plate", serialise_reads(plates))[0][0].text == "粤B12345"
-    [[box]] = deserialise_reads("container", serialise_reads(boxes))
-    assert (box.number, box.status, box.check_digit_inferred) == ("CSQU3054383", L, True)
+def test_the_socket_wire_round_trips_the_reads_whole() -> None:
+    """Every field crosses the recognition daemon's socket, the doubt and the character
+    confidences included: the lane judges a read from the daemon as it would its own."""
+    plate = PlateRead("粤B12345", "cn", 0.9, (1, 2, 30, 12), (0.99, 0.5), L, "province", 0.3, 21.0)
+    box = ContainerRead("CSQU3054383", True, True, False, "45G1", 0.8, (5, 6, 70, 20), L, (0.9,) * 11, 0.1, "inferred")
+    assert deserialise_reads("plate", json.loads(json.dumps(serialise_reads([[plate], []])))) == [[plate], []]
+    assert deserialise_reads("container", json.loads(json.dumps(serialise_reads([[box]])))) == [[box]]
 
 
 def test_contract_reads_carry_the_doubt_in_their_confidence() -> None:

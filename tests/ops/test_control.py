@@ -5,98 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import stat
 import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-from portlane.edge.cli import main as cli_main
+from control_helpers import FakeDaemon, cli
 from portlane.edge.errors import ControlError, DaemonUnreachableError
 from portlane.edge.ops.control import ControlServer, default_path, discover, request
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_SITE = ROOT / "firmware_config" / "sites" / "zhuhai-hzmb-cargo.yaml"
-
-
-@pytest.fixture
-def sockdir(monkeypatch: pytest.MonkeyPatch):
-    # AF_UNIX paths are limited to 107 bytes; pytest's tmp_path can be longer.
-    d = Path(tempfile.mkdtemp(prefix="pl-", dir="/tmp"))
-    monkeypatch.delenv("PORTLANE_CONTROL", raising=False)
-    monkeypatch.setenv("PORTLANE_RUN_DIR", str(d))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def _status(lane: str, *, in_service: bool = True) -> dict[str, Any]:
-    return {
-        "lane": lane,
-        "in_service": in_service,
-        "stage": "IDLE",
-        "passage_id": None,
-        "devices": {
-            "gate": {
-                "health": "online",
-                "backend": "rs485",
-                "link": "/dev/ttyGATE",
-                "last_error": None,
-                "counters": {"tx": 10, "rx": 10},
-            }
-        },
-        "outbox": {"depth": 2, "oldest_age_s": 1.5, "dropped": 0},
-    }
-
-
-class FakeDaemon:
-    """Fixed handlers recording what they were asked."""
-
-    def __init__(self, *lanes: str, site_yaml: str = "") -> None:
-        self.lanes = lanes
-        self.calls: list[dict[str, Any]] = []
-        self.site_yaml = site_yaml
-        self.apply_ok = True
-
-    def handlers(self) -> dict[str, Any]:
-        async def record(req: dict[str, Any]) -> dict[str, Any]:
-            self.calls.append(req)
-            return {}
-
-        async def status(req: dict[str, Any]) -> dict[str, Any]:
-            return {
-                "site": "zhuhai-hzmb-cargo",
-                "broker": {"url": "mqtt://127.0.0.1:1", "connected": True},
-                "lanes": [_status(lane) for lane in self.lanes],
-            }
-
-        async def devices(req: dict[str, Any]) -> dict[str, Any]:
-            return {"lanes": [{"lane": lane, "devices": _status(lane)["devices"]} for lane in self.lanes]}
-
-        async def config(req: dict[str, Any]) -> dict[str, Any]:
-            return {"yaml": self.site_yaml}
-
-        async def config_apply(req: dict[str, Any]) -> dict[str, Any]:
-            self.calls.append(req)
-            if not self.apply_ok:
-                return {"ok": False, "error": "broker unreachable with the new configuration; rolled back"}
-            return {}
-
-        return {
-            "status": status,
-            "devices": devices,
-            "gate": record,
-            "board": record,
-            "lane_service": record,
-            "config": config,
-            "config_apply": config_apply,
-        }
-
-
-async def cli(*argv: str) -> int:
-    return await asyncio.to_thread(cli_main, list(argv))
 
 
 # ------------------------------------------------------------------------------ server / client
@@ -350,9 +271,26 @@ def test_serial_sniff_decodes_gate_frames_on_a_pty() -> None:
         "10",
         "--json",
     ]
-    # This test process holds the port open, as a daemon would: refused without --force.
-    refused = subprocess.run(argv, capture_output=True, text=True, timeout=20)
-    assert refused.returncode == 2 and f"in use by pid {os.getpid()}" in refused.stderr
+    # Another process holds the port open, as a daemon would: refused without --force. (This test
+    # process holds both ends of the pty — it is the device, like a simulator — which is no reader.)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY); "
+            "print('open', flush=True); sys.stdin.read()",
+            os.ttyname(slave),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        refused = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    finally:
+        holder.communicate(timeout=20)
+    assert refused.returncode == 2 and f"in use by pid {holder.pid}" in refused.stderr
     proc = subprocess.Popen([*argv, "--force"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

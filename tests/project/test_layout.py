@@ -14,14 +14,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_every_package_is_listed_for_the_wheel() -> None:
+def test_every_importable_folder_is_listed_for_the_wheel() -> None:
+    """Every folder Python could import by name — a package, or a folder of data such as
+    ``console/static`` — is listed in ``packages``: setuptools warns ("Package would be
+    ignored", ~200 lines on each install) about any that is not."""
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(cfg["packages"])
     found = set()
     for mapped, folder in cfg["package-dir"].items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(ROOT / folder).parts
-            found.add(".".join([mapped, *rel]))
+        found.add(mapped)
+        for sub in (ROOT / folder).rglob("*"):
+            rel = sub.relative_to(ROOT / folder).parts
+            if sub.is_dir() and all(p.isidentifier() and p != "__pycache__" for p in rel) and any(sub.iterdir()):
+                found.add(".".join([mapped, *rel]))
     assert found == listed
 
 
@@ -60,3 +65,20 @@ def test_every_exception_of_edge_lives_in_errors_and_is_drawn_in_its_tree() -> N
     doc = errors.__doc__ or ""
     assert [n for n in classes if f"── {n}" not in doc and n != "PortlaneError"] == []
     assert [n for n in errors.__all__ if n.startswith("EXIT_") and n not in doc] == []
+
+
+def test_every_layer_of_edge_has_a_module_map_naming_each_module() -> None:
+    """Each package of edge opens with a map of its modules (``console/__init__.py`` is the
+    model): a reader finds the module for a job without opening them all. A module added
+    without its line fails here."""
+    import ast
+    import re
+
+    missing: dict[str, list[str]] = {}
+    for init in sorted((ROOT / "edge").glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        modules = sorted(p.stem for p in init.parent.glob("*.py") if p.name != "__init__.py")
+        absent = [m for m in modules if not re.search(rf"(?<![\w.]){re.escape(m)}(\.py)?\b", doc)]
+        if absent:
+            missing[init.parent.name] = absent
+    assert not missing, f"modules missing from their package's map (the __init__.py docstring): {missing}"

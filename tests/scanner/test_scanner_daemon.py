@@ -147,6 +147,13 @@ async def test_scans_one_vehicle_at_a_time_and_shares_the_result(rig: dict[str, 
     assert {e["lane"] for e in rig["events"]("completed")} == {"c1", "c2", "c3"}
     assert all(e["result"] == "GREEN" and e["scan_id"] for e in rig["events"]("completed"))
     assert rig["world"].scans_started == 3
+    # Shared with conditions: each lane's results on its own topic (…/event/scan.completed/c2),
+    # which the broker lets only that lane (and the platform, the console) read.
+    unit = rig["daemon"].unit
+    for lane, pid in (("c1", "p1"), ("c2", "p2"), ("c3", "p3")):
+        rows = unit.outbox.newest(unit.topics.lane_event("scan.completed", lane))
+        assert [json.loads(r.payload)["data"]["passage_id"] for r in rows] == [pid]
+    assert unit.outbox.newest(unit.topics.event("scan.completed")) == []
 
 
 async def test_never_fires_while_the_zone_is_open(rig: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus, ScanResult
 from portlane.edge.contract.events import InspectionRequested
+from portlane.edge.contract.topics import Topics
 from portlane.edge.scanner.executor import ScannerExecutor
 from portlane.edge.scanner.logic import Fire, Phase, Resend, ScannerAction, ScannerLogic
 from portlane.edge.unit.actions import Publish
@@ -251,10 +252,12 @@ class ScannerLogicMachine(RuleBasedStateMachine):
 class _Events:
     """The executor's event writer: records settlement (what the outbox would keep)."""
 
+    topics = Topics("s", "xray-1")
+
     def __init__(self, machine: ScannerLogicMachine) -> None:
         self.machine = machine
 
-    def put(self, type_: Any, data: Any, *, subject: str | None = None) -> None:
+    def put(self, type_: Any, data: Any, *, subject: str | None = None, topic: str | None = None) -> None:
         self.machine.settle_event(Publish(type_, data))
 
 

@@ -16,8 +16,10 @@ import aiomqtt
 import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from portlane.edge.contract.canonical import canonical_json
+from portlane.edge.delivery.mqtt import MqttLink
 from portlane.edge.demo.broker import BrokerProcess
-from portlane.sim_devices.central import CentralPlatform, canonical
+from portlane.edge.trust.commands import CommandSigner
 from portlane.sim_devices.consumer_group import GapWatcher, GroupConsumer, Ledger
 
 SITE = "testport"
@@ -68,13 +70,29 @@ class FakeUnit:
             async for msg in c.messages:
                 body = json.loads(bytes(msg.payload))
                 sig = base64.b64decode(body.pop("sig"))
-                self.key.verify(sig, canonical(body))  # raises on a forged request
+                self.key.verify(sig, canonical_json(body, allow_floats=False))  # raises on a forged request
                 lo, hi = body["args"]["from_seq"], body["args"]["to_seq"]
                 self.replays.append((lo, hi))
                 for seq in range(lo, (hi or EVENTS) + 1):
                     await c.publish(f"{prefix}/event/test.tick", json.dumps(envelope(self.unit, seq)), qos=1)
                 answer = {"ok": True, "command": "replay_events", "correlation_id": body["nonce"]}
                 await c.publish(f"{prefix}/response", json.dumps(answer), qos=1)
+
+
+class Platform:
+    """What the watcher asks units with: signed ``replay_events`` with the demo platform key."""
+
+    def __init__(self, url: str) -> None:
+        self.signer = CommandSigner(KEYS["key_id"], KEYS["private_key"])
+        self.link = MqttLink(url, client_id="t-platform", protocol="5")
+
+    async def request_replay(self, unit: str, from_seq: int, to_seq: int | None) -> None:
+        import datetime as dt
+
+        now = dt.datetime.now(dt.UTC)
+        cmd = {"cmd": "replay_events", "site": SITE, "lane": unit, "args": {"from_seq": from_seq, "to_seq": to_seq}}
+        signed = self.signer.sign({**cmd, "issued_at": now, "expires_at": now + dt.timedelta(seconds=60)})
+        await self.link.publish(f"portlane/v1/{SITE}/{unit}/cmd/replay_events", signed.to_json_bytes())
 
 
 @pytest.mark.slow
@@ -107,9 +125,7 @@ async def test_a_group_of_three_processes_each_event_once_and_replays_gaps(
             effect(db, env)
 
         m.handler = bound
-    central = CentralPlatform(
-        broker.url, SITE, key_id=KEYS["key_id"], private_key_b64=KEYS["private_key"], lanes={}, protocol="5"
-    )
+    central = Platform(broker.url)
     watcher = GapWatcher(broker.url, SITE, ledger=ledger, request_replay=central.request_replay)
     units = [
         FakeUnit(broker.url, "c1", skip=set(), dup=set(range(10, 20))),
@@ -120,13 +136,13 @@ async def test_a_group_of_three_processes_each_event_once_and_replays_gaps(
     # or of its message iteration can wait for its disconnection for ever (seen under load in the
     # full suite), and the shutdown is not what this test is about — it is bounded below.
     tasks = [asyncio.create_task(m.run(), name=m.name) for m in members]
-    tasks += [asyncio.create_task(central.run(), name="central"), asyncio.create_task(watcher.run(), name="gaps")]
+    tasks += [asyncio.create_task(central.link.run(), name="central"), asyncio.create_task(watcher.run(), name="gaps")]
     try:
         async with asyncio.timeout(DEADLINE_S):
             for m in members:
                 await m.wait_subscribed()
             await watcher.wait_subscribed()
-            await central.wait_connected()
+            await central.link.wait_connected()
             tasks += [asyncio.create_task(u.run(), name=f"unit-{u.unit}") for u in units]
             await done.wait()
     finally:

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from portlane.edge.errors import AuditError, OperatorError
-from portlane.edge.trust.audit import GENESIS, AuditLog, AuditProblem, require_operator, verify_log
+from portlane.edge.trust.audit import AuditLog, require_operator
+from portlane.edge.trust.audit_chain import GENESIS, AuditProblem, verify_log
 
 T0 = datetime(2026, 11, 23, 18, 0, 0, tzinfo=UTC)
 

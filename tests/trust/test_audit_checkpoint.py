@@ -17,7 +17,8 @@ from portlane.edge.config import parse_site
 from portlane.edge.delivery.mqtt import MqttLink
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.errors import CheckpointError
-from portlane.edge.trust.audit import AuditLog, AuditProblem, Checkpoint, verify_against_checkpoint
+from portlane.edge.trust.audit import AuditLog
+from portlane.edge.trust.audit_chain import AuditProblem, Checkpoint, verify_against_checkpoint
 from portlane.edge.trust.authority import Authority
 from portlane.edge.trust.events import EventSigner
 from portlane.edge.trust.keys import generate_keypair

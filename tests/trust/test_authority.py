@@ -372,7 +372,8 @@ def test_public_api_of_the_trust_modules_is_pinned() -> None:
         "pki": {"init_pki", "issue_unit", "render_acl", "render_mosquitto_conf", "provision_unit_keys"},
         "rejections": {"RejectionAggregator", "RejectionSummary"},
         "config_audit": {"config_change", "trust_changes"},
-        "audit": {"Checkpoint", "audit_context", "verify_against_checkpoint"},
+        "audit": {"AuditLog", "audit_context", "require_operator"},
+        "audit_chain": {"Checkpoint", "verify_against_checkpoint", "verify_log"},
     }
     for name, names in expected.items():
         mod = importlib.import_module(f"portlane.edge.trust.{name}")

@@ -5,21 +5,17 @@ mosquitto.conf (only paths and port changed), the site's ACL and a PKI from `por
 from __future__ import annotations
 
 import asyncio
-import ssl
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 from cryptography import x509
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from portlane.edge.config import load_site
-from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import MosquittoBroker
 from portlane.edge.errors import NotConnectedError, PkiError, PublishRefusedError
 from portlane.edge.trust.pki import SiteCA, init_pki, render_acl, site_units
+
+from tests.broker_clients import Client, raw_connect, tls_context
 
 pytestmark = pytest.mark.skipif(not MosquittoBroker.available(), reason="needs the mosquitto binary")
 
@@ -29,97 +25,6 @@ SID = SITE.site.id
 BASE = f"portlane/v1/{SID}"
 #: A CONNACK or a refusal arrives within milliseconds on loopback; this is only a safety net.
 DEADLINE_S = 10.0
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pki")
-    init_pki(SITE, out)
-    return out
-
-
-@pytest.fixture
-async def secure(pki: Path) -> AsyncIterator[MosquittoBroker]:
-    b = MosquittoBroker(secure=pki / "broker")
-    await b.start()
-    try:
-        yield b
-    finally:
-        await b.close()
-
-
-class Client:
-    """An MqttLink as one unit (its certificate), running in the test's task group."""
-
-    def __init__(self, broker: MosquittoBroker, pki: Path, unit: str, *, client_id: str | None = None, **kw: Any):
-        d = pki / "units" / unit
-        self.messages: list[Message] = []
-        self.arrived = asyncio.Event()
-        self.link = MqttLink(
-            broker.url,
-            client_id=client_id or f"portlane-{SID}-{unit}",
-            ca_file=str(d / "ca.crt"),
-            cert_file=str(d / "client.crt"),
-            key_file=str(d / "client.key"),
-            on_message=self._on_message,
-            **kw,
-        )
-        self.task: asyncio.Task[None] | None = None
-
-    def _on_message(self, m: Message) -> None:
-        self.messages.append(m)
-        self.arrived.set()
-
-    async def __aenter__(self) -> Client:
-        self.task = asyncio.create_task(self.link.run(), name=f"client-{self.link.client_id}")
-        async with asyncio.timeout(DEADLINE_S):
-            await self.link.wait_connected()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.link.close()
-        assert self.task is not None
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-
-    def topics(self) -> list[str]:
-        return [m.topic for m in self.messages]
-
-    async def wait_for(self, topic: str) -> None:
-        async with asyncio.timeout(DEADLINE_S):
-            while topic not in self.topics():
-                self.arrived.clear()
-                await self.arrived.wait()
-
-
-def raw_connect(broker: MosquittoBroker, *, tls: ssl.SSLContext | None, client_id: str = "x") -> str:
-    """Connect with plain paho (blocking, in a thread); the CONNACK reason or the error."""
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
-    if tls is not None:
-        c.tls_set_context(tls)
-    result: list[str] = []
-    c.on_connect = lambda _c, _u, _f, rc, _p: result.append(f"connack:{rc}")
-    c.on_disconnect = lambda _c, _u, _f, rc, _p: result.append(f"disconnect:{rc}")
-    try:
-        c.connect("localhost", broker.port, keepalive=5)
-        for _ in range(100):  # each loop() call waits at most 0.1 s for the socket
-            if result:
-                break
-            if c.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
-                result.append("connection lost")
-    except (OSError, ssl.SSLError) as exc:
-        result.append(f"error:{type(exc).__name__}")
-    finally:
-        c.disconnect()
-    return result[0] if result else "no answer"
-
-
-def tls_context(pki: Path, unit: str | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(pki / "ca" / "ca.crt"))
-    if unit is not None:
-        d = pki / "units" / unit
-        ctx.load_cert_chain(d / "client.crt", d / "client.key")
-    return ctx
 
 
 # -- the PKI itself ------------------------------------------------------------------------------
@@ -152,7 +57,7 @@ def test_acl_gives_each_user_only_its_topics() -> None:
         f"topic write {BASE}/c1/checkpoint",
         f"topic read {BASE}/c1/cmd/#",
         f"topic read {BASE}/platform/expected",
-        f"topic read {BASE}/xray-1/event/#",
+        f"topic read {BASE}/xray-1/event/+/c1",  # per-lane scan topics: its own passages' results only
     ]
     assert "pattern" not in acl and "topic readwrite" not in acl
 
@@ -254,7 +159,10 @@ async def test_the_units_can_do_their_jobs(secure: MosquittoBroker, pki: Path) -
     """The ACL is not merely closed: each unit reaches what the contract says it reads."""
     async with (
         Client(
-            secure, pki, "c1", subscriptions=[f"{BASE}/c1/cmd/+", f"{BASE}/platform/expected", f"{BASE}/xray-1/event/#"]
+            secure,
+            pki,
+            "c1",
+            subscriptions=[f"{BASE}/c1/cmd/+", f"{BASE}/platform/expected", f"{BASE}/xray-1/event/+/c1"],
         ) as lane,
         Client(
             secure,
@@ -271,9 +179,9 @@ async def test_the_units_can_do_their_jobs(secure: MosquittoBroker, pki: Path) -
         await lane.wait_for(f"{BASE}/platform/expected")
         await lane.link.publish(f"{BASE}/c1/event/inspection.requested", b"{}")
         await scanner.wait_for(f"{BASE}/c1/event/inspection.requested")
-        await scanner.link.publish(f"{BASE}/xray-1/event/scan.completed", b"{}")
-        await lane.wait_for(f"{BASE}/xray-1/event/scan.completed")
-        await platform.wait_for(f"{BASE}/xray-1/event/scan.completed")
+        await scanner.link.publish(f"{BASE}/xray-1/event/scan.completed/c1", b"{}")  # per-lane scan topic
+        await lane.wait_for(f"{BASE}/xray-1/event/scan.completed/c1")
+        await platform.wait_for(f"{BASE}/xray-1/event/scan.completed/c1")
         await lane.link.publish(f"{BASE}/c1/response", b"{}")
         await platform.wait_for(f"{BASE}/c1/response")
         await lane.link.publish(f"{BASE}/c1/status", b"{}")

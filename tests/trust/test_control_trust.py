@@ -19,10 +19,12 @@ import yaml
 from portlane.edge.config import parse_site
 from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
 from portlane.edge.ops.control import ControlServer, peer_of, request
-from portlane.edge.ops.handlers import lane_handlers
-from portlane.edge.trust.audit import AuditEntry, AuditLog, read_entries, verify_log
+from portlane.edge.ops.handlers import LaneControl
+from portlane.edge.trust.audit import AuditLog
+from portlane.edge.trust.audit_chain import AuditEntry, read_entries, verify_log
 from portlane.edge.trust.keys import generate_keypair
 from portlane.edge.trust.pki import init_pki
+from portlane.edge.unit.skeleton import restart_needed
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "firmware_config/sites/zhuhai-hzmb-cargo.yaml"
@@ -70,21 +72,24 @@ def _site_text(url: str, **broker: Any) -> str:
 
 
 def _daemon(site_file: Path, audit: AuditLog) -> Any:
-    """What config_apply uses of a LaneDaemon: its lane id, running site and audit log."""
+    """What config_apply uses of a LaneDaemon: its lane id, running site, audit log, and what a
+    new site file would need (the real rule: keys and deadlines in place, the rest a restart)."""
+    site = parse_site(yaml.safe_load(site_file.read_text()))
     return SimpleNamespace(
         cfg=SimpleNamespace(id="c1"),
-        site=parse_site(yaml.safe_load(site_file.read_text())),
+        site=site,
         unit=SimpleNamespace(audit=audit),
+        reload=lambda new: restart_needed(site, new, "c1"),
     )
 
 
 async def _apply(sockdir: Path, site_file: Path, audit: AuditLog, new_text: str, **extra: Any) -> dict[str, Any]:
     d = _daemon(site_file, audit)
     restart = asyncio.Event()
-    handlers = {"config_apply": lane_handlers(d, site_file, restart)["config_apply"]}  # type: ignore[arg-type]
+    handlers = {"config_apply": LaneControl(d, site_file, restart).config_apply}
     async with ControlServer(sockdir / "lane-c1.sock", handlers):
         resp = await request(sockdir / "lane-c1.sock", "config_apply", yaml=new_text, **OP, **extra)
-    assert restart.is_set() == bool(resp.get("applied"))
+    assert restart.is_set() == bool(resp.get("restarting"))
     return resp
 
 

@@ -19,7 +19,7 @@ from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.demo.observer import EventObserver
 from portlane.edge.lane.passage import LaneTimeouts, Stage
 from portlane.edge.trust.anchor import AuditAnchor
-from portlane.edge.trust.audit import Checkpoint, verify_against_checkpoint
+from portlane.edge.trust.audit_chain import Checkpoint, verify_against_checkpoint
 from portlane.edge.trust.authority import Authority
 from portlane.edge.trust.events import EventSigner, verify_event
 from portlane.edge.trust.keys import load_unit_signer
@@ -82,22 +82,25 @@ async def test_the_lane_signs_its_events_and_acts_only_on_scan_results_the_scann
             ("scan.completed", EventSigner("xray-1-key", lane_key._key).sign(scan_envelope("completed", green))),
             ("scan.completed", tampered),  # signed, then changed
             ("scan.failed", genuine),  # genuine bytes on another event's topic
+            # about a lane the scanner does not serve here, on c1's topic
+            ("scan.completed", scanner.sign(scan_envelope("completed", {**green, "lane": "c2"}))),
             ("scan.completed", {"data": []}),  # unsigned (nothing is read before the signature)
         ]
+        # Per-lane scan topics: the lane reads only …/xray-1/event/{type}/c1 (contract.topics).
         for topic, env in forgeries:
-            await r.platform.link.publish(f"{PREFIX}/xray-1/event/{topic}", json.dumps(env).encode())
-        await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.completed", b"\xff not json")
+            await r.platform.link.publish(f"{PREFIX}/xray-1/event/{topic}/c1", json.dumps(env).encode())
+        await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.completed/c1", b"\xff not json")
         # The inbox is handled in order: once the genuine scan.started took effect, every
         # forgery before it has been judged.
         started = scanner.sign(scan_envelope("started", {**green, "result": None}, n=2))
-        await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.started", json.dumps(started).encode())
+        await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.started/c1", json.dumps(started).encode())
         await r.until(lambda: r.logic.stage == Stage.SCANNING)
         refused = r.daemon.unit.peers.refused
-        assert refused == {"unsigned": 3, "not_authorised": 1, "bad_signature": 2, "topic_mismatch": 1, "malformed": 1}
+        assert refused == {"unsigned": 3, "not_authorised": 2, "bad_signature": 2, "topic_mismatch": 1, "malformed": 1}
         assert r.world.gate.position == GatePosition.CLOSED
         assert r.logic.passage is not None and r.logic.passage.scan_result is None
 
-        await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.completed", json.dumps(genuine).encode())
+        await r.platform.link.publish(f"{PREFIX}/xray-1/event/scan.completed/c1", json.dumps(genuine).encode())
         await r.until(lambda: r.logic.stage == Stage.AWAITING_VERDICTS)
         assert r.logic.passage is not None and r.logic.passage.scan_result == "GREEN"
         assert r.daemon.unit.peers.peers.accepted == 2
@@ -159,3 +162,56 @@ def test_the_anchor_publishes_only_when_the_log_grew_and_the_period_is_over(tmp_
     finally:
         audit.close()
         outbox.close()
+
+
+def _scanner_authority() -> tuple[Authority, EventSigner]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from portlane.edge.trust.authority import KeyGrant, Role
+
+    key = Ed25519PrivateKey.generate()
+    grant = KeyGrant("xray-1-key", key.public_key(), Role.SCANNER, "xray-1")
+    return Authority([grant], site=SITE_ID, scanner_lanes={"xray-1": ["c1", "c2"]}), EventSigner("xray-1-key", key)
+
+
+def test_verify_message_refuses_what_no_parser_should_be_asked_to_guess() -> None:
+    """One path from message to verified event (``verify_message``): garbage is a TrustError
+    with a reason, never another exception — a 100,000-deep array used to raise RecursionError
+    out of ``PeerEvents.accept``."""
+    from portlane.edge.contract.envelope import MAX_EVENT_BYTES
+    from portlane.edge.errors import TrustError
+    from portlane.edge.trust.events import verify_message
+
+    authority, signer = _scanner_authority()
+    green = {"passage_id": "p-1", "lane": "c1", "scanner": "xray-1", "scan_id": 7, "result": "GREEN"}
+    genuine = signer.sign(scan_envelope("completed", green))
+    raw = json.dumps(genuine).encode()
+    ok = verify_message(raw, authority, unit="xray-1", event_type="scan.completed", lane="c1")
+    assert ok.data["result"] == "GREEN"
+    red = json.dumps({**genuine, "data": {**green, "result": "RED"}})
+    cases = {
+        "deep": ("[" * 100_000).encode(),
+        "deep object": ('{"a":' * 40 + "1" + "}" * 40).encode(),
+        "huge": b'{"x": "' + b"a" * MAX_EVENT_BYTES + b'"}',
+        "bad utf-8": b'{"x": "\xff"}',
+        "duplicate key": (red[:-1] + ', "data": ' + json.dumps(green) + "}").encode(),
+        "not an object": b"[]",
+        "empty": b"",
+    }
+    for name, payload in cases.items():
+        try:
+            verify_message(payload, authority, unit="xray-1", event_type="scan.completed")
+        except TrustError as exc:
+            assert exc.reason == "malformed", name
+        else:
+            raise AssertionError(f"{name}: accepted")
+    for unit, etype, lane in (
+        ("xray-2", "scan.completed", None),
+        ("xray-1", "scan.failed", None),
+        ("xray-1", "scan.completed", "c2"),
+    ):
+        try:
+            verify_message(raw, authority, unit=unit, event_type=etype, lane=lane)
+        except TrustError as exc:
+            assert exc.reason == "topic_mismatch", (unit, etype, lane)
+        else:
+            raise AssertionError(f"{unit}/{etype}/{lane}: accepted")

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from portlane.edge.errors import CommandRejectedError
-from portlane.edge.trust.audit import AuditLog, read_entries, verify_log
+from portlane.edge.trust.audit import AuditLog
+from portlane.edge.trust.audit_chain import read_entries, verify_log
 from portlane.edge.trust.commands import CommandVerifier
 from portlane.edge.trust.keys import generate_keypair
 from portlane.edge.trust.nonces import MemoryNonceStore

@@ -431,11 +431,12 @@ def test_public_api_is_pinned() -> None:
     import portlane.edge.contract.canonical as canonical
     import portlane.edge.contract.commands as commands_contract
     import portlane.edge.trust.audit as audit
+    import portlane.edge.trust.audit_chain as audit_chain
     import portlane.edge.trust.commands as commands
     import portlane.edge.trust.keys as keys
     import portlane.edge.trust.nonces as nonces
 
-    for mod in (commands, nonces, keys, canonical, commands_contract, audit):
+    for mod in (commands, nonces, keys, canonical, commands_contract, audit, audit_chain):
         assert all(hasattr(mod, name) for name in mod.__all__)
     assert [r.value for r in RejectReason] == [
         "malformed",
@@ -456,7 +457,8 @@ def test_public_api_is_pinned() -> None:
     assert {"SqliteNonceStore", "MemoryNonceStore"} <= set(nonces.__all__)
     assert {"canonical_json", "strict_loads", "b64decode_strict"} <= set(canonical.__all__)
     assert {"generate_keypair", "load_public_key"} <= set(keys.__all__)
-    assert {"AuditLog", "VerifyReport", "require_operator", "verify_log"} <= set(audit.__all__)
+    assert {"AuditLog", "require_operator"} <= set(audit.__all__)
+    assert {"VerifyReport", "verify_log"} <= set(audit_chain.__all__)
 
 
 # -- validity cap, store birth, corrupt stores ---------------------------------------------------

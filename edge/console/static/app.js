@@ -4,7 +4,7 @@
   const { esc, fmtMs } = window.PL;
   const $ = (sel) => document.querySelector(sel);
   const main = $("#main");
-  const state = { me: null, snap: null, offset: 0, alarms: [], alarmFilter: "open", analytics: null };
+  const state = { me: null, snap: null, offset: 0, alarms: [], alarmFilter: "open", analytics: null, scansHtml: {} };
 
   async function api(path, opts = {}) {
     const r = await fetch(path, {
@@ -28,13 +28,18 @@
   /* ---------------------------------------------------------------- overview */
   function laneCard(l) {
     const p = l.passage;
-    const status = l.online === false ? ["offline", "bad"] : !l.in_service ? ["out of service 关闭", "bad"] : l.online ? ["in service 开放", "ok"] : ["no status yet", "muted"];
+    /* online / closed / offline only on the lane's signed status; the broker's last will: unconfirmed */
+    const status = l.state === "unconfirmed_offline" ? ["offline? (unconfirmed)", "warn"] : l.online === false ? ["offline", "bad"] : !l.in_service ? ["out of service 关闭", "bad"] : l.online ? ["in service 开放", "ok"] : ["no signed status yet", "muted"];
     const devs = Object.entries(l.devices || {}).filter(([n]) => n !== "lane").map(([n, d]) =>
       `<span class="dev ${esc(d.health)}" title="${esc(n)}: ${esc(d.health)}${d.reason ? " — " + esc(d.reason) : ""}">${esc(n.replace("camera:", "cam "))}</span>`).join("");
-    const decisions = p ? Object.entries(p.decisions || {}).map(([a, d]) => `<span class="dec ${esc(d)}">${esc(a)}: ${esc(d)}</span>`).join(" ") : "";
+    const decisions = p ? Object.entries(p.decisions || {}).map(([a, d]) => `<span class="dec ${esc(d)}">${esc(a)}: ${esc(d)}${(p.basis || {})[a] === "predecision" ? " (pre-decision)" : ""}</span>`).join(" ") : "";
+    const cargo = p ? [p.radiation ? `<span class="pill ${p.radiation === "alarm" ? "bad" : "warn"}">radiation ${esc(p.radiation)}</span>` : "",
+      ...(p.seal_exceptions || []).map((x) => `<span class="pill warn">${esc(x)}</span>`)].join(" ") : "";
+    const share = l.automatic_share === null || l.automatic_share === undefined ? "" : `<span title="released by the lane on signed pre-decisions">auto ${Math.round(l.automatic_share * 100)}%</span>`;
+    const refusals = Object.entries(l.predecision_refusals || {}).sort((a, b) => b[1] - a[1]).slice(0, 3).map(([r, n]) => `${esc(r.replace(/_/g, " "))} ${n}`).join(", ");
     const vehicle = p ? esc([...(p.plates || []), ...(p.containers || [])].join(" · ") || "identifying…") : "";
     const last = l.last ? `<div class="last">last: <a href="#/passage/${encodeURIComponent(l.last.passage_id)}">${esc([...l.last.plates, ...l.last.containers].join(" · ") || l.last.passage_id)}</a> — ${esc(l.last.outcome)} in ${fmtMs(l.last.total_ms)}</div>` : "";
-    return `<section class="card lane ${l.alarms ? "alarmed" : ""} ${l.in_service ? "" : "closed"}" id="lane-${esc(l.id)}" data-stage="${esc(l.stage)}" data-in-service="${l.in_service}" data-online="${l.online}" data-completed="${l.completed}" data-alarms="${l.alarms}">
+    return `<section class="card lane ${l.alarms ? "alarmed" : ""} ${l.in_service ? "" : "closed"}" id="lane-${esc(l.id)}" data-stage="${esc(l.stage)}" data-in-service="${l.in_service}" data-online="${l.online}" data-state="${esc(l.state)}" data-completed="${l.completed}" data-alarms="${l.alarms}">
       <header><h2>${esc(l.id)}</h2><span class="kind">${esc(l.kind)}</span><span class="pill ${status[1]}">${status[0]}</span>
         ${l.alarms ? `<a class="pill bad alarm-count" href="#/alarms">${l.alarms} alarm${l.alarms > 1 ? "s" : ""}</a>` : ""}</header>
       ${l.closed_reason && !l.in_service ? `<div class="closed-reason">${esc(l.closed_reason)}</div>` : ""}
@@ -42,9 +47,10 @@
         ${p ? `<span class="elapsed" data-since="${p.stage_since_ms}"></span>` : ""}</div>
       ${p ? `<div class="vehicle"><a href="#/passage/${encodeURIComponent(p.id)}">${vehicle}</a>
         ${p.confidence !== null && p.confidence < 0.8 ? `<span class="pill warn">conf ${p.confidence.toFixed(2)}</span>` : ""}
-        <div class="decisions">${decisions}</div><div class="muted small">arrived ${time(p.arrived_ms)} · <span class="elapsed" data-since="${p.arrived_ms}"></span> in lane</div></div>` : `<div class="vehicle muted">no vehicle</div>`}
+        <div class="decisions">${decisions} ${cargo}</div><div class="muted small">arrived ${time(p.arrived_ms)} · <span class="elapsed" data-since="${p.arrived_ms}"></span> in lane</div></div>` : `<div class="vehicle muted">no vehicle</div>`}
       <div class="devices">${devs || '<span class="muted small">no device reports yet</span>'}</div>
-      <footer><span>completed <b class="completed">${l.completed}</b></span>${last}</footer>
+      <footer><span>completed <b class="completed">${l.completed}</b></span> ${share}${last}
+        ${refusals ? `<div class="muted small" title="why declared vehicles went to an officer">not released on pre-decisions: ${refusals}</div>` : ""}</footer>
     </section>`;
   }
 
@@ -119,7 +125,11 @@
     const s = state.snap;
     if (!s) return;
     if (!s.scanners.length) { main.innerHTML = `<p class="muted">This site has no shared scanner.</p>`; return; }
-    main.innerHTML = s.scanners.map((x) => `<section class="card scanner" id="scanner-${esc(x.id)}">
+    const lanes = new Map(s.lanes.map((l) => [l.id, l]));
+    /* Two columns over the whole screen: the scanner itself (lease, queue) and the lanes it
+       serves (what each is doing, whether it waits for the scanner), with recent faults. */
+    main.innerHTML = s.scanners.map((x) => `<div class="scanner-page" id="scanner-${esc(x.id)}">
+      <section class="card scanner">
       <header><h2>${esc(x.id)}</h2><span class="pill ${x.online === false ? "bad" : "ok"}">${x.online === false ? "offline" : "online"}</span>
         <span class="muted">serves ${x.lanes.map(esc).join(", ")}</span></header>
       <div class="summary"><div class="big"><span>${x.queue.length}</span><small>in queue 排队</small></div>
@@ -131,10 +141,29 @@
       <h3>Queue 队列</h3>
       ${x.queue.length ? `<table class="list queue"><thead><tr><th>#</th><th>lane</th><th>passage</th><th>queued</th><th>waiting</th></tr></thead><tbody>` +
         x.queue.map((q, i) => `<tr><td>${i + 1}</td><td>${esc(q.lane)}</td><td><a href="#/passage/${encodeURIComponent(q.passage_id)}">${esc(q.passage_id)}</a></td><td>${time(q.queued_ms)}</td><td class="elapsed" data-since="${q.queued_ms}"></td></tr>`).join("") + `</tbody></table>` : `<p class="muted">empty</p>`}
+      <h3>Recent inspections 最近查验</h3><div class="recent-scans" data-scanner="${esc(x.id)}">${state.scansHtml[x.id] || ""}</div>
+      </section>
+      <section class="card scanner-side"><h3>Lanes served 服务车道</h3><div class="served">` +
+      x.lanes.map((id) => lanes.get(id)).filter(Boolean).map((l) => `<a class="card mini" href="#/overview" data-lane="${esc(l.id)}">
+        <b>${esc(l.id)}</b> <span class="pill ${l.in_service && l.online !== false ? "ok" : "bad"}">${l.in_service ? (l.online === false ? "offline" : "open") : "closed"}</span><br>
+        ${esc(stageName(l.stage))}${l.passage ? ` · <span class="elapsed" data-since="${l.passage.stage_since_ms}"></span>` : ""}<br>
+        <span class="muted small">${l.completed} completed</span></a>`).join("") + `</div>
       <h3>Faults 故障</h3>
       ${x.faults.length ? `<ul>${x.faults.map((f) => `<li>${time(f.ms)} — lane ${esc(f.lane)}: ${esc(f.reason)}</li>`).join("")}</ul>` : `<p class="muted">none</p>`}
-    </section>`).join("");
+      </section></div>`).join("");
     tickElapsed();
+    if (state.scansFor !== s.completed) { state.scansFor = s.completed; loadRecentScans(); }
+  }
+
+  /* The vehicles the scanner inspected lately, newest first (completed passages of its lanes). */
+  async function loadRecentScans() {
+    const j = await api("/api/passages?limit=200");
+    for (const x of state.snap.scanners) {
+      const rows = j.passages.filter((p) => p.inspected && x.lanes.includes(p.lane)).slice(0, 15);
+      state.scansHtml[x.id] = rows.length ? passageTable(rows) : `<p class="muted">none yet</p>`;
+      const box = document.querySelector(`.recent-scans[data-scanner="${CSS.escape(x.id)}"]`);
+      if (box) box.innerHTML = state.scansHtml[x.id];
+    }
   }
 
   /* ---------------------------------------------------------------- alarms */

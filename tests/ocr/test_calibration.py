@@ -1,0 +1,221 @@
+"""The confirmation policy (``models/calibration.py``): rules, fit with a margin, reliability.
+
+Safety properties (hypothesis), each with a mutant test showing it fails without its guard:
+
+* a container number is confirmed only with its check digit *read* and valid (not inferred,
+  corrected, or valid through the 10 -> 0 fold), every owner letter sure, and at most one
+  character below the sure level — the one character the check digit pins;
+* a read with a structural doubt (a rival reading, a framing that changed the province …) is
+  never confirmed, whatever its confidences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from portlane.models import calibration, iso6346
+from portlane.models.calibration import SHIPPED, Policy, container_decision, fit, isotonic, plate_decision
+from portlane.models.grammar import CONFIRMED, LOW_CONFIDENCE, PlateRead
+from portlane.models.iso6346 import ContainerRead
+
+SETTINGS = settings(max_examples=1000, deadline=None, derandomize=True, database=None, report_multiple_bugs=False)
+
+SURE = SHIPPED.container_sure
+#: Character confidences as recognisers give them: mostly sure, a few doubtful.
+char_conf = st.sampled_from([0.99] * 24 + [0.97, 0.92, 0.85, 0.6, 0.35, 0.1])
+
+
+def _box(number: str, cc: tuple[float, ...], **kw: object) -> ContainerRead:
+    return ContainerRead(number, iso6346.is_valid(number), char_confidences=cc, confidence=min(cc), **kw)  # type: ignore[arg-type]
+
+
+def test_one_doubtful_digit_is_pinned_by_the_check_digit_two_are_not() -> None:
+    sure = (0.99,) * 11
+    assert container_decision(_box("CSQU3054383", sure)) == (CONFIRMED, "")
+    one = (*sure[:6], 0.55, *sure[7:])
+    assert container_decision(_box("CSQU3054383", one)) == (CONFIRMED, "")
+    two = (*sure[:6], 0.55, 0.6, *sure[8:])
+    assert container_decision(_box("CSQU3054383", two)) == (LOW_CONFIDENCE, "confidence")
+    letter = (0.55, *sure[1:])  # an owner letter: A/K, G/Q … slip through the check
+    assert container_decision(_box("CSQU3054383", letter)) == (LOW_CONFIDENCE, "confidence")
+    assert container_decision(_box("CSQU3054383", sure, check_digit_inferred=True))[0] == LOW_CONFIDENCE
+    assert container_decision(_box("CSQU3054384", sure)) == (LOW_CONFIDENCE, "check_digit")
+
+
+def test_small_province_waits_for_a_second_source() -> None:
+    r = PlateRead("粤B12345", "cn", 0.99, None, (0.99,) * 7, LOW_CONFIDENCE, "", 0.0, 25.0)
+    assert plate_decision(r) == (LOW_CONFIDENCE, "province")
+    assert plate_decision(dataclasses.replace(r, glyph_px=60.0)) == (CONFIRMED, "")
+    assert plate_decision(dataclasses.replace(r, glyph_px=60.0, doubt="rival")) == (LOW_CONFIDENCE, "rival")
+    hk = PlateRead("AB1234", "hk", 0.95, None, (0.95,) * 6, LOW_CONFIDENCE, "", 0.0, None)
+    assert plate_decision(hk) == (CONFIRMED, "")  # no Hanzi: its size does not matter
+
+
+def test_fit_keeps_a_margin_and_never_goes_below_the_floors() -> None:
+    right = _box("CSQU3054383", (0.99,) * 10 + (0.65,))
+    wrong = _box("CSQU3054383", (0.99,) * 10 + (0.45,))  # same shape, labelled wrong
+    p = fit([(right, True), (wrong, False)])
+    # 0.5 would confirm the right read, but one step looser (0.4) confirms the wrong one
+    assert p.container_min_one == 0.6
+    assert fit([(right, True)]).container_min_one == calibration.GRID["container_min_one"][0]
+    assert container_decision(wrong, p)[0] == LOW_CONFIDENCE and container_decision(right, p)[0] == CONFIRMED
+
+
+def test_isotonic_is_monotone_and_smoothed() -> None:
+    f = isotonic([(0.2, False), (0.3, True), (0.4, False), (0.9, True), (0.95, True), (0.99, True)])
+    xs = [0.1, 0.25, 0.35, 0.5, 0.92, 0.99, 1.0]
+    ys = [f(x) for x in xs]
+    assert ys == sorted(ys) and ys[-1] == pytest.approx(4 / 5)  # 3 right of 3, one pseudo-read each way
+    table = calibration.reliability([(0.1, False), (0.97, True), (0.99, True)])
+    assert [b["n"] for b in table] == [1, 1, 1] and table[-1]["observed"] == 1.0
+
+
+# -- safety properties -----------------------------------------------------------------------------
+
+numbers = st.builds(
+    lambda owner, serial: owner + "U" + serial,
+    st.text("ABCDEFGHJKLMNPRSTUVWXYZ", min_size=3, max_size=3),
+    st.text("0123456789", min_size=6, max_size=6),
+).map(lambda n10: n10 + str(iso6346.check_digit(n10)))
+rarely = st.sampled_from([False, False, False, True])
+#: numbers valid only through the 10 -> 0 fold, as often as the others
+folded = numbers.filter(lambda n: iso6346.remainder(n[:10]) == 10)
+container_reads = st.builds(
+    lambda number, flip, cc, inferred, corrected, doubt, cost: ContainerRead(
+        number if not flip else number[:10] + str((int(number[10]) + 1) % 10),
+        not flip,
+        check_digit_inferred=inferred,
+        corrected=corrected,
+        confidence=min(cc),
+        char_confidences=tuple(cc),
+        doubt=doubt,
+        cost=cost,
+    ),
+    st.one_of(numbers, folded),
+    rarely,
+    st.lists(char_conf, min_size=11, max_size=11),
+    rarely,
+    rarely,
+    st.sampled_from(["", "", "", "rival", "confidence", "inferred"]),
+    st.sampled_from([0.0, 0.5, 3.0]),
+)
+
+
+def _container_property(r: ContainerRead, policy: Policy) -> None:
+    status, _doubt = calibration.container_decision(r, policy)
+    if status != CONFIRMED:
+        return
+    cc = r.char_confidences
+    assert iso6346.is_valid(r.number) and not r.check_digit_inferred and not r.corrected
+    if iso6346.remainder(r.number[:10]) == 10:
+        assert min(cc) >= policy.container_sure, "valid through the fold: no doubt allowed"
+    assert r.doubt not in calibration.STRUCTURAL
+    assert sum(c < policy.container_sure for c in cc) <= 1, "two doubtful characters: one pair in ten passes"
+    assert min(cc[:3]) >= policy.container_sure
+    assert min(cc) >= policy.container_min_one
+
+
+@SETTINGS
+@given(container_reads)
+def test_confirmed_number_has_a_read_check_digit_and_one_doubt_at_most(r: ContainerRead) -> None:
+    _container_property(r, SHIPPED)
+
+
+#: Reads each guard exists for (hypothesis also finds such reads; these make it certain).
+_SURE = (0.99,) * 11
+_FOLDED = next(
+    n + str(iso6346.check_digit(n)) for n in (f"CSQU{i:06d}" for i in range(1000)) if iso6346.remainder(n) == 10
+)
+GUARDED = [
+    _box("CSQU3054383", (*_SURE[:6], 0.6, 0.6, *_SURE[8:])),  # two doubtful digits
+    _box("CSQU3054383", _SURE, check_digit_inferred=True, doubt="inferred"),  # computed check digit
+    _box(_FOLDED, (*_SURE[:6], 0.6, *_SURE[7:])),  # through the fold, one doubtful digit
+]
+
+
+def _mutant_caught(monkeypatch: pytest.MonkeyPatch, mutant: object) -> None:
+    monkeypatch.setattr(calibration, "container_decision", mutant)
+
+    @SETTINGS
+    @given(container_reads)
+    @example(GUARDED[0])
+    @example(GUARDED[1])
+    @example(GUARDED[2])
+    def prop(r: ContainerRead) -> None:
+        _container_property(r, SHIPPED)
+
+    with pytest.raises(AssertionError):
+        prop()
+
+
+def test_removing_the_second_doubt_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = calibration.container_decision
+
+    def mutant(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str, str]:
+        # weakest-but-one guard removed: only the weakest character is checked
+        return real(r, dataclasses.replace(policy, container_sure=0.0))
+
+    _mutant_caught(monkeypatch, mutant)
+
+
+def test_removing_the_inferred_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = calibration.container_decision
+
+    def mutant(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str, str]:
+        return real(dataclasses.replace(r, check_digit_inferred=False, doubt=""), policy)
+
+    _mutant_caught(monkeypatch, mutant)
+
+
+def test_removing_the_fold_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = calibration.container_decision
+
+    def mutant(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str, str]:
+        got = real(r, policy)
+        return (CONFIRMED, "") if got == (LOW_CONFIDENCE, "fold") else got
+
+    _mutant_caught(monkeypatch, mutant)
+
+
+plate_reads = st.builds(
+    lambda text, cc, doubt, px: PlateRead(text, "cn", min(cc), None, tuple(cc), LOW_CONFIDENCE, doubt, 0.0, px),
+    st.sampled_from(["粤B12345", "湘GR0L16"]),
+    st.lists(char_conf, min_size=7, max_size=7),
+    st.sampled_from([*sorted(calibration.STRUCTURAL), "", "province", "confidence"]),
+    st.one_of(st.none(), st.floats(5.0, 200.0)),
+)
+
+
+def _plate_property(r: PlateRead) -> None:
+    status, doubt = calibration.plate_decision(r, SHIPPED)
+    if r.doubt in calibration.STRUCTURAL:
+        assert status == LOW_CONFIDENCE and doubt == r.doubt
+    if status == CONFIRMED:
+        assert r.glyph_px is not None and r.glyph_px >= SHIPPED.province_px
+        assert r.char_confidences[0] >= SHIPPED.province_conf
+
+
+@SETTINGS
+@given(plate_reads)
+def test_structural_doubts_and_small_provinces_never_confirm(r: PlateRead) -> None:
+    _plate_property(r)
+
+
+def test_removing_the_structural_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = calibration.plate_decision
+
+    def mutant(r: PlateRead, policy: Policy = SHIPPED) -> tuple[str, str]:
+        return real(dataclasses.replace(r, doubt=""), policy)
+
+    monkeypatch.setattr(calibration, "plate_decision", mutant)
+
+    @SETTINGS
+    @given(plate_reads)
+    def prop(r: PlateRead) -> None:
+        _plate_property(r)
+
+    with pytest.raises(AssertionError):
+        prop()
