@@ -12,7 +12,11 @@ central platform and observers in the bench process. What this module adds:
 * ``LoopLag``: how late this process's event loop wakes up — the simulators' timestamps
   cannot be more precise than that;
 * a task-count probe (``bench/probe/sitecustomize.py``) the daemons load when
-  ``PORTLANE_BENCH_PROBE`` is set: a thread writing ``len(asyncio.all_tasks())`` to a file.
+  ``PORTLANE_BENCH_PROBE`` is set: a thread writing ``len(asyncio.all_tasks())`` to a file;
+* ``shield``: with ``rt``, once every daemon is online, the port's processes (daemons,
+  Mosquitto, this process; every thread) run under ``SCHED_RR`` so that other work on a shared
+  machine does not interleave with them — what a host dedicated to the site would show. Among
+  themselves they still take turns (round robin); the disk is not shielded.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ __all__ = [
     "percentiles",
     "proc_sample",
     "scale_port",
+    "shield",
 ]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -53,6 +58,8 @@ PROBE_DIR = Path(__file__).resolve().parent / "probe"
 PROBE_PERIOD_S = 1.0
 #: Sixteen to thirty-two daemons importing portlane at once on two busy cores take a while.
 START_TIMEOUT_S = 240.0
+#: Real-time priority of a shielded port (``shield``): the lowest, above every normal process.
+RT_PRIORITY = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,24 @@ def percentiles(xs: Sequence[float], ps: Sequence[int] = (50, 95, 99)) -> dict[s
     out["max"] = round(s[-1], 2) if s else None
     out["n"] = len(s)
     return out
+
+
+def shield(pids: Sequence[int]) -> list[str]:
+    """Put every thread of ``pids`` under ``SCHED_RR`` (``RT_PRIORITY``); threads they start
+    later inherit it. Returns what could not be shielded (needs root or CAP_SYS_NICE)."""
+    failed = []
+    for pid in pids:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError as exc:
+            failed.append(f"{pid}: {exc}")
+            continue
+        for tid in tids:
+            try:
+                os.sched_setscheduler(tid, os.SCHED_RR, os.sched_param(RT_PRIORITY))
+            except OSError as exc:
+                failed.append(f"{pid}/{tid}: {exc}")
+    return failed
 
 
 class LoopLag:
@@ -186,8 +211,11 @@ class ScalePort(chaos.Port):
         *,
         think_s: float | None = None,
         inspect: float | None = None,
+        rt: bool = False,
     ) -> None:
         super().__init__(lanes, vehicles, seed, root)
+        self.rt = rt
+        self.shield_failed: list[str] = []
         if think_s is not None:
             self.think_s = think_s
         if inspect is not None:
@@ -206,6 +234,10 @@ class ScalePort(chaos.Port):
                 hooked += 1
         if not hooked:
             raise RuntimeError("no gate simulator with an on_command hook")
+        if self.rt:
+            broker = self.broker_pid()
+            pids = [os.getpid(), *self.daemon_pids().values(), *([broker] if broker else [])]
+            self.shield_failed = shield(pids)
 
     def _gate_command(self, world: Any, command: str, t_ns: int) -> None:
         if command != "open":
@@ -292,12 +324,13 @@ async def scale_port(
     inspect: float | None = None,
     probe: bool = False,
     tracemalloc: bool = False,
+    rt: bool = False,
 ) -> AsyncIterator[ScalePort]:
     """A started ``ScalePort`` in a fresh directory; closed (every process stopped) after."""
     root = Path(tempfile.mkdtemp(prefix=f"portlane-scale-{lanes}-"))
     if probe:
         enable_probe(root, tracemalloc=tracemalloc)
-    port = ScalePort(lanes, vehicles, seed, root, think_s=think_s, inspect=inspect)
+    port = ScalePort(lanes, vehicles, seed, root, think_s=think_s, inspect=inspect, rt=rt)
     try:
         await port.start()
         yield port
@@ -305,6 +338,8 @@ async def scale_port(
         try:
             await port.close()
         finally:
+            if rt:
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # the next port starts as usual
             if probe:
                 disable_probe()
             shutil.rmtree(root, ignore_errors=True)

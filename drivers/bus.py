@@ -7,10 +7,17 @@ protocols on one cable never talk over each other.
 RS-485 is half-duplex and master/slave: the master (us) sends one request, the addressed
 slave answers, and nobody else may talk in between. ``Rs485Bus.transact`` therefore
 
-1. holds the bus lock (FIFO, so slaves are served round-robin when they all poll);
+1. waits for its turn on the line (``Turns``): one transaction at a time, and when the line
+   comes free the most urgent waiter goes next — a gate command (``Urgency.COMMAND``) before
+   the status polls, I/O reads and board texts queued ahead of it (``Urgency.ROUTINE``);
+   within one urgency first come, first served, so slaves that all poll are served
+   round-robin. A command cannot pre-empt the transaction under way: the slave's answer owns
+   the line until it ends or times out (talking over it garbles both);
 2. respects the inter-frame gap: 3.5 character times at the line's baud rate (Modbus RTU's
    t3.5, which most RS-485 controllers also need to see the end of a frame), never less
-   than ``MIN_GAP_S`` — the Modbus spec fixes 1.75 ms above 19200 bit/s;
+   than ``MIN_GAP_S`` — the Modbus spec fixes 1.75 ms above 19200 bit/s. The next turn is
+   given when the gap is over, not when the previous answer ends, so a command that arrives
+   during the gap still goes before the polls already waiting;
 3. discards stale input (a late answer to an earlier, timed-out request), writes the request
    and decodes the answer with the protocol's sans-I/O decoder, ignoring garbage and answers
    from other addresses, until the transaction's deadline.
@@ -33,6 +40,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import heapq
+import itertools
 import logging
 import weakref
 from collections.abc import Callable
@@ -50,6 +59,8 @@ __all__ = [
     "CircuitBreaker",
     "Rs485Bus",
     "SlaveIsolatedError",
+    "Turns",
+    "Urgency",
     "bus_for",
 ]
 
@@ -76,6 +87,100 @@ MIN_BAD_FRAME_SETTLE_S = 0.02
 
 class SlaveIsolatedError(DeviceUnavailableError):
     """The slave's circuit breaker is open: it was skipped without using the bus."""
+
+
+class Urgency(enum.IntEnum):
+    """Which of the transactions waiting for the line goes first (lower first)."""
+
+    #: A command that moves equipment (gate open, close, stop, lock): a vehicle or an
+    #: operator waits on it, while a poll that goes out a few milliseconds later loses nothing.
+    COMMAND = 0
+    #: Status polls, I/O reads, light and board writes.
+    ROUTINE = 1
+
+
+class Turns:
+    """Turn-taking on one line: one holder at a time; the next turn goes to the most urgent
+    waiter (first come, first served within an urgency), and only once the line is quiet
+    (``quiet_at()``, loop time) — until then a more urgent latecomer can still go first."""
+
+    def __init__(self, quiet_at: Callable[[], float]) -> None:
+        self._quiet_at = quiet_at
+        self._held = False
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap
+        self._arrivals = itertools.count()
+        self._handover: asyncio.TimerHandle | None = None
+        self._moved: asyncio.Event | None = None  # set on the next change (``until``)
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for *_, fut in self._waiting if not fut.done())
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, checked after every change of the turns (tests;
+        wrap it in ``asyncio.timeout``)."""
+        while not predicate():
+            if self._moved is None:
+                self._moved = asyncio.Event()
+            await self._moved.wait()
+
+    def _changed(self) -> None:
+        moved, self._moved = self._moved, None
+        if moved is not None:
+            moved.set()
+
+    async def acquire(self, urgency: Urgency) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._held and not self._waiting and loop.time() >= self._quiet_at():
+            self._held = True
+            self._changed()
+            return
+        fut: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._waiting, (int(urgency), next(self._arrivals), fut))
+        if not self._held:
+            self._schedule(loop)
+        self._changed()
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the turn came as we were cancelled: pass it on
+            else:
+                self._changed()
+            raise
+
+    def release(self) -> None:
+        self._held = False
+        if self._waiting:
+            self._schedule(asyncio.get_running_loop())
+        self._changed()
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand the line over when it is quiet (one hand-over pending at a time)."""
+        if self._handover is None:
+            self._handover = loop.call_at(self._quiet_at(), self._hand_over)
+
+    def _hand_over(self) -> None:
+        self._handover = None
+        if self._held:
+            return
+        while self._waiting:
+            *_, fut = heapq.heappop(self._waiting)
+            if not fut.done():  # (a cancelled waiter is skipped)
+                self._held = True
+                self._changed()
+                fut.set_result(None)
+                return
+
+    async def __aenter__(self) -> None:
+        await self.acquire(Urgency.ROUTINE)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
 
 
 class BreakerState(enum.StrEnum):
@@ -157,16 +262,16 @@ class Rs485Bus:
         self.counters = {"transactions": 0, "stale_bytes": 0, "foreign_frames": 0}
         #: (address, outcome) of every transaction and skip, newest last.
         self.log: collections.deque[tuple[int, str]] = collections.deque(maxlen=log_size)
-        self._lock = asyncio.Lock()
         self._holders: set[str] = set()
         self._quiet_at = 0.0  # loop time when the line is next free (end of last frame + gap)
+        self.turns = Turns(lambda: self._quiet_at)
 
     # ------------------------------------------------------------------ lifecycle
     async def acquire(self, holder: str) -> None:
         """Register a device on this bus and make sure the port is open."""
         self._holders.add(holder)
         try:
-            async with self._lock:
+            async with self.turns:
                 await self.port.open()
         except BaseException:
             self._holders.discard(holder)
@@ -176,7 +281,7 @@ class Rs485Bus:
     async def release(self, holder: str) -> None:
         self._holders.discard(holder)
         if not self._holders:
-            async with self._lock:
+            async with self.turns:
                 await self.port.close()
             self._maybe_forget()
 
@@ -204,8 +309,10 @@ class Rs485Bus:
         reply_timeout_s: float,
         match: Callable[[F], bool] | None = None,
         expect_reply: bool = True,
+        urgency: Urgency = Urgency.ROUTINE,
     ) -> F | None:
         """Send ``request`` to ``address`` and return the first decoded answer that ``match``es.
+        ``urgency`` orders it among the transactions waiting for the line (``Turns``).
 
         Raises ``SlaveIsolatedError`` (breaker open), ``DeviceUnavailableError`` (port gone),
         ``DeviceProtocolError`` (only bad frames came back), ``TimeoutError`` (silence).
@@ -218,7 +325,8 @@ class Rs485Bus:
                 f"slave {address} on bus {self.name} isolated after {br.consecutive_timeouts} timeouts; "
                 f"next probe in {br.current_cooldown - (loop.time() - br.opened_at):.1f} s"
             )
-        async with self._lock:
+        await self.turns.acquire(urgency)
+        try:
             try:
                 result = await self._transact_locked(address, request, decode, reply_timeout_s, match, expect_reply)
             except TimeoutError:
@@ -236,6 +344,8 @@ class Rs485Bus:
             br.success()
             self._record(address, "ok")
             return result
+        finally:
+            self.turns.release()
 
     async def _transact_locked(
         self,
@@ -252,7 +362,9 @@ class Rs485Bus:
             await port.open()  # the adapter came back: reopen by path
         wait = self._quiet_at - loop.time()
         if wait > 0:
-            await asyncio.sleep(wait)  # inter-frame gap: bounded by 3.5 char times + one frame
+            # Inter-frame gap (normally already over: the turn is given when the line is quiet;
+            # late bytes of a timed-out answer can push it back).
+            await asyncio.sleep(wait)
         stale = port.discard_input()
         if stale:
             self.counters["stale_bytes"] += stale

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import EdgeCounts, GateDriver, GatePosition, GateStatus
-from .bus import Rs485Bus
+from .bus import Rs485Bus, Urgency
 from .config import DeviceConfig
 from .errors import DeviceFaultError, ModbusExceptionError
 from .modbus import ModbusLink, RegisterMap, u32
@@ -62,7 +62,8 @@ class ModbusGate(GateDriver):
 
     async def _pulse(self, name: str) -> None:
         try:
-            await self.link.write_coil(self.map.addr("coils", name), True)
+            # A command goes before the polls queued on a shared RTU line (a barrier waits on it).
+            await self.link.write_coil(self.map.addr("coils", name), True, urgency=Urgency.COMMAND)
         except ModbusExceptionError as exc:
             if exc.code != REFUSED:
                 raise
@@ -91,7 +92,7 @@ class ModbusGate(GateDriver):
         await self._pulse("cmd_stop")
 
     async def _lock(self, locked: bool) -> None:
-        await self.link.write_coil(self.map.addr("coils", "lock"), locked)
+        await self.link.write_coil(self.map.addr("coils", "lock"), locked, urgency=Urgency.COMMAND)
 
     async def _status(self) -> GateStatus:
         m = self.map

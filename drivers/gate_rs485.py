@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import DEFAULT_TIMEOUT_S, EdgeCounts, GateDriver, GatePosition, GateStatus
-from .bus import Rs485Bus, bus_for
+from .bus import Rs485Bus, Urgency, bus_for
 from .config import DeviceConfig, SerialLink
 from .crc import crc16_modbus
 from .errors import DeviceFaultError, DeviceProtocolError, DeviceUnavailableError
@@ -285,7 +285,13 @@ class Rs485Gate(GateDriver):
             return f.cmd == Cmd.ACK and f.data[0] == cmd
 
         frame = await self.bus.transact(
-            addr, encode_frame(addr, cmd, data), decode_frame, reply_timeout_s=self.wire_timeout, match=match
+            addr,
+            encode_frame(addr, cmd, data),
+            decode_frame,
+            reply_timeout_s=self.wire_timeout,
+            match=match,
+            # A command goes before the polls queued on the line (a barrier waits on it).
+            urgency=Urgency.ROUTINE if cmd == Cmd.STATUS else Urgency.COMMAND,
         )
         assert frame is not None
         if frame.cmd == Cmd.NAK:

@@ -57,7 +57,7 @@ from pymodbus.pdu.register_message import (
 )
 
 from .base import reraise_lost_cancel
-from .bus import Rs485Bus, bus_for
+from .bus import Rs485Bus, Urgency, bus_for
 from .config import DeviceConfig, SerialLink, TcpLink
 from .errors import (
     MODBUS_EXCEPTION_NAMES,
@@ -96,7 +96,7 @@ class _Transport(Protocol):
 
     async def close(self) -> None: ...
 
-    async def transact(self, what: str, request: ModbusPDU) -> ModbusPDU: ...
+    async def transact(self, what: str, request: ModbusPDU, urgency: Urgency) -> ModbusPDU: ...
 
 
 class _TcpTransport:
@@ -144,7 +144,8 @@ class _TcpTransport:
         if client is not None:
             client.close()
 
-    async def transact(self, what: str, request: ModbusPDU) -> ModbusPDU:
+    async def transact(self, what: str, request: ModbusPDU, urgency: Urgency) -> ModbusPDU:
+        # ``urgency`` has nothing to order here: one socket per slave, one request at a time.
         client = self._client
         if client is None or not client.connected:
             raise DeviceUnavailableError(f"{self.where()} is not connected", device=self.device_id)
@@ -203,14 +204,18 @@ class _RtuTransport:
         if bus is not None:
             await bus.release(self.device_id)
 
-    async def transact(self, what: str, request: ModbusPDU) -> ModbusPDU:
+    async def transact(self, what: str, request: ModbusPDU, urgency: Urgency) -> ModbusPDU:
         bus = self.bus
         if bus is None:
             raise DeviceUnavailableError(f"{self.where()} is not connected", device=self.device_id)
         unit = request.dev_id
         try:
             reply = await bus.transact(
-                unit, encode_request(unit, request), reply_decoder(unit, request), reply_timeout_s=self.timeout
+                unit,
+                encode_request(unit, request),
+                reply_decoder(unit, request),
+                reply_timeout_s=self.timeout,
+                urgency=urgency,
             )
         except TimeoutError as exc:
             if isinstance(exc, DeviceTimeoutError):
@@ -268,10 +273,11 @@ class ModbusLink:
         return self.transport.bus if isinstance(self.transport, _RtuTransport) else None
 
     # ------------------------------------------------------------------ transactions
-    async def execute(self, what: str, request: ModbusPDU) -> ModbusPDU:
-        """Send ``request`` to this link's unit; an exception answer raises ``ModbusExceptionError``."""
+    async def execute(self, what: str, request: ModbusPDU, *, urgency: Urgency = Urgency.ROUTINE) -> ModbusPDU:
+        """Send ``request`` to this link's unit; an exception answer raises ``ModbusExceptionError``.
+        ``urgency`` orders it on a shared RS-485 line (``drivers.bus.Turns``)."""
         request.dev_id = self.unit
-        reply = await self.transport.transact(what, request)
+        reply = await self.transport.transact(what, request, urgency)
         if isinstance(reply, ExceptionResponse) or reply.isError():
             code = int(reply.exception_code)
             name = MODBUS_EXCEPTION_NAMES.get(code, "unknown")
@@ -301,8 +307,8 @@ class ModbusLink:
             raise self._bad(what, f"{len(pdu.registers)} registers for {count}")
         return list(pdu.registers)
 
-    async def _write(self, what: str, request: ModbusPDU) -> None:
-        pdu = await self.execute(what, request)
+    async def _write(self, what: str, request: ModbusPDU, urgency: Urgency = Urgency.ROUTINE) -> None:
+        pdu = await self.execute(what, request, urgency=urgency)
         if pdu.address != request.address:
             raise self._bad(what, f"the echo names address {pdu.address}")
 
@@ -322,9 +328,9 @@ class ModbusLink:
         what = f"read input registers {address}+{count}"
         return await self._read_registers(what, ReadInputRegistersRequest(address=address, count=count), count)
 
-    async def write_coil(self, address: int, value: bool) -> None:
+    async def write_coil(self, address: int, value: bool, *, urgency: Urgency = Urgency.ROUTINE) -> None:
         what = f"write coil {address}={int(value)}"
-        await self._write(what, WriteSingleCoilRequest(address=address, bits=[value]))
+        await self._write(what, WriteSingleCoilRequest(address=address, bits=[value]), urgency)
 
     async def write_coils(self, address: int, values: list[bool]) -> None:
         what = f"write coils {address}+{len(values)}"

@@ -3,8 +3,10 @@
 The lane journals the passage it is working on; the scanner journals its queue and the scan
 in progress. After ``kill -9`` or a power cut the new process reads them back and closes them
 out (``LaneLogic.start``, ``ScannerDaemon`` start-up) before taking new work. One small
-SQLite database per daemon, WAL, ``synchronous=FULL``: a record is written when it changes
-and deleted when the work is done.
+SQLite database per daemon, WAL: a record is written when it changes and deleted when the work
+is done, with an fsync (``synchronous=FULL``) unless the caller says the change need not wait
+for the disk (``sync(flush=False)``, see there). Inside the unit's flush group
+(``edge/delivery/flush.py``) the fsync is the group's, made when the dispatcher's step ends.
 
 :class:`RecordFile` is the table underneath — JSON records by key, written in one transaction
 per change set — also used directly by stores that know what changed (the lane's pre-decisions,
@@ -19,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from portlane.edge.delivery.flush import FlushGroup, fsync_wal
 from portlane.edge.errors import StateError
 
 __all__ = ["Journal", "RecordFile"]
@@ -71,13 +74,15 @@ class RecordFile:
                 parsed[key] = value
         return bodies, parsed
 
-    def write(self, changes: Mapping[str, str | None]) -> None:
-        """Write ``key -> body`` (None: delete) in one transaction. Raises ``StateError`` when
-        the write fails (a full disk, a filesystem remounted read-only): the file then holds
-        what it held before."""
+    def write(self, changes: Mapping[str, str | None], *, fsync: bool = True) -> None:
+        """Write ``key -> body`` (None: delete) in one transaction, on disk before it returns
+        (``fsync=False``: committed without waiting for the disk; :meth:`flush` puts it there).
+        Raises ``StateError`` when the write fails (a full disk, a filesystem remounted
+        read-only): the file then holds what it held before."""
         if not changes:
             return
         try:
+            self._db.execute("PRAGMA synchronous=FULL" if fsync else "PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for key, body in changes.items():
@@ -97,36 +102,67 @@ class RecordFile:
                 "free space on its filesystem or remount it read-write; the daemon writes it again on its own",
             ) from exc
 
+    def flush(self) -> None:
+        """Put every write committed so far on disk."""
+        fsync_wal(self.path)
+
     def close(self) -> None:
         self._db.close()
 
 
 class Journal:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, flushes: FlushGroup | None = None) -> None:
+        """``flushes``: the unit's group commit (``edge/delivery/flush.py``): a flushed write
+        inside one of its groups is put on disk when the group closes."""
         self._file = RecordFile(path, what="journal")
         self.path = self._file.path
+        self._flushes = flushes
         self._saved, self._loaded = self._file.read()
+        #: Commits that waited for the disk, and those that did not (``sync(flush=False)``).
+        self.flushed = 0
+        self.unflushed = 0
 
     def records(self) -> dict[str, dict[str, Any]]:
         """What the journal held when it was opened."""
         return dict(self._loaded)
 
-    def sync(self, records: dict[str, dict[str, Any]]) -> None:
+    def sync(self, records: dict[str, dict[str, Any]], *, flush: bool = True) -> None:
         """Make the journal hold exactly ``records`` (rows are written only when they changed),
         in one transaction. Raises ``StateError`` when the write fails (a full disk, a
         filesystem remounted read-only): the journal then holds what it held before, and the
-        next ``sync`` writes the difference again."""
+        next ``sync`` writes the difference again.
+
+        ``flush=False``: the transaction is committed without waiting for the disk (WAL,
+        ``synchronous=NORMAL``): a crash of the process keeps it, a power cut may lose it, and
+        the next flushed ``sync`` puts it on disk together with its own change (the WAL is one
+        file, written in order). A record added or removed is flushed all the same: the work a
+        restart must resolve, and the end of it, are always on disk."""
         changes: dict[str, str | None] = {k: None for k in self._saved if k not in records}
         for key, value in records.items():
             body = _body(value)
             if self._saved.get(key) != body:
                 changes[key] = body
-        self._file.write(changes)
+        if not changes:
+            return
+        durable = flush or any(body is None or key not in self._saved for key, body in changes.items())
+        defer = durable and self._flushes is not None and self._flushes.deferring
+        self._file.write(changes, fsync=durable and not defer)
+        if defer:
+            assert self._flushes is not None
+            self._flushes.owe(self)
+        if durable:
+            self.flushed += 1
+        else:
+            self.unflushed += 1
         for key, written in changes.items():
             if written is None:
                 del self._saved[key]
             else:
                 self._saved[key] = written
+
+    def flush(self) -> None:
+        """Put every record committed so far on disk (the flush group's)."""
+        self._file.flush()
 
     def close(self) -> None:
         self._file.close()

@@ -7,4 +7,6 @@ Layers (heavy imports only below the line):
 * ``manifest`` (sha256-verified model files), ``onnx_ocr`` (PP-OCRv4 det + rec sessions),
   ``pipeline`` (find → rectify → recognise → decode → validate), ``plate_look`` — need
   numpy/cv2/onnxruntime and are imported lazily by ``worker`` and the CLI.
+* ``fold_weights`` — a developer's tool, never imported at run time (needs the ``onnx`` package of
+  the dev extra): derives the shipped ``weights/`` from the upstream PP-OCRv4 files.
 """

@@ -169,13 +169,13 @@ async def start_lane(
     platform = Platform(url)
     stop = asyncio.Event()
     rig = LaneRig(daemon, world, platform, site, stop)
-    writer_put = daemon.unit.events.put
+    writer_put_many = daemon.unit.events.put_many  # ``put`` goes through it too
 
-    def record(type_: Any, data: Any, *, subject: str | None = None) -> Any:
-        rig.daemon_events.append((str(type_), data.model_dump(mode="json")))
-        return writer_put(type_, data, subject=subject)
+    def record(events: Any) -> Any:
+        rig.daemon_events += [(str(type_), data.model_dump(mode="json")) for type_, data, _subject, _topic in events]
+        return writer_put_many(events)
 
-    daemon.unit.events.put = record  # type: ignore[method-assign]
+    daemon.unit.events.put_many = record  # type: ignore[method-assign]
     rig.tasks = [
         asyncio.create_task(daemon.run(stop), name="rig-lane"),
         asyncio.create_task(platform.link.run(), name="rig-platform"),

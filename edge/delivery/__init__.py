@@ -11,6 +11,7 @@ Modules::
     outbox_replay.py     re-queueing retained events, purging undelivered ones
     sender.py          drains the outbox into the MQTT link, deletes only what was acknowledged
     events.py          ``EventWriter``: a unit's contract models into its outbox, one topic per type
+    flush.py           ``FlushGroup``: one fsync per store (outbox, audit log, journal) per dispatcher step
     replay.py          the outbox side of the ``replay_events`` command
     mqtt.py            ``MqttLink``: the one paho bridge (MQTT 5 with 3.1.1 fallback, TLS, backoff)
     inbox.py           bounded drop-oldest inbox for what a daemon receives

@@ -9,18 +9,21 @@ held in memory, in order (at most ``HELD_MAX``; newer events queue behind it), a
 soon as the outbox accepts again (``flush_held``, on the daemon's tick) — the vehicle under way
 when the disk filled still gets its ``vehicle.identified`` to the platform, and its decision.
 Held events are lost only if the process dies before space comes back.
+
+``put_many`` writes several events in one transaction (one fsync): what a daemon writes for
+one input — a decision and the release it completes — costs the disk one flush, not one each.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from portlane.edge.contract.envelope import Envelope
 from portlane.edge.contract.events import EVENTS, EventType, PassageCompleted
 from portlane.edge.contract.topics import Topics
-from portlane.edge.delivery.outbox import Outbox
+from portlane.edge.delivery.outbox import Outbox, OutboxEvent
 from portlane.edge.errors import OutboxError
 from pydantic import BaseModel
 
@@ -61,6 +64,35 @@ class EventWriter:
     ) -> Envelope | None:
         """Write one event on ``topic`` (default: the unit's topic for the type); None when the
         outbox refused it (``on_refused`` was told)."""
+        return self.put_many([(type_, data, subject, topic)])[0]
+
+    def put_many(self, events: Sequence[tuple[EventType, BaseModel, str | None, str | None]]) -> list[Envelope | None]:
+        """Write ``(type, data, subject, topic)`` events in order (``topic`` None: the unit's
+        topic for the type), in one transaction (one fsync): all of them, or — when the outbox
+        refuses — none, each then held (``None`` in its place)."""
+        payloads = [
+            (type_, self._payload(type_, data), subject, topic or self.topics.event(type_))
+            for type_, data, subject, topic in events
+        ]
+        if not payloads:
+            return []
+        if self.held:
+            # Not before what is held (order kept); the daemon's tick writes them (flush_held).
+            assert self._refusal is not None
+            for item in payloads:
+                self._hold(*item, self._refusal)
+            return [None] * len(payloads)
+        try:
+            envelopes = self.outbox.put_many(
+                [OutboxEvent(type_, payload, topic, subject) for type_, payload, subject, topic in payloads]
+            )
+        except OutboxError as exc:
+            for item in payloads:
+                self._hold(*item, exc)
+            return [None] * len(payloads)
+        return list(envelopes)
+
+    def _payload(self, type_: EventType, data: BaseModel) -> dict[str, Any]:
         model = EVENTS[type_]
         if not isinstance(data, model):
             raise TypeError(f"{type_} carries {model.__name__}, not {type(data).__name__}")
@@ -69,18 +101,7 @@ class EventWriter:
                 self.metrics.passage_completed(data.outcome, data.stage_ms)
             elif type_ == "command.rejected":
                 self.metrics.command_rejected(str(getattr(data, "reason", "")))
-        payload = data.model_dump(mode="json")
-        topic = topic or self.topics.event(type_)
-        if self.held:
-            # Not before what is held (order kept); the daemon's tick writes them (flush_held).
-            assert self._refusal is not None
-            self._hold(type_, payload, subject, topic, self._refusal)
-            return None
-        try:
-            return self.outbox.put(type_, payload, topic=topic, subject=subject)
-        except OutboxError as exc:
-            self._hold(type_, payload, subject, topic, exc)
-            return None
+        return data.model_dump(mode="json")
 
     def flush_held(self) -> bool:
         """Write the held events, oldest first (the daemons call it on their tick); True when

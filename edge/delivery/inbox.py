@@ -41,6 +41,15 @@ class Inbox(Generic[T]):
         self._ready.set()
         return not dropped
 
+    def put_back(self, item: T) -> None:
+        """Return ``item`` (taken with ``get_nowait``) to the head of the queue."""
+        self._items.appendleft(item)
+        self._ready.set()
+
+    def get_nowait(self) -> T | None:
+        """The oldest message, or None when there is none."""
+        return self._items.popleft() if self._items else None
+
     async def get(self) -> T:
         while not self._items:
             self._ready.clear()

@@ -15,6 +15,9 @@ nowhere else.
   above 1023 — a process with 32 lanes and their devices has more open files than that), no
   hand-off between threads per PUBACK, and all bookkeeping on the loop thread. Only the
   blocking TCP connect runs in a worker thread.
+* The socket sends at once (``TCP_NODELAY``): MQTT's packets are small, and with Nagle's
+  algorithm a PUBACK or a publish waits for the TCP acknowledgement of the previous segment —
+  up to the peer's delayed-ACK timer (40 ms on Linux) when the peer has nothing to send back.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
@@ -279,6 +283,7 @@ class MqttLink:
         # by a paho thread doing select() — which cannot watch a descriptor above 1023, and a
         # process with dozens of lanes and their devices has more open files than that.
         def on_socket_open(c: mqtt.Client, _u: Any, sock: Any) -> None:
+            _send_at_once(sock)
             self._call_in_loop(self._watch_reads, c, sock)
 
         def on_socket_close(_c: mqtt.Client, _u: Any, sock: Any) -> None:
@@ -465,6 +470,12 @@ class MqttLink:
                 self.on_message(msg)
             except Exception:
                 log.exception("message handler failed for %s", msg.topic)
+
+
+def _send_at_once(sock: Any) -> None:
+    """Switch Nagle's algorithm off on a TCP socket (see the module docstring)."""
+    with contextlib.suppress(OSError, AttributeError, ValueError):  # not TCP (a test's socketpair)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _log_unacknowledged(fut: asyncio.Future[None]) -> None:

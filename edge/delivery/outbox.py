@@ -62,6 +62,7 @@ from typing import Any, TypeVar
 from portlane.edge.config import OutboxConfig, OutboxRetention
 from portlane.edge.contract.envelope import Envelope
 from portlane.edge.contract.times import rfc3339
+from portlane.edge.delivery.flush import FlushGroup, fsync_wal
 from portlane.edge.delivery.outbox_batch import GroupCommit, resolve
 from portlane.edge.delivery.outbox_policy import Overflow, Retention, admit, to_drop
 from portlane.edge.delivery.outbox_queries import OutboxStats, Tail, newest, oldest, pending, snapshot
@@ -91,10 +92,13 @@ class Outbox:
         retention: OutboxRetention | None = None,
         clock: Callable[[], float] = time.time,
         signer: Signer | None = None,
+        flushes: FlushGroup | None = None,
     ) -> None:
         """Open (or create) the store at ``path``. ``config`` is the site's ``outbox:`` section;
-        ``capacity``/``overflow``/``retention`` override single fields of it. Raises
-        ``OutboxStateError`` when the store cannot be used."""
+        ``capacity``/``overflow``/``retention`` override single fields of it. ``flushes``: the
+        unit's group commit (``delivery/flush.py``): events written inside one of its groups are
+        put on disk when the group closes. Raises ``OutboxStateError`` when the store cannot be
+        used."""
         cfg = config or OutboxConfig()
         self.path = Path(path)
         self.site = site
@@ -105,6 +109,7 @@ class Outbox:
         self.commit_batch_max = cfg.commit_batch_max
         self.clock = clock
         self.signer = signer
+        self._flushes = flushes
         self._listeners: list[Callable[[], None]] = []
         self._closed = False
         self._final: OutboxStats | None = None
@@ -238,6 +243,8 @@ class Outbox:
         are not (a lost ack only means the event is sent again, with the same id)."""
         store, c = self._store, self._counters
         durable = bool(independent or atomic)
+        # Inside the unit's flush group (and on its thread), the group puts it on disk.
+        defer = durable and self._flushes is not None and self._flushes.deferring
         rows: list[tuple[int, str, str, bytes, float]] = []
         envs: list[Envelope] = []
         done: list[tuple[int, int]] = []  # (payload bytes, replayed) of each ack recorded
@@ -246,7 +253,9 @@ class Outbox:
         seq = c.last_seq
         started = time.perf_counter()
         try:
-            with store.transaction(durable=durable, doing="write an event" if durable else "record a delivery") as db:
+            with store.transaction(
+                durable=durable and not defer, doing="write an event" if durable else "record a delivery"
+            ) as db:
                 now = self.clock()
                 if acks:
                     done, evicted = self._record_acks(db, acks, now)
@@ -269,6 +278,9 @@ class Outbox:
             with store.count_lock:  # the acks were not recorded: try them again next time
                 self._batch.retry_acks(acks)
             raise
+        if defer:
+            assert self._flushes is not None
+            self._flushes.owe(self)
         with store.count_lock:
             if durable:
                 self.commits += 1
@@ -292,6 +304,10 @@ class Outbox:
         else:
             out += [self._full_error(ev.event_type) for ev in atomic]
         return out
+
+    def flush(self) -> None:
+        """Put every event committed so far on disk (the flush group's, see ``flush.py``)."""
+        fsync_wal(self.path)
 
     def _record_acks(
         self, db: sqlite3.Connection, acks: list[int], now: float

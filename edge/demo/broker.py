@@ -145,6 +145,8 @@ class BrokerProcess:
             conf.write_text(
                 f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                 "max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
+                # As the shipped configuration: no Nagle delay on what the broker forwards.
+                "set_tcp_nodelay true\n"
                 + (
                     f"persistence true\npersistence_location {self.persistence_dir}/\n"
                     if self.persistence_dir

@@ -48,7 +48,7 @@ from .actions import Action, Publish, ShowBoard, StopGate
 from .cargo_checks import occupancy_event
 from .commands import LANE_COMMANDS, LaneCommands
 from .devices import LaneDevices
-from .executor import Executor
+from .executor import DeviceAction, Executor
 from .identification import Identifier
 from .logic import LaneLogic
 from .n42_store import N42Store
@@ -125,7 +125,7 @@ class LaneDaemon:
                     lane.id,
                     unit,
                 )
-        self.journal = Journal(self.state_dir / f"journal-{lane.id}.db")
+        self.journal = Journal(self.state_dir / f"journal-{lane.id}.db", flushes=self.unit.flushes)
         self.predecision_store.open(self.state_dir / f"predecisions-{lane.id}.db")
         closure = self.journal.records().get(CLOSURE_KEY)
         if closure is not None:
@@ -172,14 +172,18 @@ class LaneDaemon:
 
     # ------------------------------------------------------------------ applying the logic's actions
     def apply(self, actions: Iterable[Action]) -> None:
-        self.executor.apply(actions)
+        todo = tuple(actions)
+        self.executor.apply(todo)
         p = self.logic.passage
         records = {p.id: p.to_json()} if p is not None else {}
         closed = self.logic.closures.get(OPERATOR)
         if closed is not None:
             records[CLOSURE_KEY] = {"operator": closed.operator, "reason": closed.reason}
         try:
-            self.journal.sync(records)
+            # On disk before a device moves (the executor's workers run once this returns); a
+            # change that moves nothing (an agency's decision before the last, exit tracking)
+            # does not wait for the disk: the next flush takes it along.
+            self.journal.sync(records, flush=any(isinstance(a, DeviceAction) for a in todo))
             self.predecision_store.sync()  # a use or a revoke on disk before the executor opens
         except StateError as exc:
             self._on_journal_failed(exc)

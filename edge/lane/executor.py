@@ -2,7 +2,9 @@
 
 ``apply`` takes the logic's actions in order: events and audit entries are written to disk at
 once (so the record of a decision is durable before the barrier moves), an identification is
-started, and device actions are queued for ``run``. ``run`` has one worker per device — gate,
+started, and device actions are queued for ``run``. Consecutive events share one outbox
+transaction (a release writes ``passage.decided`` and ``passage.released`` with one fsync);
+each is on disk before any action that follows it. ``run`` has one worker per device — gate,
 light, board, seal reader — each carrying out its own actions in order: the devices sit on different links,
 so an open never waits behind a guidance-board write (several frames at 9600 baud, ~100 ms).
 One order across devices is kept: a close waits until every light command queued before it
@@ -110,10 +112,14 @@ class Executor:
 
     # ------------------------------------------------------------------ synchronous side
     def apply(self, actions: Iterable[Action]) -> None:
+        events: list[Publish] = []  # written together, before the next action of another kind
         for a in actions:
+            if isinstance(a, Publish):
+                events.append(a)
+                continue
+            self._write(events)
+            events = []
             match a:
-                case Publish():
-                    self.events.put(a.type, a.data, subject=a.subject)
                 case Audit():
                     self.audit.append(a.kind, actor=a.actor, reason=a.reason, lane=self.lane, data=a.fields())
                 case Identify(passage_id=pid):
@@ -131,6 +137,11 @@ class Executor:
                     data = {"passage_id": a.passage_id, "seal_id": a.seal_id, "agency": a.agency, "nonce": a.nonce}
                     self.audit.append(f"seal_{a.action}", actor=a.key_id, reason=a.agency, lane=self.lane, data=data)
                     self._submit(a)
+        self._write(events)
+
+    def _write(self, events: list[Publish]) -> None:
+        if events:
+            self.events.put_many([(e.type, e.data, e.subject, None) for e in events])
 
     def _submit(self, a: DeviceAction) -> None:
         n = next(self._numbers)

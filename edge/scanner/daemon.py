@@ -94,7 +94,7 @@ class ScannerDaemon:
             )
         self.device: ScannerDriver = registry.create("scanner", cfg.id, cfg.device)  # type: ignore[assignment]
         self.supervisor = Supervisor(self.device, self._probe, period=cfg.device.poll_s)
-        self.journal = Journal(state_dir / f"journal-{cfg.id}.db")
+        self.journal = Journal(state_dir / f"journal-{cfg.id}.db", flushes=self.unit.flushes)
         # The outbox seq of the event that settled each passage, to send it again to a lane that
         # asks (``Resend``); read back from the outbox at start.
         self._settling_seq: OrderedDict[str, int] = OrderedDict()

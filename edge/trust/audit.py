@@ -10,10 +10,12 @@ kernel-reported peer (uid, user name, pid); every entry appended meanwhile gets 
 or lane code writes the entry.
 
 Writers: one ``write()`` per entry on an ``O_APPEND`` descriptor, ``fsync`` before
-:meth:`AuditLog.append` returns; a thread lock plus ``flock`` serialise writers, also across
-processes (every lane daemon of a site may share one file). A torn tail found by a writer is
-moved aside to ``<file>.torn-<offset>`` and a ``log_recovered`` entry records its size and
-sha256, so the chain continues from the last complete entry and the evidence is kept.
+:meth:`AuditLog.append` returns (inside the unit's flush group, ``edge/delivery/flush.py``:
+when the group closes, before anything written in it can move a device); a thread lock plus
+``flock`` serialise writers, also across processes (every lane daemon of a site may share one
+file). A torn tail found by a writer is moved aside to ``<file>.torn-<offset>`` and a
+``log_recovered`` entry records its size and sha256, so the chain continues from the last
+complete entry and the evidence is kept.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any, Self
 
 from portlane.edge.contract.canonical import canonical_json
 from portlane.edge.contract.times import format_rfc3339
+from portlane.edge.delivery.flush import FlushGroup
 from portlane.edge.errors import AuditError, AuditLineError, OperatorError
 from portlane.edge.trust.audit_chain import (
     GENESIS,
@@ -127,9 +130,12 @@ class AuditLog:
     would hide that. Move the file aside (after ``portlane audit verify``) to start afresh.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Clock | None = None, flushes: FlushGroup | None = None
+    ) -> None:
         self.path = Path(path)
         self._clock = clock or _utc_now
+        self._flushes = flushes
         self._lock = threading.Lock()
         existed = self.path.exists()
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
@@ -206,6 +212,12 @@ class AuditLog:
         signed = signer.sign(body)
         return Checkpoint.model_validate(signed)
 
+    def flush(self) -> None:
+        """Put every entry written so far on disk (the flush group's)."""
+        with self._lock:
+            if self._fd is not None:
+                os.fsync(self._fd)
+
     def close(self) -> None:
         """Idempotent."""
         with self._lock:
@@ -246,7 +258,10 @@ class AuditLog:
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
-        os.fsync(self._fd)
+        if self._flushes is not None and self._flushes.deferring:
+            self._flushes.owe(self)
+        else:
+            os.fsync(self._fd)
         self._n, self._head = entry.n, entry.hash
         self._size = os.fstat(self._fd).st_size
         return entry

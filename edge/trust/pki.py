@@ -48,7 +48,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from portlane.edge.contract.topics import SCAN_TOPICS_PER_LANE
+from portlane.edge.config import PLATFORM_UNIT
+from portlane.edge.contract.topics import SCAN_TOPICS_PER_LANE, Topics
 from portlane.edge.errors import PkiError
 from portlane.edge.trust.keys import generate_unit_key, write_secret
 
@@ -76,7 +77,6 @@ CA_DAYS = 3650
 CERT_DAYS = 730
 #: Certificates start an hour in the past: a controller whose clock lags still accepts them.
 _BACKDATE = dt.timedelta(hours=1)
-_PREFIX = "portlane/v1"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -117,7 +117,8 @@ def render_acl(site: Site, *, scan_topics_per_lane: bool = SCAN_TOPICS_PER_LANE)
     ``scan_topics_per_lane``: lanes read only ``{scanner}/event/+/{lane}`` (their own passages'
     scan results, ``contract.topics``) instead of the scanner's whole event tree."""
     sid = site.site.id
-    base = f"{_PREFIX}/{sid}"
+    platform = Topics(sid, PLATFORM_UNIT)
+    expected = f"{platform.base}/expected"  # the platform's registrations topic (config.PLATFORM_UNIT)
     out = [
         f"# Mosquitto ACL for site {sid}, rendered by `portlane pki acl` from the site file.",
         "# One user per certificate common name (use_identity_as_username); nothing else is allowed.",
@@ -125,12 +126,13 @@ def render_acl(site: Site, *, scan_topics_per_lane: bool = SCAN_TOPICS_PER_LANE)
     ]
 
     def own(unit: str) -> list[str]:
+        t = Topics(sid, unit)
         return [
-            f"topic write {base}/{unit}/event/#",
-            f"topic write {base}/{unit}/status",
-            f"topic write {base}/{unit}/response",
-            f"topic write {base}/{unit}/checkpoint",
-            f"topic read {base}/{unit}/cmd/#",
+            f"topic write {Topics.all_events(sid, unit)}",
+            f"topic write {t.status}",
+            f"topic write {t.response}",
+            f"topic write {t.checkpoint}",
+            f"topic read {t.cmd('#')}",
         ]
 
     scanners = {s.id: s for s in site.scanners}
@@ -138,23 +140,24 @@ def render_acl(site: Site, *, scan_topics_per_lane: bool = SCAN_TOPICS_PER_LANE)
         out.append(f"# lane {lane.id}")
         out.append(f"user {client_id(sid, lane.id)}")
         out += own(lane.id)
-        out.append(f"topic read {base}/platform/expected")
+        out.append(f"topic read {expected}")
         if lane.scanner is not None and lane.scanner in scanners:
             if scan_topics_per_lane:
-                out.append(f"topic read {base}/{lane.scanner}/event/+/{lane.id}")
+                out.append(f"topic read {Topics(sid, lane.scanner).lane_scans(lane.id)}")
             else:
-                out.append(f"topic read {base}/{lane.scanner}/event/#")
+                out.append(f"topic read {Topics.all_events(sid, lane.scanner)}")
         out.append("")
     for s in site.scanners:
         out.append(f"# scanner {s.id}")
         out.append(f"user {client_id(sid, s.id)}")
         out += own(s.id)
         for lane_id in s.lanes:
-            out.append(f"topic read {base}/{lane_id}/event/inspection.requested")
-            out.append(f"topic read {base}/{lane_id}/event/passage.completed")
+            out.append(f"topic read {Topics(sid, lane_id).event('inspection.requested')}")
+            out.append(f"topic read {Topics(sid, lane_id).event('passage.completed')}")
         out.append("")
     # What a reader of the site needs: never the commands (they are the platform's business).
-    reads = [f"topic read {base}/+/{level}" for level in ("event/#", "status", "response", "checkpoint")]
+    anyone = Topics(sid, "+")
+    reads = [f"topic read {t}" for t in (Topics.all_events(sid), anyone.status, anyone.response, anyone.checkpoint)]
     commands = {c.id: c.commands for c in site.clients}
     for u in site_units(site):
         if u.role in ("lane", "scanner"):
@@ -163,15 +166,15 @@ def render_acl(site: Site, *, scan_topics_per_lane: bool = SCAN_TOPICS_PER_LANE)
         out.append(f"user {u.client_id}")
         if u.role == "platform":
             out += [
-                f"topic write {base}/+/cmd/#",
-                f"topic write {base}/platform/expected",
-                f"topic write {base}/platform/event/#",
-                f"topic read {base}/#",
+                f"topic write {anyone.cmd('#')}",
+                f"topic write {expected}",
+                f"topic write {Topics.all_events(sid, PLATFORM_UNIT)}",
+                f"topic read {Topics(sid, '#').base}",
             ]
         elif u.role == "console":
             # replay_events, and what its key may sign (clients[].commands), to any unit.
             names = sorted({"replay_events", *commands.get(u.id, ())})
-            out += [f"topic write {base}/+/cmd/{name}" for name in names] + reads
+            out += [f"topic write {anyone.cmd(name)}" for name in names] + reads
         else:  # technician: looks, never publishes
             out += reads
         out.append("")

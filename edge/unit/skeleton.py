@@ -7,7 +7,8 @@
     nonce store ─ CommandVerifier ─ CommandPath (one path for every command; ``replay_events``
         built in)
     PeerEvents ─ PeerIntake (other units' events: verified, once, in order per passage)
-    bounded inbox ─ dispatcher (commands → the path; peer events → the unit's handlers)
+    bounded inbox ─ dispatcher (commands → the path; peer events → the unit's handlers), every
+        message waiting handled in one step with one flush per store (``FlushGroup``)
     signed status (``unit.status`` event, retained) and the unsigned last will
     tick (aggregated rejections, checkpoints, held events, the unit's own tick)
     ordered shutdown: rejections and a last checkpoint → drain → offline status → disconnect →
@@ -39,6 +40,7 @@ from portlane.edge.contract.events import EventType, UnitStatus
 from portlane.edge.contract.times import rfc3339
 from portlane.edge.contract.topics import LANE_SCOPED_EVENTS, Topics
 from portlane.edge.delivery.events import EventMetrics, EventWriter
+from portlane.edge.delivery.flush import FlushGroup
 from portlane.edge.delivery.inbox import Inbox
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.delivery.outbox import Outbox
@@ -56,7 +58,7 @@ from portlane.edge.trust.rejections import RejectionAggregator
 
 from .intake import PeerIntake
 
-__all__ = ["DRAIN_S", "INBOX_SIZE", "Connection", "StatusWord", "Unit", "UnitKind", "restart_needed"]
+__all__ = ["DRAIN_S", "INBOX_SIZE", "STEP_MESSAGES", "Connection", "StatusWord", "Unit", "UnitKind", "restart_needed"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,9 @@ log = logging.getLogger(__name__)
 #: delivery/inbox.py). 256 forged signatures cost ~0.2 s to check on the 2-core reference box,
 #: which bounds how long a valid release can wait behind a flood.
 INBOX_SIZE = 256
+#: Messages the dispatcher handles in one step, under one flush per store (``FlushGroup``):
+#: a passage's decisions (one per agency) and a few more; a flood is taken in steps of this.
+STEP_MESSAGES = 32
 #: On shutdown: how long to try to deliver what is queued (it stays on disk regardless).
 DRAIN_S = 3.0
 
@@ -121,6 +126,9 @@ class Unit:
         self.signer = load_unit_signer(key, unit=unit) if key is not None else None
         if key is None:
             log.warning("%s: no signing key in the site file: its events are unsigned (portlane pki init)", unit)
+        # What the stores write while the dispatcher handles the messages of one step goes to
+        # disk once per store at the end of the step, before anything can move or leave.
+        self.flushes = FlushGroup()
         self.outbox = Outbox(
             self.state_dir / f"outbox-{unit}.db",
             site=site.site.id,
@@ -128,8 +136,10 @@ class Unit:
             clock=clock,
             config=site.outbox,
             signer=self.signer,
+            flushes=self.flushes,
         )
-        self.audit = AuditLog(self.state_dir / "audit.jsonl")
+        self.audit = AuditLog(self.state_dir / "audit.jsonl", flushes=self.flushes)
+        # Not in the flush group: a command's nonce is on disk before anything it causes is written.
         self.nonces = SqliteNonceStore(self.state_dir / f"nonces-{unit}.db")
         self.authority = Authority.from_site(site)
         self.peers = PeerIntake(
@@ -279,15 +289,29 @@ class Unit:
 
     async def _dispatcher(self) -> None:
         while True:
-            msg = await self._inbox.get()
-            try:
-                self.dispatch(msg)
-            except Exception:
-                # No input ends the daemon: a message that trips a bug is counted and logged
-                # (rate-limited), and the unit goes on with the next one.
-                self.inbox_failed += 1
-                if self.inbox_failed in (1, 10, 100) or self.inbox_failed % 1000 == 0:
-                    log.exception("%s: a message on %s could not be handled", self.id, msg.topic[:200])
+            msg: Message | None = await self._inbox.get()
+            # Every message waiting now, in one step: nothing the step records can move a device
+            # or leave the process before the step returns, so the stores commit without waiting
+            # for the disk and are flushed once each when it ends (delivery/flush.py). A flush
+            # that fails ends the unit here, before the executor could act on what it recorded.
+            with self.flushes.deferred():
+                for _ in range(STEP_MESSAGES):
+                    if msg is None:
+                        break
+                    self._dispatch_one(msg)
+                    msg = self._inbox.get_nowait()
+            if msg is not None:
+                self._inbox.put_back(msg)
+
+    def _dispatch_one(self, msg: Message) -> None:
+        try:
+            self.dispatch(msg)
+        except Exception:
+            # No input ends the daemon: a message that trips a bug is counted and logged
+            # (rate-limited), and the unit goes on with the next one.
+            self.inbox_failed += 1
+            if self.inbox_failed in (1, 10, 100) or self.inbox_failed % 1000 == 0:
+                log.exception("%s: a message on %s could not be handled", self.id, msg.topic[:200])
 
     def dispatch(self, msg: Message) -> None:
         try:
@@ -365,6 +389,7 @@ class Unit:
             self.audit.close()
             self.nonces.close()
             self.outbox.close()
+            self.flushes.close()
 
     async def _shutdown(self) -> None:
         self.flush(force=True)  # the last checkpoint goes out with the last events
@@ -378,6 +403,11 @@ class Unit:
         """What every unit reports on its control socket."""
         return {
             "outbox": self.outbox.stats().as_dict(),
+            "flushes": {
+                "steps": self.flushes.groups,
+                "deferred_commits": self.flushes.deferred_commits,
+                "flushes": self.flushes.flushes,
+            },
             "events_refused": dict(self.peers.refused),  # peer events that did not verify, by reason
             "peer_events_stale": self.peers.stale,
             "commands": {

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from portlane.drivers.base import GatePosition, LightColour
-from portlane.drivers.bus import BreakerState, SlaveIsolatedError
+from portlane.drivers.bus import BreakerState, Rs485Bus, SlaveIsolatedError, Turns, Urgency
 from portlane.drivers.config import DeviceConfig
 from portlane.drivers.crc import crc16_modbus
 from portlane.drivers.errors import DeviceError, DeviceTimeoutError, DeviceUnavailableError
@@ -323,3 +323,152 @@ async def test_the_check_catches_two_schedulers_on_one_port() -> None:
     assert line is not None
     _, problems = _exchanges(line.log, line.gap_s)
     assert any("not one frame" in p for p in problems)
+
+
+# --------------------------------------------------------------------------- who goes first
+
+
+def _requests(log: list[LineEvent]) -> list[str]:
+    """The requests the master put on the line, in order, named: ``"1:open"`` (framed gate at
+    address 1), ``"2:fc04"`` (Modbus RTU unit 2, function 4), ``"3:fc05@0"`` (a coil write,
+    with its address)."""
+    names = {0x01: "open", 0x02: "close", 0x03: "stop", 0x04: "lock", 0x10: "status"}
+    out, frame = [], bytearray()
+    for ev in [*log, LineEvent(0.0, "tx", b"")]:
+        if ev.direction == "rx":
+            frame += ev.data
+            continue
+        if frame:
+            raw = bytes(frame)
+            if _one_frame(raw) == "gate":
+                out.append(f"{raw[1]}:{names[raw[2]]}")
+            elif raw[1] in (5, 15):
+                out.append(f"{raw[0]}:fc{raw[1]:02d}@{int.from_bytes(raw[2:4], 'big')}")
+            else:
+                out.append(f"{raw[0]}:fc{raw[1]:02d}")
+            frame.clear()
+    return out
+
+
+async def _turn_taken(bus: Rs485Bus, *, waiting: int) -> None:
+    """Until a transaction holds the line and ``waiting`` more wait for it."""
+    await bus.turns.until(lambda: bus.turns.held and bus.turns.waiting == waiting)
+
+
+async def test_a_gate_command_goes_before_the_polls_queued_on_its_line() -> None:
+    """While a status poll is on the wire, routine work queues behind it (polls of three
+    slaves, a light write); then an open for the framed gate and one for the Modbus gate are
+    asked for. They are the next two frames after the poll's answer — they cannot cut into
+    the poll under way — and the routine work follows in the order it was asked for."""
+    handles, path = await _mixed_line()
+    line = handles[-1].line
+    assert line is not None
+    line.turnaround_s = 0.05  # a poll that keeps the line long enough for the others to queue
+    link = {"kind": "serial", "url": path, "bus": "urgent"}
+    gate = Rs485Gate("gate", DeviceConfig(backend="rs485", link=link, unit=1, timeout_s=0.3))
+    io = ModbusIo("io", DeviceConfig(backend="modbus_rtu", link=link, unit=2, timeout_s=0.3))
+    mgate = ModbusGate("mgate", DeviceConfig(backend="modbus_rtu", link=link, unit=3, timeout_s=0.3))
+    try:
+        async with gate, io, mgate, asyncio.timeout(GUARD_S):
+            bus = gate.bus
+            line.log.clear()
+            asked: list[asyncio.Task[object]] = [asyncio.create_task(gate.status())]
+            await _turn_taken(bus, waiting=0)
+            routine = (mgate.status, io.read_inputs, lambda: io.set_light(LightColour.GREEN), gate.status)
+            for n, call in enumerate(routine, start=1):
+                asked.append(asyncio.create_task(call()))
+                await _turn_taken(bus, waiting=n)
+            asked.append(asyncio.create_task(gate.open()))
+            await _turn_taken(bus, waiting=len(routine) + 1)
+            asked.append(asyncio.create_task(mgate.open()))
+            results = await asyncio.gather(*asked, return_exceptions=True)
+    finally:
+        for h in handles:
+            await h.close()
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert _requests(line.log) == [
+        "1:status",  # on the wire when the commands were asked for: finished first
+        "1:open",
+        "3:fc05@0",  # the Modbus gate's open pulse (coil 0)
+        "3:fc04",
+        "2:fc04",
+        "2:fc15@0",  # the light: its three lamp coils at once
+        "1:status",
+    ], _requests(line.log)
+    _, problems = _exchanges(line.log, line.gap_s)
+    assert problems == []  # still whole frames with the inter-frame gap between them
+
+
+async def test_a_command_asked_for_during_the_inter_frame_gap_still_goes_first() -> None:
+    """The next turn is given when the line is quiet again (end of the answer + the gap), not
+    when the answer ends: a poll waiting since before the answer does not take the gap for
+    itself and make a command that arrives meanwhile wait a whole transaction more."""
+    world = LaneWorld("g", time_factor=0.1)
+    h = await start_gate(world, worlds={2: LaneWorld("h", time_factor=0.1)})
+    link = {**h.link, "bus": "gap"}
+    opts = {"gap_s": 0.3}  # a long gap, so that the command surely arrives within it
+    gate = Rs485Gate("gate", DeviceConfig(backend="rs485", link=link, unit=1, timeout_s=0.3), **opts)
+    other = Rs485Gate("other", DeviceConfig(backend="rs485", link=link, unit=2, timeout_s=0.3), **opts)
+    assert h.line is not None
+    try:
+        async with gate, other, asyncio.timeout(GUARD_S):
+            bus = gate.bus
+            h.line.log.clear()
+            first = asyncio.create_task(other.status())
+            await _turn_taken(bus, waiting=0)
+            polled = asyncio.create_task(other.status())
+            await _turn_taken(bus, waiting=1)
+            await first  # its answer is in; the gap runs, the poll waits for the line
+            assert not bus.turns.held and bus.turns.waiting == 1
+            await asyncio.gather(gate.open(), polled)
+    finally:
+        await h.close()
+    assert _requests(h.line.log) == ["2:status", "1:open", "2:status"]
+
+
+async def test_a_waiter_cancelled_passes_its_turn_on() -> None:
+    """A transaction cancelled while it waits for the line (its device's deadline) neither
+    keeps the line nor loses the others their turn."""
+    world = LaneWorld("g", time_factor=0.1)
+    h = await start_gate(world, worlds={2: LaneWorld("h", time_factor=0.1)}, turnaround_s=0.05)
+    link = {**h.link, "bus": "cancel"}
+    gate = Rs485Gate("gate", DeviceConfig(backend="rs485", link=link, unit=1, timeout_s=0.3))
+    other = Rs485Gate("other", DeviceConfig(backend="rs485", link=link, unit=2, timeout_s=0.3))
+    assert h.line is not None
+    try:
+        async with gate, other, asyncio.timeout(GUARD_S):
+            bus = gate.bus
+            h.line.log.clear()
+            first = asyncio.create_task(other.status())
+            await _turn_taken(bus, waiting=0)
+            given_up = asyncio.create_task(gate.open())
+            await _turn_taken(bus, waiting=1)
+            polled = asyncio.create_task(other.status())
+            await _turn_taken(bus, waiting=2)
+            given_up.cancel()
+            await asyncio.gather(first, polled)
+            assert given_up.cancelled()
+            assert not bus.turns.held and bus.turns.waiting == 0
+            await gate.status()  # the line is free for the next one
+    finally:
+        await h.close()
+    assert _requests(h.line.log) == ["2:status", "2:status", "1:status"]
+
+
+async def test_a_turn_given_as_its_waiter_is_cancelled_is_passed_on() -> None:
+    """The turn reaches a waiter in the same loop turn as its cancellation (a deadline): the
+    waiter hands the line on instead of keeping it for ever."""
+    turns = Turns(lambda: 0.0)  # a line that is always quiet: the hand-over is the next loop turn
+    await turns.acquire(Urgency.ROUTINE)
+    waiter = asyncio.create_task(turns.acquire(Urgency.COMMAND))
+    await turns.until(lambda: turns.waiting == 1)
+    turns.release()
+    # The hand-over tells ``until`` before it wakes the waiter: this test runs in between.
+    await turns.until(lambda: turns.held)
+    assert not waiter.done()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert not turns.held and turns.waiting == 0
+    async with asyncio.timeout(GUARD_S):
+        await turns.acquire(Urgency.ROUTINE)  # nobody keeps the line

@@ -1,5 +1,6 @@
 """The executor's device workers: an open never waits behind a guidance-board write, and a
-close still waits for the red light submitted before it.
+close still waits for the red light submitted before it. The events before an action are
+written in one outbox transaction (one fsync), before that action.
 
 Virtual devices (drivers/virtual.py) stand for the lane; the board and the I/O module are held
 mid-write by the test (an in-process stand-in for a slow 9600-baud frame), so the order is
@@ -9,6 +10,7 @@ observed, not timed. The latency on the wire is measured in bench/latency_bench.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -19,10 +21,11 @@ import pytest
 from portlane.drivers.base import BoardLine, LightColour
 from portlane.drivers.virtual import VirtualWorld, virtual_world
 from portlane.edge.config import parse_site
+from portlane.edge.contract.events import DeviceState
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.events import EventWriter
 from portlane.edge.delivery.outbox import Outbox
-from portlane.edge.lane.actions import CloseGate, OpenGate, SetLight, ShowBoard
+from portlane.edge.lane.actions import Audit, CloseGate, OpenGate, Publish, SetLight, ShowBoard
 from portlane.edge.lane.devices import LaneDevices
 from portlane.edge.lane.executor import Executor
 from portlane.edge.lane.logic import LaneLogic
@@ -42,6 +45,8 @@ class Rig:
     light_held: asyncio.Event
     board_busy: asyncio.Event  # set while a board write is in progress
     light_busy: asyncio.Event
+    outbox: Outbox
+    audit: AuditLog
 
 
 @pytest.fixture
@@ -86,7 +91,7 @@ async def rig() -> AsyncIterator[Rig]:
     )
     task = asyncio.create_task(executor.run())
     try:
-        yield Rig(world, executor, board_held, light_held, board_busy, light_busy)
+        yield Rig(world, executor, board_held, light_held, board_busy, light_busy, outbox, audit)
     finally:
         board_held.set()
         light_held.set()
@@ -123,3 +128,20 @@ async def test_a_close_waits_for_the_red_light_submitted_before_it(rig: Rig) -> 
         rig.light_held.set()
         await rig.world.wait_until(lambda: _gate(rig.world) == ["close"])
     assert rig.world.light == LightColour.RED
+
+
+async def test_the_events_before_an_action_share_one_transaction(rig: Rig) -> None:
+    """A release writes its events with one fsync, not one each; an event after an action is
+    written after it (the record of what came before an action is on disk before it)."""
+
+    def state(n: int) -> Publish:
+        return Publish("device.state", DeviceState(device=f"d{n}", health="online", reason=None))
+
+    commits, seq = rig.outbox.commits, rig.outbox.last_seq
+    rig.executor.apply([state(1), state(2), OpenGate(None, "override"), state(3)])
+    assert rig.outbox.commits == commits + 2  # [1, 2] before the open, [3] after it
+    rig.executor.apply([state(4), Audit("override", actor="tech", reason="a test override"), state(5), state(6)])
+    assert rig.outbox.commits == commits + 4  # [4] before the audit entry, [5, 6] after it
+    assert rig.outbox.last_seq == seq + 6
+    devices = [json.loads(row.payload)["data"]["device"] for row in rig.outbox.peek(after=seq, limit=10)]
+    assert devices == ["d1", "d2", "d3", "d4", "d5", "d6"]

@@ -36,3 +36,22 @@ def test_a_failed_write_leaves_the_journal_as_it_was_and_is_written_later(tmp_pa
         assert again.records() == big
     finally:
         again.close()
+
+
+def test_a_record_added_or_removed_is_flushed_even_when_not_asked(tmp_path: Path) -> None:
+    """``flush=False`` spares the fsync of a change to a record only: the work a restart must
+    resolve (a new record) and its end (a removed one) are always on disk."""
+    j = Journal(tmp_path / "journal.db")
+    try:
+        j.sync({"p1": {"stage": "arrived"}}, flush=False)  # added
+        j.sync({"p1": {"stage": "identified"}}, flush=False)  # changed
+        j.sync({"p1": {"stage": "released"}})  # changed, flush asked for
+        j.sync({}, flush=False)  # removed
+        assert (j.flushed, j.unflushed) == (3, 1)
+    finally:
+        j.close()
+    again = Journal(tmp_path / "journal.db")
+    try:
+        assert again.records() == {}
+    finally:
+        again.close()

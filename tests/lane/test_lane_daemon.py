@@ -232,10 +232,10 @@ async def test_a_journal_it_cannot_write_closes_the_lane_and_the_vehicle_under_w
         full = {"on": True}
         write = journal.sync
 
-        def sync(records: dict[str, Any]) -> None:  # the journal's own failure: tests/lane/test_journal.py
+        def sync(records: dict[str, Any], *, flush: bool = True) -> None:  # its own failure: tests/lane/test_journal.py
             if full["on"]:
                 raise StateError(str(journal.path), "cannot write the journal (database or disk is full)", "free space")
-            write(records)
+            write(records, flush=flush)
 
         monkeypatch.setattr(journal, "sync", sync)
         await release(r, pid)
@@ -322,3 +322,73 @@ async def test_an_operators_closure_survives_a_restart_and_no_fault_recovery_reo
         assert r3.logic.in_service  # the reopening is journalled too
     finally:
         await stop_lane(r3)
+
+
+async def test_the_journal_waits_for_the_disk_only_before_a_device_moves(rig: LaneRig) -> None:
+    """An agency's decision before the last moves nothing: its journal write is committed
+    without an fsync (it is in the file for a restart; a power cut may take it). The last
+    decision opens the arm: that write is flushed, and before the open frame."""
+    r = rig
+    pid = await arrive_and_identify(r, TAG)
+    journal = r.daemon.journal
+    flushes: list[tuple[bool, int]] = []  # (flush asked for, gate commands sent so far)
+    sync = journal.sync
+
+    def watched(records: dict[str, dict[str, Any]], *, flush: bool = True) -> None:
+        flushes.append((flush, len([c for c in r.world.commands if c.device == "gate"])))
+        sync(records, flush=flush)
+
+    journal.sync = watched  # type: ignore[method-assign]
+    flushed, unflushed = journal.flushed, journal.unflushed
+    await r.platform.send("c1", "decision", pid, agency="customs", verdict="release")
+    await r.until(lambda: r.logic.passage is not None and r.logic.passage.decisions.get("customs") == "release")
+    assert (journal.flushed, journal.unflushed) == (flushed, unflushed + 1)
+    on_disk = Journal(journal.path)  # written all the same: a crash of the process keeps it
+    try:
+        assert on_disk.records()[pid]["decisions"] == {"customs": "release"}
+    finally:
+        on_disk.close()
+    opens_before = len([c for c in r.world.commands if c.device == "gate"])
+    await r.platform.send("c1", "decision", pid, agency="border", verdict="release")
+    await r.until(lambda: r.world.gate.position == GatePosition.OPEN)
+    assert journal.flushed >= flushed + 1
+    [(_, gate_commands)] = [f for f in flushes if f[0]][:1]
+    assert gate_commands == opens_before  # the flushed write came before the open frame
+
+
+async def test_the_decisions_waiting_together_share_one_flush_per_store_before_the_open(rig: LaneRig) -> None:
+    """Both agencies' decisions reach the lane before it handles the first: one dispatcher step
+    records both (audit entries, events, journal) and flushes each store once, before the open
+    frame goes out (delivery/flush.py); their nonces are on disk as each is verified."""
+    r = rig
+    pid = await arrive_and_identify(r, TAG)
+    unit = r.daemon.unit
+    gate_commands = lambda: len([c for c in r.world.commands if c.device == "gate"])  # noqa: E731
+    before = gate_commands()
+    flushed: list[tuple[str, int]] = []  # (file, gate commands sent when it was flushed)
+    for store in (unit.audit, unit.outbox, r.daemon.journal):
+
+        def noted(flush: Any = store.flush, name: str = store.path.name) -> None:
+            flushed.append((name, gate_commands()))
+            flush()
+
+        setattr(store, "flush", noted)  # noqa: B010 - a bound method replaced on the instance
+    owed: list[str] = []
+    owe = unit.flushes.owe
+
+    def noted_owe(store: Any) -> None:
+        owed.append(store.path.name)
+        owe(store)
+
+    unit.flushes.owe = noted_owe  # type: ignore[method-assign]
+    topic = f"portlane/v1/{r.site.site.id}/c1/cmd/decision"
+    for agency in ("customs", "border"):  # as the broker hands them over back to back
+        payload = r.platform.command("c1", "decision", pid, agency=agency, verdict="release")
+        unit._on_message(Message(topic, payload, False, {}))
+    await r.until(lambda: r.world.gate.position == GatePosition.OPEN)
+    assert sorted(name for name, _ in flushed) == ["audit.jsonl", "journal-c1.db", "outbox-c1.db"]
+    assert {sent for _, sent in flushed} == {before}  # all on disk before the open frame
+    # A nonce is never left to the group: it is on disk before anything its command causes is
+    # written, so a power cut cannot keep an effect without its nonce (a replay).
+    assert owed and "nonces-c1.db" not in owed
+    assert [e["agency"] for e in r.events("passage.decided")] == ["customs", "border"]

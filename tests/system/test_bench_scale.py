@@ -59,6 +59,9 @@ async def test_latency_scenario_times_release_to_the_open_frame() -> None:
     assert 0 < r2o["p50"] < 5000  # positive: the frame comes after the release
     assert row["identified_to_decided_ms"]["n"] >= 4
     assert row["harness_loop_lag_ms"]["n"] > 0
+    # The lane's first passage (all lanes start together) is reported apart from the others.
+    assert len(row["release_to_open_first_ms"]) == 1 and row["release_to_open_warm_ms"]["n"] == r2o["n"] - 1
+    assert row["scheduling"] == "normal"
 
 
 @pytest.mark.slow

@@ -1,0 +1,198 @@
+"""Judging a container number from a CTC matrix: read, corrected or inferred, and its status.
+
+A (joined) matrix goes through the ISO 6346 templates — owner code, category ``U``/``J``/``Z``,
+six serial digits and the check digit (11 characters), or the first ten alone — in one stacked
+CTC search. The check digit decides what is a number: a valid read is kept; an invalid one only
+if a single substitution drawn from the recogniser's own alternatives makes it valid
+(``corrected``); owner + serial without a readable check digit gets a computed one
+(``check_digit_inferred``), and the boxed digit right of the serial is then read on its own
+(:func:`read_check_boxes`). Only a read number can be ``confirmed`` — and only when every
+character clears the threshold calibrated on the development set (``calibration.py``): the
+check digit alone is a 1-in-10 guard, so a corrected or inferred number goes to an officer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import cv2
+
+from . import calibration, ctc, grammar, iso6346
+from .calibration import Policy
+from .imaging import BBox, Image, Matrix, unconstrained_logp
+from .iso6346 import ContainerRead
+from .onnx_ocr import OcrEngine
+
+__all__ = ["CONTAINER_10", "CONTAINER_11", "Cand", "Rules", "decode_numbers", "read_check_boxes"]
+
+CONTAINER_11: grammar.Template = (*(grammar.LETTERS,) * 3, "UJZ", *(grammar.DIGITS,) * 7)
+CONTAINER_10: grammar.Template = CONTAINER_11[:10]
+#: Width (in line heights) of the region right of a serial where its boxed check digit is read:
+#: the box is about one glyph wide and set about one glyph to the right (ISO 6346 Annex F).
+CHECK_BOX_WIDTH = 1.8
+#: A boxed digit read below this probability does not count as read.
+CHECK_BOX_MIN_CONF = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """When a path through a template is a number at all, and when it is confirmed."""
+
+    policy: Policy
+    #: Nats a template's best path may cost beyond the unconstrained best path.
+    max_cost: float
+    #: Least per-character probability of a path taken as a number.
+    min_char_conf: float
+
+
+@dataclass(frozen=True, slots=True)
+class Cand:
+    """A candidate number: ``rank`` orders candidates, best first."""
+
+    rank: tuple[int, float]  # (0 read / 1 corrected / 2 check digit inferred, grammar cost)
+    read: ContainerRead
+
+
+def decode_numbers(jobs: list[tuple[Matrix, BBox]], index: dict[str, int], rules: Rules) -> list[Cand | None]:
+    """The number of each (matrix, box), or None: every matrix through both templates in one
+    search (``ctc.search``: the same paths as one by one, a fraction of the time)."""
+    items = [(m, t) for m, _box in jobs for t in (CONTAINER_11, CONTAINER_10)]
+    found = ctc.search(items, index, folded=True)
+    return [_decode(m, box, found[2 * i], found[2 * i + 1], rules) for i, (m, box) in enumerate(jobs)]
+
+
+def _decode(mat: Matrix, box: BBox, d11: ctc.Decoded | None, d10: ctc.Decoded | None, rules: Rules) -> Cand | None:
+    """A container number from one (joined) matrix and its best paths through the 11- and
+    10-character templates: read, corrected or inferred, with status."""
+    free = unconstrained_logp(mat)
+    if d11 is not None and free - d11.logp <= rules.max_cost and d11.confidence >= rules.min_char_conf:
+        cost = free - d11.logp
+        conf = _conf(d11, cost)
+        alts = [(*a,) for a in d11.alternatives]
+        if iso6346.is_valid(d11.text) and iso6346.remainder(d11.text[:10]) == 10:
+            # valid only through the 10 -> 0 fold: one of the recogniser's own alternatives
+            # that validates without it is as likely (IEMU… for TEMU0524620): an officer
+            # looks. Without one, the read is judged as any other, held to every character
+            # sure (calibration: the fold lets single substitutions through)
+            other = iso6346.correct(d11.text, alts, max_changes=1, avoid_ten=True)
+            if other is not None:
+                return _corrected(other, d11, box, conf, cost)
+        if iso6346.is_valid(d11.text):
+            read = ContainerRead(
+                d11.text, True, confidence=conf, box=box, char_confidences=d11.char_conf, cost=round(cost, 3)
+            )
+            return Cand((0, cost), calibration.decide(read, rules.policy))
+        fixed = iso6346.correct(d11.text, alts, max_changes=1)
+        if fixed is not None:
+            return _corrected(fixed, d11, box, conf, cost)
+    if d10 is not None and free - d10.logp <= rules.max_cost and d10.confidence >= rules.min_char_conf:
+        cost = free - d10.logp
+        num = d10.text + str(iso6346.check_digit(d10.text))
+        return Cand(
+            (2, cost),
+            ContainerRead(
+                num,
+                True,
+                check_digit_inferred=True,
+                confidence=round(_conf(d10, cost) * 0.7, 4),
+                box=box,
+                char_confidences=d10.char_conf,
+                cost=round(cost, 3),
+                doubt="inferred",
+            ),
+        )
+    return None
+
+
+def _corrected(number: str, d: ctc.Decoded, box: BBox, conf: float, cost: float) -> Cand:
+    read = ContainerRead(
+        number,
+        True,
+        corrected=True,
+        confidence=round(conf * 0.8, 4),
+        box=box,
+        char_confidences=d.char_conf,
+        cost=round(cost, 3),
+        doubt="corrected",
+    )
+    return Cand((1, cost), read)
+
+
+def _conf(d: ctc.Decoded, cost: float) -> float:
+    return round(d.confidence * math.exp(-cost / 4), 4)
+
+
+def read_check_boxes(
+    engine: OcrEngine, img: Image, cands: list[Cand], tails: dict[int, BBox], rules: Rules
+) -> list[Cand]:
+    """Owner code and serial read without their check digit: read the boxed digit on its own.
+
+    ``tails`` maps a candidate (its index in ``cands``) to the box of its serial's line.
+    Painted numbers put the check digit in a box a glyph to the right of the serial; the
+    detector often leaves the box out of the line, and the number is then only *inferred*.
+    The region right of the serial's line is read alone against a one-digit template: a digit
+    read there that equals the computed one is the check digit *read* — an independent check
+    (a misread owner code or serial matches it one time in ten) — and the number is then
+    judged like any other read number. A different digit, or none, leaves it inferred.
+    """
+    if not tails:
+        return cands
+    H, W = img.shape[:2]
+    jobs: list[tuple[int, Image]] = []
+    for i, (_x1, y1, x2, y2) in tails.items():
+        h = y2 - y1
+        xa, xb = x2, min(W, x2 + int(CHECK_BOX_WIDTH * h))
+        ya, yb = max(0, int(y1 - 0.15 * h)), min(H, int(y2 + 0.15 * h))
+        if xb - xa >= 0.6 * h and h >= 8:
+            region = img[ya:yb, xa:xb]
+            jobs.append((i, region))
+            inside = _box_interior(region, h)
+            if inside is not None:  # the digit without its box, which reads as 口, 目 or 1
+                jobs.append((i, inside))
+    if not jobs:
+        return cands
+    mats = engine.rec([c for _i, c in jobs])
+    folded = [ctc.fold_separators(m, engine.rec.index) for m in mats]
+    # a boxed 8 often reads as B (the box's sides close the glyph): B is read as the digit
+    found = ctc.search([(f, (grammar.DIGITS + "B",)) for f in folded], engine.rec.index, folded=True)
+    out = list(cands)
+    for (i, _crop), f, d in zip(jobs, folded, found, strict=True):
+        c = cands[i]
+        r = c.read
+        if not out[i].read.check_digit_inferred:
+            continue  # read already (from the box with its outline, or without)
+        digit = None if d is None else d.text.replace("B", "8")
+        if d is None or digit != r.number[10] or d.confidence < CHECK_BOX_MIN_CONF:
+            continue
+        if unconstrained_logp(f) - d.logp > rules.policy.container_max_cost:
+            continue  # more than one glyph there (a logo, the next word): not the boxed digit
+        chars = (*r.char_confidences[:10], d.confidence)
+        conf = round(min(chars) * math.exp(-c.rank[1] / 4), 4)
+        read = replace(r, check_digit_inferred=False, confidence=conf, char_confidences=chars, doubt="")
+        out[i] = Cand((0, c.rank[1]), calibration.decide(read, rules.policy))
+    return out
+
+
+def _box_interior(region: Image, line_h: int) -> Image | None:
+    """The inside of the box painted round a check digit in ``region``, or None if no box-shaped
+    outline is found (a closed contour about a line high and at most as wide, little ink inside
+    its outline compared with its area)."""
+    g = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
+    edges = cv2.Canny(g, 50, 150)
+    contours, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    best: tuple[int, tuple[int, int, int, int]] | None = None
+    for c in contours:
+        x, y, w, h = cv2.boundingRect(c)
+        if (
+            0.75 * line_h <= h <= 1.6 * line_h
+            and 0.45 * line_h <= w <= 1.3 * line_h
+            and (best is None or w * h > best[0])
+        ):
+            best = (w * h, (x, y, w, h))
+    if best is None:
+        return None
+    x, y, w, h = best[1]
+    mx, my = max(2, w // 6), max(2, h // 8)
+    inside: Image = region[y + my : y + h - my, x + mx : x + w - mx]
+    return inside if inside.shape[0] >= 6 and inside.shape[1] >= 4 else None
