@@ -39,6 +39,7 @@ __all__ = [
     "IoDriver",
     "LaneInputs",
     "LightColour",
+    "LockRefusal",
     "RadiationFault",
     "RfidDriver",
     "RouteStatus",
@@ -678,6 +679,18 @@ class SealRecord:
     @property
     def seal_id(self) -> str:
         return seal_id(self.manufacturer, self.tag)
+
+
+class LockRefusal(enum.IntEnum):
+    """Why an e-lock refused an apply / remove: the result code the lock answers with, carried
+    by the ``DeviceFaultError`` the driver raises (``.code``). The lane names its rejection
+    after it (``lock_`` + the name in lower case)."""
+
+    AUTHORISATION_REFUSED = 1  # not the code customs issued for this lock
+    NOT_IN_FIELD = 2  # the seal is not in the reader's field
+    WRONG_STATE = 3  # applying a sealed lock, removing an open one
+    BATTERY_LOW = 4  # too little charge to drive the bolt
+    MECHANISM_FAULT = 5  # the bolt did not move
 
 
 class SealReaderDriver(Device):

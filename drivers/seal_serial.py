@@ -46,7 +46,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from .base import AUTH_LEN, RouteStatus, SealKind, SealReaderDriver, SealRecord, SealState
+from .base import AUTH_LEN, LockRefusal, RouteStatus, SealKind, SealReaderDriver, SealRecord, SealState
 from .bus import Rs485Bus, bus_for
 from .config import DeviceConfig, SerialLink
 from .crc import crc16_modbus_bytes
@@ -84,6 +84,7 @@ RESULTS = {
     4: "battery too low to drive the lock",
     5: "lock mechanism fault",
 }
+assert set(RESULTS) - {0} == set(LockRefusal), "every refusal the reader answers is one the interface names"
 NAK_REASONS = {1: "unknown command", 2: "bad length"}
 _KINDS = {0: SealKind.ESEAL, 1: SealKind.ELOCK}
 _STATES = {0: SealState.SEALED, 1: SealState.OPENED, 2: SealState.TAMPERED}

@@ -94,6 +94,7 @@ from .base import (
     IoDriver,
     LaneInputs,
     LightColour,
+    LockRefusal,
     RadiationFault,
     RfidDriver,
     RpmDriver,
@@ -297,12 +298,15 @@ class RadiationPortal:
     occupied_for_s: float = 0.0
     faults: set[RadiationFault] = field(default_factory=set)
     tamper: bool = False
+    #: Wall clock of the occupancies' start and end (a test that runs the lane on its own clock
+    #: gives the portal the same one).
+    clock: Callable[[], float] = time.time
     _started: float = 0.0
     _done: asyncio.Queue[RpmOccupancy] = field(default_factory=asyncio.Queue)
     _world: VirtualWorld | None = None
 
     def enter(self) -> None:
-        self.occupied, self._started, self.occupied_for_s = True, time.time(), 0.0
+        self.occupied, self._started, self.occupied_for_s = True, self.clock(), 0.0
         self._notify()
 
     def leave(
@@ -321,8 +325,8 @@ class RadiationPortal:
         self.occupancy_count += 1
         occ = RpmOccupancy(
             number=self.occupancy_count,
-            started_at=self._started or time.time(),
-            ended_at=time.time(),
+            started_at=self._started or self.clock(),
+            ended_at=self.clock(),
             samples=samples,
             sample_s=SAMPLE_S,
             gamma_counts=tuple(round((bg + gamma_cps / PANELS) * live) for bg in self.gamma_bg),
@@ -727,10 +731,6 @@ class VirtualRpm(_Virtual, RpmDriver):
         return await w.rpm._done.get()  # deadline: RpmDriver.next_occupancy's listening window
 
 
-#: Refusal codes of the virtual locks, the numbers the serial reader's locks answer.
-SEAL_REFUSED_AUTH, SEAL_NOT_IN_FIELD, SEAL_WRONG_STATE = 1, 2, 3
-
-
 class VirtualSealReader(_Virtual, SealReaderDriver):
     """The world's e-seal reader (``SealField``): its locks refuse as the real ones do."""
 
@@ -746,12 +746,16 @@ class VirtualSealReader(_Virtual, SealReaderDriver):
         sid = f"{manufacturer:04X}-{tag:08X}"
         record = w.seals.records.get(sid)
         if record is None:
-            raise DeviceFaultError(f"{action} {sid} refused by the lock: seal not in the field", code=SEAL_NOT_IN_FIELD)
+            raise DeviceFaultError(
+                f"{action} {sid} refused by the lock: seal not in the field", code=LockRefusal.NOT_IN_FIELD
+            )
         if w.seals.authorisations.get(sid, "").encode("ascii") != authorisation:
-            raise DeviceFaultError(f"{action} {sid} refused by the lock: authorisation refused", code=SEAL_REFUSED_AUTH)
+            raise DeviceFaultError(
+                f"{action} {sid} refused by the lock: authorisation refused", code=LockRefusal.AUTHORISATION_REFUSED
+            )
         want = SealState.OPENED if action == "apply" else SealState.SEALED
         if record.state is not want:
-            raise DeviceFaultError(f"{action} {sid} refused by the lock: wrong state", code=SEAL_WRONG_STATE)
+            raise DeviceFaultError(f"{action} {sid} refused by the lock: wrong state", code=LockRefusal.WRONG_STATE)
         now = datetime.datetime.now(datetime.UTC).replace(second=0, microsecond=0)
         if action == "apply":
             record = replace(record, state=SealState.SEALED, sealed_at=now, opened_at=None)

@@ -7,6 +7,14 @@ with dual plates. Every vehicle has an electronic vehicle card (RFID tag) regist
 its plates; a small share of dual-plated vehicles show a home plate that does not match the
 registration (a swapped plate — the lane must flag it).
 
+Cargo (issue 21): every container truck is sealed — one ISO 18185 e-seal per box, or, on a
+cross-boundary truck, the one e-lock of the Single E-lock Scheme (on its corridor, with the
+authorisation code customs holds) — and its declaration names those seals (the registration's
+``seals``). A share (``seal_fault_ratio``) arrive with a seal tampered with or a foreign one in
+place of the declared; a share (``radiation_ratio``) carry a load the radiation portal sees:
+in turn naturally radioactive cargo (NORM: tiles, fertiliser), medical isotopes, and a real
+source. ``CargoTruth`` is what the platform's officers would find (sim_devices/cargo_desk.py).
+
 The check digit is computed here on its own (simulators do not import the recogniser).
 """
 
@@ -15,12 +23,20 @@ from __future__ import annotations
 import asyncio
 import random
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .world import LaneWorld, Vehicle
+from .world import LaneWorld, Radiation, Seal, Vehicle
 
-__all__ = ["TrafficPlan", "iso6346_check_digit", "make_plan", "run_lane"]
+__all__ = [
+    "RADIATION_LOADS",
+    "TRUCK_APPROACH_S",
+    "CargoTruth",
+    "TrafficPlan",
+    "iso6346_check_digit",
+    "make_plan",
+    "run_lane",
+]
 
 PROVINCES = "粤粤粤粤湘桂闽赣川鄂豫皖浙苏沪京"
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I, O in mainland serials
@@ -28,6 +44,19 @@ HK_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # HK marks never use I, O, Q
 OWNERS = ("CSQ", "MSK", "MSC", "CMA", "COS", "OOL", "EIS", "TGH", "TRH", "FCI", "GLD", "DFS")
 #: ISO 6346 size/type codes: one box on a chassis is a 40' high cube, two are 20' general-purpose boxes.
 SIZE_TYPES = {1: "45G1", 2: "22G1"}
+#: A truck through a radiation portal at walking pace (5-10 km/h): ~20 m of truck and portal
+#: take 4 s or more; the portal counts 200 ms samples all the while (cars: 1.5 s to the stop line).
+TRUCK_APPROACH_S = 4.0
+#: What a radioactive load adds to the portal's four gamma panels / neutron tubes (counts per
+#: second, all panels): the portal's background is ~9,600 cps gamma, ~6 cps neutron, and it
+#: alarms at 4 sigma (~400 cps over a second). Loads take turns in this order.
+RADIATION_LOADS = (
+    Radiation(gamma_cps=2500.0, label="norm"),  # granite, ceramic tiles, potash fertiliser (K-40, Ra-226)
+    Radiation(gamma_cps=1800.0, label="medical"),  # a consignment of Tc-99m generators
+    Radiation(gamma_cps=25_000.0, neutron_cps=40.0, label="threat"),  # a shielded source, with neutrons
+)
+#: Seal manufacturers (ISO 18185 manufacturer ids, 16 bits) on the demo's trucks.
+SEAL_MAKERS = (0x0A1B, 0x0C02, 0x1D40)
 
 
 def iso6346_check_digit(code10: str) -> int:
@@ -65,19 +94,60 @@ def _macau(rng: random.Random) -> str:
     return "M" + rng.choice("ABCDEFGHKLMNPRSTUVWXYZ") + f"{rng.randrange(10000):04d}"
 
 
+def _auth(rng: random.Random) -> str:
+    """A one-time authorisation code customs issues for an e-lock (8 printable ASCII)."""
+    return "".join(rng.choice(string.ascii_uppercase + string.digits) for _ in range(8))
+
+
+def _seals(rng: random.Random, v: Vehicle) -> tuple[Seal, ...]:
+    """The seals a truck leaves with: the cross-boundary e-lock, or one e-seal per box."""
+    maker = rng.choice(SEAL_MAKERS)
+    if any("粤Z" in p for p in v.plates):
+        return (Seal(maker, rng.randrange(1 << 32), elock=True, authorisation=_auth(rng)),)
+    return tuple(Seal(maker, rng.randrange(1 << 32)) for _ in v.containers)
+
+
+def _seal_fault(rng: random.Random, seals: tuple[Seal, ...], k: int) -> tuple[Seal, ...]:
+    """The seals as they arrive at the lane: the first tampered with, or replaced (a foreign seal)."""
+    first, rest = seals[0], seals[1:]
+    if k % 2 == 0:
+        return (replace(first, state="tampered"), *rest)
+    return (replace(first, tag=rng.randrange(1 << 32)), *rest)
+
+
+@dataclass(frozen=True)
+class CargoTruth:
+    """What the officers would find on a truck: its load, and the e-lock codes customs holds."""
+
+    radiation: str | None = None  # norm | medical | threat
+    elock_codes: tuple[tuple[str, str], ...] = ()  # (seal id, authorisation) of its e-locks
+    seal_fault: str | None = None  # tampered | foreign
+
+
 @dataclass
 class TrafficPlan:
     per_lane: dict[str, list[Vehicle]] = field(default_factory=dict)
     registrations: list[dict[str, Any]] = field(default_factory=list)
+    cargo: dict[str, CargoTruth] = field(default_factory=dict)  # tag id -> truth (trucks only)
 
     @property
     def total(self) -> int:
         return sum(len(v) for v in self.per_lane.values())
 
 
-def make_plan(lanes: dict[str, str], vehicles: int, *, seed: int, swapped_ratio: float = 0.0) -> TrafficPlan:
+def make_plan(
+    lanes: dict[str, str],
+    vehicles: int,
+    *,
+    seed: int,
+    swapped_ratio: float = 0.0,
+    radiation_ratio: float = 0.0,
+    seal_fault_ratio: float = 0.0,
+) -> TrafficPlan:
     """Spread ``vehicles`` over ``lanes`` (lane id -> 'cargo' | 'passenger'), round robin."""
     rng = random.Random(seed)
+    cargo_rng = random.Random(seed * 7919 + 21)  # its own stream: the rest of the plan is as before
+    radioactive = seal_faults = 0
     plan = TrafficPlan(per_lane={lane: [] for lane in lanes})
     order = list(lanes)
     for i in range(vehicles):
@@ -109,8 +179,25 @@ def make_plan(lanes: dict[str, str], vehicles: int, *, seed: int, swapped_ratio:
         if len(v.plates) == 2 and rng.random() < swapped_ratio:
             # The home plate on the car is not the one registered with this e-card.
             v.plates = (v.plates[0], _hk(rng))
+        registration: dict[str, Any] = {"tag_id": tag, "plates": list(registered)}
+        if v.kind == "truck":
+            declared = _seals(cargo_rng, v)
+            registration["seals"] = [s.seal_id for s in declared]
+            fault = None
+            v.seals = declared
+            if cargo_rng.random() < seal_fault_ratio:
+                v.seals, fault = _seal_fault(cargo_rng, declared, seal_faults), ("tampered", "foreign")[seal_faults % 2]
+                seal_faults += 1
+            if cargo_rng.random() < radiation_ratio:
+                v.radiation = RADIATION_LOADS[radioactive % len(RADIATION_LOADS)]
+                radioactive += 1
+            plan.cargo[tag] = CargoTruth(
+                radiation=v.radiation.label if v.radiation else None,
+                elock_codes=tuple((s.seal_id, s.authorisation) for s in declared if s.elock),
+                seal_fault=fault,
+            )
         plan.per_lane[lane].append(v)
-        plan.registrations.append({"tag_id": tag, "plates": list(registered)})
+        plan.registrations.append(registration)
     return plan
 
 
@@ -123,5 +210,6 @@ async def run_lane(
         # The next vehicle pulls up once the previous one has cleared the lane.
         await world.wait_until(lambda: world.vehicle is None)
         await asyncio.sleep(world.scaled(headway_s))
-        results.append(await world.drive(v, give_up_s=give_up_s))
+        approach_s = TRUCK_APPROACH_S if v.kind == "truck" else 1.5
+        results.append(await world.drive(v, approach_s=approach_s, give_up_s=give_up_s))
     return results

@@ -43,9 +43,12 @@ def site_dict(
     url: str,
     key_dir: Path | None = None,
     clients: list[dict[str, Any]] | None = None,
+    cargo: bool = False,
 ) -> dict[str, Any]:
     """A site with virtual devices. With ``key_dir`` every lane and the scanner get a signing
-    key (private key files written there); ``clients`` are its ``clients:`` entries."""
+    key (private key files written there); ``clients`` are its ``clients:`` entries; with
+    ``cargo`` every lane has a radiation portal and a seal reader too (``world.rpm``,
+    ``world.seals``)."""
     raw: dict[str, Any] = {
         "site": {"id": SITE_ID, "name": "virtual test site"},
         "broker": {"url": url},
@@ -66,7 +69,8 @@ def site_dict(
                     "io": _virtual(lane),
                     "board": _virtual(lane),
                     "rfid": _virtual(lane),
-                },
+                }
+                | ({"rpm": _virtual(lane), "seal_reader": _virtual(lane)} if cargo else {}),
             }
             for lane in lanes
         ],
@@ -154,8 +158,9 @@ async def start_lane(
     key_dir: Path | None = None,
     outbox: dict[str, Any] | None = None,
     clients: list[dict[str, Any]] | None = None,
+    cargo: bool = False,
 ) -> LaneRig:
-    raw = site_dict((lane,), url=url, key_dir=key_dir, clients=clients)
+    raw = site_dict((lane,), url=url, key_dir=key_dir, clients=clients, cargo=cargo)
     if outbox is not None:
         raw["outbox"] = outbox
     site = parse_site(raw)
@@ -194,12 +199,13 @@ async def arrive_and_identify(r: LaneRig, tag: str) -> str:
     return r.logic.passage.id
 
 
-async def register(rig: LaneRig, tag: str, plates: list[str]) -> None:
+async def register(rig: LaneRig, tag: str, plates: list[str], *, seals: list[str] | None = None) -> None:
     """Send the registrations until the lane has them: a command published before the broker
-    has the lane's subscription is lost, and a platform re-sends what went unanswered."""
+    has the lane's subscription is lost, and a platform re-sends what went unanswered.
+    ``seals``: the seal ids the vehicle's declaration names."""
     async with asyncio.timeout(15):
         while tag not in rig.daemon.identifier.registrations:
-            vehicles = [{"tag_id": tag, "plates": plates}]
+            vehicles = [{"tag_id": tag, "plates": plates} | ({"seals": seals} if seals is not None else {})]
             await rig.platform.send(rig.daemon.cfg.id, "expected_vehicles", vehicles=vehicles)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):

@@ -278,6 +278,20 @@ def _print_summary(s: dict[str, Any]) -> None:
     for k, v in s["stage_ms"].items():
         st.add_row(k, str(v["p50"]), str(v["p95"]))
     c.print(st)
+    cargo = s.get("cargo") or {}
+    if cargo.get("occupancies") or cargo.get("seal_reads"):
+        ct = Table(title="cargo lanes: radiation portals and seals", show_header=False)
+        for k in ("occupancies", "alarms", "innocent_alarms", "real_alarms", "alarms_not_adjudicated", "portal_faults"):
+            ct.add_row(k, str(cargo[k]))
+        for code, n in cargo["adjudications"].items():
+            ct.add_row(f"adjudicated {code}", str(n))
+        ct.add_row("seal_reads", str(cargo["seal_reads"]))
+        for reason, n in cargo["seal_refusals"].items():
+            ct.add_row(f"refused: {reason}", str(n))
+        ct.add_row("elocks_removed", str(cargo["elocks_removed"]))
+        for reason, n in cargo["seal_commands_refused"].items():
+            ct.add_row(f"e-lock command refused: {reason}", str(n))
+        c.print(ct)
     _print_predecisions(c, s.get("predecisions"))
     for v in s["violations"]:
         c.print(f"[red]violation:[/] {v}")

@@ -127,7 +127,9 @@ def run_status(args: argparse.Namespace) -> int:
         depth = ob.get("depth", 0)
         t.add_row(
             str(lane.get("lane")),
-            "[green]in service[/]" if lane.get("in_service") else "[red]CLOSED[/]",
+            ("[yellow]in service, auto release held[/]" if lane.get("auto_release_held") else "[green]in service[/]")
+            if lane.get("in_service")
+            else "[red]CLOSED[/]",
             str(lane.get("stage")),
             str(lane.get("passage_id") or "—"),
             devs,
@@ -136,6 +138,9 @@ def run_status(args: argparse.Namespace) -> int:
             str(ob.get("dropped", 0)),
         )
     con.print(t)
+    for lane in lanes:  # a portal's fault holds automatic release lane-wide (officers release by hand)
+        for why in lane.get("auto_release_held") or ():
+            con.print(f"[yellow]{lane.get('lane')}: automatic release held[/] — {why}")
     for _p, a in ok:
         if a.get("scanner"):
             current = a.get("current") or "—"
@@ -179,6 +184,16 @@ def run_devices(args: argparse.Namespace) -> int:
             " ".join(f"{k}={v}" for k, v in (r.get("counters") or {}).items()),
         )
     console().print(t)
+    for r in rows:  # a radiation portal's own state: what to check before blaming the lane
+        p = r.get("portal")
+        if p:
+            faults = ", ".join(p["faults"]) or "none"
+            bg = "/".join(f"{x:.0f}" for x in p["gamma_background_cps"])
+            console().print(
+                f"{r['lane']} rpm: occupied {'yes' if p['occupied'] else 'no'}, occupancies {p['occupancies']}, "
+                f"faults {faults}, tamper {'YES' if p['tamper'] else 'no'}, gamma background {bg} cps, "
+                f"n-sigma {p['nsigma']}"
+            )
     for e in failed + down:
         err(e)
     return _exit(failed, down)

@@ -61,6 +61,8 @@ NONCE_MIN_BYTES = 16
 
 Text = Annotated[str, Field(max_length=200)]
 Ident = Annotated[str, Field(min_length=1, max_length=64)]
+#: ISO 18185 seal id as the lane writes it: manufacturer id - tag id, hex (drivers.base).
+SEAL_ID = Annotated[str, Field(pattern=r"^[0-9A-F]{4}-[0-9A-F]{8}$")]
 
 
 class CommandArgs(BaseModel):
@@ -106,6 +108,12 @@ class BoardArgs(CommandArgs):
 class ExpectedVehicle(CommandArgs):
     tag_id: Ident
     plates: tuple[Text, ...] = Field(min_length=1, max_length=4)
+    seals: tuple[SEAL_ID, ...] | None = Field(
+        None,
+        max_length=8,
+        description="ISO 18185 seal ids its declaration names for this trip; the lane reads the seals and names "
+        "a missing or foreign one. None: nothing declared (only the seals' own states are checked)",
+    )
 
 
 class ExpectedVehiclesArgs(CommandArgs):
@@ -176,10 +184,6 @@ class AdjudicateArgs(CommandArgs):
     code: Annotated[int, Field(ge=1, le=11)]
     isotopes: tuple[Annotated[str, Field(min_length=1, max_length=16)], ...] = Field((), max_length=8)
     remark: Text = ""
-
-
-#: ISO 18185 seal id as the lane writes it: manufacturer id - tag id, hex (drivers.base).
-SEAL_ID = Annotated[str, Field(pattern=r"^[0-9A-F]{4}-[0-9A-F]{8}$")]
 
 
 class SealCommandArgs(CommandArgs):

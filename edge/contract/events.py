@@ -362,6 +362,11 @@ class RpmOccupancyEvent(_Payload):
     speed_kph: float | None = None
     verdict: RpmVerdict
     faults: tuple[str, ...] = Field((), description="portal faults during the occupancy: gamma_high, tamper, ...")
+    n42: str | None = Field(
+        None,
+        description="the occupancy's ANSI N42.42-2012 document, a path relative to the lane's state directory "
+        "(n42/<lane>/<file>.n42); the lane keeps the newest ones",
+    )
 
 
 class RpmAlarm(_Payload):

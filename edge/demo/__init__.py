@@ -8,6 +8,7 @@ Modules::
     report.py    the run's state and what it reports: invariants, per-stage figures, stuck lanes
     predecisions.py  the platform's declarations made from the traffic plan, and what the run
                  reports of them: automatic releases, refusals, clearance time by release basis
+    cargo_report.py  the cargo lanes' figures (occupancies, alarms, adjudications, seals) and invariants
     sitegen.py   a demo site with any number of lanes, generated from a real site file; the
                  simulators' links put into a site
     simsite.py   ``portlane sim site``: a site's devices, a broker, traffic and the platform

@@ -7,7 +7,9 @@ Invariants:
   * no barrier arm came down on a vehicle (the simulated controller counts strikes);
   * exactly one ``passage.completed`` per passage, at most one scan per passage;
   * every vehicle that passed the barrier had a passage of its own;
-  * ``seq`` strictly increasing per unit, no gaps (``events_lost``), duplicates counted.
+  * ``seq`` strictly increasing per unit, no gaps (``events_lost``), duplicates counted;
+  * no radiation alarm released before an adjudication that lets it go, no automatic release
+    with a seal exception (``cargo_report.py``, which also counts the cargo lanes' figures).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from portlane.edge.config import Site
 from portlane.edge.console.analytics import percentile
 from portlane.edge.contract.events import STAGES
+from portlane.edge.demo.cargo_report import cargo_summary, cargo_violations
 from portlane.edge.demo.observer import DemoObserver
 from portlane.edge.demo.options import DemoOptions
 from portlane.edge.demo.predecisions import predecision_report
@@ -211,7 +214,7 @@ def summarise(run: DemoRun, expected: dict[str, int]) -> dict[str, Any]:
     published = sum(expected.values())
     scanner = run.scanner
     waits = [float(x) for x in (scanner.queue_waits_ms if scanner else [])]
-    violations = check_invariants(obs.events, run.worlds, run.scanner_world)
+    violations = check_invariants(obs.events, run.worlds, run.scanner_world) + cargo_violations(obs.events)
     done_by_lane: Counter[str] = Counter(
         e["source"].rsplit("/", 1)[-1] for e in obs.events if e["type"] == "portlane.passage.completed"
     )
@@ -244,6 +247,7 @@ def summarise(run: DemoRun, expected: dict[str, int]) -> dict[str, Any]:
         "rejected_commands": sum(rejected_reasons.values()),
         "rejected_by_reason": dict(rejected_reasons),
         "identity_corrections": count_events(run, "identity.corrected"),
+        "cargo": cargo_summary(obs.events),
         "stage_ms": stage_ms,
         "recognition": _recognition_summary(run, completed),
         "predecisions": _predecisions(run),

@@ -42,6 +42,7 @@ from portlane.edge.platform import CentralPlatform
 from portlane.edge.platform.declarations import Policy
 from portlane.edge.scanner.daemon import ScannerDaemon
 from portlane.edge.trust.pki import provision_unit_keys
+from portlane.sim_devices.cargo_desk import CargoDesk
 from portlane.sim_devices.scanner import ScannerWorld
 from portlane.sim_devices.traffic import TrafficPlan, make_plan, run_lane
 from portlane.sim_devices.world import LaneWorld
@@ -79,6 +80,11 @@ TICK_S = 0.25
 #: physical time, an assumption of the simulation (the summary states it: ``online_review_s``).
 #: A vehicle released on its pre-decisions never waits for it.
 ONLINE_REVIEW_S = 30.0
+#: Cargo traffic (issue 21): a share of trucks with a radioactive load (NORM, medical, a real
+#: source in turn) and a share arriving with a seal tampered with or foreign. Real traffic alarms
+#: about one truck in a hundred; a demo shows every case within a few dozen trucks.
+RADIATION_RATIO = 0.1
+SEAL_FAULT_RATIO = 0.08
 
 
 async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | None = None) -> dict[str, Any]:
@@ -94,7 +100,14 @@ async def run_demo(opts: DemoOptions, *, on_tick: Callable[[DemoRun], None] | No
     raw = with_demo_clients(demo_site(load_demo_site(opts.site_file), opts.lanes, cameras=opts.with_cameras))
     keys = yaml.safe_load(KEYS_FILE.read_text(encoding="utf-8"))
     lanes_kind = {lane["id"]: lane["kind"] for lane in raw["lanes"]}
-    plan = make_plan(lanes_kind, opts.vehicles, seed=opts.seed, swapped_ratio=0.05)
+    plan = make_plan(
+        lanes_kind,
+        opts.vehicles,
+        seed=opts.seed,
+        swapped_ratio=0.05,
+        radiation_ratio=RADIATION_RATIO,
+        seal_fault_ratio=SEAL_FAULT_RATIO,
+    )
     library = _images(opts, plan)
     worlds = {lane: LaneWorld(lane, time_factor=opts.time_factor) for lane in lanes_kind}
     for i, w in enumerate(worlds.values()):
@@ -332,6 +345,7 @@ async def _run(
         registrations=plan.registrations,
         declarations=run.declarations,
         review_s=ONLINE_REVIEW_S * opts.time_factor,
+        desks=[CargoDesk(plan.cargo)],  # the officers of the cargo lanes' radiation alarms and seals
     )
     async with contextlib.AsyncExitStack() as exits:
         if opts.console or opts.console_db:

@@ -7,6 +7,9 @@ serial adapter), its own serial device paths and its own controller subnet
 ``10.20.<n>.0/24`` — so no two gates share an RS-485 address and no two devices share a
 port. The simulators replace every link with their own (a pty or a loopback port) and keep
 the bus grouping, which is what must be unique.
+
+Every cargo lane of a demo has a radiation portal and an e-seal reader (issue 21): a cargo lane
+the site file gives none gets them (``CARGO_DEVICES``), so the demo's trucks always meet them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,21 @@ __all__ = ["LANE_ORDER", "apply_links", "demo_site"]
 
 #: Lane order for --lanes N: small demos still mix cargo and passenger lanes.
 LANE_ORDER = ("c1", "c2", "p1", "c3", "p2", "c4")
+#: The devices a demo cargo lane gets when its site file has none, in the reference site's form
+#: ({lane} and {net}: the lane id and its controller subnet; the simulators replace the links).
+CARGO_DEVICES: dict[str, dict[str, Any]] = {
+    "rpm": {"backend": "rapiscan", "link": {"kind": "tcp", "host": "10.20.{net}.31", "port": 1601}, "timeout_s": 1.0},
+    "seal_reader": {
+        "backend": "serial",
+        "link": {
+            "kind": "serial",
+            "url": "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_SEAL-{lane}-if00-port0",
+            "baudrate": 19200,
+        },
+        "unit": 1,
+        "timeout_s": 0.5,
+    },
+}
 
 
 def demo_site(raw: dict[str, Any], n: int, *, cameras: bool = True) -> dict[str, Any]:
@@ -52,6 +70,9 @@ def demo_site(raw: dict[str, Any], n: int, *, cameras: bool = True) -> dict[str,
     if not cameras:
         for lane in chosen:
             (lane.get("devices") or {}).pop("cameras", None)
+    for lane in chosen:
+        if lane.get("kind") == "cargo":
+            _with_cargo_devices(lane)
     out = copy.deepcopy(raw)
     out["lanes"] = chosen
     for s in out.get("scanners", []) or []:
@@ -62,6 +83,19 @@ def demo_site(raw: dict[str, Any], n: int, *, cameras: bool = True) -> dict[str,
         if lane.get("scanner") and lane["scanner"] not in kept:
             lane["scanner"] = None
     return out
+
+
+def _with_cargo_devices(lane: dict[str, Any]) -> None:
+    devices = lane.setdefault("devices", {})
+    net = _subnet(lane) or 0
+    for name, template in CARGO_DEVICES.items():
+        if devices.get(name) is None:
+            dev = copy.deepcopy(template)
+            dev["link"] = {
+                k: v.format(lane=lane["id"].upper(), net=net) if isinstance(v, str) else v
+                for k, v in dev["link"].items()
+            }
+            devices[name] = dev
 
 
 def _subnet(lane: dict[str, Any]) -> int | None:

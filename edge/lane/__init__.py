@@ -11,7 +11,11 @@ Modules::
     predecision_rules.py  what a declared vehicle is, what the lane read, the matching rules — pure
     predecisions.py    the book of pre-decisions and control orders — pure
     predecision_store.py  the book on disk
+    cargo.py           (mixed into the logic) the radiation portal's occupancies and alarms in the
+                       passages; the choke point every automatic release asks (``_cargo_hold``)
+    seals.py           (mixed into the logic, through cargo.py) seals read, customs' e-lock commands
     cargo_checks.py    radiation portal and seal rules (named blockers, adjudication) — pure
+    n42_store.py       each occupancy's N42.42 document on disk, bounded
     actions.py         the typed seam: ``OpenGate``, ``CloseGate``, ``Publish`` … out of the logic
     gate.py            what the barrier was told and whether it confirmed — pure
     executor.py        the one place actions touch devices (the second safety guard)

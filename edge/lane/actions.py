@@ -9,7 +9,7 @@ produced them; device actions run on the executor's task.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from portlane.edge.contract.events import GateCause
@@ -25,6 +25,7 @@ __all__ = [
     "Identify",
     "OpenGate",
     "Publish",
+    "SealCommand",
     "SetLight",
     "ShowBoard",
     "StopGate",
@@ -92,4 +93,19 @@ class Audit:
         return {"passage_id": self.passage_id, **dict(self.data)}
 
 
-Action = OpenGate | CloseGate | StopGate | SetLight | ShowBoard | Identify | Publish | Audit
+@dataclass(frozen=True, slots=True)
+class SealCommand:
+    """Apply or remove an e-lock on a verified ``seal_apply`` / ``seal_remove``: the executor
+    audits it, then tells the reader (the lock checks the authorisation code itself), then
+    reports the lock's answer back to the logic (``seal.changed``, or a named refusal)."""
+
+    action: Literal["apply", "remove"]
+    seal_id: str
+    authorisation: str = field(repr=False)  # customs' one-time code: never logged, audited or published
+    passage_id: str | None = None
+    agency: str = ""
+    key_id: str = ""
+    nonce: str = ""
+
+
+Action = OpenGate | CloseGate | StopGate | SetLight | ShowBoard | Identify | Publish | Audit | SealCommand

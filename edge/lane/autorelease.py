@@ -150,10 +150,13 @@ class PredecisionRules:
     # ------------------------------------------------------------------ revocation of the current passage
     def _withdraw(self, p: Passage, order: ControlOrder, detail: str, now: float) -> list[Action]:
         moved = p.passed_arm or p.under_seen or self.sensors.under_arm
-        if p.basis == "predecision" and p.stage == Stage.RELEASED and not moved:
+        # (a release on them the portal or the seals hold, cargo.py, has not opened the arm yet)
+        held = p.cargo.release_waiting and p.cargo.basis == "predecision"
+        if (p.basis == "predecision" and p.stage == Stage.RELEASED and not moved) or held:
             # Taken back before the vehicle moved: the executor refuses an open still queued
             # (no gate authority), the arm comes down, an officer decides.
             p.stage, p.phase, p.decisions = Stage.AWAITING_DECISION, "initial", {}
+            p.cargo.release_waiting = False
             p.gate_authority = p.outcome = p.basis = None
             p.withdrawn = True
             for stamp in ("decided", "released", "gate_opened"):

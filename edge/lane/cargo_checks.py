@@ -21,7 +21,8 @@ Radiation portal (``rpm_blockers``):
 Seals (``seal_blockers``), against the seal ids the declaration names: ``seal_missing`` (a
 declared seal not read), ``seal_foreign`` (a seal read that the declaration does not name),
 ``seal_opened``, ``seal_tampered``, ``elock_off_route`` (an e-lock that left its corridor, or
-has no GPS track to show it did not). Each is an identification exception for an officer.
+has no GPS track to show it did not), ``seal_read_failed`` (the lane has a reader but it did not
+answer: nothing was checked). Each is an identification exception for an officer.
 
 ``check_seal_command`` is the lane's own check before it forwards a signed ``seal_apply`` /
 ``seal_remove`` to the reader (the lock checks the authorisation code itself).
@@ -49,6 +50,7 @@ __all__ = [
     "cargo_blockers",
     "check_seal_command",
     "occupancy_event",
+    "portal_health",
     "release_allowed",
     "rpm_blockers",
     "seal_blockers",
@@ -66,6 +68,7 @@ BlockerKind = Literal[
     "seal_opened",
     "seal_tampered",
     "elock_off_route",
+    "seal_read_failed",
 ]
 BLOCKER_KINDS: tuple[BlockerKind, ...] = get_args(BlockerKind)
 Effect = Literal["release", "divert"]
@@ -135,7 +138,8 @@ class SealSeen:
 # --------------------------------------------------------------------------- radiation portal
 
 
-def _portal_health(rpm: RpmPassage) -> tuple[Blocker, ...]:
+def portal_health(rpm: RpmPassage) -> tuple[Blocker, ...]:
+    """The lane-wide blockers: the portal offline, faulted or tampered with."""
     out: list[Blocker] = []
     if not rpm.online:
         out.append(Blocker("rpm_fault", "radiation portal offline", "technician", lane_wide=True))
@@ -190,7 +194,7 @@ def rpm_blockers(rpm: RpmPassage | None) -> tuple[Blocker, ...]:
     """Blockers from the radiation portal (None: the lane has no portal)."""
     if rpm is None:
         return ()
-    return _portal_health(rpm) + _verdict(rpm) + _alarm(rpm)
+    return portal_health(rpm) + _verdict(rpm) + _alarm(rpm)
 
 
 # --------------------------------------------------------------------------- seals
@@ -226,11 +230,16 @@ def _seal_states(read: Sequence[SealSeen]) -> tuple[Blocker, ...]:
     return tuple(out.values())
 
 
-def seal_blockers(declared: Collection[str] | None, read: Sequence[SealSeen]) -> tuple[Blocker, ...]:
+def seal_blockers(
+    declared: Collection[str] | None, read: Sequence[SealSeen], *, opened_by_command: Collection[str] = ()
+) -> tuple[Blocker, ...]:
     """Blockers from the seals read on the vehicle in position, against the declared seal ids
     (``None``: the vehicle has no declaration to compare with — only the seals' own states
-    count; an empty collection: the declaration names no seal, so any seal read is foreign)."""
-    return _declared_read(declared, read) + _seal_states(read)
+    count; an empty collection: the declaration names no seal, so any seal read is foreign).
+    E-locks in ``opened_by_command`` were opened at the lane on a signed ``seal_remove``: their
+    state is what customs asked for, not an exception."""
+    judged = [s for s in read if s.seal_id not in opened_by_command]
+    return _declared_read(declared, read) + _seal_states(judged)
 
 
 def check_seal_command(action: Literal["apply", "remove"], seal_id: str, read: Sequence[SealSeen]) -> str | None:
@@ -251,10 +260,22 @@ def check_seal_command(action: Literal["apply", "remove"], seal_id: str, read: S
 
 
 def cargo_blockers(
-    rpm: RpmPassage | None, declared: Collection[str] | None, read: Sequence[SealSeen] | None
+    rpm: RpmPassage | None,
+    declared: Collection[str] | None,
+    read: Sequence[SealSeen] | None,
+    *,
+    read_failed: str | None = None,
+    opened_by_command: Collection[str] = (),
 ) -> tuple[Blocker, ...]:
-    """Every blocker of the passage from its portal and its seals (``read`` None: no reader)."""
-    return rpm_blockers(rpm) + (seal_blockers(declared, read) if read is not None else ())
+    """Every blocker of the passage from its portal and its seals (``read`` None: no reader).
+    ``read_failed``: the lane has a reader but its read of this vehicle failed (why) — the
+    seals are unchecked, which is a blocker of its own (their states and the declaration cannot
+    be compared with anything)."""
+    if read_failed is not None:
+        failed = Blocker("seal_read_failed", f"seal reader did not read the vehicle: {read_failed}", "officer")
+        return (*rpm_blockers(rpm), failed)
+    seals = seal_blockers(declared, read, opened_by_command=opened_by_command) if read is not None else ()
+    return rpm_blockers(rpm) + seals
 
 
 def release_allowed(blockers: Sequence[Blocker]) -> bool:

@@ -9,9 +9,11 @@ carried out after the acceptance is audited (``Outcome.effect``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
 
 from portlane.edge.contract.commands import (
+    AdjudicateArgs,
     AgencyArgs,
     BoardArgs,
     CorrectIdentityArgs,
@@ -20,6 +22,7 @@ from portlane.edge.contract.commands import (
     LaneServiceArgs,
     PredecisionArgs,
     RevokeArgs,
+    SealCommandArgs,
 )
 from portlane.edge.contract.events import ContainerRead
 from portlane.edge.trust.command_path import Outcome
@@ -49,6 +52,10 @@ LANE_COMMANDS = (
     "open_lane",
     "predecision",
     "revoke",
+    # issue 21: radiation alarms and e-locks (cargo.py)
+    "adjudicate",
+    "seal_apply",
+    "seal_remove",
 )
 
 
@@ -90,8 +97,35 @@ class LaneCommands:
             case BoardArgs(lines=lines):
                 return self._acts(True, None, [ShowBoard.of(*((x.text, x.colour) for x in lines))])
             case ExpectedVehiclesArgs(vehicles=vehicles):
-                self.identifier.register({v.tag_id: v.plates for v in vehicles})
+                seals = {v.tag_id: v.seals for v in vehicles if v.seals is not None}
+                self.identifier.register({v.tag_id: v.plates for v in vehicles}, seals=seals)
                 return Outcome(True)
+            case AdjudicateArgs():
+                ok, reason, actions = self.logic.on_adjudicate(
+                    cmd.passage_id,
+                    agency=args.agency,
+                    occupancy=args.occupancy,
+                    code=args.code,
+                    isotopes=args.isotopes,
+                    remark=args.remark,
+                    nonce=cmd.nonce,
+                    now=now,
+                )
+                record = {"agency": args.agency, "occupancy": args.occupancy, "code": args.code}
+                return self._acts(ok, reason, actions, audit=record)
+            case SealCommandArgs():
+                action: Literal["apply", "remove"] = "apply" if cmd.name == "seal_apply" else "remove"
+                ok, reason, actions = self.logic.on_seal_command(
+                    cmd.passage_id,
+                    action=action,
+                    seal_id=args.seal_id,
+                    authorisation=args.authorisation,
+                    agency=args.agency,
+                    key_id=cmd.key_id,
+                    nonce=cmd.nonce,
+                )
+                # the authorisation code is customs' secret: it is neither audited nor published
+                return self._acts(ok, reason, actions, audit={"agency": args.agency, "seal_id": args.seal_id})
             case LaneServiceArgs(reason=reason):
                 actions = self.logic.set_in_service(
                     cmd.name == "open_lane", operator=f"platform:{cmd.key_id}", reason=reason
@@ -103,9 +137,11 @@ class LaneCommands:
                 return self._acts(*self.logic.on_revoke(ControlOrder.from_command(cmd.command, args), now))
         return Outcome(False, "unknown_command")
 
-    def _acts(self, ok: bool, reason: str | None, actions: Iterable[Action]) -> Outcome:
+    def _acts(
+        self, ok: bool, reason: str | None, actions: Iterable[Action], *, audit: Mapping[str, Any] | None = None
+    ) -> Outcome:
         todo = tuple(actions)
-        return Outcome(ok, reason, effect=(lambda: self.apply(todo)) if ok and todo else None)
+        return Outcome(ok, reason, audit=audit or {}, effect=(lambda: self.apply(todo)) if ok and todo else None)
 
 
 def _container(number: str) -> ContainerRead:

@@ -1,7 +1,8 @@
 """The lane daemon: a unit (``portlane.edge.unit``) wired to the lane's devices and logic.
 
     gate + remote I/O polls ─ Sensors ─┐
-    identification (RFID, scale, cameras) ─┤
+    identification (RFID, scale, cameras, seals) ─┤
+    radiation portal: state polls, occupancies (+ N42.42 file) ─┤
     signed commands ─ the unit's command path ─┤→ LaneLogic (pure) → actions → Executor → devices / outbox / audit
     scanner events ─ the unit's peer intake ─┤
     ticks (deadlines) ─┘
@@ -29,9 +30,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Unpack
 
+from portlane.drivers.base import RpmOccupancy, RpmStatus
 from portlane.drivers.supervisor import DeviceHealth
+from portlane.edge import __version__
 from portlane.edge.config import LaneConfig, Site
 from portlane.edge.contract.events import DeviceState, LaneException, ScanEvent
+from portlane.edge.contract.n42 import PortalInfo
 from portlane.edge.delivery.events import EventMetrics
 from portlane.edge.errors import OutboxError, StateError
 from portlane.edge.journal import Journal
@@ -41,11 +45,13 @@ from portlane.edge.unit.skeleton import Connection, StatusWord, Unit, restart_ne
 from pydantic import ValidationError
 
 from .actions import Action, Publish, ShowBoard, StopGate
+from .cargo_checks import occupancy_event
 from .commands import LANE_COMMANDS, LaneCommands
 from .devices import LaneDevices
 from .executor import DeviceAction, Executor
 from .identification import Identifier
 from .logic import LaneLogic
+from .n42_store import N42Store
 from .passage import Identity, LaneTimeouts, Passage, Sensors
 from .predecision_store import PredecisionStore
 from .recognition import Recogniser
@@ -94,6 +100,8 @@ class LaneDaemon:
             has_scanner=lane.scanner is not None,
             kind=lane.kind,
             timeouts=timeouts or LaneTimeouts(decision_s=site.platform.decision_timeout_s),
+            rpm=f"{lane.id}/rpm" if lane.devices.rpm is not None else None,
+            seal_reader=f"{lane.id}/seal_reader" if lane.devices.seal_reader is not None else None,
         )
         self.unit = Unit(
             site,
@@ -130,7 +138,12 @@ class LaneDaemon:
                 closure.get("operator"),
                 closure.get("reason"),
             )
-        self.devices = LaneDevices(lane, on_sample=self._on_sample, on_health=self._on_health)
+        self.devices = LaneDevices(
+            lane, on_sample=self._on_sample, on_health=self._on_health, on_rpm=self._on_rpm_status
+        )
+        where = f"{site.site.id} lane {lane.id}"
+        self.n42 = N42Store(self.state_dir, lane.id, PortalInfo(f"{lane.id}/rpm", location=where), version=__version__)
+        self._n42_failing = False
         self.executor = Executor(
             lane=lane.id,
             logic=self.logic,
@@ -139,6 +152,7 @@ class LaneDaemon:
             audit=self.unit.audit,
             identify=self._start_identification,
             clock=clock,
+            report=self.apply,
         )
         self.identifier = Identifier(
             lane.id, self.devices, recogniser=recogniser, clock=clock, deadline_s=self.logic.timeouts.identify_s
@@ -234,6 +248,9 @@ class LaneDaemon:
     async def _on_health(self, device_id: str, health: DeviceHealth, reason: str | None) -> None:
         name = device_id.split("/", 1)[1]
         self._put_event(Publish("device.state", DeviceState(device=name, health=health.value, reason=reason)))
+        if name == "rpm" and health == DeviceHealth.OFFLINE:
+            # A portal that does not answer clears nobody: automatic release waits (not the lane).
+            self._on_rpm_status(None)
         if name != "gate":
             return
         if health == DeviceHealth.OFFLINE:
@@ -288,6 +305,27 @@ class LaneDaemon:
         state = DeviceState(device="outbox", health="online", reason="the outbox accepts events again")
         if self.unit.events.put("device.state", state) is not None:
             self._reopen_for("outbox", "the outbox accepts events again")
+
+    # ------------------------------------------------------------------ radiation portal
+    def _on_rpm_status(self, status: RpmStatus | None) -> None:
+        """Every poll of the portal (None: offline); the logic speaks only on a change."""
+        actions = self.logic.on_rpm_status(status, self.clock())
+        if actions:
+            self.apply(actions)
+
+    def _on_occupancy(self, occ: RpmOccupancy) -> None:
+        """An occupancy: its verdict with the portal's state as it ended, its N42.42 document on
+        disk, then the logic (which gives it its passage and publishes it)."""
+        event = occupancy_event(occ, self.devices.rpm_status, portal=f"{self.cfg.id}/rpm", passage_id=None)
+        try:
+            event = event.model_copy(update={"n42": self.n42.write(event)})
+        except OSError as exc:
+            if not self._n42_failing:  # once per episode: the occupancy is published all the same
+                log.error("%s: N42.42 document of occupancy %d not written: %s", self.cfg.id, occ.number, exc)
+            self._n42_failing = True
+        else:
+            self._n42_failing = False
+        self.apply(self.logic.on_occupancy(event, self.clock()))
 
     def _start_identification(self, passage_id: str) -> None:
         self.unit.spawn(self._identify(passage_id), name=f"identify-{passage_id}")
@@ -378,6 +416,7 @@ class LaneDaemon:
             "stage": self.logic.stage.value,
             "passage_id": p.id if p else None,
             "holding": self.logic.holding,
+            "auto_release_held": self.logic.cargo.held(),  # lane-wide: the portal's faults
             "devices": {n: s.status() for n, s in self.devices.slots.items()},
             **self.unit.stats(),
         }
@@ -395,6 +434,7 @@ class LaneDaemon:
         tasks: dict[str, Callable[[], Awaitable[None]]] = {
             "executor": self.executor.run,
             "rfid-reader": self.identifier.rfid_reader,
+            "rpm-occupancies": lambda: self.devices.occupancies(self._on_occupancy),
         }
         tasks |= {f"device-{name}": slot.supervisor.run for name, slot in self.devices.slots.items()}
         try:

@@ -1,8 +1,13 @@
 """The lane's devices: built from the site file through the driver registry, each watched by a
-supervisor, and the gate and I/O polls turned into ``Sensors`` samples for the logic."""
+supervisor, and the gate and I/O polls turned into ``Sensors`` samples for the logic.
+
+Cargo lanes may have a radiation portal (``rpm``: its state polled every ``RPM_POLL_S`` and
+kept, its occupancies listened for by ``occupancies``) and a seal reader (``seal_reader``: read
+on demand, when a vehicle is in position, by the identification)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,9 +24,14 @@ from portlane.drivers.base import (
     IoDriver,
     LaneInputs,
     RfidDriver,
+    RpmDriver,
+    RpmOccupancy,
+    RpmStatus,
+    SealReaderDriver,
     WeighbridgeDriver,
 )
 from portlane.drivers.config import DeviceConfig
+from portlane.drivers.errors import DeviceError
 from portlane.drivers.supervisor import DeviceHealth, Supervisor
 from portlane.edge.config import CameraRole, LaneConfig
 
@@ -33,6 +43,13 @@ log = logging.getLogger(__name__)
 
 #: How often devices without a status poll (board, RFID, scale, cameras) are probed for health.
 HEALTH_PERIOD_S = 1.0
+#: The portal's state is read this often: it sends a sample every 200 ms while occupied, so the
+#: lane's view of it (occupied, faults, tamper) is at most one sample old.
+RPM_POLL_S = 0.2
+#: One wait for the portal's next occupancy: a listening window (no vehicle may come), repeated.
+OCCUPANCY_WINDOW_S = 5.0
+#: Between tries while the portal is not connected (its supervisor reconnects it).
+RPM_RETRY_S = 0.2
 
 OnHealth = Callable[[str, DeviceHealth, str | None], Awaitable[None] | None]
 
@@ -46,13 +63,25 @@ class DeviceSlot:
     link: str
 
     def status(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "health": self.supervisor.health.value,
             "backend": self.backend,
             "link": self.link,
             "last_error": self.device.last_error,
             "counters": dict(self.device.counters),
         }
+        st = self.supervisor.last_value
+        if isinstance(st, RpmStatus):  # what a technician checks at a portal
+            out["portal"] = {
+                "occupied": st.occupied,
+                "occupancies": st.occupancy_count,
+                "faults": sorted(f.value for f in st.faults),
+                "tamper": st.tamper,
+                "gamma_background_cps": [round(x, 1) for x in st.gamma_background_cps],
+                "neutron_background_cps": [round(x, 2) for x in st.neutron_background_cps],
+                "nsigma": st.nsigma,
+            }
+        return out
 
 
 def _link_text(cfg: DeviceConfig) -> str:
@@ -72,23 +101,37 @@ class LaneDevices:
     """Every device of one lane. ``on_sample`` is called with a fresh ``Sensors`` each time the
     gate or the I/O module has been polled (once both have answered at least once)."""
 
-    def __init__(self, lane: LaneConfig, *, on_sample: Callable[[Sensors], None], on_health: OnHealth) -> None:
+    def __init__(
+        self,
+        lane: LaneConfig,
+        *,
+        on_sample: Callable[[Sensors], None],
+        on_health: OnHealth,
+        on_rpm: Callable[[RpmStatus], None] | None = None,
+    ) -> None:
         self.lane = lane
         self.on_sample = on_sample
+        self.on_rpm = on_rpm  # each read of the radiation portal's state
         self.gate_status: GateStatus | None = None
         self.inputs: LaneInputs | None = None
+        self.rpm_status: RpmStatus | None = None  # the portal's last state read
         self.slots: dict[str, DeviceSlot] = {}
         d = lane.devices
         specs: list[tuple[str, str, DeviceConfig]] = [("gate", "gate", d.gate), ("io", "io", d.io)]
-        for name in ("board", "rfid", "weighbridge"):
+        for name in ("board", "rfid", "weighbridge", "rpm", "seal_reader"):
             cfg = getattr(d, name)
             if cfg is not None:
                 specs.append((name, name, cfg))
         specs += [(f"camera:{cam_id}", "camera", cam) for cam_id, cam in d.cameras.items()]
-        probes: dict[str, Callable[[Any], Awaitable[object]]] = {"gate": self._probe_gate, "io": self._probe_io}
+        probes: dict[str, Callable[[Any], Awaitable[object]]] = {
+            "gate": self._probe_gate,
+            "io": self._probe_io,
+            "rpm": self._probe_rpm,
+        }
         for name, kind, cfg in specs:
             dev = registry.create(kind, f"{lane.id}/{name}", cfg)
             period = getattr(cfg, "poll_s", HEALTH_PERIOD_S) if kind in ("gate", "io") else HEALTH_PERIOD_S
+            period = RPM_POLL_S if kind == "rpm" else period
             sup = Supervisor(dev, probes.get(kind, _probe_nothing), period=period, on_change=on_health)
             self.slots[name] = DeviceSlot(name, dev, sup, cfg.backend, _link_text(cfg))
 
@@ -120,6 +163,21 @@ class LaneDevices:
         slot = self.slots.get("weighbridge")
         return slot.device if slot and isinstance(slot.device, WeighbridgeDriver) else None
 
+    @property
+    def rpm(self) -> RpmDriver | None:
+        slot = self.slots.get("rpm")
+        return slot.device if slot and isinstance(slot.device, RpmDriver) else None
+
+    @property
+    def seal_reader(self) -> SealReaderDriver | None:
+        slot = self.slots.get("seal_reader")
+        return slot.device if slot and isinstance(slot.device, SealReaderDriver) else None
+
+    def device_id(self, name: str) -> str | None:
+        """The device id of ``name`` (``c1/rpm``), None when the lane has no such device."""
+        slot = self.slots.get(name)
+        return slot.device.device_id if slot is not None else None
+
     def cameras(self) -> list[tuple[str, CameraDriver]]:
         return [(n, s.device) for n, s in self.slots.items() if isinstance(s.device, CameraDriver)]
 
@@ -138,6 +196,30 @@ class LaneDevices:
         self.inputs = await dev.read_inputs()
         self._sample()
         return self.inputs
+
+    async def _probe_rpm(self, dev: RpmDriver) -> object:
+        self.rpm_status = await dev.status()
+        if self.on_rpm is not None:
+            self.on_rpm(self.rpm_status)
+        return self.rpm_status
+
+    async def occupancies(self, on_occupancy: Callable[[RpmOccupancy], None]) -> None:
+        """Hand every occupancy the portal reports to ``on_occupancy``, for ever (a task of the
+        daemon; returns at once when the lane has no portal)."""
+        rpm = self.rpm
+        if rpm is None:
+            return
+        while True:
+            if not rpm.connected:
+                await asyncio.sleep(RPM_RETRY_S)
+                continue
+            try:
+                occ = await rpm.next_occupancy(timeout=OCCUPANCY_WINDOW_S)
+            except DeviceError:
+                await asyncio.sleep(RPM_RETRY_S)  # its supervisor sees the fault and reconnects
+                continue
+            if occ is not None:
+                on_occupancy(occ)
 
     @property
     def complete(self) -> bool:

@@ -5,7 +5,7 @@ once (so the record of a decision is durable before the barrier moves), an ident
 started, and device actions are queued for ``run``. Consecutive events share one outbox
 transaction (a release writes ``passage.decided`` and ``passage.released`` with one fsync);
 each is on disk before any action that follows it. ``run`` has one worker per device — gate,
-light, board — each carrying out its own actions in order: the devices sit on different links,
+light, board, seal reader — each carrying out its own actions in order: the devices sit on different links,
 so an open never waits behind a guidance-board write (several frames at 9600 baud, ~100 ms).
 One order across devices is kept: a close waits until every light command queued before it
 has been carried out (red before the arm comes down).
@@ -14,6 +14,11 @@ The light and the board are kept as told: the I/O module reports the lamp it dri
 light command lost on the wire (or a module restarted) is re-sent until the module reports
 the wanted colour; a board write that failed is re-sent too (the board cannot be read back).
 A driver waits for green, so a lost "green" would otherwise stall the lane for good.
+
+E-lock commands (``SealCommand``, from a verified ``seal_apply`` / ``seal_remove``) are audited
+when submitted, before the reader is told; the lock's answer goes back to the logic
+(``on_seal_changed`` / ``on_seal_refused``), through ``report`` (the daemon's ``apply``, so
+what follows is journalled like any other input).
 
 The executor is the second safety guard. It opens the gate only when the logic's current
 passage holds a gate authority (release, divert or audited override) — for a release on
@@ -34,20 +39,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from portlane.drivers.base import BoardColour, BoardLine, LightColour
-from portlane.drivers.errors import DeviceError
+from portlane.drivers.errors import DeviceError, DeviceUnavailableError
 from portlane.edge.delivery.events import EventWriter
 from portlane.edge.trust.audit import AuditLog
 
-from .actions import Action, Audit, CloseGate, Identify, OpenGate, Publish, SetLight, ShowBoard, StopGate
+from .actions import Action, Audit, CloseGate, Identify, OpenGate, Publish, SealCommand, SetLight, ShowBoard, StopGate
 from .devices import LaneDevices
 from .logic import LaneLogic
 from .passage import Sensors
+from .seals import lock_refusal
 
 __all__ = ["Executor", "ExecutorCounters"]
 
 log = logging.getLogger(__name__)
 
-DeviceAction = OpenGate | CloseGate | StopGate | SetLight | ShowBoard
+DeviceAction = OpenGate | CloseGate | StopGate | SetLight | ShowBoard | SealCommand
 
 #: A lamp command reaches the module within one poll; it reports another colour after this
 #: long only if the command was lost (or the module restarted).
@@ -77,6 +83,7 @@ class Executor:
         audit: AuditLog,
         identify: Callable[[str], None],
         clock: Callable[[], float],
+        report: Callable[[Iterable[Action]], None] | None = None,
     ) -> None:
         self.lane = lane
         self.logic = logic
@@ -85,6 +92,7 @@ class Executor:
         self.audit = audit
         self.identify = identify
         self.clock = clock
+        self.report = report or self.apply  # where the logic's answers to device feedback go
         self.counters = ExecutorCounters()
         # One queue per device, items (submission number, action); the number orders a drain
         # and lets a close wait for the light commands submitted before it.
@@ -92,6 +100,7 @@ class Executor:
             "gate": asyncio.Queue(),
             "light": asyncio.Queue(),
             "board": asyncio.Queue(),
+            "seals": asyncio.Queue(),
         }
         self._numbers = itertools.count()
         self._lights_open: collections.deque[int] = collections.deque()  # light commands not yet done
@@ -123,6 +132,11 @@ class Executor:
                     self._submit(a)
                 case OpenGate() | CloseGate() | StopGate():
                     self._submit(a)
+                case SealCommand():
+                    # On disk before the lock is told (never the authorisation code).
+                    data = {"passage_id": a.passage_id, "seal_id": a.seal_id, "agency": a.agency, "nonce": a.nonce}
+                    self.audit.append(f"seal_{a.action}", actor=a.key_id, reason=a.agency, lane=self.lane, data=data)
+                    self._submit(a)
         self._write(events)
 
     def _write(self, events: list[Publish]) -> None:
@@ -136,6 +150,8 @@ class Executor:
             self._queues["light"].put_nowait((n, a))
         elif isinstance(a, ShowBoard):
             self._queues["board"].put_nowait((n, a))
+        elif isinstance(a, SealCommand):
+            self._queues["seals"].put_nowait((n, a))
         else:
             self._queues["gate"].put_nowait((n, a))
 
@@ -231,3 +247,19 @@ class Executor:
                 board = self.devices.board
                 if board is not None:
                     await board.show([BoardLine(line.text, BoardColour(line.colour)) for line in lines])
+            case SealCommand():
+                await self._seal(a)
+
+    async def _seal(self, a: SealCommand) -> None:
+        """Tell the reader; the lock's answer (its record, or its refusal) goes to the logic."""
+        reader = self.devices.seal_reader
+        try:
+            if reader is None:
+                raise DeviceUnavailableError("the lane has no seal reader", device=f"{self.lane}/seal_reader")
+            command = reader.apply if a.action == "apply" else reader.remove
+            record = await command(a.seal_id, authorisation=a.authorisation)
+        except DeviceError as exc:
+            log.warning("%s: seal_%s %s not carried out: %s", self.lane, a.action, a.seal_id, exc)
+            self.report(self.logic.on_seal_refused(a, lock_refusal(exc), str(exc), self.clock()))
+            return
+        self.report(self.logic.on_seal_changed(a, record, self.clock()))

@@ -1,11 +1,13 @@
-"""Identifying the vehicle of a passage: RFID e-card, weighbridge, camera reads.
+"""Identifying the vehicle of a passage: RFID e-card, weighbridge, camera reads, e-seals.
 
 Each source has its own physical deadline; whatever does not answer in time is left out and
 the identity goes to the platform with what was read (an officer sees an identification
 exception rather than a lane stuck in IDENTIFYING). The plates registered with the vehicle's
 e-card (the signed ``expected_vehicles`` command) stand in for a camera read when there is none, flagged by a
 lower confidence; a camera read that equals a registered plate is confirmed by the e-card
-(``registration_support``: exact equality only, never the nearest registered plate).
+(``registration_support``: exact equality only, never the nearest registered plate). The seals
+on the vehicle are read once it is in position (cargo lanes with a seal reader); the seal ids
+its declaration names come with its registration (``seals``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
-from portlane.drivers.base import Frame, TagRead
+from portlane.drivers.base import Frame, SealRecord, TagRead
 from portlane.drivers.errors import DeviceError
 from portlane.edge.contract.events import ContainerRead, PlateRead
 from portlane.edge.contract.vocabulary import LOW_CONFIDENCE
@@ -152,12 +154,18 @@ class Identifier:
         self.clock = clock
         self.deadline_s = deadline_s
         self.registrations: dict[str, tuple[str, ...]] = {}  # tag id -> registered plates (sorted)
+        self.declared_seals: dict[str, tuple[str, ...]] = {}  # tag id -> seal ids declared for its trip
         self.reads: deque[TagRead] = deque(maxlen=TAG_MEMORY)
         self._assigned: deque[str] = deque(maxlen=TAG_MEMORY)
         self._tag_read = asyncio.Condition()
 
-    def register(self, vehicles: Mapping[str, tuple[str, ...]]) -> None:
+    def register(
+        self, vehicles: Mapping[str, tuple[str, ...]], *, seals: Mapping[str, tuple[str, ...]] | None = None
+    ) -> None:
+        """The platform's registrations: plates per e-card, and the seals declared per e-card
+        (only for vehicles whose declaration names seals)."""
         self.registrations = {tag: tuple(sorted(plates)) for tag, plates in vehicles.items()}
+        self.declared_seals = {tag: tuple(ids) for tag, ids in (seals or {}).items()}
 
     async def rfid_reader(self) -> None:
         """Keep the last tag read (the reader pushes reads as vehicles approach)."""
@@ -183,6 +191,8 @@ class Identifier:
         weight: int | None = None
         plates: list[PlateRead] = []
         containers: list[ContainerRead] = []
+        seals: tuple[SealRecord, ...] | None = None
+        seal_error: str | None = None
 
         def unassigned() -> TagRead | None:
             """The oldest recent read of a tag no earlier passage has taken: vehicles reach the
@@ -226,9 +236,23 @@ class Identifier:
                 container_frames = True
                 containers = list(await self.recogniser.read_containers(frames["container"]))
 
+        async def get_seals() -> None:
+            nonlocal seals, seal_error
+            reader = self.devices.seal_reader
+            if reader is None:
+                return
+            if not reader.connected:
+                seal_error = "seal reader offline"
+                return
+            try:
+                seals = await reader.read_seals()
+            except DeviceError as exc:
+                seal_error = str(exc)[:200]
+
         try:
             async with asyncio.timeout(self.deadline_s):
                 async with asyncio.TaskGroup() as tg:
+                    tg.create_task(get_seals(), name=f"{self.lane}:identify-seals")
                     tg.create_task(get_tag(), name=f"{self.lane}:identify-tag")
                     tg.create_task(get_weight(), name=f"{self.lane}:identify-weight")
                     tg.create_task(get_reads(), name=f"{self.lane}:identify-reads")
@@ -247,8 +271,17 @@ class Identifier:
         # The identity's confidence is its weakest plate read: containers are vouched for by
         # their check digit (a failing one is an exception of its own, check_digit_failed).
         conf = min((r.confidence for r in plates), default=0.0)
+        if seals is None and seal_error is None and self.devices.seal_reader is not None:
+            seal_error = f"no answer within the identification deadline ({self.deadline_s:.0f} s)"
         ident = Identity(
-            plates=tuple(plates), containers=tuple(containers), tag_id=tag, weight_kg=weight, confidence=conf
+            plates=tuple(plates),
+            containers=tuple(containers),
+            tag_id=tag,
+            weight_kg=weight,
+            confidence=conf,
+            seals=seals,
+            seal_error=seal_error,
+            declared_seals=self.declared_seals.get(tag) if tag else None,
         )
         exc = identity_exceptions(ident, registrations=self.registrations)
         if container_frames and not containers:

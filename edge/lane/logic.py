@@ -30,6 +30,11 @@ Pre-decisions (``autorelease.py``, ``predecisions.py``): the only decisions the 
 itself are the ones every agency signed in advance for the vehicle it has identified, matched in
 full at identification; a control order takes such a release back until the vehicle moves.
 The way out (``way_out.py``) and a technician's actions (``technician.py``) are mixed in too.
+
+Cargo lanes with a radiation portal or a seal reader (``cargo.py``): every automatic release —
+online decisions and pre-decisions alike — asks ``_cargo_hold`` first: an occupancy without
+verdict, an unadjudicated alarm, a faulted portal or a seal exception holds it, and an
+adjudicated real alarm diverts the vehicle.
 """
 
 from __future__ import annotations
@@ -55,10 +60,12 @@ from portlane.edge.contract.vocabulary import VERDICTS
 
 from .actions import Action, Audit, BoardColour, GateCause, Identify, Publish, SetLight, ShowBoard
 from .autorelease import PredecisionRules
+from .cargo import CargoRules
 from .gate import GateTracker
 from .passage import (
     DECIDING,
     GATE_MAY_BE_OPEN,
+    CargoLane,
     Identity,
     LaneTimeouts,
     Passage,
@@ -76,7 +83,7 @@ WAIT: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "amber")
 WAIT_RED: tuple[str, BoardColour] = ("请等待 PLEASE WAIT", "red")
 
 
-class LaneLogic(PredecisionRules, WayOut, TechnicianActions):
+class LaneLogic(PredecisionRules, CargoRules, WayOut, TechnicianActions):
     def __init__(
         self,
         lane: str,
@@ -87,6 +94,8 @@ class LaneLogic(PredecisionRules, WayOut, TechnicianActions):
         timeouts: LaneTimeouts | None = None,
         id_prefix: str = "",
         predecisions: PredecisionBook | None = None,
+        rpm: str | None = None,
+        seal_reader: str | None = None,
     ) -> None:
         self.lane = lane
         self.agencies = tuple(agencies)
@@ -110,6 +119,7 @@ class LaneLogic(PredecisionRules, WayOut, TechnicianActions):
         self._scan_news_at = 0.0  # when the scanner last said anything of the passage's scan
         # signed pre-decisions and control orders (autorelease.py); the daemon's store persists it
         self.predecisions = predecisions if predecisions is not None else PredecisionBook()
+        self.cargo = CargoLane(portal=rpm, reader=seal_reader)  # radiation portal and seals (cargo.py)
 
     # ------------------------------------------------------------------ guards
     def authorises_open(self, passage_id: str | None, cause: GateCause) -> bool:
@@ -117,7 +127,13 @@ class LaneLogic(PredecisionRules, WayOut, TechnicianActions):
         if cause == "override":
             return True  # audited before the action was produced
         p = self.passage
-        return p is not None and p.id == passage_id and p.gate_authority is not None and self.predecisions_hold(p)
+        return (
+            p is not None
+            and p.id == passage_id
+            and p.gate_authority is not None
+            and self.predecisions_hold(p)
+            and self.cargo_allows_open(p)
+        )
 
     @staticmethod
     def may_close(sensors: Sensors) -> bool:
@@ -177,6 +193,7 @@ class LaneLogic(PredecisionRules, WayOut, TechnicianActions):
         out: list[Action] = []
         for p in unfinished:
             self._recover_predecisions(p, now)
+            self._cargo_restarted(p, now)
             p.outcome = "recovered" if p.gate_authority else "abandoned"
             p.reason = f"lane restarted during {p.stage.value}"
             out += self._completion(p, now)
@@ -199,6 +216,10 @@ class LaneLogic(PredecisionRules, WayOut, TechnicianActions):
         self.sensors = s
         if not self.started:
             return []
+        idle = self._idle_open  # (the sample may close the arm, and forget it)
+        return self._on_sample(s, now) + self._cargo_passes(s, idle)
+
+    def _on_sample(self, s: Sensors, now: float) -> list[Action]:
         out, moved = self.gate.on_sensors(s)
         p = self.passage
         if moved == "opened" and p is not None and p.stage in GATE_MAY_BE_OPEN:
@@ -263,6 +284,7 @@ class LaneLogic(PredecisionRules, WayOut, TechnicianActions):
             out.append(Publish("passage.arrived", PassageArrived(passage_id=p.id, lane_kind=self._lane_kind)))
             out.append(SetLight("red"))
             out.append(ShowBoard.of(("请停车 STOP", "red"), ("识别中 IDENTIFYING", "amber")))
+            out += self._cargo_arrived(p, now)
         return out
 
     @property
@@ -274,12 +296,13 @@ class LaneLogic(PredecisionRules, WayOut, TechnicianActions):
         p = self.passage
         if p is None or p.id != passage_id or p.stage != Stage.IDENTIFYING:
             return []
+        identity, seals = self._cargo_identified(p, identity)
         p.identity = identity
         p.stage = Stage.AWAITING_DECISION
         p.stamps["identified"] = now
         p.phase = "initial"
         p.decisions = {}
-        return self._decide_on_predecisions(p, identity, now)
+        return [*seals, *self._decide_on_predecisions(p, identity, now), *self._cargo_board(p)]
 
     def correct_identity(
         self, passage_id: str, identity: Identity, *, operator: str, reason: str, now: float
@@ -292,6 +315,7 @@ class LaneLogic(PredecisionRules, WayOut, TechnicianActions):
         if not operator.strip() or len(reason.strip()) < 8:
             return False, "malformed: a correction needs an operator and a reason of at least 8 characters", []
         old = p.identity
+        identity = self._with_seal_exceptions(p, identity)
         p.identity = identity
         p.stage = Stage.AWAITING_DECISION if p.phase == "initial" else Stage.AWAITING_VERDICTS
         p.stamps.setdefault("identified", now)
@@ -363,8 +387,14 @@ class LaneLogic(PredecisionRules, WayOut, TechnicianActions):
         ]
 
     def _release(self, now: float, basis: ReleaseBasis = "online") -> list[Action]:
+        """Every release the lane decides itself goes through here (online decisions and
+        pre-decisions), after the portal and the seals: ``_cargo_hold`` holds it (or diverts)
+        while a blocker stands."""
         p = self.passage
         assert p is not None
+        held = self._cargo_hold(p, now, basis)
+        if held is not None:
+            return held
         p.stage = Stage.RELEASED
         p.outcome = "released"
         p.gate_authority = "release"
@@ -446,7 +476,7 @@ class LaneLogic(PredecisionRules, WayOut, TechnicianActions):
             ident = Identity(exceptions=("identification_timeout", "unreadable_plate"))
             out += [self._exception(p, "identification_timeout", f"no identification after {3 * t.identify_s:.0f} s")]
             out += self.on_identified(p.id, ident, now)
-        elif p.stage in DECIDING:
+        elif p.stage in DECIDING and not p.cargo.release_waiting:  # a held release named its blockers
             start = p.stamps.get("scan_ended", p.stamps.get("identified", now))
             if now - start > t.decision_s:
                 detail = f"no decision for {t.decision_s:.0f} s; holding"

@@ -11,22 +11,28 @@ the exit loop), so evidence that something happened survives slow sampling. A co
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from dataclasses import replace as dataclass_replace
 from typing import Any, Literal
 
-from portlane.drivers.base import counter_delta
+from portlane.drivers.base import RpmStatus, SealRecord, counter_delta
 from portlane.edge.contract.events import (
     ContainerRead,
     PlateRead,
     PredecisionRefusal,
     ReleaseBasis,
+    RpmOccupancyEvent,
     VehicleIdentified,
 )
+
+from .cargo_checks import SealSeen
 
 __all__ = [
     "DECIDING",
     "GATE_MAY_BE_OPEN",
+    "CargoLane",
+    "CargoPassage",
     "Identity",
     "LaneTimeouts",
     "Passage",
@@ -88,6 +94,11 @@ class Identity:
     confidence: float = 0.0
     exceptions: tuple[str, ...] = ()
     corrected_by: str | None = None
+    # e-seals / e-locks read at the stop line: None when not read — the lane has no reader, or
+    # its read failed (``seal_error`` says why); the seal ids the vehicle's declaration names
+    seals: tuple[SealRecord, ...] | None = None
+    seal_error: str | None = None
+    declared_seals: tuple[str, ...] | None = None
 
     @property
     def vehicle_ref(self) -> str:
@@ -134,6 +145,47 @@ class LaneTimeouts:
 
 
 @dataclass
+class CargoLane:
+    """The lane-wide side of the radiation portal and the seals (``cargo.py``): which devices
+    the lane has, the portal's state, occupancies waiting for their passage, and the lane-wide
+    blockers already said in this episode."""
+
+    portal: str | None = None  # the portal's device id (``c1/rpm``); None: the lane has none
+    reader: str | None = None  # the seal reader's device id; None: none
+    online: bool = False
+    status: RpmStatus | None = None
+    pending: deque[tuple[float, RpmOccupancyEvent]] = field(default_factory=deque)  # (reported at, occupancy)
+    said: frozenset[tuple[str, str]] = frozenset()
+    passes_seen: int | None = None  # the gate controller's count of vehicles through the arm, last read
+    passes: int = 0  # vehicles through the arm since the start, by that count
+    through: int = 0  # ... that were a passage's own vehicle, or took a waiting occupancy
+
+    def held(self) -> list[str]:
+        """Why automatic release is held lane-wide now (for the status)."""
+        return [f"{kind}: {detail}" for kind, detail in sorted(self.said)]
+
+
+@dataclass
+class CargoPassage:
+    """What the lane knows of one passage's radiation portal pass and seals (``cargo.py``).
+
+    Only the occupancy is journalled: a lane restarted mid-passage closes the passage out, and
+    the vehicle still behind the arm gets a new one, which takes that occupancy again (the portal
+    reported it once). Seals are read again; an alarm is adjudicated again, for the new passage."""
+
+    occupancy: RpmOccupancyEvent | None = None  # this vehicle's pass through the portal
+    adjudication: int | None = None  # the code of the accepted ``adjudicate`` for its alarm
+    seals: tuple[SealSeen, ...] | None = None  # as read at identification, then as the locks answered
+    seal_error: str | None = None  # the reader's read of this vehicle failed
+    declared: tuple[str, ...] | None = None  # seal ids its declaration names (None: none)
+    opened_by_command: set[str] = field(default_factory=set)  # e-locks removed on a signed command
+    release_waiting: bool = False  # every agency released; a blocker holds the release
+    basis: ReleaseBasis = "online"  # what that held release rests on (online decisions, pre-decisions)
+    passed: bool = False  # its vehicle went under the arm and was counted as the lane's (CargoLane.through)
+    seal_busy: int = 0  # e-lock commands sent to the reader and not yet answered
+
+
+@dataclass
 class Passage:
     id: str
     stage: Stage
@@ -159,6 +211,7 @@ class Passage:
     exit_seen: bool = False
     passed_arm: bool = False
     alerted: set[str] = field(default_factory=set)  # lane.exception kinds already raised
+    cargo: CargoPassage = field(default_factory=CargoPassage)
 
     @property
     def inspected(self) -> bool:
@@ -167,7 +220,9 @@ class Passage:
     def to_json(self) -> dict[str, Any]:
         """The journal's form of an unfinished passage (restored after a restart)."""
         ident = self.identity
-        d = asdict(dataclass_replace(self, identity=None))
+        d = asdict(dataclass_replace(self, identity=None, cargo=CargoPassage()))
+        occ = self.cargo.occupancy
+        d["cargo"] = {"occupancy": occ.model_dump(mode="json") if occ is not None else None}
         d["stage"] = self.stage.value
         d["alerted"] = sorted(self.alerted)
         d["identity"] = ident.event(self.id).model_dump(mode="json") if ident else None
@@ -178,6 +233,8 @@ class Passage:
         d = dict(d)
         d["stage"] = Stage(d["stage"])
         d["alerted"] = set(d.get("alerted", ()))
+        occ = (d.get("cargo") or {}).get("occupancy")
+        d["cargo"] = CargoPassage(occupancy=RpmOccupancyEvent.model_validate(occ) if occ is not None else None)
         d["predecision_ids"] = tuple(d.get("predecision_ids", ()))
         ident = d.get("identity")
         if ident is not None:

@@ -221,7 +221,7 @@ class Observed:
     tag_id: str | None = None
     containers: tuple[ContainerRead, ...] = ()
     weight_kg: int | None = None
-    seals: tuple[str, ...] = ()  # e-seal ids read (the devices issue fills them in)
+    seals: tuple[str, ...] = ()  # e-seal / e-lock ids the seal reader read (none: no reader, or its read failed)
     exceptions: tuple[str, ...] = ()
 
     @classmethod
@@ -236,6 +236,7 @@ class Observed:
             tag_id=identity.tag_id,
             containers=identity.containers,
             weight_kg=identity.weight_kg,
+            seals=tuple(r.seal_id for r in identity.seals or ()),
             exceptions=identity.exceptions,
         )
 

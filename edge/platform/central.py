@@ -10,8 +10,8 @@ replayed, typed) and signs its commands with an agency key (``platform.keys`` of
 * **identifications** — on a verified ``vehicle.identified``: an officer corrects an identity
   the lane could not settle (``correct_identity``), or the agencies decide — every agency
   ``release``, or customs orders an X-ray (``inspect``) for a share of the cargo traffic; a
-  vehicle the lane released itself on its pre-decisions is the lane's; one a control order held
-  back is never just released (X-ray, or the inspection bay);
+  vehicle the lane released itself on its pre-decisions is the lane's (the desks still see it); one
+  a control order held back is never just released (X-ray, or the inspection bay);
 * **declarations** (issue 20, ``declarations.py``) — the pre-decisions and control orders it
   signs in advance go out before the traffic (:meth:`declare`); a pre-decision a lane used
   (``passage.decided`` basis ``predecision``) is revoked at the other lanes;
@@ -259,6 +259,8 @@ class CentralPlatform:
     async def on_identified(self, lane: str, ident: VehicleIdentified, data: Mapping[str, Any]) -> None:
         if decided_by_lane(data):
             self.stats.decided_by_lane += 1  # released by the lane itself on its pre-decisions
+            for desk in self.desks:  # ... unless a desk's officer must see it first (an alarm, an e-lock)
+                await self.send_all(lane, desk.identified(data)[0], think=False)
             return
         if ident.corrected_by is None:
             self.stats.identified += 1

@@ -4,10 +4,11 @@ A site file names one Ed25519 key per unit and says what each key may sign:
 
 * ``platform.keys`` — the platform's keys, typically one per agency. Each may sign the
   ``commands`` listed, to the ``lanes`` listed, and verdicts (``decision``, ``release``,
-  ``hold``, ``divert``), pre-decisions (``predecision``) and control orders (``revoke``) of
-  the ``agencies`` listed; an omitted list means *any* (the behaviour before authorities
-  existed). So a customs key cannot sign border's pre-decision: the lane refuses it
-  (``not_authorised``) before it reaches the lane's book. They also sign what the platform publishes itself
+  ``hold``, ``divert``), pre-decisions (``predecision``) and control orders (``revoke``),
+  adjudications and e-lock commands of the ``agencies`` listed; an omitted list means *any*
+  (the behaviour before authorities existed). So a customs key cannot sign border's
+  pre-decision: the lane refuses it (``not_authorised``) before it reaches the lane's book. They
+  also sign what the platform publishes itself
   (registrations, unit ``platform``).
 * ``lanes[].key`` — a lane's events, and among them ``inspection.requested`` for that lane only.
 * ``scanners[].key`` — a scanner's events; ``scan.*`` only for that scanner and its lanes.
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from portlane.edge.contract.commands import PREDECISION_COMMANDS
+from portlane.edge.contract.commands import CARGO_ARGS, PREDECISION_COMMANDS
 from portlane.edge.errors import NotAuthorisedError, UnknownKeyError
 
 if TYPE_CHECKING:
@@ -45,8 +46,9 @@ __all__ = [
 ]
 
 #: Commands that carry one agency's verdict in ``args.agency`` (pre-decisions and control
-#: orders too: each agency signs only its own).
-AGENCY_COMMANDS = frozenset({"decision", "release", "hold", "divert"}) | PREDECISION_COMMANDS
+#: orders too: each agency signs only its own; and the adjudication of a radiation alarm and
+#: the e-lock commands, issue 21) — a key limited to some agencies signs them only for those.
+AGENCY_COMMANDS = frozenset({"decision", "release", "hold", "divert"}) | PREDECISION_COMMANDS | frozenset(CARGO_ARGS)
 #: Source unit of what the platform publishes itself (``portlane/v1/{site}/platform/...``).
 PLATFORM_UNIT = "platform"
 #: Events a platform key signs as unit ``platform``, and the command authority each needs.

@@ -156,6 +156,19 @@ def test_seal_commands_are_checked_before_the_reader_is_asked() -> None:
     assert check_seal_command("remove", "0A1B-0000BEEF", read) == "seal_not_in_field"
 
 
+def test_a_reader_that_did_not_answer_is_a_blocker_and_customs_opening_an_elock_is_not() -> None:
+    rpm = RpmPassage(occupancy=occupancy())
+    [b] = cargo_blockers(rpm, {LOCK}, (), read_failed="no answer in time")
+    assert (b.kind, b.resolved_by) == ("seal_read_failed", "officer") and "no answer in time" in b.detail
+    opened = (SealSeen(LOCK, state="opened", elock=True, route="on_route"),)
+    assert kinds(cargo_blockers(rpm, {LOCK}, opened)) == ["seal_opened"]
+    assert cargo_blockers(rpm, {LOCK}, opened, opened_by_command={LOCK}) == ()  # customs removed it
+    # ... but it still counts as read against the declaration, and only that lock is excused.
+    assert kinds(cargo_blockers(rpm, {LOCK, ESEAL}, opened, opened_by_command={LOCK})) == ["seal_missing"]
+    tampered = (*opened, SealSeen(ESEAL, state="tampered"))
+    assert kinds(cargo_blockers(rpm, {LOCK, ESEAL}, tampered, opened_by_command={LOCK})) == ["seal_tampered"]
+
+
 # --------------------------------------------------------------------------- invariants
 
 seal_ids = st.sampled_from([LOCK, ESEAL, "0022-00000042", "0A1B-00000777"])
@@ -246,7 +259,7 @@ def _no(*_: object) -> tuple[cargo_checks.Blocker, ...]:
 MUTANTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "verdict": lambda mp: mp.setattr(cargo_checks, "_verdict", _no),
     "alarm": lambda mp: mp.setattr(cargo_checks, "_alarm", _no),
-    "portal_health": lambda mp: mp.setattr(cargo_checks, "_portal_health", _no),
+    "portal_health": lambda mp: mp.setattr(cargo_checks, "portal_health", _no),
     "declared_seals": lambda mp: mp.setattr(cargo_checks, "_declared_read", _no),
     "seal_states": lambda mp: mp.setattr(cargo_checks, "_seal_states", _no),
     "adjudication_effect": lambda mp: mp.setattr(cargo_checks, "adjudication_effect", lambda code: "release"),

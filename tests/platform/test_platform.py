@@ -20,6 +20,8 @@ import yaml
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.platform import CentralPlatform
+from portlane.sim_devices.cargo_desk import CargoDesk
+from portlane.sim_devices.traffic import CargoTruth
 
 from tests.signed_site import EPOCH, PREFIX, SignedSite
 
@@ -130,6 +132,29 @@ async def test_it_decides_on_signed_identifications_and_skips_garbage_and_copied
         refused = platform.client.stats.refused
         assert refused.get("unsigned") == 2 and refused.get("bad_signature") == 1, refused  # {"data": 1} too
         assert platform.stats.identified == 1
+
+
+async def test_its_desks_see_a_vehicle_the_lane_released_on_pre_decisions(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """The lane holds a release on pre-decisions while the truck's radiation alarm waits for its
+    adjudication: the cargo desk adjudicates it (the agencies decide nothing: the lane did)."""
+    desk = CargoDesk({"E1": CargoTruth(radiation="norm")})
+    async with running(broker.url, tmp_path, inspect_ratio=0.0, desks=[desk]) as (platform, lanes, _signed):
+        alarm = {"passage_id": "c1-p8", "portal": "c1/rpm", "occupancy": 3, "categories": ["gamma"], "gamma_sigma": 9.5}
+        await lanes.event("c1", "rpm.alarm", alarm)
+        await lanes.event("c1", "vehicle.identified", identified("c1-p8", predecision_ids=["pd-1", "pd-2"]))
+        cmd = await lanes.next_command()
+        assert (cmd["cmd"], cmd["passage_id"], cmd["args"]["code"], cmd["args"]["occupancy"]) == (
+            "adjudicate",
+            "c1-p8",
+            4,  # NORM
+            3,
+        )
+        await lanes.event("c1", "vehicle.identified", identified("c1-p9"))  # the next truck, not pre-decided
+        later = await lanes.commands_until(lambda c: c["passage_id"] == "c1-p9" and c["args"]["agency"] == "border")
+        assert [c["passage_id"] for c in later] == ["c1-p9", "c1-p9"]  # no decision on c1-p8: the lane's
+        assert platform.stats.decided_by_lane == 1 and platform.stats.identified == 1
 
 
 async def test_a_scan_result_decides_only_signed_by_the_lanes_scanner_for_a_passage_ordered_inspected(
