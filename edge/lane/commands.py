@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from portlane.edge.contract.commands import (
+    COMMAND_NAMES,
     AdjudicateArgs,
     AgencyArgs,
     BoardArgs,
+    CommandName,
     CorrectIdentityArgs,
     DecisionArgs,
     ExpectedVehiclesArgs,
@@ -39,24 +41,9 @@ __all__ = ["LANE_COMMANDS", "LaneCommands"]
 
 log = logging.getLogger(__name__)
 
-#: The commands a lane takes (besides ``replay_events``, which every unit takes).
-LANE_COMMANDS = (
-    "decision",
-    "release",
-    "hold",
-    "divert",
-    "correct_identity",
-    "board_message",
-    "expected_vehicles",
-    "close_lane",
-    "open_lane",
-    "predecision",
-    "revoke",
-    # issue 21: radiation alarms and e-locks (cargo.py)
-    "adjudicate",
-    "seal_apply",
-    "seal_remove",
-)
+#: The commands a lane takes: every command of the contract (``contract.commands.CommandName``)
+#: but ``replay_events``, which every unit takes.
+LANE_COMMANDS: tuple[str, ...] = tuple(n for n in COMMAND_NAMES if n != CommandName.REPLAY_EVENTS)
 
 
 class LaneCommands:

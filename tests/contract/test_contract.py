@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import yaml
 from portlane.edge.contract.asyncapi import build, render
+from portlane.edge.contract.commands import COMMAND_NAMES, CommandLiteral
 from portlane.edge.contract.events import EVENTS
 from portlane.edge.contract.topics import LANE_SCOPED_EVENTS, Topics
 from portlane.edge.delivery.outbox import Outbox
@@ -32,6 +34,12 @@ def test_every_event_type_has_a_channel_and_resolvable_refs() -> None:
         node = doc
         for part in ref.removeprefix("#/").split("/"):
             node = node[part]
+
+
+def test_the_signed_command_names_are_the_contract_command_names() -> None:
+    """``SignedCommand.cmd`` (a Literal, what pydantic checks) and ``CommandName`` (what the units
+    register handlers from) name the same commands: one added to one only is caught here."""
+    assert sorted(get_args(CommandLiteral)) == sorted(COMMAND_NAMES)
 
 
 def test_topics_round_trip() -> None:
