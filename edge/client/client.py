@@ -42,7 +42,7 @@ from portlane.edge.contract.commands import ID_PATTERN
 from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.errors import ClientError, ClientStateError, CommandTimeoutError, NoSignerError
-from portlane.edge.trust.commands import CommandSigner
+from portlane.edge.trust.commands import CommandSigner, RejectReason
 from portlane.edge.trust.keys import broker_credentials, load_unit_key, private_key_b64
 from portlane.edge.trust.pki import client_id
 
@@ -293,6 +293,13 @@ class SiteClient:
             finally:
                 self._answers.pop(nonce, None)
                 self.consumer.forget_answer(nonce)
+            if answer.reason == RejectReason.ISSUED_BEFORE_STORE and attempt < attempts:
+                # The unit has just started on a new nonce store, whose floor is up to the site's
+                # clock skew past its last audit entry: what was signed before it is refused, the
+                # same command signed once the floor has passed is not.
+                log.info("%s: %s to %s signed before the unit's nonce store; signing it again", self.unit, name, unit)
+                await asyncio.sleep(self.site.platform.max_clock_skew_s)
+                continue
             return CommandResult(unit, name, answer.ok, answer.reason, nonce, attempt, answer.signed)
         raise CommandTimeoutError(f"{name} to {unit}: no answer after {attempts} attempts of {resend_s:g} s")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -286,6 +287,29 @@ async def test_commands_are_signed_answered_and_re_signed_when_unanswered(
         await spy.close()
         spy_task.cancel()
         await asyncio.gather(spy_task, return_exceptions=True)
+
+
+async def test_a_command_signed_before_a_new_units_nonce_store_is_signed_again(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """A unit that has just started on a new nonce store refuses what was signed before the
+    store's floor (``issued_before_store``; the floor can lie up to the clock skew ahead of the
+    unit's start). The library signs the command again once the floor has passed, and the unit
+    takes it — the platform simulator's registrations of a lane were refused this way for ever."""
+    signatures = 0
+
+    def first_signed_before_the_store() -> dt.datetime:
+        nonlocal signatures
+        signatures += 1
+        now = dt.datetime.now(dt.UTC)
+        return now - dt.timedelta(seconds=30) if signatures == 1 else now
+
+    lane = lane_and_client(broker.url, tmp_path, wall_clock=first_signed_before_the_store)
+    async with lane as (rig, client), client:
+        await client.wait_subscribed()
+        await rig.until(lambda: rig.daemon.unit.outbox.last_seq >= 1)
+        result = await client.request_replay("c1", 1, 1)
+    assert (result.ok, result.reason, result.attempts) == (True, None, 2) and signatures == 2
 
 
 async def test_a_real_lanes_retained_status_verifies(broker: BrokerProcess, tmp_path: Path) -> None:
