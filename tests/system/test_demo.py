@@ -151,15 +151,23 @@ class ScanForger:
         await self.link.close()
 
 
-async def test_forged_scan_results_during_real_scans_change_no_outcome(broker: BrokerProcess) -> None:
+async def test_forged_scan_results_during_real_scans_change_no_outcome(
+    broker: BrokerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What we saw (issue 23, first item): during a real scan, unsigned ``scan.completed`` RED
     every 150 ms on the scanner's topic; the scanner signed GREEN, but the platform simulator had
     already answered the forgery with a genuine signed ``divert``, which the lane accepted — the
     cleared vehicle was diverted (and a forged GREEN on a RED scan raced towards a release).
     Now the platform decides only on its scanner's signed result: every vehicle's outcome follows
     the scanner's own result. The scanner is made to find GREEN and RED in turn."""
+    from portlane.edge.demo import run as demo_run
     from portlane.edge.demo.report import DemoRun
     from portlane.edge.demo.run import DemoOptions, run_demo
+
+    # No radiation loads and no bad seals: every outcome is the scan's (the cargo desk diverts a
+    # truck with a tampered seal without a scan).
+    monkeypatch.setattr(demo_run, "RADIATION_RATIO", 0.0)
+    monkeypatch.setattr(demo_run, "SEAL_FAULT_RATIO", 0.0)
 
     def alternate(run: DemoRun) -> None:  # the demo's live-view hook, every 0.25 s: scans take 1-4 s
         run.scanner_world.forced_result = 3 if run.scanner_world.scans_started % 2 == 0 else 1  # RED : GREEN
