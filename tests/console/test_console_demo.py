@@ -52,8 +52,10 @@ def test_report_over_the_demo_database_agrees_with_the_demo_summary(tmp_path: Pa
         str(db),
         "--json",
     )
-    assert demo.returncode == 0, demo.stderr[-3000:]
     summary = json.loads(demo.stdout)
+    # Why the demo said it failed, when it does (once under load in CI: the summary, exit 1).
+    said = {k: summary.get(k) for k in ("passages", "events_lost", "violations", "timed_out", "stuck_lanes")}
+    assert demo.returncode == 0, (said, demo.stderr[-3000:])
     res = _portlane("report", "clearance", "--db", str(db), "--json")
     assert res.returncode == 0, res.stderr
     rep = json.loads(res.stdout)
