@@ -40,6 +40,9 @@ REC_STRIDE = 8
 TILE_OVERLAP = 192
 #: Crops narrower than this are right-padded to it (PP-OCR's training width).
 REC_MIN_WIDTH = 320
+#: Crops share a recogniser run only if the widest is at most this much wider than the narrowest:
+#: SVTR's mixing blocks attend across the whole width, so padding changes a crop's posteriors.
+REC_BATCH_WIDTH_RATIO = 1.12
 
 
 def session_options(threads: int | None = None, *, spin: bool = False) -> ort.SessionOptions:
@@ -192,6 +195,7 @@ class Recogniser:
         self.classes: list[str] = ["", *chars, " "]
         self.index = {c: i for i, c in enumerate(self.classes) if c}
         self.batch = batch
+        self.width_ratio = REC_BATCH_WIDTH_RATIO
 
     def __call__(self, crops: list[np.ndarray], *, pad: bool = True) -> list[np.ndarray]:
         """Per-frame class posteriors ``[T_i, 6625]`` for each BGR crop (padding frames removed).
@@ -213,7 +217,7 @@ class Recogniser:
                 pad
                 and batches
                 and len(batches[-1]) < self.batch
-                and max(min_w, widths[i]) <= 1.12 * max(min_w, widths[batches[-1][0]])
+                and max(min_w, widths[i]) <= self.width_ratio * max(min_w, widths[batches[-1][0]])
             ):
                 batches[-1].append(i)
             else:
