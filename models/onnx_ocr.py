@@ -54,7 +54,11 @@ def session_options(threads: int | None = None, *, spin: bool = False) -> ort.Se
     twice as long spinning as not (bench/ocr_bench.py --spin, docs/recognition.md "Speed").
     """
     so = ort.SessionOptions()
-    # 2-core box: intra-op threads = cores by default; 1 lets two lanes share the CPU (measured in bench).
+    # 2 intra-op threads (the reference box's cores) for both models: on an otherwise quiet box the
+    # fastest wall time (container p50 232 ms vs 328 with one thread each); once the other work
+    # keeps the second core busy (1-min load >= ~3), one thread each is faster and ~10 % less CPU:
+    # pass threads=1 there. Sequential, no spinning and the ALL graph level beat every other
+    # setting (bench/ocr_settings.py; docs/recognition.md "Third step").
     so.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
