@@ -40,6 +40,9 @@ REC_STRIDE = 8
 TILE_OVERLAP = 192
 #: Crops narrower than this are right-padded to it (PP-OCR's training width).
 REC_MIN_WIDTH = 320
+#: Crops share a recogniser run only if the widest is at most this much wider than the narrowest:
+#: SVTR's mixing blocks attend across the whole width, so padding changes a crop's posteriors.
+REC_BATCH_WIDTH_RATIO = 1.12
 
 
 def session_options(threads: int | None = None, *, spin: bool = False) -> ort.SessionOptions:
@@ -51,7 +54,11 @@ def session_options(threads: int | None = None, *, spin: bool = False) -> ort.Se
     twice as long spinning as not (bench/ocr_bench.py --spin, docs/recognition.md "Speed").
     """
     so = ort.SessionOptions()
-    # 2-core box: intra-op threads = cores by default; 1 lets two lanes share the CPU (measured in bench).
+    # 2 intra-op threads (the reference box's cores) for both models: on an otherwise quiet box the
+    # fastest wall time (container p50 232 ms vs 328 with one thread each); once the other work
+    # keeps the second core busy (1-min load >= ~3), one thread each is faster and ~10 % less CPU:
+    # pass threads=1 there. Sequential, no spinning and the ALL graph level beat every other
+    # setting (bench/ocr_settings.py; docs/recognition.md "Third step").
     so.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -192,6 +199,7 @@ class Recogniser:
         self.classes: list[str] = ["", *chars, " "]
         self.index = {c: i for i, c in enumerate(self.classes) if c}
         self.batch = batch
+        self.width_ratio = REC_BATCH_WIDTH_RATIO
 
     def __call__(self, crops: list[np.ndarray], *, pad: bool = True) -> list[np.ndarray]:
         """Per-frame class posteriors ``[T_i, 6625]`` for each BGR crop (padding frames removed).
@@ -213,7 +221,7 @@ class Recogniser:
                 pad
                 and batches
                 and len(batches[-1]) < self.batch
-                and max(min_w, widths[i]) <= 1.12 * max(min_w, widths[batches[-1][0]])
+                and max(min_w, widths[i]) <= self.width_ratio * max(min_w, widths[batches[-1][0]])
             ):
                 batches[-1].append(i)
             else:
