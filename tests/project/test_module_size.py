@@ -19,13 +19,13 @@ PRODUCT = ("edge", "drivers", "models", "sim_devices")
 MAX_LINES = 500
 
 ALLOWED = {
-    # Declaration matching is being added to the lane logic (issue 20).
-    "edge/lane/logic.py": "declaration matching (issue 20)",
-    # The radiation portal and e-seal interfaces and their virtual backends are being added
-    # (issue 21, phase 1): split per device kind after that lands.
-    "drivers/base.py": "RPM and e-seal interfaces (issue 21)",
-    "drivers/virtual.py": "RPM and e-seal virtual backends (issue 21)",
-    # Recognition (issue 22) owns these.
+    # Over the limit, named here until they are split (each a known debt, not a place to grow):
+    # the lane logic's call sites for pre-decisions and cargo rules (issues 20, 21) ...
+    "edge/lane/logic.py": "pre-decision and cargo call sites (issues 20, 21): split the stages next",
+    # ... the device interfaces and virtual backends with the portal and seal reader (issue 21) ...
+    "drivers/base.py": "RPM and e-seal interfaces (issue 21): split per device kind",
+    "drivers/virtual.py": "RPM and e-seal virtual backends (issue 21): split per device kind",
+    # ... and recognition (issue 22, still open).
     "sim_devices/render.py": "recognition (issue 22)",
     "models/plates.py": "recognition (issue 22)",
 }
