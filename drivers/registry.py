@@ -28,7 +28,8 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("scanner", "modbus_tcp"): "portlane.drivers.scanner_modbus:ModbusScanner",
     ("rpm", "rapiscan"): "portlane.drivers.rpm_rapiscan:RapiscanRpm",
     ("seal_reader", "serial"): "portlane.drivers.seal_serial:SerialSealReader",
-    # In-process fakes for unit tests (python-can's "virtual" interface): drivers.virtual.
+    # In-process fakes for unit tests (python-can's "virtual" interface): drivers.virtual and,
+    # for the cargo lane's release devices, drivers.virtual_cargo.
     ("gate", "virtual"): "portlane.drivers.virtual:VirtualGate",
     ("io", "virtual"): "portlane.drivers.virtual:VirtualIo",
     ("board", "virtual"): "portlane.drivers.virtual:VirtualBoard",
@@ -36,8 +37,8 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("weighbridge", "virtual"): "portlane.drivers.virtual:VirtualWeighbridge",
     ("camera", "virtual"): "portlane.drivers.virtual:VirtualCamera",
     ("scanner", "virtual"): "portlane.drivers.virtual:VirtualScanner",
-    ("rpm", "virtual"): "portlane.drivers.virtual:VirtualRpm",
-    ("seal_reader", "virtual"): "portlane.drivers.virtual:VirtualSealReader",
+    ("rpm", "virtual"): "portlane.drivers.virtual_cargo:VirtualRpm",
+    ("seal_reader", "virtual"): "portlane.drivers.virtual_cargo:VirtualSealReader",
 }
 
 

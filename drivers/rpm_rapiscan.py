@@ -46,7 +46,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import RadiationFault, RpmDriver, RpmOccupancy, RpmStatus
+from .cargo_devices import RadiationFault, RpmDriver, RpmOccupancy, RpmStatus
 from .config import DeviceConfig, TcpLink
 from .errors import DeviceError, DeviceTimeoutError, DeviceUnavailableError
 from .serial_link import DecodeStats, FrameError, read_stream

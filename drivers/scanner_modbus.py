@@ -14,10 +14,10 @@ again before asking. Map: ``firmware_config/devices/scanner_plc.yaml``.
 
 from __future__ import annotations
 
-from .base import ScannerDriver, ScannerState, ScannerStatus, ScanResult
 from .config import DeviceConfig
 from .errors import DeviceFaultError, ModbusExceptionError
 from .modbus import ModbusLink, RegisterMap, ascii_from_registers, ascii_to_registers, u32
+from .scanner_device import ScannerDriver, ScannerState, ScannerStatus, ScanResult
 
 __all__ = ["ModbusScanner"]
 

@@ -46,8 +46,8 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from .base import AUTH_LEN, LockRefusal, RouteStatus, SealKind, SealReaderDriver, SealRecord, SealState
 from .bus import Rs485Bus, bus_for
+from .cargo_devices import AUTH_LEN, LockRefusal, RouteStatus, SealKind, SealReaderDriver, SealRecord, SealState
 from .config import DeviceConfig, SerialLink
 from .crc import crc16_modbus_bytes
 from .errors import DeviceFaultError, DeviceUnavailableError

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from portlane.drivers.virtual import VirtualWorld, virtual_world
+from portlane.drivers.virtual_world import VirtualWorld, virtual_world
 from portlane.edge.config import Site, parse_site
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.lane.daemon import LaneDaemon

@@ -271,7 +271,8 @@ async def _until(poll: Callable[[], Awaitable[T]], pred: Callable[[T], bool], de
 
 async def _exercise(dev: Any, kind: str, cfg: DeviceConfig, *, fire: bool) -> tuple[float, str]:
     """Run the device's check; returns (first round trip in ms, detail)."""
-    from portlane.drivers.base import BoardLine, LightColour, ScannerState
+    from portlane.drivers.base import BoardLine, LightColour
+    from portlane.drivers.scanner_device import ScannerState
 
     t0 = time.perf_counter()
     first: list[float] = []

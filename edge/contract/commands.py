@@ -61,7 +61,7 @@ NONCE_MIN_BYTES = 16
 
 Text = Annotated[str, Field(max_length=200)]
 Ident = Annotated[str, Field(min_length=1, max_length=64)]
-#: ISO 18185 seal id as the lane writes it: manufacturer id - tag id, hex (drivers.base).
+#: ISO 18185 seal id as the lane writes it: manufacturer id - tag id, hex (drivers.cargo_devices).
 SEAL_ID = Annotated[str, Field(pattern=r"^[0-9A-F]{4}-[0-9A-F]{8}$")]
 
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from portlane.drivers.base import RpmStatus
+from portlane.drivers.cargo_devices import RpmStatus
 from portlane.edge.contract.commands import ADJUDICATION_CODES
 from portlane.edge.contract.events import (
     DeviceState,

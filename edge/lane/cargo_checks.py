@@ -34,7 +34,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from portlane.drivers.base import RpmOccupancy, RpmStatus, SealRecord
+from portlane.drivers.cargo_devices import RpmOccupancy, RpmStatus, SealRecord
 from portlane.edge.contract.commands import ADJUDICATION_CODES, AdjudicationCode
 from portlane.edge.contract.events import RpmOccupancyEvent, RpmVerdict, SealInfo
 from portlane.edge.contract.times import format_rfc3339, rfc3339
@@ -127,7 +127,7 @@ class RpmPassage:
 
 @dataclass(frozen=True, slots=True)
 class SealSeen:
-    """One seal as the reader read it (the lane's view of ``drivers.base.SealRecord``)."""
+    """One seal as the reader read it (the lane's view of ``drivers.cargo_devices.SealRecord``)."""
 
     seal_id: str
     state: Literal["sealed", "opened", "tampered"] = "sealed"

@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Unpack
 
-from portlane.drivers.base import RpmOccupancy, RpmStatus
+from portlane.drivers.cargo_devices import RpmOccupancy, RpmStatus
 from portlane.drivers.supervisor import DeviceHealth
 from portlane.edge import __version__
 from portlane.edge.config import LaneConfig, Site

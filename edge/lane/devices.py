@@ -24,12 +24,9 @@ from portlane.drivers.base import (
     IoDriver,
     LaneInputs,
     RfidDriver,
-    RpmDriver,
-    RpmOccupancy,
-    RpmStatus,
-    SealReaderDriver,
     WeighbridgeDriver,
 )
+from portlane.drivers.cargo_devices import RpmDriver, RpmOccupancy, RpmStatus, SealReaderDriver
 from portlane.drivers.config import DeviceConfig
 from portlane.drivers.errors import DeviceError
 from portlane.drivers.supervisor import DeviceHealth, Supervisor

@@ -19,7 +19,8 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
-from portlane.drivers.base import Frame, SealRecord, TagRead
+from portlane.drivers.base import Frame, TagRead
+from portlane.drivers.cargo_devices import SealRecord
 from portlane.drivers.errors import DeviceError
 from portlane.edge.contract.events import ContainerRead, PlateRead
 from portlane.edge.contract.vocabulary import LOW_CONFIDENCE

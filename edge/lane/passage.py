@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from dataclasses import replace as dataclass_replace
 from typing import Any, Literal
 
-from portlane.drivers.base import RpmStatus, SealRecord, counter_delta
+from portlane.drivers.base import counter_delta
+from portlane.drivers.cargo_devices import RpmStatus, SealRecord
 from portlane.edge.contract.events import (
     ContainerRead,
     PlateRead,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
-from portlane.drivers.base import LockRefusal, SealRecord
+from portlane.drivers.cargo_devices import LockRefusal, SealRecord
 from portlane.drivers.errors import DeviceError, DeviceFaultError
 from portlane.edge.contract.events import CommandRejected, LaneException, SealChanged, SealRead
 

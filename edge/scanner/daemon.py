@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Unpack
 
 from portlane.drivers import registry
-from portlane.drivers.base import Device, ScannerDriver, ScannerStatus
+from portlane.drivers.base import Device
+from portlane.drivers.scanner_device import ScannerDriver, ScannerStatus
 from portlane.drivers.supervisor import Supervisor
 from portlane.edge.config import ScannerConfig, Site
 from portlane.edge.contract.events import InspectionRequested, PassageCompleted

@@ -16,8 +16,8 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
-from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus
 from portlane.drivers.errors import DeviceError
+from portlane.drivers.scanner_device import ScannerDriver, ScannerState, ScannerStatus
 from portlane.edge.contract.events import ScanEvent
 from portlane.edge.contract.topics import LANE_SCOPED_EVENTS
 from portlane.edge.delivery.events import EventWriter

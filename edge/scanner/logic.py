@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from portlane.drivers.base import ScannerState, ScannerStatus, ScanResult
+from portlane.drivers.scanner_device import ScannerState, ScannerStatus, ScanResult
 from portlane.edge.contract.events import InspectionRequested, ScanEvent
 from portlane.edge.unit.actions import Publish
 

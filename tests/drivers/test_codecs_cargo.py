@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from portlane.drivers import rpm_rapiscan, seal_serial
-from portlane.drivers.base import (
+from portlane.drivers.cargo_devices import (
     RadiationFault,
     RouteStatus,
     SealKind,

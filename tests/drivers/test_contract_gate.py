@@ -26,7 +26,7 @@ from portlane.drivers.errors import (
 )
 from portlane.drivers.registry import create
 from portlane.drivers.supervisor import Backoff, DeviceHealth, Supervisor
-from portlane.drivers.virtual import VirtualWorld, virtual_world
+from portlane.drivers.virtual_world import VirtualWorld, virtual_world
 from portlane.sim_devices import gate_rs485, modbus_gate
 from portlane.sim_devices.faults import FaultInjector
 from portlane.sim_devices.world import ArmMotion, LaneWorld, Vehicle, VehiclePosition

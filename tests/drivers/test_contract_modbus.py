@@ -20,7 +20,7 @@ from portlane.drivers.errors import DeviceProtocolError, DeviceTimeoutError, Dev
 from portlane.drivers.gate_modbus import ModbusGate
 from portlane.drivers.modbus import ModbusExceptionError
 from portlane.drivers.registry import create
-from portlane.drivers.virtual import VirtualWorld, virtual_world
+from portlane.drivers.virtual_world import VirtualWorld, virtual_world
 from portlane.sim_devices.faults import FaultInjector
 from portlane.sim_devices.io_module import start_io
 from portlane.sim_devices.modbus_gate import free_tcp_port, start_gate

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from portlane.drivers.base import RadiationFault, RpmDriver, RpmOccupancy, RpmStatus
+from portlane.drivers.cargo_devices import RadiationFault, RpmDriver, RpmOccupancy, RpmStatus
 from portlane.drivers.config import DeviceConfig
 from portlane.drivers.errors import DeviceError, DeviceProtocolError, DeviceTimeoutError, DeviceUnavailableError
 from portlane.drivers.registry import create
 from portlane.drivers.rpm_rapiscan import RapiscanRpm
-from portlane.drivers.virtual import VirtualWorld, virtual_world
+from portlane.drivers.virtual_world import VirtualWorld, virtual_world
 from portlane.sim_devices.faults import FaultInjector
 from portlane.sim_devices.rpm import RpmSim, start_rpm
 from portlane.sim_devices.world import LaneWorld, Radiation, Vehicle, VehiclePosition

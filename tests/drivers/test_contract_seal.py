@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from portlane.drivers.base import RouteStatus, SealKind, SealReaderDriver, SealRecord, SealState
+from portlane.drivers.cargo_devices import RouteStatus, SealKind, SealReaderDriver, SealRecord, SealState
 from portlane.drivers.config import DeviceConfig
 from portlane.drivers.errors import DeviceFaultError, DeviceProtocolError, DeviceTimeoutError, DeviceUnavailableError
 from portlane.drivers.registry import create
-from portlane.drivers.virtual import VirtualWorld, virtual_world
+from portlane.drivers.virtual_world import VirtualWorld, virtual_world
 from portlane.sim_devices.faults import FaultInjector
 from portlane.sim_devices.seal_reader import start_seal_reader
 from portlane.sim_devices.world import LaneWorld, Seal, Vehicle, VehiclePosition

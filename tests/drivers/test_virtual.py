@@ -22,15 +22,13 @@ from portlane.drivers.base import (
     IoDriver,
     LightColour,
     RfidDriver,
-    ScannerDriver,
-    ScannerState,
-    ScanResult,
     WeighbridgeDriver,
     Weight,
 )
 from portlane.drivers.config import DeviceConfig, VirtualLink
 from portlane.drivers.errors import DeviceFaultError, DeviceTimeoutError, DeviceUnavailableError
-from portlane.drivers.virtual import EMPTY_LANE_JPEG, Command, virtual_world
+from portlane.drivers.scanner_device import ScannerDriver, ScannerState, ScanResult
+from portlane.drivers.virtual_world import EMPTY_LANE_JPEG, Command, virtual_world
 
 GUARD_S = 5.0
 

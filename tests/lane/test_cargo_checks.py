@@ -280,7 +280,7 @@ def test_driver_readings_become_contract_events_with_their_verdict() -> None:
     import dataclasses
     import datetime
 
-    from portlane.drivers.base import (
+    from portlane.drivers.cargo_devices import (
         RadiationFault,
         RouteStatus,
         RpmOccupancy,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portlane.drivers.base import RpmStatus
+from portlane.drivers.cargo_devices import RpmStatus
 from portlane.edge.contract.events import PlateRead, RpmOccupancyEvent
 from portlane.edge.lane.actions import Action, Publish
 from portlane.edge.lane.logic import LaneLogic

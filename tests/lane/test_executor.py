@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from portlane.drivers.base import BoardLine, LightColour
-from portlane.drivers.virtual import VirtualWorld, virtual_world
+from portlane.drivers.virtual_world import VirtualWorld, virtual_world
 from portlane.edge.config import parse_site
 from portlane.edge.contract.events import DeviceState
 from portlane.edge.contract.topics import Topics

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from portlane.drivers.base import GatePosition, RadiationFault, RouteStatus, SealKind, SealRecord, SealState
+from portlane.drivers.base import GatePosition
+from portlane.drivers.cargo_devices import RadiationFault, RouteStatus, SealKind, SealRecord, SealState
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.lane.passage import LaneTimeouts, Stage
 from portlane.edge.trust.audit_chain import read_entries

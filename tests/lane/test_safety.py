@@ -72,17 +72,10 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from portlane.drivers.base import (
-    GatePosition,
-    RadiationFault,
-    RouteStatus,
-    RpmStatus,
-    SealKind,
-    SealRecord,
-    SealState,
-)
+from portlane.drivers.base import GatePosition
+from portlane.drivers.cargo_devices import RadiationFault, RouteStatus, RpmStatus, SealKind, SealRecord, SealState
 from portlane.drivers.errors import DeviceError
-from portlane.drivers.virtual import virtual_world
+from portlane.drivers.virtual_world import virtual_world
 from portlane.edge.config import parse_site
 from portlane.edge.contract.events import ContainerRead, PassageDecided, PlateRead
 from portlane.edge.contract.times import rfc3339

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
-from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus, ScanResult
+from portlane.drivers.scanner_device import ScannerDriver, ScannerState, ScannerStatus, ScanResult
 from portlane.edge.contract.events import InspectionRequested
 from portlane.edge.contract.topics import Topics
 from portlane.edge.scanner.executor import ScannerExecutor

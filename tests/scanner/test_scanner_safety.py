@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from portlane.drivers.base import ScannerDriver, ScannerState, ScannerStatus
 from portlane.drivers.errors import DeviceFaultError
+from portlane.drivers.scanner_device import ScannerDriver, ScannerState, ScannerStatus
 from portlane.edge.scanner.queue import ScanQueue
 
 SETTINGS = settings(

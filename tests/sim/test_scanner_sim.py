@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from portlane.drivers.base import ScannerDriver, ScannerState, ScanResult
 from portlane.drivers.config import DeviceConfig
 from portlane.drivers.errors import DeviceFaultError
 from portlane.drivers.registry import create
+from portlane.drivers.scanner_device import ScannerDriver, ScannerState, ScanResult
 from portlane.sim_devices.scanner import PlcState, ScannerWorld, start_scanner
 
 #: Physics at 1/1000 of real time: warm-up 30 ms, a 10–40 s scan takes 10–40 ms.
