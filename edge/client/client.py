@@ -275,7 +275,8 @@ class SiteClient:
     ) -> CommandResult:
         """Sign ``name`` for ``unit``, send it, and return its answer; unanswered after
         ``resend_s`` it is signed again (fresh nonce, fresh validity) up to ``attempts`` times,
-        then :class:`CommandTimeoutError`."""
+        then :class:`CommandTimeoutError`. An attempt starts only once the client is connected
+        (a broker that is down holds the command back; it is signed when it goes out)."""
         if self.signer is None:
             raise NoSignerError(f"client {self.unit} has no signing key; give its clients[] entry a key and commands")
         if not _ID.fullmatch(unit):
@@ -283,6 +284,10 @@ class SiteClient:
         if self._task is None or self._closed:
             raise ClientStateError("start the client (async with) before sending commands")
         for attempt in range(1, attempts + 1):
+            # Only what reached the broker is timed: while the link is down (a broker restart) a
+            # command is not sent, and its attempts would run out before the broker is back —
+            # the unit would wait for an answer nobody sends any more.
+            await self.link.wait_connected()
             nonce, fut = self._send(unit, name, dict(args or {}), passage_id, ttl_s)
             try:
                 async with asyncio.timeout(resend_s):

@@ -312,6 +312,34 @@ async def test_a_command_signed_before_a_new_units_nonce_store_is_signed_again(
     assert (result.ok, result.reason, result.attempts) == (True, None, 2) and signatures == 2
 
 
+async def test_a_command_waits_for_the_broker_instead_of_running_out_of_attempts(tmp_path: Path) -> None:
+    """A command asked for while the broker is down goes out when it is back: its attempts are
+    counted from when it reached the broker. (The platform's decisions for a lane that had just
+    identified a vehicle ran out of their 3 × 15 s while Mosquitto was down 30 s and the
+    platform reconnected; the lane waited for ever for an answer nobody sent any more.)"""
+    broker = MosquittoBroker(persistence_dir=tmp_path / "mosquitto")
+    await broker.start()
+    try:
+        async with lane_and_client(broker.url, tmp_path) as (rig, client), client:
+            await client.wait_subscribed()
+            await rig.until(lambda: rig.daemon.unit.outbox.last_seq >= 1)
+            await broker.stop(graceful=True)
+            async with asyncio.timeout(WITHIN_S):  # until the client knows it is cut off
+                while client.link.connected:  # noqa: ASYNC110 - MqttLink has no event for a loss
+                    await asyncio.sleep(0.01)
+            asked = asyncio.create_task(
+                client.command("c1", "replay_events", args={"from_seq": 1, "to_seq": 1}, resend_s=0.5, attempts=2)
+            )
+            await asyncio.sleep(2.0)  # the outage itself (longer than both attempts), not a synchronisation
+            assert not asked.done()
+            await broker.start()
+            async with asyncio.timeout(WITHIN_S):
+                result = await asked
+        assert result.ok and result.attempts == 1, result
+    finally:
+        await broker.close()
+
+
 async def test_a_real_lanes_retained_status_verifies(broker: BrokerProcess, tmp_path: Path) -> None:
     """The unit skeleton says its status at every connect: a signed ``unit.status`` event, its
     envelope retained on the status topic. The retained copy must verify as the event does, or
