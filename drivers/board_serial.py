@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import BoardColour, BoardDriver, BoardLine
-from .bus import Rs485Bus, bus_for
+from .bus import BusMember, Rs485Bus
 from .config import DeviceConfig, SerialLink
 from .errors import DeviceFaultError, DeviceUnavailableError
 from .serial_link import FrameError
@@ -222,7 +222,7 @@ def _payload(address: int, cmd: str, p: bytes) -> BoardFrame:
     return BoardFrame(address, cmd, line=line, colour=colour, encoding=enc, text=text)
 
 
-class SerialBoard(BoardDriver):
+class SerialBoard(BusMember, BoardDriver):
     """A guidance board at address ``config.unit``. ``show`` writes every line off-screen,
     then flips them on screen with one ``D`` command."""
 
@@ -236,16 +236,6 @@ class SerialBoard(BoardDriver):
         self.address = config.unit
         self._bus_opts = bus_opts
         self._bus: Rs485Bus | None = None
-
-    async def _connect(self) -> None:
-        bus = bus_for(self.link, **self._bus_opts)
-        await bus.acquire(self.device_id)
-        self._bus = bus
-
-    async def _close(self) -> None:
-        bus, self._bus = self._bus, None
-        if bus is not None:
-            await bus.release(self.device_id)
 
     async def _send(self, request: bytes, cmd: str) -> None:
         if self._bus is None:

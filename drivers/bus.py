@@ -56,6 +56,7 @@ __all__ = [
     "BREAKER_COOLDOWN_S",
     "BREAKER_FAILURES",
     "BreakerState",
+    "BusMember",
     "CircuitBreaker",
     "Rs485Bus",
     "SlaveIsolatedError",
@@ -438,3 +439,25 @@ def _forget(bus: Rs485Bus) -> None:
     for buses in _BUSES.values():
         if buses.get(bus.name) is bus:
             del buses[bus.name]
+
+
+class BusMember:
+    """A device on a shared RS-485 line (gate controller, LED board, seal reader): connecting
+    joins the line's bus scheduler (:func:`bus_for`), closing leaves it. Put it before the
+    device's interface in the bases; the device's ``__init__`` sets ``link``, ``_bus_opts`` and
+    ``_bus = None``."""
+
+    device_id: str
+    link: SerialLink
+    _bus_opts: dict[str, Any]
+    _bus: Rs485Bus | None
+
+    async def _connect(self) -> None:
+        bus = bus_for(self.link, **self._bus_opts)
+        await bus.acquire(self.device_id)
+        self._bus = bus
+
+    async def _close(self) -> None:
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            await bus.release(self.device_id)

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import DEFAULT_TIMEOUT_S, EdgeCounts, GateDriver, GatePosition, GateStatus
-from .bus import Rs485Bus, Urgency, bus_for
+from .bus import BusMember, Rs485Bus, Urgency
 from .config import DeviceConfig, SerialLink
 from .crc import crc16_modbus
 from .errors import DeviceFaultError, DeviceProtocolError, DeviceUnavailableError
@@ -231,7 +231,7 @@ def status_from_frame(frame: GateFrame) -> tuple[GateStatus, int]:
     return st, angle
 
 
-class Rs485Gate(GateDriver):
+class Rs485Gate(BusMember, GateDriver):
     """A barrier controller at address ``config.unit`` on an RS-485 bus.
 
     The device deadline covers waiting for the bus (behind at most one other slave's
@@ -259,16 +259,6 @@ class Rs485Gate(GateDriver):
         if self._bus is None:
             raise DeviceUnavailableError("not connected", device=self.device_id)
         return self._bus
-
-    async def _connect(self) -> None:
-        bus = bus_for(self.link, **self._bus_opts)
-        await bus.acquire(self.device_id)
-        self._bus = bus
-
-    async def _close(self) -> None:
-        bus, self._bus = self._bus, None
-        if bus is not None:
-            await bus.release(self.device_id)
 
     async def _request(self, cmd: Cmd, data: bytes = b"") -> GateFrame:
         """One transaction; a NAK (to a command, or to a status request of a busy

@@ -46,7 +46,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from .bus import Rs485Bus, bus_for
+from .bus import BusMember, Rs485Bus
 from .cargo_devices import AUTH_LEN, LockRefusal, RouteStatus, SealKind, SealReaderDriver, SealRecord, SealState
 from .config import DeviceConfig, SerialLink
 from .crc import crc16_modbus_bytes
@@ -196,7 +196,7 @@ def decode_inventory(data: bytes) -> tuple[SealRecord, ...]:
     return tuple(decode_record(data[1 + i * RECORD_LEN : 1 + (i + 1) * RECORD_LEN]) for i in range(data[0]))
 
 
-class SerialSealReader(SealReaderDriver):
+class SerialSealReader(BusMember, SealReaderDriver):
     """A reader at address ``config.unit``, polled through the port's RS-485 bus scheduler
     (it may share the line with the gate controller and the board)."""
 
@@ -210,16 +210,6 @@ class SerialSealReader(SealReaderDriver):
         self.address = config.unit
         self._bus_opts = bus_opts
         self._bus: Rs485Bus | None = None
-
-    async def _connect(self) -> None:
-        bus = bus_for(self.link, **self._bus_opts)
-        await bus.acquire(self.device_id)
-        self._bus = bus
-
-    async def _close(self) -> None:
-        bus, self._bus = self._bus, None
-        if bus is not None:
-            await bus.release(self.device_id)
 
     async def _transact(self, cmd: int, data: bytes, work_s: float) -> bytes:
         if self._bus is None:
