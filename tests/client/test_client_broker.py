@@ -190,7 +190,21 @@ async def test_nothing_unsigned_on_the_broker_is_believed_or_ends_the_client(
     ahead made the console sign a replay for that id and die; unsigned events and statuses were
     taken as facts. Retained garbage is there at every start of a client."""
     seen_cmds: list[Message] = []
-    spy = MqttLink(broker.url, client_id="spy", subscriptions=[f"{PREFIX}/+/cmd/#"], on_message=seen_cmds.append)
+    lane_status_out = asyncio.Event()
+
+    def on_spied(m: Message) -> None:
+        if m.topic.endswith("/status"):
+            if b'"sig"' in m.payload:  # the lane's own, signed
+                lane_status_out.set()
+        else:
+            seen_cmds.append(m)
+
+    spy = MqttLink(
+        broker.url,
+        client_id="spy",
+        subscriptions=[f"{PREFIX}/+/cmd/#", f"{PREFIX}/c1/status"],
+        on_message=on_spied,
+    )
     junk = MqttLink(broker.url, client_id="junk")
     tasks = [asyncio.create_task(spy.run(), name="spy"), asyncio.create_task(junk.run(), name="junk")]
     try:
@@ -218,7 +232,10 @@ async def test_nothing_unsigned_on_the_broker_is_believed_or_ends_the_client(
         await junk.publish(f"{PREFIX}/xray-1/event/scan.completed", b"[" * 100_000, retain=True)
         async with lane_and_client(broker.url, tmp_path, backfill=True) as (rig, client):
             # A forged retained status replaces the lane's own: "out of service", last_seq ahead.
-            await rig.until(lambda: rig.daemon.unit.outbox.last_seq >= 1)  # the lane has said its status
+            # Once the lane's own status is on the broker (not just in its outbox: sent later it
+            # would replace the forgery before the client reads it).
+            async with asyncio.timeout(WITHIN_S):
+                await lane_status_out.wait()
             forged_status = {"state": "online", "unit": "c1", "in_service": False, "last_seq": 10**6}
             await junk.publish(f"{PREFIX}/c1/status", json.dumps(forged_status).encode(), retain=True)
             retained.append((f"{PREFIX}/c1/status", forged_status))
@@ -323,14 +340,17 @@ async def test_a_command_waits_for_the_broker_instead_of_running_out_of_attempts
         async with lane_and_client(broker.url, tmp_path) as (rig, client), client:
             await client.wait_subscribed()
             await rig.until(lambda: rig.daemon.unit.outbox.last_seq >= 1)
+            # The lane is back within 0.2 s of the broker: what is timed here is the client, not
+            # how far the lane's own reconnect backoff has grown during the outage (up to 5 s).
+            rig.daemon.unit.link.backoff = Backoff(initial=0.05, cap=0.2)
             await broker.stop(graceful=True)
             async with asyncio.timeout(WITHIN_S):  # until the client knows it is cut off
                 while client.link.connected:  # noqa: ASYNC110 - MqttLink has no event for a loss
                     await asyncio.sleep(0.01)
             asked = asyncio.create_task(
-                client.command("c1", "replay_events", args={"from_seq": 1, "to_seq": 1}, resend_s=0.5, attempts=2)
+                client.command("c1", "replay_events", args={"from_seq": 1, "to_seq": 1}, resend_s=1.5, attempts=2)
             )
-            await asyncio.sleep(2.0)  # the outage itself (longer than both attempts), not a synchronisation
+            await asyncio.sleep(3.5)  # the outage itself (longer than both attempts), not a synchronisation
             assert not asked.done()
             await broker.start()
             async with asyncio.timeout(WITHIN_S):
