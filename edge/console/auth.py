@@ -257,8 +257,8 @@ class LoginThrottle:
 
     Failures are audited through a :class:`~portlane.edge.trust.rejections.RejectionAggregator`
     (kind ``sign_in_failed``: the first ones individually, a flood as one summary per name and
-    minute) when ``audit`` is given; call :meth:`flush` on a tick and ``flush(force=True)`` at
-    shutdown.
+    minute — ``wall_clock``'s minutes, UNIX seconds) when ``audit`` is given; call :meth:`flush`
+    on a tick and ``flush(force=True)`` at shutdown.
     """
 
     def __init__(
@@ -275,6 +275,7 @@ class LoginThrottle:
         trusted_proxies: frozenset[str] = LOOPBACK,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.free_failures = free_failures
         self.first_delay_s = first_delay_s
@@ -289,7 +290,9 @@ class LoginThrottle:
         self._accounts: OrderedDict[str, _Failures] = OrderedDict()
         self._sources: OrderedDict[str, _Failures] = OrderedDict()
         self._waiting: dict[str, int] = {}
-        self.rejections = None if audit is None else RejectionAggregator(audit, lane=None, kind="sign_in_failed")
+        self.rejections = (
+            None if audit is None else RejectionAggregator(audit, lane=None, kind="sign_in_failed", clock=wall_clock)
+        )
         #: Totals since start, for the health page: failed sign-ins, delayed ones, refused floods.
         self.failures = 0
         self.delayed = 0

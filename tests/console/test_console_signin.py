@@ -41,13 +41,18 @@ class Time:
     def clock(self) -> float:
         return self.now
 
+    def wall(self) -> float:
+        """UNIX seconds for the audit's per-minute windows: the start of a minute, standing
+        still (no wall-clock minute may end in the middle of a test)."""
+        return 1_800_000_000.0
+
     async def sleep(self, s: float) -> None:
         self.slept.append(s)
         self.now += s
 
 
 def throttle(t: Time, **kw: Any) -> LoginThrottle:
-    return LoginThrottle(clock=t.clock, sleep=t.sleep, **kw)
+    return LoginThrottle(clock=t.clock, sleep=t.sleep, wall_clock=t.wall, **kw)
 
 
 async def test_hammering_a_name_never_locks_its_owner_out() -> None:
