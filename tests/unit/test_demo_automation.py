@@ -6,9 +6,15 @@ settled needs an officer; a wrong identity, by reads or by declaration, is count
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
+from portlane.edge.contract.events import PlateRead
 from portlane.edge.demo.automation import Truth, per_passage
+from portlane.edge.lane.predecision_rules import FullMatch, Observed
+from portlane.edge.lane.predecisions import PredecisionBook
+
+from tests.declarations import AGENCIES, BOXES, HK_TRUCK_PLATES, TAG, Declaration, reads
 
 _seq = itertools.count(1)
 
@@ -169,3 +175,27 @@ def test_each_passage_is_judged_once_on_the_lanes_own_identification() -> None:
     out = score(first, dict(first), corrected, lane_p2, withdrawn)
     assert counts(out) == (1, 0, 1, 0, 2) and out["withdrawn_by_control_order"] == 1
     assert out["needs_officer_exceptions"] == {"low_confidence": 1}
+
+
+def test_the_lanes_own_event_for_a_province_in_doubt_on_a_full_match_scores_by_declaration() -> None:
+    """The chain end to end, without hand-written fields: the lane's book matches a cross-boundary
+    truck whose 粤Z plate was read as 湘Z… in doubt (its Hong Kong plate and e-card sure), the
+    lane's ``vehicle.identified`` is built by the contract's model, and the scorer counts it
+    automated by declaration — right for the declared truck, wrong for a truck it is not."""
+    book = PredecisionBook()
+    declaration = Declaration()
+    for d in declaration.every(AGENCIES):
+        assert book.add(d, 1000.0).accepted
+    base = reads(exceptions=("low_confidence",))
+    doubt = PlateRead(text="湘Z1234港", kind="cn_crossborder", confidence=0.45)
+    identity = replace(base, plates=(doubt, base.plates[1]), confidence=0.45)
+    result = book.match(Observed.from_identity(identity), lane="c1", agencies=AGENCIES, now=1000.0)
+    assert isinstance(result, FullMatch)
+    data = identity.event("c1-p1", predecision_ids=result.ids).model_dump(mode="json")
+    event = {"id": "e1", "type": "portlane.vehicle.identified", "source": "portlane/site/c1", "seq": 1, "data": data}
+    declared = {i: (HK_TRUCK_PLATES, tuple(n for n, _t in BOXES)) for i in result.ids}
+    truck = Truth.of(HK_TRUCK_PLATES, (n for n, _t in BOXES), HK_TRUCK_PLATES)
+    out = per_passage([event], {TAG: truck}, declared)
+    assert counts(out) == (0, 1, 0, 0, 1)
+    other = Truth.of(("湘Z1234港", "AB1234"), (n for n, _t in BOXES), ("湘Z1234港", "AB1234"))
+    assert counts(per_passage([event], {TAG: other}, declared)) == (0, 0, 0, 1, 1)
