@@ -8,6 +8,8 @@ Modules::
     report.py    the run's state and what it reports: invariants, per-stage figures, stuck lanes
     predecisions.py  the platform's declarations made from the traffic plan, and what the run
                  reports of them: automatic releases, refusals, clearance time by release basis
+    automation.py  per passage, what the lane settled on its own (by its reads, or on a fully
+                 matching pre-decision), right or wrong, and what went to an officer
     cargo_report.py  the cargo lanes' figures (occupancies, alarms, adjudications, seals) and invariants
     sitegen.py   a demo site with any number of lanes, generated from a real site file; the
                  simulators' links put into a site

@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 from portlane.edge.config import Site
 from portlane.edge.console.analytics import percentile
 from portlane.edge.contract.events import STAGES
+from portlane.edge.demo.automation import Truth, per_passage
 from portlane.edge.demo.cargo_report import cargo_summary, cargo_violations
 from portlane.edge.demo.observer import DemoObserver
 from portlane.edge.demo.options import DemoOptions
@@ -36,6 +38,8 @@ from portlane.sim_devices.traffic import TrafficPlan
 from portlane.sim_devices.world import LaneWorld
 
 __all__ = ["DemoRun", "check_invariants", "count_events", "stuck_lanes", "summarise"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -141,7 +145,7 @@ def _recognition_summary(run: DemoRun, completed: list[dict[str, Any]]) -> dict[
     cont = [c["number"] for d in identified for c in d["containers"]]
     lat = sorted(run.recogniser.latencies)
     return {
-        "per_passage": _automation(run, identified),
+        "per_passage": _automation(run),
         "identifications": len(identified),
         "plates_exact": plates_ok,
         "containers_read": len(cont),
@@ -154,42 +158,24 @@ def _recognition_summary(run: DemoRun, completed: list[dict[str, Any]]) -> dict[
     }
 
 
-def _automation(run: DemoRun, identified: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per passage, against the vehicle that really drove through (found by its e-card): identified
-    by the lane alone and right, sent to an officer (an exception), or identified alone and wrong;
-    the traffic's deliberately swapped plates flagged ``dual_plate_mismatch`` are counted apart
-    (flagging them is the right outcome) and left out of the share."""
-    from portlane.models.grammar import normalise  # a Macau plate is MX-12-34 or MX1234
-
-    vehicles = {v.tag_id: v for vs in run.plan.per_lane.values() for v in vs}
-    registered = {r["tag_id"]: sorted(normalise(t) for t in r["plates"]) for r in run.plan.registrations}
-    out: dict[str, Any] = {
-        "passages": len(identified),
-        "automated_right": 0,
-        "needs_officer": 0,
-        "automated_wrong": 0,
-        "swapped_plate_caught": 0,  # the traffic's deliberate plate swaps, flagged as they must be
+def _automation(run: DemoRun) -> dict[str, Any]:
+    """Per passage, what the lane settled on its own, right or wrong (``automation.py``)."""
+    registered = {r["tag_id"]: r["plates"] for r in run.plan.registrations}
+    vehicles = {
+        v.tag_id: Truth.of(
+            v.plates,
+            v.containers,
+            registered.get(v.tag_id, v.plates),
+            seal_fault=(c := run.plan.cargo.get(v.tag_id)) is not None and c.seal_fault is not None,
+        )
+        for vs in run.plan.per_lane.values()
+        for v in vs
     }
-    wrong: list[dict[str, Any]] = []
-    for d in identified:
-        v = vehicles.get(d.get("tag_id") or "")
-        swapped = v is not None and sorted(normalise(t) for t in v.plates) != registered.get(v.tag_id)
-        if swapped and "dual_plate_mismatch" in (d.get("exceptions") or ()):
-            out["swapped_plate_caught"] += 1
-            continue
-        if d.get("exceptions") or v is None:
-            out["needs_officer"] += 1
-            continue
-        plates = {normalise(p["text"]) for p in d["plates"]}
-        boxes = {c["number"] for c in d["containers"]}
-        truth = {normalise(t) for t in v.plates} | set(v.containers)
-        right = plates | boxes == truth
-        out["automated_right" if right else "automated_wrong"] += 1
-        if not right:
-            wrong.append({"identified": sorted(plates | boxes), "vehicle": sorted({*v.plates, *v.containers})})
-    n = out["passages"] - out["swapped_plate_caught"]
-    share = round(out["automated_right"] / n, 4) if n else 0.0
-    return out | {"automated_right_share": share, "wrong": wrong}
+    declared = run.declarations.identities() if run.declarations is not None else {}
+    out = per_passage(run.observer.events if run.observer else (), vehicles, declared)
+    if out["automated_wrong"]:
+        log.error("demo: %d passages identified alone and WRONG: %s", out["automated_wrong"], out["wrong"])
+    return out
 
 
 def _predecisions(run: DemoRun) -> dict[str, Any] | None:

@@ -285,6 +285,9 @@ class CentralPlatform:
         args = {
             "plates": truth or [p.text for p in ident.plates] or ["UNKNOWN"],
             "containers": [c.number for c in ident.containers],
+            # The e-card read stands: without it the corrected identification names no vehicle,
+            # and a desk waiting for the truck (a radiation alarm's adjudication) never answers.
+            **({"tag_id": ident.tag_id} if ident.tag_id else {}),
             "operator": "officer-zh-017",
             "reason": "checked against camera images",
         }

@@ -296,6 +296,24 @@ class Declarations:
     def ids_of(self, vid: str) -> tuple[str, ...]:
         return tuple(pid for _a, pid in self.plans[vid].ids)
 
+    def declared_boxes(self, p: TripPlan) -> tuple[tuple[str, str], ...]:
+        """The (number, size/type) its pre-decisions declare: none when the lanes read no
+        containers, one swapped for a ``container_mismatch``."""
+        boxes = p.trip.containers if self.policy.containers_read else ()
+        if p.mismatch == "container_mismatch" and boxes:
+            boxes = (_swapped(boxes[0]), *boxes[1:])
+        return boxes
+
+    def identities(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Pre-decision id -> the identity it declares (plates, container numbers): what a lane
+        that released on it released."""
+        return {
+            pid: (p.trip.plates, tuple(n for n, _t in self.declared_boxes(p)))
+            for p in self.plans.values()
+            if p.declared
+            for _a, pid in p.ids
+        }
+
     def by_tag(self) -> dict[str, TripPlan]:
         return {p.trip.tag_id: p for p in self.plans.values()}
 
@@ -322,9 +340,7 @@ class Declarations:
         if p.mismatch == "expired":
             valid_until = now + EXPIRES_AFTER_S * self.policy.time_factor
             end = min(end, valid_until)
-        boxes = t.containers if self.policy.containers_read else ()
-        if p.mismatch == "container_mismatch" and boxes:
-            boxes = (_swapped(boxes[0]), *boxes[1:])
+        boxes = self.declared_boxes(p)
         gross: int | None = None
         if lane.weighbridge and t.weight_kg is not None:
             gross = t.weight_kg - OVERLOAD_KG if p.mismatch == "weight_out_of_tolerance" else t.weight_kg

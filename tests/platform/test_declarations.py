@@ -214,6 +214,29 @@ def test_the_overweight_and_swapped_trips_say_what_was_declared() -> None:
             assert p.trip.containers[0][0] in detail and "read" in detail
 
 
+def test_the_identity_of_each_pre_decision_is_what_its_command_declares() -> None:
+    """``identities()`` (what the demo judges a release on pre-decisions by) is what was signed:
+    the swapped box of a container_mismatch, no boxes when the lanes read none."""
+    for read in (True, False):
+        policy = Policy(share=0.7, mix={"container_mismatch": 1}, containers_read=read, seed=5)
+        d = Declarations.plan(make_trips(30), LANES, policy)
+        signed = {
+            o.args["predecision_id"]: (
+                tuple(o.args["plates"]),
+                tuple(c["number"] for c in o.args.get("containers", ())),
+            )
+            for o in d.ahead(NOW)
+            if o.cmd == "predecision"
+        }
+        ids = d.identities()
+        assert ids == signed and len(ids) == sum(len(p.ids) for p in d.plans.values() if p.declared) > 0
+        swapped = next(p for p in d.plans.values() if p.mismatch == "container_mismatch") if read else None
+        if swapped is not None:
+            (_a, pid), *_ = swapped.ids
+            assert ids[pid][1][0] != swapped.trip.containers[0][0]
+        assert any(boxes for _plates, boxes in ids.values()) is read
+
+
 def test_without_container_reads_a_truck_declared_without_boxes_matches() -> None:
     d = Declarations.plan(make_trips(12), LANES, Policy(share=1.0, mix={}))
     books = books_after(d.ahead(NOW), LANES)

@@ -157,6 +157,37 @@ async def test_its_desks_see_a_vehicle_the_lane_released_on_pre_decisions(
         assert platform.stats.decided_by_lane == 1 and platform.stats.identified == 1
 
 
+async def test_an_officers_correction_keeps_the_e_card_and_the_desk_adjudicates_on_it(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """A truck whose radiation alarm came before a doubtful identification: the officer corrects
+    the identity keeping its e-card, and the desk adjudicates on the corrected one. (Seen in the
+    demo: the correction carried no e-card, the desk never learnt the truck, the lane waited for
+    the adjudication until the run timed out.)"""
+    desk = CargoDesk({"E1": CargoTruth(radiation="norm")})
+    async with running(broker.url, tmp_path, inspect_ratio=0.0, desks=[desk]) as (_platform, lanes, _signed):
+        alarm = {"passage_id": "c1-p8", "portal": "c1/rpm", "occupancy": 2, "categories": ["gamma"], "gamma_sigma": 9.5}
+        await lanes.event("c1", "rpm.alarm", alarm)
+        doubt = [{"text": "浙B12345", "kind": "cn", "confidence": 0.5}]
+        await lanes.event("c1", "vehicle.identified", identified("c1-p8", plates=doubt, exceptions=["low_confidence"]))
+        fix = await lanes.next_command()
+        assert (fix["cmd"], fix["args"]["plates"], fix["args"].get("tag_id")) == (
+            "correct_identity",
+            ["粤B12345"],
+            "E1",
+        )
+        plates = [{"text": "粤B12345", "kind": "cn", "confidence": 1.0}]
+        corrected = identified("c1-p8", plates=plates, tag_id=fix["args"]["tag_id"], corrected_by="officer-zh-017")
+        await lanes.event("c1", "vehicle.identified", corrected)
+        cmd = await lanes.next_command()
+        assert (cmd["cmd"], cmd["passage_id"], cmd["args"]["code"], cmd["args"]["occupancy"]) == (
+            "adjudicate",
+            "c1-p8",
+            4,
+            2,
+        )
+
+
 async def test_a_scan_result_decides_only_signed_by_the_lanes_scanner_for_a_passage_ordered_inspected(
     broker: BrokerProcess, tmp_path: Path
 ) -> None:

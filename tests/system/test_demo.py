@@ -278,7 +278,9 @@ def test_demo_replays_labelled_photographs(tmp_path: Path) -> None:
     pp = s["recognition"]["per_passage"]
     assert s["passages"] == 3 and s["invariant_violations"] == 0 and s["events_lost"] == 0
     assert pp["passages"] == 3 and pp["automated_wrong"] == 0
-    assert pp["automated_right"] + pp["needs_officer"] == 3
+    apart = pp["swapped_plate_caught"] + pp["seal_fault_caught"]  # planted faults, flagged
+    assert pp["automated_right"] + pp["needs_officer"] + apart == 3
+    assert pp["automated_right"] == pp["automated_right_by_reads"] + pp["automated_right_by_declaration"]
     assert s["recognition"]["containers_read"] >= 1  # the photographs were read, not drawn
 
 
