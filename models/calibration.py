@@ -11,7 +11,9 @@ thresholds of a :class:`Policy`:
 * **plates** (no check digit): the combined confidence (weakest character × e^(−cost/4)) at
   least ``plate_min_conf``, every Hanzi at least ``province_conf``, and a mainland province
   Hanzi at least ``province_px`` pixels high (below that the general-purpose recogniser's
-  Hanzi is not trustworthy alone: ``doubt="province"``, a second camera or the e-card decides);
+  Hanzi is not trustworthy alone: ``doubt="province"``, a second camera or the e-card decides)
+  — or at least ``province_px_alone`` when the province, cut out and re-read alone, says the
+  same in every cut (``PlateRead.province_alone``, ``plate_province.py``);
 * **container numbers**: the check digit was *read* and validates; every character but the
   weakest at least ``container_sure``, the weakest at least ``container_min_one``, every
   owner-code letter at least ``container_sure`` — and every character when the number is valid
@@ -68,6 +70,8 @@ class Policy:
     plate_min_conf: float = 0.7
     province_conf: float = 0.9
     province_px: float = 40.0
+    #: the floor for a province whose glyph read alone agrees (``PlateRead.province_alone``)
+    province_px_alone: float = 1e9
     plate_max_cost: float = 2.0
     container_sure: float = 0.9
     container_min_one: float = 0.5
@@ -78,7 +82,9 @@ class Policy:
 #: goes below. The floors are priors, not fits: 40 px for a province Hanzi is the size rule of
 #: the previous round (GA 36 glyph proportions); with the grid allowed down to 30 px, the fold
 #: holding the EasyPR scenes was fitted to 30 px on the other folds and then confirmed 浙 for 湘
-#: (p0012, 31 px) on its own — the fit cannot see that failure coming, the floor can. For
+#: (p0012, 31 px) on its own — the fit cannot see that failure coming, the floor can. A province
+#: read alone (``plate_province``) may be smaller: its floor, 18 px, is where the glyph's cuts last
+#: agreed on a wrong province (新 for 沪 at 16.5 px on a downscaled copy of the set). For
 #: containers the development set holds no wrong read with a read, valid check digit, so every
 #: fit lands on the floors: all characters but one at 0.85 (the recogniser's Latin characters
 #: at 0.85+ were right 99 % of the time), the one doubtful digit at 0.3 (any single substitution
@@ -86,12 +92,15 @@ class Policy:
 GRID: dict[str, tuple[float, ...]] = {
     "plate_min_conf": (0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99),
     "province_px": (40.0, 45.0, 50.0, 60.0, 1e9),
+    "province_px_alone": (18.0, 24.0, 30.0, 40.0, 1e9),
     "container_sure": (0.85, 0.9, 0.93, 0.95, 0.97, 0.99),
     "container_min_one": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
 }
 
 #: Fitted on the whole development set (``portlane ocr eval DIR --fit``); docs/recognition.md.
-SHIPPED = Policy(plate_min_conf=0.7, province_px=40.0, container_sure=0.85, container_min_one=0.3)
+SHIPPED = Policy(
+    plate_min_conf=0.7, province_px=40.0, province_px_alone=18.0, container_sure=0.85, container_min_one=0.3
+)
 
 
 def _hanzi(r: PlateRead) -> list[float]:
@@ -109,8 +118,10 @@ def plate_decision(r: PlateRead, policy: Policy = SHIPPED) -> tuple[str, str]:
         or any(c < policy.province_conf for c in hanzi)
     ):
         return LOW_CONFIDENCE, "confidence"
-    if r.kind == "cn" and hanzi and (r.glyph_px is None or r.glyph_px < policy.province_px):
-        return LOW_CONFIDENCE, "province"
+    if r.kind == "cn" and hanzi:
+        floor = policy.province_px_alone if r.province_alone else policy.province_px
+        if r.glyph_px is None or r.glyph_px < min(floor, policy.province_px):
+            return LOW_CONFIDENCE, "province"
     return CONFIRMED, ""
 
 
@@ -178,7 +189,10 @@ def fit(samples: Sequence[Labelled], *, base: Policy = SHIPPED) -> Policy:
     plates = [s for s in samples if isinstance(s[0], PlateRead)]
     boxes = [s for s in samples if isinstance(s[0], ContainerRead)]
     policy = base
-    for names, group in ((("plate_min_conf", "province_px"), plates), (("container_sure", "container_min_one"), boxes)):
+    for names, group in (
+        (("plate_min_conf", "province_px", "province_px_alone"), plates),
+        (("container_sure", "container_min_one"), boxes),
+    ):
         if not group:
             continue
         best: tuple[int, Policy] | None = None

@@ -185,6 +185,10 @@ class PlateRead:
     cost: float = 0.0
     #: height in source pixels of the plate's glyphs (the province Hanzi), when it could be measured
     glyph_px: float | None = None
+    #: the province Hanzi, cut out and re-read alone in several cuts, is this read's province in
+    #: every cut (``plate_province.read_alone``): evidence independent of the line read that lets
+    #: a province smaller than 40 px confirm (``Policy.province_px_alone``)
+    province_alone: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """The read as plain JSON (``portlane ocr --json``, the recognition daemon's socket);
@@ -199,6 +203,7 @@ class PlateRead:
             "char_confidences": list(self.char_confidences),
             "cost": self.cost,
             "glyph_px": self.glyph_px,
+            "province_alone": self.province_alone,
         }
 
     @classmethod
@@ -216,4 +221,5 @@ class PlateRead:
             doubt=str(d.get("doubt", "")),
             cost=float(d.get("cost", 0.0)),
             glyph_px=None if glyph is None else float(glyph),
+            province_alone=bool(d.get("province_alone", False)),
         )

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from . import calibration, ctc, grammar, plate_look
+from . import calibration, ctc, grammar, plate_look, plate_province
 from .calibration import SHIPPED, Policy
 from .grammar import CONFIRMED, LETTERS, LOW_CONFIDENCE, PlateRead
 from .imaging import (
@@ -141,6 +141,7 @@ class PlateReader:
         if not any(_good(r) for r in reads):
             reads += self._read_colour_regions(view, [bbox_of(q) for q in lines], (ox, oy))
         reads = self._check_framings(view, reads, (ox, oy))
+        reads = plate_province.check_provinces(self.engine.rec, view, reads, (ox, oy), self.policy)
         self.timings["rec_ms"] = (time.perf_counter() - t0) * 1000
         return _vote(reads)
 
@@ -374,7 +375,8 @@ class PlateReader:
                     cands.append(_Cand(box, (len(crops) - 2, len(crops) - 1), "tight2", group=0))
         mats = self.engine.rec(crops)
         looks = [plate_look.look(img)] * len(crops)  # the whole crop is the plate
-        return _vote(self._decode_candidates(cands, mats, [c.shape[0] for c in crops], (0, 0), looks, personal=True))
+        reads = self._decode_candidates(cands, mats, [c.shape[0] for c in crops], (0, 0), looks, personal=True)
+        return _vote(plate_province.check_provinces(self.engine.rec, img, reads, (0, 0), self.policy))
 
 
 def _good(r: PlateRead) -> bool:

@@ -54,6 +54,22 @@ def test_small_province_waits_for_a_second_source() -> None:
     assert plate_decision(hk) == (CONFIRMED, "")  # no Hanzi: its size does not matter
 
 
+def test_a_province_read_alone_lowers_the_floor_to_its_own_and_no_further() -> None:
+    r = PlateRead("粤B12345", "cn", 0.99, None, (0.99,) * 7, LOW_CONFIDENCE, "", 0.0, 25.0)
+    alone = dataclasses.replace(r, province_alone=True)
+    assert plate_decision(alone) == (CONFIRMED, "")
+    assert plate_decision(dataclasses.replace(alone, glyph_px=SHIPPED.province_px_alone - 1)) == (
+        LOW_CONFIDENCE,
+        "province",
+    )
+    assert plate_decision(dataclasses.replace(alone, glyph_px=None)) == (LOW_CONFIDENCE, "province")
+    # the evidence does not lift a structural doubt, a weak Hanzi, nor a policy without the floor
+    assert plate_decision(dataclasses.replace(alone, doubt="framing")) == (LOW_CONFIDENCE, "framing")
+    weak = dataclasses.replace(alone, char_confidences=(0.8,) + (0.99,) * 6)
+    assert plate_decision(weak) == (LOW_CONFIDENCE, "confidence")
+    assert plate_decision(alone, Policy()) == (LOW_CONFIDENCE, "province")  # default: off
+
+
 def test_fit_keeps_a_margin_and_never_goes_below_the_floors() -> None:
     right = _box("CSQU3054383", (0.99,) * 10 + (0.65,))
     wrong = _box("CSQU3054383", (0.99,) * 10 + (0.45,))  # same shape, labelled wrong
@@ -62,6 +78,16 @@ def test_fit_keeps_a_margin_and_never_goes_below_the_floors() -> None:
     assert p.container_min_one == 0.6
     assert fit([(right, True)]).container_min_one == calibration.GRID["container_min_one"][0]
     assert container_decision(wrong, p)[0] == LOW_CONFIDENCE and container_decision(right, p)[0] == CONFIRMED
+
+
+def test_fit_of_the_read_alone_floor_keeps_its_margin() -> None:
+    def plate(px: float) -> PlateRead:
+        return PlateRead("湘GR0L16", "cn", 0.99, None, (0.99,) * 7, LOW_CONFIDENCE, "", 0.0, px, province_alone=True)
+
+    p = fit([(plate(35.0), True), (plate(20.0), False)])
+    # 24 px would keep the 20 px read out, but one step looser (18 px) confirms it
+    assert p.province_px_alone == 30.0
+    assert fit([(plate(35.0), True)]).province_px_alone == calibration.GRID["province_px_alone"][0]
 
 
 def test_isotonic_is_monotone_and_smoothed() -> None:
@@ -181,11 +207,15 @@ def test_removing_the_fold_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 plate_reads = st.builds(
-    lambda text, cc, doubt, px: PlateRead(text, "cn", min(cc), None, tuple(cc), LOW_CONFIDENCE, doubt, 0.0, px),
+    lambda text, cc, doubt, px, alone: PlateRead(
+        text, "cn", min(cc), None, tuple(cc), LOW_CONFIDENCE, doubt, 0.0, px, province_alone=alone
+    ),
     st.sampled_from(["粤B12345", "湘GR0L16"]),
     st.lists(char_conf, min_size=7, max_size=7),
     st.sampled_from([*sorted(calibration.STRUCTURAL), "", "province", "confidence"]),
-    st.one_of(st.none(), st.floats(5.0, 200.0)),
+    # the floors' neighbourhoods as well as anywhere (p0012's province was 31.5 px)
+    st.one_of(st.none(), st.floats(5.0, 200.0), st.sampled_from([17.9, 18.0, 25.0, 31.5, 39.9, 40.0])),
+    st.booleans(),
 )
 
 
@@ -194,7 +224,10 @@ def _plate_property(r: PlateRead) -> None:
     if r.doubt in calibration.STRUCTURAL:
         assert status == LOW_CONFIDENCE and doubt == r.doubt
     if status == CONFIRMED:
-        assert r.glyph_px is not None and r.glyph_px >= SHIPPED.province_px
+        # a province under the size floor confirms only when it was read alone, and never under
+        # the floor of the read-alone evidence
+        assert r.glyph_px is not None and r.glyph_px >= SHIPPED.province_px_alone
+        assert r.glyph_px >= SHIPPED.province_px or r.province_alone
         assert r.char_confidences[0] >= SHIPPED.province_conf
 
 
@@ -209,6 +242,24 @@ def test_removing_the_structural_guard_is_caught(monkeypatch: pytest.MonkeyPatch
 
     def mutant(r: PlateRead, policy: Policy = SHIPPED) -> tuple[str, str]:
         return real(dataclasses.replace(r, doubt=""), policy)
+
+    monkeypatch.setattr(calibration, "plate_decision", mutant)
+
+    @SETTINGS
+    @given(plate_reads)
+    def prop(r: PlateRead) -> None:
+        _plate_property(r)
+
+    with pytest.raises(AssertionError):
+        prop()
+
+
+def test_removing_the_read_alone_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutant: every small province treated as read alone (the evidence no longer asked for)."""
+    real = calibration.plate_decision
+
+    def mutant(r: PlateRead, policy: Policy = SHIPPED) -> tuple[str, str]:
+        return real(dataclasses.replace(r, province_alone=True), policy)
 
     monkeypatch.setattr(calibration, "plate_decision", mutant)
 

@@ -1,0 +1,124 @@
+"""Evidence for a small province Hanzi, measured on a labelled plate folder (issue 22).
+
+    .venv/bin/python bench/province_evidence.py /work/shared/data/plates [--scales 1,0.75,0.55] [--json FILE]
+
+The pool: every image as it is (scale 1) and copies downscaled (INTER_AREA) and re-encoded as
+JPEG q70 at the other scales — many more small provinces whose truth is known. Every mainland
+read of the shipped ``PlateReader`` whose serial equals a label's serial is scored: is its
+province the label's? For each such read the evidence of ``models/plate_province.py`` is taken
+in variants: each of the five cuts alone (padded to 320 columns as a line crop, or unpadded),
+and all five together (every cut must give the read's province with p ≥ MIN_P and a margin ≥
+MIN_MARGIN). A variant is safe on the pool only if no read with a wrong province passes it.
+Prints, per variant, how many right-province reads pass (all of them, and those held only for
+their province under 40 px: ``doubt="province"``, or confirmed only through the check) and which
+wrong ones do; docs/recognition.md has the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from portlane.models import ctc, grammar, plate_province
+from portlane.models.evaluation import labels_of, load_labels
+from portlane.models.imaging import Image, crop_box
+from portlane.models.onnx_ocr import OcrEngine, Recogniser
+from portlane.models.pipeline import PlateReader
+
+
+def _cut_reads(rec: Recogniser, crop: Image, text: str) -> dict[str, tuple[str, float, float]]:
+    """Per cut and padding: (top province, its posterior, margin over the runner-up)."""
+    folded = ctc.fold_separators(rec([crop])[0], rec.index)
+    line = ctc.best_path(folded, list(text), rec.index, folded=True)
+    out: dict[str, tuple[str, float, float]] = {}
+    if line is None or len(line.spans) < 5:
+        return out
+    for cut in plate_province.CUTS:
+        g = plate_province.cut_glyph(crop, line.spans, cut)
+        if g is None:
+            continue
+        for pad in (True, False):
+            post = plate_province.province_posterior(rec([g], pad=pad)[0], rec)
+            order = np.argsort(-post)
+            out[f"{cut}{' padded' if pad else ''}"] = (
+                grammar.CN_PROVINCES[order[0]],
+                float(post[order[0]]),
+                float(post[order[0]] - post[order[1]]),
+            )
+    return out
+
+
+def _passes(x: dict[str, Any], keys: list[str], p: float, margin: float) -> bool:
+    cuts = x["cuts"]
+    return all(k in cuts and cuts[k][0] == x["text"][0] and cuts[k][1] >= p and cuts[k][2] >= margin for k in keys)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("dir")
+    ap.add_argument("--scales", default="1,0.75,0.55")
+    ap.add_argument("--json", default=None, help="write every scored read here")
+    args = ap.parse_args()
+    d = Path(args.dir)
+    engine = OcrEngine()
+    reader = PlateReader(engine)
+    pool: list[dict[str, Any]] = []
+    for row in load_labels(d):
+        labels = labels_of(row)
+        original = cv2.imread(str(d / row["file"]))
+        for s in (float(v) for v in args.scales.split(",")):
+            img = original
+            if s != 1:
+                small = cv2.resize(original, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+                img = cv2.imdecode(cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_COLOR)
+            for r in reader.read(img):
+                text = grammar.normalise(r.text)
+                truth = next((lb[0] for lb in labels if lb[1:] == text[1:]), None)
+                if r.kind != "cn" or r.box is None or truth is None or text[0] not in grammar.CN_PROVINCES:
+                    continue
+                pool.append(
+                    {
+                        "file": row["file"],
+                        "scale": s,
+                        "text": text,
+                        "right": text[0] == truth,
+                        "doubt": r.doubt,
+                        # held only for its small province (or confirmed by the check below)
+                        "held": r.doubt == "province" or r.province_alone,
+                        "glyph_px": r.glyph_px,
+                        "cuts": _cut_reads(engine.rec, crop_box(img, r.box), text),
+                    }
+                )
+        print(row["file"], file=sys.stderr, flush=True)
+    keys = sorted({k for x in pool for k in x["cuts"]})
+    unpadded = [k for k in keys if not k.endswith("padded")]
+    padded = [k for k in keys if k.endswith("padded")]
+    variants = [(f"cut {k}", [k], 0.9, 0.5) for k in keys] + [
+        ("five padded cuts", padded, 0.5, 0.0),
+        ("five unpadded cuts (shipped)", unpadded, plate_province.MIN_P, plate_province.MIN_MARGIN),
+        ("five unpadded cuts, stricter", unpadded, 0.9, 0.8),
+    ]
+    right = [x for x in pool if x["right"]]
+    held = [x for x in right if x["held"]]
+    wrong = [x for x in pool if not x["right"]]
+    print(
+        f"pool: {len(pool)} reads, {len(right)} right provinces ({len(held)} held for the province), {len(wrong)} wrong"
+    )
+    for name, ks, p, m in variants:
+        bad = [(x["file"], x["scale"], x["doubt"]) for x in wrong if _passes(x, ks, p, m)]
+        print(
+            f"{name:40s} p>={p} margin>={m}: right {sum(_passes(x, ks, p, m) for x in right):3d}"
+            f" (held {sum(_passes(x, ks, p, m) for x in held):3d}), wrong {len(bad)} {bad}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(pool, ensure_ascii=False, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
