@@ -70,9 +70,9 @@ CUTS: tuple[tuple[float, float, int], ...] = (
 MIN_P = 0.8
 MIN_MARGIN = 0.5
 #: Steady (module docstring): the province most probable in every cut, and this many cuts sure.
-#: Chosen with a margin on the development pool (docs/recognition.md): one step looser in the
-#: count, or in p and margin alone, still confirms no wrong province; 3 cuts at p ≥ 0.9 and
-#: margin ≥ 0.8 would (p0012 on a ×0.85 JPEG copy: 浙 in every cut, three at p ≥ 0.91).
+#: Chosen with a margin on the development pool (docs/recognition.md): one step looser in any one
+#: of them (2 cuts, or p ≥ 0.9, or margin ≥ 0.8) still confirms no wrong province; p and margin
+#: both one step looser would (p0012 on a ×0.85 JPEG copy: 浙 first in every cut, three at p ≥ 0.91).
 STEADY_CUTS = 3
 STEADY_P = 0.95
 STEADY_MARGIN = 0.9
