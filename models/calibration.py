@@ -12,8 +12,8 @@ thresholds of a :class:`Policy`:
   least ``plate_min_conf``, every Hanzi at least ``province_conf``, and a mainland province
   Hanzi at least ``province_px`` pixels high (below that the general-purpose recogniser's
   Hanzi is not trustworthy alone: ``doubt="province"``, a second camera or the e-card decides)
-  — or at least ``province_px_alone`` when the province, cut out and re-read alone, says the
-  same in every cut (``PlateRead.province_alone``, ``plate_province.py``);
+  — or at least ``province_px_alone`` when the province, cut out and re-read alone, is the most
+  probable one in every cut, surely (``PlateRead.province_alone``, ``plate_province.py``);
 * **container numbers**: the check digit was *read* and validates; every character but the
   weakest at least ``container_sure``, the weakest at least ``container_min_one``, every
   owner-code letter at least ``container_sure`` — and every character when the number is valid

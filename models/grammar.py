@@ -186,8 +186,8 @@ class PlateRead:
     #: height in source pixels of the plate's glyphs (the province Hanzi), when it could be measured
     glyph_px: float | None = None
     #: the province Hanzi, cut out and re-read alone in several cuts, is this read's province in
-    #: every cut (``plate_province.read_alone``): evidence independent of the line read that lets
-    #: a province smaller than 40 px confirm (``Policy.province_px_alone``)
+    #: every cut, surely or steadily (``plate_province.read_alone``): evidence independent of the
+    #: line read that lets a province smaller than 40 px confirm (``Policy.province_px_alone``)
     province_alone: bool = False
 
     def as_dict(self) -> dict[str, object]:

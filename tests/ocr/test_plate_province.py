@@ -1,20 +1,28 @@
 """A small province Hanzi re-read on its own (``models/plate_province.py``), on the real
 recogniser and rendered plates: a sharp small province confirms the plate, a blurred one and
-any other province do not; the guards that make it so are each shown to matter (mutants)."""
+any other province do not; a steady one (one cut unsure, none naming another province) does;
+a plate held for its framing is lifted only when its province is read alone and every framing
+agrees on its serial. The guards that make it so are each shown to matter (mutants)."""
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
+import numpy as np
 import pytest
 from portlane.models import plate_province
 from portlane.models.calibration import SHIPPED
-from portlane.models.grammar import CN_PROVINCES, CONFIRMED, LOW_CONFIDENCE
+from portlane.models.grammar import CN_PROVINCES, CONFIRMED, LOW_CONFIDENCE, PlateRead
 from portlane.models.onnx_ocr import OcrEngine
 from portlane.models.pipeline import PlateReader
 from portlane.sim_devices.render import render_plate
 
 #: Plates 24–30 px high (province glyphs 19–24 px, under the 40 px floor), blurred: the network
 #: reads their provinces right in some cuts, wrong or unsure in others.
-BLURRED = [("湘GR0L16", 30, 2.0), ("湘GR0L16", 26, 1.5), ("粤B12345", 30, 2.0), ("粤B12345", 26, 1.5)]
+BLURRED = [("湘GR0L16", 30, 2.0), ("湘GR0L16", 24, 1.5), ("粤B12345", 30, 2.0), ("粤B12345", 26, 1.5)]
+#: Blurred a little less: four cuts read 湘 at p >= 0.93, one at 0.51 (unsure, but naming nothing else).
+STEADY = ("湘GR0L16", 26, 1.5)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +54,8 @@ def test_a_blurred_small_province_is_not_read_alone(reader: PlateReader, monkeyp
         reads = reader.read(img)
         assert all(r.status == LOW_CONFIDENCE for r in reads), (text, reads)
         assert not plate_province.read_alone(reader.engine.rec, img, text)
-    # mutant: one cut instead of all of them — a blurred glyph then passes
-    monkeypatch.setattr(plate_province, "CUTS", plate_province.CUTS[:1])
+    # mutant: one cut (the third: the widest, up-scaled) instead of all of them — a blurred glyph passes
+    monkeypatch.setattr(plate_province, "CUTS", plate_province.CUTS[2:3])
     assert any(
         plate_province.read_alone(reader.engine.rec, img, t) for (t, _h, _b), img in zip(BLURRED, imgs, strict=True)
     )
@@ -59,7 +67,98 @@ def test_no_other_province_is_ever_read_alone(engine: OcrEngine, monkeypatch: py
     others = [p for p in CN_PROVINCES if p != "湘"]
     assert not any(plate_province.read_alone(engine.rec, img, p + "GR0L16") for p in others)
     assert not plate_province.read_alone(engine.rec, img, "GR0L16")  # no province at all
-    # mutant: the probability and margin thresholds removed — any province passes
+    # mutant: the probability and margin thresholds and the named-province guard removed — any
+    # province passes
     monkeypatch.setattr(plate_province, "MIN_P", 0.0)
     monkeypatch.setattr(plate_province, "MIN_MARGIN", -1.0)
+    monkeypatch.setattr(plate_province, "agrees", _mutant("agrees", _NAMED_GUARD, ""))
     assert plate_province.read_alone(engine.rec, img, "浙GR0L16")
+
+
+_NAMED_GUARD = """        if post[k] <= runner_up:
+            return False  # another province named: neither sure nor steady
+"""
+
+
+def _mutant(name: str, old: str, new: str) -> Any:
+    """``plate_province.<name>`` compiled from its own source with ``old`` replaced by ``new``."""
+    src = inspect.getsource(getattr(plate_province, name))
+    assert old in src
+    ns = dict(vars(plate_province))
+    exec(src.replace(old, new), ns)
+    return ns[name]
+
+
+def _posts(k: int, cuts: list[tuple[float, int]]) -> list[np.ndarray]:
+    """Province posteriors, one per cut: (p of the top province, which one); the rest spread."""
+    out = []
+    for p, top in cuts:
+        post = np.full(len(CN_PROVINCES), (1 - p) / (len(CN_PROVINCES) - 1))
+        post[top] = p
+        out.append(post)
+    return out
+
+
+XIANG, ZHE, XIN = (CN_PROVINCES.index(c) for c in "湘浙新")
+
+
+def test_a_steady_province_is_read_alone_and_only_its_own(reader: PlateReader) -> None:
+    text, h, b = STEADY
+    img = render_plate(text, "cn_blue", height=h, seed=3, blur=b, margin=0.0)
+    assert plate_province.read_alone(reader.engine.rec, img, text)
+    (r,) = reader.read(img)
+    assert (r.text, r.status, r.province_alone) == (text, CONFIRMED, True)
+    assert not any(plate_province.read_alone(reader.engine.rec, img, p + text[1:]) for p in CN_PROVINCES if p != "湘")
+
+
+def test_steady_needs_most_cuts_sure_and_none_naming_another_province(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the cuts' posteriors of the development pool's nearest wrong read (p0012 on a x0.85 JPEG q60
+    # copy, 浙 for 湘): 浙 most probable in every cut, but only one cut near certain
+    p0012 = _posts(ZHE, [(0.91, ZHE), (0.70, ZHE), (0.97, ZHE), (0.87, ZHE), (0.91, ZHE)])
+    assert not plate_province.agrees(p0012, ZHE)
+    # three cuts certain, one names another province (p0065's pattern): not steady
+    named = _posts(XIANG, [(0.99, XIANG), (0.90, XIN), (1.0, XIANG), (0.45, XIANG), (0.99, XIANG)])
+    assert not plate_province.agrees(named, XIANG)
+    # three certain and two unsure cuts that name nothing else: steady
+    steady = _posts(XIANG, [(0.99, XIANG), (0.54, XIANG), (0.99, XIANG), (0.98, XIANG), (0.45, XIANG)])
+    assert plate_province.agrees(steady, XIANG)
+    assert not plate_province.agrees(steady[:4], XIANG)  # a cut missing: no evidence
+    # mutant: the named-province guard removed — the named pattern passes
+    monkeypatch.setattr(plate_province, "agrees", _mutant("agrees", _NAMED_GUARD, ""))
+    assert plate_province.agrees(named, XIANG)
+    monkeypatch.undo()
+    # mutant: one sure cut enough — p0012's wrong province passes
+    monkeypatch.setattr(plate_province, "STEADY_CUTS", 1)
+    assert plate_province.agrees(p0012, ZHE)
+
+
+def _read(text: str, doubt: str, confidence: float = 0.47) -> PlateRead:
+    return PlateRead(text, "cn", confidence, (10, 10, 130, 40), (0.99,) * 7, LOW_CONFIDENCE, doubt, 0.0, 26.0)
+
+
+_SERIAL_GUARD = 'r.doubt == "framing" and serial_agreed(r)'
+
+
+@pytest.mark.parametrize("mutate", [False, True])
+def test_a_framing_doubt_is_lifted_only_when_every_framing_agrees_on_the_serial(
+    monkeypatch: pytest.MonkeyPatch, mutate: bool
+) -> None:
+    monkeypatch.setattr(plate_province, "read_alone", lambda rec, crop, text: True)
+    if mutate:  # mutant: the serial guard removed
+        monkeypatch.setattr(
+            plate_province, "check_provinces", _mutant("check_provinces", _SERIAL_GUARD, 'r.doubt == "framing"')
+        )
+    view = np.zeros((60, 160, 3), np.uint8)
+
+    def check(reads: list[PlateRead]) -> PlateRead:
+        return plate_province.check_provinces(None, view, reads, (0, 0), SHIPPED)[0]  # type: ignore[arg-type]
+
+    # only the province changed with the framing: lifted, its confidence its characters' again
+    r = check([_read("津E14579", "framing"), _read("皖E14579", "framing", 0.3)])
+    assert (r.status, r.doubt, r.province_alone, r.confidence) == (CONFIRMED, "", True, 0.99)
+    # a framing read another serial (p0082: a wider framing read "A75"): the plate stays held
+    r = check([_read("湘AH575挂", "framing"), _read("A75", "framing", 0.4)])
+    assert (r.status, r.doubt) == ((CONFIRMED, "") if mutate else (LOW_CONFIDENCE, "framing"))
+    # other structural doubts are never lifted
+    for doubt in ("rival", "lower_row", "grammar", "look"):
+        assert check([_read("津E14579", doubt)]).status == LOW_CONFIDENCE
