@@ -186,8 +186,10 @@ def test_development_set_guard(plates, containers) -> None:
             )
         out[kind] = score(rows, preds).overall
     assert out["containers"].confident_wrong == 0 and out["containers"].exact >= 0.95 * out["containers"].n
-    # plates: p0012's wrong province (浙 for 湘) is no longer confirmed: a small Hanzi never confirms alone
+    # plates: p0012's wrong province (浙 for 湘) is never confirmed: its glyph read alone names another
+    # province; the small provinces that do read alone confirm (45 of 96 held out, docs/recognition.md)
     assert out["plates"].confident_wrong == 0 and out["plates"].exact >= 0.9 * out["plates"].n
+    assert out["plates"].confirmed >= 0.4 * out["plates"].n
 
 
 def test_personalised_hong_kong_mark_is_read_from_a_plate_crop_but_never_confirmed(plates) -> None:
