@@ -347,9 +347,12 @@ async def test_a_command_waits_for_the_broker_instead_of_running_out_of_attempts
         async with lane_and_client(broker.url, tmp_path) as (rig, client), client:
             await client.wait_subscribed()
             await rig.until(lambda: rig.daemon.unit.outbox.last_seq >= 1)
-            # The lane is back within 0.2 s of the broker: what is timed here is the client, not
-            # how far the lane's own reconnect backoff has grown during the outage (up to 5 s).
+            # What is timed here is the client, not the lane: the lane is back within 0.2 s of the
+            # broker (its own backoff grows to 5 s during an outage), and the client only after it
+            # (until then it reconnects to a port where nobody listens), so that a resend within
+            # 1.5 s is the client's doing, never a lane still reconnecting on a loaded machine.
             rig.daemon.unit.link.backoff = Backoff(initial=0.05, cap=0.2)
+            broker_port, client.link.port = client.link.port, free_port()
             await broker.stop(graceful=True)
             async with asyncio.timeout(WITHIN_S):  # until the client knows it is cut off
                 while client.link.connected:  # noqa: ASYNC110 - MqttLink has no event for a loss
@@ -360,6 +363,9 @@ async def test_a_command_waits_for_the_broker_instead_of_running_out_of_attempts
             await asyncio.sleep(3.5)  # the outage itself (longer than both attempts), not a synchronisation
             assert not asked.done()
             await broker.start()
+            async with asyncio.timeout(WITHIN_S):
+                await rig.daemon.unit.link.wait_subscribed()
+            client.link.port = broker_port
             async with asyncio.timeout(WITHIN_S):
                 result = await asked
         assert result.ok and result.attempts == 1, result
