@@ -476,7 +476,11 @@ def test_a_signal_stops_the_demo_in_one_line_and_cleans_up(
             proc.kill()
             proc.wait()
     assert proc.returncode == code, err[-2000:]
-    assert err == f"portlane demo: stopped by {sig.name} (cleaned up)\n" and out == ""
+    # A device that answered late on a loaded machine says so before the signal (its supervisor's
+    # one WARNING, "c2/io online -> degraded", seen at load 10): the demo at work, not the noise
+    # of its shutdown, which is all this one-line check is about.
+    lines = [x for x in err.splitlines(keepends=True) if " WARNING portlane.drivers.supervisor: " not in x]
+    assert "".join(lines) == f"portlane demo: stopped by {sig.name} (cleaned up)\n" and out == "", err[-3000:]
     assert list(tmp_path.iterdir()) == []
 
 
