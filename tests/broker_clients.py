@@ -15,8 +15,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import MosquittoBroker
 
-#: A CONNACK or a refusal arrives within milliseconds on loopback; this is only a safety net.
-DEADLINE_S = 10.0
+#: A CONNACK or a refusal arrives within milliseconds on loopback; this is only a safety net
+#: (a TLS handshake on a loaded 2-core CI machine takes longer).
+DEADLINE_S = 30.0
 
 
 class Client:
@@ -44,7 +45,9 @@ class Client:
     async def __aenter__(self) -> Client:
         self.task = asyncio.create_task(self.link.run(), name=f"client-{self.link.client_id}")
         async with asyncio.timeout(DEADLINE_S):
-            await self.link.wait_connected()
+            # Subscribed, not only connected: what another client publishes from here on
+            # reaches this one (the broker may read another connection's PUBLISH first).
+            await self.link.wait_subscribed()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

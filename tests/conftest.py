@@ -16,10 +16,18 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
 
 #: How long a thread that is ending (a stopped paho loop, an executor worker) may take.
 THREAD_EXIT_S = 5.0
+
+# Property tests check what the code does, not how fast a loaded CI machine runs it: no
+# per-example deadline (Hypothesis's 200 ms default, which fails an example that a busy 2-core
+# machine merely runs slowly, as "Flaky" when it re-runs fast) and no "too slow" health check.
+# Loaded here, before any test module builds its @settings: explicit ones inherit from it.
+settings.register_profile("portlane", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.load_profile("portlane")
 
 
 @pytest.fixture

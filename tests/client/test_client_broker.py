@@ -20,7 +20,7 @@ from portlane.edge.client import CommandTimeoutError, NoSignerError, SiteClient,
 from portlane.edge.contract.events import UnitStatus
 from portlane.edge.contract.times import rfc3339
 from portlane.edge.delivery.mqtt import Message, MqttLink
-from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker
+from portlane.edge.demo.broker import BrokerProcess, MosquittoBroker, free_port
 from portlane.edge.lane.passage import LaneTimeouts
 from portlane.edge.trust.authority import Authority
 from portlane.edge.trust.events import verify_event
@@ -145,14 +145,13 @@ async def test_a_client_that_came_late_gets_every_event_once_verified_by_replay(
 async def test_after_a_graceful_broker_restart_the_client_replays_what_it_missed(tmp_path: Path) -> None:
     """What we saw (issue 23): after a graceful restart of a persistent Mosquitto the demo's
     observer counted 12-18 events lost — they were only not delivered to it. Here the lane
-    re-sends its backlog before the client is back (the client reconnects slowly, on purpose):
-    the client notices the gap from the lane's signed status and has it replayed."""
+    re-sends its backlog before the client is back: the client notices the gap from the lane's
+    signed status and has it replayed."""
     broker = MosquittoBroker(persistence_dir=tmp_path / "mosquitto")
     await broker.start()
     try:
-        # The client comes back seconds after the lane, which re-sends its backlog at once.
-        slow = {"backoff": Backoff(initial=3.0, cap=3.0)}
-        async with lane_and_client(broker.url, tmp_path, link_options=slow) as (rig, client):
+        quick = {"backoff": Backoff(initial=0.05, cap=0.5)}
+        async with lane_and_client(broker.url, tmp_path, link_options=quick) as (rig, client):
             rig.daemon.unit.link.backoff = Backoff(initial=0.05, cap=0.2)
             async with client:
                 collector = Collector(client)
@@ -160,12 +159,20 @@ async def test_after_a_graceful_broker_restart_the_client_replays_what_it_missed
                 await register(rig, TAG, ["粤B12345"])
                 first = publish_signed_status(rig)
                 await client.wait_for(lambda: first in collector.seqs("c1"), WITHIN_S)
+                # The client comes back only once the lane has re-sent its backlog: until then it
+                # reconnects to a port where nobody listens. (A slow client backoff raced the lane:
+                # with an outage longer than one backoff step, the client's next attempt could
+                # fall just after the restart, before the lane's.)
+                broker_port, client.link.port = client.link.port, free_port()
                 await broker.stop(graceful=True)
                 rig.world.present_tag(TAG)
                 rig.world.set_inputs(entry_loop=True)  # a vehicle arrives while the broker is down
                 await rig.until(lambda: rig.logic.passage is not None)
                 written = rig.daemon.unit.outbox.last_seq
                 await broker.start()
+                await rig.until(lambda: rig.daemon.unit.link.connected and rig.daemon.unit.outbox.stats().depth == 0)
+                assert not client.link.connected
+                client.link.port = broker_port
                 await client.wait_subscribed()
                 last = publish_signed_status(rig)
                 assert last > written > first
@@ -340,9 +347,12 @@ async def test_a_command_waits_for_the_broker_instead_of_running_out_of_attempts
         async with lane_and_client(broker.url, tmp_path) as (rig, client), client:
             await client.wait_subscribed()
             await rig.until(lambda: rig.daemon.unit.outbox.last_seq >= 1)
-            # The lane is back within 0.2 s of the broker: what is timed here is the client, not
-            # how far the lane's own reconnect backoff has grown during the outage (up to 5 s).
+            # What is timed here is the client, not the lane: the lane is back within 0.2 s of the
+            # broker (its own backoff grows to 5 s during an outage), and the client only after it
+            # (until then it reconnects to a port where nobody listens), so that a resend within
+            # 1.5 s is the client's doing, never a lane still reconnecting on a loaded machine.
             rig.daemon.unit.link.backoff = Backoff(initial=0.05, cap=0.2)
+            broker_port, client.link.port = client.link.port, free_port()
             await broker.stop(graceful=True)
             async with asyncio.timeout(WITHIN_S):  # until the client knows it is cut off
                 while client.link.connected:  # noqa: ASYNC110 - MqttLink has no event for a loss
@@ -353,6 +363,9 @@ async def test_a_command_waits_for_the_broker_instead_of_running_out_of_attempts
             await asyncio.sleep(3.5)  # the outage itself (longer than both attempts), not a synchronisation
             assert not asked.done()
             await broker.start()
+            async with asyncio.timeout(WITHIN_S):
+                await rig.daemon.unit.link.wait_subscribed()
+            client.link.port = broker_port
             async with asyncio.timeout(WITHIN_S):
                 result = await asked
         assert result.ok and result.attempts == 1, result

@@ -36,6 +36,7 @@ def _portlane(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.timeout(600)  # a demo run and two reports: 63 s at load 10-19, close to the suite's 120 s
 def test_report_over_the_demo_database_agrees_with_the_demo_summary(tmp_path: Path) -> None:
     db = tmp_path / "console.db"
     demo = _portlane(

@@ -26,7 +26,8 @@ from portlane.edge.contract.topics import Topics
 from portlane.edge.delivery.mqtt import MqttLink
 from portlane.edge.demo.broker import BrokerProcess
 
-WAIT_S = 10.0
+#: Bounds a broken run only: every wait ends on an event.
+WAIT_S = 30.0
 PREFIX = f"portlane/v1/{SITE_ID}"
 
 

@@ -369,11 +369,14 @@ async def test_a_gate_command_goes_before_the_polls_queued_on_its_line() -> None
     handles, path = await _mixed_line()
     line = handles[-1].line
     assert line is not None
-    line.turnaround_s = 0.05  # a poll that keeps the line long enough for the others to queue
+    # A poll that keeps the line long enough for the others to queue (six tasks, each seen
+    # queued before the next is asked for: 0.05 s was short for that on a loaded machine). Nothing
+    # here times out: the deadline, which counts the wait for the line, only bounds a broken run.
+    line.turnaround_s = 0.2
     link = {"kind": "serial", "url": path, "bus": "urgent"}
-    gate = Rs485Gate("gate", DeviceConfig(backend="rs485", link=link, unit=1, timeout_s=0.3))
-    io = ModbusIo("io", DeviceConfig(backend="modbus_rtu", link=link, unit=2, timeout_s=0.3))
-    mgate = ModbusGate("mgate", DeviceConfig(backend="modbus_rtu", link=link, unit=3, timeout_s=0.3))
+    gate = Rs485Gate("gate", DeviceConfig(backend="rs485", link=link, unit=1, timeout_s=GUARD_S / 2))
+    io = ModbusIo("io", DeviceConfig(backend="modbus_rtu", link=link, unit=2, timeout_s=GUARD_S / 2))
+    mgate = ModbusGate("mgate", DeviceConfig(backend="modbus_rtu", link=link, unit=3, timeout_s=GUARD_S / 2))
     try:
         async with gate, io, mgate, asyncio.timeout(GUARD_S):
             bus = gate.bus

@@ -18,6 +18,8 @@ from portlane.sim_devices.world import LaneWorld, Vehicle
 
 #: Snapshot deadline: the simulator streams at 25 fps on loopback, a frame is due every 40 ms.
 SNAP_TIMEOUT_S = 2.0
+#: Deadline of a snapshot from a camera that went silent (shorter than the driver's read timeout).
+SILENT_TIMEOUT_S = 0.5
 
 
 def _camera(source: str, timeout: float = SNAP_TIMEOUT_S) -> CameraDriver:
@@ -61,12 +63,18 @@ async def test_snapshot_from_mjpeg_over_http(lane: tuple[LaneWorld, Any]) -> Non
 
 async def test_silently_stopped_camera_times_out(lane: tuple[LaneWorld, Any]) -> None:
     _, sim = lane
-    async with _camera(sim.link["source"], timeout=0.5) as cam:
+    # Opened, and read while live, with the usual deadline: 0.5 s for opening the stream failed
+    # on a loaded machine, before the camera was stopped at all.
+    async with _camera(sim.link["source"]) as cam:
         await cam.snapshot()
         sim.faults.dead = True
+        # The silent camera's deadline stays under the driver's own 2 s read timeout, after
+        # which it would reopen the stream (this test is about the deadline, not the reopening).
+        cam.timeout = SILENT_TIMEOUT_S
         with pytest.raises(DeviceTimeoutError):
             await cam.snapshot()
         assert cam.counters["timeout"] == 1
+        cam.timeout = SNAP_TIMEOUT_S
         sim.faults.dead = False  # the camera comes back: the same driver serves again
         await cam.snapshot()
 

@@ -19,7 +19,7 @@ from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.lane.passage import LaneTimeouts, Stage
 
 from tests.declarations import Declaration
-from tests.virtual_lane import AGENCIES, LaneRig, start_lane, stop_lane
+from tests.virtual_lane import AGENCIES, WITHIN_S, LaneRig, start_lane, stop_lane
 
 DECLARED_TAG, DECLARED_PLATE = "E200341201930500001", "粤B12345"
 OTHER_TAG, OTHER_PLATE = "E200341201930500002", "粤B67890"
@@ -28,7 +28,7 @@ OTHER_TAG, OTHER_PLATE = "E200341201930500002", "粤B67890"
 async def _until_delivered(r: LaneRig, what: str, send: Callable[[], Awaitable[None]]) -> None:
     """Send until the lane has it: a command published before the broker has the lane's
     subscription is lost, and a platform re-sends what went unanswered."""
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(WITHIN_S):
         while True:
             await send()
             with contextlib.suppress(TimeoutError):
@@ -107,6 +107,6 @@ async def test_a_declared_truck_goes_through_with_the_broker_down_and_an_undecla
         assert [x["reason"] for x in other["predecision_refusals"]] == ["not_declared"]
 
         await broker.start()
-        await r.until(lambda: r.daemon.unit.link.connected and r.daemon.unit.outbox.stats().depth == 0, within_s=30)
+        await r.until(lambda: r.daemon.unit.link.connected and r.daemon.unit.outbox.stats().depth == 0)
     finally:
         await stop_lane(r)

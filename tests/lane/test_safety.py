@@ -762,6 +762,7 @@ def _run(examples: int = EXAMPLES, machine: type[LaneMachine] | None = None) -> 
     )
 
 
+@pytest.mark.timeout(600)  # 75 s at load 6-8 on the 2-core machine: over the suite's 120 s under load
 def test_lane_safety_invariants() -> None:
     _run()
 
@@ -1440,6 +1441,7 @@ def _run_cargo(examples: int = CARGO_EXAMPLES) -> None:
     _run(examples, CargoLaneMachine)
 
 
+@pytest.mark.timeout(600)  # 70 s at load 10-19: close to the suite's 120 s default
 def test_cargo_lane_safety_invariants() -> None:
     _run_cargo()
 

@@ -26,7 +26,8 @@ from portlane.sim_devices.traffic import CargoTruth
 from tests.signed_site import EPOCH, PREFIX, SignedSite
 
 DEMO_KEYS = yaml.safe_load((Path(__file__).resolve().parents[2] / "firmware_config" / "demo_keys.yaml").read_text())
-WAIT_S = 15.0
+#: Bounds a broken run only: every wait ends on a command or an answer.
+WAIT_S = 30.0
 
 
 class Lanes:

@@ -173,6 +173,9 @@ async def test_never_fires_while_the_zone_is_open(rig: dict[str, Any]) -> None:
 
 async def test_plc_fault_diverts_the_scanned_and_the_queued(rig: dict[str, Any]) -> None:
     world: ScannerWorld = rig["world"]
+    # p1 stays under the beam until the fault (100 s): with the rig's 0.2-0.3 s scans it could
+    # complete while the observer, behind under load, was still catching up with the queue.
+    world.scan_s = (10_000.0, 10_000.0)
     for lane, pid in (("c1", "p1"), ("c2", "p2"), ("c3", "p3")):
         await rig["request"](lane, pid)
     obs = rig["obs"]
@@ -189,6 +192,9 @@ async def test_a_scanner_daemon_killed_mid_scan_settles_it_after_restart(rig: di
     """The daemon dies (no clean shutdown) while p1 is under the beam and p2 queued: the next
     process publishes p1's result from the PLC and scans p2 — nothing waits forever."""
     obs = rig["obs"]
+    # 2 s scans, not the rig's 0.2-0.3 s: p1 must still be under the beam when the daemon dies,
+    # which is as soon as the observer (behind the daemon under load) has seen it start.
+    rig["world"].scan_s = (200.0, 200.0)
     await rig["request"]("c1", "p1")
     await rig["request"]("c2", "p2")
     await obs.wait_for(lambda: len(rig["events"]("started")) == 1 and len(rig["events"]("queued")) == 2, timeout=30)

@@ -53,6 +53,7 @@ def test_demo_on_the_embedded_broker() -> None:
     assert s["stage_ms"]["exited"]["p50"] > s["stage_ms"]["identified"]["p50"] > 0
 
 
+@pytest.mark.timeout(600)  # 80 vehicles on 4 lanes: over the suite's 120 s at load 10-19 (a stress run)
 def test_the_done_when_command_declared_vehicles_and_cargo_lanes() -> None:
     """The "Done when" command of issues 20 and 21, run once for both.
 
@@ -395,7 +396,9 @@ async def test_simulators_start_for_32_lanes() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # 16 lane daemons on 2 cores: ~40 s quiet, minutes on a loaded machine
 def test_sixteen_lanes_on_one_host() -> None:
-    s = _demo("--lanes", "16", "--vehicles", "32", "--seed", "5")
+    # The demo gives up first, so that a run too slow for the test says where its lanes were
+    # (the summary's stuck_lanes) instead of being killed by pytest-timeout without a word.
+    s = _demo("--lanes", "16", "--vehicles", "32", "--seed", "5", "--timeout", "540")
     assert s["passages"] == 32 and s["events_lost"] == 0 and s["invariant_violations"] == 0
     assert s["timed_out"] is False and s["stuck_lanes"] == {}
 
@@ -473,7 +476,11 @@ def test_a_signal_stops_the_demo_in_one_line_and_cleans_up(
             proc.kill()
             proc.wait()
     assert proc.returncode == code, err[-2000:]
-    assert err == f"portlane demo: stopped by {sig.name} (cleaned up)\n" and out == ""
+    # A device that answered late on a loaded machine says so before the signal (its supervisor's
+    # one WARNING, "c2/io online -> degraded", seen at load 10): the demo at work, not the noise
+    # of its shutdown, which is all this one-line check is about.
+    lines = [x for x in err.splitlines(keepends=True) if " WARNING portlane.drivers.supervisor: " not in x]
+    assert "".join(lines) == f"portlane demo: stopped by {sig.name} (cleaned up)\n" and out == "", err[-3000:]
     assert list(tmp_path.iterdir()) == []
 
 

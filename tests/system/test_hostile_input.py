@@ -125,6 +125,10 @@ async def _waiting_for_a_decision(r: LaneRig) -> str:
     return r.logic.passage.id
 
 
+#: Only bounds a broken run: behind the flood on a loaded machine the arm took up to 7 s.
+FLOOD_WITHIN_S = 60.0
+
+
 def _alive(r: LaneRig) -> None:
     assert not r.tasks[0].done(), "the lane daemon ended"
     running = {t.get_name() for t in asyncio.all_tasks() if not t.done()}
@@ -179,19 +183,22 @@ async def test_a_valid_release_behind_2000_forgeries_is_not_held_back_by_them(ri
         await attacker.wait_connected()
         # The forgeries are all on the broker before the valid release is sent: it is behind them.
         await asyncio.gather(*(attacker.publish_nowait(f"{PREFIX}/c1/cmd/decision", b) for b in forged))
-        t0 = time.monotonic()
+        audited, t0, cpu0 = r.daemon.unit.audit.entries, time.monotonic(), time.process_time()
         await r.platform.link.publish(f"{PREFIX}/c1/cmd/decision", json.dumps(valid).encode())
-        await r.until(lambda: r.world.gate.position == GatePosition.OPEN, within_s=10)
-        elapsed = time.monotonic() - t0
+        await r.until(lambda: r.world.gate.position == GatePosition.OPEN, within_s=FLOOD_WITHIN_S)
+        elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
     finally:
         await attacker.close()
         task.cancel()
-    # Not a speed figure (it took 1.4 s in a full run at load 12): a guard that the flood
-    # costs each forgery no more than a signature check — one disk write per forgery (an audit
-    # entry, an event) would hold the release back ~10 s.
-    assert elapsed < 5.0, f"the valid release took {elapsed:.2f} s behind the flood"
+    # Not a speed figure: a guard that the flood costs each forgery no more than a signature
+    # check. Its work is this process's CPU time (the lane and its broker clients; the broker is
+    # another process), not the wall clock, which on a loaded machine measures the others: 1.8-7 s
+    # for 0.6-1.0 s of CPU at load 11-14 (a 5 s wall bound failed 3 of 7 runs there). One
+    # millisecond of CPU per forgery fails here; a disk write per forgery fails below.
+    assert cpu < 2.0, f"the valid release took {cpu:.2f} s of CPU ({elapsed:.2f} s wall) behind the flood"
     # A flood costs counters, not one audit entry and one event per forgery.
     assert len(r.events("command.rejected")) < 200
+    assert r.daemon.unit.audit.entries - audited < 200
     _alive(r)
 
 

@@ -249,7 +249,7 @@ def test_truncation_needs_the_recorded_head(tmp_path: Path) -> None:
     assert (report.ok, report.problem) == (False, AuditProblem.HEAD_MISMATCH)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_single_byte_change_is_caught(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
     path = tmp_path_factory.mktemp("mut") / "a.jsonl"

@@ -43,16 +43,18 @@ def test_3000_unsigned_commands_cost_a_bounded_number_of_writes(tmp_path: Path) 
     with AuditLog(tmp_path / "audit.jsonl") as audit:
         agg = RejectionAggregator(audit, lane="c1", threshold=10, clock=clock)
         individual = 0
-        started = time.perf_counter()
+        # CPU time, not the wall clock: the work is all in this thread, and on a loaded CI
+        # machine the wall clock measures the other processes (0.09-0.37 s at load 7).
+        started = time.process_time()
         for i in range(3000):
             raw = b'{"cmd":"release","lane":"c1","key_id":"k%d","nonce":"n%d"}' % (i, i)
             try:
                 verifier.verify(raw)
             except CommandRejectedError as exc:
                 individual += agg.record(exc.reason.value, key_id=exc.fields.get("key_id"), detail=exc.detail)
-        elapsed = time.perf_counter() - started
+        elapsed = time.process_time() - started
         assert individual == 10
-        assert elapsed < 1.0, f"3000 garbage commands took {elapsed:.2f} s"
+        assert elapsed < 1.0, f"3000 garbage commands took {elapsed:.2f} s of CPU"
         clock.t += 60
         [summary] = agg.flush()
     assert (summary.key, summary.reason, summary.count, summary.suppressed) == (UNAUTHENTICATED, "unsigned", 3000, 2990)

@@ -400,7 +400,7 @@ printable_args = st.builds(
 )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(args=printable_args, data=st.data())
 def test_any_single_byte_mutation_is_rejected(args: dict[str, Any], data: st.DataObject, clock: FakeClock) -> None:
     signer = CommandSigner(DEMO["key_id"], DEMO["private_key"])
