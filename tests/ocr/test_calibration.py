@@ -12,6 +12,7 @@ Safety properties (hypothesis), each with a mutant test showing it fails without
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 from hypothesis import example, given, settings
@@ -237,11 +238,12 @@ def test_structural_doubts_and_small_provinces_never_confirm(r: PlateRead) -> No
     _plate_property(r)
 
 
-def test_removing_the_structural_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+def _plate_mutant_is_caught(monkeypatch: pytest.MonkeyPatch, change: Callable[[PlateRead], PlateRead]) -> None:
+    """``plate_decision`` deciding on ``change(read)`` instead of the read: the property fails."""
     real = calibration.plate_decision
 
     def mutant(r: PlateRead, policy: Policy = SHIPPED) -> tuple[str, str]:
-        return real(dataclasses.replace(r, doubt=""), policy)
+        return real(change(r), policy)
 
     monkeypatch.setattr(calibration, "plate_decision", mutant)
 
@@ -252,21 +254,12 @@ def test_removing_the_structural_guard_is_caught(monkeypatch: pytest.MonkeyPatch
 
     with pytest.raises(AssertionError):
         prop()
+
+
+def test_removing_the_structural_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    _plate_mutant_is_caught(monkeypatch, lambda r: dataclasses.replace(r, doubt=""))
 
 
 def test_removing_the_read_alone_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Mutant: every small province treated as read alone (the evidence no longer asked for)."""
-    real = calibration.plate_decision
-
-    def mutant(r: PlateRead, policy: Policy = SHIPPED) -> tuple[str, str]:
-        return real(dataclasses.replace(r, province_alone=True), policy)
-
-    monkeypatch.setattr(calibration, "plate_decision", mutant)
-
-    @SETTINGS
-    @given(plate_reads)
-    def prop(r: PlateRead) -> None:
-        _plate_property(r)
-
-    with pytest.raises(AssertionError):
-        prop()
+    _plate_mutant_is_caught(monkeypatch, lambda r: dataclasses.replace(r, province_alone=True))
