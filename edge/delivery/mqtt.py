@@ -148,6 +148,13 @@ class MqttLink:
     async def wait_connected(self) -> None:
         await self._connected.wait()
 
+    async def wait_disconnected(self) -> None:
+        """Until the current connection is lost (the broker went away, or :meth:`close`); at once
+        when not connected."""
+        lost = self._disconnected
+        if self._connected.is_set() and lost is not None:
+            await asyncio.shield(lost)
+
     def publish_nowait(
         self,
         topic: str,
@@ -384,6 +391,8 @@ class MqttLink:
                     timers.cancel()
         finally:
             self._connected.clear()
+            if self._disconnected is not None and not self._disconnected.done():
+                self._disconnected.set_result(None)  # however the session ended (a cancel too)
             self._client = None
             pending, self._pending = self._pending, {}
             for fut in pending.values():

@@ -355,8 +355,7 @@ async def test_a_command_waits_for_the_broker_instead_of_running_out_of_attempts
             broker_port, client.link.port = client.link.port, free_port()
             await broker.stop(graceful=True)
             async with asyncio.timeout(WITHIN_S):  # until the client knows it is cut off
-                while client.link.connected:  # noqa: ASYNC110 - MqttLink has no event for a loss
-                    await asyncio.sleep(0.01)
+                await client.link.wait_disconnected()
             asked = asyncio.create_task(
                 client.command("c1", "replay_events", args={"from_seq": 1, "to_seq": 1}, resend_s=1.5, attempts=2)
             )
