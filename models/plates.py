@@ -123,20 +123,36 @@ class PlateReader:
         mats = self.engine.rec(crops)
         heights = [c.shape[0] for c in crops]
         extra: list[Image] = []
-        pairs: list[tuple[int, int, BBox]] = []
+        extra_looks: list[plate_look.Look | None] = []
+        pairs: list[tuple[int, int, BBox, int]] = []  # (upper row, lower row, plate box, group)
         for i, q in enumerate(lines):
             if not _is_lower_row(ctc.greedy(mats[i], self.engine.rec.classes)[0]):
                 continue
             b = bbox_of(q)
             for upper in _upper_rows(b, boxes):
                 extra.append(crop_box(view, upper))
-                pairs.append((len(extra) - 1, i, _union(b, upper)))
+                extra_looks.append(None)  # an upper row is judged with its lower row (the last part)
+                pairs.append((-len(extra), i, _union(b, upper), i))
+            if b[2] - b[0] < 2.8 * (b[3] - b[1]):
+                # the detector framed a whole two-row plate as one line (a Hong Kong "DZ / 7333"
+                # under a truck's 粤Z plate): its rows are inside its own box
+                extra.append(_lower_band(view, b))
+                extra_looks.append(looks[i])  # the whole plate's look
+                lower = -len(extra)
+                for up in _upper_bands(b):
+                    extra.append(crop_box(view, up))
+                    extra_looks.append(None)
+                    pairs.append((-len(extra), lower, b, i))
         if extra:
             base = len(mats)
             mats += self.engine.rec(extra)
             heights += [c.shape[0] for c in extra]
-            looks += [None] * len(extra)  # an upper row is judged with its lower row (the last part)
-            cands += [_Cand(box, (base + k, i), "double", group=i) for k, i, box in pairs]
+            looks += extra_looks
+
+            def at(k: int) -> int:  # -1 - n: the n-th extra crop; otherwise a line's own index
+                return base - 1 - k if k < 0 else k
+
+            cands += [_Cand(box, (at(u), at(lo)), "double", group=g) for u, lo, box, g in pairs]
         reads = self._decode_candidates(cands, mats, heights, (ox, oy), looks)
         if not any(_good(r) for r in reads):
             reads += self._read_colour_regions(view, [bbox_of(q) for q in lines], (ox, oy))
@@ -152,10 +168,7 @@ class PlateReader:
             bw, bh = b[2] - b[0], b[3] - b[1]
             aspect = bw / max(1, bh)
             if aspect < 2.8:  # two-row plate (440 × 220 mm): read as upper row + lower row
-                crops += [
-                    crop_box(view, _upper_bands(b)[0]),
-                    crop_box(view, (b[0], b[1] + int(0.40 * bh), b[2], b[3]), mx=0.02, my=0.04),
-                ]
+                crops += [crop_box(view, _upper_bands(b)[0]), _lower_band(view, b)]
                 cands.append(_Cand(b, (len(crops) - 2, len(crops) - 1), "colour2", group=1000 + g))
             # a small or tilted single-row plate can look as square as a two-row one: read both ways
             if aspect >= 1.6 and not any(overlaps(b, lb, 0.6) for lb in line_boxes):
@@ -408,6 +421,12 @@ def _upper_bands(plate: BBox) -> list[BBox]:
     x1, y1, x2, y2 = plate
     w, h = x2 - x1, y2 - y1
     return [(x1 + w // 6, y1, x2 - w // 6, y1 + int(0.42 * h)), (x1, y1, x2, y1 + int(0.45 * h))]
+
+
+def _lower_band(view: Image, plate: BBox) -> Image:
+    """The lower row of a two-row plate box (GA 36: the lower 110 mm of 220 mm, with a margin)."""
+    x1, y1, x2, y2 = plate
+    return crop_box(view, (x1, y1 + int(0.40 * (y2 - y1)), x2, y2), mx=0.02, my=0.04)
 
 
 def _union(a: BBox, b: BBox) -> BBox:

@@ -63,6 +63,24 @@ def test_two_row_plate_is_read_whole_and_in_order(plates, text: str, kind: str) 
     assert got[:1] == [text]
 
 
+def test_two_row_plate_framed_as_one_line_is_read_from_its_own_box(engine) -> None:
+    """A Hong Kong two-row plate with tight rows (``DZ`` over ``7333`` under a truck's 粤Z plate)
+    comes out of the detector as one box that reads as its lower row: its rows are in that box."""
+    from types import SimpleNamespace
+
+    from portlane.models.onnx_ocr import TextBox
+    from portlane.models.plates import PlateReader
+
+    plate = render_plate_two_rows("DZ7333", "hk", height=80, seed=1, margin=0.0, blur=0.8)
+    frame = np.full((720, 1280, 3), 200, np.uint8)
+    x, y = 560, 400
+    frame[y : y + plate.shape[0], x : x + plate.shape[1]] = plate
+    whole = np.array([[x, y], [x + plate.shape[1], y], [x + plate.shape[1], y + 80], [x, y + 80]], np.float32)
+    one_box = SimpleNamespace(det=lambda img, limit=960: [TextBox(whole, 0.9)], rec=engine.rec)
+    reads = PlateReader(one_box).read(frame)  # type: ignore[arg-type]
+    assert [(r.text, r.status) for r in reads][:1] == [("DZ7333", "confirmed")]
+
+
 def test_lower_row_alone_is_never_a_confirmed_hong_kong_mark(plates) -> None:
     img = render_plate_two_rows("粤BEK599", "cn_yellow", seed=5)
     h = img.shape[0]
