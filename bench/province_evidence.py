@@ -15,8 +15,9 @@ and all five together (every cut must give the read's province with p ≥ MIN_P 
 MIN_MARGIN). A variant is safe on the pool only if no read with a wrong province passes it.
 Prints, per variant, how many right-province reads pass (all of them, and those the check may
 decide: held for their province under 40 px or for their framing, or confirmed only through the
-check) and which wrong ones do; then the shipped rule (sure in every cut, or steady) and its
-neighbours; docs/recognition.md has the table.
+check) and which wrong ones do; then the shipped rules (sure in every cut, or steady; or
+near-unanimous: 4 of the 5 cuts near certain) and their neighbours; docs/recognition.md has the
+tables.
 """
 
 from __future__ import annotations
@@ -89,6 +90,23 @@ def _steady(x: dict[str, Any], keys: list[str], p: float, margin: float, k: int)
     return bool(sum(cuts[key][1] >= p and cuts[key][2] >= margin for key in keys) >= k)
 
 
+def _shipped_steady(x: dict[str, Any], keys: list[str], shipped: tuple[int, float, float]) -> bool:
+    """Sure in every cut, or steady, as shipped."""
+    k, p, m = shipped
+    return _steady(x, keys, p, m, k) or _passes(x, keys, plate_province.MIN_P, plate_province.MIN_MARGIN)
+
+
+def _near_unanimous(x: dict[str, Any], keys: list[str], p: float, margin: float, k: int, named: int) -> bool:
+    """At least ``k`` cuts give the line's province at ``p`` and ``margin``; at most ``named``
+    cuts name another province."""
+    cuts = x["cuts"]
+    if not all(key in cuts for key in keys):
+        return False
+    others = sum(cuts[key][0] != x["text"][0] for key in keys)
+    sure = sum(cuts[key][0] == x["text"][0] and cuts[key][1] >= p and cuts[key][2] >= margin for key in keys)
+    return others <= named and sure >= k
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dir")
@@ -159,6 +177,26 @@ def main() -> int:
         print(
             f"{'sure in every cut, or ' + name:60s}: right {len(ok):3d} (held {sum(x['held'] for x in ok):3d}),"
             f" wrong {len(bad)} {bad}"
+        )
+    near = (plate_province.NEAR_UNANIMOUS_CUTS, 1, plate_province.STEADY_P, plate_province.STEADY_MARGIN)
+    for k, named, p, m in (
+        (4, 1, 0.95, 0.9),
+        (3, 1, 0.95, 0.9),
+        (2, 1, 0.95, 0.9),
+        (4, 1, 0.9, 0.9),
+        (4, 1, 0.95, 0.8),
+        (4, 1, 0.9, 0.8),
+    ):
+
+        def rule(x: dict[str, Any], k: int = k, named: int = named, p: float = p, m: float = m) -> bool:
+            return _shipped_steady(x, unpadded, shipped) or _near_unanimous(x, unpadded, p, m, k, named)
+
+        ok = [x for x in right if rule(x)]
+        bad = [(x["file"], x["scale"], x["doubt"]) for x in wrong if rule(x)]
+        tag = " (shipped)" if (k, named, p, m) == near else ""
+        print(
+            f"{'... or near-unanimous, ' + f'{k} cuts p>={p} margin>={m}, {named} naming another' + tag:60s}:"
+            f" right {len(ok):3d} (held {sum(x['held'] for x in ok):3d}), wrong {len(bad)} {bad}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(pool, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -1,6 +1,7 @@
 """A small province Hanzi re-read on its own (``models/plate_province.py``), on the real
 recogniser and rendered plates: a sharp small province confirms the plate, a blurred one and
-any other province do not; a steady one (one cut unsure, none naming another province) does;
+any other province do not; a steady one (one cut unsure, none naming another province) does, and
+so does a near-unanimous one (four cuts near certain, the fifth naming another province);
 a plate held for its framing is lifted only when its province is read alone and every framing
 agrees on its serial. The guards that make it so are each shown to matter (mutants)."""
 
@@ -75,9 +76,7 @@ def test_no_other_province_is_ever_read_alone(engine: OcrEngine, monkeypatch: py
     assert plate_province.read_alone(engine.rec, img, "浙GR0L16")
 
 
-_NAMED_GUARD = """        if post[k] <= runner_up:
-            return False  # another province named: neither sure nor steady
-"""
+_NAMED_GUARD = "named == 0 and "
 
 
 def _mutant(name: str, old: str, new: str) -> Any:
@@ -99,7 +98,7 @@ def _posts(k: int, cuts: list[tuple[float, int]]) -> list[np.ndarray]:
     return out
 
 
-XIANG, ZHE, XIN = (CN_PROVINCES.index(c) for c in "湘浙新")
+XIANG, ZHE, XIN, SU = (CN_PROVINCES.index(c) for c in "湘浙新苏")
 
 
 def test_a_steady_province_is_read_alone_and_only_its_own(reader: PlateReader) -> None:
@@ -129,6 +128,23 @@ def test_steady_needs_most_cuts_sure_and_none_naming_another_province(monkeypatc
     monkeypatch.undo()
     # mutant: one sure cut enough — p0012's wrong province passes
     monkeypatch.setattr(plate_province, "STEADY_CUTS", 1)
+    assert plate_province.agrees(p0012, ZHE)
+
+
+def test_near_unanimous_cuts_outvote_one_naming_another_province(monkeypatch: pytest.MonkeyPatch) -> None:
+    # p0030's cuts (苏A0CP56, 33 px): four near certain, the unpadded cut names 新
+    p0030 = _posts(SU, [(1.0, SU), (0.77, XIN), (1.0, SU), (0.97, SU), (1.0, SU)])
+    assert plate_province.agrees(p0030, SU)
+    # p0012 as it is (浙 for 湘): two near certain, one names 新, two unsure — not read alone
+    p0012 = _posts(ZHE, [(0.99, ZHE), (0.62, ZHE), (0.88, XIN), (0.63, ZHE), (0.99, ZHE)])
+    assert not plate_province.agrees(p0012, ZHE)
+    # three near certain and one naming another province (p0065's pattern): not enough
+    three = _posts(SU, [(0.99, SU), (0.90, XIN), (1.0, SU), (0.45, SU), (0.99, SU)])
+    assert not plate_province.agrees(three, SU)
+    # mutant: three near-certain cuts enough — p0065's pattern passes, and p0012's is one cut away
+    monkeypatch.setattr(plate_province, "NEAR_UNANIMOUS_CUTS", 3)
+    assert plate_province.agrees(three, SU)
+    monkeypatch.setattr(plate_province, "NEAR_UNANIMOUS_CUTS", 2)
     assert plate_province.agrees(p0012, ZHE)
 
 
