@@ -15,7 +15,9 @@ without ``corrected_by``), against the vehicle that really drove through (found 
 * **automated wrong** — either of the above with an identity that is not the vehicle's. It must
   stay 0: a non-zero count is a bug in recognition or in the matching rules;
 * **needs an officer** — anything else: an exception no pre-decision settled (not declared, or
-  refused: ``needs_officer_refusals`` says why), or no e-card to find the vehicle by;
+  refused: ``needs_officer_refusals`` says why), or no e-card to find the vehicle by; each is
+  listed in ``needs_officer_passages`` with what the lane read (text and the confidence it sent)
+  and the vehicle that drove through;
 * **swapped plate caught**, **seal fault caught** — the traffic's planted faults flagged as they
   must be: a swapped plate ``dual_plate_mismatch``, a tampered or foreign seal a seal exception
   (issue 21). An officer must see these whatever the cameras read: counted apart, and left out
@@ -112,6 +114,7 @@ def per_passage(
     officer_exceptions: Counter[str] = Counter()
     officer_refusals: Counter[str] = Counter()
     wrong: list[dict[str, Any]] = []
+    officer: list[dict[str, Any]] = []
     for pid, d in first.items():
         v = vehicles.get(d.get("tag_id") or "")
         exceptions = tuple(d.get("exceptions") or ())
@@ -125,7 +128,19 @@ def per_passage(
         if v is None or (exceptions and not ids):
             out["needs_officer"] += 1
             officer_exceptions.update(exceptions or ("no_ecard",))
-            officer_refusals.update({str(r.get("reason")) for r in d.get("predecision_refusals", ())})
+            refusals = sorted({str(r.get("reason")) for r in d.get("predecision_refusals", ())})
+            officer_refusals.update(refusals)
+            officer.append(
+                {
+                    "passage": pid,
+                    "exceptions": list(exceptions or ("no_ecard",)),
+                    "refusals": refusals,
+                    # what the lane read, with the confidence it sent (low: in doubt)
+                    "reads": [f"{p.get('text')} {p.get('confidence')}" for p in d.get("plates", ())]
+                    + [f"{c.get('number')} {c.get('confidence')}" for c in d.get("containers", ())],
+                    "vehicle": sorted(v.identity) if v is not None else None,
+                }
+            )
             continue
         out["withdrawn_by_control_order"] += pid in withdrawn
         if not exceptions:
@@ -153,5 +168,6 @@ def per_passage(
         "automated_right_share": round(out["automated_right"] / n, 4) if n else 0.0,
         "needs_officer_exceptions": dict(sorted(officer_exceptions.items())),
         "needs_officer_refusals": dict(sorted(officer_refusals.items())),
+        "needs_officer_passages": officer,
         "wrong": wrong,
     }

@@ -147,6 +147,20 @@ def test_exceptions_no_pre_decision_settled_need_an_officer_with_the_reasons() -
         "not_declared": 1,
         "plate_mismatch": 1,
     }
+    # each one named, with what the lane read and the vehicle that drove through
+    first = out["needs_officer_passages"][0]
+    assert first == {
+        "passage": "p1",
+        "exceptions": ["low_confidence"],
+        "refusals": ["plate_mismatch"],
+        "reads": ["浙A55555 0.41", "MSKU0539301 0.9"],
+        "vehicle": ["MSKU0539301", "湘A55555"],
+    }
+    assert [(o["passage"], o["vehicle"]) for o in out["needs_officer_passages"][1:]] == [
+        ("p2", ["CSQU3054383", "粤B12345"]),
+        ("p3", ["AB123", "粤Z1234港"]),
+        ("p4", None),
+    ]
 
 
 def test_planted_faults_flagged_are_counted_apart_and_out_of_the_share() -> None:
