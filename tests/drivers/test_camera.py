@@ -61,6 +61,21 @@ async def test_snapshot_from_mjpeg_over_http(lane: tuple[LaneWorld, Any]) -> Non
     assert sim.sim.frames_sent >= 2
 
 
+async def test_a_container_camera_is_hd_and_shows_the_box() -> None:
+    """A container gate camera serves 1280 × 720 frames unless told otherwise: at 640 × 360 a box's
+    boxed check digit is too small to read surely."""
+    world = LaneWorld("t1")
+    world.vehicle = Vehicle(plates=("粤B12345",), containers=("CSQU3054383",), kind="truck")
+    sim = await start_camera(world, view="container_left", fps=25)
+    try:
+        async with _camera(sim.link["source"]) as cam:
+            img = _decode(await cam.snapshot())
+    finally:
+        await sim.close()
+    assert img.shape == (720, 1280, 3)
+    assert img.std() > 10  # the rendered box, not the empty lane's flat grey
+
+
 async def test_silently_stopped_camera_times_out(lane: tuple[LaneWorld, Any]) -> None:
     _, sim = lane
     # Opened, and read while live, with the usual deadline: 0.5 s for opening the stream failed
