@@ -122,37 +122,29 @@ class PlateReader:
         cands = [_Cand(bbox_of(q), (i,), "det") for i, q in enumerate(lines)]
         mats = self.engine.rec(crops)
         heights = [c.shape[0] for c in crops]
-        extra: list[Image] = []
-        extra_looks: list[plate_look.Look | None] = []
-        pairs: list[tuple[int, int, BBox, int]] = []  # (upper row, lower row, plate box, group)
+        extra: list[Image] = []  # more crops, read in one batch after the lines (index base + k)
+        base = len(mats)
         for i, q in enumerate(lines):
             if not _is_lower_row(ctc.greedy(mats[i], self.engine.rec.classes)[0]):
                 continue
             b = bbox_of(q)
             for upper in _upper_rows(b, boxes):
                 extra.append(crop_box(view, upper))
-                extra_looks.append(None)  # an upper row is judged with its lower row (the last part)
-                pairs.append((-len(extra), i, _union(b, upper), i))
+                looks.append(None)  # an upper row is judged with its lower row (the last part)
+                cands.append(_Cand(_union(b, upper), (base + len(extra) - 1, i), "double", group=i))
             if b[2] - b[0] < 2.8 * (b[3] - b[1]):
                 # the detector framed a whole two-row plate as one line (a Hong Kong "DZ / 7333"
                 # under a truck's 粤Z plate): its rows are inside its own box
                 extra.append(_lower_band(view, b))
-                extra_looks.append(looks[i])  # the whole plate's look
-                lower = -len(extra)
+                looks.append(looks[i])  # the whole plate's look
+                lower = base + len(extra) - 1
                 for up in _upper_bands(b):
                     extra.append(crop_box(view, up))
-                    extra_looks.append(None)
-                    pairs.append((-len(extra), lower, b, i))
+                    looks.append(None)
+                    cands.append(_Cand(b, (base + len(extra) - 1, lower), "double", group=i))
         if extra:
-            base = len(mats)
             mats += self.engine.rec(extra)
             heights += [c.shape[0] for c in extra]
-            looks += extra_looks
-
-            def at(k: int) -> int:  # -1 - n: the n-th extra crop; otherwise a line's own index
-                return base - 1 - k if k < 0 else k
-
-            cands += [_Cand(box, (at(u), at(lo)), "double", group=g) for u, lo, box, g in pairs]
         reads = self._decode_candidates(cands, mats, heights, (ox, oy), looks)
         if not any(_good(r) for r in reads):
             reads += self._read_colour_regions(view, [bbox_of(q) for q in lines], (ox, oy))
