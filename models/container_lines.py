@@ -162,7 +162,9 @@ def _follows(a: Piece, b: Piece) -> bool:
     # detector boxes are grown (DB unclip), so neighbours overlap (up to half a glyph); a door seen at an
     # angle tilts its line, so a third of the height in common is enough
     same_line = vo > 0.3 * min(ha, hb) and -0.5 * ha < bx1 - ax2 < 4 * ha
-    next_line = -0.3 * ha <= by1 - ay2 < 1.5 * ha and min(ax2, bx2) - max(ax1, bx1) > -ha and by1 > ay1 + 0.5 * ha
+    # the line below must lie under this one (an owner code over its serial): a line below that
+    # starts past this one's end is another marking (a door's weights beside a tilted number)
+    next_line = -0.3 * ha <= by1 - ay2 < 1.5 * ha and min(ax2, bx2) - max(ax1, bx1) > 0 and by1 > ay1 + 0.5 * ha
     return same_line or next_line
 
 
