@@ -10,13 +10,14 @@ template and the check digit) to decide.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from . import ctc
-from .imaging import BBox, Image, Matrix, bbox_of, blank_rows, overlaps, quad_of, rectify
+from .imaging import BBox, Image, Matrix, Quad, bbox_of, blank_rows, overlaps, quad_of, rectify
 from .onnx_ocr import OcrEngine, TextBox
 
 __all__ = ["Piece", "groups", "joined", "read_pieces", "tile_vertical"]
@@ -43,7 +44,7 @@ def read_pieces(engine: OcrEngine, img: Image, boxes: list[TextBox], skip: tuple
     """Recognise the detector's ``boxes`` (one recogniser run); boxes overlapping ``skip`` —
     columns read from their glyphs already — are left out."""
     cols: list[list[int]] = []
-    lines: list[tuple[list[int], np.ndarray | None]] = []
+    lines: list[_Line] = []
     for b in boxes:
         x1, y1, x2, y2 = bbox_of(b.quad)
         bw, bh = x2 - x1, y2 - y1
@@ -52,20 +53,16 @@ def read_pieces(engine: OcrEngine, img: Image, boxes: list[TextBox], skip: tuple
             continue
         # the detector sometimes cuts one line into overlapping boxes (a glyph in both):
         # reading their union avoids a doubled character in the joined number
-        for i, (m, _) in enumerate(lines):
-            vo = min(m[3], y2) - max(m[1], y1)
-            if vo > 0.6 * min(m[3] - m[1], bh) and min(m[2], x2) - max(m[0], x1) > 0:
-                m[:] = [min(m[0], x1), min(m[1], y1), max(m[2], x2), max(m[3], y2)]
-                lines[i] = (m, None)
+        for line in lines:
+            if line.absorb(b.quad):
                 break
         else:
-            lines.append(([x1, y1, x2, y2], b.quad))
+            lines.append(_Line(b.quad))
     crops: list[np.ndarray] = []
     meta: list[tuple[BBox, bool]] = []
-    for m, quad in lines:
-        box = (m[0], m[1], m[2], m[3])
-        crops.append(rectify(img, quad if quad is not None else quad_of(box)))
-        meta.append((box, False))
+    for line in lines:
+        crops.append(rectify(img, line.quad))
+        meta.append((line.box, False))
     H, W = img.shape[:2]
     for x1, y1, x2, y2 in _merged_columns(cols):
         box = (x1, y1, x2, y2)
@@ -88,6 +85,66 @@ def read_pieces(engine: OcrEngine, img: Image, boxes: list[TextBox], skip: tuple
         if text:
             out.append(Piece(box, f, text.upper(), vertical))
     return out
+
+
+#: A line tilted more than this (a door seen from the side, a gate camera looking down at an
+#: angle) is compared with its neighbours in its own frame: the upright boxes of two tilted lines,
+#: one above the other, overlap as much as two cuts of one line do.
+TILTED_RAD = math.radians(10)
+
+
+def _tilt(quad: Quad) -> float:
+    """The angle of the quad's top edge, 0 for a level line or one tilted at most ``TILTED_RAD``
+    (those keep the upright-box comparison), or beyond ±45° (not a line read left to right)."""
+    d = quad[1] - quad[0]
+    t = math.atan2(float(d[1]), float(d[0]))
+    return t if TILTED_RAD < abs(t) <= math.pi / 4 else 0.0
+
+
+class _Line:
+    """A detector line, grown by the boxes that are cuts of the same line."""
+
+    def __init__(self, quad: Quad) -> None:
+        self.quad = quad
+        self.tilt = _tilt(quad)
+        self.box = bbox_of(quad)
+
+    def absorb(self, quad: Quad) -> bool:
+        """Take ``quad`` in if it is another cut of this line (a glyph in both): in the line's
+        frame, they share most of their height and overlap along it."""
+        t = self.tilt or _tilt(quad)
+        a: tuple[float, float, float, float]
+        b: tuple[float, float, float, float]
+        if t == 0.0:
+            a, b = self.box, bbox_of(quad)
+        else:
+            a, b = _frame_box(self.quad, t), _frame_box(quad, t)
+        vo = min(a[3], b[3]) - max(a[1], b[1])
+        if not (vo > 0.6 * min(a[3] - a[1], b[3] - b[1]) and min(a[2], b[2]) - max(a[0], b[0]) > 0):
+            return False
+        u = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+        if t == 0.0:
+            self.box = (int(u[0]), int(u[1]), int(u[2]), int(u[3]))
+            self.quad = quad_of(self.box)
+        else:
+            c, s = math.cos(t), math.sin(t)
+            rot = np.array([[c, -s], [s, c]], np.float32)  # the line's frame back to the image's
+            self.quad = (_quad_of_f(u) @ rot.T).astype(np.float32)
+            self.box = bbox_of(self.quad)
+        return True
+
+
+def _frame_box(quad: Quad, t: float) -> tuple[float, float, float, float]:
+    """The upright box round ``quad`` in a frame turned by ``t`` (a line of that tilt is level there)."""
+    c, s = math.cos(t), math.sin(t)
+    x = quad[:, 0] * c + quad[:, 1] * s
+    y = -quad[:, 0] * s + quad[:, 1] * c
+    return float(x.min()), float(y.min()), float(x.max()), float(y.max())
+
+
+def _quad_of_f(b: tuple[float, float, float, float]) -> Quad:
+    x1, y1, x2, y2 = b
+    return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32)
 
 
 def _merged_columns(cols: list[list[int]]) -> list[list[int]]:

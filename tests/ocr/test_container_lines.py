@@ -1,9 +1,78 @@
-"""Container lines from detector boxes (issue 22): lines grouped only where a number can continue."""
+"""Container lines from detector boxes (issue 22): tilted lines kept apart, lines grouped only
+where a number can continue."""
 
 from __future__ import annotations
 
+import math
+
+import cv2
 import numpy as np
+import pytest
+from portlane.models import container_lines
 from portlane.models.container_lines import Piece, groups
+from portlane.sim_devices.render import render_container
+
+NUMBER = "CSQU3054383"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from portlane.models.onnx_ocr import OcrEngine
+
+    return OcrEngine.shared()
+
+
+@pytest.fixture
+def containers(engine):
+    from portlane.models.containers import ContainerReader
+
+    return ContainerReader(engine)
+
+
+def _turned(quad: list[list[float]], degrees: float) -> np.ndarray:
+    t = math.radians(degrees)
+    rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+    return (np.array(quad, np.float64) @ rot.T).astype(np.float32)
+
+
+def _tilted_door(degrees: float, *, seed: int) -> np.ndarray:
+    """``CSQU 305438 [3]`` over ``22G1`` on a 1280×720 frame, turned by ``degrees`` (a gate camera
+    looking down at a door from the side)."""
+    patch = render_container(NUMBER, "horizontal", size_type="22G1", seed=seed, height=40, noise=3, blur=0.6)
+    h, w = patch.shape[:2]
+    frame = np.empty((720, 1280, 3), np.uint8)
+    frame[:] = patch[2, 2]
+    frame[300 : 300 + h, 400 : 400 + w] = patch
+    turn = cv2.getRotationMatrix2D((400 + w / 2, 300 + h / 2), -degrees, 1.0)
+    return np.asarray(cv2.warpAffine(frame, turn, (1280, 720), borderMode=cv2.BORDER_REPLICATE), np.uint8)
+
+
+@pytest.mark.parametrize("degrees", [20, 30])
+def test_a_tilted_number_is_not_merged_with_the_line_below(containers, degrees: float) -> None:
+    # the upright boxes of the number and of its size-type line overlap by most of their height:
+    # compared upright they were one line, read from their union as nothing
+    reads = containers.read(_tilted_door(degrees, seed=2))
+    assert [(r.number, r.status) for r in reads][:1] == [(NUMBER, "confirmed")]
+
+
+def test_cuts_of_one_tilted_line_are_joined_and_stacked_tilted_lines_are_not() -> None:
+    line = container_lines._Line(_turned([[0, 0], [200, 0], [200, 40], [0, 40]], 30))
+    below = _turned([[0, 50], [200, 50], [200, 90], [0, 90]], 30)
+    assert not line.absorb(below)
+    cut = _turned([[180, 2], [320, 2], [320, 41], [180, 41]], 30)  # overlaps by one glyph
+    assert line.absorb(cut)
+    # the union is the whole line, still tilted: 320 long, 41 high, in the line's own frame
+    edge = line.quad[1] - line.quad[0]
+    assert math.degrees(math.atan2(float(edge[1]), float(edge[0]))) == pytest.approx(30, abs=0.1)
+    assert float(np.linalg.norm(edge)) == pytest.approx(320, abs=1)
+    assert float(np.linalg.norm(line.quad[3] - line.quad[0])) == pytest.approx(41, abs=1)
+
+
+def test_cuts_of_a_level_line_are_joined_into_their_upright_union() -> None:
+    line = container_lines._Line(np.array([[10, 10], [100, 10], [100, 40], [10, 40]], np.float32))
+    assert line.absorb(np.array([[90, 12], [180, 12], [180, 41], [90, 41]], np.float32))
+    assert line.box == (10, 10, 180, 41)
+    assert not line.absorb(np.array([[10, 45], [100, 45], [100, 75], [10, 75]], np.float32))
 
 
 def _piece(box: tuple[int, int, int, int], text: str) -> Piece:
