@@ -1,5 +1,5 @@
 """Container lines from detector boxes (issue 22): tilted lines kept apart, lines grouped only
-where a number can continue."""
+where a number can continue, and a coarser detector pass when a frame gave nothing."""
 
 from __future__ import annotations
 
@@ -86,3 +86,43 @@ def test_the_line_below_continues_a_number_only_if_it_lies_under_it() -> None:
     # the line below starting past the owner code's end (another marking, a weight) is not its serial
     aside = _piece((185, 150, 345, 190), "2473543")
     assert groups([owner, aside]) == []
+
+
+def _frame(number: str) -> np.ndarray:
+    patch = render_container(number, "horizontal", size_type="22G1", seed=4, height=36, noise=3, blur=0.6)
+    frame = np.empty((720, 1280, 3), np.uint8)
+    frame[:] = patch[2, 2]
+    frame[200 : 200 + patch.shape[0], 300 : 300 + patch.shape[1]] = patch
+    return frame
+
+
+def test_a_frame_that_gave_nothing_is_looked_at_again_at_a_coarser_scale(
+    containers, engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detect = engine.det
+    limits: list[int] = []
+
+    def first_pass_blind(img: np.ndarray, *, limit: int = 960, max_area: int | None = None, tile: int | None = None):
+        limits.append(limit)
+        # the detector's blind spot: no response at the first pass's scale (c0065, c0080)
+        return [] if len(limits) == 1 else detect(img, limit=limit, max_area=max_area, tile=tile)
+
+    monkeypatch.setattr(engine, "det", first_pass_blind)
+    reads = containers.read(_frame(NUMBER))
+    assert [r.number for r in reads][:1] == [NUMBER]
+    assert limits[:2] == [1280, round(0.6 * 1280)]
+
+
+def test_the_coarser_pass_costs_nothing_when_the_first_pass_read_a_number(
+    containers, engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detect = engine.det
+    limits: list[int] = []
+
+    def counted(img: np.ndarray, *, limit: int = 960, max_area: int | None = None, tile: int | None = None):
+        limits.append(limit)
+        return detect(img, limit=limit, max_area=max_area, tile=tile)
+
+    monkeypatch.setattr(engine, "det", counted)
+    reads = containers.read(_frame("MSCU5006271"))
+    assert [r.number for r in reads][:1] == ["MSCU5006271"] and limits == [1280]
