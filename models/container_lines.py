@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from . import ctc
-from .imaging import BBox, Image, Matrix, Quad, bbox_of, blank_rows, overlaps, quad_of, rectify
-from .onnx_ocr import OcrEngine, TextBox
+from .imaging import RECTIFY_MARGIN, BBox, Image, Matrix, Quad, bbox_of, blank_rows, overlaps, quad_of, rectify
+from .onnx_ocr import REC_HEIGHT, REC_STRIDE, OcrEngine, TextBox
 
 __all__ = ["Piece", "groups", "joined", "read_pieces", "tile_vertical"]
 
@@ -38,6 +38,9 @@ class Piece:
     probs: Matrix
     text: str
     vertical: bool = False
+    #: Where the glyphs read end in the frame (x), when the line is level: the detector's box
+    #: is grown beyond them (DB unclip) and may hold a boxed check digit the recogniser dropped.
+    end: int | None = None
 
 
 def read_pieces(engine: OcrEngine, img: Image, boxes: list[TextBox], skip: tuple[BBox, ...] = ()) -> list[Piece]:
@@ -60,9 +63,17 @@ def read_pieces(engine: OcrEngine, img: Image, boxes: list[TextBox], skip: tuple
             lines.append(_Line(b.quad))
     crops: list[np.ndarray] = []
     meta: list[tuple[BBox, bool]] = []
+    frame_x: list[tuple[float, float] | None] = []  # image x of frame 0 and per frame, level lines
     for line in lines:
-        crops.append(rectify(img, line.quad))
+        crop = rectify(img, line.quad)
+        crops.append(crop)
         meta.append((line.box, False))
+        if line.tilt == 0.0:
+            margin = RECTIFY_MARGIN * float(np.linalg.norm(line.quad[0] - line.quad[3]))
+            step = REC_STRIDE * crop.shape[0] / REC_HEIGHT
+            frame_x.append((line.box[0] - margin + step / 2, step))
+        else:
+            frame_x.append(None)
     H, W = img.shape[:2]
     for x1, y1, x2, y2 in _merged_columns(cols):
         box = (x1, y1, x2, y2)
@@ -79,12 +90,26 @@ def read_pieces(engine: OcrEngine, img: Image, boxes: list[TextBox], skip: tuple
     mats = engine.rec(crops)
     index = engine.rec.index
     out = []
-    for (box, vertical), mat in zip(meta, mats, strict=True):
+    frame_x += [None] * (len(meta) - len(frame_x))
+    for (box, vertical), mat, fx in zip(meta, mats, frame_x, strict=True):
         f = ctc.fold_separators(mat, index)
         text = "".join(ch for ch in ctc.greedy(f, engine.rec.classes)[0] if ch.isascii() and ch.isalnum())
         if text:
-            out.append(Piece(box, f, text.upper(), vertical))
+            out.append(Piece(box, f, text.upper(), vertical, None if fx is None else _glyphs_end(f, *fx)))
     return out
+
+
+def _glyphs_end(probs: Matrix, x0: float, step: float) -> int | None:
+    """The x where a level line's read glyphs end: its last non-blank frame (a glyph's CTC
+    peak lies inside the glyph) plus half the mean spacing of its glyphs' first frames."""
+    best = probs.argmax(axis=1)
+    frames = np.nonzero(best)[0]
+    # a glyph's run of frames starts where the best class changes
+    starts = [t for t in frames if t == 0 or best[t] != best[t - 1]]
+    if len(starts) < 2:
+        return None
+    pitch = (starts[-1] - starts[0]) * step / (len(starts) - 1)
+    return int(x0 + frames[-1] * step + pitch / 2)
 
 
 #: A line tilted more than this (a door seen from the side, a gate camera looking down at an

@@ -208,8 +208,11 @@ class ContainerReader:
             batch = found[b : b + GROUP_BATCH]
             for g, c in zip(batch, self._decode_numbers([joined(pieces, g) for g in batch]), strict=True):
                 if c is not None:
-                    if c.read.check_digit_inferred and not pieces[g[-1]].vertical:
-                        tails[len(cands)] = pieces[g[-1]].box
+                    tail = pieces[g[-1]]
+                    if c.read.check_digit_inferred and not tail.vertical:
+                        x1, y1, x2, y2 = tail.box
+                        # the boxed digit may lie inside the serial's grown box, dropped by the recogniser
+                        tails[len(cands)] = (x1, y1, x2 if tail.end is None else min(x2, tail.end), y2)
                     cands.append(c)
         cands = read_check_boxes(self.engine, img, cands, tails, self._rules())
         cands.sort(key=lambda c: c.rank)

@@ -126,3 +126,22 @@ def test_the_coarser_pass_costs_nothing_when_the_first_pass_read_a_number(
     monkeypatch.setattr(engine, "det", counted)
     reads = containers.read(_frame("MSCU5006271"))
     assert [r.number for r in reads][:1] == ["MSCU5006271"] and limits == [1280]
+
+
+def test_a_level_line_knows_where_its_read_glyphs_end(engine) -> None:
+    from portlane.models.container_lines import read_pieces
+    from portlane.models.onnx_ocr import TextBox
+
+    patch = render_container(NUMBER, "horizontal", seed=2, height=30)
+    patch[:, 276:] = patch[2, 2]  # the boxed check digit left out: the serial ends at x 271
+    img = np.empty((140, 480, 3), np.uint8)
+    img[:] = patch[2, 2]
+    img[40 : 40 + patch.shape[0], 40 : 40 + patch.shape[1]] = patch
+    # the detector's box grown round the serial (DB unclip), reaching where a check box would be
+    x1, x2, y1, y2 = 40 + 125, 40 + 271 + 45, 40 + 15 - 15, 40 + 45 + 15
+    quad = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32)
+    [piece] = read_pieces(engine, img, [TextBox(quad, 0.9)])
+    assert piece.text == "305438" and piece.end is not None
+    # within about a third of a glyph of the last glyph's edge (on the far side: a region started
+    # there holds none of it), where the box's edge is 1.5 glyphs off
+    assert 40 + 271 - 6 <= piece.end <= 40 + 271 + 12 < x2 - 30
