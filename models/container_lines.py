@@ -10,14 +10,15 @@ template and the check digit) to decide.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from . import ctc
-from .imaging import BBox, Image, Matrix, bbox_of, blank_rows, overlaps, quad_of, rectify
-from .onnx_ocr import OcrEngine, TextBox
+from .imaging import RECTIFY_MARGIN, BBox, Image, Matrix, Quad, bbox_of, blank_rows, overlaps, quad_of, rectify
+from .onnx_ocr import REC_HEIGHT, REC_STRIDE, OcrEngine, TextBox
 
 __all__ = ["Piece", "groups", "joined", "read_pieces", "tile_vertical"]
 
@@ -37,13 +38,16 @@ class Piece:
     probs: Matrix
     text: str
     vertical: bool = False
+    #: Where the glyphs read end in the frame (x), when the line is level: the detector's box
+    #: is grown beyond them (DB unclip) and may hold a boxed check digit the recogniser dropped.
+    end: int | None = None
 
 
 def read_pieces(engine: OcrEngine, img: Image, boxes: list[TextBox], skip: tuple[BBox, ...] = ()) -> list[Piece]:
     """Recognise the detector's ``boxes`` (one recogniser run); boxes overlapping ``skip`` —
     columns read from their glyphs already — are left out."""
     cols: list[list[int]] = []
-    lines: list[tuple[list[int], np.ndarray | None]] = []
+    lines: list[_Line] = []
     for b in boxes:
         x1, y1, x2, y2 = bbox_of(b.quad)
         bw, bh = x2 - x1, y2 - y1
@@ -52,20 +56,24 @@ def read_pieces(engine: OcrEngine, img: Image, boxes: list[TextBox], skip: tuple
             continue
         # the detector sometimes cuts one line into overlapping boxes (a glyph in both):
         # reading their union avoids a doubled character in the joined number
-        for i, (m, _) in enumerate(lines):
-            vo = min(m[3], y2) - max(m[1], y1)
-            if vo > 0.6 * min(m[3] - m[1], bh) and min(m[2], x2) - max(m[0], x1) > 0:
-                m[:] = [min(m[0], x1), min(m[1], y1), max(m[2], x2), max(m[3], y2)]
-                lines[i] = (m, None)
+        for line in lines:
+            if line.absorb(b.quad):
                 break
         else:
-            lines.append(([x1, y1, x2, y2], b.quad))
+            lines.append(_Line(b.quad))
     crops: list[np.ndarray] = []
     meta: list[tuple[BBox, bool]] = []
-    for m, quad in lines:
-        box = (m[0], m[1], m[2], m[3])
-        crops.append(rectify(img, quad if quad is not None else quad_of(box)))
-        meta.append((box, False))
+    frame_x: list[tuple[float, float] | None] = []  # image x of frame 0 and per frame, level lines
+    for line in lines:
+        crop = rectify(img, line.quad)
+        crops.append(crop)
+        meta.append((line.box, False))
+        if line.tilt == 0.0:
+            margin = RECTIFY_MARGIN * float(np.linalg.norm(line.quad[0] - line.quad[3]))
+            step = REC_STRIDE * crop.shape[0] / REC_HEIGHT
+            frame_x.append((line.box[0] - margin + step / 2, step))
+        else:
+            frame_x.append(None)
     H, W = img.shape[:2]
     for x1, y1, x2, y2 in _merged_columns(cols):
         box = (x1, y1, x2, y2)
@@ -82,12 +90,86 @@ def read_pieces(engine: OcrEngine, img: Image, boxes: list[TextBox], skip: tuple
     mats = engine.rec(crops)
     index = engine.rec.index
     out = []
-    for (box, vertical), mat in zip(meta, mats, strict=True):
+    frame_x += [None] * (len(meta) - len(frame_x))
+    for (box, vertical), mat, fx in zip(meta, mats, frame_x, strict=True):
         f = ctc.fold_separators(mat, index)
         text = "".join(ch for ch in ctc.greedy(f, engine.rec.classes)[0] if ch.isascii() and ch.isalnum())
         if text:
-            out.append(Piece(box, f, text.upper(), vertical))
+            out.append(Piece(box, f, text.upper(), vertical, None if fx is None else _glyphs_end(f, *fx)))
     return out
+
+
+def _glyphs_end(probs: Matrix, x0: float, step: float) -> int | None:
+    """The x where a level line's read glyphs end: its last non-blank frame (a glyph's CTC
+    peak lies inside the glyph) plus half the mean spacing of its glyphs' first frames."""
+    best = probs.argmax(axis=1)
+    frames = np.nonzero(best)[0]
+    # a glyph's run of frames starts where the best class changes
+    starts = [t for t in frames if t == 0 or best[t] != best[t - 1]]
+    if len(starts) < 2:
+        return None
+    pitch = (starts[-1] - starts[0]) * step / (len(starts) - 1)
+    return int(x0 + frames[-1] * step + pitch / 2)
+
+
+#: A line tilted more than this (a door seen from the side, a gate camera looking down at an
+#: angle) is compared with its neighbours in its own frame: the upright boxes of two tilted lines,
+#: one above the other, overlap as much as two cuts of one line do.
+TILTED_RAD = math.radians(10)
+
+
+def _tilt(quad: Quad) -> float:
+    """The angle of the quad's top edge, 0 for a level line or one tilted at most ``TILTED_RAD``
+    (those keep the upright-box comparison), or beyond ±45° (not a line read left to right)."""
+    d = quad[1] - quad[0]
+    t = math.atan2(float(d[1]), float(d[0]))
+    return t if TILTED_RAD < abs(t) <= math.pi / 4 else 0.0
+
+
+class _Line:
+    """A detector line, grown by the boxes that are cuts of the same line."""
+
+    def __init__(self, quad: Quad) -> None:
+        self.quad = quad
+        self.tilt = _tilt(quad)
+        self.box = bbox_of(quad)
+
+    def absorb(self, quad: Quad) -> bool:
+        """Take ``quad`` in if it is another cut of this line (a glyph in both): in the line's
+        frame, they share most of their height and overlap along it."""
+        t = self.tilt or _tilt(quad)
+        a: tuple[float, float, float, float]
+        b: tuple[float, float, float, float]
+        if t == 0.0:
+            a, b = self.box, bbox_of(quad)
+        else:
+            a, b = _frame_box(self.quad, t), _frame_box(quad, t)
+        vo = min(a[3], b[3]) - max(a[1], b[1])
+        if not (vo > 0.6 * min(a[3] - a[1], b[3] - b[1]) and min(a[2], b[2]) - max(a[0], b[0]) > 0):
+            return False
+        u = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+        if t == 0.0:
+            self.box = (int(u[0]), int(u[1]), int(u[2]), int(u[3]))
+            self.quad = quad_of(self.box)
+        else:
+            c, s = math.cos(t), math.sin(t)
+            rot = np.array([[c, -s], [s, c]], np.float32)  # the line's frame back to the image's
+            self.quad = (_quad_of_f(u) @ rot.T).astype(np.float32)
+            self.box = bbox_of(self.quad)
+        return True
+
+
+def _frame_box(quad: Quad, t: float) -> tuple[float, float, float, float]:
+    """The upright box round ``quad`` in a frame turned by ``t`` (a line of that tilt is level there)."""
+    c, s = math.cos(t), math.sin(t)
+    x = quad[:, 0] * c + quad[:, 1] * s
+    y = -quad[:, 0] * s + quad[:, 1] * c
+    return float(x.min()), float(y.min()), float(x.max()), float(y.max())
+
+
+def _quad_of_f(b: tuple[float, float, float, float]) -> Quad:
+    x1, y1, x2, y2 = b
+    return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32)
 
 
 def _merged_columns(cols: list[list[int]]) -> list[list[int]]:
@@ -162,7 +244,9 @@ def _follows(a: Piece, b: Piece) -> bool:
     # detector boxes are grown (DB unclip), so neighbours overlap (up to half a glyph); a door seen at an
     # angle tilts its line, so a third of the height in common is enough
     same_line = vo > 0.3 * min(ha, hb) and -0.5 * ha < bx1 - ax2 < 4 * ha
-    next_line = -0.3 * ha <= by1 - ay2 < 1.5 * ha and min(ax2, bx2) - max(ax1, bx1) > -ha and by1 > ay1 + 0.5 * ha
+    # the line below must lie under this one (an owner code over its serial): a line below that
+    # starts past this one's end is another marking (a door's weights beside a tilted number)
+    next_line = -0.3 * ha <= by1 - ay2 < 1.5 * ha and min(ax2, bx2) - max(ax1, bx1) > 0 and by1 > ay1 + 0.5 * ha
     return same_line or next_line
 
 

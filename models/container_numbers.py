@@ -147,9 +147,11 @@ def read_check_boxes(
         if xb - xa >= 0.6 * h and h >= 8:
             region = img[ya:yb, xa:xb]
             jobs.append((i, region))
-            inside = _box_interior(region, h)
-            if inside is not None:  # the digit without its box, which reads as 口, 目 or 1
-                jobs.append((i, inside))
+            box = _check_box(region, h)
+            if box is not None:
+                # the box alone, without the door's bars and hinges beside it, and the digit
+                # without its box (which reads as 口, 目 or 1)
+                jobs += [(i, c) for c in _box_crops(region, box)]
     if not jobs:
         return cands
     mats = engine.rec([c for _i, c in jobs])
@@ -174,25 +176,35 @@ def read_check_boxes(
     return out
 
 
-def _box_interior(region: Image, line_h: int) -> Image | None:
-    """The inside of the box painted round a check digit in ``region``, or None if no box-shaped
-    outline is found (a closed contour about a line high and at most as wide, little ink inside
-    its outline compared with its area)."""
+def _check_box(region: Image, line_h: int) -> tuple[int, int, int, int] | None:
+    """The box painted round a check digit in ``region`` (x, y, w, h), or None: the leftmost
+    (then largest) contour about a glyph high and at most as wide as high.
+
+    ``line_h`` is the serial's detector box, grown round its glyphs (DB unclip): 1.5–2.3 times
+    their height on the development doors, so a painted box (~1.3 glyph heights) is 0.4–1.6
+    line heights high; the box of a tightly cut line may be up to 1.3 line heights wide.
+    """
     g = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
     edges = cv2.Canny(g, 50, 150)
     contours, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-    best: tuple[int, tuple[int, int, int, int]] | None = None
+    best: tuple[int, int, tuple[int, int, int, int]] | None = None
     for c in contours:
         x, y, w, h = cv2.boundingRect(c)
-        if (
-            0.75 * line_h <= h <= 1.6 * line_h
-            and 0.45 * line_h <= w <= 1.3 * line_h
-            and (best is None or w * h > best[0])
-        ):
-            best = (w * h, (x, y, w, h))
-    if best is None:
-        return None
-    x, y, w, h = best[1]
+        tight = 0.75 * line_h <= h <= 1.6 * line_h and 0.45 * line_h <= w <= 1.3 * line_h
+        grown = 0.4 * line_h <= h <= 1.6 * line_h and 0.4 * h <= w <= h
+        # the box comes first right of the serial (bars, hinges and the next marking after it)
+        if (tight or grown) and (best is None or (x, -w * h) < best[:2]):
+            best = (x, -w * h, (x, y, w, h))
+    return None if best is None else best[2]
+
+
+def _box_crops(region: Image, box: tuple[int, int, int, int]) -> list[Image]:
+    """The check box with a little of the wall round it, and its inside (the digit alone)."""
+    x, y, w, h = box
+    m = max(2, h // 10)
+    crops: list[Image] = [region[max(0, y - m) : y + h + m, max(0, x - m) : x + w + m]]
     mx, my = max(2, w // 6), max(2, h // 8)
     inside: Image = region[y + my : y + h - my, x + mx : x + w - mx]
-    return inside if inside.shape[0] >= 6 and inside.shape[1] >= 4 else None
+    if inside.shape[0] >= 6 and inside.shape[1] >= 4:
+        crops.append(inside)
+    return crops

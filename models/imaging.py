@@ -12,6 +12,7 @@ from . import ctc
 from .onnx_ocr import crop_quad
 
 __all__ = [
+    "RECTIFY_MARGIN",
     "BBox",
     "Image",
     "bbox_of",
@@ -46,7 +47,11 @@ def quad_of(b: BBox) -> Quad:
     return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32)
 
 
-def rectify(img: Image, quad: Quad, *, margin: float = 0.08) -> Image:
+#: Margin round a rectified text quad, in quad heights (``rectify``).
+RECTIFY_MARGIN = 0.08
+
+
+def rectify(img: Image, quad: Quad, *, margin: float = RECTIFY_MARGIN) -> Image:
     """Perspective-rectified crop of a text quad, grown by ``margin`` × its height on every side:
     PP-OCR rec is trained on crops with some background around the glyphs."""
     h = float(np.linalg.norm(quad[0] - quad[3]))

@@ -1,0 +1,68 @@
+"""The boxed check digit read on its own right of a serial the detector cut it from (issue 22)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from portlane.models import iso6346
+from portlane.models.calibration import SHIPPED
+from portlane.models.container_numbers import Cand, Rules, read_check_boxes
+from portlane.models.iso6346 import ContainerRead
+from portlane.sim_devices.render import render_container
+
+NUMBER = "CSQU3054383"
+GLYPH = 30  # render_container's glyph height
+#: the serial's detector box is grown round its glyphs (DB unclip): ~2.2 glyph heights on the
+#: development doors, so the painted check box is only ~0.7 of the line's height
+LINE = 66
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from portlane.models.onnx_ocr import OcrEngine
+
+    return OcrEngine.shared()
+
+
+def _door() -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """``CSQU 305438 [3]``, a door bar right of the box and the next marking after it; and the
+    serial's line box as the detector gives it (without the check box, grown)."""
+    patch = render_container(NUMBER, "horizontal", seed=2, height=GLYPH)
+    img = np.empty((220, 640, 3), np.uint8)
+    img[:] = patch[2, 2]
+    ox, oy = 100, 50
+    img[oy : oy + patch.shape[0], ox : ox + patch.shape[1]] = patch
+    # in the patch: glyphs at y 15-45, the serial ends at x 271, the box spans x 282-317
+    img[:, ox + 325 : ox + 341] = (190, 190, 190)  # a door bar
+    img[oy : oy + patch.shape[0], ox + 345 : ox + 450] = patch[:, 10:115]  # the next marking
+    top, bottom = oy + 15 - (LINE - GLYPH) // 2, oy + 45 + (LINE - GLYPH) // 2
+    return img, (ox + 10, top, ox + 276, bottom)
+
+
+def _inferred(number: str, box: tuple[int, int, int, int]) -> Cand:
+    read = ContainerRead(
+        number,
+        True,
+        check_digit_inferred=True,
+        confidence=0.6,
+        box=box,
+        char_confidences=(0.99,) * 10,
+        doubt="inferred",
+    )
+    return Cand((2, 0.1), read)
+
+
+def test_the_boxed_digit_beside_a_door_bar_is_read_from_its_box(engine) -> None:
+    img, tail = _door()
+    [c] = read_check_boxes(engine, img, [_inferred(NUMBER, tail)], {0: tail}, Rules(SHIPPED, 8.0, 0.2))
+    assert not c.read.check_digit_inferred and c.rank[0] == 0
+    assert c.read.status == "confirmed"
+
+
+def test_a_boxed_digit_that_is_not_the_computed_one_leaves_the_number_inferred(engine) -> None:
+    img, tail = _door()
+    other = "CSQU305439"  # a misread serial: its computed check digit is not the painted 3
+    misread = other + str(iso6346.check_digit(other))
+    assert misread[10] != NUMBER[10]
+    [c] = read_check_boxes(engine, img, [_inferred(misread, tail)], {0: tail}, Rules(SHIPPED, 8.0, 0.2))
+    assert c.read.check_digit_inferred and c.read.status == "low_confidence"
