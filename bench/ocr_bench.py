@@ -5,8 +5,10 @@
 
 Measured: a 1080p plate frame (full frame, and the plate zone as a per-camera ROI), a 1080p
 container frame, a 94×24 tight crop, and a cargo truck's identification — two plate frames and
-four container frames read one after another by one worker, as the lane does, once whole and
-once with the plate frames read at the plate zone (the lane passes each camera's ``roi``) — with p50/p95
+four container frames read one after another by one reader, once whole and once with the plate
+frames read at the plate zone (the lane passes each camera's ``roi``), and the same truck as the
+lane reads it (JPEG bytes to its ``RecognitionWorker``, plate zones, both kinds at once) by one
+worker and by two workers of one thread each — with p50/p95
 over ``--runs`` after 2 warm-ups, plus the process's peak RSS. With ``--real DIR`` the plate
 and container frames are the 1920×1080 images of ``DIR/plates`` and ``DIR/containers``
 (cycled), so the figures cover real clutter rather than one synthetic scene.
@@ -25,6 +27,7 @@ frame by frame, so that both see the same load.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import resource
@@ -32,11 +35,13 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 from portlane.models.onnx_ocr import OcrEngine
 from portlane.models.pipeline import ContainerReader, PlateReader
+from portlane.models.worker import RecognitionWorker
 from portlane.sim_devices.render import render_plate, render_vehicle_scene
 
 Image = np.ndarray
@@ -115,6 +120,29 @@ def _readers(
     ]
 
 
+def _lane_trucks(plate_frames: list[Image], container_frames: list[Image]) -> list[tuple[str, Callable[[], object]]]:
+    """A truck's six frames the way the lane reads them: JPEG bytes to the lane's
+    ``RecognitionWorker``, the plate frames at their zone, both kinds at once — by one worker
+    (onnxruntime's default threads) and by two workers of one thread each."""
+    zone = (480, 540, 1440, 1080)
+    jpeg = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in plate_frames]
+    boxes = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in container_frames]
+    out: list[tuple[str, Callable[[], object]]] = []
+    for label, workers in (("1 worker", 1), ("2 workers x 1 thread", 2)):
+        w = RecognitionWorker(workers=workers)
+        asyncio.run(w.warm_up())
+        next_plate, next_box = _cycle(jpeg), _cycle(boxes)  # type: ignore[arg-type]
+
+        async def truck(w: RecognitionWorker = w, np_: Any = next_plate, nb: Any = next_box) -> object:
+            return await asyncio.gather(
+                w.recognise([np_() for _ in range(2)], kind="plate", rois=[zone, zone]),
+                w.recognise([nb() for _ in range(4)], kind="container"),
+            )
+
+        out.append((f"lane's worker, {label}", lambda truck=truck: asyncio.run(truck())))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10)
@@ -143,11 +171,15 @@ def main() -> None:
         ("94x24 tight crop (rec only)", [], runs),
         ("cargo truck: 2 plate + 4 container frames", [], max(5, runs // 3)),
         ("cargo truck, plate frames at the plate zone", [], max(5, runs // 3)),
+        ("cargo truck as the lane reads it (JPEG, plate zones, both kinds at once)", [], max(5, runs // 3)),
     ]
     for spin in spins:
         eng = OcrEngine(threads=a.threads, spin=spin)
-        for (_name, fns, _n), fn in zip(settings, _readers(eng, plate_frames, container_frames, crop), strict=True):
+        for (_name, fns, _n), fn in zip(
+            settings[:-1], _readers(eng, plate_frames, container_frames, crop), strict=True
+        ):
             fns.append(("portlane [spin]" if spin else "portlane", fn))
+    settings[-1][1].extend(_lane_trucks(plate_frames, container_frames))
     if a.upstream:
         from rapidocr_onnxruntime import RapidOCR  # upstream pipeline, README defaults
 

@@ -7,17 +7,24 @@ imported inside the worker thread on first use, never at import time, so the gat
     async with RecognitionWorker(threads=2) as worker:
         per_image = await worker.recognise([jpeg1, jpeg2], kind="plate")
 
-Design: one dedicated thread owns the ONNX sessions (created once, reused for every call);
-onnxruntime releases the GIL during inference, so the event loop keeps its timing while a
-frame is being read. Calls are serialised on that thread — on a 2-core box a second inference
-in parallel only makes both slower. ``threads`` is onnxruntime's intra-op thread count (2 =
-all cores of the reference box; 1 when two lanes share it).
+Design: dedicated threads own the readers; the ONNX sessions are created once per process and
+shared (``OcrEngine.shared``; a session may run on several threads at once). onnxruntime
+releases the GIL during inference, so the event loop keeps its timing while frames are read.
+``workers`` frames are read at once, each on its own thread; ``threads`` is onnxruntime's
+intra-op thread count per run (default 1 with several workers, else onnxruntime's own).
+On the 2-core reference box two workers of one thread each read a cargo truck's six frames
+faster than one worker of two threads (the intra-op threads idle through the Python parts of a
+read — decoding, imaging — that a second frame's run fills: p50 955 → 812 ms, the same reads;
+docs/recognition.md, "Speed and memory"); a single frame is a little slower on one thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import functools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -28,7 +35,7 @@ from .iso6346 import ContainerRead
 if TYPE_CHECKING:  # heavy (cv2, onnxruntime): imported at run time in the worker thread only
     from .pipeline import ContainerReader, PlateReader
 
-__all__ = ["ContainerRead", "PlateRead", "RecognitionWorker", "WorkerClosedError"]
+__all__ = ["ContainerRead", "PlateRead", "RecognitionWorker", "WorkerClosedError", "default_workers"]
 
 Kind = Literal["plate", "container"]
 Roi = tuple[int, int, int, int]
@@ -42,6 +49,12 @@ def _clip(roi: Sequence[int], w: int, h: int) -> Roi | None:
     return (x1, y1, x2, y2) if x2 - x1 >= 16 and y2 - y1 >= 16 else None
 
 
+def default_workers() -> int:
+    """Frames read at once by the lane's and the site's recognition workers: two where there are
+    two cores or more (the reference box's measured best: module docstring), else one."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
 class WorkerClosedError(RuntimeError):
     """recognise() after close()."""
 
@@ -51,18 +64,22 @@ class RecognitionWorker:
         self,
         *,
         threads: int | None = None,
+        workers: int = 1,
         plate_roi: tuple[int, int, int, int] | None = None,
         container_roi: tuple[int, int, int, int] | None = None,
         det_limit: int | None = None,
     ) -> None:
-        self._threads = threads
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self._workers = workers
+        self._threads = threads if threads is not None or workers == 1 else 1
         self._plate_roi = plate_roi
         self._container_roi = container_roi
         self._det_limit = det_limit
         self._pool: concurrent.futures.ThreadPoolExecutor | None = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="portlane-ocr"
+            max_workers=workers, thread_name_prefix="portlane-ocr"
         )
-        self._readers: dict[Kind, PlateReader | ContainerReader] = {}
+        self._local = threading.local()  # per worker thread: its readers (they keep per-read state)
         self._closed = False
         self.worker_thread_ids: set[int] = set()
 
@@ -73,8 +90,21 @@ class RecognitionWorker:
         await self.aclose()
 
     async def warm_up(self) -> None:
-        """Load the models now (sha256 check + session creation, ~0.5 s) instead of on first use."""
-        await self._run(lambda: None)
+        """Load the models (sha256 check + session creation, ~0.5 s) and every worker thread's
+        readers now instead of on first use."""
+
+        def load(barrier: threading.Barrier) -> None:
+            try:
+                self._reader("plate")
+                self._reader("container")
+            except BaseException:
+                barrier.abort()  # the other threads stop waiting; gather raises this
+                raise
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()  # each task holds its thread until all have one: every thread loads
+
+        barrier = threading.Barrier(self._workers)
+        await asyncio.gather(*(self._run(lambda: load(barrier)) for _ in range(self._workers)))
 
     async def recognise(
         self, jpeg_bytes_list: Sequence[bytes], *, kind: Kind, rois: Sequence[Roi | None] | None = None
@@ -83,6 +113,7 @@ class RecognitionWorker:
 
         ``rois``: per image, the camera's region of interest (x1, y1, x2, y2) or None for the
         worker's default; only that region is searched (the lane's site file sets it per camera).
+        The images are read ``workers`` at a time.
         """
         if kind not in ("plate", "container"):
             raise ValueError(f"kind must be 'plate' or 'container', not {kind!r}")
@@ -90,7 +121,11 @@ class RecognitionWorker:
         per = list(rois) if rois is not None else [None] * len(data)
         if len(per) != len(data):
             raise ValueError("one roi (or None) per image")
-        return await self._run(lambda: [self._read_one(kind, b, r) for b, r in zip(data, per, strict=True)])
+        return list(
+            await asyncio.gather(
+                *(self._run(functools.partial(self._read_one, kind, b, r)) for b, r in zip(data, per, strict=True))
+            )
+        )
 
     async def _run(self, fn: Callable[[], T]) -> T:
         if self._closed or self._pool is None:
@@ -100,18 +135,21 @@ class RecognitionWorker:
 
     def _reader(self, kind: Kind) -> PlateReader | ContainerReader:
         self.worker_thread_ids.add(threading.get_ident())
-        if kind not in self._readers:
-            from .onnx_ocr import OcrEngine  # heavy: cv2 + onnxruntime, worker thread only
+        readers: dict[Kind, PlateReader | ContainerReader] | None = getattr(self._local, "readers", None)
+        if readers is None:
+            readers = self._local.readers = {}
+        if kind not in readers:
+            from .onnx_ocr import OcrEngine  # heavy: cv2 + onnxruntime, worker threads only
             from .pipeline import ContainerReader, PlateReader
 
             engine = OcrEngine.shared(threads=self._threads)
             if kind == "plate":
-                self._readers[kind] = PlateReader(
+                readers[kind] = PlateReader(
                     engine, roi=self._plate_roi, det_limit=self._det_limit or PlateReader.det_limit
                 )
             else:
-                self._readers[kind] = ContainerReader(engine, roi=self._container_roi)
-        return self._readers[kind]
+                readers[kind] = ContainerReader(engine, roi=self._container_roi)
+        return readers[kind]
 
     def _read_one(self, kind: Kind, data: bytes, roi: Roi | None = None) -> list[PlateRead] | list[ContainerRead]:
         from .pipeline import decode_image

@@ -37,7 +37,10 @@ def register(sub: Any) -> None:
         d.set_defaults(func=run)
     rec = dsub.add_parser("recognition", help="the site's shared plate/container recognition worker")
     rec.add_argument("--site", type=Path, help="accepted for symmetry with the other units; not needed")
-    rec.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    rec.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per frame")
+    rec.add_argument(
+        "--workers", type=int, default=None, help="frames read at once (default: 2 with two cores or more, else 1)"
+    )
     rec.set_defaults(func=run)
 
 
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.daemon_kind == "recognition":
-            return main_recognition(args.threads)
+            return main_recognition(args.threads, args.workers)
         if args.daemon_kind == "lane":
             return main_lane(args.site, args.lane, args.broker)
         return main_scanner(args.site, args.scanner, args.broker)

@@ -223,7 +223,7 @@ class Identifier:
         container_frames = False
 
         async def get_reads() -> None:
-            nonlocal plates, containers, container_frames
+            nonlocal container_frames
             if self.recogniser is None:
                 return
             frames: dict[str, list[Frame]] = {"plate": [], "container": []}
@@ -231,11 +231,20 @@ class Identifier:
                 if cam.connected:
                     with contextlib.suppress(DeviceError):
                         frames[self.devices.camera_role(name)].append(await cam.snapshot())
-            if frames["plate"]:
-                plates = list(await self.recogniser.read_plates(frames["plate"]))
-            if frames["container"]:
-                container_frames = True
-                containers = list(await self.recogniser.read_containers(frames["container"]))
+            container_frames = bool(frames["container"])
+
+            async def read_plates() -> None:
+                nonlocal plates
+                if frames["plate"] and self.recogniser is not None:
+                    plates = list(await self.recogniser.read_plates(frames["plate"]))
+
+            async def read_containers() -> None:
+                nonlocal containers
+                if frames["container"] and self.recogniser is not None:
+                    containers = list(await self.recogniser.read_containers(frames["container"]))
+
+            # both kinds at once: a worker reading several frames at a time takes frames of both
+            await asyncio.gather(read_plates(), read_containers())
 
         async def get_seals() -> None:
             nonlocal seals, seal_error

@@ -151,11 +151,13 @@ class FusingRecogniser(abc.ABC):
 class LocalRecogniser(FusingRecogniser):
     """The recognition worker's thread in this process (one set of ONNX sessions)."""
 
-    def __init__(self, *, threads: int | None = None, rois: Mapping[str, Roi] | None = None) -> None:
+    def __init__(
+        self, *, threads: int | None = None, workers: int | None = None, rois: Mapping[str, Roi] | None = None
+    ) -> None:
         super().__init__(rois=rois)
-        from portlane.models.worker import RecognitionWorker
+        from portlane.models.worker import RecognitionWorker, default_workers
 
-        self.worker = RecognitionWorker(threads=threads)
+        self.worker = RecognitionWorker(threads=threads, workers=workers or default_workers())
 
     async def _per_image(self, frames: Sequence[Frame], kind: Kind) -> PerImage:
         return await self.worker.recognise([f.jpeg for f in frames], kind=kind, rois=self._rois(frames))

@@ -209,11 +209,11 @@ def _stopped(what: str, restart: asyncio.Event | None, signals: _Signals) -> int
     return code
 
 
-async def run_recognition_daemon(*, threads: int | None = None) -> int:
+async def run_recognition_daemon(*, threads: int | None = None, workers: int | None = None) -> int:
     """The site's shared recognition worker, serving ``recognise`` on its control socket."""
     import base64
 
-    from portlane.models.worker import RecognitionWorker
+    from portlane.models.worker import RecognitionWorker, default_workers
 
     stop = asyncio.Event()
     signals = _Signals()
@@ -236,7 +236,7 @@ async def run_recognition_daemon(*, threads: int | None = None) -> int:
         metrics.recognition(kind, time.monotonic() - t0, best)
         return {"reads": reads}
 
-    async with RecognitionWorker(threads=threads) as worker:
+    async with RecognitionWorker(threads=threads, workers=workers or default_workers()) as worker:
         await worker.warm_up()
         async with ControlServer(default_path("recognition"), {"recognise": recognise}):
             wd = Watchdog(notifier)
@@ -275,8 +275,8 @@ def _main(run: Callable[[], Coroutine[Any, Any, int]], name: str) -> int:
         return EXIT_CONFIG
 
 
-def main_recognition(threads: int | None) -> int:
-    return _main(lambda: run_recognition_daemon(threads=threads), "recognition")
+def main_recognition(threads: int | None, workers: int | None = None) -> int:
+    return _main(lambda: run_recognition_daemon(threads=threads, workers=workers), "recognition")
 
 
 def main_lane(site_file: Path, lane: str, broker: str | None) -> int:

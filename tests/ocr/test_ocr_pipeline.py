@@ -198,3 +198,30 @@ async def test_worker_runs_off_the_event_loop() -> None:
     with pytest.raises(WorkerClosedError):
         await w.recognise([jpeg], kind="plate")
     await w.aclose()  # idempotent
+
+
+async def test_two_workers_read_two_frames_at_once_and_keep_their_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``workers=2``: the frames of one call are read two at a time, each on its own thread with
+    its own readers, and come back in input order with the reads one worker gives."""
+    from portlane.models.worker import RecognitionWorker
+
+    texts = ["粤B12345", "湘A55555", "京N7065A", "沪C12345"]
+    jpegs = [cv2.imencode(".jpg", render_plate(t, "cn_blue", seed=3))[1].tobytes() for t in texts]
+    async with RecognitionWorker(workers=1) as one:
+        alone = await one.recognise(jpegs, kind="plate")
+    async with RecognitionWorker(workers=2) as w:
+        await w.warm_up()
+        assert len(w.worker_thread_ids) == 2  # both threads loaded their readers
+        # two reads at the same moment: each waits for the other at a barrier (one at a time,
+        # the first would wait alone and the barrier break)
+        meet = threading.Barrier(2, timeout=30)
+        read_one = w._read_one
+
+        def together(*args: object) -> object:
+            meet.wait()
+            return read_one(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(w, "_read_one", together)
+        both = await w.recognise(jpegs, kind="plate")
+    assert [[(r.text, r.status) for r in rs] for rs in both] == [[(r.text, r.status) for r in rs] for rs in alone]
+    assert [rs[0].text for rs in both] == texts
