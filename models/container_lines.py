@@ -156,6 +156,9 @@ class _Line:
             rot = np.array([[c, -s], [s, c]], np.float32)  # the line's frame back to the image's
             self.quad = (_quad_of_f(u) @ rot.T).astype(np.float32)
             self.box = bbox_of(self.quad)
+            # joined in the tilted frame, the line is tilted now: read_pieces must not place the
+            # glyphs' end (Piece.end) as if its crop were level
+            self.tilt = t
         return True
 
 

@@ -75,6 +75,17 @@ def test_cuts_of_a_level_line_are_joined_into_their_upright_union() -> None:
     assert not line.absorb(np.array([[10, 45], [100, 45], [100, 75], [10, 75]], np.float32))
 
 
+def test_a_level_line_that_takes_in_a_tilted_cut_is_tilted_from_then_on() -> None:
+    # joined in the cut's frame, the union is a tilted quad: read_pieces places the end of a
+    # line's read glyphs (where the boxed check digit is looked for) only on level lines
+    line = container_lines._Line(np.array([[100, 100], [300, 100], [300, 130], [100, 130]], np.float32))
+    assert line.tilt == 0.0
+    cut = _turned([[-50, -15], [50, -15], [50, 15], [-50, 15]], 20) + np.float32([270, 120])  # overlaps its end
+    assert line.absorb(cut)
+    edge = line.quad[1] - line.quad[0]
+    assert line.tilt == pytest.approx(math.atan2(float(edge[1]), float(edge[0])), abs=1e-3) != 0.0
+
+
 def _piece(box: tuple[int, int, int, int], text: str) -> Piece:
     return Piece(box, np.zeros((2 * len(text), 4), np.float32), text)
 
