@@ -125,16 +125,18 @@ class PlateReader:
         extra: list[Image] = []  # more crops, read in one batch after the lines (index base + k)
         base = len(mats)
         for i, q in enumerate(lines):
-            if not _is_lower_row(ctc.greedy(mats[i], self.engine.rec.classes)[0]):
+            line_text = ctc.greedy(mats[i], self.engine.rec.classes)[0]
+            if not _is_lower_row(line_text):
                 continue
             b = bbox_of(q)
             for upper in _upper_rows(b, boxes):
                 extra.append(crop_box(view, upper))
                 looks.append(None)  # an upper row is judged with its lower row (the last part)
                 cands.append(_Cand(_union(b, upper), (base + len(extra) - 1, i), "double", group=i))
-            if b[2] - b[0] < 2.8 * (b[3] - b[1]):
+            if b[2] - b[0] < 2.8 * (b[3] - b[1]) and line_text.isascii():
                 # the detector framed a whole two-row plate as one line (a Hong Kong "DZ / 7333"
-                # under a truck's 粤Z plate): its rows are inside its own box
+                # under a truck's 粤Z plate): its rows are inside its own box, and the read is its
+                # lower row's alone (a read with a province Hanzi is a single-row plate)
                 extra.append(_lower_band(view, b))
                 looks.append(looks[i])  # the whole plate's look
                 lower = base + len(extra) - 1

@@ -81,6 +81,29 @@ def test_two_row_plate_framed_as_one_line_is_read_from_its_own_box(engine) -> No
     assert [(r.text, r.status) for r in reads][:1] == [("DZ7333", "confirmed")]
 
 
+def test_a_single_row_plate_in_a_tall_box_is_not_read_as_two_rows(engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read with its province Hanzi is a single-row plate, however tall the detector's box
+    round it (a small or tilted plate): its own box is not split into rows."""
+    from types import SimpleNamespace
+
+    from portlane.models import plates as plates_module
+    from portlane.models.onnx_ocr import TextBox
+
+    plate = render_plate("粤B12345", "cn_blue", height=60, seed=2, margin=0.0)
+    frame = np.full((720, 1280, 3), 200, np.uint8)
+    x, y = 500, 400
+    frame[y : y + 60, x : x + plate.shape[1]] = plate
+    # a box twice the plate's height: narrower than 2.8 heights
+    tall = np.array([[x, y - 40], [x + plate.shape[1], y - 40], [x + plate.shape[1], y + 80], [x, y + 80]], np.float32)
+    one_box = SimpleNamespace(det=lambda img, limit=960: [TextBox(tall, 0.9)], rec=engine.rec)
+    bands: list[object] = []
+    real = plates_module._lower_band
+    monkeypatch.setattr(plates_module, "_lower_band", lambda view, b: bands.append(b) or real(view, b))
+    reads = plates_module.PlateReader(one_box).read(frame)  # type: ignore[arg-type]
+    assert [r.text for r in reads][:1] == ["粤B12345"]
+    assert bands == []  # no lower band of its own box was read
+
+
 def test_lower_row_alone_is_never_a_confirmed_hong_kong_mark(plates) -> None:
     img = render_plate_two_rows("粤BEK599", "cn_yellow", seed=5)
     h = img.shape[0]
