@@ -127,7 +127,7 @@ def cut_glyph(crop: Image, spans: tuple[tuple[int, int], ...], cut: tuple[float,
 
 def read_alone(rec: Recogniser, crop: Image, text: str) -> bool:
     """Whether ``crop``'s first glyph, read alone in every cut, is ``text``'s province: sure in
-    every cut, or steady (module docstring).
+    every cut, steady, or near-unanimous (module docstring).
 
     ``crop``: the plate's single line (its box, unpadded); ``text``: the plate read from it. The
     line is read once more to align ``text``'s characters with its frames (no alignment, no

@@ -49,6 +49,10 @@ def _clip(roi: Sequence[int], w: int, h: int) -> Roi | None:
     return (x1, y1, x2, y2) if x2 - x1 >= 16 and y2 - y1 >= 16 else None
 
 
+#: How long a warm-up task holds its worker thread for the other workers' tasks to arrive.
+WARM_UP_WAIT_S = 60.0
+
+
 def default_workers() -> int:
     """Frames read at once by the lane's and the site's recognition workers: two where there are
     two cores or more (the reference box's measured best: module docstring), else one."""
@@ -101,7 +105,9 @@ class RecognitionWorker:
                 barrier.abort()  # the other threads stop waiting; gather raises this
                 raise
             with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait()  # each task holds its thread until all have one: every thread loads
+                # each task holds its thread until all have one, so every thread loads (bounded:
+                # a second warm_up running at once could hold a thread on its own barrier)
+                barrier.wait(timeout=WARM_UP_WAIT_S)
 
         barrier = threading.Barrier(self._workers)
         await asyncio.gather(*(self._run(lambda: load(barrier)) for _ in range(self._workers)))

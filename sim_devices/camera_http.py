@@ -362,7 +362,8 @@ async def start_camera(
     """Start an MJPEG camera on loopback; ``handle.link`` is its site-config link. Without a
     ``width`` and ``height`` its frames are :data:`FRAME_SIZES` for its kind of view."""
     faults = FaultInjector() if faults is None else faults
-    w, h = (width, height) if width and height else FRAME_SIZES[_view_kind(view)]
+    default_w, default_h = FRAME_SIZES[_view_kind(view)]
+    w, h = width or default_w, height or default_h
     sim = CameraSim(world, view=view, folder=folder, width=w, height=h, faults=faults)
     handle: CameraHandle | None = None
 

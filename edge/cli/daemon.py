@@ -37,7 +37,13 @@ def register(sub: Any) -> None:
         d.set_defaults(func=run)
     rec = dsub.add_parser("recognition", help="the site's shared plate/container recognition worker")
     rec.add_argument("--site", type=Path, help="accepted for symmetry with the other units; not needed")
-    rec.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per frame")
+    rec.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="onnxruntime intra-op threads per frame (default 1 with several workers; "
+        "workers x threads should not exceed the cores)",
+    )
     rec.add_argument(
         "--workers", type=int, default=None, help="frames read at once (default: 2 with two cores or more, else 1)"
     )

@@ -313,7 +313,7 @@ async def _run(
     if opts.recognition:
         from portlane.edge.lane.recognition import LocalRecogniser, camera_rois
 
-        # one worker thread, one set of ONNX sessions for all lanes
+        # one recognition worker (two frames at once on two cores), one set of ONNX sessions for all lanes
         recogniser = LocalRecogniser(rois=camera_rois(site))
     run.recogniser = recogniser
     # With recognition, a lane's frames queue behind other lanes' on one worker: allow for it.

@@ -244,7 +244,10 @@ class Identifier:
                     containers = list(await self.recogniser.read_containers(frames["container"]))
 
             # both kinds at once: a worker reading several frames at a time takes frames of both
-            await asyncio.gather(read_plates(), read_containers())
+            # (a task group: if one read fails, the other is cancelled, not left running)
+            async with asyncio.TaskGroup() as reads:
+                reads.create_task(read_plates(), name=f"{self.lane}:identify-plates")
+                reads.create_task(read_containers(), name=f"{self.lane}:identify-containers")
 
         async def get_seals() -> None:
             nonlocal seals, seal_error

@@ -10,7 +10,7 @@ identity below 0.8) sends it to an officer.
 
 Two recognisers, both off the lane's control loop:
 
-* ``LocalRecogniser`` — the worker's own thread inside this process (the demo; a small site);
+* ``LocalRecogniser`` — the recognition worker's threads inside this process (the demo; a small site);
 * ``portlane.edge.ops.recognition.SocketRecogniser`` — the site's recognition daemon over its
   Unix socket, so that 16 lanes share one set of ONNX sessions instead of loading 16.
 
@@ -149,7 +149,8 @@ class FusingRecogniser(abc.ABC):
 
 
 class LocalRecogniser(FusingRecogniser):
-    """The recognition worker's thread in this process (one set of ONNX sessions)."""
+    """The recognition worker's threads in this process (``workers`` frames at once, default
+    ``default_workers()``; one set of ONNX sessions)."""
 
     def __init__(
         self, *, threads: int | None = None, workers: int | None = None, rois: Mapping[str, Roi] | None = None
