@@ -644,8 +644,12 @@ async def scanner_kill(port: Port, result: Result) -> None:
         return
     unit = port.scanner_ids[0]
     sw = port.scanner_world
+    started = sw.scans_started
     port.drive()
-    await _wait_world(lambda: sw.state == PlcState.SCANNING, sw, RUN_TIMEOUT_S)
+    # the scan's start, counted: a loaded event loop can wake this waiter only after a short scan
+    # (1-4 s here) has ended, and a SCANNING state looked for then is never seen again
+    await _wait_world(lambda: sw.state == PlcState.SCANNING or sw.scans_started > started, sw, RUN_TIMEOUT_S)
+    mid_scan = sw.state == PlcState.SCANNING
     port.daemons[unit].kill()
     await port.daemons[unit].wait_exit(5)
     t_fault = time.monotonic()
@@ -654,7 +658,9 @@ async def scanner_kill(port: Port, result: Result) -> None:
     done = await port.wait_all_completed(RUN_TIMEOUT_S)
     if done:
         result.recovery_s = time.monotonic() - t_fault
-    result.notes.append("killed mid-scan; recovery = restart → every vehicle through")
+    result.notes.append(
+        f"killed {'mid-scan' if mid_scan else 'just after a scan'}; recovery = restart → every vehicle through"
+    )
 
 
 async def _during_release(port: Port, lane: str, inject: Callable[[], None], clear: Callable[[], None]) -> float | None:
