@@ -107,6 +107,21 @@ class DemoObserver:
         beyond = sum(max(0, s - self.max_seq(u)) for u, s in (expected_last_seq or {}).items())
         return self.client.stats.lost + missing + beyond
 
+    def lost_by_unit(self, expected_last_seq: dict[str, int] | None = None) -> dict[str, dict[str, int]]:
+        """Where :meth:`lost` comes from, per unit that lost any: ``given_up`` (gaps of its
+        streams the library gave up on), ``missing`` (asked for, not come yet) and ``never_came``
+        (after the last it has)."""
+        out: dict[str, dict[str, int]] = defaultdict(lambda: {"given_up": 0, "missing": 0, "never_came": 0})
+        for v in self.client.streams():
+            if v.lost:
+                out[v.unit]["given_up"] += v.lost
+            if v.missing_count:
+                out[v.unit]["missing"] += v.missing_count
+        for u, s in (expected_last_seq or {}).items():
+            if s > self.max_seq(u):
+                out[u]["never_came"] += s - self.max_seq(u)
+        return dict(out)
+
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Until ``predicate()`` holds (checked on every output and tick of the library)."""
         await self.client.wait_for(predicate, timeout)

@@ -220,6 +220,7 @@ def summarise(run: DemoRun, expected: dict[str, int]) -> dict[str, Any]:
         "events_published": published,
         "events_received": obs.received,
         "events_lost": obs.lost(expected),
+        "events_lost_by_unit": obs.lost_by_unit(expected),  # where, when any: given up, missing, never came
         "duplicates": obs.duplicates,
         "out_of_order": obs.out_of_order,  # came after newer ones: a replay or a late redelivery
         "replays_requested": obs.client.stats.replays_requested,

@@ -11,8 +11,8 @@
         message waiting handled in one step with one flush per store (``FlushGroup``)
     signed status (``unit.status`` event, retained) and the unsigned last will
     tick (aggregated rejections, checkpoints, held events, the unit's own tick)
-    ordered shutdown: rejections and a last checkpoint → drain → offline status → disconnect →
-        stop tasks → close the stores
+    ordered shutdown: stop what writes events (dispatcher, device tasks, spawned work) → rejections
+        and a last checkpoint → offline status → drain → disconnect → close the stores
 
 A daemon composes one :class:`Unit` and keeps only its domain: it registers the commands it
 takes (:meth:`Unit.command`), the peer events it listens to (:meth:`Unit.listen`), what its
@@ -365,12 +365,12 @@ class Unit:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                running = [
+                delivery = [
                     tg.create_task(self.link.run(), name=f"{self.id}:mqtt"),
                     tg.create_task(self.sender.run(), name=f"{self.id}:outbox"),
-                    tg.create_task(self._dispatcher(), name=f"{self.id}:dispatcher"),
                 ]
-                running += [tg.create_task(_call(fn), name=f"{self.id}:{name}") for name, fn in tasks.items()]
+                work = [tg.create_task(self._dispatcher(), name=f"{self.id}:dispatcher")]
+                work += [tg.create_task(_call(fn), name=f"{self.id}:{name}") for name, fn in tasks.items()]
                 if started is not None:
                     started()
                 self.ready.set()
@@ -381,8 +381,11 @@ class Unit:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(tick_s):
                             await stop.wait()
+                # What could still write an event (commands, devices, identifications) stops
+                # first, so that nothing is queued behind the offline status and the drain.
+                await _stop(*work, *self._spawned)
                 await self._shutdown()
-                for t in [*running, *self._spawned]:
+                for t in delivery:
                     t.cancel()
         finally:
             self._tg = None
@@ -397,6 +400,14 @@ class Unit:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DRAIN_S):
                 await self.sender.wait_drained()
+        if self.outbox.depth:
+            log.warning(
+                "%s: stopping with %d events not acknowledged by the broker (seq up to %d): they stay in "
+                "the outbox and are sent on the next start",
+                self.id,
+                self.outbox.depth,
+                self.outbox.last_seq,
+            )
         await self.link.close()
 
     def stats(self) -> dict[str, Any]:
@@ -443,3 +454,11 @@ def restart_needed(old: Site, new: Site, unit: str) -> list[str]:
 
 async def _call(fn: Callable[[], Awaitable[None]]) -> None:
     await fn()
+
+
+async def _stop(*tasks: asyncio.Task[None]) -> None:
+    """Cancel ``tasks`` and wait until they have ended (their errors are the task group's)."""
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        await asyncio.wait(tasks)

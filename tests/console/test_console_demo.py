@@ -55,7 +55,10 @@ def test_report_over_the_demo_database_agrees_with_the_demo_summary(tmp_path: Pa
     )
     summary = json.loads(demo.stdout)
     # Why the demo said it failed, when it does (once under load in CI: the summary, exit 1).
-    said = {k: summary.get(k) for k in ("passages", "events_lost", "violations", "timed_out", "stuck_lanes")}
+    said = {
+        k: summary.get(k)
+        for k in ("passages", "events_lost", "events_lost_by_unit", "violations", "timed_out", "stuck_lanes")
+    }
     assert demo.returncode == 0, (said, demo.stderr[-3000:])
     res = _portlane("report", "clearance", "--db", str(db), "--json")
     assert res.returncode == 0, res.stderr

@@ -1314,7 +1314,9 @@ class CargoLaneMachine(LaneMachine):
         self.world.rpm.leave(gamma_cps={"norm": 3000.0, "threat": 80_000.0}.get(outcome, 0.0), gamma_alarm=alarm)
         rpm = self.devices.rpm
         assert rpm is not None
-        occ = self.run(rpm.next_occupancy(timeout=1.0))
+        # The occupancy was just ended, so it comes: the window only bounds a hang (1 s is a
+        # wall-clock window a loaded machine can miss; the test then fails on "no occupancy").
+        occ = self.run(rpm.next_occupancy(timeout=30.0))
         status = self.run(rpm.status())
         assert occ is not None
         t.reported, t.occupancy, t.alarm, t.faulted = True, occ.number, alarm, not status.trustworthy

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from portlane.edge.config import parse_site
+from portlane.edge.contract.events import DeviceState
 from portlane.edge.delivery.mqtt import Message, MqttLink
 from portlane.edge.demo.broker import BrokerProcess
 from portlane.edge.demo.observer import EventObserver
@@ -109,6 +110,8 @@ async def rig(broker: BrokerProcess, tmp_path: Path, request: pytest.FixtureRequ
         "events": scan_events,
         "obs": obs,
         "broker_url": broker.url,
+        "stop": stop,
+        "running": tasks[1],
     }
     stop.set()
     await asyncio.gather(asyncio.wait_for(tasks[1], 10), return_exceptions=True)
@@ -295,3 +298,26 @@ async def test_a_request_for_a_passage_already_scanned_never_fires_again(rig: di
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_what_its_tasks_write_as_they_stop_goes_out_before_the_offline_status(rig: dict[str, Any]) -> None:
+    """Shutdown stops what writes events first, then says offline and drains: an event a task
+    writes as it is stopped (a device going offline) is delivered, not left behind the drain."""
+    daemon, obs = rig["daemon"], rig["obs"]
+    unit = daemon.unit
+
+    async def device_task() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            unit.publish("device.state", DeviceState(device="xray-1/plc", health="offline", reason="stopping"))
+
+    unit.spawn(device_task(), name="device")
+    rig["stop"].set()
+    await asyncio.wait_for(rig["running"], 30)
+    assert unit.outbox.depth == 0
+    await obs.wait_for(lambda: obs.units["xray-1"].max_seq >= unit.outbox.last_seq, timeout=30)
+    types = [e["type"] for e in obs.events if e["source"].endswith("/xray-1")]
+    assert types[-2:] == ["portlane.device.state", "portlane.unit.status"], types
+    assert obs.events[-1]["data"]["state"] == "offline"
+    assert obs.events[-1]["seq"] == unit.outbox.last_seq  # nothing written after it

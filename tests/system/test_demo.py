@@ -36,7 +36,16 @@ def _demo(*args: str) -> dict:
     lines = [x for x in res.stdout.splitlines() if x.strip()]
     assert len(lines) == 1, f"expected exactly one JSON line on stdout, got {res.stdout!r}\n{res.stderr[-3000:]}"
     summary: dict = json.loads(lines[0])
-    keys = ("passages", "events_lost", "duplicates", "invariant_violations", "violations", "timed_out", "stuck_lanes")
+    keys = (
+        "passages",
+        "events_lost",
+        "events_lost_by_unit",
+        "duplicates",
+        "invariant_violations",
+        "violations",
+        "timed_out",
+        "stuck_lanes",
+    )
     assert res.returncode == 0, (json.dumps({k: summary.get(k) for k in keys}), res.stderr[-3000:])
     return summary
 
