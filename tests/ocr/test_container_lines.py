@@ -107,18 +107,24 @@ def _frame(number: str) -> np.ndarray:
     return frame
 
 
-def test_a_frame_that_gave_nothing_is_looked_at_again_at_a_coarser_scale(
-    containers, engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _record_detector(engine, monkeypatch: pytest.MonkeyPatch, *, blind_first: bool) -> list[int]:
+    """The detector's input limit of each pass, in order; ``blind_first``: the first pass sees
+    nothing (the detector's blind spot at the first pass's scale, as on c0065 and c0080)."""
     detect = engine.det
     limits: list[int] = []
 
-    def first_pass_blind(img: np.ndarray, *, limit: int = 960, max_area: int | None = None, tile: int | None = None):
+    def recorded(img: np.ndarray, *, limit: int = 960, max_area: int | None = None, tile: int | None = None):
         limits.append(limit)
-        # the detector's blind spot: no response at the first pass's scale (c0065, c0080)
-        return [] if len(limits) == 1 else detect(img, limit=limit, max_area=max_area, tile=tile)
+        return [] if blind_first and len(limits) == 1 else detect(img, limit=limit, max_area=max_area, tile=tile)
 
-    monkeypatch.setattr(engine, "det", first_pass_blind)
+    monkeypatch.setattr(engine, "det", recorded)
+    return limits
+
+
+def test_a_frame_that_gave_nothing_is_looked_at_again_at_a_coarser_scale(
+    containers, engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limits = _record_detector(engine, monkeypatch, blind_first=True)
     reads = containers.read(_frame(NUMBER))
     assert [r.number for r in reads][:1] == [NUMBER]
     assert limits[:2] == [1280, round(0.6 * 1280)]
@@ -127,14 +133,7 @@ def test_a_frame_that_gave_nothing_is_looked_at_again_at_a_coarser_scale(
 def test_the_coarser_pass_costs_nothing_when_the_first_pass_read_a_number(
     containers, engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    detect = engine.det
-    limits: list[int] = []
-
-    def counted(img: np.ndarray, *, limit: int = 960, max_area: int | None = None, tile: int | None = None):
-        limits.append(limit)
-        return detect(img, limit=limit, max_area=max_area, tile=tile)
-
-    monkeypatch.setattr(engine, "det", counted)
+    limits = _record_detector(engine, monkeypatch, blind_first=False)
     reads = containers.read(_frame("MSCU5006271"))
     assert [r.number for r in reads][:1] == ["MSCU5006271"] and limits == [1280]
 
