@@ -97,8 +97,8 @@ def test_a_single_row_plate_in_a_tall_box_is_not_read_as_two_rows(engine, monkey
     tall = np.array([[x, y - 40], [x + plate.shape[1], y - 40], [x + plate.shape[1], y + 80], [x, y + 80]], np.float32)
     one_box = SimpleNamespace(det=lambda img, limit=960: [TextBox(tall, 0.9)], rec=engine.rec)
     bands: list[object] = []
-    real = plates_module._lower_band
-    monkeypatch.setattr(plates_module, "_lower_band", lambda view, b: bands.append(b) or real(view, b))
+    real = plates_module.lower_band
+    monkeypatch.setattr(plates_module, "lower_band", lambda view, b: bands.append(b) or real(view, b))
     reads = plates_module.PlateReader(one_box).read(frame)  # type: ignore[arg-type]
     assert [r.text for r in reads][:1] == ["粤B12345"]
     assert bands == []  # no lower band of its own box was read
