@@ -59,10 +59,12 @@ def decode_numbers(jobs: list[tuple[Matrix, BBox]], index: dict[str, int], rules
     search (``ctc.search``: the same paths as one by one, a fraction of the time)."""
     items = [(m, t) for m, _box in jobs for t in (CONTAINER_11, CONTAINER_10)]
     found = ctc.search(items, index, folded=True)
-    return [_decode(m, box, found[2 * i], found[2 * i + 1], rules) for i, (m, box) in enumerate(jobs)]
+    return [_decode(m, box, found[2 * i], found[2 * i + 1], rules, index) for i, (m, box) in enumerate(jobs)]
 
 
-def _decode(mat: Matrix, box: BBox, d11: ctc.Decoded | None, d10: ctc.Decoded | None, rules: Rules) -> Cand | None:
+def _decode(
+    mat: Matrix, box: BBox, d11: ctc.Decoded | None, d10: ctc.Decoded | None, rules: Rules, index: dict[str, int]
+) -> Cand | None:
     """A container number from one (joined) matrix and its best paths through the 11- and
     10-character templates: read, corrected or inferred, with status."""
     free = unconstrained_logp(mat)
@@ -80,7 +82,13 @@ def _decode(mat: Matrix, box: BBox, d11: ctc.Decoded | None, d10: ctc.Decoded | 
                 return _corrected(other, d11, box, conf, cost)
         if iso6346.is_valid(d11.text):
             read = ContainerRead(
-                d11.text, True, confidence=conf, box=box, char_confidences=d11.char_conf, cost=round(cost, 3)
+                d11.text,
+                True,
+                confidence=conf,
+                box=box,
+                char_confidences=d11.char_conf,
+                cost=round(cost, 3),
+                owner_rivals=owner_rivals(mat, d11, d11.text, index),
             )
             return Cand((0, cost), calibration.decide(read, rules.policy))
         fixed = iso6346.correct(d11.text, alts, max_changes=1)
@@ -100,9 +108,26 @@ def _decode(mat: Matrix, box: BBox, d11: ctc.Decoded | None, d10: ctc.Decoded | 
                 char_confidences=d10.char_conf,
                 cost=round(cost, 3),
                 doubt="inferred",
+                owner_rivals=owner_rivals(mat, d10, num, index),  # for a check digit read in its box
             ),
         )
     return None
+
+
+def owner_rivals(mat: Matrix, d: ctc.Decoded, number: str, index: dict[str, int]) -> tuple[float, ...]:
+    """Per owner letter of the valid ``number`` read as ``d``: the highest probability ``mat``
+    gives, over the letter's frames (its span up to the next character's), to another letter
+    with which the number is still valid — the substitutions the check digit cannot catch."""
+    out: list[float] = []
+    for j in range(3):
+        seg = mat[d.spans[j][0] : d.spans[j + 1][0]]
+        rivals = [
+            index[c]
+            for c in grammar.LETTERS
+            if c != number[j] and c in index and iso6346.is_valid(number[:j] + c + number[j + 1 :])
+        ]
+        out.append(round(float(seg[:, rivals].max()), 4) if rivals and len(seg) else 0.0)
+    return tuple(out)
 
 
 def _corrected(number: str, d: ctc.Decoded, box: BBox, conf: float, cost: float) -> Cand:

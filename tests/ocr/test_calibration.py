@@ -3,8 +3,9 @@
 Safety properties (hypothesis), each with a mutant test showing it fails without its guard:
 
 * a container number is confirmed only with its check digit *read* and valid (not inferred,
-  corrected, or valid through the 10 -> 0 fold), every owner letter sure, and at most one
-  character below the sure level — the one character the check digit pins;
+  corrected, or valid through the 10 -> 0 fold with a doubtful character before the check
+  digit), every owner letter sure, and at most one character below the sure level — the one
+  character the check digit pins;
 * a read with a structural doubt (a rival reading, a framing that changed the province …) is
   never confirmed, whatever its confidences.
 """
@@ -110,8 +111,12 @@ numbers = st.builds(
 rarely = st.sampled_from([False, False, False, True])
 #: numbers valid only through the 10 -> 0 fold, as often as the others
 folded = numbers.filter(lambda n: iso6346.remainder(n[:10]) == 10)
+#: Owner letters' rivals as reads give them: none measured, all but nothing, or one that weighs.
+owner_rivals = st.one_of(
+    st.just(()), st.lists(st.sampled_from([0.0, 0.0006, 0.01, 0.011, 0.3]), min_size=3, max_size=3).map(tuple)
+)
 container_reads = st.builds(
-    lambda number, flip, cc, inferred, corrected, doubt, cost: ContainerRead(
+    lambda number, flip, cc, inferred, corrected, doubt, cost, rivals: ContainerRead(
         number if not flip else number[:10] + str((int(number[10]) + 1) % 10),
         not flip,
         check_digit_inferred=inferred,
@@ -120,6 +125,7 @@ container_reads = st.builds(
         char_confidences=tuple(cc),
         doubt=doubt,
         cost=cost,
+        owner_rivals=rivals,
     ),
     st.one_of(numbers, folded),
     rarely,
@@ -128,6 +134,7 @@ container_reads = st.builds(
     rarely,
     st.sampled_from(["", "", "", "rival", "confidence", "inferred"]),
     st.sampled_from([0.0, 0.5, 3.0]),
+    owner_rivals,
 )
 
 
@@ -138,10 +145,11 @@ def _container_property(r: ContainerRead, policy: Policy) -> None:
     cc = r.char_confidences
     assert iso6346.is_valid(r.number) and not r.check_digit_inferred and not r.corrected
     if iso6346.remainder(r.number[:10]) == 10:
-        assert min(cc) >= policy.container_sure, "valid through the fold: no doubt allowed"
+        assert min(cc[:10]) >= policy.container_sure, "valid through the fold: no doubt before the check digit"
     assert r.doubt not in calibration.STRUCTURAL
     assert sum(c < policy.container_sure for c in cc) <= 1, "two doubtful characters: one pair in ten passes"
-    assert min(cc[:3]) >= policy.container_sure
+    for c, rival in zip(cc[:3], r.owner_rivals or (1.0,) * 3, strict=True):
+        assert c >= policy.container_sure or rival <= calibration.OWNER_RIVAL_MAX, "a doubtful owner letter with rivals"
     assert min(cc) >= policy.container_min_one
 
 
@@ -160,6 +168,7 @@ GUARDED = [
     _box("CSQU3054383", (*_SURE[:6], 0.6, 0.6, *_SURE[8:])),  # two doubtful digits
     _box("CSQU3054383", _SURE, check_digit_inferred=True, doubt="inferred"),  # computed check digit
     _box(_FOLDED, (*_SURE[:6], 0.6, *_SURE[7:])),  # through the fold, one doubtful digit
+    _box("CSQU3054383", (0.6, *_SURE[1:]), owner_rivals=(0.2, 0.0, 0.0)),  # a doubtful C, and K weighs
 ]
 
 
@@ -171,6 +180,7 @@ def _mutant_caught(monkeypatch: pytest.MonkeyPatch, mutant: object) -> None:
     @example(GUARDED[0])
     @example(GUARDED[1])
     @example(GUARDED[2])
+    @example(GUARDED[3])
     def prop(r: ContainerRead) -> None:
         _container_property(r, SHIPPED)
 
@@ -195,6 +205,48 @@ def test_removing_the_inferred_guard_is_caught(monkeypatch: pytest.MonkeyPatch) 
         return real(dataclasses.replace(r, check_digit_inferred=False, doubt=""), policy)
 
     _mutant_caught(monkeypatch, mutant)
+
+
+def test_a_doubtful_owner_letter_is_pinned_only_when_the_letters_the_check_cannot_tell_weigh_nothing() -> None:
+    # the letters the check digit cannot tell from C in first place: values 11 apart (13, 24, 35)
+    assert [c for c in "ABDEFGHIJKLMNOPQRSTUVWXYZ" if iso6346.is_valid(c + "SQU3054383")] == ["M", "W"]
+    doubtful_c = (0.6, *_SURE[1:])
+    assert container_decision(_box("CSQU3054383", doubtful_c)) == (LOW_CONFIDENCE, "confidence")  # not measured
+    pinned = _box("CSQU3054383", doubtful_c, owner_rivals=(0.0006, 0.3, 0.3))  # a sure letter's rivals do not count
+    assert container_decision(pinned) == (CONFIRMED, "")
+    weighs = _box("CSQU3054383", doubtful_c, owner_rivals=(0.02, 0.0, 0.0))
+    assert container_decision(weighs) == (LOW_CONFIDENCE, "confidence")
+    # still one doubtful character at most: a doubtful owner letter and a doubtful digit are two
+    two = _box("CSQU3054383", (0.6, *_SURE[1:6], 0.6, *_SURE[7:]), owner_rivals=(0.0, 0.0, 0.0))
+    assert container_decision(two) == (LOW_CONFIDENCE, "confidence")
+
+
+def test_removing_the_owner_rival_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = calibration.container_decision
+
+    def mutant(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str, str]:
+        # the rivals are measured but not looked at: every doubtful owner letter passes
+        return real(dataclasses.replace(r, owner_rivals=(0.0,) * 3) if r.owner_rivals else r, policy)
+
+    _mutant_caught(monkeypatch, mutant)
+
+
+def test_through_the_fold_a_doubtful_check_digit_is_pinned_and_a_doubtful_digit_before_it_is_not() -> None:
+    # The ten sure characters leave remainder 10, whose check digit is 0: no other check digit
+    # makes those ten valid, so a doubtful 0 read there is the number's own (as any check digit).
+    assert all(not iso6346.is_valid(_FOLDED[:10] + str(d)) for d in range(1, 10))
+    assert container_decision(_box(_FOLDED, (*_SURE[:10], 0.6))) == (CONFIRMED, "")
+    # A doubtful digit before it may turn remainder 0 into 10 (check digit 0 both): held.
+    slips = [
+        _FOLDED[:i] + d + _FOLDED[i + 1 : 10] + "0"
+        for i in range(4, 10)
+        for d in "0123456789"
+        if d != _FOLDED[i] and iso6346.remainder(_FOLDED[:i] + d + _FOLDED[i + 1 : 10]) in (0, 10)
+    ]
+    assert slips, "some single substitution before the check digit keeps check digit 0"
+    for i in range(4, 10):
+        cc = (*_SURE[:i], 0.6, *_SURE[i + 1 :])
+        assert container_decision(_box(_FOLDED, cc)) == (LOW_CONFIDENCE, "fold")
 
 
 def test_removing_the_fold_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -66,3 +66,27 @@ def test_a_boxed_digit_that_is_not_the_computed_one_leaves_the_number_inferred(e
     assert misread[10] != NUMBER[10]
     [c] = read_check_boxes(engine, img, [_inferred(misread, tail)], {0: tail}, Rules(SHIPPED, 8.0, 0.2))
     assert c.read.check_digit_inferred and c.read.status == "low_confidence"
+
+
+def test_an_owner_letters_rivals_are_the_letters_the_check_digit_cannot_tell_from_it(engine) -> None:
+    """A matrix that reads ``CSQU3054383`` with weight on M at the C (11 apart: the number stays
+    valid) and on O (the check digit catches it): only M's weight is a rival."""
+    from portlane.models import ctc
+    from portlane.models.container_numbers import CONTAINER_11, owner_rivals
+
+    index = engine.rec.index
+    frames = []
+    for ch in NUMBER:
+        glyph = np.full(len(engine.rec.classes), 1e-6, np.float32)
+        glyph[index[ch]] = 1.0
+        if ch == "C" and not frames:
+            glyph[index["M"]], glyph[index["O"]], glyph[index["C"]] = 0.05, 0.3, 0.6
+        blank = np.full(len(engine.rec.classes), 1e-6, np.float32)
+        blank[0] = 1.0
+        frames += [glyph / glyph.sum(), blank / blank.sum()]
+    mat = np.stack(frames)
+    d = ctc.best_path(mat, CONTAINER_11, index)
+    assert d is not None and d.text == NUMBER
+    rivals = owner_rivals(mat, d, NUMBER, index)
+    assert rivals[0] == pytest.approx(float(mat[0, index["M"]]), abs=1e-4) and rivals[0] > 0.04
+    assert rivals[1] < 1e-4 and rivals[2] < 1e-4
