@@ -15,15 +15,16 @@ thresholds of a :class:`Policy`:
   — or at least ``province_px_alone`` when the province, cut out and re-read alone, is the most
   probable one in every cut, surely (``PlateRead.province_alone``, ``plate_province.py``);
 * **container numbers**: the check digit was *read* and validates; every character but the
-  weakest at least ``container_sure``, the weakest at least ``container_min_one``; every
-  character before the check digit sure when the number is valid only through the 10 → 0 fold
-  (its check digit 0 is shared with remainder 0, so a single substitution among them can slip
-  through; 3 of the 92 development numbers are such, so they are issued). The ISO 6346 check
-  digit detects every single substitution of a digit or of the category letter, so one
-  doubtful digit is pinned by the ten sure characters and the check digit; two doubtful ones
-  are not (one pair in ten passes). Some owner-letter pairs (A/K/V, G/Q, M/W … values 11
-  apart) slip through the check, so a doubtful owner letter is pinned only when the recogniser
-  gives those letters no weight (``ContainerRead.owner_rivals`` at most ``OWNER_RIVAL_MAX``).
+  weakest at least ``container_sure``, the weakest at least ``container_min_one`` — and that
+  one doubtful character pinned by the check digit: no other character there keeps the number
+  valid, or those that do weigh at most ``RIVAL_MAX`` in the recogniser's eyes
+  (``ContainerRead.rivals``). The ISO 6346 check digit detects every single substitution of a
+  digit or of the category letter, so one doubtful digit is pinned by the ten sure characters
+  and the check digit; two doubtful ones are not (one pair in ten passes). Owner letters 11
+  apart (A/K/V, C/M/W, D/N/X …) slip through the check, and so does one digit per position of
+  a number whose check digit is 0 (remainders 0 and 10 share it: the 10 → 0 fold; numbers with
+  remainder 10 are issued after all, 3 of the 92 development numbers): there the rivals'
+  weight decides, and without it measured such a character is never the doubtful one.
 
 The thresholds are fitted (:func:`fit`) on labelled reads: the most permissive grid point that
 confirms no wrong read *and* stays clean one grid step more permissive in each direction (a
@@ -43,11 +44,11 @@ from dataclasses import dataclass, replace
 from typing import overload
 
 from .grammar import CONFIRMED, LOW_CONFIDENCE, PlateRead
-from .iso6346 import ContainerRead, remainder
+from .iso6346 import ContainerRead
 
 __all__ = [
     "GRID",
-    "OWNER_RIVAL_MAX",
+    "RIVAL_MAX",
     "SHIPPED",
     "STRUCTURAL",
     "Policy",
@@ -99,12 +100,12 @@ GRID: dict[str, tuple[float, ...]] = {
     "container_min_one": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
 }
 
-#: The most a doubtful owner letter's rivals (letters with which the number is still valid:
-#: ``ContainerRead.owner_rivals``) may weigh for the check digit to pin it. A prior, not a fit: the
-#: development set has no read whose owner letter was wrong and the number valid. Over its reads,
-#: a doubtful letter's rivals weighed at most 0.0006 (c0019's D at 0.78); every weight over 0.01
-#: was beside a sure letter.
-OWNER_RIVAL_MAX = 0.01
+#: The most a doubtful character's rivals (the characters with which the number would still be
+#: valid: ``ContainerRead.rivals``) may weigh for the check digit to pin it. A prior, not a fit:
+#: the development set has no read with a wrong character and a valid number. Over its reads, a
+#: doubtful character's rivals weighed at most 0.0006 (c0019's owner letter D at 0.78); every
+#: weight over 0.01 sat beside a sure character.
+RIVAL_MAX = 0.01
 
 #: Fitted on the whole development set (``portlane ocr eval DIR --fit``); docs/recognition.md.
 SHIPPED = Policy(
@@ -144,7 +145,6 @@ def container_decision(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str,
         return LOW_CONFIDENCE, "inferred"
     if r.corrected:
         return LOW_CONFIDENCE, "corrected"
-    fold = remainder(r.number[:10]) == 10
     if r.cost > policy.container_max_cost:
         return LOW_CONFIDENCE, "grammar"
     cc = r.char_confidences
@@ -153,26 +153,24 @@ def container_decision(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str,
     weakest = sorted(cc)
     if weakest[0] < policy.container_min_one or weakest[1] < policy.container_sure:
         return LOW_CONFIDENCE, "confidence"
-    if min(cc[:3]) < policy.container_sure and not _owner_pinned(r, policy):
-        return LOW_CONFIDENCE, "confidence"  # owner letters: some substitutions slip the check
-    if fold and min(cc[:10]) < policy.container_sure:
-        # remainder 10 folds to check digit 0 and shares it with remainder 0: one substitution
-        # among the ten characters before the check digit slips through (remainder 0 <-> 10), so
-        # none of them may be doubtful. The check digit itself may: the ten sure characters pin
-        # it to 0, exactly as they pin any check digit.
-        return LOW_CONFIDENCE, "fold"
+    doubtful = [i for i, c in enumerate(cc) if c < policy.container_sure]  # one at most, here
+    if doubtful and not _pinned(r, doubtful[0]):
+        # an owner letter: letters 11 apart slip the check; with check digit 0 (shared by
+        # remainders 0 and 10: the fold) one substitution before it can
+        return LOW_CONFIDENCE, "confidence" if doubtful[0] < 3 else "fold"
     return CONFIRMED, ""
 
 
-def _owner_pinned(r: ContainerRead, policy: Policy) -> bool:
-    """Every doubtful owner letter is pinned by the check digit: the recogniser gives the letters
-    the check cannot tell from it (values 11 apart) at most ``OWNER_RIVAL_MAX``, so a valid
-    number with the others sure can only be the one read."""
-    return len(r.owner_rivals) == 3 and all(
-        rival <= OWNER_RIVAL_MAX
-        for c, rival in zip(r.char_confidences[:3], r.owner_rivals, strict=True)
-        if c < policy.container_sure
-    )
+def _pinned(r: ContainerRead, i: int) -> bool:
+    """The doubtful character ``i`` of a valid number whose ten others are sure is pinned by
+    the check digit: every other character there makes the number invalid, or weighs at most
+    ``RIVAL_MAX`` in the recogniser's eyes (``ContainerRead.rivals``). Without the rivals
+    measured: a digit or the category letter of a number whose check digit is not 0 (the check
+    digit detects every single substitution there; remainders 0 and 10 share check digit 0, so
+    one substitution can move a number between them), or the check digit itself."""
+    if len(r.rivals) == 11:
+        return r.rivals[i] <= RIVAL_MAX
+    return i == 10 or (i >= 3 and r.number[10] != "0")
 
 
 @overload

@@ -13,6 +13,7 @@ check digit alone is a 1-in-10 guard, so a corrected or inferred number goes to 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, replace
 
@@ -70,6 +71,8 @@ def _decode(
     free = unconstrained_logp(mat)
     if d11 is not None and free - d11.logp <= rules.max_cost and d11.confidence >= rules.min_char_conf:
         cost = free - d11.logp
+        if cost > rules.policy.container_max_cost:
+            cost = min(cost, _own_cost(mat, d11, index))
         conf = _conf(d11, cost)
         alts = [(*a,) for a in d11.alternatives]
         if iso6346.is_valid(d11.text) and iso6346.remainder(d11.text[:10]) == 10:
@@ -88,7 +91,7 @@ def _decode(
                 box=box,
                 char_confidences=d11.char_conf,
                 cost=round(cost, 3),
-                owner_rivals=owner_rivals(mat, d11, d11.text, index),
+                rivals=rivals(mat, d11, d11.text, index),
             )
             return Cand((0, cost), calibration.decide(read, rules.policy))
         fixed = iso6346.correct(d11.text, alts, max_changes=1)
@@ -108,26 +111,72 @@ def _decode(
                 char_confidences=d10.char_conf,
                 cost=round(cost, 3),
                 doubt="inferred",
-                owner_rivals=owner_rivals(mat, d10, num, index),  # for a check digit read in its box
+                rivals=rivals(mat, d10, num, index),  # for a check digit read in its box
             ),
         )
     return None
 
 
-def owner_rivals(mat: Matrix, d: ctc.Decoded, number: str, index: dict[str, int]) -> tuple[float, ...]:
-    """Per owner letter of the valid ``number`` read as ``d``: the highest probability ``mat``
-    gives, over the letter's frames (its span up to the next character's), to another letter
-    with which the number is still valid — the substitutions the check digit cannot catch."""
+def rivals(mat: Matrix, d: ctc.Decoded, number: str, index: dict[str, int]) -> tuple[float, ...]:
+    """Per character of the valid ``number`` read as ``d`` (its first ``len(d.spans)``; the
+    check digit of a 10-character read was computed: 0): the highest probability ``mat`` gives,
+    over the character's frames (its span up to the next character's), to another character with
+    which the number is still valid — the substitutions the check digit cannot catch."""
     out: list[float] = []
-    for j in range(3):
-        seg = mat[d.spans[j][0] : d.spans[j + 1][0]]
-        rivals = [
+    for j in range(11):
+        if j >= len(d.spans):
+            out.append(0.0)
+            continue
+        end = d.spans[j + 1][0] if j + 1 < len(d.spans) else d.spans[j][1] + 1
+        seg = mat[d.spans[j][0] : end]
+        ids = [
             index[c]
-            for c in grammar.LETTERS
+            for c in CONTAINER_11[j]
             if c != number[j] and c in index and iso6346.is_valid(number[:j] + c + number[j + 1 :])
         ]
-        out.append(round(float(seg[:, rivals].max()), 4) if rivals and len(seg) else 0.0)
+        out.append(round(float(seg[:, ids].max()), 4) if ids and len(seg) else 0.0)
     return tuple(out)
+
+
+def _own_cost(mat: Matrix, d: ctc.Decoded, index: dict[str, int]) -> float:
+    """The grammar cost of ``d`` over its own frames, from its first character to its last: a
+    mark read before or after the number (a stripe's corner above a vertical code, read as
+    ``L``) is not part of it. Over those frames the same number must come out again (a mark
+    between its characters stays in the cost), and no other way of dropping the extra marks
+    from the recogniser's free reading may give another valid number (``LMSKU…`` is also
+    ``LSKU…``, ``LMKU…`` and ``LMSU…``: none of them may validate). ``inf`` when not so."""
+    own = mat[d.spans[0][0] : d.spans[-1][1] + 1]
+    again = ctc.best_path(own, CONTAINER_11, index, folded=True)
+    if again is None or again.text != d.text or _other_readings(mat, d.text, index):
+        return math.inf
+    return unconstrained_logp(own) - again.logp
+
+
+#: Look-alikes a free reading may give in a number's digit positions.
+_AS_DIGIT = str.maketrans("OQDIL", "00011")
+
+
+def _other_readings(mat: Matrix, number: str, index: dict[str, int]) -> bool:
+    """The recogniser's free reading of ``mat``, with up to two extra marks dropped some other
+    way, gives another number that fits the template and validates (or has more marks)."""
+    classes = [""] * (max(index.values()) + 1)
+    for c, i in index.items():
+        classes[i] = c
+    free = "".join(c for c in ctc.greedy(mat, classes)[0] if c.isascii() and c.isalnum())
+    extra = len(free) - 11
+    if extra > 2:
+        return True
+    for drop in itertools.combinations(range(len(free)), max(0, extra)):
+        kept = "".join(c for k, c in enumerate(free) if k not in drop)
+        other = kept[:4] + kept[4:].translate(_AS_DIGIT)
+        if (
+            len(other) == 11
+            and other != number
+            and all(c in CONTAINER_11[i] for i, c in enumerate(other))
+            and iso6346.is_valid(other)
+        ):
+            return True
+    return False
 
 
 def _corrected(number: str, d: ctc.Decoded, box: BBox, conf: float, cost: float) -> Cand:

@@ -287,10 +287,10 @@ class ContainerRead:
     #: why the read is low_confidence (``calibration.py``): ``inferred``, ``corrected``, ``fold``,
     #: ``rival``, ``confidence`` …; ``""`` when confirmed
     doubt: str = ""
-    #: per owner letter, the recogniser's highest probability, over its glyph's frames, for
-    #: another letter that keeps the number valid (a substitution the check digit cannot catch:
-    #: values 11 apart, A/K/V …); ``()`` when not measured
-    owner_rivals: tuple[float, ...] = ()
+    #: per character, the recogniser's highest probability, over its glyph's frames, for another
+    #: character with which the number is still valid (a substitution the check digit cannot
+    #: catch: owner letters 11 apart, a digit through the 10 -> 0 fold); ``()`` when not measured
+    rivals: tuple[float, ...] = ()
 
     @property
     def owner(self) -> str:
@@ -325,7 +325,7 @@ class ContainerRead:
             "box": list(self.box) if self.box else None,
             "char_confidences": list(self.char_confidences),
             "cost": self.cost,
-            "owner_rivals": list(self.owner_rivals),
+            "rivals": list(self.rivals),
         }
 
     @classmethod
@@ -345,7 +345,7 @@ class ContainerRead:
             char_confidences=tuple(float(x) for x in d.get("char_confidences", ())),
             cost=float(d.get("cost", 0.0)),
             doubt=str(d.get("doubt", "")),
-            owner_rivals=tuple(float(x) for x in d.get("owner_rivals", ())),
+            rivals=tuple(float(x) for x in d.get("rivals", ())),
         )
 
 

@@ -111,12 +111,12 @@ numbers = st.builds(
 rarely = st.sampled_from([False, False, False, True])
 #: numbers valid only through the 10 -> 0 fold, as often as the others
 folded = numbers.filter(lambda n: iso6346.remainder(n[:10]) == 10)
-#: Owner letters' rivals as reads give them: none measured, all but nothing, or one that weighs.
-owner_rivals = st.one_of(
-    st.just(()), st.lists(st.sampled_from([0.0, 0.0006, 0.01, 0.011, 0.3]), min_size=3, max_size=3).map(tuple)
+#: Rivals as reads give them: none measured, or per character nothing, little, or some weight.
+rivals = st.one_of(
+    st.just(()), st.lists(st.sampled_from([0.0] * 4 + [0.0006, 0.01, 0.011, 0.3]), min_size=11, max_size=11).map(tuple)
 )
 container_reads = st.builds(
-    lambda number, flip, cc, inferred, corrected, doubt, cost, rivals: ContainerRead(
+    lambda number, flip, cc, inferred, corrected, doubt, cost, weights: ContainerRead(
         number if not flip else number[:10] + str((int(number[10]) + 1) % 10),
         not flip,
         check_digit_inferred=inferred,
@@ -125,7 +125,7 @@ container_reads = st.builds(
         char_confidences=tuple(cc),
         doubt=doubt,
         cost=cost,
-        owner_rivals=rivals,
+        rivals=weights,
     ),
     st.one_of(numbers, folded),
     rarely,
@@ -134,7 +134,7 @@ container_reads = st.builds(
     rarely,
     st.sampled_from(["", "", "", "rival", "confidence", "inferred"]),
     st.sampled_from([0.0, 0.5, 3.0]),
-    owner_rivals,
+    rivals,
 )
 
 
@@ -144,12 +144,17 @@ def _container_property(r: ContainerRead, policy: Policy) -> None:
         return
     cc = r.char_confidences
     assert iso6346.is_valid(r.number) and not r.check_digit_inferred and not r.corrected
-    if iso6346.remainder(r.number[:10]) == 10:
-        assert min(cc[:10]) >= policy.container_sure, "valid through the fold: no doubt before the check digit"
+    for i, c in enumerate(cc):
+        if c >= policy.container_sure:
+            continue
+        # the one doubtful character: no other keeps the number valid, or those that do weigh nothing
+        if r.rivals:
+            assert r.rivals[i] <= calibration.RIVAL_MAX, "a doubtful character whose rivals weigh"
+        else:
+            assert i >= 3, "an owner letter, unmeasured: letters 11 apart slip the check"
+            assert r.number[10] != "0" or i == 10, "check digit 0 (the fold): no doubt before it, unmeasured"
     assert r.doubt not in calibration.STRUCTURAL
     assert sum(c < policy.container_sure for c in cc) <= 1, "two doubtful characters: one pair in ten passes"
-    for c, rival in zip(cc[:3], r.owner_rivals or (1.0,) * 3, strict=True):
-        assert c >= policy.container_sure or rival <= calibration.OWNER_RIVAL_MAX, "a doubtful owner letter with rivals"
     assert min(cc) >= policy.container_min_one
 
 
@@ -168,7 +173,8 @@ GUARDED = [
     _box("CSQU3054383", (*_SURE[:6], 0.6, 0.6, *_SURE[8:])),  # two doubtful digits
     _box("CSQU3054383", _SURE, check_digit_inferred=True, doubt="inferred"),  # computed check digit
     _box(_FOLDED, (*_SURE[:6], 0.6, *_SURE[7:])),  # through the fold, one doubtful digit
-    _box("CSQU3054383", (0.6, *_SURE[1:]), owner_rivals=(0.2, 0.0, 0.0)),  # a doubtful C, and K weighs
+    _box("CSQU3054383", (0.6, *_SURE[1:]), rivals=(0.2, *(0.0,) * 10)),  # a doubtful C, and M weighs
+    _box(_FOLDED, (*_SURE[:6], 0.6, *_SURE[7:]), rivals=(*(0.0,) * 6, 0.2, *(0.0,) * 4)),  # through the fold
 ]
 
 
@@ -181,6 +187,7 @@ def _mutant_caught(monkeypatch: pytest.MonkeyPatch, mutant: object) -> None:
     @example(GUARDED[1])
     @example(GUARDED[2])
     @example(GUARDED[3])
+    @example(GUARDED[4])
     def prop(r: ContainerRead) -> None:
         _container_property(r, SHIPPED)
 
@@ -212,21 +219,22 @@ def test_a_doubtful_owner_letter_is_pinned_only_when_the_letters_the_check_canno
     assert [c for c in "ABDEFGHIJKLMNOPQRSTUVWXYZ" if iso6346.is_valid(c + "SQU3054383")] == ["M", "W"]
     doubtful_c = (0.6, *_SURE[1:])
     assert container_decision(_box("CSQU3054383", doubtful_c)) == (LOW_CONFIDENCE, "confidence")  # not measured
-    pinned = _box("CSQU3054383", doubtful_c, owner_rivals=(0.0006, 0.3, 0.3))  # a sure letter's rivals do not count
+    nothing = (0.0,) * 11
+    pinned = _box("CSQU3054383", doubtful_c, rivals=(0.0006, 0.3, *nothing[2:]))  # a sure letter's rivals: no matter
     assert container_decision(pinned) == (CONFIRMED, "")
-    weighs = _box("CSQU3054383", doubtful_c, owner_rivals=(0.02, 0.0, 0.0))
+    weighs = _box("CSQU3054383", doubtful_c, rivals=(0.02, *nothing[1:]))
     assert container_decision(weighs) == (LOW_CONFIDENCE, "confidence")
     # still one doubtful character at most: a doubtful owner letter and a doubtful digit are two
-    two = _box("CSQU3054383", (0.6, *_SURE[1:6], 0.6, *_SURE[7:]), owner_rivals=(0.0, 0.0, 0.0))
+    two = _box("CSQU3054383", (0.6, *_SURE[1:6], 0.6, *_SURE[7:]), rivals=nothing)
     assert container_decision(two) == (LOW_CONFIDENCE, "confidence")
 
 
-def test_removing_the_owner_rival_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_removing_the_rival_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     real = calibration.container_decision
 
     def mutant(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str, str]:
-        # the rivals are measured but not looked at: every doubtful owner letter passes
-        return real(dataclasses.replace(r, owner_rivals=(0.0,) * 3) if r.owner_rivals else r, policy)
+        # the rivals are measured but not looked at: every doubtful character passes
+        return real(dataclasses.replace(r, rivals=(0.0,) * 11) if r.rivals else r, policy)
 
     _mutant_caught(monkeypatch, mutant)
 
@@ -246,7 +254,31 @@ def test_through_the_fold_a_doubtful_check_digit_is_pinned_and_a_doubtful_digit_
     assert slips, "some single substitution before the check digit keeps check digit 0"
     for i in range(4, 10):
         cc = (*_SURE[:i], 0.6, *_SURE[i + 1 :])
-        assert container_decision(_box(_FOLDED, cc)) == (LOW_CONFIDENCE, "fold")
+        assert container_decision(_box(_FOLDED, cc)) == (LOW_CONFIDENCE, "fold")  # unmeasured
+        weighs = tuple(0.05 if k == i else 0.0 for k in range(11))
+        assert container_decision(_box(_FOLDED, cc, rivals=weighs)) == (LOW_CONFIDENCE, "fold")
+        # measured, and the one digit that keeps it valid has no weight: pinned, as any digit
+        assert container_decision(_box(_FOLDED, cc, rivals=(0.0,) * 11)) == (CONFIRMED, "")
+
+
+def test_a_number_with_remainder_0_is_exposed_to_the_fold_too() -> None:
+    """Check digit 0 is remainders 0 and 10: a number read with remainder 0 may be a remainder-10
+    number with one digit misread, so a doubtful digit before its check digit is held unless the
+    digit that would make it so has no weight."""
+    zero = next(n + "0" for n in (f"CSQU{i:06d}" for i in range(1000)) if iso6346.remainder(n) == 0)
+    slips = [
+        (i, d)
+        for i in range(4, 10)
+        for d in "0123456789"
+        if d != zero[i] and iso6346.is_valid(zero[:i] + d + zero[i + 1 :])
+    ]
+    assert slips, "a single substitution before the check digit keeps the number valid"
+    i = slips[0][0]
+    cc = (*_SURE[:i], 0.6, *_SURE[i + 1 :])
+    assert container_decision(_box(zero, cc)) == (LOW_CONFIDENCE, "fold")  # unmeasured
+    weighs = tuple(0.05 if k == i else 0.0 for k in range(11))
+    assert container_decision(_box(zero, cc, rivals=weighs)) == (LOW_CONFIDENCE, "fold")
+    assert container_decision(_box(zero, cc, rivals=(0.0,) * 11)) == (CONFIRMED, "")
 
 
 def test_removing_the_fold_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:

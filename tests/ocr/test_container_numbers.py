@@ -68,11 +68,11 @@ def test_a_boxed_digit_that_is_not_the_computed_one_leaves_the_number_inferred(e
     assert c.read.check_digit_inferred and c.read.status == "low_confidence"
 
 
-def test_an_owner_letters_rivals_are_the_letters_the_check_digit_cannot_tell_from_it(engine) -> None:
+def test_rivals_are_the_characters_the_check_digit_cannot_tell_from_the_one_read(engine) -> None:
     """A matrix that reads ``CSQU3054383`` with weight on M at the C (11 apart: the number stays
     valid) and on O (the check digit catches it): only M's weight is a rival."""
     from portlane.models import ctc
-    from portlane.models.container_numbers import CONTAINER_11, owner_rivals
+    from portlane.models.container_numbers import CONTAINER_11, rivals
 
     index = engine.rec.index
     frames = []
@@ -87,6 +87,50 @@ def test_an_owner_letters_rivals_are_the_letters_the_check_digit_cannot_tell_fro
     mat = np.stack(frames)
     d = ctc.best_path(mat, CONTAINER_11, index)
     assert d is not None and d.text == NUMBER
-    rivals = owner_rivals(mat, d, NUMBER, index)
-    assert rivals[0] == pytest.approx(float(mat[0, index["M"]]), abs=1e-4) and rivals[0] > 0.04
-    assert rivals[1] < 1e-4 and rivals[2] < 1e-4
+    weights = rivals(mat, d, NUMBER, index)
+    assert len(weights) == 11
+    assert weights[0] == pytest.approx(float(mat[0, index["M"]]), abs=1e-4) and weights[0] > 0.04
+    # the other characters: the check digit tells every other one there from them
+    assert weights[1:] == (0.0,) * 10
+
+
+def _matrix(engine, text: str, stray: int) -> np.ndarray:
+    """A recogniser matrix that reads ``text`` surely, a frame per character and blanks between,
+    but for the mark at ``stray``: read there as it is seen, 0.95 against blank 0.05 (3 nats to skip it)."""
+    index, n = engine.rec.index, len(engine.rec.classes)
+    frames = []
+    for i, ch in enumerate(text):
+        p = np.full(n, 1e-6, np.float32)
+        p[index[ch]] = 1.0
+        if i == stray:
+            p[index[ch]], p[0] = 0.95, 0.05
+        blank = np.full(n, 1e-6, np.float32)
+        blank[0] = 1.0
+        frames += [p / p.sum(), blank / blank.sum()]
+    return np.stack(frames)
+
+
+def _decoded(engine, text: str, stray: int) -> ContainerRead:
+    from portlane.models.container_numbers import decode_numbers
+
+    mat = _matrix(engine, text, stray)
+    (cand,) = decode_numbers([(mat, (0, 0, 10, 100))], engine.rec.index, Rules(SHIPPED, 8.0, 0.2))
+    assert cand is not None
+    return cand.read
+
+
+def test_a_mark_read_before_a_number_is_not_part_of_it_unless_it_makes_another_number(engine) -> None:
+    # c0003: a stripe's corner above a vertical code, read as L; dropping any other mark gives
+    # no valid number (LSKU…, LMKU…, LMSU… do not validate): the number as read stands
+    assert not any(iso6346.is_valid(n) for n in ("LSKU0539301", "LMKU0539301", "LMSU0539301"))
+    read = _decoded(engine, "LMSKU0539301", 0)
+    assert (read.number, read.status) == ("MSKU0539301", "confirmed") and read.cost < 1.0
+    # c0051: the same mark before TEMU0524620, but LTEU0524620 validates too: an officer looks
+    assert iso6346.is_valid("LTEU0524620")
+    read = _decoded(engine, "LTEMU0524620", 0)
+    assert (read.number, read.status, read.doubt) == ("TEMU0524620", "low_confidence", "grammar")
+
+
+def test_a_mark_between_a_numbers_characters_stays_in_its_cost(engine) -> None:
+    read = _decoded(engine, "MSKU05393X01", 9)  # X: not a digit, inside the serial
+    assert read.number == "MSKU0539301" and read.doubt == "grammar" and read.cost > 2.0
