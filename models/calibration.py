@@ -102,9 +102,9 @@ GRID: dict[str, tuple[float, ...]] = {
 
 #: The most a doubtful character's rivals (the characters with which the number would still be
 #: valid: ``ContainerRead.rivals``) may weigh for the check digit to pin it. A prior, not a fit:
-#: the development set has no read with a wrong character and a valid number. Over its reads, a
-#: doubtful character's rivals weighed at most 0.0006 (c0019's owner letter D at 0.78); every
-#: weight over 0.01 sat beside a sure character.
+#: the development set has no read with a wrong character and a valid number. Over its reads,
+#: the doubtful characters' rivals weighed 0-0.0072 (c0019's owner letter D at 0.78: 0.0006),
+#: but for two of c0080's five doubtful digits (0.012, 0.16); heavier rivals sat on sure ones.
 RIVAL_MAX = 0.01
 
 #: Fitted on the whole development set (``portlane ocr eval DIR --fit``); docs/recognition.md.
