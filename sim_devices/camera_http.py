@@ -20,7 +20,11 @@ box) and serves, on the camera of a vehicle's kind, the photographs of that vehi
 plate (or container) camera its first photo, the second its second, and so on. A camera with no
 photo of its own left shows the empty lane rather than a copy of a photo another camera
 serves — the same pixels twice would be no second view — so per-passage figures come from the
-photographs alone; the cameras of the other kind keep drawing synthetic scenes.
+photographs alone; the cameras of the other kind keep drawing synthetic scenes. A camera's
+frames keep one size, as a real camera's do (an MJPEG client such as OpenCV's FFmpeg backend
+scales every frame to the first one's size, which would squeeze a 4:3 or portrait photo): the
+cameras of the library's kind show a Full-HD frame (``LabelledImages.FRAME``), each photo scaled
+to fit it, aspect kept, centred on grey; a 1920 × 1080 photo is served as it is.
 
 Fault: ``faults.dead`` — the camera *silently stops*: connections stay open, no more frames
 (the failure mode that makes a naive ``VideoCapture.read()`` hang).
@@ -65,6 +69,9 @@ class LabelledImagesError(ValueError):
 
 class LabelledImages:
     """Photographs from a labelled folder, grouped by vehicle (main label), for the demo's cameras."""
+
+    #: The frame (width, height) of a camera of the library's kind: a Full-HD gate camera.
+    FRAME = (1920, 1080)
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -127,7 +134,32 @@ class LabelledImages:
         k = VIEW_INDEX.get(view, 0)
         if not photos or k >= len(photos):
             return None
-        return photos[k].read_bytes()
+        return self.framed(photos[k])
+
+    def framed(self, path: Path) -> bytes:
+        """The photo at ``path`` as the camera's frame (:attr:`FRAME`): scaled to fit, aspect
+        kept, centred on grey; the file's own bytes when it is that size already."""
+        import cv2
+        import numpy as np
+
+        data = path.read_bytes()
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise LabelledImagesError(f"{path}: not an image")
+        fw, fh = self.FRAME
+        h, w = img.shape[:2]
+        if (w, h) == (fw, fh) and path.suffix.lower() in (".jpg", ".jpeg"):
+            return data
+        s = min(fw / w, fh / h)
+        nw, nh = max(1, round(w * s)), max(1, round(h * s))
+        frame = np.full((fh, fw, 3), 90, np.uint8)
+        x, y = (fw - nw) // 2, (fh - nh) // 2
+        frame[y : y + nh, x : x + nw] = cv2.resize(
+            img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+        )
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        assert ok
+        return bytes(buf.tobytes())
 
 
 #: Frame size (width, height) per kind of view when the simulator is given none. A container
@@ -241,13 +273,12 @@ class CameraSim:
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
             vehicle = self.world.vehicle if self.world is not None else None
-            if self.library is not None and vehicle is not None:
-                own = self.library.view_kind(self.view)
-                photo = self.library.photo(vehicle, self.view)
-                if photo is not None or own:
-                    data = photo if photo is not None else self._empty()
-                    self._cache = (key, data)
-                    return data
+            if self.library is not None and self.library.view_kind(self.view):
+                # the photographs' camera: the vehicle's own photo, or the empty lane, one frame size
+                photo = self.library.photo(vehicle, self.view) if vehicle is not None else None
+                data = photo if photo is not None else self._empty()
+                self._cache = (key, data)
+                return data
             img = self._scene()
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         assert ok
@@ -257,11 +288,12 @@ class CameraSim:
         return data
 
     def _empty(self) -> bytes:
-        """The lane without a vehicle in view: grey tarmac."""
+        """The lane without a vehicle in view: grey tarmac (at the photographs' frame size)."""
         import cv2
         import numpy as np
 
-        ok, buf = cv2.imencode(".jpg", np.full((self.height, self.width, 3), 90, np.uint8))
+        w, h = self.library.FRAME if self.library is not None else (self.width, self.height)
+        ok, buf = cv2.imencode(".jpg", np.full((h, w, 3), 90, np.uint8))
         assert ok
         return bytes(buf.tobytes())
 
