@@ -17,14 +17,15 @@ thresholds of a :class:`Policy`:
 * **container numbers**: the check digit was *read* and validates; every character but the
   weakest at least ``container_sure``, the weakest at least ``container_min_one`` — and that
   one doubtful character pinned by the check digit: no other character there keeps the number
-  valid, or those that do weigh at most ``RIVAL_MAX`` in the recogniser's eyes
-  (``ContainerRead.rivals``). The ISO 6346 check digit detects every single substitution of a
-  digit or of the category letter, so one doubtful digit is pinned by the ten sure characters
-  and the check digit; two doubtful ones are not (one pair in ten passes). Owner letters 11
-  apart (A/K/V, C/M/W, D/N/X …) slip through the check, and so does one digit per position of
-  a number whose check digit is 0 (remainders 0 and 10 share it: the 10 → 0 fold; numbers with
-  remainder 10 are issued after all, 3 of the 92 development numbers): there the rivals'
-  weight decides, and without it measured such a character is never the doubtful one.
+  valid, or those that do (its *slips*) weigh at most ``SLIP_MAX`` in the recogniser's eyes
+  (``ContainerRead.slip_weights``). The ISO 6346 check digit detects every single
+  substitution of a digit or of the category letter, so one doubtful digit is pinned by the
+  ten sure characters and the check digit; two doubtful ones are not (one pair in ten
+  passes). Owner letters 11 apart (A/K/U, B/L/V, C/M/W, D/N/X, E/O/Y, F/P/Z, G/Q, H/R, I/S,
+  J/T) slip through the check, and so does one digit per position of a number whose check
+  digit is 0 (remainders 0 and 10 share it: the 10 → 0 fold; numbers with remainder 10 are
+  issued after all, 3 of the 92 development numbers): there the slips' weight decides, and
+  without it measured such a character is never the doubtful one.
 
 The thresholds are fitted (:func:`fit`) on labelled reads: the most permissive grid point that
 confirms no wrong read *and* stays clean one grid step more permissive in each direction (a
@@ -48,8 +49,8 @@ from .iso6346 import ContainerRead
 
 __all__ = [
     "GRID",
-    "RIVAL_MAX",
     "SHIPPED",
+    "SLIP_MAX",
     "STRUCTURAL",
     "Policy",
     "container_decision",
@@ -100,12 +101,12 @@ GRID: dict[str, tuple[float, ...]] = {
     "container_min_one": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
 }
 
-#: The most a doubtful character's rivals (the characters with which the number would still be
-#: valid: ``ContainerRead.rivals``) may weigh for the check digit to pin it. A prior, not a fit:
+#: The most a doubtful character's slips (the characters with which the number would still be
+#: valid: ``ContainerRead.slip_weights``) may weigh for the check digit to pin it. A prior, not a fit:
 #: the development set has no read with a wrong character and a valid number. Over its reads,
-#: the doubtful characters' rivals weighed 0-0.0072 (c0019's owner letter D at 0.78: 0.0006),
-#: but for two of c0080's five doubtful digits (0.012, 0.16); heavier rivals sat on sure ones.
-RIVAL_MAX = 0.01
+#: the doubtful characters' slips weighed little (c0019's owner letter D at 0.78: N and X at
+#: 0.0006), but for c0080's fold digits (docs/recognition.md has the figures).
+SLIP_MAX = 0.01
 
 #: Fitted on the whole development set (``portlane ocr eval DIR --fit``); docs/recognition.md.
 SHIPPED = Policy(
@@ -164,12 +165,12 @@ def container_decision(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str,
 def _pinned(r: ContainerRead, i: int) -> bool:
     """The doubtful character ``i`` of a valid number whose ten others are sure is pinned by
     the check digit: every other character there makes the number invalid, or weighs at most
-    ``RIVAL_MAX`` in the recogniser's eyes (``ContainerRead.rivals``). Without the rivals
+    ``SLIP_MAX`` in the recogniser's eyes (``ContainerRead.slip_weights``). Without them
     measured: a digit or the category letter of a number whose check digit is not 0 (the check
     digit detects every single substitution there; remainders 0 and 10 share check digit 0, so
     one substitution can move a number between them), or the check digit itself."""
-    if len(r.rivals) == 11:
-        return r.rivals[i] <= RIVAL_MAX
+    if len(r.slip_weights) == 11:
+        return r.slip_weights[i] <= SLIP_MAX
     return i == 10 or (i >= 3 and r.number[10] != "0")
 
 

@@ -91,7 +91,7 @@ def _decode(
                 box=box,
                 char_confidences=d11.char_conf,
                 cost=round(cost, 3),
-                rivals=rivals(mat, d11, d11.text, index),
+                slip_weights=slip_weights(mat, d11, d11.text, index),
             )
             return Cand((0, cost), calibration.decide(read, rules.policy))
         fixed = iso6346.correct(d11.text, alts, max_changes=1)
@@ -111,30 +111,39 @@ def _decode(
                 char_confidences=d10.char_conf,
                 cost=round(cost, 3),
                 doubt="inferred",
-                rivals=rivals(mat, d10, num, index),  # for a check digit read in its box
+                slip_weights=slip_weights(mat, d10, num, index),  # for a check digit read in its box
             ),
         )
     return None
 
 
-def rivals(mat: Matrix, d: ctc.Decoded, number: str, index: dict[str, int]) -> tuple[float, ...]:
+def slip_weights(mat: Matrix, d: ctc.Decoded, number: str, index: dict[str, int]) -> tuple[float, ...]:
     """Per character of the valid ``number`` read as ``d`` (its first ``len(d.spans)``; the
-    check digit of a 10-character read was computed: 0): the highest probability ``mat`` gives,
-    over the character's frames (its span up to the next character's), to another character with
-    which the number is still valid — the substitutions the check digit cannot catch."""
+    check digit of a 10-character read was computed, and nothing else validates there): the
+    highest probability ``mat`` gives to a *slip* — another character with which the number is
+    still valid, a substitution the check digit cannot catch — over every frame the character
+    could have come from (after the previous character's span, before the next one's), its
+    look-alikes counted with it as the decoder counts them (``ctc.ALIASES``: O for 0, | for I)."""
     out: list[float] = []
     for j in range(11):
         if j >= len(d.spans):
             out.append(0.0)
             continue
-        end = d.spans[j + 1][0] if j + 1 < len(d.spans) else d.spans[j][1] + 1
-        seg = mat[d.spans[j][0] : end]
-        ids = [
-            index[c]
-            for c in CONTAINER_11[j]
+        start = d.spans[j - 1][1] + 1 if j > 0 else 0
+        end = d.spans[j + 1][0] if j + 1 < len(d.spans) else len(mat)
+        seg = mat[start:end]
+        allowed = CONTAINER_11[j]
+        slips = [
+            [index[c], *(index[a] for a in ctc.ALIASES.get(c, "") if a not in allowed and a in index)]
+            for c in allowed
             if c != number[j] and c in index and iso6346.is_valid(number[:j] + c + number[j + 1 :])
         ]
-        out.append(round(float(seg[:, ids].max()), 4) if ids and len(seg) else 0.0)
+        if not slips:
+            out.append(0.0)
+        elif not len(seg):
+            out.append(1.0)  # nothing to measure: as if it weighed
+        else:
+            out.append(round(max(float(seg[:, cols].sum(axis=1).max()) for cols in slips), 4))
     return tuple(out)
 
 
@@ -152,8 +161,9 @@ def _own_cost(mat: Matrix, d: ctc.Decoded, index: dict[str, int]) -> float:
     return unconstrained_logp(own) - again.logp
 
 
-#: Look-alikes a free reading may give in a number's digit positions.
-_AS_DIGIT = str.maketrans("OQDIL", "00011")
+#: Look-alikes a free reading may give in a number's letter and digit positions (``ctc.ALIASES``).
+_AS_LETTER = str.maketrans("01|", "OII")
+_AS_DIGIT = str.maketrans("OQDIL|", "000111")
 
 
 def _other_readings(mat: Matrix, number: str, index: dict[str, int]) -> bool:
@@ -162,13 +172,13 @@ def _other_readings(mat: Matrix, number: str, index: dict[str, int]) -> bool:
     classes = [""] * (max(index.values()) + 1)
     for c, i in index.items():
         classes[i] = c
-    free = "".join(c for c in ctc.greedy(mat, classes)[0] if c.isascii() and c.isalnum())
+    free = "".join(c for c in ctc.greedy(mat, classes)[0] if c.isascii() and (c.isalnum() or c == "|"))
     extra = len(free) - 11
     if extra > 2:
         return True
     for drop in itertools.combinations(range(len(free)), max(0, extra)):
         kept = "".join(c for k, c in enumerate(free) if k not in drop)
-        other = kept[:4] + kept[4:].translate(_AS_DIGIT)
+        other = kept[:4].translate(_AS_LETTER) + kept[4:].translate(_AS_DIGIT)
         if (
             len(other) == 11
             and other != number

@@ -290,7 +290,7 @@ class ContainerRead:
     #: per character, the recogniser's highest probability, over its glyph's frames, for another
     #: character with which the number is still valid (a substitution the check digit cannot
     #: catch: owner letters 11 apart, a digit through the 10 -> 0 fold); ``()`` when not measured
-    rivals: tuple[float, ...] = ()
+    slip_weights: tuple[float, ...] = ()
 
     @property
     def owner(self) -> str:
@@ -325,7 +325,7 @@ class ContainerRead:
             "box": list(self.box) if self.box else None,
             "char_confidences": list(self.char_confidences),
             "cost": self.cost,
-            "rivals": list(self.rivals),
+            "slip_weights": list(self.slip_weights),
         }
 
     @classmethod
@@ -345,7 +345,7 @@ class ContainerRead:
             char_confidences=tuple(float(x) for x in d.get("char_confidences", ())),
             cost=float(d.get("cost", 0.0)),
             doubt=str(d.get("doubt", "")),
-            rivals=tuple(float(x) for x in d.get("rivals", ())),
+            slip_weights=tuple(float(x) for x in d.get("slip_weights", ())),
         )
 
 

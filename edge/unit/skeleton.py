@@ -71,6 +71,8 @@ INBOX_SIZE = 256
 STEP_MESSAGES = 32
 #: On shutdown: how long to try to deliver what is queued (it stays on disk regardless).
 DRAIN_S = 3.0
+#: On shutdown: how long the unit's tasks may take to end before it says offline without them.
+STOP_S = 5.0
 
 UnitKind = Literal["lane", "scanner"]
 PeerHandler = Callable[[VerifiedEvent], None]
@@ -199,6 +201,7 @@ class Unit:
         self._said: StatusWord | None = None  # what the last status said
         self._tg: asyncio.TaskGroup | None = None
         self._spawned: set[asyncio.Task[None]] = set()
+        self._stopping = False  # set once ``stop`` is: what the unit's tasks raise then is logged
 
     # ------------------------------------------------------------------ what the daemon registers
     def command(self, name: str, handler: CommandHandler) -> None:
@@ -265,7 +268,8 @@ class Unit:
         return self.events.put("unit.status", status)
 
     async def _on_connect(self) -> None:
-        self._say("online")
+        if not self._stopping:  # a reconnect during the drain must not say online after offline
+            self._say("online")
 
     # ------------------------------------------------------------------ commands every unit takes
     def _replay_command(self, cmd: VerifiedCommand) -> Outcome:
@@ -346,7 +350,7 @@ class Unit:
     def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
         """A task of the running unit (identification, a status publish …), ended at stop."""
         assert self._tg is not None, "the unit is not running"
-        task = self._tg.create_task(coro, name=f"{self.id}:{name}")
+        task = self._tg.create_task(self._guarded(coro, name), name=f"{self.id}:{name}")
         self._spawned.add(task)
         task.add_done_callback(self._spawned.discard)
         return task
@@ -370,7 +374,9 @@ class Unit:
                     tg.create_task(self.sender.run(), name=f"{self.id}:outbox"),
                 ]
                 work = [tg.create_task(self._dispatcher(), name=f"{self.id}:dispatcher")]
-                work += [tg.create_task(_call(fn), name=f"{self.id}:{name}") for name, fn in tasks.items()]
+                work += [
+                    tg.create_task(self._guarded(fn(), name), name=f"{self.id}:{name}") for name, fn in tasks.items()
+                ]
                 if started is not None:
                     started()
                 self.ready.set()
@@ -383,9 +389,10 @@ class Unit:
                             await stop.wait()
                 # What could still write an event (commands, devices, identifications) stops
                 # first, so that nothing is queued behind the offline status and the drain.
-                await _stop(*work, *self._spawned)
+                self._stopping = True
+                await self._stop(*work, *self._spawned)
                 await self._shutdown()
-                for t in delivery:
+                for t in [*delivery, *self._spawned]:
                     t.cancel()
         finally:
             self._tg = None
@@ -393,6 +400,32 @@ class Unit:
             self.nonces.close()
             self.outbox.close()
             self.flushes.close()
+
+    async def _guarded(self, work: Awaitable[None], name: str) -> None:
+        """One of the unit's tasks: an error ends the unit (the task group's), except while the
+        unit stops — a device that fails to close must not cost the offline status and the drain."""
+        try:
+            await work
+        except Exception:
+            if not self._stopping:
+                raise
+            log.warning("%s: %s failed while stopping", self.id, name, exc_info=True)
+
+    async def _stop(self, *tasks: asyncio.Task[None]) -> None:
+        """Cancel ``tasks`` and wait up to ``STOP_S`` for them to end; one that does not (a device
+        stuck closing) is named and left to the task group, after the drain."""
+        for t in tasks:
+            t.cancel()
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=STOP_S)
+        if pending:
+            log.warning(
+                "%s: %s still stopping after %.0f s; saying offline without them",
+                self.id,
+                ", ".join(sorted(t.get_name() for t in pending)),
+                STOP_S,
+            )
 
     async def _shutdown(self) -> None:
         self.flush(force=True)  # the last checkpoint goes out with the last events
@@ -450,15 +483,3 @@ def restart_needed(old: Site, new: Site, unit: str) -> list[str]:
         if getattr(old, name) != getattr(new, name):
             out.append(name)
     return out
-
-
-async def _call(fn: Callable[[], Awaitable[None]]) -> None:
-    await fn()
-
-
-async def _stop(*tasks: asyncio.Task[None]) -> None:
-    """Cancel ``tasks`` and wait until they have ended (their errors are the task group's)."""
-    for t in tasks:
-        t.cancel()
-    if tasks:
-        await asyncio.wait(tasks)

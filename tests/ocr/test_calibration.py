@@ -111,8 +111,8 @@ numbers = st.builds(
 rarely = st.sampled_from([False, False, False, True])
 #: numbers valid only through the 10 -> 0 fold, as often as the others
 folded = numbers.filter(lambda n: iso6346.remainder(n[:10]) == 10)
-#: Rivals as reads give them: none measured, or per character nothing, little, or some weight.
-rivals = st.one_of(
+#: Slip weights as reads give them: none measured, or per character nothing, little, or some.
+slip_weights = st.one_of(
     st.just(()), st.lists(st.sampled_from([0.0] * 4 + [0.0006, 0.01, 0.011, 0.3]), min_size=11, max_size=11).map(tuple)
 )
 container_reads = st.builds(
@@ -125,7 +125,7 @@ container_reads = st.builds(
         char_confidences=tuple(cc),
         doubt=doubt,
         cost=cost,
-        rivals=weights,
+        slip_weights=weights,
     ),
     st.one_of(numbers, folded),
     rarely,
@@ -134,7 +134,7 @@ container_reads = st.builds(
     rarely,
     st.sampled_from(["", "", "", "rival", "confidence", "inferred"]),
     st.sampled_from([0.0, 0.5, 3.0]),
-    rivals,
+    slip_weights,
 )
 
 
@@ -148,8 +148,8 @@ def _container_property(r: ContainerRead, policy: Policy) -> None:
         if c >= policy.container_sure:
             continue
         # the one doubtful character: no other keeps the number valid, or those that do weigh nothing
-        if r.rivals:
-            assert r.rivals[i] <= calibration.RIVAL_MAX, "a doubtful character whose rivals weigh"
+        if r.slip_weights:
+            assert r.slip_weights[i] <= calibration.SLIP_MAX, "a doubtful character whose slips weigh"
         else:
             assert i >= 3, "an owner letter, unmeasured: letters 11 apart slip the check"
             assert r.number[10] != "0" or i == 10, "check digit 0 (the fold): no doubt before it, unmeasured"
@@ -173,8 +173,8 @@ GUARDED = [
     _box("CSQU3054383", (*_SURE[:6], 0.6, 0.6, *_SURE[8:])),  # two doubtful digits
     _box("CSQU3054383", _SURE, check_digit_inferred=True, doubt="inferred"),  # computed check digit
     _box(_FOLDED, (*_SURE[:6], 0.6, *_SURE[7:])),  # through the fold, one doubtful digit
-    _box("CSQU3054383", (0.6, *_SURE[1:]), rivals=(0.2, *(0.0,) * 10)),  # a doubtful C, and M weighs
-    _box(_FOLDED, (*_SURE[:6], 0.6, *_SURE[7:]), rivals=(*(0.0,) * 6, 0.2, *(0.0,) * 4)),  # through the fold
+    _box("CSQU3054383", (0.6, *_SURE[1:]), slip_weights=(0.2, *(0.0,) * 10)),  # a doubtful C, and M weighs
+    _box(_FOLDED, (*_SURE[:6], 0.6, *_SURE[7:]), slip_weights=(*(0.0,) * 6, 0.2, *(0.0,) * 4)),  # through the fold
 ]
 
 
@@ -220,21 +220,23 @@ def test_a_doubtful_owner_letter_is_pinned_only_when_the_letters_the_check_canno
     doubtful_c = (0.6, *_SURE[1:])
     assert container_decision(_box("CSQU3054383", doubtful_c)) == (LOW_CONFIDENCE, "confidence")  # not measured
     nothing = (0.0,) * 11
-    pinned = _box("CSQU3054383", doubtful_c, rivals=(0.0006, 0.3, *nothing[2:]))  # a sure letter's rivals: no matter
+    pinned = _box(
+        "CSQU3054383", doubtful_c, slip_weights=(0.0006, 0.3, *nothing[2:])
+    )  # a sure letter's rivals: no matter
     assert container_decision(pinned) == (CONFIRMED, "")
-    weighs = _box("CSQU3054383", doubtful_c, rivals=(0.02, *nothing[1:]))
+    weighs = _box("CSQU3054383", doubtful_c, slip_weights=(0.02, *nothing[1:]))
     assert container_decision(weighs) == (LOW_CONFIDENCE, "confidence")
     # still one doubtful character at most: a doubtful owner letter and a doubtful digit are two
-    two = _box("CSQU3054383", (0.6, *_SURE[1:6], 0.6, *_SURE[7:]), rivals=nothing)
+    two = _box("CSQU3054383", (0.6, *_SURE[1:6], 0.6, *_SURE[7:]), slip_weights=nothing)
     assert container_decision(two) == (LOW_CONFIDENCE, "confidence")
 
 
-def test_removing_the_rival_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_removing_the_slip_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     real = calibration.container_decision
 
     def mutant(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str, str]:
-        # the rivals are measured but not looked at: every doubtful character passes
-        return real(dataclasses.replace(r, rivals=(0.0,) * 11) if r.rivals else r, policy)
+        # the slips are measured but not looked at: every doubtful character passes
+        return real(dataclasses.replace(r, slip_weights=(0.0,) * 11) if r.slip_weights else r, policy)
 
     _mutant_caught(monkeypatch, mutant)
 
@@ -256,9 +258,9 @@ def test_through_the_fold_a_doubtful_check_digit_is_pinned_and_a_doubtful_digit_
         cc = (*_SURE[:i], 0.6, *_SURE[i + 1 :])
         assert container_decision(_box(_FOLDED, cc)) == (LOW_CONFIDENCE, "fold")  # unmeasured
         weighs = tuple(0.05 if k == i else 0.0 for k in range(11))
-        assert container_decision(_box(_FOLDED, cc, rivals=weighs)) == (LOW_CONFIDENCE, "fold")
+        assert container_decision(_box(_FOLDED, cc, slip_weights=weighs)) == (LOW_CONFIDENCE, "fold")
         # measured, and the one digit that keeps it valid has no weight: pinned, as any digit
-        assert container_decision(_box(_FOLDED, cc, rivals=(0.0,) * 11)) == (CONFIRMED, "")
+        assert container_decision(_box(_FOLDED, cc, slip_weights=(0.0,) * 11)) == (CONFIRMED, "")
 
 
 def test_a_number_with_remainder_0_is_exposed_to_the_fold_too() -> None:
@@ -277,8 +279,8 @@ def test_a_number_with_remainder_0_is_exposed_to_the_fold_too() -> None:
     cc = (*_SURE[:i], 0.6, *_SURE[i + 1 :])
     assert container_decision(_box(zero, cc)) == (LOW_CONFIDENCE, "fold")  # unmeasured
     weighs = tuple(0.05 if k == i else 0.0 for k in range(11))
-    assert container_decision(_box(zero, cc, rivals=weighs)) == (LOW_CONFIDENCE, "fold")
-    assert container_decision(_box(zero, cc, rivals=(0.0,) * 11)) == (CONFIRMED, "")
+    assert container_decision(_box(zero, cc, slip_weights=weighs)) == (LOW_CONFIDENCE, "fold")
+    assert container_decision(_box(zero, cc, slip_weights=(0.0,) * 11)) == (CONFIRMED, "")
 
 
 def test_removing_the_fold_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -68,11 +68,11 @@ def test_a_boxed_digit_that_is_not_the_computed_one_leaves_the_number_inferred(e
     assert c.read.check_digit_inferred and c.read.status == "low_confidence"
 
 
-def test_rivals_are_the_characters_the_check_digit_cannot_tell_from_the_one_read(engine) -> None:
+def test_slips_are_the_characters_the_check_digit_cannot_tell_from_the_one_read(engine) -> None:
     """A matrix that reads ``CSQU3054383`` with weight on M at the C (11 apart: the number stays
-    valid) and on O (the check digit catches it): only M's weight is a rival."""
+    valid) and on O (the check digit catches it): only M's weight is a slip."""
     from portlane.models import ctc
-    from portlane.models.container_numbers import CONTAINER_11, rivals
+    from portlane.models.container_numbers import CONTAINER_11, slip_weights
 
     index = engine.rec.index
     frames = []
@@ -87,7 +87,7 @@ def test_rivals_are_the_characters_the_check_digit_cannot_tell_from_the_one_read
     mat = np.stack(frames)
     d = ctc.best_path(mat, CONTAINER_11, index)
     assert d is not None and d.text == NUMBER
-    weights = rivals(mat, d, NUMBER, index)
+    weights = slip_weights(mat, d, NUMBER, index)
     assert len(weights) == 11
     assert weights[0] == pytest.approx(float(mat[0, index["M"]]), abs=1e-4) and weights[0] > 0.04
     # the other characters: the check digit tells every other one there from them
@@ -134,3 +134,59 @@ def test_a_mark_read_before_a_number_is_not_part_of_it_unless_it_makes_another_n
 def test_a_mark_between_a_numbers_characters_stays_in_its_cost(engine) -> None:
     read = _decoded(engine, "MSKU05393X01", 9)  # X: not a digit, inside the serial
     assert read.number == "MSKU0539301" and read.doubt == "grammar" and read.cost > 2.0
+
+
+def _frames(engine, seq: list[dict[str, float]]) -> np.ndarray:
+    """A matrix of one frame per dict (those characters at those probabilities, the rest
+    blank) with a blank frame after each."""
+    index, n = engine.rec.index, len(engine.rec.classes)
+    out = []
+    for d in seq:
+        p = np.full(n, 1e-6, np.float32)
+        for ch, v in d.items():
+            p[index[ch]] = v
+        p[0] = max(1e-6, 1 - sum(d.values()))
+        blank = np.full(n, 1e-6, np.float32)
+        blank[0] = 1.0
+        out += [p / p.sum(), blank / blank.sum()]
+    return np.stack(out)
+
+
+def _read(engine, seq: list[dict[str, float]]) -> ContainerRead:
+    from portlane.models.container_numbers import decode_numbers
+
+    (cand,) = decode_numbers([(_frames(engine, seq), (0, 0, 10, 100))], engine.rec.index, Rules(SHIPPED, 8.0, 0.2))
+    assert cand is not None
+    return cand.read
+
+
+# E and O are 11 apart: OSQU0000003 and ESQU0000003 are both valid
+_TRUE, _SLIP = "OSQU0000003", "ESQU0000003"
+
+
+def test_a_slip_seen_as_its_look_alike_weighs_as_the_decoder_counts_it(engine) -> None:
+    """The true O is seen mostly as the digit 0, which the decoder counts as O in a letter
+    position: that weight is the slip's, and the doubtful E is not confirmed."""
+    assert iso6346.is_valid(_TRUE) and iso6346.is_valid(_SLIP)
+    read = _read(engine, [{"E": 0.55, "0": 0.40, "O": 0.005}, *({c: 0.99} for c in _TRUE[1:])])
+    assert read.number == _SLIP and read.slip_weights[0] > 0.4
+    assert read.status == "low_confidence"
+
+
+def test_a_slip_seen_a_frame_before_the_character_read_counts(engine) -> None:
+    read = _read(engine, [{"O": 0.4}, {"E": 0.6}, *({c: 0.99} for c in _TRUE[1:])])
+    assert read.number == _SLIP and read.slip_weights[0] > 0.3
+    assert read.status == "low_confidence"
+
+
+def test_a_mark_dropped_another_way_may_give_a_number_through_a_look_alike(engine) -> None:
+    """A sure mark E, then the true O seen as the digit 0, the rest, and a mark after: the
+    free reading is E0SKU…X; dropping E and X leaves 0SKU…, which is OSKU… — valid: held."""
+    body = next(
+        f"SKU{s:06d}"
+        for s in range(100000)
+        if iso6346.check_digit("O" + f"SKU{s:06d}") == iso6346.check_digit("E" + f"SKU{s:06d}")
+    )
+    truth = "O" + body + str(iso6346.check_digit("O" + body))
+    read = _read(engine, [{"E": 0.97}, {"0": 0.75}, *({c: 0.99} for c in truth[1:]), {"X": 0.97}])
+    assert read.status == "low_confidence", read

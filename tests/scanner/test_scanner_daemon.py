@@ -321,3 +321,27 @@ async def test_what_its_tasks_write_as_they_stop_goes_out_before_the_offline_sta
     assert types[-2:] == ["portlane.device.state", "portlane.unit.status"], types
     assert obs.events[-1]["data"]["state"] == "offline"
     assert obs.events[-1]["seq"] == unit.outbox.last_seq  # nothing written after it
+
+
+async def test_a_task_that_fails_as_it_stops_does_not_cost_the_offline_status(
+    rig: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A device that raises while it closes is named in the log; the unit still says offline
+    and drains what it wrote."""
+    daemon, obs = rig["daemon"], rig["obs"]
+    unit = daemon.unit
+
+    async def failing_device() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            unit.publish("device.state", DeviceState(device="xray-1/plc", health="offline", reason="stopping"))
+            raise RuntimeError("the adapter vanished while closing")
+
+    unit.spawn(failing_device(), name="failing-device")
+    rig["stop"].set()
+    await asyncio.wait_for(rig["running"], 30)
+    assert unit.outbox.depth == 0
+    await obs.wait_for(lambda: obs.units["xray-1"].max_seq >= unit.outbox.last_seq, timeout=30)
+    assert obs.events[-1]["type"] == "portlane.unit.status" and obs.events[-1]["data"]["state"] == "offline"
+    assert any("failing-device failed while stopping" in r.getMessage() for r in caplog.records)
