@@ -71,7 +71,11 @@ def _decode(
     free = unconstrained_logp(mat)
     if d11 is not None and free - d11.logp <= rules.max_cost and d11.confidence >= rules.min_char_conf:
         cost = free - d11.logp
-        if cost > rules.policy.container_max_cost:
+        weights = slip_weights(mat, d11, d11.text, index) if iso6346.is_valid(d11.text) else ()
+        if cost > rules.policy.container_max_cost and weights and max(weights) <= calibration.SLIP_MAX:
+            # a mark outside the number is not its cost — only when no character of it, sure or
+            # not, gives a slip any weight: a faint true character beside a sure mark (E for a
+            # faint O, with the mark X after the number) reads as a sure wrong one
             cost = min(cost, _own_cost(mat, d11, index))
         conf = _conf(d11, cost)
         alts = [(*a,) for a in d11.alternatives]
@@ -91,7 +95,7 @@ def _decode(
                 box=box,
                 char_confidences=d11.char_conf,
                 cost=round(cost, 3),
-                slip_weights=slip_weights(mat, d11, d11.text, index),
+                slip_weights=weights,
             )
             return Cand((0, cost), calibration.decide(read, rules.policy))
         fixed = iso6346.correct(d11.text, alts, max_changes=1)
@@ -122,29 +126,35 @@ def slip_weights(mat: Matrix, d: ctc.Decoded, number: str, index: dict[str, int]
     check digit of a 10-character read was computed, and nothing else validates there): the
     highest probability ``mat`` gives to a *slip* — another character with which the number is
     still valid, a substitution the check digit cannot catch — over every frame the character
-    could have come from (after the previous character's span, before the next one's), its
-    look-alikes counted with it as the decoder counts them (``ctc.ALIASES``: O for 0, | for I)."""
+    could have come from: from the previous character's span to the next one's, both included
+    (the decoder may give a frame of the true character to a neighbour), except a slip that is
+    that neighbour's own character, in the neighbour's span. Look-alikes count with the slip as
+    the decoder counts them (``ctc.ALIASES``: the digit 0 seen for an O, | for an I)."""
     out: list[float] = []
+    n = len(d.spans)
     for j in range(11):
-        if j >= len(d.spans):
+        if j >= n:
             out.append(0.0)
             continue
-        start = d.spans[j - 1][1] + 1 if j > 0 else 0
-        end = d.spans[j + 1][0] if j + 1 < len(d.spans) else len(mat)
-        seg = mat[start:end]
+        own = (d.spans[j - 1][1] + 1 if j > 0 else 0, d.spans[j + 1][0] if j + 1 < n else len(mat))
+        sides = [(k, d.spans[k][0], d.spans[k][1] + 1) for k in (j - 1, j + 1) if 0 <= k < n]
         allowed = CONTAINER_11[j]
-        slips = [
-            [index[c], *(index[a] for a in ctc.ALIASES.get(c, "") if a not in allowed and a in index)]
-            for c in allowed
-            if c != number[j] and c in index and iso6346.is_valid(number[:j] + c + number[j + 1 :])
-        ]
-        if not slips:
-            out.append(0.0)
-        elif not len(seg):
-            out.append(1.0)  # nothing to measure: as if it weighed
-        else:
-            out.append(round(max(float(seg[:, cols].sum(axis=1).max()) for cols in slips), 4))
+        best: float | None = None
+        for c in allowed:
+            if c == number[j] or c not in index or not iso6346.is_valid(number[:j] + c + number[j + 1 :]):
+                continue
+            cols = [index[c], *(index[a] for a in ctc.ALIASES.get(c, "") if a not in allowed and a in index)]
+            spans = [own, *((lo, hi) for k, lo, hi in sides if not _same_glyph(c, number[k]))]
+            seen = [float(mat[lo:hi][:, cols].sum(axis=1).max()) for lo, hi in spans if hi > lo]
+            w = max(seen) if seen else 1.0  # nothing to measure: as if it weighed
+            best = w if best is None else max(best, w)
+        out.append(0.0 if best is None else round(best, 4))
     return tuple(out)
+
+
+def _same_glyph(a: str, b: str) -> bool:
+    """``a`` is ``b`` or one of its look-alikes (``ctc.ALIASES``)."""
+    return a == b or b in ctc.ALIASES.get(a, "") or a in ctc.ALIASES.get(b, "")
 
 
 def _own_cost(mat: Matrix, d: ctc.Decoded, index: dict[str, int]) -> float:

@@ -243,6 +243,8 @@ class Unit:
     def status_changed(self) -> None:
         """Say the unit's status again if it changed whether it takes work, or why not (the
         stage rides along but does not by itself make a new status: that is the events' job)."""
+        if self._stopping:
+            return  # offline is said (or about to be): nothing after it says online
         word, said = self._status_word(), self._said
         if said is not None and (word.in_service, word.reason) != (said.in_service, said.reason):
             self._say("online")  # (nothing said yet: the first connect says it)

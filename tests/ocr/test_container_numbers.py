@@ -152,10 +152,11 @@ def _frames(engine, seq: list[dict[str, float]]) -> np.ndarray:
     return np.stack(out)
 
 
-def _read(engine, seq: list[dict[str, float]]) -> ContainerRead:
+def _read(engine, seq: list[dict[str, float]] | np.ndarray) -> ContainerRead:
     from portlane.models.container_numbers import decode_numbers
 
-    (cand,) = decode_numbers([(_frames(engine, seq), (0, 0, 10, 100))], engine.rec.index, Rules(SHIPPED, 8.0, 0.2))
+    mat = seq if isinstance(seq, np.ndarray) else _frames(engine, seq)
+    (cand,) = decode_numbers([(mat, (0, 0, 10, 100))], engine.rec.index, Rules(SHIPPED, 8.0, 0.2))
     assert cand is not None
     return cand.read
 
@@ -190,3 +191,29 @@ def test_a_mark_dropped_another_way_may_give_a_number_through_a_look_alike(engin
     truth = "O" + body + str(iso6346.check_digit("O" + body))
     read = _read(engine, [{"E": 0.97}, {"0": 0.75}, *({c: 0.99} for c in truth[1:]), {"X": 0.97}])
     assert read.status == "low_confidence", read
+
+
+def test_a_slip_in_the_frame_the_decoder_gave_a_neighbour_counts(engine) -> None:
+    """The true O of AOKU0000006 shares a frame with the sure A before it (A 0.5, O 0.4); the
+    decoder reads E at 0.6 after it. AEKU0000006 is valid too: the O's weight is the slip's."""
+    truth, wrong = "AOKU0000006", "AEKU0000006"
+    assert iso6346.is_valid(truth) and iso6346.is_valid(wrong)
+    a = _frames(engine, [{"A": 0.99}])[:1]  # the A's frame, and right after it (no blank) ...
+    rest = _frames(engine, [{"A": 0.5, "O": 0.4}, {"E": 0.6}, *({c: 0.99} for c in truth[2:])])
+    read = _read(engine, np.concatenate([a, rest]))
+    assert read.number == wrong and read.slip_weights[1] > 0.3
+    assert read.status == "low_confidence"
+
+
+def test_marks_round_a_number_are_not_dropped_from_its_cost_when_a_character_has_a_weighty_slip(engine) -> None:
+    """A sure mark E, the true O faint (0.4, blank stronger: the free reading drops it), the rest,
+    and a mark X after: dropping the marks would leave ESKU… as sure, with O's weight beside it."""
+    body = next(
+        f"SKU{s:06d}"
+        for s in range(100000)
+        if iso6346.check_digit("O" + f"SKU{s:06d}") == iso6346.check_digit("E" + f"SKU{s:06d}")
+    )
+    truth = "O" + body + str(iso6346.check_digit("O" + body))
+    read = _read(engine, [{"E": 0.97}, {"O": 0.4}, *({c: 0.99} for c in truth[1:]), {"X": 0.97}])
+    assert read.slip_weights[0] > 0.3
+    assert (read.status, read.doubt) == ("low_confidence", "grammar"), read

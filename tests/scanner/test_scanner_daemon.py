@@ -8,6 +8,7 @@ defined outcome (policy ``divert``: ``scan.failed`` at once, so each lane divert
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
@@ -345,3 +346,38 @@ async def test_a_task_that_fails_as_it_stops_does_not_cost_the_offline_status(
     await obs.wait_for(lambda: obs.units["xray-1"].max_seq >= unit.outbox.last_seq, timeout=30)
     assert obs.events[-1]["type"] == "portlane.unit.status" and obs.events[-1]["data"]["state"] == "offline"
     assert any("failing-device failed while stopping" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_task_still_stopping_after_the_offline_status_never_says_online(
+    rig: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device stuck closing past ``STOP_S`` ends after the unit said offline; the change of
+    status it reports then (the lane daemon calls ``status_changed`` on every change) says
+    nothing: the last status on the broker stays offline."""
+    from portlane.edge.unit import skeleton
+
+    monkeypatch.setattr(skeleton, "STOP_S", 0.01)  # the unit says offline without it
+    daemon, obs = rig["daemon"], rig["obs"]
+    unit = daemon.unit
+    release = asyncio.Event()
+
+    def statuses() -> list[str]:
+        return [e["data"]["state"] for e in obs.events if e["type"] == "portlane.unit.status"]
+
+    async def stuck_device() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await release.wait()  # still closing when the unit says offline
+            word = unit._status_word()
+            monkeypatch.setattr(unit, "_status_word", lambda: dataclasses.replace(word, in_service=not word.in_service))
+            unit.status_changed()
+            raise
+
+    unit.spawn(stuck_device(), name="stuck-device")
+    rig["stop"].set()
+    await obs.wait_for(lambda: statuses()[-1:] == ["offline"], timeout=30)
+    release.set()
+    await asyncio.wait_for(rig["running"], 30)
+    assert unit.outbox.depth == 0 and obs.events[-1]["seq"] == unit.outbox.last_seq
+    assert statuses()[-1] == "offline"
