@@ -63,6 +63,12 @@ VIEW_INDEX: dict[str, int] = {
 }
 
 
+def _is_image(path: Path) -> bool:
+    import cv2
+
+    return bool(cv2.haveImageReader(str(path)))
+
+
 class LabelledImagesError(ValueError):
     """A labelled image folder that cannot be used; the message says which file and why."""
 
@@ -92,6 +98,8 @@ class LabelledImages:
             path = self.folder / r["file"]
             if not path.is_file():
                 continue
+            if not _is_image(path):
+                raise LabelledImagesError(f"{path}: not an image a camera could show")
             self.groups.setdefault(texts[0], (mine, []))[1].append(path)
         if not self.groups:
             raise LabelledImagesError(f"{labels}: none of its files is in {self.folder}")

@@ -103,6 +103,11 @@ def test_a_photo_keeps_its_shape_in_the_cameras_frame(tmp_path: Path) -> None:
 def test_bad_folders_and_options_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(LabelledImagesError, match=r"labels\.csv: cannot read"):
         LabelledImages(tmp_path)
+    (tmp_path / "notes.jpg").write_text("not a photograph", encoding="utf-8")
+    (tmp_path / "labels.csv").write_text("file,text,kind\nnotes.jpg,CSQU3054383,container_door\n", encoding="utf-8")
+    with pytest.raises(LabelledImagesError, match=r"notes\.jpg: not an image"):
+        LabelledImages(tmp_path)
+    (tmp_path / "labels.csv").unlink()
     with pytest.raises(UsageError, match="add --ocr"):
         DemoOptions(images=tmp_path).validated()
     with pytest.raises(UsageError, match=r"no labels\.csv"):
