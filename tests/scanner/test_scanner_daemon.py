@@ -301,23 +301,31 @@ async def test_a_request_for_a_passage_already_scanned_never_fires_again(rig: di
         await asyncio.wait_for(task, 10)
 
 
-async def test_what_its_tasks_write_as_they_stop_goes_out_before_the_offline_status(rig: dict[str, Any]) -> None:
-    """Shutdown stops what writes events first, then says offline and drains: an event a task
-    writes as it is stopped (a device going offline) is delivered, not left behind the drain."""
-    daemon, obs = rig["daemon"], rig["obs"]
-    unit = daemon.unit
+async def _closing_device(unit: Any, *, fails: bool) -> None:
+    """A device task that, as it is stopped, reports itself offline (and, ``fails``, raises)."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        unit.publish("device.state", DeviceState(device="xray-1/plc", health="offline", reason="stopping"))
+        if fails:
+            raise RuntimeError("the adapter vanished while closing")
 
-    async def device_task() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            unit.publish("device.state", DeviceState(device="xray-1/plc", health="offline", reason="stopping"))
 
-    unit.spawn(device_task(), name="device")
+async def _stop_and_drain(rig: dict[str, Any]) -> None:
+    """Stop the daemon; it has sent everything it wrote, and the observer has it all."""
+    unit, obs = rig["daemon"].unit, rig["obs"]
     rig["stop"].set()
     await asyncio.wait_for(rig["running"], 30)
     assert unit.outbox.depth == 0
     await obs.wait_for(lambda: obs.units["xray-1"].max_seq >= unit.outbox.last_seq, timeout=30)
+
+
+async def test_what_its_tasks_write_as_they_stop_goes_out_before_the_offline_status(rig: dict[str, Any]) -> None:
+    """Shutdown stops what writes events first, then says offline and drains: an event a task
+    writes as it is stopped (a device going offline) is delivered, not left behind the drain."""
+    unit, obs = rig["daemon"].unit, rig["obs"]
+    unit.spawn(_closing_device(unit, fails=False), name="device")
+    await _stop_and_drain(rig)
     types = [e["type"] for e in obs.events if e["source"].endswith("/xray-1")]
     assert types[-2:] == ["portlane.device.state", "portlane.unit.status"], types
     assert obs.events[-1]["data"]["state"] == "offline"
@@ -329,21 +337,9 @@ async def test_a_task_that_fails_as_it_stops_does_not_cost_the_offline_status(
 ) -> None:
     """A device that raises while it closes is named in the log; the unit still says offline
     and drains what it wrote."""
-    daemon, obs = rig["daemon"], rig["obs"]
-    unit = daemon.unit
-
-    async def failing_device() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            unit.publish("device.state", DeviceState(device="xray-1/plc", health="offline", reason="stopping"))
-            raise RuntimeError("the adapter vanished while closing")
-
-    unit.spawn(failing_device(), name="failing-device")
-    rig["stop"].set()
-    await asyncio.wait_for(rig["running"], 30)
-    assert unit.outbox.depth == 0
-    await obs.wait_for(lambda: obs.units["xray-1"].max_seq >= unit.outbox.last_seq, timeout=30)
+    unit, obs = rig["daemon"].unit, rig["obs"]
+    unit.spawn(_closing_device(unit, fails=True), name="failing-device")
+    await _stop_and_drain(rig)
     assert obs.events[-1]["type"] == "portlane.unit.status" and obs.events[-1]["data"]["state"] == "offline"
     assert any("failing-device failed while stopping" in r.getMessage() for r in caplog.records)
 
