@@ -84,6 +84,9 @@ MAX_OCCUPANCY_S = 120.0
 SILENCE_S = 3.0
 #: A line whose end does not come within this time after its start is abandoned.
 LINE_GAP_S = 0.5
+#: Loop turns given to the reader before a quiet spell counts as silence (readable socket →
+#: reader woken → records decoded).
+STALL_YIELDS = 3
 #: Completed occupancies waiting for the lane.
 QUEUE_MAX = 32
 
@@ -413,7 +416,14 @@ class RapiscanRpm(RpmDriver):
 
     async def _status(self) -> RpmStatus:
         self._check()
-        quiet = asyncio.get_running_loop().time() - self.last_record
+        loop = asyncio.get_running_loop()
+        if loop.time() - self.last_record > self.silence_s:
+            # A stalled event loop is not a silent portal: let the reader take the records
+            # already waiting in the socket before calling the portal silent.
+            for _ in range(STALL_YIELDS):
+                await asyncio.sleep(0)
+            self._check()
+        quiet = loop.time() - self.last_record
         if quiet > self.silence_s:
             raise DeviceTimeoutError(f"portal silent for {quiet:.1f} s (it sends a record at least every second)")
         return self.state.status()
