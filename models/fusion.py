@@ -18,8 +18,9 @@ Rivals: plates of the same group (a cross-boundary car carries a HK/Macau plate 
 plate: those are partners, not rivals — ``PlateIdentity.paired``); container numbers that
 differ in at most three characters (one box misread, not two boxes — a truck may carry two 20'
 boxes, each gets its identity). A container read whose check digit failed never votes; one
-with an inferred check digit or a correction needs another read to agree before it counts as
-support.
+with an inferred check digit or a correction, or held for a weighty slip (``doubt="slip"``: a
+mark beside a faint letter, which every camera sees alike), needs another read to agree
+before it counts as support.
 
 Pure Python: importable from the lane without numpy, cv2 or onnxruntime.
 """
@@ -126,6 +127,12 @@ def _near(a: str, b: str) -> bool:
     return len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) <= 3
 
 
+def _support(r: ContainerRead) -> bool:
+    """Whether a read agreeing with another confirms their number: not when its check digit was
+    computed or corrected, nor when its doubt is a second valid reading on the box itself."""
+    return not (r.check_digit_inferred or r.corrected or r.doubt == "slip")
+
+
 def fuse_containers(reads: Iterable[ContainerRead]) -> list[ContainerIdentity]:
     """One identity per physical box, most voted first; reads whose check digit failed do not vote."""
     good = [r for r in reads if r.check_digit_ok]
@@ -139,9 +146,7 @@ def fuse_containers(reads: Iterable[ContainerRead]) -> list[ContainerIdentity]:
             groups.append([r])
     out: list[ContainerIdentity] = []
     for g in groups:
-        t = _tally(
-            [(r.number, r.confidence, r.status == CONFIRMED, not (r.check_digit_inferred or r.corrected)) for r in g]
-        )
+        t = _tally([(r.number, r.confidence, r.status == CONFIRMED, _support(r)) for r in g])
         if t is None:
             continue
         mine = [r for r in g if r.number == t.key]

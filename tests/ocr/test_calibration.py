@@ -153,6 +153,7 @@ def _container_property(r: ContainerRead, policy: Policy) -> None:
         else:
             assert i >= 3, "an owner letter, unmeasured: letters 11 apart slip the check"
             assert r.number[10] != "0" or i == 10, "check digit 0 (the fold): no doubt before it, unmeasured"
+    assert all(w <= calibration.SURE_SLIP_MAX for w in r.slip_weights), "a second valid reading weighs"
     assert r.doubt not in calibration.STRUCTURAL
     assert sum(c < policy.container_sure for c in cc) <= 1, "two doubtful characters: one pair in ten passes"
     assert min(cc) >= policy.container_min_one
@@ -175,6 +176,7 @@ GUARDED = [
     _box(_FOLDED, (*_SURE[:6], 0.6, *_SURE[7:])),  # through the fold, one doubtful digit
     _box("CSQU3054383", (0.6, *_SURE[1:]), slip_weights=(0.2, *(0.0,) * 10)),  # a doubtful C, and M weighs
     _box(_FOLDED, (*_SURE[:6], 0.6, *_SURE[7:]), slip_weights=(*(0.0,) * 6, 0.2, *(0.0,) * 4)),  # through the fold
+    _box("CSQU3054383", _SURE, slip_weights=(0.3, *(0.0,) * 10)),  # a sure C, and M beside it weighs
 ]
 
 
@@ -188,6 +190,7 @@ def _mutant_caught(monkeypatch: pytest.MonkeyPatch, mutant: object) -> None:
     @example(GUARDED[2])
     @example(GUARDED[3])
     @example(GUARDED[4])
+    @example(GUARDED[5])
     def prop(r: ContainerRead) -> None:
         _container_property(r, SHIPPED)
 
@@ -221,9 +224,11 @@ def test_a_doubtful_owner_letter_is_pinned_only_when_the_letters_the_check_canno
     assert container_decision(_box("CSQU3054383", doubtful_c)) == (LOW_CONFIDENCE, "confidence")  # not measured
     nothing = (0.0,) * 11
     pinned = _box(
-        "CSQU3054383", doubtful_c, slip_weights=(0.0006, 0.3, *nothing[2:])
-    )  # a sure letter's rivals: no matter
+        "CSQU3054383", doubtful_c, slip_weights=(0.0006, 0.05, *nothing[2:])
+    )  # a sure letter's slips under SURE_SLIP_MAX: no matter
     assert container_decision(pinned) == (CONFIRMED, "")
+    beside = _box("CSQU3054383", doubtful_c, slip_weights=(0.0006, 0.3, *nothing[2:]))
+    assert container_decision(beside) == (LOW_CONFIDENCE, "slip")  # a second valid reading
     weighs = _box("CSQU3054383", doubtful_c, slip_weights=(0.02, *nothing[1:]))
     assert container_decision(weighs) == (LOW_CONFIDENCE, "confidence")
     # still one doubtful character at most: a doubtful owner letter and a doubtful digit are two
@@ -237,6 +242,17 @@ def test_removing_the_slip_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> N
     def mutant(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str, str]:
         # the slips are measured but not looked at: every doubtful character passes
         return real(dataclasses.replace(r, slip_weights=(0.0,) * 11) if r.slip_weights else r, policy)
+
+    _mutant_caught(monkeypatch, mutant)
+
+
+def test_removing_the_sure_slip_guard_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = calibration.container_decision
+
+    def mutant(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str, str]:
+        # only the doubtful character's slips are looked at, as before the bound on sure ones
+        got = real(r, policy)
+        return (CONFIRMED, "") if got == (LOW_CONFIDENCE, "slip") else got
 
     _mutant_caught(monkeypatch, mutant)
 

@@ -183,3 +183,14 @@ def test_marks_round_a_number_are_not_dropped_from_its_cost_when_a_character_has
     read = _read(engine, [{"E": 0.97}, {"O": 0.4}, *({c: 0.99} for c in _O_SKU[1:]), {"X": 0.97}])
     assert read.slip_weights[0] > 0.3
     assert (read.status, read.doubt) == ("low_confidence", "grammar"), read
+
+
+def test_a_sure_mark_before_a_faint_true_owner_letter_is_held_with_nothing_after_it(engine) -> None:
+    """A sure mark E, the true O faint (0.3, blank stronger), the rest, nothing after: the free
+    reading is ESKU…, valid and sure in every character, but O's weight beside the E is a
+    second valid reading (the gap the second review left open, held since by the sure
+    characters' slip bound)."""
+    read = _read(engine, [{"E": 0.97}, {"O": 0.3}, *({c: 0.99} for c in _O_SKU[1:])])
+    assert read.number == "E" + _O_SKU[1:] and min(read.char_confidences) > 0.9
+    assert read.slip_weights[0] > 0.2
+    assert (read.status, read.doubt) == ("low_confidence", "slip")

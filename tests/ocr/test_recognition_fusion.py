@@ -21,7 +21,7 @@ def _p(text: str, kind: str, conf: float, status: str = C) -> PlateRead:
     return PlateRead(text, kind, conf, None, (), status)
 
 
-def _c(number: str, conf: float, status: str = C, ok: bool = True, **kw: bool) -> ContainerRead:
+def _c(number: str, conf: float, status: str = C, ok: bool = True, **kw: bool | str) -> ContainerRead:
     return ContainerRead(number, ok, confidence=conf, status=status, **kw)  # type: ignore[arg-type]
 
 
@@ -111,6 +111,15 @@ def test_inferred_check_digits_need_another_read_to_agree() -> None:
     assert fuse_reads("container", one)[0]["status"] == L
     two = [*one, [_c("CSQU3054383", 0.9, L)], [_c("CSQU3054383", 0.9, L)]]
     assert fuse_reads("container", two)[0]["status"] == C
+
+
+def test_reads_held_for_a_second_valid_reading_do_not_confirm_each_other() -> None:
+    """Two cameras see the same mark beside the same faint owner letter alike: their agreement
+    is not independent. A read confirmed on its own still stands with them."""
+    slip = [[_c("ESQU0000003", 0.97, L, doubt="slip")], [_c("ESQU0000003", 0.96, L, doubt="slip")]]  # type: ignore[arg-type]
+    assert fuse_reads("container", slip)[0]["status"] == L
+    assert fuse_reads("container", [*slip, [_c("ESQU0000003", 0.95, L)]])[0]["status"] == L
+    assert fuse_reads("container", [*slip, [_c("ESQU0000003", 0.95)]])[0]["status"] == C
 
 
 def test_fuse_pairs_sar_and_crossborder_plates() -> None:
