@@ -18,8 +18,8 @@ Rivals: plates of the same group (a cross-boundary car carries a HK/Macau plate 
 plate: those are partners, not rivals — ``PlateIdentity.paired``); container numbers that
 differ in at most three characters (one box misread, not two boxes — a truck may carry two 20'
 boxes, each gets its identity). A container read whose check digit failed never votes; one
-with an inferred check digit or a correction, or held for a weighty slip (``doubt="slip"``: a
-mark beside a faint letter, which every camera sees alike), needs another read to agree
+with an inferred check digit or a correction, or with a weighty slip (a second valid reading:
+a mark beside a faint letter, which every camera sees alike), needs another read to agree
 before it counts as support.
 
 Pure Python: importable from the lane without numpy, cv2 or onnxruntime.
@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .calibration import SURE_SLIP_MAX
 from .grammar import CONFIRMED, LOW_CONFIDENCE, PlateRead
 from .iso6346 import ContainerRead
 
@@ -129,8 +130,10 @@ def _near(a: str, b: str) -> bool:
 
 def _support(r: ContainerRead) -> bool:
     """Whether a read agreeing with another confirms their number: not when its check digit was
-    computed or corrected, nor when its doubt is a second valid reading on the box itself."""
-    return not (r.check_digit_inferred or r.corrected or r.doubt == "slip")
+    computed or corrected, nor when it has a second valid reading with weight (a slip over
+    ``SURE_SLIP_MAX``, whatever else held it: the mark is on the box itself)."""
+    weighty = r.doubt == "slip" or any(w > SURE_SLIP_MAX for w in r.slip_weights)
+    return not (r.check_digit_inferred or r.corrected or weighty)
 
 
 def fuse_containers(reads: Iterable[ContainerRead]) -> list[ContainerIdentity]:

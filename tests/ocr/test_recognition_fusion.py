@@ -120,6 +120,12 @@ def test_reads_held_for_a_second_valid_reading_do_not_confirm_each_other() -> No
     assert fuse_reads("container", slip)[0]["status"] == L
     assert fuse_reads("container", [*slip, [_c("ESQU0000003", 0.95, L)]])[0]["status"] == L
     assert fuse_reads("container", [*slip, [_c("ESQU0000003", 0.95)]])[0]["status"] == C
+    # held for another doubt as well, the weighty slip still keeps the agreement from counting
+    both = [
+        [ContainerRead("ESQU0000003", True, confidence=0.6, status=L, doubt="confidence", slip_weights=w)]
+        for w in [(0.3, *(0.0,) * 10)] * 2
+    ]
+    assert fuse_reads("container", both)[0]["status"] == L
 
 
 def test_fuse_pairs_sar_and_crossborder_plates() -> None:
