@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -745,7 +745,9 @@ def _verifier(now: Any) -> CommandVerifier:
     )
 
 
-def _run(examples: int = EXAMPLES, machine: type[LaneMachine] | None = None) -> None:
+def _run(examples: int = EXAMPLES, machine: type[LaneMachine] | None = None, *, shrink: bool = True) -> None:
+    """The search. ``shrink=False`` for a mutant: that the search fails is the finding, and
+    shrinking the failing run to its smallest form took most of those tests' time."""
     LaneMachine.failed_scans = set()
     run_state_machine_as_test(
         machine or LaneMachine,
@@ -758,6 +760,7 @@ def _run(examples: int = EXAMPLES, machine: type[LaneMachine] | None = None) -> 
             derandomize=True,
             database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            phases=tuple(Phase) if shrink else tuple(p for p in Phase if p is not Phase.shrink),
         ),
     )
 
@@ -854,7 +857,7 @@ def test_removing_a_guard_is_caught(guard: str, monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(AssertionError):
         if guard == "exit_evidence":
             _starved_exit(close_after_pass=True)  # the directed case first, then the search
-        _run(examples=EXAMPLES)
+        _run(examples=EXAMPLES, shrink=False)
 
 
 ORIGINAL_IDENTIFIED = LaneLogic.on_identified
@@ -1439,8 +1442,8 @@ class CargoLaneMachine(LaneMachine):
 CARGO_EXAMPLES = 200
 
 
-def _run_cargo(examples: int = CARGO_EXAMPLES) -> None:
-    _run(examples, CargoLaneMachine)
+def _run_cargo(examples: int = CARGO_EXAMPLES, *, shrink: bool = True) -> None:
+    _run(examples, CargoLaneMachine, shrink=shrink)
 
 
 @pytest.mark.timeout(600)  # 70 s at load 10-19: close to the suite's 120 s default
@@ -1572,4 +1575,4 @@ def test_removing_a_cargo_guard_is_caught(guard: str, monkeypatch: pytest.Monkey
         monkeypatch.setattr(cargo_checks, name[guard], lambda *a, **k: ())
     with pytest.raises(AssertionError):
         _cargo_case(CARGO_GUARDS[guard])  # the directed case first, then the search
-        _run_cargo()
+        _run_cargo(shrink=False)
