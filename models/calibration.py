@@ -62,11 +62,12 @@ __all__ = [
     "isotonic",
     "plate_decision",
     "reliability",
+    "second_reading",
 ]
 
 #: Doubts no threshold can lift: the reader found something that contradicts the read.
 STRUCTURAL = frozenset(
-    {"rival", "framing", "lower_row", "personal", "inferred", "corrected", "fold", "grammar", "look"}
+    {"rival", "framing", "lower_row", "personal", "inferred", "corrected", "fold", "grammar", "look", "slip"}
 )
 
 
@@ -113,7 +114,8 @@ SLIP_MAX = 0.01
 #: The most any character's slips may weigh, sure characters too. A prior, not a fit: a slip
 #: the recogniser gives one chance in ten is a second valid reading an officer must see (a
 #: sure mark E before the true O it gives 0.15–0.5: ESKU… for OSKU…). Over the development
-#: set the sure characters' slips weighed at most 0.041 but for c0020's S (I at 0.20, held).
+#: set the sure characters' slips of the confirmed reads weighed at most 0.041 but for c0020's S
+#: (I at 0.20, read with a mark above its vertical code).
 SURE_SLIP_MAX = 0.1
 
 #: Fitted on the whole development set (``portlane ocr eval DIR --fit``); docs/recognition.md.
@@ -167,11 +169,18 @@ def container_decision(r: ContainerRead, policy: Policy = SHIPPED) -> tuple[str,
         # an owner letter: letters 11 apart slip the check; with check digit 0 (shared by
         # remainders 0 and 10: the fold) one substitution before it can
         return LOW_CONFIDENCE, "confidence" if doubtful[0] < 3 else "fold"
-    if any(w > SURE_SLIP_MAX for w in r.slip_weights):
+    if second_reading(r):
         # a sure character beside a weighty slip: a sure mark E before a faint true O reads as
         # a sure ESKU… for OSKU…, and the check digit cannot tell them apart
         return LOW_CONFIDENCE, "slip"
     return CONFIRMED, ""
+
+
+def second_reading(r: ContainerRead) -> bool:
+    """The recogniser gives another valid number weight: a slip of any character over
+    ``SURE_SLIP_MAX``. The mark and the faint letter behind it are on the box, so one such read
+    holds every read of its number (the frames of a passage, the crops of a frame)."""
+    return r.doubt == "slip" or any(w > SURE_SLIP_MAX for w in r.slip_weights)
 
 
 def _pinned(r: ContainerRead, i: int) -> bool:

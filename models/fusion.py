@@ -18,9 +18,11 @@ Rivals: plates of the same group (a cross-boundary car carries a HK/Macau plate 
 plate: those are partners, not rivals — ``PlateIdentity.paired``); container numbers that
 differ in at most three characters (one box misread, not two boxes — a truck may carry two 20'
 boxes, each gets its identity). A container read whose check digit failed never votes; one
-with an inferred check digit or a correction, or with a weighty slip (a second valid reading:
-a mark beside a faint letter, which every camera sees alike), needs another read to agree
-before it counts as support.
+with an inferred check digit or a correction needs another read to agree before it counts as
+support. One read of a number with a weighty slip (``calibration.second_reading``: a mark
+beside a faint letter, another valid number the recogniser gives weight) holds that number,
+however many other reads confirm it: the mark is on the box, and how much the faint letter
+weighs changes from frame to frame.
 
 Pure Python: importable from the lane without numpy, cv2 or onnxruntime.
 """
@@ -30,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .calibration import SURE_SLIP_MAX
+from .calibration import second_reading
 from .grammar import CONFIRMED, LOW_CONFIDENCE, PlateRead
 from .iso6346 import ContainerRead
 
@@ -130,10 +132,8 @@ def _near(a: str, b: str) -> bool:
 
 def _support(r: ContainerRead) -> bool:
     """Whether a read agreeing with another confirms their number: not when its check digit was
-    computed or corrected, nor when it has a second valid reading with weight (a slip over
-    ``SURE_SLIP_MAX``, whatever else held it: the mark is on the box itself)."""
-    weighty = r.doubt == "slip" or any(w > SURE_SLIP_MAX for w in r.slip_weights)
-    return not (r.check_digit_inferred or r.corrected or weighty)
+    computed or corrected."""
+    return not (r.check_digit_inferred or r.corrected)
 
 
 def fuse_containers(reads: Iterable[ContainerRead]) -> list[ContainerIdentity]:
@@ -154,8 +154,10 @@ def fuse_containers(reads: Iterable[ContainerRead]) -> list[ContainerIdentity]:
             continue
         mine = [r for r in g if r.number == t.key]
         iso = next((r.iso_type for r in mine if r.iso_type), None)
+        # one read showing another valid number with weight holds the number, as a rival does
+        status = LOW_CONFIDENCE if any(second_reading(r) for r in mine) else t.status
         out.append(
-            ContainerIdentity(t.key, t.confidence, t.votes, all(r.check_digit_inferred for r in mine), t.status, iso)
+            ContainerIdentity(t.key, t.confidence, t.votes, all(r.check_digit_inferred for r in mine), status, iso)
         )
     out.sort(key=lambda i: (-i.votes, -i.confidence))
     return out

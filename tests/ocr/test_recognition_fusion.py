@@ -74,7 +74,20 @@ def test_the_socket_wire_round_trips_the_reads_whole() -> None:
     """Every field crosses the recognition daemon's socket, the doubt and the character
     confidences included: the lane judges a read from the daemon as it would its own."""
     plate = PlateRead("粤B12345", "cn", 0.9, (1, 2, 30, 12), (0.99, 0.5), L, "province", 0.3, 21.0)
-    box = ContainerRead("CSQU3054383", True, True, False, "45G1", 0.8, (5, 6, 70, 20), L, (0.9,) * 11, 0.1, "inferred")
+    box = ContainerRead(
+        "CSQU3054383",
+        True,
+        True,
+        False,
+        "45G1",
+        0.8,
+        (5, 6, 70, 20),
+        L,
+        (0.9,) * 11,
+        0.1,
+        "inferred",
+        (0.3,) + (0.0,) * 10,
+    )
     assert deserialise_reads("plate", json.loads(json.dumps(serialise_reads([[plate], []])))) == [[plate], []]
     assert deserialise_reads("container", json.loads(json.dumps(serialise_reads([[box]])))) == [[box]]
 
@@ -113,19 +126,22 @@ def test_inferred_check_digits_need_another_read_to_agree() -> None:
     assert fuse_reads("container", two)[0]["status"] == C
 
 
-def test_reads_held_for_a_second_valid_reading_do_not_confirm_each_other() -> None:
-    """Two cameras see the same mark beside the same faint owner letter alike: their agreement
-    is not independent. A read confirmed on its own still stands with them."""
-    slip = [[_c("ESQU0000003", 0.97, L, doubt="slip")], [_c("ESQU0000003", 0.96, L, doubt="slip")]]  # type: ignore[arg-type]
+def test_one_read_with_a_second_valid_reading_holds_its_number() -> None:
+    """The mark and the faint letter behind it (ESQU… for OSQU…) are on the box: how much the
+    faint letter weighs changes from frame to frame, so one read that gives the other number
+    weight holds the number however many others confirm it, as a rival does."""
+    slip = [[_c("ESQU0000003", 0.97, L, doubt="slip")], [_c("ESQU0000003", 0.96, L, doubt="slip")]]
     assert fuse_reads("container", slip)[0]["status"] == L
-    assert fuse_reads("container", [*slip, [_c("ESQU0000003", 0.95, L)]])[0]["status"] == L
-    assert fuse_reads("container", [*slip, [_c("ESQU0000003", 0.95)]])[0]["status"] == C
-    # held for another doubt as well, the weighty slip still keeps the agreement from counting
-    both = [
-        [ContainerRead("ESQU0000003", True, confidence=0.6, status=L, doubt="confidence", slip_weights=w)]
-        for w in [(0.3, *(0.0,) * 10)] * 2
+    assert fuse_reads("container", [*slip, [_c("ESQU0000003", 0.95)]])[0]["status"] == L
+    weighty = (0.3, *(0.0,) * 10)
+    light = (0.08, *(0.0,) * 10)  # under the bound: this frame's read is confirmed on its own
+    frames = [
+        [ContainerRead("ESQU0000003", True, confidence=0.6, status=L, doubt="confidence", slip_weights=weighty)],
+        [ContainerRead("ESQU0000003", True, confidence=0.97, status=C, slip_weights=light)],
+        [ContainerRead("ESQU0000003", True, confidence=0.97, status=C, slip_weights=light)],
     ]
-    assert fuse_reads("container", both)[0]["status"] == L
+    assert fuse_reads("container", frames)[0]["status"] == L
+    assert fuse_reads("container", frames[1:])[0]["status"] == C  # without it: confirmed
 
 
 def test_fuse_pairs_sar_and_crossborder_plates() -> None:
