@@ -27,8 +27,9 @@ import cv2
 import numpy as np
 
 from .imaging import BBox, Image
+from .onnx_ocr import REC_HEIGHT, REC_STRIDE
 
-__all__ = ["Column", "find_columns", "tile_column"]
+__all__ = ["Column", "find_columns", "glyph_frames", "tile_column"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,3 +187,11 @@ def tile_column(img: Image, col: Column) -> tuple[Image, list[int]]:
         starts.append(x)
         x += cw + gap
     return canvas, starts
+
+
+def glyph_frames(tile: Image, starts: list[int], n_frames: int) -> list[int]:
+    """Each glyph's first frame in the recogniser's matrix of ``tile`` (``tile_column``), and
+    ``n_frames`` after the last: the recogniser reads the tile scaled to ``REC_HEIGHT``, so a
+    glyph's frame is its x scaled, over the recogniser's stride."""
+    scale = REC_HEIGHT / tile.shape[0]
+    return [int(s * scale) // REC_STRIDE for s in starts] + [n_frames]

@@ -32,6 +32,9 @@ CONTAINER_10: grammar.Template = CONTAINER_11[:10]
 #: Width (in line heights) of the region right of a serial where its boxed check digit is read:
 #: the box is about one glyph wide and set about one glyph to the right (ISO 6346 Annex F).
 CHECK_BOX_WIDTH = 1.8
+#: Height (in glyph heights) of the region under a column's last glyph where its boxed check
+#: digit is read: the box is about a glyph high (1.0–1.3) and set a little under the serial.
+CHECK_BOX_BELOW = 1.9
 #: A boxed digit read below this probability does not count as read.
 CHECK_BOX_MIN_CONF = 0.5
 
@@ -104,6 +107,11 @@ def _decode(
     if d10 is not None and free - d10.logp <= rules.max_cost and d10.confidence >= rules.min_char_conf:
         cost = free - d10.logp
         num = d10.text + str(iso6346.check_digit(d10.text))
+        weights = slip_weights(mat, d10, num, index)  # for a check digit read in its box
+        if cost > rules.policy.container_max_cost and max(weights) <= calibration.SLIP_MAX:
+            # as for 11 characters: a mark after the serial (a column's cell cut through the
+            # box round the check digit, read as 0 or D) is not its cost
+            cost = min(cost, _own_cost(mat, d10, index, CONTAINER_10))
         return Cand(
             (2, cost),
             ContainerRead(
@@ -115,7 +123,7 @@ def _decode(
                 char_confidences=d10.char_conf,
                 cost=round(cost, 3),
                 doubt="inferred",
-                slip_weights=slip_weights(mat, d10, num, index),  # for a check digit read in its box
+                slip_weights=weights,
             ),
         )
     return None
@@ -157,16 +165,19 @@ def _same_glyph(a: str, b: str) -> bool:
     return a == b or b in ctc.ALIASES.get(a, "") or a in ctc.ALIASES.get(b, "")
 
 
-def _own_cost(mat: Matrix, d: ctc.Decoded, index: dict[str, int]) -> float:
+def _own_cost(mat: Matrix, d: ctc.Decoded, index: dict[str, int], template: grammar.Template = CONTAINER_11) -> float:
     """The grammar cost of ``d`` over its own frames, from its first character to its last: a
     mark read before or after the number (a stripe's corner above a vertical code, read as
     ``L``) is not part of it. Over those frames the same number must come out again (a mark
     between its characters stays in the cost), and no other way of dropping the extra marks
     from the recogniser's free reading may give another valid number (``LMSKU…`` is also
-    ``LSKU…``, ``LMKU…`` and ``LMSU…``: none of them may validate). ``inf`` when not so."""
+    ``LSKU…``, ``LMKU…`` and ``LMSU…``: none of them may validate). ``template``: the one ``d``
+    went through (a 10-character read is judged with its computed check digit). ``inf`` when
+    not so."""
     own = mat[d.spans[0][0] : d.spans[-1][1] + 1]
-    again = ctc.best_path(own, CONTAINER_11, index, folded=True)
-    if again is None or again.text != d.text or _other_readings(mat, d.text, index):
+    again = ctc.best_path(own, template, index, folded=True)
+    number = d.text if len(d.text) == 11 else d.text + str(iso6346.check_digit(d.text))
+    if again is None or again.text != d.text or _other_readings(mat, number, index):
         return math.inf
     return unconstrained_logp(own) - again.logp
 
@@ -218,34 +229,37 @@ def _conf(d: ctc.Decoded, cost: float) -> float:
 
 
 def read_check_boxes(
-    engine: OcrEngine, img: Image, cands: list[Cand], tails: dict[int, BBox], rules: Rules
+    engine: OcrEngine,
+    img: Image,
+    cands: list[Cand],
+    tails: dict[int, BBox],
+    rules: Rules,
+    *,
+    below: dict[int, BBox] | None = None,
 ) -> list[Cand]:
     """Owner code and serial read without their check digit: read the boxed digit on its own.
 
-    ``tails`` maps a candidate (its index in ``cands``) to the box of its serial's line.
-    Painted numbers put the check digit in a box a glyph to the right of the serial; the
-    detector often leaves the box out of the line, and the number is then only *inferred*.
-    The region right of the serial's line is read alone against a one-digit template: a digit
-    read there that equals the computed one is the check digit *read* — an independent check
-    (a misread owner code or serial matches it one time in ten) — and the number is then
+    ``tails`` maps a candidate (its index in ``cands``) to the box of its serial's line;
+    ``below`` maps a candidate read down a column of glyphs (a container front) to the box of
+    its last glyph. Painted numbers put the check digit in a box a glyph to the right of the
+    serial, or under it in a column; the detector often leaves the box out of the line, and a
+    column's glyph cell cuts through the box (it reads as 0, D or 口), and the number is then
+    only *inferred*. The region where the box is is read alone against a one-digit template: a
+    digit read there that equals the computed one is the check digit *read* — an independent
+    check (a misread owner code or serial matches it one time in ten) — and the number is then
     judged like any other read number. A different digit, or none, leaves it inferred.
     """
-    if not tails:
-        return cands
-    H, W = img.shape[:2]
+    regions = [(i, *reg) for i, t in tails.items() if (reg := _right_of(t, img.shape)) is not None]
+    regions += [(i, *reg) for i, g in (below or {}).items() if (reg := _under(g, img.shape)) is not None]
     jobs: list[tuple[int, Image]] = []
-    for i, (_x1, y1, x2, y2) in tails.items():
-        h = y2 - y1
-        xa, xb = x2, min(W, x2 + int(CHECK_BOX_WIDTH * h))
-        ya, yb = max(0, int(y1 - 0.15 * h)), min(H, int(y2 + 0.15 * h))
-        if xb - xa >= 0.6 * h and h >= 8:
-            region = img[ya:yb, xa:xb]
-            jobs.append((i, region))
-            box = _check_box(region, h)
-            if box is not None:
-                # the box alone, without the door's bars and hinges beside it, and the digit
-                # without its box (which reads as 口, 目 or 1)
-                jobs += [(i, c) for c in _box_crops(region, box)]
+    for i, (xa, ya, xb, yb), h in regions:
+        region = img[ya:yb, xa:xb]
+        jobs.append((i, region))
+        box = _check_box(region, h)
+        if box is not None:
+            # the box alone, without the door's bars and hinges beside it, and the digit
+            # without its box (which reads as 口, 目 or 1)
+            jobs += [(i, c) for c in _box_crops(region, box)]
     if not jobs:
         return cands
     mats = engine.rec([c for _i, c in jobs])
@@ -268,6 +282,29 @@ def read_check_boxes(
         read = replace(r, check_digit_inferred=False, confidence=conf, char_confidences=chars, doubt="")
         out[i] = Cand((0, c.rank[1]), calibration.decide(read, rules.policy))
     return out
+
+
+def _right_of(tail: BBox, shape: tuple[int, ...]) -> tuple[BBox, int] | None:
+    """Where the boxed digit of a serial's line is (right of it), and the line height that
+    sizes the box; None when the frame leaves no room for it."""
+    H, W = shape[:2]
+    _x1, y1, x2, y2 = tail
+    h = y2 - y1
+    xa, xb = x2, min(W, x2 + int(CHECK_BOX_WIDTH * h))
+    ya, yb = max(0, int(y1 - 0.15 * h)), min(H, int(y2 + 0.15 * h))
+    return ((xa, ya, xb, yb), h) if xb - xa >= 0.6 * h and h >= 8 else None
+
+
+def _under(last: BBox, shape: tuple[int, ...]) -> tuple[BBox, int] | None:
+    """Where the boxed digit of a column is (the next cell down from its last glyph: the box is
+    about a glyph high, a little apart), and the glyph height that sizes the box."""
+    H, W = shape[:2]
+    x1, _y1, x2, y2 = last
+    h = last[3] - last[1]
+    cx = (x1 + x2) // 2
+    xa, xb = max(0, cx - int(0.9 * h)), min(W, cx + int(0.9 * h))
+    ya, yb = min(H, y2 + max(1, h // 20)), min(H, y2 + int(CHECK_BOX_BELOW * h))
+    return ((xa, ya, xb, yb), h) if yb - ya >= 1.2 * h and h >= 8 else None
 
 
 def _check_box(region: Image, line_h: int) -> tuple[int, int, int, int] | None:

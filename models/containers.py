@@ -24,14 +24,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import ctc, iso6346
-from .calibration import SHIPPED, Policy
-from .columns import Column, find_columns, tile_column
+from .calibration import SHIPPED, Policy, second_reading
+from .columns import Column, find_columns, glyph_frames, tile_column
 from .container_lines import Piece, groups, joined, read_pieces
-from .container_numbers import Cand, Rules, decode_numbers, read_check_boxes
+from .container_numbers import CONTAINER_10, Cand, Rules, decode_numbers, read_check_boxes
 from .grammar import CONFIRMED, LOW_CONFIDENCE
 from .imaging import BBox, Matrix, overlaps, unconstrained_logp
 from .iso6346 import ContainerRead
-from .onnx_ocr import REC_STRIDE, OcrEngine, TextBox
+from .onnx_ocr import OcrEngine, TextBox
 
 __all__ = ["ContainerReader"]
 
@@ -167,14 +167,15 @@ class ContainerReader:
         mats = self.engine.rec([t for t, _ in tiles])
         index = self.engine.rec.index
         jobs: list[tuple[Matrix, BBox]] = []
-        owner: list[int] = []  # the column of each window
-        for ci, (col, (_tile, starts), m) in enumerate(zip(columns, tiles, mats, strict=True)):
+        owner: list[tuple[int, int, list[int]]] = []  # each window's column, first frame, glyph frames
+        for ci, (col, (tile, starts), m) in enumerate(zip(columns, tiles, mats, strict=True)):
             f = ctc.fold_separators(m, index)
-            frames = [s // REC_STRIDE for s in starts] + [len(f)]
+            frames = glyph_frames(tile, starts, len(f))
             n = len(col.glyphs)
             for a in range(min(4, n)):
                 for b in range(a + 10, min(n, a + 14) + 1):
-                    sub = f[max(0, frames[a] - 1) : frames[b] if b < n else len(f)]
+                    first = max(0, frames[a] - 1)
+                    sub = f[first : frames[b] if b < n else len(f)]
                     box = (
                         min(g[0] for g in col.glyphs[a:b]),
                         col.glyphs[a][1],
@@ -182,13 +183,24 @@ class ContainerReader:
                         col.glyphs[b - 1][3],
                     )
                     jobs.append((sub, box))
-                    owner.append(ci)
-        best: list[Cand | None] = [None] * len(columns)
-        for ci, c in zip(owner, self._decode_numbers(jobs), strict=True):
+                    owner.append((ci, first, frames))
+        best: list[tuple[Cand, int] | None] = [None] * len(columns)
+        for k, ((ci, _first, _frames), c) in enumerate(zip(owner, self._decode_numbers(jobs), strict=True)):
             cur = best[ci]
-            if c is not None and (cur is None or c.rank < cur.rank):
-                best[ci] = c
-        return [c for c in best if c is not None]
+            if c is not None and (cur is None or c.rank < cur[0].rank):
+                best[ci] = (c, k)
+        found = [b for b in best if b is not None]
+        cands = [c for c, _k in found]
+        # the glyph cell cuts through a boxed check digit (it reads as 0 or D): its box, under
+        # the glyph of the serial's last digit, read alone
+        below: dict[int, BBox] = {}
+        for i, (c, k) in enumerate(found):
+            ci, first, frames = owner[k]
+            d = ctc.best_path(jobs[k][0], CONTAINER_10, index, folded=True) if c.read.check_digit_inferred else None
+            if d is not None and d.text == c.read.number[:10]:
+                end = first + d.spans[-1][1]  # the last digit's frame, in the column's matrix
+                below[i] = columns[ci].glyphs[max(g for g in range(len(columns[ci].glyphs)) if frames[g] <= end)]
+        return read_check_boxes(self.engine, img, cands, {}, self._rules(), below=below) if below else cands
 
     # -- assembling numbers from pieces ------------------------------------------------------
     def _decode_numbers(self, jobs: list[tuple[Matrix, BBox]]) -> list[Cand | None]:
@@ -221,6 +233,8 @@ class ContainerReader:
             r = c.read
             same = [o for o in out if o.box and r.box and overlaps(o.box, r.box)]
             if any(o.number == r.number for o in out):
+                if second_reading(r):  # another crop of the box shows another valid number: held
+                    out = [replace(o, status=LOW_CONFIDENCE, doubt="slip") if o.number == r.number else o for o in out]
                 continue
             if same and c.rank[1] > self.policy.container_max_cost:
                 continue  # lines joined into a template they do not fit (TGHU + 45G1 + 788): no reading

@@ -155,3 +155,33 @@ def test_a_level_line_knows_where_its_read_glyphs_end(engine) -> None:
     # within about a third of a glyph of the last glyph's edge (on the far side: a region started
     # there holds none of it), where the box's edge is 1.5 glyphs off
     assert 40 + 271 - 6 <= piece.end <= 40 + 271 + 12 < x2 - 30
+
+
+def test_a_columns_glyphs_map_to_the_frames_the_recogniser_reads_them_in(engine) -> None:
+    """A column's tile is read scaled to the recogniser's height: each character decoded from it
+    lies in its own glyph's frames (``columns.glyph_frames``), so a window of glyphs is cut
+    where its glyphs are (unscaled, a window of ten glyphs took in most of the column)."""
+    import unicodedata
+
+    from portlane.models import ctc
+    from portlane.models.columns import find_columns, glyph_frames, tile_column
+
+    img = np.full((1080, 1920, 3), (120, 80, 40), np.uint8)
+    for i, ch in enumerate(NUMBER):  # one glyph a row, baselines 70 px apart, as on a front wall
+        cv2.putText(img, ch, (900, 120 + i * 70), cv2.FONT_HERSHEY_DUPLEX, 1.9, (235, 235, 235), 4, cv2.LINE_AA)
+    [col] = [c for c in find_columns(img, work_side=1280, min_glyphs=4, limit=6) if c.found >= 10]
+    tile, starts = tile_column(img, col)
+    assert tile.shape[0] != 48, "a tile at the recogniser's own height would not test the scaling"
+    mat = ctc.fold_separators(engine.rec([tile])[0], engine.rec.index)
+    frames = glyph_frames(tile, starts, len(mat))
+    classes = {i: c for c, i in engine.rec.index.items()}
+    placed = 0
+    for t in range(len(mat)):
+        ch = unicodedata.normalize("NFKC", classes.get(int(np.argmax(mat[t])), ""))
+        if not ch:
+            continue
+        k = max(g for g in range(len(col.glyphs)) if frames[g] <= t)
+        row = round((col.glyphs[k][3] - 120) / 70)  # the row of the glyph whose frames hold it
+        assert 0 <= row < len(NUMBER) and ch == NUMBER[row], (t, ch, k, row)
+        placed += 1
+    assert placed >= 6  # the font reads well enough for most rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from portlane.models import iso6346
@@ -194,3 +195,35 @@ def test_a_sure_mark_before_a_faint_true_owner_letter_is_held_with_nothing_after
     assert read.number == "E" + _O_SKU[1:] and min(read.char_confidences) > 0.9
     assert read.slip_weights[0] > 0.2
     assert (read.status, read.doubt) == ("low_confidence", "slip")
+
+
+def test_marks_after_a_ten_character_read_are_not_its_cost(engine) -> None:
+    """A column's glyph cell cuts through the box round its check digit, which then reads as a
+    mark after the serial: the 10-character read's cost is taken over its own frames, as an
+    11-character read's is, when nothing weighs as a slip (then a check digit read in its box
+    may confirm the number)."""
+    read = _read(engine, [*({c: 0.99} for c in NUMBER[:10]), {"#": 0.95}])
+    assert read.check_digit_inferred and read.number == NUMBER
+    assert read.cost < 0.5, read.cost  # the mark: 3 nats, not the number's
+
+
+def _boxed_under(digit: str, *, glyph: int = 40) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The last glyph of a column (a 7), and the boxed digit under it; the glyph's box."""
+    img = np.full((400, 300, 3), (40, 80, 120), np.uint8)
+    x, y = 130, 120
+    cv2.putText(img, "7", (x, y + glyph), cv2.FONT_HERSHEY_DUPLEX, glyph / 22, (235, 235, 235), 3, cv2.LINE_AA)
+    top = y + glyph + glyph // 4
+    cv2.putText(img, digit, (x, top + glyph + 4), cv2.FONT_HERSHEY_DUPLEX, glyph / 22, (235, 235, 235), 3, cv2.LINE_AA)
+    cv2.rectangle(img, (x - 6, top - 4), (x + glyph * 3 // 4 + 6, top + glyph + 10), (235, 235, 235), 2)
+    return img, (x, y, x + glyph * 3 // 4, y + glyph)
+
+
+def test_a_columns_boxed_check_digit_is_read_under_its_last_glyph(engine) -> None:
+    img, last = _boxed_under(NUMBER[10])
+    [c] = read_check_boxes(engine, img, [_inferred(NUMBER, last)], {}, Rules(SHIPPED, 8.0, 0.2), below={0: last})
+    assert not c.read.check_digit_inferred and c.rank[0] == 0
+    assert c.read.status == "confirmed"
+    # another digit in the box: the number stays inferred
+    img, last = _boxed_under("5")
+    [c] = read_check_boxes(engine, img, [_inferred(NUMBER, last)], {}, Rules(SHIPPED, 8.0, 0.2), below={0: last})
+    assert c.read.check_digit_inferred and c.read.status == "low_confidence"
