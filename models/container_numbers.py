@@ -299,8 +299,8 @@ def _under(last: BBox, shape: tuple[int, ...]) -> tuple[BBox, int] | None:
     """Where the boxed digit of a column is (the next cell down from its last glyph: the box is
     about a glyph high, a little apart), and the glyph height that sizes the box."""
     H, W = shape[:2]
-    x1, _y1, x2, y2 = last
-    h = last[3] - last[1]
+    x1, y1, x2, y2 = last
+    h = y2 - y1
     cx = (x1 + x2) // 2
     xa, xb = max(0, cx - int(0.9 * h)), min(W, cx + int(0.9 * h))
     ya, yb = min(H, y2 + max(1, h // 20)), min(H, y2 + int(CHECK_BOX_BELOW * h))

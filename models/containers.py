@@ -199,7 +199,9 @@ class ContainerReader:
             d = ctc.best_path(jobs[k][0], CONTAINER_10, index, folded=True) if c.read.check_digit_inferred else None
             if d is not None and d.text == c.read.number[:10]:
                 end = first + d.spans[-1][1]  # the last digit's frame, in the column's matrix
-                below[i] = columns[ci].glyphs[max(g for g in range(len(columns[ci].glyphs)) if frames[g] <= end)]
+                glyph = max((g for g in range(len(columns[ci].glyphs)) if frames[g] <= end), default=None)
+                if glyph is not None:
+                    below[i] = columns[ci].glyphs[glyph]
         return read_check_boxes(self.engine, img, cands, {}, self._rules(), below=below) if below else cands
 
     # -- assembling numbers from pieces ------------------------------------------------------
