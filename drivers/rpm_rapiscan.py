@@ -84,9 +84,9 @@ MAX_OCCUPANCY_S = 120.0
 SILENCE_S = 3.0
 #: A line whose end does not come within this time after its start is abandoned.
 LINE_GAP_S = 0.5
-#: Loop turns given to the reader before a quiet spell counts as silence (readable socket →
-#: reader woken → records decoded).
-STALL_YIELDS = 3
+#: How long a status call waits for a record before a quiet spell counts as silence: records
+#: waiting in the socket after the lane's own loop was held up are read within a few loop turns.
+STALL_GRACE_S = 0.1
 #: Completed occupancies waiting for the lane.
 QUEUE_MAX = 32
 
@@ -360,6 +360,7 @@ class RapiscanRpm(RpmDriver):
         self._queue: asyncio.Queue[RpmOccupancy | DeviceError] = asyncio.Queue(QUEUE_MAX)
         self._error: DeviceError | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._heard = asyncio.Event()  # set on every good record
 
     async def _connect(self) -> None:
         await self.stream.open()
@@ -386,6 +387,7 @@ class RapiscanRpm(RpmDriver):
 
     def _on_record(self, r: RpmRecord) -> None:
         self.last_record = asyncio.get_running_loop().time()
+        self._heard.set()
         done = self.state.feed(r, time.time())
         if done is not None:
             self._push(done)
@@ -419,9 +421,11 @@ class RapiscanRpm(RpmDriver):
         loop = asyncio.get_running_loop()
         if loop.time() - self.last_record > self.silence_s:
             # A stalled event loop is not a silent portal: let the reader take the records
-            # already waiting in the socket before calling the portal silent.
-            for _ in range(STALL_YIELDS):
-                await asyncio.sleep(0)
+            # already waiting in the socket (bounded) before calling the portal silent.
+            self._heard.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STALL_GRACE_S):
+                    await self._heard.wait()
             self._check()
         quiet = loop.time() - self.last_record
         if quiet > self.silence_s:
