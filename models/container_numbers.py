@@ -182,9 +182,10 @@ def _own_cost(mat: Matrix, d: ctc.Decoded, index: dict[str, int], template: gram
     return unconstrained_logp(own) - again.logp
 
 
-#: Look-alikes a free reading may give in a number's letter and digit positions (``ctc.ALIASES``).
-_AS_LETTER = str.maketrans("01|", "OII")
-_AS_DIGIT = str.maketrans("OQDIL|", "000111")
+#: Look-alikes a free reading may give in a number's letter and digit positions, as the decoder
+#: counts them (``ctc.ALIASES``: 0 and 1 or | for a letter; O, Q, D, I, L or | for a digit).
+_AS_LETTER = str.maketrans({a: c for c, seen in ctc.ALIASES.items() if c.isalpha() for a in seen if not a.isalpha()})
+_AS_DIGIT = str.maketrans({a: c for c, seen in ctc.ALIASES.items() if c.isdigit() for a in seen})
 
 
 def _other_readings(mat: Matrix, number: str, index: dict[str, int]) -> bool:

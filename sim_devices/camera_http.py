@@ -63,6 +63,10 @@ VIEW_INDEX: dict[str, int] = {
 }
 
 
+#: The grey of the empty lane, and round a photo framed for the camera.
+LANE_GREY = 90
+
+
 def _is_image(path: Path) -> bool:
     import cv2
 
@@ -160,7 +164,7 @@ class LabelledImages:
             return data
         s = min(fw / w, fh / h)
         nw, nh = max(1, round(w * s)), max(1, round(h * s))
-        frame = np.full((fh, fw, 3), 90, np.uint8)
+        frame = np.full((fh, fw, 3), LANE_GREY, np.uint8)
         x, y = (fw - nw) // 2, (fh - nh) // 2
         frame[y : y + nh, x : x + nw] = cv2.resize(
             img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
@@ -252,7 +256,7 @@ class CameraSim:
                     )
                 except TypeError:  # another signature: fall back to our own drawing
                     pass
-        img = np.full((self.height, self.width, 3), 90, np.uint8)  # grey tarmac
+        img = np.full((self.height, self.width, 3), LANE_GREY, np.uint8)  # grey tarmac
         for n, text in enumerate(self._texts()):
             # Plates: black on a white/yellow plate; containers: white on a blue box side.
             y = 60 + n * 90
@@ -301,7 +305,7 @@ class CameraSim:
         import numpy as np
 
         w, h = self.library.FRAME if self.library is not None else (self.width, self.height)
-        ok, buf = cv2.imencode(".jpg", np.full((h, w, 3), 90, np.uint8))
+        ok, buf = cv2.imencode(".jpg", np.full((h, w, 3), LANE_GREY, np.uint8))
         assert ok
         return bytes(buf.tobytes())
 

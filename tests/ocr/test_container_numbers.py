@@ -16,6 +16,8 @@ GLYPH = 30  # render_container's glyph height
 #: the serial's detector box is grown round its glyphs (DB unclip): ~2.2 glyph heights on the
 #: development doors, so the painted check box is only ~0.7 of the line's height
 LINE = 66
+#: The container reader's rules (its cost bound and least character probability)
+RULES = Rules(SHIPPED, 8.0, 0.2)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def _inferred(number: str, box: tuple[int, int, int, int]) -> Cand:
 
 def test_the_boxed_digit_beside_a_door_bar_is_read_from_its_box(engine) -> None:
     img, tail = _door()
-    [c] = read_check_boxes(engine, img, [_inferred(NUMBER, tail)], {0: tail}, Rules(SHIPPED, 8.0, 0.2))
+    [c] = read_check_boxes(engine, img, [_inferred(NUMBER, tail)], {0: tail}, RULES)
     assert not c.read.check_digit_inferred and c.rank[0] == 0
     assert c.read.status == "confirmed"
 
@@ -65,7 +67,7 @@ def test_a_boxed_digit_that_is_not_the_computed_one_leaves_the_number_inferred(e
     other = "CSQU305439"  # a misread serial: its computed check digit is not the painted 3
     misread = other + str(iso6346.check_digit(other))
     assert misread[10] != NUMBER[10]
-    [c] = read_check_boxes(engine, img, [_inferred(misread, tail)], {0: tail}, Rules(SHIPPED, 8.0, 0.2))
+    [c] = read_check_boxes(engine, img, [_inferred(misread, tail)], {0: tail}, RULES)
     assert c.read.check_digit_inferred and c.read.status == "low_confidence"
 
 
@@ -89,7 +91,7 @@ def _read(engine, seq: list[dict[str, float]] | np.ndarray) -> ContainerRead:
     from portlane.models.container_numbers import decode_numbers
 
     mat = seq if isinstance(seq, np.ndarray) else _frames(engine, seq)
-    (cand,) = decode_numbers([(mat, (0, 0, 10, 100))], engine.rec.index, Rules(SHIPPED, 8.0, 0.2))
+    (cand,) = decode_numbers([(mat, (0, 0, 10, 100))], engine.rec.index, RULES)
     assert cand is not None
     return cand.read
 
@@ -220,10 +222,10 @@ def _boxed_under(digit: str, *, glyph: int = 40) -> tuple[np.ndarray, tuple[int,
 
 def test_a_columns_boxed_check_digit_is_read_under_its_last_glyph(engine) -> None:
     img, last = _boxed_under(NUMBER[10])
-    [c] = read_check_boxes(engine, img, [_inferred(NUMBER, last)], {}, Rules(SHIPPED, 8.0, 0.2), below={0: last})
+    [c] = read_check_boxes(engine, img, [_inferred(NUMBER, last)], {}, RULES, below={0: last})
     assert not c.read.check_digit_inferred and c.rank[0] == 0
     assert c.read.status == "confirmed"
     # another digit in the box: the number stays inferred
     img, last = _boxed_under("5")
-    [c] = read_check_boxes(engine, img, [_inferred(NUMBER, last)], {}, Rules(SHIPPED, 8.0, 0.2), below={0: last})
+    [c] = read_check_boxes(engine, img, [_inferred(NUMBER, last)], {}, RULES, below={0: last})
     assert c.read.check_digit_inferred and c.read.status == "low_confidence"
