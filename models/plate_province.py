@@ -25,8 +25,10 @@ one's does not.
 A plate held for its **framing** (``doubt="framing"``: a wider or unpadded framing of the line
 read another province, or the same one less surely) is checked the same way: the framings are
 the line read again, the cuts are evidence from the glyph alone, and they name the province. If
-it is read alone, and every framing's read of the box agrees with the plate's serial (only the
-province was in question), the framing doubt is lifted and the read decided on its characters.
+it is read alone, and every full-length read of the box agrees with the plate's serial (only the
+province was in question; a read of another length is another kind's reading, no rival in the
+vote), the framing doubt is lifted and the read decided on its characters, and the framings'
+reads of another province in that box are dropped (outvoted by the glyph, they are no rivals).
 
 Measured on the development set and on degraded copies of it (docs/recognition.md, "The province
 read alone"): of 242 province reads, the five cuts agreed surely on a wrong province once (新 for
@@ -185,7 +187,10 @@ def check_provinces(
     """
 
     def serial_agreed(r: PlateRead) -> bool:
-        return all(o.text[1:] == r.text[1:] for o in reads if o.box == r.box)
+        # reads of another length are another kind's reading of the box (p0082's wider framing
+        # takes in a web address above a trailer's painted number and reads a Hong Kong "A75"):
+        # they are no rival in the vote (``plates._vote``), nor here
+        return all(o.text[1:] == r.text[1:] for o in reads if o.box == r.box and len(o.text) == len(r.text))
 
     todo: dict[str, int] = {}  # one try per text: the vote keeps a confirmed copy of it first
     for i in sorted(range(len(reads)), key=lambda i: -(reads[i].glyph_px or 0.0)):
@@ -199,11 +204,17 @@ def check_provinces(
             and r.glyph_px >= policy.province_px_alone
         ):
             todo[r.text] = i
-    out = list(reads)
+    out: list[PlateRead | None] = list(reads)
     for i in todo.values():
         r = reads[i]
         assert r.box is not None
         b = (r.box[0] - off[0], r.box[1] - off[1], r.box[2] - off[0], r.box[3] - off[1])
         if read_alone(rec, crop_box(view, b), r.text):
             out[i] = calibration.decide(replace(_lifted(r), province_alone=True), policy)
-    return out
+            # the glyph named the province: a framing's read of the same box and serial with
+            # another province is outvoted, not a rival (p0087: 浙 for 新 in the wider framing,
+            # 新 at p >= 0.99 in every cut)
+            for j, o in enumerate(reads):
+                if o.doubt == "framing" and o.box == r.box and o.text[1:] == r.text[1:] and o.text[0] != r.text[0]:
+                    out[j] = None
+    return [r for r in out if r is not None]

@@ -2,8 +2,9 @@
 recogniser and rendered plates: a sharp small province confirms the plate, a blurred one and
 any other province do not; a steady one (one cut unsure, none naming another province) does, and
 so does a near-unanimous one (four cuts near certain, the fifth naming another province);
-a plate held for its framing is lifted only when its province is read alone and every framing
-agrees on its serial. The guards that make it so are each shown to matter (mutants)."""
+a plate held for its framing is lifted only when its province is read alone and every
+full-length framing agrees on its serial, and then the framings' other provinces are outvoted.
+The guards that make it so are each shown to matter (mutants)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from portlane.models import plate_province
+from portlane.models import plate_province, plates
 from portlane.models.calibration import SHIPPED
 from portlane.models.grammar import CN_PROVINCES, CONFIRMED, LOW_CONFIDENCE, PlateRead
 from portlane.models.onnx_ocr import OcrEngine
@@ -172,9 +173,37 @@ def test_a_framing_doubt_is_lifted_only_when_every_framing_agrees_on_the_serial(
     # only the province changed with the framing: lifted, its confidence its characters' again
     r = check([_read("津E14579", "framing"), _read("皖E14579", "framing", 0.3)])
     assert (r.status, r.doubt, r.province_alone, r.confidence) == (CONFIRMED, "", True, 0.99)
-    # a framing read another serial (p0082: a wider framing read "A75"): the plate stays held
-    r = check([_read("湘AH575挂", "framing"), _read("A75", "framing", 0.4)])
+    # a framing read another serial of the plate's length: the plate stays held
+    r = check([_read("湘AH575挂", "framing"), _read("湘AH576挂", "framing", 0.4)])
     assert (r.status, r.doubt) == ((CONFIRMED, "") if mutate else (LOW_CONFIDENCE, "framing"))
+    # a read of another length is another kind's reading, not another serial (p0082: a wider
+    # framing took in a web address above the painted number and read a Hong Kong "A75")
+    r = check([_read("湘AH575挂", "framing"), _read("A75", "framing", 0.4)])
+    assert (r.status, r.doubt, r.province_alone) == (CONFIRMED, "", True)
     # other structural doubts are never lifted
     for doubt in ("rival", "lower_row", "grammar", "look"):
         assert check([_read("津E14579", doubt)]).status == LOW_CONFIDENCE
+
+
+@pytest.mark.parametrize("mutate", [False, True])
+def test_a_province_read_alone_outvotes_the_framings_that_read_another(
+    monkeypatch: pytest.MonkeyPatch, mutate: bool
+) -> None:
+    # p0087: 新B74110 (42 px) read 浙B74110 in the wider framing; its five cuts read 新 at p >= 0.99
+    monkeypatch.setattr(plate_province, "read_alone", lambda rec, crop, text: text[0] == "新")
+    if mutate:  # mutant: the framings' other provinces kept
+        monkeypatch.setattr(plate_province, "check_provinces", _mutant("check_provinces", _OUTVOTED, "pass"))
+    view = np.zeros((60, 160, 3), np.uint8)
+    reads = [_read("新B74110", "framing", 0.67), _read("浙B74110", "framing", 0.87)]
+    (r,) = plates._vote(plate_province.check_provinces(None, view, reads, (0, 0), SHIPPED))  # type: ignore[arg-type]
+    assert r.text == "新B74110"
+    assert (r.status, r.doubt) == ((LOW_CONFIDENCE, "rival") if mutate else (CONFIRMED, ""))
+    # a province not read alone outvotes nothing: both reads stay, and the plate is held
+    monkeypatch.undo()
+    monkeypatch.setattr(plate_province, "read_alone", lambda rec, crop, text: False)
+    got = plate_province.check_provinces(None, view, reads, (0, 0), SHIPPED)  # type: ignore[arg-type]
+    assert [g.text for g in got] == ["新B74110", "浙B74110"]
+    assert all(g.status == LOW_CONFIDENCE for g in got)
+
+
+_OUTVOTED = "out[j] = None"
