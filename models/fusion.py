@@ -12,7 +12,11 @@ Status (what the lane may act on without an officer):
   read is itself confirmed (characters above the calibrated threshold); and no rival read is
   confirmed or carries a quarter of the winner's votes. **Agreement raises confidence,
   disagreement lowers it.**
-* ``low_confidence`` — anything else.
+* ``low_confidence`` — anything else, with a named ``doubt`` for the officer: ``rival`` (another
+  reading of the same plate or box has weight), ``slip`` (a read showed another valid number
+  with weight), or the reader's own doubt of the winner's surest read (``province``,
+  ``framing``, ``inferred``, ``fold``, ``confidence`` …: ``PlateRead.doubt``,
+  ``ContainerRead.doubt``).
 
 Rivals: plates of the same group (a cross-boundary car carries a HK/Macau plate *and* a 粤Z
 plate: those are partners, not rivals — ``PlateIdentity.paired``); container numbers that
@@ -50,6 +54,8 @@ class PlateIdentity:
     votes: int
     status: str = LOW_CONFIDENCE
     paired: PlateIdentity | None = None
+    #: why it is not confirmed (module docstring); "" when confirmed
+    doubt: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,8 @@ class ContainerIdentity:
     check_digit_inferred: bool
     status: str = LOW_CONFIDENCE
     iso_type: str | None = None
+    #: why it is not confirmed (module docstring); "" when confirmed
+    doubt: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +76,18 @@ class _Tally:
     confidence: float
     votes: int
     status: str
+    doubt: str
 
 
-def _tally(items: Sequence[tuple[str, float, bool, bool]]) -> _Tally | None:
-    """``items``: (text, confidence, read confirmed, read counts as support) of one rival group."""
+def _tally(items: Sequence[tuple[str, float, bool, bool, str]]) -> _Tally | None:
+    """``items``: (text, confidence, read confirmed, read counts as support, the read's doubt) of
+    one rival group."""
     score: dict[str, float] = {}
     best: dict[str, float] = {}
     count: dict[str, int] = {}
     confirmed: dict[str, bool] = {}
     support: dict[str, int] = {}
-    for key, conf, ok, sup in items:
+    for key, conf, ok, sup, _doubt in items:
         c = max(0.0, min(1.0, conf))
         score[key] = score.get(key, 0.0) + c
         best[key] = max(best.get(key, 0.0), c)
@@ -94,9 +104,14 @@ def _tally(items: Sequence[tuple[str, float, bool, bool]]) -> _Tally | None:
     conf = score[win] / total * best[win]
     if agreed and not rivals:
         # independent reads agreeing: the chance both are wrong the same way is the product
-        others = sorted((c for k, c, _ok, _s in items if k == win), reverse=True)
+        others = sorted((c for k, c, _ok, _s, _d in items if k == win), reverse=True)
         conf = 1.0 - (1.0 - others[0]) * (1.0 - others[1])
-    return _Tally(win, round(conf, 4), count[win], status)
+    doubt = ""
+    if status != CONFIRMED:
+        # the surest read's own doubt (a low_confidence read names one; "confidence" if not)
+        surest = max((it for it in items if it[0] == win), key=lambda it: it[1])
+        doubt = "rival" if rivals else surest[4] or "confidence"
+    return _Tally(win, round(conf, 4), count[win], status, doubt)
 
 
 def fuse_plates(reads: Iterable[PlateRead]) -> list[PlateIdentity]:
@@ -108,9 +123,9 @@ def fuse_plates(reads: Iterable[PlateRead]) -> list[PlateIdentity]:
     home = [r for r in reads if r.kind != "cn_crossborder"]
     cross = [r for r in reads if r.kind == "cn_crossborder"]
     for rs in (home, cross):
-        t = _tally([(r.text, r.confidence, r.status == CONFIRMED, True) for r in rs])
+        t = _tally([(r.text, r.confidence, r.status == CONFIRMED, True, r.doubt) for r in rs])
         if t is not None:
-            out.append(PlateIdentity(t.key, kind_of[t.key], t.confidence, t.votes, t.status))
+            out.append(PlateIdentity(t.key, kind_of[t.key], t.confidence, t.votes, t.status, doubt=t.doubt))
     return out
 
 
@@ -122,7 +137,7 @@ def fuse(reads: Iterable[PlateRead]) -> PlateIdentity | None:
     sar = next((i for i in ids if i.kind in ("hk", "macau")), None)
     cross = next((i for i in ids if i.kind == "cn_crossborder"), None)
     if sar is not None and cross is not None:
-        return PlateIdentity(sar.text, sar.kind, sar.confidence, sar.votes, sar.status, paired=cross)
+        return PlateIdentity(sar.text, sar.kind, sar.confidence, sar.votes, sar.status, paired=cross, doubt=sar.doubt)
     return ids[0]
 
 
@@ -149,15 +164,16 @@ def fuse_containers(reads: Iterable[ContainerRead]) -> list[ContainerIdentity]:
             groups.append([r])
     out: list[ContainerIdentity] = []
     for g in groups:
-        t = _tally([(r.number, r.confidence, r.status == CONFIRMED, _support(r)) for r in g])
+        t = _tally([(r.number, r.confidence, r.status == CONFIRMED, _support(r), r.doubt) for r in g])
         if t is None:
             continue
         mine = [r for r in g if r.number == t.key]
         iso = next((r.iso_type for r in mine if r.iso_type), None)
-        # one read showing another valid number with weight holds the number, as a rival does
-        status = LOW_CONFIDENCE if any(second_reading(r) for r in mine) else t.status
-        out.append(
-            ContainerIdentity(t.key, t.confidence, t.votes, all(r.check_digit_inferred for r in mine), status, iso)
-        )
+        status, doubt = t.status, t.doubt
+        if any(second_reading(r) for r in mine):
+            # one read showing another valid number with weight holds the number, as a rival does
+            status, doubt = LOW_CONFIDENCE, "slip"
+        inferred = all(r.check_digit_inferred for r in mine)
+        out.append(ContainerIdentity(t.key, t.confidence, t.votes, inferred, status, iso, doubt=doubt))
     out.sort(key=lambda i: (-i.votes, -i.confidence))
     return out

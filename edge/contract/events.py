@@ -74,10 +74,25 @@ class _Payload(BaseModel):
 PlateKind = Literal["cn", "cn_crossborder", "hk", "macau", "unknown"]
 
 
+#: Why the recogniser did not confirm a read, named for the officer (``models/fusion.py``).
+_DOUBT = Field(
+    None,
+    max_length=32,
+    description=(
+        "why the lane's recogniser did not confirm this read (null when it did, or when the read"
+        " is not the recogniser's): rival (another reading has weight), slip (another valid"
+        " number has weight), province (a small province Hanzi), framing (another framing read"
+        " another province), inferred (check digit computed, not read), fold (check digit 0),"
+        " confidence (weak characters), ..."
+    ),
+)
+
+
 class PlateRead(_Payload):
     text: str
     kind: PlateKind
     confidence: float = Field(ge=0, le=1)
+    doubt: str | None = _DOUBT
 
 
 class ContainerRead(_Payload):
@@ -85,6 +100,7 @@ class ContainerRead(_Payload):
     check_digit_ok: bool
     iso_type: str | None = None
     confidence: float = Field(ge=0, le=1)
+    doubt: str | None = _DOUBT
 
 
 # --------------------------------------------------------------------------------------------

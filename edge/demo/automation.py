@@ -16,8 +16,8 @@ without ``corrected_by``), against the vehicle that really drove through (found 
   stay 0: a non-zero count is a bug in recognition or in the matching rules;
 * **needs an officer** — anything else: an exception no pre-decision settled (not declared, or
   refused: ``needs_officer_refusals`` says why), or no e-card to find the vehicle by; each is
-  listed in ``needs_officer_passages`` with what the lane read (text and the confidence it sent)
-  and the vehicle that drove through;
+  listed in ``needs_officer_passages`` with what the lane read (text, the confidence it sent
+  and the recogniser's named doubt, if any) and the vehicle that drove through;
 * **swapped plate caught**, **seal fault caught** — the traffic's planted faults flagged as they
   must be: a swapped plate ``dual_plate_mismatch``, a tampered or foreign seal a seal exception
   (issue 21). An officer must see these whatever the cameras read: counted apart, and left out
@@ -79,6 +79,12 @@ def _unique(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(seen.values(), key=lambda e: (str(e.get("source")), int(e.get("seq") or 0)))
 
 
+def _read(text: object, r: Mapping[str, Any]) -> str:
+    """One read as ``needs_officer_passages`` lists it: text, confidence sent, named doubt."""
+    doubt = r.get("doubt")
+    return f"{text} {r.get('confidence')}" + (f" ({doubt})" if doubt else "")
+
+
 def per_passage(
     events: Iterable[Mapping[str, Any]],
     vehicles: Mapping[str, Truth],
@@ -135,9 +141,9 @@ def per_passage(
                     "passage": pid,
                     "exceptions": list(exceptions or ("no_ecard",)),
                     "refusals": refusals,
-                    # what the lane read, with the confidence it sent (low: in doubt)
-                    "reads": [f"{p.get('text')} {p.get('confidence')}" for p in d.get("plates", ())]
-                    + [f"{c.get('number')} {c.get('confidence')}" for c in d.get("containers", ())],
+                    # what the lane read, with the confidence it sent (low: in doubt) and why
+                    "reads": [_read(p.get("text"), p) for p in d.get("plates", ())]
+                    + [_read(c.get("number"), c) for c in d.get("containers", ())],
                     "vehicle": sorted(v.identity) if v is not None else None,
                 }
             )

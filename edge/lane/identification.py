@@ -127,12 +127,12 @@ def lane_verdict(reads: Sequence[ModelPlateRead | ModelContainerRead], kind: str
 def registration_support(plates: Sequence[PlateRead], registered: Sequence[str]) -> tuple[PlateRead, ...]:
     """Plate reads the vehicle's e-card vouches for: a read whose text *is* one of the plates
     registered with the tag read at the lane is confirmed by that independent source (its
-    confidence raised to ``REGISTERED_AGREEMENT_CONFIDENCE``). Only exact equality counts: a read
-    that differs from the registration in any character is left as it is — the lane never picks
-    the nearest registered plate."""
+    confidence raised to ``REGISTERED_AGREEMENT_CONFIDENCE``, its doubt cleared). Only exact
+    equality counts: a read that differs from the registration in any character is left as it
+    is — the lane never picks the nearest registered plate."""
     want = {normalise(t) for t in registered}
     return tuple(
-        r.model_copy(update={"confidence": max(r.confidence, REGISTERED_AGREEMENT_CONFIDENCE)})
+        r.model_copy(update={"confidence": max(r.confidence, REGISTERED_AGREEMENT_CONFIDENCE), "doubt": None})
         if normalise(r.text) in want
         else r
         for r in plates

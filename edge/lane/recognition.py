@@ -97,11 +97,23 @@ def _wire_confidence(x: float, status: str) -> float:
     return max(x, CONFIRMED_FLOOR) if status == CONFIRMED else min(x, UNCONFIRMED_CAP)
 
 
+def _wire_doubt(doubt: str, status: str) -> str | None:
+    """The named doubt of an unconfirmed identity (``models/fusion.py``), null when confirmed."""
+    return None if status == CONFIRMED else (doubt or "confidence")[:32]
+
+
 def plates_of(identities: Iterable[PlateIdentity]) -> tuple[PlateRead, ...]:
     """Fused plate identities as the contract carries them (home plate first, a 粤Z partner second)."""
     out = []
     for i in identities:
-        out.append(PlateRead(text=i.text, kind=plate_kind(i.kind), confidence=_wire_confidence(i.confidence, i.status)))
+        out.append(
+            PlateRead(
+                text=i.text,
+                kind=plate_kind(i.kind),
+                confidence=_wire_confidence(i.confidence, i.status),
+                doubt=_wire_doubt(i.doubt, i.status),
+            )
+        )
     return tuple(out)
 
 
@@ -113,6 +125,7 @@ def containers_of(identities: Iterable[ContainerIdentity]) -> tuple[ContainerRea
             check_digit_ok=True,  # fusion votes only with reads whose check digit holds
             iso_type=i.iso_type,
             confidence=_wire_confidence(i.confidence, i.status),
+            doubt=_wire_doubt(i.doubt, i.status),
         )
         for i in list(identities)[:MAX_CONTAINERS]
     )

@@ -66,6 +66,26 @@ def test_payloads_reject_unknown_fields() -> None:
         EVENTS["passage.arrived"].model_validate({"passage_id": "p", "lane_kind": "cargo", "extra": 1})
 
 
+def test_a_read_names_its_doubt_in_a_bounded_field() -> None:
+    ident = EVENTS["vehicle.identified"]
+    base = {"passage_id": "p", "confidence": 0.4, "exceptions": ["low_confidence"]}
+    got = ident.model_validate(
+        {
+            **base,
+            "plates": [{"text": "浙GR0L16", "kind": "cn", "confidence": 0.4, "doubt": "province"}],
+            "containers": [{"number": "CSQU3054383", "check_digit_ok": True, "confidence": 0.5, "doubt": "inferred"}],
+        }
+    )
+    assert (got.plates[0].doubt, got.containers[0].doubt) == ("province", "inferred")  # type: ignore[attr-defined]
+    # older lanes send none: still valid, and nothing is written for it on the wire
+    old = ident.model_validate({**base, "plates": [{"text": "粤B12345", "kind": "cn", "confidence": 0.9}]})
+    assert old.plates[0].doubt is None and "doubt" not in old.model_dump_json(exclude_none=True)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError):  # a name, not a story
+        ident.model_validate(
+            {**base, "plates": [{"text": "粤B12345", "kind": "cn", "confidence": 0.4, "doubt": "x" * 33}]}
+        )
+
+
 PREDECISION = {
     "predecision_id": "pd-1",
     "agency": "customs",

@@ -8,6 +8,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+from portlane.edge.lane.identification import registration_support
 from portlane.edge.lane.recognition import UNCONFIRMED_CAP, camera_rois, containers_of, plates_of
 from portlane.edge.ops.recognition import deserialise_reads, serialise_reads
 from portlane.models import fusion
@@ -35,6 +36,7 @@ def fuse_reads(kind: str, frames: list[list[PlateRead]] | list[list[ContainerRea
             "status": i.status,
             "votes": i.votes,
             "confidence": i.confidence if i.status == C else min(i.confidence, UNCONFIRMED_CAP),
+            "doubt": i.doubt,
         }
         for i in ids
     ]
@@ -100,6 +102,37 @@ def test_contract_reads_carry_the_doubt_in_their_confidence() -> None:
     assert out[0].confidence == pytest.approx(confirmed.confidence) and out[1].confidence <= UNCONFIRMED_CAP
     three = fusion.fuse_containers([_c("CSQU3054383", 0.9), _c("TRHU2599469", 0.9), _c("MSKU0539301", 0.9)])
     assert len(containers_of(three)) == 2 and all(c.check_digit_ok for c in containers_of(three))
+
+
+def test_an_unconfirmed_identity_names_its_doubt_for_the_officer() -> None:
+    """The officer is told why: the reader's own doubt of the surest read, or what fusion saw
+    (a rival, a second valid reading); nothing when confirmed. The wire carries it."""
+
+    def doubts(kind: str, frames: list[list[PlateRead]] | list[list[ContainerRead]]) -> list[object]:
+        return [(r["status"], r["doubt"]) for r in fuse_reads(kind, frames)]
+
+    small = _p("浙GR0L16", "cn", 0.98, L)
+    framed = PlateRead("浙GR0L16", "cn", 0.6, None, (), L, "framing")
+    province = PlateRead("浙GR0L16", "cn", 0.9, None, (), L, "province")
+    assert doubts("plate", [[province], [framed]]) == [(C, "")]  # two frames agree: confirmed
+    assert doubts("plate", [[province]]) == [(L, "province")]
+    assert doubts("plate", [[framed], [_p("湘GR0L16", "cn", 0.3, L)]]) == [(L, "rival")]
+    assert doubts("plate", [[small]]) == [(L, "confidence")]  # no doubt named by the reader
+    assert doubts("plate", [[_p("粤B12345", "cn", 0.9)], [_p("粤B12346", "cn", 0.3)]]) == [(L, "rival")]
+    inferred = _c("CSQU3054383", 0.6, L, check_digit_inferred=True, doubt="inferred")
+    assert doubts("container", [[inferred]]) == [(L, "inferred")]
+    slip = _c("ESQU0000003", 0.97, L, doubt="slip")
+    assert doubts("container", [[slip], [_c("ESQU0000003", 0.96)], [_c("ESQU0000003", 0.95)]]) == [(L, "slip")]
+    # on the wire: the name of an unconfirmed read, null for a confirmed one
+    [held] = plates_of(fusion.fuse_plates([province]))
+    [sure] = plates_of(fusion.fuse_plates([_p("粤B12345", "cn", 0.95)]))
+    assert (held.doubt, sure.doubt) == ("province", None)
+    [box] = containers_of(fusion.fuse_containers([inferred]))
+    assert box.doubt == "inferred"
+    # the e-card's registered plate equal to the read is independent support: no doubt left
+    [vouched] = registration_support([held], ["浙GR0L16"])
+    assert (vouched.doubt, vouched.confidence >= 0.9) == (None, True)
+    assert registration_support([held], ["湘GR0L16"])[0].doubt == "province"
 
 
 def test_containers_whose_check_digit_failed_never_vote() -> None:

@@ -137,6 +137,7 @@ def test_exceptions_no_pre_decision_settled_need_an_officer_with_the_reasons() -
     undeclared = ident(
         "p3", C, (("粤Z1234港", 0.97), ("AB123", 0.3)), exceptions=("low_confidence",), refusals=("not_declared",)
     )
+    refused["data"]["plates"][0]["doubt"] = "province"  # the recogniser's named doubt
     no_card = ident("p4", None, (("粤B12345", 0.97),), ("CSQU3054383",))
     out = score(refused, box, undeclared, no_card)
     assert counts(out) == (0, 0, 4, 0, 4) and out["automated_right_share"] == 0.0
@@ -147,13 +148,13 @@ def test_exceptions_no_pre_decision_settled_need_an_officer_with_the_reasons() -
         "not_declared": 1,
         "plate_mismatch": 1,
     }
-    # each one named, with what the lane read and the vehicle that drove through
+    # each one named, with what the lane read (and why it doubted) and the vehicle that drove through
     first = out["needs_officer_passages"][0]
     assert first == {
         "passage": "p1",
         "exceptions": ["low_confidence"],
         "refusals": ["plate_mismatch"],
-        "reads": ["浙A55555 0.41", "MSKU0539301 0.9"],
+        "reads": ["浙A55555 0.41 (province)", "MSKU0539301 0.9"],
         "vehicle": ["MSKU0539301", "湘A55555"],
     }
     assert [(o["passage"], o["vehicle"]) for o in out["needs_officer_passages"][1:]] == [

@@ -203,8 +203,10 @@
     try { p = await api(`/api/passages/${encodeURIComponent(id)}`); } catch (e) { main.innerHTML = `<p class="error">${esc(e.message)}</p>`; return; }
     const t0 = Date.parse(p.arrived);
     const idn = p.identification;
-    const plates = idn ? (idn.plates || []).map((x) => `<tr><td>plate</td><td><b>${esc(x.text)}</b></td><td>${esc(x.kind)}</td><td>${(x.confidence * 100).toFixed(0)}%</td></tr>`).join("") : "";
-    const boxes = idn ? (idn.containers || []).map((x) => `<tr><td>container</td><td><b>${esc(x.number)}</b></td><td>${x.check_digit_ok ? "check digit ✓" : "check digit ✗"} ${esc(x.iso_type || "")}</td><td>${(x.confidence * 100).toFixed(0)}%</td></tr>`).join("") : "";
+    // why the lane's recogniser did not confirm a read (contract: PlateRead.doubt / ContainerRead.doubt)
+    const doubt = (x) => x.doubt ? ` <span class="pill warn doubt" title="why the lane did not confirm this read">${esc(x.doubt)}</span>` : "";
+    const plates = idn ? (idn.plates || []).map((x) => `<tr><td>plate</td><td><b>${esc(x.text)}</b></td><td>${esc(x.kind)}</td><td>${(x.confidence * 100).toFixed(0)}%${doubt(x)}</td></tr>`).join("") : "";
+    const boxes = idn ? (idn.containers || []).map((x) => `<tr><td>container</td><td><b>${esc(x.number)}</b></td><td>${x.check_digit_ok ? "check digit ✓" : "check digit ✗"} ${esc(x.iso_type || "")}</td><td>${(x.confidence * 100).toFixed(0)}%${doubt(x)}</td></tr>`).join("") : "";
     const crops = idn && Array.isArray(idn.crops) ? idn.crops.filter((c) => typeof c === "string" && c.startsWith("data:image/")).map((c) => `<img class="crop" alt="crop" src="${esc(c)}">`).join("") : "";
     main.innerHTML = `<p><a href="#/overview">← overview</a></p>
       <h2>Passage ${esc(p.passage_id)} <span class="muted">lane ${esc(p.lane)}</span></h2>
