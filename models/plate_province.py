@@ -48,8 +48,8 @@ import numpy as np
 
 from . import calibration, ctc, grammar
 from .calibration import Policy
-from .grammar import PlateRead
-from .imaging import Image, Matrix, crop_box
+from .grammar import CONFIRMED, PlateRead
+from .imaging import Image, Matrix, crop_box, overlaps
 from .onnx_ocr import REC_HEIGHT, REC_STRIDE, Recogniser
 
 __all__ = [
@@ -179,7 +179,8 @@ def check_provinces(
 ) -> list[PlateRead]:
     """``reads`` with the (at most ``limit`` largest) ones held only for a small province
     (``doubt="province"``) or for their framing (``doubt="framing"``, every other read of the
-    same box with the same serial) re-decided with their province read alone (:func:`read_alone`).
+    same box with the same serial) re-decided with their province read alone (:func:`read_alone`),
+    and the framings' reads it outvotes removed (:func:`_outvoted`).
 
     Only a province at least ``policy.province_px_alone`` high is tried (below, the evidence
     could not confirm it: no recogniser pass is spent on it). ``off``: ``view``'s offset in the
@@ -187,10 +188,14 @@ def check_provinces(
     """
 
     def serial_agreed(r: PlateRead) -> bool:
-        # reads of another length are another kind's reading of the box (p0082's wider framing
-        # takes in a web address above a trailer's painted number and reads a Hong Kong "A75"):
-        # they are no rival in the vote (``plates._vote``), nor here
-        return all(o.text[1:] == r.text[1:] for o in reads if o.box == r.box and len(o.text) == len(r.text))
+        # a read that is no mainland reading (p0082's wider framing takes in a web address above
+        # a trailer's painted number and reads a Hong Kong "A75") names no other serial; a
+        # mainland read of another length (a green plate's eight characters) does
+        return all(
+            o.text[1:] == r.text[1:]
+            for o in reads
+            if o.box == r.box and (len(o.text) == len(r.text) or _mainland(o.text))
+        )
 
     todo: dict[str, int] = {}  # one try per text: the vote keeps a confirmed copy of it first
     for i in sorted(range(len(reads)), key=lambda i: -(reads[i].glyph_px or 0.0)):
@@ -204,17 +209,43 @@ def check_provinces(
             and r.glyph_px >= policy.province_px_alone
         ):
             todo[r.text] = i
-    out: list[PlateRead | None] = list(reads)
+    out: list[PlateRead] = list(reads)
+    lifted: list[int] = []
     for i in todo.values():
         r = reads[i]
         assert r.box is not None
         b = (r.box[0] - off[0], r.box[1] - off[1], r.box[2] - off[0], r.box[3] - off[1])
         if read_alone(rec, crop_box(view, b), r.text):
             out[i] = calibration.decide(replace(_lifted(r), province_alone=True), policy)
-            # the glyph named the province: a framing's read of the same box and serial with
-            # another province is outvoted, not a rival (p0087: 浙 for 新 in the wider framing,
-            # 新 at p >= 0.99 in every cut)
-            for j, o in enumerate(reads):
-                if o.doubt == "framing" and o.box == r.box and o.text[1:] == r.text[1:] and o.text[0] != r.text[0]:
-                    out[j] = None
-    return [r for r in out if r is not None]
+            lifted.append(i)
+    alone = [out[i] for i in lifted] + [r for r in reads if r.province_alone]
+    return [
+        o for o, was in zip(out, reads, strict=True) if not any(_outvoted(reads, out[i], was, alone) for i in lifted)
+    ]
+
+
+def _outvoted(reads: list[PlateRead], r: PlateRead, o: PlateRead, alone: list[PlateRead]) -> bool:
+    """Whether ``r``, re-decided with its province read alone, outvotes ``o`` (as it came): a
+    framing's read of the same box and serial with another province (p0087: 浙 for 新 in the
+    wider framing, 新 at p ≥ 0.99 in every cut). Not if ``r`` is still held (its officer sees the
+    rival), if ``o``'s province was read alone too in that box (``alone``: two provinces named,
+    the vote decides), or if a read of another box in the same place names ``o``'s province
+    (evidence the cuts of this box did not weigh)."""
+    if not (
+        r.status == CONFIRMED
+        and o.doubt == "framing"
+        and o.box == r.box
+        and o.text[1:] == r.text[1:]
+        and o.text[0] != r.text[0]
+    ):
+        return False
+    assert r.box is not None
+    if any(a.box == r.box and a.text[0] == o.text[0] for a in alone):
+        return False
+    return not any(
+        x.text[0] == o.text[0] and x.box is not None and x.box != r.box and overlaps(x.box, r.box) for x in reads
+    )
+
+
+def _mainland(text: str) -> bool:
+    return bool(text) and text[0] in grammar.CN_PROVINCES

@@ -312,7 +312,8 @@ class PlateReader:
         A province Hanzi the recogniser reads the same way whatever the framing is kept; one that
         changes, or whose probability falls, is doubtful: the mean of its probability over the
         framings must clear the policy's ``province_conf``. Other texts from the framings join the
-        vote, where a disagreement lowers the status of the winner.
+        vote, where a disagreement lowers the status of the winner — unless the plate's province,
+        read alone, outvotes a framing's other province (``plate_province.check_provinces``).
         """
         todo: dict[str, PlateRead] = {}
         for r in sorted(reads, key=lambda r: -(r.box[2] - r.box[0]) if r.box else 0):

@@ -99,7 +99,7 @@ def _wire_confidence(x: float, status: str) -> float:
 
 def _wire_doubt(doubt: str, status: str) -> str | None:
     """The named doubt of an unconfirmed identity (``models/fusion.py``), null when confirmed."""
-    return None if status == CONFIRMED else (doubt or "confidence")[:32]
+    return None if status == CONFIRMED else doubt[:32] or None
 
 
 def plates_of(identities: Iterable[PlateIdentity]) -> tuple[PlateRead, ...]:

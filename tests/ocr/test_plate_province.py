@@ -9,6 +9,7 @@ The guards that make it so are each shown to matter (mutants)."""
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -180,6 +181,9 @@ def test_a_framing_doubt_is_lifted_only_when_every_framing_agrees_on_the_serial(
     # framing took in a web address above the painted number and read a Hong Kong "A75")
     r = check([_read("湘AH575挂", "framing"), _read("A75", "framing", 0.4)])
     assert (r.status, r.doubt, r.province_alone) == (CONFIRMED, "", True)
+    # a mainland read of another length does name another serial (a green plate's eight characters)
+    r = check([_read("粤B12345", "framing"), _read("粤BD12345", "framing", 0.4)])
+    assert (r.status, r.doubt) == ((CONFIRMED, "") if mutate else (LOW_CONFIDENCE, "framing"))
     # other structural doubts are never lifted
     for doubt in ("rival", "lower_row", "grammar", "look"):
         assert check([_read("津E14579", doubt)]).status == LOW_CONFIDENCE
@@ -192,7 +196,7 @@ def test_a_province_read_alone_outvotes_the_framings_that_read_another(
     # p0087: 新B74110 (42 px) read 浙B74110 in the wider framing; its five cuts read 新 at p >= 0.99
     monkeypatch.setattr(plate_province, "read_alone", lambda rec, crop, text: text[0] == "新")
     if mutate:  # mutant: the framings' other provinces kept
-        monkeypatch.setattr(plate_province, "check_provinces", _mutant("check_provinces", _OUTVOTED, "pass"))
+        monkeypatch.setattr(plate_province, "check_provinces", _mutant("check_provinces", _OUTVOTED, "True"))
     view = np.zeros((60, 160, 3), np.uint8)
     reads = [_read("新B74110", "framing", 0.67), _read("浙B74110", "framing", 0.87)]
     (r,) = plates._vote(plate_province.check_provinces(None, view, reads, (0, 0), SHIPPED))  # type: ignore[arg-type]
@@ -206,4 +210,72 @@ def test_a_province_read_alone_outvotes_the_framings_that_read_another(
     assert all(g.status == LOW_CONFIDENCE for g in got)
 
 
-_OUTVOTED = "out[j] = None"
+_OUTVOTED = "not any(_outvoted(reads, out[i], was, alone) for i in lifted)"
+_NEAR = (14, 12, 134, 42)  # another detector box over the same plate
+_FAR = (200, 10, 320, 40)  # another plate
+
+
+@pytest.mark.parametrize(
+    ("case", "reads", "alone", "guard"),
+    [
+        (
+            "the line's own read",
+            [_read("新B74110", "framing", 0.67), _read("浙B74110", "province", 0.87)],
+            "新",
+            'o.doubt == "framing"',
+        ),
+        (
+            "another plate",
+            [_read("新B74110", "framing"), replace(_read("浙B74110", "framing"), box=_FAR)],
+            "新",
+            "o.box == r.box",
+        ),
+        (
+            "another serial",
+            [_read("新B74110", "province", 0.99), _read("浙B74111", "framing")],
+            "新",
+            "o.text[1:] == r.text[1:]",
+        ),
+        (
+            "both read alone",
+            [_read("新B74110", "framing"), _read("浙B74110", "framing")],
+            "新浙",
+            "a.box == r.box and a.text[0] == o.text[0] for",
+        ),
+        (
+            "another box names it",
+            [
+                _read("新B74110", "framing"),
+                _read("浙B74110", "framing"),
+                replace(_read("浙B74110", "confidence", 0.2), box=_NEAR),
+            ],
+            "新",
+            "x.text[0] == o.text[0] and x.box is not None and x.box != r.box and overlaps(x.box, r.box) for",
+        ),
+        (
+            "still held",
+            [replace(_read("新B74110", "framing"), char_confidences=(0.5,) * 7), _read("浙B74110", "framing")],
+            "新",
+            "r.status == CONFIRMED",
+        ),
+    ],
+)
+@pytest.mark.parametrize("mutate", [False, True])
+def test_a_province_read_alone_outvotes_only_its_own_framings(
+    monkeypatch: pytest.MonkeyPatch, case: str, reads: list[PlateRead], alone: str, guard: str, mutate: bool
+) -> None:
+    """Each guard of ``_outvoted`` keeps the other province's read (the vote then sees it);
+    without it (mutant), the read is dropped."""
+    monkeypatch.setattr(plate_province, "read_alone", lambda rec, crop, text: text[0] in alone)
+    if mutate:  # the guard made to let everything through
+        monkeypatch.setattr(
+            plate_province, "_outvoted", _mutant("_outvoted", guard, "False for" if " for" in guard else "True")
+        )
+    view = np.zeros((60, 160, 3), np.uint8)
+    got = plate_province.check_provinces(None, view, reads, (0, 0), SHIPPED)  # type: ignore[arg-type]
+    kept = [g.text for g in got if (g.text, g.box) == (reads[1].text, reads[1].box)]  # the other province's
+    if mutate:
+        assert not kept, case
+    else:
+        assert kept, case
+        assert got[0].text == reads[0].text and got[0].province_alone
