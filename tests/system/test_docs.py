@@ -18,9 +18,11 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,8 +214,16 @@ def _script(results: Path) -> str:
 @pytest.mark.timeout(WALKTHROUGH_TIMEOUT_S + 60)
 def test_the_walkthrough_on_simulators_runs_as_written(tmp_path: Path) -> None:
     """operations.md §8, command by command, in a fresh directory: each exits as its comment says."""
-    work = tmp_path / "practice"
-    work.mkdir()
+    # a short directory: the daemons' control sockets go to ./run, and an AF_UNIX path is at most
+    # 107 bytes (pytest's tmp_path under a worker of pytest-xdist is longer than that allows)
+    work = Path(tempfile.mkdtemp(prefix="pl-walk-", dir="/tmp"))
+    try:
+        _walk(tmp_path, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _walk(tmp_path: Path, work: Path) -> None:
     results = tmp_path / "results.txt"
     (tmp_path / "walkthrough.sh").write_text(_script(results), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTLANE_")}
