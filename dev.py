@@ -2,7 +2,7 @@
 """Set up and run portlane from a clean clone with nothing but Python 3.11+.
 
     python3 dev.py demo [DEMO OPTIONS]   # create .venv, install, run `portlane demo`
-    python3 dev.py test [PYTEST OPTIONS] # create .venv, install, run the whole test suite
+    python3 dev.py test [PYTEST OPTIONS] # create .venv, install, run the whole test suite (2 workers)
     python3 dev.py portlane ARGS...      # any other portlane command in the venv
 
 The virtual environment lives in ``.venv`` and is reinstalled only when ``pyproject.toml``
@@ -23,6 +23,8 @@ VENV = ROOT / ".venv"
 STAMP = VENV / ".portlane-installed"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
+#: ``dev.py test``: pytest-xdist's two workers, grouped (tests/conftest.py)
+XDIST = ("-n", "2", "--dist", "loadgroup")
 
 #: Packages installed without their declared dependencies (none: the OCR weights ship inside
 #: portlane itself, so nothing that declares the Qt build of OpenCV is installed any more).
@@ -67,7 +69,10 @@ def main(argv: list[str]) -> int:
     if cmd == "demo":
         args = [str(BIN / "portlane"), "demo", *rest]
     elif cmd == "test":
-        args = [str(PY), "-m", "pytest", *rest]
+        # two workers, the end-to-end tests one after another on one of them (tests/conftest.py);
+        # `dev.py test -n 0` runs everything in one process
+        workers = () if any(a.startswith("-n") or a == "no:xdist" for a in rest) else XDIST
+        args = [str(PY), "-m", "pytest", *workers, *rest]
     elif cmd == "portlane":
         args = [str(BIN / "portlane"), *rest]
     else:

@@ -29,6 +29,27 @@ THREAD_EXIT_S = 5.0
 settings.register_profile("portlane", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.load_profile("portlane")
 
+#: ``dev.py test`` runs the suite on two workers (pytest-xdist, ``--dist loadgroup``). The tests
+#: that start daemons, simulators on their documented ports or whole simulated ports, or that are
+#: slow end to end, share one group: they run one after another on one worker, as they always
+#: did, while the other worker takes the rest.
+SERIAL_DIRS = frozenset({"system", "ops", "project", "cli", "console", "client"})
+TESTS = Path(__file__).resolve().parent
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # xdist gives its workers COLUMNS=80; the CLI takes COLUMNS as the operator's terminal width
+    # (edge/cli/_common.py), so the tests would see another table layout than in a serial run
+    os.environ.pop("COLUMNS", None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        part = item.path.relative_to(TESTS).parts[0]
+        if part in SERIAL_DIRS or item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.xdist_group("serial"))
+
 
 @pytest.fixture
 async def broker() -> AsyncIterator[BrokerProcess]:
