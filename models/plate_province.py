@@ -25,10 +25,11 @@ one's does not.
 A plate held for its **framing** (``doubt="framing"``: a wider or unpadded framing of the line
 read another province, or the same one less surely) is checked the same way: the framings are
 the line read again, the cuts are evidence from the glyph alone, and they name the province. If
-it is read alone, and every full-length read of the box agrees with the plate's serial (only the
-province was in question; a read of another length is another kind's reading, no rival in the
-vote), the framing doubt is lifted and the read decided on its characters, and the framings'
-reads of another province in that box are dropped (outvoted by the glyph, they are no rivals).
+it is read alone, and every mainland read of the box agrees with the plate's serial (only the
+province was in question; a read that is no mainland reading, such as a Hong Kong fragment,
+names no serial), the framing doubt is lifted and the read decided on its characters; if that
+confirms the plate, the framings' reads of another province in that box are dropped, outvoted by
+the glyph, unless something else names that province too (:func:`_outvoted`).
 
 Measured on the development set and on degraded copies of it (docs/recognition.md, "The province
 read alone"): of 242 province reads, the five cuts agreed surely on a wrong province once (新 for
