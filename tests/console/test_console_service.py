@@ -191,7 +191,7 @@ async def test_web_api_roles_acknowledgement_and_live_stream(broker: BrokerProce
     t0 = 1_800_000_000.0
     ident = {
         "passage_id": "p-9",
-        "plates": [{"text": "粤Z1234港", "kind": "cn_crossborder", "confidence": 0.41}],
+        "plates": [{"text": "粤Z1234港", "kind": "cn_crossborder", "confidence": 0.41, "doubt": "rival"}],
         "containers": [{"number": "CSQU3054383", "check_digit_ok": True, "confidence": 0.97}],
         "tag_id": "E2801160",
         "weight_kg": 32000,
@@ -252,6 +252,8 @@ async def test_web_api_roles_acknowledgement_and_live_stream(broker: BrokerProce
             async with http.get("/api/passages/p-9") as r:
                 detail = await r.json()
             assert detail["identification"]["containers"][0]["number"] == "CSQU3054383"
+            # why the lane held the plate reaches the passage page (the console checks it, as the contract says)
+            assert detail["identification"]["plates"][0]["doubt"] == "rival"
             assert detail["decisions"] == []  # the border decision's audience excludes customs
             assert [e["type"] for e in detail["timeline"]] == ["passage.arrived", "vehicle.identified"]
 
