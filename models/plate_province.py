@@ -137,7 +137,7 @@ def read_alone(rec: Recogniser, crop: Image, text: str) -> bool:
     evidence); the glyph is cut where the first character lies.
     """
     text = grammar.normalise(text)
-    if not text or text[0] not in grammar.CN_PROVINCES:
+    if not _mainland(text):
         return False
     folded = ctc.fold_separators(rec([crop])[0], rec.index)
     line = ctc.best_path(folded, list(text), rec.index, folded=True)
@@ -219,7 +219,7 @@ def check_provinces(
         if read_alone(rec, crop_box(view, b), r.text):
             out[i] = calibration.decide(replace(_lifted(r), province_alone=True), policy)
             lifted.append(i)
-    alone = [out[i] for i in lifted] + [r for r in reads if r.province_alone]
+    alone = [out[i] for i in lifted]
     return [
         o for o, was in zip(out, reads, strict=True) if not any(_outvoted(reads, out[i], was, alone) for i in lifted)
     ]
