@@ -18,10 +18,12 @@ __all__ = [
     "bbox_of",
     "blank_rows",
     "decode_image",
+    "deslant",
     "iou",
     "overlaps",
     "quad_of",
     "rectify",
+    "slant_deg",
     "unconstrained_logp",
 ]
 
@@ -61,6 +63,45 @@ def rectify(img: Image, quad: Quad, *, margin: float = RECTIFY_MARGIN) -> Image:
     q = quad + grow[:, :1] * u + grow[:, 1:] * v
     out: Image = crop_quad(img, q)
     return out
+
+
+def slant_deg(quad: Quad) -> float:
+    """Angle of a text quad's top edge to the horizontal, in degrees (positive: down to the right)."""
+    u = quad[1] - quad[0]
+    return math.degrees(math.atan2(float(u[1]), float(u[0])))
+
+
+def deslant(img: Image, quad: Quad, *, margin: float = RECTIFY_MARGIN) -> Image:
+    """Crop of a slanted text quad that keeps the image's verticals vertical: the band of the
+    quad's slope, as thick vertically as the quad is across, sheared level (an affine map).
+
+    ``rectify`` turns a slanted quad level by rotating it, which is right when the text itself is
+    rotated (a camera's roll). A plate seen obliquely by a camera beside or above the lane is
+    slanted by perspective instead: its glyphs stay upright, and rotating them leans every
+    vertical stroke by the slant, so that a ``D``'s straight back reads as the round side of a
+    ``0`` (measured: 皖AZ8D02 at 29° read as a sure 皖AZ8002). The two crops are two views of one
+    plate: they agree when the slant does not matter.
+    """
+    tl, tr, _br, bl = quad.astype(np.float64)
+    theta = math.atan2(tr[1] - tl[1], tr[0] - tl[0])
+    cos = max(0.2, math.cos(theta))
+    thick = float(np.linalg.norm(tl - bl)) / cos  # vertical thickness of the band
+    cx, cy = quad.mean(axis=0)
+    x1 = float(quad[:, 0].min()) - margin * thick
+    x2 = float(quad[:, 0].max()) + margin * thick
+    half = thick * (0.5 + margin)
+    slope = math.tan(theta)
+
+    def centre(x: float) -> float:
+        return float(cy + (x - cx) * slope)
+
+    w = max(8, round((x2 - x1) / cos))
+    h = max(8, round(2 * half))
+    src = np.array([[x1, centre(x1) - half], [x2, centre(x2) - half], [x1, centre(x1) + half]], np.float32)
+    dst = np.array([[0, 0], [w, 0], [0, h]], np.float32)
+    m = cv2.getAffineTransform(src, dst)
+    out = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(out, np.uint8)  # warpAffine keeps uint8: a view, not a copy
 
 
 def crop_box(img: Image, b: BBox, *, mx: float = 0.0, my: float = 0.0) -> Image:

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import calibration, ctc, grammar, plate_look, plate_province
+from . import calibration, ctc, grammar, plate_look, plate_province, plate_vote
 from .calibration import SHIPPED, Policy
-from .grammar import CONFIRMED, LETTERS, LOW_CONFIDENCE, PlateRead
+from .grammar import LETTERS, LOW_CONFIDENCE, PlateRead
 from .imaging import (
     BBox,
     Image,
@@ -41,8 +41,10 @@ from .imaging import (
     bbox_of,
     blank_rows,
     crop_box,
+    deslant,
     overlaps,
     rectify,
+    slant_deg,
     unconstrained_logp,
 )
 from .onnx_ocr import REC_HEIGHT, REC_STRIDE, OcrEngine
@@ -54,6 +56,10 @@ __all__ = ["PlateReader"]
 GLYPH_PER_PITCH = 1.6
 #: Glyph height over the height of the band cut for a two-row plate's upper row.
 UPPER_ROW_GLYPH = 0.65
+#: A line slanted at least this much is also read deslanted (``imaging.deslant``) and confirmed
+#: only when both views read it the same: at 10° a rotated upright stroke leans by 10°, about a
+#: fifth of a glyph's width over its height.
+SLANT_MIN_DEG = 10.0
 
 
 @dataclass(slots=True)
@@ -111,10 +117,15 @@ class PlateReader:
         looks = [plate_look.look(c) for c in crops]
         cands = [_Cand(bbox_of(q), (i,), "det") for i, q in enumerate(lines)]
         mats = self.engine.rec(crops)
-        heights = [c.shape[0] for c in crops]
+        heights: list[float] = [c.shape[0] for c in crops]
         extra: list[Image] = []  # more crops, read in one batch after the lines (index base + k)
         base = len(mats)
+        slanted: list[_Cand] = []  # the second view of each slanted line
         for i, q in enumerate(lines):
+            if abs(slant_deg(q)) >= SLANT_MIN_DEG:
+                extra.append(deslant(view, q))
+                looks.append(plate_look.look(extra[-1]))
+                slanted.append(_Cand(bbox_of(q), (base + len(extra) - 1,), "deslant"))
             line_text = ctc.greedy(mats[i], self.engine.rec.classes)[0]
             if not _is_lower_row(line_text):
                 continue
@@ -138,12 +149,16 @@ class PlateReader:
             mats += self.engine.rec(extra)
             heights += [c.shape[0] for c in extra]
         reads = self._decode_candidates(cands, mats, heights, (ox, oy), looks)
-        if not any(_good(r) for r in reads):
+        if slanted:
+            at = {(c.box[0] + ox, c.box[1] + oy, c.box[2] + ox, c.box[3] + oy) for c in slanted}
+            deslanted = self._decode_candidates(slanted, mats, heights, (ox, oy), looks)
+            reads = plate_vote.two_views(reads, deslanted, at, self.policy)
+        if not any(plate_vote.good(r) for r in reads):
             reads += self._read_colour_regions(view, [bbox_of(q) for q in lines], (ox, oy))
         reads = self._check_framings(view, reads, (ox, oy))
         reads = plate_province.check_provinces(self.engine.rec, view, reads, (ox, oy), self.policy)
         self.timings["rec_ms"] = (time.perf_counter() - t0) * 1000
-        return _vote(reads)
+        return plate_vote.vote(reads)
 
     def _read_colour_regions(self, view: Image, line_boxes: list[BBox], off: tuple[int, int]) -> list[PlateRead]:
         crops: list[Image] = []
@@ -173,7 +188,7 @@ class PlateReader:
         self,
         cands: list[_Cand],
         mats: list[Matrix],
-        heights: list[int],
+        heights: list[float],
         off: tuple[int, int],
         looks: list[plate_look.Look | None],
         *,
@@ -318,7 +333,7 @@ class PlateReader:
         todo: dict[str, PlateRead] = {}
         for r in sorted(reads, key=lambda r: -(r.box[2] - r.box[0]) if r.box else 0):
             if (
-                _good(r)
+                plate_vote.good(r)
                 and r.box is not None
                 and not r.text[0].isascii()
                 and len(todo) < 2
@@ -374,12 +389,7 @@ class PlateReader:
         mats = self.engine.rec(crops)
         looks = [plate_look.look(img)] * len(crops)  # the whole crop is the plate
         reads = self._decode_candidates(cands, mats, [c.shape[0] for c in crops], (0, 0), looks, personal=True)
-        return _vote(plate_province.check_provinces(self.engine.rec, img, reads, (0, 0), self.policy))
-
-
-def _good(r: PlateRead) -> bool:
-    """Confirmed, or doubtful only because its province is too small to vouch for alone."""
-    return r.status == CONFIRMED or r.doubt == "province"
+        return plate_vote.vote(plate_province.check_provinces(self.engine.rec, img, reads, (0, 0), self.policy))
 
 
 def _province_px(d: ctc.Decoded, frame_px: float | None) -> float | None:
@@ -398,55 +408,3 @@ def _province_px(d: ctc.Decoded, frame_px: float | None) -> float | None:
 
 def _mainland_lower_row(text: str) -> bool:
     return len(text) == 5 and all(c in grammar.CN_SERIAL for c in text)
-
-
-def _vote(reads: list[PlateRead]) -> list[PlateRead]:
-    """One read per physical plate, main plate first.
-
-    Reads of one region (overlapping boxes) are candidates for one plate: a read that is the tail
-    of a longer read of the region is that plate's lower row alone and drops out; the others vote
-    with their confidence. A winner contradicted by another full-length read of the same region
-    (another framing, another detector) is ``low_confidence``: disagreement lowers confidence.
-    """
-    reads = [
-        r
-        for r in reads
-        if not any(
-            len(o.text) > len(r.text)
-            and o.text.endswith(r.text)
-            and o.box is not None
-            and r.box is not None
-            and overlaps(r.box, o.box, 0.7)
-            for o in reads
-        )
-    ]
-    reads.sort(key=lambda r: (r.status != CONFIRMED, not _good(r), -len(r.text), -r.confidence))
-    clusters: list[list[PlateRead]] = []
-    for r in reads:
-        for cl in clusters:
-            if any(
-                k.text == r.text or (k.box is not None and r.box is not None and overlaps(r.box, k.box)) for k in cl
-            ):
-                cl.append(r)
-                break
-        else:
-            clusters.append([r])
-    kept: list[PlateRead] = []
-    for cl in clusters:
-        score: dict[str, float] = {}
-        for r in cl:
-            score[r.text] = score.get(r.text, 0.0) + r.confidence
-        # the most voted text of the longest reading (framings of one plate vote with their confidence)
-        top = max((r.text for r in cl if len(r.text) == len(cl[0].text)), key=lambda t: score[t])
-        win = next(r for r in cl if r.text == top)
-        rivals = [
-            r
-            for r in cl
-            if r.text != win.text and len(r.text) == len(win.text) and score[r.text] >= 0.25 * score[win.text]
-        ]
-        if rivals and _good(win):
-            win = replace(win, status=LOW_CONFIDENCE, doubt="rival")
-        kept.append(win)
-    # main plate first: the largest confirmed plate (the one the camera is aimed at)
-    kept.sort(key=lambda r: (not _good(r), -((r.box[2] - r.box[0]) if r.box else 1)))
-    return kept

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from portlane.models import plate_province, plates
+from portlane.models import plate_province, plate_vote
 from portlane.models.calibration import SHIPPED
 from portlane.models.grammar import CN_PROVINCES, CONFIRMED, LOW_CONFIDENCE, PlateRead
 from portlane.models.onnx_ocr import OcrEngine
@@ -199,7 +199,7 @@ def test_a_province_read_alone_outvotes_the_framings_that_read_another(
         monkeypatch.setattr(plate_province, "check_provinces", _mutant("check_provinces", _OUTVOTED, "True"))
     view = np.zeros((60, 160, 3), np.uint8)
     reads = [_read("新B74110", "framing", 0.67), _read("浙B74110", "framing", 0.87)]
-    (r,) = plates._vote(plate_province.check_provinces(None, view, reads, (0, 0), SHIPPED))  # type: ignore[arg-type]
+    (r,) = plate_vote.vote(plate_province.check_provinces(None, view, reads, (0, 0), SHIPPED))  # type: ignore[arg-type]
     assert r.text == "新B74110"
     assert (r.status, r.doubt) == ((LOW_CONFIDENCE, "rival") if mutate else (CONFIRMED, ""))
     # a province not read alone outvotes nothing: both reads stay, and the plate is held
