@@ -132,37 +132,16 @@ def _decode(
 def slip_weights(mat: Matrix, d: ctc.Decoded, number: str, index: dict[str, int]) -> tuple[float, ...]:
     """Per character of the valid ``number`` read as ``d`` (its first ``len(d.spans)``; the
     check digit of a 10-character read was computed, and nothing else validates there): the
-    highest probability ``mat`` gives to a *slip* — another character with which the number is
-    still valid, a substitution the check digit cannot catch — over every frame the character
-    could have come from: from the previous character's span to the next one's, both included
-    (the decoder may give a frame of the true character to a neighbour), except a slip that is
-    that neighbour's own character, in the neighbour's span. Look-alikes count with the slip as
-    the decoder counts them (``ctc.ALIASES``: the digit 0 seen for an O, | for an I)."""
-    out: list[float] = []
-    n = len(d.spans)
-    for j in range(11):
-        if j >= n:
-            out.append(0.0)
-            continue
-        own = (d.spans[j - 1][1] + 1 if j > 0 else 0, d.spans[j + 1][0] if j + 1 < n else len(mat))
-        sides = [(k, d.spans[k][0], d.spans[k][1] + 1) for k in (j - 1, j + 1) if 0 <= k < n]
-        allowed = CONTAINER_11[j]
-        best: float | None = None
-        for c in allowed:
-            if c == number[j] or c not in index or not iso6346.is_valid(number[:j] + c + number[j + 1 :]):
-                continue
-            cols = [index[c], *(index[a] for a in ctc.ALIASES.get(c, "") if a not in allowed and a in index)]
-            spans = [own, *((lo, hi) for k, lo, hi in sides if not _same_glyph(c, number[k]))]
-            seen = [float(mat[lo:hi][:, cols].sum(axis=1).max()) for lo, hi in spans if hi > lo]
-            w = max(seen) if seen else 1.0  # nothing to measure: as if it weighed
-            best = w if best is None else max(best, w)
-        out.append(0.0 if best is None else round(best, 4))
-    return tuple(out)
-
-
-def _same_glyph(a: str, b: str) -> bool:
-    """``a`` is ``b`` or one of its look-alikes (``ctc.ALIASES``)."""
-    return a == b or b in ctc.ALIASES.get(a, "") or a in ctc.ALIASES.get(b, "")
+    weight of its *slips* (``ctc.slip_weights``), another character with which the number is
+    still valid — a substitution the check digit cannot catch."""
+    return ctc.slip_weights(
+        mat,
+        d.spans,
+        number,
+        CONTAINER_11,
+        index,
+        lambda j, c: iso6346.is_valid(number[:j] + c + number[j + 1 :]),
+    )
 
 
 def _own_cost(mat: Matrix, d: ctc.Decoded, index: dict[str, int], template: grammar.Template = CONTAINER_11) -> float:

@@ -19,12 +19,12 @@ alternatives (other allowed characters ranked by their best frame probability) w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Decoded", "best_path", "best_paths", "fold_separators", "greedy", "search"]
+__all__ = ["Decoded", "best_path", "best_paths", "fold_separators", "greedy", "search", "slip_weights"]
 
 #: Cells (frames x pairs x positions x characters) one stacked search may hold: its arrays take
 #: ~8 bytes per cell (a container frame can bring 200 pairs of 100+ frames; peak memory).
@@ -390,3 +390,56 @@ def _trace(
         alts.append(tuple(template[j][i] for i in order[: n_alternatives + 1] if i != chars[j])[:n_alternatives])
         spans.append((int(frames[span_start[j]]), int(frames[span_end[j]])))
     return Decoded("".join(text), total, tuple(conf), tuple(alts), tuple(spans))
+
+
+def slip_weights(
+    mat: np.ndarray,
+    spans: Sequence[tuple[int, int]],
+    text: str,
+    template: Sequence[str],
+    index: dict[str, int],
+    valid: Callable[[int, str], bool],
+    *,
+    reach: bool = True,
+) -> tuple[float, ...]:
+    """Per position of ``template``, the highest probability ``mat`` gives to a *slip* of the
+    character ``text`` has there: another character the position allows (``template``) with
+    which the read is still valid (``valid(j, c)``), so that nothing downstream could tell the
+    two readings apart.
+
+    Measured over every frame the character could have come from: from the previous
+    character's span to the next one's, both included (the decoder may give a frame of the true
+    character to a neighbour), except a slip that is that neighbour's own character, in the
+    neighbour's span. Look-alikes count with the slip as the decoder counts them (``ALIASES``:
+    the digit 0 seen for an O, | for an I). Positions past ``spans`` (a character not read)
+    weigh 0. ``reach=False``: over the character's own span only — a plate's separator dot
+    between two characters is read as a faint ``1`` or ``I`` that no neighbour's span explains,
+    and would count as a slip of the character after it."""
+    out: list[float] = []
+    n = len(spans)
+    for j, allowed in enumerate(template):
+        if j >= n:
+            out.append(0.0)
+            continue
+        if reach:
+            own = (spans[j - 1][1] + 1 if j > 0 else 0, spans[j + 1][0] if j + 1 < n else len(mat))
+            sides = [(k, spans[k][0], spans[k][1] + 1) for k in (j - 1, j + 1) if 0 <= k < n]
+        else:
+            own, sides = (spans[j][0], spans[j][1] + 1), []
+        best: float | None = None
+        rows = {r: mat[r[0] : r[1]] for r in (own, *((lo, hi) for _k, lo, hi in sides))}
+        for c in allowed:
+            if c == text[j] or c not in index or not valid(j, c):
+                continue
+            cols = [index[c], *(index[a] for a in ALIASES.get(c, "") if a not in allowed and a in index)]
+            ranges = [own, *((lo, hi) for k, lo, hi in sides if not _same_glyph(c, text[k]))]
+            seen = [float(rows[r][:, cols].sum(axis=1).max()) for r in ranges if r[1] > r[0]]
+            w = max(seen) if seen else 1.0  # nothing to measure: as if it weighed
+            best = w if best is None else max(best, w)
+        out.append(0.0 if best is None else round(best, 4))
+    return tuple(out)
+
+
+def _same_glyph(a: str, b: str) -> bool:
+    """``a`` is ``b`` or one of its look-alikes (``ALIASES``)."""
+    return a == b or b in ALIASES.get(a, "") or a in ALIASES.get(b, "")

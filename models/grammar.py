@@ -189,6 +189,10 @@ class PlateRead:
     #: every cut, surely or steadily (``plate_province.read_alone``): evidence independent of the
     #: line read that lets a province smaller than 40 px confirm (``Policy.province_px_alone``)
     province_alone: bool = False
+    #: per character of the read's grammar text, the weight of its best *slip*: another character
+    #: its position allows, with which the read would be another valid plate (``ctc.slip_weights``;
+    #: 0 for a mainland province, which has its own rules: ``plate_province``)
+    slip_weights: tuple[float, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         """The read as plain JSON (``portlane ocr --json``, the recognition daemon's socket);
@@ -204,6 +208,7 @@ class PlateRead:
             "cost": self.cost,
             "glyph_px": self.glyph_px,
             "province_alone": self.province_alone,
+            "slip_weights": list(self.slip_weights),
         }
 
     @classmethod
@@ -222,4 +227,5 @@ class PlateRead:
             cost=float(d.get("cost", 0.0)),
             glyph_px=None if glyph is None else float(glyph),
             province_alone=bool(d.get("province_alone", False)),
+            slip_weights=tuple(float(x) for x in d.get("slip_weights", ())),
         )

@@ -28,7 +28,10 @@ def two_views(reads: list[PlateRead], deslanted: list[PlateRead], boxes: set[BBo
     """``reads`` checked against the reads of the slanted lines' deslanted views
     (``deslanted``, ``imaging.deslant``): a read of a slanted line (its box in ``boxes``) stands
     when the other view read the same text, and is held (``doubt="slant"``) when it did not; a
-    deslanted read that the line's own view did not make joins the reads, held.
+    deslanted read that the line's own view did not make joins the reads, held, if it would
+    have confirmed (an officer must see it); a weak one is dropped (p0082: a fragment of the
+    trailer's painted number, read nowhere else, would only add a doubtful plate to the
+    vehicle).
 
     Which view is right depends on why the line is slanted (the camera's roll or its oblique
     view), which one frame cannot tell: when the views disagree, or one reads nothing, an officer
@@ -57,7 +60,7 @@ def two_views(reads: list[PlateRead], deslanted: list[PlateRead], boxes: set[BBo
             out.append(held(r))
         else:
             out.append(measured(r, t))
-    return out + [held(d) for d in deslanted if seconded(d, reads) is None]
+    return out + [held(d) for d in deslanted if good(d) and seconded(d, reads) is None]
 
 
 def vote(reads: list[PlateRead]) -> list[PlateRead]:

@@ -258,7 +258,7 @@ class PlateReader:
         folded = ctc.fold_separators(probs, index)
         free = unconstrained_logp(folded)
         n_free = len(ctc.greedy(folded, self.engine.rec.classes)[0])
-        best: tuple[float, str, ctc.Decoded] | None = None
+        best: tuple[float, str, ctc.Decoded, grammar.Template] | None = None
         tried = [
             (kind, tpl)
             for kind, tpl in grammar.plate_templates(tuple(k for k in (kinds or self.kinds) if k in self.kinds))
@@ -266,7 +266,7 @@ class PlateReader:
         ]
         # all templates searched in one pass over the frames (ctc.best_paths: same paths, ~4x less time)
         found = ctc.best_paths(folded, [t for _k, t in tried], index, folded=True)
-        for (kind, _tpl), d in zip(tried, found, strict=True):
+        for (kind, tpl), d in zip(tried, found, strict=True):
             if d is None or (best is not None and d.logp <= best[0]):
                 continue
             if upper_frames is not None:
@@ -274,7 +274,7 @@ class PlateReader:
                 lead = 2 if kind in ("cn", "cn_crossborder", "macau") else len(d.text) - len(d.text.lstrip(LETTERS))
                 if n_up != lead or kind == "cn_crossborder":
                     continue
-            best = (d.logp, kind, d)
+            best = (d.logp, kind, d, tpl)
         if (best is None or free - best[0] > self.max_grammar_cost) and personal and "hk" in self.kinds:
             # a Hong Kong personalised mark: only in a crop known to be a plate (almost any word
             # fits the grammar, so in a scene it would turn every sign into a plate), and only
@@ -282,16 +282,16 @@ class PlateReader:
             best = None
             marks = [(k, t) for k, t in grammar.plate_templates(("hk_personal",)) if len(t) == n_free]
             found = ctc.best_paths(folded, [t for _k, t in marks], index, folded=True)
-            for (kind, _tpl), d in zip(marks, found, strict=True):
+            for (kind, tpl), d in zip(marks, found, strict=True):
                 if (
                     d is not None
                     and grammar.classify(d.text, personal=True) == "hk_personal"
                     and (best is None or d.logp > best[0])
                 ):
-                    best = (d.logp, kind, d)
+                    best = (d.logp, kind, d, tpl)
         if best is None:
             return None
-        logp, kind, d = best
+        logp, kind, d, tpl = best
         cost = max(0.0, free - logp)
         if upper_frames is not None:
             rest = min(c for ch, c in zip(d.text, d.char_conf, strict=True) if ch.isascii())
@@ -307,6 +307,10 @@ class PlateReader:
         if kind == "hk_personal":
             doubt = "personal"  # almost any word fits: an officer (or a second camera) must agree
         glyph = upper_glyph_px if upper_frames is not None else _province_px(d, frame_px)
+        # any other character a position allows leaves a valid plate: every one is a slip
+        slips = ctc.slip_weights(folded, d.spans, d.text, tpl, index, lambda _j, _c: True, reach=False)
+        if d.text[0] in grammar.CN_PROVINCES:
+            slips = (0.0, *slips[1:])  # the province has its own rules (framings, cuts)
         read = PlateRead(
             grammar.render_canonical(d.text, kind),
             kind,
@@ -317,12 +321,15 @@ class PlateReader:
             doubt,
             round(cost, 3),
             None if glyph is None else round(glyph, 1),
+            slip_weights=slips,
         )
         return calibration.decide(read, self.policy), cost
 
     def _check_framings(self, view: Image, reads: list[PlateRead], off: tuple[int, int]) -> list[PlateRead]:
         """Re-read the (at most two) largest confirmed single-line plates in a wider framing and
-        once unpadded (test-time augmentation: the same pixels presented two other ways).
+        once unpadded (test-time augmentation: the same pixels presented two other ways). A plate
+        held for a slip is re-read too: a framing may give the other reading, which the vote then
+        weighs (p0067: 陕ADG7250 with G at 0.8 read 陕A06725D in the framings).
 
         A province Hanzi the recogniser reads the same way whatever the framing is kept; one that
         changes, or whose probability falls, is doubtful: the mean of its probability over the
@@ -333,7 +340,7 @@ class PlateReader:
         todo: dict[str, PlateRead] = {}
         for r in sorted(reads, key=lambda r: -(r.box[2] - r.box[0]) if r.box else 0):
             if (
-                plate_vote.good(r)
+                (plate_vote.good(r) or r.doubt == "slip")  # a slip: the framings may show the other reading
                 and r.box is not None
                 and not r.text[0].isascii()
                 and len(todo) < 2
@@ -370,7 +377,10 @@ class PlateReader:
             else replace(r, confidence=round(min(r.confidence, province[r.text]), 4))
             if province[r.text] >= max(self.policy.province_conf, self.policy.plate_min_conf)
             else replace(
-                r, confidence=round(min(r.confidence, province[r.text]), 4), status=LOW_CONFIDENCE, doubt="framing"
+                r,
+                confidence=round(min(r.confidence, province[r.text]), 4),
+                status=LOW_CONFIDENCE,
+                doubt="framing" if plate_vote.good(r) else r.doubt,
             )
             for r in out
         ]

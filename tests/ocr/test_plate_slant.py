@@ -129,6 +129,10 @@ def test_a_read_of_one_view_only_is_held_and_other_boxes_pass() -> None:
     only_des = _read("皖AZ8D02", CONFIRMED, SLANTED, 50.0)
     (r,) = plate_vote.two_views([], [only_des], {SLANTED}, SHIPPED)
     assert (r.status, r.doubt) == (LOW_CONFIDENCE, "slant")
+    # a weak read that only the deslanted view made adds nothing an officer needs (p0082: a
+    # fragment of a trailer's painted number would only add a doubtful plate to the vehicle)
+    weak_des = _read("H575", LOW_CONFIDENCE, SLANTED, 30.0, doubt="confidence")
+    assert plate_vote.two_views([], [weak_des], {SLANTED}, SHIPPED) == []
     # a read already held keeps its own doubt (the officer's reason is the reader's)
     weak = _read("皖AZ8002", LOW_CONFIDENCE, SLANTED, 50.0, doubt="confidence")
     (r,) = plate_vote.two_views([weak], [], {SLANTED}, SHIPPED)
