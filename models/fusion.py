@@ -13,8 +13,9 @@ Status (what the lane may act on without an officer):
   confirmed or carries a quarter of the winner's votes. **Agreement raises confidence,
   disagreement lowers it.**
 * ``low_confidence`` — anything else, with a named ``doubt`` for the officer: ``rival`` (another
-  reading of the same plate or box has weight), ``slip`` (a read showed another valid number
-  with weight), or the reader's own doubt of the winner's surest read (``province``,
+  reading of the same plate or box has weight), ``slip`` (a read showed another valid number or
+  plate with weight), ``slant`` (a slanted plate's two views disagreed), or the reader's own
+  doubt of the winner's surest read (``province``,
   ``framing``, ``inferred``, ``fold``, ``confidence`` …: ``PlateRead.doubt``,
   ``ContainerRead.doubt``).
 
@@ -26,7 +27,9 @@ with an inferred check digit or a correction needs another read to agree before 
 support. One read of a number with a weighty slip (``calibration.second_reading``: a mark
 beside a faint letter, another valid number the recogniser gives weight) holds that number,
 however many other reads confirm it: the mark is on the box, and how much the faint letter
-weighs changes from frame to frame.
+weighs changes from frame to frame. A plate read held for a ``slip`` or a ``slant``
+(``SECOND_READING``) holds its plate the same way: the frames of one camera share its
+resolution and its angle, and repeat its misreading.
 
 Pure Python: importable from the lane without numpy, cv2 or onnxruntime.
 """
@@ -42,6 +45,9 @@ from .iso6346 import ContainerRead
 
 __all__ = ["ContainerIdentity", "PlateIdentity", "fuse", "fuse_containers", "fuse_plates"]
 
+#: A plate read's doubts that hold its plate however many frames agree: a second reading has
+#: weight (``slip``), or the two views of a slanted plate disagreed (``slant``).
+SECOND_READING = ("slip", "slant")
 #: A rival with at least this share of the winner's votes makes the winner doubtful.
 RIVAL_SHARE = 0.25
 
@@ -124,8 +130,15 @@ def fuse_plates(reads: Iterable[PlateRead]) -> list[PlateIdentity]:
     cross = [r for r in reads if r.kind == "cn_crossborder"]
     for rs in (home, cross):
         t = _tally([(r.text, r.confidence, r.status == CONFIRMED, True, r.doubt) for r in rs])
-        if t is not None:
-            out.append(PlateIdentity(t.key, kind_of[t.key], t.confidence, t.votes, t.status, doubt=t.doubt))
+        if t is None:
+            continue
+        status, doubt = t.status, t.doubt
+        held = next((r.doubt for r in rs if r.text == t.key and r.doubt in SECOND_READING), None)
+        if held is not None:
+            # as a container's slip: the frames of one camera repeat its misreading, so agreeing
+            # frames are no evidence against a second reading one of them gave weight
+            status, doubt = LOW_CONFIDENCE, held
+        out.append(PlateIdentity(t.key, kind_of[t.key], t.confidence, t.votes, status, doubt=doubt))
     return out
 
 

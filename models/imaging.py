@@ -73,7 +73,8 @@ def slant_deg(quad: Quad) -> float:
 
 def deslant(img: Image, quad: Quad, *, margin: float = RECTIFY_MARGIN) -> Image:
     """Crop of a slanted text quad that keeps the image's verticals vertical: the band of the
-    quad's slope, as thick vertically as the quad is across, sheared level (an affine map).
+    quad's slope, as thick vertically as the quad is across, mapped level by an affine map (a
+    shear, with the band's length along its slope kept).
 
     ``rectify`` turns a slanted quad level by rotating it, which is right when the text itself is
     rotated (a camera's roll). A plate seen obliquely by a camera beside or above the lane is

@@ -24,37 +24,51 @@ def good(r: PlateRead) -> bool:
     return r.status == CONFIRMED or r.doubt == "province"
 
 
-def two_views(reads: list[PlateRead], deslanted: list[PlateRead], boxes: set[BBox], policy: Policy) -> list[PlateRead]:
+def two_views(reads: list[PlateRead], deslanted: list[PlateRead], lines: list[BBox], policy: Policy) -> list[PlateRead]:
     """``reads`` checked against the reads of the slanted lines' deslanted views
-    (``deslanted``, ``imaging.deslant``): a read of a slanted line (its box in ``boxes``) stands
-    when the other view read the same text, and is held (``doubt="slant"``) when it did not; a
-    deslanted read that the line's own view did not make joins the reads, held, if it would
-    have confirmed (an officer must see it); a weak one is dropped (p0082: a fragment of the
-    trailer's painted number, read nowhere else, would only add a doubtful plate to the
-    vehicle).
+    (``deslanted``, ``imaging.deslant``). A read over a slanted line (its box overlapping one of
+    ``lines``: the line's own read, a two-row plate joined from it, a colour region on it)
+    stands when the deslanted view read the same text there, and is held (``doubt="slant"``)
+    when it did not. A deslanted read that no read of the line repeats joins the reads, held, if
+    it is good (confirmed, or held only for its province: an officer must see it); a weaker one
+    is dropped (p0082: a fragment of a trailer's painted number, read nowhere else, would only
+    add a doubtful plate to the vehicle).
 
     Which view is right depends on why the line is slanted (the camera's roll or its oblique
     view), which one frame cannot tell: when the views disagree, or one reads nothing, an officer
     sees the reads. Two views of the same pixels are no independent evidence, so the deslanted
     view only ever holds a read, never confirms one (a fragment of a trailer's painted number,
-    read ``H575`` surely deslanted and weakly level, stays held); a read that stands takes the
-    smaller of the two views' glyph heights and is decided again, so that the province rule's
-    size never passes on the larger of two measures. Reads of other boxes (a two-row plate's rows
-    joined, a colour region) pass."""
+    read ``H575`` surely deslanted and weakly level, stays held). A read that stands takes the
+    smaller of the two views' glyph heights and the larger of their slip weights, and is decided
+    again: the province rule's size never passes on the larger of two measures, and a second
+    reading either view gives weight holds it."""
+
+    def over(r: PlateRead) -> bool:
+        return r.box is not None and any(overlaps(r.box, b, 0.6) for b in lines)
 
     def seconded(r: PlateRead, other: list[PlateRead]) -> PlateRead | None:
-        return next((o for o in other if o.box == r.box and o.text == r.text), None)
+        return next(
+            (
+                o
+                for o in other
+                if o.text == r.text and o.box is not None and r.box is not None and overlaps(o.box, r.box, 0.6)
+            ),
+            None,
+        )
 
     def held(r: PlateRead) -> PlateRead:
         return replace(r, status=LOW_CONFIDENCE, doubt="slant") if good(r) else r
 
     def measured(r: PlateRead, t: PlateRead) -> PlateRead:
         px = [g for g in (r.glyph_px, t.glyph_px) if g is not None]
-        return calibration.decide(replace(r, glyph_px=min(px) if px else None), policy)
+        slips = r.slip_weights
+        if len(t.slip_weights) == len(slips):
+            slips = tuple(max(a, b) for a, b in zip(slips, t.slip_weights, strict=True))
+        return calibration.decide(replace(r, glyph_px=min(px) if px else None, slip_weights=slips), policy)
 
     out: list[PlateRead] = []
     for r in reads:
-        if r.box not in boxes:
+        if not over(r):
             out.append(r)
         elif (t := seconded(r, deslanted)) is None:
             out.append(held(r))

