@@ -427,13 +427,12 @@ def slip_weights(
         else:
             own, sides = (spans[j][0], spans[j][1] + 1), []
         best: float | None = None
-        rows = {r: mat[r[0] : r[1]] for r in (own, *((lo, hi) for _k, lo, hi in sides))}
         for c in allowed:
             if c == text[j] or c not in index or not valid(j, c):
                 continue
             cols = [index[c], *(index[a] for a in ALIASES.get(c, "") if a not in allowed and a in index)]
             ranges = [own, *((lo, hi) for k, lo, hi in sides if not _same_glyph(c, text[k]))]
-            seen = [float(rows[r][:, cols].sum(axis=1).max()) for r in ranges if r[1] > r[0]]
+            seen = [float(mat[lo:hi][:, cols].sum(axis=1).max()) for lo, hi in ranges if hi > lo]
             w = max(seen) if seen else 1.0  # nothing to measure: as if it weighed
             best = w if best is None else max(best, w)
         out.append(0.0 if best is None else round(best, 4))

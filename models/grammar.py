@@ -45,6 +45,7 @@ __all__ = [
     "Template",
     "classify",
     "kinds",
+    "mainland",
     "normalise",
     "plate_templates",
     "render_canonical",
@@ -112,6 +113,11 @@ def plate_templates(kinds: tuple[str, ...] = ("cn", "cn_crossborder", "hk", "mac
 
 
 _SEPARATORS = re.compile(r"[\s·•.\-_:]")
+
+
+def mainland(text: str) -> bool:
+    """A mainland reading: the text starts with a province Hanzi."""
+    return bool(text) and text[0] in CN_PROVINCES
 
 
 def normalise(text: str) -> str:

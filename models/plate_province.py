@@ -137,7 +137,7 @@ def read_alone(rec: Recogniser, crop: Image, text: str) -> bool:
     evidence); the glyph is cut where the first character lies.
     """
     text = grammar.normalise(text)
-    if not _mainland(text):
+    if not grammar.mainland(text):
         return False
     folded = ctc.fold_separators(rec([crop])[0], rec.index)
     line = ctc.best_path(folded, list(text), rec.index, folded=True)
@@ -195,7 +195,7 @@ def check_provinces(
         return all(
             o.text[1:] == r.text[1:]
             for o in reads
-            if o.box == r.box and (len(o.text) == len(r.text) or _mainland(o.text))
+            if o.box == r.box and (len(o.text) == len(r.text) or grammar.mainland(o.text))
         )
 
     todo: dict[str, int] = {}  # one try per text: the vote keeps a confirmed copy of it first
@@ -246,7 +246,3 @@ def _outvoted(reads: list[PlateRead], r: PlateRead, o: PlateRead, alone: list[Pl
     return not any(
         x.text[0] == o.text[0] and x.box is not None and x.box != r.box and overlaps(x.box, r.box) for x in reads
     )
-
-
-def _mainland(text: str) -> bool:
-    return bool(text) and text[0] in grammar.CN_PROVINCES

@@ -117,7 +117,7 @@ class PlateReader:
         looks = [plate_look.look(c) for c in crops]
         cands = [_Cand(bbox_of(q), (i,), "det") for i, q in enumerate(lines)]
         mats = self.engine.rec(crops)
-        heights: list[float] = [c.shape[0] for c in crops]
+        heights = [c.shape[0] for c in crops]
         extra: list[Image] = []  # more crops, read in one batch after the lines (index base + k)
         base = len(mats)
         slanted: list[_Cand] = []  # the second view of each slanted line
@@ -189,7 +189,7 @@ class PlateReader:
         self,
         cands: list[_Cand],
         mats: list[Matrix],
-        heights: list[float],
+        heights: list[int],
         off: tuple[int, int],
         looks: list[plate_look.Look | None],
         *,
@@ -310,7 +310,7 @@ class PlateReader:
         glyph = upper_glyph_px if upper_frames is not None else _province_px(d, frame_px)
         # any other character a position allows leaves a valid plate: every one is a slip
         slips = ctc.slip_weights(folded, d.spans, d.text, tpl, index, lambda _j, _c: True, reach=False)
-        if d.text[0] in grammar.CN_PROVINCES:
+        if grammar.mainland(d.text):
             slips = (0.0, *slips[1:])  # the province has its own rules (framings, cuts)
         read = PlateRead(
             grammar.render_canonical(d.text, kind),
