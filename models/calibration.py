@@ -67,7 +67,20 @@ __all__ = [
 
 #: Doubts no threshold can lift: the reader found something that contradicts the read.
 STRUCTURAL = frozenset(
-    {"rival", "framing", "lower_row", "personal", "inferred", "corrected", "fold", "grammar", "look", "slip", "slant"}
+    {
+        "rival",
+        "framing",
+        "lower_row",
+        "personal",
+        "inferred",
+        "corrected",
+        "fold",
+        "grammar",
+        "look",
+        "slip",
+        "slant",
+        "upscaled",
+    }
 )
 
 

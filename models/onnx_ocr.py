@@ -114,14 +114,21 @@ class Detector:
         self.tile = tile
 
     def __call__(
-        self, img: np.ndarray, *, limit: int = 960, max_area: int | None = None, tile: int | None = None
+        self,
+        img: np.ndarray,
+        *,
+        limit: int = 960,
+        max_area: int | None = None,
+        tile: int | None = None,
+        upscale: float = 1.0,
     ) -> list[TextBox]:
         """Text boxes in ``img`` (BGR); the longer side is scaled to at most ``limit`` pixels and,
         with ``max_area``, the input to at most that many pixels (memory and time grow with it).
+        A smaller image is enlarged towards ``limit`` by at most ``upscale`` (default: never).
         An input wider than ``tile`` (default: the detector's) is run in overlapping strips."""
         tile = tile if tile is not None else self.tile
         h, w = img.shape[:2]
-        ratio = min(1.0, limit / max(h, w), math.sqrt(max_area / (h * w)) if max_area else 1.0)
+        ratio = min(upscale, limit / max(h, w), math.sqrt(max_area / (h * w)) if max_area else upscale)
         rh, rw = max(32, round(h * ratio / 32) * 32), max(32, round(w * ratio / 32) * 32)
         x = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
         x = (x.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)[None]

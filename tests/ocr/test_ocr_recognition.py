@@ -76,7 +76,7 @@ def test_two_row_plate_framed_as_one_line_is_read_from_its_own_box(engine) -> No
     x, y = 560, 400
     frame[y : y + plate.shape[0], x : x + plate.shape[1]] = plate
     whole = np.array([[x, y], [x + plate.shape[1], y], [x + plate.shape[1], y + 80], [x, y + 80]], np.float32)
-    one_box = SimpleNamespace(det=lambda img, limit=960: [TextBox(whole, 0.9)], rec=engine.rec)
+    one_box = SimpleNamespace(det=lambda img, limit=960, upscale=1.0: [TextBox(whole, 0.9)], rec=engine.rec)
     reads = PlateReader(one_box).read(frame)  # type: ignore[arg-type]
     assert [(r.text, r.status) for r in reads][:1] == [("DZ7333", "confirmed")]
 
@@ -95,7 +95,7 @@ def test_a_single_row_plate_in_a_tall_box_is_not_read_as_two_rows(engine, monkey
     frame[y : y + 60, x : x + plate.shape[1]] = plate
     # a box twice the plate's height: narrower than 2.8 heights
     tall = np.array([[x, y - 40], [x + plate.shape[1], y - 40], [x + plate.shape[1], y + 80], [x, y + 80]], np.float32)
-    one_box = SimpleNamespace(det=lambda img, limit=960: [TextBox(tall, 0.9)], rec=engine.rec)
+    one_box = SimpleNamespace(det=lambda img, limit=960, upscale=1.0: [TextBox(tall, 0.9)], rec=engine.rec)
     bands: list[object] = []
     real = plates_module.lower_band
     monkeypatch.setattr(plates_module, "lower_band", lambda view, b: bands.append(b) or real(view, b))

@@ -127,11 +127,12 @@ def test_a_plate_held_for_a_slip_is_read_in_its_framings(reader: PlateReader, mo
 
 def test_a_plate_held_for_a_second_reading_stays_held_however_many_frames_agree() -> None:
     """The frames of one camera share its resolution and angle and repeat its misreading: a
-    slip or a slant holds the plate in fusion, as a container's slip holds its number."""
+    slip, a slant or an upscaled find holds the plate in fusion, as a container's slip holds its
+    number."""
     from portlane.models import fusion
 
     sure = PlateRead("皖ALC998", "cn", 0.9, (0, 0, 90, 30), (1.0,) * 7, CONFIRMED, "", 0.0, 45.0)
-    for doubt in ("slip", "slant"):
+    for doubt in ("slip", "slant", "upscaled"):
         held = replace(sure, status=LOW_CONFIDENCE, doubt=doubt)
         (ident,) = fusion.fuse_plates([held, held, held])
         assert (ident.status, ident.doubt) == (LOW_CONFIDENCE, doubt)
