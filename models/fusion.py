@@ -39,9 +39,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .calibration import second_reading
+from .calibration import SHIPPED, second_reading
 from .grammar import CONFIRMED, LOW_CONFIDENCE, PlateRead
-from .iso6346 import ContainerRead
+from .iso6346 import ContainerRead, check_digit
 
 __all__ = ["ContainerIdentity", "PlateIdentity", "fuse", "fuse_containers", "fuse_plates"]
 
@@ -165,8 +165,39 @@ def _support(r: ContainerRead) -> bool:
     return not (r.check_digit_inferred or r.corrected)
 
 
+def _unfounded(r: ContainerRead, verified: Sequence[ContainerRead]) -> bool:
+    """Whether ``r``, its check digit computed (``inferred``), differs from a number confirmed
+    with its own check digit read only where ``r`` is unsure (below the shipped policy's
+    ``container_sure``), and in characters that read check digit rules out: no evidence of
+    another number, so no rival.
+
+    Found on gate side cameras outside the development set: the number's horizontal line is
+    confirmed, and the vertical column beside it reads its first letter as ``I`` at 0.4–0.77
+    with its check digit cut off (``IEMU5037028`` beside ``TEMU5037029``); every such box needed
+    an officer. A substitution the check digit cannot see (owner letters 11 apart, the 10 → 0
+    fold) stays a rival, however unsure."""
+    if not r.check_digit_inferred:
+        return False
+    conf = r.char_confidences
+    for v in verified:
+        if len(v.number) != len(r.number) or len(v.number) != 11:
+            continue
+        diff = [i for i in range(10) if r.number[i] != v.number[i]]
+        if not diff or any(i < len(conf) and conf[i] >= SHIPPED.container_sure for i in diff):
+            continue
+        mixed = "".join(r.number[i] if i in diff else v.number[i] for i in range(10))
+        try:
+            if check_digit(mixed) != int(v.number[10]):
+                return True
+        except ValueError:  # not a number at all (a read off the wire): it decides nothing
+            continue
+    return False
+
+
 def fuse_containers(reads: Iterable[ContainerRead]) -> list[ContainerIdentity]:
-    """One identity per physical box, most voted first; reads whose check digit failed do not vote."""
+    """One identity per physical box, most voted first; reads whose check digit failed do not
+    vote, nor do reads that differ from a confirmed number only where they are unsure
+    (:func:`_unfounded`)."""
     good = [r for r in reads if r.check_digit_ok]
     groups: list[list[ContainerRead]] = []
     for r in sorted(good, key=lambda r: -r.confidence):
@@ -178,6 +209,8 @@ def fuse_containers(reads: Iterable[ContainerRead]) -> list[ContainerIdentity]:
             groups.append([r])
     out: list[ContainerIdentity] = []
     for g in groups:
+        verified = [r for r in g if r.status == CONFIRMED and _support(r)]
+        g = [r for r in g if not _unfounded(r, verified)]
         t = _tally([(r.number, r.confidence, r.status == CONFIRMED, _support(r), r.doubt) for r in g])
         if t is None:
             continue

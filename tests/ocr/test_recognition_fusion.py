@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -157,6 +158,43 @@ def test_inferred_check_digits_need_another_read_to_agree() -> None:
     assert fuse_reads("container", one)[0]["status"] == L
     two = [*one, [_c("CSQU3054383", 0.9, L)], [_c("CSQU3054383", 0.9, L)]]
     assert fuse_reads("container", two)[0]["status"] == C
+
+
+def _column(number: str, first: float, conf: float = 0.4) -> ContainerRead:
+    """A vertical column's read of ``number`` with its check digit cut off (computed), its first
+    letter at ``first`` and every other character sure."""
+    return ContainerRead(
+        number,
+        True,
+        check_digit_inferred=True,
+        confidence=conf,
+        status=L,
+        doubt="inferred",
+        char_confidences=(first, *(0.99,) * 9),
+    )
+
+
+def test_a_column_unsure_where_it_differs_is_no_rival_of_a_confirmed_number() -> None:
+    """A gate side camera outside the development set: the number's line confirmed, the column
+    beside it reading its first letter I at 0.45 with the check digit cut off. The confirmed read's
+    own check digit rules the I out, so the column names no other number."""
+    line = ContainerRead("TEMU5037029", True, confidence=0.99, status=C, char_confidences=(0.99,) * 11)
+    unsure = [[line, _column("IEMU5037028", 0.45)]]
+    assert [(r["number"], r["status"]) for r in fuse_reads("container", unsure)] == [("TEMU5037029", C)]
+    sure = [[line, _column("IEMU5037028", 0.95)]]  # read surely: another number, an officer looks
+    assert [(r["number"], r["status"], r["doubt"]) for r in fuse_reads("container", sure)] == [
+        ("TEMU5037029", L, "rival")
+    ]
+    # B and L are 11 apart: BEAU2656931 and LEAU2656931 share their check digit, which cannot
+    # rule the L out however unsure it is
+    b = ContainerRead("BEAU2656931", True, confidence=0.99, status=C, char_confidences=(0.99,) * 11)
+    blind = [[b, _column("LEAU2656931", 0.45), _column("LEAU2656931", 0.45)]]
+    assert fuse_reads("container", blind)[0]["status"] == L
+    # two held reads of the line agree, which would confirm; no read confirmed on its own rules
+    # the column out, so it stays a rival
+    twice = [[replace(line, status=L, doubt="confidence")]] * 2
+    assert fuse_reads("container", twice)[0]["status"] == C
+    assert fuse_reads("container", [*twice, [_column("IEMU5037028", 0.45, conf=0.6)]])[0]["status"] == L
 
 
 def test_one_read_with_a_second_valid_reading_holds_its_number() -> None:
