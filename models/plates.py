@@ -99,6 +99,7 @@ class PlateReader:
 
     # -- public -----------------------------------------------------------------------------------
     def read(self, img: Image) -> list[PlateRead]:
+        self.timings.clear()
         h, w = img.shape[:2]
         if max(h, w) <= 400 and 1.2 <= w / h <= 6:
             got = self._read_tight(img)
@@ -122,7 +123,9 @@ class PlateReader:
             # in five of the reads it would have confirmed was wrong (docs/recognition.md).
             # Its reads replace the first look's if it found a plate it would have confirmed, or
             # the first look found none.
+            first, t0 = dict(self.timings), time.perf_counter()
             again = self._read_view(view, limit, (ox, oy), upscale=up)
+            self.timings = {**first, "upscaled_ms": (time.perf_counter() - t0) * 1000}
             if any(plate_vote.good(r) for r in again) or not reads:
                 reads = [
                     replace(r, status=LOW_CONFIDENCE, doubt="upscaled") if plate_vote.good(r) else r for r in again

@@ -52,6 +52,7 @@ def test_a_plate_too_small_for_the_detector_is_found_enlarged_and_held(reader: P
         mp.setattr(plates.PlateReader, "_read_view", spy)
         reads = reader.read(frame)
     assert looks == [1.0, plates.UPSCALE_MAX]  # 600 px: enlarged by the most allowed
+    assert {"det_ms", "rec_ms", "upscaled_ms"} <= set(reader.timings)  # the second look's cost apart
     assert [r.text for r in reads] == ["苏E7P2K8"]
     (r,) = reads
     assert r.status == LOW_CONFIDENCE
