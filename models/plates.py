@@ -15,8 +15,8 @@ Candidates come from three independent sources, so that one failing does not los
   matrices are joined (upper first, a blank frame between) and decoded as one plate. A
   colour region with a two-row aspect is split into its rows the same way.
 
-A frame much smaller than the detector's input (a D1 camera, a small photo) in which nothing
-was confirmed is looked at once more, enlarged: the detector misses plates a dozen pixels high at
+A frame much smaller than the detector's input (a D1 camera, a small photo) in which no plate
+was read well is looked at once more, enlarged: the detector misses plates a dozen pixels high at
 their own size. What only that look finds is held for an officer (``doubt="upscaled"``).
 
 Each candidate's matrix is decoded against every plate template (``ctc.best_path``); a
@@ -65,8 +65,8 @@ UPPER_ROW_GLYPH = 0.65
 #: height, about a third of a plate glyph's width.
 SLANT_MIN_DEG = 10.0
 #: A frame at least this much smaller than the detector's input (a D1 camera's 720 × 576, a small
-#: photo) in which nothing was confirmed is looked at once more, enlarged by up to
-#: ``UPSCALE_MAX``: the detector misses text only a dozen pixels high at its own size.
+#: photo) in which no plate was read well (``plate_vote.good``) is looked at once more, enlarged
+#: by up to ``UPSCALE_MAX``: the detector misses text only a dozen pixels high at its own size.
 UPSCALE_MIN = 1.25
 UPSCALE_MAX = 1.6
 
@@ -117,19 +117,18 @@ class PlateReader:
             limit = min(limit, max(640, 2 * max(view.shape[:2]) // 3))
         reads = self._read_view(view, limit, (ox, oy))
         up = min(UPSCALE_MAX, limit / max(view.shape[:2]))
-        if up >= UPSCALE_MIN and not any(plate_vote.good(r) for r in reads):
-            # What only the enlarged frame shows is never confirmed (``doubt="upscaled"``): such
-            # plates are small, and on the public photographs outside the development set one
-            # in five of the reads it would have confirmed was wrong (docs/recognition.md).
-            # Its reads replace the first look's if it found a plate it would have confirmed, or
-            # the first look found none.
+        if self.roi is None and up >= UPSCALE_MIN and not any(plate_vote.good(r) for r in reads):
+            # (a plate zone is a fixed camera's: its size is the site's choice, never enlarged)
+            # What only the enlarged frame shows is never confirmed, alone or by agreeing frames
+            # (``doubt="upscaled"``, every read of it): such plates are small, and on the public
+            # photographs outside the development set one in five of the reads it would have
+            # confirmed was wrong (docs/recognition.md). Its reads replace the first look's if
+            # it found a plate it would have confirmed, or the first look found none.
             first, t0 = dict(self.timings), time.perf_counter()
             again = self._read_view(view, limit, (ox, oy), upscale=up)
             self.timings = {**first, "upscaled_ms": (time.perf_counter() - t0) * 1000}
             if any(plate_vote.good(r) for r in again) or not reads:
-                reads = [
-                    replace(r, status=LOW_CONFIDENCE, doubt="upscaled") if plate_vote.good(r) else r for r in again
-                ]
+                reads = [replace(r, status=LOW_CONFIDENCE, doubt="upscaled") for r in again]
         return reads
 
     def _read_view(self, view: Image, limit: int, off: tuple[int, int], *, upscale: float = 1.0) -> list[PlateRead]:

@@ -1,4 +1,5 @@
-"""A small frame in which nothing was confirmed is looked at once more, enlarged
+"""A small frame in which no plate was read well (confirmed, or held only for its small
+province) is looked at once more, enlarged
 (``plates.UPSCALE_MIN``…``UPSCALE_MAX``), and what only that look finds is never confirmed
 (``doubt="upscaled"``).
 
@@ -69,7 +70,7 @@ HELD = PlateRead("苏E7P2K3", "cn", 0.6, (280, 200, 324, 212), (0.6,) * 7, LOW_C
         ((360, 600), [], True),  # nothing found: enlarged by 1.6
         ((480, 640), [], True),
         ((576, 720), [], True),  # a D1 camera: 960 / 720 = 1.33
-        ((360, 600), [HELD], True),  # nothing confirmed
+        ((360, 600), [HELD], True),  # nothing read well
         ((600, 800), [], False),  # 960 / 800 = 1.2: too little to gain
         ((1080, 1920), [], False),  # a lane camera's frame is scaled down, never up
         ((360, 600), [SURE], False),  # something confirmed: no second look
@@ -78,6 +79,16 @@ HELD = PlateRead("苏E7P2K3", "cn", 0.6, (280, 200, 324, 212), (0.6,) * 7, LOW_C
 def test_only_a_small_frame_without_a_confirmed_plate_is_looked_at_again(
     reader: PlateReader, shape: tuple[int, int], first: list[PlateRead], second_look: bool
 ) -> None:
+    _second_look(reader, shape, first, second_look)
+
+
+def test_a_plate_zone_is_never_enlarged() -> None:
+    """A fixed camera's plate zone (``roi``) is read at the size the site chose: a small zone of a
+    1080p frame gets no second look (most of a lane's frames have no plate)."""
+    _second_look(PlateReader(OcrEngine.shared(), roi=(700, 700, 1180, 900)), (1080, 1920), [], False)
+
+
+def _second_look(reader: PlateReader, shape: tuple[int, int], first: list[PlateRead], second_look: bool) -> None:
     calls: list[float] = []
 
     def fake(self: PlateReader, view: np.ndarray, limit: int, off: tuple[int, int], *, upscale: float = 1.0) -> list:
@@ -101,7 +112,9 @@ def test_only_a_small_frame_without_a_confirmed_plate_is_looked_at_again(
     [
         ([HELD], [replace(HELD, text="苏E7P2K9")], [HELD]),  # neither confirms: the first look stands
         ([HELD], [], [HELD]),
-        ([], [HELD], [HELD]),  # the first look found nothing: anything the second found
+        # the first look found nothing: anything the second found, held as upscaled (else two
+        # frames of one small camera agreeing would confirm a weak find)
+        ([], [HELD], [replace(HELD, doubt="upscaled")]),
     ],
 )
 def test_the_enlarged_look_replaces_the_first_only_with_a_plate_it_would_confirm(
