@@ -167,27 +167,33 @@ def _support(r: ContainerRead) -> bool:
 
 def _unfounded(r: ContainerRead, verified: Sequence[ContainerRead]) -> bool:
     """Whether ``r``, its check digit computed (``inferred``), differs from a number confirmed
-    with its own check digit read only where ``r`` is unsure (below the shipped policy's
-    ``container_sure``), and in characters that read check digit rules out: no evidence of
-    another number, so no rival.
+    with its own check digit read in one letter of the owner code (or the category), which ``r``
+    reads unsure and the confirmed read sure (the shipped policy's ``container_sure``), and
+    which the confirmed read's check digit rules out: no evidence of another number, so no rival.
 
     Found on gate side cameras outside the development set: the number's horizontal line is
     confirmed, and the vertical column beside it reads its first letter as ``I`` at 0.4–0.77
     with its check digit cut off (``IEMU5037028`` beside ``TEMU5037029``); every such box needed
-    an officer. A substitution the check digit cannot see (owner letters 11 apart, the 10 → 0
-    fold) stays a rival, however unsure."""
-    if not r.check_digit_inferred:
+    an officer. A serial digit is never dropped this way (a second box on the truck may differ
+    from the first in one digit of its serial), nor a letter 11 apart from the confirmed one (the
+    check digit cannot tell them apart), nor a read without a confidence for that letter, nor one
+    that another confirmed read repeats."""
+    if not r.check_digit_inferred or len(r.number) != 11 or any(v.number == r.number for v in verified):
         return False
     conf = r.char_confidences
     for v in verified:
-        if len(v.number) != len(r.number) or len(v.number) != 11:
+        if len(v.number) != 11:
             continue
         diff = [i for i in range(10) if r.number[i] != v.number[i]]
-        if not diff or any(i < len(conf) and conf[i] >= SHIPPED.container_sure for i in diff):
+        if len(diff) != 1 or diff[0] > 3:
             continue
-        mixed = "".join(r.number[i] if i in diff else v.number[i] for i in range(10))
+        (i,) = diff
+        sure = v.char_confidences
+        # no confidence for the letter, or NaN: not known to be unsure
+        if i >= len(conf) or i >= len(sure) or not conf[i] < SHIPPED.container_sure <= sure[i]:
+            continue
         try:
-            if check_digit(mixed) != int(v.number[10]):
+            if check_digit(r.number[:10]) != int(v.number[10]):
                 return True
         except ValueError:  # not a number at all (a read off the wire): it decides nothing
             continue
@@ -196,8 +202,8 @@ def _unfounded(r: ContainerRead, verified: Sequence[ContainerRead]) -> bool:
 
 def fuse_containers(reads: Iterable[ContainerRead]) -> list[ContainerIdentity]:
     """One identity per physical box, most voted first; reads whose check digit failed do not
-    vote, nor do reads that differ from a confirmed number only where they are unsure
-    (:func:`_unfounded`)."""
+    vote, nor do reads whose computed check digit rests on one unsure owner letter a confirmed
+    number rules out (:func:`_unfounded`)."""
     good = [r for r in reads if r.check_digit_ok]
     groups: list[list[ContainerRead]] = []
     for r in sorted(good, key=lambda r: -r.confidence):

@@ -190,6 +190,21 @@ def test_a_column_unsure_where_it_differs_is_no_rival_of_a_confirmed_number() ->
     b = ContainerRead("BEAU2656931", True, confidence=0.99, status=C, char_confidences=(0.99,) * 11)
     blind = [[b, _column("LEAU2656931", 0.45), _column("LEAU2656931", 0.45)]]
     assert fuse_reads("container", blind)[0]["status"] == L
+    # what the rule never drops (found by review): a serial digit (a second box on the truck
+    # may differ from the first in its last digit), a letter without a confidence or a NaN one,
+    # a letter the confirmed read itself is unsure of
+    second_box = [[line, _column("TEMU5037034", 0.99)]]
+    second_box[0][1] = replace(second_box[0][1], char_confidences=(*(0.99,) * 9, 0.45))
+    assert [(r["number"], r["status"]) for r in fuse_reads("container", second_box)] == [("TEMU5037029", L)]
+    for conf in ((), (float("nan"),) * 10):
+        bare = [[line, replace(_column("IEMU5037028", 0.45), char_confidences=conf)]]
+        assert fuse_reads("container", bare)[0]["status"] == L
+    unsure_line = replace(line, char_confidences=(0.6, *(0.99,) * 10))
+    assert fuse_reads("container", [[unsure_line, _column("IEMU5037028", 0.45)]])[0]["status"] == L
+    # a column another confirmed read repeats stays: its number has a read check digit behind it
+    other = ContainerRead("IEMU5037028", True, confidence=0.99, status=C, char_confidences=(0.99,) * 11)
+    both = fuse_reads("container", [[line], [other], [_column("IEMU5037028", 0.45)]])
+    assert (both[0]["number"], both[0]["status"]) == ("IEMU5037028", L)
     # two held reads of the line agree, which would confirm; no read confirmed on its own rules
     # the column out, so it stays a rival
     twice = [[replace(line, status=L, doubt="confidence")]] * 2
