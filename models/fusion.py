@@ -36,14 +36,17 @@ Pure Python: importable from the lane without numpy, cv2 or onnxruntime.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .calibration import SHIPPED, second_reading
 from .grammar import CONFIRMED, LOW_CONFIDENCE, PlateRead
 from .iso6346 import ContainerRead, check_digit
 
-__all__ = ["ContainerIdentity", "PlateIdentity", "fuse", "fuse_containers", "fuse_plates"]
+__all__ = ["ContainerIdentity", "PlateIdentity", "first_fit", "fuse", "fuse_containers", "fuse_plates"]
+
+T = TypeVar("T")
 
 #: A plate read's doubts that hold its plate however many frames agree: a second reading has
 #: weight (``slip``), the two views of a slanted plate disagreed (``slant``), or the plate was
@@ -155,6 +158,20 @@ def fuse(reads: Iterable[PlateRead]) -> PlateIdentity | None:
     return ids[0]
 
 
+def first_fit(items: Iterable[T], same: Callable[[T, T], bool]) -> list[list[T]]:
+    """``items`` in groups, in their order: each joins the first group holding an item it is
+    ``same`` as (the reads of one plate or one box), or starts a group of its own."""
+    groups: list[list[T]] = []
+    for it in items:
+        for g in groups:
+            if any(same(it, o) for o in g):
+                g.append(it)
+                break
+        else:
+            groups.append([it])
+    return groups
+
+
 def _near(a: str, b: str) -> bool:
     return len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) <= 3
 
@@ -204,15 +221,8 @@ def fuse_containers(reads: Iterable[ContainerRead]) -> list[ContainerIdentity]:
     """One identity per physical box, most voted first; reads whose check digit failed do not
     vote, nor do reads whose computed check digit rests on one unsure owner letter a confirmed
     number rules out (:func:`_unfounded`)."""
-    good = [r for r in reads if r.check_digit_ok]
-    groups: list[list[ContainerRead]] = []
-    for r in sorted(good, key=lambda r: -r.confidence):
-        for g in groups:
-            if any(_near(r.number, o.number) for o in g):
-                g.append(r)
-                break
-        else:
-            groups.append([r])
+    good = sorted((r for r in reads if r.check_digit_ok), key=lambda r: -r.confidence)
+    groups = first_fit(good, lambda r, o: _near(r.number, o.number))
     out: list[ContainerIdentity] = []
     for g in groups:
         verified = [r for r in g if r.status == CONFIRMED and _support(r)]

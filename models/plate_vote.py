@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from . import calibration
 from .calibration import Policy
+from .fusion import RIVAL_SHARE, first_fit
 from .grammar import CONFIRMED, LOW_CONFIDENCE, PlateRead
 from .imaging import BBox, overlaps
 
@@ -98,16 +99,9 @@ def vote(reads: list[PlateRead]) -> list[PlateRead]:
         )
     ]
     reads.sort(key=lambda r: (r.status != CONFIRMED, not good(r), -len(r.text), -r.confidence))
-    clusters: list[list[PlateRead]] = []
-    for r in reads:
-        for cl in clusters:
-            if any(
-                k.text == r.text or (k.box is not None and r.box is not None and overlaps(r.box, k.box)) for k in cl
-            ):
-                cl.append(r)
-                break
-        else:
-            clusters.append([r])
+    clusters = first_fit(
+        reads, lambda r, k: k.text == r.text or (k.box is not None and r.box is not None and overlaps(r.box, k.box))
+    )
     kept: list[PlateRead] = []
     for cl in clusters:
         score: dict[str, float] = {}
@@ -119,7 +113,7 @@ def vote(reads: list[PlateRead]) -> list[PlateRead]:
         rivals = [
             r
             for r in cl
-            if r.text != win.text and len(r.text) == len(win.text) and score[r.text] >= 0.25 * score[win.text]
+            if r.text != win.text and len(r.text) == len(win.text) and score[r.text] >= RIVAL_SHARE * score[win.text]
         ]
         if rivals and good(win):
             win = replace(win, status=LOW_CONFIDENCE, doubt="rival")

@@ -81,10 +81,10 @@ _DOUBT = Field(
     description=(
         "why the lane's recogniser did not confirm this read (null when it did, or when the read"
         " is not the recogniser's): rival (another reading has weight), slip (another valid"
-        " number or plate has weight), province (a small province Hanzi), framing (another framing read"
-        " another province), slant (a slanted plate's two views did not read the same), upscaled (found only in"
-        " a small frame enlarged), inferred (check digit"
-        " computed, not read), fold (check digit 0), confidence (weak characters), ..."
+        " number or plate has weight), province (a small province Hanzi), framing (another framing"
+        " read another province), slant (a slanted plate's two views did not read the same),"
+        " upscaled (found only in a small frame enlarged), inferred (check digit computed, not"
+        " read), fold (check digit 0), confidence (weak characters), ..."
     ),
 )
 
