@@ -80,6 +80,7 @@ STRUCTURAL = frozenset(
         "slip",
         "slant",
         "upscaled",
+        "fragment",
     }
 )
 

@@ -27,9 +27,9 @@ with an inferred check digit or a correction needs another read to agree before 
 support. One read of a number with a weighty slip (``calibration.second_reading``: a mark
 beside a faint letter, another valid number the recogniser gives weight) holds that number,
 however many other reads confirm it: the mark is on the box, and how much the faint letter
-weighs changes from frame to frame. A plate read held for a ``slip``, a ``slant`` or an
-``upscaled`` find (``SECOND_READING``) holds its plate the same way: the frames of one camera
-share its resolution and its angle, and repeat its misreading.
+weighs changes from frame to frame. A plate read held for a ``slip``, a ``slant``, an
+``upscaled`` find or a ``fragment`` (``SECOND_READING``) holds its plate the same way: the
+frames of one camera share its resolution and its angle, and repeat its misreading.
 
 Pure Python: importable from the lane without numpy, cv2 or onnxruntime.
 """
@@ -49,9 +49,10 @@ __all__ = ["ContainerIdentity", "PlateIdentity", "first_fit", "fuse", "fuse_cont
 T = TypeVar("T")
 
 #: A plate read's doubts that hold its plate however many frames agree: a second reading has
-#: weight (``slip``), the two views of a slanted plate disagreed (``slant``), or the plate was
-#: found only in a small frame enlarged (``upscaled``).
-SECOND_READING = ("slip", "slant", "upscaled")
+#: weight (``slip``), the two views of a slanted plate disagreed (``slant``), the plate was
+#: found only in a small frame enlarged (``upscaled``), or a mark is part of a longer line
+#: (``fragment``).
+SECOND_READING = ("slip", "slant", "upscaled", "fragment")
 #: A rival with at least this share of the winner's votes makes the winner doubtful.
 RIVAL_SHARE = 0.25
 

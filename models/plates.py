@@ -37,7 +37,7 @@ import numpy as np
 
 from . import calibration, ctc, grammar, plate_look, plate_province, plate_vote
 from .calibration import SHIPPED, Policy
-from .grammar import LETTERS, LOW_CONFIDENCE, PlateRead
+from .grammar import CONFIRMED, LETTERS, LOW_CONFIDENCE, PlateRead
 from .imaging import (
     BBox,
     Image,
@@ -69,6 +69,9 @@ SLANT_MIN_DEG = 10.0
 #: by up to ``UPSCALE_MAX``: the detector misses text only a dozen pixels high at its own size.
 UPSCALE_MIN = 1.25
 UPSCALE_MAX = 1.6
+#: A confirmed Hong Kong or Macau mark is read again in framings this many box heights wider on
+#: each side (``_check_marks``).
+MARK_WIDEN = (0.6, 1.0)
 
 
 @dataclass(slots=True)
@@ -187,6 +190,7 @@ class PlateReader:
             deslanted = self._decode_candidates(slanted, mats, heights, (ox, oy), looks)
             reads = plate_vote.two_views(reads, deslanted, at, self.policy)
         reads = self._check_framings(view, reads, (ox, oy))
+        reads = self._check_marks(view, reads, (ox, oy))
         reads = plate_province.check_provinces(self.engine.rec, view, reads, (ox, oy), self.policy)
         self.timings["rec_ms"] = (time.perf_counter() - t0) * 1000
         return plate_vote.vote(reads)
@@ -417,6 +421,39 @@ class PlateReader:
             for r in out
         ]
 
+    def _check_marks(self, view: Image, reads: list[PlateRead], off: tuple[int, int]) -> list[PlateRead]:
+        """Hold a confirmed Hong Kong or Macau mark that a wider framing shows to be part of a
+        longer line (``doubt="fragment"``).
+
+        Their grammars take any one or two letters and up to four digits, so a piece of other
+        text decodes as a mark: a truck's enlarged number painted on its rear (GB 7258) is the
+        plate's own text in glyphs spaced so widely that the detector may box only part of it
+        (p0062 at half size: ``EK59`` of ``粤BEK599``, confirmed at 0.98); the lower row of a
+        mainland trailer's two-row plate, ``H575挂``, decodes as ``H575`` (p0082 at ×0.9). A
+        plate is a whole object: framed wider (``MARK_WIDEN``), a mark reads the same or less
+        (border, the other row of a two-row plate); a fragment reads more letters, digits or
+        Hanzi around it. The framings' plain best path is compared, not a grammar read:
+        ``BEK599`` is no mark.
+        """
+        todo = [i for i, r in enumerate(reads) if r.status == CONFIRMED and r.box is not None and r.text[0].isascii()]
+        crops: list[Image] = []
+        for i in todo:
+            box = reads[i].box
+            assert box is not None
+            x1, y1, x2, y2 = box[0] - off[0], box[1] - off[1], box[2] - off[0], box[3] - off[1]
+            crops += [crop_box(view, (x1, y1, x2, y2), mx=k * (y2 - y1) / max(1, x2 - x1), my=0.15) for k in MARK_WIDEN]
+        if not crops:
+            return reads
+        mats = self.engine.rec(crops)
+        out = list(reads)
+        n = len(MARK_WIDEN)
+        for k, i in enumerate(todo):
+            mark = _glyphs(reads[i].text)
+            wider = [_glyphs(ctc.greedy(m, self.engine.rec.classes)[0]) for m in mats[k * n : (k + 1) * n]]
+            if any(mark in t and len(t) > len(mark) for t in wider):
+                out[i] = replace(reads[i], status=LOW_CONFIDENCE, doubt="fragment")
+        return out
+
     # -- tight crops ---------------------------------------------------------------------------
     def _read_tight(self, img: Image) -> list[PlateRead]:
         h, w = img.shape[:2]
@@ -446,6 +483,11 @@ def _province_px(d: ctc.Decoded, frame_px: float | None) -> float | None:
     centres = [(a + b) / 2 for a, b in d.spans[2:]]
     steps = sorted(b - a for a, b in itertools.pairwise(centres))
     return GLYPH_PER_PITCH * steps[len(steps) // 2] * frame_px
+
+
+def _glyphs(text: str) -> str:
+    """A read's letters, digits and Hanzi, without its separators."""
+    return "".join(c for c in text.upper() if c.isalnum())
 
 
 def _mainland_lower_row(text: str) -> bool:

@@ -83,8 +83,9 @@ _DOUBT = Field(
         " is not the recogniser's): rival (another reading has weight), slip (another valid"
         " number or plate has weight), province (a small province Hanzi), framing (another framing"
         " read another province), slant (a slanted plate's two views did not read the same),"
-        " upscaled (found only in a small frame enlarged), inferred (check digit computed, not"
-        " read), fold (check digit 0), confidence (weak characters), ..."
+        " upscaled (found only in a small frame enlarged), fragment (a mark that is part of a"
+        " longer line), inferred (check digit computed, not read), fold (check digit 0),"
+        " confidence (weak characters), ..."
     ),
 )
 
