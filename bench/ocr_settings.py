@@ -12,6 +12,12 @@ a spinning variant's threads still busy-waiting after their call), wall time per
 images whose reads differ from the first variant's (text, status, doubt, box), plus the
 held-out figures of ``portlane ocr eval --by-vehicle`` (5 folds) computed from each variant's
 reads. A variant is worth keeping only if it reads every image as the first one does.
+
+``int8det`` runs the detector as a static int8 (QDQ) model derived from the shipped one with
+``onnxruntime.quantization.quantize_static`` (weights int8 per channel, activations uint8, MinMax
+ranges), calibrated on 40 rendered lane frames (``render_vehicle_scene``: no development or
+outside image); it is built once into the temporary directory (needs the ``onnx`` package, the
+dev extra). Its reads differ: docs/recognition.md, "A static int8 detector".
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ import argparse
 import json
 import math
 import os
+import random
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import onnxruntime as ort
 from portlane.edge.lane.identification import lane_verdict
 from portlane.models import manifest
@@ -47,6 +56,7 @@ class Variant:
     opt: str = "all"  # graph optimisation level: all / extended / basic
     batch: int = 8  # crops per recogniser run
     width_ratio: float = REC_BATCH_WIDTH_RATIO  # widest / narrowest crop of one run (inf: any)
+    det_int8: bool = False  # the detector quantised (static int8, QDQ; module docstring)
 
 
 VARIANTS = {
@@ -60,6 +70,7 @@ VARIANTS = {
     "basic": Variant(opt="basic"),
     "batch32": Variant(batch=32),  # same-width crops, more of them per run
     "one_run": Variant(batch=64, width_ratio=math.inf),  # every crop of a call in one run, padded
+    "int8det": Variant(det_int8=True),
 }
 
 _OPT = {
@@ -75,7 +86,69 @@ def _session(kind: str, threads: int, v: Variant) -> ort.InferenceSession:
     if v.parallel:
         so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
         so.inter_op_num_threads = 2
-    return ort.InferenceSession(str(manifest.resolve(kind)), so, providers=["CPUExecutionProvider"])
+    path = int8_detector() if kind == "det" and v.det_int8 else manifest.resolve(kind)
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _det_input(img: Any, limit: int, max_area: int | None = None) -> Any:
+    """``img`` as ``Detector`` feeds it to the network (scaled, multiples of 32, x/255*2-1)."""
+    h, w = img.shape[:2]
+    r = min(1.0, limit / max(h, w), math.sqrt(max_area / (h * w)) if max_area else 1.0)
+    rh, rw = max(32, round(h * r / 32) * 32), max(32, round(w * r / 32) * 32)
+    x = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA)
+    return (x.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)[None]
+
+
+def int8_detector(n_frames: int = 40) -> Path:
+    """The shipped detector quantised to static int8 (module docstring), built once."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from portlane.models.grammar import CN_PROVINCES
+    from portlane.models.iso6346 import check_digit
+    from portlane.sim_devices.render import render_vehicle_scene
+
+    src = manifest.resolve("det")
+    out = Path(tempfile.gettempdir()) / f"portlane-det-int8-{n_frames}-{src.stat().st_size}.onnx"
+    if out.exists():
+        return out
+    rng = random.Random(1)
+    letters, digits = "ABCDEFGHJKLMNPQRSTUVWXYZ", "0123456789"
+    frames = []
+    for i in range(n_frames):
+        plate = rng.choice(CN_PROVINCES) + rng.choice(letters) + "".join(rng.choice(letters + digits) for _ in range(5))
+        owner = "".join(rng.choice(letters) for _ in range(3)) + "U" + "".join(rng.choice(digits) for _ in range(6))
+        boxes = [owner + str(check_digit(owner) % 10)] if i % 3 else []
+        img = render_vehicle_scene([plate], boxes, seed=1000 + i, size=(1920, 1080) if i % 2 else (1280, 720))
+        # the plates' input (960) and the containers' (1280 at most, 16:9 area)
+        frames.append({"x": _det_input(img, 960) if i % 4 else _det_input(img, 1280, 1280 * 1280 * 9 // 16)})
+
+    class Frames(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.it = iter(frames)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre),
+            str(out),
+            Frames(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    return out
 
 
 def engine(v: Variant) -> OcrEngine:
