@@ -60,9 +60,10 @@ def _cut_reads(rec: Recogniser, crop: Image, text: str) -> dict[str, tuple[str, 
     return out
 
 
-def _copy(img: Image, spec: str) -> Image:
-    """A degraded copy: ``SCALE[qQUALITY][bSIGMA]`` — Gaussian blur σ, downscaled (INTER_AREA),
-    re-encoded as JPEG (q70 unless given); ``1`` alone is the image as it is."""
+def copy_of(img: Image, spec: str) -> Image:
+    """A degraded copy: ``SCALE[qQUALITY][bSIGMA]`` — Gaussian blur σ, rescaled (INTER_AREA
+    down, INTER_CUBIC up), re-encoded as JPEG (q70 unless given); ``1`` alone is the image as it
+    is."""
     m = re.fullmatch(r"([\d.]+)(?:q(\d+))?(?:b([\d.]+))?", spec)
     if m is None:
         raise SystemExit(f"bad copy {spec!r}: SCALE[qQUALITY][bSIGMA]")
@@ -72,7 +73,8 @@ def _copy(img: Image, spec: str) -> Image:
     if sigma:
         img = np.asarray(cv2.GaussianBlur(img, (0, 0), sigma), np.uint8)
     if scale != 1:
-        img = np.asarray(cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), np.uint8)
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        img = np.asarray(cv2.resize(img, None, fx=scale, fy=scale, interpolation=interpolation), np.uint8)
     _ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return np.asarray(cv2.imdecode(buf, cv2.IMREAD_COLOR), np.uint8)
 
@@ -121,7 +123,7 @@ def main() -> int:
         labels = labels_of(row)
         original = cv2.imread(str(d / row["file"]))
         for s in args.scales.split(","):
-            img = _copy(original, s)
+            img = copy_of(original, s)
             for r in reader.read(img):
                 text = grammar.normalise(r.text)
                 truth = next((lb[0] for lb in labels if lb[1:] == text[1:]), None)
