@@ -36,12 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 import onnxruntime as ort
 from portlane.edge.lane.identification import lane_verdict
 from portlane.models import manifest
 from portlane.models.evaluation import by_vehicle, held_out, load_labels, predictions, raw_read, read_of, score
-from portlane.models.onnx_ocr import REC_BATCH_WIDTH_RATIO, OcrEngine, session_options
+from portlane.models.onnx_ocr import REC_BATCH_WIDTH_RATIO, OcrEngine, detector_input, session_options
 from portlane.models.pipeline import ContainerReader, PlateReader
 
 
@@ -90,15 +89,6 @@ def _session(kind: str, threads: int, v: Variant) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def _det_input(img: Any, limit: int, max_area: int | None = None) -> Any:
-    """``img`` as ``Detector`` feeds it to the network (scaled, multiples of 32, x/255*2-1)."""
-    h, w = img.shape[:2]
-    r = min(1.0, limit / max(h, w), math.sqrt(max_area / (h * w)) if max_area else 1.0)
-    rh, rw = max(32, round(h * r / 32) * 32), max(32, round(w * r / 32) * 32)
-    x = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA)
-    return (x.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)[None]
-
-
 def int8_detector(n_frames: int = 40) -> Path:
     """The shipped detector quantised to static int8 (module docstring), built once."""
     from onnxruntime.quantization import (
@@ -126,7 +116,8 @@ def int8_detector(n_frames: int = 40) -> Path:
         boxes = [owner + str(check_digit(owner) % 10)] if i % 3 else []
         img = render_vehicle_scene([plate], boxes, seed=1000 + i, size=(1920, 1080) if i % 2 else (1280, 720))
         # the plates' input (960) and the containers' (1280 at most, 16:9 area)
-        frames.append({"x": _det_input(img, 960) if i % 4 else _det_input(img, 1280, 1280 * 1280 * 9 // 16)})
+        x = detector_input(img, limit=960) if i % 4 else detector_input(img, limit=1280, max_area=1280 * 1280 * 9 // 16)
+        frames.append({"x": x})
 
     class Frames(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:

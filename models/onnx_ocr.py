@@ -31,7 +31,7 @@ import pyclipper
 
 from . import manifest as _manifest
 
-__all__ = ["Detector", "OcrEngine", "Recogniser", "TextBox", "session_options"]
+__all__ = ["Detector", "OcrEngine", "Recogniser", "TextBox", "detector_input", "session_options"]
 
 REC_HEIGHT = 48
 #: Columns of input per output frame of the recogniser (its total horizontal stride).
@@ -128,10 +128,8 @@ class Detector:
         An input wider than ``tile`` (default: the detector's) is run in overlapping strips."""
         tile = tile if tile is not None else self.tile
         h, w = img.shape[:2]
-        ratio = min(upscale, limit / max(h, w), math.sqrt(max_area / (h * w)) if max_area else upscale)
-        rh, rw = max(32, round(h * ratio / 32) * 32), max(32, round(w * ratio / 32) * 32)
-        x = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
-        x = (x.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)[None]
+        x = detector_input(img, limit=limit, max_area=max_area, upscale=upscale)
+        rh, rw = x.shape[2:]
         prob = self._run_tiled(x, tile) if tile and rw > tile else self.session.run(None, {self.input_name: x})[0][0, 0]
         return self._boxes(prob, w / rw, h / rh, w, h)
 
@@ -184,6 +182,19 @@ class Detector:
                 continue
             out.append(TextBox(quad, float(score)))
         return out
+
+
+def detector_input(
+    img: np.ndarray, *, limit: int = 960, max_area: int | None = None, upscale: float = 1.0
+) -> np.ndarray:
+    """``img`` (BGR) as the detector's network takes it (:meth:`Detector.__call__`): scaled to
+    sides that are multiples of 32, NCHW float32 in [-1, 1]."""
+    h, w = img.shape[:2]
+    ratio = min(upscale, limit / max(h, w), math.sqrt(max_area / (h * w)) if max_area else upscale)
+    rh, rw = max(32, round(h * ratio / 32) * 32), max(32, round(w * ratio / 32) * 32)
+    x = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
+    out: np.ndarray = (x.astype(np.float32) * (2 / 255.0) - 1.0).transpose(2, 0, 1)[None]
+    return out
 
 
 def _mean_in_poly(prob: np.ndarray, pts: np.ndarray) -> float:
